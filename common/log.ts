@@ -1,0 +1,35 @@
+import { type Logger, type LoggerOptions, pino } from 'pino';
+import { z } from 'zod';
+import { redact } from './redact.js';
+
+export type { Logger } from 'pino';
+
+export const logConfigSchema = z
+  .strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .prefault({});
+export type LogConfig = z.infer<typeof logConfigSchema>;
+
+/**
+ * The process logger: JSON lines on stdout (pino), the format every log shipper reads. Objects logged under
+ * `config`, `target` or `err` pass through the same secret-redaction as printed configuration.
+ */
+export function createLogger(
+  name: string,
+  cfg: Partial<LogConfig> = {},
+  destination?: pino.DestinationStream,
+): Logger {
+  const opts: LoggerOptions = {
+    name,
+    level: cfg.level ?? 'info',
+    serializers: { config: redact, target: redact, err: pino.stdSerializers.err },
+    base: { pid: process.pid },
+  };
+  return destination ? pino(opts, destination) : pino(opts);
+}
+
+/** A logger that discards everything, for library use without a process logger. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

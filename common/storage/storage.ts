@@ -1,0 +1,539 @@
+import { InfluxDB, setLogger, type WriteApi, type WriteOptions } from '@influxdata/influxdb-client';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { CodedError } from '../../contracts/errors.js';
+import type { AnyPoint } from '../../contracts/influx.js';
+import { quoteIdent } from './influxql.js';
+import { toLine } from './line-protocol.js';
+import { StorageTransport } from './transport.js';
+import { classifyWriteError, offendingLines, type WriteAction } from './write-errors.js';
+
+/**
+ * The storage layer: the only code that talks to InfluxDB. The collector writes through it, the API and
+ * alerting query through it.
+ *
+ * - **Writes** go through `@influxdata/influxdb-client`'s WriteApi (batching, retries with exponential back-off
+ *   and jitter, gzip). On InfluxDB 2.x, 3.x and 1.8+ it posts natively to `/api/v2/write`; on 1.x older than
+ *   1.8 the same WriteApi posts to `/write` through `StorageTransport`. Which one is decided from `/ping`'s
+ *   `X-Influxdb-Version` header, or forced with `writeApi`.
+ * - **Queries** are InfluxQL over `/query`, which 1.x speaks natively and 2.x/3.x through their v1
+ *   compatibility API (on 2.x every bucket has a virtual DBRP mapping, so the bucket name is the database).
+ * - **Failures** are classified (see write-errors.ts): 429/5xx/network are retried, honouring Retry-After;
+ *   413 splits the batch; other 4xx drop and count with the offending line logged; 401/403/404 are fatal.
+ */
+export const influxConfigSchema = z
+  .strictObject({
+    url: z.url().default('http://127.0.0.1:8086'),
+    /** 1.x database; on 2.x/3.x the bucket. */
+    database: z.string().min(1).max(255).default('cfm'),
+    /** 1.x retention policy; empty = the database's default. */
+    retentionPolicy: z.string().max(255).default(''),
+    /** 2.x organisation (name or id); ignored by 1.x and 3.x. */
+    org: z.string().default(''),
+    /** 2.x/3.x API token; on 1.8+ also `username:password`. */
+    token: z.string().optional(),
+    /** 1.x user (Basic auth). */
+    username: z.string().optional(),
+    password: z.string().optional(),
+    /** `auto` decides from /ping; `v1` forces `/write`, `v2` forces `/api/v2/write`. */
+    writeApi: z.enum(['auto', 'v1', 'v2']).default('auto'),
+    /** On 1.x, create the database when it is missing (needs an admin user when auth is on). */
+    createDatabase: z.boolean().default(true),
+    timeoutMs: z.number().int().min(100).default(10_000),
+    /** Lines per write request. 5,000 is InfluxData's recommended batch size. */
+    batchSize: z.number().int().min(1).max(100_000).default(5_000),
+    flushIntervalMs: z.number().int().min(10).default(1_000),
+    /** Lines held for retry while InfluxDB is down; past it the oldest are dropped and counted. */
+    maxBufferLines: z.number().int().min(1_000).default(1_000_000),
+    /** How long a batch is retried before it is dropped and counted as expired. */
+    maxRetryTimeMs: z.number().int().min(1_000).default(3_600_000),
+    minRetryDelayMs: z.number().int().min(10).default(1_000),
+    maxRetryDelayMs: z.number().int().min(100).default(60_000),
+    retryJitterMs: z.number().int().min(0).default(500),
+    /** Request bodies larger than this many bytes are gzipped. */
+    gzipThreshold: z.number().int().min(0).default(1_000),
+    /** On stop, how long to keep trying to write what is buffered before counting it lost. */
+    shutdownTimeoutMs: z.number().int().min(0).default(30_000),
+  })
+  .refine((c) => (c.username === undefined) === (c.password === undefined), {
+    message: 'username and password go together',
+    path: ['password'],
+  })
+  .prefault({});
+export type InfluxConfig = z.infer<typeof influxConfigSchema>;
+
+export interface ServerInfo {
+  /** As reported by /ping, e.g. `1.6.7~rc0`, `v2.7.11`, `3.1.0`. */
+  version: string;
+  major: number;
+  minor: number;
+  /** Which write endpoint is used. */
+  writeApi: 'v1' | 'v2';
+}
+
+export type DropReason =
+  | Extract<WriteAction, { kind: 'drop' }>['reason']
+  | 'fatal'
+  | 'overflow'
+  | 'shutdown'
+  | 'invalid_point';
+
+export interface StorageStats {
+  /** Lines handed to write(). */
+  acceptedLines: number;
+  /** Lines InfluxDB acknowledged. */
+  writtenLines: number;
+  /** Lines whose write failed and was scheduled again (a line retried twice counts twice). */
+  retriedLines: number;
+  droppedLines: Record<DropReason, number>;
+  /** Accepted but neither written nor dropped: in the write buffer, in flight or waiting for a retry. */
+  pendingLines: number;
+  batchesWritten: number;
+  splitBatches: number;
+  /** Every HTTP write request: count, total and max duration. */
+  writeRequests: { count: number; totalMs: number; maxMs: number; lastStatus?: number | undefined };
+}
+
+export interface Series {
+  name: string;
+  tags: Record<string, string>;
+  columns: string[];
+  values: unknown[][];
+}
+
+const queryResponseSchema = z.object({
+  results: z
+    .array(
+      z.object({
+        statement_id: z.number().optional(),
+        error: z.string().optional(),
+        series: z
+          .array(
+            z.object({
+              name: z.string().default(''),
+              tags: z.record(z.string(), z.string()).optional(),
+              columns: z.array(z.string()),
+              values: z.array(z.array(z.unknown())).default([]),
+            }),
+          )
+          .optional(),
+      }),
+    )
+    .optional(),
+  error: z.string().optional(),
+});
+
+export class StorageError extends CodedError {}
+
+export function parseVersion(v: string): { major: number; minor: number } {
+  const m = /^v?(\d+)\.(\d+)/.exec(v.trim());
+  return m ? { major: Number(m[1]), minor: Number(m[2]) } : { major: 0, minor: 0 };
+}
+
+export interface StorageDeps {
+  log: Logger;
+  /** Called once when InfluxDB refuses the credentials or the database is gone: the owner should stop. */
+  onFatal?: (err: StorageError) => void;
+}
+
+export class Storage {
+  private influx: InfluxDB | undefined;
+  private writeApi: WriteApi | undefined;
+  /** WriteApis that carry the halves of a split batch until they are written. */
+  private readonly splitApis = new Set<{ api: WriteApi; pending: number }>();
+  private info: ServerInfo | undefined;
+  private fatal: StorageError | undefined;
+  private readonly stats_: StorageStats = {
+    acceptedLines: 0,
+    writtenLines: 0,
+    retriedLines: 0,
+    droppedLines: {
+      rejected: 0,
+      too_large: 0,
+      expired: 0,
+      fatal: 0,
+      overflow: 0,
+      shutdown: 0,
+      invalid_point: 0,
+    },
+    pendingLines: 0,
+    batchesWritten: 0,
+    splitBatches: 0,
+    writeRequests: { count: 0, totalMs: 0, maxMs: 0 },
+  };
+
+  constructor(
+    readonly config: InfluxConfig,
+    private readonly deps: StorageDeps,
+  ) {}
+
+  get server(): ServerInfo | undefined {
+    return this.info;
+  }
+
+  stats(): StorageStats {
+    const s = this.stats_;
+    const dropped = Object.values(s.droppedLines).reduce((a, b) => a + b, 0);
+    return structuredClone({ ...s, pendingLines: s.acceptedLines - s.writtenLines - dropped });
+  }
+
+  /** Pings, picks the write API, checks (on 1.x creates) the database. Fails with a message saying what to fix. */
+  async start(): Promise<ServerInfo> {
+    const c = this.config;
+    const version = await this.ping();
+    const { major, minor } = parseVersion(version);
+    const legacy = c.writeApi === 'v1' || (c.writeApi === 'auto' && major === 1 && minor < 8);
+    this.info = { version, major, minor, writeApi: legacy ? 'v1' : 'v2' };
+    await this.ensureDatabase();
+
+    const log = this.deps.log;
+    setLogger({
+      error: (message, err) => log.debug({ err }, `influxdb-client: ${message}`),
+      warn: (message, err) => log.debug({ err }, `influxdb-client: ${message}`),
+    });
+    // On 1.8+ /api/v2/write takes `username:password` as the token.
+    const token =
+      c.token ?? (!legacy && c.username !== undefined ? `${c.username}:${c.password}` : undefined);
+    const base = new InfluxDB({ url: c.url, timeout: c.timeoutMs, ...(legacy || !token ? {} : { token }) });
+    const transport = new StorageTransport(
+      base.transport,
+      legacy ? { username: c.username, password: c.password } : undefined,
+      ({ path, status, durationMs }) => {
+        if (!path.startsWith('/write') && !path.startsWith('/api/v2/write')) return;
+        const r = this.stats_.writeRequests;
+        r.count++;
+        r.totalMs += durationMs;
+        r.maxMs = Math.max(r.maxMs, durationMs);
+        r.lastStatus = status;
+      },
+    );
+    this.influx = new InfluxDB({ url: c.url, timeout: c.timeoutMs, transport });
+    this.writeApi = this.newWriteApi(c.batchSize);
+    log.info({ server: this.info, database: c.database }, 'storage ready');
+    return this.info;
+  }
+
+  private bucket(): string {
+    const { database, retentionPolicy } = this.config;
+    return retentionPolicy ? `${database}/${retentionPolicy}` : database;
+  }
+
+  private newWriteApi(batchSize: number, split?: { pending: number }): WriteApi {
+    const c = this.config;
+    const options: Partial<WriteOptions> = {
+      batchSize,
+      flushInterval: c.flushIntervalMs,
+      maxBufferLines: c.maxBufferLines,
+      maxRetries: Number.MAX_SAFE_INTEGER, // bounded by maxRetryTime instead of a count
+      maxRetryTime: c.maxRetryTimeMs,
+      minRetryDelay: c.minRetryDelayMs,
+      maxRetryDelay: c.maxRetryDelayMs,
+      retryJitter: c.retryJitterMs,
+      exponentialBase: 2,
+      gzipThreshold: c.gzipThreshold,
+      writeSuccess: (lines) => {
+        this.stats_.writtenLines += lines.length;
+        this.stats_.batchesWritten++;
+        if (split) split.pending -= lines.length;
+      },
+      writeRetrySkipped: (entry) => {
+        this.countDrop('overflow', entry.lines.length, split);
+        this.deps.log.error(
+          { dropped: entry.lines.length, maxBufferLines: c.maxBufferLines },
+          'retry buffer full: oldest lines dropped',
+        );
+      },
+      writeFailed: (error, lines) => this.onWriteFailed(error, lines, split),
+    };
+    return this.influx!.getWriteApi(this.config.org || '-', this.bucket(), 'ms', options);
+  }
+
+  private countDrop(reason: DropReason, n: number, split?: { pending: number }): void {
+    this.stats_.droppedLines[reason] += n;
+    if (split) split.pending -= n;
+  }
+
+  /** The WriteApi's failure hook: returning a promise means "handled, do not retry"; undefined lets it retry. */
+  private onWriteFailed(
+    error: Error,
+    lines: string[],
+    split?: { pending: number },
+  ): Promise<void> | undefined {
+    const action = classifyWriteError(error, lines.length);
+    const log = this.deps.log;
+    switch (action.kind) {
+      case 'retry':
+        if (action.retryAfterMs !== undefined) {
+          // The library reads Retry-After seconds as milliseconds; give it the right number.
+          const ms = action.retryAfterMs;
+          (error as { retryAfter?: () => number }).retryAfter = () => ms;
+        }
+        this.stats_.retriedLines += lines.length;
+        log.warn(
+          { lines: lines.length, why: action.why, retryAfterMs: action.retryAfterMs },
+          'write failed; will retry',
+        );
+        return undefined;
+      case 'split': {
+        this.stats_.splitBatches++;
+        const half = Math.ceil(lines.length / 2);
+        log.warn({ lines: lines.length, half, why: action.why }, 'batch too large (413): splitting');
+        const holder = { pending: lines.length, api: undefined as unknown as WriteApi };
+        holder.api = this.newWriteApi(half, holder);
+        this.splitApis.add(holder);
+        holder.api.writeRecords(lines);
+        // Flushing sends both halves; failures go to this api's own retry buffer and hooks.
+        void holder.api.flush().catch(() => {});
+        if (split) split.pending -= lines.length; // handed over to the new api
+        return Promise.resolve();
+      }
+      case 'drop': {
+        const n = action.dropped ?? lines.length;
+        this.countDrop(action.reason, n, split);
+        if (n < lines.length) {
+          this.stats_.writtenLines += lines.length - n; // a partial write stored the rest
+          if (split) split.pending -= lines.length - n;
+        }
+        log.error(
+          {
+            dropped: n,
+            reason: action.reason,
+            why: action.why,
+            offending: offendingLines(action.why, lines),
+          },
+          'InfluxDB rejected points: dropped',
+        );
+        return Promise.resolve();
+      }
+      case 'fatal': {
+        this.countDrop('fatal', lines.length, split);
+        const err = new StorageError(
+          action.status === 404 ? 'CFM_STORAGE_NO_DATABASE' : 'CFM_STORAGE_AUTH',
+          action.status === 404
+            ? `InfluxDB at ${this.config.url} has no database/bucket ${JSON.stringify(this.bucket())}: ${action.why}`
+            : `InfluxDB at ${this.config.url} refused the write (${action.status}): ${action.why} — check influx.token or influx.username/password and their write permission`,
+        );
+        log.fatal({ err, dropped: lines.length }, 'storage cannot write');
+        if (!this.fatal) {
+          this.fatal = err;
+          this.deps.onFatal?.(err);
+        }
+        return Promise.resolve();
+      }
+    }
+  }
+
+  /** Queues points. Never throws for bad data: a point that does not fit the schema is counted and logged. */
+  write(points: readonly AnyPoint[]): void {
+    const lines: string[] = [];
+    for (const p of points) {
+      try {
+        const l = toLine(p);
+        if (l !== undefined) lines.push(l);
+      } catch (err) {
+        this.stats_.droppedLines.invalid_point++;
+        this.deps.log.error({ err, measurement: p.measurement }, 'point does not fit the schema: dropped');
+      }
+    }
+    this.writeLines(lines);
+  }
+
+  /** Queues ready-made line protocol (timestamps in ms). */
+  writeLines(lines: readonly string[]): void {
+    if (!this.writeApi) throw new Error('storage not started');
+    if (lines.length === 0) return;
+    this.stats_.acceptedLines += lines.length;
+    this.writeApi.writeRecords(lines as string[]);
+  }
+
+  /** Sends what is buffered now; resolves when InfluxDB has it or it is scheduled for retry. */
+  async flush(): Promise<void> {
+    await this.writeApi?.flush().catch(() => {});
+  }
+
+  /** Resolves when nothing is pending (written or dropped), or rejects after `timeoutMs`. */
+  async drain(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const apis = [this.writeApi, ...[...this.splitApis].map((s) => s.api)];
+      await Promise.all(apis.map((a) => a?.flush(true).catch(() => {})));
+      for (const s of this.splitApis) if (s.pending <= 0) this.splitApis.delete(s);
+      const pending = this.stats().pendingLines;
+      if (pending <= 0) return;
+      if (Date.now() >= deadline) throw new Error(`${pending} lines still pending after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, Math.min(250, Math.max(0, deadline - Date.now()))));
+    }
+  }
+
+  /** Flushes everything buffered (retrying up to shutdownTimeoutMs), then releases the write APIs. */
+  async stop(): Promise<void> {
+    if (!this.writeApi) return;
+    try {
+      await this.drain();
+    } catch (err) {
+      const pending = this.stats().pendingLines;
+      this.countDrop('shutdown', pending);
+      this.deps.log.error({ err, lost: pending }, 'storage stopped with unwritten lines');
+    }
+    for (const s of this.splitApis) s.api.dispose();
+    this.splitApis.clear();
+    this.writeApi.dispose();
+    this.writeApi = undefined;
+  }
+
+  // ---- queries -------------------------------------------------------------------------------------------
+
+  private authHeaders(): Record<string, string> {
+    const c = this.config;
+    if (c.token) return { authorization: `Token ${c.token}` };
+    if (c.username !== undefined) {
+      return {
+        authorization: `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`,
+      };
+    }
+    return {};
+  }
+
+  private async ping(): Promise<string> {
+    const url = new URL('/ping', this.config.url);
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        headers: this.authHeaders(),
+        signal: AbortSignal.timeout(this.config.timeoutMs),
+      });
+    } catch (err) {
+      throw new StorageError(
+        'CFM_STORAGE_UNREACHABLE',
+        `InfluxDB at ${this.config.url} is unreachable: ${describe(err)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    await res.arrayBuffer().catch(() => undefined);
+    if (res.status === 401 || res.status === 403) {
+      throw new StorageError(
+        'CFM_STORAGE_AUTH',
+        `InfluxDB at ${this.config.url} refused /ping (${res.status}): check influx.token`,
+      );
+    }
+    const version = res.headers.get('x-influxdb-version');
+    if (!res.ok || !version) {
+      throw new StorageError(
+        'CFM_STORAGE_UNREACHABLE',
+        `${url} answered ${res.status} without X-Influxdb-Version: is influx.url an InfluxDB server?`,
+      );
+    }
+    return version;
+  }
+
+  /** Runs InfluxQL statements (separated by `;`); one array of series per statement. Throws on any error. */
+  async query(q: string, opts: { database?: string | null } = {}): Promise<Series[][]> {
+    const form = new URLSearchParams({ q, epoch: 'ms' });
+    const db = opts.database === undefined ? this.config.database : opts.database;
+    if (db) form.set('db', db);
+    if (db && this.config.retentionPolicy) form.set('rp', this.config.retentionPolicy);
+    let res: Response;
+    try {
+      res = await fetch(new URL('/query', this.config.url), {
+        method: 'POST',
+        headers: { ...this.authHeaders(), 'content-type': 'application/x-www-form-urlencoded' },
+        body: form,
+        signal: AbortSignal.timeout(this.config.timeoutMs),
+      });
+    } catch (err) {
+      throw new StorageError('CFM_STORAGE_UNREACHABLE', `InfluxDB query failed: ${describe(err)}`, {
+        cause: err,
+      });
+    }
+    const text = await res.text();
+    if (res.status === 401 || res.status === 403) {
+      throw new StorageError(
+        'CFM_STORAGE_AUTH',
+        `InfluxDB refused the query (${res.status}): ${text.slice(0, 200)}`,
+      );
+    }
+    let body: z.infer<typeof queryResponseSchema>;
+    try {
+      body = queryResponseSchema.parse(JSON.parse(text));
+    } catch {
+      throw new StorageError(
+        'CFM_STORAGE_QUERY',
+        `InfluxDB answered ${res.status} with an unreadable body: ${text.slice(0, 200)}`,
+      );
+    }
+    if (body.error) throw new StorageError('CFM_STORAGE_QUERY', `${body.error} (in: ${q.slice(0, 300)})`);
+    return (body.results ?? []).map((r) => {
+      if (r.error) throw new StorageError('CFM_STORAGE_QUERY', `${r.error} (in: ${q.slice(0, 300)})`);
+      return (r.series ?? []).map((s) => ({
+        name: s.name,
+        tags: s.tags ?? {},
+        columns: s.columns,
+        values: s.values,
+      }));
+    });
+  }
+
+  /** The first statement's rows as objects, each with its series' tags merged in. */
+  async rows(q: string): Promise<Record<string, unknown>[]> {
+    const [first = []] = await this.query(q);
+    const out: Record<string, unknown>[] = [];
+    for (const s of first) {
+      for (const v of s.values) {
+        const row: Record<string, unknown> = { ...s.tags };
+        s.columns.forEach((c, i) => {
+          row[c] = v[i];
+        });
+        out.push(row);
+      }
+    }
+    return out;
+  }
+
+  private async ensureDatabase(): Promise<void> {
+    const { database, retentionPolicy, createDatabase, url } = this.config;
+    const major = this.info!.major;
+    const [series = []] = await this.query('SHOW DATABASES', { database: null }).catch((err: unknown) => {
+      if (err instanceof StorageError && err.code === 'CFM_STORAGE_AUTH') {
+        throw new StorageError(
+          'CFM_STORAGE_AUTH',
+          `${err.message} — check influx.token or influx.username/password`,
+        );
+      }
+      throw err;
+    });
+    const names = new Set(series.flatMap((s) => s.values.map((v) => String(v[0]))));
+    if (!names.has(database)) {
+      if (major !== 1 || !createDatabase) {
+        throw new StorageError(
+          'CFM_STORAGE_NO_DATABASE',
+          major === 1
+            ? `InfluxDB at ${url} has no database ${JSON.stringify(database)} and influx.createDatabase is false`
+            : `InfluxDB ${this.info!.version} at ${url} has no bucket ${JSON.stringify(database)} visible to this token: ` +
+                `create it (influx bucket create -n ${database}) and give the token read/write on it`,
+        );
+      }
+      await this.query(`CREATE DATABASE ${quoteIdent(database)}`, { database: null });
+      this.deps.log.info({ database }, 'created database');
+    }
+    if (retentionPolicy && major === 1) {
+      const [rps = []] = await this.query(`SHOW RETENTION POLICIES ON ${quoteIdent(database)}`, {
+        database: null,
+      });
+      const have = new Set(rps.flatMap((s) => s.values.map((v) => String(v[0]))));
+      if (!have.has(retentionPolicy)) {
+        throw new StorageError(
+          'CFM_STORAGE_NO_DATABASE',
+          `database ${JSON.stringify(database)} has no retention policy ${JSON.stringify(retentionPolicy)}`,
+        );
+      }
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  const e = err as { cause?: { code?: string; message?: string }; message?: string; name?: string };
+  if (e?.name === 'TimeoutError') return 'timed out';
+  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+}

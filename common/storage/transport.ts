@@ -1,0 +1,105 @@
+import type { CommunicationObserver, SendOptions, Transport } from '@influxdata/influxdb-client';
+
+/**
+ * Wraps the client library's HTTP transport:
+ *
+ * - **InfluxDB 1.x older than 1.8** has no `/api/v2/write`. The WriteApi is kept as it is (its batching,
+ *   retries, back-off and gzip) and only its request is re-addressed: `/api/v2/write?org=&bucket=db/rp&precision=ms`
+ *   becomes `/write?db=db&rp=rp&precision=ms` (InfluxDB 1.x HTTP API), with Basic auth when a user is configured.
+ * - **Every request is timed**, so write latency and HTTP status become metrics rather than guesses.
+ */
+export interface LegacyV1Options {
+  /** Basic auth for 1.x, or undefined when auth is disabled on the server. */
+  username?: string | undefined;
+  password?: string | undefined;
+}
+
+export type RequestObserver = (info: {
+  path: string;
+  status: number | undefined;
+  durationMs: number;
+}) => void;
+
+const V1_PRECISION: Record<string, string> = { ns: 'n', us: 'u', ms: 'ms', s: 's' };
+
+/** Maps a v2 write path to its 1.x equivalent; any other path is returned unchanged. */
+export function toV1WritePath(path: string): string {
+  if (!path.startsWith('/api/v2/write?')) return path;
+  const q = new URLSearchParams(path.slice('/api/v2/write?'.length));
+  const bucket = q.get('bucket') ?? '';
+  const slash = bucket.indexOf('/');
+  const out = new URLSearchParams();
+  out.set('db', slash >= 0 ? bucket.slice(0, slash) : bucket);
+  if (slash >= 0 && bucket.slice(slash + 1)) out.set('rp', bucket.slice(slash + 1));
+  out.set('precision', V1_PRECISION[q.get('precision') ?? 'ns'] ?? 'n');
+  const consistency = q.get('consistency');
+  if (consistency) out.set('consistency', consistency);
+  return `/write?${out.toString()}`;
+}
+
+export class StorageTransport implements Transport {
+  readonly chunkCombiner: Transport['chunkCombiner'];
+  private readonly authHeader: string | undefined;
+
+  constructor(
+    private readonly base: Transport,
+    private readonly legacy: LegacyV1Options | undefined,
+    private readonly observe: RequestObserver = () => {},
+  ) {
+    this.chunkCombiner = base.chunkCombiner;
+    this.authHeader =
+      legacy?.username !== undefined
+        ? `Basic ${Buffer.from(`${legacy.username}:${legacy.password ?? ''}`).toString('base64')}`
+        : undefined;
+  }
+
+  private rewrite(path: string, options: SendOptions): [string, SendOptions] {
+    if (!this.legacy) return [path, options];
+    const headers = this.authHeader
+      ? { ...options.headers, authorization: this.authHeader }
+      : options.headers;
+    return [toV1WritePath(path), headers ? { ...options, headers } : options];
+  }
+
+  send(
+    path: string,
+    body: string,
+    options: SendOptions,
+    callbacks?: Partial<CommunicationObserver<Uint8Array>>,
+  ): void {
+    const [p, o] = this.rewrite(path, options);
+    const started = performance.now();
+    let status: number | undefined;
+    const done = () => this.observe({ path: p, status, durationMs: performance.now() - started });
+    this.base.send(p, body, o, {
+      ...callbacks,
+      responseStarted(headers, statusCode) {
+        status = statusCode;
+        callbacks?.responseStarted?.(headers, statusCode);
+      },
+      error(err) {
+        done();
+        callbacks?.error?.(err);
+      },
+      complete() {
+        done();
+        callbacks?.complete?.();
+      },
+    });
+  }
+
+  request(
+    path: string,
+    body: unknown,
+    options: SendOptions,
+    responseStarted?: Parameters<Transport['request']>[3],
+  ) {
+    const [p, o] = this.rewrite(path, options);
+    return this.base.request(p, body, o, responseStarted);
+  }
+
+  iterate(path: string, body: unknown, options: SendOptions) {
+    const [p, o] = this.rewrite(path, options);
+    return this.base.iterate(p, body, o);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * InfluxDB schema: measurement, tag and field names, defined once. The collector writes these; the API,
+ * dashboards and alerting read them.
+ *
+ * Tags are indexed and make series, so every tag here has bounded cardinality: the region path, school,
+ * classroom, device and device kind (tens of thousands per city), plus a few small enumerations. Unbounded
+ * values (messages, serial numbers, readings) are fields, never tags.
+ */
+
+export type FieldType = 'float' | 'int' | 'string' | 'bool';
+
+export interface MeasurementDef {
+  readonly tags: readonly string[];
+  readonly fields: Readonly<Record<string, FieldType>>;
+  readonly doc: string;
+}
+
+/** Tags every device measurement carries. `region` is a path of region ids, e.g. `330000/330100/330106`. */
+export const STANDARD_TAGS = ['region', 'school', 'classroom', 'device', 'kind'] as const;
+export type StandardTag = (typeof STANDARD_TAGS)[number];
+
+export const MEASUREMENTS = {
+  presence: {
+    doc: 'Device presence transitions (online/offline) as decided by the collector.',
+    tags: [...STANDARD_TAGS],
+    fields: { online: 'int', reason: 'string' },
+  },
+  host: {
+    doc: 'Classroom PC / OPS host health from the agent.',
+    tags: [...STANDARD_TAGS],
+    fields: { uptime_s: 'int', cpu_pct: 'float', mem_used_pct: 'float', mem_total_bytes: 'int' },
+  },
+  nic: {
+    doc: 'Classroom host NIC byte counters and rates.',
+    tags: [...STANDARD_TAGS, 'nic'],
+    fields: { rx_bytes: 'int', tx_bytes: 'int', rx_bps: 'float', tx_bps: 'float' },
+  },
+  display: {
+    doc: 'Teaching display (whiteboard, panel, projector) health and use.',
+    tags: [...STANDARD_TAGS, 'source'],
+    fields: {
+      power: 'string',
+      on: 'int',
+      in_use: 'int',
+      input: 'string',
+      touch_ok: 'int',
+      temperature_c: 'float',
+      lamp_hours: 'int',
+      err_fan: 'string',
+      err_lamp: 'string',
+      err_temperature: 'string',
+      err_cover: 'string',
+      err_filter: 'string',
+      err_other: 'string',
+      error_count: 'int',
+      error_codes: 'string',
+    },
+  },
+  iface: {
+    doc: 'Router/switch interface counters, rates and status from SNMP (IF-MIB).',
+    tags: [...STANDARD_TAGS, 'ifname', 'uplink'],
+    fields: {
+      in_octets: 'int',
+      out_octets: 'int',
+      in_bps: 'float',
+      out_bps: 'float',
+      util_in_pct: 'float',
+      util_out_pct: 'float',
+      speed_mbps: 'float',
+      oper_up: 'int',
+      oper_status: 'string',
+      in_errors: 'int',
+      out_errors: 'int',
+      in_discards: 'int',
+      alias: 'string',
+    },
+  },
+  snmp: {
+    doc: 'One SNMP poll of a device: its uptime and how long the poll took.',
+    tags: [...STANDARD_TAGS],
+    fields: { sys_uptime_s: 'float', poll_ms: 'float', iface_count: 'int' },
+  },
+  event: {
+    doc: 'Events: reboots, faults, presence changes, reachability.',
+    tags: [...STANDARD_TAGS, 'type', 'severity'],
+    fields: { message: 'string', subject: 'string', details: 'string' },
+  },
+} as const satisfies Record<string, MeasurementDef>;
+
+export type MeasurementName = keyof typeof MEASUREMENTS;
+
+type FieldValue<T> = T extends 'float' | 'int' ? number | bigint : T extends 'string' ? string : boolean;
+
+/** A point of measurement M, typed by its definition: unknown tags or fields do not compile. */
+export interface PointOf<M extends MeasurementName> {
+  measurement: M;
+  tags: Partial<Record<(typeof MEASUREMENTS)[M]['tags'][number], string>>;
+  fields: {
+    [F in keyof (typeof MEASUREMENTS)[M]['fields']]?: FieldValue<(typeof MEASUREMENTS)[M]['fields'][F]>;
+  };
+  /** Unix epoch milliseconds. */
+  ts: number;
+}
+
+export type AnyPoint = { [M in MeasurementName]: PointOf<M> }[MeasurementName];

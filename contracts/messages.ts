@@ -1,0 +1,270 @@
+import { z } from 'zod';
+import { idSchema, regionPathSchema } from './ids.js';
+import type { Channel } from './topics.js';
+
+/**
+ * Message schemas: what crosses the MQTT boundary. Every payload is a JSON object with
+ * - `v`: the schema version. A reader accepts the versions it knows and rejects the rest by reason
+ *   `unsupported_version`, so old collectors never misread new agents.
+ * - `ts`: when the reading was taken, Unix epoch milliseconds, by the publisher's clock.
+ *
+ * Units are in field names (`uptimeS`, `rxBps`, `temperatureC`). Counters that may exceed 2^53 (64-bit SNMP and
+ * NIC byte counters) travel as decimal strings so JSON never rounds them.
+ */
+
+/** 2000-01-01 .. 2100-01-01: anything outside is a device with a dead RTC battery or a unit mix-up (s vs ms). */
+const tsSchema = z
+  .number()
+  .int()
+  .min(946_684_800_000, { message: 'must be epoch milliseconds after 2000-01-01' })
+  .max(4_102_444_800_000, { message: 'must be epoch milliseconds before 2100-01-01' });
+
+const MAX_U64 = (1n << 64n) - 1n;
+
+/** An unsigned 64-bit counter as a decimal string, e.g. SNMP Counter64 (RFC 2578 §7.1.10) or /proc/net/dev bytes. */
+export const counterSchema = z
+  .string()
+  .regex(/^\d{1,20}$/, { message: 'must be a decimal counter string' })
+  .refine((s) => s.length < 20 || BigInt(s) <= MAX_U64, { message: 'exceeds 2^64-1' });
+
+const pct = z.number().min(0).max(100);
+const nonNegInt = z.number().int().nonnegative();
+const rate = z.number().nonnegative().finite();
+
+export const DEVICE_KINDS = [
+  'whiteboard',
+  'panel',
+  'projector',
+  'teacher_pc',
+  'student_pc',
+  'router',
+  'switch',
+  'ap',
+] as const;
+export const deviceKindSchema = z.enum(DEVICE_KINDS);
+export type DeviceKind = z.infer<typeof deviceKindSchema>;
+
+/**
+ * Device birth / status. Published retained on `…/status`: `online` right after connecting (the birth), the
+ * same schema with `state: offline, reason: will` registered as the MQTT last will (sent by the broker when the
+ * connection dies without a DISCONNECT, MQTT-3.1.2-8), and `offline, reason: shutdown` before a clean stop.
+ * The collector and API take classroom and region from here until the fleet registry says otherwise.
+ */
+export const deviceStatusSchema = z.strictObject({
+  v: z.literal(1),
+  ts: tsSchema,
+  state: z.enum(['online', 'offline']),
+  reason: z.enum(['birth', 'will', 'shutdown']).optional(),
+  kind: deviceKindSchema,
+  classroom: idSchema.optional(),
+  region: regionPathSchema.optional(),
+  agent: z.strictObject({ name: z.string().max(64), version: z.string().max(32) }).optional(),
+  info: z
+    .strictObject({
+      hostname: z.string().max(255).optional(),
+      os: z.string().max(255).optional(),
+      model: z.string().max(255).optional(),
+      serial: z.string().max(128).optional(),
+      sysName: z.string().max(255).optional(),
+      sysDescr: z.string().max(1024).optional(),
+      address: z.string().max(255).optional(),
+    })
+    .optional(),
+  /** Heartbeat the publisher promises; the collector declares the device offline after 1.5× this with no message. */
+  heartbeatS: z.number().int().min(1).max(86_400).optional(),
+});
+export type DeviceStatus = z.infer<typeof deviceStatusSchema>;
+
+export const nicSchema = z.strictObject({
+  name: z.string().min(1).max(64),
+  rxBytes: counterSchema,
+  txBytes: counterSchema,
+  /** Rates over the previous sampling interval; absent on the first sample after start. */
+  rxBps: rate.optional(),
+  txBps: rate.optional(),
+});
+
+export const LEVELS = ['ok', 'warning', 'error'] as const;
+const levelSchema = z.enum(LEVELS);
+
+/** PJLink class 1 `ERST` reports these six (fan, lamp, temperature, cover open, filter, other). */
+export const DISPLAY_ERROR_KEYS = ['fan', 'lamp', 'temperature', 'cover', 'filter', 'other'] as const;
+
+export const displaySchema = z.strictObject({
+  source: z.enum(['pjlink', 'command', 'simulated']),
+  /** PJLink `POWR`: 0 off, 1 on, 2 cooling, 3 warming up. */
+  power: z.enum(['off', 'on', 'cooling', 'warming', 'unknown']),
+  /** PJLink `INPT` (e.g. `31` = digital input 1) or a vendor's input name. */
+  input: z.string().max(32).optional(),
+  /** Interactive whiteboard / panel touch controller answers. */
+  touchOk: z.boolean().optional(),
+  temperatureC: z.number().min(-50).max(200).optional(),
+  /** PJLink `LAMP`: cumulative lamp hours of lamp 1. */
+  lampHours: nonNegInt.optional(),
+  errors: z
+    .strictObject({
+      fan: levelSchema,
+      lamp: levelSchema,
+      temperature: levelSchema,
+      cover: levelSchema,
+      filter: levelSchema,
+      other: levelSchema,
+    })
+    .partial()
+    .optional(),
+  /** Vendor-specific error codes, verbatim. */
+  errorCodes: z.array(z.string().max(64)).max(32).optional(),
+});
+export type DisplayHealth = z.infer<typeof displaySchema>;
+
+/** Classroom telemetry from the agent on the teacher PC / OPS module, every `heartbeatS` seconds. */
+export const telemetrySchema = z.strictObject({
+  v: z.literal(1),
+  ts: tsSchema,
+  /** Per agent run, +1 per reading: lets store-and-forward replays be checked for order and gaps. */
+  seq: nonNegInt,
+  kind: deviceKindSchema,
+  classroom: idSchema.optional(),
+  host: z
+    .strictObject({
+      uptimeS: nonNegInt,
+      cpuPct: pct,
+      memUsedPct: pct,
+      memTotalBytes: nonNegInt,
+      nics: z.array(nicSchema).max(32),
+    })
+    .optional(),
+  display: displaySchema.optional(),
+  /** The teaching display is on and showing an input: "used in class" for the 班班通 usage audit. */
+  inUse: z.boolean().optional(),
+});
+export type Telemetry = z.infer<typeof telemetrySchema>;
+
+/** IF-MIB ifOperStatus (RFC 2863 §6). */
+export const OPER_STATUSES = [
+  'up',
+  'down',
+  'testing',
+  'unknown',
+  'dormant',
+  'notPresent',
+  'lowerLayerDown',
+] as const;
+
+export const ifaceReadingSchema = z.strictObject({
+  /** IF-MIB ifIndex. */
+  index: z.number().int().min(1).max(2_147_483_647),
+  /** IF-MIB ifName (ifXTable), or ifDescr when the device has no ifXTable. */
+  name: z.string().min(1).max(128),
+  /** IF-MIB ifAlias: the operator's description, e.g. "uplink to 城域网". */
+  alias: z.string().max(255).optional(),
+  /** This interface is the school's uplink. */
+  uplink: z.boolean(),
+  /** IF-MIB ifHighSpeed (Mbps), or ifSpeed / 1e6 as fallback. */
+  speedMbps: z.number().nonnegative().optional(),
+  operStatus: z.enum(OPER_STATUSES),
+  /** ifHCInOctets/ifHCOutOctets (64) or ifInOctets/ifOutOctets (32). */
+  counterBits: z.union([z.literal(32), z.literal(64)]),
+  inOctets: counterSchema,
+  outOctets: counterSchema,
+  /** Rates over the last poll interval; null when no honest rate exists (first poll, counter reset, over speed). */
+  inBps: rate.nullable(),
+  outBps: rate.nullable(),
+  inErrors: counterSchema.optional(),
+  outErrors: counterSchema.optional(),
+  inDiscards: counterSchema.optional(),
+});
+export type IfaceReading = z.infer<typeof ifaceReadingSchema>;
+
+/** One SNMP poll of a router or switch, published by the poller on the device's `…/iface` topic. */
+export const ifaceReadingsSchema = z.strictObject({
+  v: z.literal(1),
+  ts: tsSchema,
+  seq: nonNegInt,
+  kind: deviceKindSchema,
+  /** SNMPv2-MIB sysUpTime, hundredths of a second since the agent (re)started. */
+  sysUpTimeTicks: nonNegInt,
+  /** How long the poll took, for poller health. */
+  pollMs: z.number().nonnegative().optional(),
+  ifaces: z.array(ifaceReadingSchema).max(1024),
+});
+export type IfaceReadings = z.infer<typeof ifaceReadingsSchema>;
+
+export const EVENT_TYPES = [
+  'reboot',
+  'fault',
+  'fault_cleared',
+  'status_change',
+  'unreachable',
+  'recovered',
+  'clock_skew',
+] as const;
+
+/** Something happened: a reboot, a fault, a change of presence. Events are stored as they come, never merged. */
+export const deviceEventSchema = z.strictObject({
+  v: z.literal(1),
+  ts: tsSchema,
+  type: z.enum(EVENT_TYPES),
+  severity: z.enum(['info', 'warning', 'critical']),
+  kind: deviceKindSchema,
+  /** What part it concerns, e.g. `display`, `uplink`, `lamp`. */
+  subject: z.string().max(64).optional(),
+  message: z.string().max(500),
+  details: z.record(z.string().max(64), z.union([z.string().max(500), z.number(), z.boolean()])).optional(),
+});
+export type DeviceEvent = z.infer<typeof deviceEventSchema>;
+
+/** The one typed map from channel to payload schema that every publisher and subscriber types against. */
+export const CHANNEL_SCHEMAS = {
+  status: deviceStatusSchema,
+  telemetry: telemetrySchema,
+  iface: ifaceReadingsSchema,
+  event: deviceEventSchema,
+} as const satisfies Record<Channel, z.ZodType>;
+
+export type TopicPayloads = { [C in Channel]: z.infer<(typeof CHANNEL_SCHEMAS)[C]> };
+
+export type DecodeRejectReason = 'not_json' | 'not_object' | 'unsupported_version' | 'invalid' | 'too_large';
+
+export type Decoded<C extends Channel> =
+  | { ok: true; message: TopicPayloads[C] }
+  | { ok: false; reason: DecodeRejectReason; detail: string };
+
+/** Largest payload any publisher may send. A classroom reading is ~1 KB; a 48-port switch poll ~15 KB. */
+export const MAX_PAYLOAD_BYTES = 256 * 1024;
+
+/** Decode and validate one payload. Never throws: returns the reason for the rejection counters. */
+export function decodePayload<C extends Channel>(channel: C, payload: Uint8Array | string): Decoded<C> {
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
+  if (size > MAX_PAYLOAD_BYTES) return { ok: false, reason: 'too_large', detail: `${size} bytes` };
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
+  } catch (e) {
+    return { ok: false, reason: 'not_json', detail: (e as Error).message };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, reason: 'not_object', detail: 'payload must be a JSON object' };
+  }
+  if ((value as { v?: unknown }).v !== 1) {
+    return {
+      ok: false,
+      reason: 'unsupported_version',
+      detail: `v=${JSON.stringify((value as { v?: unknown }).v)}`,
+    };
+  }
+  const r = CHANNEL_SCHEMAS[channel].safeParse(value);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    return {
+      ok: false,
+      reason: 'invalid',
+      detail: i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid',
+    };
+  }
+  return { ok: true, message: r.data as TopicPayloads[C] };
+}
+
+export function encodePayload<C extends Channel>(_channel: C, message: TopicPayloads[C]): string {
+  return JSON.stringify(message);
+}

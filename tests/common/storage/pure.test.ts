@@ -1,0 +1,129 @@
+import { HttpError } from '@influxdata/influxdb-client';
+import { describe, expect, it } from 'vitest';
+import { iql, quoteIdent, quoteString, regexLiteral, timeMs } from '../../../common/storage/influxql.js';
+import { PointSchemaError, toLine } from '../../../common/storage/line-protocol.js';
+import { toV1WritePath } from '../../../common/storage/transport.js';
+import { classifyWriteError, offendingLines, parseRetryAfter } from '../../../common/storage/write-errors.js';
+
+const http = (status: number, body = '', headers: Record<string, string> = {}) =>
+  new HttpError(status, 'x', body, undefined, 'application/json', undefined, headers);
+
+describe('line protocol', () => {
+  it('serialises typed fields and sorts tags', () => {
+    const line = toLine({
+      measurement: 'iface',
+      tags: { school: 'S 1', device: 'gw', uplink: 'true', region: '' },
+      fields: {
+        in_octets: 18446744073709551615n,
+        in_bps: 1.5,
+        oper_up: 1,
+        oper_status: 'up',
+        speed_mbps: 1000,
+      },
+      ts: 1_788_000_000_000,
+    });
+    // uint64 max → two's complement −1; empty tag omitted; ms timestamp
+    expect(line).toBe(
+      'iface,device=gw,school=S\\ 1,uplink=true in_octets=-1i,in_bps=1.5,oper_up=1i,oper_status="up",speed_mbps=1000 1788000000000',
+    );
+  });
+
+  it('refuses undefined tags, fields and measurements, and wrong types', () => {
+    expect(() =>
+      toLine({ measurement: 'host', tags: { serial: 'x' } as never, fields: { cpu_pct: 1 }, ts: 1 }),
+    ).toThrow(PointSchemaError);
+    expect(() => toLine({ measurement: 'host', tags: {}, fields: { nope: 1 } as never, ts: 1 })).toThrow(
+      /not defined/,
+    );
+    expect(() => toLine({ measurement: 'nope' as 'host', tags: {}, fields: {}, ts: 1 })).toThrow(
+      /unknown measurement/,
+    );
+    expect(() => toLine({ measurement: 'host', tags: {}, fields: { cpu_pct: '1' as never }, ts: 1 })).toThrow(
+      /number/,
+    );
+    expect(() => toLine({ measurement: 'host', tags: {}, fields: { cpu_pct: 1 }, ts: 1.5 })).toThrow(
+      /integer/,
+    );
+  });
+
+  it('skips non-finite floats and returns nothing for a point without fields', () => {
+    expect(toLine({ measurement: 'host', tags: {}, fields: { cpu_pct: Number.NaN }, ts: 1 })).toBeUndefined();
+    expect(toLine({ measurement: 'host', tags: {}, fields: { cpu_pct: Infinity, uptime_s: 3 }, ts: 1 })).toBe(
+      'host uptime_s=3i 1',
+    );
+  });
+});
+
+describe('InfluxQL quoting', () => {
+  it('quotes values so that input cannot change the statement', () => {
+    expect(quoteString("实验'; DROP DATABASE x; --")).toBe("'实验\\'; DROP DATABASE x; --'");
+    expect(quoteString('a\\')).toBe("'a\\\\'");
+    expect(quoteIdent('my "db"')).toBe('"my \\"db\\""');
+    expect(regexLiteral('330000/330100', 'prefix')).toBe('/^330000\\/330100/');
+    expect(regexLiteral('a.b', 'exact')).toBe('/^a\\.b$/');
+    expect(iql`SELECT * FROM host WHERE school = ${"o'k"} AND x > ${3} AND time > ${timeMs(5)}`).toBe(
+      "SELECT * FROM host WHERE school = 'o\\'k' AND x > 3 AND time > 5ms",
+    );
+  });
+});
+
+describe('write error classification', () => {
+  it('follows the table: retry, split, drop, fatal', () => {
+    expect(classifyWriteError(http(429), 10)).toMatchObject({ kind: 'retry' });
+    expect(classifyWriteError(http(503, '', { 'retry-after': '7' }), 10)).toEqual(
+      expect.objectContaining({ kind: 'retry', retryAfterMs: 7_000 }),
+    );
+    expect(classifyWriteError(http(500), 10)).toMatchObject({ kind: 'retry' });
+    expect(classifyWriteError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), 10)).toMatchObject({
+      kind: 'retry',
+      why: 'ECONNREFUSED',
+    });
+    expect(classifyWriteError(http(413), 10)).toMatchObject({ kind: 'split' });
+    expect(classifyWriteError(http(413), 1)).toMatchObject({ kind: 'drop', reason: 'too_large' });
+    expect(classifyWriteError(http(401), 10)).toMatchObject({ kind: 'fatal', status: 401 });
+    expect(classifyWriteError(http(403), 10)).toMatchObject({ kind: 'fatal', status: 403 });
+    expect(classifyWriteError(http(404, '{"error":"database not found: \\"x\\""}'), 10)).toMatchObject({
+      kind: 'fatal',
+      why: 'database not found: "x"',
+    });
+    expect(
+      classifyWriteError(http(400, '{"error":"partial write: field type conflict: … dropped=3"}'), 10),
+    ).toMatchObject({ kind: 'drop', reason: 'rejected', dropped: 3 });
+    expect(classifyWriteError(http(422, '{"message":"bad"}'), 4)).toMatchObject({ kind: 'drop', dropped: 4 });
+    expect(classifyWriteError(new Error('Max retry time exceeded.'), 4)).toMatchObject({
+      kind: 'drop',
+      reason: 'expired',
+    });
+  });
+
+  it('parses Retry-After as seconds or an HTTP date, capped', () => {
+    const now = Date.parse('2026-11-23T10:00:00Z');
+    expect(parseRetryAfter('3', now)).toBe(3_000);
+    expect(parseRetryAfter('Mon, 23 Nov 2026 10:00:30 GMT', now)).toBe(30_000);
+    expect(parseRetryAfter('Mon, 23 Nov 2026 09:00:00 GMT', now)).toBe(0);
+    expect(parseRetryAfter('999999', now)).toBe(15 * 60_000);
+    expect(parseRetryAfter('soon', now)).toBeUndefined();
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  });
+
+  it('finds the offending lines in InfluxDB 1.x messages', () => {
+    const lines = ['host,school=a cpu_pct=1 1', 'host,school=b cpu_pct="x" 2', 'nic,school=b rx_bps=1 2'];
+    expect(offendingLines("unable to parse 'bad line': missing fields", lines)).toEqual(['bad line']);
+    expect(
+      offendingLines(
+        'partial write: field type conflict: input field "cpu_pct" on measurement "host" is type string',
+        lines,
+      ),
+    ).toEqual(['host,school=a cpu_pct=1 1', 'host,school=b cpu_pct="x" 2']);
+  });
+});
+
+describe('InfluxDB 1.x write path', () => {
+  it('maps /api/v2/write to /write', () => {
+    expect(toV1WritePath('/api/v2/write?org=-&bucket=cfm&precision=ms')).toBe('/write?db=cfm&precision=ms');
+    expect(toV1WritePath('/api/v2/write?org=-&bucket=cfm%2Fweek&precision=ns')).toBe(
+      '/write?db=cfm&rp=week&precision=n',
+    );
+    expect(toV1WritePath('/query?q=x')).toBe('/query?q=x');
+  });
+});

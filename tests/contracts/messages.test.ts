@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { EXAMPLE_TOPICS, EXAMPLES } from '../../contracts/examples.js';
+import {
+  CHANNEL_SCHEMAS,
+  decodePayload,
+  encodePayload,
+  MAX_PAYLOAD_BYTES,
+} from '../../contracts/messages.js';
+import { buildTopic, CHANNELS, parseTopic } from '../../contracts/topics.js';
+
+describe('message schemas', () => {
+  it('has one valid example per channel, on a valid topic, that survives encode → decode', () => {
+    for (const c of CHANNELS) {
+      expect(CHANNEL_SCHEMAS[c].safeParse(EXAMPLES[c]).success, c).toBe(true);
+      expect(parseTopic(buildTopic(EXAMPLE_TOPICS[c]))).toMatchObject({ ok: true, channel: c });
+      const decoded = decodePayload(c, encodePayload(c, EXAMPLES[c] as never));
+      expect(decoded).toEqual({ ok: true, message: EXAMPLES[c] });
+    }
+  });
+
+  it('every schema carries a version field', () => {
+    for (const c of CHANNELS) expect(Object.keys(CHANNEL_SCHEMAS[c].shape), c).toContain('v');
+  });
+
+  it('rejects garbage with a reason and the offending field', () => {
+    const t = EXAMPLES.telemetry;
+    const cases: [string | Uint8Array, string, RegExp?][] = [
+      ['', 'not_json'],
+      ['{"v":1,', 'not_json'],
+      [new Uint8Array([0xff, 0xfe, 0x00]), 'not_json'],
+      ['[1,2]', 'not_object'],
+      ['null', 'not_object'],
+      ['42', 'not_object'],
+      ['{"v":2}', 'unsupported_version'],
+      ['{}', 'unsupported_version'],
+      [JSON.stringify({ ...t, ts: 1_700_000_000 }), 'invalid', /^ts: .*after 2000/],
+      [JSON.stringify({ ...t, kind: 'toaster' }), 'invalid', /^kind/],
+      [JSON.stringify({ ...t, extra: 1 }), 'invalid', /extra/],
+      [JSON.stringify({ ...t, seq: -1 }), 'invalid', /^seq/],
+      [JSON.stringify({ ...t, host: { ...t.host, cpuPct: 140 } }), 'invalid', /^host\.cpuPct/],
+      [
+        JSON.stringify({ ...t, host: { ...t.host!, nics: [{ name: 'e', rxBytes: 12, txBytes: '1' }] } }),
+        'invalid',
+        /^host\.nics\.0\.rxBytes/,
+      ],
+      [
+        JSON.stringify({
+          ...t,
+          host: { ...t.host!, nics: [{ name: 'e', rxBytes: '18446744073709551616', txBytes: '1' }] },
+        }),
+        'invalid',
+        /2\^64/,
+      ],
+      ['x'.repeat(MAX_PAYLOAD_BYTES + 1), 'too_large'],
+    ];
+    for (const [payload, reason, detail] of cases) {
+      const r = decodePayload('telemetry', payload);
+      expect(r.ok, String(payload).slice(0, 60)).toBe(false);
+      if (!r.ok) {
+        expect(r.reason, String(payload).slice(0, 60)).toBe(reason);
+        if (detail) expect(r.detail).toMatch(detail);
+      }
+    }
+  });
+
+  it('rejects a status with an id that could not be a topic level', () => {
+    const r = decodePayload('status', JSON.stringify({ ...EXAMPLES.status, classroom: 'a/b' }));
+    expect(r).toMatchObject({ ok: false, reason: 'invalid' });
+    const r2 = decodePayload('status', JSON.stringify({ ...EXAMPLES.status, region: '330000//330106' }));
+    expect(r2).toMatchObject({ ok: false, reason: 'invalid' });
+  });
+
+  it('accepts the full 64-bit counter range and null rates', () => {
+    const iface = {
+      ...EXAMPLES.iface.ifaces[0]!,
+      inOctets: '18446744073709551615',
+      inBps: null,
+      outBps: null,
+    };
+    const r = decodePayload('iface', JSON.stringify({ ...EXAMPLES.iface, ifaces: [iface] }));
+    expect(r.ok).toBe(true);
+  });
+});
