@@ -6,7 +6,10 @@ export type { Logger } from 'pino';
 
 export const logConfigSchema = z
   .strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    level: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info')
+      .describe('Log level; logs are JSON lines on stdout.'),
   })
   .prefault({});
 export type LogConfig = z.infer<typeof logConfigSchema>;

@@ -136,11 +136,11 @@ bind-address = "127.0.0.1:${this.rpcPort}"
   async query(q: string, db?: string, auth?: { username: string; password: string }): Promise<unknown> {
     const form = new URLSearchParams({ q, epoch: 'ms' });
     if (db) form.set('db', db);
-    if (auth) {
-      form.set('u', auth.username);
-      form.set('p', auth.password);
-    }
-    const r = await fetch(`${this.url}/query`, { method: 'POST', body: form });
+    // influxd reads u/p from the URL or Basic auth, not from a form body.
+    const headers: Record<string, string> = auth
+      ? { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` }
+      : {};
+    const r = await fetch(`${this.url}/query`, { method: 'POST', body: form, headers });
     return r.json();
   }
 }

@@ -23,37 +23,78 @@ import { classifyWriteError, offendingLines, type WriteAction } from './write-er
  */
 export const influxConfigSchema = z
   .strictObject({
-    url: z.url().default('http://127.0.0.1:8086'),
-    /** 1.x database; on 2.x/3.x the bucket. */
-    database: z.string().min(1).max(255).default('cfm'),
-    /** 1.x retention policy; empty = the database's default. */
-    retentionPolicy: z.string().max(255).default(''),
-    /** 2.x organisation (name or id); ignored by 1.x and 3.x. */
-    org: z.string().default(''),
-    /** 2.x/3.x API token; on 1.8+ also `username:password`. */
-    token: z.string().optional(),
-    /** 1.x user (Basic auth). */
-    username: z.string().optional(),
-    password: z.string().optional(),
-    /** `auto` decides from /ping; `v1` forces `/write`, `v2` forces `/api/v2/write`. */
-    writeApi: z.enum(['auto', 'v1', 'v2']).default('auto'),
-    /** On 1.x, create the database when it is missing (needs an admin user when auth is on). */
-    createDatabase: z.boolean().default(true),
-    timeoutMs: z.number().int().min(100).default(10_000),
-    /** Lines per write request. 5,000 is InfluxData's recommended batch size. */
-    batchSize: z.number().int().min(1).max(100_000).default(5_000),
-    flushIntervalMs: z.number().int().min(10).default(1_000),
-    /** Lines held for retry while InfluxDB is down; past it the oldest are dropped and counted. */
-    maxBufferLines: z.number().int().min(1_000).default(1_000_000),
-    /** How long a batch is retried before it is dropped and counted as expired. */
-    maxRetryTimeMs: z.number().int().min(1_000).default(3_600_000),
-    minRetryDelayMs: z.number().int().min(10).default(1_000),
-    maxRetryDelayMs: z.number().int().min(100).default(60_000),
-    retryJitterMs: z.number().int().min(0).default(500),
-    /** Request bodies larger than this many bytes are gzipped. */
-    gzipThreshold: z.number().int().min(0).default(1_000),
-    /** On stop, how long to keep trying to write what is buffered before counting it lost. */
-    shutdownTimeoutMs: z.number().int().min(0).default(30_000),
+    url: z.url().default('http://127.0.0.1:8086').describe('InfluxDB base URL (1.x, 2.x or 3.x).'),
+    database: z
+      .string()
+      .min(1)
+      .max(255)
+      .default('cfm')
+      .describe('Database on 1.x; the bucket on 2.x/3.x (queried through its DBRP mapping).'),
+    retentionPolicy: z
+      .string()
+      .max(255)
+      .default('')
+      .describe("1.x retention policy; empty = the database's default."),
+    org: z.string().default('').describe('2.x organisation (name or id); ignored by 1.x and 3.x.'),
+    token: z.string().optional().describe('2.x/3.x API token; on 1.8+ also `username:password`. Secret.'),
+    username: z.string().optional().describe('1.x user (Basic auth); goes with `password`.'),
+    password: z.string().optional().describe('1.x password. Secret.'),
+    writeApi: z
+      .enum(['auto', 'v1', 'v2'])
+      .default('auto')
+      .describe(
+        '`auto` decides from /ping (1.x < 1.8 → `/write`, else `/api/v2/write`); `v1`/`v2` force one.',
+      ),
+    createDatabase: z
+      .boolean()
+      .default(true)
+      .describe('On 1.x, create the database when missing (needs an admin user when auth is on).'),
+    timeoutMs: z.number().int().min(100).default(10_000).describe('HTTP request timeout.'),
+    batchSize: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(5_000)
+      .describe("Lines per write request (InfluxData's recommended 5,000)."),
+    flushIntervalMs: z
+      .number()
+      .int()
+      .min(10)
+      .default(1_000)
+      .describe('Longest a line waits in the write buffer.'),
+    maxBufferLines: z
+      .number()
+      .int()
+      .min(1_000)
+      .default(1_000_000)
+      .describe('Lines held for retry while InfluxDB is down; past it the oldest are dropped and counted.'),
+    maxRetryTimeMs: z
+      .number()
+      .int()
+      .min(1_000)
+      .default(3_600_000)
+      .describe('How long a batch is retried before it is dropped and counted as expired.'),
+    minRetryDelayMs: z
+      .number()
+      .int()
+      .min(10)
+      .default(1_000)
+      .describe('First retry delay (doubles per attempt).'),
+    maxRetryDelayMs: z.number().int().min(100).default(60_000).describe('Longest retry delay.'),
+    retryJitterMs: z.number().int().min(0).default(500).describe('Random delay added to each retry.'),
+    gzipThreshold: z
+      .number()
+      .int()
+      .min(0)
+      .default(1_000)
+      .describe('Request bodies larger than this (bytes) are gzipped.'),
+    shutdownTimeoutMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(30_000)
+      .describe('On stop, how long to keep writing what is buffered before counting it lost.'),
   })
   .refine((c) => (c.username === undefined) === (c.password === undefined), {
     message: 'username and password go together',
@@ -351,33 +392,44 @@ export class Storage {
     await this.writeApi?.flush().catch(() => {});
   }
 
-  /** Resolves when nothing is pending (written or dropped), or rejects after `timeoutMs`. */
+  /**
+   * Resolves when nothing is pending (written or dropped), or rejects after `timeoutMs`. Retries keep their
+   * schedule (back-off, Retry-After): draining waits for them rather than hurrying them.
+   */
   async drain(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const apis = [this.writeApi, ...[...this.splitApis].map((s) => s.api)];
-      await Promise.all(apis.map((a) => a?.flush(true).catch(() => {})));
+      await Promise.all(this.apis().map((a) => a.flush().catch(() => {})));
       for (const s of this.splitApis) if (s.pending <= 0) this.splitApis.delete(s);
       const pending = this.stats().pendingLines;
       if (pending <= 0) return;
       if (Date.now() >= deadline) throw new Error(`${pending} lines still pending after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, Math.min(250, Math.max(0, deadline - Date.now()))));
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(0, deadline - Date.now()))));
     }
   }
 
-  /** Flushes everything buffered (retrying up to shutdownTimeoutMs), then releases the write APIs. */
+  private apis(): WriteApi[] {
+    return [...(this.writeApi ? [this.writeApi] : []), ...[...this.splitApis].map((s) => s.api)];
+  }
+
+  /**
+   * Flushes everything buffered, waiting up to shutdownTimeoutMs for scheduled retries, then makes one last
+   * immediate attempt at what is still waiting; what remains after that is counted as lost and logged.
+   */
   async stop(): Promise<void> {
     if (!this.writeApi) return;
     try {
       await this.drain();
-    } catch (err) {
+    } catch {
+      await Promise.all(this.apis().map((a) => a.flush(true).catch(() => {})));
       const pending = this.stats().pendingLines;
-      this.countDrop('shutdown', pending);
-      this.deps.log.error({ err, lost: pending }, 'storage stopped with unwritten lines');
+      if (pending > 0) {
+        this.countDrop('shutdown', pending);
+        this.deps.log.error({ lost: pending, url: this.config.url }, 'storage stopped with unwritten lines');
+      }
     }
-    for (const s of this.splitApis) s.api.dispose();
+    for (const a of this.apis()) a.dispose();
     this.splitApis.clear();
-    this.writeApi.dispose();
     this.writeApi = undefined;
   }
 
@@ -451,7 +503,7 @@ export class Storage {
     if (res.status === 401 || res.status === 403) {
       throw new StorageError(
         'CFM_STORAGE_AUTH',
-        `InfluxDB refused the query (${res.status}): ${text.slice(0, 200)}`,
+        `InfluxDB refused the query (${res.status}): ${text.trim().slice(0, 200)}`,
       );
     }
     let body: z.infer<typeof queryResponseSchema>;

@@ -68,7 +68,8 @@ export function classifyWriteError(err: unknown, batchLines: number): WriteActio
         : { kind: 'retry', retryAfterMs, why: msg };
     }
     // 400 partial write (1.x: "partial write: … dropped=N"), 422 (2.x): the rest of the batch was written.
-    // 1.x counts unparseable lines apart from `dropped=N` (which counts points refused for type conflicts etc.).
+    // 1.x counts unparseable lines apart from `dropped=N` (points refused for type conflicts etc.). When a batch
+    // has both kinds, 1.6 reports only the conflicts, so the count can be low; `offending` lines are logged.
     const m = /dropped=(\d+)/.exec(msg);
     const unparsed = (msg.match(/unable to parse '/g) ?? []).length;
     const counted = (m ? Number(m[1]) : 0) + unparsed;
@@ -88,12 +89,31 @@ export function offendingLines(why: string, lines: readonly string[]): string[] 
   const parse = /unable to parse '((?:[^'\\]|\\.)*)'/g;
   const found = [...why.matchAll(parse)].map((m) => m[1]!).slice(0, 5);
   if (found.length) return found;
-  const conflict = /field type conflict: input field "([^"]+)" on measurement "([^"]+)"/.exec(why);
+  // "field type conflict: input field "f" on measurement "m" is type string, already exists as type float"
+  const conflict = /field type conflict: input field "([^"]+)" on measurement "([^"]+)" is type (\w+)/.exec(
+    why,
+  );
   if (conflict) {
-    const [, field, measurement] = conflict;
-    const hit = lines.filter((l) => l.startsWith(`${measurement},`) || l.startsWith(`${measurement} `));
-    const withField = hit.filter((l) => l.includes(`${field}=`));
-    return (withField.length ? withField : hit).slice(0, 5);
+    const [, field, measurement, type] = conflict as unknown as [string, string, string, string];
+    const value = TYPE_PATTERNS[type] ?? '';
+    const re = new RegExp(`[ ,]${escapeRe(field)}=${value}`);
+    const hit = lines.filter(
+      (l) => (l.startsWith(`${measurement},`) || l.startsWith(`${measurement} `)) && re.test(l),
+    );
+    if (hit.length) return hit.slice(0, 5);
   }
   return lines.slice(0, 1);
+}
+
+/** How a field value of each InfluxDB type starts in line protocol. */
+const TYPE_PATTERNS: Record<string, string> = {
+  string: '"',
+  integer: '-?\\d+i[ ,]',
+  unsigned: '\\d+u[ ,]',
+  float: '-?[\\d.][\\d.eE+-]*[ ,]',
+  boolean: '(t|T|true|True|TRUE|f|F|false|False|FALSE)[ ,]',
+};
+
+function escapeRe(s: string): string {
+  return s.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
 }

@@ -111,10 +111,16 @@ describe('write error classification', () => {
     expect(offendingLines("unable to parse 'bad line': missing fields", lines)).toEqual(['bad line']);
     expect(
       offendingLines(
-        'partial write: field type conflict: input field "cpu_pct" on measurement "host" is type string',
+        'partial write: field type conflict: input field "cpu_pct" on measurement "host" is type string, already exists as type float dropped=1',
         lines,
       ),
-    ).toEqual(['host,school=a cpu_pct=1 1', 'host,school=b cpu_pct="x" 2']);
+    ).toEqual(['host,school=b cpu_pct="x" 2']);
+    expect(
+      offendingLines(
+        'field type conflict: input field "cpu_pct" on measurement "host" is type float, already exists',
+        lines,
+      ),
+    ).toEqual(['host,school=a cpu_pct=1 1']);
   });
 });
 

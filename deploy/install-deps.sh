@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the stack and its tests use, when they are missing:
+#   influxdb (1.x server for local runs and tests), snmpd + snmp (SNMP agent and C tools),
+#   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients).
+# Used by .ci/run and by the quickstart, so both install the same things the same way.
+set -euo pipefail
+
+PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+
+echo "installing Debian packages: ${missing[*]}"
+# Debian's maintainer scripts would start these as system services listening on default ports; the project
+# starts its own instances on loopback, so forbid service starts for the duration of the install.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+  "${SUDO[@]}" chmod +x "$policy"
+  created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && "${SUDO[@]}" rm -f "$policy"' EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}"

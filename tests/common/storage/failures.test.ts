@@ -1,0 +1,174 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StorageError } from '../../../common/storage/storage.js';
+import { FaultProxy } from '../../helpers/fault-proxy.js';
+import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
+
+const line = (i: number, pad = 0) =>
+  `host,school=s,device=d${i % 7} cpu_pct=${i % 100},uptime_s=${i}i${pad ? `,x="${'y'.repeat(pad)}"` : ''} ${1_788_000_000_000 + i}`;
+
+async function count(
+  influxd: Influxd,
+  db: string,
+  what = 'count(uptime_s)',
+  from = 'host',
+  auth?: { username: string; password: string },
+) {
+  const r = (await influxd.query(`SELECT ${what} FROM ${from}`, db, auth)) as {
+    results: { series?: { values: number[][] }[] }[];
+  };
+  return r.results[0]?.series?.[0]?.values[0]?.[1] ?? 0;
+}
+
+describe('write failures on a real InfluxDB', () => {
+  const influxd = new Influxd({ maxBodySize: 20_000 });
+  beforeAll(async () => {
+    await influxd.start();
+  });
+  afterAll(async () => {
+    await influxd.dispose();
+  });
+
+  it('400 partial write: stores the good lines, drops and counts the bad, logs the offending line', async () => {
+    const { storage, lines: logs } = testStorage(influxd.url, { database: 'partial', gzipThreshold: 1e9 });
+    await storage.start();
+    storage.writeLines([line(1), line(2)]);
+    await storage.drain();
+    const bad = 'host,school=s,device=bad cpu_pct="not a number" 1788000000099';
+    // InfluxDB 1.6 reports either the type conflicts (dropped=N) or the parse errors of a batch, not both, so
+    // the two kinds go in separate batches here to check the counts exactly.
+    storage.writeLines([line(3), bad]);
+    await storage.drain();
+    storage.writeLines([line(4), 'garbage without fields']);
+    await storage.drain();
+    expect(await count(influxd, 'partial')).toBe(4);
+    const s = storage.stats();
+    expect(s.droppedLines.rejected).toBe(2);
+    expect(s.writtenLines).toBe(4);
+    expect(s.pendingLines).toBe(0);
+    const offending = logs
+      .filter((l) => l.msg === 'InfluxDB rejected points: dropped')
+      .map((l) => l.offending);
+    expect(offending).toEqual([[bad], ['garbage without fields']]);
+    await storage.stop();
+  });
+
+  it('413: splits the batch until it fits and loses nothing; a single oversized line is dropped and counted', async () => {
+    const { storage } = testStorage(influxd.url, { database: 'split', batchSize: 2_000, gzipThreshold: 1e9 });
+    await storage.start();
+    const lines = Array.from({ length: 1_000 }, (_, i) => line(i, 60)); // ~130 kB, limit 20 kB
+    storage.writeLines(lines);
+    await storage.drain();
+    expect(await count(influxd, 'split')).toBe(1_000);
+    const s = storage.stats();
+    expect(s.splitBatches).toBeGreaterThanOrEqual(7);
+    expect(s.writtenLines).toBe(1_000);
+    expect(s.droppedLines.too_large).toBe(0);
+
+    storage.writeLines([line(5_000, 30_000)]);
+    await storage.drain();
+    expect(storage.stats().droppedLines.too_large).toBe(1);
+    await storage.stop();
+  });
+
+  it('429/503 are retried honouring Retry-After, and every line arrives', async () => {
+    const proxy = await new FaultProxy(influxd.url).start();
+    try {
+      const { storage } = testStorage(proxy.url, {
+        database: 'retry',
+        minRetryDelayMs: 50,
+        retryJitterMs: 0,
+      });
+      await storage.start();
+      proxy.failNext(1, 429, { 'retry-after': '1' });
+      proxy.failNext(1, 503);
+      storage.writeLines(Array.from({ length: 50 }, (_, i) => line(i)));
+      await storage.drain();
+      expect(await count(influxd, 'retry')).toBe(50);
+      const [first, second] = proxy.writeArrivals;
+      // Retry-After: 1 means one second, not one millisecond.
+      expect(second! - first!).toBeGreaterThanOrEqual(950);
+      expect(proxy.writeArrivals.length).toBe(3);
+      expect(storage.stats()).toMatchObject({ retriedLines: 100, writtenLines: 50, pendingLines: 0 });
+      await storage.stop();
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
+describe('credentials on a real InfluxDB with auth enabled', () => {
+  const influxd = new Influxd({ authEnabled: true });
+  const admin = { username: 'admin', password: 'adm1n-pw' };
+  beforeAll(async () => {
+    await influxd.start();
+    // The first admin user may be created without credentials.
+    await influxd.query(`CREATE USER admin WITH PASSWORD '${admin.password}' WITH ALL PRIVILEGES`);
+    await influxd.query(
+      "CREATE DATABASE authdb; CREATE USER reader WITH PASSWORD 'r'; GRANT READ ON authdb TO reader; CREATE USER writer WITH PASSWORD 'w'; GRANT ALL ON authdb TO writer",
+      undefined,
+      admin,
+    );
+  });
+  afterAll(async () => {
+    await influxd.dispose();
+  });
+
+  it('a wrong password stops start-up with a clear 401 message and keeps the secret out of it', async () => {
+    const { storage, lines } = testStorage(influxd.url, {
+      database: 'authdb',
+      username: 'admin',
+      password: 'wrong-secret',
+    });
+    const err = await storage.start().catch((e: StorageError) => e);
+    expect((err as StorageError).code).toBe('CFM_STORAGE_AUTH');
+    expect((err as Error).message).toMatch(/401.*check influx/);
+    expect(JSON.stringify(lines) + String((err as Error).message)).not.toContain('wrong-secret');
+  });
+
+  it('an admin creates the database; a writer writes', async () => {
+    const a = testStorage(influxd.url, { database: 'made_by_admin', ...admin }).storage;
+    await a.start();
+    await a.stop();
+    const { storage } = testStorage(influxd.url, { database: 'authdb', username: 'writer', password: 'w' });
+    await storage.start();
+    storage.writeLines([line(1)]);
+    await storage.drain();
+    expect(await count(influxd, 'authdb', 'count(uptime_s)', 'host', admin)).toBe(1);
+    await storage.stop();
+  });
+
+  it('403 (read-only user) and 401 (password changed) on write are fatal and reported once', async () => {
+    const fatal: StorageError[] = [];
+    const ro = testStorage(
+      influxd.url,
+      { database: 'authdb', username: 'reader', password: 'r', createDatabase: false },
+      {
+        onFatal: (e) => fatal.push(e),
+      },
+    ).storage;
+    await ro.start();
+    ro.writeLines([line(10)]);
+    ro.writeLines([line(11)]);
+    await ro.flush();
+    ro.writeLines([line(12)]);
+    await waitFor(() => ro.stats().droppedLines.fatal === 3, { what: 'three fatal drops' });
+    expect(fatal).toHaveLength(1);
+    expect(fatal[0]).toMatchObject({ code: 'CFM_STORAGE_AUTH', message: expect.stringContaining('403') });
+    await ro.stop();
+
+    const changed: StorageError[] = [];
+    const w = testStorage(
+      influxd.url,
+      { database: 'authdb', username: 'writer', password: 'w' },
+      {
+        onFatal: (e) => changed.push(e),
+      },
+    ).storage;
+    await w.start();
+    await influxd.query("SET PASSWORD FOR writer = 'rotated'", undefined, admin);
+    w.writeLines([line(20)]);
+    await waitFor(() => changed.length === 1, { what: '401 fatal' });
+    expect(changed[0]!.message).toContain('401');
+    await w.stop();
+  });
+});

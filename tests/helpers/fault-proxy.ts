@@ -1,0 +1,68 @@
+import { createServer, request, type Server } from 'node:http';
+
+/**
+ * A fault-injecting HTTP proxy in front of a real InfluxDB (in the manner of toxiproxy): it forwards every
+ * request unchanged, except that the next `n` requests matching a path are answered with a chosen status and
+ * headers. It produces what a real server under load or behind a gateway sends (429/503 with Retry-After) and
+ * a local influxd never does on demand; the data still lands in the real database.
+ */
+export class FaultProxy {
+  private server: Server | undefined;
+  private faults: { path: RegExp; remaining: number; status: number; headers: Record<string, string> }[] = [];
+  /** Arrival time (ms) of every request whose path matched `/write` or `/api/v2/write`. */
+  readonly writeArrivals: number[] = [];
+  port = 0;
+
+  constructor(private readonly target: string) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  failNext(
+    n: number,
+    status: number,
+    headers: Record<string, string> = {},
+    path = /^\/(write|api\/v2\/write)/,
+  ): void {
+    this.faults.push({ path, remaining: n, status, headers });
+  }
+
+  async start(): Promise<this> {
+    const t = new URL(this.target);
+    this.server = createServer((req, res) => {
+      const url = req.url ?? '/';
+      if (/^\/(write|api\/v2\/write)/.test(url)) this.writeArrivals.push(Date.now());
+      const fault = this.faults.find((f) => f.remaining > 0 && f.path.test(url));
+      if (fault) {
+        fault.remaining--;
+        req.resume();
+        req.on('end', () => {
+          res.writeHead(fault.status, { 'content-type': 'application/json', ...fault.headers });
+          res.end(JSON.stringify({ error: `injected ${fault.status}` }));
+        });
+        return;
+      }
+      const up = request(
+        { host: t.hostname, port: t.port, method: req.method, path: url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      up.on('error', () => {
+        res.writeHead(502);
+        res.end();
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as { port: number }).port;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise((r) => this.server?.close(r));
+  }
+}
