@@ -18,8 +18,19 @@ function makePoints(n: number, t0: number): AnyPoint[] {
     const school = `31330${String(i % 1600).padStart(5, '0')}`;
     out.push({
       measurement: 'host',
-      tags: { region: '330000/330100/330106', school, classroom: `c${i % 20}`, device: `d${i % 30_000}`, kind: 'panel' },
-      fields: { uptime_s: 3600 + i, cpu_pct: (i % 1000) / 10, mem_used_pct: 55.5, mem_total_bytes: 8_589_934_592 },
+      tags: {
+        region: '330000/330100/330106',
+        school,
+        classroom: `c${i % 20}`,
+        device: `d${i % 30_000}`,
+        kind: 'panel',
+      },
+      fields: {
+        uptime_s: 3600 + i,
+        cpu_pct: (i % 1000) / 10,
+        mem_used_pct: 55.5,
+        mem_total_bytes: 8_589_934_592,
+      },
       ts: t0 + Math.floor(i / 30_000) * 10_000 + (i % 30_000),
     });
   }
@@ -56,9 +67,12 @@ try {
   const rawS = (performance.now() - t) / 1000;
 
   // Storage layer: serialise from typed points and write through the WriteApi.
-  const storage = new Storage(influxConfigSchema.parse({ url: influxd.url, database: 'layer', flushIntervalMs: 100 }), {
-    log: silentLogger(),
-  });
+  const storage = new Storage(
+    influxConfigSchema.parse({ url: influxd.url, database: 'layer', flushIntervalMs: 100 }),
+    {
+      log: silentLogger(),
+    },
+  );
   await storage.start();
   t = performance.now();
   for (let i = 0; i < points.length; i += 1_000) storage.write(points.slice(i, i + 1_000));

@@ -46,5 +46,7 @@ process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
 
 const info = await storage.start();
-console.log(`\nInfluxDB ${info.version} on ${influxd.url} (database "${config.influx.database}", data in ${dataDir})`);
+console.log(
+  `\nInfluxDB ${info.version} on ${influxd.url} (database "${config.influx.database}", data in ${dataDir})`,
+);
 console.log('Press Ctrl-C to stop.');
