@@ -175,6 +175,8 @@ export interface StorageDeps {
   log: Logger;
   /** Called once when InfluxDB refuses the credentials or the database is gone: the owner should stop. */
   onFatal?: (err: StorageError) => void;
+  /** Every HTTP write request, for the owner's latency histogram. */
+  onWriteRequest?: (durationMs: number, status: number | undefined) => void;
 }
 
 export class Storage {
@@ -246,6 +248,7 @@ export class Storage {
         r.totalMs += durationMs;
         r.maxMs = Math.max(r.maxMs, durationMs);
         r.lastStatus = status;
+        this.deps.onWriteRequest?.(durationMs, status);
       },
     );
     this.influx = new InfluxDB({ url: c.url, timeout: c.timeoutMs, transport });

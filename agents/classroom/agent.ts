@@ -1,0 +1,349 @@
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Service } from '../../common/lifecycle.js';
+import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
+import { idSchema, regionPathSchema } from '../../contracts/ids.js';
+import {
+  type DeviceEvent,
+  type DeviceStatus,
+  type DisplayHealth,
+  deviceKindSchema,
+  type Telemetry,
+  type TopicPayloads,
+} from '../../contracts/messages.js';
+import { buildTopic, type Channel } from '../../contracts/topics.js';
+import { readCommand } from '../sources/command.js';
+import { HostSource } from '../sources/host.js';
+import { readPjlink } from '../sources/pjlink.js';
+import { SimulatedDisplay } from '../sources/simulated.js';
+import { Spool } from '../spool.js';
+
+export const AGENT_NAME = 'cfm-agent';
+export const AGENT_VERSION = '0.1.0';
+
+const displayConfigSchema = z
+  .discriminatedUnion('source', [
+    z.strictObject({ source: z.literal('none') }),
+    z.strictObject({
+      source: z.literal('pjlink'),
+      host: z.string().min(1).describe('Projector / panel address.'),
+      port: z.number().int().min(1).max(65_535).default(4352),
+      password: z.string().optional().describe('PJLink password. Secret.'),
+      timeoutMs: z.number().int().min(100).default(3_000),
+    }),
+    z.strictObject({
+      source: z.literal('command'),
+      command: z.string().min(1).describe('Vendor tool printing display health as JSON.'),
+      args: z.array(z.string()).default([]),
+      timeoutMs: z.number().int().min(100).default(5_000),
+    }),
+    z.strictObject({
+      source: z.literal('simulated'),
+      idle: z.boolean().default(false),
+      faulty: z.boolean().default(false),
+      useShare: z.number().min(0).max(1).default(0.7),
+    }),
+  ])
+  .default({ source: 'none' });
+
+export const agentConfigSchema = z
+  .strictObject({
+    school: idSchema.describe('School id (学校标识码); a topic level.'),
+    device: idSchema.describe('This device id, unique within the school; a topic level.'),
+    classroom: idSchema.optional().describe('Classroom id.'),
+    region: regionPathSchema.optional().describe('Region path, e.g. `330000/330100/330106`.'),
+    kind: deviceKindSchema.default('teacher_pc').describe('What this agent reports as.'),
+    intervalS: z
+      .number()
+      .int()
+      .min(1)
+      .max(3_600)
+      .default(10)
+      .describe('Seconds between readings (the heartbeat).'),
+    mqtt: mqttConfigSchema,
+    spool: z
+      .strictObject({
+        dir: z.string().default('var/agent-spool').describe('Store-and-forward queue folder.'),
+        maxBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .default(64 * 1024 * 1024)
+          .describe('Queue bound; when full the oldest readings are dropped and counted.'),
+      })
+      .prefault({}),
+    replayRatePerSec: z
+      .number()
+      .positive()
+      .default(10)
+      .describe('Queued readings sent per second after a reconnect (keep below the broker limit).'),
+    host: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        nics: z.array(z.string()).default([]).describe('NICs to report; empty = all but loopback.'),
+      })
+      .prefault({}),
+    display: displayConfigSchema,
+  })
+  .describe('The classroom agent.');
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+export interface AgentStats {
+  readings: number;
+  published: number;
+  spooled: number;
+  replayed: number;
+  displayErrors: number;
+}
+
+/**
+ * The classroom agent: every `intervalS` it reads host and display health and publishes a telemetry message;
+ * display faults and reachability changes become events. Everything goes through one ordered path:
+ *
+ *   reading ─► (connected and queue empty?) ─► publish QoS 1 ──► broker
+ *                        └─ otherwise ─► spool (disk, bounded) ─► replay in order at replayRatePerSec
+ *
+ * A message leaves the spool only after the broker's PUBACK, so a crash or a broker restart loses nothing;
+ * a duplicate after a lost PUBACK lands on the same InfluxDB series and timestamp, so it is harmless.
+ */
+export class ClassroomAgent implements Service {
+  readonly name = 'agent';
+  private session: MqttSession | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly spool: Spool;
+  private readonly hostSource: HostSource;
+  private readonly simulated: SimulatedDisplay | undefined;
+  private seq = 0;
+  private pumping: Promise<void> | undefined;
+  private stopping = false;
+  private lastErrors: Record<string, string> = {};
+  private displayReachable = true;
+  private ticking: Promise<void> = Promise.resolve();
+  private readonly stats_: AgentStats = {
+    readings: 0,
+    published: 0,
+    spooled: 0,
+    replayed: 0,
+    displayErrors: 0,
+  };
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly deps: { log: Logger; now?: () => number },
+  ) {
+    this.spool = new Spool({ dir: config.spool.dir, maxBytes: config.spool.maxBytes });
+    this.hostSource = new HostSource({ nics: config.host.nics });
+    this.simulated =
+      config.display.source === 'simulated'
+        ? new SimulatedDisplay({
+            seed: `${config.school}/${config.device}`,
+            idle: config.display.idle,
+            faulty: config.display.faulty,
+            useShare: config.display.useShare,
+          })
+        : undefined;
+  }
+
+  stats(): AgentStats & { queued: number; droppedOldest: number } {
+    const s = this.spool.stats();
+    return { ...this.stats_, queued: s.queued, droppedOldest: s.droppedOldest };
+  }
+
+  get connected(): boolean {
+    return this.session?.connected ?? false;
+  }
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  private topic(channel: Channel): string {
+    return buildTopic({ school: this.config.school, device: this.config.device, channel });
+  }
+
+  private message<C extends Channel>(channel: C, payload: TopicPayloads[C]): OutgoingMessage {
+    return {
+      topic: this.topic(channel),
+      payload: JSON.stringify(payload),
+      qos: 1,
+      retain: channel === 'status',
+    };
+  }
+
+  private status(state: 'online' | 'offline', reason: DeviceStatus['reason']): OutgoingMessage {
+    const c = this.config;
+    const s: DeviceStatus = {
+      v: 1,
+      ts: this.now(),
+      state,
+      reason,
+      kind: c.kind,
+      agent: { name: AGENT_NAME, version: AGENT_VERSION },
+      heartbeatS: c.intervalS,
+    };
+    if (c.classroom) s.classroom = c.classroom;
+    if (c.region) s.region = c.region;
+    return this.message('status', s);
+  }
+
+  async start(): Promise<void> {
+    await this.spool.open();
+    const log = this.deps.log;
+    if (this.spool.size > 0)
+      log.info({ queued: this.spool.size }, 'readings queued from before: will replay');
+    const session = new MqttSession(this.config.mqtt, {
+      log,
+      clientId:
+        this.config.mqtt.clientId ??
+        this.config.mqtt.username ??
+        `${this.config.school}.${this.config.device}`,
+      will: this.status('offline', 'will'),
+      birth: () => this.status('online', 'birth'),
+    });
+    this.session = session;
+    session.on('connect', () => this.pump());
+    session.start();
+    const tick = () => {
+      this.ticking = this.ticking
+        .then(() => this.tick())
+        .catch((err: unknown) => log.error({ err }, 'reading failed'));
+    };
+    tick();
+    this.timer = setInterval(tick, this.config.intervalS * 1000);
+  }
+
+  private async readDisplay(): Promise<DisplayHealth | undefined> {
+    const d = this.config.display;
+    switch (d.source) {
+      case 'none':
+        return undefined;
+      case 'simulated':
+        return this.simulated!.read(new Date(this.now()));
+      case 'pjlink':
+        return readPjlink({ host: d.host, port: d.port, password: d.password, timeoutMs: d.timeoutMs });
+      case 'command':
+        return readCommand({ command: d.command, args: d.args, timeoutMs: d.timeoutMs });
+    }
+  }
+
+  private event(
+    type: DeviceEvent['type'],
+    severity: DeviceEvent['severity'],
+    subject: string,
+    message: string,
+  ) {
+    return this.message('event', {
+      v: 1,
+      ts: this.now(),
+      type,
+      severity,
+      kind: this.config.kind,
+      subject,
+      message,
+    });
+  }
+
+  /** One reading: telemetry plus any events it implies, all through the ordered send path. */
+  async tick(): Promise<void> {
+    const c = this.config;
+    const out: OutgoingMessage[] = [];
+    let display: DisplayHealth | undefined;
+    try {
+      display = await this.readDisplay();
+      if (!this.displayReachable) {
+        this.displayReachable = true;
+        out.push(this.event('recovered', 'info', 'display', 'display answers again'));
+      }
+    } catch (err) {
+      this.stats_.displayErrors++;
+      this.deps.log.warn({ err: (err as Error).message }, 'display read failed');
+      if (this.displayReachable) {
+        this.displayReachable = false;
+        out.push(this.event('unreachable', 'warning', 'display', (err as Error).message.slice(0, 500)));
+      }
+    }
+    for (const [part, level] of Object.entries(display?.errors ?? {})) {
+      const before = this.lastErrors[part] ?? 'ok';
+      if (level === before) continue;
+      out.push(
+        level === 'ok'
+          ? this.event('fault_cleared', 'info', part, `${part} ok again`)
+          : this.event('fault', level === 'error' ? 'critical' : 'warning', part, `${part} ${level}`),
+      );
+      this.lastErrors[part] = level;
+    }
+    const t: Telemetry = { v: 1, ts: this.now(), seq: this.seq++, kind: c.kind };
+    if (c.classroom) t.classroom = c.classroom;
+    if (c.host.enabled) t.host = await this.hostSource.read(t.ts);
+    if (display) {
+      t.display = display;
+      t.inUse = display.power === 'on' && display.input !== undefined;
+    }
+    this.stats_.readings++;
+    out.unshift(this.message('telemetry', t));
+    for (const m of out) await this.send(m);
+  }
+
+  private async send(m: OutgoingMessage): Promise<void> {
+    const session = this.session;
+    if (session?.connected && this.spool.size === 0 && !this.pumping) {
+      try {
+        await session.publish(m);
+        this.stats_.published++;
+        return;
+      } catch {
+        // fall through to the spool
+      }
+    }
+    await this.spool.append({ topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain });
+    this.stats_.spooled++;
+    this.pump();
+  }
+
+  /** Replays the spool in order, one message per PUBACK, at replayRatePerSec. */
+  private pump(): void {
+    if (this.pumping || this.stopping) return;
+    const session = this.session;
+    if (!session?.connected || this.spool.size === 0) return;
+    const gapMs = 1000 / this.config.replayRatePerSec;
+    this.pumping = (async () => {
+      try {
+        while (!this.stopping && session.connected && this.spool.size > 0) {
+          const [e] = await this.spool.peek(1);
+          if (!e) break;
+          const started = performance.now();
+          try {
+            await session.publish({
+              topic: e.topic,
+              payload: e.payload,
+              qos: e.qos,
+              retain: e.retain ?? false,
+            });
+          } catch {
+            break; // disconnected: the next 'connect' resumes
+          }
+          await this.spool.ack(1);
+          this.stats_.replayed++;
+          const wait = gapMs - (performance.now() - started);
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        }
+      } finally {
+        this.pumping = undefined;
+      }
+      // Readings spooled while pumping: go again.
+      if (!this.stopping && session.connected && this.spool.size > 0) this.pump();
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.timer);
+    await this.ticking;
+    await this.pumping;
+    // An explicit offline, so the collector tells a switched-off PC from a crashed one (MQTT-3.1.2-10: a clean
+    // DISCONNECT discards the will).
+    await this.session?.stop(this.status('offline', 'shutdown'));
+    this.session = undefined;
+    await this.spool.close();
+  }
+}

@@ -1,0 +1,77 @@
+import { isValidFilter, parseTopic, TOPIC_ROOT, TOPIC_VERSION } from '../contracts/topics.js';
+
+/**
+ * Who a connected client is, and so what it may do. Deny by default: a topic or filter that no rule below
+ * allows is refused.
+ *
+ * | role      | publish                                                        | subscribe                   |
+ * | --------- | -------------------------------------------------------------- | --------------------------- |
+ * | device    | its own subtree `cfm/v1/{school}/{device}/{status,telemetry,event}` | nothing                |
+ * | poller    | `cfm/v1/{school}/+/{status,iface,event}` for its schools only  | nothing                     |
+ * | collector | nothing                                                        | filters under `cfm/v1/`, also `$share/{group}/…` |
+ *
+ * Nobody publishes to `$SYS/…` or outside `cfm/v1/`, and only `status` may be retained (the birth/last will);
+ * a retained reading would be replayed to every new subscriber as if it were new.
+ */
+export type Principal =
+  | { role: 'device'; username: string; school: string; device: string }
+  | { role: 'poller'; username: string; schools: readonly string[] }
+  | { role: 'collector'; username: string };
+
+export type Denial = { ok: false; reason: string };
+export type Decision = { ok: true } | Denial;
+
+const ok: Decision = { ok: true };
+const deny = (reason: string): Denial => ({ ok: false, reason });
+
+const DEVICE_CHANNELS = new Set(['status', 'telemetry', 'event']);
+const POLLER_CHANNELS = new Set(['status', 'iface', 'event']);
+
+export function mayPublish(p: Principal, topic: string, retain: boolean): Decision {
+  if (topic.startsWith('$')) return deny('topics starting with $ are reserved for the broker');
+  const t = parseTopic(topic);
+  if (!t.ok) return deny(`topic is not cfm/v1/{school}/{device}/{channel} (${t.reason})`);
+  if (retain && t.channel !== 'status') return deny('only status messages may be retained');
+  switch (p.role) {
+    case 'device':
+      if (t.school !== p.school || t.device !== p.device)
+        return deny('a device publishes only under its own subtree');
+      if (!DEVICE_CHANNELS.has(t.channel)) return deny(`a device does not publish ${t.channel}`);
+      return ok;
+    case 'poller':
+      if (!p.schools.includes(t.school)) return deny(`school ${t.school} is not assigned to this poller`);
+      if (!POLLER_CHANNELS.has(t.channel)) return deny(`a poller does not publish ${t.channel}`);
+      return ok;
+    case 'collector':
+      return deny('a collector only subscribes');
+  }
+}
+
+/** `$share/{group}/{filter}` (MQTT-4.8.2) → the filter inside; anything else unchanged. */
+export function stripShare(filter: string): string | undefined {
+  if (!filter.startsWith('$share/')) return filter;
+  const parts = filter.split('/');
+  if (parts.length < 3 || !parts[1] || parts[1].includes('+') || parts[1].includes('#')) return undefined;
+  return parts.slice(2).join('/');
+}
+
+export function maySubscribe(p: Principal, filter: string): Decision {
+  if (p.role !== 'collector') return deny(`a ${p.role} does not subscribe`);
+  const inner = stripShare(filter);
+  if (inner === undefined || !isValidFilter(inner)) return deny('not a valid topic filter');
+  const [root, version] = inner.split('/');
+  if (root !== TOPIC_ROOT || (version !== TOPIC_VERSION && version !== '#')) {
+    return deny(`only filters under ${TOPIC_ROOT}/${TOPIC_VERSION}/ are allowed`);
+  }
+  return ok;
+}
+
+/**
+ * A client id must be the username or start with `username.` or `username-`, so one credential cannot take
+ * over another client's session (MQTT-3.1.4-2: a second connection with the same id closes the first).
+ */
+export function clientIdAllowed(p: Principal, clientId: string): boolean {
+  return (
+    clientId === p.username || clientId.startsWith(`${p.username}.`) || clientId.startsWith(`${p.username}-`)
+  );
+}

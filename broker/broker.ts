@@ -1,0 +1,308 @@
+import { unwatchFile, watchFile } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Service } from '../common/lifecycle.js';
+import { MAX_PAYLOAD_BYTES } from '../contracts/messages.js';
+import { clientIdAllowed, mayPublish, maySubscribe, type Principal } from './acl.js';
+import { CredentialStore } from './credentials.js';
+import { FrameLimitedConnection, TokenBucket } from './frame-limit.js';
+
+/**
+ * The embedded MQTT broker: aedes (MQTT 3.1.1) with all policy in its hooks. Deny by default — a client
+ * without valid credentials is refused (CONNACK 4/5), a topic no ACL rule allows is refused (the connection is
+ * closed: MQTT 3.1.1 has no per-publish refusal, MQTT-3.3.5-2). Agents and collector use only standard MQTT,
+ * so the same deployment can swap this for Mosquitto or EMQX.
+ */
+const listenerSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('tcp'),
+    host: z
+      .string()
+      .default('127.0.0.1')
+      .describe('Bind address. Plain TCP is meant for loopback and development.'),
+    port: z.number().int().min(0).max(65_535).default(1883),
+  }),
+  z.strictObject({
+    kind: z.literal('tls'),
+    host: z.string().default('0.0.0.0'),
+    port: z.number().int().min(0).max(65_535).default(8883),
+    certFile: z.string().describe('PEM certificate chain.'),
+    keyFile: z.string().describe('PEM private key.'),
+    caFile: z.string().optional().describe('PEM CA bundle; with it, clients may also present certificates.'),
+  }),
+]);
+
+export const brokerConfigSchema = z
+  .strictObject({
+    listeners: z
+      .array(listenerSchema)
+      .min(1)
+      .default([{ kind: 'tcp', host: '127.0.0.1', port: 1883 }])
+      .describe(
+        'Where to listen: `{kind: tcp, host, port}` and/or `{kind: tls, host, port, certFile, keyFile, caFile?}`.',
+      ),
+    credentialsFile: z
+      .string()
+      .default('var/broker-credentials.yaml')
+      .describe(
+        'Hashed client credentials, managed with `npm run broker -- users …`; re-read when it changes.',
+      ),
+    maxPacketBytes: z
+      .number()
+      .int()
+      .min(1_024)
+      .default(MAX_PAYLOAD_BYTES + 4_096)
+      .describe(
+        'Largest MQTT packet; a bigger one closes the connection before it is buffered (stops memory exhaustion).',
+      ),
+    maxTopicLevels: z
+      .number()
+      .int()
+      .min(7)
+      .max(100)
+      .default(10)
+      .describe('Most `/`-levels in a topic or filter (ours use 5, `$share/g/…` 7); stops router blow-ups.'),
+    publishRatePerSec: z
+      .number()
+      .positive()
+      .default(20)
+      .describe(
+        'Sustained publishes per second per client; above it the client is disconnected (stops floods).',
+      ),
+    publishBurst: z
+      .number()
+      .int()
+      .min(1)
+      .default(200)
+      .describe('Publishes a client may send at once above the sustained rate (store-and-forward replays).'),
+    connectTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(10_000)
+      .describe('Time to send CONNECT after opening a socket (stops idle sockets holding file descriptors).'),
+    drainTimeoutMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(30_000)
+      .describe(
+        'A subscriber that does not read for this long is disconnected (stops one stuck client stalling all).',
+      ),
+    maxClientIdLength: z.number().int().min(23).max(256).default(128).describe('Longest client id.'),
+  })
+  .prefault({});
+export type BrokerConfig = z.infer<typeof brokerConfigSchema>;
+
+export interface BrokerStats {
+  connected: number;
+  authFailures: number;
+  deniedPublish: number;
+  deniedSubscribe: number;
+  rateLimited: number;
+  oversized: number;
+  published: number;
+}
+
+interface ClientState {
+  principal: Principal;
+  hash: string;
+  bucket: TokenBucket;
+}
+
+function authError(returnCode: 4 | 5, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+export class Broker implements Service {
+  readonly name = 'broker';
+  private aedes: Aedes | undefined;
+  private servers: Server[] = [];
+  private readonly store: CredentialStore;
+  private readonly clients = new WeakMap<Client, ClientState>();
+  private readonly stats_: Omit<BrokerStats, 'connected'> = {
+    authFailures: 0,
+    deniedPublish: 0,
+    deniedSubscribe: 0,
+    rateLimited: 0,
+    oversized: 0,
+    published: 0,
+  };
+  /** Actual ports, in listener order (useful when configured as 0). */
+  ports: number[] = [];
+
+  constructor(
+    readonly config: BrokerConfig,
+    private readonly deps: { log: Logger },
+  ) {
+    this.store = new CredentialStore(config.credentialsFile);
+  }
+
+  stats(): BrokerStats {
+    return { connected: this.aedes?.connectedClients ?? 0, ...this.stats_ };
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    const log = this.deps.log;
+    await this.store.load();
+    if (this.store.size === 0) {
+      log.warn(
+        { file: c.credentialsFile },
+        'no credentials: every client will be refused (add some with `users add`)',
+      );
+    }
+    const aedes = await Aedes.createBroker({
+      connectTimeout: c.connectTimeoutMs,
+      drainTimeout: c.drainTimeoutMs,
+      maxTopicLevels: c.maxTopicLevels,
+      maxClientsIdLength: c.maxClientIdLength,
+      heartbeatInterval: 60_000,
+      authenticate: (client, username, password, done) => {
+        this.authenticate(client, username, password).then(
+          () => done(null, true),
+          (err: AuthenticateError) => {
+            this.stats_.authFailures++;
+            log.warn({ clientId: client.id, username, why: err.message }, 'connection refused');
+            done(err, false);
+          },
+        );
+      },
+      authorizePublish: (client, packet, done) => {
+        // `client` is null only for a last will restored from persistence after a restart.
+        if (!client) return done(null);
+        const st = this.clients.get(client);
+        if (!st) return done(new Error('not authenticated'));
+        const d = mayPublish(st.principal, packet.topic, packet.retain);
+        if (!d.ok) {
+          this.stats_.deniedPublish++;
+          log.warn(
+            { clientId: client.id, topic: packet.topic.slice(0, 200), why: d.reason },
+            'publish denied',
+          );
+          return done(new Error(d.reason));
+        }
+        if (!st.bucket.take()) {
+          this.stats_.rateLimited++;
+          log.warn(
+            { clientId: client.id, ratePerSec: c.publishRatePerSec },
+            'publish rate exceeded: disconnecting',
+          );
+          return done(new Error('publish rate exceeded'));
+        }
+        this.stats_.published++;
+        done(null);
+      },
+      authorizeSubscribe: (client, sub, done) => {
+        const st = this.clients.get(client);
+        const d = st
+          ? maySubscribe(st.principal, sub.topic)
+          : { ok: false as const, reason: 'not authenticated' };
+        if (!d.ok) {
+          this.stats_.deniedSubscribe++;
+          log.warn(
+            { clientId: client.id, filter: sub.topic.slice(0, 200), why: d.reason },
+            'subscribe denied',
+          );
+          // A refused filter gets SUBACK 0x80 (MQTT-3.9.3) and the session continues.
+          return done(null, null);
+        }
+        done(null, sub);
+      },
+    });
+    aedes.on('clientError', (client, err) =>
+      log.debug({ clientId: client?.id, err: err.message }, 'client error'),
+    );
+    aedes.on('connectionError', (client, err) =>
+      log.debug({ clientId: client?.id, err: err.message }, 'connection error'),
+    );
+    this.aedes = aedes;
+
+    for (const l of c.listeners) {
+      const onSocket = (socket: Socket) => {
+        const conn = new FrameLimitedConnection(socket, c.maxPacketBytes, (why) => {
+          this.stats_.oversized++;
+          log.warn({ remote: socket.remoteAddress, why }, 'oversized packet: connection closed');
+        });
+        aedes.handle(conn);
+      };
+      const server =
+        l.kind === 'tcp'
+          ? createTcpServer(onSocket)
+          : createTlsServer(
+              {
+                cert: await readFile(l.certFile),
+                key: await readFile(l.keyFile),
+                ...(l.caFile
+                  ? { ca: await readFile(l.caFile), requestCert: true, rejectUnauthorized: false }
+                  : {}),
+                minVersion: 'TLSv1.2',
+              },
+              onSocket,
+            );
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(l.port, l.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      this.servers.push(server);
+      this.ports.push((server.address() as { port: number }).port);
+      log.info({ kind: l.kind, host: l.host, port: this.ports.at(-1) }, 'broker listening');
+    }
+    watchFile(c.credentialsFile, { interval: 1_000 }, () => {
+      void this.reloadCredentials().catch((err: unknown) =>
+        log.error({ err }, 'credentials file unreadable: keeping the previous credentials'),
+      );
+    });
+  }
+
+  private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined) {
+    if (!username || !password) throw authError(4, 'missing username or password');
+    const principal = await this.store.authenticate(username, password.toString('utf8'));
+    if (!principal) throw authError(4, 'bad username or password');
+    if (!clientIdAllowed(principal, client.id)) {
+      throw authError(5, `client id must be "${username}" or start with "${username}." or "${username}-"`);
+    }
+    this.clients.set(client, {
+      principal,
+      hash: this.store.get(username)!.hash,
+      bucket: new TokenBucket(this.config.publishRatePerSec, this.config.publishBurst),
+    });
+  }
+
+  /** Re-reads the credentials file and disconnects clients whose credentials were revoked or rotated. */
+  async reloadCredentials(): Promise<void> {
+    await this.store.load();
+    const aedes = this.aedes;
+    if (!aedes) return;
+    const connected = (aedes as unknown as { clients: Record<string, Client> }).clients;
+    for (const client of Object.values(connected)) {
+      const st = this.clients.get(client);
+      if (!st) continue;
+      const entry = this.store.get(st.principal.username);
+      if (!entry || entry.hash !== st.hash) {
+        this.deps.log.info(
+          { clientId: client.id, username: st.principal.username },
+          'credentials revoked or rotated: disconnecting',
+        );
+        client.close();
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    unwatchFile(this.config.credentialsFile);
+    for (const s of this.servers) s.close();
+    this.servers = [];
+    const aedes = this.aedes;
+    this.aedes = undefined;
+    if (aedes) await new Promise<void>((r) => aedes.close(() => r()));
+    this.ports = [];
+  }
+}

@@ -1,0 +1,219 @@
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { z } from 'zod';
+import { idSchema } from '../contracts/ids.js';
+import type { Principal } from './acl.js';
+
+/**
+ * Per-client credentials, stored hashed with scrypt (RFC 7914) in a YAML file managed by `broker/cli.ts`.
+ *
+ * Hash format: `scrypt$<log2 N>$<r>$<p>$<salt, base64>$<key, base64>`; the parameters travel with each hash so
+ * they can be raised later without invalidating old entries. Cost: generated secrets (192 random bits) use
+ * N=2^12 — the KDF only slows guessing, and nobody guesses 192 bits — which keeps a broker restart with 30,000
+ * reconnecting devices to minutes of CPU, not an hour; a human-chosen password uses N=2^14.
+ */
+const scrypt = promisify(scryptCb) as (
+  pw: string,
+  salt: Buffer,
+  len: number,
+  opts: object,
+) => Promise<Buffer>;
+
+export const GENERATED_SECRET_LOG2N = 12;
+export const CHOSEN_PASSWORD_LOG2N = 14;
+const KEY_LEN = 32;
+
+const usernameSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/, {
+  message: 'must be 1-128 of A-Z a-z 0-9 _ . : @ - starting with a letter or digit',
+});
+
+const entrySchema = z.discriminatedUnion('role', [
+  z.strictObject({
+    username: usernameSchema,
+    role: z.literal('device'),
+    school: idSchema,
+    device: idSchema,
+    hash: z.string().startsWith('scrypt$'),
+    created: z.string(),
+    rotated: z.string().optional(),
+  }),
+  z.strictObject({
+    username: usernameSchema,
+    role: z.literal('poller'),
+    schools: z.array(idSchema).min(1),
+    hash: z.string().startsWith('scrypt$'),
+    created: z.string(),
+    rotated: z.string().optional(),
+  }),
+  z.strictObject({
+    username: usernameSchema,
+    role: z.literal('collector'),
+    hash: z.string().startsWith('scrypt$'),
+    created: z.string(),
+    rotated: z.string().optional(),
+  }),
+]);
+export type CredentialEntry = z.infer<typeof entrySchema>;
+const fileSchema = z.strictObject({ users: z.array(entrySchema).default([]) });
+
+export class CredentialsError extends Error {
+  override name = 'CredentialsError';
+}
+
+export async function hashSecret(secret: string, log2N = CHOSEN_PASSWORD_LOG2N): Promise<string> {
+  const salt = randomBytes(16);
+  const N = 2 ** log2N;
+  const key = await scrypt(secret, salt, KEY_LEN, { N, r: 8, p: 1, maxmem: 256 * N * 8 });
+  return `scrypt$${log2N}$8$1$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+export async function verifySecret(secret: string, hash: string): Promise<boolean> {
+  const parts = hash.split('$');
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [, l, r, p, saltB64, keyB64] = parts as [string, string, string, string, string, string];
+  const N = 2 ** Number(l);
+  const expected = Buffer.from(keyB64, 'base64');
+  if (!Number.isInteger(N) || expected.length === 0) return false;
+  const key = await scrypt(secret, Buffer.from(saltB64, 'base64'), expected.length, {
+    N,
+    r: Number(r),
+    p: Number(p),
+    maxmem: 256 * N * Number(r),
+  });
+  return timingSafeEqual(key, expected);
+}
+
+/** A random secret for a device: 24 bytes, base64url (32 characters). */
+export function generateSecret(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+export function principalOf(e: CredentialEntry): Principal {
+  switch (e.role) {
+    case 'device':
+      return { role: 'device', username: e.username, school: e.school, device: e.device };
+    case 'poller':
+      return { role: 'poller', username: e.username, schools: e.schools };
+    case 'collector':
+      return { role: 'collector', username: e.username };
+  }
+}
+
+/** The credentials file: load, verify, and (for the CLI) add, rotate and revoke with atomic writes. */
+export class CredentialStore {
+  private entries = new Map<string, CredentialEntry>();
+  /** sha256(username NUL secret NUL hash) of recent successful checks, so a reconnect costs no scrypt. */
+  private readonly verified = new Map<string, true>();
+
+  constructor(readonly file: string) {}
+
+  async load(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.entries = new Map();
+        return;
+      }
+      throw new CredentialsError(`${this.file}: cannot read: ${(e as Error).message}`);
+    }
+    let doc: unknown;
+    try {
+      doc = parseYaml(text) ?? {};
+    } catch (e) {
+      throw new CredentialsError(`${this.file}: not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const r = fileSchema.safeParse(doc);
+    if (!r.success) {
+      const i = r.error.issues[0]!;
+      throw new CredentialsError(`${this.file}: ${i.path.join('.')}: ${i.message}`);
+    }
+    const next = new Map<string, CredentialEntry>();
+    for (const [i, e] of r.data.users.entries()) {
+      if (next.has(e.username))
+        throw new CredentialsError(`${this.file}: users.${i}: duplicate username ${e.username}`);
+      next.set(e.username, e);
+    }
+    this.entries = next;
+    this.verified.clear();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  list(): CredentialEntry[] {
+    return [...this.entries.values()];
+  }
+
+  get(username: string): CredentialEntry | undefined {
+    return this.entries.get(username);
+  }
+
+  /** The principal for valid credentials, undefined otherwise (unknown user and wrong secret look the same). */
+  async authenticate(username: string, secret: string): Promise<Principal | undefined> {
+    const e = this.entries.get(username);
+    if (!e) {
+      // Spend comparable time so an unknown user is not distinguishable by timing.
+      await hashSecret(secret, GENERATED_SECRET_LOG2N);
+      return undefined;
+    }
+    const key = createHash('sha256').update(`${username}\0${secret}\0${e.hash}`).digest('base64');
+    if (this.verified.has(key)) return principalOf(e);
+    if (!(await verifySecret(secret, e.hash))) return undefined;
+    if (this.verified.size > 100_000) this.verified.clear();
+    this.verified.set(key, true);
+    return principalOf(e);
+  }
+
+  private async save(): Promise<void> {
+    const doc = {
+      users: [...this.entries.values()].sort((a, b) => a.username.localeCompare(b.username)),
+    };
+    const header =
+      '# Broker credentials, managed by `npm run broker -- users …`. Hashes are scrypt; never edit by hand.\n';
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    await writeFile(tmp, header + toYaml(doc), { mode: 0o600 });
+    await rename(tmp, this.file);
+  }
+
+  /** Adds a user; returns the secret (generated unless given). The secret is shown once and never stored. */
+  async add(
+    spec: { username: string } & (
+      | { role: 'device'; school: string; device: string }
+      | { role: 'poller'; schools: string[] }
+      | { role: 'collector' }
+    ),
+    secret?: string,
+  ): Promise<string> {
+    await this.load();
+    if (this.entries.has(spec.username))
+      throw new CredentialsError(`user ${spec.username} exists; use rotate`);
+    const plain = secret ?? generateSecret();
+    const hash = await hashSecret(plain, secret ? CHOSEN_PASSWORD_LOG2N : GENERATED_SECRET_LOG2N);
+    const entry = entrySchema.parse({ ...spec, hash, created: new Date().toISOString() });
+    this.entries.set(entry.username, entry);
+    await this.save();
+    return plain;
+  }
+
+  async rotate(username: string, secret?: string): Promise<string> {
+    await this.load();
+    const e = this.entries.get(username);
+    if (!e) throw new CredentialsError(`no user ${username}`);
+    const plain = secret ?? generateSecret();
+    const hash = await hashSecret(plain, secret ? CHOSEN_PASSWORD_LOG2N : GENERATED_SECRET_LOG2N);
+    this.entries.set(username, { ...e, hash, rotated: new Date().toISOString() });
+    await this.save();
+    return plain;
+  }
+
+  async revoke(username: string): Promise<void> {
+    await this.load();
+    if (!this.entries.delete(username)) throw new CredentialsError(`no user ${username}`);
+    await this.save();
+  }
+}

@@ -1,0 +1,370 @@
+import { createServer, type Server } from 'node:http';
+import type { IPublishPacket } from 'mqtt';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { z } from 'zod';
+import type { Service } from '../common/lifecycle.js';
+import { MqttSession, mqttConfigSchema } from '../common/mqtt.js';
+import type { Storage } from '../common/storage/storage.js';
+import { idSchema } from '../contracts/ids.js';
+import { decodePayload, type TopicPayloads } from '../contracts/messages.js';
+import { type Channel, filters, parseTopic } from '../contracts/topics.js';
+import { type DeviceInfo, eventPoint, ifacePoints, presencePoints, telemetryPoints } from './points.js';
+import { PresenceTracker, type Transition } from './presence.js';
+
+/**
+ * MQTT → validated readings → InfluxDB, and presence.
+ *
+ *   broker ──(QoS 1, $share/{group}/cfm/v1/+/+/+ or plain)──► parseTopic ─► decodePayload (zod)
+ *          ─► points (contracts/influx) ─► storage.write ─► WriteApi ─► InfluxDB
+ *                                      └► presence tracker ─► presence + status_change event points
+ *
+ * A bad message is counted by reason and dropped; nothing a publisher sends can crash the collector.
+ */
+export const collectorConfigSchema = z
+  .strictObject({
+    mqtt: mqttConfigSchema,
+    subscription: z
+      .enum(['auto', 'shared', 'plain'])
+      .default('auto')
+      .describe('`auto`: a shared subscription when the broker speaks MQTT 5, else a plain one.'),
+    group: idSchema
+      .default('collectors')
+      .describe('Shared-subscription group: collectors in one group split the messages.'),
+    schools: z
+      .array(idSchema)
+      .default([])
+      .describe(
+        'Shard by school: subscribe only to these schools (empty = all). Combine with `group` to scale out.',
+      ),
+    defaultHeartbeatS: z
+      .number()
+      .int()
+      .min(1)
+      .default(60)
+      .describe('Heartbeat assumed for devices that do not announce `heartbeatS` (e.g. polled routers).'),
+    offlineFactor: z
+      .number()
+      .min(1)
+      .default(1.5)
+      .describe('A device silent for this many heartbeats is offline (MQTT uses 1.5 for keepalive).'),
+    sweepIntervalMs: z
+      .number()
+      .int()
+      .min(10)
+      .default(1_000)
+      .describe('How often silent devices are checked.'),
+    metrics: z
+      .strictObject({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65_535).default(9464),
+      })
+      .prefault({})
+      .describe('Prometheus `/metrics` and `/healthz` listener.'),
+  })
+  .prefault({});
+export type CollectorConfig = z.infer<typeof collectorConfigSchema>;
+
+export type RejectReason =
+  | 'foreign_root'
+  | 'unsupported_version'
+  | 'bad_shape'
+  | 'bad_id'
+  | 'unknown_channel'
+  | 'not_json'
+  | 'not_object'
+  | 'invalid'
+  | 'too_large';
+
+export interface CollectorDeps {
+  log: Logger;
+  storage: Storage;
+  /** Injectable clock for tests of presence timing. */
+  now?: () => number;
+}
+
+export class Collector implements Service {
+  readonly name = 'collector';
+  private session: MqttSession | undefined;
+  private http: Server | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  readonly presence: PresenceTracker;
+  readonly registry = new Registry();
+  private readonly m;
+  private subscribed = false;
+  private readonly subscribedWaiters: (() => void)[] = [];
+  /** Port of the metrics listener once started. */
+  metricsPort = 0;
+  private readonly counts = {
+    received: 0,
+    accepted: 0,
+    rejected: {} as Partial<Record<RejectReason, number>>,
+  };
+
+  constructor(
+    readonly config: CollectorConfig,
+    private readonly deps: CollectorDeps,
+  ) {
+    this.presence = new PresenceTracker(config.defaultHeartbeatS, config.offlineFactor);
+    const r = this.registry;
+    const storage = deps.storage;
+    this.m = {
+      received: new Counter({
+        name: 'cfm_collector_messages_received_total',
+        help: 'MQTT messages received',
+        registers: [r],
+      }),
+      accepted: new Counter({
+        name: 'cfm_collector_messages_accepted_total',
+        help: 'Messages that passed validation, by channel',
+        labelNames: ['channel'],
+        registers: [r],
+      }),
+      rejected: new Counter({
+        name: 'cfm_collector_messages_rejected_total',
+        help: 'Messages dropped by validation, by reason',
+        labelNames: ['reason'],
+        registers: [r],
+      }),
+      latency: new Histogram({
+        name: 'cfm_collector_write_request_seconds',
+        help: 'InfluxDB write request duration',
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers: [r],
+      }),
+    };
+    new Gauge({
+      name: 'cfm_collector_points_written_total',
+      help: 'Lines InfluxDB acknowledged',
+      registers: [r],
+      collect() {
+        this.set(storage.stats().writtenLines);
+      },
+    });
+    new Gauge({
+      name: 'cfm_collector_points_retried_total',
+      help: 'Lines whose write failed and was retried',
+      registers: [r],
+      collect() {
+        this.set(storage.stats().retriedLines);
+      },
+    });
+    new Gauge({
+      name: 'cfm_collector_points_pending',
+      help: 'Lines accepted but not yet written',
+      registers: [r],
+      collect() {
+        this.set(storage.stats().pendingLines);
+      },
+    });
+    new Gauge({
+      name: 'cfm_collector_points_dropped_total',
+      help: 'Lines dropped, by reason',
+      labelNames: ['reason'],
+      registers: [r],
+      collect() {
+        for (const [reason, n] of Object.entries(storage.stats().droppedLines)) this.set({ reason }, n);
+      },
+    });
+    const presence = this.presence;
+    new Gauge({
+      name: 'cfm_collector_devices',
+      help: 'Known devices by presence state',
+      labelNames: ['state'],
+      registers: [r],
+      collect() {
+        const c = presence.counts();
+        this.set({ state: 'online' }, c.online);
+        this.set({ state: 'offline' }, c.offline);
+      },
+    });
+  }
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  /** Counters for tests and logs. */
+  stats(): { received: number; accepted: number; rejected: Partial<Record<RejectReason, number>> } {
+    return structuredClone(this.counts);
+  }
+
+  private reject(reason: RejectReason, topic: string, detail: string): void {
+    this.counts.rejected[reason] = (this.counts.rejected[reason] ?? 0) + 1;
+    this.m.rejected.inc({ reason });
+    this.deps.log.debug(
+      { reason, topic: topic.slice(0, 200), detail: detail.slice(0, 300) },
+      'message rejected',
+    );
+  }
+
+  /** Handles one message. Public so the ingest benchmark can measure the path without a broker. */
+  handle(topic: string, payload: Uint8Array, retained = false): void {
+    this.counts.received++;
+    this.m.received.inc();
+    const t = parseTopic(topic);
+    if (!t.ok) {
+      this.reject(t.reason, topic, 'bad topic');
+      return;
+    }
+    const d = decodePayload(t.channel, payload);
+    if (!d.ok) {
+      this.reject(d.reason, topic, d.detail);
+      return;
+    }
+    this.counts.accepted++;
+    this.m.accepted.inc({ channel: t.channel });
+    this.route(t.school, t.device, t.channel, d.message, retained);
+  }
+
+  private info(school: string, device: string, kind: DeviceInfo['kind']): DeviceInfo {
+    const s = this.presence.get(school, device);
+    return { kind, classroom: s?.classroom, region: s?.region };
+  }
+
+  private route<C extends Channel>(
+    school: string,
+    device: string,
+    channel: C,
+    msg: TopicPayloads[C],
+    retained: boolean,
+  ) {
+    const storage = this.deps.storage;
+    const now = this.now();
+    let tr: Transition | undefined;
+    switch (channel) {
+      case 'status': {
+        const s = msg as TopicPayloads['status'];
+        const reason = s.reason ?? (s.state === 'online' ? 'birth' : 'will');
+        tr = this.presence.status(
+          school,
+          device,
+          s.state === 'online',
+          reason,
+          { kind: s.kind, classroom: s.classroom, region: s.region, heartbeatS: s.heartbeatS },
+          retained,
+          now,
+        );
+        break;
+      }
+      case 'telemetry': {
+        const m = msg as TopicPayloads['telemetry'];
+        const info = this.info(school, device, m.kind);
+        storage.write(telemetryPoints(school, device, m, info));
+        tr = this.presence.seen(school, device, { ...info, classroom: m.classroom ?? info.classroom }, now);
+        break;
+      }
+      case 'iface': {
+        const m = msg as TopicPayloads['iface'];
+        const info = this.info(school, device, m.kind);
+        storage.write(ifacePoints(school, device, m, info));
+        tr = this.presence.seen(school, device, info, now);
+        break;
+      }
+      case 'event': {
+        const m = msg as TopicPayloads['event'];
+        storage.write([eventPoint(school, device, m, this.info(school, device, m.kind))]);
+        break;
+      }
+    }
+    if (tr) this.record(tr);
+  }
+
+  private record(tr: Transition): void {
+    const s = tr.state;
+    this.deps.log.info(
+      { school: s.school, device: s.device, online: tr.online, reason: tr.reason },
+      'presence changed',
+    );
+    this.deps.storage.write(presencePoints(s.school, s.device, tr.online, tr.reason, tr.ts, s));
+  }
+
+  private subscriptionFilters(protocolVersion: 4 | 5): string[] {
+    const base = this.config.schools.length
+      ? this.config.schools.map((s) => filters.school(s))
+      : [filters.all()];
+    const shared =
+      this.config.subscription === 'shared' || (this.config.subscription === 'auto' && protocolVersion === 5);
+    return shared ? base.map((f) => filters.shared(this.config.group, f)) : base;
+  }
+
+  async start(): Promise<void> {
+    const log = this.deps.log;
+    this.http = createServer((req, res) => {
+      if (req.url === '/metrics') {
+        this.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': this.registry.contentType });
+            res.end(text);
+          },
+          (err: unknown) => {
+            res.writeHead(500);
+            res.end(String(err));
+          },
+        );
+      } else if (req.url === '/healthz') {
+        const ok = this.session?.connected ?? false;
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: ok ? 'ok' : 'error', mqtt: ok ? 'connected' : 'disconnected' }));
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.http!.once('error', reject);
+      this.http!.listen(this.config.metrics.port, this.config.metrics.host, resolve);
+    });
+    this.metricsPort = (this.http.address() as { port: number }).port;
+
+    const session = new MqttSession(this.config.mqtt, { log, persistentSession: true });
+    this.session = session;
+    session.on('message', (topic: string, payload: Buffer, packet: IPublishPacket) =>
+      this.handle(topic, payload, packet.retain),
+    );
+    session.on('disconnect', () => {
+      this.subscribed = false;
+    });
+    session.on('connect', ({ protocolVersion, sessionPresent }) => {
+      const fs = this.subscriptionFilters(protocolVersion);
+      // With a surviving session the broker still has our subscriptions (MQTT-3.2.2-2); subscribing again is
+      // harmless and covers brokers that lost them.
+      void Promise.all(fs.map((f) => session.subscribe(f, 1))).then(
+        () => {
+          log.info({ filters: fs, sessionPresent }, 'subscribed');
+          this.subscribed = true;
+          for (const w of this.subscribedWaiters.splice(0)) w();
+        },
+        (err: unknown) => log.error({ err, filters: fs }, 'subscribe failed'),
+      );
+    });
+    session.start();
+    this.sweepTimer = setInterval(() => {
+      for (const tr of this.presence.sweep(this.now())) this.record(tr);
+    }, this.config.sweepIntervalMs);
+  }
+
+  /** Resolves once connected and subscribed; rejects after timeoutMs. */
+  ready(timeoutMs = 15_000): Promise<void> {
+    if (!this.session) return Promise.reject(new Error('collector not started'));
+    if (this.subscribed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(
+        () => reject(new Error(`collector not subscribed after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.subscribedWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.session?.stop();
+    this.session = undefined;
+    await new Promise((r) => (this.http ? this.http.close(r) : r(undefined)));
+    this.http = undefined;
+  }
+}

@@ -1,0 +1,110 @@
+import type { DeviceInfo } from './points.js';
+
+/**
+ * Who is online. A device is online from its birth (retained `status: online`) or any message, and offline on
+ * its last will or clean shutdown (`status: offline`), or when nothing came for `offlineFactor` × its
+ * heartbeat (the agent's promise in `heartbeatS`, else the default) — which covers a collector that missed the
+ * will, and devices behind pollers that have no will of their own.
+ *
+ * Only transitions are reported. Retained statuses replayed when the collector (re)subscribes set the state
+ * silently: they describe the past, not a change.
+ */
+export type PresenceReason = 'birth' | 'will' | 'shutdown' | 'timeout' | 'message';
+
+export interface DeviceState extends DeviceInfo {
+  school: string;
+  device: string;
+  online: boolean;
+  lastSeenMs: number;
+  heartbeatS?: number | undefined;
+  since: number;
+}
+
+export interface Transition {
+  state: DeviceState;
+  online: boolean;
+  reason: PresenceReason;
+  ts: number;
+}
+
+export class PresenceTracker {
+  private readonly devices = new Map<string, DeviceState>();
+
+  constructor(
+    private readonly defaultHeartbeatS: number,
+    private readonly offlineFactor: number,
+  ) {}
+
+  get(school: string, device: string): DeviceState | undefined {
+    return this.devices.get(`${school}/${device}`);
+  }
+
+  all(): IterableIterator<DeviceState> {
+    return this.devices.values();
+  }
+
+  counts(): { online: number; offline: number } {
+    let online = 0;
+    for (const d of this.devices.values()) if (d.online) online++;
+    return { online, offline: this.devices.size - online };
+  }
+
+  private upsert(school: string, device: string, info: DeviceInfo, nowMs: number): [DeviceState, boolean] {
+    const key = `${school}/${device}`;
+    let s = this.devices.get(key);
+    const isNew = !s;
+    if (!s) {
+      s = { school, device, ...info, online: false, lastSeenMs: nowMs, since: nowMs };
+      this.devices.set(key, s);
+    } else {
+      s.kind = info.kind;
+      if (info.classroom) s.classroom = info.classroom;
+      if (info.region) s.region = info.region;
+    }
+    return [s, isNew];
+  }
+
+  /** A status message. `retained`: replayed by the broker on subscribe, so no transition is reported. */
+  status(
+    school: string,
+    device: string,
+    online: boolean,
+    reason: 'birth' | 'will' | 'shutdown',
+    info: DeviceInfo & { heartbeatS?: number | undefined },
+    retained: boolean,
+    nowMs: number,
+  ): Transition | undefined {
+    const [s] = this.upsert(school, device, info, nowMs);
+    if (info.heartbeatS) s.heartbeatS = info.heartbeatS;
+    if (online) s.lastSeenMs = nowMs;
+    if (s.online === online) return undefined;
+    s.online = online;
+    s.since = nowMs;
+    return retained ? undefined : { state: s, online, reason, ts: nowMs };
+  }
+
+  /** Any other message from the device: it is alive. */
+  seen(school: string, device: string, info: DeviceInfo, nowMs: number): Transition | undefined {
+    const [s] = this.upsert(school, device, info, nowMs);
+    s.lastSeenMs = nowMs;
+    if (s.online) return undefined;
+    s.online = true;
+    s.since = nowMs;
+    return { state: s, online: true, reason: 'message', ts: nowMs };
+  }
+
+  /** Devices silent for longer than offlineFactor × heartbeat become offline. */
+  sweep(nowMs: number): Transition[] {
+    const out: Transition[] = [];
+    for (const s of this.devices.values()) {
+      if (!s.online) continue;
+      const limitMs = this.offlineFactor * (s.heartbeatS ?? this.defaultHeartbeatS) * 1000;
+      if (nowMs - s.lastSeenMs > limitMs) {
+        s.online = false;
+        s.since = nowMs;
+        out.push({ state: s, online: false, reason: 'timeout', ts: nowMs });
+      }
+    }
+    return out;
+  }
+}

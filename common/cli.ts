@@ -1,0 +1,67 @@
+import { parseArgs } from 'node:util';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { ConfigError, describeConfig, loadConfig } from './config.js';
+import { runServices, type Service } from './lifecycle.js';
+import { createLogger, logConfigSchema } from './log.js';
+
+/**
+ * Every top-level section any of our processes reads. One YAML file may hold several (a server running broker
+ * and collector shares one); each process validates its own sections strictly, ignores the others, and still
+ * rejects an unknown top-level key (a typo like `colector:`).
+ */
+export const SECTION_NAMES = [
+  'log',
+  'influx',
+  'broker',
+  'collector',
+  'agent',
+  'poller',
+  'api',
+  'alerts',
+] as const;
+
+export function processConfigSchema<S extends z.ZodRawShape>(sections: S) {
+  const others = Object.fromEntries(SECTION_NAMES.map((n) => [n, z.unknown().optional()]));
+  return z.strictObject({ ...others, log: logConfigSchema, ...sections });
+}
+
+/**
+ * `node <service>/main.ts --config file.yaml [--print-config]`: loads and validates the config (a bad one
+ * exits 2 with file, key and reason), builds the services and runs them until SIGTERM/SIGINT.
+ */
+export async function runMain<S extends z.ZodRawShape>(
+  name: string,
+  sections: S,
+  build: (
+    config: z.output<ReturnType<typeof processConfigSchema<S>>>,
+    log: Logger,
+  ) => Service[] | Promise<Service[]>,
+  argv = process.argv.slice(2),
+): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' }, 'print-config': { type: 'boolean', default: false } },
+  });
+  let config: z.output<ReturnType<typeof processConfigSchema<S>>>;
+  try {
+    config = loadConfig(processConfigSchema(sections), { file: values.config });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${name}: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (values['print-config']) {
+    process.stdout.write(`${describeConfig(config)}\n`);
+    return;
+  }
+  const log = createLogger(name, (config as { log: z.output<typeof logConfigSchema> }).log);
+  log.info({ config }, 'starting');
+  try {
+    await runServices(await build(config, log), log);
+  } catch {
+    process.exit(1);
+  }
+}

@@ -1,0 +1,238 @@
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+
+/**
+ * One MQTT connection with the behaviour every process of ours needs, on any broker (aedes, Mosquitto, EMQX):
+ * - reconnects with exponential back-off and full jitter, so 30,000 agents do not reconnect in lockstep after a
+ *   broker restart (mqtt.js alone retries at a fixed period);
+ * - `protocol: auto` tries MQTT 5 and falls back to 3.1.1 when the broker answers CONNACK 1 (unacceptable
+ *   protocol version, MQTT 3.1.1 §3.2.2.3) — aedes does, Mosquitto and EMQX speak 5;
+ * - a last will and a birth message published on every (re)connect, before anything else.
+ */
+export const mqttConfigSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^(mqtt|mqtts|tcp|tls|ssl|ws|wss):\/\/[^\s]+$/, {
+        message: 'must be mqtt://host:port or mqtts://host:port',
+      })
+      .default('mqtt://127.0.0.1:1883')
+      .describe('Broker URL: `mqtt://host:1883`, or `mqtts://host:8883` for TLS.'),
+    username: z.string().optional().describe('MQTT username (see `npm run broker -- users add`).'),
+    password: z.string().optional().describe('MQTT password. Secret.'),
+    clientId: z
+      .string()
+      .optional()
+      .describe('Client id; defaults to the username (the broker requires that prefix).'),
+    caFile: z.string().optional().describe('PEM CA bundle to verify an `mqtts://` broker with a private CA.'),
+    keepaliveS: z
+      .number()
+      .int()
+      .min(1)
+      .max(3_600)
+      .default(30)
+      .describe('MQTT keepalive; the broker declares the client dead after 1.5× this (MQTT-3.1.2-24).'),
+    protocol: z
+      .enum(['auto', '5', '3.1.1'])
+      .default('auto')
+      .describe('`auto` tries MQTT 5 and falls back to 3.1.1.'),
+    connectTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(10_000)
+      .describe('Time allowed for CONNECT → CONNACK.'),
+    reconnectMinMs: z
+      .number()
+      .int()
+      .min(10)
+      .default(1_000)
+      .describe('First reconnect delay; doubles per failure.'),
+    reconnectMaxMs: z.number().int().min(10).default(60_000).describe('Longest reconnect delay.'),
+  })
+  .prefault({});
+export type MqttConfig = z.infer<typeof mqttConfigSchema>;
+
+export interface OutgoingMessage {
+  topic: string;
+  payload: string;
+  qos: 0 | 1;
+  retain: boolean;
+}
+
+export interface MqttSessionOptions {
+  log: Logger;
+  /** Overrides config.clientId. */
+  clientId?: string;
+  will?: OutgoingMessage;
+  /** Published on every connect before the 'connect' event. */
+  birth?: () => OutgoingMessage | undefined;
+  /** Keep the session (and queued QoS 1 messages) across reconnects. */
+  persistentSession?: boolean;
+}
+
+/** Full-jitter exponential back-off (AWS Architecture Blog, "Exponential Backoff And Jitter"). */
+export function backoffDelayMs(attempt: number, minMs: number, maxMs: number, random = Math.random): number {
+  const cap = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return Math.round(minMs / 2 + random() * (cap - minMs / 2));
+}
+
+type MqttSessionEvents = {
+  connect: [info: { protocolVersion: 4 | 5; sessionPresent: boolean }];
+  disconnect: [why: string];
+  message: [topic: string, payload: Buffer, packet: IPublishPacket];
+};
+
+export class MqttSession extends EventEmitter<MqttSessionEvents> {
+  private client: MqttClient | undefined;
+  private stopping = false;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private protocolVersion: 4 | 5;
+  private connectedOnce = false;
+
+  constructor(
+    readonly config: MqttConfig,
+    private readonly opts: MqttSessionOptions,
+  ) {
+    super();
+    this.protocolVersion = config.protocol === '3.1.1' ? 4 : 5;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  get protocol(): 4 | 5 {
+    return this.protocolVersion;
+  }
+
+  /** Starts connecting and returns at once; 'connect' fires when the broker accepts. */
+  start(): void {
+    this.stopping = false;
+    this.open();
+  }
+
+  /** Resolves on the next (or current) connection; rejects after timeoutMs. */
+  waitConnected(timeoutMs = 15_000): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.off('connect', on);
+        reject(new Error(`MQTT ${this.config.url}: not connected after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const on = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.once('connect', on);
+    });
+  }
+
+  private clientOptions(): IClientOptions {
+    const c = this.config;
+    const clientId = this.opts.clientId ?? c.clientId ?? c.username ?? `cfm-${process.pid}`;
+    const o: IClientOptions = {
+      clientId,
+      protocolVersion: this.protocolVersion,
+      keepalive: c.keepaliveS,
+      connectTimeout: c.connectTimeoutMs,
+      reconnectPeriod: 0, // we schedule reconnects ourselves, with jitter
+      clean: !this.opts.persistentSession,
+      queueQoSZero: false,
+      resubscribe: false,
+    };
+    if (this.opts.persistentSession && this.protocolVersion === 5) {
+      o.properties = { sessionExpiryInterval: 7 * 24 * 3600 };
+    }
+    if (c.username !== undefined) o.username = c.username;
+    if (c.password !== undefined) o.password = c.password;
+    if (c.caFile) o.ca = readFileSync(c.caFile);
+    if (this.opts.will) o.will = { ...this.opts.will, payload: Buffer.from(this.opts.will.payload) };
+    return o;
+  }
+
+  private open(): void {
+    const log = this.opts.log;
+    const client = mqtt.connect(this.config.url, this.clientOptions());
+    this.client = client;
+    let lastError = '';
+    client.on('connect', (connack) => {
+      this.attempt = 0;
+      this.connectedOnce = true;
+      const birth = this.opts.birth?.();
+      if (birth) client.publish(birth.topic, birth.payload, { qos: birth.qos, retain: birth.retain });
+      log.info(
+        { url: this.config.url, protocol: this.protocolVersion, sessionPresent: connack.sessionPresent },
+        'mqtt connected',
+      );
+      this.emit('connect', { protocolVersion: this.protocolVersion, sessionPresent: connack.sessionPresent });
+    });
+    client.on('message', (topic, payload, packet) => this.emit('message', topic, payload, packet));
+    client.on('error', (err) => {
+      lastError = err.message;
+      const code = (err as { code?: number }).code;
+      if (code === 1 && this.protocolVersion === 5 && this.config.protocol === 'auto') {
+        log.info({ url: this.config.url }, 'broker does not speak MQTT 5: using 3.1.1');
+        this.protocolVersion = 4;
+        this.attempt = -1; // retry at once
+      }
+    });
+    client.on('close', () => {
+      if (client !== this.client) return;
+      const wasConnected = this.connectedOnce;
+      this.connectedOnce = false;
+      if (wasConnected) this.emit('disconnect', lastError || 'connection closed');
+      if (this.stopping) return;
+      client.removeAllListeners();
+      client.on('error', () => {});
+      client.end(true);
+      const delay =
+        this.attempt < 0
+          ? 0
+          : backoffDelayMs(this.attempt, this.config.reconnectMinMs, this.config.reconnectMaxMs);
+      this.attempt = Math.max(0, this.attempt) + 1;
+      log.warn(
+        { url: this.config.url, why: lastError || 'connection closed', retryInMs: delay },
+        'mqtt disconnected',
+      );
+      this.timer = setTimeout(() => this.open(), delay);
+    });
+  }
+
+  /** QoS 1 resolves on PUBACK. Rejects at once when not connected, so the caller can spool instead. */
+  publish(m: OutgoingMessage): Promise<void> {
+    const client = this.client;
+    if (!client?.connected) return Promise.reject(new Error('not connected'));
+    return new Promise((resolve, reject) =>
+      client.publish(m.topic, m.payload, { qos: m.qos, retain: m.retain }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+  }
+
+  async subscribe(filter: string, qos: 0 | 1 = 1): Promise<number> {
+    const client = this.client;
+    if (!client?.connected) throw new Error('not connected');
+    const granted = await client.subscribeAsync(filter, { qos });
+    const g = granted[0]?.qos ?? 128;
+    if (g === 128) throw new Error(`broker refused subscription ${filter}`);
+    return g;
+  }
+
+  /** Publishes `last` (if connected), then disconnects cleanly so the broker does not send the will. */
+  async stop(last?: OutgoingMessage): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    const client = this.client;
+    if (!client) return;
+    if (last && client.connected) {
+      await this.publish(last).catch(() => {});
+    }
+    await client.endAsync(false).catch(() => client.end(true));
+    this.client = undefined;
+  }
+}
