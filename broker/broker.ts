@@ -94,6 +94,12 @@ export const brokerConfigSchema = z
         'A subscriber that does not read for this long is disconnected (stops one stuck client stalling all).',
       ),
     maxClientIdLength: z.number().int().min(23).max(256).default(128).describe('Longest client id.'),
+    holdDevicesUntilCollector: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Refuse devices and pollers (CONNACK 3, server unavailable) until a collector has subscribed, so readings replayed after a broker restart are not acknowledged and dropped for want of a subscriber; agents keep them spooled meanwhile.',
+      ),
   })
   .prefault({});
 export type BrokerConfig = z.infer<typeof brokerConfigSchema>;
@@ -114,7 +120,7 @@ interface ClientState {
   bucket: TokenBucket;
 }
 
-function authError(returnCode: 4 | 5, message: string): AuthenticateError {
+function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
@@ -132,6 +138,8 @@ export class Broker implements Service {
     oversized: 0,
     published: 0,
   };
+  /** A collector has subscribed since start: from then on its session keeps messages even while it is away. */
+  private collectorSubscribed = false;
   /** Actual ports, in listener order (useful when configured as 0). */
   ports: number[] = [];
 
@@ -211,6 +219,10 @@ export class Broker implements Service {
           // A refused filter gets SUBACK 0x80 (MQTT-3.9.3) and the session continues.
           return done(null, null);
         }
+        if (st?.principal.role === 'collector' && !this.collectorSubscribed) {
+          this.collectorSubscribed = true;
+          log.info({ clientId: client.id }, 'a collector subscribed: admitting devices');
+        }
         done(null, sub);
       },
     });
@@ -268,6 +280,13 @@ export class Broker implements Service {
     if (!principal) throw authError(4, 'bad username or password');
     if (!clientIdAllowed(principal, client.id)) {
       throw authError(5, `client id must be "${username}" or start with "${username}." or "${username}-"`);
+    }
+    if (
+      this.config.holdDevicesUntilCollector &&
+      principal.role !== 'collector' &&
+      !this.collectorSubscribed
+    ) {
+      throw authError(3, 'no collector subscribed yet: try again later');
     }
     this.clients.set(client, {
       principal,

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
 import type { IPublishPacket } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -37,6 +38,14 @@ export const collectorConfigSchema = z
       .describe(
         'Shard by school: subscribe only to these schools (empty = all). Combine with `group` to scale out.',
       ),
+    sessionExpiryS: z
+      .number()
+      .int()
+      .min(0)
+      .default(86_400)
+      .describe(
+        "MQTT 5: how long the broker keeps this collector's session and queued messages while it is away. A retired collector keeps receiving its share of a shared subscription until its session expires.",
+      ),
     defaultHeartbeatS: z
       .number()
       .int()
@@ -66,6 +75,7 @@ export const collectorConfigSchema = z
 export type CollectorConfig = z.infer<typeof collectorConfigSchema>;
 
 export type RejectReason =
+  | 'empty'
   | 'foreign_root'
   | 'unsupported_version'
   | 'bad_shape'
@@ -202,6 +212,11 @@ export class Collector implements Service {
   handle(topic: string, payload: Uint8Array, retained = false): void {
     this.counts.received++;
     this.m.received.inc();
+    if (payload.byteLength === 0) {
+      // An empty retained payload clears a retained message (MQTT-3.3.1-10): not a reading, not garbage.
+      this.reject('empty', topic, retained ? 'retained message cleared' : 'empty payload');
+      return;
+    }
     const t = parseTopic(topic);
     if (!t.ok) {
       this.reject(t.reason, topic, 'bad topic');
@@ -317,7 +332,16 @@ export class Collector implements Service {
     });
     this.metricsPort = (this.http.address() as { port: number }).port;
 
-    const session = new MqttSession(this.config.mqtt, { log, persistentSession: true });
+    // A stable client id per host keeps the persistent session (and the messages queued in it) across restarts;
+    // set mqtt.clientId when several collectors run on one host.
+    const m = this.config.mqtt;
+    const clientId = m.clientId ?? `${m.username ?? 'cfm-collector'}-${hostname()}`;
+    const session = new MqttSession(m, {
+      log,
+      clientId,
+      persistentSession: true,
+      sessionExpiryS: this.config.sessionExpiryS,
+    });
     this.session = session;
     session.on('message', (topic: string, payload: Buffer, packet: IPublishPacket) =>
       this.handle(topic, payload, packet.retain),

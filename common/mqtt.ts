@@ -70,8 +70,9 @@ export interface MqttSessionOptions {
   will?: OutgoingMessage;
   /** Published on every connect before the 'connect' event. */
   birth?: () => OutgoingMessage | undefined;
-  /** Keep the session (and queued QoS 1 messages) across reconnects. */
+  /** Keep the session (and queued QoS 1 messages) across reconnects, for this long on MQTT 5 brokers. */
   persistentSession?: boolean;
+  sessionExpiryS?: number;
 }
 
 /** Full-jitter exponential back-off (AWS Architecture Blog, "Exponential Backoff And Jitter"). */
@@ -146,7 +147,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       resubscribe: false,
     };
     if (this.opts.persistentSession && this.protocolVersion === 5) {
-      o.properties = { sessionExpiryInterval: 7 * 24 * 3600 };
+      o.properties = { sessionExpiryInterval: this.opts.sessionExpiryS ?? 86_400 };
     }
     if (c.username !== undefined) o.username = c.username;
     if (c.password !== undefined) o.password = c.password;

@@ -1,0 +1,276 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Collector, collectorConfigSchema } from '../../collector/collector.js';
+import type { Storage } from '../../common/storage/storage.js';
+import { EXAMPLES } from '../../contracts/examples.js';
+import { MAX_PAYLOAD_BYTES } from '../../contracts/messages.js';
+import { buildTopic } from '../../contracts/topics.js';
+import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { Mosquitto } from '../helpers/mqtt.js';
+
+const influxd = new Influxd();
+const mosquitto = new Mosquitto();
+beforeAll(async () => {
+  await Promise.all([influxd.start(), mosquitto.start()]);
+});
+afterAll(async () => {
+  await Promise.all([influxd.dispose(), mosquitto.dispose()]);
+});
+
+let dbN = 0;
+async function setup(overrides: Record<string, unknown> = {}, clientId?: string) {
+  dbN++;
+  const { storage } = testStorage(influxd.url, { database: `col${dbN}` });
+  await storage.start();
+  const { log, lines } = captureLogger('collector');
+  const collector = new Collector(
+    collectorConfigSchema.parse({
+      mqtt: {
+        url: mosquitto.url,
+        clientId: clientId ?? `col-${dbN}`,
+        reconnectMinMs: 50,
+        reconnectMaxMs: 500,
+      },
+      metrics: { port: 0 },
+      sweepIntervalMs: 50,
+      // Each test its own group: a stopped collector's persistent session keeps its share of its group.
+      group: `t${dbN}`,
+      ...overrides,
+    }),
+    { log, storage },
+  );
+  await collector.start();
+  await collector.ready();
+  return { storage, collector, logs: lines };
+}
+
+async function teardown(...parts: { storage: Storage; collector: Collector }[]) {
+  for (const p of parts) {
+    await p.collector.stop();
+    await p.storage.stop();
+  }
+}
+
+function publisher(): Promise<MqttClient> {
+  return mqtt.connectAsync(mosquitto.url, { clientId: `pub-${Math.random()}`, protocolVersion: 5 });
+}
+
+describe('collector on a real Mosquitto and InfluxDB', () => {
+  it('stores every channel with the values sent, and tracks presence', async () => {
+    const c = await setup();
+    const pub = await publisher();
+    const school = '3133001234';
+    const device = 'c0701-ops';
+    const t0 = Date.now() - 5_000;
+    await pub.publishAsync(
+      buildTopic({ school, device, channel: 'status' }),
+      JSON.stringify({ ...EXAMPLES.status, ts: t0 }),
+      { qos: 1, retain: true },
+    );
+    await pub.publishAsync(
+      buildTopic({ school, device, channel: 'telemetry' }),
+      JSON.stringify({ ...EXAMPLES.telemetry, ts: t0 + 1 }),
+      { qos: 1 },
+    );
+    await pub.publishAsync(
+      buildTopic({ school, device: 'gw-01', channel: 'iface' }),
+      JSON.stringify({ ...EXAMPLES.iface, ts: t0 + 2 }),
+      {
+        qos: 1,
+      },
+    );
+    await pub.publishAsync(
+      buildTopic({ school, device, channel: 'event' }),
+      JSON.stringify({ ...EXAMPLES.event, ts: t0 + 3 }),
+      {
+        qos: 1,
+      },
+    );
+    await waitFor(() => c.collector.stats().accepted === 4, { what: '4 accepted messages' });
+    await c.storage.drain();
+
+    const [host] = await c.storage.rows('SELECT * FROM host');
+    expect(host).toMatchObject({
+      time: t0 + 1,
+      school,
+      device,
+      classroom: 'c0701',
+      region: '330000/330100/330106', // from the birth
+      kind: 'panel',
+      cpu_pct: 17.5,
+      uptime_s: 13_530,
+      mem_total_bytes: 8_589_934_592,
+    });
+    const [nic] = await c.storage.rows('SELECT * FROM nic');
+    expect(nic).toMatchObject({ nic: 'Ethernet', rx_bps: 2_150_000, tx_bytes: 912_345_678 });
+    const [display] = await c.storage.rows('SELECT * FROM display');
+    expect(display).toMatchObject({
+      source: 'pjlink',
+      power: 'on',
+      on: 1,
+      in_use: 1,
+      lamp_hours: 1_873,
+      err_filter: 'warning',
+      error_count: 0,
+      touch_ok: 1,
+    });
+    const [iface] = await c.storage.rows('SELECT * FROM iface');
+    expect(iface).toMatchObject({
+      device: 'gw-01',
+      ifname: 'GigabitEthernet0/0/1',
+      uplink: 'true',
+      in_bps: 312_500_000,
+      util_in_pct: 31.25,
+      util_out_pct: 4.8,
+      oper_up: 1,
+      in_discards: 12,
+      alias: 'uplink to 城域网',
+    });
+    const [snmp] = await c.storage.rows('SELECT * FROM snmp');
+    expect(snmp).toMatchObject({ sys_uptime_s: 8_123_456, iface_count: 1 });
+    const events = await c.storage.rows("SELECT * FROM event WHERE type = 'fault'");
+    expect(events[0]).toMatchObject({
+      subject: 'lamp',
+      severity: 'warning',
+      message: EXAMPLES.event.message,
+    });
+    // The live birth is a transition online; the router became known by its first poll.
+    const presence = await c.storage.rows('SELECT * FROM presence ORDER BY time');
+    expect(presence.map((p) => [p.device, p.online, p.reason])).toEqual([
+      [device, 1, 'birth'],
+      ['gw-01', 1, 'message'],
+    ]);
+
+    // Last will: offline at once, reason will.
+    await pub.publishAsync(
+      buildTopic({ school, device, channel: 'status' }),
+      JSON.stringify({ ...EXAMPLES.status, state: 'offline', reason: 'will', ts: Date.now() }),
+      { qos: 1, retain: true },
+    );
+    await waitFor(() => c.collector.presence.get(school, device)?.online === false, { what: 'offline' });
+    // Clearing the retained status (empty retained payload, MQTT-3.3.1-10) is counted apart, not as garbage.
+    await pub.publishAsync(buildTopic({ school, device, channel: 'status' }), '', { qos: 1, retain: true });
+    await waitFor(() => c.collector.stats().rejected.empty === 1, { what: 'empty payload counted' });
+    await pub.endAsync();
+    await teardown(c);
+  });
+
+  it('rejects malformed, oversized and wrong-topic messages, counts them by reason, and keeps going', async () => {
+    const c = await setup();
+    const pub = await publisher();
+    const good = buildTopic({ school: 'S1', device: 'D1', channel: 'telemetry' });
+    const cases: [string, string | Buffer][] = [
+      [good, 'not json at all'],
+      [good, Buffer.from([0xff, 0xfe, 0xfd])],
+      [good, '[1,2,3]'],
+      [good, JSON.stringify({ ...EXAMPLES.telemetry, v: 9 })],
+      [good, JSON.stringify({ ...EXAMPLES.telemetry, kind: 'toaster' })],
+      [good, JSON.stringify({ ...EXAMPLES.telemetry, ts: 'yesterday' })],
+      [good, 'x'.repeat(MAX_PAYLOAD_BYTES + 1)],
+      ['cfm/v1/S1/D1/bogus', JSON.stringify(EXAMPLES.telemetry)],
+      ['cfm/v1/S 1/D1/telemetry', JSON.stringify(EXAMPLES.telemetry)],
+      ['cfm/v1/S1/D1/telemetry/extra', JSON.stringify(EXAMPLES.telemetry)],
+    ];
+    for (const [topic, payload] of cases) await pub.publishAsync(topic, payload, { qos: 1 });
+    // `…/extra` has six levels: the subscription `cfm/v1/+/+/+` does not match it, so nine arrive, plus one good.
+    await pub.publishAsync(good, JSON.stringify({ ...EXAMPLES.telemetry, ts: Date.now() }), { qos: 1 });
+    await waitFor(() => c.collector.stats().received >= 10, { what: '10 received' });
+    expect(c.collector.stats()).toEqual({
+      received: 10,
+      accepted: 1,
+      rejected: {
+        not_json: 2,
+        not_object: 1,
+        unsupported_version: 1,
+        invalid: 2,
+        too_large: 1,
+        unknown_channel: 1,
+        bad_id: 1,
+      },
+    });
+    await c.storage.drain();
+    expect(await c.storage.rows('SELECT count(cpu_pct) FROM host')).toMatchObject([{ count: 1 }]);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${c.collector.metricsPort}/metrics`)).text();
+    expect(metrics).toContain('cfm_collector_messages_rejected_total{reason="not_json"} 2');
+    expect(metrics).toContain('cfm_collector_messages_accepted_total{channel="telemetry"} 1');
+    expect(metrics).toMatch(/cfm_collector_points_written_total \d+/);
+    expect(metrics).toContain('cfm_collector_write_request_seconds_count');
+    const health = await fetch(`http://127.0.0.1:${c.collector.metricsPort}/healthz`);
+    expect(health.status).toBe(200);
+    await pub.endAsync();
+    await teardown(c);
+  });
+
+  it('two collectors on one shared subscription store every message exactly once', async () => {
+    const a = await setup({ group: 'pair' }, 'col-a');
+    const b = await setup({ group: 'pair' }, 'col-b');
+    expect(a.collector.stats().received + b.collector.stats().received).toBe(0);
+    const pub = await publisher();
+    const N = 400;
+    const t0 = Date.now() - 60_000;
+    for (let i = 0; i < N; i++) {
+      const m = {
+        ...EXAMPLES.telemetry,
+        seq: i,
+        ts: t0 + i,
+        display: undefined,
+        host: { ...EXAMPLES.telemetry.host!, uptimeS: i },
+      };
+      await pub.publishAsync(
+        buildTopic({ school: `S${i % 7}`, device: `D${i % 13}`, channel: 'telemetry' }),
+        JSON.stringify(m),
+        {
+          qos: 1,
+        },
+      );
+    }
+    await waitFor(() => a.collector.stats().accepted + b.collector.stats().accepted >= N, {
+      what: `${N} accepted`,
+    });
+    const sa = a.collector.stats().accepted;
+    const sb = b.collector.stats().accepted;
+    expect(sa).toBeGreaterThan(0);
+    expect(sb).toBeGreaterThan(0);
+    await Promise.all([a.storage.drain(), b.storage.drain()]);
+    const count = async (s: Storage) =>
+      ((await s.rows('SELECT count(uptime_s) FROM host'))[0]?.count as number) ?? 0;
+    const [ca, cb] = await Promise.all([count(a.storage), count(b.storage)]);
+    expect([ca, cb]).toEqual([sa, sb]);
+    expect(ca + cb).toBe(N);
+    // No message reached both: the union of stored uptimes is exactly 0..N-1.
+    const seen = [
+      ...(await a.storage.rows('SELECT uptime_s FROM host')),
+      ...(await b.storage.rows('SELECT uptime_s FROM host')),
+    ]
+      .map((r) => r.uptime_s as number)
+      .sort((x, y) => x - y);
+    expect(seen).toEqual(Array.from({ length: N }, (_, i) => i));
+    await pub.endAsync();
+    await teardown(a, b);
+  });
+
+  it('declares a silent device offline after offlineFactor × its heartbeat', async () => {
+    const c = await setup({ defaultHeartbeatS: 1 });
+    const pub = await publisher();
+    const topic = buildTopic({ school: 'S9', device: 'quiet', channel: 'telemetry' });
+    await pub.publishAsync(topic, JSON.stringify({ ...EXAMPLES.telemetry, ts: Date.now() }), { qos: 1 });
+    await waitFor(() => c.collector.presence.get('S9', 'quiet')?.online === true, { what: 'online' });
+    const seenAt = c.collector.presence.get('S9', 'quiet')!.lastSeenMs;
+    await waitFor(() => c.collector.presence.get('S9', 'quiet')?.online === false, {
+      what: 'offline',
+      timeoutMs: 5_000,
+    });
+    const offlineAt = c.collector.presence.get('S9', 'quiet')!.since;
+    expect(offlineAt - seenAt).toBeGreaterThanOrEqual(1_500);
+    expect(offlineAt - seenAt).toBeLessThan(1_500 + 1_000);
+    await c.storage.drain();
+    const rows = await c.storage.rows("SELECT * FROM presence WHERE device = 'quiet' ORDER BY time");
+    expect(rows.map((r) => [r.online, r.reason])).toEqual([
+      [1, 'message'],
+      [0, 'timeout'],
+    ]);
+    await pub.endAsync();
+    await teardown(c);
+  });
+});
