@@ -60,7 +60,7 @@ export function maySubscribe(p: Principal, filter: string): Decision {
   const inner = stripShare(filter);
   if (inner === undefined || !isValidFilter(inner)) return deny('not a valid topic filter');
   const [root, version] = inner.split('/');
-  if (root !== TOPIC_ROOT || (version !== TOPIC_VERSION && version !== '#')) {
+  if (root !== TOPIC_ROOT || version !== TOPIC_VERSION) {
     return deny(`only filters under ${TOPIC_ROOT}/${TOPIC_VERSION}/ are allowed`);
   }
   return ok;

@@ -107,6 +107,8 @@ export type BrokerConfig = z.infer<typeof brokerConfigSchema>;
 export interface BrokerStats {
   connected: number;
   authFailures: number;
+  /** Devices and pollers refused (CONNACK 3) because no collector had subscribed yet. */
+  heldBack: number;
   deniedPublish: number;
   deniedSubscribe: number;
   rateLimited: number;
@@ -132,6 +134,7 @@ export class Broker implements Service {
   private readonly clients = new WeakMap<Client, ClientState>();
   private readonly stats_: Omit<BrokerStats, 'connected'> = {
     authFailures: 0,
+    heldBack: 0,
     deniedPublish: 0,
     deniedSubscribe: 0,
     rateLimited: 0,
@@ -173,8 +176,8 @@ export class Broker implements Service {
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
           () => done(null, true),
-          (err: AuthenticateError) => {
-            this.stats_.authFailures++;
+          (err: AuthenticateError & { heldBack?: boolean }) => {
+            if (!err.heldBack) this.stats_.authFailures++;
             log.warn({ clientId: client.id, username, why: err.message }, 'connection refused');
             done(err, false);
           },
@@ -276,8 +279,12 @@ export class Broker implements Service {
 
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined) {
     if (!username || !password) throw authError(4, 'missing username or password');
-    const principal = await this.store.authenticate(username, password.toString('utf8'));
-    if (!principal) throw authError(4, 'bad username or password');
+    const auth = await this.store.authenticate(username, password.toString('utf8'));
+    if (!auth) throw authError(4, 'bad username or password');
+    // Rotated or revoked while scrypt ran: the proof was for credentials that no longer hold.
+    if (this.store.get(username)?.hash !== auth.hash)
+      throw authError(4, 'credentials changed during the check');
+    const { principal } = auth;
     if (!clientIdAllowed(principal, client.id)) {
       throw authError(5, `client id must be "${username}" or start with "${username}." or "${username}-"`);
     }
@@ -286,11 +293,12 @@ export class Broker implements Service {
       principal.role !== 'collector' &&
       !this.collectorSubscribed
     ) {
-      throw authError(3, 'no collector subscribed yet: try again later');
+      this.stats_.heldBack++;
+      throw Object.assign(authError(3, 'no collector subscribed yet: try again later'), { heldBack: true });
     }
     this.clients.set(client, {
       principal,
-      hash: this.store.get(username)!.hash,
+      hash: auth.hash,
       bucket: new TokenBucket(this.config.publishRatePerSec, this.config.publishBurst),
     });
   }

@@ -153,8 +153,15 @@ export class CredentialStore {
     return this.entries.get(username);
   }
 
-  /** The principal for valid credentials, undefined otherwise (unknown user and wrong secret look the same). */
-  async authenticate(username: string, secret: string): Promise<Principal | undefined> {
+  /**
+   * The principal and the hash it was checked against, for valid credentials; undefined otherwise (an unknown
+   * user and a wrong secret look the same). The hash is the one read before the check, so a rotation that
+   * lands during the scrypt run cannot attach the new hash to a client that proved the old secret.
+   */
+  async authenticate(
+    username: string,
+    secret: string,
+  ): Promise<{ principal: Principal; hash: string } | undefined> {
     const e = this.entries.get(username);
     if (!e) {
       // Spend comparable time so an unknown user is not distinguishable by timing.
@@ -162,11 +169,11 @@ export class CredentialStore {
       return undefined;
     }
     const key = createHash('sha256').update(`${username}\0${secret}\0${e.hash}`).digest('base64');
-    if (this.verified.has(key)) return principalOf(e);
+    if (this.verified.has(key)) return { principal: principalOf(e), hash: e.hash };
     if (!(await verifySecret(secret, e.hash))) return undefined;
     if (this.verified.size > 100_000) this.verified.clear();
     this.verified.set(key, true);
-    return principalOf(e);
+    return { principal: principalOf(e), hash: e.hash };
   }
 
   private async save(): Promise<void> {

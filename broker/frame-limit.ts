@@ -17,7 +17,10 @@ export class MqttFrameMeter {
 
   constructor(readonly maxPacketBytes: number) {}
 
-  /** Returns an error text when the stream breaks the limit or the encoding, undefined while all is well. */
+  /**
+   * Returns an error text when the stream breaks the limit or the encoding, undefined while all is well.
+   * The limit applies to the Remaining Length (variable header + payload), not the 2–5 byte fixed header.
+   */
   feed(chunk: Uint8Array): string | undefined {
     let i = 0;
     while (i < chunk.length) {

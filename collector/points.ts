@@ -52,7 +52,11 @@ export function telemetryPoints(school: string, device: string, m: Telemetry, in
   if (m.display || m.inUse !== undefined) {
     const d = m.display;
     const e = d?.errors;
-    const errorCount = e ? Object.values(e).filter((v) => v === 'error').length : undefined;
+    let errorCount: number | undefined;
+    if (e) {
+      errorCount = 0;
+      for (const k in e) if (e[k as keyof typeof e] === 'error') errorCount++;
+    }
     const p: PointOf<'display'> = {
       measurement: 'display',
       tags: d ? { ...tags, source: d.source } : tags,
@@ -97,8 +101,8 @@ export function ifacePoints(school: string, device: string, m: IfaceReadings, in
       measurement: 'iface',
       tags: { ...tags, ifname: i.name, uplink: i.uplink ? 'true' : 'false' },
       fields: {
-        in_octets: BigInt(i.inOctets),
-        out_octets: BigInt(i.outOctets),
+        in_octets: i.inOctets,
+        out_octets: i.outOctets,
         in_bps: i.inBps ?? undefined,
         out_bps: i.outBps ?? undefined,
         util_in_pct: util(i.inBps),
@@ -106,9 +110,9 @@ export function ifacePoints(school: string, device: string, m: IfaceReadings, in
         speed_mbps: i.speedMbps,
         oper_up: i.operStatus === 'up' ? 1 : 0,
         oper_status: i.operStatus,
-        in_errors: i.inErrors === undefined ? undefined : BigInt(i.inErrors),
-        out_errors: i.outErrors === undefined ? undefined : BigInt(i.outErrors),
-        in_discards: i.inDiscards === undefined ? undefined : BigInt(i.inDiscards),
+        in_errors: i.inErrors,
+        out_errors: i.outErrors,
+        in_discards: i.inDiscards,
         alias: i.alias,
       },
       ts: m.ts,

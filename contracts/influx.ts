@@ -89,7 +89,14 @@ export const MEASUREMENTS = {
 
 export type MeasurementName = keyof typeof MEASUREMENTS;
 
-type FieldValue<T> = T extends 'float' | 'int' ? number | bigint : T extends 'string' ? string : boolean;
+/** Integers also accept a decimal string (a validated counter from a payload), written without conversion. */
+type FieldValue<T> = T extends 'int'
+  ? number | bigint | string
+  : T extends 'float'
+    ? number | bigint
+    : T extends 'string'
+      ? string
+      : boolean;
 
 /** A point of measurement M, typed by its definition: unknown tags or fields do not compile. */
 export interface PointOf<M extends MeasurementName> {

@@ -8,6 +8,9 @@ import type { Channel } from './topics.js';
  *   `unsupported_version`, so old collectors never misread new agents.
  * - `ts`: when the reading was taken, Unix epoch milliseconds, by the publisher's clock.
  *
+ * - Unknown fields are ignored (tolerant reader): a publisher may add optional fields within v1 without
+ *   breaking older collectors; a change that alters the meaning of an existing field bumps `v`.
+ *
  * Units are in field names (`uptimeS`, `rxBps`, `temperatureC`). Counters that may exceed 2^53 (64-bit SNMP and
  * NIC byte counters) travel as decimal strings so JSON never rounds them.
  */
@@ -50,7 +53,7 @@ export type DeviceKind = z.infer<typeof deviceKindSchema>;
  * connection dies without a DISCONNECT, MQTT-3.1.2-8), and `offline, reason: shutdown` before a clean stop.
  * The collector and API take classroom and region from here until the fleet registry says otherwise.
  */
-export const deviceStatusSchema = z.strictObject({
+export const deviceStatusSchema = z.object({
   v: z.literal(1),
   ts: tsSchema,
   state: z.enum(['online', 'offline']),
@@ -58,7 +61,7 @@ export const deviceStatusSchema = z.strictObject({
   kind: deviceKindSchema,
   classroom: idSchema.optional(),
   region: regionPathSchema.optional(),
-  agent: z.strictObject({ name: z.string().max(64), version: z.string().max(32) }).optional(),
+  agent: z.object({ name: z.string().max(64), version: z.string().max(32) }).optional(),
   info: z
     .strictObject({
       hostname: z.string().max(255).optional(),
@@ -75,7 +78,7 @@ export const deviceStatusSchema = z.strictObject({
 });
 export type DeviceStatus = z.infer<typeof deviceStatusSchema>;
 
-export const nicSchema = z.strictObject({
+export const nicSchema = z.object({
   name: z.string().min(1).max(64),
   rxBytes: counterSchema,
   txBytes: counterSchema,
@@ -90,7 +93,7 @@ const levelSchema = z.enum(LEVELS);
 /** PJLink class 1 `ERST` reports these six (fan, lamp, temperature, cover open, filter, other). */
 export const DISPLAY_ERROR_KEYS = ['fan', 'lamp', 'temperature', 'cover', 'filter', 'other'] as const;
 
-export const displaySchema = z.strictObject({
+export const displaySchema = z.object({
   source: z.enum(['pjlink', 'command', 'simulated']),
   /** PJLink `POWR`: 0 off, 1 on, 2 cooling, 3 warming up. */
   power: z.enum(['off', 'on', 'cooling', 'warming', 'unknown']),
@@ -118,7 +121,7 @@ export const displaySchema = z.strictObject({
 export type DisplayHealth = z.infer<typeof displaySchema>;
 
 /** Classroom telemetry from the agent on the teacher PC / OPS module, every `heartbeatS` seconds. */
-export const telemetrySchema = z.strictObject({
+export const telemetrySchema = z.object({
   v: z.literal(1),
   ts: tsSchema,
   /** Per agent run, +1 per reading: lets store-and-forward replays be checked for order and gaps. */
@@ -151,7 +154,7 @@ export const OPER_STATUSES = [
   'lowerLayerDown',
 ] as const;
 
-export const ifaceReadingSchema = z.strictObject({
+export const ifaceReadingSchema = z.object({
   /** IF-MIB ifIndex. */
   index: z.number().int().min(1).max(2_147_483_647),
   /** IF-MIB ifName (ifXTable), or ifDescr when the device has no ifXTable. */
@@ -177,7 +180,7 @@ export const ifaceReadingSchema = z.strictObject({
 export type IfaceReading = z.infer<typeof ifaceReadingSchema>;
 
 /** One SNMP poll of a router or switch, published by the poller on the device's `…/iface` topic. */
-export const ifaceReadingsSchema = z.strictObject({
+export const ifaceReadingsSchema = z.object({
   v: z.literal(1),
   ts: tsSchema,
   seq: nonNegInt,
@@ -201,7 +204,7 @@ export const EVENT_TYPES = [
 ] as const;
 
 /** Something happened: a reboot, a fault, a change of presence. Events are stored as they come, never merged. */
-export const deviceEventSchema = z.strictObject({
+export const deviceEventSchema = z.object({
   v: z.literal(1),
   ts: tsSchema,
   type: z.enum(EVENT_TYPES),
@@ -239,7 +242,11 @@ export function decodePayload<C extends Channel>(channel: C, payload: Uint8Array
   if (size > MAX_PAYLOAD_BYTES) return { ok: false, reason: 'too_large', detail: `${size} bytes` };
   let value: unknown;
   try {
-    value = JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8'));
+    const text =
+      typeof payload === 'string'
+        ? payload
+        : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'); // no copy
+    value = JSON.parse(text);
   } catch (e) {
     return { ok: false, reason: 'not_json', detail: (e as Error).message };
   }

@@ -55,8 +55,26 @@ export type TopicRejectReason =
   | 'bad_id'
   | 'unknown_channel';
 
-/** Parses a concrete (wildcard-free) topic. Never throws: the reason feeds the collector's rejection counters. */
+const parsedCache = new Map<string, ParsedTopic>();
+const PARSED_CACHE_MAX = 200_000;
+
+/**
+ * Parses a concrete (wildcard-free) topic. Never throws: the reason feeds the collector's rejection counters.
+ * Valid topics are cached (a fleet has a bounded number: devices × channels); invalid ones are not, so garbage
+ * cannot fill the cache.
+ */
 export function parseTopic(topic: string): ParsedTopic {
+  const hit = parsedCache.get(topic);
+  if (hit) return hit;
+  const r = parseTopicUncached(topic);
+  if (r.ok) {
+    if (parsedCache.size >= PARSED_CACHE_MAX) parsedCache.clear();
+    parsedCache.set(topic, r);
+  }
+  return r;
+}
+
+function parseTopicUncached(topic: string): ParsedTopic {
   const levels = topic.split('/');
   if (levels[0] !== TOPIC_ROOT) return { ok: false, reason: 'foreign_root' };
   if (levels[1] !== TOPIC_VERSION) return { ok: false, reason: 'unsupported_version' };

@@ -18,8 +18,19 @@ const TWO_64 = 1n << 64n;
  * InfluxDB 1.x/2.x integers are signed 64-bit. An unsigned 64-bit counter above 2^63-1 is stored as its two's
  * complement (value − 2^64): differences modulo 2^64 stay right, which is all a counter is for.
  */
-function intLiteral(v: number | bigint, measurement: string, field: string): string {
+const SAFE_DIGITS = /^-?\d{1,18}$/; // fits int64 whatever the digits
+const DIGITS = /^\d{19,20}$/;
+
+function intLiteral(v: number | bigint | string, measurement: string, field: string): string {
+  if (typeof v === 'string') {
+    if (SAFE_DIGITS.test(v)) return `${v}i`;
+    if (DIGITS.test(v)) return intLiteral(BigInt(v), measurement, field);
+    throw new PointSchemaError(
+      `${measurement}.${field}: integer string ${JSON.stringify(v.slice(0, 30))} is not decimal`,
+    );
+  }
   if (typeof v === 'bigint') return `${v > INT64_MAX ? v - TWO_64 : v}i`;
+  if (Number.isInteger(v)) return `${v}i`;
   if (!Number.isFinite(v)) throw new PointSchemaError(`${measurement}.${field}: integer field is not finite`);
   return `${Math.round(v)}i`;
 }
@@ -32,7 +43,7 @@ function fieldLiteral(type: FieldType, v: unknown, measurement: string, field: s
       // InfluxDB rejects NaN and ±Inf; a missing value is better than a rejected batch.
       return Number.isFinite(v) ? String(v) : undefined;
     case 'int':
-      if (typeof v !== 'number' && typeof v !== 'bigint') {
+      if (typeof v !== 'number' && typeof v !== 'bigint' && typeof v !== 'string') {
         throw new PointSchemaError(`${measurement}.${field}: expected an integer`);
       }
       return intLiteral(v, measurement, field);
@@ -47,41 +58,75 @@ function fieldLiteral(type: FieldType, v: unknown, measurement: string, field: s
   }
 }
 
-const defs: Record<string, MeasurementDef> = MEASUREMENTS;
-const tagSets = new Map(Object.entries(defs).map(([m, d]) => [m, new Set(d.tags)]));
+/** Characters that need escaping in a tag key/value or field key (line protocol §Special characters). */
+const TAG_SPECIAL = /[,= \\\n\r\t]/;
+const escTag = (s: string) => (TAG_SPECIAL.test(s) ? lp.tag(s) : s);
+
+/** Escaped `measurement,tag=value…` by tag values; cleared when it outgrows a large city's series count. */
+const seriesCache = new Map<string, string>();
+const SERIES_CACHE_MAX = 500_000;
+
+/** Per measurement, computed once: escaped name, tag keys in sorted order, field types and escaped keys. */
+interface Plan {
+  prefix: string;
+  tags: readonly string[];
+  tagSet: ReadonlySet<string>;
+  fields: ReadonlyMap<string, { type: FieldType; key: string }>;
+}
+
+const plans = new Map<string, Plan>(
+  Object.entries(MEASUREMENTS as Record<string, MeasurementDef>).map(([m, d]) => [
+    m,
+    {
+      prefix: lp.measurement(m),
+      tags: [...d.tags].sort(),
+      tagSet: new Set(d.tags),
+      fields: new Map(Object.entries(d.fields).map(([f, type]) => [f, { type, key: escTag(f) }])),
+    },
+  ]),
+);
 
 /**
  * One point → one line, timestamp in milliseconds (write precision `ms`). Returns undefined when no field has
- * a value (InfluxDB rejects a line without fields).
+ * a value (InfluxDB rejects a line without fields). Hot path of the collector: no sorting or allocation beyond
+ * the string itself.
  */
 export function toLine(point: AnyPoint): string | undefined {
-  const def = defs[point.measurement];
-  const allowedTags = tagSets.get(point.measurement);
-  if (!def || !allowedTags)
-    throw new PointSchemaError(`unknown measurement ${JSON.stringify(point.measurement)}`);
-  let line = lp.measurement(point.measurement);
-  // Tags sorted by key: InfluxDB's recommended order, and what makes series keys deterministic.
+  const plan = plans.get(point.measurement);
+  if (!plan) throw new PointSchemaError(`unknown measurement ${JSON.stringify(point.measurement)}`);
   const tags = point.tags as Record<string, string | undefined>;
-  for (const k of Object.keys(tags).sort()) {
-    if (!allowedTags.has(k))
+  for (const k in tags) {
+    if (!plan.tagSet.has(k))
       throw new PointSchemaError(`${point.measurement}: tag ${JSON.stringify(k)} is not defined`);
-    const v = tags[k];
-    if (v === undefined || v === '') continue; // empty tag values are not allowed in line protocol
-    line += `,${lp.tag(k)}=${lp.tag(v)}`;
+  }
+  // Tags in sorted key order: InfluxDB's recommendation, and deterministic series keys. The escaped series key
+  // is cached per distinct tag set: a fleet has a bounded number of series, each written every few seconds.
+  let key = point.measurement;
+  for (const k of plan.tags) key += `\u0000${tags[k] ?? ''}`;
+  let line = seriesCache.get(key);
+  if (line === undefined) {
+    line = plan.prefix;
+    for (const k of plan.tags) {
+      const v = tags[k];
+      if (v === undefined || v === '') continue; // empty tag values are not allowed in line protocol
+      line += `,${k}=${escTag(v)}`;
+    }
+    if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
+    seriesCache.set(key, line);
   }
   let sep = ' ';
-  let n = 0;
-  for (const [k, v] of Object.entries(point.fields as Record<string, unknown>)) {
-    const type = def.fields[k];
-    if (!type) throw new PointSchemaError(`${point.measurement}: field ${JSON.stringify(k)} is not defined`);
+  const fields = point.fields as Record<string, unknown>;
+  for (const k in fields) {
+    const f = plan.fields.get(k);
+    if (!f) throw new PointSchemaError(`${point.measurement}: field ${JSON.stringify(k)} is not defined`);
+    const v = fields[k];
     if (v === undefined || v === null) continue;
-    const lit = fieldLiteral(type, v, point.measurement, k);
+    const lit = fieldLiteral(f.type, v, point.measurement, k);
     if (lit === undefined) continue;
-    line += `${sep}${lp.tag(k)}=${lit}`;
+    line += `${sep}${f.key}=${lit}`;
     sep = ',';
-    n++;
   }
-  if (n === 0) return undefined;
+  if (sep === ' ') return undefined;
   if (!Number.isInteger(point.ts))
     throw new PointSchemaError(`${point.measurement}: ts must be integer epoch ms`);
   return `${line} ${point.ts}`;

@@ -35,7 +35,6 @@ describe('message schemas', () => {
       ['{}', 'unsupported_version'],
       [JSON.stringify({ ...t, ts: 1_700_000_000 }), 'invalid', /^ts: .*after 2000/],
       [JSON.stringify({ ...t, kind: 'toaster' }), 'invalid', /^kind/],
-      [JSON.stringify({ ...t, extra: 1 }), 'invalid', /extra/],
       [JSON.stringify({ ...t, seq: -1 }), 'invalid', /^seq/],
       [JSON.stringify({ ...t, host: { ...t.host, cpuPct: 140 } }), 'invalid', /^host\.cpuPct/],
       [
@@ -61,6 +60,11 @@ describe('message schemas', () => {
         if (detail) expect(r.detail).toMatch(detail);
       }
     }
+  });
+
+  it('ignores unknown fields (tolerant reader: additive changes within v1 do not break older collectors)', () => {
+    const r = decodePayload('telemetry', JSON.stringify({ ...EXAMPLES.telemetry, addedLater: { x: 1 } }));
+    expect(r).toEqual({ ok: true, message: EXAMPLES.telemetry });
   });
 
   it('rejects a status with an id that could not be a topic level', () => {

@@ -46,6 +46,41 @@ describe('line protocol', () => {
     );
   });
 
+  it('writes counters given as decimal strings, and refuses other strings for integer fields', () => {
+    expect(
+      toLine({
+        measurement: 'nic',
+        tags: {},
+        fields: { rx_bytes: '123', tx_bytes: '18446744073709551615' },
+        ts: 1,
+      }),
+    ).toBe('nic rx_bytes=123i,tx_bytes=-1i 1');
+    expect(() => toLine({ measurement: 'nic', tags: {}, fields: { rx_bytes: '12x' }, ts: 1 })).toThrow(
+      /not decimal/,
+    );
+  });
+
+  it('caches series keys without mixing up tag sets', () => {
+    const a = toLine({
+      measurement: 'host',
+      tags: { school: 'a', device: 'd' },
+      fields: { cpu_pct: 1 },
+      ts: 1,
+    });
+    const b = toLine({ measurement: 'host', tags: { school: 'a d' }, fields: { cpu_pct: 1 }, ts: 1 });
+    const c = toLine({
+      measurement: 'host',
+      tags: { school: 'a', device: 'd' },
+      fields: { cpu_pct: 2 },
+      ts: 2,
+    });
+    expect([a, b, c]).toEqual([
+      'host,device=d,school=a cpu_pct=1 1',
+      'host,school=a\\ d cpu_pct=1 1',
+      'host,device=d,school=a cpu_pct=2 2',
+    ]);
+  });
+
   it('skips non-finite floats and returns nothing for a point without fields', () => {
     expect(toLine({ measurement: 'host', tags: {}, fields: { cpu_pct: Number.NaN }, ts: 1 })).toBeUndefined();
     expect(toLine({ measurement: 'host', tags: {}, fields: { cpu_pct: Infinity, uptime_s: 3 }, ts: 1 })).toBe(

@@ -1,0 +1,165 @@
+// npm run bench:ingest [-- --messages 60000 --devices 6000]
+//
+// 1. raw: the points of N realistic telemetry messages, written as line protocol in 5,000-line POSTs to /write
+//    (the storage layer's batch size) — the reference, InfluxDB's own speed on this machine.
+// 2. end to end: the same N messages published over MQTT (QoS 1) to a real Mosquitto, consumed by the
+//    collector, written through the storage layer; timed until every point is queryable.
+// 3. collector alone: decode + validate + convert + serialise, no broker, no writes.
+// Each run uses a fresh database, so both writes pay the same series-creation cost.
+
+import { fork } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { Collector, collectorConfigSchema } from '../collector/collector.js';
+import { Influxd } from '../common/dev/influxd.js';
+import { Mosquitto } from '../common/dev/mosquitto.js';
+import { silentLogger } from '../common/log.js';
+import { toLine } from '../common/storage/line-protocol.js';
+import { influxConfigSchema, Storage } from '../common/storage/storage.js';
+import type { AnyPoint } from '../contracts/influx.js';
+import { makeTelemetry, topicFor } from './fixtures.js';
+
+const { values } = parseArgs({
+  options: { messages: { type: 'string', default: '60000' }, devices: { type: 'string', default: '6000' } },
+});
+const N = Number(values.messages);
+const DEVICES = Number(values.devices);
+const T0 = Date.UTC(2026, 10, 23, 0, 0, 0);
+const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+
+/** A Storage stand-in that serialises points and counts lines, for the no-write measurement. */
+class SerialiseOnly {
+  lines = 0;
+  bytes = 0;
+  write(points: readonly AnyPoint[]): void {
+    for (const p of points) {
+      const l = toLine(p);
+      if (l) {
+        this.lines++;
+        this.bytes += l.length;
+      }
+    }
+  }
+}
+
+async function count(influxd: Influxd, db: string, measurement: string, field: string): Promise<number> {
+  const r = (await influxd.query(`SELECT count(${field}) FROM ${measurement}`, db)) as {
+    results: { series?: { values: number[][] }[] }[];
+  };
+  return r.results[0]?.series?.[0]?.values[0]?.[1] ?? 0;
+}
+
+async function waitQueryable(influxd: Influxd, db: string, expectHost: number): Promise<void> {
+  for (;;) {
+    if ((await count(influxd, db, 'host', 'cpu_pct')) >= expectHost) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const influxd = await new Influxd().start();
+const mosquitto = await new Mosquitto().start();
+try {
+  // --- 3. the collector alone -------------------------------------------------------------------------
+  const sink = new SerialiseOnly();
+  const offline = new Collector(collectorConfigSchema.parse({}), {
+    log: silentLogger(),
+    storage: sink as unknown as Storage,
+  });
+  const payloads: { topic: string; payload: Buffer }[] = [];
+  for (let i = 0; i < N; i++) {
+    payloads.push({
+      topic: topicFor(i, DEVICES),
+      payload: Buffer.from(JSON.stringify(makeTelemetry(i, DEVICES, T0))),
+    });
+  }
+  for (let i = 0; i < Math.min(N, 5_000); i++) offline.handle(payloads[i]!.topic, payloads[i]!.payload); // warm up
+  sink.lines = 0;
+  let t = performance.now();
+  for (const p of payloads) offline.handle(p.topic, p.payload);
+  const aloneS = (performance.now() - t) / 1000;
+  const pointsPerMessage = sink.lines / N;
+
+  // --- 1. raw line protocol -------------------------------------------------------------------------
+  const lines: string[] = [];
+  {
+    const collect = {
+      write: (pts: readonly AnyPoint[]) => {
+        for (const p of pts) lines.push(toLine(p)!);
+      },
+    };
+    const c = new Collector(collectorConfigSchema.parse({}), {
+      log: silentLogger(),
+      storage: collect as unknown as Storage,
+    });
+    for (const p of payloads) c.handle(p.topic, p.payload);
+  }
+  const dataLines = lines.filter((l) => !l.startsWith('presence') && !l.startsWith('event'));
+  await influxd.query('CREATE DATABASE raw');
+  t = performance.now();
+  for (let i = 0; i < dataLines.length; i += 5_000) {
+    const r = await fetch(`${influxd.url}/write?db=raw&precision=ms`, {
+      method: 'POST',
+      body: dataLines.slice(i, i + 5_000).join('\n'),
+    });
+    if (r.status !== 204) throw new Error(`raw write: ${r.status} ${await r.text()}`);
+  }
+  await waitQueryable(influxd, 'raw', N);
+  const rawS = (performance.now() - t) / 1000;
+
+  // --- 2. end to end ----------------------------------------------------------------------------------
+  const storage = new Storage(
+    influxConfigSchema.parse({ url: influxd.url, database: 'e2e', flushIntervalMs: 200 }),
+    {
+      log: silentLogger(),
+    },
+  );
+  await storage.start();
+  const collector = new Collector(
+    collectorConfigSchema.parse({
+      mqtt: { url: mosquitto.url, clientId: 'bench-collector' },
+      metrics: { port: 0 },
+    }),
+    { log: silentLogger(), storage },
+  );
+  await collector.start();
+  await collector.ready();
+  // The publisher is its own process, as agents are: it does not share the collector's event loop.
+  const publisher = fork(new URL('./ingest-publisher.ts', import.meta.url), [], {
+    execArgv: ['--import', 'tsx'],
+  });
+  await new Promise<void>((resolve) => {
+    publisher.once('message', () => resolve()); // ready: connected, payloads built
+    publisher.send({ url: mosquitto.url, messages: N, devices: DEVICES, t0: T0 });
+  });
+  t = performance.now();
+  publisher.send('go');
+  const published = await new Promise<number>((resolve, reject) => {
+    publisher.once('message', (m: { publishedMs: number }) => resolve(m.publishedMs));
+    publisher.once('error', reject);
+  });
+  while (collector.stats().accepted < N) await new Promise((r) => setTimeout(r, 5));
+  const receivedS = (performance.now() - t) / 1000;
+  await waitQueryable(influxd, 'e2e', N);
+  const e2eS = (performance.now() - t) / 1000;
+  publisher.kill();
+  const received = collector.stats();
+  await collector.stop();
+  await storage.stop();
+
+  console.log(
+    `ingest bench: ${fmt(N)} telemetry messages from ${fmt(DEVICES)} devices, ${pointsPerMessage.toFixed(1)} points each`,
+  );
+  console.log(`  influxd ${storage.server?.version}, Mosquitto broker, QoS 1; fresh database per run`);
+  console.log(
+    `raw line protocol (5,000-line POSTs): ${fmt(N / rawS)} messages/s (${fmt(dataLines.length / rawS)} points/s)`,
+  );
+  console.log(
+    `end to end (MQTT → collector → InfluxDB, until queryable): ${fmt(N / e2eS)} messages/s (published in ${(published / 1000).toFixed(1)} s, all received by the collector after ${receivedS.toFixed(1)} s, queryable after ${e2eS.toFixed(1)} s)`,
+  );
+  console.log(`ratio end-to-end/raw: ${(rawS / e2eS).toFixed(2)} (target ≥ 0.90)`);
+  console.log(
+    `collector alone (decode + validate + serialise, no writes): ${fmt(N / aloneS)} messages/s (target ≥ 50,000)`,
+  );
+} finally {
+  await mosquitto.dispose();
+  await influxd.dispose();
+}

@@ -1,0 +1,356 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Broker, type BrokerConfig, brokerConfigSchema } from '../../broker/broker.js';
+import { CredentialsError } from '../../broker/credentials.js';
+import { captureLogger, waitFor } from '../helpers/influx.js';
+import { closed, connectClient, startBroker, type UserSpec } from '../helpers/mqtt.js';
+
+const SCHOOL = '3133001234';
+const OTHER_SCHOOL = '3133009999';
+const USERS: UserSpec[] = [
+  { username: 'dev-a', role: 'device', school: SCHOOL, device: 'c0701-ops' },
+  { username: 'dev-b', role: 'device', school: SCHOOL, device: 'c0702-ops' },
+  { username: 'poll-1', role: 'poller', schools: [SCHOOL] },
+  { username: 'coll', role: 'collector' },
+];
+const topicOf = (device: string, channel: string, school = SCHOOL) => `cfm/v1/${school}/${device}/${channel}`;
+const A_TELEMETRY = topicOf('c0701-ops', 'telemetry');
+const B_TELEMETRY = topicOf('c0702-ops', 'telemetry');
+
+type TestBroker = Awaited<ReturnType<typeof startBroker>>;
+interface Message {
+  topic: string;
+  payload: string;
+}
+
+const brokers: TestBroker[] = [];
+const clients: MqttClient[] = [];
+const cleanups: (() => unknown)[] = [];
+let seq = 0;
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.endAsync(true);
+  for (const b of brokers.splice(0)) await b.dispose();
+  for (const f of cleanups.splice(0).reverse()) await f();
+});
+
+/**
+ * An mqtt.js client of `username` with its own secret and a fresh client id `{username}-{n}`, closed after the
+ * test. Stream errors (the broker cutting the connection) are expected here, so they are swallowed.
+ */
+async function connect(url: string, username: string, secret: string | undefined, opts: IClientOptions = {}) {
+  const c = await connectClient(url, {
+    username,
+    password: secret,
+    clientId: `${username}-${++seq}`,
+    ...opts,
+  });
+  c.on('error', () => {});
+  clients.push(c);
+  return c;
+}
+
+async function connectAs(b: TestBroker, username: string, opts: IClientOptions = {}) {
+  return connect(b.url, username, b.secrets[username], opts);
+}
+
+/**
+ * The broker with USERS, and a collector subscribed to every v1 topic whose messages land in `received`. The
+ * collector comes first: a broker may hold devices back until a collector has subscribed.
+ */
+async function setup(overrides: Partial<BrokerConfig> = {}) {
+  const b = await startBroker(USERS, overrides);
+  brokers.push(b);
+  const received: Message[] = [];
+  const coll = await connectAs(b, 'coll');
+  coll.on('message', (topic, payload) => received.push({ topic, payload: payload.toString() }));
+  const granted = await coll.subscribeAsync('cfm/v1/+/+/+', { qos: 1 });
+  expect(granted).toMatchObject([{ topic: 'cfm/v1/+/+/+', qos: 1 }]);
+  return { b, coll, received };
+}
+
+/** Publishes a valid sentinel from a second device and waits for it: whatever was refused before it is gone. */
+async function sentinelFromB(b: TestBroker, received: Message[]): Promise<Message> {
+  const dev = await connectAs(b, 'dev-b');
+  const sentinel = { topic: B_TELEMETRY, payload: `{"sentinel":${++seq}}` };
+  await dev.publishAsync(sentinel.topic, sentinel.payload, { qos: 1 });
+  await waitFor(() => received.some((m) => m.payload === sentinel.payload), { what: 'the sentinel' });
+  return sentinel;
+}
+
+describe('authentication', () => {
+  it('accepts a device, a poller and a collector with their own secrets', async () => {
+    const { b } = await setup();
+    for (const u of ['dev-a', 'poll-1', 'coll']) expect((await connectAs(b, u)).connected, u).toBe(true);
+    expect(b.broker.stats()).toMatchObject({ connected: 4, authFailures: 0 });
+  });
+
+  it('refuses a wrong secret, an unknown user and missing credentials with CONNACK 4', async () => {
+    const { b } = await setup();
+    await expect(connect(b.url, 'dev-a', 'not-the-secret')).rejects.toMatchObject({ code: 4 });
+    await expect(connect(b.url, 'ghost', b.secrets['dev-a'])).rejects.toMatchObject({ code: 4 });
+    await expect(connectClient(b.url, { clientId: 'dev-a-anonymous' })).rejects.toMatchObject({ code: 4 });
+    await expect(connectClient(b.url, { clientId: 'dev-a-nopw', username: 'dev-a' })).rejects.toMatchObject({
+      code: 4,
+    });
+    expect(b.broker.stats()).toMatchObject({ connected: 1, authFailures: 4 });
+  });
+
+  it('refuses a client id that does not start with the username with CONNACK 5', async () => {
+    const { b } = await setup();
+    for (const clientId of ['dev-b-1', 'dev-ab', 'mqttjs_0123abcd']) {
+      await expect(connectAs(b, 'dev-a', { clientId }), clientId).rejects.toMatchObject({ code: 5 });
+    }
+    expect(b.broker.stats()).toMatchObject({ connected: 1, authFailures: 3 });
+  });
+});
+
+describe('publish ACL', () => {
+  it('delivers a device’s QoS 1 telemetry on its own topic to the collector', async () => {
+    const { b, received } = await setup();
+    const dev = await connectAs(b, 'dev-a');
+    await dev.publishAsync(A_TELEMETRY, '{"cpuPct":12}', { qos: 1 });
+    await waitFor(() => received.length === 1, { what: 'the telemetry at the collector' });
+    expect(received).toEqual([{ topic: A_TELEMETRY, payload: '{"cpuPct":12}' }]);
+    expect(b.broker.stats()).toMatchObject({ published: 1, deniedPublish: 0 });
+  });
+
+  it.each([
+    ['another device’s topic', B_TELEMETRY, false],
+    ['a retained telemetry', A_TELEMETRY, true],
+    ['$SYS', '$SYS/x', false],
+  ])('closes a device publishing to %s; nothing reaches the collector', async (_what, topic, retain) => {
+    const { b, received } = await setup();
+    const dev = await connectAs(b, 'dev-a');
+    const gone = closed(dev);
+    dev.publish(topic, '{"forbidden":true}', { qos: 1, retain });
+    await gone;
+    expect(b.broker.stats().deniedPublish).toBe(1);
+    const sentinel = await sentinelFromB(b, received);
+    expect(received).toEqual([sentinel]);
+    expect(b.broker.stats()).toMatchObject({ deniedPublish: 1, published: 1 });
+  });
+
+  it('lets a poller publish iface for its assigned school and not for another school', async () => {
+    const { b, received } = await setup();
+    const allowed = { topic: topicOf('core-sw1', 'iface'), payload: '{"ifIndex":1}' };
+    const poller = await connectAs(b, 'poll-1');
+    await poller.publishAsync(allowed.topic, allowed.payload, { qos: 1 });
+    await waitFor(() => received.length === 1, { what: 'the iface reading' });
+
+    const gone = closed(poller);
+    poller.publish(topicOf('core-sw1', 'iface', OTHER_SCHOOL), '{"ifIndex":2}', { qos: 1 });
+    await gone;
+    expect(b.broker.stats().deniedPublish).toBe(1);
+
+    // A second poller connection's reading arrives right after the first: the refused one never did.
+    const again = await connectAs(b, 'poll-1');
+    const sentinel = { topic: topicOf('core-sw2', 'iface'), payload: '{"ifIndex":3}' };
+    await again.publishAsync(sentinel.topic, sentinel.payload, { qos: 1 });
+    await waitFor(() => received.length === 2, { what: 'the sentinel' });
+    expect(received).toEqual([allowed, sentinel]);
+  });
+});
+
+describe('subscribe ACL', () => {
+  // mqtt.js 5 rejects subscribeAsync when the SUBACK carries a failure code, with the SUBACK attached.
+  const REFUSED = { packet: { cmd: 'suback', granted: [0x80] } };
+
+  it('refuses a device subscription with SUBACK 0x80 and keeps the session', async () => {
+    const { b } = await setup();
+    const dev = await connectAs(b, 'dev-a');
+    await expect(dev.subscribeAsync('cfm/v1/+/+/+', { qos: 1 })).rejects.toMatchObject(REFUSED);
+    expect(dev.connected).toBe(true);
+    await dev.publishAsync(A_TELEMETRY, '{"still":"here"}', { qos: 1 });
+    expect(b.broker.stats().deniedSubscribe).toBe(1);
+  });
+
+  it('refuses a collector `#` and grants it `cfm/v1/#`', async () => {
+    const { b, coll } = await setup();
+    await expect(coll.subscribeAsync('#', { qos: 1 })).rejects.toMatchObject(REFUSED);
+    expect(await coll.subscribeAsync('cfm/v1/#', { qos: 1 })).toMatchObject([{ topic: 'cfm/v1/#', qos: 1 }]);
+    expect(coll.connected).toBe(true);
+    expect(b.broker.stats().deniedSubscribe).toBe(1);
+  });
+});
+
+describe('limits', () => {
+  it('closes a connection that sends a packet over maxPacketBytes, and passes a smaller one', async () => {
+    const { b, received } = await setup({ maxPacketBytes: 4_096 });
+    const dev = await connectAs(b, 'dev-a');
+    const small = 'x'.repeat(2_048);
+    await dev.publishAsync(A_TELEMETRY, small, { qos: 1 });
+    await waitFor(() => received.length === 1, { what: 'the 2 kB message' });
+    expect(b.broker.stats().oversized).toBe(0);
+
+    const gone = closed(dev);
+    dev.publish(A_TELEMETRY, 'y'.repeat(10_240), { qos: 0 });
+    await gone;
+    expect(b.broker.stats().oversized).toBe(1);
+
+    const sentinel = await sentinelFromB(b, received);
+    expect(received).toEqual([{ topic: A_TELEMETRY, payload: small }, sentinel]);
+    expect(b.broker.stats()).toMatchObject({ oversized: 1, deniedPublish: 0 });
+  });
+
+  it('disconnects a device that publishes faster than its rate and burst allow', async () => {
+    const { b } = await setup({ publishRatePerSec: 1, publishBurst: 5 });
+    const dev = await connectAs(b, 'dev-a');
+    const gone = closed(dev);
+    for (let i = 0; i < 20; i++) dev.publish(A_TELEMETRY, `{"seq":${i}}`, { qos: 0 });
+    await gone;
+    const s = b.broker.stats();
+    expect(s.rateLimited).toBeGreaterThanOrEqual(1);
+    expect(s.published).toBeGreaterThanOrEqual(5);
+    expect(s.published).toBeLessThan(20);
+  });
+});
+
+describe('holding devices until a collector subscribes', () => {
+  it('refuses devices and pollers with CONNACK 3 until a collector has subscribed, then admits them', async () => {
+    const b = await startBroker(USERS, { holdDevicesUntilCollector: true });
+    brokers.push(b);
+    for (const u of ['dev-a', 'poll-1']) {
+      await expect(connectAs(b, u)).rejects.toMatchObject({ code: 3 });
+    }
+    expect(b.broker.stats()).toMatchObject({ heldBack: 2, authFailures: 0 });
+    // A collector that connects but has not subscribed yet is not enough.
+    const coll = await connectAs(b, 'coll');
+    await expect(connectAs(b, 'dev-a')).rejects.toMatchObject({ code: 3 });
+    await coll.subscribeAsync('$share/g/cfm/v1/+/+/+', { qos: 1 });
+    await connectAs(b, 'dev-a');
+    await connectAs(b, 'poll-1');
+    // The collector may now go away: its session is what keeps messages, devices stay admitted.
+    await coll.endAsync();
+    await connectAs(b, 'dev-b');
+    expect(b.broker.stats()).toMatchObject({ heldBack: 3, authFailures: 0 });
+  });
+});
+
+describe('credential changes', () => {
+  it('closes a revoked client on reload; it cannot reconnect; others stay', async () => {
+    const { b } = await setup();
+    const devA = await connectAs(b, 'dev-a');
+    const devB = await connectAs(b, 'dev-b');
+    const gone = closed(devA);
+    await b.store.revoke('dev-a');
+    await b.broker.reloadCredentials();
+    await gone;
+    await expect(connectAs(b, 'dev-a')).rejects.toMatchObject({ code: 4 });
+    expect(devB.connected).toBe(true);
+    await waitFor(() => b.broker.stats().connected === 2, { what: 'collector and dev-b only' });
+  });
+
+  it('after a rotation closes the client, refuses the old secret and accepts the new one', async () => {
+    const { b, received } = await setup();
+    const dev = await connectAs(b, 'dev-a');
+    const gone = closed(dev);
+    const newSecret = await b.store.rotate('dev-a');
+    await b.broker.reloadCredentials();
+    await gone;
+    await expect(connectAs(b, 'dev-a')).rejects.toMatchObject({ code: 4 });
+    const fresh = await connect(b.url, 'dev-a', newSecret);
+    await fresh.publishAsync(A_TELEMETRY, '{"after":"rotation"}', { qos: 1 });
+    await waitFor(() => received.length === 1, { what: 'a publish with the new secret' });
+  });
+
+  it('notices a revocation in the credentials file by itself', async () => {
+    const { b } = await setup();
+    const dev = await connectAs(b, 'dev-a');
+    await b.store.revoke('dev-a'); // as `users revoke` would, from another process: no reloadCredentials()
+    // watchFile polls once a second.
+    await waitFor(() => !dev.connected, { timeoutMs: 5_000, what: 'the revoked client to be closed' });
+    expect(b.logs.some((l) => l.msg === 'credentials revoked or rotated: disconnecting')).toBe(true);
+    await expect(connectAs(b, 'dev-a')).rejects.toMatchObject({ code: 4 });
+  });
+});
+
+describe('credentials file at start', () => {
+  function tempDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-test-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  function brokerFor(credentialsFile: string) {
+    const { log, lines } = captureLogger('broker');
+    const config = brokerConfigSchema.parse({ credentialsFile, listeners: [{ kind: 'tcp', port: 0 }] });
+    const broker = new Broker(config, { log });
+    cleanups.push(() => broker.stop());
+    return { broker, lines };
+  }
+
+  it('refuses to start on a malformed file, naming it', async () => {
+    const file = join(tempDir(), 'credentials.yaml');
+    writeFileSync(file, "users: [{username: 'x'}]\n");
+    const { broker } = brokerFor(file);
+    const failure = broker.start();
+    await expect(failure).rejects.toBeInstanceOf(CredentialsError);
+    await expect(failure).rejects.toThrow(file);
+    expect(broker.ports).toEqual([]);
+  });
+
+  it('starts without a file and refuses everyone', async () => {
+    const file = join(tempDir(), 'missing.yaml');
+    const { broker, lines } = brokerFor(file);
+    await broker.start();
+    expect(lines.some((l) => l.level === 40 && String(l.msg).startsWith('no credentials'))).toBe(true);
+    const url = `mqtt://127.0.0.1:${broker.ports[0]}`;
+    await expect(connect(url, 'coll', 'anything-at-all')).rejects.toMatchObject({ code: 4 });
+    await expect(connect(url, 'dev-a', 'anything-at-all')).rejects.toMatchObject({ code: 4 });
+    expect(broker.stats()).toMatchObject({ connected: 0, authFailures: 2 });
+  });
+});
+
+describe('TLS listener', () => {
+  it('serves mqtts to a client that trusts the certificate and is refused by one that does not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-tls-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const certFile = join(dir, 'cert.pem');
+    const keyFile = join(dir, 'key.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+      ],
+      { stdio: 'pipe' },
+    );
+    const b = await startBroker(USERS, {
+      listeners: [{ kind: 'tls', host: '127.0.0.1', port: 0, certFile, keyFile }],
+    });
+    brokers.push(b);
+    const url = `mqtts://127.0.0.1:${b.broker.ports[0]}`;
+    const ca = readFileSync(certFile);
+
+    const coll = await connect(url, 'coll', b.secrets.coll, { ca });
+    const received: string[] = [];
+    coll.on('message', (_topic, payload) => received.push(payload.toString()));
+    await coll.subscribeAsync('cfm/v1/+/+/+', { qos: 1 });
+    const dev = await connect(url, 'dev-a', b.secrets['dev-a'], { ca });
+    await dev.publishAsync(A_TELEMETRY, '{"over":"tls"}', { qos: 1 });
+    await waitFor(() => received.length === 1, { what: 'a message over TLS' });
+    expect(received).toEqual(['{"over":"tls"}']);
+
+    const untrusting = connect(url, 'dev-b', b.secrets['dev-b'], { rejectUnauthorized: true });
+    await expect(untrusting).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    expect(b.broker.stats()).toMatchObject({ connected: 2, authFailures: 0 });
+  });
+});
