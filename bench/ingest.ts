@@ -131,6 +131,7 @@ try {
     publisher.send({ url: mosquitto.url, messages: N, devices: DEVICES, t0: T0 });
   });
   t = performance.now();
+  const cpu0 = process.cpuUsage();
   publisher.send('go');
   const published = await new Promise<number>((resolve, reject) => {
     publisher.once('message', (m: { publishedMs: number }) => resolve(m.publishedMs));
@@ -140,6 +141,8 @@ try {
   const receivedS = (performance.now() - t) / 1000;
   await waitQueryable(influxd, 'e2e', N);
   const e2eS = (performance.now() - t) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const collectorCpuS = (cpu.user + cpu.system) / 1e6;
   publisher.kill();
   const received = collector.stats();
   await collector.stop();
@@ -154,6 +157,9 @@ try {
   );
   console.log(
     `end to end (MQTT → collector → InfluxDB, until queryable): ${fmt(N / e2eS)} messages/s (published in ${(published / 1000).toFixed(1)} s, all received by the collector after ${receivedS.toFixed(1)} s, queryable after ${e2eS.toFixed(1)} s)`,
+  );
+  console.log(
+    `  collector process CPU during it: ${collectorCpuS.toFixed(1)} s (${fmt(N / collectorCpuS)} messages per CPU-second, MQTT receive included)`,
   );
   console.log(`ratio end-to-end/raw: ${(rawS / e2eS).toFixed(2)} (target ≥ 0.90)`);
   console.log(

@@ -7,6 +7,10 @@ interface JsonSchema {
   default?: unknown;
   enum?: unknown[];
   anyOf?: JsonSchema[];
+  oneOf?: JsonSchema[];
+  const?: unknown;
+  items?: JsonSchema;
+  required?: string[];
   format?: string;
   minimum?: number;
   maximum?: number;
@@ -14,7 +18,9 @@ interface JsonSchema {
 
 function typeOf(s: JsonSchema): string {
   if (s.enum) return s.enum.map((v) => `\`${String(v)}\``).join(' \\| ');
+  if (s.const !== undefined) return `\`${String(s.const)}\``;
   if (s.anyOf) return s.anyOf.map(typeOf).join(' \\| ');
+  if (s.type === 'array' && s.items) return `list of ${typeOf(s.items)}`;
   const t = Array.isArray(s.type) ? s.type.join(' \\| ') : (s.type ?? 'any');
   const min = s.minimum !== undefined && s.minimum > Number.MIN_SAFE_INTEGER ? s.minimum : undefined;
   const max = s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER ? s.maximum : undefined;
@@ -27,6 +33,38 @@ function typeOf(s: JsonSchema): string {
           ? ` ≤ ${max}`
           : '';
   return `${s.format ?? t}${range}`;
+}
+
+const variants = (s: JsonSchema) => s.oneOf ?? s.anyOf;
+const isObject = (s: JsonSchema) => s.type === 'object' && s.properties !== undefined;
+
+/** One row per leaf key; nested objects become dotted keys, a tagged union one block per variant. */
+function rows(out: string[], prefix: string, js: JsonSchema): void {
+  for (const [key, p] of Object.entries(js.properties ?? {})) {
+    const path = `${prefix}.${key}`;
+    const vs = variants(p);
+    if (isObject(p)) {
+      if (p.description) out.push(`| \`${path}\` | object | | ${p.description} |`);
+      rows(out, path, p);
+    } else if (vs?.every(isObject)) {
+      out.push(
+        `| \`${path}\` | one of ${vs.length} forms | ${fmtDefault(p.default)} | ${p.description ?? ''} |`,
+      );
+      for (const v of vs) {
+        const tag = Object.entries(v.properties ?? {}).find(([, x]) => x.const !== undefined);
+        rows(out, tag ? `${path}{${tag[0]}=${String(tag[1].const)}}` : path, v);
+      }
+    } else {
+      const required = js.required?.includes(key) && p.default === undefined ? ' **(required)**' : '';
+      out.push(
+        `| \`${path}\` | ${typeOf(p)} | ${fmtDefault(p.default)} | ${p.description ?? ''}${required} |`,
+      );
+    }
+  }
+}
+
+function fmtDefault(d: unknown): string {
+  return d === undefined ? '' : `\`${JSON.stringify(d)}\``;
 }
 
 /**
@@ -46,10 +84,7 @@ export function renderConfigReference(sections: Record<string, z.ZodType>): stri
   for (const [name, schema] of Object.entries(sections)) {
     const js = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
     out.push(`## \`${name}\``, '', '| key | type | default | meaning |', '| --- | --- | --- | --- |');
-    for (const [key, p] of Object.entries(js.properties ?? {})) {
-      const def = p.default === undefined ? '' : `\`${JSON.stringify(p.default)}\``;
-      out.push(`| \`${name}.${key}\` | ${typeOf(p)} | ${def} | ${p.description ?? ''} |`);
-    }
+    rows(out, name, js);
     out.push('');
   }
   return out.join('\n');

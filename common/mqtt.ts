@@ -191,15 +191,18 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       client.removeAllListeners();
       client.on('error', () => {});
       client.end(true);
-      const delay =
-        this.attempt < 0
-          ? 0
-          : backoffDelayMs(this.attempt, this.config.reconnectMinMs, this.config.reconnectMaxMs);
+      // A protocol fallback retries at once and is not worth a warning (it was logged at info).
+      const fallback = this.attempt < 0;
+      const delay = fallback
+        ? 0
+        : backoffDelayMs(this.attempt, this.config.reconnectMinMs, this.config.reconnectMaxMs);
       this.attempt = Math.max(0, this.attempt) + 1;
-      log.warn(
-        { url: this.config.url, why: lastError || 'connection closed', retryInMs: delay },
-        'mqtt disconnected',
-      );
+      if (!fallback) {
+        log.warn(
+          { url: this.config.url, why: lastError || 'connection closed', retryInMs: delay },
+          'mqtt disconnected',
+        );
+      }
       this.timer = setTimeout(() => this.open(), delay);
     });
   }

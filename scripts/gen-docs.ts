@@ -2,13 +2,24 @@
 // A test (tests/docs.test.ts) fails when a committed copy is stale.
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { agentConfigSchema } from '../agents/classroom/agent.js';
+import { brokerConfigSchema } from '../broker/broker.js';
+import { collectorConfigSchema } from '../collector/collector.js';
 import { renderConfigReference } from '../common/config-doc.js';
 import { CONFIG_SECTIONS } from '../common/config-sections.js';
 import { renderTopicMap } from '../contracts/index.js';
 
+/** Every section a process reads, in the order an operator meets them. */
+const ALL_SECTIONS = {
+  ...CONFIG_SECTIONS,
+  broker: brokerConfigSchema,
+  collector: collectorConfigSchema,
+  agent: agentConfigSchema,
+};
+
 export const GENERATED_DOCS: Record<string, () => string> = {
   'docs/topics.md': renderTopicMap,
-  'docs/config.md': () => renderConfigReference(CONFIG_SECTIONS),
+  'docs/config.md': () => renderConfigReference(ALL_SECTIONS),
 };
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

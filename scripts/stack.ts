@@ -1,13 +1,22 @@
-// The whole stack on one machine, for a first look and for development: npm run stack
-// Today it starts a local InfluxDB (data under var/influxdb) and the storage layer against it, and reports
-// their state; the broker, collector, pollers, API and the simulated city join it as their issues land.
-import { mkdirSync } from 'node:fs';
+// The whole stack on one machine, for a first look and for development: npm run stack [-- --classrooms 12]
+//
+// Starts, all on loopback: a local InfluxDB (data under var/influxdb), the embedded MQTT broker (credentials in
+// var/stack-credentials.yaml), the collector, and a few simulated classrooms — each a real classroom agent
+// speaking MQTT with a simulated display (one idle, one faulty) — then prints what the collector has stored.
+// The SNMP pollers, the API and the simulated city arrive with their issues (#4–#7). Ctrl-C stops everything.
+import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
+import { agentConfigSchema, ClassroomAgent } from '../agents/classroom/agent.js';
+import { Broker, brokerConfigSchema } from '../broker/broker.js';
+import { CredentialStore } from '../broker/credentials.js';
+import { Collector, collectorConfigSchema } from '../collector/collector.js';
+import { processConfigSchema } from '../common/cli.js';
 import { describeConfig, loadConfig } from '../common/config.js';
 import { Influxd } from '../common/dev/influxd.js';
-import { createLogger, logConfigSchema } from '../common/log.js';
+import { freePort } from '../common/dev/ports.js';
+import type { Service } from '../common/lifecycle.js';
+import { createLogger } from '../common/log.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 
 const { values } = parseArgs({
@@ -15,38 +24,125 @@ const { values } = parseArgs({
     config: { type: 'string' },
     'print-config': { type: 'boolean', default: false },
     'influx-port': { type: 'string', default: '18086' },
+    classrooms: { type: 'string', default: '6' },
   },
 });
 
-const schema = z.strictObject({ influx: influxConfigSchema, log: logConfigSchema });
-const config = loadConfig(schema, { file: values.config });
+const config = loadConfig(processConfigSchema({ influx: influxConfigSchema }), { file: values.config });
 if (values['print-config']) {
   console.log(describeConfig(config));
   process.exit(0);
 }
-const log = createLogger('stack', config.log);
+const log = createLogger('stack', { level: config.log.level === 'info' ? 'warn' : config.log.level });
+const step = (s: string) => process.stdout.write(`• ${s}\n`);
+const root = fileURLToPath(new URL('..', import.meta.url));
+const varDir = `${root}var`;
+mkdirSync(`${varDir}/influxdb`, { recursive: true });
 
-const dataDir = fileURLToPath(new URL('../var/influxdb', import.meta.url));
-mkdirSync(dataDir, { recursive: true });
-const influxd = new Influxd({ dataDir, port: Number(values['influx-port']) });
-log.info({ dataDir }, 'starting local InfluxDB');
-await influxd.start();
-const storage = new Storage({ ...config.influx, url: influxd.url }, { log });
-
+const services: Service[] = [];
 let stopping = false;
-const stop = async () => {
+async function stopAll(code: number) {
   if (stopping) return;
   stopping = true;
-  await storage.stop();
-  await influxd.stop();
-  log.info('stopped');
-  process.exit(0);
-};
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
+  step('stopping…');
+  for (const s of services.reverse())
+    await s.stop().catch((err: unknown) => log.error({ err, service: s.name }));
+  process.exit(code);
+}
+process.on('SIGINT', () => void stopAll(0));
+process.on('SIGTERM', () => void stopAll(0));
 
-const info = await storage.start();
-console.log(
-  `\nInfluxDB ${info.version} on ${influxd.url} (database "${config.influx.database}", data in ${dataDir})`,
-);
-console.log('Press Ctrl-C to stop.');
+try {
+  step('InfluxDB (influxd 1.x, data in var/influxdb)');
+  const influxd = new Influxd({ dataDir: `${varDir}/influxdb`, port: Number(values['influx-port']) });
+  await influxd.start();
+  services.push({ name: 'influxd', start: async () => {}, stop: () => influxd.stop() });
+  const storage = new Storage({ ...config.influx, url: influxd.url }, { log });
+  const info = await storage.start();
+  services.push({ name: 'storage', start: async () => {}, stop: () => storage.stop() });
+
+  step('MQTT broker (embedded aedes, deny by default)');
+  const credentialsFile = `${varDir}/stack-credentials.yaml`;
+  rmSync(credentialsFile, { force: true }); // fresh demo secrets each run; nothing else reads this file
+  const store = new CredentialStore(credentialsFile);
+  const collectorSecret = await store.add({ username: 'collector', role: 'collector' });
+  const n = Math.max(1, Number(values.classrooms));
+  const school = '3133000001';
+  const devices: { device: string; secret: string }[] = [];
+  for (let i = 1; i <= n; i++) {
+    const device = `c${String(i).padStart(2, '0')}-ops`;
+    devices.push({
+      device,
+      secret: await store.add({ username: `dev-${device}`, role: 'device', school, device }),
+    });
+  }
+  const port = await freePort();
+  const broker = new Broker(
+    brokerConfigSchema.parse({ credentialsFile, listeners: [{ kind: 'tcp', host: '127.0.0.1', port }] }),
+    { log },
+  );
+  await broker.start();
+  services.push(broker);
+  const url = `mqtt://127.0.0.1:${port}`;
+
+  step('collector');
+  const collector = new Collector(
+    collectorConfigSchema.parse({
+      mqtt: { url, username: 'collector', password: collectorSecret },
+      metrics: { port: 0 },
+    }),
+    { log, storage },
+  );
+  await collector.start();
+  services.push(collector);
+  await collector.ready();
+
+  step(
+    `${n} simulated classrooms (agents with simulated displays, on 08–17 local time on weekdays; c01 idle, c02 faulty)`,
+  );
+  for (const [k, { device, secret }] of devices.entries()) {
+    const i = k + 1;
+    const agent = new ClassroomAgent(
+      agentConfigSchema.parse({
+        school,
+        device,
+        classroom: `c${String(i).padStart(2, '0')}`,
+        region: '330000/330100/330106',
+        kind: 'panel',
+        intervalS: 5,
+        mqtt: { url, username: `dev-${device}`, password: secret },
+        spool: { dir: `${varDir}/stack-spool/${device}` },
+        display: { source: 'simulated', idle: i === 1, faulty: i === 2, useShare: 1 },
+      }),
+      { log },
+    );
+    await agent.start();
+    services.push(agent);
+  }
+
+  console.log(`
+InfluxDB ${info.version}  ${influxd.url}  (database "${config.influx.database}")
+MQTT broker            ${url}
+collector metrics      http://127.0.0.1:${collector.metricsPort}/metrics
+Try:  curl -s http://127.0.0.1:${collector.metricsPort}/metrics | grep cfm_collector
+      curl -s '${influxd.url}/query?db=${config.influx.database}' --data-urlencode 'q=SELECT last(power) FROM display GROUP BY device'
+Ctrl-C stops everything.
+`);
+  const summary = async () => {
+    const rows = await storage.rows(
+      `SELECT last(power) AS power, last(err_lamp) AS lamp FROM display WHERE school = '${school}' GROUP BY device`,
+    );
+    const c = collector.presence.counts();
+    const s = collector.stats();
+    const cells = rows.map(
+      (r) => `${String(r.device).slice(0, 3)}:${r.power}${r.lamp === 'error' ? '!' : ''}`,
+    );
+    process.stdout.write(
+      `[${new Date().toLocaleTimeString()}] online ${c.online}/${c.online + c.offline}, messages ${s.accepted} accepted, ${Object.values(s.rejected).reduce((a, b) => a + (b ?? 0), 0)} rejected; displays ${cells.join(' ')}\n`,
+    );
+  };
+  setInterval(() => void summary().catch(() => {}), 10_000);
+} catch (err) {
+  console.error(`stack failed to start: ${(err as Error).message}`);
+  await stopAll(1);
+}

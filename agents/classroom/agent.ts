@@ -27,24 +27,25 @@ const displayConfigSchema = z
     z.strictObject({
       source: z.literal('pjlink'),
       host: z.string().min(1).describe('Projector / panel address.'),
-      port: z.number().int().min(1).max(65_535).default(4352),
+      port: z.number().int().min(1).max(65_535).default(4352).describe('PJLink TCP port.'),
       password: z.string().optional().describe('PJLink password. Secret.'),
-      timeoutMs: z.number().int().min(100).default(3_000),
+      timeoutMs: z.number().int().min(100).default(3_000).describe('Whole read (connect + four queries).'),
     }),
     z.strictObject({
       source: z.literal('command'),
       command: z.string().min(1).describe('Vendor tool printing display health as JSON.'),
-      args: z.array(z.string()).default([]),
-      timeoutMs: z.number().int().min(100).default(5_000),
+      args: z.array(z.string()).default([]).describe('Arguments; no shell is involved.'),
+      timeoutMs: z.number().int().min(100).default(5_000).describe('The command is killed after this.'),
     }),
     z.strictObject({
       source: z.literal('simulated'),
-      idle: z.boolean().default(false),
-      faulty: z.boolean().default(false),
-      useShare: z.number().min(0).max(1).default(0.7),
+      idle: z.boolean().default(false).describe('Never switched on: bought but unused.'),
+      faulty: z.boolean().default(false).describe('Reports a lamp error.'),
+      useShare: z.number().min(0).max(1).default(0.7).describe('Share of teaching periods in use.'),
     }),
   ])
-  .default({ source: 'none' });
+  .default({ source: 'none' })
+  .describe('Where display health comes from: `none`, `pjlink`, `command` or `simulated`.');
 
 export const agentConfigSchema = z
   .strictObject({
@@ -79,7 +80,7 @@ export const agentConfigSchema = z
       .describe('Queued readings sent per second after a reconnect (keep below the broker limit).'),
     host: z
       .strictObject({
-        enabled: z.boolean().default(true),
+        enabled: z.boolean().default(true).describe('Report host uptime, CPU, memory and NIC counters.'),
         nics: z.array(z.string()).default([]).describe('NICs to report; empty = all but loopback.'),
       })
       .prefault({}),

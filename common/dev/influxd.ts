@@ -89,11 +89,17 @@ bind-address = "127.0.0.1:${this.rpcPort}"
 `,
     );
     this.stderr = '';
+    // Its own process group: a Ctrl-C in the terminal must reach us, not influxd, so that we flush our buffers
+    // into it before stopping it. If we die, the exit hook still takes it down.
     const proc = spawn(this.opts.binary ?? 'influxd', ['run', '-config', conf], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, INFLUXDB_REPORTING_DISABLED: 'true' },
+      detached: true,
     });
     this.proc = proc;
+    const killOnExit = () => proc.kill('SIGKILL');
+    process.once('exit', killOnExit);
+    proc.once('exit', () => process.off('exit', killOnExit));
     proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-8_000);
     });

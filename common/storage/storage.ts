@@ -83,12 +83,18 @@ export const influxConfigSchema = z
       .describe('First retry delay (doubles per attempt).'),
     maxRetryDelayMs: z.number().int().min(100).default(60_000).describe('Longest retry delay.'),
     retryJitterMs: z.number().int().min(0).default(500).describe('Random delay added to each retry.'),
+    gzip: z
+      .enum(['auto', 'always', 'never'])
+      .default('auto')
+      .describe(
+        'Compress write bodies: `auto` does unless InfluxDB is on this host (loopback), where it only costs CPU.',
+      ),
     gzipThreshold: z
       .number()
       .int()
       .min(0)
       .default(1_000)
-      .describe('Request bodies larger than this (bytes) are gzipped.'),
+      .describe('Bodies larger than this (bytes) are gzipped.'),
     shutdownTimeoutMs: z
       .number()
       .int()
@@ -257,6 +263,15 @@ export class Storage {
     return this.info;
   }
 
+  /** The client library gzips bodies above the threshold; "never" is a threshold no batch reaches. */
+  private gzipThreshold(): number {
+    const c = this.config;
+    const host = new URL(c.url).hostname;
+    const loopback = host === 'localhost' || host === '[::1]' || host === '::1' || host.startsWith('127.');
+    const on = c.gzip === 'always' || (c.gzip === 'auto' && !loopback);
+    return on ? c.gzipThreshold : Number.MAX_SAFE_INTEGER;
+  }
+
   private bucket(): string {
     const { database, retentionPolicy } = this.config;
     return retentionPolicy ? `${database}/${retentionPolicy}` : database;
@@ -274,7 +289,7 @@ export class Storage {
       maxRetryDelay: c.maxRetryDelayMs,
       retryJitter: c.retryJitterMs,
       exponentialBase: 2,
-      gzipThreshold: c.gzipThreshold,
+      gzipThreshold: this.gzipThreshold(),
       writeSuccess: (lines) => {
         this.stats_.writtenLines += lines.length;
         this.stats_.batchesWritten++;

@@ -29,7 +29,7 @@ describe('write failures on a real InfluxDB', () => {
   });
 
   it('400 partial write: stores the good lines, drops and counts the bad, logs the offending line', async () => {
-    const { storage, lines: logs } = testStorage(influxd.url, { database: 'partial', gzipThreshold: 1e9 });
+    const { storage, lines: logs } = testStorage(influxd.url, { database: 'partial', gzip: 'never' });
     await storage.start();
     storage.writeLines([line(1), line(2)]);
     await storage.drain();
@@ -53,7 +53,7 @@ describe('write failures on a real InfluxDB', () => {
   });
 
   it('413: splits the batch until it fits and loses nothing; a single oversized line is dropped and counted', async () => {
-    const { storage } = testStorage(influxd.url, { database: 'split', batchSize: 2_000, gzipThreshold: 1e9 });
+    const { storage } = testStorage(influxd.url, { database: 'split', batchSize: 2_000, gzip: 'never' });
     await storage.start();
     const lines = Array.from({ length: 1_000 }, (_, i) => line(i, 60)); // ~130 kB, limit 20 kB
     storage.writeLines(lines);

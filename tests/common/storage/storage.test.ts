@@ -128,6 +128,15 @@ describe('storage against a real InfluxDB 1.x', () => {
     await storage.stop();
   });
 
+  it('writes gzipped bodies when asked (InfluxDB 1.x /write accepts Content-Encoding: gzip)', async () => {
+    const { storage } = testStorage(influxd.url, { database: 'gz', gzip: 'always', gzipThreshold: 0 });
+    await storage.start();
+    storage.write(Array.from({ length: 50 }, (_, i) => samplePoint('host', i, 1_788_000_000_000 + i)));
+    await storage.drain();
+    expect(await storage.rows('SELECT count(uptime_s) FROM host')).toMatchObject([{ count: 50 }]);
+    await storage.stop();
+  });
+
   it('reports InfluxQL errors with the statement', async () => {
     const { storage } = testStorage(influxd.url, { database: 'q' });
     await storage.start();
