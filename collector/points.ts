@@ -10,8 +10,14 @@ export interface DeviceInfo {
 
 type Std = { region?: string; school: string; classroom?: string; device: string; kind: string };
 
-function std(school: string, device: string, info: DeviceInfo, classroom = info.classroom): Std {
-  const t: Std = { school, device, kind: info.kind };
+function std(
+  school: string,
+  device: string,
+  info: DeviceInfo,
+  kind = info.kind,
+  classroom = info.classroom,
+): Std {
+  const t: Std = { school, device, kind };
   if (info.region) t.region = info.region;
   if (classroom) t.classroom = classroom;
   return t;
@@ -20,7 +26,7 @@ function std(school: string, device: string, info: DeviceInfo, classroom = info.
 const bit = (b: boolean | undefined) => (b === undefined ? undefined : b ? 1 : 0);
 
 export function telemetryPoints(school: string, device: string, m: Telemetry, info: DeviceInfo): AnyPoint[] {
-  const tags = std(school, device, { ...info, kind: m.kind }, m.classroom ?? info.classroom);
+  const tags = std(school, device, info, m.kind, m.classroom ?? info.classroom);
   const out: AnyPoint[] = [];
   if (m.host) {
     const h = m.host;
@@ -85,7 +91,7 @@ export function telemetryPoints(school: string, device: string, m: Telemetry, in
 }
 
 export function ifacePoints(school: string, device: string, m: IfaceReadings, info: DeviceInfo): AnyPoint[] {
-  const tags = std(school, device, { ...info, kind: m.kind });
+  const tags = std(school, device, info, m.kind);
   const out: AnyPoint[] = [
     {
       measurement: 'snmp',
@@ -124,7 +130,7 @@ export function ifacePoints(school: string, device: string, m: IfaceReadings, in
 export function eventPoint(school: string, device: string, m: DeviceEvent, info: DeviceInfo): AnyPoint {
   return {
     measurement: 'event',
-    tags: { ...std(school, device, { ...info, kind: m.kind }), type: m.type, severity: m.severity },
+    tags: { ...std(school, device, info, m.kind), type: m.type, severity: m.severity },
     fields: {
       message: m.message,
       subject: m.subject,

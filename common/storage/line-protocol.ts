@@ -12,6 +12,7 @@ export class PointSchemaError extends Error {
 }
 
 const INT64_MAX = (1n << 63n) - 1n;
+const STRING_SPECIAL = /["\\\n\r]/;
 const TWO_64 = 1n << 64n;
 
 /**
@@ -51,6 +52,7 @@ function fieldLiteral(type: FieldType, v: unknown, measurement: string, field: s
       if (typeof v !== 'string') throw new PointSchemaError(`${measurement}.${field}: expected a string`);
       // lp.quoted adds the quotes. A raw line break would end the line for InfluxDB 1.x's parser
       // ("unable to parse … bad timestamp"), so breaks become the two characters `\n`.
+      if (!STRING_SPECIAL.test(v)) return `"${v}"`; // the common case: nothing to escape
       return lp.quoted(v.includes('\n') || v.includes('\r') ? v.replace(/\r?\n|\r/g, '\\n') : v);
     case 'bool':
       if (typeof v !== 'boolean') throw new PointSchemaError(`${measurement}.${field}: expected a boolean`);
