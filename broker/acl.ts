@@ -67,11 +67,10 @@ export function maySubscribe(p: Principal, filter: string): Decision {
 }
 
 /**
- * A client id must be the username or start with `username.` or `username-`, so one credential cannot take
- * over another client's session (MQTT-3.1.4-2: a second connection with the same id closes the first).
+ * A client id must be the username or `username/suffix`, so one credential cannot take over another client's
+ * session (MQTT-3.1.4-2: a second connection with the same id closes the first). `/` cannot occur in a
+ * username, so `dev-s1-c07` can never claim `dev-s1-c07-ops`'s id.
  */
 export function clientIdAllowed(p: Principal, clientId: string): boolean {
-  return (
-    clientId === p.username || clientId.startsWith(`${p.username}.`) || clientId.startsWith(`${p.username}-`)
-  );
+  return clientId === p.username || clientId.startsWith(`${p.username}/`);
 }

@@ -197,7 +197,9 @@ export class Broker implements Service {
           );
           return done(new Error(d.reason));
         }
-        if (!st.bucket.take()) {
+        // Status messages (birth, clean offline, and the last will that aedes also passes through here) are not
+        // charged: a client cut off for flooding must still leave its will behind.
+        if (!packet.topic.endsWith('/status') && !st.bucket.take()) {
           this.stats_.rateLimited++;
           log.warn(
             { clientId: client.id, ratePerSec: c.publishRatePerSec },
@@ -286,7 +288,7 @@ export class Broker implements Service {
       throw authError(4, 'credentials changed during the check');
     const { principal } = auth;
     if (!clientIdAllowed(principal, client.id)) {
-      throw authError(5, `client id must be "${username}" or start with "${username}." or "${username}-"`);
+      throw authError(5, `client id must be "${username}" or "${username}/…"`);
     }
     if (
       this.config.holdDevicesUntilCollector &&

@@ -63,6 +63,26 @@ export const collectorConfigSchema = z
       .min(10)
       .default(1_000)
       .describe('How often silent devices are checked.'),
+    heartbeatTimeouts: z
+      .enum(['auto', 'on', 'off'])
+      .default('auto')
+      .describe(
+        "Declare silent devices offline. `auto`: off under a shared subscription, where each collector sees only part of every device's readings (the broker's last will still reports dead devices).",
+      ),
+    backpressure: z
+      .strictObject({
+        highWaterLines: z
+          .number()
+          .int()
+          .min(1)
+          .default(200_000)
+          .describe('Pause consuming above this write backlog.'),
+        lowWaterLines: z.number().int().min(0).default(50_000).describe('Resume below this backlog.'),
+      })
+      .prefault({})
+      .describe(
+        'While InfluxDB is slow or down, stop taking messages from the broker (its persistent session queues them) instead of acknowledging what only sits in memory.',
+      ),
     metrics: z
       .strictObject({
         host: z.string().default('127.0.0.1'),
@@ -288,11 +308,46 @@ export class Collector implements Service {
 
   private record(tr: Transition): void {
     const s = tr.state;
+    const points = presencePoints(s.school, s.device, tr.online, tr.reason, tr.ts, s);
+    if (tr.quiet) {
+      this.deps.storage.write(points.slice(0, 1)); // the state, without a status_change event
+      return;
+    }
     this.deps.log.info(
       { school: s.school, device: s.device, online: tr.online, reason: tr.reason },
       'presence changed',
     );
-    this.deps.storage.write(presencePoints(s.school, s.device, tr.online, tr.reason, tr.ts, s));
+    this.deps.storage.write(points);
+  }
+
+  /** Pause consuming while the write backlog is high; resume when it has drained. */
+  private backpressure(): void {
+    const session = this.session;
+    if (!session) return;
+    const pending = this.deps.storage.stats().pendingLines;
+    const { highWaterLines, lowWaterLines } = this.config.backpressure;
+    if (!session.isPaused && pending > highWaterLines) {
+      this.deps.log.warn({ pending, highWaterLines }, 'write backlog high: pausing MQTT consumption');
+      this.subscribed = false;
+      void session.pause();
+    } else if (session.isPaused && pending <= lowWaterLines) {
+      this.deps.log.info({ pending, lowWaterLines }, 'write backlog drained: resuming MQTT consumption');
+      session.resume();
+    }
+  }
+
+  /** Is consumption paused by backpressure? */
+  get paused(): boolean {
+    return this.session?.isPaused ?? false;
+  }
+
+  private timeoutsEnabled(): boolean {
+    const t = this.config.heartbeatTimeouts;
+    if (t !== 'auto') return t === 'on';
+    const shared =
+      this.config.subscription === 'shared' ||
+      (this.config.subscription === 'auto' && this.session?.protocol === 5);
+    return !shared;
   }
 
   private subscriptionFilters(protocolVersion: 4 | 5): string[] {
@@ -336,7 +391,7 @@ export class Collector implements Service {
     // A stable client id per host keeps the persistent session (and the messages queued in it) across restarts;
     // set mqtt.clientId when several collectors run on one host.
     const m = this.config.mqtt;
-    const clientId = m.clientId ?? `${m.username ?? 'cfm-collector'}-${hostname()}`;
+    const clientId = m.clientId ?? `${m.username ?? 'cfm-collector'}/${hostname()}`;
     const session = new MqttSession(m, {
       log,
       clientId,
@@ -365,7 +420,8 @@ export class Collector implements Service {
     });
     session.start();
     this.sweepTimer = setInterval(() => {
-      for (const tr of this.presence.sweep(this.now())) this.record(tr);
+      this.backpressure();
+      if (this.timeoutsEnabled()) for (const tr of this.presence.sweep(this.now())) this.record(tr);
     }, this.config.sweepIntervalMs);
   }
 

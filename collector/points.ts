@@ -130,12 +130,8 @@ export function ifacePoints(school: string, device: string, m: IfaceReadings, in
 export function eventPoint(school: string, device: string, m: DeviceEvent, info: DeviceInfo): AnyPoint {
   return {
     measurement: 'event',
-    tags: { ...std(school, device, info, m.kind), type: m.type, severity: m.severity },
-    fields: {
-      message: m.message,
-      subject: m.subject,
-      details: m.details ? JSON.stringify(m.details) : undefined,
-    },
+    tags: { ...std(school, device, info, m.kind), type: m.type, severity: m.severity, subject: m.subject },
+    fields: { message: m.message, details: m.details ? JSON.stringify(m.details) : undefined },
     ts: m.ts,
   };
 }
@@ -153,8 +149,8 @@ export function presencePoints(
     { measurement: 'presence', tags, fields: { online: online ? 1 : 0, reason }, ts },
     {
       measurement: 'event',
-      tags: { ...tags, type: 'status_change', severity: online ? 'info' : 'warning' },
-      fields: { message: online ? 'online' : `offline (${reason})`, subject: 'presence' },
+      tags: { ...tags, type: 'status_change', severity: online ? 'info' : 'warning', subject: 'presence' },
+      fields: { message: online ? 'online' : `offline (${reason})` },
       ts,
     },
   ];

@@ -6,10 +6,12 @@ import type { DeviceInfo } from './points.js';
  * heartbeat (the agent's promise in `heartbeatS`, else the default) — which covers a collector that missed the
  * will, and devices behind pollers that have no will of their own.
  *
- * Only transitions are reported. Retained statuses replayed when the collector (re)subscribes set the state
- * silently: they describe the past, not a change.
+ * A live status message that changes the known state (or is the first word of a device) is a transition.
+ * State learned otherwise — a retained status replayed on subscribe, or the first reading of a device the
+ * collector had not seen since it started — is `quiet`: worth a presence point, not an event, because nothing
+ * changed in the classroom.
  */
-export type PresenceReason = 'birth' | 'will' | 'shutdown' | 'timeout' | 'message';
+export type PresenceReason = 'birth' | 'will' | 'shutdown' | 'timeout' | 'message' | 'first_seen';
 
 export interface DeviceState extends DeviceInfo {
   school: string;
@@ -25,6 +27,7 @@ export interface Transition {
   online: boolean;
   reason: PresenceReason;
   ts: number;
+  quiet?: boolean;
 }
 
 export class PresenceTracker {
@@ -74,23 +77,27 @@ export class PresenceTracker {
     retained: boolean,
     nowMs: number,
   ): Transition | undefined {
-    const [s] = this.upsert(school, device, info, nowMs);
+    const [s, isNew] = this.upsert(school, device, info, nowMs);
     if (info.heartbeatS) s.heartbeatS = info.heartbeatS;
     if (online) s.lastSeenMs = nowMs;
-    if (s.online === online) return undefined;
+    if (!isNew && s.online === online) return undefined;
     s.online = online;
     s.since = nowMs;
-    return retained ? undefined : { state: s, online, reason, ts: nowMs };
+    return retained
+      ? { state: s, online, reason: 'first_seen', ts: nowMs, quiet: true }
+      : { state: s, online, reason, ts: nowMs };
   }
 
   /** Any other message from the device: it is alive. */
   seen(school: string, device: string, info: DeviceInfo, nowMs: number): Transition | undefined {
-    const [s] = this.upsert(school, device, info, nowMs);
+    const [s, isNew] = this.upsert(school, device, info, nowMs);
     s.lastSeenMs = nowMs;
-    if (s.online) return undefined;
+    if (s.online && !isNew) return undefined;
     s.online = true;
     s.since = nowMs;
-    return { state: s, online: true, reason: 'message', ts: nowMs };
+    return isNew
+      ? { state: s, online: true, reason: 'first_seen', ts: nowMs, quiet: true }
+      : { state: s, online: true, reason: 'message', ts: nowMs };
   }
 
   /** Devices silent for longer than offlineFactor × heartbeat become offline. */

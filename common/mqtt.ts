@@ -90,6 +90,7 @@ type MqttSessionEvents = {
 export class MqttSession extends EventEmitter<MqttSessionEvents> {
   private client: MqttClient | undefined;
   private stopping = false;
+  private paused = false;
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
   private protocolVersion: 4 | 5;
@@ -187,7 +188,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       const wasConnected = this.connectedOnce;
       this.connectedOnce = false;
       if (wasConnected) this.emit('disconnect', lastError || 'connection closed');
-      if (this.stopping) return;
+      if (this.stopping || this.paused) return;
       client.removeAllListeners();
       client.on('error', () => {});
       client.end(true);
@@ -225,6 +226,30 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     const g = granted[0]?.qos ?? 128;
     if (g === 128) throw new Error(`broker refused subscription ${filter}`);
     return g;
+  }
+
+  /**
+   * Disconnects cleanly and stays away until resume(): with a persistent session the broker queues QoS 1
+   * messages meanwhile (MQTT-3.1.2-5). How a consumer applies backpressure without losing anything.
+   */
+  async pause(): Promise<void> {
+    if (this.paused || this.stopping) return;
+    this.paused = true;
+    clearTimeout(this.timer);
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.endAsync(false).catch(() => client.end(true));
+  }
+
+  resume(): void {
+    if (!this.paused || this.stopping) return;
+    this.paused = false;
+    this.attempt = 0;
+    this.open();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
   }
 
   /** Publishes `last` (if connected), then disconnects cleanly so the broker does not send the will. */

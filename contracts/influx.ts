@@ -81,9 +81,9 @@ export const MEASUREMENTS = {
     fields: { sys_uptime_s: 'float', poll_ms: 'float', iface_count: 'int' },
   },
   event: {
-    doc: 'Events: reboots, faults, presence changes, reachability.',
-    tags: [...STANDARD_TAGS, 'type', 'severity'],
-    fields: { message: 'string', subject: 'string', details: 'string' },
+    doc: 'Events: reboots, faults, presence changes, reachability. `subject` is a tag, so two events of one reading (a fan and a lamp fault) are two points, not one overwriting the other.',
+    tags: [...STANDARD_TAGS, 'type', 'severity', 'subject'],
+    fields: { message: 'string', details: 'string' },
   },
 } as const satisfies Record<string, MeasurementDef>;
 

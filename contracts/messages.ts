@@ -210,8 +210,11 @@ export const deviceEventSchema = z.object({
   type: z.enum(EVENT_TYPES),
   severity: z.enum(['info', 'warning', 'critical']),
   kind: deviceKindSchema,
-  /** What part it concerns, e.g. `display`, `uplink`, `lamp`. */
-  subject: z.string().max(64).optional(),
+  /** What part it concerns, e.g. `display`, `uplink`, `lamp`: a short name, stored as a tag (bounded values). */
+  subject: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_.-]{0,31}$/, { message: 'must be a short lower-case name like lamp or uplink' })
+    .optional(),
   message: z.string().max(500),
   details: z.record(z.string().max(64), z.union([z.string().max(500), z.number(), z.boolean()])).optional(),
 });

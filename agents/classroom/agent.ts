@@ -120,6 +120,7 @@ export class ClassroomAgent implements Service {
   private lastErrors: Record<string, string> = {};
   private displayReachable = true;
   private ticking: Promise<void> = Promise.resolve();
+  private retryTimer: NodeJS.Timeout | undefined;
   private readonly stats_: AgentStats = {
     readings: 0,
     published: 0,
@@ -328,6 +329,11 @@ export class ClassroomAgent implements Service {
           const wait = gapMs - (performance.now() - started);
           if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         }
+      } catch (err) {
+        // A spool that cannot be read or acknowledged (disk full, file changed underneath) must not kill the
+        // agent: keep readings flowing to the spool and try the replay again later.
+        this.deps.log.error({ err }, 'spool replay failed; retrying in 30 s');
+        this.retryTimer = setTimeout(() => this.pump(), 30_000);
       } finally {
         this.pumping = undefined;
       }
@@ -339,6 +345,7 @@ export class ClassroomAgent implements Service {
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
     await this.ticking;
     await this.pumping;
     // An explicit offline, so the collector tells a switched-off PC from a crashed one (MQTT-3.1.2-10: a clean

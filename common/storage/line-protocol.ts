@@ -110,8 +110,10 @@ export function toLine(point: AnyPoint): string | undefined {
     line = plan.prefix;
     for (const k of plan.tags) {
       const v = tags[k];
-      if (v === undefined || v === '') continue; // empty tag values are not allowed in line protocol
-      line += `,${k}=${escTag(v)}`;
+      // Line protocol cannot end a tag value with a backslash (it would escape the next separator): drop it.
+      const t = v !== undefined && v.endsWith('\\') ? v.replace(/\\+$/, '') : v;
+      if (t === undefined || t === '') continue; // empty tag values are not allowed in line protocol
+      line += `,${k}=${escTag(t)}`;
     }
     if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
     seriesCache.set(key, line);

@@ -205,8 +205,8 @@ describe('maySubscribe', () => {
 });
 
 describe('clientIdAllowed', () => {
-  it('accepts the username itself or the username followed by . or -', () => {
-    for (const id of ['dev-a', 'dev-a.1', 'dev-a-agent', 'dev-a.', 'dev-a-']) {
+  it('accepts the username itself or username/suffix', () => {
+    for (const id of ['dev-a', 'dev-a/1', 'dev-a/host-7', 'dev-a/']) {
       expect(clientIdAllowed(device, id), id).toBe(true);
     }
   });
@@ -217,6 +217,9 @@ describe('clientIdAllowed', () => {
       'dev',
       'dev-ab',
       'dev-a_1',
+      // A username may contain . and -, so these could be another user's own id (dev-a-agent is a valid username).
+      'dev-a-agent',
+      'dev-a.1',
       'DEV-A',
       'xdev-a',
       ' dev-a',
@@ -225,8 +228,9 @@ describe('clientIdAllowed', () => {
     ]) {
       expect(clientIdAllowed(device, id), id).toBe(false);
     }
-    expect(clientIdAllowed(collector, 'coll-1')).toBe(true);
-    expect(clientIdAllowed(collector, 'collector-1')).toBe(false);
+    expect(clientIdAllowed(collector, 'coll/1')).toBe(true);
+    expect(clientIdAllowed(collector, 'coll-1')).toBe(false);
+    expect(clientIdAllowed(collector, 'collector/1')).toBe(false);
   });
 });
 

@@ -94,7 +94,7 @@ async function subscribeOne(b: TestBroker): Promise<Run> {
   const sub = run('mosquitto_sub', [
     ...login(b, 'coll'),
     '-i',
-    `coll-sub${++seq}`,
+    `coll/sub${++seq}`,
     '-t',
     'cfm/v1/+/+/+',
     '-q',
@@ -111,7 +111,7 @@ async function subscribeOne(b: TestBroker): Promise<Run> {
 }
 
 function publish(b: TestBroker, username: string, topic: string, message: string, password?: string) {
-  const id = `${username}-pub${++seq}`;
+  const id = `${username}/pub${++seq}`;
   return run('mosquitto_pub', [
     ...login(b, username, password),
     '-i',

@@ -60,6 +60,12 @@ describe('line protocol', () => {
     );
   });
 
+  it('drops a trailing backslash from a tag value instead of swallowing the next tag', () => {
+    expect(
+      toLine({ measurement: 'nic', tags: { nic: 'eth0\\', school: 's1' }, fields: { rx_bps: 1 }, ts: 1 }),
+    ).toBe('nic,nic=eth0,school=s1 rx_bps=1 1');
+  });
+
   it('caches series keys without mixing up tag sets', () => {
     const a = toLine({
       measurement: 'host',
