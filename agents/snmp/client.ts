@@ -1,0 +1,213 @@
+import snmp from 'net-snmp';
+import { z } from 'zod';
+import { idSchema } from '../../contracts/ids.js';
+import { deviceKindSchema } from '../../contracts/messages.js';
+
+/**
+ * One SNMP target (a school's router or L3 switch) and a small promise API over net-snmp: GET of scalars and a
+ * multi-column GetBulk walk. Every error names its target, so a poll cycle's log says which school is broken.
+ */
+const v3Schema = z.strictObject({
+  user: z.string().min(1).max(32).describe('USM user name.'),
+  level: z
+    .enum(['authPriv', 'authNoPriv'])
+    .default('authPriv')
+    .describe('Security level; noAuthNoPriv is not offered.'),
+  authProtocol: z
+    .enum(['sha', 'sha224', 'sha256', 'sha384', 'sha512'])
+    .default('sha')
+    .describe('HMAC for auth.'),
+  authKey: z.string().min(8).describe('Auth password (≥ 8 characters, RFC 3414). Secret.'),
+  privProtocol: z
+    .enum(['aes', 'aes256b', 'aes256r'])
+    .default('aes')
+    .describe('Privacy (encryption) protocol.'),
+  privKey: z.string().min(8).optional().describe('Privacy password (≥ 8 characters). Secret.'),
+});
+
+export const snmpTargetSchema = z
+  .strictObject({
+    device: idSchema.describe('Device id of the router/switch (a topic level).'),
+    school: idSchema.describe('School whose uplink this is.'),
+    kind: deviceKindSchema.default('router'),
+    address: z.string().min(1).describe('IP address or host name.'),
+    port: z.number().int().min(1).max(65_535).default(161),
+    version: z.enum(['2c', '3']).default('2c'),
+    community: z.string().min(1).optional().describe('v2c community. Secret.'),
+    v3: v3Schema.optional(),
+    uplink: z
+      .union([z.string().min(1), z.number().int().min(1)])
+      .describe('The school uplink: its ifName (e.g. `GigabitEthernet0/0/1`) or ifIndex.'),
+    intervalS: z.number().int().min(5).max(3_600).default(60).describe('Poll interval.'),
+    timeoutMs: z.number().int().min(100).max(60_000).default(2_000).describe('Per-request timeout.'),
+    retries: z.number().int().min(0).max(5).default(1).describe('Re-sends of a request that got no answer.'),
+    maxRepetitions: z.number().int().min(1).max(200).default(25).describe('GetBulk max-repetitions.'),
+  })
+  .refine((t) => (t.version === '2c' ? t.community !== undefined : t.v3 !== undefined), {
+    message: 'version 2c needs `community`, version 3 needs `v3`',
+    path: ['version'],
+  })
+  .refine((t) => t.version !== '3' || t.v3?.level !== 'authPriv' || t.v3.privKey !== undefined, {
+    message: 'authPriv needs `v3.privKey`',
+    path: ['v3', 'privKey'],
+  });
+export type SnmpTarget = z.infer<typeof snmpTargetSchema>;
+
+export class SnmpError extends Error {
+  override name = 'SnmpError';
+  constructor(
+    readonly target: string,
+    readonly reason: 'timeout' | 'auth' | 'protocol' | 'other',
+    message: string,
+  ) {
+    super(`SNMP ${target}: ${message}`);
+  }
+}
+
+export type SnmpValue = snmp.VarbindValue;
+/** column OID → (row index → value). */
+export type ColumnData = Map<string, Map<string, SnmpValue>>;
+
+const AUTH: Record<string, snmp.AuthProtocols> = {
+  sha: snmp.AuthProtocols.sha,
+  sha224: snmp.AuthProtocols.sha224,
+  sha256: snmp.AuthProtocols.sha256,
+  sha384: snmp.AuthProtocols.sha384,
+  sha512: snmp.AuthProtocols.sha512,
+};
+const PRIV: Record<string, snmp.PrivProtocols> = {
+  aes: snmp.PrivProtocols.aes,
+  aes256b: snmp.PrivProtocols.aes256b,
+  aes256r: snmp.PrivProtocols.aes256r,
+};
+
+/** Compares dotted OIDs numerically (string order would put .10 before .9). */
+export function compareOids(a: string, b: string): number {
+  const x = a.split('.');
+  const y = b.split('.');
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = Number(x[i]) - Number(y[i]);
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
+}
+
+export class SnmpClient {
+  private session: snmp.Session | undefined;
+  readonly label: string;
+
+  constructor(readonly target: SnmpTarget) {
+    this.label = `${target.address}:${target.port} (${target.school}/${target.device})`;
+  }
+
+  private open(): snmp.Session {
+    if (this.session) return this.session;
+    const t = this.target;
+    const common = { port: t.port, retries: t.retries, timeout: t.timeoutMs, transport: 'udp4' as const };
+    if (t.version === '2c') {
+      this.session = snmp.createSession(t.address, t.community!, { ...common, version: snmp.Version2c });
+    } else {
+      const v = t.v3!;
+      const user: snmp.User = {
+        name: v.user,
+        level: v.level === 'authPriv' ? snmp.SecurityLevel.authPriv : snmp.SecurityLevel.authNoPriv,
+        authProtocol: AUTH[v.authProtocol]!,
+        authKey: v.authKey,
+        ...(v.level === 'authPriv' ? { privProtocol: PRIV[v.privProtocol]!, privKey: v.privKey! } : {}),
+      };
+      this.session = snmp.createV3Session(t.address, user, { ...common, version: snmp.Version3 });
+    }
+    this.session.on('error', () => {
+      // socket errors surface as request errors; keep the session from throwing on its own
+    });
+    return this.session;
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
+
+  private wrap(err: unknown): SnmpError {
+    const e = err as Error & { name?: string };
+    const msg = e?.message ?? String(err);
+    if (e?.name === 'RequestTimedOutError' || /timed out/i.test(msg)) {
+      const totalMs = this.target.timeoutMs * (this.target.retries + 1);
+      return new SnmpError(
+        this.label,
+        'timeout',
+        `no answer within ${totalMs} ms (unreachable, or a wrong community / v3 user)`,
+      );
+    }
+    if (/digest|authentic|decrypt|unknown user|usmStats/i.test(msg)) {
+      return new SnmpError(this.label, 'auth', `authentication failed (${msg})`);
+    }
+    return new SnmpError(this.label, 'other', msg);
+  }
+
+  /** GET of scalar OIDs; a missing object (noSuchObject/noSuchInstance) comes back as undefined. */
+  get(oids: readonly string[]): Promise<(SnmpValue | undefined)[]> {
+    const session = this.open();
+    return new Promise((resolve, reject) => {
+      session.get([...oids], (err, varbinds) => {
+        if (err) return reject(this.wrap(err));
+        resolve((varbinds ?? []).map((vb) => (snmp.isVarbindError(vb) ? undefined : vb.value)));
+      });
+    });
+  }
+
+  private bulk(oids: string[], maxRepetitions: number): Promise<snmp.Varbind[][]> {
+    const session = this.open();
+    return new Promise((resolve, reject) => {
+      session.getBulk(oids, 0, maxRepetitions, (err, varbinds) => {
+        if (err) return reject(this.wrap(err));
+        resolve((varbinds ?? []) as unknown as snmp.Varbind[][]);
+      });
+    });
+  }
+
+  /**
+   * Walks several table columns at once with GetBulk, the way `snmpbulkwalk` walks one: each request asks for
+   * the next `maxRepetitions` rows of every column not yet finished, continuing from the last OID returned.
+   * An agent may return fewer rows than asked (message size), so a column ends only when a returned OID leaves
+   * it or the agent reports endOfMibView. Rows are keyed by the index part of the OID (after the column).
+   */
+  async walkColumns(
+    columns: readonly string[],
+    maxRepetitions = this.target.maxRepetitions,
+  ): Promise<ColumnData> {
+    const out: ColumnData = new Map(columns.map((c) => [c, new Map()]));
+    let cursors = columns.map((c) => ({ column: c, next: c }));
+    for (let round = 0; cursors.length > 0; round++) {
+      if (round > 10_000) throw new SnmpError(this.label, 'protocol', 'walk did not terminate');
+      const answer = await this.bulk(
+        cursors.map((c) => c.next),
+        maxRepetitions,
+      );
+      // A truncated answer may hold no varbind at all for the last columns (RFC 3416 §4.2.3; net-snmp's agent
+      // caps the whole answer at max-repetitions varbinds): those columns are simply asked again next round.
+      if (answer.every((vbs) => (vbs?.length ?? 0) === 0)) {
+        throw new SnmpError(this.label, 'protocol', 'empty GetBulk response');
+      }
+      const still: typeof cursors = [];
+      cursors.forEach((cur, i) => {
+        const vbs = answer[i] ?? [];
+        let done = false;
+        for (const vb of vbs) {
+          if (snmp.isVarbindError(vb) || !vb.oid.startsWith(`${cur.column}.`)) {
+            done = true;
+            break;
+          }
+          if (compareOids(vb.oid, cur.next) <= 0) {
+            throw new SnmpError(this.label, 'protocol', `OID not increasing in ${cur.column}: ${vb.oid}`);
+          }
+          out.get(cur.column)!.set(vb.oid.slice(cur.column.length + 1), vb.value);
+          cur.next = vb.oid;
+        }
+        if (!done) still.push(cur);
+      });
+      cursors = still;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,304 @@
+import { createSocket } from 'node:dgram';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type ColumnData,
+  SnmpClient,
+  SnmpError,
+  type SnmpValue,
+  snmpTargetSchema,
+} from '../../../agents/snmp/client.js';
+import { COLUMN, OID } from '../../../agents/snmp/oids.js';
+import { waitFor } from '../../../common/dev/ports.js';
+import { type SimIface, type SimOptions, SnmpSim } from '../../../common/dev/snmp-sim.js';
+
+const HOST = '127.0.0.1';
+const BIG = 18_446_744_073_709_551_000n; // > 2^53, < 2^64
+const U32 = 2n ** 32n;
+
+let sims: SnmpSim[] = [];
+let clients: SnmpClient[] = [];
+
+beforeEach(() => {
+  sims = [];
+  clients = [];
+});
+
+afterEach(async () => {
+  for (const c of clients) c.close();
+  await Promise.all(sims.map((s) => s.stop()));
+});
+
+/** 48 interfaces with distinct values; #1 carries a 64-bit counter above 2^53. */
+function ifaces(n = 48): SimIface[] {
+  return Array.from({ length: n }, (_, k) => ({
+    index: k + 1,
+    name: `GigabitEthernet0/0/${k + 1}`,
+    alias: `uplink-${k + 1}`,
+    highSpeedMbps: k % 2 === 0 ? 1_000 : 10_000,
+    operStatus: k % 5 === 4 ? 2 : 1,
+    inOctets: k === 0 ? BIG : BigInt(k) * 5_000_000_007n,
+    outOctets: BigInt(k) * 3_000_000_011n + 17n,
+    inErrors: k,
+  }));
+}
+
+async function startSim(opts: Partial<SimOptions> = {}): Promise<SnmpSim> {
+  const sim = new SnmpSim({ ifaces: ifaces(), ...opts });
+  sims.push(sim);
+  return sim.start();
+}
+
+function clientFor(port: number, extra: Record<string, unknown> = {}): SnmpClient {
+  const client = new SnmpClient(
+    snmpTargetSchema.parse({
+      device: 'rtr-3301060001',
+      school: '3301060001',
+      address: HOST,
+      port,
+      community: 'public',
+      uplink: 1,
+      timeoutMs: 1_000,
+      retries: 0,
+      ...extra,
+    }),
+  );
+  clients.push(client);
+  return client;
+}
+
+/**
+ * net-snmp's session hands Counter64 back as the raw big-endian content octets (a Buffer, 8 or 9 bytes), not the
+ * bigint its type declarations promise; Counter32/Gauge32/Integer/TimeTicks come back as numbers.
+ */
+function toBigInt(v: SnmpValue | undefined): bigint {
+  if (Buffer.isBuffer(v)) return v.length === 0 ? 0n : BigInt(`0x${v.toString('hex')}`);
+  if (typeof v === 'number' || typeof v === 'bigint') return BigInt(v);
+  throw new Error(`not an integer: ${String(v)}`);
+}
+
+/** OCTET STRING values come back as Buffers. */
+const text = (v: SnmpValue | undefined): string => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+
+/** A UDP port on 127.0.0.1 that nothing listens on (bound a moment ago, then released). */
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, HOST, resolve));
+  const { port } = s.address();
+  await new Promise<void>((resolve) => s.close(resolve));
+  return port;
+}
+
+async function rejection(p: Promise<unknown>): Promise<SnmpError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(SnmpError);
+    return e as SnmpError;
+  }
+  throw new Error('expected the request to reject');
+}
+
+const HC_COLUMNS = [
+  COLUMN.ifName,
+  COLUMN.ifHCInOctets,
+  COLUMN.ifHCOutOctets,
+  COLUMN.ifHighSpeed,
+  COLUMN.ifOperStatus,
+] as const;
+
+/** Asserts the walk of HC_COLUMNS returned exactly the sim's 48 interfaces. */
+function expectHcRows(data: ColumnData, expected: SimIface[]): void {
+  for (const column of HC_COLUMNS) expect(data.get(column)!.size).toBe(expected.length);
+  for (const i of expected) {
+    const row = String(i.index);
+    expect(text(data.get(COLUMN.ifName)!.get(row))).toBe(i.name);
+    expect(toBigInt(data.get(COLUMN.ifHCInOctets)!.get(row))).toBe(i.inOctets);
+    expect(toBigInt(data.get(COLUMN.ifHCOutOctets)!.get(row))).toBe(i.outOctets);
+    expect(data.get(COLUMN.ifHighSpeed)!.get(row)).toBe(i.highSpeedMbps);
+    expect(data.get(COLUMN.ifOperStatus)!.get(row)).toBe(i.operStatus);
+  }
+}
+
+describe('SnmpClient.get against SnmpSim', () => {
+  it('reads sysUpTime, sysName and sysDescr; a missing object is undefined', async () => {
+    const sim = await startSim({ sysName: 'sch-3301060001-core', sysDescr: 'Huawei AR6120' });
+    sim.setUptimeTicks(123_456);
+    const [uptime, name, descr, contact] = await clientFor(sim.port).get([
+      OID.sysUpTime,
+      OID.sysName,
+      OID.sysDescr,
+      '1.3.6.1.2.1.1.4.0', // SNMPv2-MIB::sysContact.0, not served
+    ]);
+    expect(typeof uptime).toBe('number');
+    expect(uptime).toBeGreaterThanOrEqual(123_456);
+    expect(uptime).toBeLessThan(123_456 + 6_000); // the test's own time, generously
+    expect(text(name)).toBe('sch-3301060001-core');
+    expect(text(descr)).toBe('Huawei AR6120');
+    expect(contact).toBeUndefined();
+  });
+
+  it('serves sysUpTime as of the request, not as of start()', async () => {
+    const sim = await startSim();
+    const client = clientFor(sim.port);
+    const [first] = await client.get([OID.sysUpTime]);
+    await waitFor(async () => ((await client.get([OID.sysUpTime]))[0] as number) > (first as number), {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+      what: 'sysUpTime to advance',
+    });
+  });
+
+  it('reboot() brings sysUpTime back to near 0 and restarts the counters', async () => {
+    const sim = await startSim();
+    const client = clientFor(sim.port);
+    sim.setUptimeTicks(8_640_000); // one day
+    const [before] = await client.get([OID.sysUpTime]);
+    expect(before).toBeGreaterThanOrEqual(8_640_000);
+    sim.reboot();
+    const [after] = await client.get([OID.sysUpTime]);
+    expect(after).toBeLessThan(500); // < 5 s
+    const data = await client.walkColumns([COLUMN.ifHCInOctets, COLUMN.ifInOctets]);
+    expect(toBigInt(data.get(COLUMN.ifHCInOctets)!.get('1'))).toBe(0n);
+    expect(data.get(COLUMN.ifInOctets)!.get('2')).toBe(0);
+  });
+
+  it('TimeTicks wrap at 2^32', async () => {
+    const sim = await startSim();
+    const client = clientFor(sim.port);
+    sim.setUptimeTicks(2 ** 32 - 1);
+    // 4294967295 for the first 10 ms, then 0, 1, …
+    await waitFor(async () => ((await client.get([OID.sysUpTime]))[0] as number) < 6_000, {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+      what: 'sysUpTime to wrap',
+    });
+  });
+});
+
+describe('SnmpClient.walkColumns against SnmpSim (48 interfaces)', () => {
+  it('returns every row of every column with maxRepetitions 10, over several rounds', async () => {
+    const sim = await startSim();
+    const data = await clientFor(sim.port).walkColumns(HC_COLUMNS, 10);
+    expectHcRows(data, ifaces());
+    expect(sim.requests).toBeGreaterThan(5); // 48 rows × 5 columns do not fit in one answer of 10
+  });
+
+  it('returns every row with maxRepetitions 200 (the agent answers fewer; the walk continues)', async () => {
+    const sim = await startSim();
+    const data = await clientFor(sim.port, { maxRepetitions: 200 }).walkColumns(HC_COLUMNS);
+    expectHcRows(data, ifaces());
+  });
+
+  it('continues columns an answer left out entirely (maxRepetitions below the number of columns)', async () => {
+    // net-snmp's agent caps a GetBulk answer at max-repetitions varbinds in all, so with 2 the first answer
+    // carries only ifName.1 and ifHCInOctets.1; the other three columns must be asked again, not given up.
+    const sim = await startSim();
+    const data = await clientFor(sim.port).walkColumns(HC_COLUMNS, 2);
+    expectHcRows(data, ifaces());
+  });
+
+  it('brings back a Counter64 above 2^53 exactly, and its wrap at 2^64', async () => {
+    const sim = await startSim();
+    const client = clientFor(sim.port);
+    let data = await client.walkColumns([COLUMN.ifHCInOctets]);
+    expect(toBigInt(data.get(COLUMN.ifHCInOctets)!.get('1'))).toBe(BIG);
+    sim.setCounters(2, 2n ** 64n - 1n, 2n ** 53n + 1n);
+    sim.advance(1, 1_000n, 0n); // 18446744073709551000 + 1000 − 2^64
+    data = await client.walkColumns([COLUMN.ifHCInOctets, COLUMN.ifHCOutOctets, COLUMN.ifInOctets]);
+    expect(toBigInt(data.get(COLUMN.ifHCInOctets)!.get('1'))).toBe(384n);
+    expect(toBigInt(data.get(COLUMN.ifHCInOctets)!.get('2'))).toBe(2n ** 64n - 1n);
+    expect(toBigInt(data.get(COLUMN.ifHCOutOctets)!.get('2'))).toBe(2n ** 53n + 1n);
+    expect(data.get(COLUMN.ifInOctets)!.get('2')).toBe(Number((2n ** 64n - 1n) % U32));
+  });
+
+  it('shows setOperStatus and advance() at the next poll', async () => {
+    const sim = await startSim();
+    const client = clientFor(sim.port);
+    sim.setOperStatus(3, 7);
+    sim.advance(3, 1_500n, 64n);
+    const data = await client.walkColumns([COLUMN.ifOperStatus, COLUMN.ifHCInOctets, COLUMN.ifHCOutOctets]);
+    const i3 = ifaces()[2]!;
+    expect(data.get(COLUMN.ifOperStatus)!.get('3')).toBe(7);
+    expect(toBigInt(data.get(COLUMN.ifHCInOctets)!.get('3'))).toBe(i3.inOctets + 1_500n);
+    expect(toBigInt(data.get(COLUMN.ifHCOutOctets)!.get('3'))).toBe(i3.outOctets + 64n);
+  });
+
+  it('serves ifTable next to ifXTable: 32-bit counters mod 2^32, ifSpeed, errors, discontinuity time', async () => {
+    const sim = await startSim();
+    const data = await clientFor(sim.port).walkColumns(
+      [
+        COLUMN.ifInOctets,
+        COLUMN.ifOutOctets,
+        COLUMN.ifSpeed,
+        COLUMN.ifInErrors,
+        COLUMN.ifCounterDiscontinuityTime,
+      ],
+      25,
+    );
+    for (const i of ifaces()) {
+      const row = String(i.index);
+      expect(data.get(COLUMN.ifInOctets)!.get(row)).toBe(Number(i.inOctets % U32));
+      expect(data.get(COLUMN.ifOutOctets)!.get(row)).toBe(Number(i.outOctets % U32));
+      expect(data.get(COLUMN.ifSpeed)!.get(row)).toBe(Math.min(i.highSpeedMbps * 1e6, 4_294_967_295));
+      expect(data.get(COLUMN.ifInErrors)!.get(row)).toBe(i.inErrors);
+      expect(data.get(COLUMN.ifCounterDiscontinuityTime)!.get(row)).toBe(0);
+    }
+  });
+});
+
+describe('an old device without ifXTable', () => {
+  it('walks ifXTable columns to empty maps and ifTable columns with 32-bit values', async () => {
+    const sim = await startSim({ noIfXTable: true });
+    const client = clientFor(sim.port);
+    const x = await client.walkColumns([COLUMN.ifName, COLUMN.ifHCInOctets, COLUMN.ifHighSpeed]);
+    for (const rows of x.values()) expect(rows.size).toBe(0);
+
+    const t = await client.walkColumns(
+      [COLUMN.ifDescr, COLUMN.ifInOctets, COLUMN.ifOutOctets, COLUMN.ifSpeed, COLUMN.ifOperStatus],
+      10,
+    );
+    for (const rows of t.values()) expect(rows.size).toBe(48);
+    for (const i of ifaces()) {
+      const row = String(i.index);
+      expect(text(t.get(COLUMN.ifDescr)!.get(row))).toBe(i.name);
+      expect(t.get(COLUMN.ifInOctets)!.get(row)).toBe(Number(i.inOctets % U32));
+      expect(t.get(COLUMN.ifOutOctets)!.get(row)).toBe(Number(i.outOctets % U32));
+      expect(t.get(COLUMN.ifSpeed)!.get(row)).toBe(Math.min(i.highSpeedMbps * 1e6, 4_294_967_295));
+      expect(t.get(COLUMN.ifOperStatus)!.get(row)).toBe(i.operStatus);
+    }
+  });
+});
+
+describe('failures name their target', () => {
+  it('a wrong community times out within timeoutMs × (retries+1) + 500 ms', async () => {
+    const sim = await startSim({ community: 'campus-ro' });
+    const client = clientFor(sim.port, { community: 'public', timeoutMs: 300, retries: 0 });
+    const started = Date.now();
+    const err = await rejection(client.get([OID.sysUpTime]));
+    expect(Date.now() - started).toBeLessThan(300 * 1 + 500);
+    expect(err.reason).toBe('timeout');
+    expect(err.message).toContain(`${HOST}:${sim.port}`);
+    expect(err.message).toContain('3301060001/rtr-3301060001');
+  });
+
+  it('a port nothing listens on fails quickly with an SnmpError', async () => {
+    const port = await freeUdpPort();
+    const client = clientFor(port, { timeoutMs: 300, retries: 0 });
+    const started = Date.now();
+    const err = await rejection(client.walkColumns([COLUMN.ifName]));
+    expect(Date.now() - started).toBeLessThan(300 + 500);
+    expect(err.message).toContain(`${HOST}:${port}`);
+  });
+
+  it('a slow device (400 ms) answers within a 1000 ms timeout, and times out at 200 ms', async () => {
+    const sim = await startSim({ delayMs: 400 });
+    const started = Date.now();
+    const [name] = await clientFor(sim.port, { timeoutMs: 1_000, retries: 0 }).get([OID.sysName]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(390);
+    expect(text(name)).toBe('snmp-sim');
+
+    const err = await rejection(clientFor(sim.port, { timeoutMs: 200, retries: 0 }).get([OID.sysName]));
+    expect(err.reason).toBe('timeout');
+    expect(err.message).toContain(`${HOST}:${sim.port}`);
+  });
+});
