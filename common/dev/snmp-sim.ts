@@ -150,7 +150,7 @@ export class SnmpSim {
     return ticks % 2 ** 32;
   }
 
-  /** Binds a free UDP port on 127.0.0.1 and answers from then on. */
+  /** Binds a free UDP port on 127.0.0.1 (the previous one on a restart) and answers from then on. */
   async start(): Promise<this> {
     if (this.agent) throw new Error('SnmpSim already started');
     const mib = this.buildMib();
@@ -274,7 +274,8 @@ export class SnmpSim {
   private createSocket(type: SocketType): Socket {
     const socket = createSocket(type);
     const bind = socket.bind.bind(socket) as (port: number, address?: string) => Socket;
-    socket.bind = ((_port: number, address?: string) => bind(0, address)) as typeof socket.bind;
+    // An ephemeral port the first time; the same port again after stop() → start(), like a device that restarts.
+    socket.bind = ((_port: number, address?: string) => bind(this.port || 0, address)) as typeof socket.bind;
     const delayMs = this.opts.delayMs ?? 0;
     if (delayMs > 0) {
       const send = socket.send.bind(socket) as (...args: unknown[]) => void;

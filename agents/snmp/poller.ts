@@ -1,0 +1,400 @@
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Service } from '../../common/lifecycle.js';
+import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
+import type { DeviceEvent, DeviceStatus, IfaceReading, IfaceReadings } from '../../contracts/messages.js';
+import { buildTopic, type Channel } from '../../contracts/topics.js';
+import {
+  type ColumnData,
+  SnmpClient,
+  SnmpError,
+  type SnmpTarget,
+  type SnmpValue,
+  snmpTargetSchema,
+} from './client.js';
+import { COLUMN, OID, OPER_STATUS } from './oids.js';
+import { type CounterSample, RateTracker } from './rates.js';
+
+/**
+ * The SNMP poller: polls each assigned target on its own schedule and publishes one `iface` message per poll,
+ * a retained `status` for the router, and events (reboot; unreachable once, recovered once). See README.md.
+ */
+export const pollerConfigSchema = z
+  .strictObject({
+    mqtt: mqttConfigSchema,
+    targets: z
+      .array(snmpTargetSchema)
+      .default([])
+      .describe('Routers and switches to poll (credentials are secrets).'),
+    concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000)
+      .default(64)
+      .describe('Targets polled at once; a slow or dead one holds one slot for at most its timeout × tries.'),
+    shard: z
+      .strictObject({
+        index: z.number().int().min(0).default(0),
+        count: z.number().int().min(1).default(1),
+      })
+      .prefault({})
+      .refine((s) => s.index < s.count, { message: 'index must be < count', path: ['index'] })
+      .describe(
+        'Poll only the schools whose id hashes to `index` of `count` (several pollers split the targets).',
+      ),
+  })
+  .describe('The SNMP poller.');
+export type PollerConfig = z.infer<typeof pollerConfigSchema>;
+
+/** Stable shard of a school id (FNV-1a): a school stays with one poller, and its rate state with it. */
+export function shardOf(school: string, count: number): number {
+  let h = 2166136261;
+  for (let i = 0; i < school.length; i++) h = Math.imul(h ^ school.charCodeAt(i), 16777619);
+  return (h >>> 0) % count;
+}
+
+/** Counter64 arrives from net-snmp as a big-endian Buffer, Counter32/Gauge32 as numbers. */
+export function toBigInt(v: SnmpValue | undefined): bigint | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? BigInt(v) : undefined;
+  if (Buffer.isBuffer(v)) return v.length === 0 ? 0n : BigInt(`0x${v.toString('hex')}`);
+  return undefined;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const gb18030 = new TextDecoder('gb18030');
+
+/**
+ * OCTET STRING → text. Chinese switches (Huawei, H3C, Ruijie) often return ifAlias in GBK, so anything that is
+ * not valid UTF-8 is read as GB18030 (a superset of GBK).
+ */
+export function decodeText(v: SnmpValue | undefined): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (!Buffer.isBuffer(v)) return String(v);
+  try {
+    return utf8.decode(v);
+  } catch {
+    return gb18030.decode(v);
+  }
+}
+
+const num = (v: SnmpValue | undefined) => (typeof v === 'number' ? v : undefined);
+
+export interface PollerStats {
+  polls: number;
+  failures: number;
+  ifacePolls: number;
+  overSpeed: number;
+  publishDropped: number;
+}
+
+interface TargetState {
+  target: SnmpTarget;
+  client: SnmpClient;
+  rates: RateTracker;
+  seq: number;
+  reachable: boolean | undefined;
+  born: boolean;
+  timer?: NodeJS.Timeout;
+  running?: Promise<unknown>;
+}
+
+/** The columns read from every device; the ifTable octet/speed columns only when ifXTable is missing. */
+const XTABLE = [
+  COLUMN.ifName,
+  COLUMN.ifAlias,
+  COLUMN.ifHCInOctets,
+  COLUMN.ifHCOutOctets,
+  COLUMN.ifHighSpeed,
+  COLUMN.ifCounterDiscontinuityTime,
+];
+const IFTABLE = [COLUMN.ifOperStatus, COLUMN.ifInErrors, COLUMN.ifOutErrors, COLUMN.ifInDiscards];
+const FALLBACK = [COLUMN.ifDescr, COLUMN.ifInOctets, COLUMN.ifOutOctets, COLUMN.ifSpeed];
+
+export class Poller implements Service {
+  readonly name = 'poller';
+  private session: MqttSession | undefined;
+  private readonly states: TargetState[] = [];
+  private active = 0;
+  private readonly queue: (() => void)[] = [];
+  private stopping = false;
+  private readonly stats_: PollerStats = {
+    polls: 0,
+    failures: 0,
+    ifacePolls: 0,
+    overSpeed: 0,
+    publishDropped: 0,
+  };
+
+  constructor(
+    readonly config: PollerConfig,
+    /** `manual`: no schedule; the caller polls with pollAll() (tests and benchmarks). */
+    private readonly deps: { log: Logger; now?: () => number; manual?: boolean },
+  ) {
+    const { index, count } = config.shard;
+    for (const target of config.targets) {
+      if (shardOf(target.school, count) !== index) continue;
+      this.states.push({
+        target,
+        client: new SnmpClient(target),
+        rates: new RateTracker(),
+        seq: 0,
+        reachable: undefined,
+        born: false,
+      });
+    }
+  }
+
+  stats(): PollerStats {
+    return { ...this.stats_ };
+  }
+
+  /** The targets this instance polls (after sharding). */
+  get targets(): readonly SnmpTarget[] {
+    return this.states.map((s) => s.target);
+  }
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  async start(): Promise<void> {
+    const session = new MqttSession(this.config.mqtt, { log: this.deps.log });
+    this.session = session;
+    session.start();
+    // Spread first polls over the interval so a thousand targets do not fire in the same second.
+    if (this.deps.manual) return;
+    this.states.forEach((s, i) => {
+      const firstMs = Math.floor((i / Math.max(1, this.states.length)) * s.target.intervalS * 1000);
+      const tick = () => {
+        if (this.stopping) return;
+        s.running = this.pollOnce(s).finally(() => {
+          s.running = undefined;
+        });
+      };
+      s.timer = setTimeout(() => {
+        tick();
+        s.timer = setInterval(tick, s.target.intervalS * 1000);
+      }, firstMs);
+    });
+    this.deps.log.info({ targets: this.states.length, shard: this.config.shard }, 'poller started');
+  }
+
+  /** Resolves once connected to the broker. */
+  ready(timeoutMs = 15_000): Promise<void> {
+    if (!this.session) return Promise.reject(new Error('poller not started'));
+    return this.session.waitConnected(timeoutMs);
+  }
+
+  private async slot<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.config.concurrency) await new Promise<void>((r) => this.queue.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
+
+  private send<C extends Channel>(t: SnmpTarget, channel: C, payload: unknown, retain = false): void {
+    const m: OutgoingMessage = {
+      topic: buildTopic({ school: t.school, device: t.device, channel }),
+      payload: JSON.stringify(payload),
+      qos: 1,
+      retain,
+    };
+    const session = this.session;
+    if (!session?.connected) {
+      this.stats_.publishDropped++;
+      return;
+    }
+    session.publish(m).catch(() => {
+      this.stats_.publishDropped++;
+    });
+  }
+
+  private event(
+    t: SnmpTarget,
+    type: DeviceEvent['type'],
+    severity: DeviceEvent['severity'],
+    subject: string,
+    message: string,
+  ) {
+    const e: DeviceEvent = {
+      v: 1,
+      ts: this.now(),
+      type,
+      severity,
+      kind: t.kind,
+      subject,
+      message: message.slice(0, 500),
+    };
+    this.send(t, 'event', e);
+  }
+
+  private status(t: SnmpTarget, state: 'online' | 'offline', info?: DeviceStatus['info']) {
+    const s: DeviceStatus = {
+      v: 1,
+      ts: this.now(),
+      state,
+      reason: 'birth',
+      kind: t.kind,
+      heartbeatS: t.intervalS,
+    };
+    if (info) s.info = info;
+    this.send(t, 'status', s, true);
+  }
+
+  /** Polls every target once, concurrently within the limit; undefined where a target failed. */
+  pollAll(): Promise<(IfaceReadings | undefined)[]> {
+    return Promise.all(this.states.map((s) => this.pollOnce(s)));
+  }
+
+  /** One poll of one target; never throws (errors become events and counters). */
+  private async pollOnce(s: TargetState): Promise<IfaceReadings | undefined> {
+    return this.slot(async () => {
+      const t = s.target;
+      const started = performance.now();
+      this.stats_.polls++;
+      try {
+        const reading = await this.read(s);
+        if (s.reachable === false)
+          this.event(t, 'recovered', 'info', 'snmp', `${s.client.label} answers again`);
+        s.reachable = true;
+        reading.pollMs = Math.round(performance.now() - started);
+        this.stats_.ifacePolls += reading.ifaces.length;
+        this.send(t, 'iface', reading);
+        return reading;
+      } catch (err) {
+        this.stats_.failures++;
+        const message =
+          err instanceof SnmpError ? err.message : `SNMP ${s.client.label}: ${(err as Error).message}`;
+        if (s.reachable !== false) {
+          // Once per outage, not once per poll: the alert is the event, the log line says which target.
+          this.deps.log.warn({ target: s.client.label, err: message }, 'target unreachable');
+          this.event(t, 'unreachable', 'warning', 'snmp', message);
+          if (s.born) this.status(t, 'offline');
+          s.born = false;
+        }
+        s.reachable = false;
+        return undefined;
+      }
+    });
+  }
+
+  private async read(s: TargetState): Promise<IfaceReadings> {
+    const t = s.target;
+    const first = !s.born;
+    const scalars = await s.client.get(first ? [OID.sysUpTime, OID.sysName, OID.sysDescr] : [OID.sysUpTime]);
+    const atMs = performance.now();
+    const sysUpTimeTicks = num(scalars[0]);
+    if (sysUpTimeTicks === undefined) throw new SnmpError(s.client.label, 'protocol', 'no sysUpTime.0');
+    let cols: ColumnData = await s.client.walkColumns([...XTABLE, ...IFTABLE]);
+    const hc = cols.get(COLUMN.ifHCInOctets)!.size > 0;
+    if (!hc) {
+      // A device without ifXTable (or without the HC counters): the 32-bit ifTable counters and ifSpeed.
+      const more = await s.client.walkColumns(FALLBACK);
+      cols = new Map([...cols, ...more]);
+    }
+    if (first) {
+      s.born = true;
+      this.status(t, 'online', {
+        sysName: decodeText(scalars[1])?.slice(0, 255),
+        sysDescr: decodeText(scalars[2])?.slice(0, 1024),
+        address: `${t.address}:${t.port}`,
+      });
+    }
+    const col = (c: string) => cols.get(c) ?? new Map<string, SnmpValue>();
+    const indexes = [
+      ...new Set([
+        ...col(COLUMN.ifOperStatus).keys(),
+        ...col(hc ? COLUMN.ifHCInOctets : COLUMN.ifInOctets).keys(),
+      ]),
+    ]
+      .map(Number)
+      .filter((i) => Number.isInteger(i) && i > 0)
+      .sort((a, b) => a - b);
+
+    const samples = new Map<number, CounterSample>();
+    const rows: IfaceReading[] = [];
+    for (const index of indexes) {
+      const k = String(index);
+      const inOctets = toBigInt(col(hc ? COLUMN.ifHCInOctets : COLUMN.ifInOctets).get(k));
+      const outOctets = toBigInt(col(hc ? COLUMN.ifHCOutOctets : COLUMN.ifOutOctets).get(k));
+      if (inOctets === undefined || outOctets === undefined) continue;
+      const highSpeed = num(col(COLUMN.ifHighSpeed).get(k));
+      const ifSpeed = num(col(COLUMN.ifSpeed).get(k));
+      // ifSpeed saturates at 4,294,967,295 (RFC 2863): then only ifHighSpeed is right.
+      const speedMbps =
+        highSpeed !== undefined && highSpeed > 0
+          ? highSpeed
+          : ifSpeed !== undefined
+            ? ifSpeed / 1e6
+            : undefined;
+      const bits: 32 | 64 = hc ? 64 : 32;
+      const discontinuity = num(col(COLUMN.ifCounterDiscontinuityTime).get(k));
+      samples.set(index, {
+        inOctets,
+        outOctets,
+        bits,
+        speedMbps,
+        ...(discontinuity !== undefined ? { discontinuity } : {}),
+      });
+      const name =
+        decodeText(col(COLUMN.ifName).get(k)) || decodeText(col(COLUMN.ifDescr).get(k)) || `if${index}`;
+      const alias = decodeText(col(COLUMN.ifAlias).get(k));
+      const counter = (c: string) => {
+        const v = toBigInt(col(c).get(k));
+        return v === undefined ? undefined : String(v);
+      };
+      const row: IfaceReading = {
+        index,
+        name: name.slice(0, 128),
+        uplink: typeof t.uplink === 'number' ? t.uplink === index : t.uplink === name,
+        operStatus: OPER_STATUS[num(col(COLUMN.ifOperStatus).get(k)) ?? 4] ?? 'unknown',
+        counterBits: bits,
+        inOctets: String(inOctets),
+        outOctets: String(outOctets),
+        inBps: null,
+        outBps: null,
+      };
+      if (alias) row.alias = alias.slice(0, 255);
+      if (speedMbps !== undefined) row.speedMbps = speedMbps;
+      const ie = counter(COLUMN.ifInErrors);
+      const oe = counter(COLUMN.ifOutErrors);
+      const id = counter(COLUMN.ifInDiscards);
+      if (ie !== undefined) row.inErrors = ie;
+      if (oe !== undefined) row.outErrors = oe;
+      if (id !== undefined) row.inDiscards = id;
+      rows.push(row);
+    }
+
+    const r = s.rates.update({ sysUpTimeTicks, atMs, ifaces: samples });
+    this.stats_.overSpeed += r.overSpeed;
+    for (const row of rows) {
+      const rate = r.rates.get(row.index);
+      row.inBps = rate?.inBps ?? null;
+      row.outBps = rate?.outBps ?? null;
+    }
+    if (r.rebooted) {
+      this.event(t, 'reboot', 'warning', 'device', `${s.client.label} restarted (sysUpTime went back)`);
+    }
+    return { v: 1, ts: this.now(), seq: s.seq++, kind: t.kind, sysUpTimeTicks, ifaces: rows.slice(0, 1024) };
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const s of this.states) {
+      clearTimeout(s.timer);
+      clearInterval(s.timer);
+    }
+    await Promise.all(this.states.map((s) => s.running));
+    for (const s of this.states) s.client.close();
+    await this.session?.stop();
+    this.session = undefined;
+  }
+}
