@@ -1,0 +1,135 @@
+// npm run bench:snmp [-- --agents 100 --ifaces 48 --rounds 5 --parallel 8]
+//
+// Many simulated routers (net-snmp's own agent, 48 interfaces each, in a separate process) on loopback,
+// polled in one run by (1) our poller — the same ten IF-MIB columns it reads in production, rates computed,
+// readings published to a real Mosquitto — and (2) the C net-snmp tools: one `snmpbulkwalk` per target and
+// column, `--parallel` processes at a time. Prints the interface polls per second of each and their ratio.
+// Target: ≥ 5,000 interface polls/s, and at least the C tools' rate.
+import { execFile, fork } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { COLUMN } from '../agents/snmp/oids.js';
+import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
+import { Mosquitto } from '../common/dev/mosquitto.js';
+import { silentLogger } from '../common/log.js';
+
+const { values } = parseArgs({
+  options: {
+    agents: { type: 'string', default: '100' },
+    ifaces: { type: 'string', default: '48' },
+    rounds: { type: 'string', default: '5' },
+    parallel: { type: 'string', default: '8' },
+  },
+});
+const AGENTS = Number(values.agents);
+const IFACES = Number(values.ifaces);
+const ROUNDS = Number(values.rounds);
+const PARALLEL = Number(values.parallel);
+const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+
+const COLUMNS = [
+  COLUMN.ifName,
+  COLUMN.ifAlias,
+  COLUMN.ifHCInOctets,
+  COLUMN.ifHCOutOctets,
+  COLUMN.ifHighSpeed,
+  COLUMN.ifCounterDiscontinuityTime,
+  COLUMN.ifOperStatus,
+  COLUMN.ifInErrors,
+  COLUMN.ifOutErrors,
+  COLUMN.ifInDiscards,
+];
+
+function bulkwalk(port: number, oid: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'snmpbulkwalk',
+      ['-v2c', '-c', 'public', '-Cr50', '-On', '-Oq', '-t', '5', '-r', '1', `127.0.0.1:${port}`, oid],
+      { maxBuffer: 16 * 1024 * 1024 },
+      // Count rows of the column only: after the last column of a device the tool also prints an
+      // "end of MIB view" line.
+      (err, stdout) =>
+        err
+          ? reject(err)
+          : resolve(
+              stdout.split('\n').filter((l) => l.startsWith(`.${oid}.`) && !l.includes('No more variables'))
+                .length,
+            ),
+    );
+  });
+}
+
+const agents = fork(new URL('./snmp-agents.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] });
+const mosquitto = await new Mosquitto().start();
+try {
+  const ports = await new Promise<number[]>((resolve) => {
+    agents.once('message', (m: { ports: number[] }) => resolve(m.ports));
+    agents.send({ count: AGENTS, ifaces: IFACES });
+  });
+  const targets = ports.map((port, i) => ({
+    device: `rtr-${i}`,
+    school: `33010600${String(i).padStart(2, '0')}`,
+    address: '127.0.0.1',
+    port,
+    community: 'public',
+    uplink: 1,
+    timeoutMs: 5_000,
+    maxRepetitions: 50,
+  }));
+  const poller = new Poller(
+    pollerConfigSchema.parse({
+      mqtt: { url: mosquitto.url, clientId: 'bench-poller' },
+      targets,
+      concurrency: 64,
+    }),
+    { log: silentLogger(), manual: true },
+  );
+  await poller.start();
+  await poller.ready();
+  await poller.pollAll(); // warm-up, and the seeding poll
+  let t = performance.now();
+  const cpu0 = process.cpuUsage();
+  for (let r = 0; r < ROUNDS; r++) {
+    const res = await poller.pollAll();
+    if (res.some((x) => x === undefined)) throw new Error('a poll failed');
+  }
+  const oursS = (performance.now() - t) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const oursCpuS = (cpu.user + cpu.system) / 1e6;
+  const ifacePolls = AGENTS * IFACES * ROUNDS;
+  await poller.stop();
+
+  // The C tools: every (target, column) walk, PARALLEL processes at a time; one pass.
+  const jobs = ports.flatMap((port) => COLUMNS.map((oid) => ({ port, oid })));
+  let rows = 0;
+  t = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: PARALLEL }, async () => {
+      while (next < jobs.length) {
+        const j = jobs[next++]!;
+        const n = await bulkwalk(j.port, j.oid);
+        if (process.env.BENCH_DEBUG && n !== IFACES) console.log('job', j.port, j.oid, n);
+        rows += n;
+      }
+    }),
+  );
+  const cS = (performance.now() - t) / 1000;
+  if (rows !== AGENTS * IFACES * COLUMNS.length) throw new Error(`snmpbulkwalk returned ${rows} rows`);
+
+  console.log(
+    `snmp bench: ${AGENTS} simulated routers × ${IFACES} interfaces (net-snmp agents in a separate process), ${COLUMNS.length} IF-MIB columns per interface`,
+  );
+  console.log(
+    `our poller (GetBulk walk + rates + MQTT publish, ${ROUNDS} rounds): ${fmt(ifacePolls / oursS)} interface polls/s (target ≥ 5,000)`,
+  );
+  console.log(
+    `  poller process CPU: ${oursCpuS.toFixed(1)} s of ${oursS.toFixed(1)} s wall (${fmt(ifacePolls / oursCpuS)} interface polls per CPU-second; the rest of the time it waits for the simulated agents)`,
+  );
+  console.log(
+    `C snmpbulkwalk (${PARALLEL} in parallel, one per target and column): ${fmt((AGENTS * IFACES) / cS)} interface polls/s`,
+  );
+  console.log(`ratio ours/C: ${(ifacePolls / oursS / ((AGENTS * IFACES) / cS)).toFixed(2)} (target ≥ 1)`);
+} finally {
+  agents.send('stop');
+  await mosquitto.dispose();
+}
