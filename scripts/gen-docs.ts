@@ -3,6 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
+import { pollerConfigSchema } from '../agents/snmp/poller.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
 import { renderConfigReference } from '../common/config-doc.js';
@@ -15,6 +16,7 @@ const ALL_SECTIONS = {
   broker: brokerConfigSchema,
   collector: collectorConfigSchema,
   agent: agentConfigSchema,
+  poller: pollerConfigSchema,
 };
 
 export const GENERATED_DOCS: Record<string, () => string> = {

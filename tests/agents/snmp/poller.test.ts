@@ -2,11 +2,12 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeText, Poller, pollerConfigSchema, shardOf, toBigInt } from '../../../agents/snmp/poller.js';
+import { Collector, collectorConfigSchema } from '../../../collector/collector.js';
 import { freePort } from '../../../common/dev/ports.js';
 import { type SimIface, SnmpSim } from '../../../common/dev/snmp-sim.js';
 import { Snmpd } from '../../../common/dev/snmpd.js';
 import { decodePayload } from '../../../contracts/messages.js';
-import { captureLogger, waitFor } from '../../helpers/influx.js';
+import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 import { Mosquitto } from '../../helpers/mqtt.js';
 
 const SCHOOL = '3301060001';
@@ -293,6 +294,76 @@ describe('poller against scripted agents', () => {
     );
     expect(done[0]).toBeGreaterThanOrEqual(700);
     for (const ms of done.slice(1)) expect(ms).toBeLessThan(500);
+  });
+});
+
+describe('poller → MQTT → collector → InfluxDB', () => {
+  it('stores per-interface bps, utilisation and status, with the uplink marked', async () => {
+    const db = await new Influxd().start();
+    cleanups.push(() => db.dispose());
+    const { storage } = testStorage(db.url, { database: 'snmp' });
+    await storage.start();
+    cleanups.push(() => storage.stop());
+    const collector = new Collector(
+      collectorConfigSchema.parse({
+        mqtt: { url: mosquitto.url, clientId: 'col-snmp' },
+        metrics: { port: 0 },
+        group: 'snmp',
+      }),
+      { log: captureLogger('collector').log, storage },
+    );
+    await collector.start();
+    cleanups.push(() => collector.stop());
+    await collector.ready();
+    const s = await sim([
+      iface(1, { alias: '上联 城域网' }),
+      iface(2, { highSpeedMbps: 100, operStatus: 2 }),
+    ]);
+    s.setUptimeTicks(1_000_000);
+    const { p } = await poller([
+      {
+        device: 'gw-01',
+        school: SCHOOL,
+        address: '127.0.0.1',
+        port: s.port,
+        community: 'public',
+        uplink: 'GigabitEthernet0/0/1',
+      },
+    ]);
+    await p.pollAll();
+    s.advance(1, 1_250_000n, 125_000n); // ≤ 100 Mbit/s over the ≥ 100 ms between polls: under the 1 Gbit/s speed
+    await waitFor(() => s.uptimeTicks() >= 1_000_010, { what: 'uptime to advance' });
+    const [second] = await p.pollAll();
+    // Wait for both polls of this router to be stored (retained statuses of earlier tests arrive too).
+    let rows: Record<string, unknown>[] = [];
+    await waitFor(
+      async () => {
+        await storage.drain();
+        rows = await storage.rows("SELECT * FROM iface WHERE device = 'gw-01' ORDER BY time");
+        return rows.filter((r) => r.ifname === 'GigabitEthernet0/0/1').length >= 2;
+      },
+      { what: 'both polls stored' },
+    );
+    const last = rows.filter((r) => r.ifname === 'GigabitEthernet0/0/1').at(-1)!;
+    const reported = second!.ifaces[0]!;
+    expect(last).toMatchObject({
+      school: SCHOOL,
+      uplink: 'true',
+      alias: '上联 城域网',
+      speed_mbps: 1000,
+      oper_status: 'up',
+      oper_up: 1,
+      in_bps: reported.inBps,
+      util_in_pct: (reported.inBps! / 1e9) * 100,
+    });
+    expect(last.in_bps as number).toBeGreaterThan(0);
+    const other = rows.filter((r) => r.ifname === 'GigabitEthernet0/0/2').at(-1)!;
+    expect(other).toMatchObject({ uplink: 'false', oper_status: 'down', oper_up: 0, speed_mbps: 100 });
+    const [snmpRow] = await storage.rows(
+      "SELECT last(sys_uptime_s) AS up, last(iface_count) AS n FROM snmp WHERE device = 'gw-01'",
+    );
+    expect(snmpRow).toMatchObject({ n: 2 });
+    expect(snmpRow!.up as number).toBeGreaterThanOrEqual(10_000);
   });
 });
 
