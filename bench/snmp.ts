@@ -6,6 +6,9 @@
 // column, `--parallel` processes at a time. Prints the interface polls per second of each and their ratio.
 // Target: ≥ 5,000 interface polls/s, and at least the C tools' rate.
 import { execFile, fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { COLUMN } from '../agents/snmp/oids.js';
 import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
@@ -66,6 +69,7 @@ const agents = Array.from({ length: AGENT_PROCS }, () =>
   fork(new URL('./snmp-agents.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] }),
 );
 const mosquitto = await new Mosquitto().start();
+const spoolDir = mkdtempSync(join(tmpdir(), 'cfm-bench-spool-'));
 try {
   const ports = (
     await Promise.all(
@@ -145,5 +149,6 @@ try {
   console.log(`ratio ours/C: ${(ifacePolls / oursS / ((AGENTS * IFACES) / cS)).toFixed(2)} (target ≥ 1)`);
 } finally {
   for (const a of agents) a.send('stop');
+  rmSync(spoolDir, { recursive: true, force: true });
   await mosquitto.dispose();
 }

@@ -79,6 +79,12 @@ export const brokerConfigSchema = z
       .min(1)
       .default(200)
       .describe('Publishes a client may send at once above the sustained rate (store-and-forward replays).'),
+    pollerPublishRatePerSec: z
+      .number()
+      .positive()
+      .default(1_000)
+      .describe('The same for SNMP pollers, which publish for many routers (2,000 routers at 60 s ≈ 33/s).'),
+    pollerPublishBurst: z.number().int().min(1).default(5_000).describe('Burst for pollers (spool replays).'),
     connectTimeoutMs: z
       .number()
       .int()
@@ -301,7 +307,10 @@ export class Broker implements Service {
     this.clients.set(client, {
       principal,
       hash: auth.hash,
-      bucket: new TokenBucket(this.config.publishRatePerSec, this.config.publishBurst),
+      bucket:
+        principal.role === 'poller'
+          ? new TokenBucket(this.config.pollerPublishRatePerSec, this.config.pollerPublishBurst)
+          : new TokenBucket(this.config.publishRatePerSec, this.config.publishBurst),
     });
   }
 

@@ -12,11 +12,11 @@ import {
   type TopicPayloads,
 } from '../../contracts/messages.js';
 import { buildTopic, type Channel } from '../../contracts/topics.js';
+import { type PublisherStats, ReliablePublisher, spoolConfigSchema } from '../publisher.js';
 import { readCommand } from '../sources/command.js';
 import { HostSource } from '../sources/host.js';
 import { readPjlink } from '../sources/pjlink.js';
 import { SimulatedDisplay } from '../sources/simulated.js';
-import { Spool } from '../spool.js';
 
 export const AGENT_NAME = 'cfm-agent';
 export const AGENT_VERSION = '0.1.0';
@@ -62,17 +62,7 @@ export const agentConfigSchema = z
       .default(10)
       .describe('Seconds between readings (the heartbeat).'),
     mqtt: mqttConfigSchema,
-    spool: z
-      .strictObject({
-        dir: z.string().default('var/agent-spool').describe('Store-and-forward queue folder.'),
-        maxBytes: z
-          .number()
-          .int()
-          .min(64 * 1024)
-          .default(64 * 1024 * 1024)
-          .describe('Queue bound; when full the oldest readings are dropped and counted.'),
-      })
-      .prefault({}),
+    spool: spoolConfigSchema.prefault({ dir: 'var/agent-spool' }),
     replayRatePerSec: z
       .number()
       .positive()
@@ -89,11 +79,8 @@ export const agentConfigSchema = z
   .describe('The classroom agent.');
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 
-export interface AgentStats {
+export interface AgentStats extends PublisherStats {
   readings: number;
-  published: number;
-  spooled: number;
-  replayed: number;
   displayErrors: number;
 }
 
@@ -101,39 +88,27 @@ export interface AgentStats {
  * The classroom agent: every `intervalS` it reads host and display health and publishes a telemetry message;
  * display faults and reachability changes become events. Everything goes through one ordered path:
  *
- *   reading ─► (connected and queue empty?) ─► publish QoS 1 ──► broker
- *                        └─ otherwise ─► spool (disk, bounded) ─► replay in order at replayRatePerSec
+ *   reading ─► ReliablePublisher (../publisher.ts): publish QoS 1, or spool to disk and replay in order
  *
- * A message leaves the spool only after the broker's PUBACK, so a crash or a broker restart loses nothing;
- * a duplicate after a lost PUBACK lands on the same InfluxDB series and timestamp, so it is harmless.
+ * so a broker outage, a broker restart or an agent crash loses nothing.
  */
 export class ClassroomAgent implements Service {
   readonly name = 'agent';
   private session: MqttSession | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private readonly spool: Spool;
+  private publisher: ReliablePublisher | undefined;
   private readonly hostSource: HostSource;
   private readonly simulated: SimulatedDisplay | undefined;
   private seq = 0;
-  private pumping: Promise<void> | undefined;
-  private stopping = false;
   private lastErrors: Record<string, string> = {};
   private displayReachable = true;
   private ticking: Promise<void> = Promise.resolve();
-  private retryTimer: NodeJS.Timeout | undefined;
-  private readonly stats_: AgentStats = {
-    readings: 0,
-    published: 0,
-    spooled: 0,
-    replayed: 0,
-    displayErrors: 0,
-  };
+  private readonly counts = { readings: 0, displayErrors: 0 };
 
   constructor(
     readonly config: AgentConfig,
     private readonly deps: { log: Logger; now?: () => number },
   ) {
-    this.spool = new Spool({ dir: config.spool.dir, maxBytes: config.spool.maxBytes });
     this.hostSource = new HostSource({ nics: config.host.nics });
     this.simulated =
       config.display.source === 'simulated'
@@ -146,9 +121,15 @@ export class ClassroomAgent implements Service {
         : undefined;
   }
 
-  stats(): AgentStats & { queued: number; droppedOldest: number } {
-    const s = this.spool.stats();
-    return { ...this.stats_, queued: s.queued, droppedOldest: s.droppedOldest };
+  stats(): AgentStats {
+    const p = this.publisher?.stats() ?? {
+      published: 0,
+      spooled: 0,
+      replayed: 0,
+      queued: 0,
+      droppedOldest: 0,
+    };
+    return { ...p, ...this.counts };
   }
 
   get connected(): boolean {
@@ -189,10 +170,7 @@ export class ClassroomAgent implements Service {
   }
 
   async start(): Promise<void> {
-    await this.spool.open();
     const log = this.deps.log;
-    if (this.spool.size > 0)
-      log.info({ queued: this.spool.size }, 'readings queued from before: will replay');
     const session = new MqttSession(this.config.mqtt, {
       log,
       clientId:
@@ -203,7 +181,13 @@ export class ClassroomAgent implements Service {
       birth: () => this.status('online', 'birth'),
     });
     this.session = session;
-    session.on('connect', () => this.pump());
+    const publisher = new ReliablePublisher(session, {
+      log,
+      spool: this.config.spool,
+      replayRatePerSec: this.config.replayRatePerSec,
+    });
+    await publisher.open();
+    this.publisher = publisher;
     session.start();
     const tick = () => {
       this.ticking = this.ticking
@@ -257,7 +241,7 @@ export class ClassroomAgent implements Service {
         out.push(this.event('recovered', 'info', 'display', 'display answers again'));
       }
     } catch (err) {
-      this.stats_.displayErrors++;
+      this.counts.displayErrors++;
       this.deps.log.warn({ err: (err as Error).message }, 'display read failed');
       if (this.displayReachable) {
         this.displayReachable = false;
@@ -281,77 +265,22 @@ export class ClassroomAgent implements Service {
       t.display = display;
       t.inUse = display.power === 'on' && display.input !== undefined;
     }
-    this.stats_.readings++;
+    this.counts.readings++;
     out.unshift(this.message('telemetry', t));
     for (const m of out) await this.send(m);
   }
 
-  private async send(m: OutgoingMessage): Promise<void> {
-    const session = this.session;
-    if (session?.connected && this.spool.size === 0 && !this.pumping) {
-      try {
-        await session.publish(m);
-        this.stats_.published++;
-        return;
-      } catch {
-        // fall through to the spool
-      }
-    }
-    await this.spool.append({ topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain });
-    this.stats_.spooled++;
-    this.pump();
-  }
-
-  /** Replays the spool in order, one message per PUBACK, at replayRatePerSec. */
-  private pump(): void {
-    if (this.pumping || this.stopping) return;
-    const session = this.session;
-    if (!session?.connected || this.spool.size === 0) return;
-    const gapMs = 1000 / this.config.replayRatePerSec;
-    this.pumping = (async () => {
-      try {
-        while (!this.stopping && session.connected && this.spool.size > 0) {
-          const [e] = await this.spool.peek(1);
-          if (!e) break;
-          const started = performance.now();
-          try {
-            await session.publish({
-              topic: e.topic,
-              payload: e.payload,
-              qos: e.qos,
-              retain: e.retain ?? false,
-            });
-          } catch {
-            break; // disconnected: the next 'connect' resumes
-          }
-          await this.spool.ack(1);
-          this.stats_.replayed++;
-          const wait = gapMs - (performance.now() - started);
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        }
-      } catch (err) {
-        // A spool that cannot be read or acknowledged (disk full, file changed underneath) must not kill the
-        // agent: keep readings flowing to the spool and try the replay again later.
-        this.deps.log.error({ err }, 'spool replay failed; retrying in 30 s');
-        this.retryTimer = setTimeout(() => this.pump(), 30_000);
-      } finally {
-        this.pumping = undefined;
-      }
-      // Readings spooled while pumping: go again.
-      if (!this.stopping && session.connected && this.spool.size > 0) this.pump();
-    })();
+  private send(m: OutgoingMessage): Promise<void> {
+    return this.publisher!.send(m);
   }
 
   async stop(): Promise<void> {
-    this.stopping = true;
     clearInterval(this.timer);
-    clearTimeout(this.retryTimer);
     await this.ticking;
-    await this.pumping;
+    await this.publisher?.close(); // what is still queued stays on disk for the next run; stats stay readable
     // An explicit offline, so the collector tells a switched-off PC from a crashed one (MQTT-3.1.2-10: a clean
     // DISCONNECT discards the will).
     await this.session?.stop(this.status('offline', 'shutdown'));
     this.session = undefined;
-    await this.spool.close();
   }
 }

@@ -2,4 +2,6 @@
 import { runMain } from '../../common/cli.js';
 import { Poller, pollerConfigSchema } from './poller.js';
 
-await runMain('poller', { poller: pollerConfigSchema }, (config, log) => [new Poller(config.poller, { log })]);
+await runMain('poller', { poller: pollerConfigSchema }, (config, log) => [
+  new Poller(config.poller, { log }),
+]);

@@ -4,6 +4,7 @@ import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
 import type { DeviceEvent, DeviceStatus, IfaceReading, IfaceReadings } from '../../contracts/messages.js';
 import { buildTopic, type Channel } from '../../contracts/topics.js';
+import { type PublisherStats, ReliablePublisher, spoolConfigSchema } from '../publisher.js';
 import {
   type ColumnData,
   SnmpClient,
@@ -33,6 +34,12 @@ export const pollerConfigSchema = z
       .max(1_000)
       .default(64)
       .describe('Targets polled at once; a slow or dead one holds one slot for at most its timeout × tries.'),
+    spool: spoolConfigSchema.prefault({ dir: 'var/poller-spool' }),
+    replayRatePerSec: z
+      .number()
+      .positive()
+      .default(200)
+      .describe("Queued messages sent per second after a reconnect (keep below the broker's poller limit)."),
     shard: z
       .strictObject({
         index: z.number().int().min(0).default(0),
@@ -83,12 +90,11 @@ export function decodeText(v: SnmpValue | undefined): string | undefined {
 
 const num = (v: SnmpValue | undefined) => (typeof v === 'number' ? v : undefined);
 
-export interface PollerStats {
+export interface PollerStats extends PublisherStats {
   polls: number;
   failures: number;
   ifacePolls: number;
   overSpeed: number;
-  publishDropped: number;
 }
 
 interface TargetState {
@@ -121,13 +127,8 @@ export class Poller implements Service {
   private active = 0;
   private readonly queue: (() => void)[] = [];
   private stopping = false;
-  private readonly stats_: PollerStats = {
-    polls: 0,
-    failures: 0,
-    ifacePolls: 0,
-    overSpeed: 0,
-    publishDropped: 0,
-  };
+  private publisher: ReliablePublisher | undefined;
+  private readonly counts = { polls: 0, failures: 0, ifacePolls: 0, overSpeed: 0 };
 
   constructor(
     readonly config: PollerConfig,
@@ -149,7 +150,14 @@ export class Poller implements Service {
   }
 
   stats(): PollerStats {
-    return { ...this.stats_ };
+    const p = this.publisher?.stats() ?? {
+      published: 0,
+      spooled: 0,
+      replayed: 0,
+      queued: 0,
+      droppedOldest: 0,
+    };
+    return { ...p, ...this.counts };
   }
 
   /** The targets this instance polls (after sharding). */
@@ -164,6 +172,13 @@ export class Poller implements Service {
   async start(): Promise<void> {
     const session = new MqttSession(this.config.mqtt, { log: this.deps.log });
     this.session = session;
+    const publisher = new ReliablePublisher(session, {
+      log: this.deps.log,
+      spool: this.config.spool,
+      replayRatePerSec: this.config.replayRatePerSec,
+    });
+    await publisher.open();
+    this.publisher = publisher;
     session.start();
     // Spread first polls over the interval so a thousand targets do not fire in the same second.
     if (this.deps.manual) return;
@@ -207,14 +222,10 @@ export class Poller implements Service {
       qos: 1,
       retain,
     };
-    const session = this.session;
-    if (!session?.connected) {
-      this.stats_.publishDropped++;
-      return;
-    }
-    session.publish(m).catch(() => {
-      this.stats_.publishDropped++;
-    });
+    // Through the disk spool when the broker is away; appends keep their call order.
+    this.publisher
+      ?.send(m)
+      .catch((err: unknown) => this.deps.log.error({ err, topic: m.topic }, 'could not queue message'));
   }
 
   private event(
@@ -259,18 +270,18 @@ export class Poller implements Service {
     return this.slot(async () => {
       const t = s.target;
       const started = performance.now();
-      this.stats_.polls++;
+      this.counts.polls++;
       try {
         const reading = await this.read(s);
         if (s.reachable === false)
           this.event(t, 'recovered', 'info', 'snmp', `${s.client.label} answers again`);
         s.reachable = true;
         reading.pollMs = Math.round(performance.now() - started);
-        this.stats_.ifacePolls += reading.ifaces.length;
+        this.counts.ifacePolls += reading.ifaces.length;
         this.send(t, 'iface', reading);
         return reading;
       } catch (err) {
-        this.stats_.failures++;
+        this.counts.failures++;
         const message =
           err instanceof SnmpError ? err.message : `SNMP ${s.client.label}: ${(err as Error).message}`;
         if (s.reachable !== false) {
@@ -374,7 +385,7 @@ export class Poller implements Service {
     }
 
     const r = s.rates.update({ sysUpTimeTicks, atMs, ifaces: samples });
-    this.stats_.overSpeed += r.overSpeed;
+    this.counts.overSpeed += r.overSpeed;
     for (const row of rows) {
       const rate = r.rates.get(row.index);
       row.inBps = rate?.inBps ?? null;
@@ -394,6 +405,7 @@ export class Poller implements Service {
     }
     await Promise.all(this.states.map((s) => s.running));
     for (const s of this.states) s.client.close();
+    await this.publisher?.close(); // stats stay readable after stop
     await this.session?.stop();
     this.session = undefined;
   }

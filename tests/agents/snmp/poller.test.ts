@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeText, Poller, pollerConfigSchema, shardOf, toBigInt } from '../../../agents/snmp/poller.js';
@@ -294,6 +296,47 @@ describe('poller against scripted agents', () => {
     );
     expect(done[0]).toBeGreaterThanOrEqual(700);
     for (const ms of done.slice(1)) expect(ms).toBeLessThan(500);
+  });
+});
+
+describe('poller store-and-forward', () => {
+  it('queues its readings on disk while the broker is away and replays every one after it returns', async () => {
+    const broker = await new Mosquitto().start();
+    cleanups.push(() => broker.dispose());
+    const s = await sim([iface(1)]);
+    const spoolDir = mkdtempSync(join(tmpdir(), 'cfm-poller-spool-'));
+    cleanups.push(async () => rmSync(spoolDir, { recursive: true, force: true }));
+    const p = new Poller(
+      pollerConfigSchema.parse({
+        mqtt: { url: broker.url, clientId: 'poller-sf', reconnectMinMs: 50, reconnectMaxMs: 200 },
+        spool: { dir: spoolDir },
+        targets: [
+          {
+            device: 'rtr-sf',
+            school: SCHOOL,
+            address: '127.0.0.1',
+            port: s.port,
+            community: 'public',
+            uplink: 1,
+          },
+        ],
+      }),
+      { log: captureLogger('poller').log, manual: true },
+    );
+    await p.start();
+    cleanups.push(() => p.stop());
+    await p.ready();
+    await p.pollAll();
+    await waitFor(() => p.stats().published >= 2, { what: 'status and first reading published' });
+    await broker.stop();
+    for (let i = 0; i < 3; i++) await p.pollAll();
+    await waitFor(() => p.stats().spooled >= 3, { what: 'three readings spooled' });
+    expect(p.stats().queued).toBeGreaterThanOrEqual(3);
+    await broker.start(); // same port
+    await waitFor(() => p.stats().queued === 0, { what: 'the spool replayed', timeoutMs: 15_000 });
+    const st = p.stats();
+    expect(st.replayed).toBe(st.spooled);
+    expect(st.droppedOldest).toBe(0);
   });
 });
 
