@@ -2,12 +2,14 @@
 //
 // Starts, all on loopback: a local InfluxDB (data under var/influxdb), the embedded MQTT broker (credentials in
 // var/stack-credentials.yaml), the collector, and a few simulated classrooms — each a real classroom agent
-// speaking MQTT with a simulated display (one idle, one faulty) — then prints what the collector has stored.
-// The SNMP pollers, the API and the simulated city arrive with their issues (#4–#7). Ctrl-C stops everything.
+// speaking MQTT with a simulated display (one idle, one faulty) — and a school router (a real SNMP agent on
+// loopback with school-day traffic) polled by the SNMP poller; then prints what the collector has stored.
+// The API, dashboards and the simulated city arrive with their issues (#5–#7). Ctrl-C stops everything.
 import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { agentConfigSchema, ClassroomAgent } from '../agents/classroom/agent.js';
+import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { Broker, brokerConfigSchema } from '../broker/broker.js';
 import { CredentialStore } from '../broker/credentials.js';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
@@ -15,6 +17,7 @@ import { processConfigSchema } from '../common/cli.js';
 import { describeConfig, loadConfig } from '../common/config.js';
 import { Influxd } from '../common/dev/influxd.js';
 import { freePort } from '../common/dev/ports.js';
+import { SnmpSim } from '../common/dev/snmp-sim.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
@@ -54,7 +57,12 @@ process.on('SIGTERM', () => void stopAll(0));
 
 try {
   step('InfluxDB (influxd 1.x, data in var/influxdb)');
-  const influxd = new Influxd({ dataDir: `${varDir}/influxdb`, port: Number(values['influx-port']) });
+  // Its own process group: Ctrl-C must reach us first, so the storage can flush into influxd before it stops.
+  const influxd = new Influxd({
+    dataDir: `${varDir}/influxdb`,
+    port: Number(values['influx-port']),
+    detached: true,
+  });
   await influxd.start();
   services.push({ name: 'influxd', start: async () => {}, stop: () => influxd.stop() });
   const storage = new Storage({ ...config.influx, url: influxd.url }, { log });
@@ -76,6 +84,7 @@ try {
       secret: await store.add({ username: `dev-${device}`, role: 'device', school, device }),
     });
   }
+  const pollerSecret = await store.add({ username: 'poller', role: 'poller', schools: [school] });
   const port = await freePort();
   const broker = new Broker(
     brokerConfigSchema.parse({ credentialsFile, listeners: [{ kind: 'tcp', host: '127.0.0.1', port }] }),
@@ -120,12 +129,66 @@ try {
     services.push(agent);
   }
 
+  step('school router (a real SNMP agent on loopback, 100 Mbit/s uplink) and the SNMP poller');
+  const router = await new SnmpSim({
+    sysName: 'gw-3133000001',
+    ifaces: [
+      {
+        index: 1,
+        name: 'GigabitEthernet0/0/0',
+        alias: '上联 城域网',
+        highSpeedMbps: 100,
+        operStatus: 1,
+        inOctets: 0n,
+        outOctets: 0n,
+      },
+      {
+        index: 2,
+        name: 'GigabitEthernet0/0/1',
+        alias: '教学楼',
+        highSpeedMbps: 1000,
+        operStatus: 1,
+        inOctets: 0n,
+        outOctets: 0n,
+      },
+    ],
+  }).start();
+  services.push({ name: 'router', start: async () => {}, stop: () => router.stop() });
+  // School-day traffic on the uplink: 20–80 % of 100 Mbit/s down, a tenth of that up, changing every second.
+  const traffic = setInterval(() => {
+    const down = BigInt(Math.round(((0.2 + 0.6 * Math.random()) * 100e6) / 8));
+    router.advance(1, down, down / 10n);
+    router.advance(2, down / 10n, down);
+  }, 1_000);
+  services.push({ name: 'traffic', start: async () => {}, stop: async () => clearInterval(traffic) });
+  const poller = new Poller(
+    pollerConfigSchema.parse({
+      mqtt: { url, username: 'poller', password: pollerSecret },
+      spool: { dir: `${varDir}/stack-spool/poller` },
+      targets: [
+        {
+          device: 'gw-01',
+          school,
+          address: '127.0.0.1',
+          port: router.port,
+          community: 'public',
+          uplink: 1,
+          intervalS: 5,
+        },
+      ],
+    }),
+    { log },
+  );
+  await poller.start();
+  services.push(poller);
+
   console.log(`
 InfluxDB ${info.version}  ${influxd.url}  (database "${config.influx.database}")
 MQTT broker            ${url}
 collector metrics      http://127.0.0.1:${collector.metricsPort}/metrics
 Try:  curl -s http://127.0.0.1:${collector.metricsPort}/metrics | grep cfm_collector
       curl -s '${influxd.url}/query?db=${config.influx.database}' --data-urlencode 'q=SELECT last(power) FROM display GROUP BY device'
+      curl -s '${influxd.url}/query?db=${config.influx.database}' --data-urlencode "q=SELECT in_bps, util_in_pct FROM iface WHERE uplink = 'true' ORDER BY time DESC LIMIT 5"
 Ctrl-C stops everything.
 `);
   const summary = async () => {
@@ -137,8 +200,14 @@ Ctrl-C stops everything.
     const cells = rows.map(
       (r) => `${String(r.device).slice(0, 3)}:${r.power}${r.lamp === 'error' ? '!' : ''}`,
     );
+    const [up] = await storage.rows(
+      `SELECT last(in_bps) AS inb, last(out_bps) AS outb, last(util_in_pct) AS util FROM iface WHERE school = '${school}' AND uplink = 'true'`,
+    );
+    const mbps = (v: unknown) => (typeof v === 'number' ? (v / 1e6).toFixed(1) : '–');
+    const pct = (v: unknown) => (typeof v === 'number' ? v.toFixed(0) : '–');
+    const uplink = up ? `uplink ${mbps(up.inb)}↓/${mbps(up.outb)}↑ Mbit/s (${pct(up.util)} %)` : 'uplink –';
     process.stdout.write(
-      `[${new Date().toLocaleTimeString()}] online ${c.online}/${c.online + c.offline}, messages ${s.accepted} accepted, ${Object.values(s.rejected).reduce((a, b) => a + (b ?? 0), 0)} rejected; displays ${cells.join(' ')}\n`,
+      `[${new Date().toLocaleTimeString()}] ${uplink}; online ${c.online}/${c.online + c.offline}, messages ${s.accepted} accepted, ${Object.values(s.rejected).reduce((a, b) => a + (b ?? 0), 0)} rejected; displays ${cells.join(' ')}\n`,
     );
   };
   setInterval(() => void summary().catch(() => {}), 10_000);

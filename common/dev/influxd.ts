@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { trackChild } from './children.js';
 import { freePort, waitFor } from './ports.js';
 
 /**
@@ -17,6 +18,11 @@ export interface InfluxdOptions {
   /** `[http] max-body-size` in bytes (0 = unlimited); small values make influxd answer 413. */
   maxBodySize?: number;
   binary?: string;
+  /**
+   * Run in its own process group, so that a Ctrl-C in the terminal reaches only us and we can flush our
+   * buffers into influxd before stopping it (the quickstart). Tests leave it in ours.
+   */
+  detached?: boolean;
 }
 
 export class Influxd {
@@ -89,17 +95,13 @@ bind-address = "127.0.0.1:${this.rpcPort}"
 `,
     );
     this.stderr = '';
-    // Its own process group: a Ctrl-C in the terminal must reach us, not influxd, so that we flush our buffers
-    // into it before stopping it. If we die, the exit hook still takes it down.
     const proc = spawn(this.opts.binary ?? 'influxd', ['run', '-config', conf], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, INFLUXDB_REPORTING_DISABLED: 'true' },
-      detached: true,
+      detached: this.opts.detached ?? false,
     });
     this.proc = proc;
-    const killOnExit = () => proc.kill('SIGKILL');
-    process.once('exit', killOnExit);
-    proc.once('exit', () => process.off('exit', killOnExit));
+    trackChild(proc, `influxd ${this.url}`);
     proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-8_000);
     });

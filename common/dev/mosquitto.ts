@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { trackChild } from './children.js';
 import { freePort, waitFor } from './ports.js';
 
 /**
@@ -31,6 +32,7 @@ export class Mosquitto {
     );
     const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc = proc;
+    trackChild(proc, `mosquitto ${this.url}`);
     proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-4_000);
     });

@@ -3,6 +3,7 @@ import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { trackChild } from './children.js';
 import { waitFor } from './ports.js';
 
 /**
@@ -96,13 +97,11 @@ export class Snmpd {
         env: { ...process.env, SNMP_PERSISTENT_DIR: persistentDir },
         // Its own process group: a Ctrl-C in the terminal reaches us, and we stop snmpd in order.
         // If we die, the exit hook still takes it down.
-        detached: true,
+        detached: false,
       },
     );
     this.proc = proc;
-    const killOnExit = () => proc.kill('SIGKILL');
-    process.once('exit', killOnExit);
-    proc.once('exit', () => process.off('exit', killOnExit));
+    trackChild(proc, `snmpd 127.0.0.1:${this.port}`);
     proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-8_000);
     });

@@ -1,5 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { Collector, collectorConfigSchema } from '../../collector/collector.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { EXAMPLES } from '../../contracts/examples.js';
@@ -58,6 +58,7 @@ function publisher(): Promise<MqttClient> {
 describe('collector backpressure', () => {
   it('stops consuming while InfluxDB is down and loses nothing: the broker queues, the collector catches up', async () => {
     const db = new Influxd();
+    onTestFinished(() => db.dispose());
     await db.start();
     const { storage } = testStorage(db.url, { database: 'bp', batchSize: 20, timeoutMs: 1_000 });
     await storage.start();
@@ -113,7 +114,6 @@ describe('collector backpressure', () => {
     await pub.endAsync();
     await collector.stop();
     await storage.stop();
-    await db.dispose();
   });
 });
 
