@@ -33,6 +33,15 @@ export interface PublisherStats {
   droppedOldest: number;
 }
 
+/** Stats of a publisher that has not started. */
+export const NO_PUBLISHER_STATS: Readonly<PublisherStats> = {
+  published: 0,
+  spooled: 0,
+  replayed: 0,
+  queued: 0,
+  droppedOldest: 0,
+};
+
 export class ReliablePublisher {
   private readonly spool: Spool;
   private pumping: Promise<void> | undefined;

@@ -10,8 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { COLUMN } from '../agents/snmp/oids.js';
-import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
+import { POLLED_COLUMNS, Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { Mosquitto } from '../common/dev/mosquitto.js';
 import { silentLogger } from '../common/log.js';
 
@@ -31,18 +30,7 @@ const PARALLEL = Number(values.parallel);
 const AGENT_PROCS = Math.max(1, Number(values['agent-procs']));
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 
-const COLUMNS = [
-  COLUMN.ifName,
-  COLUMN.ifAlias,
-  COLUMN.ifHCInOctets,
-  COLUMN.ifHCOutOctets,
-  COLUMN.ifHighSpeed,
-  COLUMN.ifCounterDiscontinuityTime,
-  COLUMN.ifOperStatus,
-  COLUMN.ifInErrors,
-  COLUMN.ifOutErrors,
-  COLUMN.ifInDiscards,
-];
+const COLUMNS = POLLED_COLUMNS;
 
 function bulkwalk(port: number, oid: string): Promise<number> {
   return new Promise((resolve, reject) => {

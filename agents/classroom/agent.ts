@@ -12,7 +12,12 @@ import {
   type TopicPayloads,
 } from '../../contracts/messages.js';
 import { buildTopic, type Channel } from '../../contracts/topics.js';
-import { type PublisherStats, ReliablePublisher, spoolConfigSchema } from '../publisher.js';
+import {
+  NO_PUBLISHER_STATS,
+  type PublisherStats,
+  ReliablePublisher,
+  spoolConfigSchema,
+} from '../publisher.js';
 import { readCommand } from '../sources/command.js';
 import { HostSource } from '../sources/host.js';
 import { readPjlink } from '../sources/pjlink.js';
@@ -122,13 +127,7 @@ export class ClassroomAgent implements Service {
   }
 
   stats(): AgentStats {
-    const p = this.publisher?.stats() ?? {
-      published: 0,
-      spooled: 0,
-      replayed: 0,
-      queued: 0,
-      droppedOldest: 0,
-    };
+    const p = this.publisher?.stats() ?? NO_PUBLISHER_STATS;
     return { ...p, ...this.counts };
   }
 

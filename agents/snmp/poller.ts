@@ -4,7 +4,12 @@ import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
 import type { DeviceEvent, DeviceStatus, IfaceReading, IfaceReadings } from '../../contracts/messages.js';
 import { buildTopic, type Channel } from '../../contracts/topics.js';
-import { type PublisherStats, ReliablePublisher, spoolConfigSchema } from '../publisher.js';
+import {
+  NO_PUBLISHER_STATS,
+  type PublisherStats,
+  ReliablePublisher,
+  spoolConfigSchema,
+} from '../publisher.js';
 import {
   type ColumnData,
   SnmpClient,
@@ -118,6 +123,8 @@ const XTABLE = [
   COLUMN.ifCounterDiscontinuityTime,
 ];
 const IFTABLE = [COLUMN.ifOperStatus, COLUMN.ifInErrors, COLUMN.ifOutErrors, COLUMN.ifInDiscards];
+/** What every poll walks (bench:snmp walks the same with the C tools). */
+export const POLLED_COLUMNS: readonly string[] = [...XTABLE, ...IFTABLE];
 const FALLBACK = [COLUMN.ifDescr, COLUMN.ifInOctets, COLUMN.ifOutOctets, COLUMN.ifSpeed];
 
 export class Poller implements Service {
@@ -150,13 +157,7 @@ export class Poller implements Service {
   }
 
   stats(): PollerStats {
-    const p = this.publisher?.stats() ?? {
-      published: 0,
-      spooled: 0,
-      replayed: 0,
-      queued: 0,
-      droppedOldest: 0,
-    };
+    const p = this.publisher?.stats() ?? NO_PUBLISHER_STATS;
     return { ...p, ...this.counts };
   }
 
@@ -304,7 +305,7 @@ export class Poller implements Service {
     const atMs = performance.now();
     const sysUpTimeTicks = num(scalars[0]);
     if (sysUpTimeTicks === undefined) throw new SnmpError(s.client.label, 'protocol', 'no sysUpTime.0');
-    let cols: ColumnData = await s.client.walkColumns([...XTABLE, ...IFTABLE]);
+    let cols: ColumnData = await s.client.walkColumns(POLLED_COLUMNS);
     const hc = cols.get(COLUMN.ifHCInOctets)!.size > 0;
     if (!hc) {
       // A device without ifXTable (or without the HC counters): the 32-bit ifTable counters and ifSpeed.
