@@ -149,7 +149,6 @@ try {
   const cpu = process.cpuUsage(cpu0);
   const collectorCpuS = (cpu.user + cpu.system) / 1e6;
   publisher.kill();
-  const received = collector.stats();
   await collector.stop();
   await storage.stop();
 

@@ -22,14 +22,20 @@ const SECTIONS = {
 describe('deploy/examples', () => {
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
     it(`${file} is a valid configuration`, () => {
-      const raw = loadConfig(processConfigSchema({}), { file: `${dir}${file}`, env: {} }) as Record<string, unknown>;
+      const raw = loadConfig(processConfigSchema({}), { file: `${dir}${file}`, env: {} }) as Record<
+        string,
+        unknown
+      >;
       const present = Object.keys(SECTIONS).filter((k) => raw[k] !== undefined) as (keyof typeof SECTIONS)[];
       expect(present.length).toBeGreaterThan(0);
       // Each section strictly, as the process that owns it would.
-      const config = loadConfig(processConfigSchema(Object.fromEntries(present.map((k) => [k, SECTIONS[k]]))), {
-        file: `${dir}${file}`,
-        env: {},
-      });
+      const config = loadConfig(
+        processConfigSchema(Object.fromEntries(present.map((k) => [k, SECTIONS[k]]))),
+        {
+          file: `${dir}${file}`,
+          env: {},
+        },
+      );
       expect(config).toBeDefined();
     });
   }

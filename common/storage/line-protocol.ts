@@ -111,7 +111,7 @@ export function toLine(point: AnyPoint): string | undefined {
     for (const k of plan.tags) {
       const v = tags[k];
       // Line protocol cannot end a tag value with a backslash (it would escape the next separator): drop it.
-      const t = v !== undefined && v.endsWith('\\') ? v.replace(/\\+$/, '') : v;
+      const t = v?.endsWith('\\') ? v.replace(/\\+$/, '') : v;
       if (t === undefined || t === '') continue; // empty tag values are not allowed in line protocol
       line += `,${k}=${escTag(t)}`;
     }
