@@ -1,3 +1,4 @@
+import type { Influxd } from '../common/dev/influxd.js';
 import type { Telemetry } from '../contracts/messages.js';
 import { buildTopic } from '../contracts/topics.js';
 
@@ -46,4 +47,38 @@ export function topicFor(i: number, devices: number): string {
     device: `ops-${d}`,
     channel: 'telemetry',
   });
+}
+
+/** The reference write: raw line protocol, `batch` lines per POST to /write, sequentially. */
+export async function writeRawLines(
+  influxd: Influxd,
+  db: string,
+  lines: readonly string[],
+  batch = 5_000,
+): Promise<void> {
+  await influxd.query(`CREATE DATABASE "${db}"`);
+  for (let i = 0; i < lines.length; i += batch) {
+    const r = await fetch(`${influxd.url}/write?db=${encodeURIComponent(db)}&precision=ms`, {
+      method: 'POST',
+      body: lines.slice(i, i + batch).join('\n'),
+    });
+    if (r.status !== 204) throw new Error(`raw write: ${r.status} ${await r.text()}`);
+  }
+}
+
+/** Resolves once `SELECT count(field) FROM measurement` reaches n: "until queryable". */
+export async function waitForCount(
+  influxd: Influxd,
+  db: string,
+  measurement: string,
+  field: string,
+  n: number,
+) {
+  for (;;) {
+    const r = (await influxd.query(`SELECT count(${field}) FROM ${measurement}`, db)) as {
+      results: { series?: { values: number[][] }[] }[];
+    };
+    if ((r.results[0]?.series?.[0]?.values[0]?.[1] ?? 0) >= n) return;
+    await new Promise((res) => setTimeout(res, 20));
+  }
 }

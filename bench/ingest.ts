@@ -16,7 +16,7 @@ import { silentLogger } from '../common/log.js';
 import { toLine } from '../common/storage/line-protocol.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
-import { makeTelemetry, topicFor } from './fixtures.js';
+import { makeTelemetry, topicFor, waitForCount, writeRawLines } from './fixtures.js';
 
 const { values } = parseArgs({
   options: { messages: { type: 'string', default: '60000' }, devices: { type: 'string', default: '6000' } },
@@ -38,20 +38,6 @@ class SerialiseOnly {
         this.bytes += l.length;
       }
     }
-  }
-}
-
-async function count(influxd: Influxd, db: string, measurement: string, field: string): Promise<number> {
-  const r = (await influxd.query(`SELECT count(${field}) FROM ${measurement}`, db)) as {
-    results: { series?: { values: number[][] }[] }[];
-  };
-  return r.results[0]?.series?.[0]?.values[0]?.[1] ?? 0;
-}
-
-async function waitQueryable(influxd: Influxd, db: string, expectHost: number): Promise<void> {
-  for (;;) {
-    if ((await count(influxd, db, 'host', 'cpu_pct')) >= expectHost) return;
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -98,16 +84,9 @@ try {
     for (const p of payloads) c.handle(p.topic, p.payload);
   }
   const dataLines = lines.filter((l) => !l.startsWith('presence') && !l.startsWith('event'));
-  await influxd.query('CREATE DATABASE raw');
   t = performance.now();
-  for (let i = 0; i < dataLines.length; i += 5_000) {
-    const r = await fetch(`${influxd.url}/write?db=raw&precision=ms`, {
-      method: 'POST',
-      body: dataLines.slice(i, i + 5_000).join('\n'),
-    });
-    if (r.status !== 204) throw new Error(`raw write: ${r.status} ${await r.text()}`);
-  }
-  await waitQueryable(influxd, 'raw', N);
+  await writeRawLines(influxd, 'raw', dataLines);
+  await waitForCount(influxd, 'raw', 'host', 'cpu_pct', N);
   const rawS = (performance.now() - t) / 1000;
 
   // --- 2. end to end ----------------------------------------------------------------------------------
@@ -144,7 +123,7 @@ try {
   });
   while (collector.stats().accepted < N) await new Promise((r) => setTimeout(r, 5));
   const receivedS = (performance.now() - t) / 1000;
-  await waitQueryable(influxd, 'e2e', N);
+  await waitForCount(influxd, 'e2e', 'host', 'cpu_pct', N);
   const e2eS = (performance.now() - t) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const collectorCpuS = (cpu.user + cpu.system) / 1e6;

@@ -8,6 +8,7 @@ import { silentLogger } from '../common/log.js';
 import { toLine } from '../common/storage/line-protocol.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
+import { waitForCount, writeRawLines } from './fixtures.js';
 
 const { values } = parseArgs({ options: { points: { type: 'string', default: '200000' } } });
 const N = Number(values.points);
@@ -37,33 +38,15 @@ function makePoints(n: number, t0: number): AnyPoint[] {
   return out;
 }
 
-async function countIn(db: Influxd, database: string): Promise<number> {
-  const r = (await db.query('SELECT count(uptime_s) FROM host', database)) as {
-    results: { series?: { values: number[][] }[] }[];
-  };
-  return r.results[0]?.series?.[0]?.values[0]?.[1] ?? 0;
-}
-
-async function waitCount(db: Influxd, database: string, n: number): Promise<void> {
-  while ((await countIn(db, database)) < n) await new Promise((r) => setTimeout(r, 20));
-}
-
 const influxd = await new Influxd().start();
 try {
   const points = makePoints(N, Date.UTC(2026, 10, 23));
 
   // Reference: raw line protocol, 5,000 lines per POST, sequential.
-  await influxd.query('CREATE DATABASE raw');
   const lines = points.map((p) => toLine(p)!);
   let t = performance.now();
-  for (let i = 0; i < lines.length; i += 5_000) {
-    const r = await fetch(`${influxd.url}/write?db=raw&precision=ms`, {
-      method: 'POST',
-      body: lines.slice(i, i + 5_000).join('\n'),
-    });
-    if (r.status !== 204) throw new Error(`raw write: ${r.status} ${await r.text()}`);
-  }
-  await waitCount(influxd, 'raw', N);
+  await writeRawLines(influxd, 'raw', lines);
+  await waitForCount(influxd, 'raw', 'host', 'uptime_s', N);
   const rawS = (performance.now() - t) / 1000;
 
   // Storage layer: serialise from typed points and write through the WriteApi.
@@ -77,7 +60,7 @@ try {
   t = performance.now();
   for (let i = 0; i < points.length; i += 1_000) storage.write(points.slice(i, i + 1_000));
   await storage.drain(600_000);
-  await waitCount(influxd, 'layer', N);
+  await waitForCount(influxd, 'layer', 'host', 'uptime_s', N);
   const layerS = (performance.now() - t) / 1000;
   await storage.stop();
 
