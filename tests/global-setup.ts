@@ -13,13 +13,17 @@ export default function setup(): () => void {
   process.env[CHILD_PID_DIR_ENV] = dir;
   return () => {
     for (const pid of readdirSync(dir)) {
-      const what = readFileSync(join(dir, pid), 'utf8');
+      const { what, tempDir } = JSON.parse(readFileSync(join(dir, pid), 'utf8')) as {
+        what: string;
+        tempDir?: string;
+      };
       try {
         process.kill(Number(pid), 'SIGKILL');
         process.stderr.write(`test teardown: killed a leftover ${what} (pid ${pid})\n`);
       } catch {
         // already gone
       }
+      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
     }
     rmSync(dir, { recursive: true, force: true });
   };

@@ -101,7 +101,7 @@ bind-address = "127.0.0.1:${this.rpcPort}"
       detached: this.opts.detached ?? false,
     });
     this.proc = proc;
-    trackChild(proc, `influxd ${this.url}`);
+    trackChild(proc, `influxd ${this.url}`, this.tempDir);
     proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-8_000);
     });

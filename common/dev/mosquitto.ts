@@ -32,7 +32,7 @@ export class Mosquitto {
     );
     const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc = proc;
-    trackChild(proc, `mosquitto ${this.url}`);
+    trackChild(proc, `mosquitto ${this.url}`, this.dir);
     proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-4_000);
     });

@@ -101,7 +101,7 @@ export class Snmpd {
       },
     );
     this.proc = proc;
-    trackChild(proc, `snmpd 127.0.0.1:${this.port}`);
+    trackChild(proc, `snmpd 127.0.0.1:${this.port}`, this.dir);
     proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-8_000);
     });
