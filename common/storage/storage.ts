@@ -190,8 +190,6 @@ export class Storage {
   private writeApi: WriteApi | undefined;
   /** WriteApis that carry the halves of a split batch until they are written. */
   private readonly splitApis = new Set<{ api: WriteApi; pending: number }>();
-  /** Lines handed back after a failure the client library does not retry itself (e.g. 408). */
-  private readonly requeueTimers = new Set<NodeJS.Timeout>();
   private info: ServerInfo | undefined;
   private fatal: StorageError | undefined;
   private readonly stats_: StorageStats = {
@@ -324,25 +322,6 @@ export class Storage {
     const log = this.deps.log;
     switch (action.kind) {
       case 'retry': {
-        // The client library retries by itself only network errors and statuses >= 429; anything else it would
-        // drop (a 408 from a proxy, say). Those we hand back to the WriteApi ourselves after a back-off.
-        const status = (error as { statusCode?: number }).statusCode;
-        if (status !== undefined && status < 429) {
-          this.stats_.retriedLines += lines.length;
-          const api = split ? [...this.splitApis].find((s) => s === split)?.api : this.writeApi;
-          const delay = action.retryAfterMs ?? this.config.minRetryDelayMs;
-          log.warn(
-            { lines: lines.length, status, why: action.why, retryInMs: delay },
-            'write failed; will retry',
-          );
-          const t = setTimeout(() => {
-            this.requeueTimers.delete(t);
-            if (api) api.writeRecords(lines);
-            else this.countDrop('shutdown', lines.length, split);
-          }, delay);
-          this.requeueTimers.add(t);
-          return Promise.resolve();
-        }
         if (action.retryAfterMs !== undefined) {
           // The library reads Retry-After seconds as milliseconds; give it the right number.
           const ms = action.retryAfterMs;
@@ -468,8 +447,6 @@ export class Storage {
         this.deps.log.error({ lost: pending, url: this.config.url }, 'storage stopped with unwritten lines');
       }
     }
-    for (const t of this.requeueTimers) clearTimeout(t);
-    this.requeueTimers.clear();
     for (const a of this.apis()) a.dispose();
     this.splitApis.clear();
     this.writeApi = undefined;

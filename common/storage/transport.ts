@@ -1,4 +1,9 @@
-import type { CommunicationObserver, SendOptions, Transport } from '@influxdata/influxdb-client';
+import {
+  type CommunicationObserver,
+  HttpError,
+  type SendOptions,
+  type Transport,
+} from '@influxdata/influxdb-client';
 
 /**
  * Wraps the client library's HTTP transport:
@@ -7,7 +12,24 @@ import type { CommunicationObserver, SendOptions, Transport } from '@influxdata/
  *   retries, back-off and gzip) and only its request is re-addressed: `/api/v2/write?org=&bucket=db/rp&precision=ms`
  *   becomes `/write?db=db&rp=rp&precision=ms` (InfluxDB 1.x HTTP API), with Basic auth when a user is configured.
  * - **Every request is timed**, so write latency and HTTP status become metrics rather than guesses.
+ * - **Retriable statuses the library would drop** (408 Request Timeout, 425 Too Early: the WriteApi retries only
+ *   network errors and statuses ≥ 429) are handed to it as 503, so its own retry buffer — back-off, Retry-After,
+ *   `maxRetryTime` expiry, `maxBufferLines` bound — handles them like any other transient failure.
  */
+const RETRY_AS_503 = new Set([408, 425]);
+
+function retriable(err: Error): Error {
+  if (!(err instanceof HttpError) || !RETRY_AS_503.has(err.statusCode)) return err;
+  return new HttpError(
+    503,
+    `${err.statusCode} ${err.statusMessage ?? ''}`.trim(),
+    err.body,
+    err.headers?.['retry-after'] as string | undefined,
+    err.contentType,
+    `${err.statusCode} ${err.statusMessage ?? ''} (retried as 503): ${err.message}`,
+    err.headers,
+  );
+}
 export interface LegacyV1Options {
   /** Basic auth for 1.x, or undefined when auth is disabled on the server. */
   username?: string | undefined;
@@ -79,7 +101,7 @@ export class StorageTransport implements Transport {
       },
       error(err) {
         done();
-        callbacks?.error?.(err);
+        callbacks?.error?.(retriable(err));
       },
       complete() {
         done();
