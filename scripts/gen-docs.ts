@@ -7,12 +7,17 @@ import { pollerConfigSchema } from '../agents/snmp/poller.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
 import { renderConfigReference } from '../common/config-doc.js';
-import { CONFIG_SECTIONS } from '../common/config-sections.js';
+import { logConfigSchema } from '../common/log.js';
+import { influxConfigSchema } from '../common/storage/storage.js';
 import { renderTopicMap } from '../contracts/index.js';
 
-/** Every section a process reads, in the order an operator meets them. */
-const ALL_SECTIONS = {
-  ...CONFIG_SECTIONS,
+/**
+ * Every configuration section, in the order an operator meets them; each name must be one of SECTION_NAMES
+ * (common/cli.ts), which a test checks. A new section adds one line here.
+ */
+export const ALL_SECTIONS = {
+  influx: influxConfigSchema,
+  log: logConfigSchema,
   broker: brokerConfigSchema,
   collector: collectorConfigSchema,
   agent: agentConfigSchema,

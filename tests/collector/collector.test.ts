@@ -51,6 +51,17 @@ async function teardown(...parts: { storage: Storage; collector: Collector }[]) 
   }
 }
 
+/** Telemetry message number i: its uptime is i, so the stored set shows each message exactly once. */
+function numbered(i: number, t0: number) {
+  return {
+    ...EXAMPLES.telemetry,
+    seq: i,
+    ts: t0 + i,
+    display: undefined,
+    host: { ...EXAMPLES.telemetry.host!, uptimeS: i },
+  };
+}
+
 function publisher(): Promise<MqttClient> {
   return mqtt.connectAsync(mosquitto.url, { clientId: `pub-${Math.random()}`, protocolVersion: 5 });
 }
@@ -79,13 +90,7 @@ describe('collector backpressure', () => {
     const t0 = Date.now() - 60_000;
     const send = async (from: number, to: number) => {
       for (let i = from; i < to; i++) {
-        const m = {
-          ...EXAMPLES.telemetry,
-          seq: i,
-          ts: t0 + i,
-          display: undefined,
-          host: { ...EXAMPLES.telemetry.host!, uptimeS: i },
-        };
+        const m = numbered(i, t0);
         await pub.publishAsync(
           buildTopic({ school: 'S1', device: 'D1', channel: 'telemetry' }),
           JSON.stringify(m),
@@ -275,13 +280,7 @@ describe('collector on a real Mosquitto and InfluxDB', () => {
     const N = 400;
     const t0 = Date.now() - 60_000;
     for (let i = 0; i < N; i++) {
-      const m = {
-        ...EXAMPLES.telemetry,
-        seq: i,
-        ts: t0 + i,
-        display: undefined,
-        host: { ...EXAMPLES.telemetry.host!, uptimeS: i },
-      };
+      const m = numbered(i, t0);
       await pub.publishAsync(
         buildTopic({ school: `S${i % 7}`, device: `D${i % 13}`, channel: 'telemetry' }),
         JSON.stringify(m),
