@@ -30,3 +30,8 @@ export const REGION_PATH_PATTERN =
 export const regionPathSchema = z.string().regex(REGION_PATH_PATTERN, {
   message: 'must be 1-6 region ids joined by "/", e.g. 330000/330100/330106',
 });
+
+/** Whether `path` lies within `scope` (the scope itself or below it): whole ids only, `3301` ∌ `330106`. */
+export function regionWithin(path: string, scope: string): boolean {
+  return path === scope || path.startsWith(`${scope}/`);
+}

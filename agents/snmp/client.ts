@@ -1,6 +1,6 @@
 import snmp from 'net-snmp';
 import { z } from 'zod';
-import { idSchema } from '../../contracts/ids.js';
+import { idSchema, regionPathSchema } from '../../contracts/ids.js';
 import { deviceKindSchema } from '../../contracts/messages.js';
 
 /**
@@ -29,6 +29,9 @@ export const snmpTargetSchema = z
   .strictObject({
     device: idSchema.describe('Device id of the router/switch (a topic level).'),
     school: idSchema.describe('School whose uplink this is.'),
+    region: regionPathSchema
+      .optional()
+      .describe("The school's region path, e.g. `330000/330100/330106` (for `shard.regions`)."),
     kind: deviceKindSchema.default('router'),
     address: z.string().min(1).describe('IP address or host name.'),
     port: z.number().int().min(1).max(65_535).default(161),
@@ -156,14 +159,27 @@ export class SnmpClient {
     });
   }
 
-  private bulk(oids: string[], maxRepetitions: number): Promise<snmp.Varbind[][]> {
+  /** One GetBulk: the first `nonRepeaters` answers are single varbinds, the rest arrays (one per repeater). */
+  private bulk(
+    oids: string[],
+    nonRepeaters: number,
+    maxRepetitions: number,
+  ): Promise<(snmp.Varbind | snmp.Varbind[])[]> {
     const session = this.open();
     return new Promise((resolve, reject) => {
-      session.getBulk(oids, 0, maxRepetitions, (err, varbinds) => {
+      session.getBulk(oids, nonRepeaters, maxRepetitions, (err, varbinds) => {
         if (err) return reject(this.wrap(err));
-        resolve((varbinds ?? []) as unknown as snmp.Varbind[][]);
+        resolve((varbinds ?? []) as unknown as (snmp.Varbind | snmp.Varbind[])[]);
       });
     });
+  }
+
+  /** walk() without scalars. */
+  async walkColumns(
+    columns: readonly string[],
+    maxRepetitions = this.target.maxRepetitions,
+  ): Promise<ColumnData> {
+    return (await this.walk(columns, [], maxRepetitions)).columns;
   }
 
   /**
@@ -171,19 +187,34 @@ export class SnmpClient {
    * the next `maxRepetitions` rows of every column not yet finished, continuing from the last OID returned.
    * An agent may return fewer rows than asked (message size), so a column ends only when a returned OID leaves
    * it or the agent reports endOfMibView. Rows are keyed by the index part of the OID (after the column).
+   *
+   * `scalars` (instance OIDs ending in `.0`, such as sysUpTime.0) ride in the first request as GetBulk
+   * non-repeaters (a GetNext of the object), so they are read in the same PDU as the first rows: sysUpTime is
+   * then stamped by the agent with the counters it times, and a poll costs one round trip less. A scalar the
+   * agent lacks comes back undefined. `firstAnswerAtMs` is when that first answer arrived (performance.now()).
    */
-  async walkColumns(
+  async walk(
     columns: readonly string[],
+    scalars: readonly string[] = [],
     maxRepetitions = this.target.maxRepetitions,
-  ): Promise<ColumnData> {
+  ): Promise<{ columns: ColumnData; scalars: (SnmpValue | undefined)[]; firstAnswerAtMs: number }> {
     const out: ColumnData = new Map(columns.map((c) => [c, new Map()]));
+    const scalarValues: (SnmpValue | undefined)[] = scalars.map(() => undefined);
+    let firstAnswerAtMs = Number.NaN;
     let cursors = columns.map((c) => ({ column: c, next: c }));
-    for (let round = 0; cursors.length > 0; round++) {
+    for (let round = 0; cursors.length > 0 || round === 0; round++) {
       if (round > 10_000) throw new SnmpError(this.label, 'protocol', 'walk did not terminate');
-      const answer = await this.bulk(
-        cursors.map((c) => c.next),
-        maxRepetitions,
-      );
+      const nonRep = round === 0 ? scalars.map((o) => o.replace(/\.0$/, '')) : [];
+      const raw = await this.bulk([...nonRep, ...cursors.map((c) => c.next)], nonRep.length, maxRepetitions);
+      if (round === 0) {
+        firstAnswerAtMs = performance.now();
+        scalars.forEach((oid, i) => {
+          const vb = raw[i] as snmp.Varbind | undefined;
+          if (vb && !snmp.isVarbindError(vb) && vb.oid === oid) scalarValues[i] = vb.value;
+        });
+      }
+      const answer = raw.slice(nonRep.length) as snmp.Varbind[][];
+      if (cursors.length === 0) break;
       // A truncated answer may hold no varbind at all for the last columns (RFC 3416 §4.2.3; net-snmp's agent
       // caps the whole answer at max-repetitions varbinds): those columns are simply asked again next round.
       if (answer.every((vbs) => (vbs?.length ?? 0) === 0)) {
@@ -208,6 +239,6 @@ export class SnmpClient {
       });
       cursors = still;
     }
-    return out;
+    return { columns: out, scalars: scalarValues, firstAnswerAtMs };
   }
 }

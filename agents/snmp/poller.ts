@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
+import { regionPathSchema, regionWithin } from '../../contracts/ids.js';
 import type { DeviceEvent, DeviceStatus, IfaceReading, IfaceReadings } from '../../contracts/messages.js';
 import { buildTopic, type Channel } from '../../contracts/topics.js';
 import {
@@ -49,11 +50,18 @@ export const pollerConfigSchema = z
       .strictObject({
         index: z.number().int().min(0).default(0),
         count: z.number().int().min(1).default(1),
+        regions: z
+          .array(regionPathSchema)
+          .min(1)
+          .optional()
+          .describe(
+            'Poll only targets whose `region` lies within one of these region paths (then index/count).',
+          ),
       })
       .prefault({})
       .refine((s) => s.index < s.count, { message: 'index must be < count', path: ['index'] })
       .describe(
-        'Poll only the schools whose id hashes to `index` of `count` (several pollers split the targets).',
+        'Which targets this instance polls: by region, and/or the schools whose id hashes to `index` of `count`.',
       ),
   })
   .describe('The SNMP poller.');
@@ -64,6 +72,16 @@ export function shardOf(school: string, count: number): number {
   let h = 2166136261;
   for (let i = 0; i < school.length; i++) h = Math.imul(h ^ school.charCodeAt(i), 16777619);
   return (h >>> 0) % count;
+}
+
+/** Whether this poller instance polls `target`: within one of `regions` (when given), and hashed to `index`. */
+export function inShard(target: SnmpTarget, shard: PollerConfig['shard']): boolean {
+  if (
+    shard.regions &&
+    !shard.regions.some((r) => target.region !== undefined && regionWithin(target.region, r))
+  )
+    return false;
+  return shardOf(target.school, shard.count) === shard.index;
 }
 
 /** Counter64 arrives from net-snmp as a big-endian Buffer, Counter32/Gauge32 as numbers. */
@@ -142,9 +160,8 @@ export class Poller implements Service {
     /** `manual`: no schedule; the caller polls with pollAll() (tests and benchmarks). */
     private readonly deps: { log: Logger; now?: () => number; manual?: boolean },
   ) {
-    const { index, count } = config.shard;
     for (const target of config.targets) {
-      if (shardOf(target.school, count) !== index) continue;
+      if (!inShard(target, config.shard)) continue;
       this.states.push({
         target,
         client: new SnmpClient(target),
@@ -301,11 +318,15 @@ export class Poller implements Service {
   private async read(s: TargetState): Promise<IfaceReadings> {
     const t = s.target;
     const first = !s.born;
-    const scalars = await s.client.get(first ? [OID.sysUpTime, OID.sysName, OID.sysDescr] : [OID.sysUpTime]);
-    const atMs = performance.now();
+    // sysUpTime travels in the same GetBulk as the first rows, so the agent stamps it with the counters.
+    const walked = await s.client.walk(
+      POLLED_COLUMNS,
+      first ? [OID.sysUpTime, OID.sysName, OID.sysDescr] : [OID.sysUpTime],
+    );
+    const { scalars, firstAnswerAtMs: atMs } = walked;
     const sysUpTimeTicks = num(scalars[0]);
     if (sysUpTimeTicks === undefined) throw new SnmpError(s.client.label, 'protocol', 'no sysUpTime.0');
-    let cols: ColumnData = await s.client.walkColumns(POLLED_COLUMNS);
+    let cols: ColumnData = walked.columns;
     const hc = cols.get(COLUMN.ifHCInOctets)!.size > 0;
     if (!hc) {
       // A device without ifXTable (or without the HC counters): the 32-bit ifTable counters and ifSpeed.

@@ -197,6 +197,26 @@ describe('SnmpClient.walkColumns against SnmpSim (48 interfaces)', () => {
     expectHcRows(data, ifaces());
   });
 
+  it('walk() reads scalars in the first GetBulk (non-repeaters), costing no extra request', async () => {
+    const sim = await startSim({ sysName: 'sch-3301060001-core' });
+    sim.setUptimeTicks(500_000);
+    const plain = await startSim();
+    await clientFor(plain.port).walkColumns(HC_COLUMNS, 10);
+
+    const walked = await clientFor(sim.port).walk(
+      HC_COLUMNS,
+      [OID.sysUpTime, OID.sysName, '1.3.6.1.2.1.1.4.0'], // sysContact.0 is not served: its next is sysName.0
+      10,
+    );
+    expectHcRows(walked.columns, ifaces());
+    expect(walked.scalars[0]).toBeGreaterThanOrEqual(500_000);
+    expect(walked.scalars[0]).toBeLessThan(500_000 + 6_000);
+    expect(text(walked.scalars[1])).toBe('sch-3301060001-core');
+    expect(walked.scalars[2]).toBeUndefined();
+    expect(walked.firstAnswerAtMs).toBeLessThanOrEqual(performance.now());
+    expect(sim.requests).toBe(plain.requests);
+  });
+
   it('brings back a Counter64 above 2^53 exactly, and its wrap at 2^64', async () => {
     const sim = await startSim();
     const client = clientFor(sim.port);

@@ -8,6 +8,7 @@ import { Collector, collectorConfigSchema } from '../../../collector/collector.j
 import { freePort } from '../../../common/dev/ports.js';
 import { type SimIface, SnmpSim } from '../../../common/dev/snmp-sim.js';
 import { Snmpd } from '../../../common/dev/snmpd.js';
+import { silentLogger } from '../../../common/log.js';
 import { decodePayload } from '../../../contracts/messages.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 import { Mosquitto } from '../../helpers/mqtt.js';
@@ -416,6 +417,42 @@ describe('poller helpers', () => {
     for (let i = 0; i < 4_000; i++) counts[shardOf(`33010600${i}`, 4)]!++;
     for (const c of counts) expect(c).toBeGreaterThan(800);
     expect(shardOf('3301060001', 4)).toBe(shardOf('3301060001', 4));
+  });
+
+  it('splits targets by region, then by index/count; each target lands on exactly one poller', () => {
+    const target = (school: string, region?: string) => ({
+      device: `rtr-${school}`,
+      school,
+      ...(region ? { region } : {}),
+      address: '127.0.0.1',
+      community: 'public',
+      uplink: 1,
+    });
+    const targets = [
+      ...Array.from({ length: 40 }, (_, i) => target(`33010600${i}`, '330000/330100/330106')),
+      ...Array.from({ length: 40 }, (_, i) => target(`33010800${i}`, '330000/330100/330108')),
+      target('3301990001'), // no region: only pollers without `regions` take it
+    ];
+    const pollerFor = (shard: object) =>
+      new Poller(pollerConfigSchema.parse({ mqtt: { url: 'mqtt://127.0.0.1:1' }, targets, shard }), {
+        log: silentLogger(),
+        manual: true,
+      });
+    const xihu = [0, 1].map((index) => pollerFor({ regions: ['330000/330100/330106'], index, count: 2 }));
+    const binjiang = pollerFor({ regions: ['330000/330100/330108'] });
+    const polled = [...xihu, binjiang].flatMap((p) => p.targets.map((t) => t.school));
+    expect(new Set(polled).size).toBe(polled.length);
+    expect(polled).toHaveLength(80);
+    expect(xihu.every((p) => p.targets.every((t) => t.region === '330000/330100/330106'))).toBe(true);
+    expect(xihu[0]!.targets.length).toBeGreaterThan(5);
+    expect(xihu[1]!.targets.length).toBeGreaterThan(5);
+    // A city scope takes both counties; a look-alike prefix ("33010") matches nothing: whole ids only.
+    expect(pollerFor({ regions: ['330000/330100'] }).targets).toHaveLength(80);
+    expect(() =>
+      pollerConfigSchema.parse({ mqtt: { url: 'mqtt://x' }, shard: { regions: ['33 01'] } }),
+    ).toThrow(/regions/);
+    expect(pollerFor({ regions: ['330000/33010'] }).targets).toHaveLength(0);
+    expect(pollerFor({}).targets).toHaveLength(81);
   });
 
   it('reads Counter64 buffers and GBK aliases', () => {
