@@ -1,0 +1,404 @@
+import { basename, extname } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import ExcelJS from 'exceljs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import {
+  type ColumnSpec,
+  classroomSchema,
+  deviceSchema,
+  ENTITIES,
+  ENUM_LABELS,
+  type EntityName,
+  type Registry,
+  regionSchema,
+  SHEETS,
+  schoolSchema,
+} from '../../contracts/registry.js';
+
+/**
+ * Spreadsheet and YAML files → registry rows. Every cell is converted by its column's type, then the row is
+ * validated by the entity's zod schema; every error names the file, the row as the spreadsheet shows it (header
+ * = row 1) and the column (header and letter). Nothing here touches the stored registry: `merge.ts` decides.
+ */
+
+export interface ImportFile {
+  /** The file name as uploaded; its extension picks the format, and for a CSV its name picks the entity. */
+  name: string;
+  data: Buffer;
+  /** For a CSV whose name does not say which entity it holds. */
+  entity?: EntityName;
+}
+
+export interface ImportIssue {
+  file: string;
+  /** The spreadsheet row (header = 1), or the 1-based list item in a YAML file. */
+  row?: number;
+  /** The column header as written in the file, with its letter for spreadsheets: `D (班级数)`. */
+  column?: string;
+  /** The entity (sheet) concerned. */
+  entity?: EntityName;
+  message: string;
+}
+
+export function formatIssue(i: ImportIssue): string {
+  const where = [i.file, i.entity && !i.file.includes(i.entity) ? `sheet ${i.entity}` : undefined]
+    .concat(i.row !== undefined ? `row ${i.row}` : [], i.column ? `column ${i.column}` : [])
+    .filter(Boolean)
+    .join(', ');
+  return `${where}: ${i.message}`;
+}
+
+/** Where a parsed row came from, so that later checks (references, duplicates) can name it. */
+export interface RowSource {
+  file: string;
+  entity: EntityName;
+  row: number;
+  /** key → column as the file names it. */
+  columns: Record<string, string>;
+}
+
+export type ParsedRows = { [E in EntityName]: { value: Registry[E][number]; source: RowSource }[] };
+
+export class ImportError extends Error {
+  override name = 'ImportError';
+  constructor(readonly issues: ImportIssue[]) {
+    const shown = issues.slice(0, 20).map(formatIssue);
+    if (issues.length > 20) shown.push(`… and ${issues.length - 20} more`);
+    super(
+      `import rejected, nothing changed (${issues.length} error${issues.length === 1 ? '' : 's'}):\n${shown.join('\n')}`,
+    );
+  }
+}
+
+const SCHEMAS: Record<EntityName, z.ZodObject> = {
+  regions: regionSchema,
+  schools: schoolSchema,
+  classrooms: classroomSchema,
+  devices: deviceSchema,
+};
+
+/** At most this many issues are collected per file: a wrong column would otherwise repeat on every row. */
+const MAX_ISSUES_PER_FILE = 200;
+
+export function emptyRows(): ParsedRows {
+  return { regions: [], schools: [], classrooms: [], devices: [] };
+}
+
+/** Parses every file; throws ImportError listing every problem found (up to a cap per file). */
+export async function parseFiles(files: readonly ImportFile[]): Promise<ParsedRows> {
+  const out = emptyRows();
+  const issues: ImportIssue[] = [];
+  for (const f of files) {
+    const fileIssues: ImportIssue[] = [];
+    try {
+      const ext = extname(f.name).toLowerCase();
+      if (ext === '.xlsx') await parseXlsx(f, out, fileIssues);
+      else if (ext === '.csv') parseCsvFile(f, out, fileIssues);
+      else if (ext === '.yaml' || ext === '.yml' || ext === '.json') parseYamlFile(f, out, fileIssues);
+      else
+        fileIssues.push({ file: f.name, message: 'unsupported file type: use .xlsx, .csv, .yaml or .json' });
+    } catch (e) {
+      fileIssues.push({ file: f.name, message: `cannot be read: ${(e as Error).message}` });
+    }
+    issues.push(...fileIssues.slice(0, MAX_ISSUES_PER_FILE));
+    if (fileIssues.length > MAX_ISSUES_PER_FILE)
+      issues.push({
+        file: f.name,
+        message: `${fileIssues.length - MAX_ISSUES_PER_FILE} more errors not shown`,
+      });
+  }
+  if (issues.length > 0) throw new ImportError(issues);
+  return out;
+}
+
+// ---- formats -------------------------------------------------------------------------------------------------
+
+/** The entity a sheet or CSV file name denotes: `schools`, `学校`, `2026-schools.csv`, `学校名单.csv`. */
+export function entityFromName(name: string): EntityName | undefined {
+  const n = basename(name, extname(name)).toLowerCase();
+  for (const e of ENTITIES) {
+    if (n === e || n === e.slice(0, -1)) return e;
+    if (SHEETS[e].labels.some((l) => n === l)) return e;
+  }
+  for (const e of ENTITIES) {
+    if (n.includes(e.slice(0, -1)) || SHEETS[e].labels.some((l) => n.includes(l))) return e;
+  }
+  return undefined;
+}
+
+/** Excel in China saves CSV as GBK unless told otherwise; UTF-8 (with or without BOM) is tried first. */
+function decodeText(data: Buffer): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(data);
+  } catch {
+    return new TextDecoder('gbk').decode(data);
+  }
+}
+
+function parseCsvFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[]): void {
+  const entity = f.entity ?? entityFromName(f.name);
+  if (!entity) {
+    issues.push({
+      file: f.name,
+      message: `cannot tell which list this is: name the file after one of ${ENTITIES.join(', ')} (or 区域, 学校, 教室, 设备)`,
+    });
+    return;
+  }
+  const records = parseCsv(decodeText(f.data), {
+    bom: true,
+    info: true,
+    skip_empty_lines: true,
+    relax_column_count: true,
+    trim: false,
+  }) as unknown as { record: string[]; info: { lines: number } }[];
+  const rows = records.map((r) => ({ cells: r.record as unknown[], row: r.info.lines }));
+  readTable(f.name, entity, rows, out, issues);
+}
+
+async function parseXlsx(f: ImportFile, out: ParsedRows, issues: ImportIssue[]): Promise<void> {
+  const wb = new ExcelJS.Workbook();
+  await wb.xlsx.load(f.data as unknown as ArrayBuffer);
+  let used = 0;
+  for (const ws of wb.worksheets) {
+    const entity = entityFromName(ws.name);
+    if (!entity) continue; // notes, pivot tables and the like
+    used++;
+    const rows: { cells: unknown[]; row: number }[] = [];
+    ws.eachRow({ includeEmpty: false }, (row, rowNumber) => {
+      const cells: unknown[] = [];
+      row.eachCell({ includeEmpty: true }, (cell, col) => {
+        cells[col - 1] = cellValue(cell.value);
+      });
+      if (cells.some((c) => c !== undefined && c !== '')) rows.push({ cells, row: rowNumber });
+    });
+    readTable(`${f.name} [${ws.name}]`, entity, rows, out, issues);
+  }
+  if (used === 0)
+    issues.push({
+      file: f.name,
+      message: `no sheet named ${ENTITIES.join(', ')} (or 区域, 学校, 教室, 设备) in this workbook`,
+    });
+}
+
+/** An exceljs cell value as a plain value: rich text joined, formulas by their cached result. */
+function cellValue(v: ExcelJS.CellValue): unknown {
+  if (v === null || v === undefined) return undefined;
+  if (v instanceof Date || typeof v !== 'object') return v;
+  if ('richText' in v) return v.richText.map((t) => t.text).join('');
+  if ('result' in v) return cellValue(v.result as ExcelJS.CellValue);
+  if ('text' in v) return (v as { text: unknown }).text;
+  if ('error' in v) return undefined;
+  return String(v);
+}
+
+function parseYamlFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[]): void {
+  const doc = parseYaml(decodeText(f.data)) as unknown;
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    issues.push({ file: f.name, message: `must be a mapping with lists ${ENTITIES.join(', ')}` });
+    return;
+  }
+  for (const [key, list] of Object.entries(doc)) {
+    if (!(ENTITIES as readonly string[]).includes(key)) {
+      issues.push({ file: f.name, column: key, message: `unknown list; expected ${ENTITIES.join(', ')}` });
+      continue;
+    }
+    const entity = key as EntityName;
+    if (!Array.isArray(list)) {
+      issues.push({ file: f.name, entity, message: `${key} must be a list` });
+      continue;
+    }
+    list.forEach((item, i) => {
+      if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+        issues.push({ file: f.name, entity, row: i + 1, message: 'must be a mapping of fields' });
+        return;
+      }
+      const columns = Object.fromEntries(Object.keys(item).map((k) => [k, k]));
+      readRow(
+        { file: f.name, entity, row: i + 1, columns },
+        item as Record<string, unknown>,
+        out,
+        issues,
+        false,
+      );
+    });
+  }
+}
+
+// ---- rows ----------------------------------------------------------------------------------------------------
+
+/** A, B, …, Z, AA, AB, … */
+export function columnLetter(index: number): string {
+  let s = '';
+  for (let n = index + 1; n > 0; n = Math.floor((n - 1) / 26))
+    s = String.fromCharCode(65 + ((n - 1) % 26)) + s;
+  return s;
+}
+
+function matchHeader(entity: EntityName, header: string): ColumnSpec | undefined {
+  const h = header.trim().replace(/\s+/g, '').toLowerCase();
+  return SHEETS[entity].columns.find(
+    (c) => c.key.toLowerCase() === h || c.labels.some((l) => l.replace(/\s+/g, '').toLowerCase() === h),
+  );
+}
+
+function readTable(
+  file: string,
+  entity: EntityName,
+  rows: { cells: unknown[]; row: number }[],
+  out: ParsedRows,
+  issues: ImportIssue[],
+): void {
+  const [header, ...data] = rows;
+  if (!header) {
+    issues.push({ file, entity, message: 'is empty: the first row must name the columns' });
+    return;
+  }
+  const before = issues.length;
+  const specs: (ColumnSpec | undefined)[] = [];
+  const columns: Record<string, string> = {};
+  header.cells.forEach((cell, i) => {
+    const text = cell === undefined ? '' : String(cell);
+    if (text.trim() === '') return;
+    const label = `${columnLetter(i)} (${text.trim()})`;
+    const spec = matchHeader(entity, text);
+    if (!spec) {
+      const known = SHEETS[entity].columns.map((c) => `${c.key}/${c.labels[0]}`).join(', ');
+      issues.push({
+        file,
+        entity,
+        row: header.row,
+        column: label,
+        message: `unknown column; expected ${known}`,
+      });
+      return;
+    }
+    if (columns[spec.key]) {
+      issues.push({ file, entity, row: header.row, column: label, message: `${spec.key} appears twice` });
+      return;
+    }
+    specs[i] = spec;
+    columns[spec.key] = label;
+  });
+  const schema = SCHEMAS[entity];
+  for (const c of SHEETS[entity].columns) {
+    if (!columns[c.key] && !schema.shape[c.key]!.safeParse(undefined).success)
+      issues.push({
+        file,
+        entity,
+        row: header.row,
+        message: `required column ${c.key} (${c.labels[0]}) is missing`,
+      });
+  }
+  if (issues.length > before) return; // the header is wrong: every row would repeat it
+  for (const r of data) {
+    const item: Record<string, unknown> = {};
+    specs.forEach((spec, i) => {
+      if (spec) item[spec.key] = r.cells[i];
+    });
+    readRow({ file, entity, row: r.row, columns }, item, out, issues, true);
+  }
+}
+
+/** Converts the cells of one row (`fromCells`: spreadsheet text/number/Date values) and validates the row. */
+function readRow(
+  source: RowSource,
+  item: Record<string, unknown>,
+  out: ParsedRows,
+  issues: ImportIssue[],
+  fromCells: boolean,
+): void {
+  const { file, entity, row, columns } = source;
+  const converted: Record<string, unknown> = {};
+  let bad = false;
+  for (const [key, raw] of Object.entries(item)) {
+    const spec = SHEETS[entity].columns.find((c) => c.key === key);
+    if (!spec) {
+      converted[key] = raw; // the schema is strict: an unknown key is reported below
+      continue;
+    }
+    const r = convertCell(spec, raw, fromCells);
+    if (!r.ok) {
+      issues.push({ file, entity, row, column: columns[key] ?? key, message: r.message });
+      bad = true;
+    } else if (r.value !== undefined) converted[key] = r.value;
+  }
+  if (bad) return;
+  const parsed = SCHEMAS[entity].safeParse(converted);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const key = String(issue.path[0] ?? (issue.code === 'unrecognized_keys' ? issue.keys[0] : ''));
+      const message =
+        issue.code === 'unrecognized_keys'
+          ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`
+          : issue.code === 'invalid_type' && converted[key] === undefined
+            ? 'is required'
+            : issue.message;
+      issues.push({ file, entity, row, column: key ? (columns[key] ?? key) : undefined, message });
+    }
+    return;
+  }
+  (out[entity] as { value: unknown; source: RowSource }[]).push({ value: parsed.data, source });
+}
+
+type Converted = { ok: true; value: unknown } | { ok: false; message: string };
+
+const TRUE = new Set(['true', 'yes', 'y', '1', '是', '√', '✓']);
+const FALSE = new Set(['false', 'no', 'n', '0', '否', '×', '✗']);
+
+/** One cell → the value the schema expects. Empty → undefined (the schema says whether that is allowed). */
+export function convertCell(spec: ColumnSpec, raw: unknown, fromCells = true): Converted {
+  if (raw === undefined || raw === null) return { ok: true, value: undefined };
+  if (typeof raw === 'string' && raw.trim() === '') return { ok: true, value: undefined };
+  if (!fromCells && spec.type !== 'date' && !spec.enumLabels) return { ok: true, value: raw }; // YAML is typed
+  const text = raw instanceof Date ? '' : String(raw).trim();
+  switch (spec.type) {
+    case 'id':
+      // A numeric code typed into Excel arrives as a number: 3301060001, never 3.30106E+09.
+      return { ok: true, value: typeof raw === 'number' ? raw.toFixed(0) : text };
+    case 'text': {
+      if (spec.enumLabels) {
+        const table = ENUM_LABELS[spec.enumLabels]!;
+        for (const [value, labels] of Object.entries(table)) {
+          if (value === text.toLowerCase() || labels.includes(text)) return { ok: true, value };
+        }
+        const names = Object.entries(table).map(([v, l]) => `${v} (${l[0]})`);
+        return { ok: false, message: `"${text}" is not one of ${names.join(', ')}` };
+      }
+      return { ok: true, value: text };
+    }
+    case 'int':
+    case 'number': {
+      const n = typeof raw === 'number' ? raw : Number(text.replace(/[,，\s]/g, ''));
+      if (!Number.isFinite(n)) return { ok: false, message: `"${text}" is not a number` };
+      if (spec.type === 'int' && !Number.isInteger(n))
+        return { ok: false, message: `"${text}" must be a whole number` };
+      return { ok: true, value: n };
+    }
+    case 'idOrInt':
+      return { ok: true, value: typeof raw === 'number' ? raw : /^\d+$/.test(text) ? Number(text) : text };
+    case 'bool': {
+      const t = typeof raw === 'boolean' ? String(raw) : text.toLowerCase();
+      if (TRUE.has(t)) return { ok: true, value: true };
+      if (FALSE.has(t)) return { ok: true, value: false };
+      return { ok: false, message: `"${text}" is not yes/no (是/否, true/false, 1/0)` };
+    }
+    case 'date':
+      return convertDate(raw, text);
+  }
+}
+
+/** Dates: an Excel date cell, `2024-09-01`, `2024/9/1`, `2024.9.1` or `2024年9月1日`. */
+function convertDate(raw: unknown, text: string): Converted {
+  if (raw instanceof Date) {
+    if (Number.isNaN(raw.getTime())) return { ok: false, message: 'is not a valid date' };
+    return { ok: true, value: raw.toISOString().slice(0, 10) }; // Excel dates carry no zone: read as UTC
+  }
+  const m = /^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$/.exec(text);
+  if (!m) return { ok: false, message: `"${text}" is not a date (YYYY-MM-DD)` };
+  const iso = `${m[1]}-${m[2]!.padStart(2, '0')}-${m[3]!.padStart(2, '0')}`;
+  const d = new Date(`${iso}T00:00:00Z`);
+  if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== iso)
+    return { ok: false, message: `"${text}" is not a real date` };
+  return { ok: true, value: iso };
+}

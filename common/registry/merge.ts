@@ -1,0 +1,126 @@
+import { ENTITIES, type EntityName, NETWORK_KINDS, type Registry, SHEETS } from '../../contracts/registry.js';
+import { ImportError, type ImportIssue, type ParsedRows, type RowSource } from './import.js';
+
+/**
+ * Applies parsed rows to the current registry: rows upsert by id (or replace whole lists), then the result is
+ * checked as a whole — duplicate ids, references between entities, the region hierarchy. Any problem throws an
+ * ImportError and the caller keeps the registry it had: an import is all-or-nothing.
+ */
+export interface MergeOptions {
+  /** Entity lists the import replaces instead of updating (a list absent from the import is kept). */
+  replace?: readonly EntityName[];
+}
+
+export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOptions = {}): Registry {
+  const issues: ImportIssue[] = [];
+  const sources = new Map<string, RowSource>(); // `${entity}:${id}` → where the import defined it
+  const where = (s: RowSource, key: string): ImportIssue => ({
+    file: s.file,
+    entity: s.entity,
+    row: s.row,
+    column: s.columns[key] ?? key,
+    message: '',
+  });
+
+  const next = {} as Record<EntityName, Map<string, { id: string }>>;
+  for (const e of ENTITIES) {
+    const map = new Map<string, { id: string }>();
+    if (!opts.replace?.includes(e) || rows[e].length === 0) for (const x of current[e]) map.set(x.id, x);
+    const seen = new Map<string, RowSource>();
+    for (const { value, source } of rows[e]) {
+      const first = seen.get(value.id);
+      if (first) {
+        issues.push({
+          ...where(source, 'id'),
+          message: `${value.id} is also defined in ${first.file} row ${first.row}`,
+        });
+        continue;
+      }
+      seen.set(value.id, source);
+      sources.set(`${e}:${value.id}`, source);
+      map.set(value.id, value);
+    }
+    next[e] = map;
+  }
+  const merged: Registry = {
+    regions: [...next.regions.values()] as Registry['regions'],
+    schools: [...next.schools.values()] as Registry['schools'],
+    classrooms: [...next.classrooms.values()] as Registry['classrooms'],
+    devices: [...next.devices.values()] as Registry['devices'],
+  };
+
+  /** An issue about `entity` `id`'s field `key`: at its import row, or as an existing entry. */
+  const problem = (entity: EntityName, id: string, key: string, message: string) => {
+    const s = sources.get(`${entity}:${id}`);
+    if (s) issues.push({ ...where(s, key), message });
+    else
+      issues.push({
+        file: '(registry)',
+        entity,
+        column: key,
+        message: `existing ${entity.slice(0, -1)} ${id} (not in this import): ${message}`,
+      });
+  };
+
+  const regions = next.regions as Map<string, Registry['regions'][number]>;
+  for (const r of merged.regions) {
+    if (r.parent !== undefined && !regions.has(r.parent))
+      problem('regions', r.id, 'parent', `parent region ${r.parent} is not in the registry`);
+    // Walk up: a cycle would make every scope check loop.
+    const seen = new Set([r.id]);
+    for (let p = r.parent; p !== undefined; p = regions.get(p)?.parent) {
+      if (seen.has(p)) {
+        problem('regions', r.id, 'parent', `region hierarchy loops through ${p}`);
+        break;
+      }
+      seen.add(p);
+    }
+  }
+  for (const s of merged.schools) {
+    if (!regions.has(s.region))
+      problem('schools', s.id, 'region', `region ${s.region} is not in the registry`);
+  }
+  const schools = next.schools as Map<string, Registry['schools'][number]>;
+  const classrooms = next.classrooms as Map<string, Registry['classrooms'][number]>;
+  for (const c of merged.classrooms) {
+    if (!schools.has(c.school))
+      problem('classrooms', c.id, 'school', `school ${c.school} is not in the registry`);
+  }
+  const devices = next.devices as Map<string, Registry['devices'][number]>;
+  for (const d of merged.devices) {
+    if (!schools.has(d.school))
+      problem('devices', d.id, 'school', `school ${d.school} is not in the registry`);
+    if (d.classroom !== undefined) {
+      const c = classrooms.get(d.classroom);
+      if (!c) problem('devices', d.id, 'classroom', `classroom ${d.classroom} is not in the registry`);
+      else if (c.school !== d.school)
+        problem(
+          'devices',
+          d.id,
+          'classroom',
+          `classroom ${d.classroom} belongs to school ${c.school}, not ${d.school}`,
+        );
+    }
+  }
+  for (const s of merged.schools) {
+    if (s.uplinkDevice === undefined) continue;
+    const d = devices.get(s.uplinkDevice);
+    if (!d) problem('schools', s.id, 'uplinkDevice', `device ${s.uplinkDevice} is not in the registry`);
+    else if (d.school !== s.id)
+      problem('schools', s.id, 'uplinkDevice', `device ${s.uplinkDevice} belongs to school ${d.school}`);
+    else if (!(NETWORK_KINDS as readonly string[]).includes(d.kind))
+      problem(
+        'schools',
+        s.id,
+        'uplinkDevice',
+        `device ${s.uplinkDevice} is a ${d.kind}, not a router or switch`,
+      );
+  }
+  if (issues.length > 0) throw new ImportError(issues);
+  return merged;
+}
+
+/** The registry's columns for an entity, in order: what an export writes and a template shows. */
+export function columnsOf(entity: EntityName): readonly string[] {
+  return SHEETS[entity].columns.map((c) => c.key);
+}

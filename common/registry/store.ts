@@ -1,0 +1,171 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { regionWithin } from '../../contracts/ids.js';
+import {
+  type Classroom,
+  type Device,
+  type EntityName,
+  type Region,
+  type Registry,
+  registrySchema,
+  type School,
+} from '../../contracts/registry.js';
+import { type ImportFile, parseFiles } from './import.js';
+import { type MergeOptions, mergeRegistry } from './merge.js';
+
+/**
+ * The registry with its lookups: region paths (the unit of access scope), schools by region, classrooms and
+ * devices by school. Immutable: an import builds a new index and swaps it in.
+ */
+export class RegistryIndex {
+  readonly regions = new Map<string, Region>();
+  readonly schools = new Map<string, School>();
+  readonly classrooms = new Map<string, Classroom>();
+  readonly devices = new Map<string, Device>();
+  readonly classroomsBySchool = new Map<string, Classroom[]>();
+  readonly devicesBySchool = new Map<string, Device[]>();
+  readonly devicesByClassroom = new Map<string, Device[]>();
+  private readonly paths = new Map<string, string>();
+
+  constructor(readonly data: Registry) {
+    for (const r of data.regions) this.regions.set(r.id, r);
+    for (const s of data.schools) this.schools.set(s.id, s);
+    for (const c of data.classrooms) {
+      this.classrooms.set(c.id, c);
+      push(this.classroomsBySchool, c.school, c);
+    }
+    for (const d of data.devices) {
+      this.devices.set(d.id, d);
+      push(this.devicesBySchool, d.school, d);
+      if (d.classroom) push(this.devicesByClassroom, d.classroom, d);
+    }
+  }
+
+  /** `330000/330100/330106` for region `330106`: ids from the top down (the merge refused loops). */
+  regionPath(id: string): string {
+    let p = this.paths.get(id);
+    if (p === undefined) {
+      const parts: string[] = [];
+      for (let r: string | undefined = id; r !== undefined; r = this.regions.get(r)?.parent) parts.unshift(r);
+      p = parts.join('/');
+      this.paths.set(id, p);
+    }
+    return p;
+  }
+
+  /** The region path of a school; undefined for an unknown school. */
+  schoolPath(schoolId: string): string | undefined {
+    const s = this.schools.get(schoolId);
+    return s ? this.regionPath(s.region) : undefined;
+  }
+
+  /** Whether a school lies within a scope (a region path; `undefined` = everything). */
+  schoolInScope(schoolId: string, scope: string | undefined): boolean {
+    if (scope === undefined) return this.schools.has(schoolId);
+    const p = this.schoolPath(schoolId);
+    return p !== undefined && regionWithin(p, scope);
+  }
+
+  schoolsInScope(scope: string | undefined): School[] {
+    return scope === undefined
+      ? this.data.schools
+      : this.data.schools.filter((s) => this.schoolInScope(s.id, scope));
+  }
+}
+
+function push<T>(m: Map<string, T[]>, k: string, v: T): void {
+  const list = m.get(k);
+  if (list) list.push(v);
+  else m.set(k, [v]);
+}
+
+export class RegistryFileError extends Error {
+  override name = 'RegistryFileError';
+}
+
+/**
+ * The registry on disk (`var/registry.json` by default): loaded at start, replaced atomically by an import
+ * (temporary file, fsync, rename), so a crash mid-write leaves the previous registry intact.
+ */
+export class RegistryStore {
+  private current: RegistryIndex;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly path: string) {
+    this.current = new RegistryIndex(registrySchema.parse({}));
+  }
+
+  get index(): RegistryIndex {
+    return this.current;
+  }
+
+  /** Reads the file; a missing file is an empty registry, a malformed one a RegistryFileError. */
+  load(): this {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return this;
+      throw new RegistryFileError(`registry ${this.path}: cannot be read: ${(e as Error).message}`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new RegistryFileError(`registry ${this.path}: not JSON: ${(e as Error).message}`);
+    }
+    const parsed = registrySchema.safeParse(json);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0]!;
+      throw new RegistryFileError(`registry ${this.path}: ${i.path.join('.')}: ${i.message}`);
+    }
+    // The file was written by an import, so its references hold; merging into an empty registry re-checks them.
+    this.current = new RegistryIndex(mergeRegistry(registrySchema.parse({}), toRows(parsed.data)));
+    return this;
+  }
+
+  /**
+   * Imports files: all of them are parsed and the merged registry checked before anything is written. Imports
+   * run one at a time. Returns how many rows of each entity the files held.
+   */
+  import(files: readonly ImportFile[], opts: MergeOptions = {}): Promise<Record<EntityName, number>> {
+    const run = this.queue.then(async () => {
+      const rows = await parseFiles(files);
+      const merged = mergeRegistry(this.current.data, rows, opts);
+      this.write(merged);
+      this.current = new RegistryIndex(merged);
+      return {
+        regions: rows.regions.length,
+        schools: rows.schools.length,
+        classrooms: rows.classrooms.length,
+        devices: rows.devices.length,
+      };
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private write(data: Registry): void {
+    mkdirSync(dirname(this.path), { recursive: true });
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(data, null, 1)}\n`);
+    const fd = openSync(tmp, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.path);
+  }
+}
+
+/** A stored registry as parsed rows (for the load-time check). */
+function toRows(r: Registry) {
+  const src = (entity: EntityName, i: number) => ({ file: 'registry', entity, row: i + 1, columns: {} });
+  return {
+    regions: r.regions.map((value, i) => ({ value, source: src('regions', i) })),
+    schools: r.schools.map((value, i) => ({ value, source: src('schools', i) })),
+    classrooms: r.classrooms.map((value, i) => ({ value, source: src('classrooms', i) })),
+    devices: r.devices.map((value, i) => ({ value, source: src('devices', i) })),
+  };
+}

@@ -1,0 +1,194 @@
+import { z } from 'zod';
+import { idSchema } from './ids.js';
+import { DEVICE_KINDS } from './messages.js';
+
+/**
+ * The fleet registry: regions ▸ schools ▸ classrooms ▸ devices. Bureaus keep it in spreadsheets, so every field
+ * has an English key (YAML, JSON, CSV headers) and a Chinese label (the header a bureau's workbook carries), and
+ * every enumeration accepts its Chinese name. Types are what a YAML file holds; `common/registry/import.ts`
+ * turns spreadsheet cells into them first.
+ */
+
+export const REGION_LEVELS = ['province', 'city', 'county'] as const;
+/** 办学类型: 小学, 初中, 高中, 九年一贯制, 十二年一贯制, 完全中学, 教学点, 中职, 特殊教育. */
+export const SCHOOL_LEVELS = [
+  'primary',
+  'junior',
+  'senior',
+  'nine_year',
+  'twelve_year',
+  'complete_secondary',
+  'teaching_point',
+  'vocational',
+  'special',
+] as const;
+export const AREAS = ['urban', 'rural'] as const;
+
+/** Chinese names accepted for each enumeration value (and used in exports). */
+export const ENUM_LABELS: Record<string, Record<string, readonly string[]>> = {
+  level: { province: ['省'], city: ['市', '地市'], county: ['县', '区', '县区', '县(区)', '县（区）'] },
+  schoolLevel: {
+    primary: ['小学'],
+    junior: ['初中', '初级中学'],
+    senior: ['高中', '高级中学'],
+    nine_year: ['九年一贯制', '九年一贯制学校'],
+    twelve_year: ['十二年一贯制', '十二年一贯制学校'],
+    complete_secondary: ['完全中学'],
+    teaching_point: ['教学点'],
+    vocational: ['中职', '中等职业学校'],
+    special: ['特殊教育', '特殊教育学校', '特教'],
+  },
+  area: { urban: ['城区', '城市', '城镇'], rural: ['农村', '乡村'] },
+  kind: {
+    whiteboard: ['白板', '交互式白板', '电子白板'],
+    panel: ['一体机', '交互式一体机', '触控一体机', '智慧黑板'],
+    projector: ['投影仪', '投影机'],
+    teacher_pc: ['教师机', '教师电脑', 'OPS'],
+    student_pc: ['学生机', '学生电脑'],
+    router: ['路由器'],
+    switch: ['交换机'],
+    ap: ['无线AP', 'AP', '无线接入点'],
+  },
+};
+
+/** Teaching displays: a classroom with one of these is "equipped" for 班班通. */
+export const DISPLAY_KINDS = ['whiteboard', 'panel', 'projector'] as const;
+export const COMPUTER_KINDS = ['teacher_pc', 'student_pc'] as const;
+export const NETWORK_KINDS = ['router', 'switch', 'ap'] as const;
+
+const dateSchema = z.iso.date({ message: 'must be a date YYYY-MM-DD' });
+const count = (what: string) =>
+  z
+    .number()
+    .int({ message: `${what} must be a whole number` })
+    .min(0)
+    .max(1_000_000);
+
+export const regionSchema = z.strictObject({
+  id: idSchema.describe('Administrative division code (行政区划代码), e.g. 330106.'),
+  name: z.string().min(1).max(64),
+  level: z.enum(REGION_LEVELS),
+  parent: idSchema.optional().describe('The enclosing region; absent for the top of the hierarchy.'),
+});
+export type Region = z.infer<typeof regionSchema>;
+
+export const schoolSchema = z.strictObject({
+  id: idSchema.describe('School identification code (学校标识码).'),
+  name: z.string().min(1).max(128),
+  region: idSchema.describe('The region (usually the county) the school belongs to.'),
+  area: z.enum(AREAS),
+  level: z.enum(SCHOOL_LEVELS),
+  classes: count('classes').describe('Number of classes (教学班).'),
+  students: count('students'),
+  teachers: count('teachers'),
+  uplinkDevice: idSchema
+    .optional()
+    .describe("The router or switch carrying the school's uplink (a device id)."),
+  uplinkInterface: z
+    .union([z.string().min(1).max(128), z.number().int().min(1)])
+    .optional()
+    .describe('Its uplink interface: ifName or ifIndex.'),
+  contractedMbps: z.number().positive().max(1_000_000).optional().describe('Contracted uplink bandwidth.'),
+});
+export type School = z.infer<typeof schoolSchema>;
+
+export const classroomSchema = z.strictObject({
+  id: idSchema,
+  school: idSchema,
+  name: z.string().min(1).max(64),
+  isClass: z
+    .boolean()
+    .default(true)
+    .describe("A class's own room (counted for 班班通); false for labs, halls."),
+});
+export type Classroom = z.infer<typeof classroomSchema>;
+
+export const deviceSchema = z.strictObject({
+  id: idSchema.describe('The device id it reports under (MQTT topic level).'),
+  school: idSchema,
+  classroom: idSchema.optional(),
+  kind: z.enum(DEVICE_KINDS),
+  serial: z.string().max(64).optional(),
+  vendor: z.string().max(64).optional(),
+  model: z.string().max(64).optional(),
+  batch: z.string().max(64).optional().describe('Purchase batch (采购批次).'),
+  purchasedOn: dateSchema.optional(),
+});
+export type Device = z.infer<typeof deviceSchema>;
+
+export const registrySchema = z.strictObject({
+  regions: z.array(regionSchema).default([]),
+  schools: z.array(schoolSchema).default([]),
+  classrooms: z.array(classroomSchema).default([]),
+  devices: z.array(deviceSchema).default([]),
+});
+export type Registry = z.infer<typeof registrySchema>;
+export type EntityName = keyof Registry;
+export const ENTITIES = [
+  'regions',
+  'schools',
+  'classrooms',
+  'devices',
+] as const satisfies readonly EntityName[];
+
+export type CellType = 'id' | 'text' | 'int' | 'number' | 'bool' | 'date' | 'idOrInt';
+export interface ColumnSpec {
+  key: string;
+  /** Chinese header labels accepted (the first is used in exports). */
+  labels: readonly string[];
+  type: CellType;
+  /** Which ENUM_LABELS table translates Chinese values. */
+  enumLabels?: keyof typeof ENUM_LABELS;
+}
+
+/** Spreadsheet columns per entity, in export order. Sheet names: the English entity or its Chinese label. */
+export const SHEETS: Record<EntityName, { labels: readonly string[]; columns: readonly ColumnSpec[] }> = {
+  regions: {
+    labels: ['区域', '行政区划'],
+    columns: [
+      { key: 'id', labels: ['区划代码', '代码'], type: 'id' },
+      { key: 'name', labels: ['名称', '区域名称'], type: 'text' },
+      { key: 'level', labels: ['级别'], type: 'text', enumLabels: 'level' },
+      { key: 'parent', labels: ['上级代码', '上级区划代码'], type: 'id' },
+    ],
+  },
+  schools: {
+    labels: ['学校'],
+    columns: [
+      { key: 'id', labels: ['学校标识码', '学校代码'], type: 'id' },
+      { key: 'name', labels: ['学校名称'], type: 'text' },
+      { key: 'region', labels: ['所属区划代码', '区划代码'], type: 'id' },
+      { key: 'area', labels: ['城乡', '城乡类型'], type: 'text', enumLabels: 'area' },
+      { key: 'level', labels: ['办学类型', '学段'], type: 'text', enumLabels: 'schoolLevel' },
+      { key: 'classes', labels: ['班级数'], type: 'int' },
+      { key: 'students', labels: ['学生数'], type: 'int' },
+      { key: 'teachers', labels: ['教师数'], type: 'int' },
+      { key: 'uplinkDevice', labels: ['出口设备'], type: 'id' },
+      { key: 'uplinkInterface', labels: ['出口接口'], type: 'idOrInt' },
+      { key: 'contractedMbps', labels: ['签约带宽', '签约带宽(Mbps)'], type: 'number' },
+    ],
+  },
+  classrooms: {
+    labels: ['教室'],
+    columns: [
+      { key: 'id', labels: ['教室编号'], type: 'id' },
+      { key: 'school', labels: ['学校标识码', '学校代码'], type: 'id' },
+      { key: 'name', labels: ['教室名称'], type: 'text' },
+      { key: 'isClass', labels: ['班级教室', '是否班级教室'], type: 'bool' },
+    ],
+  },
+  devices: {
+    labels: ['设备'],
+    columns: [
+      { key: 'id', labels: ['设备编号'], type: 'id' },
+      { key: 'school', labels: ['学校标识码', '学校代码'], type: 'id' },
+      { key: 'classroom', labels: ['教室编号'], type: 'id' },
+      { key: 'kind', labels: ['设备类型', '类型'], type: 'text', enumLabels: 'kind' },
+      { key: 'serial', labels: ['序列号'], type: 'text' },
+      { key: 'vendor', labels: ['品牌', '厂商'], type: 'text' },
+      { key: 'model', labels: ['型号'], type: 'text' },
+      { key: 'batch', labels: ['采购批次'], type: 'text' },
+      { key: 'purchasedOn', labels: ['采购日期'], type: 'date' },
+    ],
+  },
+};
