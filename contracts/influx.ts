@@ -85,6 +85,44 @@ export const MEASUREMENTS = {
     tags: [...STANDARD_TAGS, 'type', 'severity', 'subject'],
     fields: { message: 'string', details: 'string' },
   },
+  usage_day: {
+    doc: 'Rollup (api/rollup.ts): one point per registered classroom device per teaching day, at local midnight. Counts of rollup buckets (bucket_s) in teaching time; a period is used when in use for at least half of it.',
+    tags: [...STANDARD_TAGS],
+    fields: {
+      bucket_s: 'int',
+      teaching_b: 'int',
+      online_b: 'int',
+      on_b: 'int',
+      use_b: 'int',
+      faulty_b: 'int',
+      periods: 'int',
+      periods_used: 'int',
+      online_day: 'int',
+      used_day: 'int',
+    },
+  },
+  uplink_day: {
+    doc: "Rollup (api/rollup.ts): one point per school per teaching day from its uplink interface: buckets in teaching time, with data, up, and above 50…90 % utilisation (either direction); the day's 95th percentile.",
+    tags: ['region', 'school'],
+    fields: {
+      bucket_s: 'int',
+      teaching_b: 'int',
+      data_b: 'int',
+      up_b: 'int',
+      over50_b: 'int',
+      over60_b: 'int',
+      over70_b: 'int',
+      over80_b: 'int',
+      over90_b: 'int',
+      p95_util_pct: 'float',
+      speed_mbps: 'float',
+    },
+  },
+  rollup_day: {
+    doc: 'Rollup (api/rollup.ts): one point per rolled-up day: what it covered and when it ran.',
+    tags: [],
+    fields: { devices: 'int', schools: 'int', duration_ms: 'float', bucket_s: 'int' },
+  },
 } as const satisfies Record<string, MeasurementDef>;
 
 export type MeasurementName = keyof typeof MEASUREMENTS;

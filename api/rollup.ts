@@ -1,0 +1,269 @@
+import type { Logger } from 'pino';
+import { type Calendars, dateOf, dayNumber, localDate, localMidnightMs } from '../common/calendar.js';
+import type { RegistryIndex } from '../common/registry/store.js';
+import { ident, iql, raw, type Series, type Storage, timeMs } from '../common/storage/index.js';
+import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
+import type { AnyPoint } from '../contracts/influx.js';
+
+/**
+ * Daily rollups (design: api/README.md#rollups). For one date: the class periods of every school's calendar,
+ * each distinct period window queried once for all devices with InfluxQL subqueries (bucketed in InfluxDB,
+ * summed per device), then per device and per school the day's teaching-time figures written back as
+ * `usage_day` / `uplink_day` points at local midnight, and a `rollup_day` marker. Re-running a day overwrites
+ * it (same series, same timestamp), so late data is absorbed by rolling the last days again.
+ */
+export interface RollupDeps {
+  storage: Storage;
+  registry: () => RegistryIndex;
+  calendars: () => Calendars;
+  log: Logger;
+  /** Bucket length; must be ≥ the agents' and poller's reporting intervals. */
+  bucketS: number;
+}
+
+export interface DayResult {
+  date: string;
+  schools: number;
+  devices: number;
+  /** Schools without a calendar (not rolled up). */
+  noCalendar: number;
+  windows: number;
+  durationMs: number;
+}
+
+interface Window {
+  startMs: number;
+  endMs: number;
+  /** Buckets the window spans (aligned to the epoch, as InfluxDB's GROUP BY time aligns them). */
+  buckets: number;
+}
+
+interface DeviceAcc {
+  teaching: number;
+  online: number;
+  on: number;
+  use: number;
+  faulty: number;
+  periods: number;
+  periodsUsed: number;
+}
+
+interface UplinkAcc {
+  teaching: number;
+  data: number;
+  up: number;
+  over: [number, number, number, number, number]; // 50, 60, 70, 80, 90 %
+  utils: number[];
+  speedMbps: number;
+}
+
+const OVER = [50, 60, 70, 80, 90] as const;
+const ROLLED_KINDS = new Set<string>([...DISPLAY_KINDS, ...COMPUTER_KINDS]);
+
+export class Rollup {
+  constructor(private readonly deps: RollupDeps) {}
+
+  /** Rolls up one local date. */
+  async day(date: string): Promise<DayResult> {
+    const started = performance.now();
+    const { storage, bucketS } = this.deps;
+    const reg = this.deps.registry();
+    const cals = this.deps.calendars();
+    const bucketMs = bucketS * 1000;
+
+    // Which windows each school teaches in on this date.
+    const windows = new Map<string, Window>();
+    const schoolWindows = new Map<string, Window[]>();
+    let noCalendar = 0;
+    for (const s of reg.data.schools) {
+      const cal = cals.forSchool(s.id, reg.regionPath(s.region));
+      if (!cal) {
+        noCalendar++;
+        continue;
+      }
+      const info = cal.day(date);
+      if (info.kind !== 'teaching') continue;
+      const list: Window[] = [];
+      for (const p of info.periods) {
+        const key = `${p.startMs}-${p.endMs}`;
+        let w = windows.get(key);
+        if (!w) {
+          const first = Math.floor(p.startMs / bucketMs) * bucketMs;
+          w = { ...p, buckets: Math.ceil((p.endMs - first) / bucketMs) };
+          windows.set(key, w);
+        }
+        list.push(w);
+      }
+      schoolWindows.set(s.id, list);
+    }
+
+    // One request per window: display use, display faults, host presence, uplink buckets.
+    const perWindow = new Map<Window, WindowData>();
+    for (const w of windows.values()) perWindow.set(w, await this.queryWindow(w));
+
+    const points: AnyPoint[] = [];
+    const ts = localMidnightMs(date);
+    let devices = 0;
+    for (const [schoolId, list] of schoolWindows) {
+      const path = reg.schoolPath(schoolId)!;
+      for (const d of reg.devicesBySchool.get(schoolId) ?? []) {
+        if (!ROLLED_KINDS.has(d.kind)) continue;
+        const isDisplay = (DISPLAY_KINDS as readonly string[]).includes(d.kind);
+        const acc: DeviceAcc = { teaching: 0, online: 0, on: 0, use: 0, faulty: 0, periods: 0, periodsUsed: 0 };
+        for (const w of list) {
+          const data = perWindow.get(w)!;
+          const disp = data.display.get(d.id);
+          const hostOnline = data.host.get(d.id) ?? 0;
+          const online = Math.max(disp?.online ?? 0, hostOnline);
+          // A computer has no display state: powered on (reporting) is on, and on is in use.
+          const on = isDisplay ? (disp?.on ?? 0) : online;
+          const use = isDisplay ? (disp?.use ?? 0) : online;
+          acc.teaching += w.buckets;
+          acc.online += online;
+          acc.on += on;
+          acc.use += use;
+          acc.faulty += data.faulty.get(d.id) ?? 0;
+          acc.periods++;
+          if (use * 2 >= w.buckets) acc.periodsUsed++;
+        }
+        devices++;
+        points.push({
+          measurement: 'usage_day',
+          tags: { region: path, school: schoolId, classroom: d.classroom, device: d.id, kind: d.kind },
+          fields: {
+            bucket_s: bucketS,
+            teaching_b: acc.teaching,
+            online_b: acc.online,
+            on_b: acc.on,
+            use_b: acc.use,
+            faulty_b: acc.faulty,
+            periods: acc.periods,
+            periods_used: acc.periodsUsed,
+            online_day: acc.online > 0 ? 1 : 0,
+            used_day: acc.periodsUsed > 0 ? 1 : 0,
+          },
+          ts,
+        });
+      }
+      const up: UplinkAcc = { teaching: 0, data: 0, up: 0, over: [0, 0, 0, 0, 0], utils: [], speedMbps: 0 };
+      for (const w of list) {
+        up.teaching += w.buckets;
+        for (const b of perWindow.get(w)!.uplink.get(schoolId) ?? []) {
+          up.data++;
+          if (b.up === 1) up.up++;
+          if (b.util !== null) {
+            up.utils.push(b.util);
+            OVER.forEach((t, i) => {
+              if (b.util! >= t) up.over[i]!++;
+            });
+          }
+          if (b.speedMbps !== null) up.speedMbps = Math.max(up.speedMbps, b.speedMbps);
+        }
+      }
+      points.push({
+        measurement: 'uplink_day',
+        tags: { region: path, school: schoolId },
+        fields: {
+          bucket_s: bucketS,
+          teaching_b: up.teaching,
+          data_b: up.data,
+          up_b: up.up,
+          over50_b: up.over[0],
+          over60_b: up.over[1],
+          over70_b: up.over[2],
+          over80_b: up.over[3],
+          over90_b: up.over[4],
+          ...(up.utils.length > 0 ? { p95_util_pct: percentile(up.utils, 95) } : {}),
+          ...(up.speedMbps > 0 ? { speed_mbps: up.speedMbps } : {}),
+        },
+        ts,
+      });
+    }
+    const durationMs = performance.now() - started;
+    points.push({
+      measurement: 'rollup_day',
+      tags: {},
+      fields: { devices, schools: schoolWindows.size, duration_ms: durationMs, bucket_s: bucketS },
+      ts,
+    });
+    storage.write(points);
+    await storage.flush();
+    const result = { date, schools: schoolWindows.size, devices, noCalendar, windows: windows.size, durationMs };
+    this.deps.log.info(result, 'rolled up a day');
+    return result;
+  }
+
+  /** Rolls up every date in [from, to] (inclusive). */
+  async range(from: string, to: string): Promise<DayResult[]> {
+    const out: DayResult[] = [];
+    for (let n = dayNumber(from); n <= dayNumber(to); n++) out.push(await this.day(dateOf(n)));
+    return out;
+  }
+
+  /** The days before `nowMs` to (re-)roll: the last `lateDays` finished local dates. */
+  static dueDates(nowMs: number, lateDays: number): string[] {
+    const today = dayNumber(localDate(nowMs));
+    return Array.from({ length: lateDays }, (_, i) => dateOf(today - lateDays + i));
+  }
+
+  private async queryWindow(w: Window): Promise<WindowData> {
+    const b = raw(`${this.deps.bucketS}s`);
+    const range = iql`time >= ${timeMs(w.startMs)} AND time < ${timeMs(w.endMs)}`;
+    const where = raw(range);
+    const statements = [
+      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (SELECT max(${ident('on')}) AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), device) GROUP BY device`,
+      iql`SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), device) WHERE f > 0 GROUP BY device`,
+      iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), device) GROUP BY device`,
+      iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school fill(none)`,
+    ];
+    const [display = [], faulty = [], host = [], uplink = []] = await this.deps.storage.query(statements.join('; '));
+    const data: WindowData = { display: new Map(), faulty: new Map(), host: new Map(), uplink: new Map() };
+    for (const s of display) {
+      const r = firstRow(s);
+      data.display.set(s.tags.device!, { online: num(r.online), on: num(r.on), use: num(r.use) });
+    }
+    for (const s of faulty) data.faulty.set(s.tags.device!, num(firstRow(s).faulty));
+    for (const s of host) data.host.set(s.tags.device!, num(firstRow(s).online));
+    for (const s of uplink) {
+      const ci = (c: string) => s.columns.indexOf(c);
+      const [ui, uo, up, sp] = [ci('ui'), ci('uo'), ci('up'), ci('sp')];
+      data.uplink.set(
+        s.tags.school!,
+        s.values.map((v) => {
+          const a = v[ui] as number | null;
+          const c = v[uo] as number | null;
+          return {
+            up: v[up] as number | null,
+            util: a === null && c === null ? null : Math.max(a ?? 0, c ?? 0),
+            speedMbps: v[sp] as number | null,
+          };
+        }),
+      );
+    }
+    return data;
+  }
+}
+
+interface WindowData {
+  display: Map<string, { online: number; on: number; use: number }>;
+  faulty: Map<string, number>;
+  host: Map<string, number>;
+  uplink: Map<string, { up: number | null; util: number | null; speedMbps: number | null }[]>;
+}
+
+function firstRow(s: Series): Record<string, unknown> {
+  const row: Record<string, unknown> = {};
+  s.columns.forEach((c, i) => {
+    row[c] = s.values[0]?.[i];
+  });
+  return row;
+}
+
+const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+
+/** Nearest-rank percentile (the value at or below which p % of the samples lie). */
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[rank - 1]!;
+}
