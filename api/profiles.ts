@@ -29,13 +29,21 @@ export const profileSchema = z.strictObject({
     .number()
     .min(0)
     .describe('班班通 use: class periods per teaching week with the display in use.'),
-  minOnlineDaysPct: z.number().min(0).max(100).describe('班班通: share of teaching days the classroom was online.'),
+  minOnlineDaysPct: z
+    .number()
+    .min(0)
+    .max(100)
+    .describe('班班通: share of teaching days the classroom was online.'),
   maxFaultyPct: z
     .number()
     .min(0)
     .max(100)
     .describe('班班通 healthy: at most this share of its online teaching time with a reported fault.'),
-  idleDays: z.number().int().min(1).describe('Usage audit: a device unused on this many teaching days is idle.'),
+  idleDays: z
+    .number()
+    .int()
+    .min(1)
+    .describe('Usage audit: a device unused on this many teaching days is idle.'),
   sources: z.record(z.string(), z.string()).default({}).describe('Where each value comes from.'),
 });
 export type Profile = z.infer<typeof profileSchema>;

@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import { type Calendars, dateOf, dayNumber, localDate, localMidnightMs } from '../common/calendar.js';
 import type { RegistryIndex } from '../common/registry/store.js';
 import { ident, iql, raw, type Series, type Storage, timeMs } from '../common/storage/index.js';
-import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
 import type { AnyPoint } from '../contracts/influx.js';
+import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
 
 /**
  * Daily rollups (design: api/README.md#rollups). For one date: the class periods of every school's calendar,
@@ -109,7 +109,15 @@ export class Rollup {
       for (const d of reg.devicesBySchool.get(schoolId) ?? []) {
         if (!ROLLED_KINDS.has(d.kind)) continue;
         const isDisplay = (DISPLAY_KINDS as readonly string[]).includes(d.kind);
-        const acc: DeviceAcc = { teaching: 0, online: 0, on: 0, use: 0, faulty: 0, periods: 0, periodsUsed: 0 };
+        const acc: DeviceAcc = {
+          teaching: 0,
+          online: 0,
+          on: 0,
+          use: 0,
+          faulty: 0,
+          periods: 0,
+          periodsUsed: 0,
+        };
         for (const w of list) {
           const data = perWindow.get(w)!;
           const disp = data.display.get(d.id);
@@ -188,7 +196,14 @@ export class Rollup {
     });
     storage.write(points);
     await storage.flush();
-    const result = { date, schools: schoolWindows.size, devices, noCalendar, windows: windows.size, durationMs };
+    const result = {
+      date,
+      schools: schoolWindows.size,
+      devices,
+      noCalendar,
+      windows: windows.size,
+      durationMs,
+    };
     this.deps.log.info(result, 'rolled up a day');
     return result;
   }
@@ -216,7 +231,9 @@ export class Rollup {
       iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), device) GROUP BY device`,
       iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school fill(none)`,
     ];
-    const [display = [], faulty = [], host = [], uplink = []] = await this.deps.storage.query(statements.join('; '));
+    const [display = [], faulty = [], host = [], uplink = []] = await this.deps.storage.query(
+      statements.join('; '),
+    );
     const data: WindowData = { display: new Map(), faulty: new Map(), host: new Map(), uplink: new Map() };
     for (const s of display) {
       const r = firstRow(s);
