@@ -13,6 +13,16 @@ export const ERROR_CODES = {
     'InfluxDB rejected points (4xx other than 401/403/413); they were dropped and counted.',
   CFM_TOPIC_INVALID: 'An MQTT topic does not follow the cfm/v1 grammar.',
   CFM_PAYLOAD_INVALID: 'An MQTT payload failed schema validation.',
+  CFM_API_BAD_REQUEST: 'A request parameter or body failed validation; `field` names it.',
+  CFM_API_UNAUTHENTICATED: 'No bearer token, or one the API does not know (401).',
+  CFM_API_FORBIDDEN: "The token's role may not do this (403).",
+  CFM_API_OUT_OF_SCOPE: "The requested region lies outside the token's region scope (403).",
+  CFM_API_NOT_FOUND: 'No such route, or no such school/device within the token’s scope (404).',
+  CFM_API_RATE_LIMITED: 'Too many requests for this token; retry after the Retry-After header (429).',
+  CFM_API_IMPORT_REJECTED:
+    'A registry import failed validation; nothing was changed; `issues` lists every error (422).',
+  CFM_API_UNAVAILABLE: 'A dependency (InfluxDB) did not answer; retry later (503).',
+  CFM_API_INTERNAL: 'An unexpected server error; logged with the request id (500).',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -88,6 +88,8 @@ export class RegistryFileError extends Error {
  * (temporary file, fsync, rename), so a crash mid-write leaves the previous registry intact.
  */
 export class RegistryStore {
+  /** +1 per successful import or load: caches of derived results key on it. */
+  version = 0;
   private current: RegistryIndex;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -121,6 +123,7 @@ export class RegistryStore {
     }
     // The file was written by an import, so its references hold; merging into an empty registry re-checks them.
     this.current = new RegistryIndex(mergeRegistry(registrySchema.parse({}), toRows(parsed.data)));
+    this.version++;
     return this;
   }
 
@@ -134,6 +137,7 @@ export class RegistryStore {
       const merged = mergeRegistry(this.current.data, rows, opts);
       this.write(merged);
       this.current = new RegistryIndex(merged);
+      this.version++;
       return {
         regions: rows.regions.length,
         schools: rows.schools.length,

@@ -465,7 +465,8 @@ export class Storage {
     return {};
   }
 
-  private async ping(): Promise<string> {
+  /** GET /ping: resolves with the server version; throws a StorageError when unreachable or refused. */
+  async ping(): Promise<string> {
     const url = new URL('/ping', this.config.url);
     let res: Response;
     try {

@@ -1,0 +1,200 @@
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  isResponseSerializationError,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import type { Registry as PromRegistry } from 'prom-client';
+import type { Calendars } from '../common/calendar.js';
+import type { RegistryStore } from '../common/registry/store.js';
+import type { Storage } from '../common/storage/index.js';
+import type { ErrorCode } from '../contracts/errors.js';
+import { regionWithin } from '../contracts/ids.js';
+import type { LiveState } from './live.js';
+import type { Profile } from './profiles.js';
+import type { Reports } from './reports.js';
+import { fleetRoutes } from './routes/fleet.js';
+import { registryRoutes } from './routes/registry.js';
+import { reportRoutes } from './routes/reports.js';
+import { systemRoutes } from './routes/system.js';
+import type { Principal, Role, TokenStore } from './tokens.js';
+
+/**
+ * The API: `buildApp()` wires plugins and routes and never listens, so tests use `inject()` or listen on a free
+ * loopback port themselves. Design: api/README.md.
+ */
+export interface AppDeps {
+  registry: RegistryStore;
+  calendars: () => Calendars;
+  tokens: TokenStore;
+  reports: Reports;
+  profiles: Map<string, Profile>;
+  defaultProfile: string;
+  live: LiveState;
+  storage: Storage;
+  metrics: PromRegistry;
+  log: Logger;
+  rateLimit: { max: number; timeWindowMs: number };
+  /** Largest request body (a registry import). */
+  bodyLimitBytes: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | undefined;
+  }
+  interface FastifyContextConfig {
+    /** Roles allowed; absent = a public route (health, metrics, OpenAPI). */
+    roles?: readonly Role[];
+  }
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: ErrorCode,
+    message: string,
+    readonly field?: string,
+    readonly issues?: unknown[],
+  ) {
+    super(message);
+  }
+}
+
+export type App = FastifyInstance & { withTypeProvider<T>(): FastifyInstance };
+
+export async function buildApp(deps: AppDeps) {
+  const app = Fastify({
+    loggerInstance: deps.log,
+    bodyLimit: deps.bodyLimitBytes,
+    // Behind a reverse proxy the client address comes from X-Forwarded-For; set it there, not here.
+    trustProxy: false,
+    disableRequestLogging: true,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorateRequest('principal', undefined);
+
+  app.setErrorHandler((err: unknown, req, reply) => {
+    if (err instanceof ApiError)
+      return sendError(reply, err.statusCode, err.code, err.message, err.field, err.issues);
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const v = err.validation[0]!;
+      const part = (err as { validationContext?: string }).validationContext ?? 'request';
+      const field = [
+        ...v.instancePath.split('/').filter(Boolean),
+        ...((v.params as { issue?: { path?: unknown[] } }).issue?.path ?? []),
+      ]
+        .map(String)
+        .filter((x, i, a) => a.indexOf(x) === i);
+      const name = field.join('.') || (v.params as { missingProperty?: string }).missingProperty || part;
+      return sendError(reply, 400, 'CFM_API_BAD_REQUEST', `${part} ${name}: ${v.message ?? 'invalid'}`, name);
+    }
+    if (isResponseSerializationError(err)) {
+      req.log.error({ err: err.cause, url: req.url }, 'response did not match its schema');
+      return sendError(reply, 500, 'CFM_API_INTERNAL', 'internal error');
+    }
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    const message = (err as Error).message;
+    if (status === 429) return sendError(reply, 429, 'CFM_API_RATE_LIMITED', message);
+    if (status >= 400 && status < 500) return sendError(reply, status, 'CFM_API_BAD_REQUEST', message);
+    if ((err as { code?: string }).code?.startsWith('CFM_STORAGE')) {
+      req.log.warn({ err }, 'storage unavailable');
+      return sendError(reply, 503, 'CFM_API_UNAVAILABLE', 'InfluxDB did not answer; retry later');
+    }
+    req.log.error({ err, url: req.url }, 'request failed');
+    return sendError(reply, 500, 'CFM_API_INTERNAL', 'internal error');
+  });
+  app.setNotFoundHandler((req, reply) =>
+    sendError(reply, 404, 'CFM_API_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`),
+  );
+
+  // Authentication first (onRequest), so the rate limiter (preHandler) can key on the token.
+  app.addHook('onRequest', async (req) => {
+    const roles = req.routeOptions.config.roles;
+    if (!roles) return;
+    const h = req.headers.authorization;
+    const m = h ? /^Bearer\s+(\S+)$/i.exec(h) : null;
+    const principal = m ? deps.tokens.verify(m[1]!) : undefined;
+    if (!principal) throw new ApiError(401, 'CFM_API_UNAUTHENTICATED', 'a valid bearer token is required');
+    if (!roles.includes(principal.role))
+      throw new ApiError(403, 'CFM_API_FORBIDDEN', `role ${principal.role} may not use this route`);
+    req.principal = principal;
+  });
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'preHandler',
+    max: deps.rateLimit.max,
+    timeWindow: deps.rateLimit.timeWindowMs,
+    keyGenerator: (req: FastifyRequest) => req.principal?.tokenId ?? req.ip,
+    allowList: (req: FastifyRequest) => req.routeOptions.config.roles === undefined, // health, metrics
+    errorResponseBuilder: (_req: FastifyRequest, ctx: { after: string }) =>
+      new ApiError(429, 'CFM_API_RATE_LIMITED', `rate limit exceeded, retry in ${ctx.after}`),
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'campus fleet monitor API',
+        description:
+          'Fleet, live bandwidth, 校校通/班班通 attainment and the equipment-usage audit. See api/README.md.',
+        version: '1',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  await app.register(systemRoutes, { deps });
+  await app.register(fleetRoutes, { deps });
+  await app.register(reportRoutes, { deps });
+  await app.register(registryRoutes, { deps });
+  return app;
+}
+
+export function sendError(
+  reply: FastifyReply,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  field?: string,
+  issues?: unknown[],
+) {
+  return reply
+    .code(status)
+    .type('application/json; charset=utf-8')
+    .send(
+      JSON.stringify({
+        status: 'error',
+        code,
+        message,
+        ...(field ? { field } : {}),
+        ...(issues ? { issues } : {}),
+      }),
+    );
+}
+
+/**
+ * The scope a request works in: the token's region scope, narrowed by `?region=` — which must lie within it.
+ * undefined = every region (an unscoped token without `region`).
+ */
+export function effectiveScope(req: FastifyRequest, region: string | undefined): string | undefined {
+  const own = req.principal?.scope;
+  if (region === undefined) return own;
+  if (own !== undefined && !regionWithin(region, own))
+    throw new ApiError(
+      403,
+      'CFM_API_OUT_OF_SCOPE',
+      `region ${region} is outside this token's scope ${own}`,
+      'region',
+    );
+  return region;
+}
+
+export const READ_ROLES = ['admin', 'ops', 'auditor'] as const satisfies readonly Role[];

@@ -1,0 +1,45 @@
+import ExcelJS from 'exceljs';
+
+/**
+ * Reports as files for the bureaus' own paperwork: CSV (UTF-8 with a BOM, so Excel in China opens it without
+ * garbling the Chinese) and XLSX. Columns carry an English key and a Chinese header.
+ */
+export interface ExportColumn<T> {
+  header: string;
+  value: (row: T) => string | number | boolean | null | undefined;
+}
+
+/** RFC 4180 quoting; a leading =, +, - or @ is prefixed with ' so a spreadsheet does not run it as a formula. */
+function csvCell(v: string | number | boolean | null | undefined): string {
+  if (v === null || v === undefined) return '';
+  let s = String(v);
+  if (typeof v === 'string' && /^[=+\-@]/.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function toCsv<T>(rows: readonly T[], columns: readonly ExportColumn<T>[]): Buffer {
+  const lines = [columns.map((c) => csvCell(c.header)).join(',')];
+  for (const r of rows) lines.push(columns.map((c) => csvCell(c.value(r))).join(','));
+  return Buffer.from(`\uFEFF${lines.join('\r\n')}\r\n`, 'utf8');
+}
+
+export async function toXlsx<T>(
+  sheet: string,
+  rows: readonly T[],
+  columns: readonly ExportColumn<T>[],
+): Promise<Buffer> {
+  const wb = new ExcelJS.Workbook();
+  const ws = wb.addWorksheet(sheet.slice(0, 31)); // Excel's sheet-name limit
+  ws.addRow(columns.map((c) => c.header));
+  ws.getRow(1).font = { bold: true };
+  for (const r of rows) ws.addRow(columns.map((c) => c.value(r) ?? null));
+  ws.columns.forEach((col, i) => {
+    col.width = Math.min(40, Math.max(8, columns[i]!.header.length * 2 + 2));
+  });
+  return Buffer.from(await wb.xlsx.writeBuffer());
+}
+
+export const CONTENT_TYPES = {
+  csv: 'text/csv; charset=utf-8',
+  xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+} as const;

@@ -1,0 +1,260 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { idSchema } from '../../contracts/ids.js';
+import { DEVICE_KINDS } from '../../contracts/messages.js';
+import type { Device, School } from '../../contracts/registry.js';
+import { ApiError, type AppDeps, effectiveScope, READ_ROLES } from '../app.js';
+import {
+  deviceOutSchema,
+  ERROR_RESPONSES,
+  liveStateSchema,
+  pageQuery,
+  regionQuery,
+  schoolOutSchema,
+  uplinkLiveSchema,
+} from '../schemas.js';
+
+/** The fleet with live status: schools, devices, unassigned devices, and the live uplink stream (SSE). */
+export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
+  const { live } = deps;
+  const deviceOut = (d: Device) => {
+    const l = live.devices.get(d.id);
+    return {
+      id: d.id,
+      school: d.school,
+      classroom: d.classroom ?? null,
+      kind: d.kind,
+      serial: d.serial ?? null,
+      batch: d.batch ?? null,
+      state: l?.state ?? ('unknown' as const),
+      sinceMs: l?.sinceMs ?? null,
+    };
+  };
+  const schoolOut = (s: School) => {
+    const reg = deps.registry.index;
+    const devices = reg.devicesBySchool.get(s.id) ?? [];
+    let online = 0;
+    let offline = 0;
+    for (const d of devices) {
+      const st = live.devices.get(d.id)?.state;
+      if (st === 'online') online++;
+      else if (st === 'offline') offline++;
+    }
+    return {
+      id: s.id,
+      name: s.name,
+      region: reg.regionPath(s.region),
+      area: s.area,
+      level: s.level,
+      classes: s.classes,
+      students: s.students,
+      teachers: s.teachers,
+      contractedMbps: s.contractedMbps ?? null,
+      devices: { total: devices.length, online, offline, unknown: devices.length - online - offline },
+      uplink: live.uplinks.get(s.id) ?? null,
+    };
+  };
+  /** A school the token may see, or 404 (never 403: a scoped token does not learn what exists elsewhere). */
+  const visibleSchool = (req: Parameters<typeof effectiveScope>[0], id: string): School => {
+    const reg = deps.registry.index;
+    const s = reg.schools.get(id);
+    if (!s || !reg.schoolInScope(id, effectiveScope(req, undefined)))
+      throw new ApiError(404, 'CFM_API_NOT_FOUND', `no school ${id}`, 'id');
+    return s;
+  };
+
+  app.get(
+    '/v1/schools',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: 'Schools in scope with live device counts and uplink rate.',
+        querystring: z.object({ ...regionQuery, ...pageQuery }),
+        response: {
+          200: z.object({ total: z.number(), items: z.array(schoolOutSchema) }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const { region, page, pageSize } = req.query;
+      const schools = deps.registry.index.schoolsInScope(effectiveScope(req, region));
+      return {
+        total: schools.length,
+        items: schools.slice((page - 1) * pageSize, page * pageSize).map(schoolOut),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/schools/:id',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: 'One school: its classrooms and devices with live status.',
+        params: z.object({ id: idSchema }),
+        response: {
+          200: schoolOutSchema.extend({
+            classrooms: z.array(
+              z.object({
+                id: z.string(),
+                name: z.string(),
+                isClass: z.boolean(),
+                devices: z.array(deviceOutSchema),
+              }),
+            ),
+            otherDevices: z
+              .array(deviceOutSchema)
+              .describe('Devices of the school not in a classroom (routers, APs).'),
+          }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const s = visibleSchool(req, req.params.id);
+      const reg = deps.registry.index;
+      const rooms = reg.classroomsBySchool.get(s.id) ?? [];
+      return {
+        ...schoolOut(s),
+        classrooms: rooms.map((c) => ({
+          id: c.id,
+          name: c.name,
+          isClass: c.isClass,
+          devices: (reg.devicesByClassroom.get(c.id) ?? []).map(deviceOut),
+        })),
+        otherDevices: (reg.devicesBySchool.get(s.id) ?? []).filter((d) => !d.classroom).map(deviceOut),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/devices',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: 'Registered devices in scope with live status; filter by school, kind, state.',
+        querystring: z.object({
+          ...regionQuery,
+          ...pageQuery,
+          school: idSchema.optional(),
+          kind: z.enum(DEVICE_KINDS).optional(),
+          state: liveStateSchema.optional(),
+        }),
+        response: {
+          200: z.object({ total: z.number(), items: z.array(deviceOutSchema) }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const { region, page, pageSize, school, kind, state } = req.query;
+      const reg = deps.registry.index;
+      const schools = school ? [visibleSchool(req, school)] : reg.schoolsInScope(effectiveScope(req, region));
+      const items = schools
+        .flatMap((s) => reg.devicesBySchool.get(s.id) ?? [])
+        .filter((d) => !kind || d.kind === kind)
+        .map(deviceOut)
+        .filter((d) => !state || d.state === state);
+      return { total: items.length, items: items.slice((page - 1) * pageSize, page * pageSize) };
+    },
+  );
+
+  app.get(
+    '/v1/devices/unassigned',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary:
+          'Devices that report but are not in the registry (register them, or find who installed them).',
+        querystring: z.object({ ...regionQuery }),
+        response: {
+          200: z.object({
+            items: z.array(
+              z.object({
+                id: z.string(),
+                school: z.string(),
+                schoolKnown: z.boolean(),
+                kind: z.string(),
+                state: liveStateSchema,
+                sinceMs: z.number(),
+              }),
+            ),
+          }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const scope = effectiveScope(req, req.query.region);
+      const reg = deps.registry.index;
+      const items = [];
+      for (const [id, l] of live.devices) {
+        if (reg.devices.has(id)) continue;
+        const known = reg.schools.has(l.school);
+        // A scoped token sees an unassigned device only under a registered school in its scope.
+        if (scope !== undefined && !(known && reg.schoolInScope(l.school, scope))) continue;
+        items.push({
+          id,
+          school: l.school,
+          schoolKnown: known,
+          kind: l.kind,
+          state: l.state,
+          sinceMs: l.sinceMs,
+        });
+      }
+      return { items };
+    },
+  );
+
+  app.get(
+    '/v1/bandwidth/live',
+    {
+      config: { roles: ['admin', 'ops'] },
+      schema: {
+        summary:
+          'Server-sent events: `uplink` events with each school uplink reading in scope, starting with the latest of each.',
+        querystring: z.object({ ...regionQuery }),
+        produces: ['text/event-stream'],
+        response: {
+          200: z
+            .string()
+            .describe(
+              `text/event-stream of \`uplink\` events: ${JSON.stringify(z.toJSONSchema(uplinkLiveSchema))}`,
+            ),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req, reply) => {
+      const scope = effectiveScope(req, req.query.region);
+      const reg = () => deps.registry.index;
+      const visible = (school: string) => reg().schoolInScope(school, scope);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no', // nginx: do not buffer the stream
+      });
+      // Headers go out now, not with the first event: a client waits for them before it reads anything.
+      res.write('retry: 5000\n\n');
+      let id = 0;
+      const send = (u: unknown) =>
+        res.write(`id: ${++id}\nevent: uplink\ndata: ${JSON.stringify(uplinkLiveSchema.parse(u))}\n\n`);
+      for (const u of live.uplinks.values()) if (visible(u.school)) send(u);
+      const onUplink = (u: Parameters<typeof send>[0] & { school: string }) => {
+        if (visible(u.school)) send(u);
+      };
+      live.on('uplink', onUplink);
+      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      const close = () => {
+        clearInterval(heartbeat);
+        live.off('uplink', onUplink);
+      };
+      req.raw.on('close', close);
+      res.on('error', close);
+    },
+  );
+};

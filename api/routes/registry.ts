@@ -1,0 +1,125 @@
+import ExcelJS from 'exceljs';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ImportError } from '../../common/registry/import.js';
+import { ENTITIES, type EntityName, SHEETS } from '../../contracts/registry.js';
+import { ApiError, type AppDeps } from '../app.js';
+import { CONTENT_TYPES } from '../export.js';
+import { ERROR_RESPONSES, errorSchema } from '../schemas.js';
+
+/** Registry import (all-or-nothing) and export (a workbook that imports back unchanged). */
+export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
+  // The body of an import is the file itself, whatever its type: parsed by the importer, not by Fastify.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  const counts = z.object({
+    regions: z.number(),
+    schools: z.number(),
+    classrooms: z.number(),
+    devices: z.number(),
+  });
+  app.post(
+    '/v1/registry/import',
+    {
+      config: { roles: ['admin'] },
+      schema: {
+        summary:
+          'Import one file (body = the file): .xlsx with sheets regions/schools/classrooms/devices (or 区域/学校/教室/设备), a .csv of one entity, or .yaml/.json. All-or-nothing.',
+        querystring: z.object({
+          filename: z
+            .string()
+            .regex(/\.(xlsx|csv|ya?ml|json)$/i, { message: 'must end in .xlsx, .csv, .yaml, .yml or .json' })
+            .max(255)
+            .describe('The file name: its extension picks the format; for a CSV its name picks the entity.'),
+          entity: z
+            .enum(ENTITIES)
+            .optional()
+            .describe('For a CSV whose name does not say which list it holds.'),
+          replace: z
+            .string()
+            .regex(/^[a-z]+(,[a-z]+)*$/)
+            .optional()
+            .describe('Comma-separated lists to replace instead of update, e.g. `devices`.'),
+        }),
+        response: {
+          200: z.object({ status: z.literal('ok'), rows: counts, totals: counts, version: z.number() }),
+          422: errorSchema,
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const body = req.body as unknown;
+      if (!Buffer.isBuffer(body) || body.length === 0)
+        throw new ApiError(400, 'CFM_API_BAD_REQUEST', 'the request body must be the file', 'body');
+      const replace = (req.query.replace?.split(',') ?? []) as EntityName[];
+      const bad = replace.find((r) => !(ENTITIES as readonly string[]).includes(r));
+      if (bad) throw new ApiError(400, 'CFM_API_BAD_REQUEST', `replace: unknown list ${bad}`, 'replace');
+      try {
+        const rows = await deps.registry.import(
+          [
+            {
+              name: req.query.filename,
+              data: body,
+              ...(req.query.entity ? { entity: req.query.entity } : {}),
+            },
+          ],
+          { replace },
+        );
+        const d = deps.registry.index.data;
+        req.log.info({ rows, by: req.principal?.tokenId }, 'registry imported');
+        return {
+          status: 'ok' as const,
+          rows,
+          totals: {
+            regions: d.regions.length,
+            schools: d.schools.length,
+            classrooms: d.classrooms.length,
+            devices: d.devices.length,
+          },
+          version: deps.registry.version,
+        };
+      } catch (e) {
+        if (e instanceof ImportError)
+          throw new ApiError(
+            422,
+            'CFM_API_IMPORT_REJECTED',
+            `import rejected, nothing changed: ${e.issues.length} error(s)`,
+            undefined,
+            e.issues,
+          );
+        throw e;
+      }
+    },
+  );
+
+  app.get(
+    '/v1/registry/export',
+    {
+      config: { roles: ['admin'] },
+      schema: {
+        summary: 'The whole registry as a workbook (English keys as headers): edit it and import it back.',
+        response: {
+          200: z.string().describe('application/vnd.openxmlformats-officedocument.spreadsheetml.sheet'),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (_req, reply) => {
+      const wb = new ExcelJS.Workbook();
+      const data = deps.registry.index.data;
+      for (const e of ENTITIES) {
+        const ws = wb.addWorksheet(e);
+        const cols = SHEETS[e].columns;
+        ws.addRow(cols.map((c) => c.key));
+        for (const row of data[e] as Record<string, unknown>[])
+          ws.addRow(cols.map((c) => (row[c.key] ?? null) as ExcelJS.CellValue));
+      }
+      return reply
+        .type(CONTENT_TYPES.xlsx)
+        .header('content-disposition', 'attachment; filename="registry.xlsx"')
+        .send(Buffer.from(await wb.xlsx.writeBuffer()) as never);
+    },
+  );
+};

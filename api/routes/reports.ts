@@ -1,0 +1,278 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { idSchema } from '../../contracts/ids.js';
+import { DEVICE_KINDS } from '../../contracts/messages.js';
+import { ApiError, type AppDeps, effectiveScope, READ_ROLES } from '../app.js';
+import type { ClassroomResult, DeviceAudit, Evaluation, RollupRow, SchoolResult } from '../attainment.js';
+import { CONTENT_TYPES, type ExportColumn, toCsv, toXlsx } from '../export.js';
+import { parsePeriod } from '../reports.js';
+import {
+  classroomResultSchema,
+  coverageSchema,
+  deviceAuditSchema,
+  ERROR_RESPONSES,
+  formatQuery,
+  pageQuery,
+  periodQuery,
+  periodSchema,
+  regionQuery,
+  rollupRowSchema,
+  schoolResultSchema,
+} from '../schemas.js';
+
+const reasons = (r: { reasons: { code: string; message: string }[] }) =>
+  r.reasons.map((x) => x.message).join('; ');
+const yesNo = (b: boolean | null) => (b === null ? '不适用' : b ? '是' : '否');
+
+const ROLLUP_COLUMNS: ExportColumn<RollupRow>[] = [
+  { header: '区域代码', value: (r) => r.region },
+  { header: '区域', value: (r) => r.regionName },
+  { header: '分组', value: (r) => (r.split === 'all' ? '合计' : r.group) },
+  { header: '学校数', value: (r) => r.schools },
+  { header: '校校通达标学校', value: (r) => r.schoolsAttained },
+  { header: '校校通达标率%', value: (r) => r.xxtPct },
+  { header: '班级数', value: (r) => r.classes },
+  { header: '班班通达标班级', value: (r) => r.classesAttained },
+  { header: '班班通达标率%', value: (r) => r.bbtPct },
+  { header: '未监测班级', value: (r) => r.classesUnmonitored },
+  { header: '生机比', value: (r) => r.studentsPerComputer },
+  { header: '师机比', value: (r) => r.teachersPerComputer },
+];
+const SCHOOL_COLUMNS: ExportColumn<SchoolResult>[] = [
+  { header: '学校标识码', value: (s) => s.id },
+  { header: '学校名称', value: (s) => s.name },
+  { header: '区域', value: (s) => s.region },
+  { header: '城乡', value: (s) => s.area },
+  { header: '办学类型', value: (s) => s.level },
+  { header: '教学日', value: (s) => s.teachingDays },
+  { header: '出口可用率%', value: (s) => s.uplink.availabilityPct },
+  { header: '出口带宽Mbps', value: (s) => s.uplink.capacityMbps },
+  { header: '生均班级带宽Mbps', value: (s) => s.uplink.perClassMbps },
+  { header: '拥塞', value: (s) => yesNo(s.uplink.congested) },
+  { header: '校校通达标', value: (s) => yesNo(s.xxt.attained) },
+  { header: '未达标原因', value: (s) => reasons(s.xxt) },
+  { header: '班级数', value: (s) => s.bbt.classes },
+  { header: '班班通达标班级', value: (s) => s.bbt.attained },
+  { header: '未监测班级', value: (s) => s.bbt.unmonitored },
+];
+const CLASSROOM_COLUMNS: ExportColumn<ClassroomResult>[] = [
+  { header: '教室编号', value: (c) => c.id },
+  { header: '学校标识码', value: (c) => c.school },
+  { header: '教室名称', value: (c) => c.name },
+  { header: '班班通达标', value: (c) => yesNo(c.attained) },
+  { header: '在线天数', value: (c) => c.onlineDays },
+  { header: '教学日', value: (c) => c.teachingDays },
+  { header: '周均使用节次', value: (c) => c.periodsUsedPerWeek },
+  { header: '故障时间%', value: (c) => c.faultyPct },
+  { header: '未达标原因', value: (c) => reasons(c) },
+];
+const DEVICE_COLUMNS: ExportColumn<DeviceAudit>[] = [
+  { header: '设备编号', value: (d) => d.id },
+  { header: '学校标识码', value: (d) => d.school },
+  { header: '教室编号', value: (d) => d.classroom },
+  { header: '设备类型', value: (d) => d.kind },
+  { header: '采购批次', value: (d) => d.batch },
+  { header: '采购日期', value: (d) => d.purchasedOn },
+  { header: '开机小时', value: (d) => d.poweredOnHours },
+  { header: '使用小时', value: (d) => d.inUseHours },
+  { header: '使用天数', value: (d) => d.daysUsed },
+  { header: '教学日', value: (d) => d.teachingDays },
+  { header: '使用率%', value: (d) => d.usedDaysPct },
+  { header: '最近使用', value: (d) => d.lastUsed },
+  { header: '连续未用教学日', value: (d) => d.idleTeachingDays },
+  { header: '闲置', value: (d) => yesNo(d.idle) },
+];
+
+/** Attainment and the usage audit, as JSON or as CSV/XLSX downloads. */
+export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
+  async function evaluation(
+    req: FastifyRequest,
+    q: { period: string; profile?: string | undefined },
+    idleDays?: number,
+  ): Promise<Evaluation> {
+    const p = parsePeriod(q.period, deps.calendars());
+    if (!p.ok) throw new ApiError(400, 'CFM_API_BAD_REQUEST', `period: ${p.message}`, 'period');
+    const profileId = q.profile ?? deps.defaultProfile;
+    const profile = deps.profiles.get(profileId);
+    if (!profile)
+      throw new ApiError(
+        400,
+        'CFM_API_BAD_REQUEST',
+        `profile: no profile ${profileId}; one of ${[...deps.profiles.keys()].join(', ')}`,
+        'profile',
+      );
+    return deps.reports.evaluation(p.period, profile, idleDays);
+  }
+
+  async function file<T>(
+    reply: FastifyReply,
+    format: 'csv' | 'xlsx',
+    name: string,
+    ev: Evaluation,
+    rows: readonly T[],
+    columns: readonly ExportColumn<T>[],
+  ) {
+    const base = `${name}_${ev.period.from}_${ev.period.to}_${ev.profile}`;
+    const body = format === 'csv' ? toCsv(rows, columns) : await toXlsx(name, rows, columns);
+    return reply
+      .type(CONTENT_TYPES[format])
+      .header('content-disposition', `attachment; filename="${base}.${format}"`)
+      .send(body);
+  }
+
+  const inScope = (req: FastifyRequest, region: string | undefined) => {
+    const scope = effectiveScope(req, region);
+    const reg = deps.registry.index;
+    return (school: string) => reg.schoolInScope(school, scope);
+  };
+
+  const head = { period: periodSchema, profile: z.string(), coverage: coverageSchema };
+
+  app.get(
+    '/v1/attainment',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: '校校通/班班通 attainment rolled up per region in scope (total, urban/rural, school level).',
+        querystring: z.object({ ...periodQuery, ...regionQuery, ...formatQuery }),
+        response: { 200: z.object({ ...head, rollups: z.array(rollupRowSchema) }), ...ERROR_RESPONSES },
+      },
+    },
+    async (req, reply) => {
+      const ev = await evaluation(req, req.query);
+      const rows = deps.reports.rollups(ev, effectiveScope(req, req.query.region));
+      if (req.query.format !== 'json')
+        return file(reply, req.query.format, 'attainment', ev, rows, ROLLUP_COLUMNS);
+      return { period: ev.period, profile: ev.profile, coverage: ev.coverage, rollups: rows };
+    },
+  );
+
+  app.get(
+    '/v1/attainment/schools',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: '校校通 per school with reasons, and its 班班通 class counts.',
+        querystring: z.object({
+          ...periodQuery,
+          ...regionQuery,
+          ...formatQuery,
+          ...pageQuery,
+          attained: z
+            .enum(['true', 'false'])
+            .optional()
+            .describe('Only attained (true) or not attained (false) schools.'),
+        }),
+        response: {
+          200: z.object({ ...head, total: z.number(), items: z.array(schoolResultSchema) }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req, reply) => {
+      const q = req.query;
+      const ev = await evaluation(req, q);
+      const visible = inScope(req, q.region);
+      const rows = ev.schools.filter(
+        (s) => visible(s.id) && (q.attained === undefined || String(s.xxt.attained) === q.attained),
+      );
+      if (q.format !== 'json') return file(reply, q.format, 'schools', ev, rows, SCHOOL_COLUMNS);
+      const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
+      return { period: ev.period, profile: ev.profile, coverage: ev.coverage, total: rows.length, items };
+    },
+  );
+
+  app.get(
+    '/v1/attainment/classrooms',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: '班班通 per class room with reasons.',
+        querystring: z.object({
+          ...periodQuery,
+          ...regionQuery,
+          ...formatQuery,
+          ...pageQuery,
+          school: idSchema.optional(),
+        }),
+        response: {
+          200: z.object({ ...head, total: z.number(), items: z.array(classroomResultSchema) }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req, reply) => {
+      const q = req.query;
+      const ev = await evaluation(req, q);
+      const visible = inScope(req, q.region);
+      const rows = ev.classrooms.filter((c) => visible(c.school) && (!q.school || c.school === q.school));
+      if (q.format !== 'json') return file(reply, q.format, 'classrooms', ev, rows, CLASSROOM_COLUMNS);
+      const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
+      return { period: ev.period, profile: ev.profile, coverage: ev.coverage, total: rows.length, items };
+    },
+  );
+
+  const auditQuery = z.object({
+    ...periodQuery,
+    ...regionQuery,
+    ...formatQuery,
+    ...pageQuery,
+    school: idSchema.optional(),
+    kind: z.enum(DEVICE_KINDS).optional(),
+    idleDays: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(400)
+      .optional()
+      .describe("Idle after this many unused teaching days (default: the profile's)."),
+  });
+  const auditResponse = {
+    200: z.object({ ...head, total: z.number(), items: z.array(deviceAuditSchema) }),
+    ...ERROR_RESPONSES,
+  };
+  const audit =
+    (onlyIdle: boolean) =>
+    async (req: FastifyRequest<{ Querystring: z.infer<typeof auditQuery> }>, reply: FastifyReply) => {
+      const q = req.query;
+      const ev = await evaluation(req, q, q.idleDays);
+      const visible = inScope(req, q.region);
+      const rows = ev.devices.filter(
+        (d) =>
+          visible(d.school) &&
+          (!q.school || d.school === q.school) &&
+          (!q.kind || d.kind === q.kind) &&
+          (!onlyIdle || d.idle),
+      );
+      if (q.format !== 'json')
+        return file(reply, q.format, onlyIdle ? 'idle' : 'usage', ev, rows, DEVICE_COLUMNS);
+      const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
+      return { period: ev.period, profile: ev.profile, coverage: ev.coverage, total: rows.length, items };
+    };
+  app.get(
+    '/v1/audit/devices',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary:
+          'Usage audit per device: powered-on and in-use hours in teaching time, days used ÷ teaching days.',
+        querystring: auditQuery,
+        response: auditResponse,
+      },
+    },
+    audit(false),
+  );
+  app.get(
+    '/v1/audit/idle',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: 'Idle equipment: unused for at least idleDays teaching days, with purchase batch.',
+        querystring: auditQuery,
+        response: auditResponse,
+      },
+    },
+    audit(true),
+  );
+};

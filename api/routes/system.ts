@@ -1,0 +1,110 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { type AppDeps, READ_ROLES } from '../app.js';
+import { ERROR_RESPONSES } from '../schemas.js';
+
+/** Health, metrics, the OpenAPI document and the profile list. */
+export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
+  const started = Date.now();
+  // Load balancers poll /health often: InfluxDB is pinged at most once a second.
+  let lastPing: { atMs: number; result: Promise<{ ok: boolean; latencyMs: number | null }> } | undefined;
+  const ping = () => {
+    const now = Date.now();
+    if (!lastPing || now - lastPing.atMs >= 1_000) {
+      const t = performance.now();
+      lastPing = {
+        atMs: now,
+        result: deps.storage.ping().then(
+          () => ({ ok: true, latencyMs: Math.round((performance.now() - t) * 10) / 10 }),
+          () => ({ ok: false, latencyMs: null }),
+        ),
+      };
+    }
+    return lastPing.result;
+  };
+  app.get(
+    '/health',
+    {
+      schema: {
+        summary: 'Liveness and dependencies (no token needed).',
+        security: [],
+        response: {
+          200: z.object({
+            status: z.enum(['ok', 'degraded']),
+            influx: z.object({ ok: z.boolean(), latencyMs: z.number().nullable() }),
+            mqtt: z.object({ configured: z.boolean(), connected: z.boolean() }),
+            registry: z.object({
+              schools: z.number(),
+              classrooms: z.number(),
+              devices: z.number(),
+              version: z.number(),
+            }),
+            uptimeS: z.number(),
+          }),
+        },
+      },
+    },
+    async () => {
+      const influx = await ping();
+      const reg = deps.registry.index.data;
+      const mqttConfigured = deps.live.configured;
+      return {
+        status:
+          influx.ok && (!mqttConfigured || deps.live.connected) ? ('ok' as const) : ('degraded' as const),
+        influx,
+        mqtt: { configured: mqttConfigured, connected: deps.live.connected },
+        registry: {
+          schools: reg.schools.length,
+          classrooms: reg.classrooms.length,
+          devices: reg.devices.length,
+          version: deps.registry.version,
+        },
+        uptimeS: Math.round((Date.now() - started) / 1000),
+      };
+    },
+  );
+
+  app.get(
+    '/metrics',
+    { schema: { summary: 'Prometheus metrics (no token needed).', security: [], hide: true } },
+    async (_req, reply) => {
+      reply.type(deps.metrics.contentType);
+      return deps.metrics.metrics();
+    },
+  );
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get(
+    '/v1/profiles',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: 'The standard profiles attainment can be judged by, with the source of each threshold.',
+        response: {
+          200: z.object({
+            default: z.string(),
+            items: z.array(
+              z.object({
+                id: z.string(),
+                version: z.string(),
+                name: z.string(),
+                perClassMbps: z.object({ urban: z.number(), rural: z.number() }),
+                minUplinkMbps: z.number(),
+                minUplinkAvailabilityPct: z.number(),
+                congestionPct: z.number(),
+                minUsePeriodsPerWeek: z.number(),
+                minOnlineDaysPct: z.number(),
+                maxFaultyPct: z.number(),
+                idleDays: z.number(),
+                sources: z.record(z.string(), z.string()),
+              }),
+            ),
+          }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async () => ({ default: deps.defaultProfile, items: [...deps.profiles.values()] }),
+  );
+};

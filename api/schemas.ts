@@ -1,0 +1,183 @@
+import { z } from 'zod';
+import { regionPathSchema } from '../contracts/ids.js';
+import { DEVICE_KINDS } from '../contracts/messages.js';
+import { AREAS, SCHOOL_LEVELS } from '../contracts/registry.js';
+
+/**
+ * Request and response schemas of the API. Responses are plain `z.object`s: serialisation drops any field a
+ * schema does not list, so an internal field can never leak into a response.
+ */
+
+export const errorSchema = z
+  .object({
+    status: z.literal('error'),
+    code: z.string(),
+    message: z.string(),
+    field: z.string().optional(),
+    issues: z
+      .array(
+        z.object({
+          file: z.string(),
+          row: z.number().optional(),
+          column: z.string().optional(),
+          entity: z.string().optional(),
+          message: z.string(),
+        }),
+      )
+      .optional(),
+  })
+  .describe(
+    'Every error: a stable code (contracts/errors.ts), a message, and the field at fault when known.',
+  );
+
+export const ERROR_RESPONSES = {
+  400: errorSchema,
+  401: errorSchema,
+  403: errorSchema,
+  404: errorSchema,
+  429: errorSchema,
+  500: errorSchema,
+  503: errorSchema,
+} as const;
+
+const int = z.coerce.number().int();
+export const pageQuery = {
+  page: int.min(1).default(1).describe('1-based page.'),
+  pageSize: int.min(1).max(5_000).default(500),
+};
+export const regionQuery = {
+  region: regionPathSchema.optional().describe("Narrow to a region path within the token's scope."),
+};
+export const formatQuery = {
+  format: z.enum(['json', 'csv', 'xlsx']).default('json').describe('json, or a CSV/XLSX download.'),
+};
+export const periodQuery = {
+  period: z
+    .string()
+    .min(4)
+    .max(80)
+    .describe('YYYY-MM-DD, YYYY-Www, YYYY-MM, term:NAME or YYYY-MM-DD..YYYY-MM-DD (local dates, UTC+8).'),
+  profile: z.string().max(64).optional().describe('Standard profile id (GET /v1/profiles); default cn-2020.'),
+};
+
+export const periodSchema = z.object({ from: z.string(), to: z.string() });
+export const reasonSchema = z.object({ code: z.string(), message: z.string() });
+
+export const schoolResultSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  region: z.string(),
+  area: z.enum(AREAS),
+  level: z.enum(SCHOOL_LEVELS),
+  classes: z.number(),
+  students: z.number(),
+  teachers: z.number(),
+  teachingDays: z.number(),
+  uplink: z.object({
+    monitored: z.boolean(),
+    availabilityPct: z.number().nullable(),
+    capacityMbps: z.number().nullable(),
+    capacitySource: z.enum(['contract', 'polled']).nullable(),
+    perClassMbps: z.number().nullable(),
+    busyPct: z.number().nullable(),
+    congested: z.boolean(),
+    p95MaxDayPct: z.number().nullable(),
+  }),
+  xxt: z.object({ attained: z.boolean().nullable(), reasons: z.array(reasonSchema) }),
+  bbt: z.object({ classes: z.number(), attained: z.number(), unmonitored: z.number() }),
+  computers: z.object({ teacherWorking: z.number(), studentWorking: z.number() }),
+});
+
+export const classroomResultSchema = z.object({
+  id: z.string(),
+  school: z.string(),
+  name: z.string(),
+  attained: z.boolean().nullable(),
+  reasons: z.array(reasonSchema),
+  equipped: z.boolean(),
+  onlineDays: z.number(),
+  teachingDays: z.number(),
+  periodsUsedPerWeek: z.number(),
+  faultyPct: z.number().nullable(),
+});
+
+export const deviceAuditSchema = z.object({
+  id: z.string(),
+  school: z.string(),
+  classroom: z.string().nullable(),
+  kind: z.string(),
+  batch: z.string().nullable(),
+  purchasedOn: z.string().nullable(),
+  poweredOnHours: z.number(),
+  inUseHours: z.number(),
+  daysUsed: z.number(),
+  teachingDays: z.number(),
+  usedDaysPct: z.number().nullable(),
+  lastUsed: z.string().nullable(),
+  idleTeachingDays: z.number(),
+  idle: z.boolean(),
+});
+
+export const rollupRowSchema = z.object({
+  region: z.string(),
+  regionName: z.string(),
+  regionLevel: z.string(),
+  split: z.enum(['all', 'area', 'level']),
+  group: z.string(),
+  schools: z.number(),
+  schoolsNotApplicable: z.number(),
+  schoolsAttained: z.number(),
+  xxtPct: z.number().nullable(),
+  classes: z.number(),
+  classesAttained: z.number(),
+  bbtPct: z.number().nullable(),
+  classesUnmonitored: z.number(),
+  students: z.number(),
+  teachers: z.number(),
+  studentComputers: z.number(),
+  teacherComputers: z.number(),
+  studentsPerComputer: z.number().nullable(),
+  teachersPerComputer: z.number().nullable(),
+});
+
+export const coverageSchema = z
+  .object({ rolledDays: z.number(), teachingDates: z.number() })
+  .describe('Teaching dates in the period that have been rolled up, of all teaching dates.');
+
+export const uplinkLiveSchema = z.object({
+  school: z.string(),
+  device: z.string(),
+  ifname: z.string(),
+  inBps: z.number().nullable(),
+  outBps: z.number().nullable(),
+  speedMbps: z.number().nullable(),
+  operStatus: z.string(),
+  tsMs: z.number(),
+});
+
+export const liveStateSchema = z.enum(['online', 'offline', 'unknown']);
+
+export const deviceOutSchema = z.object({
+  id: z.string(),
+  school: z.string(),
+  classroom: z.string().nullable(),
+  kind: z.enum(DEVICE_KINDS),
+  serial: z.string().nullable(),
+  batch: z.string().nullable(),
+  state: liveStateSchema,
+  sinceMs: z.number().nullable(),
+});
+
+export const schoolOutSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  region: z.string(),
+  area: z.enum(AREAS),
+  level: z.enum(SCHOOL_LEVELS),
+  classes: z.number(),
+  students: z.number(),
+  teachers: z.number(),
+  contractedMbps: z.number().nullable(),
+  devices: z.object({ total: z.number(), online: z.number(), offline: z.number(), unknown: z.number() }),
+  uplink: uplinkLiveSchema.nullable(),
+});

@@ -1,0 +1,430 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ExcelJS from 'exceljs';
+import mqtt from 'mqtt';
+import { Registry as PromRegistry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { buildApp } from '../../api/app.js';
+import { LiveState } from '../../api/live.js';
+import { DEFAULT_PROFILE, profileSet } from '../../api/profiles.js';
+import { Reports } from '../../api/reports.js';
+import { Rollup } from '../../api/rollup.js';
+import { TokenStore } from '../../api/tokens.js';
+import { Calendars } from '../../common/calendar.js';
+import { silentLogger } from '../../common/log.js';
+import { mqttConfigSchema } from '../../common/mqtt.js';
+import { RegistryStore } from '../../common/registry/store.js';
+import type { Storage } from '../../common/storage/storage.js';
+import { CITY, CITY_CALENDAR, writeCity } from '../helpers/city.js';
+import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { Mosquitto } from '../helpers/mqtt.js';
+
+const influxd = new Influxd();
+const mosquitto = new Mosquitto();
+let storage: Storage;
+let dir: string;
+let registry: RegistryStore;
+let tokens: TokenStore;
+let live: LiveState;
+let app: Awaited<ReturnType<typeof buildApp>>;
+const T: Record<'admin' | 'xihu' | 'binjiang' | 'ops', string> = {
+  admin: '',
+  xihu: '',
+  binjiang: '',
+  ops: '',
+};
+const WEEK = '2026-10-05..2026-10-11';
+const calendars = new Calendars([CITY_CALENDAR]);
+
+async function makeApp(rateLimitMax = 10_000) {
+  return buildApp({
+    registry,
+    calendars: () => calendars,
+    tokens,
+    reports: new Reports({ storage, registry, calendars: () => calendars, ttlMs: 60_000 }),
+    profiles: profileSet(),
+    defaultProfile: DEFAULT_PROFILE,
+    live,
+    storage,
+    metrics: new PromRegistry(),
+    log: silentLogger(),
+    rateLimit: { max: rateLimitMax, timeWindowMs: 60_000 },
+    bodyLimitBytes: 10 * 1024 * 1024,
+  });
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cfm-api-'));
+  registry = new RegistryStore(join(dir, 'registry.json')).load();
+  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(CITY)) }]);
+  tokens = new TokenStore(join(dir, 'tokens.json')).load();
+  T.admin = tokens.add('装备中心', 'admin').token;
+  T.xihu = tokens.add('西湖区教育局', 'auditor', '330000/330100/330106').token;
+  T.binjiang = tokens.add('滨江区教育局', 'ops', '330000/330100/330108').token;
+  T.ops = tokens.add('城域网运维', 'ops', '330000/330100').token;
+  await Promise.all([influxd.start(), mosquitto.start()]);
+  storage = testStorage(influxd.url, { database: 'city' }).storage;
+  await storage.start();
+  await writeCity(storage);
+  await new Rollup({
+    storage,
+    registry: () => registry.index,
+    calendars: () => calendars,
+    log: silentLogger(),
+    bucketS: 300,
+  }).range('2026-10-05', '2026-10-11');
+  live = new LiveState(mqttConfigSchema.parse({ url: mosquitto.url, clientId: 'api-test' }), silentLogger());
+  await live.start();
+  app = await makeApp();
+});
+afterAll(async () => {
+  await app?.close();
+  await live?.stop();
+  await storage?.stop();
+  await Promise.all([influxd.dispose(), mosquitto.dispose()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const get = (url: string, token?: string) =>
+  app.inject({ method: 'GET', url, headers: token ? { authorization: `Bearer ${token}` } : {} });
+const json = async (url: string, token: string) => {
+  const r = await get(url, token);
+  expect(r.statusCode, r.body).toBe(200);
+  return r.json();
+};
+
+describe('access', () => {
+  it('health and the OpenAPI document need no token; everything else does', async () => {
+    const h = await get('/health');
+    expect(h.statusCode).toBe(200);
+    expect(h.json()).toMatchObject({ influx: { ok: true }, registry: { schools: 3, devices: 8 } });
+    const doc = (await get('/openapi.json')).json();
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/schools',
+        '/v1/attainment',
+        '/v1/audit/idle',
+        '/v1/registry/import',
+        '/v1/bandwidth/live',
+      ]),
+    );
+    expect(doc.paths['/v1/attainment'].get.parameters.map((p: { name: string }) => p.name)).toContain(
+      'period',
+    );
+    for (const token of [undefined, 'cfm_not-a-token']) {
+      const r = await get('/v1/schools', token);
+      expect(r.statusCode).toBe(401);
+      expect(r.json()).toEqual({
+        status: 'error',
+        code: 'CFM_API_UNAUTHENTICATED',
+        message: 'a valid bearer token is required',
+      });
+    }
+  });
+
+  it('stores only token hashes', async () => {
+    const stored = JSON.stringify(tokens.list());
+    for (const t of Object.values(T)) expect(stored).not.toContain(t.slice(4));
+  });
+
+  it('a county token sees only its schools: list, detail, rollups, per-school results and exports', async () => {
+    expect((await json('/v1/schools', T.xihu)).items.map((s: { id: string }) => s.id)).toEqual(['A', 'B']);
+    expect((await get('/v1/schools/C', T.xihu)).statusCode).toBe(404);
+    expect((await json('/v1/schools/C', T.binjiang)).name).toBe('滨江区实验初中');
+
+    const att = await json(`/v1/attainment?period=${WEEK}`, T.xihu);
+    expect(new Set(att.rollups.map((r: { region: string }) => r.region))).toEqual(
+      new Set(['330000/330100/330106']),
+    );
+    const city = await json(`/v1/attainment?period=${WEEK}`, T.ops);
+    expect(
+      city.rollups.find(
+        (r: { region: string; split: string }) => r.region === '330000/330100' && r.split === 'all',
+      ),
+    ).toMatchObject({
+      schools: 3,
+      schoolsAttained: 1,
+      classes: 6,
+      classesAttained: 1,
+    });
+
+    const schools = await json(`/v1/attainment/schools?period=${WEEK}`, T.binjiang);
+    expect(schools.items.map((s: { id: string }) => s.id)).toEqual(['C']);
+    expect(schools.items[0].xxt.reasons[0].code).toBe('uplink_availability_low');
+    const idle = await json(`/v1/audit/idle?period=${WEEK}&idleDays=2`, T.binjiang);
+    expect(idle.items).toEqual([]); // B's idle projector is in another county
+    expect(
+      (await json(`/v1/audit/idle?period=${WEEK}&idleDays=2`, T.xihu)).items.map((d: { id: string }) => d.id),
+    ).toEqual(['pj-b1']);
+
+    const csv = await get(`/v1/attainment/schools?period=${WEEK}&format=csv`, T.xihu);
+    expect(csv.headers['content-type']).toBe('text/csv; charset=utf-8');
+    expect(csv.headers['content-disposition']).toBe(
+      'attachment; filename="schools_2026-10-05_2026-10-11_cn-2020.csv"',
+    );
+    const lines = csv.body
+      .replace(/^\uFEFF/, '')
+      .trim()
+      .split('\r\n');
+    expect(lines[0]).toMatch(/^学校标识码,学校名称,/);
+    expect(lines.slice(1).map((l) => l.split(',')[0])).toEqual(['A', 'B']);
+
+    const xlsx = await get(`/v1/attainment?period=${WEEK}&format=xlsx`, T.binjiang);
+    const wb = new ExcelJS.Workbook();
+    await wb.xlsx.load(xlsx.rawPayload as unknown as ArrayBuffer);
+    const regions = wb.worksheets[0]!.getColumn(1).values.slice(2);
+    expect(new Set(regions)).toEqual(new Set(['330000/330100/330108']));
+  });
+
+  it('a region outside the token scope is refused, naming the field', async () => {
+    const r = await get(`/v1/attainment?period=${WEEK}&region=330000/330100`, T.xihu);
+    expect(r.statusCode).toBe(403);
+    expect(r.json()).toMatchObject({ code: 'CFM_API_OUT_OF_SCOPE', field: 'region' });
+    expect(
+      (await json(`/v1/attainment?period=${WEEK}&region=330000/330100/330108`, T.ops)).rollups.length,
+    ).toBeGreaterThan(0);
+  });
+
+  it('roles: an auditor may not import or stream; ops may stream', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/registry/import?filename=x.yaml',
+      headers: { authorization: `Bearer ${T.xihu}` },
+      payload: 'schools: []',
+    });
+    expect(r.statusCode).toBe(403);
+    expect(r.json().code).toBe('CFM_API_FORBIDDEN');
+  });
+});
+
+describe('bad requests get a 400 naming the field', () => {
+  it.each([
+    ['/v1/attainment?period=2026-13', 'period'],
+    ['/v1/attainment?period=2026-02-30', 'period'],
+    ['/v1/attainment?period=2026-10-09..2026-10-01', 'period'],
+    ['/v1/attainment', 'period'],
+    [`/v1/attainment?period=${WEEK}&profile=cn-1999`, 'profile'],
+    [`/v1/attainment?period=${WEEK}&format=pdf`, 'format'],
+    [`/v1/attainment/schools?period=${WEEK}&pageSize=0`, 'pageSize'],
+    ['/v1/schools?region=330000/../330100', 'region'],
+    [`/v1/audit/idle?period=${WEEK}&idleDays=-3`, 'idleDays'],
+    ['/v1/devices?kind=toaster', 'kind'],
+  ])('%s → field %s', async (url, field) => {
+    const r = await get(url, T.admin);
+    expect(r.statusCode, r.body).toBe(400);
+    expect(r.json()).toMatchObject({ status: 'error', code: 'CFM_API_BAD_REQUEST', field });
+  });
+
+  it('responses carry exactly the fields their schemas list', async () => {
+    const school = (await json('/v1/schools', T.admin)).items[0];
+    expect(Object.keys(school).sort()).toEqual(
+      [
+        'area',
+        'classes',
+        'contractedMbps',
+        'devices',
+        'id',
+        'level',
+        'name',
+        'region',
+        'students',
+        'teachers',
+        'uplink',
+      ].sort(),
+    );
+    // The registry's school has uplinkDevice/uplinkInterface; the list does not expose them.
+    expect(school).not.toHaveProperty('uplinkDevice');
+    const device = (await json(`/v1/audit/devices?period=${WEEK}&school=A`, T.admin)).items[0];
+    expect(Object.keys(device)).toHaveLength(14);
+  });
+});
+
+describe('registry import over HTTP', () => {
+  it('rejects a bad workbook with every error by row and column, and changes nothing', async () => {
+    const wb = new ExcelJS.Workbook();
+    const ws = wb.addWorksheet('学校');
+    ws.addRow(['学校标识码', '学校名称', '所属区划代码', '城乡', '办学类型', '班级数', '学生数', '教师数']);
+    ws.addRow(['D', '新学校', '330106', '城区', '小学', '十二', 500, 30]);
+    ws.addRow(['E', '另一所', '339999', '农村', '小学', 6, 100, 10]);
+    const before = registry.version;
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/registry/import?filename=新学校.xlsx',
+      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
+      payload: Buffer.from(await wb.xlsx.writeBuffer()),
+    });
+    expect(r.statusCode).toBe(422);
+    const body = r.json();
+    expect(body.code).toBe('CFM_API_IMPORT_REJECTED');
+    expect(body.issues).toEqual([
+      {
+        file: '新学校.xlsx [学校]',
+        entity: 'schools',
+        row: 2,
+        column: 'F (班级数)',
+        message: '"十二" is not a number',
+      },
+    ]);
+    // Cells first, then references: with the cell fixed, the next import names the unknown region.
+    ws.getCell('F2').value = 12;
+    const r2 = await app.inject({
+      method: 'POST',
+      url: '/v1/registry/import?filename=新学校.xlsx',
+      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
+      payload: Buffer.from(await wb.xlsx.writeBuffer()),
+    });
+    expect(r2.json().issues).toEqual([
+      expect.objectContaining({
+        row: 3,
+        column: 'C (所属区划代码)',
+        message: 'region 339999 is not in the registry',
+      }),
+    ]);
+    expect(registry.version).toBe(before);
+    expect(registry.index.schools.has('D')).toBe(false);
+  });
+
+  it('imports a CSV, and the new school appears at once; the export reimports unchanged', async () => {
+    const csv =
+      '学校标识码,学校名称,所属区划代码,城乡,办学类型,班级数,学生数,教师数\nD,西湖区第二小学,330106,城区,小学,12,500,30\n';
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/registry/import?filename=schools.csv',
+      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'text/csv' },
+      payload: csv,
+    });
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json()).toMatchObject({ rows: { schools: 1 }, totals: { schools: 4 } });
+    expect((await json('/v1/schools', T.xihu)).items.map((s: { id: string }) => s.id)).toEqual([
+      'A',
+      'B',
+      'D',
+    ]);
+
+    const exported = await get('/v1/registry/export', T.admin);
+    const before = structuredClone(registry.index.data);
+    const again = await app.inject({
+      method: 'POST',
+      url: '/v1/registry/import?filename=registry.xlsx&replace=regions,schools,classrooms,devices',
+      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
+      payload: exported.rawPayload,
+    });
+    expect(again.statusCode, again.body).toBe(200);
+    expect(registry.index.data).toEqual(before);
+  });
+});
+
+describe('live bandwidth (SSE) from real MQTT readings', () => {
+  it('streams uplink readings of the schools in scope only', async () => {
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as { port: number }).port;
+    await live.ready();
+    const ctrl = new AbortController();
+    const res = await fetch(`http://127.0.0.1:${port}/v1/bandwidth/live`, {
+      headers: { authorization: `Bearer ${T.binjiang}` },
+      signal: ctrl.signal,
+    });
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'poller-test' });
+    const reading = (school: string, inBps: number) =>
+      JSON.stringify({
+        v: 1,
+        ts: Date.now(),
+        seq: 1,
+        kind: 'router',
+        sysUpTimeTicks: 100,
+        ifaces: [
+          {
+            index: 1,
+            name: 'Gi0/0/1',
+            uplink: true,
+            speedMbps: 1000,
+            operStatus: 'up',
+            counterBits: 64,
+            inOctets: '1',
+            outOctets: '1',
+            inBps,
+            outBps: 1e6,
+          },
+        ],
+      });
+    const events: string[] = [];
+    const reader = res.body!.getReader();
+    const pump = (async () => {
+      const dec = new TextDecoder();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += dec.decode(value, { stream: true });
+        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+          events.push(buf.slice(0, i));
+          buf = buf.slice(i + 2);
+        }
+      }
+    })().catch(() => undefined);
+    // A garbage reading is counted and dropped; a Xihu school's reading is not for this token; C's is.
+    await pub.publishAsync('cfm/v1/C/gw-c/iface', '{"v":1,"ifaces":"nope"}', { qos: 1 });
+    await pub.publishAsync('cfm/v1/A/gw-a/iface', reading('A', 5e6), { qos: 1 });
+    await pub.publishAsync('cfm/v1/C/gw-c/iface', reading('C', 42e6), { qos: 1 });
+    await waitFor(() => events.some((e) => e.includes('"school":"C"')), { timeoutMs: 10_000 });
+    await waitFor(() => live.uplinks.has('A'), { timeoutMs: 10_000 });
+    expect(events.some((e) => e.includes('"school":"A"'))).toBe(false);
+    const ev = events.find((e) => e.includes('"school":"C"'))!;
+    expect(ev).toMatch(/^id: \d+\nevent: uplink\ndata: /);
+    expect(JSON.parse(ev.split('data: ')[1]!)).toMatchObject({
+      school: 'C',
+      device: 'gw-c',
+      inBps: 42e6,
+      speedMbps: 1000,
+    });
+    expect(live.rejected).toBeGreaterThanOrEqual(1);
+    // The school list shows the live rate too.
+    expect((await json('/v1/schools/C', T.binjiang)).uplink).toMatchObject({ inBps: 42e6 });
+    ctrl.abort();
+    await pump;
+    await pub.endAsync();
+  });
+});
+
+describe('rate limits', () => {
+  it('answers 429 with the stable code once a token exceeds its budget', async () => {
+    const limited = await makeApp(3);
+    try {
+      const codes = [];
+      for (let i = 0; i < 4; i++)
+        codes.push(
+          (
+            await limited.inject({
+              method: 'GET',
+              url: '/v1/profiles',
+              headers: { authorization: `Bearer ${T.ops}` },
+            })
+          ).statusCode,
+        );
+      expect(codes).toEqual([200, 200, 200, 429]);
+      const r = await limited.inject({
+        method: 'GET',
+        url: '/v1/profiles',
+        headers: { authorization: `Bearer ${T.ops}` },
+      });
+      expect(r.json()).toMatchObject({ code: 'CFM_API_RATE_LIMITED' });
+      // Another token has its own budget; health is never limited.
+      expect(
+        (
+          await limited.inject({
+            method: 'GET',
+            url: '/v1/profiles',
+            headers: { authorization: `Bearer ${T.admin}` },
+          })
+        ).statusCode,
+      ).toBe(200);
+      for (let i = 0; i < 5; i++)
+        expect((await limited.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    } finally {
+      await limited.close();
+    }
+  });
+});
