@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   isResponseSerializationError,
@@ -67,15 +67,14 @@ export class ApiError extends Error {
   }
 }
 
-export type App = FastifyInstance & { withTypeProvider<T>(): FastifyInstance };
-
 export async function buildApp(deps: AppDeps) {
   const app = Fastify({
     loggerInstance: deps.log,
     bodyLimit: deps.bodyLimitBytes,
     // Behind a reverse proxy the client address comes from X-Forwarded-For; set it there, not here.
     trustProxy: false,
-    disableRequestLogging: true,
+    // Per-request lines would drown the log at city scale; latency per route is in /metrics instead.
+    logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

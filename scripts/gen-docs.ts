@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { pollerConfigSchema } from '../agents/snmp/poller.js';
+import { apiConfigSchema } from '../api/server.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
 import { renderConfigReference } from '../common/config-doc.js';
@@ -22,6 +23,7 @@ export const ALL_SECTIONS = {
   collector: collectorConfigSchema,
   agent: agentConfigSchema,
   poller: pollerConfigSchema,
+  api: apiConfigSchema,
 };
 
 export const GENERATED_DOCS: Record<string, () => string> = {

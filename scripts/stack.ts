@@ -4,15 +4,19 @@
 // var/stack-credentials.yaml), the collector, and a few simulated classrooms — each a real classroom agent
 // speaking MQTT with a simulated display (one idle, one faulty) — and a school router (a real SNMP agent on
 // loopback with school-day traffic) polled by the SNMP poller; then prints what the collector has stored.
-// The API, dashboards and the simulated city arrive with their issues (#5–#7). Ctrl-C stops everything.
+// Then the API over all of it (registry of the simulated school, the example calendar, an admin token
+// printed once). Dashboards and a whole simulated city arrive with issue #7. Ctrl-C stops everything.
 import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
 import { agentConfigSchema, ClassroomAgent } from '../agents/classroom/agent.js';
 import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
+import { ApiServer, apiConfigSchema } from '../api/server.js';
 import { Broker, brokerConfigSchema } from '../broker/broker.js';
 import { CredentialStore } from '../broker/credentials.js';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
+import { localDate } from '../common/calendar.js';
 import { processConfigSchema } from '../common/cli.js';
 import { describeConfig, loadConfig } from '../common/config.js';
 import { Influxd } from '../common/dev/influxd.js';
@@ -85,6 +89,7 @@ try {
     });
   }
   const pollerSecret = await store.add({ username: 'poller', role: 'poller', schools: [school] });
+  const apiCollectorSecret = await store.add({ username: 'api', role: 'collector' }); // subscribe-only
   const port = await freePort();
   const broker = new Broker(
     brokerConfigSchema.parse({ credentialsFile, listeners: [{ kind: 'tcp', host: '127.0.0.1', port }] }),
@@ -182,7 +187,73 @@ try {
   await poller.start();
   services.push(poller);
 
+  step('API (registry of the simulated school, the example 2026–2027 calendar, an admin token)');
+  const registryFile = `${varDir}/stack-registry.json`;
+  const tokensFile = `${varDir}/stack-api-tokens.json`;
+  rmSync(registryFile, { force: true });
+  rmSync(tokensFile, { force: true });
+  const api = new ApiServer(
+    apiConfigSchema.parse({
+      port: 0,
+      registryFile,
+      tokensFile,
+      mqtt: { url, username: 'api', password: apiCollectorSecret },
+      rollup: { everyMs: 600_000 },
+    }),
+    { log, storage },
+  );
+  await api.registry.import([
+    {
+      name: 'stack-school.yaml',
+      data: Buffer.from(
+        stringify({
+          regions: [
+            { id: '330000', name: '浙江省', level: 'province' },
+            { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
+            { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
+          ],
+          schools: [
+            {
+              id: school,
+              name: '模拟小学',
+              region: '330106',
+              area: 'urban',
+              level: 'primary',
+              classes: n + 2, // two classes without monitored equipment
+              students: 45 * (n + 2),
+              teachers: 3 * (n + 2),
+              uplinkDevice: 'gw-01',
+              uplinkInterface: 1,
+            },
+          ],
+          classrooms: devices.map((_, k) => ({
+            id: `c${String(k + 1).padStart(2, '0')}`,
+            school,
+            name: `${k + 1}班`,
+          })),
+          devices: [
+            { id: 'gw-01', school, kind: 'router' },
+            ...devices.map(({ device }, k) => ({
+              id: device,
+              school,
+              classroom: `c${String(k + 1).padStart(2, '0')}`,
+              kind: 'panel',
+              batch: '2024-模拟-01',
+            })),
+          ],
+        }),
+      ),
+    },
+  ]);
+  const adminToken = api.tokens.load().add('stack admin', 'admin').token;
+  await api.start();
+  services.push(api);
+
   console.log(`
+API                    ${api.url}   (token: ${adminToken})
+  curl -s -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/schools
+  curl -s -H 'authorization: Bearer ${adminToken}' '${api.url}/v1/attainment?period=${localDate(Date.now())}'
+  curl -sN -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/bandwidth/live
 InfluxDB ${info.version}  ${influxd.url}  (database "${config.influx.database}")
 MQTT broker            ${url}
 collector metrics      http://127.0.0.1:${collector.metricsPort}/metrics

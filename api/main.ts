@@ -1,0 +1,146 @@
+// The API process and its tools.
+//   npm run api -- run --config config.yaml
+//   npm run api -- tokens add <name> --role admin|ops|auditor [--scope 330000/330100/330106] [--config f]
+//   npm run api -- tokens list | tokens revoke <id>
+//   npm run api -- import <file> [--replace devices,…] [--config f]    (the same all-or-nothing import as the API)
+//   npm run api -- rollup --from 2026-09-01 --to 2026-09-30 [--config f]    (backfill rollups)
+// A new token is printed once, on stdout; only its SHA-256 is stored.
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
+import { processConfigSchema, runMain } from '../common/cli.js';
+import { loadConfig } from '../common/config.js';
+import { createLogger } from '../common/log.js';
+import { ImportError } from '../common/registry/import.js';
+import { RegistryStore } from '../common/registry/store.js';
+import { influxConfigSchema, Storage } from '../common/storage/storage.js';
+import { regionPathSchema } from '../contracts/ids.js';
+import { ENTITIES, type EntityName } from '../contracts/registry.js';
+import { Rollup } from './rollup.js';
+import { ApiServer, apiConfigSchema, loadCalendars } from './server.js';
+import { ROLES, type Role, TokenStore } from './tokens.js';
+
+const [command, ...rest] = process.argv.slice(2);
+const sections = { influx: influxConfigSchema, api: apiConfigSchema };
+
+function fail(message: string): never {
+  process.stderr.write(`api: ${message}\n`);
+  process.exit(2);
+}
+
+/** Every option of every subcommand (all strings); each subcommand reads its own. */
+function options(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      role: { type: 'string' },
+      scope: { type: 'string' },
+      replace: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+    },
+  });
+}
+const config = (file: string | undefined) => loadConfig(processConfigSchema(sections), { file });
+
+async function tokens(args: string[]): Promise<void> {
+  const { values, positionals } = options(args);
+  const store = new TokenStore(config(values.config).api.tokensFile).load();
+  const [action, arg] = positionals;
+  switch (action) {
+    case 'add': {
+      if (!arg) fail('tokens add <name> --role admin|ops|auditor [--scope REGION/PATH]');
+      const role = values.role;
+      if (!role || !(ROLES as readonly string[]).includes(role))
+        fail(`--role must be one of ${ROLES.join(', ')}`);
+      const scope = values.scope;
+      if (scope !== undefined && !regionPathSchema.safeParse(scope).success)
+        fail('--scope must be a region path such as 330000/330100/330106');
+      const { id, token } = store.add(arg, role as Role, scope);
+      process.stdout.write(`${token}\n`);
+      process.stderr.write(
+        `added token ${id} (${arg}, ${role}${scope ? `, scope ${scope}` : ''}) to ${store.path}\n`,
+      );
+      return;
+    }
+    case 'list':
+      for (const t of store.list())
+        process.stdout.write(`${t.id}\t${t.role}\t${t.scope ?? '*'}\t${t.name}\t${t.createdAt}\n`);
+      return;
+    case 'revoke':
+      if (!arg) fail('tokens revoke <id>');
+      if (!store.revoke(arg)) fail(`no token ${arg}`);
+      process.stderr.write(`revoked ${arg}; a running API reads the file at start: restart it\n`);
+      return;
+    default:
+      fail('tokens add|list|revoke');
+  }
+}
+
+async function importFiles(args: string[]): Promise<void> {
+  const { values, positionals } = options(args);
+  if (positionals.length === 0) fail('import <file> [<file> …] [--replace devices,…]');
+  const replace = (values.replace?.split(',') ?? []) as EntityName[];
+  for (const r of replace)
+    if (!(ENTITIES as readonly string[]).includes(r)) fail(`--replace: unknown list ${r}`);
+  const store = new RegistryStore(config(values.config).api.registryFile).load();
+  try {
+    const rows = await store.import(
+      positionals.map((f) => ({ name: basename(f), data: readFileSync(f) })),
+      { replace },
+    );
+    process.stderr.write(`imported ${JSON.stringify(rows)} into ${store.path}\n`);
+  } catch (e) {
+    if (e instanceof ImportError) fail(e.message);
+    throw e;
+  }
+}
+
+async function rollup(args: string[]): Promise<void> {
+  const { values } = options(args);
+  const from = values.from;
+  const to = values.to ?? from;
+  if (!from || !/^\d{4}-\d{2}-\d{2}$/.test(from) || !to || !/^\d{4}-\d{2}-\d{2}$/.test(to))
+    fail('rollup --from YYYY-MM-DD [--to YYYY-MM-DD]');
+  const c = config(values.config);
+  const log = createLogger('api-rollup', c.log);
+  const storage = new Storage(c.influx, { log });
+  await storage.start();
+  try {
+    const registry = new RegistryStore(c.api.registryFile).load();
+    const calendars = loadCalendars(c.api.calendarFile);
+    const r = new Rollup({
+      storage,
+      registry: () => registry.index,
+      calendars: () => calendars,
+      log,
+      bucketS: c.api.rollup.bucketS,
+    });
+    await r.range(from, to);
+  } finally {
+    await storage.stop();
+  }
+}
+
+if (command === 'tokens') await tokens(rest);
+else if (command === 'import') await importFiles(rest);
+else if (command === 'rollup') await rollup(rest);
+else if (command === 'run') {
+  await runMain(
+    'api',
+    sections,
+    (c, log) => {
+      const storage = new Storage(c.influx, { log });
+      return [
+        { name: 'storage', start: async () => void (await storage.start()), stop: () => storage.stop() },
+        new ApiServer(c.api, { log, storage }),
+      ];
+    },
+    rest,
+  );
+} else
+  fail(
+    'usage: api run [--config f] | api tokens add|list|revoke … | api import <file> | api rollup --from D --to D',
+  );

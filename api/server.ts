@@ -1,0 +1,246 @@
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
+import { z } from 'zod';
+import { Calendars, calendarsSchema } from '../common/calendar.js';
+import { loadConfig } from '../common/config.js';
+import type { Service } from '../common/lifecycle.js';
+import { mqttConfigSchema } from '../common/mqtt.js';
+import { RegistryStore } from '../common/registry/store.js';
+import type { Storage } from '../common/storage/index.js';
+import { buildApp } from './app.js';
+import { LiveState } from './live.js';
+import { DEFAULT_PROFILE, profileSchema, profileSet } from './profiles.js';
+import { Reports } from './reports.js';
+import { Rollup } from './rollup.js';
+import { TokenStore } from './tokens.js';
+
+export const apiConfigSchema = z
+  .strictObject({
+    host: z
+      .string()
+      .default('127.0.0.1')
+      .describe('Listen address; put a TLS reverse proxy in front for remote users.'),
+    port: z.number().int().min(0).max(65_535).default(8080),
+    registryFile: z
+      .string()
+      .default('var/registry.json')
+      .describe('The fleet registry (written by imports).'),
+    calendarFile: z
+      .string()
+      .default('deploy/examples/calendar-2026-2027.yaml')
+      .describe('School calendars (YAML with a `calendars:` list); replace the example with your 校历.'),
+    tokensFile: z
+      .string()
+      .default('var/api-tokens.json')
+      .describe('Token hashes (`npm run api -- tokens add`).'),
+    defaultProfile: z.string().default(DEFAULT_PROFILE).describe('Profile used when a request names none.'),
+    profiles: z
+      .array(profileSchema)
+      .default([])
+      .describe('Extra standard profiles (same id replaces a built-in).'),
+    rateLimit: z
+      .strictObject({
+        max: z.number().int().min(1).default(600).describe('Requests per token (or address) per window.'),
+        timeWindowMs: z.number().int().min(1_000).default(60_000),
+      })
+      .prefault({}),
+    bodyLimitBytes: z
+      .number()
+      .int()
+      .min(1_024)
+      .default(32 * 1024 * 1024)
+      .describe('Largest import file.'),
+    cacheTtlMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(300_000)
+      .describe('How long a period’s rollup sums are reused before InfluxDB is asked again.'),
+    mqtt: mqttConfigSchema
+      .optional()
+      .describe(
+        'Broker for live status and bandwidth (a subscribe-only `collector` user); absent: reports only.',
+      ),
+    rollup: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('Run the daily rollups here (exactly one API instance should).'),
+        bucketS: z
+          .number()
+          .int()
+          .min(60)
+          .max(3_600)
+          .default(300)
+          .describe("Rollup bucket; at least the agents' and pollers' reporting interval."),
+        lateDays: z
+          .number()
+          .int()
+          .min(0)
+          .max(60)
+          .default(3)
+          .describe('Finished days rolled up again each run.'),
+        everyMs: z
+          .number()
+          .int()
+          .min(60_000)
+          .default(3_600_000)
+          .describe('How often the rollup runs (today included).'),
+      })
+      .prefault({}),
+  })
+  .prefault({})
+  .describe('The API: registry, calendars, attainment and audit reports, live fleet state.');
+export type ApiConfig = z.infer<typeof apiConfigSchema>;
+
+export function loadCalendars(file: string): Calendars {
+  return new Calendars(
+    loadConfig(z.strictObject({ calendars: calendarsSchema }), { file, env: {} }).calendars,
+  );
+}
+
+/** The API process: registry, calendars, tokens, live state, reports, the rollup schedule and the HTTP server. */
+export class ApiServer implements Service {
+  readonly name = 'api';
+  readonly registry: RegistryStore;
+  readonly tokens: TokenStore;
+  readonly live: LiveState;
+  readonly reports: Reports;
+  readonly rollup: Rollup;
+  readonly metrics = new PromRegistry();
+  private calendars: Calendars;
+  private app: Awaited<ReturnType<typeof buildApp>> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private rolling: Promise<void> | undefined;
+  private readonly rollupLast = new Gauge({
+    name: 'cfm_api_rollup_last_success_seconds',
+    help: 'Unix time of the last successful rollup run.',
+    registers: [this.metrics],
+  });
+  private readonly rollupFailures = new Counter({
+    name: 'cfm_api_rollup_failures_total',
+    help: 'Rollup runs that failed (InfluxDB unreachable, …).',
+    registers: [this.metrics],
+  });
+
+  constructor(
+    readonly config: ApiConfig,
+    private readonly deps: { log: Logger; storage: Storage; now?: () => number },
+  ) {
+    this.registry = new RegistryStore(config.registryFile);
+    this.tokens = new TokenStore(config.tokensFile);
+    this.calendars = new Calendars([]);
+    this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }));
+    this.reports = new Reports({
+      storage: deps.storage,
+      registry: this.registry,
+      calendars: () => this.calendars,
+      ttlMs: config.cacheTtlMs,
+    });
+    this.rollup = new Rollup({
+      storage: deps.storage,
+      registry: () => this.registry.index,
+      calendars: () => this.calendars,
+      log: deps.log.child({ part: 'rollup' }),
+      bucketS: config.rollup.bucketS,
+    });
+    const reports = this.reports;
+    const live = this.live;
+    new Gauge({
+      name: 'cfm_api_report_loads',
+      help: 'Period rollup sums loaded from InfluxDB since start (report cache misses).',
+      registers: [this.metrics],
+      collect() {
+        this.set(reports.loads);
+      },
+    });
+    new Gauge({
+      name: 'cfm_api_live_rejected',
+      help: 'Live MQTT messages that failed validation since start (dropped).',
+      registers: [this.metrics],
+      collect() {
+        this.set(live.rejected);
+      },
+    });
+  }
+
+  get url(): string {
+    const a = this.app?.server.address();
+    return a && typeof a === 'object' ? `http://${a.address}:${a.port}` : '';
+  }
+
+  async start(): Promise<void> {
+    const { config, deps } = this;
+    this.registry.load();
+    this.tokens.load();
+    this.calendars = loadCalendars(config.calendarFile);
+    const profiles = profileSet(config.profiles);
+    if (!profiles.has(config.defaultProfile))
+      throw new Error(`api.defaultProfile: no profile ${config.defaultProfile}`);
+    await this.live.start();
+    const app = await buildApp({
+      registry: this.registry,
+      calendars: () => this.calendars,
+      tokens: this.tokens,
+      reports: this.reports,
+      profiles,
+      defaultProfile: config.defaultProfile,
+      live: this.live,
+      storage: deps.storage,
+      metrics: this.metrics,
+      log: deps.log,
+      rateLimit: config.rateLimit,
+      bodyLimitBytes: config.bodyLimitBytes,
+    });
+    const duration = new Histogram({
+      name: 'cfm_api_request_duration_seconds',
+      help: 'API request latency by route and status.',
+      labelNames: ['route', 'status'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [this.metrics],
+    });
+    app.addHook('onResponse', async (req, reply) => {
+      duration.observe(
+        { route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+        reply.elapsedTime / 1000,
+      );
+    });
+    await app.listen({ host: config.host, port: config.port });
+    this.app = app;
+    deps.log.info({ url: this.url, schools: this.registry.index.data.schools.length }, 'api listening');
+    if (config.rollup.enabled) {
+      void this.runRollups();
+      this.timer = setInterval(() => void this.runRollups(), config.rollup.everyMs);
+    }
+  }
+
+  /** Rolls up the last `lateDays` finished days and today so far; never two runs at once. */
+  runRollups(): Promise<void> {
+    this.rolling ??= (async () => {
+      try {
+        const now = (this.deps.now ?? Date.now)();
+        const dates = [
+          ...Rollup.dueDates(now, this.config.rollup.lateDays),
+          ...Rollup.dueDates(now + 86_400_000, 1),
+        ];
+        for (const d of dates) await this.rollup.day(d);
+        this.reports.invalidate();
+        this.rollupLast.set(Math.round(now / 1000));
+      } catch (err) {
+        this.rollupFailures.inc();
+        this.deps.log.error({ err }, 'rollup failed; next run retries');
+      } finally {
+        this.rolling = undefined;
+      }
+    })();
+    return this.rolling;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.rolling;
+    await this.app?.close();
+    await this.live.stop();
+  }
+}
