@@ -1,8 +1,8 @@
-import { type Calendars, dateOf, dayNumber, localMidnightMs } from '../common/calendar.js';
+import { type Calendars, dateOf, dayNumber } from '../common/calendar.js';
 import type { RegistryIndex } from '../common/registry/store.js';
-import { iql, type Storage, timeMs } from '../common/storage/index.js';
 import { regionWithin } from '../contracts/ids.js';
 import { type Classroom, DISPLAY_KINDS, type School } from '../contracts/registry.js';
+import { DayCache } from './days.js';
 import type { Profile } from './profiles.js';
 
 /**
@@ -18,12 +18,10 @@ export interface Period {
 }
 
 export interface UsageSums {
-  teachingB: number;
   onlineB: number;
   onB: number;
   useB: number;
   faultyB: number;
-  periods: number;
   periodsUsed: number;
   onlineDays: number;
   usedDays: number;
@@ -38,88 +36,109 @@ export interface UplinkSums {
   over: Record<50 | 60 | 70 | 80 | 90, number>;
   p95MaxPct: number | null;
   speedMbps: number | null;
-  bucketS: number;
 }
 
 export interface PeriodData {
   period: Period;
   usage: Map<string, UsageSums>;
   uplink: Map<string, UplinkSums>;
-  /** Local date a device was last used (within `lookbackDays` before the period's end). */
+  /** Local date a device was last used, looking back to `lookbackFrom`. */
   lastUsed: Map<string, string>;
   /** Dates in the period that have been rolled up. */
   rolledDates: string[];
   lookbackFrom: string;
 }
 
-/** How far back "last used" looks for the idle list. */
-export const LOOKBACK_DAYS = 180;
-
-export async function loadPeriod(storage: Storage, period: Period): Promise<PeriodData> {
-  const a = timeMs(localMidnightMs(period.from));
-  const b = timeMs(localMidnightMs(period.to) + 86_400_000);
-  const lookbackFrom = dateOf(dayNumber(period.to) - LOOKBACK_DAYS);
-  const c = timeMs(localMidnightMs(lookbackFrom));
-  const [usage = [], uplink = [], last = [], rolled = []] = await storage.query(
-    [
-      iql`SELECT sum(teaching_b) AS teaching_b, sum(online_b) AS online_b, sum(on_b) AS on_b, sum(use_b) AS use_b, sum(faulty_b) AS faulty_b, sum(periods) AS periods, sum(periods_used) AS periods_used, sum(online_day) AS online_days, sum(used_day) AS used_days, last(bucket_s) AS bucket_s FROM usage_day WHERE time >= ${a} AND time < ${b} GROUP BY device`,
-      iql`SELECT sum(teaching_b) AS teaching_b, sum(data_b) AS data_b, sum(up_b) AS up_b, sum(over50_b) AS o50, sum(over60_b) AS o60, sum(over70_b) AS o70, sum(over80_b) AS o80, sum(over90_b) AS o90, max(p95_util_pct) AS p95, max(speed_mbps) AS speed, last(bucket_s) AS bucket_s FROM uplink_day WHERE time >= ${a} AND time < ${b} GROUP BY school`,
-      iql`SELECT last(used_day) AS u FROM usage_day WHERE used_day = 1 AND time >= ${c} AND time < ${b} GROUP BY device`,
-      iql`SELECT devices FROM rollup_day WHERE time >= ${a} AND time < ${b}`,
-    ].join('; '),
-  );
-  const data: PeriodData = {
-    period,
-    usage: new Map(),
-    uplink: new Map(),
-    lastUsed: new Map(),
-    rolledDates: [],
-    lookbackFrom,
-  };
-  for (const s of usage) {
-    const r = row(s.columns, s.values[0] ?? []);
-    data.usage.set(s.tags.device!, {
-      teachingB: n(r.teaching_b),
-      onlineB: n(r.online_b),
-      onB: n(r.on_b),
-      useB: n(r.use_b),
-      faultyB: n(r.faulty_b),
-      periods: n(r.periods),
-      periodsUsed: n(r.periods_used),
-      onlineDays: n(r.online_days),
-      usedDays: n(r.used_days),
-      bucketS: n(r.bucket_s),
-    });
-  }
-  for (const s of uplink) {
-    const r = row(s.columns, s.values[0] ?? []);
-    data.uplink.set(s.tags.school!, {
-      teachingB: n(r.teaching_b),
-      dataB: n(r.data_b),
-      upB: n(r.up_b),
-      over: { 50: n(r.o50), 60: n(r.o60), 70: n(r.o70), 80: n(r.o80), 90: n(r.o90) },
-      p95MaxPct: typeof r.p95 === 'number' ? r.p95 : null,
-      speedMbps: typeof r.speed === 'number' ? r.speed : null,
-      bucketS: n(r.bucket_s),
-    });
-  }
-  for (const s of last) {
-    const t = s.values[0]?.[0];
-    if (typeof t === 'number') data.lastUsed.set(s.tags.device!, localDateOfMidnight(t));
-  }
-  for (const s of rolled)
-    for (const v of s.values) data.rolledDates.push(localDateOfMidnight(v[0] as number));
-  return data;
+/** Calendar days to look back for "last used" so that `idleDays` teaching days fit, holidays included. */
+export function lookbackDaysFor(idleDays: number): number {
+  return Math.min(400, Math.ceil((idleDays * 7) / 5) + 21);
 }
 
-const localDateOfMidnight = (ms: number) => dateOf(Math.round((ms + 8 * 3_600_000) / 86_400_000));
-const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
-function row(columns: string[], values: unknown[]): Record<string, unknown> {
-  const r: Record<string, unknown> = {};
-  columns.forEach((c, i) => {
-    r[c] = values[i];
-  });
-  return r;
+/** Sums a period's daily rollups from the day cache (loading what is missing). */
+export async function loadPeriod(days: DayCache, period: Period, lookbackDays: number): Promise<PeriodData> {
+  const lookbackFrom = dateOf(Math.min(dayNumber(period.from), dayNumber(period.to) - lookbackDays));
+  await days.ensure(lookbackFrom, period.to);
+  const n = days.deviceIds.length;
+  const acc = new Float64Array(n * 7); // online, on, use, faulty, periodsUsed, onlineDays, usedDays
+  const seen = new Uint8Array(n);
+  const uplink = new Map<string, UplinkSums>();
+  const rolledDates: string[] = [];
+  let bucketS = 0;
+  for (let d = dayNumber(period.from); d <= dayNumber(period.to); d++) {
+    const date = dateOf(d);
+    const day = days.day(date);
+    if (!day || !days.rolled(date)) continue;
+    rolledDates.push(date);
+    bucketS = day.bucketS || bucketS;
+    const m = Math.min(n, day.present.length);
+    for (let i = 0; i < m; i++) {
+      if (!day.present[i]) continue;
+      seen[i] = 1;
+      const online = DayCache.get(day, i, 0);
+      const used = DayCache.get(day, i, 4);
+      acc[i * 7] = acc[i * 7]! + online;
+      acc[i * 7 + 1] = acc[i * 7 + 1]! + DayCache.get(day, i, 1);
+      acc[i * 7 + 2] = acc[i * 7 + 2]! + DayCache.get(day, i, 2);
+      acc[i * 7 + 3] = acc[i * 7 + 3]! + DayCache.get(day, i, 3);
+      acc[i * 7 + 4] = acc[i * 7 + 4]! + used;
+      if (online > 0) acc[i * 7 + 5] = acc[i * 7 + 5]! + 1;
+      if (used > 0) acc[i * 7 + 6] = acc[i * 7 + 6]! + 1;
+    }
+    for (const [school, u] of day.uplink) {
+      let x = uplink.get(school);
+      if (!x) {
+        x = {
+          teachingB: 0,
+          dataB: 0,
+          upB: 0,
+          over: { 50: 0, 60: 0, 70: 0, 80: 0, 90: 0 },
+          p95MaxPct: null,
+          speedMbps: null,
+        };
+        uplink.set(school, x);
+      }
+      x.teachingB += u.teachingB;
+      x.dataB += u.dataB;
+      x.upB += u.upB;
+      x.over[50] += u.over[0];
+      x.over[60] += u.over[1];
+      x.over[70] += u.over[2];
+      x.over[80] += u.over[3];
+      x.over[90] += u.over[4];
+      if (u.p95 !== null) x.p95MaxPct = Math.max(x.p95MaxPct ?? 0, u.p95);
+      if (u.speedMbps !== null) x.speedMbps = Math.max(x.speedMbps ?? 0, u.speedMbps);
+    }
+  }
+  const usage = new Map<string, UsageSums>();
+  for (let i = 0; i < n; i++) {
+    if (!seen[i]) continue;
+    usage.set(days.deviceIds[i]!, {
+      onlineB: acc[i * 7]!,
+      onB: acc[i * 7 + 1]!,
+      useB: acc[i * 7 + 2]!,
+      faultyB: acc[i * 7 + 3]!,
+      periodsUsed: acc[i * 7 + 4]!,
+      onlineDays: acc[i * 7 + 5]!,
+      usedDays: acc[i * 7 + 6]!,
+      bucketS,
+    });
+  }
+  // Last use: walk back from the period's end.
+  const lastUsed = new Map<string, string>();
+  const found = new Uint8Array(n);
+  for (let d = dayNumber(period.to); d >= dayNumber(lookbackFrom); d--) {
+    const date = dateOf(d);
+    const day = days.day(date);
+    if (!day) continue;
+    const m = Math.min(n, day.present.length);
+    for (let i = 0; i < m; i++) {
+      if (!found[i] && day.present[i] && DayCache.get(day, i, 4) > 0) {
+        found[i] = 1;
+        lastUsed.set(days.deviceIds[i]!, date);
+      }
+    }
+  }
+  return { period, usage, uplink, lastUsed, rolledDates, lookbackFrom };
 }
 
 // ---- evaluation ----------------------------------------------------------------------------------------------

@@ -1,16 +1,17 @@
 import type { Calendars } from '../common/calendar.js';
 import { dateOf, dayNumber } from '../common/calendar.js';
 import type { RegistryStore } from '../common/registry/store.js';
-import type { Storage } from '../common/storage/index.js';
 import {
   type Evaluation,
   evaluate,
   loadPeriod,
+  lookbackDaysFor,
   type Period,
   type PeriodData,
   type RollupRow,
   rollups,
 } from './attainment.js';
+import type { DayCache } from './days.js';
 import type { Profile } from './profiles.js';
 
 /**
@@ -78,10 +79,10 @@ export function parsePeriod(
 }
 
 export interface ReportsDeps {
-  storage: Storage;
+  days: DayCache;
   registry: RegistryStore;
   calendars: () => Calendars;
-  /** How long loaded rollup sums are trusted (another instance may have rolled up meanwhile). */
+  /** How long a period's sums are reused before the day cache is asked again (it re-checks rollup markers). */
   ttlMs: number;
   now?: () => number;
 }
@@ -90,26 +91,29 @@ export class Reports {
   private readonly periods = new Map<string, { atMs: number; data: Promise<PeriodData> }>();
   private readonly evaluations = new Map<string, Evaluation>();
   private readonly rollupMemo = new WeakMap<Evaluation, Map<string, RollupRow[]>>();
+  private readonly textMemo = new WeakMap<Evaluation, Map<string, string>>();
   private generation = 0;
-  /** Loads from InfluxDB (for metrics and the benchmark's honesty: cache hits do not count). */
+  /** Period sums built (cache misses; days come from the day cache). */
   loads = 0;
 
   constructor(private readonly deps: ReportsDeps) {}
 
-  /** Forget everything: a rollup wrote new sums. */
-  invalidate(): void {
+  /** Forget everything: a rollup wrote new sums (`dates`: the days it wrote, dropped from the day cache). */
+  invalidate(dates?: readonly string[]): void {
+    if (dates) for (const d of dates) this.deps.days.invalidate(d);
+    else this.deps.days.invalidate();
     this.generation++;
     this.periods.clear();
     this.evaluations.clear();
   }
 
-  private periodData(p: Period): Promise<PeriodData> {
-    const key = `${p.from}..${p.to}`;
+  private periodData(p: Period, lookbackDays: number): Promise<PeriodData> {
+    const key = `${p.from}..${p.to}|${lookbackDays}`;
     const now = (this.deps.now ?? Date.now)();
     const hit = this.periods.get(key);
     if (hit && now - hit.atMs < this.deps.ttlMs) return hit.data;
     this.loads++;
-    const data = loadPeriod(this.deps.storage, p);
+    const data = loadPeriod(this.deps.days, p, lookbackDays);
     // A failed load is not cached: the next request tries again.
     data.catch(() => this.periods.get(key)?.data === data && this.periods.delete(key));
     this.periods.set(key, { atMs: now, data });
@@ -118,7 +122,7 @@ export class Reports {
   }
 
   async evaluation(p: Period, profile: Profile, idleDays?: number): Promise<Evaluation> {
-    const data = await this.periodData(p);
+    const data = await this.periodData(p, lookbackDaysFor(idleDays ?? profile.idleDays));
     const key = `${p.from}..${p.to}|${profile.id}|${idleDays ?? ''}|${this.deps.registry.version}|${this.generation}`;
     let ev = this.evaluations.get(key);
     // The evaluation is keyed on the loaded data too: a reload after the TTL evaluates afresh.
@@ -134,6 +138,21 @@ export class Reports {
       if (this.evaluations.size > 128) this.evaluations.delete(this.evaluations.keys().next().value!);
     }
     return ev;
+  }
+
+  /** A value derived from an evaluation (a serialised response), computed once per key. */
+  memo(ev: Evaluation, key: string, make: () => string): string {
+    let m = this.textMemo.get(ev);
+    if (!m) {
+      m = new Map();
+      this.textMemo.set(ev, m);
+    }
+    let v = m.get(key);
+    if (v === undefined) {
+      v = make();
+      m.set(key, v);
+    }
+    return v;
   }
 
   rollups(ev: Evaluation, scope: string | undefined): RollupRow[] {

@@ -38,7 +38,11 @@ interface Window {
   buckets: number;
 }
 
-interface DeviceAcc {
+/** One device's teaching-time figures for one day, in buckets and class periods. */
+export interface DeviceDay {
+  device: string;
+  classroom: string | undefined;
+  kind: string;
   teaching: number;
   online: number;
   on: number;
@@ -46,6 +50,60 @@ interface DeviceAcc {
   faulty: number;
   periods: number;
   periodsUsed: number;
+}
+
+/** Devices per `usage_packed_day` point: keeps a packed string well below InfluxDB's 64 KB field limit. */
+const PACK_PER_POINT = 500;
+
+/**
+ * A school's day as points: one `usage_day` per device (for dashboards and ad-hoc InfluxQL), and the same
+ * figures packed per school into `usage_packed_day` — `device:online,on,use,faulty,periodsUsed|…` — which the
+ * API's day cache reads: a city day is then 1,600 rows instead of 40,000 one-point series, which InfluxDB
+ * 1.x reads an order of magnitude faster (its cost is per series). Ids cannot contain `:`, `,` or `|`.
+ */
+export function usagePoints(
+  ts: number,
+  bucketS: number,
+  region: string,
+  school: string,
+  rows: readonly DeviceDay[],
+): AnyPoint[] {
+  const out: AnyPoint[] = [];
+  for (const r of rows) {
+    out.push({
+      measurement: 'usage_day',
+      tags: { region, school, classroom: r.classroom, device: r.device, kind: r.kind },
+      fields: {
+        bucket_s: bucketS,
+        teaching_b: r.teaching,
+        online_b: r.online,
+        on_b: r.on,
+        use_b: r.use,
+        faulty_b: r.faulty,
+        periods: r.periods,
+        periods_used: r.periodsUsed,
+        online_day: r.online > 0 ? 1 : 0,
+        used_day: r.periodsUsed > 0 ? 1 : 0,
+      },
+      ts,
+    });
+  }
+  for (let part = 0; part * PACK_PER_POINT < rows.length || part === 0; part++) {
+    const chunk = rows.slice(part * PACK_PER_POINT, (part + 1) * PACK_PER_POINT);
+    out.push({
+      measurement: 'usage_packed_day',
+      tags: { region, school, part: String(part) },
+      fields: {
+        devices: chunk
+          .map((r) => `${r.device}:${r.online},${r.on},${r.use},${r.faulty},${r.periodsUsed}`)
+          .join('|'),
+        n: chunk.length,
+        bucket_s: bucketS,
+      },
+      ts,
+    });
+  }
+  return out;
 }
 
 interface UplinkAcc {
@@ -106,10 +164,14 @@ export class Rollup {
     let devices = 0;
     for (const [schoolId, list] of schoolWindows) {
       const path = reg.schoolPath(schoolId)!;
+      const rows: DeviceDay[] = [];
       for (const d of reg.devicesBySchool.get(schoolId) ?? []) {
         if (!ROLLED_KINDS.has(d.kind)) continue;
         const isDisplay = (DISPLAY_KINDS as readonly string[]).includes(d.kind);
-        const acc: DeviceAcc = {
+        const acc: DeviceDay = {
+          device: d.id,
+          classroom: d.classroom,
+          kind: d.kind,
           teaching: 0,
           online: 0,
           on: 0,
@@ -134,25 +196,10 @@ export class Rollup {
           acc.periods++;
           if (use * 2 >= w.buckets) acc.periodsUsed++;
         }
-        devices++;
-        points.push({
-          measurement: 'usage_day',
-          tags: { region: path, school: schoolId, classroom: d.classroom, device: d.id, kind: d.kind },
-          fields: {
-            bucket_s: bucketS,
-            teaching_b: acc.teaching,
-            online_b: acc.online,
-            on_b: acc.on,
-            use_b: acc.use,
-            faulty_b: acc.faulty,
-            periods: acc.periods,
-            periods_used: acc.periodsUsed,
-            online_day: acc.online > 0 ? 1 : 0,
-            used_day: acc.periodsUsed > 0 ? 1 : 0,
-          },
-          ts,
-        });
+        rows.push(acc);
       }
+      devices += rows.length;
+      points.push(...usagePoints(ts, bucketS, path, schoolId, rows));
       const up: UplinkAcc = { teaching: 0, data: 0, up: 0, over: [0, 0, 0, 0, 0], utils: [], speedMbps: 0 };
       for (const w of list) {
         up.teaching += w.buckets;

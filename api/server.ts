@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
 import { z } from 'zod';
-import { Calendars, calendarsSchema } from '../common/calendar.js';
+import { Calendars, calendarsSchema, dateOf, dayNumber, localDate } from '../common/calendar.js';
 import { loadConfig } from '../common/config.js';
 import type { Service } from '../common/lifecycle.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
 import { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
 import { buildApp } from './app.js';
+import { DayCache } from './days.js';
 import { LiveState } from './live.js';
 import { DEFAULT_PROFILE, profileSchema, profileSet } from './profiles.js';
 import { Reports } from './reports.js';
@@ -55,7 +56,23 @@ export const apiConfigSchema = z
       .int()
       .min(0)
       .default(300_000)
-      .describe('How long a period’s rollup sums are reused before InfluxDB is asked again.'),
+      .describe(
+        'How long a period’s sums are reused; loaded days are re-checked against their rollup markers this often.',
+      ),
+    cacheDays: z
+      .number()
+      .int()
+      .min(31)
+      .max(2_000)
+      .default(400)
+      .describe('Days of rollups kept in memory (~0.5 MB per day for a city of 40,000 devices).'),
+    preloadDays: z
+      .number()
+      .int()
+      .min(0)
+      .max(400)
+      .default(45)
+      .describe('Days before today loaded at start, so the first reports are quick.'),
     mqtt: mqttConfigSchema
       .optional()
       .describe(
@@ -106,6 +123,7 @@ export class ApiServer implements Service {
   readonly registry: RegistryStore;
   readonly tokens: TokenStore;
   readonly live: LiveState;
+  readonly days: DayCache;
   readonly reports: Reports;
   readonly rollup: Rollup;
   readonly metrics = new PromRegistry();
@@ -132,8 +150,13 @@ export class ApiServer implements Service {
     this.tokens = new TokenStore(config.tokensFile);
     this.calendars = new Calendars([]);
     this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }));
-    this.reports = new Reports({
+    this.days = new DayCache({
       storage: deps.storage,
+      checkEveryMs: config.cacheTtlMs,
+      maxDays: config.cacheDays,
+    });
+    this.reports = new Reports({
+      days: this.days,
       registry: this.registry,
       calendars: () => this.calendars,
       ttlMs: config.cacheTtlMs,
@@ -147,6 +170,15 @@ export class ApiServer implements Service {
     });
     const reports = this.reports;
     const live = this.live;
+    const days = this.days;
+    new Gauge({
+      name: 'cfm_api_rollup_days_loaded',
+      help: 'Rolled-up days read from InfluxDB into the day cache since start.',
+      registers: [this.metrics],
+      collect() {
+        this.set(days.loads);
+      },
+    });
     new Gauge({
       name: 'cfm_api_report_loads',
       help: 'Period rollup sums loaded from InfluxDB since start (report cache misses).',
@@ -209,6 +241,15 @@ export class ApiServer implements Service {
     await app.listen({ host: config.host, port: config.port });
     this.app = app;
     deps.log.info({ url: this.url, schools: this.registry.index.data.schools.length }, 'api listening');
+    if (config.preloadDays > 0) {
+      const today = localDate((deps.now ?? Date.now)());
+      const from = dateOf(dayNumber(today) - config.preloadDays);
+      const t = performance.now();
+      void this.days.ensure(from, today).then(
+        () => deps.log.info({ from, to: today, ms: Math.round(performance.now() - t) }, 'rollups preloaded'),
+        (err: unknown) => deps.log.warn({ err }, 'preloading rollups failed; reports load them on demand'),
+      );
+    }
     if (config.rollup.enabled) {
       void this.runRollups();
       this.timer = setInterval(() => void this.runRollups(), config.rollup.everyMs);
@@ -225,7 +266,7 @@ export class ApiServer implements Service {
           ...Rollup.dueDates(now + 86_400_000, 1),
         ];
         for (const d of dates) await this.rollup.day(d);
-        this.reports.invalidate();
+        this.reports.invalidate(dates);
         this.rollupLast.set(Math.round(now / 1000));
       } catch (err) {
         this.rollupFailures.inc();

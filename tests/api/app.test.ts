@@ -7,6 +7,7 @@ import { Registry as PromRegistry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { buildApp } from '../../api/app.js';
+import { DayCache } from '../../api/days.js';
 import { LiveState } from '../../api/live.js';
 import { DEFAULT_PROFILE, profileSet } from '../../api/profiles.js';
 import { Reports } from '../../api/reports.js';
@@ -43,7 +44,12 @@ async function makeApp(rateLimitMax = 10_000) {
     registry,
     calendars: () => calendars,
     tokens,
-    reports: new Reports({ storage, registry, calendars: () => calendars, ttlMs: 60_000 }),
+    reports: new Reports({
+      days: new DayCache({ storage, checkEveryMs: 60_000, maxDays: 400 }),
+      registry,
+      calendars: () => calendars,
+      ttlMs: 60_000,
+    }),
     profiles: profileSet(),
     defaultProfile: DEFAULT_PROFILE,
     live,

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { type Evaluation, evaluate, loadPeriod, rollups } from '../../api/attainment.js';
+import { type Evaluation, evaluate, loadPeriod, lookbackDaysFor, rollups } from '../../api/attainment.js';
+import { DayCache } from '../../api/days.js';
 import { profileSet } from '../../api/profiles.js';
 import { Rollup } from '../../api/rollup.js';
 import { Calendars } from '../../common/calendar.js';
@@ -21,6 +22,8 @@ let store: RegistryStore;
 const calendars = new Calendars([CITY_CALENDAR]);
 const profiles = profileSet();
 const WEEK = { from: '2026-10-05', to: '2026-10-11' }; // 国庆 Mon–Wed, Thu, Fri, 调休 Sat, Sun
+/** A fresh day cache: every call reads the rollups from InfluxDB again. */
+const newDays = () => new DayCache({ storage, checkEveryMs: 0, maxDays: 400 });
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cfm-attain-'));
@@ -47,7 +50,7 @@ afterAll(async () => {
 });
 
 async function week(profile = 'cn-2020', idleDays?: number): Promise<Evaluation> {
-  const data = await loadPeriod(storage, WEEK);
+  const data = await loadPeriod(newDays(), WEEK, lookbackDaysFor(idleDays ?? 20));
   return evaluate(data, registry(), calendars, profiles.get(profile)!, idleDays ? { idleDays } : {});
 }
 const school = (ev: Evaluation, id: string) => ev.schools.find((s) => s.id === id)!;
@@ -243,7 +246,7 @@ describe('usage audit', () => {
 
 describe('a vacation week', () => {
   it('has no teaching time: nothing is judged, and its readings count nowhere', async () => {
-    const data = await loadPeriod(storage, { from: '2027-02-01', to: '2027-02-07' });
+    const data = await loadPeriod(newDays(), { from: '2027-02-01', to: '2027-02-07' }, lookbackDaysFor(20));
     const ev = evaluate(data, registry(), calendars, profiles.get('cn-2020')!);
     for (const s of ev.schools) {
       expect(s.teachingDays).toBe(0);
@@ -262,5 +265,35 @@ describe('a vacation week', () => {
 
   it('the holiday week reports its rollup coverage: 3 of 3 teaching dates rolled up', async () => {
     expect((await week()).coverage).toEqual({ rolledDays: 3, teachingDates: 3 });
+  });
+});
+
+// Last in this file: it adds a late reading to the fixture.
+describe('the day cache', () => {
+  it('re-reads a day whose rollup was re-run (late data from a spool), and only that day', async () => {
+    const days = new DayCache({ storage, checkEveryMs: 0, maxDays: 400 });
+    const before = await loadPeriod(days, WEEK, lookbackDaysFor(20));
+    expect(before.usage.get('pj-b1')).toMatchObject({ onlineDays: 1 });
+    const loads = days.loads;
+    // A spooled reading of the projector on Friday arrives late; the next rollup run rewrites Friday.
+    storage.write([
+      {
+        measurement: 'display',
+        tags: { school: 'B', device: 'pj-b1', kind: 'projector' },
+        fields: { on: 1, in_use: 0, error_count: 0 },
+        ts: Date.parse('2026-10-09T08:02:30+08:00'),
+      },
+    ]);
+    await storage.flush();
+    await new Rollup({
+      storage,
+      registry,
+      calendars: () => calendars,
+      log: silentLogger(),
+      bucketS: 300,
+    }).day('2026-10-09');
+    const after = await loadPeriod(days, WEEK, lookbackDaysFor(20));
+    expect(after.usage.get('pj-b1')).toMatchObject({ onlineDays: 2, onlineB: 17 });
+    expect(days.loads - loads).toBe(1); // Friday only
   });
 });
