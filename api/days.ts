@@ -50,6 +50,7 @@ export class DayCache {
   private readonly days = new Map<string, Day>();
   private readonly loading = new Map<string, Promise<void>>();
   private lastCheckMs = 0;
+  private epoch = 0;
   /** Days read from InfluxDB (for metrics and the benchmark). */
   loads = 0;
 
@@ -57,6 +58,8 @@ export class DayCache {
 
   /** Forget one day (this process just rolled it up) or all of them. */
   invalidate(date?: string): void {
+    // A read already in flight may return the old figures: the epoch tells it not to keep them.
+    this.epoch++;
     if (date) this.days.delete(date);
     else this.days.clear();
   }
@@ -78,6 +81,14 @@ export class DayCache {
       this.lastCheckMs = now;
       await this.dropChanged(from, to);
     }
+    // A read that raced with an invalidation keeps nothing; read again (a rollup run invalidates each day
+    // once, so this settles at once).
+    for (let attempt = 0; attempt < 5; attempt++) if (await this.fill(from, to)) return;
+    throw new Error(`rollups ${from}..${to} kept changing while being read`);
+  }
+
+  /** One pass: loads what is missing; true when every date was already there. */
+  private async fill(from: string, to: string): Promise<boolean> {
     const missing: string[] = [];
     const waits: Promise<void>[] = [];
     for (let n = dayNumber(from); n <= dayNumber(to); n++) {
@@ -117,8 +128,10 @@ export class DayCache {
       }
     };
     void Promise.all(Array.from({ length: Math.min(2, missing.length) }, worker));
+    if (waits.length === 0) return true;
     await Promise.all(waits);
     while (this.days.size > this.deps.maxDays) this.days.delete(this.days.keys().next().value!);
+    return false;
   }
 
   /** Drops loaded days in [from, to] whose rollup marker changed since they were read. */
@@ -142,6 +155,7 @@ export class DayCache {
 
   private async load(dates: string[]): Promise<void> {
     this.loads += dates.length;
+    const epoch = this.epoch;
     const from = dates[0]!;
     const to = dates.at(-1)!;
     const a = timeMs(localMidnightMs(from));
@@ -190,6 +204,7 @@ export class DayCache {
           speedMbps: typeof v[11] === 'number' ? v[11] : null,
         });
       }
+    if (epoch !== this.epoch) return; // invalidated while reading: the next ensure() reads again
     const markers = new Map<string, [number, number]>();
     for (const s of marks)
       for (const v of s.values) markers.set(dateAt(v[0] as number), [v[1] as number, v[2] as number]);

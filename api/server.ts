@@ -74,6 +74,7 @@ export const apiConfigSchema = z
       .default(45)
       .describe('Days before today loaded at start, so the first reports are quick.'),
     mqtt: mqttConfigSchema
+      .unwrap() // no defaults when absent: without a broker the API serves reports only
       .optional()
       .describe(
         'Broker for live status and bandwidth (a subscribe-only `collector` user); absent: reports only.',
