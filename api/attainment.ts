@@ -1,8 +1,8 @@
-import { type Calendars, dateOf, dayNumber } from '../common/calendar.js';
+import { type Calendar, type Calendars, dateOf, dayNumber, localDate } from '../common/calendar.js';
 import type { RegistryIndex } from '../common/registry/store.js';
 import { regionWithin } from '../contracts/ids.js';
 import { type Classroom, DISPLAY_KINDS, type School } from '../contracts/registry.js';
-import { DayCache } from './days.js';
+import { DayCache, periodBuckets } from './days.js';
 import type { Profile } from './profiles.js';
 
 /**
@@ -44,6 +44,10 @@ export interface PeriodData {
   uplink: Map<string, UplinkSums>;
   /** Local date a device was last used, looking back to `lookbackFrom`. */
   lastUsed: Map<string, string>;
+  /** Per school, the rolled-up teaching dates (ascending) from `lookbackFrom` to the period's end. */
+  schoolDays: Map<string, string[]>;
+  /** Per school, its rolled-up teaching days in the period weighted by the share of their periods counted. */
+  schoolDayWeight: Map<string, number>;
   /** Dates in the period that have been rolled up. */
   rolledDates: string[];
   lookbackFrom: string;
@@ -51,40 +55,54 @@ export interface PeriodData {
 
 /** Calendar days to look back for "last used" so that `idleDays` teaching days fit, holidays included. */
 export function lookbackDaysFor(idleDays: number): number {
-  return Math.min(400, Math.ceil((idleDays * 7) / 5) + 21);
+  return Math.min(200, Math.ceil((idleDays * 7) / 5) + 21);
 }
 
+/**
+ * Full-day teaching buckets of a school on a date by its calendar *now*; 0 when it is not a teaching day (a
+ * day declared a holiday after it was rolled up no longer counts).
+ */
+export type TeachingBuckets = (school: string, date: string, bucketS: number) => number;
+
 /** Sums a period's daily rollups from the day cache (loading what is missing). */
-export async function loadPeriod(days: DayCache, period: Period, lookbackDays: number): Promise<PeriodData> {
+export async function loadPeriod(
+  days: DayCache,
+  period: Period,
+  lookbackDays: number,
+  teaches: TeachingBuckets,
+): Promise<PeriodData> {
   const lookbackFrom = dateOf(Math.min(dayNumber(period.from), dayNumber(period.to) - lookbackDays));
   await days.ensure(lookbackFrom, period.to);
   const n = days.deviceIds.length;
   const acc = new Float64Array(n * 7); // online, on, use, faulty, periodsUsed, onlineDays, usedDays
   const seen = new Uint8Array(n);
   const uplink = new Map<string, UplinkSums>();
+  const schoolDays = new Map<string, string[]>();
+  const schoolDayWeight = new Map<string, number>();
   const rolledDates: string[] = [];
+  const lastUsed = new Map<string, string>();
   let bucketS = 0;
-  for (let d = dayNumber(period.from); d <= dayNumber(period.to); d++) {
+  for (let d = dayNumber(lookbackFrom); d <= dayNumber(period.to); d++) {
     const date = dateOf(d);
     const day = days.day(date);
-    if (!day || !days.rolled(date)) continue;
-    rolledDates.push(date);
+    if (!day || day.marker === null) continue;
+    const inPeriod = date >= period.from;
+    if (inPeriod) rolledDates.push(date);
     bucketS = day.bucketS || bucketS;
-    const m = Math.min(n, day.present.length);
-    for (let i = 0; i < m; i++) {
-      if (!day.present[i]) continue;
-      seen[i] = 1;
-      const online = DayCache.get(day, i, 0);
-      const used = DayCache.get(day, i, 4);
-      acc[i * 7] = acc[i * 7]! + online;
-      acc[i * 7 + 1] = acc[i * 7 + 1]! + DayCache.get(day, i, 1);
-      acc[i * 7 + 2] = acc[i * 7 + 2]! + DayCache.get(day, i, 2);
-      acc[i * 7 + 3] = acc[i * 7 + 3]! + DayCache.get(day, i, 3);
-      acc[i * 7 + 4] = acc[i * 7 + 4]! + used;
-      if (online > 0) acc[i * 7 + 5] = acc[i * 7 + 5]! + 1;
-      if (used > 0) acc[i * 7 + 6] = acc[i * 7 + 6]! + 1;
-    }
+    // The schools that count this day: rolled up with some teaching time, and teaching by today's calendar.
+    const counted = new Set<string>();
     for (const [school, u] of day.uplink) {
+      const full = teaches(school, date, day.bucketS);
+      if (full <= 0 || u.teachingB <= 0) continue;
+      counted.add(school);
+      let list = schoolDays.get(school);
+      if (!list) {
+        list = [];
+        schoolDays.set(school, list);
+      }
+      list.push(date);
+      if (!inPeriod) continue;
+      schoolDayWeight.set(school, (schoolDayWeight.get(school) ?? 0) + Math.min(1, u.teachingB / full));
       let x = uplink.get(school);
       if (!x) {
         x = {
@@ -108,6 +126,23 @@ export async function loadPeriod(days: DayCache, period: Period, lookbackDays: n
       if (u.p95 !== null) x.p95MaxPct = Math.max(x.p95MaxPct ?? 0, u.p95);
       if (u.speedMbps !== null) x.speedMbps = Math.max(x.speedMbps ?? 0, u.speedMbps);
     }
+    const m = Math.min(n, day.present.length);
+    for (let i = 0; i < m; i++) {
+      if (!day.present[i] || !counted.has(days.deviceSchool[i]!)) continue;
+      const used = DayCache.get(day, i, 4);
+      if (used > 0) lastUsed.set(days.deviceIds[i]!, date); // ascending dates: the last write is the latest
+      if (!inPeriod) continue;
+      seen[i] = 1;
+      const online = DayCache.get(day, i, 0);
+      const b = i * 7;
+      acc[b] = acc[b]! + online;
+      acc[b + 1] = acc[b + 1]! + DayCache.get(day, i, 1);
+      acc[b + 2] = acc[b + 2]! + DayCache.get(day, i, 2);
+      acc[b + 3] = acc[b + 3]! + DayCache.get(day, i, 3);
+      acc[b + 4] = acc[b + 4]! + used;
+      if (online > 0) acc[b + 5] = acc[b + 5]! + 1;
+      if (used > 0) acc[b + 6] = acc[b + 6]! + 1;
+    }
   }
   const usage = new Map<string, UsageSums>();
   for (let i = 0; i < n; i++) {
@@ -123,22 +158,44 @@ export async function loadPeriod(days: DayCache, period: Period, lookbackDays: n
       bucketS,
     });
   }
-  // Last use: walk back from the period's end.
-  const lastUsed = new Map<string, string>();
-  const found = new Uint8Array(n);
-  for (let d = dayNumber(period.to); d >= dayNumber(lookbackFrom); d--) {
-    const date = dateOf(d);
-    const day = days.day(date);
-    if (!day) continue;
-    const m = Math.min(n, day.present.length);
-    for (let i = 0; i < m; i++) {
-      if (!found[i] && day.present[i] && DayCache.get(day, i, 4) > 0) {
-        found[i] = 1;
-        lastUsed.set(days.deviceIds[i]!, date);
-      }
+  return { period, usage, uplink, lastUsed, schoolDays, schoolDayWeight, rolledDates, lookbackFrom };
+}
+
+/** The teaching-day test of `loadPeriod` from the registry and the calendars (memoised). */
+export function teachingBuckets(reg: RegistryIndex, cals: Calendars): TeachingBuckets {
+  const calOf = new Map<string, Calendar | undefined>();
+  const memo = new Map<string, number>();
+  return (school, date, bucketS) => {
+    let cal = calOf.get(school);
+    if (!calOf.has(school)) {
+      const s = reg.schools.get(school);
+      cal = s ? cals.forSchool(school, reg.regionPath(s.region)) : undefined;
+      calOf.set(school, cal);
     }
+    if (!cal || bucketS <= 0) return 0;
+    const key = `${cal.def.id}|${date}|${bucketS}`;
+    let v = memo.get(key);
+    if (v === undefined) {
+      const info = cal.day(date);
+      v =
+        info.kind === 'teaching' ? info.periods.reduce((a, p) => a + periodBuckets(p, bucketS * 1000), 0) : 0;
+      memo.set(key, v);
+    }
+    return v;
+  };
+}
+
+/** How many of the sorted `dates` come after `after` (all of them when undefined). */
+export function countAfter(dates: readonly string[], after: string | undefined): number {
+  if (after === undefined) return dates.length;
+  let lo = 0;
+  let hi = dates.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (dates[mid]! <= after) lo = mid + 1;
+    else hi = mid;
   }
-  return { period, usage, uplink, lastUsed, rolledDates, lookbackFrom };
+  return dates.length - lo;
 }
 
 // ---- evaluation ----------------------------------------------------------------------------------------------
@@ -148,6 +205,7 @@ export interface Reason {
   code:
     | 'no_calendar'
     | 'no_teaching_time'
+    | 'not_rolled_up'
     | 'uplink_not_monitored'
     | 'uplink_availability_low'
     | 'uplink_capacity_low'
@@ -244,7 +302,7 @@ export function evaluate(
   reg: RegistryIndex,
   cals: Calendars,
   profile: Profile,
-  opts: { idleDays?: number } = {},
+  opts: { idleDays?: number; today?: string } = {},
 ): Evaluation {
   const { from, to } = data.period;
   const idleDays = opts.idleDays ?? profile.idleDays;
@@ -253,18 +311,21 @@ export function evaluate(
   const devices: DeviceAudit[] = [];
   const teachingDates = new Set<string>();
 
+  const today = opts.today ?? localDate(Date.now());
+  const until = to < today ? to : today;
   for (const s of reg.data.schools) {
     const path = reg.regionPath(s.region);
     const cal = cals.forSchool(s.id, path);
-    const days = cal ? cal.teachingDays(from, to) : [];
-    for (const d of days) teachingDates.add(d.date);
-    const teachingDays = days.length;
-    const weeks = cal && cal.daysPerWeek > 0 ? teachingDays / cal.daysPerWeek : 0;
+    // Teaching days the calendar has had so far in the period, and those the rollups counted.
+    const calendarDays = cal && from <= until ? cal.teachingDays(from, until) : [];
+    for (const d of calendarDays) teachingDates.add(d.date);
+    const allDays = data.schoolDays.get(s.id) ?? [];
+    const teachingDays = countAfter(allDays, dateOf(dayNumber(from) - 1));
+    const weeks = cal && cal.daysPerWeek > 0 ? (data.schoolDayWeight.get(s.id) ?? 0) / cal.daysPerWeek : 0;
 
     // 校校通
     const up = data.uplink.get(s.id);
     const reasons: Reason[] = [];
-    if (!cal) reasons.push({ code: 'no_calendar', message: 'no school calendar covers this school' });
     const monitored = up !== undefined && up.dataB > 0;
     const availabilityPct = up ? pct(up.upB, up.teachingB) : null;
     const capacityMbps = s.contractedMbps ?? up?.speedMbps ?? null;
@@ -296,13 +357,26 @@ export function evaluate(
         code: 'uplink_congested',
         message: `95th-percentile utilisation at or above ${profile.congestionPct} % (${busyPct} % of teaching time)`,
       });
-    const applicable = teachingDays > 0;
-    if (!applicable) {
+    // Not judged: no teaching day yet (a vacation), or teaching days not rolled up yet. Judged and failed: no
+    // calendar at all — a school must not drop out of the statistics because nobody entered its 校历.
+    let applicable = teachingDays > 0;
+    if (!cal) {
       reasons.length = 0;
-      reasons.push({
-        code: 'no_teaching_time',
-        message: 'no teaching day in this period (vacation or holidays)',
-      });
+      reasons.push({ code: 'no_calendar', message: 'no school calendar covers this school' });
+      applicable = true;
+    } else if (!applicable) {
+      reasons.length = 0;
+      reasons.push(
+        calendarDays.length === 0
+          ? {
+              code: 'no_teaching_time',
+              message: 'no teaching day in this period so far (vacation or holidays)',
+            }
+          : {
+              code: 'not_rolled_up',
+              message: `${calendarDays.length} teaching days in the period, none rolled up yet`,
+            },
+      );
     }
     const xxtAttained = applicable ? reasons.length === 0 : null;
 
@@ -323,8 +397,8 @@ export function evaluate(
       if (d.kind === 'router' || d.kind === 'switch' || d.kind === 'ap') continue;
       const hours = (b: number) => round((b * (u?.bucketS ?? 0)) / 3600, 2);
       const lastUsed = data.lastUsed.get(d.id) ?? null;
-      const idleSince = lastUsed ? dateOf(dayNumber(lastUsed) + 1) : data.lookbackFrom;
-      const idleTeachingDays = cal && idleSince <= to ? cal.teachingDays(idleSince, to).length : 0;
+      // Rolled-up teaching days of its school since it was last used (since the look-back start if never).
+      const idleTeachingDays = countAfter(allDays, lastUsed ?? undefined);
       devices.push({
         id: d.id,
         school: s.id,

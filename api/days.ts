@@ -7,15 +7,23 @@ import { iql, type Storage, timeMs } from '../common/storage/index.js';
  * process — from `usage_packed_day`, one row per school (see `usagePoints` in rollup.ts for why) — and kept
  * compactly: five 16-bit counters per device per day (~0.5 MB per city day).
  *
- * A day is read again when its `rollup_day` marker changed (a re-run of the rollup, checked at most every
- * `checkEveryMs`), or at once when this process ran the rollup itself (`invalidate`).
+ * A loaded day is compared with its `rollup_day` marker again once it is `checkEveryMs` old (another process
+ * may have re-run its rollup, or a backfill), and dropped at once in the process that ran the rollup
+ * (`invalidate`). Days a request is reading are never evicted under it.
  */
+
+/** Buckets a class period spans, aligned to the epoch as InfluxDB's GROUP BY time() aligns them. */
+export function periodBuckets(p: { startMs: number; endMs: number }, bucketMs: number): number {
+  const first = Math.floor(p.startMs / bucketMs) * bucketMs;
+  return Math.ceil((p.endMs - first) / bucketMs);
+}
 
 /** Per device per day: online, on, in-use and faulty buckets, class periods used. */
 export const USAGE_FIELDS = ['online_b', 'on_b', 'use_b', 'faulty_b', 'periods_used'] as const;
 const NF = USAGE_FIELDS.length;
 
 export interface UplinkDay {
+  /** Teaching buckets the rollup counted for the school that day (periods that had ended). */
   teachingB: number;
   dataB: number;
   upB: number;
@@ -24,21 +32,23 @@ export interface UplinkDay {
   speedMbps: number | null;
 }
 
-interface Day {
+export interface Day {
   /** rollup_day marker (its run duration, a float that differs between runs); null: not rolled up. */
   marker: number | null;
   bucketS: number;
-  /** Device index → offset/NF in `usage`. */
+  /** Device index × 5 counters. */
   usage: Int16Array;
   /** Which device indexes have a row this day. */
   present: Uint8Array;
+  /** Per school: its uplink figures; every school the rollup counted that day has an entry. */
   uplink: Map<string, UplinkDay>;
+  checkedAtMs: number;
 }
 
 export interface DayCacheDeps {
   storage: Storage;
   checkEveryMs: number;
-  /** Most days kept (least recently used dropped first). */
+  /** Days kept (least recently used dropped first, never one a request is reading). */
   maxDays: number;
   now?: () => number;
 }
@@ -47,14 +57,19 @@ export class DayCache {
   /** Device id → index into every day's arrays. Grows; ids are never reused. */
   readonly deviceIndex = new Map<string, number>();
   readonly deviceIds: string[] = [];
+  /** Device index → the school it was rolled up under (its latest). */
+  readonly deviceSchool: string[] = [];
   private readonly days = new Map<string, Day>();
   private readonly loading = new Map<string, Promise<void>>();
-  private lastCheckMs = 0;
   private epoch = 0;
   /** Days read from InfluxDB (for metrics and the benchmark). */
   loads = 0;
 
   constructor(private readonly deps: DayCacheDeps) {}
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
 
   /** Forget one day (this process just rolled it up) or all of them. */
   invalidate(date?: string): void {
@@ -64,26 +79,28 @@ export class DayCache {
     else this.days.clear();
   }
 
-  private index(device: string): number {
+  private index(device: string, school: string): number {
     let i = this.deviceIndex.get(device);
     if (i === undefined) {
       i = this.deviceIds.length;
       this.deviceIndex.set(device, i);
       this.deviceIds.push(device);
     }
+    this.deviceSchool[i] = school;
     return i;
   }
 
   /** Makes every date of [from, to] available; resolves when loaded. */
   async ensure(from: string, to: string): Promise<void> {
-    const now = (this.deps.now ?? Date.now)();
-    if (now - this.lastCheckMs >= this.deps.checkEveryMs) {
-      this.lastCheckMs = now;
-      await this.dropChanged(from, to);
-    }
+    await this.dropChanged(from, to);
     // A read that raced with an invalidation keeps nothing; read again (a rollup run invalidates each day
     // once, so this settles at once).
-    for (let attempt = 0; attempt < 5; attempt++) if (await this.fill(from, to)) return;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (await this.fill(from, to)) {
+        this.evict(from, to);
+        return;
+      }
+    }
     throw new Error(`rollups ${from}..${to} kept changing while being read`);
   }
 
@@ -104,8 +121,8 @@ export class DayCache {
       if (l) waits.push(l);
       else missing.push(d);
     }
-    // One day per query (a city day is ~40,000 rows, a few MB), two queries at a time. Each missing day is
-    // registered as loading first, so a concurrent caller waits for it instead of reading it again.
+    // One day per query (a city day is ~1,600 rows), two queries at a time. Each missing day is registered as
+    // loading first, so a concurrent caller waits for it instead of reading it again.
     const done = new Map<string, { resolve: () => void; reject: (e: unknown) => void }>();
     for (const d of missing) {
       const p = new Promise<void>((resolve, reject) => done.set(d, { resolve, reject }));
@@ -118,7 +135,7 @@ export class DayCache {
       while (next < missing.length) {
         const d = missing[next++]!;
         try {
-          await this.load([d]);
+          await this.load(d);
           done.get(d)!.resolve();
         } catch (e) {
           done.get(d)!.reject(e);
@@ -130,72 +147,94 @@ export class DayCache {
     void Promise.all(Array.from({ length: Math.min(2, missing.length) }, worker));
     if (waits.length === 0) return true;
     await Promise.all(waits);
-    while (this.days.size > this.deps.maxDays) this.days.delete(this.days.keys().next().value!);
     return false;
   }
 
-  /** Drops loaded days in [from, to] whose rollup marker changed since they were read. */
-  private async dropChanged(from: string, to: string): Promise<void> {
-    const loaded = [...this.days.keys()].filter((d) => d >= from && d <= to);
-    if (loaded.length === 0) return;
-    const markers = await this.markers(from, to);
-    for (const d of loaded) if ((markers.get(d) ?? null) !== this.days.get(d)!.marker) this.days.delete(d);
+  /** Drops least recently used days beyond `maxDays`, except those in [from, to] (being read now). */
+  private evict(from: string, to: string): void {
+    for (const d of this.days.keys()) {
+      if (this.days.size <= this.deps.maxDays) return;
+      if (d >= from && d <= to) continue;
+      this.days.delete(d);
+    }
   }
 
-  private async markers(from: string, to: string): Promise<Map<string, number>> {
+  /** Re-checks loaded days in [from, to] that are `checkEveryMs` old against their markers; drops changed ones. */
+  private async dropChanged(from: string, to: string): Promise<void> {
+    const now = this.now();
+    const stale = [...this.days.entries()].filter(
+      ([d, day]) => d >= from && d <= to && now - day.checkedAtMs >= this.deps.checkEveryMs,
+    );
+    if (stale.length === 0) return;
+    const first = stale.map(([d]) => d).sort()[0]!;
+    const last = stale
+      .map(([d]) => d)
+      .sort()
+      .at(-1)!;
+    const markers = await this.markers(first, last);
+    for (const [d, day] of stale) {
+      if ((markers.get(d)?.[0] ?? null) !== day.marker) this.days.delete(d);
+      else day.checkedAtMs = now;
+    }
+  }
+
+  private async markers(from: string, to: string): Promise<Map<string, [number, number]>> {
     const a = timeMs(localMidnightMs(from));
     const b = timeMs(localMidnightMs(to) + 86_400_000);
     const [rows = []] = await this.deps.storage.query(
       iql`SELECT duration_ms, bucket_s FROM rollup_day WHERE time >= ${a} AND time < ${b}`,
     );
-    const m = new Map<string, number>();
-    for (const s of rows) for (const v of s.values) m.set(dateAt(v[0] as number), v[1] as number);
+    const m = new Map<string, [number, number]>();
+    for (const s of rows)
+      for (const v of s.values) m.set(dateAt(v[0] as number), [v[1] as number, v[2] as number]);
     return m;
   }
 
-  private async load(dates: string[]): Promise<void> {
-    this.loads += dates.length;
+  private async load(date: string): Promise<void> {
+    this.loads++;
     const epoch = this.epoch;
-    const from = dates[0]!;
-    const to = dates.at(-1)!;
-    const a = timeMs(localMidnightMs(from));
-    const b = timeMs(localMidnightMs(to) + 86_400_000);
-    const [usage = [], uplink = [], marks = []] = await this.deps.storage.query(
+    const checkedAtMs = this.now();
+    const a = timeMs(localMidnightMs(date));
+    const b = timeMs(localMidnightMs(date) + 86_400_000);
+    const [packed = [], uplink = [], marks = []] = await this.deps.storage.query(
       [
-        iql`SELECT devices FROM usage_packed_day WHERE time >= ${a} AND time < ${b}`,
+        iql`SELECT school, part, parts, devices FROM usage_packed_day WHERE time >= ${a} AND time < ${b}`,
         iql`SELECT school, teaching_b, data_b, up_b, over50_b, over60_b, over70_b, over80_b, over90_b, p95_util_pct, speed_mbps FROM uplink_day WHERE time >= ${a} AND time < ${b}`,
         iql`SELECT duration_ms, bucket_s FROM rollup_day WHERE time >= ${a} AND time < ${b}`,
       ].join('; '),
     );
-    const fresh = new Map<string, { rows: unknown[][]; uplink: Map<string, UplinkDay> }>();
-    const dayOf = (d: string) => {
-      let x = fresh.get(d);
-      if (!x) {
-        x = { rows: [], uplink: new Map() };
-        fresh.set(d, x);
-      }
-      return x;
-    };
-    for (const s of usage)
+    if (epoch !== this.epoch) return; // invalidated while reading: the next pass reads again
+    const rows: [number, number[]][] = [];
+    for (const s of packed)
       for (const v of s.values) {
-        const rows = dayOf(dateAt(v[0] as number)).rows;
-        for (const item of String(v[1] ?? '').split('|')) {
+        const [, school, part, parts, devices] = v as [number, string, string, number | null, string | null];
+        // A part beyond the school's current number of parts is left over from an earlier, larger run.
+        if (parts !== null && Number(part) >= parts) continue;
+        for (const item of String(devices ?? '').split('|')) {
           const colon = item.indexOf(':');
           if (colon <= 0) continue;
-          rows.push([
-            0,
-            item.slice(0, colon),
-            ...item
-              .slice(colon + 1)
-              .split(',')
-              .map(Number),
-          ]);
+          const counters = item
+            .slice(colon + 1)
+            .split(',')
+            .map((x) => {
+              const n = Number(x);
+              return Number.isFinite(n) ? n : 0;
+            });
+          rows.push([this.index(item.slice(0, colon), school), counters]);
         }
       }
+    const size = this.deviceIds.length;
+    const usage = new Int16Array(size * NF);
+    const present = new Uint8Array(size);
+    for (const [i, counters] of rows) {
+      present[i] = 1;
+      for (let f = 0; f < NF; f++) usage[i * NF + f] = counters[f] ?? 0;
+    }
+    const up = new Map<string, UplinkDay>();
     for (const s of uplink)
       for (const v of s.values) {
         const n = (k: number) => (typeof v[k] === 'number' ? (v[k] as number) : 0);
-        dayOf(dateAt(v[0] as number)).uplink.set(v[1] as string, {
+        up.set(v[1] as string, {
           teachingB: n(2),
           dataB: n(3),
           upB: n(4),
@@ -204,43 +243,20 @@ export class DayCache {
           speedMbps: typeof v[11] === 'number' ? v[11] : null,
         });
       }
-    if (epoch !== this.epoch) return; // invalidated while reading: the next ensure() reads again
-    const markers = new Map<string, [number, number]>();
-    for (const s of marks)
-      for (const v of s.values) markers.set(dateAt(v[0] as number), [v[1] as number, v[2] as number]);
-    for (const d of dates) {
-      const x = fresh.get(d) ?? { rows: [], uplink: new Map() };
-      for (const r of x.rows) this.index(r[1] as string);
-      const size = this.deviceIds.length;
-      const usageArr = new Int16Array(size * NF);
-      const present = new Uint8Array(size);
-      for (const r of x.rows) {
-        const i = this.deviceIndex.get(r[1] as string)!;
-        present[i] = 1;
-        for (let f = 0; f < NF; f++) {
-          const v = r[2 + f];
-          usageArr[i * NF + f] = typeof v === 'number' && Number.isFinite(v) ? v : 0;
-        }
-      }
-      const m = markers.get(d);
-      this.days.set(d, {
-        marker: m?.[0] ?? null,
-        bucketS: m?.[1] ?? 0,
-        usage: usageArr,
-        present,
-        uplink: x.uplink,
-      });
-    }
+    const m = marks[0]?.values[0];
+    this.days.set(date, {
+      marker: (m?.[1] as number | undefined) ?? null,
+      bucketS: (m?.[2] as number | undefined) ?? 0,
+      usage,
+      present,
+      uplink: up,
+      checkedAtMs,
+    });
   }
 
   /** The loaded day, or undefined (call `ensure` first). */
   day(date: string): Readonly<Day> | undefined {
     return this.days.get(date);
-  }
-
-  /** Whether a date has been rolled up (its marker exists). */
-  rolled(date: string): boolean {
-    return (this.days.get(date)?.marker ?? null) !== null;
   }
 
   /** Counter `field` of device index `i` on a loaded day (0 when absent). */

@@ -10,6 +10,7 @@ import {
   type PeriodData,
   type RollupRow,
   rollups,
+  teachingBuckets,
 } from './attainment.js';
 import type { DayCache } from './days.js';
 import type { Profile } from './profiles.js';
@@ -108,12 +109,17 @@ export class Reports {
   }
 
   private periodData(p: Period, lookbackDays: number): Promise<PeriodData> {
-    const key = `${p.from}..${p.to}|${lookbackDays}`;
+    const key = `${p.from}..${p.to}|${lookbackDays}|${this.deps.registry.version}`;
     const now = (this.deps.now ?? Date.now)();
     const hit = this.periods.get(key);
     if (hit && now - hit.atMs < this.deps.ttlMs) return hit.data;
     this.loads++;
-    const data = loadPeriod(this.deps.days, p, lookbackDays);
+    const data = loadPeriod(
+      this.deps.days,
+      p,
+      lookbackDays,
+      teachingBuckets(this.deps.registry.index, this.deps.calendars()),
+    );
     // A failed load is not cached: the next request tries again.
     data.catch(() => this.periods.get(key)?.data === data && this.periods.delete(key));
     this.periods.set(key, { atMs: now, data });

@@ -4,6 +4,7 @@ import type { RegistryIndex } from '../common/registry/store.js';
 import { ident, iql, raw, type Series, type Storage, timeMs } from '../common/storage/index.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
+import { periodBuckets } from './days.js';
 
 /**
  * Daily rollups (design: api/README.md#rollups). For one date: the class periods of every school's calendar,
@@ -88,7 +89,9 @@ export function usagePoints(
       ts,
     });
   }
-  for (let part = 0; part * PACK_PER_POINT < rows.length || part === 0; part++) {
+  // `parts` lets a reader ignore a stale higher part left by an earlier run when the school had more devices.
+  const parts = Math.max(1, Math.ceil(rows.length / PACK_PER_POINT));
+  for (let part = 0; part < parts; part++) {
     const chunk = rows.slice(part * PACK_PER_POINT, (part + 1) * PACK_PER_POINT);
     out.push({
       measurement: 'usage_packed_day',
@@ -98,6 +101,7 @@ export function usagePoints(
           .map((r) => `${r.device}:${r.online},${r.on},${r.use},${r.faulty},${r.periodsUsed}`)
           .join('|'),
         n: chunk.length,
+        parts,
         bucket_s: bucketS,
       },
       ts,
@@ -122,7 +126,11 @@ export class Rollup {
   constructor(private readonly deps: RollupDeps) {}
 
   /** Rolls up one local date. */
-  async day(date: string): Promise<DayResult> {
+  /**
+   * Rolls up one local date. Only class periods that have ended by `nowMs` count, so "today so far" is rolled
+   * up honestly (a period still to come is neither up nor down); a later run completes the day.
+   */
+  async day(date: string, nowMs: number = Date.now()): Promise<DayResult> {
     const started = performance.now();
     const { storage, bucketS } = this.deps;
     const reg = this.deps.registry();
@@ -143,16 +151,16 @@ export class Rollup {
       if (info.kind !== 'teaching') continue;
       const list: Window[] = [];
       for (const p of info.periods) {
+        if (p.endMs > nowMs) continue;
         const key = `${p.startMs}-${p.endMs}`;
         let w = windows.get(key);
         if (!w) {
-          const first = Math.floor(p.startMs / bucketMs) * bucketMs;
-          w = { ...p, buckets: Math.ceil((p.endMs - first) / bucketMs) };
+          w = { ...p, buckets: periodBuckets(p, bucketMs) };
           windows.set(key, w);
         }
         list.push(w);
       }
-      schoolWindows.set(s.id, list);
+      if (list.length > 0) schoolWindows.set(s.id, list);
     }
 
     // One request per window: display use, display faults, host presence, uplink buckets.

@@ -266,7 +266,7 @@ export class ApiServer implements Service {
           ...Rollup.dueDates(now, this.config.rollup.lateDays),
           ...Rollup.dueDates(now + 86_400_000, 1),
         ];
-        for (const d of dates) await this.rollup.day(d);
+        for (const d of dates) await this.rollup.day(d, now);
         this.reports.invalidate(dates);
         this.rollupLast.set(Math.round(now / 1000));
       } catch (err) {

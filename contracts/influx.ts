@@ -104,7 +104,7 @@ export const MEASUREMENTS = {
   usage_packed_day: {
     doc: 'Rollup (api/rollup.ts): usage_day of one school packed into a string (`device:online,on,use,faulty,periods_used|…`, ≤ 500 devices per part) for the API, which reads a whole city day as one row per school.',
     tags: ['region', 'school', 'part'],
-    fields: { devices: 'string', n: 'int', bucket_s: 'int' },
+    fields: { devices: 'string', n: 'int', parts: 'int', bucket_s: 'int' },
   },
   uplink_day: {
     doc: "Rollup (api/rollup.ts): one point per school per teaching day from its uplink interface: buckets in teaching time, with data, up, and above 50…90 % utilisation (either direction); the day's 95th percentile.",

@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { type Evaluation, evaluate, loadPeriod, lookbackDaysFor, rollups } from '../../api/attainment.js';
+import {
+  type Evaluation,
+  evaluate,
+  loadPeriod,
+  lookbackDaysFor,
+  rollups,
+  teachingBuckets,
+} from '../../api/attainment.js';
 import { DayCache } from '../../api/days.js';
 import { profileSet } from '../../api/profiles.js';
 import { Rollup } from '../../api/rollup.js';
@@ -24,6 +31,7 @@ const profiles = profileSet();
 const WEEK = { from: '2026-10-05', to: '2026-10-11' }; // 国庆 Mon–Wed, Thu, Fri, 调休 Sat, Sun
 /** A fresh day cache: every call reads the rollups from InfluxDB again. */
 const newDays = () => new DayCache({ storage, checkEveryMs: 0, maxDays: 400 });
+const teaches = () => teachingBuckets(registry(), calendars);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cfm-attain-'));
@@ -50,7 +58,7 @@ afterAll(async () => {
 });
 
 async function week(profile = 'cn-2020', idleDays?: number): Promise<Evaluation> {
-  const data = await loadPeriod(newDays(), WEEK, lookbackDaysFor(idleDays ?? 20));
+  const data = await loadPeriod(newDays(), WEEK, lookbackDaysFor(idleDays ?? 20), teaches());
   return evaluate(data, registry(), calendars, profiles.get(profile)!, idleDays ? { idleDays } : {});
 }
 const school = (ev: Evaluation, id: string) => ev.schools.find((s) => s.id === id)!;
@@ -246,7 +254,12 @@ describe('usage audit', () => {
 
 describe('a vacation week', () => {
   it('has no teaching time: nothing is judged, and its readings count nowhere', async () => {
-    const data = await loadPeriod(newDays(), { from: '2027-02-01', to: '2027-02-07' }, lookbackDaysFor(20));
+    const data = await loadPeriod(
+      newDays(),
+      { from: '2027-02-01', to: '2027-02-07' },
+      lookbackDaysFor(20),
+      teaches(),
+    );
     const ev = evaluate(data, registry(), calendars, profiles.get('cn-2020')!);
     for (const s of ev.schools) {
       expect(s.teachingDays).toBe(0);
@@ -268,11 +281,71 @@ describe('a vacation week', () => {
   });
 });
 
+describe('calendar changes and gaps', () => {
+  const evalWith = async (cals: Calendars) => {
+    const data = await loadPeriod(newDays(), WEEK, lookbackDaysFor(20), teachingBuckets(registry(), cals));
+    return evaluate(data, registry(), cals, profiles.get('cn-2020')!);
+  };
+
+  it('a school without a calendar fails with no_calendar and stays in the denominators', async () => {
+    const ev = await evalWith(new Calendars([{ ...CITY_CALENDAR, regions: ['330106'] }]));
+    expect(school(ev, 'C').xxt).toEqual({
+      attained: false,
+      reasons: [expect.objectContaining({ code: 'no_calendar' })],
+    });
+    const city = rollups(ev, registry(), undefined).find(
+      (r) => r.region === '330000/330100' && r.split === 'all',
+    )!;
+    expect(city).toMatchObject({ schools: 3, schoolsNotApplicable: 0, schoolsAttained: 1 });
+  });
+
+  it('a day declared a holiday after it was rolled up (a typhoon closure) no longer counts', async () => {
+    const typhoon = new Calendars([
+      {
+        ...CITY_CALENDAR,
+        holidays: [...CITY_CALENDAR.holidays!, { name: '台风停课', start: '2026-10-09', end: '2026-10-09' }],
+      },
+    ]);
+    const ev = await evalWith(typhoon);
+    expect(school(ev, 'A').teachingDays).toBe(2);
+    // C's uplink gaps were on Thursday and Friday: with Friday gone, 38 − 14 … recounted from Thu and Sat only.
+    expect(school(ev, 'C').uplink.availabilityPct).toBe(75); // Thu: 8 of 16 up; Sat: 16 of 16 → 24 of 32
+    expect(ev.devices.find((d) => d.id === 'pj-b1')).toMatchObject({ daysUsed: 1, idleTeachingDays: 1 });
+  });
+
+  it('today so far: only class periods that have ended count, so the day is not judged on periods to come', async () => {
+    // Roll Thursday up as if it were 08:45: the first period (08:00-08:40) has ended, the second has not.
+    const r = new Rollup({
+      storage,
+      registry,
+      calendars: () => calendars,
+      log: silentLogger(),
+      bucketS: 300,
+    });
+    await r.day('2026-10-08', Date.parse('2026-10-08T08:45:00+08:00'));
+    try {
+      const [a] = await storage.rows(
+        "SELECT teaching_b, data_b, up_b FROM uplink_day WHERE school = 'A' AND time = '2026-10-07T16:00:00Z'",
+      );
+      expect(a).toMatchObject({ teaching_b: 8, data_b: 8, up_b: 8 });
+      const ev = await week();
+      // A's two 85 % buckets fell in Thursday's first period: 2 of 40 counted buckets is now 5 %: congested.
+      expect(school(ev, 'A').uplink).toMatchObject({ availabilityPct: 100, busyPct: 5, congested: true });
+      // A1 used both periods on Fri and Sat and the one elapsed period on Thu: 5 periods in 2.5 days' worth
+      // of teaching time (half a 5-day week) is still 10 a week.
+      expect(room(ev, 'A1')).toMatchObject({ periodsUsedPerWeek: 10, onlineDays: 3 });
+      expect(codes(room(ev, 'A1'))).toEqual(['school_not_connected']);
+    } finally {
+      await r.day('2026-10-08'); // the whole day again, for the tests after this one
+    }
+  });
+});
+
 // Last in this file: it adds a late reading to the fixture.
 describe('the day cache', () => {
   it('re-reads a day whose rollup was re-run (late data from a spool), and only that day', async () => {
     const days = new DayCache({ storage, checkEveryMs: 0, maxDays: 400 });
-    const before = await loadPeriod(days, WEEK, lookbackDaysFor(20));
+    const before = await loadPeriod(days, WEEK, lookbackDaysFor(20), teaches());
     expect(before.usage.get('pj-b1')).toMatchObject({ onlineDays: 1 });
     const loads = days.loads;
     // A spooled reading of the projector on Friday arrives late; the next rollup run rewrites Friday.
@@ -292,7 +365,7 @@ describe('the day cache', () => {
       log: silentLogger(),
       bucketS: 300,
     }).day('2026-10-09');
-    const after = await loadPeriod(days, WEEK, lookbackDaysFor(20));
+    const after = await loadPeriod(days, WEEK, lookbackDaysFor(20), teaches());
     expect(after.usage.get('pj-b1')).toMatchObject({ onlineDays: 2, onlineB: 17 });
     expect(days.loads - loads).toBe(1); // Friday only
   });
