@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { idSchema, regionPathSchema } from '../contracts/ids.js';
@@ -47,7 +47,21 @@ export class TokenStore {
   constructor(readonly path: string) {}
 
   /** Reads the file (missing = no tokens); a malformed file throws naming the file and the key. */
+  private stamp = '';
+  private checkedAtMs = 0;
+  checkEveryMs = 2_000;
+
+  private fileStamp(): string {
+    try {
+      const st = statSync(this.path);
+      return `${st.mtimeMs}:${st.size}`;
+    } catch {
+      return '';
+    }
+  }
+
   load(): this {
+    this.stamp = this.fileStamp();
     let text: string;
     try {
       text = readFileSync(this.path, 'utf8');
@@ -73,8 +87,20 @@ export class TokenStore {
     return this.records;
   }
 
-  /** The principal of a presented token, or undefined. */
+  /** The principal of a presented token, or undefined. A revocation by `npm run api -- tokens revoke` in
+   * another process takes effect within `checkEveryMs` (the file is re-read when it changed). */
   verify(token: string): Principal | undefined {
+    const now = Date.now();
+    if (now - this.checkedAtMs >= this.checkEveryMs) {
+      this.checkedAtMs = now;
+      if (this.fileStamp() !== this.stamp) {
+        try {
+          this.load();
+        } catch {
+          // keep the tokens we had; the file is being rewritten or was broken by hand
+        }
+      }
+    }
     const h = sha256(token);
     const r = this.byHash.get(h);
     // The map lookup already matched; the constant-time compare documents the intent for a reader.
@@ -110,6 +136,7 @@ export class TokenStore {
     const tmp = `${this.path}.${process.pid}.tmp`;
     writeFileSync(tmp, `${JSON.stringify({ tokens: records }, null, 1)}\n`, { mode: 0o600 });
     renameSync(tmp, this.path);
+    this.stamp = this.fileStamp();
     this.set(records);
   }
 }

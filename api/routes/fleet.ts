@@ -14,9 +14,17 @@ import {
   uplinkLiveSchema,
 } from '../schemas.js';
 
+/** A live stream whose client has this much unread is closed. */
+const MAX_STREAM_BUFFER_BYTES = 1024 * 1024;
+
 /** The fleet with live status: schools, devices, unassigned devices, and the live uplink stream (SSE). */
 export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
   const { live } = deps;
+  // Open live streams, ended before the server closes (they would otherwise hold `close()` forever).
+  const streams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...streams]) end();
+  });
   const deviceOut = (d: Device) => {
     const l = live.devices.get(d.id);
     return {
@@ -241,20 +249,30 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       // Headers go out now, not with the first event: a client waits for them before it reads anything.
       res.write('retry: 5000\n\n');
       let id = 0;
-      const send = (u: unknown) =>
-        res.write(`id: ${++id}\nevent: uplink\ndata: ${JSON.stringify(uplinkLiveSchema.parse(u))}\n\n`);
-      for (const u of live.uplinks.values()) if (visible(u.school)) send(u);
-      const onUplink = (u: Parameters<typeof send>[0] & { school: string }) => {
-        if (visible(u.school)) send(u);
-      };
-      live.on('uplink', onUplink);
-      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-      const close = () => {
+      const end = () => {
         clearInterval(heartbeat);
         live.off('uplink', onUplink);
+        streams.delete(end);
+        if (!res.writableEnded) res.end();
       };
-      req.raw.on('close', close);
-      res.on('error', close);
+      const send = (u: unknown) => {
+        // A client that stops reading must not make us buffer without bound: drop it; EventSource reconnects.
+        if (res.writableLength > MAX_STREAM_BUFFER_BYTES) {
+          req.log.warn({ buffered: res.writableLength }, 'live stream client too slow: closed');
+          end();
+          return;
+        }
+        res.write(`id: ${++id}\nevent: uplink\ndata: ${JSON.stringify(uplinkLiveSchema.parse(u))}\n\n`);
+      };
+      const onUplink = (u: { school: string }) => {
+        if (visible(u.school)) send(u);
+      };
+      for (const u of live.uplinks.values()) if (visible(u.school)) send(u);
+      live.on('uplink', onUplink);
+      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      streams.add(end);
+      req.raw.on('close', end);
+      res.on('error', end);
     },
   );
 };

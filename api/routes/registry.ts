@@ -13,6 +13,16 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
+  // The registry is one file for the whole deployment: a token limited to a region may not read or replace it.
+  app.addHook('preHandler', async (req) => {
+    if (req.principal?.scope !== undefined)
+      throw new ApiError(
+        403,
+        'CFM_API_OUT_OF_SCOPE',
+        `the registry covers every region; token scope ${req.principal.scope} is too narrow (use an unscoped admin token)`,
+      );
+  });
+
   const counts = z.object({
     regions: z.number(),
     schools: z.number(),

@@ -238,7 +238,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       .number()
       .int()
       .min(1)
-      .max(400)
+      .max(120)
       .optional()
       .describe("Idle after this many unused teaching days (default: the profile's)."),
   });

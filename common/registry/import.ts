@@ -350,12 +350,16 @@ const FALSE = new Set(['false', 'no', 'n', '0', '否', '×', '✗']);
 export function convertCell(spec: ColumnSpec, raw: unknown, fromCells = true): Converted {
   if (raw === undefined || raw === null) return { ok: true, value: undefined };
   if (typeof raw === 'string' && raw.trim() === '') return { ok: true, value: undefined };
-  if (!fromCells && spec.type !== 'date' && !spec.enumLabels) return { ok: true, value: raw }; // YAML is typed
+  // YAML is typed, except that an unquoted numeric code (`id: 330106`) arrives as a number.
+  if (!fromCells && spec.type === 'id' && Number.isInteger(raw)) return { ok: true, value: String(raw) };
+  if (!fromCells && spec.type !== 'date' && !spec.enumLabels) return { ok: true, value: raw };
   const text = raw instanceof Date ? '' : String(raw).trim();
   switch (spec.type) {
     case 'id':
       // A numeric code typed into Excel arrives as a number: 3301060001, never 3.30106E+09.
-      return { ok: true, value: typeof raw === 'number' ? raw.toFixed(0) : text };
+      if (typeof raw === 'number' && !Number.isSafeInteger(raw))
+        return { ok: false, message: `${raw} is not a code (a whole number, or text)` };
+      return { ok: true, value: typeof raw === 'number' ? String(raw) : text };
     case 'text': {
       if (spec.enumLabels) {
         const table = ENUM_LABELS[spec.enumLabels]!;

@@ -38,7 +38,14 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
       }
       seen.set(value.id, source);
       sources.set(`${e}:${value.id}`, source);
-      map.set(value.id, value);
+      // Update only the columns the file has: a schools.csv without `contractedMbps` keeps the contracts.
+      const old = map.get(value.id);
+      if (old) {
+        const given = Object.fromEntries(
+          Object.entries(value).filter(([k]) => k === 'id' || source.columns[k] !== undefined),
+        );
+        map.set(value.id, { ...old, ...given });
+      } else map.set(value.id, value);
     }
     next[e] = map;
   }

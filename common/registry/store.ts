@@ -1,4 +1,13 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { regionWithin } from '../../contracts/ids.js';
 import {
@@ -97,12 +106,45 @@ export class RegistryStore {
     this.current = new RegistryIndex(registrySchema.parse({}));
   }
 
+  /**
+   * The registry now. Another process (`npm run api -- import`) may have replaced the file: it is re-read when
+   * its modification time or size changed, checked at most every `checkEveryMs`. A file that became unreadable
+   * keeps the last good registry in memory (and `lastError` says why).
+   */
   get index(): RegistryIndex {
+    const now = Date.now();
+    if (now - this.checkedAtMs >= this.checkEveryMs) {
+      this.checkedAtMs = now;
+      if (this.fileStamp() !== this.stamp) {
+        try {
+          this.load();
+          this.lastError = undefined;
+        } catch (e) {
+          this.lastError = e as Error;
+        }
+      }
+    }
     return this.current;
+  }
+
+  /** Why the last re-read failed, if it did. */
+  lastError: Error | undefined;
+  private stamp = '';
+  private checkedAtMs = 0;
+  checkEveryMs = 2_000;
+
+  private fileStamp(): string {
+    try {
+      const st = statSync(this.path);
+      return `${st.mtimeMs}:${st.size}`;
+    } catch {
+      return '';
+    }
   }
 
   /** Reads the file; a missing file is an empty registry, a malformed one a RegistryFileError. */
   load(): this {
+    this.stamp = this.fileStamp();
     let text: string;
     try {
       text = readFileSync(this.path, 'utf8');
@@ -134,8 +176,11 @@ export class RegistryStore {
   import(files: readonly ImportFile[], opts: MergeOptions = {}): Promise<Record<EntityName, number>> {
     const run = this.queue.then(async () => {
       const rows = await parseFiles(files);
+      // Merge into what is on disk now, not into a copy another process has since replaced.
+      if (this.fileStamp() !== this.stamp) this.load();
       const merged = mergeRegistry(this.current.data, rows, opts);
       this.write(merged);
+      this.stamp = this.fileStamp();
       this.current = new RegistryIndex(merged);
       this.version++;
       return {

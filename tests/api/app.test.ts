@@ -130,6 +130,19 @@ describe('access', () => {
     }
   });
 
+  it('a token revoked by the command line stops working without a restart', async () => {
+    const t = tokens.add('临时', 'auditor');
+    expect((await get('/v1/profiles', t.token)).statusCode).toBe(200);
+    new TokenStore(tokens.path).load().revoke(t.id); // another process
+    tokens.checkEveryMs = 0;
+    try {
+      expect((await get('/v1/profiles', t.token)).statusCode).toBe(401);
+      expect((await get('/v1/profiles', T.ops)).statusCode).toBe(200);
+    } finally {
+      tokens.checkEveryMs = 2_000;
+    }
+  });
+
   it('stores only token hashes', async () => {
     const stored = JSON.stringify(tokens.list());
     for (const t of Object.values(T)) expect(stored).not.toContain(t.slice(4));
@@ -191,6 +204,23 @@ describe('access', () => {
     expect(
       (await json(`/v1/attainment?period=${WEEK}&region=330000/330100/330108`, T.ops)).rollups.length,
     ).toBeGreaterThan(0);
+  });
+
+  it('the registry is not for region-scoped tokens, even admin ones', async () => {
+    const scopedAdmin = tokens.add('区管理员', 'admin', '330000/330100/330106').token;
+    for (const r of [
+      await get('/v1/registry/export', scopedAdmin),
+      await app.inject({
+        method: 'POST',
+        url: '/v1/registry/import?filename=x.yaml&replace=schools',
+        headers: { authorization: `Bearer ${scopedAdmin}` },
+        payload: 'schools: []',
+      }),
+    ]) {
+      expect(r.statusCode).toBe(403);
+      expect(r.json().code).toBe('CFM_API_OUT_OF_SCOPE');
+    }
+    expect(registry.index.data.schools.length).toBeGreaterThanOrEqual(3);
   });
 
   it('roles: an auditor may not import or stream; ops may stream', async () => {
@@ -392,6 +422,26 @@ describe('live bandwidth (SSE) from real MQTT readings', () => {
     ctrl.abort();
     await pump;
     await pub.endAsync();
+  });
+});
+
+describe('live stream lifecycle', () => {
+  it('an open stream does not keep the server from closing', async () => {
+    const other = await makeApp();
+    await other.listen({ host: '127.0.0.1', port: 0 });
+    const port = (other.server.address() as { port: number }).port;
+    const res = await fetch(`http://127.0.0.1:${port}/v1/bandwidth/live`, {
+      headers: { authorization: `Bearer ${T.ops}` },
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read(); // the stream is open
+    const closed = await Promise.race([
+      other.close().then(() => 'closed'),
+      new Promise((r) => setTimeout(() => r('still open after 5 s'), 5_000)),
+    ]);
+    expect(closed).toBe('closed');
+    await reader.cancel().catch(() => undefined);
   });
 });
 

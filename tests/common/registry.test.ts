@@ -337,6 +337,54 @@ describe('registry import', () => {
     ]);
   });
 
+  it('sees an import made by another process, and never overwrites it with an older copy', async () => {
+    const api = store(); // the running API
+    api.checkEveryMs = 0;
+    await api.import([yamlFile({ regions: CITY.regions })]);
+    const cli = store(); // `npm run api -- import` meanwhile
+    await cli.import([yamlFile({ schools: CITY.schools.slice(1, 3) })]);
+    expect(api.index.data.schools.map((x) => x.id)).toEqual(['3301060002', '3301080001']);
+    // An import through the API merges into the file as it is now.
+    await cli.import([yamlFile({ schools: [{ ...CITY.schools[1]!, classes: 9 }] })]);
+    await api.import([yamlFile({ schools: [{ ...CITY.schools[2]!, classes: 7 }] })]);
+    const onDisk = store().index.data.schools;
+    expect(onDisk.map((x) => [x.id, x.classes])).toEqual([
+      ['3301060002', 9],
+      ['3301080001', 7],
+    ]);
+  });
+
+  it('updates only the columns a file has; reads unquoted numeric codes in YAML; refuses fractional codes', async () => {
+    const s = store();
+    await s.import([yamlFile(CITY)]);
+    const csv =
+      '学校标识码,学校名称,所属区划代码,城乡,办学类型,班级数,学生数,教师数\n3301060001,西湖区第一小学,330106,城区,小学,26,1170,78\n';
+    await s.import([{ name: 'schools.csv', data: Buffer.from(csv) }]);
+    expect(s.index.schools.get('3301060001')).toMatchObject({
+      classes: 26,
+      contractedMbps: 200,
+      uplinkDevice: 'gw-0001',
+    });
+    await s.import([
+      {
+        name: 'r.yaml',
+        data: Buffer.from('regions:\n  - { id: 330110, name: 余杭区, level: county, parent: 330100 }\n'),
+      },
+    ]);
+    expect(s.index.regionPath('330110')).toBe('330000/330100/330110');
+    const wb = await cityWorkbook((w) => {
+      w.getWorksheet('学校')!.getCell('A2').value = 3301060001.5;
+    });
+    const issues = await importError(s.import([wb]));
+    expect(issues).toEqual([
+      expect.objectContaining({
+        row: 2,
+        column: 'A (学校标识码)',
+        message: expect.stringMatching(/not a code/),
+      }),
+    ]);
+  });
+
   it('a corrupt registry file stops start-up with the file and the reason', () => {
     const path = join(dir, 'registry.json');
     writeFileSync(path, '{"schools": [{"id": "x"}]}');
