@@ -1,0 +1,329 @@
+import type { Rule, RuleName, Severity } from './rules.js';
+
+/**
+ * The alert engine: a pure state machine (design: README.md). Signals and the clock go in, notifications come
+ * out; it does no I/O, so tests drive it with an exact clock.
+ */
+
+export type AlertState = 'pending' | 'firing' | 'resolved';
+
+export interface Alert {
+  /** Stable id: the key plus when the alert started (a later alert of the same key gets a new id). */
+  id: string;
+  key: string;
+  rule: RuleName;
+  severity: Severity;
+  school: string;
+  device: string | null;
+  subject: string | null;
+  state: AlertState;
+  /** The condition is true now. */
+  raw: boolean;
+  startedAtMs: number;
+  /** Start of the grace clock (in teaching time for `when: teaching`); null while not counting. */
+  pendingSinceMs: number | null;
+  /** When the condition last became false (while firing). */
+  clearSinceMs: number | null;
+  firingAtMs: number | null;
+  resolvedAtMs: number | null;
+  /** Last notification about this alert (firing or reminder); null: never notified. */
+  notifiedAtMs: number | null;
+  /** Firing was decided while silenced: notify when the silence ends. */
+  owedFiring: boolean;
+  ackedAtMs: number | null;
+  ackedBy: string | null;
+  /** Times the condition changed, within the flap window. */
+  changes: number[];
+  flapping: boolean;
+  /** The alert that inhibits this one (a school's uplink_down), if any. */
+  inhibitedBy: string | null;
+  /** For a parent: the devices whose alerts it inhibits. */
+  affected: string[];
+  message: string;
+  details: Record<string, string | number | boolean>;
+}
+
+export type Signal =
+  | {
+      /** A condition of a rule for a school / device / subject is now true or false. */
+      kind: 'condition';
+      rule: RuleName;
+      school: string;
+      device?: string | undefined;
+      subject?: string | undefined;
+      active: boolean;
+      atMs: number;
+      message?: string;
+      details?: Record<string, string | number | boolean>;
+    }
+  | {
+      /** Something happened once (a reboot): notified if its rule allows, then closed. */
+      kind: 'instant';
+      rule: RuleName;
+      school: string;
+      device?: string | undefined;
+      subject?: string | undefined;
+      atMs: number;
+      message: string;
+      details?: Record<string, string | number | boolean>;
+    };
+
+export interface NotificationItem {
+  kind: 'firing' | 'resolved' | 'reminder';
+  alert: Alert;
+}
+
+/** One message: the items of one school gathered over `groupWaitS`. */
+export interface Notification {
+  school: string;
+  atMs: number;
+  items: NotificationItem[];
+}
+
+export interface EngineOptions {
+  rules: Record<RuleName, Rule>;
+  groupWaitS: number;
+  flap: { changes: number; windowS: number };
+  /** Whether a school is in class now (its calendar); false for unknown schools. */
+  teaching: (school: string, atMs: number) => boolean;
+  /** Whether notifications about this alert are suppressed now (silences, maintenance windows). */
+  silenced: (alert: Alert, atMs: number) => boolean;
+  /** Resolved alerts kept for the history API. */
+  historyMax: number;
+}
+
+/** Rules a school's uplink outage inhibits: the school's devices cannot report while its uplink is down. */
+const CHILD_RULES = new Set<RuleName>(['device_offline', 'snmp_unreachable', 'data_gap']);
+const PARENT_RULE: RuleName = 'uplink_down';
+
+export const alertKey = (rule: string, school: string, device?: string | null, subject?: string | null) =>
+  `${rule}|${school}|${device ?? ''}|${subject ?? ''}`;
+
+export class AlertEngine {
+  readonly active = new Map<string, Alert>();
+  readonly history: Alert[] = [];
+  private readonly queue = new Map<string, { firstMs: number; items: NotificationItem[] }>();
+  /** Bumped on every change, for the state file's "write when dirty". */
+  version = 0;
+
+  constructor(private readonly opts: EngineOptions) {}
+
+  /** Restores state (from the state file) without notifying anything again. */
+  restore(active: Alert[], history: Alert[]): void {
+    for (const a of active) this.active.set(a.key, a);
+    this.history.push(...history.slice(-this.opts.historyMax));
+  }
+
+  observe(sig: Signal): void {
+    const rule = this.opts.rules[sig.rule];
+    if (!rule.enabled) return;
+    const key = alertKey(sig.rule, sig.school, sig.device, sig.subject);
+    if (sig.kind === 'instant') {
+      if (rule.when === 'teaching' && !this.opts.teaching(sig.school, sig.atMs)) return;
+      const a = this.create(key, sig, rule, sig.atMs);
+      a.state = 'firing';
+      a.firingAtMs = sig.atMs;
+      this.notify(a, 'firing', sig.atMs);
+      this.close(a, sig.atMs);
+      return;
+    }
+    let a = this.active.get(key);
+    if (!a) {
+      if (!sig.active) return;
+      a = this.create(key, sig, rule, sig.atMs);
+      this.active.set(key, a);
+    }
+    if (sig.message) a.message = sig.message;
+    if (sig.details) a.details = sig.details;
+    if (a.raw === sig.active) return;
+    a.raw = sig.active;
+    a.changes.push(sig.atMs);
+    a.changes = a.changes.filter((t) => sig.atMs - t <= this.opts.flap.windowS * 1000);
+    if (a.changes.length >= this.opts.flap.changes) a.flapping = true;
+    if (sig.active) a.clearSinceMs = null;
+    else if (a.state === 'firing') a.clearSinceMs = sig.atMs;
+    this.version++;
+  }
+
+  /** Advances the clock: grace periods, inhibition, resolution, reminders, silences ending, group flushes. */
+  tick(now: number): Notification[] {
+    // Inhibition first (a child inhibited now must not fire in this tick) and last (a parent resolved in this
+    // tick releases its children now).
+    this.inhibit(now);
+    for (const a of [...this.active.values()]) {
+      const rule = this.opts.rules[a.rule];
+      if (a.flapping && now - (a.changes.at(-1) ?? 0) > this.opts.flap.windowS * 1000) {
+        a.flapping = false;
+        a.changes = [];
+      }
+      if (a.state === 'pending') {
+        if (!a.raw) {
+          this.active.delete(a.key); // never fired: nothing to tell anyone
+          this.version++;
+          continue;
+        }
+        const counting = rule.when === 'always' || this.opts.teaching(a.school, now);
+        if (!counting) {
+          if (a.pendingSinceMs !== null) this.version++;
+          a.pendingSinceMs = null;
+          continue;
+        }
+        if (a.pendingSinceMs === null) {
+          a.pendingSinceMs = now;
+          this.version++;
+        }
+        if (a.inhibitedBy || now - a.pendingSinceMs < rule.forS * 1000) continue;
+        a.state = 'firing';
+        a.firingAtMs = now;
+        this.version++;
+        if (this.opts.silenced(a, now)) a.owedFiring = true;
+        else this.notify(a, 'firing', now);
+        continue;
+      }
+      if (a.state === 'firing') {
+        if (!a.raw) {
+          const clearFor = a.flapping
+            ? Math.max(rule.resolveAfterS, this.opts.flap.windowS)
+            : rule.resolveAfterS;
+          if (a.clearSinceMs !== null && now - a.clearSinceMs >= clearFor * 1000) {
+            if (a.notifiedAtMs !== null && !this.opts.silenced(a, now)) this.notify(a, 'resolved', now);
+            this.close(a, now);
+          }
+          continue;
+        }
+        const silenced = this.opts.silenced(a, now);
+        if (a.owedFiring && !silenced && !a.inhibitedBy) {
+          a.owedFiring = false;
+          this.notify(a, 'firing', now);
+        } else if (
+          rule.renotifyS > 0 &&
+          a.notifiedAtMs !== null &&
+          a.ackedAtMs === null &&
+          !silenced &&
+          !a.inhibitedBy &&
+          now - a.notifiedAtMs >= rule.renotifyS * 1000
+        ) {
+          this.notify(a, 'reminder', now);
+        }
+      }
+    }
+    this.inhibit(now);
+    return this.flush(now);
+  }
+
+  private inhibit(now: number): void {
+    const parents = new Map<string, Alert>();
+    // A parent inhibits until it is resolved (through its hysteresis), not merely until its condition clears.
+    for (const a of this.active.values())
+      if (a.rule === PARENT_RULE && (a.state === 'firing' || (a.state === 'pending' && a.raw)))
+        parents.set(a.school, a);
+    for (const p of parents.values()) p.affected = [];
+    for (const a of this.active.values()) {
+      if (!CHILD_RULES.has(a.rule)) continue;
+      const p = parents.get(a.school);
+      if (p) {
+        if (a.inhibitedBy !== p.id) {
+          a.inhibitedBy = p.id;
+          this.version++;
+        }
+        if (a.raw && a.device) p.affected.push(a.device);
+      } else if (a.inhibitedBy) {
+        // The parent is gone: give the device its own grace from now to reconnect before it pages.
+        a.inhibitedBy = null;
+        a.pendingSinceMs = a.state === 'pending' && a.raw ? now : a.pendingSinceMs;
+        this.version++;
+      }
+    }
+    for (const p of parents.values()) p.affected.sort();
+  }
+
+  ack(id: string, by: string, now: number): Alert | undefined {
+    for (const a of this.active.values()) {
+      if (a.id !== id) continue;
+      a.ackedAtMs = now;
+      a.ackedBy = by;
+      this.version++;
+      return a;
+    }
+    return undefined;
+  }
+
+  private create(
+    key: string,
+    sig: {
+      rule: RuleName;
+      school: string;
+      device?: string | undefined;
+      subject?: string | undefined;
+      message?: string;
+      details?: Alert['details'];
+    },
+    rule: Rule,
+    now: number,
+  ): Alert {
+    this.version++;
+    return {
+      id: `${key}|${now}`,
+      key,
+      rule: sig.rule,
+      severity: rule.severity,
+      school: sig.school,
+      device: sig.device ?? null,
+      subject: sig.subject ?? null,
+      state: 'pending',
+      raw: false,
+      startedAtMs: now,
+      pendingSinceMs: null,
+      clearSinceMs: null,
+      firingAtMs: null,
+      resolvedAtMs: null,
+      notifiedAtMs: null,
+      owedFiring: false,
+      ackedAtMs: null,
+      ackedBy: null,
+      changes: [],
+      flapping: false,
+      inhibitedBy: null,
+      affected: [],
+      message: sig.message ?? '',
+      details: sig.details ?? {},
+    };
+  }
+
+  private close(a: Alert, now: number): void {
+    a.state = 'resolved';
+    a.resolvedAtMs = now;
+    this.active.delete(a.key);
+    this.history.push(a);
+    if (this.history.length > this.opts.historyMax)
+      this.history.splice(0, this.history.length - this.opts.historyMax);
+    this.version++;
+  }
+
+  private notify(a: Alert, kind: NotificationItem['kind'], now: number): void {
+    if (kind !== 'resolved') a.notifiedAtMs = now;
+    let q = this.queue.get(a.school);
+    if (!q) {
+      q = { firstMs: now, items: [] };
+      this.queue.set(a.school, q);
+    }
+    // A snapshot: the alert goes on changing while the message waits.
+    q.items.push({ kind, alert: structuredClone(a) });
+    this.version++;
+  }
+
+  private flush(now: number): Notification[] {
+    const out: Notification[] = [];
+    for (const [school, q] of this.queue) {
+      if (now - q.firstMs < this.opts.groupWaitS * 1000) continue;
+      this.queue.delete(school);
+      // An outage's message names the devices affected by the time it is sent, not only when it fired.
+      for (const item of q.items) {
+        const live = this.active.get(item.alert.key);
+        if (item.kind !== 'resolved' && live?.id === item.alert.id) item.alert.affected = [...live.affected];
+      }
+      out.push({ school, atMs: now, items: q.items });
+    }
+    return out;
+  }
+}

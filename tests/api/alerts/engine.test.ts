@@ -1,0 +1,226 @@
+import { describe, expect, it } from 'vitest';
+import { type Alert, AlertEngine, type Notification, type Signal } from '../../../api/alerts/engine.js';
+import { DEFAULT_RULES } from '../../../api/alerts/rules.js';
+import { Calendar } from '../../../common/calendar.js';
+import { CITY_CALENDAR } from '../../helpers/city.js';
+
+/**
+ * The engine with an exact clock: the calendar of the fixture city (class periods 08:00-08:40 and 08:50-09:30
+ * CST on school days; 国庆 1-7 October; make-up Saturday 10 October), one tick per second.
+ */
+const cal = new Calendar(CITY_CALENDAR);
+const at = (local: string) => Date.parse(`${local}+08:00`);
+
+function harness(opts: { silenced?: (a: Alert, now: number) => boolean } = {}) {
+  const engine = new AlertEngine({
+    rules: DEFAULT_RULES,
+    groupWaitS: 30,
+    flap: { changes: 6, windowS: 600 },
+    teaching: (_school, ms) => cal.isTeachingTime(ms),
+    silenced: opts.silenced ?? (() => false),
+    historyMax: 1_000,
+  });
+  const sent: Notification[] = [];
+  let now = 0;
+  const run = (untilMs: number, events: [number, Signal][] = []) => {
+    const queue = [...events].sort((a, b) => a[0] - b[0]);
+    for (; now <= untilMs; now += 1_000) {
+      while (queue.length > 0 && queue[0]![0] <= now) engine.observe(queue.shift()![1]);
+      sent.push(...engine.tick(now));
+    }
+  };
+  const start = (ms: number) => {
+    now = ms;
+  };
+  return { engine, sent, run, start };
+}
+
+const DEVICES = Array.from({ length: 60 }, (_, i) => `pn-${String(i + 1).padStart(2, '0')}`);
+const offline = (device: string, ms: number, active = true): [number, Signal] => [
+  ms,
+  { kind: 'condition', rule: 'device_offline', school: 'S', device, active, atMs: ms },
+];
+const uplinkDown = (ms: number, active = true): [number, Signal] => [
+  ms,
+  { kind: 'condition', rule: 'uplink_down', school: 'S', device: 'gw', active, atMs: ms },
+];
+const kinds = (sent: Notification[]) => sent.flatMap((n) => n.items.map((i) => `${i.kind}:${i.alert.rule}`));
+
+/** A 60-classroom school loses its uplink at `t0` and gets it back at `t1` (wills after 45 s, poller after 64 s). */
+function outage(t0: number, t1: number): [number, Signal][] {
+  return [
+    ...DEVICES.map((d) => offline(d, t0 + 45_000)),
+    uplinkDown(t0 + 64_000),
+    uplinkDown(t1 + 30_000, false),
+    ...DEVICES.map((d, i) => offline(d, t1 + 2_000 + i * 100, false)),
+  ];
+}
+
+describe('alert engine', () => {
+  it('an uplink outage at a 60-classroom school during class: one notification naming 60 devices, one resolve', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:05:00');
+    h.start(t0);
+    h.run(at('2026-10-08T08:39:00'), outage(t0, at('2026-10-08T08:20:00')));
+    expect(kinds(h.sent)).toEqual(['firing:uplink_down', 'resolved:uplink_down']);
+    const firing = h.sent[0]!;
+    expect(firing.items[0]!.alert.affected).toEqual(DEVICES);
+    // Fired after its 60 s grace, sent after the 30 s group wait.
+    expect(firing.atMs - (t0 + 64_000)).toBe(90_000);
+    expect(h.engine.active.size).toBe(0);
+  });
+
+  it.each([
+    ['a Sunday', '2026-10-11'],
+    ['a public holiday (国庆)', '2026-10-05'],
+    ['the summer vacation', '2026-08-03'],
+  ])('the same outage on %s produces nothing', (_name, date) => {
+    const h = harness();
+    const t0 = at(`${date}T08:05:00`);
+    h.start(t0);
+    h.run(at(`${date}T08:39:00`), outage(t0, at(`${date}T08:20:00`)));
+    expect(h.sent).toEqual([]);
+  });
+
+  it('counts the make-up Saturday (调休) as a school day', () => {
+    const h = harness();
+    const t0 = at('2026-10-10T08:05:00');
+    h.start(t0);
+    h.run(at('2026-10-10T08:39:00'), outage(t0, at('2026-10-10T08:20:00')));
+    expect(kinds(h.sent)).toEqual(['firing:uplink_down', 'resolved:uplink_down']);
+  });
+
+  it('a flapping device produces one alert, not dozens, and resolves once it is quiet', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:00:00');
+    h.start(t0);
+    // Off 150 s, on 20 s, 12 times over: 34 minutes of flapping through the first period and the break.
+    const events: [number, Signal][] = [];
+    for (let k = 0; k < 12; k++) {
+      events.push(offline('pn-01', t0 + k * 170_000));
+      events.push(offline('pn-01', t0 + k * 170_000 + 150_000, false));
+    }
+    h.run(at('2026-10-08T09:29:00'), events);
+    expect(kinds(h.sent)).toEqual(['firing:device_offline', 'resolved:device_offline']);
+    expect(h.sent[1]!.items[0]!.alert.flapping).toBe(true);
+  });
+
+  it('a device offline before class pages only after class has begun plus its grace', () => {
+    const h = harness();
+    h.start(at('2026-10-08T07:30:00'));
+    h.run(at('2026-10-08T08:10:00'), [offline('pn-07', at('2026-10-08T07:40:00'))]);
+    expect(h.sent).toHaveLength(1);
+    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:02:30')); // 08:00 + 120 s grace + 30 s group wait
+  });
+
+  it('after the uplink recovers, a device still offline gets its own grace and then pages on its own', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:05:00');
+    h.start(t0);
+    const events = outage(t0, at('2026-10-08T08:15:00')).filter(
+      (e) => !(e[1].kind === 'condition' && e[1].device === 'pn-13' && !e[1].active),
+    );
+    h.run(at('2026-10-08T08:39:00'), events);
+    expect(kinds(h.sent)).toEqual(['firing:uplink_down', 'resolved:uplink_down', 'firing:device_offline']);
+    const own = h.sent[2]!;
+    expect(own.items[0]!.alert.device).toBe('pn-13');
+    // The uplink resolved at 08:15:30 + 180 s; the device then had 120 s; then the 30 s group wait.
+    expect(own.atMs).toBe(at('2026-10-08T08:18:30') + 120_000 + 30_000);
+  });
+
+  it('reminds while firing, stops once acknowledged, and always sends the resolve', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:00:00');
+    h.start(t0);
+    h.engine.observe({ kind: 'condition', rule: 'uplink_saturated', school: 'S', active: true, atMs: t0 });
+    const rules = {
+      ...DEFAULT_RULES,
+      uplink_saturated: { ...DEFAULT_RULES.uplink_saturated, forS: 60, renotifyS: 300 },
+    };
+    Object.assign((h.engine as unknown as { opts: { rules: unknown } }).opts, { rules });
+    h.run(at('2026-10-08T08:12:00'));
+    expect(kinds(h.sent)).toEqual([
+      'firing:uplink_saturated',
+      'reminder:uplink_saturated',
+      'reminder:uplink_saturated',
+    ]);
+    const id = [...h.engine.active.values()][0]!.id;
+    expect(h.engine.ack(id, '值班员', at('2026-10-08T08:12:00'))).toBeDefined();
+    // Cleared at 08:25; resolved after its 600 s hysteresis; sent after the group wait.
+    h.run(at('2026-10-08T08:39:00'), [
+      [
+        at('2026-10-08T08:25:00'),
+        {
+          kind: 'condition',
+          rule: 'uplink_saturated',
+          school: 'S',
+          active: false,
+          atMs: at('2026-10-08T08:25:00'),
+        },
+      ],
+    ]);
+    expect(kinds(h.sent).slice(3)).toEqual(['resolved:uplink_saturated']);
+  });
+
+  it('a silence holds notifications; a still-firing alert is notified when it ends', () => {
+    const until = at('2026-10-08T08:20:00');
+    const h = harness({ silenced: (_a, now) => now < until });
+    const t0 = at('2026-10-08T08:00:00');
+    h.start(t0);
+    h.run(at('2026-10-08T08:30:00'), [
+      offline('pn-01', t0),
+      offline('pn-02', t0),
+      offline('pn-02', at('2026-10-08T08:10:00'), false),
+    ]);
+    // pn-02 fired and resolved inside the silence: never notified. pn-01 is owed, and notified at 08:20 + 30 s.
+    expect(kinds(h.sent)).toEqual(['firing:device_offline']);
+    expect(h.sent[0]!.items[0]!.alert.device).toBe('pn-01');
+    expect(h.sent[0]!.atMs).toBe(until + 30_000);
+  });
+
+  it('restored after a restart mid-incident, it does not notify again, and resolves once', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:05:00');
+    h.start(t0);
+    const events = outage(t0, at('2026-10-08T08:20:00'));
+    h.run(
+      at('2026-10-08T08:10:00'),
+      events.filter((e) => e[0] <= at('2026-10-08T08:10:00')),
+    );
+    expect(kinds(h.sent)).toEqual(['firing:uplink_down']);
+    // The process stops; its state file holds this JSON; a new process restores it.
+    const saved = JSON.parse(
+      JSON.stringify({ active: [...h.engine.active.values()], history: h.engine.history }),
+    );
+    const h2 = harness();
+    h2.engine.restore(saved.active, saved.history);
+    h2.start(at('2026-10-08T08:10:01'));
+    h2.run(
+      at('2026-10-08T08:39:00'),
+      events.filter((e) => e[0] > at('2026-10-08T08:10:00')),
+    );
+    expect(kinds(h2.sent)).toEqual(['resolved:uplink_down']);
+  });
+
+  it('a reboot is one notification, at any hour', () => {
+    const h = harness();
+    const t = at('2026-10-11T03:00:00'); // a Sunday night
+    h.start(t);
+    h.run(t + 60_000, [
+      [
+        t,
+        {
+          kind: 'instant',
+          rule: 'device_rebooted',
+          school: 'S',
+          device: 'gw',
+          atMs: t,
+          message: 'sysUpTime went back',
+        },
+      ],
+    ]);
+    expect(kinds(h.sent)).toEqual(['firing:device_rebooted']);
+    expect(h.engine.active.size).toBe(0);
+    expect(h.engine.history).toHaveLength(1);
+  });
+});
