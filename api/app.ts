@@ -16,9 +16,11 @@ import type { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
 import type { ErrorCode } from '../contracts/errors.js';
 import { regionWithin } from '../contracts/ids.js';
+import type { AlertService } from './alerts/service.js';
 import type { LiveState } from './live.js';
 import type { Profile } from './profiles.js';
 import type { Reports } from './reports.js';
+import { alertRoutes } from './routes/alerts.js';
 import { fleetRoutes } from './routes/fleet.js';
 import { registryRoutes } from './routes/registry.js';
 import { reportRoutes } from './routes/reports.js';
@@ -30,6 +32,8 @@ import type { Principal, Role, TokenStore } from './tokens.js';
  * loopback port themselves. Design: api/README.md.
  */
 export interface AppDeps {
+  /** The alerting service (absent when alerting is off). */
+  alerts?: AlertService | undefined;
   registry: RegistryStore;
   calendars: () => Calendars;
   tokens: TokenStore;
@@ -154,6 +158,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(fleetRoutes, { deps });
   await app.register(reportRoutes, { deps });
   await app.register(registryRoutes, { deps });
+  await app.register(alertRoutes, { deps });
   return app;
 }
 

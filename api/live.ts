@@ -1,7 +1,13 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type MqttConfig, MqttSession } from '../common/mqtt.js';
-import { decodePayload } from '../contracts/messages.js';
+import {
+  type DeviceEvent,
+  type DeviceStatus,
+  decodePayload,
+  type IfaceReadings,
+  type Telemetry,
+} from '../contracts/messages.js';
 import { parseTopic, filters as topicFilters } from '../contracts/topics.js';
 
 /**
@@ -27,7 +33,14 @@ export interface UplinkLive {
   tsMs: number;
 }
 
-type LiveEvents = { uplink: [UplinkLive] };
+/** Decoded messages, for the alert engine's signals (status and iface as well as events and telemetry). */
+export type LiveMessage =
+  | { channel: 'status'; school: string; device: string; message: DeviceStatus; atMs: number }
+  | { channel: 'iface'; school: string; device: string; message: IfaceReadings; atMs: number }
+  | { channel: 'event'; school: string; device: string; message: DeviceEvent; atMs: number }
+  | { channel: 'telemetry'; school: string; device: string; message: Telemetry; atMs: number };
+
+type LiveEvents = { uplink: [UplinkLive]; message: [LiveMessage] };
 
 export class LiveState extends EventEmitter<LiveEvents> {
   readonly devices = new Map<string, DeviceLive>();
@@ -41,6 +54,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
   constructor(
     private readonly config: MqttConfig | undefined,
     private readonly log: Logger,
+    /** Also subscribe to events and telemetry (the alert engine needs them). */
+    private readonly all = false,
   ) {
     super();
     this.setMaxListeners(0); // one listener per open SSE stream
@@ -50,7 +65,14 @@ export class LiveState extends EventEmitter<LiveEvents> {
     if (!this.config) return;
     const session = new MqttSession(this.config, { log: this.log });
     this.session = session;
-    const filters = [topicFilters.all('status'), topicFilters.all('iface')];
+    const filters = this.all
+      ? [
+          topicFilters.all('status'),
+          topicFilters.all('iface'),
+          topicFilters.all('event'),
+          topicFilters.all('telemetry'),
+        ]
+      : [topicFilters.all('status'), topicFilters.all('iface')];
     session.on('message', (topic, payload) => this.handle(topic, payload));
     session.on('disconnect', () => {
       this.subscribed = false;
@@ -115,12 +137,26 @@ export class LiveState extends EventEmitter<LiveEvents> {
         state: d.message.state,
         sinceMs: d.message.ts,
       });
+      this.emit('message', {
+        channel: 'status',
+        school: t.school,
+        device: t.device,
+        message: d.message,
+        atMs: Date.now(),
+      });
     } else if (t.channel === 'iface') {
       const d = decodePayload('iface', payload);
       if (!d.ok) {
         this.rejected++;
         return;
       }
+      this.emit('message', {
+        channel: 'iface',
+        school: t.school,
+        device: t.device,
+        message: d.message,
+        atMs: Date.now(),
+      });
       const up = d.message.ifaces.find((i) => i.uplink);
       if (!up) return;
       const live: UplinkLive = {
@@ -135,6 +171,19 @@ export class LiveState extends EventEmitter<LiveEvents> {
       };
       this.uplinks.set(t.school, live);
       this.emit('uplink', live);
+    } else if (t.channel === 'event' || t.channel === 'telemetry') {
+      const d = t.channel === 'event' ? decodePayload('event', payload) : decodePayload('telemetry', payload);
+      if (!d.ok) {
+        this.rejected++;
+        return;
+      }
+      this.emit('message', {
+        channel: t.channel,
+        school: t.school,
+        device: t.device,
+        message: d.message,
+        atMs: Date.now(),
+      } as LiveMessage);
     }
   }
 }

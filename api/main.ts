@@ -16,12 +16,13 @@ import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import { regionPathSchema } from '../contracts/ids.js';
 import { ENTITIES, type EntityName } from '../contracts/registry.js';
+import { alertsConfigSchema } from './alerts/service.js';
 import { Rollup } from './rollup.js';
 import { ApiServer, apiConfigSchema, loadCalendars } from './server.js';
 import { ROLES, type Role, TokenStore } from './tokens.js';
 
 const [command, ...rest] = process.argv.slice(2);
-const sections = { influx: influxConfigSchema, api: apiConfigSchema };
+const sections = { influx: influxConfigSchema, api: apiConfigSchema, alerts: alertsConfigSchema };
 
 function fail(message: string): never {
   process.stderr.write(`api: ${message}\n`);
@@ -135,7 +136,7 @@ else if (command === 'run') {
       const storage = new Storage(c.influx, { log });
       return [
         { name: 'storage', start: async () => void (await storage.start()), stop: () => storage.stop() },
-        new ApiServer(c.api, { log, storage }),
+        new ApiServer(c.api, { log, storage, alerts: c.alerts }),
       ];
     },
     rest,

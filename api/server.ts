@@ -7,6 +7,7 @@ import type { Service } from '../common/lifecycle.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
 import { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
+import { AlertService, type AlertsConfig } from './alerts/service.js';
 import { buildApp } from './app.js';
 import { DayCache } from './days.js';
 import { LiveState } from './live.js';
@@ -143,14 +144,25 @@ export class ApiServer implements Service {
     registers: [this.metrics],
   });
 
+  readonly alerts: AlertService | undefined;
+
   constructor(
     readonly config: ApiConfig,
-    private readonly deps: { log: Logger; storage: Storage; now?: () => number },
+    private readonly deps: { log: Logger; storage: Storage; now?: () => number; alerts?: AlertsConfig },
   ) {
     this.registry = new RegistryStore(config.registryFile);
     this.tokens = new TokenStore(config.tokensFile);
     this.calendars = new Calendars([]);
-    this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }));
+    const alerting = deps.alerts?.enabled ?? false;
+    this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), alerting);
+    this.alerts = alerting
+      ? new AlertService(deps.alerts!, {
+          log: deps.log.child({ part: 'alerts' }),
+          registry: this.registry,
+          calendars: () => this.calendars,
+          live: this.live,
+        })
+      : undefined;
     this.days = new DayCache({
       storage: deps.storage,
       checkEveryMs: config.cacheTtlMs,
@@ -172,6 +184,29 @@ export class ApiServer implements Service {
     const reports = this.reports;
     const live = this.live;
     const days = this.days;
+    const alerts = this.alerts;
+    new Gauge({
+      name: 'cfm_api_alerts_active',
+      help: 'Active alerts by state (pending, firing).',
+      labelNames: ['state'],
+      registers: [this.metrics],
+      collect() {
+        const n = { pending: 0, firing: 0 };
+        for (const a of alerts?.engine.active.values() ?? []) if (a.state !== 'resolved') n[a.state]++;
+        this.set({ state: 'pending' }, n.pending);
+        this.set({ state: 'firing' }, n.firing);
+      },
+    });
+    new Gauge({
+      name: 'cfm_api_alert_deliveries',
+      help: 'Notification deliveries since start, by outcome.',
+      labelNames: ['outcome'],
+      registers: [this.metrics],
+      collect() {
+        this.set({ outcome: 'delivered' }, alerts?.deliverer.delivered ?? 0);
+        this.set({ outcome: 'failed' }, alerts?.deliverer.failed ?? 0);
+      },
+    });
     new Gauge({
       name: 'cfm_api_rollup_days_loaded',
       help: 'Rolled-up days read from InfluxDB into the day cache since start.',
@@ -211,8 +246,10 @@ export class ApiServer implements Service {
     const profiles = profileSet(config.profiles);
     if (!profiles.has(config.defaultProfile))
       throw new Error(`api.defaultProfile: no profile ${config.defaultProfile}`);
+    this.alerts?.start();
     await this.live.start();
     const app = await buildApp({
+      alerts: this.alerts,
       registry: this.registry,
       calendars: () => this.calendars,
       tokens: this.tokens,
@@ -284,5 +321,6 @@ export class ApiServer implements Service {
     await this.rolling;
     await this.app?.close();
     await this.live.stop();
+    await this.alerts?.stop();
   }
 }

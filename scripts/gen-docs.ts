@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { pollerConfigSchema } from '../agents/snmp/poller.js';
+import { alertsConfigSchema } from '../api/alerts/service.js';
 import { apiConfigSchema } from '../api/server.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
@@ -24,6 +25,7 @@ export const ALL_SECTIONS = {
   agent: agentConfigSchema,
   poller: pollerConfigSchema,
   api: apiConfigSchema,
+  alerts: alertsConfigSchema,
 };
 
 export const GENERATED_DOCS: Record<string, () => string> = {

@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { pollerConfigSchema } from '../agents/snmp/poller.js';
+import { alertsConfigSchema } from '../api/alerts/service.js';
+import { apiConfigSchema } from '../api/server.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
 import { processConfigSchema } from '../common/cli.js';
@@ -17,6 +19,8 @@ const SECTIONS = {
   collector: collectorConfigSchema,
   agent: agentConfigSchema,
   poller: pollerConfigSchema,
+  api: apiConfigSchema,
+  alerts: alertsConfigSchema,
 } as const;
 
 describe('deploy/examples', () => {

@@ -108,10 +108,23 @@ export class AlertEngine {
 
   constructor(private readonly opts: EngineOptions) {}
 
-  /** Restores state (from the state file) without notifying anything again. */
-  restore(active: Alert[], history: Alert[]): void {
+  /**
+   * Restores state (from the state file) without notifying anything again; messages that were still waiting
+   * out their group window are sent when it ends.
+   */
+  restore(
+    active: Alert[],
+    history: Alert[],
+    queue: [string, { firstMs: number; items: NotificationItem[] }][] = [],
+  ): void {
     for (const a of active) this.active.set(a.key, a);
     this.history.push(...history.slice(-this.opts.historyMax));
+    for (const [school, q] of queue) this.queue.set(school, q);
+  }
+
+  /** Messages waiting out their group window (for the state file). */
+  pendingQueue(): [string, { firstMs: number; items: NotificationItem[] }][] {
+    return [...this.queue.entries()];
   }
 
   observe(sig: Signal): void {

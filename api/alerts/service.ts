@@ -1,0 +1,470 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { type Calendars, localDate, localMidnightMs, WEEKDAYS, weekdayOf } from '../../common/calendar.js';
+import type { RegistryStore } from '../../common/registry/store.js';
+import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
+import type { LiveMessage, LiveState } from '../live.js';
+import { type Alert, AlertEngine, type Notification, type Signal } from './engine.js';
+import { type Channel, channelSchema, Deliverer, type DeliveryRecord, type Names, render } from './notify.js';
+import { RULE_NAMES, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
+
+/** HH:MM-HH:MM (local time) on some weekdays: a recurring maintenance window. */
+const maintenanceSchema = z.strictObject({
+  name: z.string().min(1).max(64),
+  regions: z.array(regionPathSchema).optional(),
+  schools: z.array(idSchema).optional(),
+  rules: z.array(z.enum(RULE_NAMES)).optional(),
+  weekdays: z.array(z.enum(WEEKDAYS)).min(1),
+  from: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, { message: 'must be HH:MM' }),
+  to: z.string().regex(/^([01]\d|2[0-4]):[0-5]\d$/, { message: 'must be HH:MM' }),
+});
+
+export const alertsConfigSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    stateFile: z
+      .string()
+      .default('var/alerts-state.json')
+      .describe('Active alerts, silences, history (survives restarts).'),
+    groupWaitS: z
+      .number()
+      .int()
+      .min(0)
+      .max(600)
+      .default(30)
+      .describe('Hold a school’s notifications this long, then send one message.'),
+    tickMs: z.number().int().min(100).max(10_000).default(1_000).describe('How often timers are evaluated.'),
+    flap: z
+      .strictObject({
+        changes: z.number().int().min(2).default(6),
+        windowS: z.number().int().min(60).default(600),
+      })
+      .prefault({})
+      .describe(
+        'A key changing this often within the window is flapping: it resolves only after a quiet window.',
+      ),
+    rules: rulesConfigSchema,
+    channels: z
+      .array(channelSchema)
+      .default([])
+      .describe('Where notifications go (secrets: use CFM_ALERTS__… overrides).'),
+    linkBaseUrl: z.string().url().optional().describe('Public URL of the API, for the link in each message.'),
+    maintenance: z.array(maintenanceSchema).default([]).describe('Weekly windows without notifications.'),
+    historyMax: z.number().int().min(10).max(100_000).default(5_000),
+    delivery: z
+      .strictObject({
+        maxAttempts: z.number().int().min(1).max(20).default(8),
+        minDelayMs: z.number().int().min(10).default(1_000),
+        maxDelayMs: z.number().int().min(100).default(300_000),
+      })
+      .prefault({}),
+  })
+  .prefault({})
+  .describe('Alerting: rules, channels, maintenance windows (design: api/alerts/README.md).');
+export type AlertsConfig = z.infer<typeof alertsConfigSchema>;
+
+export const silenceSchema = z.strictObject({
+  id: z.string(),
+  createdBy: z.string(),
+  comment: z.string().max(500),
+  region: regionPathSchema.optional(),
+  school: idSchema.optional(),
+  device: idSchema.optional(),
+  rule: z.enum(RULE_NAMES).optional(),
+  startsAtMs: z.number(),
+  endsAtMs: z.number(),
+});
+export type Silence = z.infer<typeof silenceSchema>;
+
+interface StateFile {
+  version: 1;
+  active: Alert[];
+  history: Alert[];
+  queue: [string, { firstMs: number; items: Notification['items'] }][];
+  silences: Silence[];
+  deliveries: DeliveryRecord[];
+}
+
+/**
+ * The alerting service in the API process: turns live MQTT messages into engine signals, ticks the engine,
+ * renders and delivers its notifications, and keeps the state file.
+ */
+export class AlertService {
+  readonly engine: AlertEngine;
+  readonly deliverer: Deliverer;
+  silences: Silence[] = [];
+  /** Ticks run (tests wait for some to pass when asserting that nothing happens). */
+  ticks = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private savedVersion = -1;
+  private dirty = false;
+  /** Per school: the uplink is unreachable over SNMP, and/or its interface is not up. */
+  private readonly uplinkFlags = new Map<string, { snmp: boolean; oper: boolean }>();
+  /** Per device: last telemetry (ms) and its promised heartbeat. */
+  private readonly lastSeen = new Map<string, { school: string; atMs: number; heartbeatS: number }>();
+  private readonly onMessage = (m: LiveMessage) => this.signal(m);
+
+  constructor(
+    readonly config: AlertsConfig,
+    private readonly deps: {
+      log: Logger;
+      registry: RegistryStore;
+      calendars: () => Calendars;
+      live: LiveState;
+      now?: () => number;
+    },
+  ) {
+    const rules = resolveRules(config.rules);
+    this.engine = new AlertEngine({
+      rules,
+      groupWaitS: config.groupWaitS,
+      flap: config.flap,
+      teaching: (school, ms) => this.teaching(school, ms),
+      silenced: (a, ms) => this.silenced(a, ms),
+      historyMax: config.historyMax,
+    });
+    this.deliverer = new Deliverer({
+      log: deps.log,
+      ...config.delivery,
+      keep: 2_000,
+      onChange: () => {
+        this.dirty = true;
+      },
+    });
+  }
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
+
+  start(): void {
+    this.load();
+    this.deps.live.on('message', this.onMessage);
+    this.timer = setInterval(() => this.tick(), this.config.tickMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.deps.live.off('message', this.onMessage);
+    this.deliverer.stop();
+    this.save(true);
+  }
+
+  /** One step: engine timers, deliveries, the state file. Public for tests with a fake clock. */
+  tick(now = this.now()): void {
+    this.ticks++;
+    this.gaps(now);
+    for (const n of this.engine.tick(now)) this.deliver(n);
+    this.save(false);
+  }
+
+  private teaching(school: string, ms: number): boolean {
+    const reg = this.deps.registry.index;
+    const s = reg.schools.get(school);
+    const cal = s ? this.deps.calendars().forSchool(school, reg.regionPath(s.region)) : undefined;
+    return cal?.isTeachingTime(ms) ?? false;
+  }
+
+  private silenced(a: Alert, ms: number): boolean {
+    const path = this.deps.registry.index.schoolPath(a.school);
+    const match = (m: {
+      region?: string | undefined;
+      school?: string | undefined;
+      device?: string | undefined;
+      rule?: string | undefined;
+    }) =>
+      (!m.region || (path !== undefined && regionWithin(path, m.region))) &&
+      (!m.school || m.school === a.school) &&
+      (!m.device || m.device === a.device) &&
+      (!m.rule || m.rule === a.rule);
+    if (this.silences.some((s) => s.startsAtMs <= ms && ms < s.endsAtMs && match(s))) return true;
+    const date = localDate(ms);
+    const minute = Math.floor((ms - localMidnightMs(date)) / 60_000);
+    const hm = (t: string) => +t.slice(0, 2) * 60 + +t.slice(3, 5);
+    return this.config.maintenance.some(
+      (w) =>
+        w.weekdays.includes(weekdayOf(date)) &&
+        hm(w.from) <= minute &&
+        minute < hm(w.to) &&
+        (!w.regions || w.regions.some((r) => path !== undefined && regionWithin(path, r))) &&
+        (!w.schools || w.schools.includes(a.school)) &&
+        (!w.rules || w.rules.includes(a.rule)),
+    );
+  }
+
+  // ---- signals from live messages ------------------------------------------------------------------------
+
+  private cond(
+    rule: RuleName,
+    school: string,
+    device: string | undefined,
+    subject: string | undefined,
+    active: boolean,
+    atMs: number,
+    message?: string,
+  ): void {
+    this.engine.observe({
+      kind: 'condition',
+      rule,
+      school,
+      device,
+      subject,
+      active,
+      atMs,
+      ...(message ? { message } : {}),
+    });
+  }
+
+  signal(m: LiveMessage): void {
+    const reg = this.deps.registry.index;
+    const isNetwork = (kind: string) => kind === 'router' || kind === 'switch' || kind === 'ap';
+    switch (m.channel) {
+      case 'status': {
+        if (isNetwork(m.message.kind)) return; // routers are judged by SNMP reachability, not by the poller's birth
+        const offline = m.message.state === 'offline';
+        this.cond(
+          'device_offline',
+          m.school,
+          m.device,
+          undefined,
+          offline,
+          m.atMs,
+          offline ? `MQTT 连接断开（${m.message.reason ?? 'will'}）` : undefined,
+        );
+        if (!offline) {
+          this.lastSeen.set(m.device, {
+            school: m.school,
+            atMs: m.atMs,
+            heartbeatS: m.message.heartbeatS ?? 60,
+          });
+        } else this.lastSeen.delete(m.device);
+        return;
+      }
+      case 'iface': {
+        const up = m.message.ifaces.find((i) => i.uplink);
+        if (!up) return;
+        this.uplink(
+          m.school,
+          'oper',
+          up.operStatus !== 'up',
+          m.atMs,
+          `出口接口 ${up.name} 状态 ${up.operStatus}`,
+        );
+        const speedBps = (up.speedMbps ?? 0) * 1e6;
+        if (speedBps > 0 && up.inBps !== null && up.outBps !== null) {
+          const pct = (100 * Math.max(up.inBps, up.outBps)) / speedBps;
+          const threshold = resolveRules(this.config.rules).uplink_saturated.thresholdPct ?? 90;
+          this.cond(
+            'uplink_saturated',
+            m.school,
+            m.device,
+            undefined,
+            pct >= threshold,
+            m.atMs,
+            `利用率 ${pct.toFixed(0)} %（阈值 ${threshold} %）`,
+          );
+        }
+        return;
+      }
+      case 'event': {
+        const e = m.message;
+        const school = reg.schools.get(m.school);
+        const isUplinkDevice =
+          school?.uplinkDevice === m.device || (!school?.uplinkDevice && e.subject === 'snmp');
+        if (e.type === 'reboot') {
+          this.engine.observe({
+            kind: 'instant',
+            rule: 'device_rebooted',
+            school: m.school,
+            device: m.device,
+            atMs: m.atMs,
+            message: e.message,
+          });
+        } else if ((e.type === 'unreachable' || e.type === 'recovered') && e.subject === 'snmp') {
+          if (isUplinkDevice) this.uplink(m.school, 'snmp', e.type === 'unreachable', m.atMs, e.message);
+          else
+            this.cond(
+              'snmp_unreachable',
+              m.school,
+              m.device,
+              undefined,
+              e.type === 'unreachable',
+              m.atMs,
+              e.message,
+            );
+        } else if (e.type === 'fault' || e.type === 'fault_cleared') {
+          this.cond('display_fault', m.school, m.device, e.subject, e.type === 'fault', m.atMs, e.message);
+        } else if (e.type === 'clock_skew') {
+          this.cond('clock_skew', m.school, m.device, undefined, true, m.atMs, e.message);
+        }
+        return;
+      }
+      case 'telemetry': {
+        const t = m.message;
+        const rules = resolveRules(this.config.rules);
+        const seen = this.lastSeen.get(m.device);
+        this.lastSeen.set(m.device, { school: m.school, atMs: m.atMs, heartbeatS: seen?.heartbeatS ?? 60 });
+        this.cond('data_gap', m.school, m.device, undefined, false, m.atMs);
+        const skewS = Math.abs(m.atMs - t.ts) / 1000;
+        this.cond(
+          'clock_skew',
+          m.school,
+          m.device,
+          undefined,
+          skewS > (rules.clock_skew.skewMaxS ?? 120),
+          m.atMs,
+          `设备时钟偏差 ${skewS.toFixed(0)} 秒`,
+        );
+        const d = t.display;
+        if (!d) return;
+        const lampMax = rules.display_fault.lampHoursMax ?? 4_000;
+        if (d.lampHours !== undefined)
+          this.cond(
+            'display_fault',
+            m.school,
+            m.device,
+            'lamp_hours',
+            d.lampHours > lampMax,
+            m.atMs,
+            `灯泡累计 ${d.lampHours} 小时，超过 ${lampMax}`,
+          );
+        const tMax = rules.display_fault.temperatureMaxC ?? 70;
+        if (d.temperatureC !== undefined)
+          this.cond(
+            'display_fault',
+            m.school,
+            m.device,
+            'temperature_c',
+            d.temperatureC > tMax,
+            m.atMs,
+            `温度 ${d.temperatureC} °C，超过 ${tMax} °C`,
+          );
+        if (d.touchOk !== undefined)
+          this.cond('display_fault', m.school, m.device, 'touch', !d.touchOk, m.atMs, '触控无响应');
+        return;
+      }
+    }
+  }
+
+  private uplink(school: string, which: 'snmp' | 'oper', bad: boolean, atMs: number, message: string): void {
+    const f = this.uplinkFlags.get(school) ?? { snmp: false, oper: false };
+    f[which] = bad;
+    this.uplinkFlags.set(school, f);
+    this.cond('uplink_down', school, undefined, undefined, f.snmp || f.oper, atMs, message);
+  }
+
+  /** Telemetry silence from a device that is still connected: `gapFactor` heartbeats without a reading. */
+  private gaps(now: number): void {
+    const factor = resolveRules(this.config.rules).data_gap.gapFactor ?? 5;
+    for (const [device, s] of this.lastSeen)
+      if (now - s.atMs > factor * s.heartbeatS * 1000)
+        this.cond(
+          'data_gap',
+          s.school,
+          device,
+          undefined,
+          true,
+          now,
+          `${Math.round((now - s.atMs) / 1000)} 秒没有数据`,
+        );
+  }
+
+  // ---- delivery and state ----------------------------------------------------------------------------------
+
+  private names(): Names {
+    const reg = this.deps.registry.index;
+    return {
+      schoolName: (id) => reg.schools.get(id)?.name ?? id,
+      regionNames: (id) => {
+        const path = reg.schoolPath(id);
+        return path
+          ? path
+              .split('/')
+              .map((r) => reg.regions.get(r)?.name ?? r)
+              .join(' ')
+          : '';
+      },
+      regionPath: (id) => reg.schoolPath(id),
+      classroomName: (device) => {
+        const c = reg.devices.get(device)?.classroom;
+        return c ? reg.classrooms.get(c)?.name : undefined;
+      },
+    };
+  }
+
+  private deliver(n: Notification): void {
+    const rendered = render(n, this.names(), this.config.linkBaseUrl);
+    this.deps.log.info({ school: n.school, title: rendered.title, items: n.items.length }, 'notification');
+    this.deliverer.deliver(
+      this.config.channels as Channel[],
+      n,
+      rendered,
+      this.deps.registry.index.schoolPath(n.school),
+    );
+    this.dirty = true;
+  }
+
+  private load(): void {
+    let text: string;
+    try {
+      text = readFileSync(this.config.stateFile, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw new Error(`alerts state ${this.config.stateFile}: cannot be read: ${(e as Error).message}`);
+    }
+    let s: StateFile;
+    try {
+      s = JSON.parse(text) as StateFile;
+      if (s.version !== 1 || !Array.isArray(s.active))
+        throw new Error('not an alerts state file (version 1)');
+    } catch (e) {
+      throw new Error(`alerts state ${this.config.stateFile}: ${(e as Error).message}`);
+    }
+    this.engine.restore(s.active, s.history ?? [], s.queue ?? []);
+    this.silences = (s.silences ?? []).filter((x) => silenceSchema.safeParse(x).success);
+    // A delivery cut short by the restart is not retried blindly: it is shown as failed, with the reason.
+    for (const d of s.deliveries ?? [])
+      this.deliverer.records.push(
+        d.status === 'pending'
+          ? { ...d, status: 'failed', lastError: 'interrupted by a restart', nextAttemptAtMs: null }
+          : d,
+      );
+    this.savedVersion = this.engine.version;
+  }
+
+  /** Writes the state file when something changed (atomically: temporary file, then rename). */
+  save(force: boolean): void {
+    if (!force && !this.dirty && this.engine.version === this.savedVersion) return;
+    const state: StateFile = {
+      version: 1,
+      active: [...this.engine.active.values()],
+      history: this.engine.history,
+      queue: this.engine.pendingQueue(),
+      silences: this.silences,
+      deliveries: this.deliverer.records,
+    };
+    mkdirSync(dirname(this.config.stateFile), { recursive: true });
+    const tmp = `${this.config.stateFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(state));
+    renameSync(tmp, this.config.stateFile);
+    this.savedVersion = this.engine.version;
+    this.dirty = false;
+  }
+
+  addSilence(s: Omit<Silence, 'id'>): Silence {
+    const silence = { ...s, id: `s${this.now().toString(36)}${Math.random().toString(36).slice(2, 6)}` };
+    this.silences.push(silence);
+    this.silences = this.silences.filter((x) => x.endsAtMs > this.now());
+    this.dirty = true;
+    return silence;
+  }
+
+  removeSilence(id: string): boolean {
+    const n = this.silences.length;
+    this.silences = this.silences.filter((s) => s.id !== id);
+    this.dirty = this.dirty || this.silences.length !== n;
+    return this.silences.length !== n;
+  }
+}

@@ -1,0 +1,241 @@
+import type { FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
+import type { Alert } from '../alerts/engine.js';
+import { RULE_NAMES } from '../alerts/rules.js';
+import { ApiError, type AppDeps, effectiveScope, READ_ROLES } from '../app.js';
+import { ERROR_RESPONSES, regionQuery } from '../schemas.js';
+
+const alertOut = z.object({
+  id: z.string(),
+  rule: z.string(),
+  severity: z.string(),
+  state: z.enum(['pending', 'firing', 'resolved']),
+  school: z.string(),
+  device: z.string().nullable(),
+  subject: z.string().nullable(),
+  message: z.string(),
+  startedAtMs: z.number(),
+  firingAtMs: z.number().nullable(),
+  resolvedAtMs: z.number().nullable(),
+  notifiedAtMs: z.number().nullable(),
+  ackedAtMs: z.number().nullable(),
+  ackedBy: z.string().nullable(),
+  flapping: z.boolean(),
+  inhibitedBy: z.string().nullable(),
+  affected: z.array(z.string()),
+});
+const silenceOut = z.object({
+  id: z.string(),
+  createdBy: z.string(),
+  comment: z.string(),
+  region: z.string().optional(),
+  school: z.string().optional(),
+  device: z.string().optional(),
+  rule: z.string().optional(),
+  startsAtMs: z.number(),
+  endsAtMs: z.number(),
+});
+
+/** Active alerts, history, acknowledgement, silences and the delivery log — all scoped by region. */
+export const alertRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
+  const service = () => {
+    if (!deps.alerts)
+      throw new ApiError(404, 'CFM_API_NOT_FOUND', 'alerting is not enabled (alerts.enabled)');
+    return deps.alerts;
+  };
+  const visible = (req: FastifyRequest, region: string | undefined) => {
+    const scope = effectiveScope(req, region);
+    const reg = deps.registry.index;
+    return (a: Pick<Alert, 'school'>) => scope === undefined || reg.schoolInScope(a.school, scope);
+  };
+
+  app.get(
+    '/v1/alerts',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: 'Active alerts (pending and firing) in scope.',
+        querystring: z.object({ ...regionQuery }),
+        response: { 200: z.object({ items: z.array(alertOut) }), ...ERROR_RESPONSES },
+      },
+    },
+    async (req) => {
+      const ok = visible(req, req.query.region);
+      return {
+        items: [...service().engine.active.values()].filter(ok).sort((a, b) => b.startedAtMs - a.startedAtMs),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/alerts/history',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: 'Resolved alerts in scope, newest first.',
+        querystring: z.object({
+          ...regionQuery,
+          limit: z.coerce.number().int().min(1).max(5_000).default(200),
+        }),
+        response: { 200: z.object({ items: z.array(alertOut) }), ...ERROR_RESPONSES },
+      },
+    },
+    async (req) => {
+      const ok = visible(req, req.query.region);
+      return { items: service().engine.history.filter(ok).reverse().slice(0, req.query.limit) };
+    },
+  );
+
+  app.post(
+    '/v1/alerts/:id/ack',
+    {
+      config: { roles: ['admin', 'ops'] },
+      schema: {
+        summary: 'Acknowledge an alert: no more reminders (the resolve is still sent).',
+        params: z.object({ id: z.string().min(1).max(300) }),
+        response: { 200: alertOut, ...ERROR_RESPONSES },
+      },
+    },
+    async (req) => {
+      const s = service();
+      const ok = visible(req, undefined);
+      const a = [...s.engine.active.values()].find((x) => x.id === req.params.id);
+      if (!a || !ok(a))
+        throw new ApiError(404, 'CFM_API_NOT_FOUND', `no active alert ${req.params.id}`, 'id');
+      s.engine.ack(a.id, req.principal!.name, Date.now());
+      s.save(true);
+      return a;
+    },
+  );
+
+  app.get(
+    '/v1/silences',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary: 'Silences in force or to come, within scope.',
+        response: { 200: z.object({ items: z.array(silenceOut) }), ...ERROR_RESPONSES },
+      },
+    },
+    async (req) => {
+      const scope = effectiveScope(req, undefined);
+      const now = Date.now();
+      const items = service().silences.filter(
+        (s) =>
+          s.endsAtMs > now &&
+          (scope === undefined || (s.region !== undefined && regionWithin(s.region, scope))),
+      );
+      return { items };
+    },
+  );
+
+  app.post(
+    '/v1/silences',
+    {
+      config: { roles: ['admin', 'ops'] },
+      schema: {
+        summary:
+          'Silence notifications matching region/school/device/rule for a while (alerts are still tracked).',
+        body: z.strictObject({
+          region: regionPathSchema.optional(),
+          school: idSchema.optional(),
+          device: idSchema.optional(),
+          rule: z.enum(RULE_NAMES).optional(),
+          minutes: z
+            .number()
+            .int()
+            .min(1)
+            .max(60 * 24 * 31),
+          comment: z.string().min(1).max(500),
+        }),
+        response: { 201: silenceOut, ...ERROR_RESPONSES },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      const scope = effectiveScope(req, b.region);
+      const reg = deps.registry.index;
+      if (b.school && !reg.schoolInScope(b.school, scope))
+        throw new ApiError(
+          403,
+          'CFM_API_OUT_OF_SCOPE',
+          `school ${b.school} is outside this token's scope`,
+          'school',
+        );
+      // A scoped token's silence is always bounded by its scope, whatever else it matches.
+      const region = b.region ?? scope;
+      const now = Date.now();
+      const s = service().addSilence({
+        createdBy: req.principal!.name,
+        comment: b.comment,
+        ...(region ? { region } : {}),
+        ...(b.school ? { school: b.school } : {}),
+        ...(b.device ? { device: b.device } : {}),
+        ...(b.rule ? { rule: b.rule } : {}),
+        startsAtMs: now,
+        endsAtMs: now + b.minutes * 60_000,
+      });
+      service().save(true);
+      return reply.code(201).send(s);
+    },
+  );
+
+  app.delete(
+    '/v1/silences/:id',
+    {
+      config: { roles: ['admin', 'ops'] },
+      schema: {
+        summary: 'End a silence.',
+        params: z.object({ id: z.string().min(1).max(64) }),
+        response: { 200: z.object({ status: z.literal('ok') }), ...ERROR_RESPONSES },
+      },
+    },
+    async (req) => {
+      const s = service();
+      const scope = effectiveScope(req, undefined);
+      const silence = s.silences.find((x) => x.id === req.params.id);
+      if (!silence || (scope !== undefined && !(silence.region && regionWithin(silence.region, scope))))
+        throw new ApiError(404, 'CFM_API_NOT_FOUND', `no silence ${req.params.id}`, 'id');
+      s.removeSilence(silence.id);
+      s.save(true);
+      return { status: 'ok' as const };
+    },
+  );
+
+  app.get(
+    '/v1/alerts/deliveries',
+    {
+      config: { roles: ['admin', 'ops'] },
+      schema: {
+        summary: 'Recent notification deliveries (failed ones with their last error), within scope.',
+        querystring: z.object({ status: z.enum(['pending', 'delivered', 'failed']).optional() }),
+        response: {
+          200: z.object({
+            items: z.array(
+              z.object({
+                id: z.string(),
+                channel: z.string(),
+                school: z.string(),
+                title: z.string(),
+                createdAtMs: z.number(),
+                attempts: z.number(),
+                status: z.enum(['pending', 'delivered', 'failed']),
+                lastError: z.string().nullable(),
+              }),
+            ),
+          }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const ok = visible(req, undefined);
+      const items = service()
+        .deliverer.records.filter((d) => ok(d) && (!req.query.status || d.status === req.query.status))
+        .reverse();
+      return { items };
+    },
+  );
+};

@@ -1,0 +1,329 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { Registry as PromRegistry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { AlertService, alertsConfigSchema } from '../../../api/alerts/service.js';
+import { buildApp } from '../../../api/app.js';
+import { DayCache } from '../../../api/days.js';
+import { LiveState } from '../../../api/live.js';
+import { DEFAULT_PROFILE, profileSet } from '../../../api/profiles.js';
+import { Reports } from '../../../api/reports.js';
+import { TokenStore } from '../../../api/tokens.js';
+import { type CalendarDef, Calendars } from '../../../common/calendar.js';
+import { silentLogger } from '../../../common/log.js';
+import { mqttConfigSchema } from '../../../common/mqtt.js';
+import { RegistryStore } from '../../../common/registry/store.js';
+import type { Storage } from '../../../common/storage/storage.js';
+import type { Registry } from '../../../contracts/registry.js';
+import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
+import { Mosquitto } from '../../helpers/mqtt.js';
+
+/**
+ * Alerting end to end on real parts: a real Mosquitto, real MQTT clients that die without a clean disconnect
+ * (the broker publishes their will), the API's live subscription, the alert service, and a local webhook
+ * receiver. The calendar has class all day every day, and the rules are shortened to seconds.
+ */
+const ALL_DAY: CalendarDef = {
+  id: 'all-day',
+  regions: ['330000'],
+  terms: [{ name: 'test', start: '2026-01-01', end: '2027-12-31' }],
+  periods: Object.fromEntries(
+    ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'].map((d) => [d, ['00:00-23:59']]),
+  ),
+};
+const SCHOOL = '3301060001';
+const ROOMS = Array.from({ length: 6 }, (_, i) => `c${i + 1}`);
+const CITY: Registry = {
+  regions: [
+    { id: '330000', name: '浙江省', level: 'province' },
+    { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
+    { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
+    { id: '330108', name: '滨江区', level: 'county', parent: '330100' },
+  ],
+  schools: [
+    {
+      id: SCHOOL,
+      name: '西湖区第一小学',
+      region: '330106',
+      area: 'urban',
+      level: 'primary',
+      classes: 6,
+      students: 270,
+      teachers: 18,
+      uplinkDevice: 'gw-1',
+      uplinkInterface: 1,
+    },
+  ],
+  classrooms: ROOMS.map((id, i) => ({ id, school: SCHOOL, name: `一(${i + 1})班`, isClass: true })),
+  devices: [
+    { id: 'gw-1', school: SCHOOL, kind: 'router' },
+    ...ROOMS.map((c) => ({ id: `pn-${c}`, school: SCHOOL, classroom: c, kind: 'panel' as const })),
+  ],
+};
+
+const mosquitto = new Mosquitto();
+const influxd = new Influxd();
+let dir: string;
+let registry: RegistryStore;
+let storage: Storage;
+let hook: {
+  url: string;
+  got: {
+    title: string;
+    items: { kind: string; rule: string; device: string | null; affected: string[] }[];
+  }[];
+  server: Server;
+};
+const calendars = new Calendars([ALL_DAY]);
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cfm-alerts-'));
+  registry = new RegistryStore(join(dir, 'registry.json')).load();
+  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(CITY)) }]);
+  await Promise.all([mosquitto.start(), influxd.start()]);
+  storage = testStorage(influxd.url, { database: 'alerts' }).storage;
+  await storage.start();
+  const got: typeof hook.got = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      got.push(JSON.parse(body));
+      res.writeHead(200).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  hook = { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`, got, server };
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => hook.server.close(() => resolve()));
+  await storage?.stop();
+  await Promise.all([mosquitto.dispose(), influxd.dispose()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const FAST = { forS: 1, resolveAfterS: 1, renotifyS: 0 };
+function startService(stateFile = join(dir, 'state.json')) {
+  const live = new LiveState(
+    mqttConfigSchema.parse({ url: mosquitto.url, clientId: `api-${Math.random()}` }),
+    silentLogger(),
+    true,
+  );
+  const service = new AlertService(
+    alertsConfigSchema.parse({
+      stateFile,
+      groupWaitS: 1,
+      tickMs: 100,
+      // As shipped, a classroom's grace is longer than the uplink's, so an outage is known before rooms page.
+      rules: { device_offline: { ...FAST, forS: 4 }, uplink_down: FAST },
+      channels: [{ kind: 'webhook', name: 'hook', url: hook.url }],
+      linkBaseUrl: 'https://monitor.edu.example',
+    }),
+    { log: silentLogger(), registry, calendars: () => calendars, live },
+  );
+  return { live, service };
+}
+
+/** A classroom agent as MQTT sees it: a retained birth, and a will the broker sends when the connection dies. */
+async function agent(device: string): Promise<MqttClient> {
+  const topic = `cfm/v1/${SCHOOL}/${device}/status`;
+  const status = (state: string) =>
+    JSON.stringify({
+      v: 1,
+      ts: Date.now(),
+      state,
+      kind: 'panel',
+      ...(state === 'offline' ? { reason: 'will' } : {}),
+    });
+  const c = await mqtt.connectAsync(mosquitto.url, {
+    clientId: device,
+    keepalive: 5,
+    reconnectPeriod: 0,
+    will: { topic, payload: Buffer.from(status('offline')), qos: 1, retain: true },
+  });
+  await c.publishAsync(topic, status('online'), { qos: 1, retain: true });
+  return c;
+}
+/** Killed: the socket closes without DISCONNECT, so the broker publishes the will. */
+const kill = (c: MqttClient) => c.stream.destroy();
+const poller = async (type: 'unreachable' | 'recovered') => {
+  const p = await mqtt.connectAsync(mosquitto.url, { clientId: `poller-${type}` });
+  await p.publishAsync(
+    `cfm/v1/${SCHOOL}/gw-1/event`,
+    JSON.stringify({
+      v: 1,
+      ts: Date.now(),
+      kind: 'router',
+      type,
+      severity: type === 'unreachable' ? 'warning' : 'info',
+      subject: 'snmp',
+      message: `10.33.12.1:161 ${type}`,
+    }),
+    { qos: 1 },
+  );
+  await p.endAsync();
+};
+const summary = () =>
+  hook.got.map((n) => n.items.map((i) => `${i.kind}:${i.rule}${i.device ? `:${i.device}` : ''}`).join(','));
+
+describe('alerting end to end', () => {
+  it('a killed agent: one notification, then one resolve when it is back', async () => {
+    hook.got.length = 0;
+    const { live, service } = startService(join(dir, 'one.json'));
+    service.start();
+    await live.start();
+    await live.ready();
+    const c = await agent('pn-c1');
+    kill(c);
+    await waitFor(() => hook.got.length === 1, { timeoutMs: 10_000 });
+    expect(hook.got[0]!.title).toBe('【警告】浙江省 杭州市 西湖区 西湖区第一小学：教室设备离线');
+    const back = await agent('pn-c1');
+    await waitFor(() => hook.got.length === 2, { timeoutMs: 10_000 });
+    expect(summary()).toEqual(['firing:device_offline:pn-c1', 'resolved:device_offline:pn-c1']);
+    await back.endAsync();
+    await live.stop();
+    await service.stop();
+  });
+
+  it('an uplink outage: one message naming the dead classrooms; a restart mid-incident sends nothing again; one resolve', async () => {
+    hook.got.length = 0;
+    const state = join(dir, 'outage.json');
+    let { live, service } = startService(state);
+    service.start();
+    await live.start();
+    await live.ready();
+    const agents = await Promise.all(ROOMS.map((c) => agent(`pn-${c}`)));
+    for (const a of agents) kill(a);
+    await poller('unreachable');
+    await waitFor(() => hook.got.length === 1, { timeoutMs: 10_000 });
+    expect(summary()).toEqual(['firing:uplink_down']);
+    expect(hook.got[0]!.items[0]!.affected).toEqual(ROOMS.map((c) => `pn-${c}`));
+
+    // The API process restarts in the middle of the incident.
+    await live.stop();
+    await service.stop();
+    ({ live, service } = startService(state));
+    service.start();
+    await live.start();
+    await live.ready();
+    // Nothing is sent again while it is still down (retained wills are replayed to the new subscription).
+    // Nothing may happen: let 25 ticks (2.5 group windows) pass, then look.
+    const t0 = service.ticks;
+    await waitFor(() => service.ticks >= t0 + 25, { timeoutMs: 10_000 });
+    expect(hook.got).toHaveLength(1);
+    expect([...service.engine.active.values()].find((a) => a.rule === 'uplink_down')?.state).toBe('firing');
+
+    await poller('recovered');
+    const back = await Promise.all(ROOMS.map((c) => agent(`pn-${c}`)));
+    await waitFor(() => hook.got.length === 2, { timeoutMs: 10_000 });
+    const t1 = service.ticks;
+    await waitFor(() => service.ticks >= t1 + 25, { timeoutMs: 10_000 }); // and nothing after the resolve
+    expect(summary()).toEqual(['firing:uplink_down', 'resolved:uplink_down']);
+    for (const b of back) await b.endAsync();
+    await live.stop();
+    await service.stop();
+  });
+
+  it('API: active alerts scoped by region, acknowledgement, silences bounded by the token scope', async () => {
+    const { live, service } = startService(join(dir, 'api.json'));
+    service.start();
+    const tokens = new TokenStore(join(dir, 'tokens.json')).load();
+    const ops = tokens.add('西湖运维', 'ops', '330000/330100/330106').token;
+    const other = tokens.add('滨江运维', 'ops', '330000/330100/330108').token;
+    const app = await buildApp({
+      alerts: service,
+      registry,
+      calendars: () => calendars,
+      tokens,
+      reports: new Reports({
+        days: new DayCache({ storage, checkEveryMs: 60_000, maxDays: 100 }),
+        registry,
+        calendars: () => calendars,
+        ttlMs: 60_000,
+      }),
+      profiles: profileSet(),
+      defaultProfile: DEFAULT_PROFILE,
+      live,
+      storage,
+      metrics: new PromRegistry(),
+      log: silentLogger(),
+      rateLimit: { max: 1_000, timeWindowMs: 60_000 },
+      bodyLimitBytes: 1_000_000,
+    });
+    try {
+      const now = Date.now();
+      service.engine.observe({
+        kind: 'condition',
+        rule: 'device_offline',
+        school: SCHOOL,
+        device: 'pn-c2',
+        active: true,
+        atMs: now,
+      });
+      service.tick(now + 1_000); // pending: its grace starts
+      service.tick(now + 6_000); // firing
+      const auth = (t: string) => ({ authorization: `Bearer ${t}` });
+      const mine = (await app.inject({ method: 'GET', url: '/v1/alerts', headers: auth(ops) })).json();
+      expect(mine.items.map((a: { device: string; state: string }) => [a.device, a.state])).toEqual([
+        ['pn-c2', 'firing'],
+      ]);
+      expect(
+        (await app.inject({ method: 'GET', url: '/v1/alerts', headers: auth(other) })).json().items,
+      ).toEqual([]);
+      const id = mine.items[0].id as string;
+      expect(
+        (
+          await app.inject({
+            method: 'POST',
+            url: `/v1/alerts/${encodeURIComponent(id)}/ack`,
+            headers: auth(other),
+          })
+        ).statusCode,
+      ).toBe(404);
+      const acked = await app.inject({
+        method: 'POST',
+        url: `/v1/alerts/${encodeURIComponent(id)}/ack`,
+        headers: auth(ops),
+      });
+      expect(acked.json()).toMatchObject({ ackedBy: '西湖运维' });
+      const bad = await app.inject({
+        method: 'POST',
+        url: '/v1/silences',
+        headers: auth(other),
+        payload: { school: SCHOOL, minutes: 60, comment: '割接' },
+      });
+      expect(bad.statusCode).toBe(403);
+      const badBody = await app.inject({
+        method: 'POST',
+        url: '/v1/silences',
+        headers: auth(ops),
+        payload: { minutes: 0, comment: 'x' },
+      });
+      expect(badBody.json()).toMatchObject({ code: 'CFM_API_BAD_REQUEST', field: 'minutes' });
+      const ok = await app.inject({
+        method: 'POST',
+        url: '/v1/silences',
+        headers: auth(ops),
+        payload: { rule: 'device_offline', minutes: 60, comment: '机房割接' },
+      });
+      expect(ok.statusCode).toBe(201);
+      expect(ok.json()).toMatchObject({
+        region: '330000/330100/330106',
+        rule: 'device_offline',
+        createdBy: '西湖运维',
+      });
+      expect(
+        (await app.inject({ method: 'GET', url: '/v1/silences', headers: auth(other) })).json().items,
+      ).toEqual([]);
+    } finally {
+      await app.close();
+      await service.stop();
+    }
+  });
+});
