@@ -3,14 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ExcelJS from 'exceljs';
 import mqtt from 'mqtt';
-import { Registry as PromRegistry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { buildApp } from '../../api/app.js';
-import { DayCache } from '../../api/days.js';
 import { LiveState } from '../../api/live.js';
-import { DEFAULT_PROFILE, profileSet } from '../../api/profiles.js';
-import { Reports } from '../../api/reports.js';
 import { Rollup } from '../../api/rollup.js';
 import { TokenStore } from '../../api/tokens.js';
 import { Calendars } from '../../common/calendar.js';
@@ -18,6 +13,7 @@ import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { testApp } from '../helpers/api.js';
 import { CITY, CITY_CALENDAR, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { Mosquitto } from '../helpers/mqtt.js';
@@ -29,7 +25,7 @@ let dir: string;
 let registry: RegistryStore;
 let tokens: TokenStore;
 let live: LiveState;
-let app: Awaited<ReturnType<typeof buildApp>>;
+let app: Awaited<ReturnType<typeof testApp>>;
 const T: Record<'admin' | 'xihu' | 'binjiang' | 'ops', string> = {
   admin: '',
   xihu: '',
@@ -39,27 +35,8 @@ const T: Record<'admin' | 'xihu' | 'binjiang' | 'ops', string> = {
 const WEEK = '2026-10-05..2026-10-11';
 const calendars = new Calendars([CITY_CALENDAR]);
 
-async function makeApp(rateLimitMax = 10_000) {
-  return buildApp({
-    registry,
-    calendars: () => calendars,
-    tokens,
-    reports: new Reports({
-      days: new DayCache({ storage, checkEveryMs: 60_000, maxDays: 400 }),
-      registry,
-      calendars: () => calendars,
-      ttlMs: 60_000,
-    }),
-    profiles: profileSet(),
-    defaultProfile: DEFAULT_PROFILE,
-    live,
-    storage,
-    metrics: new PromRegistry(),
-    log: silentLogger(),
-    rateLimit: { max: rateLimitMax, timeWindowMs: 60_000 },
-    bodyLimitBytes: 10 * 1024 * 1024,
-  });
-}
+const makeApp = (rateLimitMax = 10_000) =>
+  testApp({ registry, calendars, tokens, storage, live, rateLimitMax });
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cfm-api-'));

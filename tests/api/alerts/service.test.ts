@@ -3,15 +3,10 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { Registry as PromRegistry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { AlertService, alertsConfigSchema } from '../../../api/alerts/service.js';
-import { buildApp } from '../../../api/app.js';
-import { DayCache } from '../../../api/days.js';
 import { LiveState } from '../../../api/live.js';
-import { DEFAULT_PROFILE, profileSet } from '../../../api/profiles.js';
-import { Reports } from '../../../api/reports.js';
 import { TokenStore } from '../../../api/tokens.js';
 import { type CalendarDef, Calendars } from '../../../common/calendar.js';
 import { silentLogger } from '../../../common/log.js';
@@ -19,6 +14,8 @@ import { mqttConfigSchema } from '../../../common/mqtt.js';
 import { RegistryStore } from '../../../common/registry/store.js';
 import type { Storage } from '../../../common/storage/storage.js';
 import type { Registry } from '../../../contracts/registry.js';
+import { testApp } from '../../helpers/api.js';
+import { CITY as FIXTURE } from '../../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 import { Mosquitto } from '../../helpers/mqtt.js';
 
@@ -38,12 +35,7 @@ const ALL_DAY: CalendarDef = {
 const SCHOOL = '3301060001';
 const ROOMS = Array.from({ length: 6 }, (_, i) => `c${i + 1}`);
 const CITY: Registry = {
-  regions: [
-    { id: '330000', name: '浙江省', level: 'province' },
-    { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
-    { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
-    { id: '330108', name: '滨江区', level: 'county', parent: '330100' },
-  ],
+  regions: FIXTURE.regions,
   schools: [
     {
       id: SCHOOL,
@@ -236,25 +228,14 @@ describe('alerting end to end', () => {
     const tokens = new TokenStore(join(dir, 'tokens.json')).load();
     const ops = tokens.add('西湖运维', 'ops', '330000/330100/330106').token;
     const other = tokens.add('滨江运维', 'ops', '330000/330100/330108').token;
-    const app = await buildApp({
+    const app = await testApp({
       alerts: service,
       registry,
-      calendars: () => calendars,
+      calendars,
       tokens,
-      reports: new Reports({
-        days: new DayCache({ storage, checkEveryMs: 60_000, maxDays: 100 }),
-        registry,
-        calendars: () => calendars,
-        ttlMs: 60_000,
-      }),
-      profiles: profileSet(),
-      defaultProfile: DEFAULT_PROFILE,
-      live,
       storage,
-      metrics: new PromRegistry(),
-      log: silentLogger(),
-      rateLimit: { max: 1_000, timeWindowMs: 60_000 },
-      bodyLimitBytes: 1_000_000,
+      live,
+      rateLimitMax: 1_000,
     });
     try {
       const now = Date.now();

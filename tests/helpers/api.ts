@@ -1,0 +1,44 @@
+import { Registry as PromRegistry } from 'prom-client';
+import type { AlertService } from '../../api/alerts/service.js';
+import { buildApp } from '../../api/app.js';
+import { DayCache } from '../../api/days.js';
+import type { LiveState } from '../../api/live.js';
+import { DEFAULT_PROFILE, profileSet } from '../../api/profiles.js';
+import { Reports } from '../../api/reports.js';
+import type { TokenStore } from '../../api/tokens.js';
+import type { Calendars } from '../../common/calendar.js';
+import { silentLogger } from '../../common/log.js';
+import type { RegistryStore } from '../../common/registry/store.js';
+import type { Storage } from '../../common/storage/storage.js';
+
+/** The API app as the api process builds it, for `inject()` or a loopback listen in tests. */
+export function testApp(deps: {
+  registry: RegistryStore;
+  calendars: Calendars;
+  tokens: TokenStore;
+  storage: Storage;
+  live: LiveState;
+  alerts?: AlertService;
+  rateLimitMax?: number;
+}) {
+  return buildApp({
+    alerts: deps.alerts,
+    registry: deps.registry,
+    calendars: () => deps.calendars,
+    tokens: deps.tokens,
+    reports: new Reports({
+      days: new DayCache({ storage: deps.storage, checkEveryMs: 60_000, maxDays: 400 }),
+      registry: deps.registry,
+      calendars: () => deps.calendars,
+      ttlMs: 60_000,
+    }),
+    profiles: profileSet(),
+    defaultProfile: DEFAULT_PROFILE,
+    live: deps.live,
+    storage: deps.storage,
+    metrics: new PromRegistry(),
+    log: silentLogger(),
+    rateLimit: { max: deps.rateLimitMax ?? 10_000, timeWindowMs: 60_000 },
+    bodyLimitBytes: 10 * 1024 * 1024,
+  });
+}
