@@ -80,6 +80,18 @@ export interface Notification {
   items: NotificationItem[];
 }
 
+/**
+ * A school's message being gathered. It goes out once `groupWaitS` has passed since the earliest of its alerts
+ * *started* (so a grace period at least as long as the group wait costs no extra delay), and only after a tick
+ * in which nothing was added (alerts that started together, and so fire in the same tick or the next, go
+ * together).
+ */
+export interface QueuedMessage {
+  firstMs: number;
+  lastMs: number;
+  items: NotificationItem[];
+}
+
 export interface EngineOptions {
   rules: Record<RuleName, Rule>;
   groupWaitS: number;
@@ -102,7 +114,7 @@ export const alertKey = (rule: string, school: string, device?: string | null, s
 export class AlertEngine {
   readonly active = new Map<string, Alert>();
   readonly history: Alert[] = [];
-  private readonly queue = new Map<string, { firstMs: number; items: NotificationItem[] }>();
+  private readonly queue = new Map<string, QueuedMessage>();
   /** Bumped on every change, for the state file's "write when dirty". */
   version = 0;
 
@@ -112,18 +124,14 @@ export class AlertEngine {
    * Restores state (from the state file) without notifying anything again; messages that were still waiting
    * out their group window are sent when it ends.
    */
-  restore(
-    active: Alert[],
-    history: Alert[],
-    queue: [string, { firstMs: number; items: NotificationItem[] }][] = [],
-  ): void {
+  restore(active: Alert[], history: Alert[], queue: [string, QueuedMessage][] = []): void {
     for (const a of active) this.active.set(a.key, a);
     this.history.push(...history.slice(-this.opts.historyMax));
     for (const [school, q] of queue) this.queue.set(school, q);
   }
 
   /** Messages waiting out their group window (for the state file). */
-  pendingQueue(): [string, { firstMs: number; items: NotificationItem[] }][] {
+  pendingQueue(): [string, QueuedMessage][] {
     return [...this.queue.entries()];
   }
 
@@ -153,8 +161,12 @@ export class AlertEngine {
     a.changes.push(sig.atMs);
     a.changes = a.changes.filter((t) => sig.atMs - t <= this.opts.flap.windowS * 1000);
     if (a.changes.length >= this.opts.flap.changes) a.flapping = true;
-    if (sig.active) a.clearSinceMs = null;
-    else if (a.state === 'firing') a.clearSinceMs = sig.atMs;
+    if (sig.active) {
+      a.clearSinceMs = null;
+      // The grace period starts when the condition did (not at the next tick), if it counts at that moment.
+      if (a.state === 'pending' && (rule.when === 'always' || this.opts.teaching(a.school, sig.atMs)))
+        a.pendingSinceMs = sig.atMs;
+    } else if (a.state === 'firing') a.clearSinceMs = sig.atMs;
     this.version++;
   }
 
@@ -316,10 +328,13 @@ export class AlertEngine {
   private notify(a: Alert, kind: NotificationItem['kind'], now: number): void {
     if (kind !== 'resolved') a.notifiedAtMs = now;
     let q = this.queue.get(a.school);
+    const started = Math.min(now, kind === 'firing' ? a.startedAtMs : now);
     if (!q) {
-      q = { firstMs: now, items: [] };
+      q = { firstMs: started, lastMs: now, items: [] };
       this.queue.set(a.school, q);
     }
+    q.firstMs = Math.min(q.firstMs, started);
+    q.lastMs = now;
     // A snapshot: the alert goes on changing while the message waits.
     q.items.push({ kind, alert: structuredClone(a) });
     this.version++;
@@ -328,7 +343,7 @@ export class AlertEngine {
   private flush(now: number): Notification[] {
     const out: Notification[] = [];
     for (const [school, q] of this.queue) {
-      if (now - q.firstMs < this.opts.groupWaitS * 1000) continue;
+      if (now - q.firstMs < this.opts.groupWaitS * 1000 || q.lastMs >= now) continue;
       this.queue.delete(school);
       // An outage's message names the devices affected by the time it is sent, not only when it fired.
       for (const item of q.items) {

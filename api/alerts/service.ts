@@ -6,7 +6,7 @@ import { type Calendars, localDate, localMidnightMs, WEEKDAYS, weekdayOf } from 
 import type { RegistryStore } from '../../common/registry/store.js';
 import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
 import type { LiveMessage, LiveState } from '../live.js';
-import { type Alert, AlertEngine, type Notification, type Signal } from './engine.js';
+import { type Alert, AlertEngine, type Notification, type QueuedMessage } from './engine.js';
 import { type Channel, channelSchema, Deliverer, type DeliveryRecord, type Names, render } from './notify.js';
 import { RULE_NAMES, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
 
@@ -35,7 +35,13 @@ export const alertsConfigSchema = z
       .max(600)
       .default(30)
       .describe('Hold a school’s notifications this long, then send one message.'),
-    tickMs: z.number().int().min(100).max(10_000).default(1_000).describe('How often timers are evaluated.'),
+    tickMs: z
+      .number()
+      .int()
+      .min(50)
+      .max(10_000)
+      .default(250)
+      .describe('How often timers are evaluated (their resolution).'),
     flap: z
       .strictObject({
         changes: z.number().int().min(2).default(6),
@@ -82,7 +88,7 @@ interface StateFile {
   version: 1;
   active: Alert[];
   history: Alert[];
-  queue: [string, { firstMs: number; items: Notification['items'] }][];
+  queue: [string, QueuedMessage][];
   silences: Silence[];
   deliveries: DeliveryRecord[];
 }

@@ -65,8 +65,8 @@ describe('alert engine', () => {
     expect(kinds(h.sent)).toEqual(['firing:uplink_down', 'resolved:uplink_down']);
     const firing = h.sent[0]!;
     expect(firing.items[0]!.alert.affected).toEqual(DEVICES);
-    // Fired after its 60 s grace, sent after the 30 s group wait.
-    expect(firing.atMs - (t0 + 64_000)).toBe(90_000);
+    // Fired after its 60 s grace, which already covers the 30 s group wait: sent on the next tick.
+    expect(firing.atMs - (t0 + 64_000)).toBe(61_000);
     expect(h.engine.active.size).toBe(0);
   });
 
@@ -105,12 +105,32 @@ describe('alert engine', () => {
     expect(h.sent[1]!.items[0]!.alert.flapping).toBe(true);
   });
 
+  it('devices of one school that die together are one message, even when their wills arrive over seconds', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:05:00');
+    h.start(t0);
+    h.run(
+      at('2026-10-08T08:10:00'),
+      ['pn-01', 'pn-02', 'pn-03', 'pn-04', 'pn-05'].map((d, i) => offline(d, t0 + i * 600)),
+    );
+    expect(h.sent).toHaveLength(1);
+    expect(h.sent[0]!.items.map((i) => i.alert.device)).toEqual([
+      'pn-01',
+      'pn-02',
+      'pn-03',
+      'pn-04',
+      'pn-05',
+    ]);
+    // The last fired at 08:05:02.4 + 120 s, rounded up to a tick; sent on the first quiet tick after it.
+    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:07:04'));
+  });
+
   it('a device offline before class pages only after class has begun plus its grace', () => {
     const h = harness();
     h.start(at('2026-10-08T07:30:00'));
     h.run(at('2026-10-08T08:10:00'), [offline('pn-07', at('2026-10-08T07:40:00'))]);
     expect(h.sent).toHaveLength(1);
-    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:02:30')); // 08:00 + 120 s grace + 30 s group wait
+    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:02:01')); // 08:00 + 120 s grace, sent on the next tick
   });
 
   it('after the uplink recovers, a device still offline gets its own grace and then pages on its own', () => {
@@ -124,8 +144,8 @@ describe('alert engine', () => {
     expect(kinds(h.sent)).toEqual(['firing:uplink_down', 'resolved:uplink_down', 'firing:device_offline']);
     const own = h.sent[2]!;
     expect(own.items[0]!.alert.device).toBe('pn-13');
-    // The uplink resolved at 08:15:30 + 180 s; the device then had 120 s; then the 30 s group wait.
-    expect(own.atMs).toBe(at('2026-10-08T08:18:30') + 120_000 + 30_000);
+    // The uplink resolved at 08:15:30 + 180 s; the device then had 120 s; sent on the next tick.
+    expect(own.atMs).toBe(at('2026-10-08T08:18:30') + 120_000 + 1_000);
   });
 
   it('reminds while firing, stops once acknowledged, and always sends the resolve', () => {
@@ -172,10 +192,10 @@ describe('alert engine', () => {
       offline('pn-02', t0),
       offline('pn-02', at('2026-10-08T08:10:00'), false),
     ]);
-    // pn-02 fired and resolved inside the silence: never notified. pn-01 is owed, and notified at 08:20 + 30 s.
+    // pn-02 fired and resolved inside the silence: never notified. pn-01 is owed, and notified when it ends.
     expect(kinds(h.sent)).toEqual(['firing:device_offline']);
     expect(h.sent[0]!.items[0]!.alert.device).toBe('pn-01');
-    expect(h.sent[0]!.atMs).toBe(until + 30_000);
+    expect(h.sent[0]!.atMs).toBe(until + 1_000);
   });
 
   it('restored after a restart mid-incident, it does not notify again, and resolves once', () => {
