@@ -35,7 +35,14 @@ export interface UplinkLive {
 
 /** Decoded messages, for the alert engine's signals (status and iface as well as events and telemetry). */
 export type LiveMessage =
-  | { channel: 'status'; school: string; device: string; message: DeviceStatus; atMs: number }
+  | {
+      channel: 'status';
+      school: string;
+      device: string;
+      message: DeviceStatus;
+      atMs: number;
+      retained: boolean;
+    }
   | { channel: 'iface'; school: string; device: string; message: IfaceReadings; atMs: number }
   | { channel: 'event'; school: string; device: string; message: DeviceEvent; atMs: number }
   | { channel: 'telemetry'; school: string; device: string; message: Telemetry; atMs: number };
@@ -73,12 +80,13 @@ export class LiveState extends EventEmitter<LiveEvents> {
           topicFilters.all('telemetry'),
         ]
       : [topicFilters.all('status'), topicFilters.all('iface')];
-    session.on('message', (topic, payload) => this.handle(topic, payload));
+    session.on('message', (topic, payload, packet) => this.handle(topic, payload, packet.retain));
     session.on('disconnect', () => {
       this.subscribed = false;
     });
     session.on('connect', () => {
-      void Promise.all(filters.map((f) => session.subscribe(f, 0))).then(
+      // Events are sent once (a reachability change): QoS 1 so the broker does not drop them for us.
+      void Promise.all(filters.map((f) => session.subscribe(f, f.endsWith('/event') ? 1 : 0))).then(
         () => {
           this.subscribed = true;
           for (const w of this.waiters.splice(0)) w();
@@ -118,7 +126,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
     return this.session?.connected ?? false;
   }
 
-  handle(topic: string, payload: Buffer): void {
+  /** `retained`: a stored status replayed on subscribing — a state, not a change happening now. */
+  handle(topic: string, payload: Buffer, retained = false): void {
     const t = parseTopic(topic);
     if (!t.ok) return;
     if (t.channel === 'status') {
@@ -143,6 +152,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
         device: t.device,
         message: d.message,
         atMs: Date.now(),
+        retained,
       });
     } else if (t.channel === 'iface') {
       const d = decodePayload('iface', payload);

@@ -144,13 +144,17 @@ export class AlertEngine {
       const a = this.create(key, sig, rule, sig.atMs);
       a.state = 'firing';
       a.firingAtMs = sig.atMs;
-      this.notify(a, 'firing', sig.atMs);
+      // Recorded in the history either way; a silence or maintenance window (a planned reboot) keeps it quiet.
+      if (!this.opts.silenced(a, sig.atMs)) this.notify(a, 'firing', sig.atMs);
       this.close(a, sig.atMs);
       return;
     }
     let a = this.active.get(key);
     if (!a) {
       if (!sig.active) return;
+      // A device switched off after class (or not switched on yet) is not a fault: for these rules only a
+      // condition that begins during class starts an alert.
+      if (rule.startsInClass && rule.when === 'teaching' && !this.opts.teaching(sig.school, sig.atMs)) return;
       a = this.create(key, sig, rule, sig.atMs);
       this.active.set(key, a);
     }
@@ -211,12 +215,16 @@ export class AlertEngine {
             ? Math.max(rule.resolveAfterS, this.opts.flap.windowS)
             : rule.resolveAfterS;
           if (a.clearSinceMs !== null && now - a.clearSinceMs >= clearFor * 1000) {
-            if (a.notifiedAtMs !== null && !this.opts.silenced(a, now)) this.notify(a, 'resolved', now);
+            // Whoever was told it broke is told it is fixed, silence or not.
+            if (a.notifiedAtMs !== null) this.notify(a, 'resolved', now);
             this.close(a, now);
           }
           continue;
         }
-        const silenced = this.opts.silenced(a, now);
+        // Reminders and owed notifications wait for class too: no pages at night about a classroom.
+        const quiet =
+          this.opts.silenced(a, now) || (rule.when === 'teaching' && !this.opts.teaching(a.school, now));
+        const silenced = quiet;
         if (a.owedFiring && !silenced && !a.inhibitedBy) {
           a.owedFiring = false;
           this.notify(a, 'firing', now);

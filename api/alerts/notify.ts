@@ -71,6 +71,8 @@ export interface Rendered {
   /** Plain text (Feishu text messages, e-mail). */
   text: string;
   severity: Severity;
+  /** The highest severity among what a resolve-only message resolves. */
+  resolvedSeverity: Severity;
   /** The notification as data, for the generic webhook. */
   json: unknown;
 }
@@ -94,6 +96,10 @@ export function render(n: Notification, names: Names, linkBase: string | undefin
     'info',
   );
   const allResolved = n.items.every((i) => i.kind === 'resolved');
+  const resolvedSeverity = n.items.reduce<Severity>(
+    (s, i) => (i.kind === 'resolved' && RANK[i.alert.severity] > RANK[s] ? i.alert.severity : s),
+    'info',
+  );
   const school = names.schoolName(n.school);
   const where = `${names.regionNames(n.school)} ${school}`.trim();
   const title = `【${allResolved ? '已恢复' : SEVERITY_LABEL[severity]}】${where}：${[...new Set(n.items.map((i) => RULE_TITLES[i.alert.rule]))].join('、')}`;
@@ -143,7 +149,7 @@ export function render(n: Notification, names: Names, linkBase: string | undefin
       flapping: i.alert.flapping,
     })),
   };
-  return { title, markdown, text, severity, json };
+  return { title, markdown, text, severity, resolvedSeverity, json };
 }
 
 /** DingTalk's signature: Base64(HMAC-SHA256(secret, `${timestampMs}\n${secret}`)). */
@@ -179,7 +185,22 @@ async function post(url: string, body: unknown, timeoutMs: number): Promise<unkn
   }
   const text = await res.text();
   if (res.status === 429 || res.status >= 500) throw new DeliveryError(`HTTP ${res.status}`, true);
-  if (!res.ok) throw new DeliveryError(`HTTP ${res.status}: ${text.slice(0, 200)}`, false);
+  if (!res.ok) {
+    // A robot may say why in the body (a rate limit answered with 4xx is worth another try).
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const code =
+      (body as Record<string, unknown> | undefined)?.errcode ??
+      (body as Record<string, unknown> | undefined)?.code;
+    throw new DeliveryError(
+      `HTTP ${res.status}: ${text.slice(0, 200)}`,
+      RATE_LIMIT_CODES.has(code as number),
+    );
+  }
   try {
     return text ? JSON.parse(text) : {};
   } catch {
@@ -187,14 +208,16 @@ async function post(url: string, body: unknown, timeoutMs: number): Promise<unkn
   }
 }
 
+/** Rate limits, worth retrying: WeCom 45009, DingTalk 130101, Feishu 11232 (and 9499, "too many requests"). */
+const RATE_LIMIT_CODES = new Set([45009, 130101, 11232, 9499]);
+
 /** The robots answer 200 with an error code in the body; a rate limit there is worth retrying. */
 function robotAnswer(body: unknown, codeKey: 'errcode' | 'code'): void {
   const b = body as Record<string, unknown>;
   const code = b?.[codeKey] ?? b?.StatusCode;
   if (code === undefined || code === 0) return;
   const msg = String(b.errmsg ?? b.msg ?? b.StatusMessage ?? '');
-  // WeCom 45009, DingTalk 130101 and Feishu 9499 are rate limits.
-  const retry = code === 45009 || code === 130101 || code === 9499 || code === -1;
+  const retry = RATE_LIMIT_CODES.has(code as number) || code === -1;
   throw new DeliveryError(`robot refused: ${code} ${msg}`.trim(), retry);
 }
 
@@ -277,8 +300,8 @@ export function wants(
     !channel.regions.some((scope) => regionPath !== undefined && regionWithin(regionPath, scope))
   )
     return false;
-  // A resolve is sent wherever the alert went; its own severity is that of what it resolves.
-  return resolvedOnly || RANK[r.severity] >= RANK[channel.minSeverity];
+  // A resolve goes where its alert went: a channel above its severity never heard of it.
+  return RANK[resolvedOnly ? r.resolvedSeverity : r.severity] >= RANK[channel.minSeverity];
 }
 
 export interface DeliveryRecord {
@@ -291,6 +314,8 @@ export interface DeliveryRecord {
   status: 'pending' | 'delivered' | 'failed';
   lastError: string | null;
   nextAttemptAtMs: number | null;
+  /** The message, kept while pending so a restart can finish the delivery. */
+  message?: Rendered | undefined;
 }
 
 /**
@@ -331,6 +356,7 @@ export class Deliverer {
         status: 'pending',
         lastError: null,
         nextAttemptAtMs: Date.now(),
+        message: r,
       };
       this.records.push(rec);
       if (this.records.length > this.opts.keep) this.records.splice(0, this.records.length - this.opts.keep);
@@ -346,13 +372,16 @@ export class Deliverer {
       rec.status = 'delivered';
       rec.lastError = null;
       rec.nextAttemptAtMs = null;
+      rec.message = undefined;
       this.delivered++;
     } catch (e) {
       const err = e instanceof DeliveryError ? e : new DeliveryError((e as Error).message, true);
       rec.lastError = err.message;
+      if (this.stopped) return; // stopping: no new timers; the record stays pending in the state file
       if (!err.retry || rec.attempts >= this.opts.maxAttempts) {
         rec.status = 'failed';
         rec.nextAttemptAtMs = null;
+        rec.message = undefined;
         this.failed++;
         this.opts.log.warn(
           { channel: c.name, school: rec.school, attempts: rec.attempts, err: err.message },
@@ -365,10 +394,31 @@ export class Deliverer {
           this.timers.delete(t);
           void this.attempt(c, r, rec);
         }, delay);
+        t.unref();
         this.timers.add(t);
       }
     }
     this.opts.onChange?.();
+  }
+
+  /** After a restart: finishes deliveries that were still pending, on channels that still exist. */
+  resume(records: DeliveryRecord[], channels: readonly Channel[]): void {
+    for (const rec of records) {
+      const c = channels.find((x) => x.name === rec.channel);
+      this.records.push(rec);
+      if (rec.status !== 'pending') continue;
+      if (!c || !rec.message) {
+        Object.assign(rec, {
+          status: 'failed',
+          lastError: 'channel no longer configured',
+          nextAttemptAtMs: null,
+          message: undefined,
+        });
+        continue;
+      }
+      void this.attempt(c, rec.message, rec);
+    }
+    if (this.records.length > this.opts.keep) this.records.splice(0, this.records.length - this.opts.keep);
   }
 
   stop(): void {

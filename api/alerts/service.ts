@@ -10,7 +10,21 @@ import { type Alert, AlertEngine, type Notification, type QueuedMessage } from '
 import { type Channel, channelSchema, Deliverer, type DeliveryRecord, type Names, render } from './notify.js';
 import { RULE_NAMES, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
 
-/** HH:MM-HH:MM (local time) on some weekdays: a recurring maintenance window. */
+/** Display fault subjects: the agent's PJLink error parts and the telemetry checks. */
+const FAULT_SUBJECTS = new Set([
+  'fan',
+  'lamp',
+  'temperature',
+  'cover',
+  'filter',
+  'other',
+  'display',
+  'touch',
+  'lamp_hours',
+  'temperature_c',
+]);
+
+/** HH:MM-HH:MM (local time) on some weekdays: a recurring maintenance window; `from` > `to` spans midnight. */
 const maintenanceSchema = z.strictObject({
   name: z.string().min(1).max(64),
   regions: z.array(regionPathSchema).optional(),
@@ -106,6 +120,10 @@ export class AlertService {
   private timer: NodeJS.Timeout | undefined;
   private savedVersion = -1;
   private dirty = false;
+  /** Per school: the device whose readings carry its uplink. */
+  private readonly uplinkDevice = new Map<string, string>();
+  /** Per device: the newest telemetry timestamp seen (replays are older). */
+  private readonly newestTs = new Map<string, number>();
   /** Per school: the uplink is unreachable over SNMP, and/or its interface is not up. */
   private readonly uplinkFlags = new Map<string, { snmp: boolean; oper: boolean }>();
   /** Per device: last telemetry (ms) and its promised heartbeat. */
@@ -192,8 +210,9 @@ export class AlertService {
     return this.config.maintenance.some(
       (w) =>
         w.weekdays.includes(weekdayOf(date)) &&
-        hm(w.from) <= minute &&
-        minute < hm(w.to) &&
+        (hm(w.from) < hm(w.to)
+          ? hm(w.from) <= minute && minute < hm(w.to)
+          : minute >= hm(w.from) || minute < hm(w.to)) && // 22:00-06:00 spans midnight
         (!w.regions || w.regions.some((r) => path !== undefined && regionWithin(path, r))) &&
         (!w.schools || w.schools.includes(a.school)) &&
         (!w.rules || w.rules.includes(a.rule)),
@@ -225,11 +244,24 @@ export class AlertService {
 
   signal(m: LiveMessage): void {
     const reg = this.deps.registry.index;
+    // A school the registry does not know has no calendar and no names: nothing about it could be judged.
+    if (!reg.schools.has(m.school)) return;
     const isNetwork = (kind: string) => kind === 'router' || kind === 'switch' || kind === 'ap';
     switch (m.channel) {
       case 'status': {
         if (isNetwork(m.message.kind)) return; // routers are judged by SNMP reachability, not by the poller's birth
         const offline = m.message.state === 'offline';
+        if (offline) {
+          // Whatever the reason, a device that is gone has no "missing data" of its own to report.
+          this.lastSeen.delete(m.device);
+          this.cond('data_gap', m.school, m.device, undefined, false, m.atMs);
+        }
+        // A clean shutdown is a teacher switching off; a replayed (retained) status is an old state, not news.
+        if (offline && m.message.reason === 'shutdown') {
+          this.cond('device_offline', m.school, m.device, undefined, false, m.atMs);
+          return;
+        }
+        if (offline && m.retained) return;
         this.cond(
           'device_offline',
           m.school,
@@ -239,18 +271,20 @@ export class AlertService {
           m.atMs,
           offline ? `MQTT 连接断开（${m.message.reason ?? 'will'}）` : undefined,
         );
-        if (!offline) {
+        if (!offline)
           this.lastSeen.set(m.device, {
             school: m.school,
             atMs: m.atMs,
             heartbeatS: m.message.heartbeatS ?? 60,
           });
-        } else this.lastSeen.delete(m.device);
         return;
       }
       case 'iface': {
         const up = m.message.ifaces.find((i) => i.uplink);
         if (!up) return;
+        this.uplinkDevice.set(m.school, m.device);
+        // A reading proves the router answers, even if its `recovered` event was lost.
+        this.uplink(m.school, 'snmp', false, m.atMs, '');
         this.uplink(
           m.school,
           'oper',
@@ -276,9 +310,8 @@ export class AlertService {
       }
       case 'event': {
         const e = m.message;
-        const school = reg.schools.get(m.school);
-        const isUplinkDevice =
-          school?.uplinkDevice === m.device || (!school?.uplinkDevice && e.subject === 'snmp');
+        // The school's uplink device: as registered, else the device whose readings carry the uplink.
+        const uplinkDevice = reg.schools.get(m.school)?.uplinkDevice ?? this.uplinkDevice.get(m.school);
         if (e.type === 'reboot') {
           this.engine.observe({
             kind: 'instant',
@@ -289,7 +322,8 @@ export class AlertService {
             message: e.message,
           });
         } else if ((e.type === 'unreachable' || e.type === 'recovered') && e.subject === 'snmp') {
-          if (isUplinkDevice) this.uplink(m.school, 'snmp', e.type === 'unreachable', m.atMs, e.message);
+          if (uplinkDevice === m.device)
+            this.uplink(m.school, 'snmp', e.type === 'unreachable', m.atMs, e.message);
           else
             this.cond(
               'snmp_unreachable',
@@ -301,7 +335,9 @@ export class AlertService {
               e.message,
             );
         } else if (e.type === 'fault' || e.type === 'fault_cleared') {
-          this.cond('display_fault', m.school, m.device, e.subject, e.type === 'fault', m.atMs, e.message);
+          // Subjects are a known list: a device inventing new ones must not grow the active set without bound.
+          const subject = e.subject && FAULT_SUBJECTS.has(e.subject) ? e.subject : 'other';
+          this.cond('display_fault', m.school, m.device, subject, e.type === 'fault', m.atMs, e.message);
         } else if (e.type === 'clock_skew') {
           this.cond('clock_skew', m.school, m.device, undefined, true, m.atMs, e.message);
         }
@@ -311,15 +347,23 @@ export class AlertService {
         const t = m.message;
         const rules = resolveRules(this.config.rules);
         const seen = this.lastSeen.get(m.device);
-        this.lastSeen.set(m.device, { school: m.school, atMs: m.atMs, heartbeatS: seen?.heartbeatS ?? 60 });
+        const heartbeatS = seen?.heartbeatS ?? 60;
+        this.lastSeen.set(m.device, { school: m.school, atMs: m.atMs, heartbeatS });
         this.cond('data_gap', m.school, m.device, undefined, false, m.atMs);
-        const skewS = Math.abs(m.atMs - t.ts) / 1000;
+        // Readings replayed from a spool after an outage are old by design: only a current reading is judged.
+        if (t.ts < (this.newestTs.get(m.device) ?? 0) || m.atMs - t.ts > 2 * heartbeatS * 1000) {
+          this.newestTs.set(m.device, Math.max(t.ts, this.newestTs.get(m.device) ?? 0));
+          return;
+        }
+        this.newestTs.set(m.device, t.ts);
+        // A clock ahead of ours (the replay test above catches one behind by more than two heartbeats).
+        const skewS = (t.ts - m.atMs) / 1000;
         this.cond(
           'clock_skew',
           m.school,
           m.device,
           undefined,
-          skewS > (rules.clock_skew.skewMaxS ?? 120),
+          Math.abs(skewS) > (rules.clock_skew.skewMaxS ?? 120),
           m.atMs,
           `设备时钟偏差 ${skewS.toFixed(0)} 秒`,
         );
@@ -358,7 +402,15 @@ export class AlertService {
     const f = this.uplinkFlags.get(school) ?? { snmp: false, oper: false };
     f[which] = bad;
     this.uplinkFlags.set(school, f);
-    this.cond('uplink_down', school, undefined, undefined, f.snmp || f.oper, atMs, message);
+    this.cond(
+      'uplink_down',
+      school,
+      undefined,
+      undefined,
+      f.snmp || f.oper,
+      atMs,
+      f.snmp || f.oper ? message : undefined,
+    );
   }
 
   /** Telemetry silence from a device that is still connected: `gapFactor` heartbeats without a reading. */
@@ -430,19 +482,27 @@ export class AlertService {
     }
     this.engine.restore(s.active, s.history ?? [], s.queue ?? []);
     this.silences = (s.silences ?? []).filter((x) => silenceSchema.safeParse(x).success);
-    // A delivery cut short by the restart is not retried blindly: it is shown as failed, with the reason.
-    for (const d of s.deliveries ?? [])
-      this.deliverer.records.push(
-        d.status === 'pending'
-          ? { ...d, status: 'failed', lastError: 'interrupted by a restart', nextAttemptAtMs: null }
-          : d,
-      );
+    // Deliveries cut short by the restart are finished now (the engine already counts them as notified).
+    this.deliverer.resume(s.deliveries ?? [], this.config.channels as Channel[]);
     this.savedVersion = this.engine.version;
   }
 
   /** Writes the state file when something changed (atomically: temporary file, then rename). */
   save(force: boolean): void {
     if (!force && !this.dirty && this.engine.version === this.savedVersion) return;
+    try {
+      this.write();
+    } catch (err) {
+      // A full disk must not take the API down; the next change tries again.
+      this.saveFailures++;
+      this.deps.log.error({ err, file: this.config.stateFile }, 'alerts state not written');
+    }
+  }
+
+  /** State-file writes that failed since start. */
+  saveFailures = 0;
+
+  private write(): void {
     const state: StateFile = {
       version: 1,
       active: [...this.engine.active.values()],

@@ -125,12 +125,27 @@ describe('alert engine', () => {
     expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:07:04'));
   });
 
-  it('a device offline before class pages only after class has begun plus its grace', () => {
+  it('a device switched off after class, or not yet on, never pages; one that drops during class does', () => {
     const h = harness();
-    h.start(at('2026-10-08T07:30:00'));
-    h.run(at('2026-10-08T08:10:00'), [offline('pn-07', at('2026-10-08T07:40:00'))]);
-    expect(h.sent).toHaveLength(1);
-    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:02:01')); // 08:00 + 120 s grace, sent on the next tick
+    h.start(at('2026-10-07T16:50:00'));
+    h.run(at('2026-10-08T08:10:00'), [
+      offline('pn-07', at('2026-10-07T17:00:00')), // the evening before (a holiday, too)
+      offline('pn-08', at('2026-10-08T07:40:00')), // before the first period
+      offline('pn-09', at('2026-10-08T08:03:00')), // during class
+    ]);
+    expect(h.sent.map((n) => n.items.map((i) => i.alert.device))).toEqual([['pn-09']]);
+    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:05:01')); // 08:03 + 120 s grace, sent on the next tick
+  });
+
+  it('reminders wait for class: none at night, at weekends or in the vacation', () => {
+    const h = harness();
+    h.start(at('2026-10-08T08:05:00'));
+    // Still down at the end of Thursday's class; the next class is Friday 08:00 (reminder interval 1 h).
+    h.run(at('2026-10-09T08:05:00'), [uplinkDown(at('2026-10-08T08:05:00'))]);
+    const times = h.sent.map((n) => new Date(n.atMs + 8 * 3_600_000).toISOString().slice(5, 16));
+    // Fired 08:06; an hour later (09:06) is still class; the next one waits for Friday's first period.
+    expect(kinds(h.sent)).toEqual(['firing:uplink_down', 'reminder:uplink_down', 'reminder:uplink_down']);
+    expect(times).toEqual(['10-08T08:06', '10-08T09:06', '10-09T08:00']);
   });
 
   it('after the uplink recovers, a device still offline gets its own grace and then pages on its own', () => {
@@ -220,6 +235,30 @@ describe('alert engine', () => {
       events.filter((e) => e[0] > at('2026-10-08T08:10:00')),
     );
     expect(kinds(h2.sent)).toEqual(['resolved:uplink_down']);
+  });
+
+  it('a resolve reaches those who heard of the alert, even inside a silence; a reboot in a maintenance window is quiet', () => {
+    const from = at('2026-10-08T08:10:00');
+    const h = harness({ silenced: (_a, now) => now >= from && now < from + 600_000 });
+    const t0 = at('2026-10-08T08:00:00');
+    h.start(t0);
+    h.run(at('2026-10-08T08:30:00'), [
+      offline('pn-01', t0),
+      offline('pn-01', at('2026-10-08T08:11:00'), false),
+      [
+        from + 60_000,
+        {
+          kind: 'instant',
+          rule: 'device_rebooted',
+          school: 'S',
+          device: 'gw',
+          atMs: from + 60_000,
+          message: 'planned',
+        },
+      ],
+    ]);
+    expect(kinds(h.sent)).toEqual(['firing:device_offline', 'resolved:device_offline']);
+    expect(h.engine.history.map((a) => a.rule)).toEqual(['device_rebooted', 'device_offline']);
   });
 
   it('a reboot is one notification, at any hour', () => {

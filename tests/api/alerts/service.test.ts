@@ -308,3 +308,160 @@ describe('alerting end to end', () => {
     }
   });
 });
+
+describe('alert signals (no broker: messages handed to the service directly)', () => {
+  const at = (local: string) => Date.parse(`${local}+08:00`);
+  const make = (extra: Record<string, unknown> = {}, stateFile = join(dir, `sig-${Math.random()}.json`)) =>
+    new AlertService(
+      alertsConfigSchema.parse({
+        stateFile,
+        groupWaitS: 0,
+        rules: { device_offline: FAST, uplink_down: FAST },
+        ...extra,
+      }),
+      {
+        log: silentLogger(),
+        registry,
+        calendars: () => calendars,
+        live: new LiveState(undefined, silentLogger(), true),
+      },
+    );
+  const status = (
+    device: string,
+    state: 'online' | 'offline',
+    atMs: number,
+    reason?: 'will' | 'shutdown',
+    retained = false,
+  ) => ({
+    channel: 'status' as const,
+    school: SCHOOL,
+    device,
+    atMs,
+    retained,
+    message: { v: 1 as const, ts: atMs, state, kind: 'panel' as const, ...(reason ? { reason } : {}) },
+  });
+
+  it('a clean shutdown and a replayed (retained) offline status are not outages; a will is', () => {
+    const s = make();
+    const t = at('2026-10-08T08:05:00');
+    s.signal(status('pn-c1', 'offline', t, 'shutdown'));
+    s.signal(status('pn-c2', 'offline', t, 'will', true));
+    s.signal(status('pn-c3', 'offline', t, 'will'));
+    s.signal(status('pn-c4', 'offline', t, 'will', false));
+    s.signal(status('pn-c4', 'offline', t + 1, 'shutdown')); // switched off properly after all
+    expect([...s.engine.active.values()].filter((a) => a.raw).map((a) => a.device)).toEqual(['pn-c3']);
+  });
+
+  it('an uplink reading clears an unreachable router whose "recovered" event was lost', () => {
+    const s = make();
+    const t = at('2026-10-08T08:05:00');
+    s.signal({
+      channel: 'event',
+      school: SCHOOL,
+      device: 'gw-1',
+      atMs: t,
+      message: {
+        v: 1,
+        ts: t,
+        kind: 'router',
+        type: 'unreachable',
+        severity: 'warning',
+        subject: 'snmp',
+        message: 'timeout',
+      },
+    });
+    expect(s.engine.active.get(`uplink_down|${SCHOOL}||`)?.raw).toBe(true);
+    s.signal({
+      channel: 'iface',
+      school: SCHOOL,
+      device: 'gw-1',
+      atMs: t + 60_000,
+      message: {
+        v: 1,
+        ts: t + 60_000,
+        seq: 2,
+        kind: 'router',
+        sysUpTimeTicks: 1,
+        ifaces: [
+          {
+            index: 1,
+            name: 'Gi0/0/1',
+            uplink: true,
+            operStatus: 'up',
+            counterBits: 64,
+            inOctets: '1',
+            outOctets: '1',
+            inBps: 1e6,
+            outBps: 1e6,
+            speedMbps: 1000,
+          },
+        ],
+      },
+    });
+    expect(s.engine.active.get(`uplink_down|${SCHOOL}||`)?.raw).toBe(false);
+  });
+
+  it('a maintenance window across midnight holds notifications inside it only', async () => {
+    const s = make({
+      maintenance: [{ name: '夜间维护', weekdays: ['wed', 'thu'], from: '22:00', to: '06:00' }],
+      channels: [{ kind: 'webhook', name: 'hook', url: hook.url }],
+    });
+    hook.got.length = 0;
+    for (const [i, t] of [
+      at('2026-10-07T23:00:00'),
+      at('2026-10-08T05:00:00'),
+      at('2026-10-08T07:00:00'),
+    ].entries()) {
+      s.engine.observe({
+        kind: 'instant',
+        rule: 'device_rebooted',
+        school: SCHOOL,
+        device: `gw-${i}`,
+        atMs: t,
+        message: 'reboot',
+      });
+      s.tick(t + 1_000);
+      s.tick(t + 2_000);
+    }
+    await waitFor(() => hook.got.length === 1, { timeoutMs: 5_000 });
+    expect(hook.got[0]!.items.map((i) => i.device)).toEqual(['gw-2']);
+    expect(s.engine.history).toHaveLength(3);
+    await s.stop();
+  });
+
+  it('a delivery cut short by a restart is finished by the next process', async () => {
+    const stateFile = join(dir, 'resume.json');
+    // Nothing listens on the first URL: the delivery stays pending (retrying) when the process stops.
+    const first = make(
+      {
+        channels: [{ kind: 'webhook', name: 'hook', url: 'http://127.0.0.1:9/hook' }],
+        delivery: { minDelayMs: 60_000 },
+      },
+      stateFile,
+    );
+    const t = at('2026-10-08T08:05:00');
+    first.engine.observe({
+      kind: 'instant',
+      rule: 'device_rebooted',
+      school: SCHOOL,
+      device: 'gw-9',
+      atMs: t,
+      message: 'reboot',
+    });
+    first.tick(t + 1_000);
+    first.tick(t + 2_000);
+    await waitFor(() => first.deliverer.records[0]?.attempts === 1, { timeoutMs: 5_000 });
+    expect(first.deliverer.records[0]!.status).toBe('pending');
+    await first.stop();
+    hook.got.length = 0;
+    const second = make({ channels: [{ kind: 'webhook', name: 'hook', url: hook.url }] }, stateFile);
+    second.start();
+    try {
+      await waitFor(() => hook.got.length === 1, { timeoutMs: 5_000 });
+      expect(hook.got[0]!.items.map((i) => i.device)).toEqual(['gw-9']);
+      expect(second.deliverer.records[0]).toMatchObject({ status: 'delivered', attempts: 2 });
+    } finally {
+      await second.stop();
+    }
+  });
+});
