@@ -63,7 +63,8 @@ export const periodQuery = {
 export const periodSchema = z.object({ from: z.string(), to: z.string() });
 export const reasonSchema = z.object({ code: z.string(), message: z.string() });
 
-export const schoolResultSchema = z.object({
+/** What every school row carries, in reports and in the fleet list. */
+const schoolBase = {
   id: z.string(),
   name: z.string(),
   region: z.string(),
@@ -72,6 +73,10 @@ export const schoolResultSchema = z.object({
   classes: z.number(),
   students: z.number(),
   teachers: z.number(),
+};
+
+export const schoolResultSchema = z.object({
+  ...schoolBase,
   teachingDays: z.number(),
   uplink: z.object({
     monitored: z.boolean(),
@@ -169,14 +174,7 @@ export const deviceOutSchema = z.object({
 });
 
 export const schoolOutSchema = z.object({
-  id: z.string(),
-  name: z.string(),
-  region: z.string(),
-  area: z.enum(AREAS),
-  level: z.enum(SCHOOL_LEVELS),
-  classes: z.number(),
-  students: z.number(),
-  teachers: z.number(),
+  ...schoolBase,
   contractedMbps: z.number().nullable(),
   devices: z.object({ total: z.number(), online: z.number(), offline: z.number(), unknown: z.number() }),
   uplink: uplinkLiveSchema.nullable(),

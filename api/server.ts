@@ -208,6 +208,14 @@ export class ApiServer implements Service {
       },
     });
     new Gauge({
+      name: 'cfm_api_alert_state_write_failures',
+      help: 'Alert state-file writes that failed since start (a full disk, permissions).',
+      registers: [this.metrics],
+      collect() {
+        this.set(alerts?.saveFailures ?? 0);
+      },
+    });
+    new Gauge({
       name: 'cfm_api_rollup_days_loaded',
       help: 'Rolled-up days read from InfluxDB into the day cache since start.',
       registers: [this.metrics],

@@ -1,7 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { z } from 'zod';
+import { FileWatch, readJsonFile, writeFileAtomic } from '../common/json-file.js';
 import { idSchema, regionPathSchema } from '../contracts/ids.js';
 
 /**
@@ -44,32 +43,26 @@ export class TokenStore {
   private byHash = new Map<string, TokenRecord>();
   private records: TokenRecord[] = [];
 
-  constructor(readonly path: string) {}
-
-  /** Reads the file (missing = no tokens); a malformed file throws naming the file and the key. */
-  private stamp = '';
-  private checkedAtMs = 0;
-  checkEveryMs = 2_000;
-
-  private fileStamp(): string {
-    try {
-      const st = statSync(this.path);
-      return `${st.mtimeMs}:${st.size}`;
-    } catch {
-      return '';
-    }
+  constructor(readonly path: string) {
+    this.watch = new FileWatch(path);
   }
 
+  private readonly watch: FileWatch;
+
+  /** How often `verify` looks whether another process changed the file. */
+  get checkEveryMs(): number {
+    return this.watch.checkEveryMs;
+  }
+  set checkEveryMs(ms: number) {
+    this.watch.checkEveryMs = ms;
+  }
+
+  /** Reads the file (missing = no tokens); a malformed file throws naming the file and the key. */
   load(): this {
-    this.stamp = this.fileStamp();
-    let text: string;
-    try {
-      text = readFileSync(this.path, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return this.set([]);
-      throw new Error(`tokens ${this.path}: cannot be read: ${(e as Error).message}`);
-    }
-    const parsed = fileSchema.safeParse(JSON.parse(text));
+    this.watch.mark();
+    const json = readJsonFile(this.path, 'tokens');
+    if (json === undefined) return this.set([]);
+    const parsed = fileSchema.safeParse(json);
     if (!parsed.success) {
       const i = parsed.error.issues[0]!;
       throw new Error(`tokens ${this.path}: ${i.path.join('.')}: ${i.message}`);
@@ -90,15 +83,11 @@ export class TokenStore {
   /** The principal of a presented token, or undefined. A revocation by `npm run api -- tokens revoke` in
    * another process takes effect within `checkEveryMs` (the file is re-read when it changed). */
   verify(token: string): Principal | undefined {
-    const now = Date.now();
-    if (now - this.checkedAtMs >= this.checkEveryMs) {
-      this.checkedAtMs = now;
-      if (this.fileStamp() !== this.stamp) {
-        try {
-          this.load();
-        } catch {
-          // keep the tokens we had; the file is being rewritten or was broken by hand
-        }
+    if (this.watch.changed()) {
+      try {
+        this.load();
+      } catch {
+        // keep the tokens we had; the file was broken by hand
       }
     }
     const h = sha256(token);
@@ -132,11 +121,8 @@ export class TokenStore {
   }
 
   private save(records: TokenRecord[]): void {
-    mkdirSync(dirname(this.path), { recursive: true });
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify({ tokens: records }, null, 1)}\n`, { mode: 0o600 });
-    renameSync(tmp, this.path);
-    this.stamp = this.fileStamp();
+    writeFileAtomic(this.path, `${JSON.stringify({ tokens: records }, null, 1)}\n`, 0o600);
+    this.watch.mark();
     this.set(records);
   }
 }

@@ -1,27 +1,13 @@
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { agentConfigSchema } from '../agents/classroom/agent.js';
-import { pollerConfigSchema } from '../agents/snmp/poller.js';
-import { alertsConfigSchema } from '../api/alerts/service.js';
-import { apiConfigSchema } from '../api/server.js';
-import { brokerConfigSchema } from '../broker/broker.js';
-import { collectorConfigSchema } from '../collector/collector.js';
 import { processConfigSchema } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
-import { influxConfigSchema } from '../common/storage/storage.js';
+import { ALL_SECTIONS } from '../scripts/gen-docs.js';
 
 /** Every example in deploy/examples validates against the sections of each process that reads it. */
 const dir = fileURLToPath(new URL('../deploy/examples/', import.meta.url));
-const SECTIONS = {
-  influx: influxConfigSchema,
-  broker: brokerConfigSchema,
-  collector: collectorConfigSchema,
-  agent: agentConfigSchema,
-  poller: pollerConfigSchema,
-  api: apiConfigSchema,
-  alerts: alertsConfigSchema,
-} as const;
+const SECTIONS = ALL_SECTIONS;
 
 describe('deploy/examples', () => {
   // calendar-*.yaml are school calendars, not process configuration: tests/common/calendar.test.ts loads them.

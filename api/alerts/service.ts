@@ -1,14 +1,13 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { type Calendars, localDate, localMidnightMs, WEEKDAYS, weekdayOf } from '../../common/calendar.js';
+import { readJsonFile, writeFileAtomic } from '../../common/json-file.js';
 import type { RegistryStore } from '../../common/registry/store.js';
 import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
 import type { LiveMessage, LiveState } from '../live.js';
 import { type Alert, AlertEngine, type Notification, type QueuedMessage } from './engine.js';
 import { type Channel, channelSchema, Deliverer, type DeliveryRecord, type Names, render } from './notify.js';
-import { RULE_NAMES, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
+import { RULE_NAMES, type Rule, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
 
 /** Display fault subjects: the agent's PJLink error parts and the telemetry checks. */
 const FAULT_SUBJECTS = new Set([
@@ -113,6 +112,8 @@ interface StateFile {
  */
 export class AlertService {
   readonly engine: AlertEngine;
+  /** The rules with the config's overrides applied (resolved once, not per message). */
+  private readonly rules: Record<RuleName, Rule>;
   readonly deliverer: Deliverer;
   silences: Silence[] = [];
   /** Ticks run (tests wait for some to pass when asserting that nothing happens). */
@@ -141,6 +142,7 @@ export class AlertService {
     },
   ) {
     const rules = resolveRules(config.rules);
+    this.rules = rules;
     this.engine = new AlertEngine({
       rules,
       groupWaitS: config.groupWaitS,
@@ -295,7 +297,7 @@ export class AlertService {
         const speedBps = (up.speedMbps ?? 0) * 1e6;
         if (speedBps > 0 && up.inBps !== null && up.outBps !== null) {
           const pct = (100 * Math.max(up.inBps, up.outBps)) / speedBps;
-          const threshold = resolveRules(this.config.rules).uplink_saturated.thresholdPct ?? 90;
+          const threshold = this.rules.uplink_saturated.thresholdPct ?? 90;
           this.cond(
             'uplink_saturated',
             m.school,
@@ -345,7 +347,7 @@ export class AlertService {
       }
       case 'telemetry': {
         const t = m.message;
-        const rules = resolveRules(this.config.rules);
+        const rules = this.rules;
         const seen = this.lastSeen.get(m.device);
         const heartbeatS = seen?.heartbeatS ?? 60;
         this.lastSeen.set(m.device, { school: m.school, atMs: m.atMs, heartbeatS });
@@ -415,7 +417,7 @@ export class AlertService {
 
   /** Telemetry silence from a device that is still connected: `gapFactor` heartbeats without a reading. */
   private gaps(now: number): void {
-    const factor = resolveRules(this.config.rules).data_gap.gapFactor ?? 5;
+    const factor = this.rules.data_gap.gapFactor ?? 5;
     for (const [device, s] of this.lastSeen)
       if (now - s.atMs > factor * s.heartbeatS * 1000)
         this.cond(
@@ -465,21 +467,10 @@ export class AlertService {
   }
 
   private load(): void {
-    let text: string;
-    try {
-      text = readFileSync(this.config.stateFile, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw new Error(`alerts state ${this.config.stateFile}: cannot be read: ${(e as Error).message}`);
-    }
-    let s: StateFile;
-    try {
-      s = JSON.parse(text) as StateFile;
-      if (s.version !== 1 || !Array.isArray(s.active))
-        throw new Error('not an alerts state file (version 1)');
-    } catch (e) {
-      throw new Error(`alerts state ${this.config.stateFile}: ${(e as Error).message}`);
-    }
+    const s = readJsonFile(this.config.stateFile, 'alerts state') as StateFile | undefined;
+    if (s === undefined) return;
+    if (s.version !== 1 || !Array.isArray(s.active))
+      throw new Error(`alerts state ${this.config.stateFile}: not an alerts state file (version 1)`);
     this.engine.restore(s.active, s.history ?? [], s.queue ?? []);
     this.silences = (s.silences ?? []).filter((x) => silenceSchema.safeParse(x).success);
     // Deliveries cut short by the restart are finished now (the engine already counts them as notified).
@@ -511,10 +502,7 @@ export class AlertService {
       silences: this.silences,
       deliveries: this.deliverer.records,
     };
-    mkdirSync(dirname(this.config.stateFile), { recursive: true });
-    const tmp = `${this.config.stateFile}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(state));
-    renameSync(tmp, this.config.stateFile);
+    writeFileAtomic(this.config.stateFile, JSON.stringify(state), 0o600);
     this.savedVersion = this.engine.version;
     this.dirty = false;
   }

@@ -34,6 +34,7 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
             influx: z.object({ ok: z.boolean(), latencyMs: z.number().nullable() }),
             mqtt: z.object({ configured: z.boolean(), connected: z.boolean() }),
             registry: z.object({
+              error: z.string().nullable().describe('Why the registry file could not be re-read, if so.'),
               schools: z.number(),
               classrooms: z.number(),
               devices: z.number(),
@@ -48,12 +49,16 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       const influx = await ping();
       const reg = deps.registry.index.data;
       const mqttConfigured = deps.live.configured;
+      const registryError = deps.registry.lastError?.message ?? null;
       return {
         status:
-          influx.ok && (!mqttConfigured || deps.live.connected) ? ('ok' as const) : ('degraded' as const),
+          influx.ok && (!mqttConfigured || deps.live.connected) && !registryError
+            ? ('ok' as const)
+            : ('degraded' as const),
         influx,
         mqtt: { configured: mqttConfigured, connected: deps.live.connected },
         registry: {
+          error: registryError,
           schools: reg.schools.length,
           classrooms: reg.classrooms.length,
           devices: reg.devices.length,

@@ -1,4 +1,4 @@
-import { ENTITIES, type EntityName, NETWORK_KINDS, type Registry, SHEETS } from '../../contracts/registry.js';
+import { ENTITIES, type EntityName, NETWORK_KINDS, type Registry } from '../../contracts/registry.js';
 import { ImportError, type ImportIssue, type ParsedRows, type RowSource } from './import.js';
 
 /**
@@ -125,9 +125,4 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
   }
   if (issues.length > 0) throw new ImportError(issues);
   return merged;
-}
-
-/** The registry's columns for an entity, in order: what an export writes and a template shows. */
-export function columnsOf(entity: EntityName): readonly string[] {
-  return SHEETS[entity].columns.map((c) => c.key);
 }

@@ -1,14 +1,3 @@
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { dirname } from 'node:path';
 import { regionWithin } from '../../contracts/ids.js';
 import {
   type Classroom,
@@ -19,6 +8,7 @@ import {
   registrySchema,
   type School,
 } from '../../contracts/registry.js';
+import { FileWatch, readJsonFile, writeFileAtomic } from '../json-file.js';
 import { type ImportFile, parseFiles } from './import.js';
 import { type MergeOptions, mergeRegistry } from './merge.js';
 
@@ -104,6 +94,7 @@ export class RegistryStore {
 
   constructor(readonly path: string) {
     this.current = new RegistryIndex(registrySchema.parse({}));
+    this.watch = new FileWatch(path);
   }
 
   /**
@@ -112,52 +103,39 @@ export class RegistryStore {
    * keeps the last good registry in memory (and `lastError` says why).
    */
   get index(): RegistryIndex {
-    const now = Date.now();
-    if (now - this.checkedAtMs >= this.checkEveryMs) {
-      this.checkedAtMs = now;
-      if (this.fileStamp() !== this.stamp) {
-        try {
-          this.load();
-          this.lastError = undefined;
-        } catch (e) {
-          this.lastError = e as Error;
-        }
+    if (this.watch.changed()) {
+      try {
+        this.load();
+        this.lastError = undefined;
+      } catch (e) {
+        this.lastError = e as Error;
       }
     }
     return this.current;
   }
 
-  /** Why the last re-read failed, if it did. */
+  /** Why the last re-read failed, if it did (shown by the API's /health). */
   lastError: Error | undefined;
-  private stamp = '';
-  private checkedAtMs = 0;
-  checkEveryMs = 2_000;
+  private readonly watch: FileWatch;
 
-  private fileStamp(): string {
-    try {
-      const st = statSync(this.path);
-      return `${st.mtimeMs}:${st.size}`;
-    } catch {
-      return '';
-    }
+  /** How often `index` looks whether another process changed the file. */
+  get checkEveryMs(): number {
+    return this.watch.checkEveryMs;
+  }
+  set checkEveryMs(ms: number) {
+    this.watch.checkEveryMs = ms;
   }
 
   /** Reads the file; a missing file is an empty registry, a malformed one a RegistryFileError. */
   load(): this {
-    this.stamp = this.fileStamp();
-    let text: string;
-    try {
-      text = readFileSync(this.path, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return this;
-      throw new RegistryFileError(`registry ${this.path}: cannot be read: ${(e as Error).message}`);
-    }
+    this.watch.mark();
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = readJsonFile(this.path, 'registry');
     } catch (e) {
-      throw new RegistryFileError(`registry ${this.path}: not JSON: ${(e as Error).message}`);
+      throw new RegistryFileError((e as Error).message);
     }
+    if (json === undefined) return this;
     const parsed = registrySchema.safeParse(json);
     if (!parsed.success) {
       const i = parsed.error.issues[0]!;
@@ -177,10 +155,10 @@ export class RegistryStore {
     const run = this.queue.then(async () => {
       const rows = await parseFiles(files);
       // Merge into what is on disk now, not into a copy another process has since replaced.
-      if (this.fileStamp() !== this.stamp) this.load();
+      if (this.watch.differs()) this.load();
       const merged = mergeRegistry(this.current.data, rows, opts);
-      this.write(merged);
-      this.stamp = this.fileStamp();
+      writeFileAtomic(this.path, `${JSON.stringify(merged, null, 1)}\n`);
+      this.watch.mark();
       this.current = new RegistryIndex(merged);
       this.version++;
       return {
@@ -192,19 +170,6 @@ export class RegistryStore {
     });
     this.queue = run.catch(() => undefined);
     return run;
-  }
-
-  private write(data: Registry): void {
-    mkdirSync(dirname(this.path), { recursive: true });
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(data, null, 1)}\n`);
-    const fd = openSync(tmp, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
   }
 }
 

@@ -14,7 +14,7 @@ import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { testApp } from '../helpers/api.js';
-import { CITY, CITY_CALENDAR, writeCity } from '../helpers/city.js';
+import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 
@@ -51,13 +51,7 @@ beforeAll(async () => {
   storage = testStorage(influxd.url, { database: 'city' }).storage;
   await storage.start();
   await writeCity(storage);
-  await new Rollup({
-    storage,
-    registry: () => registry.index,
-    calendars: () => calendars,
-    log: silentLogger(),
-    bucketS: 300,
-  }).range('2026-10-05', '2026-10-11');
+  await cityRollup(storage, () => registry.index, calendars).range('2026-10-05', '2026-10-11');
   live = new LiveState(mqttConfigSchema.parse({ url: mosquitto.url, clientId: 'api-test' }), silentLogger());
   await live.start();
   app = await makeApp();
@@ -200,7 +194,7 @@ describe('access', () => {
     expect(registry.index.data.schools.length).toBeGreaterThanOrEqual(3);
   });
 
-  it('roles: an auditor may not import or stream; ops may stream', async () => {
+  it('roles: an auditor may not import or stream (ops streaming is the live-bandwidth test below)', async () => {
     const r = await app.inject({
       method: 'POST',
       url: '/v1/registry/import?filename=x.yaml',
@@ -209,6 +203,9 @@ describe('access', () => {
     });
     expect(r.statusCode).toBe(403);
     expect(r.json().code).toBe('CFM_API_FORBIDDEN');
+    const stream = await get('/v1/bandwidth/live', T.xihu);
+    expect(stream.statusCode).toBe(403);
+    expect(stream.json()).toMatchObject({ code: 'CFM_API_FORBIDDEN', message: 'role auditor may not use this route' });
   });
 });
 

@@ -18,7 +18,7 @@ import { Calendars } from '../../common/calendar.js';
 import { silentLogger } from '../../common/log.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
-import { CITY, CITY_CALENDAR, writeCity } from '../helpers/city.js';
+import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage } from '../helpers/influx.js';
 
 const influxd = new Influxd();
@@ -41,13 +41,7 @@ beforeAll(async () => {
   storage = testStorage(influxd.url, { database: 'city' }).storage;
   await storage.start();
   await writeCity(storage);
-  const rollup = new Rollup({
-    storage,
-    registry,
-    calendars: () => calendars,
-    log: silentLogger(),
-    bucketS: 300,
-  });
+  const rollup = cityRollup(storage, registry, calendars);
   await rollup.range(WEEK.from, WEEK.to);
   await rollup.day('2027-02-02'); // a vacation day with readings: nothing to roll up
 });
@@ -87,13 +81,7 @@ describe('rollups from a fixture city in a real InfluxDB', () => {
     const before = await storage.rows(
       "SELECT * FROM usage_day WHERE time >= '2026-10-07T16:00:00Z' AND time < '2026-10-08T16:00:00Z'",
     );
-    const rollup = new Rollup({
-      storage,
-      registry,
-      calendars: () => calendars,
-      log: silentLogger(),
-      bucketS: 300,
-    });
+    const rollup = cityRollup(storage, registry, calendars);
     await rollup.day('2026-10-08');
     const after = await storage.rows(
       "SELECT * FROM usage_day WHERE time >= '2026-10-07T16:00:00Z' AND time < '2026-10-08T16:00:00Z'",
@@ -315,13 +303,7 @@ describe('calendar changes and gaps', () => {
 
   it('today so far: only class periods that have ended count, so the day is not judged on periods to come', async () => {
     // Roll Thursday up as if it were 08:45: the first period (08:00-08:40) has ended, the second has not.
-    const r = new Rollup({
-      storage,
-      registry,
-      calendars: () => calendars,
-      log: silentLogger(),
-      bucketS: 300,
-    });
+    const r = cityRollup(storage, registry, calendars);
     await r.day('2026-10-08', Date.parse('2026-10-08T08:45:00+08:00'));
     try {
       const [a] = await storage.rows(
@@ -358,13 +340,7 @@ describe('the day cache', () => {
       },
     ]);
     await storage.flush();
-    await new Rollup({
-      storage,
-      registry,
-      calendars: () => calendars,
-      log: silentLogger(),
-      bucketS: 300,
-    }).day('2026-10-09');
+    await cityRollup(storage, registry, calendars).day('2026-10-09');
     const after = await loadPeriod(days, WEEK, lookbackDaysFor(20), teaches());
     expect(after.usage.get('pj-b1')).toMatchObject({ onlineDays: 2, onlineB: 17 });
     expect(days.loads - loads).toBe(1); // Friday only

@@ -12,6 +12,7 @@ import {
 } from '../../common/registry/import.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Registry } from '../../contracts/registry.js';
+import { CITY as FIXTURE } from '../helpers/city.js';
 
 const FIXTURES = new URL('../fixtures/registry/', import.meta.url).pathname;
 
@@ -29,12 +30,7 @@ const yamlFile = (doc: unknown, name = 'city.yaml'): ImportFile => ({
 
 /** A province, a city, two counties; three schools; classrooms and devices. */
 const CITY: Registry = {
-  regions: [
-    { id: '330000', name: '浙江省', level: 'province' },
-    { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
-    { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
-    { id: '330108', name: '滨江区', level: 'county', parent: '330100' },
-  ],
+  regions: FIXTURE.regions,
   schools: [
     {
       id: '3301060001',

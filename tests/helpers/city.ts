@@ -1,4 +1,7 @@
-import { type CalendarDef, localMidnightMs } from '../../common/calendar.js';
+import { Rollup } from '../../api/rollup.js';
+import { type CalendarDef, type Calendars, localMidnightMs } from '../../common/calendar.js';
+import { silentLogger } from '../../common/log.js';
+import type { RegistryIndex } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import type { AnyPoint } from '../../contracts/influx.js';
 import type { Registry } from '../../contracts/registry.js';
@@ -180,4 +183,9 @@ export function cityPoints(): AnyPoint[] {
 export async function writeCity(storage: Storage): Promise<void> {
   storage.write(cityPoints());
   await storage.flush();
+}
+
+/** The rollup job over the fixture city, with its 5-minute buckets. */
+export function cityRollup(storage: Storage, registry: () => RegistryIndex, calendars: Calendars): Rollup {
+  return new Rollup({ storage, registry, calendars: () => calendars, log: silentLogger(), bucketS: 300 });
 }

@@ -9,6 +9,7 @@ import { AlertService, alertsConfigSchema } from '../../../api/alerts/service.js
 import { LiveState } from '../../../api/live.js';
 import { TokenStore } from '../../../api/tokens.js';
 import { type CalendarDef, Calendars } from '../../../common/calendar.js';
+import { connectPresence } from '../../../common/dev/presence.js';
 import { silentLogger } from '../../../common/log.js';
 import { mqttConfigSchema } from '../../../common/mqtt.js';
 import { RegistryStore } from '../../../common/registry/store.js';
@@ -123,24 +124,8 @@ function startService(stateFile = join(dir, 'state.json')) {
 }
 
 /** A classroom agent as MQTT sees it: a retained birth, and a will the broker sends when the connection dies. */
-async function agent(device: string): Promise<MqttClient> {
-  const topic = `cfm/v1/${SCHOOL}/${device}/status`;
-  const status = (state: string) =>
-    JSON.stringify({
-      v: 1,
-      ts: Date.now(),
-      state,
-      kind: 'panel',
-      ...(state === 'offline' ? { reason: 'will' } : {}),
-    });
-  const c = await mqtt.connectAsync(mosquitto.url, {
-    clientId: device,
-    keepalive: 5,
-    reconnectPeriod: 0,
-    will: { topic, payload: Buffer.from(status('offline')), qos: 1, retain: true },
-  });
-  await c.publishAsync(topic, status('online'), { qos: 1, retain: true });
-  return c;
+function agent(device: string): Promise<MqttClient> {
+  return connectPresence(mosquitto.url, { school: SCHOOL, device, keepaliveS: 5 });
 }
 /** Killed: the socket closes without DISCONNECT, so the broker publishes the will. */
 const kill = (c: MqttClient) => c.stream.destroy();
