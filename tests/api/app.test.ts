@@ -205,7 +205,10 @@ describe('access', () => {
     expect(r.json().code).toBe('CFM_API_FORBIDDEN');
     const stream = await get('/v1/bandwidth/live', T.xihu);
     expect(stream.statusCode).toBe(403);
-    expect(stream.json()).toMatchObject({ code: 'CFM_API_FORBIDDEN', message: 'role auditor may not use this route' });
+    expect(stream.json()).toMatchObject({
+      code: 'CFM_API_FORBIDDEN',
+      message: 'role auditor may not use this route',
+    });
   });
 });
 
