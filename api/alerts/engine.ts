@@ -82,13 +82,12 @@ export interface Notification {
 
 /**
  * A school's message being gathered. It goes out once `groupWaitS` has passed since the earliest of its alerts
- * *started* (so a grace period at least as long as the group wait costs no extra delay), and only after a tick
- * in which nothing was added (alerts that started together, and so fire in the same tick or the next, go
- * together).
+ * *started* (so a grace period at least as long as the group wait costs no extra delay). When it goes, it takes
+ * along the school's pending alerts whose grace would end within the group wait: devices that died together but
+ * whose wills arrived seconds apart are one message, and none waits longer than its grace.
  */
 export interface QueuedMessage {
   firstMs: number;
-  lastMs: number;
   items: NotificationItem[];
 }
 
@@ -117,6 +116,11 @@ export class AlertEngine {
   private readonly queue = new Map<string, QueuedMessage>();
   /** Bumped on every change, for the state file's "write when dirty". */
   version = 0;
+  /**
+   * The earliest time a timer (grace, hysteresis, reminder, flap window, group window) runs out: the caller ticks
+   * then. Calendar and silence boundaries are not in it; the caller also ticks at a coarse interval for those.
+   */
+  nextWakeMs = Number.POSITIVE_INFINITY;
 
   constructor(private readonly opts: EngineOptions) {}
 
@@ -128,6 +132,7 @@ export class AlertEngine {
     for (const a of active) this.active.set(a.key, a);
     this.history.push(...history.slice(-this.opts.historyMax));
     for (const [school, q] of queue) this.queue.set(school, q);
+    this.nextWakeMs = Number.NEGATIVE_INFINITY; // tick at once: timers may have run out while stopped
   }
 
   /** Messages waiting out their group window (for the state file). */
@@ -145,7 +150,10 @@ export class AlertEngine {
       a.state = 'firing';
       a.firingAtMs = sig.atMs;
       // Recorded in the history either way; a silence or maintenance window (a planned reboot) keeps it quiet.
-      if (!this.opts.silenced(a, sig.atMs)) this.notify(a, 'firing', sig.atMs);
+      if (!this.opts.silenced(a, sig.atMs)) {
+        this.notify(a, 'firing', sig.atMs);
+        this.wake(sig.atMs + this.opts.groupWaitS * 1000); // (a tick's notifications are flushed by that tick)
+      }
       this.close(a, sig.atMs);
       return;
     }
@@ -168,22 +176,31 @@ export class AlertEngine {
     if (sig.active) {
       a.clearSinceMs = null;
       // The grace period starts when the condition did (not at the next tick), if it counts at that moment.
-      if (a.state === 'pending' && (rule.when === 'always' || this.opts.teaching(a.school, sig.atMs)))
+      if (a.state === 'pending' && (rule.when === 'always' || this.opts.teaching(a.school, sig.atMs))) {
         a.pendingSinceMs = sig.atMs;
-    } else if (a.state === 'firing') a.clearSinceMs = sig.atMs;
+        this.wake(sig.atMs + rule.forS * 1000);
+      }
+    } else if (a.state === 'firing') {
+      a.clearSinceMs = sig.atMs;
+      this.wake(sig.atMs + this.clearForS(a, rule) * 1000);
+    } else this.wake(sig.atMs); // a pending alert whose condition cleared is dropped at the next tick
     this.version++;
   }
 
   /** Advances the clock: grace periods, inhibition, resolution, reminders, silences ending, group flushes. */
   tick(now: number): Notification[] {
+    this.nextWakeMs = Number.POSITIVE_INFINITY;
     // Inhibition first (a child inhibited now must not fire in this tick) and last (a parent resolved in this
     // tick releases its children now).
     this.inhibit(now);
     for (const a of [...this.active.values()]) {
       const rule = this.opts.rules[a.rule];
-      if (a.flapping && now - (a.changes.at(-1) ?? 0) > this.opts.flap.windowS * 1000) {
-        a.flapping = false;
-        a.changes = [];
+      if (a.flapping) {
+        const quietAt = (a.changes.at(-1) ?? 0) + this.opts.flap.windowS * 1000 + 1;
+        if (now >= quietAt) {
+          a.flapping = false;
+          a.changes = [];
+        } else this.wake(quietAt);
       }
       if (a.state === 'pending') {
         if (!a.raw) {
@@ -201,24 +218,23 @@ export class AlertEngine {
           a.pendingSinceMs = now;
           this.version++;
         }
-        if (a.inhibitedBy || now - a.pendingSinceMs < rule.forS * 1000) continue;
-        a.state = 'firing';
-        a.firingAtMs = now;
-        this.version++;
-        if (this.opts.silenced(a, now)) a.owedFiring = true;
-        else this.notify(a, 'firing', now);
+        if (a.inhibitedBy) continue;
+        if (now - a.pendingSinceMs < rule.forS * 1000) {
+          this.wake(a.pendingSinceMs + rule.forS * 1000);
+          continue;
+        }
+        this.fire(a, now);
         continue;
       }
       if (a.state === 'firing') {
         if (!a.raw) {
-          const clearFor = a.flapping
-            ? Math.max(rule.resolveAfterS, this.opts.flap.windowS)
-            : rule.resolveAfterS;
-          if (a.clearSinceMs !== null && now - a.clearSinceMs >= clearFor * 1000) {
+          if (a.clearSinceMs === null) continue;
+          const resolveAt = a.clearSinceMs + this.clearForS(a, rule) * 1000;
+          if (now >= resolveAt) {
             // Whoever was told it broke is told it is fixed, silence or not.
             if (a.notifiedAtMs !== null) this.notify(a, 'resolved', now);
             this.close(a, now);
-          }
+          } else this.wake(resolveAt);
           continue;
         }
         // Reminders and owed notifications wait for class too: no pages at night about a classroom.
@@ -228,20 +244,32 @@ export class AlertEngine {
         if (a.owedFiring && !silenced && !a.inhibitedBy) {
           a.owedFiring = false;
           this.notify(a, 'firing', now);
-        } else if (
-          rule.renotifyS > 0 &&
-          a.notifiedAtMs !== null &&
-          a.ackedAtMs === null &&
-          !silenced &&
-          !a.inhibitedBy &&
-          now - a.notifiedAtMs >= rule.renotifyS * 1000
-        ) {
-          this.notify(a, 'reminder', now);
+        } else if (rule.renotifyS > 0 && a.notifiedAtMs !== null && a.ackedAtMs === null) {
+          const remindAt = a.notifiedAtMs + rule.renotifyS * 1000;
+          if (now < remindAt) this.wake(remindAt);
+          else if (!silenced && !a.inhibitedBy) this.notify(a, 'reminder', now);
         }
       }
     }
     this.inhibit(now);
     return this.flush(now);
+  }
+
+  private wake(atMs: number): void {
+    if (atMs < this.nextWakeMs) this.nextWakeMs = atMs;
+  }
+
+  /** Hysteresis: how long a firing alert's condition must stay clear (a quiet flap window when flapping). */
+  private clearForS(a: Alert, rule: Rule): number {
+    return a.flapping ? Math.max(rule.resolveAfterS, this.opts.flap.windowS) : rule.resolveAfterS;
+  }
+
+  private fire(a: Alert, now: number): void {
+    a.state = 'firing';
+    a.firingAtMs = now;
+    this.version++;
+    if (this.opts.silenced(a, now)) a.owedFiring = true;
+    else this.notify(a, 'firing', now);
   }
 
   private inhibit(now: number): void {
@@ -334,15 +362,18 @@ export class AlertEngine {
   }
 
   private notify(a: Alert, kind: NotificationItem['kind'], now: number): void {
-    if (kind !== 'resolved') a.notifiedAtMs = now;
+    if (kind !== 'resolved') {
+      a.notifiedAtMs = now;
+      const renotifyS = this.opts.rules[a.rule].renotifyS;
+      if (renotifyS > 0 && a.state === 'firing') this.wake(now + renotifyS * 1000);
+    }
     let q = this.queue.get(a.school);
     const started = Math.min(now, kind === 'firing' ? a.startedAtMs : now);
     if (!q) {
-      q = { firstMs: started, lastMs: now, items: [] };
+      q = { firstMs: started, items: [] };
       this.queue.set(a.school, q);
     }
     q.firstMs = Math.min(q.firstMs, started);
-    q.lastMs = now;
     // A snapshot: the alert goes on changing while the message waits.
     q.items.push({ kind, alert: structuredClone(a) });
     this.version++;
@@ -350,8 +381,25 @@ export class AlertEngine {
 
   private flush(now: number): Notification[] {
     const out: Notification[] = [];
+    const waitMs = this.opts.groupWaitS * 1000;
     for (const [school, q] of this.queue) {
-      if (now - q.firstMs < this.opts.groupWaitS * 1000 || q.lastMs >= now) continue;
+      if (now < q.firstMs + waitMs) {
+        this.wake(q.firstMs + waitMs);
+        continue;
+      }
+      // Take along the school's alerts that would fire within the group wait (they died with the others).
+      for (const a of this.active.values()) {
+        if (
+          a.school !== school ||
+          a.state !== 'pending' ||
+          !a.raw ||
+          a.inhibitedBy ||
+          a.pendingSinceMs === null
+        )
+          continue;
+        const rule = this.opts.rules[a.rule];
+        if (a.pendingSinceMs + rule.forS * 1000 <= now + waitMs) this.fire(a, now);
+      }
       this.queue.delete(school);
       // An outage's message names the devices affected by the time it is sent, not only when it fired.
       for (const item of q.items) {

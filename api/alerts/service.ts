@@ -9,6 +9,9 @@ import { type Alert, AlertEngine, type Notification, type QueuedMessage } from '
 import { type Channel, channelSchema, Deliverer, type DeliveryRecord, type Names, render } from './notify.js';
 import { RULE_NAMES, type Rule, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
 
+/** Deadline ticks are at least this far apart (the precision of the alert timers). */
+const MIN_TICK_MS = 10;
+
 /** Display fault subjects: the agent's PJLink error parts and the telemetry checks. */
 const FAULT_SUBJECTS = new Set([
   'fan',
@@ -53,8 +56,10 @@ export const alertsConfigSchema = z
       .int()
       .min(50)
       .max(10_000)
-      .default(250)
-      .describe('How often timers are evaluated (their resolution).'),
+      .default(1_000)
+      .describe(
+        'Longest sleep between evaluations (calendar and silence boundaries, data gaps); timers wake it on time.',
+      ),
     flap: z
       .strictObject({
         changes: z.number().int().min(2).default(6),
@@ -119,6 +124,10 @@ export class AlertService {
   /** Ticks run (tests wait for some to pass when asserting that nothing happens). */
   ticks = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** When the timer is due (Infinity: none set). */
+  private timerAtMs = Number.POSITIVE_INFINITY;
+  private stopped = true;
+  private gapsAtMs = 0;
   private savedVersion = -1;
   private dirty = false;
   /** Per school: the device whose readings carry its uplink. */
@@ -129,7 +138,11 @@ export class AlertService {
   private readonly uplinkFlags = new Map<string, { snmp: boolean; oper: boolean }>();
   /** Per device: last telemetry (ms) and its promised heartbeat. */
   private readonly lastSeen = new Map<string, { school: string; atMs: number; heartbeatS: number }>();
-  private readonly onMessage = (m: LiveMessage) => this.signal(m);
+  private readonly onMessage = (m: LiveMessage) => {
+    this.signal(m);
+    // A signal may have set an earlier deadline than the one the timer sleeps towards.
+    if (this.engine.nextWakeMs < this.timerAtMs) this.schedule();
+  };
 
   constructor(
     readonly config: AlertsConfig,
@@ -167,12 +180,14 @@ export class AlertService {
 
   start(): void {
     this.load();
+    this.stopped = false;
     this.deps.live.on('message', this.onMessage);
-    this.timer = setInterval(() => this.tick(), this.config.tickMs);
+    this.schedule();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
+    this.stopped = true;
+    clearTimeout(this.timer);
     this.deps.live.off('message', this.onMessage);
     this.deliverer.stop();
     this.save(true);
@@ -181,9 +196,32 @@ export class AlertService {
   /** One step: engine timers, deliveries, the state file. Public for tests with a fake clock. */
   tick(now = this.now()): void {
     this.ticks++;
-    this.gaps(now);
+    if (now - this.gapsAtMs >= this.config.tickMs) {
+      this.gapsAtMs = now;
+      this.gaps(now);
+    }
     for (const n of this.engine.tick(now)) this.deliver(n);
     this.save(false);
+  }
+
+  /**
+   * Sleeps until the engine's next deadline (a grace period ending, a group window closing), so alerts fire on
+   * time rather than on the next tick; at most `tickMs`, for calendar and silence boundaries. Ticks are at
+   * least `MIN_TICK_MS` apart, so a burst of deadlines costs a few evaluations, not one each.
+   */
+  private schedule(): void {
+    if (this.stopped) return;
+    const now = this.now();
+    const at = Math.max(Math.min(this.engine.nextWakeMs, now + this.config.tickMs), now + MIN_TICK_MS);
+    if (this.timer !== undefined && this.timerAtMs <= at) return;
+    clearTimeout(this.timer);
+    this.timerAtMs = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAtMs = Number.POSITIVE_INFINITY;
+      this.tick();
+      this.schedule();
+    }, at - now);
   }
 
   private teaching(school: string, ms: number): boolean {

@@ -87,7 +87,6 @@ const DEVICE_COLUMNS: ExportColumn<DeviceAudit>[] = [
 /** Attainment and the usage audit, as JSON or as CSV/XLSX downloads. */
 export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
   async function evaluation(
-    req: FastifyRequest,
     q: { period: string; profile?: string | undefined },
     idleDays?: number,
   ): Promise<Evaluation> {
@@ -141,7 +140,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       },
     },
     async (req, reply) => {
-      const ev = await evaluation(req, req.query);
+      const ev = await evaluation(req.query);
       const scope = effectiveScope(req, req.query.region);
       const rows = deps.reports.rollups(ev, scope);
       if (req.query.format !== 'json')
@@ -186,7 +185,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
     },
     async (req, reply) => {
       const q = req.query;
-      const ev = await evaluation(req, q);
+      const ev = await evaluation(q);
       const visible = inScope(req, q.region);
       const rows = ev.schools.filter(
         (s) => visible(s.id) && (q.attained === undefined || String(s.xxt.attained) === q.attained),
@@ -218,7 +217,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
     },
     async (req, reply) => {
       const q = req.query;
-      const ev = await evaluation(req, q);
+      const ev = await evaluation(q);
       const visible = inScope(req, q.region);
       const rows = ev.classrooms.filter((c) => visible(c.school) && (!q.school || c.school === q.school));
       if (q.format !== 'json') return file(reply, q.format, 'classrooms', ev, rows, CLASSROOM_COLUMNS);
@@ -250,7 +249,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
     (onlyIdle: boolean) =>
     async (req: FastifyRequest<{ Querystring: z.infer<typeof auditQuery> }>, reply: FastifyReply) => {
       const q = req.query;
-      const ev = await evaluation(req, q, q.idleDays);
+      const ev = await evaluation(q, q.idleDays);
       const visible = inScope(req, q.region);
       const rows = ev.devices.filter(
         (d) =>

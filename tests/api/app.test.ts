@@ -6,7 +6,6 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { LiveState } from '../../api/live.js';
-import { Rollup } from '../../api/rollup.js';
 import { TokenStore } from '../../api/tokens.js';
 import { Calendars } from '../../common/calendar.js';
 import { silentLogger } from '../../common/log.js';
@@ -341,7 +340,7 @@ describe('live bandwidth (SSE) from real MQTT readings', () => {
     });
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'poller-test' });
-    const reading = (school: string, inBps: number) =>
+    const reading = (inBps: number) =>
       JSON.stringify({
         v: 1,
         ts: Date.now(),
@@ -380,8 +379,8 @@ describe('live bandwidth (SSE) from real MQTT readings', () => {
     })().catch(() => undefined);
     // A garbage reading is counted and dropped; a Xihu school's reading is not for this token; C's is.
     await pub.publishAsync('cfm/v1/C/gw-c/iface', '{"v":1,"ifaces":"nope"}', { qos: 1 });
-    await pub.publishAsync('cfm/v1/A/gw-a/iface', reading('A', 5e6), { qos: 1 });
-    await pub.publishAsync('cfm/v1/C/gw-c/iface', reading('C', 42e6), { qos: 1 });
+    await pub.publishAsync('cfm/v1/A/gw-a/iface', reading(5e6), { qos: 1 });
+    await pub.publishAsync('cfm/v1/C/gw-c/iface', reading(42e6), { qos: 1 });
     await waitFor(() => events.some((e) => e.includes('"school":"C"')), { timeoutMs: 10_000 });
     await waitFor(() => live.uplinks.has('A'), { timeoutMs: 10_000 });
     expect(events.some((e) => e.includes('"school":"A"'))).toBe(false);

@@ -13,9 +13,7 @@ import {
 } from '../../api/attainment.js';
 import { DayCache } from '../../api/days.js';
 import { profileSet } from '../../api/profiles.js';
-import { Rollup } from '../../api/rollup.js';
 import { Calendars } from '../../common/calendar.js';
-import { silentLogger } from '../../common/log.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';

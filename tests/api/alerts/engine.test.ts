@@ -6,7 +6,7 @@ import { CITY_CALENDAR } from '../../helpers/city.js';
 
 /**
  * The engine with an exact clock: the calendar of the fixture city (class periods 08:00-08:40 and 08:50-09:30
- * CST on school days; 国庆 1-7 October; make-up Saturday 10 October), one tick per second.
+ * CST on school days; 国庆 1-7 October; make-up Saturday 10 October).
  */
 const cal = new Calendar(CITY_CALENDAR);
 const at = (local: string) => Date.parse(`${local}+08:00`);
@@ -24,9 +24,14 @@ function harness(opts: { silenced?: (a: Alert, now: number) => boolean } = {}) {
   let now = 0;
   const run = (untilMs: number, events: [number, Signal][] = []) => {
     const queue = [...events].sort((a, b) => a[0] - b[0]);
-    for (; now <= untilMs; now += 1_000) {
+    // As the service runs it: a tick at each signal, at each deadline the engine names, and at least every second.
+    while (now <= untilMs) {
       while (queue.length > 0 && queue[0]![0] <= now) engine.observe(queue.shift()![1]);
       sent.push(...engine.tick(now));
+      now = Math.max(
+        now + 1,
+        Math.min(now + 1_000, engine.nextWakeMs, queue[0]?.[0] ?? Number.POSITIVE_INFINITY),
+      );
     }
   };
   const start = (ms: number) => {
@@ -65,8 +70,8 @@ describe('alert engine', () => {
     expect(kinds(h.sent)).toEqual(['firing:uplink_down', 'resolved:uplink_down']);
     const firing = h.sent[0]!;
     expect(firing.items[0]!.alert.affected).toEqual(DEVICES);
-    // Fired after its 60 s grace, which already covers the 30 s group wait: sent on the next tick.
-    expect(firing.atMs - (t0 + 64_000)).toBe(61_000);
+    // Sent when its 60 s grace ends, to the millisecond: the grace already covers the 30 s group wait.
+    expect(firing.atMs - (t0 + 64_000)).toBe(60_000);
     expect(h.engine.active.size).toBe(0);
   });
 
@@ -80,6 +85,25 @@ describe('alert engine', () => {
     h.start(t0);
     h.run(at(`${date}T08:39:00`), outage(t0, at(`${date}T08:20:00`)));
     expect(h.sent).toEqual([]);
+  });
+
+  it('names its next deadline, so the service wakes when a grace, a group window or a hysteresis ends', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:05:00.250');
+    h.engine.observe(offline('pn-01', t0)[1]);
+    expect(h.engine.nextWakeMs).toBe(t0 + 120_000); // the grace
+    expect(h.engine.tick(t0 + 119_999)).toEqual([]);
+    expect(h.engine.nextWakeMs).toBe(t0 + 120_000);
+    const sent = h.engine.tick(t0 + 120_000);
+    expect(sent.map((n) => n.atMs)).toEqual([t0 + 120_000]);
+    expect(h.engine.nextWakeMs).toBe(t0 + 120_000 + 4 * 3_600_000); // the reminder
+    h.engine.observe(offline('pn-01', t0 + 130_000, false)[1]);
+    expect(h.engine.nextWakeMs).toBe(t0 + 130_000 + 300_000); // the hysteresis
+    h.engine.tick(t0 + 430_000);
+    // The resolve waits out the group window (30 s): a school's resolves go together too.
+    expect(h.engine.nextWakeMs).toBe(t0 + 460_000);
+    expect(kinds(h.engine.tick(t0 + 460_000))).toEqual(['resolved:device_offline']);
+    expect(h.engine.nextWakeMs).toBe(Number.POSITIVE_INFINITY);
   });
 
   it('counts the make-up Saturday (调休) as a school day', () => {
@@ -121,8 +145,9 @@ describe('alert engine', () => {
       'pn-04',
       'pn-05',
     ]);
-    // The last fired at 08:05:02.4 + 120 s, rounded up to a tick; sent on the first quiet tick after it.
-    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:07:04'));
+    // Sent when the first one's grace ends (08:05 + 120 s), taking along the others, whose graces end within the
+    // 30 s group wait: none waits longer than its grace.
+    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:07:00'));
   });
 
   it('a device switched off after class, or not yet on, never pages; one that drops during class does', () => {
@@ -134,7 +159,7 @@ describe('alert engine', () => {
       offline('pn-09', at('2026-10-08T08:03:00')), // during class
     ]);
     expect(h.sent.map((n) => n.items.map((i) => i.alert.device))).toEqual([['pn-09']]);
-    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:05:01')); // 08:03 + 120 s grace, sent on the next tick
+    expect(h.sent[0]!.atMs).toBe(at('2026-10-08T08:05:00')); // 08:03 + 120 s grace
   });
 
   it('reminders wait for class: none at night, at weekends or in the vacation', () => {
@@ -159,8 +184,8 @@ describe('alert engine', () => {
     expect(kinds(h.sent)).toEqual(['firing:uplink_down', 'resolved:uplink_down', 'firing:device_offline']);
     const own = h.sent[2]!;
     expect(own.items[0]!.alert.device).toBe('pn-13');
-    // The uplink resolved at 08:15:30 + 180 s; the device then had 120 s; sent on the next tick.
-    expect(own.atMs).toBe(at('2026-10-08T08:18:30') + 120_000 + 1_000);
+    // The uplink resolved at 08:15:30 + 180 s; the device then had 120 s.
+    expect(own.atMs).toBe(at('2026-10-08T08:18:30') + 120_000);
   });
 
   it('reminds while firing, stops once acknowledged, and always sends the resolve', () => {
@@ -210,7 +235,7 @@ describe('alert engine', () => {
     // pn-02 fired and resolved inside the silence: never notified. pn-01 is owed, and notified when it ends.
     expect(kinds(h.sent)).toEqual(['firing:device_offline']);
     expect(h.sent[0]!.items[0]!.alert.device).toBe('pn-01');
-    expect(h.sent[0]!.atMs).toBe(until + 1_000);
+    expect(h.sent[0]!.atMs).toBe(until); // the first tick once it has ended (ticks fall on whole seconds here)
   });
 
   it('restored after a restart mid-incident, it does not notify again, and resolves once', () => {

@@ -102,7 +102,7 @@ afterAll(async () => {
 });
 
 const FAST = { forS: 1, resolveAfterS: 1, renotifyS: 0 };
-function startService(stateFile = join(dir, 'state.json')) {
+function startService(stateFile = join(dir, 'state.json'), tickMs = 100) {
   const live = new LiveState(
     mqttConfigSchema.parse({ url: mosquitto.url, clientId: `api-${Math.random()}` }),
     silentLogger(),
@@ -112,7 +112,7 @@ function startService(stateFile = join(dir, 'state.json')) {
     alertsConfigSchema.parse({
       stateFile,
       groupWaitS: 1,
-      tickMs: 100,
+      tickMs,
       // As shipped, a classroom's grace is longer than the uplink's, so an outage is known before rooms page.
       rules: { device_offline: { ...FAST, forS: 4 }, uplink_down: FAST },
       channels: [{ kind: 'webhook', name: 'hook', url: hook.url }],
@@ -152,16 +152,19 @@ const summary = () =>
 describe('alerting end to end', () => {
   it('a killed agent: one notification, then one resolve when it is back', async () => {
     hook.got.length = 0;
-    const { live, service } = startService(join(dir, 'one.json'));
+    // The coarse tick is 10 s: the 4 s grace and the 1 s hysteresis end on their own timers, well before it.
+    const { live, service } = startService(join(dir, 'one.json'), 10_000);
     service.start();
     await live.start();
     await live.ready();
     const c = await agent('pn-c1');
     kill(c);
-    await waitFor(() => hook.got.length === 1, { timeoutMs: 10_000 });
+    await waitFor(() => hook.got.length === 1, { timeoutMs: 9_000 });
+    const fired = service.engine.history.length === 0 ? [...service.engine.active.values()][0] : undefined;
+    expect(fired!.firingAtMs! - fired!.startedAtMs).toBeGreaterThanOrEqual(4_000);
     expect(hook.got[0]!.title).toBe('【警告】浙江省 杭州市 西湖区 西湖区第一小学：教室设备离线');
     const back = await agent('pn-c1');
-    await waitFor(() => hook.got.length === 2, { timeoutMs: 10_000 });
+    await waitFor(() => hook.got.length === 2, { timeoutMs: 9_000 });
     expect(summary()).toEqual(['firing:device_offline:pn-c1', 'resolved:device_offline:pn-c1']);
     await back.endAsync();
     await live.stop();
