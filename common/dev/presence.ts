@@ -8,7 +8,14 @@ import { buildTopic } from '../../contracts/topics.js';
  */
 export async function connectPresence(
   url: string,
-  opts: { school: string; device: string; keepaliveS: number; password?: string | undefined },
+  opts: {
+    school: string;
+    device: string;
+    keepaliveS: number;
+    password?: string | undefined;
+    /** The reading interval the birth promises (the alert service's data-gap clock). */
+    heartbeatS?: number;
+  },
 ): Promise<MqttClient> {
   const topic = buildTopic({ school: opts.school, device: opts.device, channel: 'status' });
   const status = (state: 'online' | 'offline') =>
@@ -17,7 +24,7 @@ export async function connectPresence(
       ts: Date.now(),
       state,
       kind: 'panel',
-      heartbeatS: 60,
+      heartbeatS: opts.heartbeatS ?? 60,
       ...(state === 'offline' ? { reason: 'will' } : {}),
     });
   const c = await mqtt.connectAsync(url, {

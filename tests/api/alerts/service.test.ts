@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { agentConfigSchema, ClassroomAgent } from '../../../agents/classroom/agent.js';
 import { AlertService, alertsConfigSchema } from '../../../api/alerts/service.js';
 import { LiveState } from '../../../api/live.js';
 import { TokenStore } from '../../../api/tokens.js';
 import { type CalendarDef, Calendars } from '../../../common/calendar.js';
+import { PjlinkSimulator } from '../../../common/dev/pjlink-sim.js';
 import { connectPresence } from '../../../common/dev/presence.js';
 import { silentLogger } from '../../../common/log.js';
 import { mqttConfigSchema } from '../../../common/mqtt.js';
@@ -67,7 +69,13 @@ let hook: {
   url: string;
   got: {
     title: string;
-    items: { kind: string; rule: string; device: string | null; affected: string[] }[];
+    items: {
+      kind: string;
+      rule: string;
+      device: string | null;
+      subject: string | null;
+      affected: string[];
+    }[];
   }[];
   server: Server;
 };
@@ -208,6 +216,153 @@ describe('alerting end to end', () => {
     for (const b of back) await b.endAsync();
     await live.stop();
     await service.stop();
+  });
+
+  it('equipment and network rules: projector faults, lamp hours, a saturated uplink, clock skew, a data gap', async () => {
+    hook.got.length = 0;
+    const live = new LiveState(
+      mqttConfigSchema.parse({ url: mosquitto.url, clientId: `api-${Math.random()}` }),
+      silentLogger(),
+      true,
+    );
+    const service = new AlertService(
+      alertsConfigSchema.parse({
+        stateFile: join(dir, 'equipment.json'),
+        groupWaitS: 0,
+        tickMs: 100,
+        rules: {
+          display_fault: { ...FAST, lampHoursMax: 2_000 },
+          uplink_saturated: { ...FAST, thresholdPct: 80 },
+          clock_skew: { ...FAST, skewMaxS: 60 },
+          data_gap: { ...FAST, forS: 0, gapFactor: 2 },
+          device_rebooted: { enabled: false },
+        },
+        channels: [{ kind: 'webhook', name: 'hook', url: hook.url }],
+      }),
+      { log: silentLogger(), registry, calendars: () => calendars, live },
+    );
+    service.start();
+    await live.start();
+    await live.ready();
+    const items = () =>
+      hook.got.flatMap((n) => n.items.map((i) => `${i.kind}:${i.rule}:${i.device ?? ''}:${i.subject ?? ''}`));
+    const cleanups: (() => Promise<unknown>)[] = [];
+    try {
+      // A real classroom agent reading a real (simulated) PJLink projector over TCP.
+      const projector = new PjlinkSimulator({ power: 1, input: '31', lampHours: 1_500, errors: '000000' });
+      const pjPort = await projector.start();
+      cleanups.push(() => projector.stop());
+      const agent = new ClassroomAgent(
+        agentConfigSchema.parse({
+          school: SCHOOL,
+          device: 'pn-c1',
+          classroom: 'c1',
+          kind: 'panel',
+          intervalS: 1,
+          mqtt: { url: mosquitto.url, keepaliveS: 5 },
+          spool: { dir: join(dir, 'spool-pn-c1') },
+          display: { source: 'pjlink', host: '127.0.0.1', port: pjPort, timeoutMs: 2_000 },
+        }),
+        { log: silentLogger() },
+      );
+      await agent.start();
+      cleanups.push(() => agent.stop());
+      await waitFor(() => live.devices.get('pn-c1')?.state === 'online', { timeoutMs: 10_000 });
+      // The lamp fails (PJLink ERST lamp = error) and the lamp passes its hours.
+      projector.state.errors = '020000';
+      projector.state.lampHours = 2_500;
+      await waitFor(
+        () =>
+          items().includes('firing:display_fault:pn-c1:lamp') &&
+          items().includes('firing:display_fault:pn-c1:lamp_hours'),
+        { timeoutMs: 15_000 },
+      );
+      // A new lamp: both resolve.
+      projector.state.errors = '000000';
+      projector.state.lampHours = 0;
+      await waitFor(
+        () =>
+          items().includes('resolved:display_fault:pn-c1:lamp') &&
+          items().includes('resolved:display_fault:pn-c1:lamp_hours'),
+        { timeoutMs: 15_000 },
+      );
+
+      // The poller reports the school's 1 Gbit/s uplink at 95 %, then at 20 %.
+      const poller = await mqtt.connectAsync(mosquitto.url, { clientId: 'poller-sat' });
+      cleanups.push(() => poller.endAsync());
+      let seq = 0;
+      const iface = (mbps: number) =>
+        poller.publishAsync(
+          `cfm/v1/${SCHOOL}/gw-1/iface`,
+          JSON.stringify({
+            v: 1,
+            ts: Date.now(),
+            seq: seq++,
+            kind: 'router',
+            sysUpTimeTicks: 100 * seq,
+            ifaces: [
+              {
+                index: 1,
+                name: 'Gi0/0/1',
+                uplink: true,
+                operStatus: 'up',
+                counterBits: 64,
+                inOctets: String(seq * 1e9),
+                outOctets: String(seq * 1e8),
+                inBps: mbps * 1e6,
+                outBps: 1e6,
+                speedMbps: 1000,
+              },
+            ],
+          }),
+          { qos: 1 },
+        );
+      const until = async (want: string, mbps: number) => {
+        await waitFor(
+          async () => {
+            await iface(mbps);
+            return items().includes(want);
+          },
+          { timeoutMs: 15_000, intervalMs: 300 },
+        );
+      };
+      await until(`firing:uplink_saturated:gw-1:`, 950);
+      await until(`resolved:uplink_saturated:gw-1:`, 200);
+
+      // A device whose clock is ten minutes ahead, and which then stops sending readings while still connected
+      // (its reading loop hung): clock skew, then a data gap after two promised heartbeats.
+      const hung = await connectPresence(mosquitto.url, {
+        school: SCHOOL,
+        device: 'pn-c2',
+        keepaliveS: 5,
+        heartbeatS: 1,
+      });
+      cleanups.push(() => hung.endAsync());
+      const telemetry = (ts: number) =>
+        hung.publishAsync(
+          `cfm/v1/${SCHOOL}/pn-c2/telemetry`,
+          JSON.stringify({ v: 1, ts, seq: seq++, kind: 'panel' }),
+          { qos: 1 },
+        );
+      await waitFor(
+        async () => {
+          await telemetry(Date.now() + 600_000);
+          return items().includes('firing:clock_skew:pn-c2:');
+        },
+        { timeoutMs: 15_000, intervalMs: 500 },
+      );
+      await waitFor(() => items().includes('firing:data_gap:pn-c2:'), { timeoutMs: 15_000 });
+      await telemetry(Date.now());
+      await waitFor(() => items().includes('resolved:data_gap:pn-c2:'), { timeoutMs: 15_000 });
+      // Each condition was one alert: no rule notified twice.
+      const firing = items().filter((i) => i.startsWith('firing:'));
+      expect(new Set(firing).size).toBe(firing.length);
+      expect(items().filter((i) => i.includes(':device_offline:'))).toEqual([]);
+    } finally {
+      for (const c of cleanups.reverse()) await c();
+      await live.stop();
+      await service.stop();
+    }
   });
 
   it('API: active alerts scoped by region, acknowledgement, silences bounded by the token scope', async () => {
