@@ -1,6 +1,7 @@
 import { type Calendar, type Calendars, dateOf, dayNumber, localDate } from '../common/calendar.js';
 import type { RegistryIndex } from '../common/registry/store.js';
 import { regionWithin } from '../contracts/ids.js';
+import type { PointOf } from '../contracts/influx.js';
 import { type Classroom, DISPLAY_KINDS, type School } from '../contracts/registry.js';
 import { DayCache, periodBuckets } from './days.js';
 import type { Profile } from './profiles.js';
@@ -622,4 +623,51 @@ export function rollups(ev: Evaluation, reg: RegistryIndex, scope: string | unde
   return rows.sort((a, b) =>
     a.region === b.region ? (a.split + a.group < b.split + b.group ? -1 : 1) : a.region < b.region ? -1 : 1,
   );
+}
+
+// ---- attainment for dashboards --------------------------------------------------------------------------------
+
+/**
+ * An evaluation as `attainment_day` points (one per school, at `atMs`), so Grafana can chart and tabulate
+ * attainment with plain InfluxQL: the same figures as /v1/attainment for the evaluation's period.
+ */
+export function attainmentPoints(
+  ev: Evaluation,
+  reg: RegistryIndex,
+  atMs: number,
+): PointOf<'attainment_day'>[] {
+  const windowDays = dayNumber(ev.period.to) - dayNumber(ev.period.from) + 1;
+  return ev.schools.map((s) => {
+    const school = reg.schools.get(s.id);
+    const region = school ? reg.regions.get(school.region) : undefined;
+    const u = s.uplink;
+    return {
+      measurement: 'attainment_day',
+      ts: atMs,
+      tags: {
+        region: reg.schoolPath(s.id) ?? s.region,
+        region_name: region?.name ?? s.region,
+        school: s.id,
+        school_name: s.name,
+        area: s.area,
+        level: s.level,
+        profile: ev.profile,
+      },
+      fields: {
+        window_days: windowDays,
+        teaching_days: s.teachingDays,
+        ...(s.xxt.attained === null ? {} : { xxt: s.xxt.attained ? 1 : 0 }),
+        ...(u.availabilityPct === null ? {} : { availability_pct: u.availabilityPct }),
+        ...(u.perClassMbps === null ? {} : { per_class_mbps: u.perClassMbps }),
+        ...(u.busyPct === null ? {} : { busy_pct: u.busyPct }),
+        classes: s.bbt.classes,
+        classes_attained: s.bbt.attained,
+        classes_unmonitored: s.bbt.unmonitored,
+        students: s.students,
+        teachers: s.teachers,
+        student_computers: s.computers.studentWorking,
+        teacher_computers: s.computers.teacherWorking,
+      },
+    };
+  });
 }

@@ -1,7 +1,14 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
 import { z } from 'zod';
-import { Calendars, calendarsSchema, dateOf, dayNumber, localDate } from '../common/calendar.js';
+import {
+  Calendars,
+  calendarsSchema,
+  dateOf,
+  dayNumber,
+  localDate,
+  localMidnightMs,
+} from '../common/calendar.js';
 import { loadConfig } from '../common/config.js';
 import type { Service } from '../common/lifecycle.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
@@ -9,6 +16,7 @@ import { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
 import { AlertService, type AlertsConfig } from './alerts/service.js';
 import { buildApp } from './app.js';
+import { attainmentPoints } from './attainment.js';
 import { DayCache } from './days.js';
 import { LiveState } from './live.js';
 import { DEFAULT_PROFILE, profileSchema, profileSet } from './profiles.js';
@@ -106,6 +114,15 @@ export const apiConfigSchema = z
           .min(60_000)
           .default(3_600_000)
           .describe('How often the rollup runs (today included).'),
+        attainmentWindowDays: z
+          .number()
+          .int()
+          .min(0)
+          .max(366)
+          .default(30)
+          .describe(
+            'Each rolled-up day also gets `attainment_day` points (for dashboards): the attainment of this many days ending that day, per profile; 0 = none.',
+          ),
       })
       .prefault({}),
   })
@@ -127,6 +144,7 @@ export class ApiServer implements Service {
   readonly live: LiveState;
   readonly days: DayCache;
   readonly reports: Reports;
+  readonly profiles: ReturnType<typeof profileSet>;
   readonly rollup: Rollup;
   readonly metrics = new PromRegistry();
   private calendars: Calendars;
@@ -168,6 +186,9 @@ export class ApiServer implements Service {
       checkEveryMs: config.cacheTtlMs,
       maxDays: config.cacheDays,
     });
+    this.profiles = profileSet(config.profiles);
+    if (!this.profiles.has(config.defaultProfile))
+      throw new Error(`api.defaultProfile: no profile ${config.defaultProfile}`);
     this.reports = new Reports({
       days: this.days,
       registry: this.registry,
@@ -251,9 +272,6 @@ export class ApiServer implements Service {
     this.registry.load();
     this.tokens.load();
     this.calendars = loadCalendars(config.calendarFile);
-    const profiles = profileSet(config.profiles);
-    if (!profiles.has(config.defaultProfile))
-      throw new Error(`api.defaultProfile: no profile ${config.defaultProfile}`);
     this.alerts?.start();
     await this.live.start();
     const app = await buildApp({
@@ -262,7 +280,7 @@ export class ApiServer implements Service {
       calendars: () => this.calendars,
       tokens: this.tokens,
       reports: this.reports,
-      profiles,
+      profiles: this.profiles,
       defaultProfile: config.defaultProfile,
       live: this.live,
       storage: deps.storage,
@@ -313,6 +331,7 @@ export class ApiServer implements Service {
         ];
         for (const d of dates) await this.rollup.day(d, now);
         this.reports.invalidate(dates);
+        await this.writeAttainment(dates.filter((d) => d <= localDate(now)));
         this.rollupLast.set(Math.round(now / 1000));
       } catch (err) {
         this.rollupFailures.inc();
@@ -322,6 +341,23 @@ export class ApiServer implements Service {
       }
     })();
     return this.rolling;
+  }
+
+  /**
+   * `attainment_day` for dashboards: for each rolled-up date and each profile, the attainment of the
+   * `attainmentWindowDays` ending that date, evaluated exactly as /v1/attainment evaluates it.
+   */
+  private async writeAttainment(dates: readonly string[]): Promise<void> {
+    const windowDays = this.config.rollup.attainmentWindowDays;
+    if (windowDays === 0) return;
+    for (const to of dates) {
+      const period = { from: dateOf(dayNumber(to) - windowDays + 1), to };
+      for (const profile of this.profiles.values()) {
+        const ev = await this.reports.evaluation(period, profile);
+        this.deps.storage.write(attainmentPoints(ev, this.registry.index, localMidnightMs(to)));
+      }
+    }
+    await this.deps.storage.flush();
   }
 
   async stop(): Promise<void> {

@@ -97,7 +97,8 @@ describe('the api process and its tools', () => {
         registryFile: join(dir, 'registry.json'),
         tokensFile: join(dir, 'tokens.json'),
         calendarFile: join(dir, 'calendar.yaml'),
-        rollup: { lateDays: 3 },
+        // A week's window: the points at Sunday 11 October cover ISO week 41, which the API is asked for below.
+        rollup: { lateDays: 3, attainmentWindowDays: 7 },
       }),
       // "Now" is the Sunday after the fixture week: the run rolls up Thu 8 … Sat 10 and Sunday so far.
       { log: silentLogger(), storage, now: () => Date.parse('2026-10-11T12:00:00+08:00') },
@@ -115,12 +116,34 @@ describe('the api process and its tools', () => {
       headers: { authorization: `Bearer ${token}` },
     });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { items: { id: string; xxt: { attained: boolean } }[] };
+    const body = (await res.json()) as {
+      items: { id: string; xxt: { attained: boolean }; bbt: { classes: number; attained: number } }[];
+    };
     expect(body.items.map((s) => [s.id, s.xxt.attained])).toEqual([
       ['A', true],
       ['B', false],
       ['C', false],
     ]);
+    // The same figures as points for dashboards: per school, profile and day (here the week to Sunday).
+    await waitFor(
+      async () =>
+        (await storage.rows("SELECT count(classes) AS n FROM attainment_day WHERE profile = 'cn-2020'"))[0]
+          ?.n === 12, // 3 schools × 4 days
+      { timeoutMs: 30_000 },
+    );
+    const points = await storage.rows(
+      "SELECT xxt, classes, classes_attained, window_days, school_name, region_name, area FROM attainment_day WHERE profile = 'cn-2020' AND time = '2026-10-10T16:00:00Z' GROUP BY school",
+    );
+    expect(points.map((p) => [p.school, p.xxt, p.classes, p.classes_attained, p.window_days]).sort()).toEqual(
+      body.items.map((s) => [s.id, s.xxt.attained ? 1 : 0, s.bbt.classes, s.bbt.attained, 7]),
+    );
+    expect(points[0]).toMatchObject({
+      region_name: '西湖区',
+      area: expect.stringMatching(/^(urban|rural)$/),
+    });
+    expect(
+      (await storage.rows('SHOW TAG VALUES FROM attainment_day WITH KEY = profile')).map((r) => r.value),
+    ).toEqual(['cn-2017', 'cn-2020', 'gigabit']);
     const health = (await (await fetch(`${server.url}/health`)).json()) as { status: string };
     expect(health).toMatchObject({ status: 'ok', mqtt: { configured: false } });
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
