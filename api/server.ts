@@ -176,6 +176,7 @@ export class ApiServer implements Service {
     this.alerts = alerting
       ? new AlertService(deps.alerts!, {
           log: deps.log.child({ part: 'alerts' }),
+          storage: deps.storage,
           registry: this.registry,
           calendars: () => this.calendars,
           live: this.live,

@@ -123,6 +123,18 @@ export const MEASUREMENTS = {
       speed_mbps: 'float',
     },
   },
+  alert: {
+    doc: 'Alert notifications (api/alerts): one point each time an alert is notified — fired, reminded or resolved — for dashboards. `firing` is 1 for fired and reminded, 0 for resolved; `affected` counts the devices an uplink outage names.',
+    tags: ['region', 'school', 'device', 'rule', 'severity', 'subject'],
+    fields: {
+      kind: 'string',
+      firing: 'int',
+      alert_id: 'string',
+      message: 'string',
+      affected: 'int',
+      duration_s: 'float',
+    },
+  },
   attainment_day: {
     doc: 'Rollup (api/server.ts after each rollup run): per school, standard profile and rolled-up day, the attainment of the window of `window_days` days ending that day, as /v1/attainment computes it — for dashboards. `xxt` (校校通, 1/0) is absent when the window had no teaching time. Names are tags so dashboards can show them.',
     tags: ['region', 'region_name', 'school', 'school_name', 'area', 'level', 'profile'],

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { type Calendars, localDate, localMidnightMs, WEEKDAYS, weekdayOf } from '../../common/calendar.js';
 import { readJsonFile, writeFileAtomic } from '../../common/json-file.js';
 import type { RegistryStore } from '../../common/registry/store.js';
+import type { Storage } from '../../common/storage/index.js';
 import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
 import type { LiveMessage, LiveState } from '../live.js';
 import { type Alert, AlertEngine, type Notification, type QueuedMessage } from './engine.js';
@@ -152,6 +153,8 @@ export class AlertService {
       calendars: () => Calendars;
       live: LiveState;
       now?: () => number;
+      /** Where notifications are also written as `alert` points (the API's storage); absent: nowhere. */
+      storage?: Pick<Storage, 'write'>;
     },
   ) {
     const rules = resolveRules(config.rules);
@@ -495,11 +498,30 @@ export class AlertService {
   private deliver(n: Notification): void {
     const rendered = render(n, this.names(), this.config.linkBaseUrl);
     this.deps.log.info({ school: n.school, title: rendered.title, items: n.items.length }, 'notification');
-    this.deliverer.deliver(
-      this.config.channels as Channel[],
-      n,
-      rendered,
-      this.deps.registry.index.schoolPath(n.school),
+    const path = this.deps.registry.index.schoolPath(n.school);
+    this.deliverer.deliver(this.config.channels as Channel[], n, rendered, path);
+    // The notification as points, for the alerts dashboard (buffered and retried by the storage's writer).
+    this.deps.storage?.write(
+      n.items.map(({ kind, alert: a }) => ({
+        measurement: 'alert' as const,
+        ts: n.atMs,
+        tags: {
+          ...(path ? { region: path } : {}),
+          school: a.school,
+          ...(a.device ? { device: a.device } : {}),
+          rule: a.rule,
+          severity: a.severity,
+          ...(a.subject ? { subject: a.subject } : {}),
+        },
+        fields: {
+          kind,
+          firing: kind === 'resolved' ? 0 : 1,
+          alert_id: a.id,
+          message: a.message,
+          affected: a.affected.length,
+          ...(kind === 'resolved' ? { duration_s: (n.atMs - a.startedAtMs) / 1000 } : {}),
+        },
+      })),
     );
     this.dirty = true;
   }

@@ -126,7 +126,7 @@ function startService(stateFile = join(dir, 'state.json'), tickMs = 100) {
       channels: [{ kind: 'webhook', name: 'hook', url: hook.url }],
       linkBaseUrl: 'https://monitor.edu.example',
     }),
-    { log: silentLogger(), registry, calendars: () => calendars, live },
+    { log: silentLogger(), registry, calendars: () => calendars, live, storage },
   );
   return { live, service };
 }
@@ -174,6 +174,16 @@ describe('alerting end to end', () => {
     const back = await agent('pn-c1');
     await waitFor(() => hook.got.length === 2, { timeoutMs: 9_000 });
     expect(summary()).toEqual(['firing:device_offline:pn-c1', 'resolved:device_offline:pn-c1']);
+    // Both notifications are also points, for the alerts dashboard.
+    await storage.drain();
+    const points = await storage.rows(
+      "SELECT kind, firing, duration_s, rule, severity, region FROM alert WHERE device = 'pn-c1' ORDER BY time",
+    );
+    expect(points.map((p) => [p.kind, p.firing, p.rule, p.severity, p.region])).toEqual([
+      ['firing', 1, 'device_offline', 'warning', '330000/330100/330106'],
+      ['resolved', 0, 'device_offline', 'warning', '330000/330100/330106'],
+    ]);
+    expect(points[1]!.duration_s).toBeGreaterThanOrEqual(4);
     await back.endAsync();
     await live.stop();
     await service.stop();
