@@ -175,6 +175,9 @@ export class AlertEngine {
     if (a.changes.length >= this.opts.flap.changes) a.flapping = true;
     if (sig.active) {
       a.clearSinceMs = null;
+      // Back within its hysteresis: reminders resume.
+      if (a.state === 'firing' && rule.renotifyS > 0 && a.notifiedAtMs !== null)
+        this.wake(a.notifiedAtMs + rule.renotifyS * 1000);
       // The grace period starts when the condition did (not at the next tick), if it counts at that moment.
       if (a.state === 'pending' && (rule.when === 'always' || this.opts.teaching(a.school, sig.atMs))) {
         a.pendingSinceMs = sig.atMs;
@@ -291,7 +294,10 @@ export class AlertEngine {
       } else if (a.inhibitedBy) {
         // The parent is gone: give the device its own grace from now to reconnect before it pages.
         a.inhibitedBy = null;
-        a.pendingSinceMs = a.state === 'pending' && a.raw ? now : a.pendingSinceMs;
+        if (a.state === 'pending' && a.raw) {
+          a.pendingSinceMs = now;
+          this.wake(now + this.opts.rules[a.rule].forS * 1000);
+        }
         this.version++;
       }
     }
@@ -387,10 +393,14 @@ export class AlertEngine {
         this.wake(q.firstMs + waitMs);
         continue;
       }
-      // Take along the school's alerts that would fire within the group wait (they died with the others).
+      // Take along the school's alerts of the same rules that would fire within the group wait (classrooms
+      // that died with the others; their graces are shortened by at most the group wait) — only if they would
+      // really fire: still in class when their grace ends.
+      const rules = new Set(q.items.filter((i) => i.kind === 'firing').map((i) => i.alert.rule));
       for (const a of this.active.values()) {
         if (
           a.school !== school ||
+          !rules.has(a.rule) ||
           a.state !== 'pending' ||
           !a.raw ||
           a.inhibitedBy ||
@@ -398,7 +408,10 @@ export class AlertEngine {
         )
           continue;
         const rule = this.opts.rules[a.rule];
-        if (a.pendingSinceMs + rule.forS * 1000 <= now + waitMs) this.fire(a, now);
+        const due = a.pendingSinceMs + rule.forS * 1000;
+        if (due > now + waitMs) continue;
+        if (rule.when === 'teaching' && !this.opts.teaching(a.school, due)) continue;
+        this.fire(a, now);
       }
       this.queue.delete(school);
       // An outage's message names the devices affected by the time it is sent, not only when it fired.

@@ -191,6 +191,8 @@ export class AlertService {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAtMs = Number.POSITIVE_INFINITY;
     this.deps.live.off('message', this.onMessage);
     this.deliverer.stop();
     this.save(true);
@@ -199,7 +201,7 @@ export class AlertService {
   /** One step: engine timers, deliveries, the state file. Public for tests with a fake clock. */
   tick(now = this.now()): void {
     this.ticks++;
-    if (now - this.gapsAtMs >= this.config.tickMs) {
+    if (now < this.gapsAtMs || now - this.gapsAtMs >= this.config.tickMs) {
       this.gapsAtMs = now;
       this.gaps(now);
     }
@@ -222,8 +224,11 @@ export class AlertService {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.timerAtMs = Number.POSITIVE_INFINITY;
-      this.tick();
-      this.schedule();
+      try {
+        this.tick();
+      } finally {
+        this.schedule();
+      }
     }, at - now);
   }
 

@@ -106,6 +106,35 @@ describe('alert engine', () => {
     expect(h.engine.nextWakeMs).toBe(Number.POSITIVE_INFINITY);
   });
 
+  it('a message takes along only alerts of its own rules that would fire in class', () => {
+    const h = harness();
+    h.start(at('2026-10-08T09:15:00'));
+    const cond = (rule: Signal['rule'], device: string, ms: number): [number, Signal] => [
+      ms,
+      { kind: 'condition', rule, school: 'S', device, active: true, atMs: ms },
+    ];
+    h.run(at('2026-10-08T09:40:00'), [
+      // A display fault fires at 09:28:00; the uplink, saturated since 09:18:30, reaches its 10 minutes only at
+      // 09:28:30: another rule, so not pulled forward by the fault's message.
+      cond('uplink_saturated', 'gw', at('2026-10-08T09:18:30')),
+      cond('display_fault', 'pn-09', at('2026-10-08T09:27:00')),
+      // pn-01's grace ends at 09:29:45, in class; pn-02's would end at 09:30:10, after the bell: not taken along,
+      // and never notified (a teacher switching off just before the bell).
+      offline('pn-01', at('2026-10-08T09:27:45')),
+      offline('pn-02', at('2026-10-08T09:28:10')),
+    ]);
+    expect(
+      h.sent.map((n) => [
+        new Date(n.atMs).toISOString(),
+        n.items.map((i) => `${i.alert.rule}:${i.alert.device}`),
+      ]),
+    ).toEqual([
+      ['2026-10-08T01:28:00.000Z', ['display_fault:pn-09']],
+      ['2026-10-08T01:28:30.000Z', ['uplink_saturated:gw']],
+      ['2026-10-08T01:29:45.000Z', ['device_offline:pn-01']],
+    ]);
+  });
+
   it('counts the make-up Saturday (调休) as a school day', () => {
     const h = harness();
     const t0 = at('2026-10-10T08:05:00');
