@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the stack and its tests use, when they are missing:
 #   influxdb (1.x server for local runs and tests), snmpd + snmp (SNMP agent and C tools),
-#   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients).
+#   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients); with --tests, chromium.
 # Used by .ci/run and by the quickstart, so both install the same things the same way.
 set -euo pipefail
 
 PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients)
+# `install-deps.sh --tests`: also Debian's Chromium (the overview page's browser test drives it with
+# playwright-core; nothing downloads a browser) and a small CJK font, so its screenshots show the Chinese text.
+if [ "${1:-}" = "--tests" ]; then
+  PACKAGES+=(chromium fonts-wqy-microhei)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

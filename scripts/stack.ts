@@ -1,27 +1,32 @@
-// The whole stack on one machine, for a first look and for development: npm run stack [-- --classrooms 12]
+// The whole stack on one machine over a simulated city: npm run stack [-- --schools 36 --classrooms 6]
 //
-// Starts, all on loopback: a local InfluxDB (data under var/influxdb), the embedded MQTT broker (credentials in
-// var/stack-credentials.yaml), the collector, and a few simulated classrooms — each a real classroom agent
-// speaking MQTT with a simulated display (one idle, one faulty) — and a school router (a real SNMP agent on
-// loopback with school-day traffic) polled by the SNMP poller; then prints what the collector has stored.
-// Then the API over all of it (registry of the simulated school, the example calendar, an admin token
-// printed once). Dashboards and a whole simulated city arrive with issue #7. Ctrl-C stops everything.
-import { mkdirSync, rmSync } from 'node:fs';
+// Starts, all on loopback: a local InfluxDB (data under var/influxdb), the embedded MQTT broker, the collector,
+// a simulated city (common/dev/city.ts: three counties, urban and rural schools; a router per school answering
+// real SNMP, polled by the SNMP poller; a whiteboard agent per classroom speaking real MQTT through its school's
+// uplink), the school days before today written as history and rolled up, and the API with alerting. Then it
+// prints where to look and a summary computed from the stored data, simulates a fibre cut at one school, and
+// keeps printing what happens. Ctrl-C stops everything. Design: docs/quickstart.md.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { agentConfigSchema, ClassroomAgent } from '../agents/classroom/agent.js';
 import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
+import { alertsConfigSchema } from '../api/alerts/service.js';
+import { rollups } from '../api/attainment.js';
 import { ApiServer, apiConfigSchema } from '../api/server.js';
 import { Broker, brokerConfigSchema } from '../broker/broker.js';
 import { CredentialStore } from '../broker/credentials.js';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
-import { localDate } from '../common/calendar.js';
+import { Calendar, dateOf, dayNumber, localDate } from '../common/calendar.js';
 import { processConfigSchema } from '../common/cli.js';
 import { describeConfig, loadConfig } from '../common/config.js';
+import { historyPoints, planCity, type SimSchool, uplinkLoad } from '../common/dev/city.js';
 import { Influxd } from '../common/dev/influxd.js';
 import { freePort } from '../common/dev/ports.js';
 import { SnmpSim } from '../common/dev/snmp-sim.js';
+import { UplinkRelay } from '../common/dev/uplink.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
@@ -31,9 +36,32 @@ const { values } = parseArgs({
     config: { type: 'string' },
     'print-config': { type: 'boolean', default: false },
     'influx-port': { type: 'string', default: '18086' },
+    'api-port': { type: 'string', default: '8080' },
+    schools: { type: 'string', default: '36' },
     classrooms: { type: 'string', default: '6' },
+    'history-days': { type: 'string', default: '5' },
+    'interval-s': { type: 'string', default: '10' },
+    'outage-after-s': { type: 'string', default: '60' },
+    'outage-for-s': { type: 'string', default: '600' },
   },
 });
+const num = (name: keyof typeof values, min: number, max: number): number => {
+  const v = Number(values[name]);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    console.error(`--${name} must be an integer ${min}..${max} (got ${String(values[name])})`);
+    process.exit(2);
+  }
+  return v;
+};
+const opts = {
+  schools: num('schools', 3, 600),
+  classrooms: num('classrooms', 2, 60),
+  historyDays: num('history-days', 1, 40),
+  intervalS: num('interval-s', 5, 300),
+  outageAfterS: num('outage-after-s', 0, 86_400),
+  outageForS: num('outage-for-s', 10, 86_400),
+  apiPort: num('api-port', 0, 65_535),
+};
 
 const config = loadConfig(processConfigSchema({ influx: influxConfigSchema }), { file: values.config });
 if (values['print-config']) {
@@ -45,21 +73,34 @@ const step = (s: string) => process.stdout.write(`• ${s}\n`);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const varDir = `${root}var`;
 mkdirSync(`${varDir}/influxdb`, { recursive: true });
+const now = () => Date.now();
+const clock = () => new Date().toLocaleTimeString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false });
 
 const services: Service[] = [];
+const timers: NodeJS.Timeout[] = [];
 let stopping = false;
 async function stopAll(code: number) {
   if (stopping) return;
   stopping = true;
   step('stopping…');
+  for (const t of timers) clearInterval(t);
   for (const s of services.reverse())
     await s.stop().catch((err: unknown) => log.error({ err, service: s.name }));
   process.exit(code);
 }
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
+const service = (name: string, stop: () => Promise<unknown>) =>
+  services.push({ name, start: async () => {}, stop: async () => void (await stop()) });
 
 try {
+  const today = localDate(now());
+  const plan = planCity({ schools: opts.schools, classrooms: opts.classrooms, today });
+  const cal = new Calendar(plan.calendar);
+  const rooms = plan.schools.reduce((n, s) => n + s.rooms.length, 0);
+  const outageSchool = plan.schools.find((s) => s.scenario === 'outage');
+  const congested = plan.schools.find((s) => s.scenario === 'congested');
+
   step('InfluxDB (influxd 1.x, data in var/influxdb)');
   // Its own process group: Ctrl-C must reach us first, so the storage can flush into influxd before it stops.
   const influxd = new Influxd({
@@ -68,36 +109,62 @@ try {
     detached: true,
   });
   await influxd.start();
-  services.push({ name: 'influxd', start: async () => {}, stop: () => influxd.stop() });
+  service('influxd', () => influxd.stop());
   const storage = new Storage({ ...config.influx, url: influxd.url }, { log });
   const info = await storage.start();
-  services.push({ name: 'storage', start: async () => {}, stop: () => storage.stop() });
+  service('storage', () => storage.stop());
+
+  // The school days before today (and today's periods so far): what the reports compute from.
+  let from = today;
+  for (let d = dayNumber(today) - 1, n = 0; n < opts.historyDays; d--)
+    if (cal.day(dateOf(d)).kind === 'teaching') {
+      from = dateOf(d);
+      n++;
+    }
+  step(
+    `simulated city: ${plan.schools.length} schools in 3 counties (${plan.schools.filter((s) => s.area === 'rural').length} rural), ${rooms} classrooms with whiteboards; history ${from} … ${today} (class periods only)`,
+  );
+  const t0 = performance.now();
+  const history = historyPoints(plan, from, today, now());
+  for (let i = 0; i < history.length; i += 20_000) {
+    storage.write(history.slice(i, i + 20_000));
+    await storage.flush();
+    process.stdout.write(
+      `\r  writing history: ${Math.min(i + 20_000, history.length)}/${history.length} readings`,
+    );
+  }
+  process.stdout.write(` in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
   step('MQTT broker (embedded aedes, deny by default)');
   const credentialsFile = `${varDir}/stack-credentials.yaml`;
   rmSync(credentialsFile, { force: true }); // fresh demo secrets each run; nothing else reads this file
+  rmSync(`${varDir}/stack-spool`, { recursive: true, force: true });
   const store = new CredentialStore(credentialsFile);
+  const secret = new Map<string, string>();
+  for (const s of plan.schools)
+    for (const r of s.rooms)
+      secret.set(
+        r.device,
+        await store.add({ username: r.device, role: 'device', school: s.id, device: r.device }),
+      );
   const collectorSecret = await store.add({ username: 'collector', role: 'collector' });
-  const n = Math.max(1, Number(values.classrooms));
-  const school = '3133000001';
-  const devices: { device: string; secret: string }[] = [];
-  for (let i = 1; i <= n; i++) {
-    const device = `c${String(i).padStart(2, '0')}-ops`;
-    devices.push({
-      device,
-      secret: await store.add({ username: `dev-${device}`, role: 'device', school, device }),
-    });
-  }
-  const pollerSecret = await store.add({ username: 'poller', role: 'poller', schools: [school] });
-  const apiCollectorSecret = await store.add({ username: 'api', role: 'collector' }); // subscribe-only
-  const port = await freePort();
+  const pollerSecret = await store.add({
+    username: 'poller',
+    role: 'poller',
+    schools: plan.schools.map((s) => s.id),
+  });
+  const apiSecret = await store.add({ username: 'api', role: 'collector' }); // subscribe-only
+  const brokerPort = await freePort();
   const broker = new Broker(
-    brokerConfigSchema.parse({ credentialsFile, listeners: [{ kind: 'tcp', host: '127.0.0.1', port }] }),
+    brokerConfigSchema.parse({
+      credentialsFile,
+      listeners: [{ kind: 'tcp', host: '127.0.0.1', port: brokerPort }],
+    }),
     { log },
   );
   await broker.start();
   services.push(broker);
-  const url = `mqtt://127.0.0.1:${port}`;
+  const url = `mqtt://127.0.0.1:${brokerPort}`;
 
   step('collector');
   const collector = new Collector(
@@ -111,178 +178,232 @@ try {
   services.push(collector);
   await collector.ready();
 
-  step(
-    `${n} simulated classrooms (agents with simulated displays, on 08–17 local time on weekdays; c01 idle, c02 faulty)`,
-  );
-  for (const [k, { device, secret }] of devices.entries()) {
-    const i = k + 1;
-    const agent = new ClassroomAgent(
-      agentConfigSchema.parse({
-        school,
-        device,
-        classroom: `c${String(i).padStart(2, '0')}`,
-        region: '330000/330100/330106',
-        kind: 'panel',
-        intervalS: 5,
-        mqtt: { url, username: `dev-${device}`, password: secret },
-        spool: { dir: `${varDir}/stack-spool/${device}` },
-        display: { source: 'simulated', idle: i === 1, faulty: i === 2, useShare: 1 },
+  step(`API with alerting (registry and calendar of the city; rolling up ${from} … ${today})`);
+  const file = (name: string) => {
+    const f = `${varDir}/stack-${name}`;
+    rmSync(f, { force: true });
+    return f;
+  };
+  const calendarFile = file('calendar.yaml');
+  writeFileSync(calendarFile, stringify({ calendars: [plan.calendar] }));
+  // Notifications go to a webhook on loopback that prints them here (a deployment names its robots instead).
+  const hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      try {
+        const n = JSON.parse(body) as { title: string; items: { kind: string; affected?: string[] }[] };
+        const affected = n.items.reduce((a, i) => a + (i.affected?.length ?? 0), 0);
+        process.stdout.write(
+          `[${clock()}] 告警通知 ${n.title}${affected ? `（受影响设备 ${affected} 台）` : ''}\n`,
+        );
+      } catch {
+        // not ours
+      }
+      res.writeHead(200).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  service('webhook', () => new Promise<void>((resolve) => hook.close(() => resolve())));
+  const api = new ApiServer(
+    apiConfigSchema.parse({
+      port: opts.apiPort,
+      registryFile: file('registry.json'),
+      tokensFile: file('api-tokens.json'),
+      calendarFile,
+      mqtt: { url, username: 'api', password: apiSecret },
+      rollup: { everyMs: 600_000, lateDays: dayNumber(today) - dayNumber(from) },
+    }),
+    {
+      log,
+      storage,
+      alerts: alertsConfigSchema.parse({
+        stateFile: file('alerts.json'),
+        groupWaitS: 10,
+        channels: [
+          {
+            kind: 'webhook',
+            name: 'terminal',
+            url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/`,
+          },
+        ],
       }),
-      { log },
-    );
-    await agent.start();
-    services.push(agent);
-  }
+    },
+  );
+  await api.registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) }]);
+  const adminToken = api.tokens.load().add('quickstart admin', 'admin').token;
+  await api.start();
+  services.push(api);
 
-  step('school router (a real SNMP agent on loopback, 100 Mbit/s uplink) and the SNMP poller');
-  const router = await new SnmpSim({
-    sysName: 'gw-3133000001',
-    ifaces: [
-      {
-        index: 1,
-        name: 'GigabitEthernet0/0/0',
-        alias: '上联 城域网',
-        highSpeedMbps: 100,
-        operStatus: 1,
-        inOctets: 0n,
-        outOctets: 0n,
-      },
-      {
-        index: 2,
-        name: 'GigabitEthernet0/0/1',
-        alias: '教学楼',
-        highSpeedMbps: 1000,
-        operStatus: 1,
-        inOctets: 0n,
-        outOctets: 0n,
-      },
-    ],
-  }).start();
-  services.push({ name: 'router', start: async () => {}, stop: () => router.stop() });
-  // School-day traffic on the uplink: 20–80 % of 100 Mbit/s down, a tenth of that up, changing every second.
-  const traffic = setInterval(() => {
-    const down = BigInt(Math.round(((0.2 + 0.6 * Math.random()) * 100e6) / 8));
-    router.advance(1, down, down / 10n);
-    router.advance(2, down / 10n, down);
-  }, 1_000);
-  services.push({ name: 'traffic', start: async () => {}, stop: async () => clearInterval(traffic) });
+  step(`${plan.schools.length} school routers (real SNMP agents on loopback) and the SNMP poller`);
+  const routers = new Map<string, SnmpSim>();
+  for (const s of plan.schools) {
+    const router = await new SnmpSim({
+      sysName: s.router,
+      ifaces: [
+        {
+          index: 1,
+          name: 'GigabitEthernet0/0/0',
+          alias: '上联 教育城域网',
+          highSpeedMbps: s.uplinkMbps,
+          operStatus: 1,
+          inOctets: 0n,
+          outOctets: 0n,
+        },
+      ],
+    }).start();
+    routers.set(s.id, router);
+    service(`router ${s.id}`, () => router.stop());
+  }
+  // Traffic every second, following the model the history was written from.
+  const inClass = (ms: number) => cal.isTeachingTime(ms);
+  timers.push(
+    setInterval(() => {
+      const t = now();
+      for (const s of plan.schools) {
+        const bytes = BigInt(Math.round((uplinkLoad(s, t, inClass(t)) * s.uplinkMbps * 1e6) / 8));
+        routers.get(s.id)!.advance(1, bytes, bytes / 4n);
+      }
+    }, 1_000),
+  );
   const poller = new Poller(
     pollerConfigSchema.parse({
       mqtt: { url, username: 'poller', password: pollerSecret },
       spool: { dir: `${varDir}/stack-spool/poller` },
-      targets: [
-        {
-          device: 'gw-01',
-          school,
-          address: '127.0.0.1',
-          port: router.port,
-          community: 'public',
-          uplink: 1,
-          intervalS: 5,
-        },
-      ],
+      targets: plan.schools.map((s) => ({
+        device: s.router,
+        school: s.id,
+        address: '127.0.0.1',
+        port: routers.get(s.id)!.port,
+        community: 'public',
+        uplink: 1,
+        intervalS: opts.intervalS,
+      })),
     }),
     { log },
   );
   await poller.start();
   services.push(poller);
 
-  step('API (registry of the simulated school, the example 2026–2027 calendar, an admin token)');
-  const registryFile = `${varDir}/stack-registry.json`;
-  const tokensFile = `${varDir}/stack-api-tokens.json`;
-  rmSync(registryFile, { force: true });
-  rmSync(tokensFile, { force: true });
-  const api = new ApiServer(
-    apiConfigSchema.parse({
-      port: 0,
-      registryFile,
-      tokensFile,
-      mqtt: { url, username: 'api', password: apiCollectorSecret },
-      rollup: { everyMs: 600_000 },
-    }),
-    { log, storage },
-  );
-  await api.registry.import([
-    {
-      name: 'stack-school.yaml',
-      data: Buffer.from(
-        stringify({
-          regions: [
-            { id: '330000', name: '浙江省', level: 'province' },
-            { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
-            { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
-          ],
-          schools: [
-            {
-              id: school,
-              name: '模拟小学',
-              region: '330106',
-              area: 'urban',
-              level: 'primary',
-              classes: n + 2, // two classes without monitored equipment
-              students: 45 * (n + 2),
-              teachers: 3 * (n + 2),
-              uplinkDevice: 'gw-01',
-              uplinkInterface: 1,
-            },
-          ],
-          classrooms: devices.map((_, k) => ({
-            id: `c${String(k + 1).padStart(2, '0')}`,
-            school,
-            name: `${k + 1}班`,
-          })),
-          devices: [
-            { id: 'gw-01', school, kind: 'router' },
-            ...devices.map(({ device }, k) => ({
-              id: device,
-              school,
-              classroom: `c${String(k + 1).padStart(2, '0')}`,
-              kind: 'panel',
-              batch: '2024-模拟-01',
-            })),
-          ],
+  // Each school's agents reach the broker through the school's uplink (a relay that can be cut).
+  const relays = new Map<string, UplinkRelay>();
+  let started = 0;
+  for (const s of plan.schools) {
+    const relay = await new UplinkRelay({ host: '127.0.0.1', port: brokerPort }).start();
+    relays.set(s.id, relay);
+    service(`uplink ${s.id}`, () => relay.stop());
+    for (const r of s.rooms) {
+      const agent = new ClassroomAgent(
+        agentConfigSchema.parse({
+          school: s.id,
+          device: r.device,
+          classroom: r.id,
+          region: `330000/330100/${s.county.id}`,
+          kind: 'whiteboard',
+          intervalS: opts.intervalS,
+          mqtt: { url: `mqtt://127.0.0.1:${relay.port}`, username: r.device, password: secret.get(r.device) },
+          spool: { dir: `${varDir}/stack-spool/${r.device}` },
+          display: { source: 'simulated', idle: r.idle, faulty: r.faulty, useShare: 0.8 },
         }),
-      ),
-    },
-  ]);
-  const adminToken = api.tokens.load().add('stack admin', 'admin').token;
-  await api.start();
-  services.push(api);
+        { log },
+      );
+      await agent.start();
+      services.push(agent);
+      process.stdout.write(`\r• whiteboard agents: ${++started}/${rooms}`);
+    }
+  }
+  process.stdout.write('\n');
 
+  step('rolling up the history (the API does this every 10 minutes from now on)');
+  await api.runRollups();
+
+  const schoolName = (id: string) => plan.schools.find((s) => s.id === id)?.name ?? id;
   console.log(`
-API                    ${api.url}   (token: ${adminToken})
-  curl -s -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/schools
-  curl -s -H 'authorization: Bearer ${adminToken}' '${api.url}/v1/attainment?period=${localDate(Date.now())}'
-  curl -sN -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/bandwidth/live
-InfluxDB ${info.version}  ${influxd.url}  (database "${config.influx.database}")
-MQTT broker            ${url}
-collector metrics      http://127.0.0.1:${collector.metricsPort}/metrics
-Try:  curl -s http://127.0.0.1:${collector.metricsPort}/metrics | grep cfm_collector
-      curl -s '${influxd.url}/query?db=${config.influx.database}' --data-urlencode 'q=SELECT last(power) FROM display GROUP BY device'
-      curl -s '${influxd.url}/query?db=${config.influx.database}' --data-urlencode "q=SELECT in_bps, util_in_pct FROM iface WHERE uplink = 'true' ORDER BY time DESC LIMIT 5"
-Ctrl-C stops everything.
+Where to look
+  overview page   ${api.url}/overview#token=${adminToken}
+  API             ${api.url}   (admin token: ${adminToken})
+    curl -s -H 'authorization: Bearer ${adminToken}' '${api.url}/v1/attainment?period=${from}..${today}'
+    curl -s -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/alerts
+    curl -sN -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/bandwidth/live
+  InfluxDB ${info.version}  ${influxd.url}  (database "${config.influx.database}"; Grafana: dashboards/README.md)
+  MQTT broker     ${url}
+  metrics         http://127.0.0.1:${collector.metricsPort}/metrics (collector), ${api.url}/metrics (API)
 `);
+
   const summary = async () => {
-    const rows = await storage.rows(
-      `SELECT last(power) AS power, last(err_lamp) AS lamp FROM display WHERE school = '${school}' GROUP BY device`,
+    const profile = api.profiles.get(api.config.defaultProfile)!;
+    const ev = await api.reports.evaluation({ from, to: today }, profile);
+    const reg = api.registry.index;
+    const rows = rollups(ev, reg, undefined).filter((r) => r.split === 'all' && r.regionLevel !== 'province');
+    const pct = (v: number | null) => (v === null ? '   –' : `${v.toFixed(1).padStart(5)} %`);
+    const lines = [
+      `Summary ${from} … ${today} (profile ${profile.id}, computed from the stored data)`,
+      '  region        schools  校校通      班班通     生机比',
+      ...rows.map(
+        (r) =>
+          `  ${r.regionName.padEnd(10, '　').slice(0, 6)}${String(r.schools).padStart(6)}   ${pct(r.xxtPct)}   ${pct(r.bbtPct)}   ${r.studentsPerComputer === null ? '–' : `${r.studentsPerComputer.toFixed(1)}:1`}`,
+      ),
+    ];
+    const busiest = [...ev.schools]
+      .filter((s) => s.uplink.busyPct !== null)
+      .sort((a, b) => (b.uplink.busyPct ?? 0) - (a.uplink.busyPct ?? 0))
+      .slice(0, 3);
+    lines.push('  most congested uplinks (share of class time at or above the congestion threshold):');
+    for (const s of busiest)
+      lines.push(
+        `    ${s.name}  ${s.uplink.busyPct?.toFixed(0)} % of class time busy, ${s.uplink.capacityMbps} Mbit/s${s.uplink.congested ? '  拥塞' : ''}`,
+      );
+    const idle = ev.devices.filter((d) => d.idle);
+    lines.push(
+      `  idle equipment: ${idle.length} whiteboards not used in ${profile.idleDays} teaching days (e.g. ${idle
+        .slice(0, 3)
+        .map((d) => `${schoolName(d.school)} ${reg.classrooms.get(d.classroom ?? '')?.name ?? d.id}`)
+        .join('; ')})`,
     );
-    const c = collector.presence.counts();
-    const s = collector.stats();
-    const cells = rows.map(
-      (r) => `${String(r.device).slice(0, 3)}:${r.power}${r.lamp === 'error' ? '!' : ''}`,
-    );
-    const [up] = await storage.rows(
-      `SELECT last(in_bps) AS inb, last(out_bps) AS outb, last(util_in_pct) AS util FROM iface WHERE school = '${school}' AND uplink = 'true'`,
-    );
-    const mbps = (v: unknown) => (typeof v === 'number' ? (v / 1e6).toFixed(1) : '–');
-    const pct = (v: unknown) => (typeof v === 'number' ? v.toFixed(0) : '–');
-    const uplink = up ? `uplink ${mbps(up.inb)}↓/${mbps(up.outb)}↑ Mbit/s (${pct(up.util)} %)` : 'uplink –';
-    process.stdout.write(
-      `[${new Date().toLocaleTimeString()}] ${uplink}; online ${c.online}/${c.online + c.offline}, messages ${s.accepted} accepted, ${Object.values(s.rejected).reduce((a, b) => a + (b ?? 0), 0)} rejected; displays ${cells.join(' ')}\n`,
-    );
+    lines.push(liveLine());
+    console.log(lines.join('\n'));
   };
-  setInterval(() => void summary().catch(() => {}), 10_000);
+  const liveLine = () => {
+    const offline = new Map<string, number>();
+    let online = 0;
+    for (const s of plan.schools)
+      for (const r of s.rooms) {
+        if (api.live.devices.get(r.device)?.state === 'online') online++;
+        else offline.set(s.id, (offline.get(s.id) ?? 0) + 1);
+      }
+    const firing = [...(api.alerts?.engine.active.values() ?? [])].filter((a) => a.state === 'firing');
+    const off = [...offline].map(([id, n]) => `${schoolName(id)} ${n}`).join(', ');
+    const c = congested ? api.live.uplinks.get(congested.id) : undefined;
+    const cMbps = c?.inBps
+      ? ` · ${congested!.name} uplink ${(c.inBps / 1e6).toFixed(1)}/${congested!.uplinkMbps} Mbit/s`
+      : '';
+    return `[${clock()}] whiteboards online ${online}/${rooms}${off ? ` · offline: ${off}` : ''} · alerts firing ${firing.length}${inClass(now()) ? '' : ' (outside class time: offline alerts wait for class)'}${cMbps}`;
+  };
+  await summary();
+  timers.push(setInterval(() => process.stdout.write(`${liveLine()}\n`), 15_000));
+  timers.push(setInterval(() => void summary().catch((err: unknown) => log.error({ err })), 600_000));
+
+  if (outageSchool && opts.outageAfterS > 0) {
+    const cut = (s: SimSchool) => {
+      process.stdout.write(
+        `[${clock()}] simulated fibre cut at ${s.name} (${s.id}): its router and ${s.rooms.length} whiteboards drop off for ${opts.outageForS} s\n`,
+      );
+      relays.get(s.id)!.cut();
+      void routers.get(s.id)!.stop();
+      timers.push(
+        setTimeout(() => {
+          process.stdout.write(`[${clock()}] ${s.name}: uplink restored\n`);
+          relays.get(s.id)!.restore();
+          void routers.get(s.id)!.start();
+        }, opts.outageForS * 1000),
+      );
+    };
+    timers.push(setTimeout(() => cut(outageSchool), opts.outageAfterS * 1000));
+  }
+  console.log('Ctrl-C stops everything.');
 } catch (err) {
-  console.error(`stack failed to start: ${(err as Error).message}`);
+  console.error(`stack failed to start: ${(err as Error).stack ?? (err as Error).message}`);
   await stopAll(1);
 }

@@ -2,7 +2,7 @@ import type { DisplayHealth } from '../../contracts/messages.js';
 
 /**
  * A simulated teaching display for demos, the quickstart's city and tests. Deterministic for a given seed:
- * on during the configured teaching hours on weekdays (the school calendar proper arrives with the registry),
+ * on during the configured teaching hours (China Standard Time) on weekdays,
  * showing input 31 (HDMI 1) when in use; an `idle` display stays off — the bought-but-unused equipment the
  * audit must find; `faulty` reports a lamp error.
  */
@@ -10,7 +10,7 @@ export interface SimulatedDisplayOptions {
   seed?: string;
   idle?: boolean;
   faulty?: boolean;
-  /** Local hours [start, end) when the display is on on weekdays. */
+  /** Hours [start, end) in China Standard Time (UTC+8, as the school calendars) when it is on on weekdays. */
   onHours?: readonly [number, number];
   /** Share of teaching time actually used (0..1). */
   useShare?: number;
@@ -31,8 +31,9 @@ export class SimulatedDisplay {
 
   read(now = new Date()): DisplayHealth {
     const [start, end] = this.opts.onHours ?? [8, 17];
-    const day = now.getDay();
-    const hour = now.getHours();
+    const cst = new Date(now.getTime() + 8 * 3_600_000); // China Standard Time, whatever the machine's zone
+    const day = cst.getUTCDay();
+    const hour = cst.getUTCHours();
     const slot = Math.floor(now.getTime() / (45 * 60_000)); // a class period
     const used = (hash(`${this.opts.seed}:${slot}`) % 1000) / 1000 < (this.opts.useShare ?? 0.7);
     const on = !this.opts.idle && day >= 1 && day <= 5 && hour >= start && hour < end && used;

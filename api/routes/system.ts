@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { type AppDeps, READ_ROLES } from '../app.js';
@@ -79,6 +81,23 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
   );
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  // The built-in overview for people without Grafana: a static page (no token needed to load it; it asks for
+  // one, or takes it from the link's #fragment, and reads the API with it). Strict CSP: only itself.
+  const overview = readFileSync(new URL('../overview.html', import.meta.url), 'utf8');
+  const script = /<script>([\s\S]*?)<\/script>/.exec(overview)?.[1] ?? '';
+  const scriptHash = createHash('sha256').update(script).digest('base64');
+  app.get('/overview', { schema: { hide: true } }, async (_req, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header(
+        'content-security-policy',
+        `default-src 'none'; script-src 'sha256-${scriptHash}'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+      )
+      .header('referrer-policy', 'no-referrer')
+      .send(overview),
+  );
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/overview'));
 
   app.get(
     '/v1/profiles',
