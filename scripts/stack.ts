@@ -8,6 +8,7 @@
 // keeps printing what happens. Ctrl-C stops everything. Design: docs/quickstart.md.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     'interval-s': { type: 'string', default: '10' },
     'outage-after-s': { type: 'string', default: '60' },
     'outage-for-s': { type: 'string', default: '600' },
+    'data-dir': { type: 'string', default: 'var' },
   },
 });
 const num = (name: keyof typeof values, min: number, max: number): number => {
@@ -69,9 +71,12 @@ if (values['print-config']) {
   process.exit(0);
 }
 const log = createLogger('stack', { level: config.log.level === 'info' ? 'warn' : config.log.level });
+// Two hundred agents reconnecting through a cut uplink would fill the terminal: theirs and the poller's
+// warnings stay quiet (the API's alerts tell the story).
+const quiet = createLogger('stack', { level: config.log.level === 'info' ? 'error' : config.log.level });
 const step = (s: string) => process.stdout.write(`• ${s}\n`);
 const root = fileURLToPath(new URL('..', import.meta.url));
-const varDir = `${root}var`;
+const varDir = resolve(root, values['data-dir']!);
 mkdirSync(`${varDir}/influxdb`, { recursive: true });
 const now = () => Date.now();
 const clock = () => new Date().toLocaleTimeString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false });
@@ -282,7 +287,7 @@ try {
         intervalS: opts.intervalS,
       })),
     }),
-    { log },
+    { log: quiet },
   );
   await poller.start();
   services.push(poller);
@@ -307,7 +312,7 @@ try {
           spool: { dir: `${varDir}/stack-spool/${r.device}` },
           display: { source: 'simulated', idle: r.idle, faulty: r.faulty, useShare: 0.8 },
         }),
-        { log },
+        { log: quiet },
       );
       await agent.start();
       services.push(agent);
@@ -334,7 +339,8 @@ Where to look
 
   const summary = async () => {
     const profile = api.profiles.get(api.config.defaultProfile)!;
-    const ev = await api.reports.evaluation({ from, to: today }, profile);
+    // Idle: not used on any day of the history (the profile's own look-back is longer than a demo's history).
+    const ev = await api.reports.evaluation({ from, to: today }, profile, opts.historyDays);
     const reg = api.registry.index;
     const rows = rollups(ev, reg, undefined).filter((r) => r.split === 'all' && r.regionLevel !== 'province');
     const pct = (v: number | null) => (v === null ? '   –' : `${v.toFixed(1).padStart(5)} %`);
@@ -347,17 +353,19 @@ Where to look
       ),
     ];
     const busiest = [...ev.schools]
-      .filter((s) => s.uplink.busyPct !== null)
+      .filter((s) => (s.uplink.busyPct ?? 0) > 0)
       .sort((a, b) => (b.uplink.busyPct ?? 0) - (a.uplink.busyPct ?? 0))
       .slice(0, 3);
-    lines.push('  most congested uplinks (share of class time at or above the congestion threshold):');
+    lines.push(
+      `  most congested uplinks (share of class time at or above the congestion threshold):${busiest.length === 0 ? ' none' : ''}`,
+    );
     for (const s of busiest)
       lines.push(
         `    ${s.name}  ${s.uplink.busyPct?.toFixed(0)} % of class time busy, ${s.uplink.capacityMbps} Mbit/s${s.uplink.congested ? '  拥塞' : ''}`,
       );
     const idle = ev.devices.filter((d) => d.idle);
     lines.push(
-      `  idle equipment: ${idle.length} whiteboards not used in ${profile.idleDays} teaching days (e.g. ${idle
+      `  idle equipment: ${idle.length} whiteboards not used in ${opts.historyDays} teaching days (e.g. ${idle
         .slice(0, 3)
         .map((d) => `${schoolName(d.school)} ${reg.classrooms.get(d.classroom ?? '')?.name ?? d.id}`)
         .join('; ')})`,
