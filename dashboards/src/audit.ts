@@ -1,0 +1,312 @@
+import {
+  attainmentThresholds,
+  type DashboardDef,
+  IN_REGION,
+  PROFILE,
+  profileVariable,
+  regionVariable,
+  valueText,
+} from './lib.js';
+import { barchartPanel, statPanel, tablePanel, timeseriesPanel } from './viz.js';
+
+/**
+ * 教育局审计 — for education bureaus: measured 校校通 and 班班通 attainment by region, split urban / rural, its
+ * trend, the use of classroom equipment in teaching time, idle equipment and 生机比.
+ *
+ * `attainment_day` holds, per school, profile and day, the attainment of the window (api.rollup
+ * .attainmentWindowDays, 7 by default) ending that day, as /v1/attainment computes it. "Now" is each school's
+ * last point in the time range: a subquery takes last() per school, the outer query sums across schools
+ * (InfluxQL cannot aggregate an aggregate in one statement). Every division has a float operand: InfluxDB 1.x
+ * divides integers as integers.
+ */
+
+const ATTAINMENT = `${IN_REGION} AND ${PROFILE} AND $timeFilter`;
+/** The last attainment point of each school in the range, as fields for the outer query. */
+const lastPerSchool = (groupBy: string) =>
+  `SELECT last(xxt) AS xxt, last(classes) AS c, last(classes_attained) AS ca, last(classes_unmonitored) AS cu, last(students) AS st, last(student_computers) AS sc, last(teachers) AS te, last(teacher_computers) AS tc FROM attainment_day WHERE ${ATTAINMENT} GROUP BY ${groupBy}`;
+const USAGE = `${IN_REGION} AND $timeFilter`;
+/** Hours in teaching time from the rollup's bucket counts. */
+const usageHours = `SELECT use_b * bucket_s / 3600.0 AS use_h, on_b * bucket_s / 3600.0 AS on_h, teaching_b * bucket_s / 3600.0 AS teach_h, used_day, online_day FROM usage_day WHERE ${USAGE}`;
+
+const AREA = valueText({ urban: ['城区 urban', 'blue'], rural: ['农村 rural', 'green'] });
+const NO_COMPUTERS = valueText({ 0: ['— (无学生机 no computers)', 'text'] });
+
+export const audit: DashboardDef = {
+  uid: 'cfm-audit',
+  title: '教育局审计 (Bureau audit)',
+  description:
+    '校校通 / 班班通 attainment by region (urban / rural), trend, equipment use in teaching time, idle equipment and 生机比, from the rollups (attainment_day, usage_day).',
+  tags: ['cfm', 'audit'],
+  time: { from: 'now-30d', to: 'now' },
+  refresh: '1h',
+  variables: [regionVariable('attainment_day'), profileVariable],
+  panels: [
+    { row: '达标 Attainment (latest window of each school in the range)' },
+    {
+      title: '校校通达标率 (Schools attaining 校校通, %)',
+      description:
+        'Schools whose uplink attains the profile ÷ schools judged (a window without teaching time is not judged).',
+      w: 6,
+      h: 5,
+      queries: [
+        {
+          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct FROM (${lastPerSchool('school')})`,
+          format: 'time_series',
+          expect: ['time', 'xxt_pct'],
+        },
+      ],
+      viz: () =>
+        statPanel({ unit: 'percent', decimals: 1 }).thresholds(attainmentThresholds()).min(0).max(100),
+    },
+    {
+      title: '班班通达标率 (Classes attaining 班班通, %)',
+      description:
+        'Classes attaining (equipped, online, healthy, used ≥ the profile’s periods per week, school connected) ÷ all classes, unmonitored ones included.',
+      w: 6,
+      h: 5,
+      queries: [
+        {
+          query: `SELECT 100.0 * sum(ca) / sum(c) AS bbt_pct FROM (${lastPerSchool('school')})`,
+          format: 'time_series',
+          expect: ['time', 'bbt_pct'],
+        },
+      ],
+      viz: () =>
+        statPanel({ unit: 'percent', decimals: 1 }).thresholds(attainmentThresholds()).min(0).max(100),
+    },
+    {
+      title: '生机比 / 师机比 (Students, teachers per working computer)',
+      description:
+        'Students ÷ student computers online on at least one teaching day of the window; the same for teachers. 0 means no working computers.',
+      w: 6,
+      h: 5,
+      queries: [
+        {
+          query: `SELECT 1.0 * sum(st) / sum(sc) AS students_per_computer, 1.0 * sum(te) / sum(tc) AS teachers_per_computer FROM (${lastPerSchool('school')})`,
+          format: 'time_series',
+          expect: ['time', 'students_per_computer', 'teachers_per_computer'],
+        },
+      ],
+      viz: () =>
+        statPanel({ unit: 'none', decimals: 1 })
+          .mappings([NO_COMPUTERS])
+          .overrideByName('students_per_computer', [{ id: 'displayName', value: '生机比 students : 1' }])
+          .overrideByName('teachers_per_computer', [{ id: 'displayName', value: '师机比 teachers : 1' }]),
+    },
+    {
+      title: '学校与班级 (Schools, classes, unmonitored classes)',
+      w: 6,
+      h: 5,
+      queries: [
+        {
+          query: `SELECT count(c) AS schools, sum(c) AS classes, sum(cu) AS classes_unmonitored FROM (${lastPerSchool('school')})`,
+          format: 'time_series',
+          expect: ['time', 'schools', 'classes', 'classes_unmonitored'],
+        },
+      ],
+      viz: () =>
+        statPanel({ unit: 'none', decimals: 0 })
+          .overrideByName('schools', [{ id: 'displayName', value: '学校 schools' }])
+          .overrideByName('classes', [{ id: 'displayName', value: '班级 classes' }])
+          .overrideByName('classes_unmonitored', [{ id: 'displayName', value: '未监测 unmonitored' }]),
+    },
+    {
+      title: '分区域达标 (Attainment by region, urban / rural)',
+      description: 'Per county (the school’s own region) and area; 生机比 0 = no working student computers.',
+      w: 24,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT count(c) AS schools, 100.0 * sum(xxt) / count(xxt) AS xxt_pct, sum(c) AS classes, 100.0 * sum(ca) / sum(c) AS bbt_pct, 1.0 * sum(st) / sum(sc) AS students_per_computer FROM (${lastPerSchool('school, region_name, area')}) GROUP BY region_name, area`,
+          format: 'table',
+          expect: [
+            'time',
+            'schools',
+            'xxt_pct',
+            'classes',
+            'bbt_pct',
+            'students_per_computer',
+            'region_name',
+            'area',
+          ],
+        },
+      ],
+      viz: () =>
+        tablePanel({
+          merge: true,
+          columns: {
+            Time: null,
+            region_name: '区域 region',
+            area: '城乡 area',
+            schools: '学校 schools',
+            xxt_pct: '校校通 %',
+            classes: '班级 classes',
+            bbt_pct: '班班通 %',
+            students_per_computer: '生机比 (students : 1)',
+          },
+          sortBy: { column: 'region_name', desc: false },
+        })
+          .mappings([AREA])
+          .decimals(1)
+          .overrideByRegexp('/_pct$/', [
+            { id: 'unit', value: 'percent' },
+            { id: 'custom.cellOptions', value: { type: 'color-text' } },
+            { id: 'thresholds', value: attainmentThresholds().build() },
+          ]),
+    },
+    {
+      title: '校校通 by region (%, urban / rural)',
+      w: 12,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct FROM (${lastPerSchool('school, region_name, area')}) GROUP BY region_name, area`,
+          format: 'table',
+          expect: ['time', 'xxt_pct', 'region_name', 'area'],
+        },
+      ],
+      viz: () =>
+        barchartPanel({ unit: 'percent', max: 100 }).transformations([
+          { id: 'merge', options: {} },
+          {
+            id: 'groupingToMatrix',
+            options: { columnField: 'area', rowField: 'region_name', valueField: 'xxt_pct' },
+          },
+        ]),
+    },
+    {
+      title: '班班通 by region (%, urban / rural)',
+      w: 12,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT 100.0 * sum(ca) / sum(c) AS bbt_pct FROM (${lastPerSchool('school, region_name, area')}) GROUP BY region_name, area`,
+          format: 'table',
+          expect: ['time', 'bbt_pct', 'region_name', 'area'],
+        },
+      ],
+      viz: () =>
+        barchartPanel({ unit: 'percent', max: 100 }).transformations([
+          { id: 'merge', options: {} },
+          {
+            id: 'groupingToMatrix',
+            options: { columnField: 'area', rowField: 'region_name', valueField: 'bbt_pct' },
+          },
+        ]),
+    },
+    {
+      title: '达标率趋势 (Attainment trend per day, %)',
+      description: 'Each day: the attainment of the window ending that day, over the schools of the region.',
+      w: 24,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct, 100.0 * sum(classes_attained) / sum(classes) AS bbt_pct FROM attainment_day WHERE ${ATTAINMENT} GROUP BY time(1d, -8h) fill(none)`,
+          format: 'time_series',
+          expect: ['time', 'xxt_pct', 'bbt_pct'],
+          alias: '$col',
+        },
+      ],
+      viz: () =>
+        timeseriesPanel({ unit: 'percent', min: 0, max: 100 })
+          .overrideByName('xxt_pct', [{ id: 'displayName', value: '校校通 %' }])
+          .overrideByName('bbt_pct', [{ id: 'displayName', value: '班班通 %' }]),
+    },
+    { row: '使用 Equipment use in teaching time' },
+    {
+      title: '使用时长 (Classroom equipment hours per teaching day)',
+      description:
+        'Sum over classroom devices of hours in use and hours switched on, in class periods only (usage_day; a computer is in use while it reports).',
+      w: 12,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT sum(use_h) AS use_hours, sum(on_h) AS on_hours FROM (${usageHours}) WHERE $timeFilter GROUP BY time(1d, -8h) fill(none)`,
+          format: 'time_series',
+          expect: ['time', 'use_hours', 'on_hours'],
+          alias: '$col',
+        },
+      ],
+      viz: () =>
+        timeseriesPanel({ unit: 'h', bars: true })
+          .overrideByName('use_hours', [{ id: 'displayName', value: '使用 in use (h)' }])
+          .overrideByName('on_hours', [{ id: 'displayName', value: '开机 on (h)' }]),
+    },
+    {
+      title: '各校使用 (Use per school in teaching time)',
+      w: 12,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT sum(use_h) AS use_hours, sum(on_h) AS on_hours, sum(teach_h) AS teaching_hours, 100.0 * sum(use_h) / sum(teach_h) AS use_pct, sum(used_day) AS device_days_used, count(used_day) AS device_days FROM (${usageHours}) WHERE $timeFilter GROUP BY school`,
+          format: 'table',
+          expect: [
+            'time',
+            'use_hours',
+            'on_hours',
+            'teaching_hours',
+            'use_pct',
+            'device_days_used',
+            'device_days',
+            'school',
+          ],
+        },
+      ],
+      viz: () =>
+        tablePanel({
+          merge: true,
+          columns: {
+            Time: null,
+            school: '学校 school',
+            use_hours: '使用 in use (h)',
+            on_hours: '开机 on (h)',
+            teaching_hours: '教学时间 teaching (device-h)',
+            use_pct: '使用率 in use (% of teaching time)',
+            device_days_used: '使用设备日 device-days used',
+            device_days: '设备日 device-days',
+          },
+          sortBy: { column: 'use_pct', desc: false },
+        })
+          .decimals(1)
+          .overrideByName('use_pct', [{ id: 'unit', value: 'percent' }]),
+    },
+    {
+      title: '闲置设备 (Idle equipment: not used on any teaching day in the range)',
+      description:
+        'Registered classroom devices with no class period used in the range (used_day = 0 on every rolled-up teaching day). The API’s /v1/audit/idle adds purchase batch and days since last use.',
+      w: 24,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT * FROM (SELECT sum(used_day) AS used_days, sum(online_day) AS online_days, count(used_day) AS teaching_days FROM usage_day WHERE ${USAGE} GROUP BY school, classroom, device, kind) WHERE used_days = 0`,
+          format: 'table',
+          expect: [
+            'time',
+            'used_days',
+            'online_days',
+            'teaching_days',
+            'school',
+            'classroom',
+            'device',
+            'kind',
+          ],
+        },
+      ],
+      viz: () =>
+        tablePanel({
+          merge: true,
+          columns: {
+            Time: null,
+            school: '学校 school',
+            classroom: '教室 classroom',
+            device: '设备 device',
+            kind: '类型 kind',
+            teaching_days: '教学日 teaching days',
+            online_days: '在线日 days online',
+            used_days: '使用日 days used',
+          },
+          sortBy: { column: 'online_days', desc: true },
+        }),
+    },
+  ],
+};
