@@ -334,9 +334,13 @@ describe('poller store-and-forward', () => {
     await waitFor(() => p.stats().spooled >= 3, { what: 'three readings spooled' });
     expect(p.stats().queued).toBeGreaterThanOrEqual(3);
     await broker.start(); // same port
-    await waitFor(() => p.stats().queued === 0, { what: 'the spool replayed', timeoutMs: 15_000 });
+    // The spool shrinks when a message is acknowledged, a moment before the replay counts it: wait for both.
+    await waitFor(() => p.stats().queued === 0 && p.stats().replayed === p.stats().spooled, {
+      what: 'the spool replayed',
+      timeoutMs: 15_000,
+    });
     const st = p.stats();
-    expect(st.replayed).toBe(st.spooled);
+    expect(st.replayed).toBeGreaterThanOrEqual(3);
     expect(st.droppedOldest).toBe(0);
   });
 });
