@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { fnv1a } from '../../common/hash.js';
 import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
 import { regionPathSchema, regionWithin } from '../../contracts/ids.js';
@@ -11,6 +12,7 @@ import {
   ReliablePublisher,
   spoolConfigSchema,
 } from '../publisher.js';
+
 import {
   type ColumnData,
   SnmpClient,
@@ -69,9 +71,7 @@ export type PollerConfig = z.infer<typeof pollerConfigSchema>;
 
 /** Stable shard of a school id (FNV-1a): a school stays with one poller, and its rate state with it. */
 export function shardOf(school: string, count: number): number {
-  let h = 2166136261;
-  for (let i = 0; i < school.length; i++) h = Math.imul(h ^ school.charCodeAt(i), 16777619);
-  return (h >>> 0) % count;
+  return fnv1a(school) % count;
 }
 
 /** Whether this poller instance polls `target`: within one of `regions` (when given), and hashed to `index`. */

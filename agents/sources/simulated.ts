@@ -1,3 +1,5 @@
+import { CST_OFFSET_MS } from '../../common/calendar.js';
+import { fnv1a } from '../../common/hash.js';
 import type { DisplayHealth } from '../../contracts/messages.js';
 
 /**
@@ -16,11 +18,7 @@ export interface SimulatedDisplayOptions {
   useShare?: number;
 }
 
-function hash(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
+const hash = fnv1a;
 
 export class SimulatedDisplay {
   private lampHours: number;
@@ -31,7 +29,7 @@ export class SimulatedDisplay {
 
   read(now = new Date()): DisplayHealth {
     const [start, end] = this.opts.onHours ?? [8, 17];
-    const cst = new Date(now.getTime() + 8 * 3_600_000); // China Standard Time, whatever the machine's zone
+    const cst = new Date(now.getTime() + CST_OFFSET_MS); // China Standard Time, whatever the machine's zone
     const day = cst.getUTCDay();
     const hour = cst.getUTCHours();
     const slot = Math.floor(now.getTime() / (45 * 60_000)); // a class period

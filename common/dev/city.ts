@@ -3,6 +3,7 @@ import { ifacePoints, telemetryPoints } from '../../collector/points.js';
 import type { AnyPoint } from '../../contracts/influx.js';
 import type { Registry } from '../../contracts/registry.js';
 import { Calendar, type CalendarDef, dateOf, dayNumber, localDate } from '../calendar.js';
+import { fnv1a } from '../hash.js';
 
 /**
  * A simulated city for the quickstart (design: docs/quickstart.md): three counties, urban and rural schools,
@@ -63,12 +64,8 @@ const COUNTIES = [
   },
 ] as const;
 
-/** FNV-1a: the simulation is deterministic for a given name. */
-export function hash(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
+/** The simulation is deterministic for a given name. */
+const hash = fnv1a;
 const unit = (s: string) => (hash(s) % 10_000) / 10_000;
 
 /** Class periods (CST) of a school day in the simulated city. */
@@ -210,6 +207,7 @@ export function historyPoints(
   stepS = 300,
 ): AnyPoint[] {
   const cal = new Calendar(plan.calendar);
+  const displays = new Map(plan.schools.flatMap((s) => s.rooms.map((r) => [r.device, roomDisplay(s, r)])));
   const out: AnyPoint[] = [];
   for (let d = dayNumber(from); d <= dayNumber(to); d++) {
     const info = cal.day(dateOf(d));
@@ -218,7 +216,7 @@ export function historyPoints(
         for (const s of plan.schools) {
           const region = `${PROVINCE.id}/${CITY.id}/${s.county.id}`;
           for (const r of s.rooms) {
-            const display = roomDisplay(s, r).read(new Date(t));
+            const display = displays.get(r.device)!.read(new Date(t));
             out.push(
               ...telemetryPoints(
                 s.id,
