@@ -463,7 +463,7 @@ function evaluateClassroom(
   weeks: number,
   schoolConnected: boolean | null,
 ): ClassroomResult {
-  const devs = reg.devicesByClassroom.get(room.id) ?? [];
+  const devs = reg.devicesIn(room.school, room.id);
   const displays = devs.filter((d) => (DISPLAY_KINDS as readonly string[]).includes(d.kind));
   const reasons: Reason[] = [];
   // A classroom's figures are its best display's (two displays do not double its use).

@@ -367,7 +367,7 @@ Where to look
     lines.push(
       `  idle equipment: ${idle.length} whiteboards not used in ${opts.historyDays} teaching days (e.g. ${idle
         .slice(0, 3)
-        .map((d) => `${schoolName(d.school)} ${reg.classrooms.get(d.classroom ?? '')?.name ?? d.id}`)
+        .map((d) => `${schoolName(d.school)} ${reg.classroom(d.school, d.classroom ?? '')?.name ?? d.id}`)
         .join('; ')})`,
     );
     lines.push(liveLine());

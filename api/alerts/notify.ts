@@ -61,7 +61,7 @@ export interface Names {
   /** Region names from the top, e.g. 浙江省 杭州市 西湖区. */
   regionNames(school: string): string;
   regionPath(school: string): string | undefined;
-  classroomName(device: string): string | undefined;
+  classroomName(school: string, device: string): string | undefined;
 }
 
 export interface Rendered {
@@ -105,7 +105,7 @@ export function render(n: Notification, names: Names, linkBase: string | undefin
   const title = `【${allResolved ? '已恢复' : SEVERITY_LABEL[severity]}】${where}：${[...new Set(n.items.map((i) => RULE_TITLES[i.alert.rule]))].join('、')}`;
   const lines = n.items.map((i) => {
     const a = i.alert;
-    const room = a.device ? names.classroomName(a.device) : undefined;
+    const room = a.device ? names.classroomName(a.school, a.device) : undefined;
     const target = [room, a.device].filter(Boolean).join(' ');
     const since = `开始 ${cst(a.startedAtMs)}`;
     const end = i.kind === 'resolved' && a.resolvedAtMs ? `，恢复 ${cst(a.resolvedAtMs)}` : '';
@@ -140,7 +140,7 @@ export function render(n: Notification, names: Names, linkBase: string | undefin
       rule: i.alert.rule,
       severity: i.alert.severity,
       device: i.alert.device,
-      classroom: i.alert.device ? (names.classroomName(i.alert.device) ?? null) : null,
+      classroom: i.alert.device ? (names.classroomName(i.alert.school, i.alert.device) ?? null) : null,
       subject: i.alert.subject,
       message: i.alert.message,
       startedAtMs: i.alert.startedAtMs,

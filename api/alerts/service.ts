@@ -493,9 +493,9 @@ export class AlertService {
           : '';
       },
       regionPath: (id) => reg.schoolPath(id),
-      classroomName: (device) => {
-        const c = reg.devices.get(device)?.classroom;
-        return c ? reg.classrooms.get(c)?.name : undefined;
+      classroomName: (school, device) => {
+        const c = reg.device(school, device)?.classroom;
+        return c ? reg.classroom(school, c)?.name : undefined;
       },
     };
   }

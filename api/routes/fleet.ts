@@ -129,7 +129,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
           id: c.id,
           name: c.name,
           isClass: c.isClass,
-          devices: (reg.devicesByClassroom.get(c.id) ?? []).map(deviceOut),
+          devices: reg.devicesIn(s.id, c.id).map(deviceOut),
         })),
         otherDevices: (reg.devicesBySchool.get(s.id) ?? []).filter((d) => !d.classroom).map(deviceOut),
       };

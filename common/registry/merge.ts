@@ -1,4 +1,5 @@
 import { ENTITIES, type EntityName, NETWORK_KINDS, type Registry } from '../../contracts/registry.js';
+import { entityKey } from './key.js';
 import { ImportError, type ImportIssue, type ParsedRows, type RowSource } from './import.js';
 
 /**
@@ -9,6 +10,26 @@ import { ImportError, type ImportIssue, type ParsedRows, type RowSource } from '
 export interface MergeOptions {
   /** Entity lists the import replaces instead of updating (a list absent from the import is kept). */
   replace?: readonly EntityName[];
+}
+
+/**
+ * The identity of a row: regions and schools by id; classrooms and devices by (school, id), because their ids
+ * are unique only within a school.
+ */
+function keyOf(e: EntityName, x: { id: string; school?: string }): string {
+  return (e === 'classrooms' || e === 'devices') && x.school !== undefined ? entityKey(x.school, x.id) : x.id;
+}
+
+/** A `keyOf` key for people: `wb-a1 of school 3301080001`. */
+function named(key: string): string {
+  const i = key.indexOf('/');
+  return i < 0 ? key : `${key.slice(i + 1)} of school ${key.slice(0, i)}`;
+}
+
+function describe(e: EntityName, x: { id: string; school?: string }): string {
+  return (e === 'classrooms' || e === 'devices') && x.school !== undefined
+    ? `${x.id} of school ${x.school}`
+    : x.id;
 }
 
 export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOptions = {}): Registry {
@@ -25,27 +46,31 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
   const next = {} as Record<EntityName, Map<string, { id: string }>>;
   for (const e of ENTITIES) {
     const map = new Map<string, { id: string }>();
-    if (!opts.replace?.includes(e) || rows[e].length === 0) for (const x of current[e]) map.set(x.id, x);
+    if (!opts.replace?.includes(e) || rows[e].length === 0)
+      for (const x of current[e]) map.set(keyOf(e, x), x);
     const seen = new Map<string, RowSource>();
     for (const { value, source } of rows[e]) {
-      const first = seen.get(value.id);
+      const key = keyOf(e, value);
+      const first = seen.get(key);
       if (first) {
         issues.push({
           ...where(source, 'id'),
-          message: `${value.id} is also defined in ${first.file} row ${first.row}`,
+          message: `${describe(e, value)} is also defined in ${first.file} row ${first.row}`,
         });
         continue;
       }
-      seen.set(value.id, source);
-      sources.set(`${e}:${value.id}`, source);
+      seen.set(key, source);
+      sources.set(`${e}:${key}`, source);
       // Update only the columns the file has: a schools.csv without `contractedMbps` keeps the contracts.
-      const old = map.get(value.id);
+      const old = map.get(key);
       if (old) {
         const given = Object.fromEntries(
-          Object.entries(value).filter(([k]) => k === 'id' || source.columns[k] !== undefined),
+          Object.entries(value).filter(
+            ([k]) => k === 'id' || k === 'school' || source.columns[k] !== undefined,
+          ),
         );
-        map.set(value.id, { ...old, ...given });
-      } else map.set(value.id, value);
+        map.set(key, { ...old, ...given });
+      } else map.set(key, value);
     }
     next[e] = map;
   }
@@ -56,7 +81,7 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
     devices: [...next.devices.values()] as Registry['devices'],
   };
 
-  /** An issue about `entity` `id`'s field `key`: at its import row, or as an existing entry. */
+  /** An issue about `entity` `id` (a key from `keyOf`)'s field `key`: at its import row, or as an existing entry. */
   const problem = (entity: EntityName, id: string, key: string, message: string) => {
     const s = sources.get(`${entity}:${id}`);
     if (s) issues.push({ ...where(s, key), message });
@@ -65,7 +90,7 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
         file: '(registry)',
         entity,
         column: key,
-        message: `existing ${entity.slice(0, -1)} ${id} (not in this import): ${message}`,
+        message: `existing ${entity.slice(0, -1)} ${named(id)} (not in this import): ${message}`,
       });
   };
 
@@ -91,30 +116,20 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
   const classrooms = next.classrooms as Map<string, Registry['classrooms'][number]>;
   for (const c of merged.classrooms) {
     if (!schools.has(c.school))
-      problem('classrooms', c.id, 'school', `school ${c.school} is not in the registry`);
+      problem('classrooms', entityKey(c.school, c.id), 'school', `school ${c.school} is not in the registry`);
   }
   const devices = next.devices as Map<string, Registry['devices'][number]>;
   for (const d of merged.devices) {
-    if (!schools.has(d.school))
-      problem('devices', d.id, 'school', `school ${d.school} is not in the registry`);
-    if (d.classroom !== undefined) {
-      const c = classrooms.get(d.classroom);
-      if (!c) problem('devices', d.id, 'classroom', `classroom ${d.classroom} is not in the registry`);
-      else if (c.school !== d.school)
-        problem(
-          'devices',
-          d.id,
-          'classroom',
-          `classroom ${d.classroom} belongs to school ${c.school}, not ${d.school}`,
-        );
-    }
+    const key = entityKey(d.school, d.id);
+    if (!schools.has(d.school)) problem('devices', key, 'school', `school ${d.school} is not in the registry`);
+    // A device's classroom is one of its own school's: classroom ids, like device ids, are unique per school.
+    if (d.classroom !== undefined && !classrooms.has(entityKey(d.school, d.classroom)))
+      problem('devices', key, 'classroom', `classroom ${d.classroom} is not in school ${d.school}`);
   }
   for (const s of merged.schools) {
     if (s.uplinkDevice === undefined) continue;
-    const d = devices.get(s.uplinkDevice);
-    if (!d) problem('schools', s.id, 'uplinkDevice', `device ${s.uplinkDevice} is not in the registry`);
-    else if (d.school !== s.id)
-      problem('schools', s.id, 'uplinkDevice', `device ${s.uplinkDevice} belongs to school ${d.school}`);
+    const d = devices.get(entityKey(s.id, s.uplinkDevice));
+    if (!d) problem('schools', s.id, 'uplinkDevice', `device ${s.uplinkDevice} is not in school ${s.id}`);
     else if (!(NETWORK_KINDS as readonly string[]).includes(d.kind))
       problem(
         'schools',

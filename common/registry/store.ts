@@ -10,19 +10,29 @@ import {
 } from '../../contracts/registry.js';
 import { FileWatch, readJsonFile, writeFileAtomic } from '../json-file.js';
 import { type ImportFile, parseFiles } from './import.js';
+import { entityKey } from './key.js';
 import { type MergeOptions, mergeRegistry } from './merge.js';
+
+export { entityKey };
 
 /**
  * The registry with its lookups: region paths (the unit of access scope), schools by region, classrooms and
  * devices by school. Immutable: an import builds a new index and swaps it in.
+ *
+ * Classroom and device ids are unique only within their school (a device reports under
+ * `cfm/v1/{school}/{device}`), so their maps are keyed by `entityKey(school, id)`: `wb-a1` of school A and
+ * `wb-a1` of school B are two devices, never one.
  */
 export class RegistryIndex {
   readonly regions = new Map<string, Region>();
   readonly schools = new Map<string, School>();
+  /** By `entityKey(school, id)`. */
   readonly classrooms = new Map<string, Classroom>();
+  /** By `entityKey(school, id)`. */
   readonly devices = new Map<string, Device>();
   readonly classroomsBySchool = new Map<string, Classroom[]>();
   readonly devicesBySchool = new Map<string, Device[]>();
+  /** By `entityKey(school, classroom)`. */
   readonly devicesByClassroom = new Map<string, Device[]>();
   private readonly paths = new Map<string, string>();
 
@@ -30,14 +40,29 @@ export class RegistryIndex {
     for (const r of data.regions) this.regions.set(r.id, r);
     for (const s of data.schools) this.schools.set(s.id, s);
     for (const c of data.classrooms) {
-      this.classrooms.set(c.id, c);
+      this.classrooms.set(entityKey(c.school, c.id), c);
       push(this.classroomsBySchool, c.school, c);
     }
     for (const d of data.devices) {
-      this.devices.set(d.id, d);
+      this.devices.set(entityKey(d.school, d.id), d);
       push(this.devicesBySchool, d.school, d);
-      if (d.classroom) push(this.devicesByClassroom, d.classroom, d);
+      if (d.classroom) push(this.devicesByClassroom, entityKey(d.school, d.classroom), d);
     }
+  }
+
+  /** School `school`'s device `id` — what reports under `cfm/v1/{school}/{id}` — or undefined. */
+  device(school: string, id: string): Device | undefined {
+    return this.devices.get(entityKey(school, id));
+  }
+
+  /** School `school`'s classroom `id`, or undefined. */
+  classroom(school: string, id: string): Classroom | undefined {
+    return this.classrooms.get(entityKey(school, id));
+  }
+
+  /** The devices registered in a school's classroom. */
+  devicesIn(school: string, classroom: string): Device[] {
+    return this.devicesByClassroom.get(entityKey(school, classroom)) ?? [];
   }
 
   /** `330000/330100/330106` for region `330106`: ids from the top down (the merge refused loops). */

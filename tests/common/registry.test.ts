@@ -196,7 +196,7 @@ describe('registry import', () => {
     expect(idx.schoolsInScope('330000/330100/330106').map((x) => x.id)).toEqual(['3301060001', '3301060002']);
     expect(idx.schoolsInScope('330000/330100')).toHaveLength(3);
     expect(idx.schoolsInScope('330000/330100/33010')).toHaveLength(0);
-    expect(idx.devicesByClassroom.get('c-0001-101')!.map((d) => d.id)).toEqual([
+    expect(idx.devicesIn('3301060001', 'c-0001-101').map((d) => d.id)).toEqual([
       'wb-0001-101',
       'pc-0001-101',
     ]);
@@ -229,7 +229,7 @@ describe('registry import', () => {
       students: 45,
       teachers: 5,
     });
-    expect(s.index.classrooms.get('c-0001-lab')).toEqual({
+    expect(s.index.classroom('3301060001', 'c-0001-lab')).toEqual({
       id: 'c-0001-lab',
       school: '3301060001',
       name: '科学实验室, 二楼',
@@ -278,17 +278,43 @@ describe('registry import', () => {
     const issues = await importError(s.import([yamlFile(bad)]));
     const byMsg = (re: RegExp) => issues.find((i) => re.test(i.message));
     expect(byMsg(/region 330109 is not in the registry/)).toMatchObject({ row: 4, column: 'region' });
-    expect(byMsg(/belongs to school 3301080001, not 3301060002/)).toMatchObject({
+    expect(byMsg(/classroom c-0801-201 is not in school 3301060002/)).toMatchObject({
       row: 5,
       column: 'classroom',
     });
-    expect(byMsg(/gw-0001 is also defined in city.yaml row 1/)).toMatchObject({ row: 6, column: 'id' });
-    expect(byMsg(/wb-0001-101 belongs to school 3301060001/)).toMatchObject({
+    expect(byMsg(/gw-0001 of school 3301060001 is also defined in city.yaml row 1/)).toMatchObject({ row: 6, column: 'id' });
+    expect(byMsg(/device wb-0001-101 is not in school 3301060002/)).toMatchObject({
       row: 2,
       column: 'uplinkDevice',
     });
     expect(issues).toHaveLength(4);
     expect(s.index.data.schools).toHaveLength(0);
+  });
+
+  it('identifies classrooms and devices by (school, id): the same ids in two schools are two rooms and two devices', async () => {
+    const s = store();
+    await s.import([yamlFile(CITY)]);
+    const a = CITY.devices.find((d) => d.id === 'wb-0001-101')!;
+    const other = CITY.schools.find((x) => x.id !== a.school)!;
+    // A careless installer at another school reuses the room and device ids: nothing of school A changes.
+    await s.import([
+      yamlFile({
+        classrooms: [{ id: a.classroom!, school: other.id, name: '别校同号教室', isClass: true }],
+        devices: [{ ...a, school: other.id, serial: 'OTHER' }],
+      }),
+    ]);
+    const idx = s.index;
+    expect(idx.device(a.school, a.id)).toEqual(a);
+    expect(idx.device(other.id, a.id)).toMatchObject({ school: other.id, serial: 'OTHER' });
+    expect(idx.classroom(a.school, a.classroom!)!.name).not.toBe('别校同号教室');
+    expect(idx.classroom(other.id, a.classroom!)!.name).toBe('别校同号教室');
+    expect(idx.devicesIn(other.id, a.classroom!).map((d) => d.school)).toEqual([other.id]);
+    expect(idx.data.devices).toHaveLength(CITY.devices.length + 1);
+    // A device row naming a classroom of another school is refused, not linked across schools.
+    const issues = await importError(
+      s.import([yamlFile({ devices: [{ id: 'pj-new', school: other.id, classroom: 'c-0801-201', kind: 'projector' }] })]),
+    );
+    expect(issues[0]!.message).toMatch(new RegExp(`classroom c-0801-201 is not in school ${other.id}`));
   });
 
   it('upserts by id, and replace swaps a whole list while keeping references checked', async () => {
@@ -302,7 +328,7 @@ describe('registry import', () => {
       s.import([yamlFile({ classrooms: CITY.classrooms.slice(0, 2) })], { replace: ['classrooms'] }),
     );
     expect(issues[0]!.message).toMatch(
-      /existing device pj-0801-201 .*classroom c-0801-201 is not in the registry/,
+      /existing device pj-0801-201 of school 3301080001 .*classroom c-0801-201 is not in school 3301080001/,
     );
   });
 

@@ -44,7 +44,7 @@ const names: Names = {
   schoolName: () => '西湖区第一小学',
   regionNames: () => '浙江省 杭州市 西湖区',
   regionPath: () => '330000/330100/330106',
-  classroomName: (d) => (d === 'pn-01' ? '一(1)班' : undefined),
+  classroomName: (_school, d) => (d === 'pn-01' ? '一(1)班' : undefined),
 };
 const alert = (over: Partial<Alert>): Alert => ({
   id: 'uplink_down|A|gw|1',
