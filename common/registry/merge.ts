@@ -1,6 +1,6 @@
 import { ENTITIES, type EntityName, NETWORK_KINDS, type Registry } from '../../contracts/registry.js';
-import { entityKey } from './key.js';
 import { ImportError, type ImportIssue, type ParsedRows, type RowSource } from './import.js';
+import { entityKey } from './key.js';
 
 /**
  * Applies parsed rows to the current registry: rows upsert by id (or replace whole lists), then the result is
@@ -121,7 +121,8 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
   const devices = next.devices as Map<string, Registry['devices'][number]>;
   for (const d of merged.devices) {
     const key = entityKey(d.school, d.id);
-    if (!schools.has(d.school)) problem('devices', key, 'school', `school ${d.school} is not in the registry`);
+    if (!schools.has(d.school))
+      problem('devices', key, 'school', `school ${d.school} is not in the registry`);
     // A device's classroom is one of its own school's: classroom ids, like device ids, are unique per school.
     if (d.classroom !== undefined && !classrooms.has(entityKey(d.school, d.classroom)))
       problem('devices', key, 'classroom', `classroom ${d.classroom} is not in school ${d.school}`);

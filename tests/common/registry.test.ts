@@ -282,7 +282,10 @@ describe('registry import', () => {
       row: 5,
       column: 'classroom',
     });
-    expect(byMsg(/gw-0001 of school 3301060001 is also defined in city.yaml row 1/)).toMatchObject({ row: 6, column: 'id' });
+    expect(byMsg(/gw-0001 of school 3301060001 is also defined in city.yaml row 1/)).toMatchObject({
+      row: 6,
+      column: 'id',
+    });
     expect(byMsg(/device wb-0001-101 is not in school 3301060002/)).toMatchObject({
       row: 2,
       column: 'uplinkDevice',
@@ -312,7 +315,11 @@ describe('registry import', () => {
     expect(idx.data.devices).toHaveLength(CITY.devices.length + 1);
     // A device row naming a classroom of another school is refused, not linked across schools.
     const issues = await importError(
-      s.import([yamlFile({ devices: [{ id: 'pj-new', school: other.id, classroom: 'c-0801-201', kind: 'projector' }] })]),
+      s.import([
+        yamlFile({
+          devices: [{ id: 'pj-new', school: other.id, classroom: 'c-0801-201', kind: 'projector' }],
+        }),
+      ]),
     );
     expect(issues[0]!.message).toMatch(new RegExp(`classroom c-0801-201 is not in school ${other.id}`));
   });

@@ -36,7 +36,7 @@ export function cityRawPoints(): AnyPoint[] {
   const tagged = (p: AnyPoint): AnyPoint => {
     const t = p.tags as Record<string, string | undefined>;
     const school = t.school!;
-    const device = reg.devices.get(t.device ?? '');
+    const device = reg.device(school, t.device ?? '');
     const tags: Record<string, string | undefined> = { ...t, region: reg.schoolPath(school) };
     if (device) {
       tags.kind = device.kind;
@@ -78,7 +78,7 @@ export function cityRawPoints(): AnyPoint[] {
   });
 
   const info = (device: string) => {
-    const d = reg.devices.get(device)!;
+    const d = reg.data.devices.find((x) => x.id === device)!; // fixture ids are unique across schools
     return { kind: d.kind, classroom: d.classroom, region: reg.schoolPath(d.school) };
   };
   // The lab: a projector on but never in use, a student PC online on Thursday and Friday.
@@ -136,7 +136,7 @@ export function cityRawPoints(): AnyPoint[] {
     }
   }
   const event = (device: string, e: Omit<DeviceEvent, 'v' | 'kind'>) => {
-    const d = reg.devices.get(device)!;
+    const d = reg.data.devices.find((x) => x.id === device)!; // fixture ids are unique across schools
     out.push(eventPoint(d.school, device, { v: 1, kind: d.kind, ...e }, info(device)));
   };
   event('pj-b1', {
