@@ -26,14 +26,13 @@ export { entityKey };
 export class RegistryIndex {
   readonly regions = new Map<string, Region>();
   readonly schools = new Map<string, School>();
-  /** By `entityKey(school, id)`. */
-  readonly classrooms = new Map<string, Classroom>();
-  /** By `entityKey(school, id)`. */
-  readonly devices = new Map<string, Device>();
+  /** By `entityKey(school, id)`: private, so nothing can look a device or classroom up by its id alone. */
+  private readonly classrooms = new Map<string, Classroom>();
+  private readonly devices = new Map<string, Device>();
   readonly classroomsBySchool = new Map<string, Classroom[]>();
   readonly devicesBySchool = new Map<string, Device[]>();
   /** By `entityKey(school, classroom)`. */
-  readonly devicesByClassroom = new Map<string, Device[]>();
+  private readonly devicesByClassroom = new Map<string, Device[]>();
   private readonly paths = new Map<string, string>();
 
   constructor(readonly data: Registry) {

@@ -77,8 +77,10 @@ export function cityRawPoints(): AnyPoint[] {
     return q;
   });
 
+  // Fixture device ids are unique across schools, so a test may name a device by its id alone.
+  const byId = (device: string) => reg.data.devices.find((x) => x.id === device)!;
   const info = (device: string) => {
-    const d = reg.data.devices.find((x) => x.id === device)!; // fixture ids are unique across schools
+    const d = byId(device);
     return { kind: d.kind, classroom: d.classroom, region: reg.schoolPath(d.school) };
   };
   // The lab: a projector on but never in use, a student PC online on Thursday and Friday.
@@ -125,7 +127,7 @@ export function cityRawPoints(): AnyPoint[] {
   // Presence as the collector writes it (each change also an event): on before class, off after it; B's
   // projector loses its connection during Thursday's second period and does not come back.
   const presence = (device: string, online: boolean, reason: string, ts: number) =>
-    out.push(...presencePoints(reg.devices.get(device)!.school, device, online, reason, ts, info(device)));
+    out.push(...presencePoints(byId(device).school, device, online, reason, ts, info(device)));
   for (const date of TEACHING_DAYS) {
     for (const device of ['pn-a1', 'pn-a2', 'pn-c1', 'pj-lab', 'pc-a1', 'spc-lab-01', 'pj-b1']) {
       if (device === 'pj-b1' && date !== THU) continue;
@@ -136,7 +138,7 @@ export function cityRawPoints(): AnyPoint[] {
     }
   }
   const event = (device: string, e: Omit<DeviceEvent, 'v' | 'kind'>) => {
-    const d = reg.data.devices.find((x) => x.id === device)!; // fixture ids are unique across schools
+    const d = byId(device);
     out.push(eventPoint(d.school, device, { v: 1, kind: d.kind, ...e }, info(device)));
   };
   event('pj-b1', {
