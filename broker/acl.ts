@@ -7,16 +7,33 @@ import { isValidFilter, parseTopic, TOPIC_ROOT, TOPIC_VERSION } from '../contrac
  * | role      | publish                                                        | subscribe                   |
  * | --------- | -------------------------------------------------------------- | --------------------------- |
  * | device    | its own subtree `cfm/v1/{school}/{device}/{status,telemetry,event}` | nothing                |
- * | poller    | `cfm/v1/{school}/+/{status,iface,event}` for its schools only  | nothing                     |
+ * | poller    | `cfm/v1/{school}/{device}/{status,iface,event}` for its schools, and only the listed devices when its credential lists `devices` | nothing |
  * | collector | nothing                                                        | filters under `cfm/v1/`, also `$share/{group}/…` |
+ * | reader    | nothing                                                        | the same as a collector     |
+ *
+ * `collector` means "stores readings": only a collector's subscription admits devices after a broker restart
+ * (`broker.holdDevicesUntilCollector`). A `reader` (the API's live view and alerting) reads the same topics but
+ * stores nothing, so its subscription must not admit devices whose replayed readings would then be lost.
  *
  * Nobody publishes to `$SYS/…` or outside `cfm/v1/`, and only `status` may be retained (the birth/last will);
- * a retained reading would be replayed to every new subscriber as if it were new.
+ * a retained reading would be replayed to every new subscriber as if it were new. A device can therefore retain
+ * exactly one message, its own status; how many devices a poller may retain a status for is bounded in
+ * broker.ts (`pollerMaxRetainedDevices`).
  */
 export type Principal =
   | { role: 'device'; username: string; school: string; device: string }
-  | { role: 'poller'; username: string; schools: readonly string[] }
-  | { role: 'collector'; username: string };
+  | {
+      role: 'poller';
+      username: string;
+      schools: readonly string[];
+      /** When present, the only devices (`{school}/{device}`) it may publish for. */
+      devices?: ReadonlySet<string>;
+    }
+  | { role: 'collector'; username: string }
+  | { role: 'reader'; username: string };
+
+/** Roles that subscribe to readings. */
+export const SUBSCRIBER_ROLES: ReadonlySet<Principal['role']> = new Set(['collector', 'reader']);
 
 export type Denial = { ok: false; reason: string };
 export type Decision = { ok: true } | Denial;
@@ -40,10 +57,13 @@ export function mayPublish(p: Principal, topic: string, retain: boolean): Decisi
       return ok;
     case 'poller':
       if (!p.schools.includes(t.school)) return deny(`school ${t.school} is not assigned to this poller`);
+      if (p.devices && !p.devices.has(`${t.school}/${t.device}`))
+        return deny(`device ${t.school}/${t.device} is not a target of this poller`);
       if (!POLLER_CHANNELS.has(t.channel)) return deny(`a poller does not publish ${t.channel}`);
       return ok;
     case 'collector':
-      return deny('a collector only subscribes');
+    case 'reader':
+      return deny(`a ${p.role} only subscribes`);
   }
 }
 
@@ -56,7 +76,7 @@ export function stripShare(filter: string): string | undefined {
 }
 
 export function maySubscribe(p: Principal, filter: string): Decision {
-  if (p.role !== 'collector') return deny(`a ${p.role} does not subscribe`);
+  if (!SUBSCRIBER_ROLES.has(p.role)) return deny(`a ${p.role} does not subscribe`);
   const inner = stripShare(filter);
   if (inner === undefined || !isValidFilter(inner)) return deny('not a valid topic filter');
   const [root, version] = inner.split('/');

@@ -2,7 +2,7 @@ import { unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Service } from '../common/lifecycle.js';
@@ -71,7 +71,7 @@ export const brokerConfigSchema = z
       .positive()
       .default(20)
       .describe(
-        'Sustained publishes per second per client; above it the client is disconnected (stops floods).',
+        'Sustained publishes per second per credential (all its connections together, so reconnecting does not refill it), every channel including retained status (only the last will, published by the broker, is free); above it the client is disconnected and the publish counted (stops floods, e.g. thousands of retained statuses fanned out to every subscriber).',
       ),
     publishBurst: z
       .number()
@@ -104,7 +104,23 @@ export const brokerConfigSchema = z
       .boolean()
       .default(true)
       .describe(
-        'Refuse devices and pollers (CONNACK 3, server unavailable) until a collector has subscribed, so readings replayed after a broker restart are not acknowledged and dropped for want of a subscriber; agents keep them spooled meanwhile.',
+        "Refuse devices and pollers (CONNACK 3, server unavailable) until a client of role `collector` (one that stores readings) has subscribed, so readings replayed after a broker restart are not acknowledged and then lost for want of a subscriber, or delivered only to a `reader` such as the API's live view; agents keep them spooled meanwhile.",
+      ),
+    pollerMaxRetainedDevices: z
+      .number()
+      .int()
+      .min(1)
+      .default(4_096)
+      .describe(
+        'Most distinct devices one poller credential may hold a retained status for; a retained status for one more is refused (the connection is closed) and counted. Stops a poller creating unbounded retained messages for invented device ids of its schools. Set it above the largest target list of any poller (a city has ~2,000 routers).',
+      ),
+    deniedLogIntervalMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(10_000)
+      .describe(
+        'Refused subscriptions are logged as one line per SUBSCRIBE packet with the number of filters refused, and at most one line per client per this interval (the rest are summed into the next line). Stops one client writing a log line per filter (25,000 lines from 5 packets).',
       ),
   })
   .prefault({});
@@ -115,17 +131,38 @@ export interface BrokerStats {
   authFailures: number;
   /** Devices and pollers refused (CONNACK 3) because no collector had subscribed yet. */
   heldBack: number;
+  /** Publishes refused by the ACL. */
   deniedPublish: number;
+  /** Subscription filters refused (SUBACK 0x80), one per filter. */
   deniedSubscribe: number;
+  /** Publishes refused for exceeding the client's rate, status messages included. */
   rateLimited: number;
+  /** Of `rateLimited`, those on the status channel. */
+  rateLimitedStatus: number;
+  /** Retained statuses refused because the poller held `pollerMaxRetainedDevices` already. */
+  retainedLimited: number;
+  /** Publishes refused because an earlier one of the same connection was (it is being closed). */
+  refusedAfterRefusal: number;
   oversized: number;
   published: number;
+}
+
+/** Refused subscriptions of one client not yet logged (see `deniedLogIntervalMs`). */
+interface SubscribeDenials {
+  count: number;
+  filter: string;
+  why: string;
+  lastLogMs: number;
+  timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 }
 
 interface ClientState {
   principal: Principal;
   hash: string;
   bucket: TokenBucket;
+  /** A publish of this connection was refused: it is being closed, and nothing after it is accepted. */
+  refused: boolean;
+  subscribeDenials: SubscribeDenials | undefined;
 }
 
 function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
@@ -144,11 +181,19 @@ export class Broker implements Service {
     deniedPublish: 0,
     deniedSubscribe: 0,
     rateLimited: 0,
+    rateLimitedStatus: 0,
+    retainedLimited: 0,
+    refusedAfterRefusal: 0,
     oversized: 0,
     published: 0,
   };
   /** A collector has subscribed since start: from then on its session keeps messages even while it is away. */
   private collectorSubscribed = false;
+  /** Per poller username, the `{school}/{device}` it holds a retained status for (pollerMaxRetainedDevices). */
+  private retainedByPoller = new Map<string, Set<string>>();
+  /** Publish rate per credential (at most one per username in the credentials file). */
+  private buckets = new Map<string, TokenBucket>();
+  private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
   /** Actual ports, in listener order (useful when configured as 0). */
   ports: number[] = [];
 
@@ -166,6 +211,10 @@ export class Broker implements Service {
   async start(): Promise<void> {
     const c = this.config;
     const log = this.deps.log;
+    // A start is a fresh in-memory broker: no collector session, nothing retained.
+    this.collectorSubscribed = false;
+    this.retainedByPoller = new Map();
+    this.buckets = new Map();
     await this.store.load();
     if (this.store.size === 0) {
       log.warn(
@@ -194,25 +243,8 @@ export class Broker implements Service {
         if (!client) return done(null);
         const st = this.clients.get(client);
         if (!st) return done(new Error('not authenticated'));
-        const d = mayPublish(st.principal, packet.topic, packet.retain);
-        if (!d.ok) {
-          this.stats_.deniedPublish++;
-          log.warn(
-            { clientId: client.id, topic: packet.topic.slice(0, 200), why: d.reason },
-            'publish denied',
-          );
-          return done(new Error(d.reason));
-        }
-        // Status messages (birth, clean offline, and the last will that aedes also passes through here) are not
-        // charged: a client cut off for flooding must still leave its will behind.
-        if (!packet.topic.endsWith('/status') && !st.bucket.take()) {
-          this.stats_.rateLimited++;
-          log.warn(
-            { clientId: client.id, ratePerSec: c.publishRatePerSec },
-            'publish rate exceeded: disconnecting',
-          );
-          return done(new Error('publish rate exceeded'));
-        }
+        const d = this.authorizePublish(client, st, packet);
+        if (d) return done(new Error(d));
         this.stats_.published++;
         done(null);
       },
@@ -223,13 +255,11 @@ export class Broker implements Service {
           : { ok: false as const, reason: 'not authenticated' };
         if (!d.ok) {
           this.stats_.deniedSubscribe++;
-          log.warn(
-            { clientId: client.id, filter: sub.topic.slice(0, 200), why: d.reason },
-            'subscribe denied',
-          );
+          if (st) this.noteSubscribeDenied(client, st, sub.topic, d.reason);
           // A refused filter gets SUBACK 0x80 (MQTT-3.9.3) and the session continues.
           return done(null, null);
         }
+        // Only a subscriber that stores readings admits devices; a reader (the API's live view) does not.
         if (st?.principal.role === 'collector' && !this.collectorSubscribed) {
           this.collectorSubscribed = true;
           log.info({ clientId: client.id }, 'a collector subscribed: admitting devices');
@@ -298,20 +328,136 @@ export class Broker implements Service {
     }
     if (
       this.config.holdDevicesUntilCollector &&
-      principal.role !== 'collector' &&
+      (principal.role === 'device' || principal.role === 'poller') &&
       !this.collectorSubscribed
     ) {
       this.stats_.heldBack++;
       throw Object.assign(authError(3, 'no collector subscribed yet: try again later'), { heldBack: true });
     }
+    // One bucket per credential, not per connection: reconnecting does not refill it.
+    let bucket = this.buckets.get(username);
+    if (!bucket) {
+      bucket =
+        principal.role === 'poller'
+          ? new TokenBucket(this.config.pollerPublishRatePerSec, this.config.pollerPublishBurst)
+          : new TokenBucket(this.config.publishRatePerSec, this.config.publishBurst);
+      this.buckets.set(username, bucket);
+    }
     this.clients.set(client, {
       principal,
       hash: auth.hash,
-      bucket:
-        principal.role === 'poller'
-          ? new TokenBucket(this.config.pollerPublishRatePerSec, this.config.pollerPublishBurst)
-          : new TokenBucket(this.config.publishRatePerSec, this.config.publishBurst),
+      bucket,
+      refused: false,
+      subscribeDenials: undefined,
     });
+  }
+
+  /**
+   * The publish policy: ACL, then the rate limit (every publish, status included), then the poller's bound on
+   * retained statuses. Returns why a publish is refused, undefined when it may pass. The first refusal of a
+   * connection is logged; the connection is then closed (MQTT 3.1.1 has no per-publish refusal, MQTT-3.3.5-2)
+   * and whatever else it had already sent is refused without a log line each.
+   */
+  private authorizePublish(client: Client, st: ClientState, packet: PublishPacket): string | undefined {
+    const c = this.config;
+    // aedes passes the last will through here too (the same object as `client.will`): published by the broker
+    // once per connection, after the ACL check, and never charged, so a client cut off for flooding still
+    // leaves its offline status behind.
+    const isWill = (client as Client & { will?: unknown }).will === packet;
+    if (st.refused && !isWill) {
+      this.stats_.refusedAfterRefusal++;
+      return 'an earlier publish of this connection was refused';
+    }
+    const d = mayPublish(st.principal, packet.topic, packet.retain);
+    let stat: 'deniedPublish' | 'rateLimited' | 'retainedLimited' | undefined;
+    let why: string | undefined;
+    if (!d.ok) {
+      stat = 'deniedPublish';
+      why = d.reason;
+    } else if (!isWill && !st.bucket.take()) {
+      stat = 'rateLimited';
+      why = 'publish rate exceeded';
+      if (packet.topic.endsWith('/status')) this.stats_.rateLimitedStatus++;
+    } else if (packet.retain && st.principal.role === 'poller') {
+      why = this.holdRetained(st.principal.username, packet);
+      if (why) stat = 'retainedLimited';
+    }
+    if (!stat || !why) return undefined;
+    this.stats_[stat]++;
+    if (!st.refused) {
+      st.refused = true;
+      this.deps.log.warn(
+        {
+          clientId: client.id,
+          topic: packet.topic.slice(0, 200),
+          why,
+          ...(stat === 'rateLimited'
+            ? {
+                ratePerSec: st.principal.role === 'poller' ? c.pollerPublishRatePerSec : c.publishRatePerSec,
+              }
+            : {}),
+        },
+        `publish refused (${stat}): disconnecting`,
+      );
+    }
+    return why;
+  }
+
+  /** Tracks the devices a poller holds a retained status for; refuses one more than the bound. */
+  private holdRetained(username: string, packet: PublishPacket): string | undefined {
+    const key = packet.topic.split('/').slice(2, 4).join('/');
+    let held = this.retainedByPoller.get(username);
+    if (!held) {
+      held = new Set();
+      this.retainedByPoller.set(username, held);
+    }
+    // An empty retained payload deletes the retained message (MQTT-3.3.1-10).
+    if (packet.payload.length === 0) {
+      held.delete(key);
+      return undefined;
+    }
+    if (held.has(key)) return undefined;
+    if (held.size >= this.config.pollerMaxRetainedDevices) {
+      return `poller already holds a retained status for ${held.size} devices (pollerMaxRetainedDevices)`;
+    }
+    held.add(key);
+    return undefined;
+  }
+
+  /**
+   * Refused filters are summed per client and logged as one line with the count: the filters of one SUBSCRIBE
+   * packet are authorised in the same tick, so the first line covers the whole packet; later ones wait until
+   * `deniedLogIntervalMs` has passed since the last line.
+   */
+  private noteSubscribeDenied(client: Client, st: ClientState, filter: string, why: string): void {
+    st.subscribeDenials ??= {
+      count: 0,
+      filter: '',
+      why: '',
+      lastLogMs: Number.NEGATIVE_INFINITY,
+      timer: undefined,
+    };
+    const d = st.subscribeDenials;
+    if (d.count === 0) {
+      d.filter = filter.slice(0, 200);
+      d.why = why;
+    }
+    d.count++;
+    if (d.timer) return;
+    const flush = () => {
+      this.timers.delete(d.timer!);
+      d.timer = undefined;
+      d.lastLogMs = performance.now();
+      this.deps.log.warn(
+        { clientId: client.id, refused: d.count, filter: d.filter, why: d.why },
+        d.count === 1 ? 'subscribe denied' : `subscribe denied: ${d.count} filters`,
+      );
+      d.count = 0;
+    };
+    const waitMs = d.lastLogMs + this.config.deniedLogIntervalMs - performance.now();
+    // setImmediate runs right after the I/O callback that parsed the packet, so it sums exactly that packet.
+    d.timer = waitMs <= 0 ? setImmediate(flush) : setTimeout(flush, waitMs).unref();
+    this.timers.add(d.timer);
   }
 
   /** Re-reads the credentials file and disconnects clients whose credentials were revoked or rotated. */
@@ -336,6 +482,11 @@ export class Broker implements Service {
 
   async stop(): Promise<void> {
     unwatchFile(this.config.credentialsFile);
+    for (const t of this.timers) {
+      clearTimeout(t as NodeJS.Timeout);
+      clearImmediate(t as NodeJS.Immediate);
+    }
+    this.timers.clear();
     for (const s of this.servers) s.close();
     this.servers = [];
     const aedes = this.aedes;

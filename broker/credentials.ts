@@ -29,6 +29,15 @@ const usernameSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/, 
   message: 'must be 1-128 of A-Z a-z 0-9 _ . : @ - starting with a letter or digit',
 });
 
+/** `{school}/{device}`: one SNMP target of a poller. */
+const targetSchema = z.string().refine(
+  (v) => {
+    const parts = v.split('/');
+    return parts.length === 2 && parts.every((p) => idSchema.safeParse(p).success);
+  },
+  { message: 'must be {school}/{device}, both ids' },
+);
+
 const entrySchema = z.discriminatedUnion('role', [
   z.strictObject({
     username: usernameSchema,
@@ -39,17 +48,40 @@ const entrySchema = z.discriminatedUnion('role', [
     created: z.string(),
     rotated: z.string().optional(),
   }),
+  z
+    .strictObject({
+      username: usernameSchema,
+      role: z.literal('poller'),
+      schools: z.array(idSchema).min(1),
+      // Optional: the poller's explicit targets. Without it the poller may publish for any device id of its
+      // schools (bounded by broker.pollerMaxRetainedDevices); with it, only for these.
+      devices: z.array(targetSchema).min(1).optional(),
+      hash: z.string().startsWith('scrypt$'),
+      created: z.string(),
+      rotated: z.string().optional(),
+    })
+    .superRefine((e, ctx) => {
+      for (const [i, d] of (e.devices ?? []).entries()) {
+        if (!e.schools.includes(d.split('/')[0]!))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['devices', i],
+            message: `${d} is not in one of the poller's schools`,
+          });
+      }
+    }),
+  // Stores readings: its subscription is what admits devices after a broker restart.
   z.strictObject({
     username: usernameSchema,
-    role: z.literal('poller'),
-    schools: z.array(idSchema).min(1),
+    role: z.literal('collector'),
     hash: z.string().startsWith('scrypt$'),
     created: z.string(),
     rotated: z.string().optional(),
   }),
+  // Subscribes like a collector but stores nothing (the API's live view and alerting).
   z.strictObject({
     username: usernameSchema,
-    role: z.literal('collector'),
+    role: z.literal('reader'),
     hash: z.string().startsWith('scrypt$'),
     created: z.string(),
     rotated: z.string().optional(),
@@ -95,9 +127,15 @@ export function principalOf(e: CredentialEntry): Principal {
     case 'device':
       return { role: 'device', username: e.username, school: e.school, device: e.device };
     case 'poller':
-      return { role: 'poller', username: e.username, schools: e.schools };
+      return {
+        role: 'poller',
+        username: e.username,
+        schools: e.schools,
+        ...(e.devices ? { devices: new Set(e.devices) } : {}),
+      };
     case 'collector':
-      return { role: 'collector', username: e.username };
+    case 'reader':
+      return { role: e.role, username: e.username };
   }
 }
 
@@ -191,8 +229,9 @@ export class CredentialStore {
   async add(
     spec: { username: string } & (
       | { role: 'device'; school: string; device: string }
-      | { role: 'poller'; schools: string[] }
+      | { role: 'poller'; schools: string[]; devices?: string[] }
       | { role: 'collector' }
+      | { role: 'reader' }
     ),
     secret?: string,
   ): Promise<string> {
@@ -201,7 +240,12 @@ export class CredentialStore {
       throw new CredentialsError(`user ${spec.username} exists; use rotate`);
     const plain = secret ?? generateSecret();
     const hash = await hashSecret(plain, secret ? CHOSEN_PASSWORD_LOG2N : GENERATED_SECRET_LOG2N);
-    const entry = entrySchema.parse({ ...spec, hash, created: new Date().toISOString() });
+    const r = entrySchema.safeParse({ ...spec, hash, created: new Date().toISOString() });
+    if (!r.success) {
+      const i = r.error.issues[0]!;
+      throw new CredentialsError(`user ${spec.username}: ${i.path.join('.')}: ${i.message}`);
+    }
+    const entry = r.data;
     this.entries.set(entry.username, entry);
     await this.save();
     return plain;

@@ -1,8 +1,9 @@
 // The embedded broker and its credential tool.
 //   npm run broker -- run --config config.yaml
 //   npm run broker -- users add <username> --role device --school S --device D [--password-stdin] [--config f]
-//   npm run broker -- users add <username> --role poller --schools S1,S2
-//   npm run broker -- users add <username> --role collector
+//   npm run broker -- users add <username> --role poller --schools S1,S2 [--devices S1/gw-01,S2/gw-01]
+//   npm run broker -- users add <username> --role collector      (stores readings)
+//   npm run broker -- users add <username> --role reader         (subscribes only: the API's live view)
 //   npm run broker -- users rotate <username> [--password-stdin]
 //   npm run broker -- users revoke <username>
 //   npm run broker -- users list
@@ -32,6 +33,7 @@ async function users(args: string[]): Promise<void> {
       school: { type: 'string' },
       device: { type: 'string' },
       schools: { type: 'string' },
+      devices: { type: 'string' },
       'password-stdin': { type: 'boolean', default: false },
     },
   });
@@ -46,17 +48,21 @@ async function users(args: string[]): Promise<void> {
   try {
     switch (action) {
       case 'add': {
-        if (!username) fail('users add <username> --role device|poller|collector');
+        if (!username) fail('users add <username> --role device|poller|collector|reader');
         let spec: Parameters<CredentialStore['add']>[0];
         if (values.role === 'device') {
           if (!values.school || !values.device) fail('a device needs --school and --device');
           spec = { username, role: 'device', school: values.school, device: values.device };
         } else if (values.role === 'poller') {
-          if (!values.schools) fail('a poller needs --schools S1,S2,…');
-          spec = { username, role: 'poller', schools: values.schools.split(',').filter(Boolean) };
-        } else if (values.role === 'collector') {
-          spec = { username, role: 'collector' };
-        } else fail('--role must be device, poller or collector');
+          const list = (v: string | undefined) => v?.split(',').filter(Boolean);
+          const devices = list(values.devices);
+          // Without --schools, the schools of the listed devices.
+          const schools = list(values.schools) ?? [...new Set(devices?.map((d) => d.split('/')[0]!))];
+          if (schools.length === 0) fail('a poller needs --schools S1,S2,… and/or --devices S1/D1,S2/D2,…');
+          spec = { username, role: 'poller', schools, ...(devices ? { devices } : {}) };
+        } else if (values.role === 'collector' || values.role === 'reader') {
+          spec = { username, role: values.role };
+        } else fail('--role must be device, poller, collector or reader');
         const s = await store.add(spec, secret);
         if (!secret) process.stdout.write(`${s}\n`);
         process.stderr.write(`added ${username} (${values.role}) to ${file}\n`);
@@ -80,7 +86,11 @@ async function users(args: string[]): Promise<void> {
         await store.load();
         for (const e of store.list()) {
           const scope =
-            e.role === 'device' ? `${e.school}/${e.device}` : e.role === 'poller' ? e.schools.join(',') : '';
+            e.role === 'device'
+              ? `${e.school}/${e.device}`
+              : e.role === 'poller'
+                ? (e.devices ?? e.schools).join(',')
+                : '';
           process.stdout.write(`${e.username}\t${e.role}\t${scope}\t${e.rotated ?? e.created}\n`);
         }
         return;

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -10,18 +10,20 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
 import { processConfigSchema } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
+import { trackChild } from '../common/dev/children.js';
 import { MEASUREMENTS } from '../contracts/influx.js';
 import { ALL_SECTIONS } from '../scripts/gen-docs.js';
-import { connectClient, Mosquitto } from './helpers/mqtt.js';
+import { freePort, waitFor } from './helpers/influx.js';
 
 /** Every example in deploy/examples validates against the sections of each process that reads it. */
 const dir = fileURLToPath(new URL('../deploy/examples/', import.meta.url));
@@ -460,9 +462,35 @@ describe('deploy/compose', () => {
     const conf = mounts(m).find((x) => x.target === '/mosquitto/config/mosquitto.conf')!.source;
     const acl = mounts(m).find((x) => x.target === '/mosquitto/config/acl')!.source;
     let tmp = '';
-    let broker: Mosquitto;
+    let broker: ShippedMosquitto | undefined;
     const clients: MqttClient[] = [];
     const password = 'correct-horse-battery';
+    const DEVICE = 'dev-3133001234-c0701';
+    const OWN = 'cfm/v1/3133001234/c0701-ops';
+
+    /**
+     * A client of the shipped profile, with its CONNACK's sessionPresent and its inbox (`topic payload`). The
+     * inbox listens from the start: a session's queued messages arrive right behind the CONNACK.
+     */
+    async function login(username: string | undefined, opts: IClientOptions = {}) {
+      const c = mqtt.connect(broker!.url, {
+        reconnectPeriod: 0,
+        connectTimeout: 10_000,
+        protocolVersion: 4,
+        ...(username ? { username, password } : {}),
+        ...opts,
+      });
+      clients.push(c);
+      const got: string[] = [];
+      c.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
+      c.on('error', () => {});
+      const connack = await new Promise<IConnackPacket>((resolve, reject) => {
+        c.once('connect', resolve);
+        c.once('error', reject);
+        c.once('close', () => reject(new Error('closed before CONNACK')));
+      });
+      return { c, got, sessionPresent: connack.sessionPresent };
+    }
 
     beforeAll(async () => {
       tmp = mkdtempSync(join(tmpdir(), 'cfm-deploy-mosquitto-'));
@@ -474,12 +502,18 @@ describe('deploy/compose', () => {
       mkdirSync(data);
       chmodSync(data, 0o777);
       writeFileSync(passwd, '');
-      for (const user of ['collector', 'dev-3133001234-c0701', 'poller-1'])
-        expect(spawnSync('mosquitto_passwd', ['-b', passwd, user, password]).status).toBe(0);
-      // The shipped file with the container's paths replaced; the helper adds a loopback listener.
-      const text = readFileSync(conf, 'utf8')
+      for (const user of ['collector', 'api', DEVICE, 'poller-1']) {
+        const r = spawnSync('mosquitto_passwd', ['-b', passwd, user, password], { encoding: 'utf8' });
+        expect(r.status, `mosquitto_passwd ${user}: ${r.stderr}`).toBe(0);
+      }
+      // The shipped file with the container's paths replaced, and its listener moved to a loopback port in
+      // place (listener options apply to the `listener` line above them, so the order must stay).
+      const shipped = readFileSync(conf, 'utf8');
+      expect(shipped.match(/^listener .*$/gm)).toEqual(['listener 1883']);
+      const text = shipped
         .split('\n')
-        .filter((l) => !/^listener /.test(l) && !/^log_dest /.test(l))
+        .filter((l) => !/^log_dest /.test(l))
+        .map((l) => (l === 'listener 1883' ? `listener ${PORT} 127.0.0.1` : l))
         .join('\n')
         .replaceAll('/mosquitto/auth/passwd', passwd)
         .replaceAll('/mosquitto/config/acl', acl)
@@ -487,47 +521,190 @@ describe('deploy/compose', () => {
       expect(text.split('\n').filter((l) => !l.startsWith('#'))).not.toContainEqual(
         expect.stringMatching(/ \/mosquitto\//),
       );
-      broker = await new Mosquitto(`${text}\n`).start();
+      broker = await new ShippedMosquitto(text, tmp).start();
+    });
+    afterEach(async () => {
+      for (const c of clients.splice(0)) await c.endAsync(true);
     });
     afterAll(async () => {
-      for (const c of clients) c.end(true);
-      await broker?.dispose();
+      await broker?.stop();
       if (tmp) rmSync(tmp, { recursive: true, force: true });
     });
 
-    it('refuses anonymous clients and lets a device publish only its own topics to the collectors', async () => {
-      await expect(connectClient(broker.url, { clientId: 'anon' })).rejects.toThrow();
-      const collector = await connectClient(broker.url, {
-        username: 'collector',
-        password,
+    it('binds every client id to its username, on its listener', () => {
+      const lines = readFileSync(conf, 'utf8').split('\n');
+      // A listener option: it must come after the `listener` line it is meant for.
+      expect(lines.indexOf('use_username_as_clientid true')).toBeGreaterThan(lines.indexOf('listener 1883'));
+    });
+
+    it('refuses anonymous clients; a device publishes only its own topics, a poller only its school’s, the reader (api) only reads', async () => {
+      await expect(login(undefined, { clientId: 'anon' })).rejects.toThrow();
+      const { c: collector, got } = await login('collector', {
         clientId: 'collector/test',
         protocolVersion: 5,
       });
-      clients.push(collector);
-      const got: string[] = [];
-      collector.on('message', (topic) => got.push(topic));
       await collector.subscribeAsync('$share/collectors/cfm/v1/+/+/+', { qos: 1 });
-      const device = await connectClient(broker.url, {
-        username: 'dev-3133001234-c0701',
-        password,
-        clientId: 'dev-3133001234-c0701',
-      });
-      clients.push(device);
-      await device.publishAsync('cfm/v1/3133001234/c0701-ops/telemetry', '{}', { qos: 1 });
+      const { c: device } = await login(DEVICE, { clientId: DEVICE });
+      // Mosquitto acknowledges a refused QoS 1 publish of MQTT 3.1.1 and drops it; the PUBACK comes after it
+      // was routed (or not), and the next message of the same client comes after it at the subscriber.
       await device.publishAsync('cfm/v1/3133001234/c0702-ops/telemetry', '{}', { qos: 1 }); // another device's
-      const poller = await connectClient(broker.url, {
-        username: 'poller-1',
-        password,
-        clientId: 'poller-1',
-      });
-      clients.push(poller);
-      await poller.publishAsync('cfm/v1/3133001234/gw-01/iface', '{}', { qos: 1 });
+      await device.publishAsync(`${OWN}/telemetry`, '{"sentinel":1}', { qos: 1 });
+      const { c: poller } = await login('poller-1', { clientId: 'poller-1' });
       await poller.publishAsync('cfm/v1/3133009999/gw-01/iface', '{}', { qos: 1 }); // not its school
-      await new Promise((r) => setTimeout(r, 500));
-      expect(got.sort()).toEqual(['cfm/v1/3133001234/c0701-ops/telemetry', 'cfm/v1/3133001234/gw-01/iface']);
+      await poller.publishAsync('cfm/v1/3133001234/gw-01/iface', '{"sentinel":2}', { qos: 1 });
+      // The reader (the API) reads and never writes.
+      const { c: reader, got: readerGot } = await login('api', { clientId: 'api' });
+      await reader.subscribeAsync('cfm/v1/+/+/status', { qos: 1 });
+      await reader.publishAsync(`${OWN}/status`, '{"state":"offline"}', { qos: 1 }); // dropped
+      await device.publishAsync(`${OWN}/status`, '{"state":"online"}', { qos: 1 });
+      await waitFor(() => got.length >= 3 && readerGot.length >= 1, { what: 'the sentinels' });
+      expect(got.sort()).toEqual(
+        [
+          `cfm/v1/3133001234/gw-01/iface {"sentinel":2}`,
+          `${OWN}/status {"state":"online"}`,
+          `${OWN}/telemetry {"sentinel":1}`,
+        ].sort(),
+      );
+      expect(readerGot).toEqual([`${OWN}/status {"state":"online"}`]);
+    });
+
+    it('a device credential cannot take over the collector’s session: the stopped collector gets every queued reading', async () => {
+      // The collector as in production: MQTT 5, a shared subscription, a session that outlives the connection.
+      const session = {
+        protocolVersion: 5,
+        clean: false,
+        properties: { sessionExpiryInterval: 3_600 },
+      } as const;
+      const first = await login('collector', { clientId: 'collector/compose', ...session });
+      await first.c.subscribeAsync('$share/collectors/cfm/v1/+/+/+', { qos: 1 });
+      await first.c.endAsync(); // the collector stops; its session keeps what arrives meanwhile
+
+      const { c: device } = await login(DEVICE, { clientId: DEVICE });
+      const readings = Array.from({ length: 5 }, (_, i) => `{"seq":${i}}`);
+      for (const r of readings) await device.publishAsync(`${OWN}/telemetry`, r, { qos: 1 });
+
+      // The device's credential with the collector's client id (and its username as id), each way a
+      // careless or hostile installer could: a clean session (which would discard the session it names), a
+      // persistent one (which would receive the queued readings), MQTT 3.1.1 and 5.
+      for (const [clientId, opts] of [
+        ['collector/compose', { clean: false }],
+        ['collector/compose', { clean: true }],
+        ['collector', { ...session }],
+        ['collector', { clean: true, protocolVersion: 5 }],
+      ] as const) {
+        const what = `${clientId} ${JSON.stringify(opts)}`;
+        const attacker = await login(DEVICE, { clientId, ...opts });
+        expect(attacker.sessionPresent, what).toBe(false);
+        // A round trip after the CONNACK: a session's queued messages would have been sent before its PUBACK.
+        await attacker.c.publishAsync(`${OWN}/event`, '{"kind":"probe"}', { qos: 1 });
+        expect(attacker.got, what).toEqual([]);
+        await attacker.c.endAsync(); // leaving: a clean session would now be discarded
+      }
+
+      const back = await login('collector', { clientId: 'collector/compose', ...session });
+      expect(back.sessionPresent).toBe(true);
+      // Everything queued, in order: the readings, then the four probes the device published to its own event
+      // topic while the collector was away (the last message queued).
+      const expected = [
+        ...readings.map((r) => `${OWN}/telemetry ${r}`),
+        ...Array.from({ length: 4 }, () => `${OWN}/event {"kind":"probe"}`),
+      ];
+      await waitFor(() => back.got.length >= expected.length, { what: 'the queued messages' });
+      expect(back.got).toEqual(expected);
     });
   });
 });
+
+/** Where ShippedMosquitto puts the port it chose into the configuration. */
+const PORT = '{{PORT}}';
+
+/**
+ * Debian's `mosquitto` with the shipped configuration on a loopback port, for the profile's tests. Started on
+ * conditions, never on timing: it is ready when it logged "… running" and its port accepts a connection; if it
+ * exits first, the error carries its log, and a port taken between choosing it and binding it (another test's
+ * daemon or client got it) is retried on another port.
+ */
+class ShippedMosquitto {
+  private proc: ChildProcess | undefined;
+  port = 0;
+
+  constructor(
+    private readonly configText: string,
+    private readonly dir: string,
+  ) {}
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<this> {
+    for (let attempt = 1; ; attempt++) {
+      this.port = await freePort();
+      const conf = join(this.dir, 'mosquitto.conf');
+      // `information` for the "running" line; the shipped log_type lines stay.
+      writeFileSync(
+        conf,
+        `log_dest stderr\nlog_type information\n${this.configText.replaceAll(PORT, String(this.port))}\n`,
+      );
+      const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+      trackChild(proc, `mosquitto ${this.url}`);
+      let log = '';
+      proc.stderr!.on('data', (b: Buffer) => {
+        log = (log + b.toString()).slice(-8_000);
+      });
+      // `close`, not `exit`: by then its stderr has been read to the end (the reason it stopped).
+      const exited = new Promise<number | string | null>((resolve) => {
+        proc.once('close', (code) => resolve(code));
+        proc.once('error', (err) => resolve(err.message));
+      });
+      const running = new Promise<void>((resolve) => {
+        const check = () => {
+          if (/mosquitto version \S+ running/.test(log)) {
+            proc.stderr!.off('data', check);
+            resolve();
+          }
+        };
+        proc.stderr!.on('data', check);
+      });
+      const outcome = await Promise.race([running.then(() => 'running' as const), exited]);
+      if (outcome === 'running') {
+        this.proc = proc;
+        // It logs "running" once its listeners are open; the probe confirms from the client side.
+        const died = exited.then((code) => {
+          throw new Error(`mosquitto exited (${code}) right after starting:\n${log}`);
+        });
+        died.catch(() => {}); // it exits at stop() too, after the race is long decided
+        await Promise.race([
+          waitFor(() => accepts(this.port), { timeoutMs: 30_000, what: `mosquitto on ${this.port}` }),
+          died,
+        ]);
+        return this;
+      }
+      if (attempt < 5 && /Address already in use/i.test(log)) continue;
+      throw new Error(`mosquitto exited (${outcome}) before it was running:\n${log}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    this.proc = undefined;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    await gone;
+  }
+}
+
+/** Whether 127.0.0.1:port accepts a TCP connection now. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
 
 // ---------------------------------------------------------------------------------------------------------
 

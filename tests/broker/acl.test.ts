@@ -9,7 +9,14 @@ const OTHER_SCHOOL = '3133009999';
 const device: Principal = { role: 'device', username: 'dev-a', school: SCHOOL, device: 'c0701-ops' };
 const poller: Principal = { role: 'poller', username: 'poll-1', schools: [SCHOOL, SCHOOL_2] };
 const collector: Principal = { role: 'collector', username: 'coll' };
-const everyone = [device, poller, collector];
+const reader: Principal = { role: 'reader', username: 'live' };
+const targeted: Principal = {
+  role: 'poller',
+  username: 'poll-t',
+  schools: [SCHOOL, SCHOOL_2],
+  devices: new Set([`${SCHOOL}/gw-01`, `${SCHOOL_2}/gw-01`]),
+};
+const everyone = [device, poller, collector, reader, targeted];
 
 const topic = (school: string, dev: string, channel: string) => `cfm/v1/${school}/${dev}/${channel}`;
 
@@ -55,11 +62,30 @@ describe('mayPublish', () => {
     });
   });
 
-  it('never lets a collector publish', () => {
+  it('lets a poller with a target list publish for those devices only', () => {
+    for (const school of [SCHOOL, SCHOOL_2]) {
+      for (const channel of ['status', 'iface', 'event']) {
+        expect(mayPublish(targeted, topic(school, 'gw-01', channel), channel === 'status').ok).toBe(true);
+      }
+    }
+    expect(mayPublish(targeted, topic(SCHOOL, 'gw-02', 'status'), true)).toEqual({
+      ok: false,
+      reason: `device ${SCHOOL}/gw-02 is not a target of this poller`,
+    });
+    // The same device id under a school not assigned, and a listed device on a channel pollers do not use.
+    expect(mayPublish(targeted, topic(OTHER_SCHOOL, 'gw-01', 'status'), false).ok).toBe(false);
+    expect(mayPublish(targeted, topic(SCHOOL, 'gw-01', 'telemetry'), false).ok).toBe(false);
+  });
+
+  it('never lets a collector or a reader publish', () => {
     for (const channel of ['status', 'telemetry', 'iface', 'event']) {
       expect(mayPublish(collector, topic(SCHOOL, 'c0701-ops', channel), false)).toEqual({
         ok: false,
         reason: 'a collector only subscribes',
+      });
+      expect(mayPublish(reader, topic(SCHOOL, 'c0701-ops', channel), false)).toEqual({
+        ok: false,
+        reason: 'a reader only subscribes',
       });
     }
   });
@@ -141,12 +167,14 @@ describe('maySubscribe', () => {
     '$share/collectors/cfm/v1/#',
   ];
 
-  it('lets a collector subscribe to filters under cfm/v1, shared or not', () => {
+  it('lets a collector and a reader subscribe to filters under cfm/v1, shared or not', () => {
     for (const f of allowed) expect(maySubscribe(collector, f), f).toEqual({ ok: true });
+    for (const f of allowed) expect(maySubscribe(reader, f), f).toEqual({ ok: true });
+    for (const f of ['#', '$SYS/#', 'cfm/#']) expect(maySubscribe(reader, f).ok, f).toBe(false);
   });
 
   it('refuses devices and pollers any subscription', () => {
-    for (const p of [device, poller]) {
+    for (const p of [device, poller, targeted]) {
       for (const f of allowed) {
         expect(maySubscribe(p, f), `${p.role} ${f}`).toEqual({
           ok: false,

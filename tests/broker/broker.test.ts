@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker, type BrokerConfig, brokerConfigSchema } from '../../broker/broker.js';
-import { CredentialsError } from '../../broker/credentials.js';
+import { CredentialStore, CredentialsError } from '../../broker/credentials.js';
 import { captureLogger, waitFor } from '../helpers/influx.js';
 import { closed, connectClient, startBroker, type UserSpec } from '../helpers/mqtt.js';
 
@@ -303,6 +303,87 @@ describe('credentials file at start', () => {
     await expect(connect(url, 'coll', 'anything-at-all')).rejects.toMatchObject({ code: 4 });
     await expect(connect(url, 'dev-a', 'anything-at-all')).rejects.toMatchObject({ code: 4 });
     expect(broker.stats()).toMatchObject({ connected: 0, authFailures: 2 });
+  });
+});
+
+describe('users CLI (broker/main.ts users …, as `npm run broker -- users …` runs it)', () => {
+  const repo = new URL('../../', import.meta.url).pathname;
+  function users(file: string, ...args: string[]) {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'broker/main.ts', 'users', ...args, '--file', file],
+      {
+        cwd: repo,
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  it('adds a reader and a poller bound to targets; the broker authenticates them with those roles', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-cli-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'credentials.yaml');
+    const reader = users(file, 'add', 'api', '--role', 'reader');
+    expect(reader).toMatchObject({ status: 0, stderr: `added api (reader) to ${file}\n` });
+    const poller = users(
+      file,
+      'add',
+      'poller-7',
+      '--role',
+      'poller',
+      '--devices',
+      `${SCHOOL}/gw-01,${SCHOOL}/gw-02`,
+    );
+    expect(poller.status, poller.stderr).toBe(0);
+    const listed = users(file, 'list')
+      .stdout.split('\n')
+      .map((l) => l.split('\t').slice(0, 3));
+    expect(listed).toContainEqual(['api', 'reader', '']);
+    expect(listed).toContainEqual(['poller-7', 'poller', `${SCHOOL}/gw-01,${SCHOOL}/gw-02`]);
+
+    const store = new CredentialStore(file);
+    await store.load();
+    expect((await store.authenticate('api', reader.stdout.trim()))?.principal).toEqual({
+      role: 'reader',
+      username: 'api',
+    });
+    expect((await store.authenticate('poller-7', poller.stdout.trim()))?.principal).toEqual({
+      role: 'poller',
+      username: 'poller-7',
+      schools: [SCHOOL], // from the targets, as --schools was not given
+      devices: new Set([`${SCHOOL}/gw-01`, `${SCHOOL}/gw-02`]),
+    });
+  });
+
+  it('refuses a target outside the poller’s schools and an unknown role, naming the problem (exit 2)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-cli-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'credentials.yaml');
+    const outside = users(
+      file,
+      'add',
+      'p',
+      '--role',
+      'poller',
+      '--schools',
+      SCHOOL,
+      '--devices',
+      `${OTHER_SCHOOL}/gw-01`,
+    );
+    expect(outside).toMatchObject({ status: 2, stdout: '' });
+    expect(outside.stderr).toBe(
+      `broker: user p: devices.0: ${OTHER_SCHOOL}/gw-01 is not in one of the poller's schools\n`,
+    );
+    const malformed = users(file, 'add', 'p', '--role', 'poller', '--devices', 'gw-01');
+    expect(malformed.status).toBe(2);
+    expect(malformed.stderr).toContain('must be {school}/{device}');
+    const role = users(file, 'add', 'x', '--role', 'admin');
+    expect(role).toMatchObject({
+      status: 2,
+      stderr: 'broker: --role must be device, poller, collector or reader\n',
+    });
   });
 });
 
