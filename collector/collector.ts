@@ -6,21 +6,41 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Service } from '../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema } from '../common/mqtt.js';
+import { entityKey } from '../common/registry/key.js';
 import type { Storage } from '../common/storage/storage.js';
 import { idSchema } from '../contracts/ids.js';
 import { decodePayload, type TopicPayloads } from '../contracts/messages.js';
 import { type Channel, filters, parseTopic } from '../contracts/topics.js';
-import { type DeviceInfo, eventPoint, ifacePoints, presencePoints, telemetryPoints } from './points.js';
+import { type Announced, Attributor, type MismatchField, type UnassignedCause } from './attribution.js';
+import {
+  DeviceBounds,
+  type LimitDropReason,
+  type LimitRejectReason,
+  limitsConfigSchema,
+  type NamedTag,
+  timeVerdict,
+} from './limits.js';
+import {
+  type DeviceInfo,
+  eventPoint,
+  ifacePoints,
+  mismatchPoint,
+  presencePoints,
+  telemetryPoints,
+} from './points.js';
 import { PresenceTracker, type Transition } from './presence.js';
 
 /**
  * MQTT → validated readings → InfluxDB, and presence.
  *
  *   broker ──(QoS 1, $share/{group}/cfm/v1/+/+/+ or plain)──► parseTopic ─► decodePayload (zod)
+ *          ─► attribution (registry: region, classroom, kind; or unassigned) ─► bounds (time, names)
  *          ─► points (contracts/influx) ─► storage.write ─► WriteApi ─► InfluxDB
- *                                      └► presence tracker ─► presence + status_change event points
+ *                                      └► presence tracker ─► presence + status_change event points (flap guard)
  *
- * A bad message is counted by reason and dropped; nothing a publisher sends can crash the collector.
+ * A bad message is counted by reason and dropped; nothing a publisher sends can crash the collector. Where a
+ * reading belongs is decided by the registry, never by the payload (attribution.ts), and what one device can
+ * cost is bounded (limits.ts).
  */
 export const collectorConfigSchema = z
   .strictObject({
@@ -83,6 +103,22 @@ export const collectorConfigSchema = z
       .describe(
         'While InfluxDB is slow or down, stop taking messages from the broker (its persistent session queues them) instead of acknowledging what only sits in memory.',
       ),
+    registryFile: z
+      .string()
+      .default('var/registry.json')
+      .describe(
+        "The fleet registry, as the API's imports write it (the same file as `api.registryFile`): region path, classroom and kind of every point come from it. A collector on another machine reads it from shared storage or from a copy the import distributes. Missing: every device is stored as unassigned (warned at start); unreadable at start: start-up fails; unreadable later: the last good registry is kept (log, `/healthz`).",
+      ),
+    registryCheckMs: z
+      .number()
+      .int()
+      .min(10)
+      .max(60_000)
+      .default(1_000)
+      .describe(
+        'How often the registry file is looked at (modification time and size; re-read when it changed): an import takes effect within this.',
+      ),
+    limits: limitsConfigSchema,
     metrics: z
       .strictObject({
         host: z.string().default('127.0.0.1'),
@@ -104,7 +140,20 @@ export type RejectReason =
   | 'not_json'
   | 'not_object'
   | 'invalid'
-  | 'too_large';
+  | 'too_large'
+  | LimitRejectReason;
+
+export interface CollectorStats {
+  received: number;
+  accepted: number;
+  rejected: Partial<Record<RejectReason, number>>;
+  /** Accepted messages of devices the registry does not know (stored with region `unassigned`). */
+  unassigned: number;
+  /** Messages of registered devices whose announced field disagrees with the registry. */
+  mismatches: Partial<Record<MismatchField, number>>;
+  /** Parts of accepted messages dropped by a bound: entries/events (name_limit), status_change events (flap_limit). */
+  dropped: Partial<Record<LimitDropReason, number>>;
+}
 
 export interface CollectorDeps {
   log: Logger;
@@ -119,16 +168,22 @@ export class Collector implements Service {
   private http: Server | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   readonly presence: PresenceTracker;
+  /** Region, classroom and kind from the fleet registry; unregistered devices bounded. */
+  readonly attributor: Attributor;
+  private readonly bounds = new Map<string, DeviceBounds>();
   readonly registry = new Registry();
   private readonly m;
   private subscribed = false;
   private readonly subscribedWaiters: (() => void)[] = [];
   /** Port of the metrics listener once started. */
   metricsPort = 0;
-  private readonly counts = {
+  private readonly counts: CollectorStats = {
     received: 0,
     accepted: 0,
-    rejected: {} as Partial<Record<RejectReason, number>>,
+    rejected: {},
+    unassigned: 0,
+    mismatches: {},
+    dropped: {},
   };
 
   constructor(
@@ -136,6 +191,12 @@ export class Collector implements Service {
     private readonly deps: CollectorDeps,
   ) {
     this.presence = new PresenceTracker(config.defaultHeartbeatS, config.offlineFactor);
+    this.attributor = new Attributor(
+      config.registryFile,
+      config.registryCheckMs,
+      config.limits,
+      deps.log.child({ part: 'registry' }),
+    );
     const r = this.registry;
     const storage = deps.storage;
     this.m = {
@@ -153,6 +214,24 @@ export class Collector implements Service {
       rejected: new Counter({
         name: 'cfm_collector_messages_rejected_total',
         help: 'Messages dropped by validation, by reason',
+        labelNames: ['reason'],
+        registers: [r],
+      }),
+      unassigned: new Counter({
+        name: 'cfm_collector_unassigned_messages_total',
+        help: 'Accepted messages of devices the registry does not know, stored with region "unassigned", by cause (unknown_school, unknown_device)',
+        labelNames: ['cause'],
+        registers: [r],
+      }),
+      mismatch: new Counter({
+        name: 'cfm_collector_registry_mismatch_total',
+        help: 'Messages of registered devices announcing a region, classroom or kind other than the registry (which is used), by field',
+        labelNames: ['field'],
+        registers: [r],
+      }),
+      dropped: new Counter({
+        name: 'cfm_collector_entries_dropped_total',
+        help: 'Parts of accepted messages dropped by a per-device bound: NIC/interface entries and events with names beyond the bound (name_limit), status_change events beyond the flap guard (flap_limit)',
         labelNames: ['reason'],
         registers: [r],
       }),
@@ -196,6 +275,33 @@ export class Collector implements Service {
         for (const [reason, n] of Object.entries(storage.stats().droppedLines)) this.set({ reason }, n);
       },
     });
+    const attributor = this.attributor;
+    new Gauge({
+      name: 'cfm_collector_registry_devices',
+      help: 'Devices in the registry in use',
+      registers: [r],
+      collect() {
+        this.set(attributor.health().devices);
+      },
+    });
+    new Gauge({
+      name: 'cfm_collector_registry_error',
+      help: '1 while the registry file cannot be re-read (the last good registry is in use), else 0',
+      registers: [r],
+      collect() {
+        this.set(attributor.health().error ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'cfm_collector_unassigned_devices',
+      help: 'Unregistered devices tracked (bounded by limits.maxUnassignedPerSchool and maxUnassignedDevices)',
+      registers: [r],
+      collect() {
+        let n = 0;
+        for (const c of attributor.unassignedCounts().values()) n += c;
+        this.set(n);
+      },
+    });
     const presence = this.presence;
     new Gauge({
       name: 'cfm_collector_devices',
@@ -215,8 +321,13 @@ export class Collector implements Service {
   }
 
   /** Counters for tests and logs. */
-  stats(): { received: number; accepted: number; rejected: Partial<Record<RejectReason, number>> } {
+  stats(): CollectorStats {
     return structuredClone(this.counts);
+  }
+
+  private drop(reason: LimitDropReason, n = 1): void {
+    this.counts.dropped[reason] = (this.counts.dropped[reason] ?? 0) + n;
+    this.m.dropped.inc({ reason }, n);
   }
 
   private reject(reason: RejectReason, topic: string, detail: string): void {
@@ -247,14 +358,96 @@ export class Collector implements Service {
       this.reject(d.reason, topic, d.detail);
       return;
     }
+    const { school, device, channel } = t;
+    const msg = d.message;
+    const log = this.deps.log;
+    // Who the device is comes from the topic (the broker ties it to the credential); where it belongs, from the
+    // registry.
+    const a = this.attributor.attribute(school, device, announced(channel, msg));
+    if (!a.ok) {
+      if (a.firstHit)
+        log.warn(
+          {
+            school: a.scope === 'school' ? school : undefined,
+            device,
+            maxUnassignedPerSchool: this.config.limits.maxUnassignedPerSchool,
+            maxUnassignedDevices: this.config.limits.maxUnassignedDevices,
+          },
+          a.scope === 'school'
+            ? 'too many unregistered devices in this school: rejecting messages of further ones (unassigned_limit) until they are registered'
+            : 'too many unregistered devices: rejecting messages of further ones (unassigned_limit) until they are registered',
+        );
+      this.reject('unassigned_limit', topic, 'unregistered device beyond the bound');
+      return;
+    }
+    const key = entityKey(school, device);
+    let bounds = this.bounds.get(key);
+    if (!bounds) {
+      bounds = new DeviceBounds(this.config.limits);
+      this.bounds.set(key, bounds);
+    }
+    const now = this.now();
+    // A status's own `ts` is never stored (presence is stamped on arrival), and a last will carries the time
+    // its connection began, which may be weeks ago: statuses are checked against the future bound only.
+    const tv = timeVerdict(msg.ts, now, this.config.limits, channel !== 'status');
+    if (tv) {
+      if (bounds.once(tv))
+        log.warn(
+          { school, device, channel, ts: new Date(msg.ts).toISOString(), now: new Date(now).toISOString() },
+          tv === 'too_old'
+            ? `message older than limits.maxPastS rejected (too_old): a replay beyond the spool's age or a wrong clock; logged once per device`
+            : `message dated after limits.maxFutureS rejected (in_future): the device's clock is ahead; logged once per device`,
+        );
+      this.reject(tv, topic, `ts ${msg.ts}, now ${now}`);
+      return;
+    }
     this.counts.accepted++;
-    this.m.accepted.inc({ channel: t.channel });
-    this.route(t.school, t.device, t.channel, d.message, retained);
+    this.m.accepted.inc({ channel });
+    if (a.registered) {
+      for (const mm of a.mismatches) {
+        this.counts.mismatches[mm.field] = (this.counts.mismatches[mm.field] ?? 0) + 1;
+        this.m.mismatch.inc({ field: mm.field });
+        if (!this.attributor.firstReport(school, device, mm)) continue;
+        log.warn(
+          { school, device, field: mm.field, announced: mm.announced, registered: mm.registered ?? null },
+          'device announces other than the registry: the registry is used',
+        );
+        this.deps.storage.write([
+          mismatchPoint(school, device, a.info, mm.field, mm.announced, mm.registered, now),
+        ]);
+      }
+    } else {
+      this.countUnassigned(a.cause);
+      if (a.firstSeen)
+        log.info(
+          { school, device, cause: a.cause },
+          'device not in the registry: its readings are stored with region "unassigned" until it is registered',
+        );
+    }
+    this.route(school, device, channel, msg, retained, a.info, bounds, now);
   }
 
-  private info(school: string, device: string, kind: DeviceInfo['kind']): DeviceInfo {
-    const s = this.presence.get(school, device);
-    return { kind, classroom: s?.classroom, region: s?.region };
+  private countUnassigned(cause: UnassignedCause): void {
+    this.counts.unassigned++;
+    this.m.unassigned.inc({ cause });
+  }
+
+  /** Whether a value of a bounded tag may be stored for this device; counts and logs (once) when not. */
+  private admitName(
+    school: string,
+    device: string,
+    bounds: DeviceBounds,
+    tag: NamedTag,
+    name: string,
+  ): boolean {
+    if (bounds.admitName(tag, name)) return true;
+    this.drop('name_limit');
+    if (bounds.once(`name_limit:${tag}`))
+      this.deps.log.warn(
+        { school, device, tag, name: name.slice(0, 128) },
+        `device reports more distinct ${tag} names than its bound: the excess is dropped (name_limit); logged once per device`,
+      );
+    return false;
   }
 
   private route<C extends Channel>(
@@ -263,9 +456,11 @@ export class Collector implements Service {
     channel: C,
     msg: TopicPayloads[C],
     retained: boolean,
+    info: DeviceInfo,
+    bounds: DeviceBounds,
+    now: number,
   ) {
     const storage = this.deps.storage;
-    const now = this.now();
     let tr: Transition | undefined;
     switch (channel) {
       case 'status': {
@@ -276,7 +471,7 @@ export class Collector implements Service {
           device,
           s.state === 'online',
           reason,
-          { kind: s.kind, classroom: s.classroom, region: s.region, heartbeatS: s.heartbeatS },
+          { ...info, heartbeatS: s.heartbeatS },
           retained,
           now,
         );
@@ -284,22 +479,22 @@ export class Collector implements Service {
       }
       case 'telemetry': {
         const m = msg as TopicPayloads['telemetry'];
-        const info = this.info(school, device, m.kind);
-        storage.write(telemetryPoints(school, device, m, info));
-        if (m.classroom) info.classroom = m.classroom;
+        const nics = m.host?.nics.filter((n) => this.admitName(school, device, bounds, 'nic', n.name));
+        storage.write(telemetryPoints(school, device, m, info, nics));
         tr = this.presence.seen(school, device, info, now);
         break;
       }
       case 'iface': {
         const m = msg as TopicPayloads['iface'];
-        const info = this.info(school, device, m.kind);
-        storage.write(ifacePoints(school, device, m, info));
+        const ifaces = m.ifaces.filter((i) => this.admitName(school, device, bounds, 'ifname', i.name));
+        storage.write(ifacePoints(school, device, m, info, ifaces));
         tr = this.presence.seen(school, device, info, now);
         break;
       }
       case 'event': {
         const m = msg as TopicPayloads['event'];
-        storage.write([eventPoint(school, device, m, this.info(school, device, m.kind))]);
+        if (m.subject !== undefined && !this.admitName(school, device, bounds, 'subject', m.subject)) break;
+        storage.write([eventPoint(school, device, m, info)]);
         break;
       }
     }
@@ -308,9 +503,32 @@ export class Collector implements Service {
 
   private record(tr: Transition): void {
     const s = tr.state;
-    const points = presencePoints(s.school, s.device, tr.online, tr.reason, tr.ts, s);
+    // Tags as the registry has them now (a timeout may come long after the device's last message).
+    const info = this.attributor.tags(s.school, s.device, s.kind);
+    const points = presencePoints(s.school, s.device, tr.online, tr.reason, tr.ts, info);
     if (tr.quiet) {
       this.deps.storage.write(points.slice(0, 1)); // the state, without a status_change event
+      return;
+    }
+    const key = entityKey(s.school, s.device);
+    let bounds = this.bounds.get(key);
+    if (!bounds) {
+      bounds = new DeviceBounds(this.config.limits);
+      this.bounds.set(key, bounds);
+    }
+    if (!bounds.admitStatusChange(tr.ts)) {
+      // Flap guard: the state is still tracked and stored, the event (and its log line) is not.
+      this.deps.storage.write(points.slice(0, 1));
+      this.drop('flap_limit');
+      if (bounds.logFlap(tr.ts))
+        this.deps.log.warn(
+          {
+            school: s.school,
+            device: s.device,
+            maxStatusChangesPerMin: this.config.limits.maxStatusChangesPerMin,
+          },
+          'device flapping: further status_change events suppressed (flap_limit); logged at most every 10 min',
+        );
       return;
     }
     this.deps.log.info(
@@ -361,6 +579,11 @@ export class Collector implements Service {
 
   async start(): Promise<void> {
     const log = this.deps.log;
+    try {
+      this.attributor.load();
+    } catch (e) {
+      throw new Error(`collector.registryFile: ${(e as Error).message}`);
+    }
     this.http = createServer((req, res) => {
       if (req.url === '/metrics') {
         this.registry.metrics().then(
@@ -374,9 +597,13 @@ export class Collector implements Service {
           },
         );
       } else if (req.url === '/healthz') {
+        // 503 only when nothing can be stored (MQTT down). A registry that is missing or could not be re-read is
+        // `degraded`: readings are still stored, with the last good registry (or as unassigned).
         const ok = this.session?.connected ?? false;
+        const registry = this.attributor.health();
+        const status = !ok ? 'error' : registry.error || registry.missing ? 'degraded' : 'ok';
         res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: ok ? 'ok' : 'error', mqtt: ok ? 'connected' : 'disconnected' }));
+        res.end(JSON.stringify({ status, mqtt: ok ? 'connected' : 'disconnected', registry }));
       } else {
         res.writeHead(404);
         res.end();
@@ -447,5 +674,21 @@ export class Collector implements Service {
     this.session = undefined;
     await new Promise((r) => (this.http ? this.http.close(r) : r(undefined)));
     this.http = undefined;
+  }
+}
+
+/** What a message announces about its device (compared with the registry, never used for a registered one). */
+function announced<C extends Channel>(channel: C, msg: TopicPayloads[C]): Announced {
+  switch (channel) {
+    case 'status': {
+      const s = msg as TopicPayloads['status'];
+      return { kind: s.kind, classroom: s.classroom, region: s.region };
+    }
+    case 'telemetry': {
+      const t = msg as TopicPayloads['telemetry'];
+      return { kind: t.kind, classroom: t.classroom };
+    }
+    default:
+      return { kind: (msg as TopicPayloads['iface'] | TopicPayloads['event']).kind };
   }
 }

@@ -1,7 +1,17 @@
-import type { AnyPoint, PointOf } from '../contracts/influx.js';
-import type { DeviceEvent, DeviceKind, IfaceReadings, Telemetry } from '../contracts/messages.js';
+import { type AnyPoint, COLLECTOR_EVENT_TYPES, type PointOf } from '../contracts/influx.js';
+import type {
+  DeviceEvent,
+  DeviceKind,
+  IfaceReading,
+  IfaceReadings,
+  Telemetry,
+} from '../contracts/messages.js';
 
-/** What the collector knows about a device beyond the topic: from its status (birth) and later the registry. */
+/**
+ * The tags of a device beyond the topic, as the collector decided them (attribution.ts): region path,
+ * classroom and kind from the registry for a registered device; region `unassigned`, no classroom and the
+ * payload's kind otherwise. The point builders below take every standard tag from here, never from the payload.
+ */
 export interface DeviceInfo {
   kind: DeviceKind;
   classroom?: string | undefined;
@@ -10,23 +20,24 @@ export interface DeviceInfo {
 
 type Std = { region?: string; school: string; classroom?: string; device: string; kind: string };
 
-function std(
-  school: string,
-  device: string,
-  info: DeviceInfo,
-  kind = info.kind,
-  classroom = info.classroom,
-): Std {
-  const t: Std = { school, device, kind };
+function std(school: string, device: string, info: DeviceInfo): Std {
+  const t: Std = { school, device, kind: info.kind };
   if (info.region) t.region = info.region;
-  if (classroom) t.classroom = classroom;
+  if (info.classroom) t.classroom = info.classroom;
   return t;
 }
 
 const bit = (b: boolean | undefined) => (b === undefined ? undefined : b ? 1 : 0);
 
-export function telemetryPoints(school: string, device: string, m: Telemetry, info: DeviceInfo): AnyPoint[] {
-  const tags = std(school, device, info, m.kind, m.classroom ?? info.classroom);
+/** `nics`: the NICs to write (those within the device's name bound); default all. */
+export function telemetryPoints(
+  school: string,
+  device: string,
+  m: Telemetry,
+  info: DeviceInfo,
+  nics = m.host?.nics ?? [],
+): AnyPoint[] {
+  const tags = std(school, device, info);
   const out: AnyPoint[] = [];
   if (m.host) {
     const h = m.host;
@@ -41,7 +52,7 @@ export function telemetryPoints(school: string, device: string, m: Telemetry, in
       },
       ts: m.ts,
     });
-    for (const n of h.nics) {
+    for (const n of nics) {
       out.push({
         measurement: 'nic',
         tags: { ...tags, nic: n.name },
@@ -90,8 +101,15 @@ export function telemetryPoints(school: string, device: string, m: Telemetry, in
   return out;
 }
 
-export function ifacePoints(school: string, device: string, m: IfaceReadings, info: DeviceInfo): AnyPoint[] {
-  const tags = std(school, device, info, m.kind);
+/** `ifaces`: the interfaces to write (those within the device's name bound); `iface_count` is what the poll saw. */
+export function ifacePoints(
+  school: string,
+  device: string,
+  m: IfaceReadings,
+  info: DeviceInfo,
+  ifaces: readonly IfaceReading[] = m.ifaces,
+): AnyPoint[] {
+  const tags = std(school, device, info);
   const out: AnyPoint[] = [
     {
       measurement: 'snmp',
@@ -100,7 +118,7 @@ export function ifacePoints(school: string, device: string, m: IfaceReadings, in
       ts: m.ts,
     },
   ];
-  for (const i of m.ifaces) {
+  for (const i of ifaces) {
     const speedBps = i.speedMbps ? i.speedMbps * 1e6 : undefined;
     const util = (bps: number | null) => (bps !== null && speedBps ? (bps / speedBps) * 100 : undefined);
     out.push({
@@ -130,7 +148,7 @@ export function ifacePoints(school: string, device: string, m: IfaceReadings, in
 export function eventPoint(school: string, device: string, m: DeviceEvent, info: DeviceInfo): AnyPoint {
   return {
     measurement: 'event',
-    tags: { ...std(school, device, info, m.kind), type: m.type, severity: m.severity, subject: m.subject },
+    tags: { ...std(school, device, info), type: m.type, severity: m.severity, subject: m.subject },
     fields: { message: m.message, details: m.details ? JSON.stringify(m.details) : undefined },
     ts: m.ts,
   };
@@ -149,9 +167,43 @@ export function presencePoints(
     { measurement: 'presence', tags, fields: { online: online ? 1 : 0, reason }, ts },
     {
       measurement: 'event',
-      tags: { ...tags, type: 'status_change', severity: online ? 'info' : 'warning', subject: 'presence' },
+      tags: {
+        ...tags,
+        type: COLLECTOR_EVENT_TYPES.statusChange,
+        severity: online ? 'info' : 'warning',
+        subject: 'presence',
+      },
       fields: { message: online ? 'online' : `offline (${reason})` },
       ts,
     },
   ];
+}
+
+/**
+ * A registered device announced `announced` for `field` where the registry says `registered`: one event
+ * (subject = the field), at the collector's time, under the registry's tags.
+ */
+export function mismatchPoint(
+  school: string,
+  device: string,
+  info: DeviceInfo,
+  field: 'region' | 'classroom' | 'kind',
+  announced: string,
+  registered: string | undefined,
+  ts: number,
+): AnyPoint {
+  return {
+    measurement: 'event',
+    tags: {
+      ...std(school, device, info),
+      type: COLLECTOR_EVENT_TYPES.registryMismatch,
+      severity: 'warning',
+      subject: field,
+    },
+    fields: {
+      message: `announces ${field} ${announced}, registered ${registered ?? '(none)'}`,
+      details: JSON.stringify({ field, announced, registered: registered ?? null }),
+    },
+    ts,
+  };
 }

@@ -57,12 +57,22 @@ export class PresenceTracker {
     let s = this.devices.get(key);
     const isNew = !s;
     if (!s) {
-      s = { school, device, ...info, online: false, lastSeenMs: nowMs, since: nowMs };
+      s = {
+        school,
+        device,
+        kind: info.kind,
+        classroom: info.classroom,
+        region: info.region,
+        online: false,
+        lastSeenMs: nowMs,
+        since: nowMs,
+      };
       this.devices.set(key, s);
     } else {
+      // The tags the collector decided for this message (the registry's, or unassigned): the latest win.
       s.kind = info.kind;
-      if (info.classroom) s.classroom = info.classroom;
-      if (info.region) s.region = info.region;
+      s.classroom = info.classroom;
+      s.region = info.region;
     }
     return [s, isNew];
   }

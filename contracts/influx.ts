@@ -15,9 +15,34 @@ export interface MeasurementDef {
   readonly doc: string;
 }
 
-/** Tags every device measurement carries. `region` is a path of region ids, e.g. `330000/330100/330106`. */
+/**
+ * Tags every device measurement carries. The collector takes `region` (a path of region ids, e.g.
+ * `330000/330100/330106`), `classroom` and `kind` of a registered (school, device) from the fleet registry, never
+ * from the device's payload; see UNASSIGNED_REGION for devices the registry does not know.
+ */
 export const STANDARD_TAGS = ['region', 'school', 'classroom', 'device', 'kind'] as const;
 export type StandardTag = (typeof STANDARD_TAGS)[number];
+
+/**
+ * The `region` tag of points from a (school, device) the registry does not know (an unknown school, or an unknown
+ * device of a known school): no region path, so no county's filter (`region =~ /^330000\/330100\//`) and no
+ * rollup sees them until the device is registered. Such points carry no `classroom` tag; `kind` is the payload's.
+ */
+export const UNASSIGNED_REGION = 'unassigned';
+
+/**
+ * Event types the collector itself writes (the `type` tag of `event` points), beside those devices publish
+ * (contracts/messages.ts EVENT_TYPES). A device cannot publish `registry_mismatch`: it is not in its schema.
+ */
+export const COLLECTOR_EVENT_TYPES = {
+  /** A presence transition (subject `presence`). */
+  statusChange: 'status_change',
+  /**
+   * A registered device announced a region, classroom or kind other than the registry's (subject: the field;
+   * message and details: announced and registered values). Written once per device and distinct announced value.
+   */
+  registryMismatch: 'registry_mismatch',
+} as const;
 
 export const MEASUREMENTS = {
   presence: {
@@ -81,7 +106,7 @@ export const MEASUREMENTS = {
     fields: { sys_uptime_s: 'float', poll_ms: 'float', iface_count: 'int' },
   },
   event: {
-    doc: 'Events: reboots, faults, presence changes, reachability. `subject` is a tag, so two events of one reading (a fan and a lamp fault) are two points, not one overwriting the other.',
+    doc: 'Events: reboots, faults, presence changes, reachability, registry mismatches. `subject` is a tag, so two events of one reading (a fan and a lamp fault) are two points, not one overwriting the other.',
     tags: [...STANDARD_TAGS, 'type', 'severity', 'subject'],
     fields: { message: 'string', details: 'string' },
   },

@@ -51,7 +51,8 @@ export type DeviceKind = z.infer<typeof deviceKindSchema>;
  * Device birth / status. Published retained on `…/status`: `online` right after connecting (the birth), the
  * same schema with `state: offline, reason: will` registered as the MQTT last will (sent by the broker when the
  * connection dies without a DISCONNECT, MQTT-3.1.2-8), and `offline, reason: shutdown` before a clean stop.
- * The collector and API take classroom and region from here until the fleet registry says otherwise.
+ * Its kind, classroom and region are the device's claim only: the fleet registry decides where its readings
+ * belong, and the collector counts and reports a claim that disagrees (collector/README.md, Trust).
  */
 export const deviceStatusSchema = z.object({
   v: z.literal(1),

@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { Collector, collectorConfigSchema } from '../../collector/collector.js';
+import { writeFileAtomic } from '../../common/json-file.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { EXAMPLES } from '../../contracts/examples.js';
 import { MAX_PAYLOAD_BYTES } from '../../contracts/messages.js';
@@ -10,11 +14,45 @@ import { Mosquitto } from '../helpers/mqtt.js';
 
 const influxd = new Influxd();
 const mosquitto = new Mosquitto();
+const tmp = mkdtempSync(join(tmpdir(), 'cfm-collector-'));
+/**
+ * The registry the collectors read: school 3133001234 (county 330106) with the example devices. Region,
+ * classroom and kind of their points come from here; other schools' devices are unassigned.
+ */
+const registryFile = join(tmp, 'registry.json');
+writeFileAtomic(
+  registryFile,
+  JSON.stringify({
+    regions: [
+      { id: '330000', name: '浙江省', level: 'province' },
+      { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
+      { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
+    ],
+    schools: [
+      {
+        id: '3133001234',
+        name: '西湖小学',
+        region: '330106',
+        area: 'urban',
+        level: 'primary',
+        classes: 24,
+        students: 1000,
+        teachers: 60,
+      },
+    ],
+    classrooms: [{ id: 'c0701', school: '3133001234', name: '七年级1班' }],
+    devices: [
+      { id: 'c0701-ops', school: '3133001234', classroom: 'c0701', kind: 'panel' },
+      { id: 'gw-01', school: '3133001234', kind: 'router' },
+    ],
+  }),
+);
 beforeAll(async () => {
   await Promise.all([influxd.start(), mosquitto.start()]);
 });
 afterAll(async () => {
   await Promise.all([influxd.dispose(), mosquitto.dispose()]);
+  rmSync(tmp, { recursive: true, force: true });
 });
 
 let dbN = 0;
@@ -35,6 +73,7 @@ async function setup(overrides: Record<string, unknown> = {}, clientId?: string)
       sweepIntervalMs: 50,
       // Each test its own group: a stopped collector's persistent session keeps its share of its group.
       group: `t${dbN}`,
+      registryFile,
       ...overrides,
     }),
     { log, storage },
@@ -80,6 +119,7 @@ describe('collector backpressure', () => {
         metrics: { port: 0 },
         sweepIntervalMs: 20,
         group: 'bp',
+        registryFile,
         backpressure: { highWaterLines: 30, lowWaterLines: 0 },
       }),
       { log, storage },
@@ -162,7 +202,7 @@ describe('collector on a real Mosquitto and InfluxDB', () => {
       school,
       device,
       classroom: 'c0701',
-      region: '330000/330100/330106', // from the birth
+      region: '330000/330100/330106', // from the registry (the birth announces the same)
       kind: 'panel',
       cpu_pct: 17.5,
       uptime_s: 13_530,
@@ -257,6 +297,9 @@ describe('collector on a real Mosquitto and InfluxDB', () => {
         unknown_channel: 1,
         bad_id: 1,
       },
+      unassigned: 1, // school S1 is not in the registry
+      mismatches: {},
+      dropped: {},
     });
     await c.storage.drain();
     expect(await c.storage.rows('SELECT count(cpu_pct) FROM host')).toMatchObject([{ count: 1 }]);

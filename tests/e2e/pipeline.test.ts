@@ -7,6 +7,7 @@ import { agentConfigSchema, ClassroomAgent } from '../../agents/classroom/agent.
 import { Broker } from '../../broker/broker.js';
 import { Collector, collectorConfigSchema } from '../../collector/collector.js';
 import { PjlinkSimulator } from '../../common/dev/pjlink-sim.js';
+import { writeFileAtomic } from '../../common/json-file.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { startBroker } from '../helpers/mqtt.js';
 
@@ -33,8 +34,41 @@ afterEach(async () => {
 const SCHOOL = '3133001234';
 let n = 0;
 
-async function stack(devices: string[]) {
+/**
+ * The registry the collector reads: SCHOOL in county 330106 with `devices`, each in classroom `c-{device}` (as
+ * agentConfig announces), of `kind`. Region, classroom and kind of the stored points come from here.
+ */
+function writeRegistry(file: string, devices: string[], kind: string) {
+  writeFileAtomic(
+    file,
+    JSON.stringify({
+      regions: [
+        { id: '330000', name: '浙江省', level: 'province' },
+        { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
+        { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
+      ],
+      schools: [
+        {
+          id: SCHOOL,
+          name: '西湖小学',
+          region: '330106',
+          area: 'urban',
+          level: 'primary',
+          classes: 24,
+          students: 1000,
+          teachers: 60,
+        },
+      ],
+      classrooms: devices.map((d) => ({ id: `c-${d}`, school: SCHOOL, name: d })),
+      devices: devices.map((d) => ({ id: d, school: SCHOOL, classroom: `c-${d}`, kind })),
+    }),
+  );
+}
+
+async function stack(devices: string[], kind = 'panel') {
   n++;
+  const registryFile = join(tmp, `registry-${n}.json`);
+  writeRegistry(registryFile, devices, kind);
   const users = [
     { username: 'collector', role: 'collector' as const },
     ...devices.map((d) => ({ username: `dev-${d}`, role: 'device' as const, school: SCHOOL, device: d })),
@@ -55,6 +89,7 @@ async function stack(devices: string[]) {
       },
       metrics: { port: 0 },
       sweepIntervalMs: 50,
+      registryFile,
     }),
     { log: captureLogger('collector').log, storage },
   );
@@ -143,8 +178,10 @@ describe('agent → broker → collector → InfluxDB', () => {
       [1, 'birth'],
       [0, 'shutdown'],
     ]);
-    // Nothing was refused along the way.
+    // Nothing was refused along the way, and the agent announced what the registry says.
     expect(collector.stats().rejected).toEqual({});
+    expect(collector.stats().unassigned).toBe(0);
+    expect(collector.stats().mismatches).toEqual({});
     expect(b.broker.stats()).toMatchObject({ authFailures: 0, deniedPublish: 0 });
   });
 
@@ -228,7 +265,7 @@ describe('an agent process that dies', () => {
   }
 
   it('is offline at once when killed, and within 1.5 × keepalive when frozen', async () => {
-    const { b, collector } = await stack(['killed', 'frozen']);
+    const { b, collector } = await stack(['killed', 'frozen'], 'teacher_pc');
     const keepaliveS = 2;
     const killed = spawnAgent(b.url, 'killed', b.secrets['dev-killed']!, keepaliveS);
     const frozen = spawnAgent(b.url, 'frozen', b.secrets['dev-frozen']!, keepaliveS);

@@ -1,0 +1,233 @@
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { entityKey, type RegistryIndex, RegistryStore } from '../common/registry/store.js';
+import { UNASSIGNED_REGION } from '../contracts/influx.js';
+import type { DeviceKind } from '../contracts/messages.js';
+import type { LimitsConfig } from './limits.js';
+import type { DeviceInfo } from './points.js';
+
+/**
+ * Where a reading belongs, decided by the registry, not by the device.
+ *
+ * A message under `cfm/v1/{school}/{device}/…` is attributed to that school's device (the broker's ACL ties the
+ * topic to the credential). If the registry knows the (school, device), the points' region path, classroom and
+ * kind are the registry's, and whatever the payload announces is only compared with them: a disagreement is
+ * reported once per device and distinct value (a `registry_mismatch` event) and counted per message. If it does
+ * not, the points are stored under the region `unassigned` (UNASSIGNED_REGION) with no classroom, so no
+ * county's dashboard and no rollup sees them — a bounded number per school, so invented ids cannot grow memory
+ * and series without end.
+ *
+ * The registry is the file an import writes (`collector.registryFile`); RegistryStore re-reads it when it
+ * changed, looking at most every `checkEveryMs`, so an import takes effect within about a second.
+ */
+
+/** What a message announces about its device; an absent field claims nothing. */
+export interface Announced {
+  kind: DeviceKind;
+  classroom?: string | undefined;
+  region?: string | undefined;
+}
+
+export type MismatchField = 'region' | 'classroom' | 'kind';
+
+export interface Mismatch {
+  field: MismatchField;
+  announced: string;
+  /** Undefined: the registry has no value (a device in no classroom). */
+  registered: string | undefined;
+}
+
+export type UnassignedCause = 'unknown_school' | 'unknown_device';
+
+export type Attribution =
+  | { ok: true; registered: true; info: DeviceInfo; mismatches: Mismatch[] }
+  | { ok: true; registered: false; info: DeviceInfo; cause: UnassignedCause; firstSeen: boolean }
+  | { ok: false; reason: 'unassigned_limit'; scope: 'school' | 'total'; firstHit: boolean };
+
+export interface RegistryHealth {
+  file: string;
+  /** The file does not exist: every device is unassigned. */
+  missing: boolean;
+  /** Why the last re-read failed; the last good registry is in use meanwhile. */
+  error: string | null;
+  devices: number;
+  version: number;
+}
+
+/** Distinct (field, announced, registered) mismatches reported per device; further ones are only counted. */
+const MAX_MISMATCH_REPORTS_PER_DEVICE = 16;
+
+export class Attributor {
+  readonly store: RegistryStore;
+  private readonly unassigned = new Map<string, Set<string>>();
+  private unassignedTotal = 0;
+  private readonly limitLogged = new Set<string>();
+  private readonly reported = new Map<string, Set<string>>();
+  private loggedError: string | undefined;
+  private loggedVersion = 0;
+
+  constructor(
+    file: string,
+    checkEveryMs: number,
+    private readonly limits: LimitsConfig,
+    private readonly log: Logger,
+  ) {
+    this.store = new RegistryStore(file);
+    this.store.checkEveryMs = checkEveryMs;
+  }
+
+  /**
+   * Reads the registry at start. A missing file is an empty registry (warned: every device is unassigned until
+   * an import writes it); an unreadable or malformed one stops start-up, naming the file and the reason.
+   */
+  load(): void {
+    const file = this.store.path;
+    this.store.load();
+    this.loggedVersion = this.store.version;
+    if (!existsSync(file)) {
+      this.log.warn(
+        { registryFile: file },
+        'no registry file: every device is stored as unassigned until an import writes it',
+      );
+    } else {
+      this.log.info({ registryFile: file, devices: this.store.index.data.devices.length }, 'registry loaded');
+    }
+  }
+
+  /** The registry now (re-read if an import replaced it); a failed re-read is logged once, not per message. */
+  index(): RegistryIndex {
+    const store = this.store;
+    const idx = store.index;
+    const err = store.lastError?.message;
+    if (err !== this.loggedError) {
+      if (err)
+        this.log.error(
+          { registryFile: store.path, err },
+          'registry could not be re-read: keeping the last good one',
+        );
+      this.loggedError = err;
+    }
+    if (store.version !== this.loggedVersion) {
+      this.loggedVersion = store.version;
+      this.log.info(
+        { registryFile: store.path, devices: idx.data.devices.length, version: store.version },
+        'registry re-read',
+      );
+    }
+    return idx;
+  }
+
+  health(): RegistryHealth {
+    const idx = this.index();
+    return {
+      file: this.store.path,
+      missing: !existsSync(this.store.path),
+      error: this.store.lastError?.message ?? null,
+      devices: idx.data.devices.length,
+      version: this.store.version,
+    };
+  }
+
+  /** The tags of a (school, device) now, without announcements: for presence timeouts. */
+  tags(school: string, device: string, kind: DeviceKind): DeviceInfo {
+    const idx = this.index();
+    const d = idx.device(school, device);
+    const path = idx.schoolPath(school);
+    return d && path !== undefined
+      ? { kind: d.kind, classroom: d.classroom, region: path }
+      : { kind, region: UNASSIGNED_REGION };
+  }
+
+  /** Attributes one message of a (school, device) that announces `a`. */
+  attribute(school: string, device: string, a: Announced): Attribution {
+    const idx = this.index();
+    const d = idx.device(school, device);
+    const path = idx.schoolPath(school);
+    if (d && path !== undefined) {
+      const set = this.unassigned.get(school);
+      if (set?.delete(device)) this.unassignedTotal--;
+      const mismatches: Mismatch[] = [];
+      if (a.region !== undefined && a.region !== path)
+        mismatches.push({ field: 'region', announced: a.region, registered: path });
+      if (a.classroom !== undefined && a.classroom !== d.classroom)
+        mismatches.push({ field: 'classroom', announced: a.classroom, registered: d.classroom });
+      if (a.kind !== d.kind) mismatches.push({ field: 'kind', announced: a.kind, registered: d.kind });
+      return {
+        ok: true,
+        registered: true,
+        info: { kind: d.kind, classroom: d.classroom, region: path },
+        mismatches,
+      };
+    }
+    const cause: UnassignedCause = path === undefined ? 'unknown_school' : 'unknown_device';
+    let set = this.unassigned.get(school);
+    const known = set?.has(device) ?? false;
+    if (!known) {
+      const schoolFull = (set?.size ?? 0) >= this.limits.maxUnassignedPerSchool;
+      if (schoolFull || this.unassignedTotal >= this.limits.maxUnassignedDevices) {
+        // Devices registered since they were counted no longer take a place.
+        this.prune(idx);
+        set = this.unassigned.get(school);
+      }
+      if ((set?.size ?? 0) >= this.limits.maxUnassignedPerSchool) {
+        return { ok: false, reason: 'unassigned_limit', scope: 'school', firstHit: this.firstHit(school) };
+      }
+      if (this.unassignedTotal >= this.limits.maxUnassignedDevices) {
+        return { ok: false, reason: 'unassigned_limit', scope: 'total', firstHit: this.firstHit('') };
+      }
+      if (!set) {
+        set = new Set();
+        this.unassigned.set(school, set);
+      }
+      set.add(device);
+      this.unassignedTotal++;
+    }
+    return {
+      ok: true,
+      registered: false,
+      info: { kind: a.kind, region: UNASSIGNED_REGION },
+      cause,
+      firstSeen: !known,
+    };
+  }
+
+  /** Unregistered devices tracked now, by school. */
+  unassignedCounts(): Map<string, number> {
+    return new Map([...this.unassigned].map(([s, set]) => [s, set.size]));
+  }
+
+  private firstHit(scope: string): boolean {
+    if (this.limitLogged.has(scope)) return false;
+    this.limitLogged.add(scope);
+    return true;
+  }
+
+  private prune(idx: RegistryIndex): void {
+    for (const [school, set] of this.unassigned) {
+      for (const device of set) {
+        if (idx.device(school, device) && idx.schoolPath(school) !== undefined) {
+          set.delete(device);
+          this.unassignedTotal--;
+        }
+      }
+      if (set.size === 0) this.unassigned.delete(school);
+    }
+  }
+
+  /**
+   * Whether this mismatch is new for the device (this announced value against this registered value): report
+   * it once, as an event and a log line; at most 16 per device, after which mismatches are only counted.
+   */
+  firstReport(school: string, device: string, m: Mismatch): boolean {
+    const key = entityKey(school, device);
+    let seen = this.reported.get(key);
+    if (!seen) {
+      seen = new Set();
+      this.reported.set(key, seen);
+    }
+    const what = `${m.field}\u0000${m.announced}\u0000${m.registered ?? ''}`;
+    if (seen.has(what) || seen.size >= MAX_MISMATCH_REPORTS_PER_DEVICE) return false;
+    seen.add(what);
+    return true;
+  }
+}
