@@ -1,4 +1,5 @@
 import { type Calendar, type Calendars, dateOf, dayNumber, localDate } from '../common/calendar.js';
+import { entityKey } from '../common/registry/key.js';
 import type { RegistryIndex } from '../common/registry/store.js';
 import { regionWithin } from '../contracts/ids.js';
 import type { PointOf } from '../contracts/influx.js';
@@ -41,9 +42,13 @@ export interface UplinkSums {
 
 export interface PeriodData {
   period: Period;
+  /** By `entityKey(school, device)`: a device id is unique only within its school. */
   usage: Map<string, UsageSums>;
   uplink: Map<string, UplinkSums>;
-  /** Local date a device was last used, looking back to `lookbackFrom`. */
+  /**
+   * By `entityKey(school, device)`: the last local date with at least one used class period, from
+   * `lookbackFrom` to the period's end (never after it).
+   */
   lastUsed: Map<string, string>;
   /** Per school, the rolled-up teaching dates (ascending) from `lookbackFrom` to the period's end. */
   schoolDays: Map<string, string[]>;
@@ -54,9 +59,46 @@ export interface PeriodData {
   lookbackFrom: string;
 }
 
-/** Calendar days to look back for "last used" so that `idleDays` teaching days fit, holidays included. */
-export function lookbackDaysFor(idleDays: number): number {
-  return Math.min(200, Math.ceil((idleDays * 7) / 5) + 21);
+/** The longest look-back for "last used", in calendar days before the period's end. */
+export const MAX_LOOKBACK_DAYS = 400;
+
+/**
+ * Calendar days before the period's end that "last used" looks back (api/README.md#definitions, look-back): far
+ * enough that each of `calendars` has `idleDays` teaching days from there to the period's end — or to `today`
+ * when that is earlier, since later days are not rolled up — so that a vacation in between never hides idle
+ * equipment; not before a calendar's first term; at most MAX_LOOKBACK_DAYS. Without calendars, an estimate
+ * (five teaching days a week plus three weeks of holidays) for callers that have none.
+ */
+export function lookbackDaysFor(
+  idleDays: number,
+  by?: { calendars: Iterable<Calendar>; to: string; today?: string },
+): number {
+  if (!by) return Math.min(200, Math.ceil((idleDays * 7) / 5) + 21);
+  const end = dayNumber(by.to);
+  const last = Math.min(end, by.today === undefined ? end : dayNumber(by.today));
+  let back = Math.max(0, end - last);
+  for (const cal of by.calendars) {
+    // The earliest start with `idleDays` teaching days in [start, last]; never before the calendar's first
+    // term (no earlier day is a teaching day by it, so none could count).
+    const first = Math.min(...(cal.def.terms ?? []).map((t) => dayNumber(t.start)));
+    let start = last + 1;
+    for (let found = 0; found < idleDays && start > first && end - (start - 1) <= MAX_LOOKBACK_DAYS; ) {
+      start--;
+      if (cal.day(dateOf(start)).kind === 'teaching') found++;
+    }
+    back = Math.max(back, end - start);
+  }
+  return Math.min(MAX_LOOKBACK_DAYS, back);
+}
+
+/** The distinct calendars the registry's schools resolve to. */
+export function calendarsInUse(reg: RegistryIndex, cals: Calendars): Calendar[] {
+  const out = new Map<string, Calendar>();
+  for (const s of reg.data.schools) {
+    const cal = cals.forSchool(s.id, reg.regionPath(s.region));
+    if (cal) out.set(cal.def.id, cal);
+  }
+  return [...out.values()];
 }
 
 /**
@@ -130,8 +172,10 @@ export async function loadPeriod(
     const m = Math.min(n, day.present.length);
     for (let i = 0; i < m; i++) {
       if (!day.present[i] || !counted.has(days.deviceSchool[i]!)) continue;
+      // A day is used when at least one class period was (in use for ≥ half of it): the same rule as periods.
       const used = DayCache.get(day, i, 4);
-      if (used > 0) lastUsed.set(days.deviceIds[i]!, date); // ascending dates: the last write is the latest
+      // Ascending dates: the last write is the latest.
+      if (used > 0) lastUsed.set(entityKey(days.deviceSchool[i]!, days.deviceIds[i]!), date);
       if (!inPeriod) continue;
       seen[i] = 1;
       const online = DayCache.get(day, i, 0);
@@ -148,7 +192,7 @@ export async function loadPeriod(
   const usage = new Map<string, UsageSums>();
   for (let i = 0; i < n; i++) {
     if (!seen[i]) continue;
-    usage.set(days.deviceIds[i]!, {
+    usage.set(entityKey(days.deviceSchool[i]!, days.deviceIds[i]!), {
       onlineB: acc[i * 7]!,
       onB: acc[i * 7 + 1]!,
       useB: acc[i * 7 + 2]!,
@@ -199,6 +243,53 @@ export function countAfter(dates: readonly string[], after: string | undefined):
   return dates.length - lo;
 }
 
+// ---- rounding ------------------------------------------------------------------------------------------------
+
+/** Decimals of each kind of output figure (api/README.md#definitions, rounding). */
+export const DIGITS = {
+  /** Percentages and shares: availability, busy, faulty, used days, 校校通/班班通 rates. */
+  pct: 2,
+  /** 生机比 / 师机比. */
+  ratio: 2,
+  /** Per-class bandwidth. */
+  mbps: 2,
+  /** Powered-on and in-use hours. */
+  hours: 2,
+  /** 班班通 use: class periods per teaching week. */
+  periodsPerWeek: 1,
+} as const;
+
+/**
+ * The one rounding of every figure the API outputs: to `digits` decimals, half away from zero. A value less
+ * than 1e-12 (relative) below a half counts as the half: that is the float error of a division or of a decimal
+ * shift (1.005 × 100 = 100.49999999999999); ratios of the counts here (≤ 10^6) that are not a half differ from
+ * it by far more. Figures are compared with thresholds before rounding; only what is shown is rounded.
+ */
+export function roundHalfAway(x: number, digits: number): number {
+  if (!Number.isFinite(x)) return x;
+  const f = 10 ** digits;
+  const y = Math.abs(x) * f;
+  const whole = Math.floor(y);
+  const r = y - whole >= 0.5 - 1e-12 * Math.max(1, y) ? whole + 1 : whole;
+  return (Math.sign(x) * r) / f || 0; // never -0
+}
+
+/** a ÷ b in per cent, unrounded; null without a denominator. */
+const share = (a: number, b: number): number | null => (b > 0 ? (100 * a) / b : null);
+const out = (x: number | null, digits: number): number | null =>
+  x === null ? null : roundHalfAway(x, digits);
+
+/**
+ * A figure in a reason's message: rounded as in the output, with more decimals while the rounded figure would
+ * equal the threshold it failed (so a message never says "99 % is below 99 %").
+ */
+function shown(x: number, digits: number, limit: number): string {
+  let d = digits;
+  let v = roundHalfAway(x, d);
+  while (v === limit && x !== limit && d < digits + 6) v = roundHalfAway(x, ++d);
+  return String(v);
+}
+
 // ---- evaluation ----------------------------------------------------------------------------------------------
 
 export interface Reason {
@@ -207,6 +298,7 @@ export interface Reason {
     | 'no_calendar'
     | 'no_teaching_time'
     | 'not_rolled_up'
+    | 'no_uplink_registered'
     | 'uplink_not_monitored'
     | 'uplink_availability_low'
     | 'uplink_capacity_low'
@@ -231,14 +323,17 @@ export interface SchoolResult {
   teachers: number;
   teachingDays: number;
   uplink: {
-    monitored: boolean;
+    /** null: not known — the school has no rolled-up teaching day in the period (not judged, or no calendar). */
+    monitored: boolean | null;
+    /** null: not measured (no rolled-up teaching day, or no uplink registered); never 0 for "not measured". */
     availabilityPct: number | null;
     capacityMbps: number | null;
     capacitySource: 'contract' | 'polled' | null;
     perClassMbps: number | null;
-    /** Share of teaching-time buckets at or above the profile's congestion threshold. */
+    /** Share of teaching-time buckets with readings at or above the profile's congestion threshold. */
     busyPct: number | null;
-    congested: boolean;
+    /** null: no uplink readings to judge it by. */
+    congested: boolean | null;
     p95MaxDayPct: number | null;
   };
   /** null: no teaching time in the period (vacation), so nothing to judge. */
@@ -262,7 +357,8 @@ export interface ClassroomResult {
   equipped: boolean;
   onlineDays: number;
   teachingDays: number;
-  periodsUsedPerWeek: number;
+  /** null: no teaching week measured (its school is not judged, or has no calendar). */
+  periodsUsedPerWeek: number | null;
   faultyPct: number | null;
 }
 
@@ -275,27 +371,40 @@ export interface DeviceAudit {
   purchasedOn: string | null;
   poweredOnHours: number;
   inUseHours: number;
+  /** Teaching days in the period with at least one used class period. */
   daysUsed: number;
   teachingDays: number;
   usedDaysPct: number | null;
+  /** The last day used from the evaluation's `lookbackFrom` to the period's end; null: none in that window. */
   lastUsed: string | null;
-  /** Teaching days since it was last used (since the look-back start when never used). */
+  /** Rolled-up teaching days of its school after `lastUsed` (after `lookbackFrom` when null) to the period's end. */
   idleTeachingDays: number;
   idle: boolean;
+}
+
+export interface Coverage {
+  /** Teaching dates (of the calendars of the schools counted) in the period so far that are rolled up. */
+  rolledDays: number;
+  /** Dates in the period so far on which at least one school counted teaches. */
+  teachingDates: number;
 }
 
 export interface Evaluation {
   period: Period;
   profile: string;
-  /** Rolled-up dates in the period ÷ dates in the period that some school teaches on. */
-  coverage: { rolledDays: number; teachingDates: number };
+  /** Coverage over every school of the registry; `coverage(ev, reg, scope)` for a scope. */
+  coverage: Coverage;
+  /** Where "last used" looked back from (api/README.md#definitions). */
+  lookbackFrom: string;
   schools: SchoolResult[];
   classrooms: ClassroomResult[];
   devices: DeviceAudit[];
+  /** Per school, its calendar's id (schools without a calendar are absent). */
+  calendarOf: Map<string, string>;
+  /** Per calendar id, its teaching dates in the period so far. */
+  teachingDatesOf: Map<string, readonly string[]>;
+  rolledDates: readonly string[];
 }
-
-const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
-const pct = (a: number, b: number) => (b > 0 ? round((100 * a) / b, 2) : null);
 
 /** Evaluates every school of the registry (scope filtering happens on the result). */
 export function evaluate(
@@ -310,7 +419,8 @@ export function evaluate(
   const schools: SchoolResult[] = [];
   const classrooms: ClassroomResult[] = [];
   const devices: DeviceAudit[] = [];
-  const teachingDates = new Set<string>();
+  const calendarOf = new Map<string, string>();
+  const teachingDatesOf = new Map<string, readonly string[]>();
 
   const today = opts.today ?? localDate(Date.now());
   const until = to < today ? to : today;
@@ -319,48 +429,69 @@ export function evaluate(
     const cal = cals.forSchool(s.id, path);
     // Teaching days the calendar has had so far in the period, and those the rollups counted.
     const calendarDays = cal && from <= until ? cal.teachingDays(from, until) : [];
-    for (const d of calendarDays) teachingDates.add(d.date);
+    if (cal) {
+      calendarOf.set(s.id, cal.def.id);
+      if (!teachingDatesOf.has(cal.def.id))
+        teachingDatesOf.set(
+          cal.def.id,
+          calendarDays.map((d) => d.date),
+        );
+    }
     const allDays = data.schoolDays.get(s.id) ?? [];
     const teachingDays = countAfter(allDays, dateOf(dayNumber(from) - 1));
     const weeks = cal && cal.daysPerWeek > 0 ? (data.schoolDayWeight.get(s.id) ?? 0) / cal.daysPerWeek : 0;
+    // Measured: at least one rolled-up teaching day in the period (so a calendar covers the school).
+    const measured = teachingDays > 0;
 
-    // 校校通
-    const up = data.uplink.get(s.id);
+    // 校校通. A school has an uplink to measure when the registry names a device that can carry it — its
+    // uplinkDevice, else a registered router or switch (as the rollup reads it: carriesUplink in live.ts).
+    const hasUplink =
+      s.uplinkDevice !== undefined ||
+      (reg.devicesBySchool.get(s.id) ?? []).some((d) => d.kind === 'router' || d.kind === 'switch');
+    const up = measured && hasUplink ? data.uplink.get(s.id) : undefined;
     const reasons: Reason[] = [];
-    const monitored = up !== undefined && up.dataB > 0;
-    const availabilityPct = up ? pct(up.upB, up.teachingB) : null;
+    const monitored = measured ? up !== undefined && up.dataB > 0 : null;
+    // A bucket without data counts as down: a school whose uplink is down cannot report either.
+    const availability = up ? share(up.upB, up.teachingB) : null;
     const capacityMbps = s.contractedMbps ?? up?.speedMbps ?? null;
     const capacitySource = s.contractedMbps ? 'contract' : up?.speedMbps ? 'polled' : null;
-    const perClassMbps = capacityMbps !== null && s.classes > 0 ? round(capacityMbps / s.classes, 2) : null;
-    const busyPct = up && up.dataB > 0 ? pct(up.over[profile.congestionPct], up.dataB) : null;
-    // "95th percentile ≥ threshold" ⟺ at least 5 % of the samples are at or above it.
-    const congested = busyPct !== null && busyPct >= 5;
+    const perClass = capacityMbps !== null && s.classes > 0 ? capacityMbps / s.classes : null;
+    const overB = up ? up.over[profile.congestionPct] : 0;
+    const busy = up && up.dataB > 0 ? share(overB, up.dataB) : null;
+    // "95th percentile ≥ threshold" ⟺ at least 5 % of the samples are at or above it (counts, not rounded).
+    const congested = up && up.dataB > 0 ? overB * 20 >= up.dataB : null;
     const perClassMin = profile.perClassMbps[s.area];
-    if (!monitored)
+    const availabilityMin = profile.minUplinkAvailabilityPct;
+    if (!hasUplink)
+      reasons.push({
+        code: 'no_uplink_registered',
+        message: 'no uplink device registered for this school: its availability is not measured',
+      });
+    else if (!monitored)
       reasons.push({ code: 'uplink_not_monitored', message: 'no uplink readings in teaching time' });
-    else if (availabilityPct !== null && availabilityPct < profile.minUplinkAvailabilityPct)
+    else if (availability !== null && availability < availabilityMin)
       reasons.push({
         code: 'uplink_availability_low',
-        message: `uplink up ${availabilityPct} % of teaching time, below ${profile.minUplinkAvailabilityPct} %`,
+        message: `uplink up ${shown(availability, DIGITS.pct, availabilityMin)} % of teaching time (${up!.upB} of ${up!.teachingB} buckets), below ${availabilityMin} %`,
       });
     if (capacityMbps !== null && capacityMbps < profile.minUplinkMbps)
       reasons.push({
         code: 'uplink_capacity_low',
         message: `uplink ${capacityMbps} Mbps, below ${profile.minUplinkMbps} Mbps`,
       });
-    if (perClassMbps !== null && perClassMbps < perClassMin)
+    if (perClass !== null && perClass < perClassMin)
       reasons.push({
         code: 'per_class_bandwidth_low',
-        message: `${perClassMbps} Mbps per class (${capacityMbps} Mbps ÷ ${s.classes} classes), below ${perClassMin} Mbps for ${s.area} schools`,
+        message: `${shown(perClass, DIGITS.mbps, perClassMin)} Mbps per class (${capacityMbps} Mbps ÷ ${s.classes} classes), below ${perClassMin} Mbps for ${s.area} schools`,
       });
     if (congested)
       reasons.push({
         code: 'uplink_congested',
-        message: `95th-percentile utilisation at or above ${profile.congestionPct} % (${busyPct} % of teaching time)`,
+        message: `95th-percentile utilisation at or above ${profile.congestionPct} % (${shown(busy!, DIGITS.pct, 5)} % of teaching time)`,
       });
     // Not judged: no teaching day yet (a vacation), or teaching days not rolled up yet. Judged and failed: no
     // calendar at all — a school must not drop out of the statistics because nobody entered its 校历.
-    let applicable = teachingDays > 0;
+    let applicable = measured;
     if (!cal) {
       reasons.length = 0;
       reasons.push({ code: 'no_calendar', message: 'no school calendar covers this school' });
@@ -380,24 +511,29 @@ export function evaluate(
       );
     }
     const xxtAttained = applicable ? reasons.length === 0 : null;
+    // What the school's rooms carry instead of their own reasons when nothing of theirs was measured.
+    const unmeasured = measured ? undefined : reasons[0]!;
 
     // 班班通 and the audit
     const rooms = (reg.classroomsBySchool.get(s.id) ?? []).filter((c) => c.isClass);
     let attained = 0;
     for (const room of rooms) {
-      const r = evaluateClassroom(room, reg, data, profile, teachingDays, weeks, xxtAttained);
+      const r = unmeasured
+        ? unmeasuredClassroom(room, reg, xxtAttained, unmeasured)
+        : evaluateClassroom(room, reg, data, profile, teachingDays, weeks, xxtAttained!);
       if (r.attained === true) attained++;
       classrooms.push(r);
     }
     let teacherWorking = 0;
     let studentWorking = 0;
     for (const d of reg.devicesBySchool.get(s.id) ?? []) {
-      const u = data.usage.get(d.id);
+      const key = entityKey(s.id, d.id);
+      const u = data.usage.get(key);
       if (d.kind === 'teacher_pc' && (u?.onlineDays ?? 0) > 0) teacherWorking++;
       if (d.kind === 'student_pc' && (u?.onlineDays ?? 0) > 0) studentWorking++;
       if (d.kind === 'router' || d.kind === 'switch' || d.kind === 'ap') continue;
-      const hours = (b: number) => round((b * (u?.bucketS ?? 0)) / 3600, 2);
-      const lastUsed = data.lastUsed.get(d.id) ?? null;
+      const hours = (b: number) => roundHalfAway((b * (u?.bucketS ?? 0)) / 3600, DIGITS.hours);
+      const lastUsed = data.lastUsed.get(key) ?? null;
       // Rolled-up teaching days of its school since it was last used (since the look-back start if never).
       const idleTeachingDays = countAfter(allDays, lastUsed ?? undefined);
       devices.push({
@@ -411,7 +547,7 @@ export function evaluate(
         inUseHours: hours(u?.useB ?? 0),
         daysUsed: u?.usedDays ?? 0,
         teachingDays,
-        usedDaysPct: pct(u?.usedDays ?? 0, teachingDays),
+        usedDaysPct: out(share(u?.usedDays ?? 0, teachingDays), DIGITS.pct),
         lastUsed,
         idleTeachingDays,
         idle: idleTeachingDays >= idleDays,
@@ -430,27 +566,72 @@ export function evaluate(
       teachingDays,
       uplink: {
         monitored,
-        availabilityPct,
+        availabilityPct: out(availability, DIGITS.pct),
         capacityMbps,
         capacitySource,
-        perClassMbps,
-        busyPct,
+        perClassMbps: out(perClass, DIGITS.mbps),
+        busyPct: out(busy, DIGITS.pct),
         congested,
-        p95MaxDayPct: up?.p95MaxPct ?? null,
+        p95MaxDayPct: out(up?.p95MaxPct ?? null, DIGITS.pct),
       },
       xxt: { attained: xxtAttained, reasons },
       bbt: { classes: counted, attained, unmonitored: counted - rooms.length },
       computers: { teacherWorking, studentWorking },
     });
   }
-  const rolledDays = data.rolledDates.filter((d) => teachingDates.has(d)).length;
-  return {
+  const ev: Evaluation = {
     period: data.period,
     profile: profile.id,
-    coverage: { rolledDays, teachingDates: teachingDates.size },
+    coverage: { rolledDays: 0, teachingDates: 0 },
+    lookbackFrom: data.lookbackFrom,
     schools,
     classrooms,
     devices,
+    calendarOf,
+    teachingDatesOf,
+    rolledDates: data.rolledDates,
+  };
+  ev.coverage = coverage(ev, reg, undefined);
+  return ev;
+}
+
+/**
+ * Rollup coverage for the schools in `scope` (api/README.md#definitions, coverage): the teaching dates of their
+ * own calendars only — another county's calendar says nothing about whether this county's days are rolled up.
+ */
+export function coverage(ev: Evaluation, reg: RegistryIndex, scope: string | undefined): Coverage {
+  const calendars = new Set<string>();
+  for (const [school, cal] of ev.calendarOf) if (reg.schoolInScope(school, scope)) calendars.add(cal);
+  const dates = new Set<string>();
+  for (const cal of calendars) for (const d of ev.teachingDatesOf.get(cal) ?? []) dates.add(d);
+  return { rolledDays: ev.rolledDates.filter((d) => dates.has(d)).length, teachingDates: dates.size };
+}
+
+/**
+ * A class room of a school with nothing measured in the period: it carries its school's not-judged reason
+ * (`no_teaching_time`, `not_rolled_up`, `no_calendar`) and no other — nothing about the room itself is known.
+ * Judged like its school: not at all in a vacation, failed without a calendar.
+ */
+function unmeasuredClassroom(
+  room: Classroom,
+  reg: RegistryIndex,
+  schoolAttained: boolean | null,
+  reason: Reason,
+): ClassroomResult {
+  const displays = reg
+    .devicesIn(room.school, room.id)
+    .filter((d) => (DISPLAY_KINDS as readonly string[]).includes(d.kind));
+  return {
+    id: room.id,
+    school: room.school,
+    name: room.name,
+    attained: schoolAttained,
+    reasons: [{ ...reason }],
+    equipped: displays.length > 0,
+    onlineDays: 0,
+    teachingDays: 0,
+    periodsUsedPerWeek: null,
+    faultyPct: null,
   };
 }
 
@@ -461,7 +642,7 @@ function evaluateClassroom(
   profile: Profile,
   teachingDays: number,
   weeks: number,
-  schoolConnected: boolean | null,
+  schoolConnected: boolean,
 ): ClassroomResult {
   const devs = reg.devicesIn(room.school, room.id);
   const displays = devs.filter((d) => (DISPLAY_KINDS as readonly string[]).includes(d.kind));
@@ -472,7 +653,7 @@ function evaluateClassroom(
   let onlineB = 0;
   let faultyB = 0;
   for (const d of displays) {
-    const u = data.usage.get(d.id);
+    const u = data.usage.get(entityKey(room.school, d.id));
     if (!u) continue;
     onlineDays = Math.max(onlineDays, u.onlineDays);
     periodsUsed = Math.max(periodsUsed, u.periodsUsed);
@@ -482,46 +663,42 @@ function evaluateClassroom(
     }
   }
   const equipped = displays.length > 0;
-  const periodsUsedPerWeek = weeks > 0 ? round(periodsUsed / weeks, 1) : 0;
-  const faultyPct = pct(faultyB, onlineB);
-  const onlinePct = pct(onlineDays, teachingDays) ?? 0;
-  if (schoolConnected === null) {
-    reasons.push({
-      code: 'no_teaching_time',
-      message: 'no teaching day in this period (vacation or holidays)',
-    });
-  } else if (!equipped) {
+  // Unrounded figures decide; the output is rounded.
+  const perWeek = weeks > 0 ? periodsUsed / weeks : null;
+  const faulty = share(faultyB, onlineB);
+  const online = share(onlineDays, teachingDays) ?? 0;
+  if (!equipped) {
     reasons.push({ code: 'not_equipped', message: 'no teaching display registered in this classroom' });
   } else {
-    if (onlinePct < profile.minOnlineDaysPct)
+    if (online < profile.minOnlineDaysPct)
       reasons.push({
         code: 'offline_too_often',
-        message: `online on ${onlineDays} of ${teachingDays} teaching days (${onlinePct} %), below ${profile.minOnlineDaysPct} %`,
+        message: `online on ${onlineDays} of ${teachingDays} teaching days (${shown(online, DIGITS.pct, profile.minOnlineDaysPct)} %), below ${profile.minOnlineDaysPct} %`,
       });
-    if (faultyPct !== null && faultyPct > profile.maxFaultyPct)
+    if (faulty !== null && faulty > profile.maxFaultyPct)
       reasons.push({
         code: 'unhealthy',
-        message: `faults reported in ${faultyPct} % of online teaching time, above ${profile.maxFaultyPct} %`,
+        message: `faults reported in ${shown(faulty, DIGITS.pct, profile.maxFaultyPct)} % of online teaching time, above ${profile.maxFaultyPct} %`,
       });
-    if (periodsUsedPerWeek < profile.minUsePeriodsPerWeek)
+    if ((perWeek ?? 0) < profile.minUsePeriodsPerWeek)
       reasons.push({
         code: 'used_too_little',
-        message: `used in ${periodsUsedPerWeek} class periods per teaching week, below ${profile.minUsePeriodsPerWeek}`,
+        message: `used in ${shown(perWeek ?? 0, DIGITS.periodsPerWeek, profile.minUsePeriodsPerWeek)} class periods per teaching week, below ${profile.minUsePeriodsPerWeek}`,
       });
   }
-  if (schoolConnected === false)
+  if (!schoolConnected)
     reasons.push({ code: 'school_not_connected', message: "the school's uplink does not attain 校校通" });
   return {
     id: room.id,
     school: room.school,
     name: room.name,
-    attained: schoolConnected === null ? null : reasons.length === 0,
+    attained: reasons.length === 0,
     reasons,
     equipped,
     onlineDays,
     teachingDays,
-    periodsUsedPerWeek,
-    faultyPct,
+    periodsUsedPerWeek: out(perWeek, DIGITS.periodsPerWeek),
+    faultyPct: out(faulty, DIGITS.pct),
   };
 }
 
@@ -534,11 +711,16 @@ export interface RollupRow {
   /** `all`, or one value of the split: `urban`/`rural`, or a school level. */
   split: 'all' | 'area' | 'level';
   group: string;
-  /** Schools with teaching time in the period (the others are counted in `schoolsNotApplicable`). */
+  /** Every registered school of the group, judged in the period or not. */
   schools: number;
+  /** Schools judged for 校校通 in the period (with teaching time, or failed for want of a calendar). */
+  judgedSchools: number;
+  /** schools − judgedSchools: no teaching time in the period, or not rolled up yet. */
   schoolsNotApplicable: number;
   schoolsAttained: number;
+  /** schoolsAttained ÷ judgedSchools. */
   xxtPct: number | null;
+  /** Classes, students, teachers and working computers: of the judged schools only. */
   classes: number;
   classesAttained: number;
   bbtPct: number | null;
@@ -547,9 +729,9 @@ export interface RollupRow {
   teachers: number;
   studentComputers: number;
   teacherComputers: number;
-  /** 生机比: students per working student computer; null without any. */
+  /** 生机比: students ÷ working student computers, both of the judged schools; null without any. */
   studentsPerComputer: number | null;
-  /** 师机比: teachers per working teacher computer. */
+  /** 师机比: teachers ÷ working teacher computers, both of the judged schools. */
   teachersPerComputer: number | null;
 }
 
@@ -572,6 +754,7 @@ export function rollups(ev: Evaluation, reg: RegistryIndex, scope: string | unde
         split,
         group,
         schools: 0,
+        judgedSchools: 0,
         schoolsNotApplicable: 0,
         schoolsAttained: 0,
         xxtPct: null,
@@ -588,11 +771,13 @@ export function rollups(ev: Evaluation, reg: RegistryIndex, scope: string | unde
       };
       acc.set(key, r);
     }
+    r.schools++;
     if (s.xxt.attained === null) {
       r.schoolsNotApplicable++;
       return;
     }
-    r.schools++;
+    // Every other figure over the same judged schools, so a school without data never skews a ratio.
+    r.judgedSchools++;
     if (s.xxt.attained) r.schoolsAttained++;
     r.classes += s.bbt.classes;
     r.classesAttained += s.bbt.attained;
@@ -615,10 +800,12 @@ export function rollups(ev: Evaluation, reg: RegistryIndex, scope: string | unde
   }
   const rows = [...acc.values()];
   for (const r of rows) {
-    r.xxtPct = pct(r.schoolsAttained, r.schools);
-    r.bbtPct = pct(r.classesAttained, r.classes);
-    r.studentsPerComputer = r.studentComputers > 0 ? round(r.students / r.studentComputers, 2) : null;
-    r.teachersPerComputer = r.teacherComputers > 0 ? round(r.teachers / r.teacherComputers, 2) : null;
+    r.xxtPct = out(share(r.schoolsAttained, r.judgedSchools), DIGITS.pct);
+    r.bbtPct = out(share(r.classesAttained, r.classes), DIGITS.pct);
+    r.studentsPerComputer =
+      r.studentComputers > 0 ? roundHalfAway(r.students / r.studentComputers, DIGITS.ratio) : null;
+    r.teachersPerComputer =
+      r.teacherComputers > 0 ? roundHalfAway(r.teachers / r.teacherComputers, DIGITS.ratio) : null;
   }
   return rows.sort((a, b) =>
     a.region === b.region ? (a.split + a.group < b.split + b.group ? -1 : 1) : a.region < b.region ? -1 : 1,

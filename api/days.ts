@@ -1,4 +1,5 @@
 import { dateOf, dayNumber, localMidnightMs } from '../common/calendar.js';
+import { entityKey } from '../common/registry/key.js';
 import { iql, type Storage, timeMs } from '../common/storage/index.js';
 
 /**
@@ -54,10 +55,16 @@ export interface DayCacheDeps {
 }
 
 export class DayCache {
-  /** Device id → index into every day's arrays. Grows; ids are never reused. */
+  /**
+   * `entityKey(school, device)` → index into every day's arrays. A device is (school, device): `wb-a1` of two
+   * schools are two indexes, never one. Grows; indexes are never reused.
+   */
   readonly deviceIndex = new Map<string, number>();
+  /** Device index → `entityKey(school, device)`: the key a period's sums are kept by. */
+  readonly deviceKeys: string[] = [];
+  /** Device index → the device id (unique only within its school). */
   readonly deviceIds: string[] = [];
-  /** Device index → the school it was rolled up under (its latest). */
+  /** Device index → its school. */
   readonly deviceSchool: string[] = [];
   private readonly days = new Map<string, Day>();
   private readonly loading = new Map<string, Promise<void>>();
@@ -80,13 +87,15 @@ export class DayCache {
   }
 
   private index(device: string, school: string): number {
-    let i = this.deviceIndex.get(device);
+    const key = entityKey(school, device);
+    let i = this.deviceIndex.get(key);
     if (i === undefined) {
       i = this.deviceIds.length;
-      this.deviceIndex.set(device, i);
+      this.deviceIndex.set(key, i);
+      this.deviceKeys.push(key);
       this.deviceIds.push(device);
+      this.deviceSchool.push(school);
     }
-    this.deviceSchool[i] = school;
     return i;
   }
 

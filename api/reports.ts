@@ -1,7 +1,10 @@
 import type { Calendars } from '../common/calendar.js';
-import { dateOf, dayNumber } from '../common/calendar.js';
+import { dateOf, dayNumber, localDate } from '../common/calendar.js';
 import type { RegistryStore } from '../common/registry/store.js';
 import {
+  type Coverage,
+  calendarsInUse,
+  coverage,
   type Evaluation,
   evaluate,
   loadPeriod,
@@ -92,6 +95,8 @@ export class Reports {
   private readonly periods = new Map<string, { atMs: number; data: Promise<PeriodData> }>();
   private readonly evaluations = new Map<string, Evaluation>();
   private readonly rollupMemo = new WeakMap<Evaluation, Map<string, RollupRow[]>>();
+  private readonly coverageMemo = new WeakMap<Evaluation, Map<string, Coverage>>();
+  private calendarsMemo?: { cals: Calendars; version: unknown; list: ReturnType<typeof calendarsInUse> };
   private readonly textMemo = new WeakMap<Evaluation, Map<string, string>>();
   private generation = 0;
   /** Period sums built (cache misses; days come from the day cache). */
@@ -128,22 +133,35 @@ export class Reports {
   }
 
   async evaluation(p: Period, profile: Profile, idleDays?: number): Promise<Evaluation> {
-    const data = await this.periodData(p, lookbackDaysFor(idleDays ?? profile.idleDays));
-    const key = `${p.from}..${p.to}|${profile.id}|${idleDays ?? ''}|${this.deps.registry.version}|${this.generation}`;
+    const today = localDate((this.deps.now ?? Date.now)());
+    const reg = this.deps.registry.index;
+    const cals = this.deps.calendars();
+    // "Last used" looks back far enough for `idleDays` teaching days by every calendar in use (a vacation
+    // in between does not shorten it): api/README.md#definitions.
+    const lookbackDays = lookbackDaysFor(idleDays ?? profile.idleDays, {
+      calendars: this.calendarsInUse(cals),
+      to: p.to,
+      today,
+    });
+    const data = await this.periodData(p, lookbackDays);
+    const key = `${p.from}..${p.to}|${profile.id}|${idleDays ?? ''}|${today}|${this.deps.registry.version}|${this.generation}`;
     let ev = this.evaluations.get(key);
     // The evaluation is keyed on the loaded data too: a reload after the TTL evaluates afresh.
     if (!ev || ev.period !== data.period) {
-      ev = evaluate(
-        data,
-        this.deps.registry.index,
-        this.deps.calendars(),
-        profile,
-        idleDays ? { idleDays } : {},
-      );
+      ev = evaluate(data, reg, cals, profile, { ...(idleDays ? { idleDays } : {}), today });
       this.evaluations.set(key, ev);
       if (this.evaluations.size > 128) this.evaluations.delete(this.evaluations.keys().next().value!);
     }
     return ev;
+  }
+
+  private calendarsInUse(cals: Calendars): ReturnType<typeof calendarsInUse> {
+    const version = this.deps.registry.version;
+    const m = this.calendarsMemo;
+    if (m && m.cals === cals && m.version === version) return m.list;
+    const list = calendarsInUse(this.deps.registry.index, cals);
+    this.calendarsMemo = { cals, version, list };
+    return list;
   }
 
   /** A value derived from an evaluation (a serialised response), computed once per key. */
@@ -159,6 +177,22 @@ export class Reports {
       m.set(key, v);
     }
     return v;
+  }
+
+  /** Rollup coverage by the calendars of the schools in `scope` only (memoised per evaluation and scope). */
+  coverage(ev: Evaluation, scope: string | undefined): Coverage {
+    if (scope === undefined) return ev.coverage;
+    let m = this.coverageMemo.get(ev);
+    if (!m) {
+      m = new Map();
+      this.coverageMemo.set(ev, m);
+    }
+    let c = m.get(scope);
+    if (!c) {
+      c = coverage(ev, this.deps.registry.index, scope);
+      m.set(scope, c);
+    }
+    return c;
   }
 
   rollups(ev: Evaluation, scope: string | undefined): RollupRow[] {

@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
 import { type Calendars, dateOf, dayNumber, localDate, localMidnightMs } from '../common/calendar.js';
+import { entityKey } from '../common/registry/key.js';
 import type { RegistryIndex } from '../common/registry/store.js';
 import { ident, iql, raw, type Series, type Storage, timeMs } from '../common/storage/index.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
 import { periodBuckets } from './days.js';
+import { carriesUplink } from './live.js';
 
 /**
  * Daily rollups (design: api/README.md#rollups). For one date: the class periods of every school's calendar,
@@ -12,6 +14,11 @@ import { periodBuckets } from './days.js';
  * summed per device), then per device and per school the day's teaching-time figures written back as
  * `usage_day` / `uplink_day` points at local midnight, and a `rollup_day` marker. Re-running a day overwrites
  * it (same series, same timestamp), so late data is absorbed by rolling the last days again.
+ *
+ * Only registered devices are rolled up, each as (school, device): readings are grouped by both tags and a
+ * device takes only its own school's series, so `wb-a1` of another school (registered or not, stored under the
+ * `unassigned` region or not) never adds to this school's `wb-a1`. A school's uplink is read only from the
+ * device that carries it (`carriesUplink`: its registered uplink device).
  */
 export interface RollupDeps {
   storage: Storage;
@@ -188,10 +195,11 @@ export class Rollup {
           periods: 0,
           periodsUsed: 0,
         };
+        const key = entityKey(schoolId, d.id);
         for (const w of list) {
           const data = perWindow.get(w)!;
-          const disp = data.display.get(d.id);
-          const hostOnline = data.host.get(d.id) ?? 0;
+          const disp = data.display.get(key);
+          const hostOnline = data.host.get(key) ?? 0;
           const online = Math.max(disp?.online ?? 0, hostOnline);
           // A computer has no display state: powered on (reporting) is on, and on is in use.
           const on = isDisplay ? (disp?.on ?? 0) : online;
@@ -200,7 +208,7 @@ export class Rollup {
           acc.online += online;
           acc.on += on;
           acc.use += use;
-          acc.faulty += data.faulty.get(d.id) ?? 0;
+          acc.faulty += data.faulty.get(key) ?? 0;
           acc.periods++;
           if (use * 2 >= w.buckets) acc.periodsUsed++;
         }
@@ -211,7 +219,7 @@ export class Rollup {
       const up: UplinkAcc = { teaching: 0, data: 0, up: 0, over: [0, 0, 0, 0, 0], utils: [], speedMbps: 0 };
       for (const w of list) {
         up.teaching += w.buckets;
-        for (const b of perWindow.get(w)!.uplink.get(schoolId) ?? []) {
+        for (const b of uplinkBuckets(reg, schoolId, perWindow.get(w)!.uplink.get(schoolId))) {
           up.data++;
           if (b.up === 1) up.up++;
           if (b.util !== null) {
@@ -281,47 +289,101 @@ export class Rollup {
     const range = iql`time >= ${timeMs(w.startMs)} AND time < ${timeMs(w.endMs)}`;
     const where = raw(range);
     const statements = [
-      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (SELECT max(${ident('on')}) AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), device) GROUP BY device`,
-      iql`SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), device) WHERE f > 0 GROUP BY device`,
-      iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), device) GROUP BY device`,
-      iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school fill(none)`,
+      // (school, device) in every GROUP BY, inner and outer: ids are unique only within a school.
+      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (SELECT max(${ident('on')}) AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+      iql`SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
+      iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+      iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school, device fill(none)`,
     ];
     const [display = [], faulty = [], host = [], uplink = []] = await this.deps.storage.query(
       statements.join('; '),
     );
     const data: WindowData = { display: new Map(), faulty: new Map(), host: new Map(), uplink: new Map() };
+    const key = (s: Series) => entityKey(s.tags.school ?? '', s.tags.device ?? '');
     for (const s of display) {
       const r = firstRow(s);
-      data.display.set(s.tags.device!, { online: num(r.online), on: num(r.on), use: num(r.use) });
+      data.display.set(key(s), { online: num(r.online), on: num(r.on), use: num(r.use) });
     }
-    for (const s of faulty) data.faulty.set(s.tags.device!, num(firstRow(s).faulty));
-    for (const s of host) data.host.set(s.tags.device!, num(firstRow(s).online));
+    for (const s of faulty) data.faulty.set(key(s), num(firstRow(s).faulty));
+    for (const s of host) data.host.set(key(s), num(firstRow(s).online));
     for (const s of uplink) {
       const ci = (c: string) => s.columns.indexOf(c);
-      const [ui, uo, up, sp] = [ci('ui'), ci('uo'), ci('up'), ci('sp')];
-      data.uplink.set(
-        s.tags.school!,
-        s.values.map((v) => {
-          const a = v[ui] as number | null;
-          const c = v[uo] as number | null;
-          return {
-            up: v[up] as number | null,
-            util: a === null && c === null ? null : Math.max(a ?? 0, c ?? 0),
-            speedMbps: v[sp] as number | null,
-          };
-        }),
+      const [t, ui, uo, up, sp] = [ci('time'), ci('ui'), ci('uo'), ci('up'), ci('sp')];
+      let perDevice = data.uplink.get(s.tags.school ?? '');
+      if (!perDevice) {
+        perDevice = new Map();
+        data.uplink.set(s.tags.school ?? '', perDevice);
+      }
+      perDevice.set(
+        s.tags.device ?? '',
+        s.values.map((v) => ({
+          timeMs: timeOf(v[t]),
+          ui: v[ui] as number | null,
+          uo: v[uo] as number | null,
+          up: v[up] as number | null,
+          speedMbps: v[sp] as number | null,
+        })),
       );
     }
     return data;
   }
 }
 
+/** One uplink bucket of one device. */
+interface UplinkRow {
+  timeMs: number;
+  ui: number | null;
+  uo: number | null;
+  up: number | null;
+  speedMbps: number | null;
+}
+
 interface WindowData {
+  /** By `entityKey(school, device)`. */
   display: Map<string, { online: number; on: number; use: number }>;
   faulty: Map<string, number>;
   host: Map<string, number>;
-  uplink: Map<string, { up: number | null; util: number | null; speedMbps: number | null }[]>;
+  /** School → device → its uplink buckets. */
+  uplink: Map<string, Map<string, UplinkRow[]>>;
 }
+
+/**
+ * A school's uplink buckets in a window from the devices that carry its uplink (`carriesUplink`). A school
+ * without a registered uplink device may have several registered routers marking an uplink: per bucket, the
+ * busiest utilisation, the worst status, the largest speed — as the former `GROUP BY school` computed it.
+ */
+function uplinkBuckets(
+  reg: RegistryIndex,
+  school: string,
+  perDevice: Map<string, UplinkRow[]> | undefined,
+): { up: number | null; util: number | null; speedMbps: number | null }[] {
+  const byTime = new Map<number, UplinkRow>();
+  for (const [device, rows] of perDevice ?? []) {
+    if (!carriesUplink(reg, school, device)) continue;
+    for (const r of rows) {
+      const o = byTime.get(r.timeMs);
+      if (!o) {
+        byTime.set(r.timeMs, { ...r });
+        continue;
+      }
+      o.ui = maxOf(o.ui, r.ui);
+      o.uo = maxOf(o.uo, r.uo);
+      o.up = o.up === null ? r.up : r.up === null ? o.up : Math.min(o.up, r.up);
+      o.speedMbps = maxOf(o.speedMbps, r.speedMbps);
+    }
+  }
+  return [...byTime.values()].map((r) => ({
+    up: r.up,
+    util: r.ui === null && r.uo === null ? null : Math.max(r.ui ?? 0, r.uo ?? 0),
+    speedMbps: r.speedMbps,
+  }));
+}
+
+const maxOf = (a: number | null, b: number | null): number | null =>
+  a === null ? b : b === null ? a : Math.max(a, b);
+
+/** A time column as epoch ms (the storage layer returns epoch ms or an RFC 3339 string). */
+const timeOf = (v: unknown): number => (typeof v === 'number' ? v : Date.parse(String(v)));
 
 function firstRow(s: Series): Record<string, unknown> {
   const row: Record<string, unknown> = {};

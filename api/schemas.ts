@@ -162,6 +162,15 @@ export const uplinkLiveSchema = z.object({
 
 export const liveStateSchema = z.enum(['online', 'offline', 'unknown']);
 
+/** Fields where what a registered device announced can disagree with the registry (api/live.ts). */
+export const MISMATCH_FIELDS = ['region', 'classroom', 'kind'] as const;
+
+export const announcedSchema = z
+  .object({ region: z.string().nullable(), classroom: z.string().nullable(), kind: z.string() })
+  .describe(
+    "What the device's last status announced (null: it said nothing); the registry decides, not this.",
+  );
+
 export const deviceOutSchema = z.object({
   id: z.string(),
   school: z.string(),
@@ -171,6 +180,10 @@ export const deviceOutSchema = z.object({
   batch: z.string().nullable(),
   state: liveStateSchema,
   sinceMs: z.number().nullable(),
+  announced: announcedSchema.nullable().describe('null: no status from this (school, device) yet.'),
+  registryMismatch: z
+    .array(z.enum(MISMATCH_FIELDS))
+    .describe('Fields where the announcement disagrees with the registry (region path, classroom, kind).'),
 });
 
 export const schoolOutSchema = z.object({

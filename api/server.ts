@@ -86,7 +86,7 @@ export const apiConfigSchema = z
       .unwrap() // no defaults when absent: without a broker the API serves reports only
       .optional()
       .describe(
-        'Broker for live status and bandwidth (a subscribe-only `collector` user); absent: reports only.',
+        'Broker for live status and bandwidth (a `reader` user: subscribes only, never counts as the collector devices wait for); absent: reports only.',
       ),
     rollup: z
       .strictObject({

@@ -158,7 +158,8 @@ try {
     role: 'poller',
     schools: plan.schools.map((s) => s.id),
   });
-  const apiSecret = await store.add({ username: 'api', role: 'collector' }); // subscribe-only
+  // The live view and alerting only read: a `reader`, which never counts as the collector devices wait for.
+  const apiSecret = await store.add({ username: 'api', role: 'reader' });
   const brokerPort = await freePort();
   const broker = new Broker(
     brokerConfigSchema.parse({
@@ -378,12 +379,12 @@ Where to look
     let online = 0;
     for (const s of plan.schools)
       for (const r of s.rooms) {
-        if (api.live.devices.get(r.device)?.state === 'online') online++;
+        if (api.live.device(s.id, r.device)?.state === 'online') online++;
         else offline.set(s.id, (offline.get(s.id) ?? 0) + 1);
       }
     const firing = [...(api.alerts?.engine.active.values() ?? [])].filter((a) => a.state === 'firing');
     const off = [...offline].map(([id, n]) => `${schoolName(id)} ${n}`).join(', ');
-    const c = congested ? api.live.uplinks.get(congested.id) : undefined;
+    const c = congested ? api.live.uplink(congested.id, congested.router) : undefined;
     const cMbps = c?.inBps
       ? ` · ${congested!.name} uplink ${(c.inBps / 1e6).toFixed(1)}/${congested!.uplinkMbps} Mbit/s`
       : '';

@@ -2,10 +2,11 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { type Calendars, localDate, localMidnightMs, WEEKDAYS, weekdayOf } from '../../common/calendar.js';
 import { readJsonFile, writeFileAtomic } from '../../common/json-file.js';
+import { entityKey } from '../../common/registry/key.js';
 import type { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/index.js';
 import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
-import type { LiveMessage, LiveState } from '../live.js';
+import { carriesUplink, type LiveMessage, type LiveState } from '../live.js';
 import { type Alert, AlertEngine, type Notification, type QueuedMessage } from './engine.js';
 import { type Channel, channelSchema, Deliverer, type DeliveryRecord, type Names, render } from './notify.js';
 import { RULE_NAMES, type Rule, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
@@ -131,14 +132,20 @@ export class AlertService {
   private gapsAtMs = 0;
   private savedVersion = -1;
   private dirty = false;
-  /** Per school: the device whose readings carry its uplink. */
+  /**
+   * Per school without a registered uplink device: the registered router/switch of that school whose readings
+   * mark the uplink interface (`carriesUplink`).
+   */
   private readonly uplinkDevice = new Map<string, string>();
-  /** Per device: the newest telemetry timestamp seen (replays are older). */
+  /** Per `entityKey(school, device)`: the newest telemetry timestamp seen (replays are older). */
   private readonly newestTs = new Map<string, number>();
   /** Per school: the uplink is unreachable over SNMP, and/or its interface is not up. */
   private readonly uplinkFlags = new Map<string, { snmp: boolean; oper: boolean }>();
-  /** Per device: last telemetry (ms) and its promised heartbeat. */
-  private readonly lastSeen = new Map<string, { school: string; atMs: number; heartbeatS: number }>();
+  /** Per `entityKey(school, device)`: last telemetry (ms) and its promised heartbeat. */
+  private readonly lastSeen = new Map<
+    string,
+    { school: string; device: string; atMs: number; heartbeatS: number }
+  >();
   private readonly onMessage = (m: LiveMessage) => {
     this.signal(m);
     // A signal may have set an earlier deadline than the one the timer sleeps towards.
@@ -294,14 +301,20 @@ export class AlertService {
     const reg = this.deps.registry.index;
     // A school the registry does not know has no calendar and no names: nothing about it could be judged.
     if (!reg.schools.has(m.school)) return;
+    // A device is (school, device). One its school does not register is nobody's: it is listed as unassigned
+    // (GET /v1/devices/unassigned), never judged as — or instead of — another school's device of the same id.
+    const registered = reg.device(m.school, m.device);
+    if (!registered) return;
+    const key = entityKey(m.school, m.device);
     const isNetwork = (kind: string) => kind === 'router' || kind === 'switch' || kind === 'ap';
     switch (m.channel) {
       case 'status': {
-        if (isNetwork(m.message.kind)) return; // routers are judged by SNMP reachability, not by the poller's birth
+        // Routers are judged by SNMP reachability, not by the poller's birth; the registry says what it is.
+        if (isNetwork(registered.kind)) return;
         const offline = m.message.state === 'offline';
         if (offline) {
           // Whatever the reason, a device that is gone has no "missing data" of its own to report.
-          this.lastSeen.delete(m.device);
+          this.lastSeen.delete(key);
           this.cond('data_gap', m.school, m.device, undefined, false, m.atMs);
         }
         // A clean shutdown is a teacher switching off; a replayed (retained) status is an old state, not news.
@@ -320,8 +333,9 @@ export class AlertService {
           offline ? `MQTT 连接断开（${m.message.reason ?? 'will'}）` : undefined,
         );
         if (!offline)
-          this.lastSeen.set(m.device, {
+          this.lastSeen.set(key, {
             school: m.school,
+            device: m.device,
             atMs: m.atMs,
             heartbeatS: m.message.heartbeatS ?? 60,
           });
@@ -329,7 +343,8 @@ export class AlertService {
       }
       case 'iface': {
         const up = m.message.ifaces.find((i) => i.uplink);
-        if (!up) return;
+        // Only the school's own uplink device speaks for its uplink (and so inhibits its classrooms).
+        if (!up || !carriesUplink(reg, m.school, m.device)) return;
         this.uplinkDevice.set(m.school, m.device);
         // A reading proves the router answers, even if its `recovered` event was lost.
         this.uplink(m.school, 'snmp', false, m.atMs, '');
@@ -358,7 +373,7 @@ export class AlertService {
       }
       case 'event': {
         const e = m.message;
-        // The school's uplink device: as registered, else the device whose readings carry the uplink.
+        // The school's uplink device: as registered, else its registered router whose readings carry the uplink.
         const uplinkDevice = reg.schools.get(m.school)?.uplinkDevice ?? this.uplinkDevice.get(m.school);
         if (e.type === 'reboot') {
           this.engine.observe({
@@ -394,16 +409,16 @@ export class AlertService {
       case 'telemetry': {
         const t = m.message;
         const rules = this.rules;
-        const seen = this.lastSeen.get(m.device);
+        const seen = this.lastSeen.get(key);
         const heartbeatS = seen?.heartbeatS ?? 60;
-        this.lastSeen.set(m.device, { school: m.school, atMs: m.atMs, heartbeatS });
+        this.lastSeen.set(key, { school: m.school, device: m.device, atMs: m.atMs, heartbeatS });
         this.cond('data_gap', m.school, m.device, undefined, false, m.atMs);
         // Readings replayed from a spool after an outage are old by design: only a current reading is judged.
-        if (t.ts < (this.newestTs.get(m.device) ?? 0) || m.atMs - t.ts > 2 * heartbeatS * 1000) {
-          this.newestTs.set(m.device, Math.max(t.ts, this.newestTs.get(m.device) ?? 0));
+        if (t.ts < (this.newestTs.get(key) ?? 0) || m.atMs - t.ts > 2 * heartbeatS * 1000) {
+          this.newestTs.set(key, Math.max(t.ts, this.newestTs.get(key) ?? 0));
           return;
         }
-        this.newestTs.set(m.device, t.ts);
+        this.newestTs.set(key, t.ts);
         // A clock ahead of ours (the replay test above catches one behind by more than two heartbeats).
         const skewS = (t.ts - m.atMs) / 1000;
         this.cond(
@@ -464,12 +479,12 @@ export class AlertService {
   /** Telemetry silence from a device that is still connected: `gapFactor` heartbeats without a reading. */
   private gaps(now: number): void {
     const factor = this.rules.data_gap.gapFactor ?? 5;
-    for (const [device, s] of this.lastSeen)
+    for (const s of this.lastSeen.values())
       if (now - s.atMs > factor * s.heartbeatS * 1000)
         this.cond(
           'data_gap',
           s.school,
-          device,
+          s.device,
           undefined,
           true,
           now,

@@ -1,10 +1,13 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { RegistryIndex } from '../../common/registry/store.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
 import type { Device, School } from '../../contracts/registry.js';
 import { ApiError, type AppDeps, effectiveScope, READ_ROLES } from '../app.js';
+import { carriesUplink, registryMismatch, schoolUplink } from '../live.js';
 import {
+  announcedSchema,
   deviceOutSchema,
   ERROR_RESPONSES,
   liveStateSchema,
@@ -25,8 +28,9 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
   app.addHook('preClose', async () => {
     for (const end of [...streams]) end();
   });
-  const deviceOut = (d: Device) => {
-    const l = live.devices.get(d.id);
+  // A device is (school, id): the live state of `wb-a1` of another school is never this one's.
+  const deviceOut = (reg: RegistryIndex) => (d: Device) => {
+    const l = live.device(d.school, d.id);
     return {
       id: d.id,
       school: d.school,
@@ -36,6 +40,8 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       batch: d.batch ?? null,
       state: l?.state ?? ('unknown' as const),
       sinceMs: l?.sinceMs ?? null,
+      announced: l?.announced ?? null,
+      registryMismatch: l ? registryMismatch(reg, d, l.announced) : [],
     };
   };
   const schoolOut = (s: School) => {
@@ -44,7 +50,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
     let online = 0;
     let offline = 0;
     for (const d of devices) {
-      const st = live.devices.get(d.id)?.state;
+      const st = live.device(s.id, d.id)?.state;
       if (st === 'online') online++;
       else if (st === 'offline') offline++;
     }
@@ -59,7 +65,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       teachers: s.teachers,
       contractedMbps: s.contractedMbps ?? null,
       devices: { total: devices.length, online, offline, unknown: devices.length - online - offline },
-      uplink: live.uplinks.get(s.id) ?? null,
+      uplink: schoolUplink(live, reg, s.id),
     };
   };
   /** A school the token may see, or 404 (never 403: a scoped token does not learn what exists elsewhere). */
@@ -129,9 +135,9 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
           id: c.id,
           name: c.name,
           isClass: c.isClass,
-          devices: reg.devicesIn(s.id, c.id).map(deviceOut),
+          devices: reg.devicesIn(s.id, c.id).map(deviceOut(reg)),
         })),
-        otherDevices: (reg.devicesBySchool.get(s.id) ?? []).filter((d) => !d.classroom).map(deviceOut),
+        otherDevices: (reg.devicesBySchool.get(s.id) ?? []).filter((d) => !d.classroom).map(deviceOut(reg)),
       };
     },
   );
@@ -162,7 +168,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       const items = schools
         .flatMap((s) => reg.devicesBySchool.get(s.id) ?? [])
         .filter((d) => !kind || d.kind === kind)
-        .map(deviceOut)
+        .map(deviceOut(reg))
         .filter((d) => !state || d.state === state);
       return { total: items.length, items: items.slice((page - 1) * pageSize, page * pageSize) };
     },
@@ -174,7 +180,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       config: { roles: READ_ROLES },
       schema: {
         summary:
-          'Devices that report but are not in the registry (register them, or find who installed them).',
+          'Devices that report but are not in the registry (register them, or find who installed them). A device is (school, id): one reporting under a school that does not register that id is listed here, even if another school registers the same id.',
         querystring: z.object({ ...regionQuery }),
         response: {
           200: z.object({
@@ -182,10 +188,11 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
               z.object({
                 id: z.string(),
                 school: z.string(),
-                schoolKnown: z.boolean(),
+                schoolKnown: z.boolean().describe('Whether the school it reports under is registered.'),
                 kind: z.string(),
                 state: liveStateSchema,
                 sinceMs: z.number(),
+                announced: announcedSchema,
               }),
             ),
           }),
@@ -197,20 +204,22 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       const scope = effectiveScope(req, req.query.region);
       const reg = deps.registry.index;
       const items = [];
-      for (const [id, l] of live.devices) {
-        if (reg.devices.has(id)) continue;
+      for (const l of live.devices.values()) {
+        if (reg.device(l.school, l.device)) continue;
         const known = reg.schools.has(l.school);
         // A scoped token sees an unassigned device only under a registered school in its scope.
         if (scope !== undefined && !(known && reg.schoolInScope(l.school, scope))) continue;
         items.push({
-          id,
+          id: l.device,
           school: l.school,
           schoolKnown: known,
           kind: l.kind,
           state: l.state,
           sinceMs: l.sinceMs,
+          announced: l.announced,
         });
       }
+      items.sort((a, b) => (a.school === b.school ? (a.id < b.id ? -1 : 1) : a.school < b.school ? -1 : 1));
       return { items };
     },
   );
@@ -221,7 +230,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       config: { roles: ['admin', 'ops'] },
       schema: {
         summary:
-          'Server-sent events: `uplink` events with each school uplink reading in scope, starting with the latest of each.',
+          "Server-sent events: `uplink` events with each school uplink reading in scope (from the school's own registered uplink device), starting with the latest of each.",
         querystring: z.object({ ...regionQuery }),
         produces: ['text/event-stream'],
         response: {
@@ -237,7 +246,11 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
     async (req, reply) => {
       const scope = effectiveScope(req, req.query.region);
       const reg = () => deps.registry.index;
-      const visible = (school: string) => reg().schoolInScope(school, scope);
+      // Only the school's own uplink device speaks for it: not an unregistered device, nor another school's.
+      const visible = (u: { school: string; device: string }) => {
+        const r = reg();
+        return r.schoolInScope(u.school, scope) && carriesUplink(r, u.school, u.device);
+      };
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -264,10 +277,10 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
         }
         res.write(`id: ${++id}\nevent: uplink\ndata: ${JSON.stringify(uplinkLiveSchema.parse(u))}\n\n`);
       };
-      const onUplink = (u: { school: string }) => {
-        if (visible(u.school)) send(u);
+      const onUplink = (u: { school: string; device: string }) => {
+        if (visible(u)) send(u);
       };
-      for (const u of live.uplinks.values()) if (visible(u.school)) send(u);
+      for (const school of live.uplinks.values()) for (const u of school.values()) if (visible(u)) send(u);
       live.on('uplink', onUplink);
       const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
       streams.add(end);

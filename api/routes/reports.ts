@@ -8,7 +8,7 @@ import type { ClassroomResult, DeviceAudit, Evaluation, RollupRow, SchoolResult 
 import { CONTENT_TYPES, type ExportColumn, toCsv, toXlsx } from '../export.js';
 import { parsePeriod } from '../reports.js';
 import {
-  classroomResultSchema,
+  classroomResultSchema as classroomBaseSchema,
   coverageSchema,
   deviceAuditSchema,
   ERROR_RESPONSES,
@@ -17,9 +17,39 @@ import {
   periodQuery,
   periodSchema,
   regionQuery,
-  rollupRowSchema,
-  schoolResultSchema,
+  rollupRowSchema as rollupRowBaseSchema,
+  schoolResultSchema as schoolResultBaseSchema,
 } from '../schemas.js';
+
+// The definitions of api/README.md#definitions on top of the shared schemas: "not known" is null, never false
+// or 0, and a rollup row says how many of its schools were judged.
+const schoolResultSchema = schoolResultBaseSchema.extend({
+  uplink: schoolResultBaseSchema.shape.uplink.extend({
+    monitored: z
+      .boolean()
+      .nullable()
+      .describe('null: not known (no rolled-up teaching day in the period, or no calendar).'),
+    availabilityPct: z
+      .number()
+      .nullable()
+      .describe('null: not measured (no rolled-up teaching day, or no uplink registered).'),
+    congested: z.boolean().nullable().describe('null: no uplink readings to judge it by.'),
+  }),
+});
+const classroomResultSchema = classroomBaseSchema.extend({
+  periodsUsedPerWeek: z
+    .number()
+    .nullable()
+    .describe('null: no teaching week measured (the school is not judged, or has no calendar).'),
+});
+const rollupRowSchema = rollupRowBaseSchema.extend({
+  schools: z.number().describe('Every registered school of the group in scope.'),
+  judgedSchools: z
+    .number()
+    .describe(
+      'Schools judged in the period: the denominator of xxtPct, and the only schools whose classes, students, teachers and computers are counted.',
+    ),
+});
 
 const reasons = (r: { reasons: { code: string; message: string }[] }) =>
   r.reasons.map((x) => x.message).join('; ');
@@ -30,6 +60,7 @@ const ROLLUP_COLUMNS: ExportColumn<RollupRow>[] = [
   { header: '区域', value: (r) => r.regionName },
   { header: '分组', value: (r) => (r.split === 'all' ? '合计' : r.group) },
   { header: '学校数', value: (r) => r.schools },
+  { header: '参评学校数', value: (r) => r.judgedSchools },
   { header: '校校通达标学校', value: (r) => r.schoolsAttained },
   { header: '校校通达标率%', value: (r) => r.xxtPct },
   { header: '班级数', value: (r) => r.classes },
@@ -48,7 +79,8 @@ const SCHOOL_COLUMNS: ExportColumn<SchoolResult>[] = [
   { header: '教学日', value: (s) => s.teachingDays },
   { header: '出口可用率%', value: (s) => s.uplink.availabilityPct },
   { header: '出口带宽Mbps', value: (s) => s.uplink.capacityMbps },
-  { header: '生均班级带宽Mbps', value: (s) => s.uplink.perClassMbps },
+  // 班均: per class (capacity ÷ classes); 生均 would mean per student.
+  { header: '班均带宽Mbps', value: (s) => s.uplink.perClassMbps },
   { header: '拥塞', value: (s) => yesNo(s.uplink.congested) },
   { header: '校校通达标', value: (s) => yesNo(s.xxt.attained) },
   { header: '未达标原因', value: (s) => reasons(s.xxt) },
@@ -152,7 +184,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
           attainmentResponse.encode({
             period: ev.period,
             profile: ev.profile,
-            coverage: ev.coverage,
+            coverage: deps.reports.coverage(ev, scope),
             rollups: rows,
           }),
         ),
@@ -192,7 +224,8 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       );
       if (q.format !== 'json') return file(reply, q.format, 'schools', ev, rows, SCHOOL_COLUMNS);
       const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
-      return { period: ev.period, profile: ev.profile, coverage: ev.coverage, total: rows.length, items };
+      const coverage = deps.reports.coverage(ev, effectiveScope(req, q.region));
+      return { period: ev.period, profile: ev.profile, coverage, total: rows.length, items };
     },
   );
 
@@ -222,7 +255,8 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       const rows = ev.classrooms.filter((c) => visible(c.school) && (!q.school || c.school === q.school));
       if (q.format !== 'json') return file(reply, q.format, 'classrooms', ev, rows, CLASSROOM_COLUMNS);
       const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
-      return { period: ev.period, profile: ev.profile, coverage: ev.coverage, total: rows.length, items };
+      const coverage = deps.reports.coverage(ev, effectiveScope(req, q.region));
+      return { period: ev.period, profile: ev.profile, coverage, total: rows.length, items };
     },
   );
 
@@ -242,7 +276,16 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       .describe("Idle after this many unused teaching days (default: the profile's)."),
   });
   const auditResponse = {
-    200: z.object({ ...head, total: z.number(), items: z.array(deviceAuditSchema) }),
+    200: z.object({
+      ...head,
+      lookbackFrom: z
+        .string()
+        .describe(
+          'lastUsed and idleTeachingDays look back to this date (far enough for idleDays teaching days by every calendar); lastUsed null: not used since.',
+        ),
+      total: z.number(),
+      items: z.array(deviceAuditSchema),
+    }),
     ...ERROR_RESPONSES,
   };
   const audit =
@@ -261,7 +304,14 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       if (q.format !== 'json')
         return file(reply, q.format, onlyIdle ? 'idle' : 'usage', ev, rows, DEVICE_COLUMNS);
       const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
-      return { period: ev.period, profile: ev.profile, coverage: ev.coverage, total: rows.length, items };
+      return {
+        period: ev.period,
+        profile: ev.profile,
+        coverage: deps.reports.coverage(ev, effectiveScope(req, q.region)),
+        lookbackFrom: ev.lookbackFrom,
+        total: rows.length,
+        items,
+      };
     };
   app.get(
     '/v1/audit/devices',

@@ -86,7 +86,7 @@ describe('the overview page (headless Chromium)', () => {
       JSON.stringify({ v: 1, ts: Date.now(), state: 'offline', reason: 'will', kind: 'panel' }),
       { qos: 1, retain: true },
     );
-    await waitFor(() => live.devices.get('pn-a2')?.state === 'offline', { timeoutMs: 10_000 });
+    await waitFor(() => live.device('A', 'pn-a2')?.state === 'offline', { timeoutMs: 10_000 });
 
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     const problems: string[] = [];

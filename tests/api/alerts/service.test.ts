@@ -280,7 +280,7 @@ describe('alerting end to end', () => {
       );
       await agent.start();
       cleanups.push(() => agent.stop());
-      await waitFor(() => live.devices.get('pn-c1')?.state === 'online', { timeoutMs: 10_000 });
+      await waitFor(() => live.device(SCHOOL, 'pn-c1')?.state === 'online', { timeoutMs: 10_000 });
       // The lamp fails (PJLink ERST lamp = error) and the lamp passes its hours.
       projector.state.errors = '020000';
       projector.state.lampHours = 2_500;

@@ -1,0 +1,190 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ExcelJS from 'exceljs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { LiveState } from '../../api/live.js';
+import { TokenStore } from '../../api/tokens.js';
+import { Calendars } from '../../common/calendar.js';
+import { silentLogger } from '../../common/log.js';
+import { RegistryStore } from '../../common/registry/store.js';
+import type { Storage } from '../../common/storage/storage.js';
+import { testApp } from '../helpers/api.js';
+import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
+import { Influxd, testStorage } from '../helpers/influx.js';
+
+/**
+ * The report routes over HTTP on the fixture city (tests/helpers/city.ts), with one change: 滨江区 has its own
+ * calendar without the make-up Saturday 10 October, so its week 41 has two teaching days, 西湖区's three. What the
+ * definitions of api/README.md#definitions put into responses and files: nulls that pass the response schemas,
+ * judged schools, coverage by the token's own calendars, the look-back date, the renamed per-class header.
+ */
+const influxd = new Influxd();
+let storage: Storage;
+let dir: string;
+let registry: RegistryStore;
+let tokens: TokenStore;
+let app: Awaited<ReturnType<typeof testApp>>;
+const T = { city: '', xihu: '', binjiang: '' };
+const WEEK = '2026-10-05..2026-10-11';
+const calendars = new Calendars([
+  { ...CITY_CALENDAR, regions: ['330106'] },
+  { ...CITY_CALENDAR, id: 'hz-binjiang', regions: ['330108'], makeUpDays: [] },
+]);
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cfm-reports-'));
+  registry = new RegistryStore(join(dir, 'registry.json')).load();
+  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(CITY)) }]);
+  tokens = new TokenStore(join(dir, 'tokens.json')).load();
+  T.city = tokens.add('杭州市教育局', 'auditor', '330000/330100').token;
+  T.xihu = tokens.add('西湖区教育局', 'auditor', '330000/330100/330106').token;
+  T.binjiang = tokens.add('滨江区教育局', 'auditor', '330000/330100/330108').token;
+  await influxd.start();
+  storage = testStorage(influxd.url, { database: 'reports' }).storage;
+  await storage.start();
+  await writeCity(storage);
+  await cityRollup(storage, () => registry.index, calendars).range('2026-10-05', '2026-10-11');
+  // Reports only: no broker, so the live view never connects.
+  app = await testApp({
+    registry,
+    calendars,
+    tokens,
+    storage,
+    live: new LiveState(undefined, silentLogger()),
+  });
+});
+afterAll(async () => {
+  await app?.close();
+  await storage?.stop();
+  await influxd.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const get = (url: string, token: string) =>
+  app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+const json = async (url: string, token: string) => {
+  const r = await get(url, token);
+  expect(r.statusCode, r.body).toBe(200);
+  return r.json();
+};
+const csvLines = (body: string) =>
+  body
+    .replace(/^\uFEFF/, '')
+    .trim()
+    .split('\r\n');
+
+describe('report responses carry the definitions', () => {
+  it("coverage counts the token's own calendars: 滨江区 2 of 2 teaching dates, 西湖区 and the city 3 of 3", async () => {
+    for (const path of [
+      '/v1/attainment',
+      '/v1/attainment/schools',
+      '/v1/attainment/classrooms',
+      '/v1/audit/devices',
+    ]) {
+      expect((await json(`${path}?period=${WEEK}`, T.binjiang)).coverage).toEqual({
+        rolledDays: 2,
+        teachingDates: 2,
+      });
+      expect((await json(`${path}?period=${WEEK}`, T.xihu)).coverage).toEqual({
+        rolledDays: 3,
+        teachingDates: 3,
+      });
+    }
+    expect((await json(`/v1/attainment?period=${WEEK}`, T.city)).coverage).toEqual({
+      rolledDays: 3,
+      teachingDates: 3,
+    });
+    // ?region= narrows like a scope.
+    expect(
+      (await json(`/v1/attainment?period=${WEEK}&region=330000/330100/330108`, T.city)).coverage,
+    ).toEqual({ rolledDays: 2, teachingDates: 2 });
+  });
+
+  it('rollups say how many schools were judged, in JSON and in the file', async () => {
+    const att = await json(`/v1/attainment?period=2026-10-05..2026-10-12`, T.city);
+    expect(
+      att.rollups.find(
+        (r: { region: string; split: string }) => r.region === '330000/330100' && r.split === 'all',
+      ),
+    ).toMatchObject({
+      schools: 3,
+      judgedSchools: 3,
+      schoolsNotApplicable: 0,
+    });
+    // Monday 12 October is not rolled up: every school is registered, none is judged.
+    const monday = await json('/v1/attainment?period=2026-10-12', T.city);
+    expect(
+      monday.rollups.find(
+        (r: { region: string; split: string }) => r.region === '330000/330100' && r.split === 'all',
+      ),
+    ).toMatchObject({
+      schools: 3,
+      judgedSchools: 0,
+      schoolsNotApplicable: 3,
+      xxtPct: null,
+      students: 0,
+      studentsPerComputer: null,
+    });
+    const csv = csvLines((await get('/v1/attainment?period=2026-10-12&format=csv', T.city)).body);
+    expect(csv[0]!.split(',').slice(3, 6)).toEqual(['学校数', '参评学校数', '校校通达标学校']);
+    expect(
+      csv
+        .find((l) => l.startsWith('330000/330100,杭州市,合计,'))!
+        .split(',')
+        .slice(3, 6),
+    ).toEqual(['3', '0', '0']);
+  });
+
+  it('not known is null, not false or 0, and passes the response schemas', async () => {
+    const monday = await json('/v1/attainment/schools?period=2026-10-12', T.city);
+    expect(monday.items.map((s: { uplink: unknown }) => s.uplink)).toEqual([
+      expect.objectContaining({ monitored: null, availabilityPct: null, congested: null, busyPct: null }),
+      expect.objectContaining({ monitored: null, availabilityPct: null, congested: null, busyPct: null }),
+      expect.objectContaining({ monitored: null, availabilityPct: null, congested: null, busyPct: null }),
+    ]);
+    const rooms = await json('/v1/attainment/classrooms?period=2026-10-12', T.city);
+    expect(
+      rooms.items.map((c: { id: string; reasons: { code: string }[]; periodsUsedPerWeek: null }) => [
+        c.id,
+        c.reasons.map((r) => r.code),
+        c.periodsUsedPerWeek,
+      ]),
+    ).toEqual([
+      ['A1', ['not_rolled_up'], null],
+      ['A2', ['not_rolled_up'], null],
+      ['B1', ['not_rolled_up'], null],
+      ['B2', ['not_rolled_up'], null],
+      ['C1', ['not_rolled_up'], null],
+    ]);
+  });
+
+  it('the audit says where "last used" looked back from', async () => {
+    const audit = await json('/v1/audit/idle?period=2026-10-10&idleDays=2', T.xihu);
+    // Two teaching days up to Saturday 10 October by every calendar in use: 西湖区's Sat 10 and Fri 9, 滨江区's
+    // Fri 9 and Thu 8 (its Saturday is no school day). B's projector, last used on Thu 8, is idle since.
+    expect(audit.lookbackFrom).toBe('2026-10-08');
+    expect(audit.items.map((d: { id: string; lastUsed: string }) => [d.id, d.lastUsed])).toEqual([
+      ['pj-b1', '2026-10-08'],
+    ]);
+  });
+});
+
+describe('report files', () => {
+  it('head the per-class bandwidth 班均带宽 (per class), not 生均 (per student)', async () => {
+    const csv = csvLines((await get(`/v1/attainment/schools?period=${WEEK}&format=csv`, T.xihu)).body);
+    const header = csv[0]!.split(',');
+    expect(header).toContain('班均带宽Mbps');
+    expect(csv[0]).not.toContain('生均');
+    // A: 100 Mbps contract ÷ 2 classes.
+    expect(csv[1]!.split(',')[header.indexOf('班均带宽Mbps')]).toBe('50');
+
+    const xlsx = await get(`/v1/attainment/schools?period=${WEEK}&format=xlsx`, T.xihu);
+    const wb = new ExcelJS.Workbook();
+    await wb.xlsx.load(xlsx.rawPayload as unknown as ArrayBuffer);
+    const row = wb.worksheets[0]!.getRow(1).values as unknown[];
+    expect(row).toContain('班均带宽Mbps');
+    expect(row.some((v) => String(v).includes('生均'))).toBe(false);
+  });
+});
