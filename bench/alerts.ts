@@ -103,7 +103,7 @@ if (values.broker === 'mosquitto') {
 } else {
   for (const { school, device } of devices)
     secrets.set(device, await credentials.add({ username: device, role: 'device', school, device }));
-  apiAuth = { username: 'api', password: await credentials.add({ username: 'api', role: 'collector' }) };
+  apiAuth = { username: 'api', password: await credentials.add({ username: 'api', role: 'reader' }) };
   const broker = new Broker(
     brokerConfigSchema.parse({
       credentialsFile: credentials.file,

@@ -1,5 +1,6 @@
 import type { Influxd } from '../common/dev/influxd.js';
 import type { Telemetry } from '../contracts/messages.js';
+import type { Registry } from '../contracts/registry.js';
 import { buildTopic } from '../contracts/topics.js';
 
 /** Realistic classroom telemetry for benchmarks: device i % devices, ten seconds apart per device. */
@@ -12,7 +13,7 @@ export function makeTelemetry(i: number, devices: number, t0: number): Telemetry
     ts: t0 + round * 10_000 + (d % 10_000),
     seq: round,
     kind: 'panel',
-    classroom: `c${String(d % 40).padStart(2, '0')}`,
+    classroom: classroomOf(d),
     host: {
       uptimeS: 3_600 + round * 10,
       cpuPct: (d * 7 + round) % 100,
@@ -40,13 +41,42 @@ export function makeTelemetry(i: number, devices: number, t0: number): Telemetry
   };
 }
 
+const schoolOf = (d: number) => `31330${String(Math.floor(d / 40)).padStart(5, '0')}`;
+const classroomOf = (d: number) => `c${String(d % 40).padStart(2, '0')}`;
+
 export function topicFor(i: number, devices: number): string {
   const d = i % devices;
-  return buildTopic({
-    school: `31330${String(Math.floor(d / 40)).padStart(5, '0')}`,
-    device: `ops-${d}`,
-    channel: 'telemetry',
-  });
+  return buildTopic({ school: schoolOf(d), device: `ops-${d}`, channel: 'telemetry' });
+}
+
+/** The registry of makeTelemetry's devices: 40 classrooms per school, one panel each, in one county. */
+export function benchRegistry(devices: number): Registry {
+  const reg: Registry = {
+    regions: [
+      { id: '330000', name: '省', level: 'province' },
+      { id: '331300', name: '县', level: 'county', parent: '330000' },
+    ],
+    schools: [],
+    classrooms: [],
+    devices: [],
+  };
+  for (let d = 0; d < devices; d++) {
+    const school = schoolOf(d);
+    if (d % 40 === 0)
+      reg.schools.push({
+        id: school,
+        name: school,
+        region: '331300',
+        area: 'urban',
+        level: 'primary',
+        classes: 40,
+        students: 1_800,
+        teachers: 120,
+      });
+    reg.classrooms.push({ id: classroomOf(d), school, name: classroomOf(d), isClass: true });
+    reg.devices.push({ id: `ops-${d}`, school, classroom: classroomOf(d), kind: 'panel' });
+  }
+  return reg;
 }
 
 /** The reference write: raw line protocol, `batch` lines per POST to /write, sequentially. */

@@ -8,22 +8,34 @@
 // Each run uses a fresh database, so both writes pay the same series-creation cost.
 
 import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { Influxd } from '../common/dev/influxd.js';
 import { Mosquitto } from '../common/dev/mosquitto.js';
 import { silentLogger } from '../common/log.js';
+import { RegistryStore } from '../common/registry/store.js';
 import { toLine } from '../common/storage/line-protocol.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
-import { makeTelemetry, topicFor, waitForCount, writeRawLines } from './fixtures.js';
+import { benchRegistry, makeTelemetry, topicFor, waitForCount, writeRawLines } from './fixtures.js';
 
 const { values } = parseArgs({
   options: { messages: { type: 'string', default: '60000' }, devices: { type: 'string', default: '6000' } },
 });
 const N = Number(values.messages);
 const DEVICES = Number(values.devices);
-const T0 = Date.UTC(2026, 10, 23, 0, 0, 0);
+// Readings of the last few hours: the collector refuses readings older than collector.limits.maxPastS.
+const T0 = Date.now() - 6 * 3_600_000;
+// The devices are registered, as in a deployment: attribution takes region and classroom from the registry.
+const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-ingest-'));
+const registryFile = join(dir, 'registry.json');
+await new RegistryStore(registryFile).import([
+  { name: 'bench.yaml', data: Buffer.from(stringify(benchRegistry(DEVICES))) },
+]);
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 
 /** A Storage stand-in that serialises points and counts lines, for the no-write measurement. */
@@ -46,7 +58,7 @@ const mosquitto = await new Mosquitto().start();
 try {
   // --- 3. the collector alone -------------------------------------------------------------------------
   const sink = new SerialiseOnly();
-  const offline = new Collector(collectorConfigSchema.parse({}), {
+  const offline = new Collector(collectorConfigSchema.parse({ registryFile }), {
     log: silentLogger(),
     storage: sink as unknown as Storage,
   });
@@ -77,7 +89,7 @@ try {
         for (const p of pts) lines.push(toLine(p)!);
       },
     };
-    const c = new Collector(collectorConfigSchema.parse({}), {
+    const c = new Collector(collectorConfigSchema.parse({ registryFile }), {
       log: silentLogger(),
       storage: collect as unknown as Storage,
     });
@@ -101,6 +113,7 @@ try {
     collectorConfigSchema.parse({
       mqtt: { url: mosquitto.url, clientId: 'bench-collector' },
       metrics: { port: 0 },
+      registryFile,
     }),
     { log: silentLogger(), storage },
   );
@@ -151,4 +164,5 @@ try {
 } finally {
   await mosquitto.dispose();
   await influxd.dispose();
+  rmSync(dir, { recursive: true, force: true });
 }

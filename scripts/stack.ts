@@ -30,6 +30,7 @@ import { SnmpSim } from '../common/dev/snmp-sim.js';
 import { UplinkRelay } from '../common/dev/uplink.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
+import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 
 const { values } = parseArgs({
@@ -172,11 +173,24 @@ try {
   services.push(broker);
   const url = `mqtt://127.0.0.1:${brokerPort}`;
 
+  const file = (name: string) => {
+    const f = `${varDir}/stack-${name}`;
+    rmSync(f, { force: true });
+    return f;
+  };
+  // The registry is written first: the collector attributes every reading by it (region, classroom, or
+  // `unassigned`), and the API serves it.
+  const registryFile = file('registry.json');
+  await new RegistryStore(registryFile).import([
+    { name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) },
+  ]);
+
   step('collector');
   const collector = new Collector(
     collectorConfigSchema.parse({
       mqtt: { url, username: 'collector', password: collectorSecret },
       metrics: { port: 0 },
+      registryFile,
     }),
     { log, storage },
   );
@@ -185,11 +199,6 @@ try {
   await collector.ready();
 
   step(`API with alerting (registry and calendar of the city; rolling up ${from} … ${today})`);
-  const file = (name: string) => {
-    const f = `${varDir}/stack-${name}`;
-    rmSync(f, { force: true });
-    return f;
-  };
   const calendarFile = file('calendar.yaml');
   writeFileSync(calendarFile, stringify({ calendars: [plan.calendar] }));
   // Notifications go to a webhook on loopback that prints them here (a deployment names its robots instead).
@@ -216,7 +225,7 @@ try {
   const api = new ApiServer(
     apiConfigSchema.parse({
       port: opts.apiPort,
-      registryFile: file('registry.json'),
+      registryFile,
       tokensFile: file('api-tokens.json'),
       calendarFile,
       mqtt: { url, username: 'api', password: apiSecret },
@@ -238,7 +247,6 @@ try {
       }),
     },
   );
-  await api.registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) }]);
   const adminToken = api.tokens.load().add('quickstart admin', 'admin').token;
   await api.start();
   services.push(api);
