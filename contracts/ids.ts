@@ -15,6 +15,14 @@ export const idSchema = z.string().regex(ID_PATTERN, {
   message: 'must be 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit',
 });
 
+/**
+ * The `region` tag of points from a (school, device) the registry does not know (an unknown school, or an unknown
+ * device of a known school): no region path, so no county's filter (`region =~ /^330000\/330100\//`) and no
+ * rollup sees them until the device is registered. Such points carry no `classroom` tag; `kind` is the payload's.
+ * No registry may define a region with this id (contracts/registry.ts).
+ */
+export const UNASSIGNED_REGION = 'unassigned';
+
 export function isValidId(s: string): boolean {
   return ID_PATTERN.test(s);
 }

@@ -23,12 +23,7 @@ export interface MeasurementDef {
 export const STANDARD_TAGS = ['region', 'school', 'classroom', 'device', 'kind'] as const;
 export type StandardTag = (typeof STANDARD_TAGS)[number];
 
-/**
- * The `region` tag of points from a (school, device) the registry does not know (an unknown school, or an unknown
- * device of a known school): no region path, so no county's filter (`region =~ /^330000\/330100\//`) and no
- * rollup sees them until the device is registered. Such points carry no `classroom` tag; `kind` is the payload's.
- */
-export const UNASSIGNED_REGION = 'unassigned';
+export { UNASSIGNED_REGION } from './ids.js';
 
 /**
  * Event types the collector itself writes (the `type` tag of `event` points), beside those devices publish

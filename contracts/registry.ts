@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { idSchema } from './ids.js';
+import { idSchema, UNASSIGNED_REGION } from './ids.js';
 import { DEVICE_KINDS } from './messages.js';
 
 /**
@@ -65,7 +65,11 @@ const count = (what: string) =>
     .max(1_000_000);
 
 export const regionSchema = z.strictObject({
-  id: idSchema.describe('Administrative division code (行政区划代码), e.g. 330106.'),
+  id: idSchema
+    .refine((id) => id !== UNASSIGNED_REGION, {
+      message: `"${UNASSIGNED_REGION}" is reserved for the readings of unregistered devices`,
+    })
+    .describe('Administrative division code (行政区划代码), e.g. 330106.'),
   name: z.string().min(1).max(64),
   level: z.enum(REGION_LEVELS),
   parent: idSchema.optional().describe('The enclosing region; absent for the top of the hierarchy.'),

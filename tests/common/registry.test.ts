@@ -294,6 +294,17 @@ describe('registry import', () => {
     expect(s.index.data.schools).toHaveLength(0);
   });
 
+  it('refuses a region called "unassigned": the collector tags unregistered devices with it', async () => {
+    const s = store();
+    const bad = structuredClone(CITY);
+    bad.regions.push({ id: 'unassigned', name: '未分配', level: 'county', parent: bad.regions[0]!.id });
+    const issues = await importError(s.import([yamlFile(bad)]));
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatchObject({ column: 'id' });
+    expect(issues[0]!.message).toMatch(/"unassigned" is reserved/);
+    expect(s.index.data.regions).toHaveLength(0);
+  });
+
   it('identifies classrooms and devices by (school, id): the same ids in two schools are two rooms and two devices', async () => {
     const s = store();
     await s.import([yamlFile(CITY)]);
