@@ -24,6 +24,11 @@ const ATTAINMENT = `${IN_REGION} AND ${PROFILE} AND $timeFilter`;
 /** The last attainment point of each school in the range, as fields for the outer query. */
 const lastPerSchool = (groupBy: string) =>
   `SELECT last(xxt) AS xxt, last(classes) AS c, last(classes_attained) AS ca, last(classes_unmonitored) AS cu, last(students) AS st, last(student_computers) AS sc, last(teachers) AS te, last(teacher_computers) AS tc FROM attainment_day WHERE ${ATTAINMENT} GROUP BY ${groupBy}`;
+/**
+ * Schools judged in their window: attainment_day has no `xxt` field for a school without teaching time in it, and
+ * every ratio is over the judged schools only, as /v1/attainment computes it (api/README.md, Definitions).
+ */
+const JUDGED = 'xxt >= 0';
 const USAGE = `${IN_REGION} AND $timeFilter`;
 /** Hours in teaching time from the rollup's bucket counts. */
 const usageHours = `SELECT use_b * bucket_s / 3600.0 AS use_h, on_b * bucket_s / 3600.0 AS on_h, teaching_b * bucket_s / 3600.0 AS teach_h, used_day, online_day FROM usage_day WHERE ${USAGE}`;
@@ -61,12 +66,12 @@ export const audit: DashboardDef = {
     {
       title: '班班通达标率 (Classes attaining 班班通, %)',
       description:
-        'Classes attaining (equipped, online, healthy, used ≥ the profile’s periods per week, school connected) ÷ all classes, unmonitored ones included.',
+        'Classes attaining (equipped, online, healthy, used ≥ the profile’s periods per week, school connected) ÷ all classes of the judged schools, unmonitored ones included.',
       w: 6,
       h: 5,
       queries: [
         {
-          query: `SELECT 100.0 * sum(ca) / sum(c) AS bbt_pct FROM (${lastPerSchool('school')})`,
+          query: `SELECT 100.0 * sum(ca) / sum(c) AS bbt_pct FROM (${lastPerSchool('school')}) WHERE ${JUDGED}`,
           format: 'time_series',
           expect: ['time', 'bbt_pct'],
         },
@@ -77,12 +82,12 @@ export const audit: DashboardDef = {
     {
       title: '生机比 / 师机比 (Students, teachers per working computer)',
       description:
-        'Students ÷ student computers online on at least one teaching day of the window; the same for teachers. 0 means no working computers.',
+        'Students ÷ student computers online on at least one teaching day of the window; the same for teachers; of the judged schools. 0 means no working computers.',
       w: 6,
       h: 5,
       queries: [
         {
-          query: `SELECT 1.0 * sum(st) / sum(sc) AS students_per_computer, 1.0 * sum(te) / sum(tc) AS teachers_per_computer FROM (${lastPerSchool('school')})`,
+          query: `SELECT 1.0 * sum(st) / sum(sc) AS students_per_computer, 1.0 * sum(te) / sum(tc) AS teachers_per_computer FROM (${lastPerSchool('school')}) WHERE ${JUDGED}`,
           format: 'time_series',
           expect: ['time', 'students_per_computer', 'teachers_per_computer'],
         },
@@ -112,12 +117,13 @@ export const audit: DashboardDef = {
     },
     {
       title: '分区域达标 (Attainment by region, urban / rural)',
-      description: 'Per county (the school’s own region) and area; 生机比 0 = no working student computers.',
+      description:
+        'Per county (the school’s own region) and area, over the schools judged in their latest window; 生机比 0 = no working student computers.',
       w: 24,
       h: 8,
       queries: [
         {
-          query: `SELECT count(c) AS schools, 100.0 * sum(xxt) / count(xxt) AS xxt_pct, sum(c) AS classes, 100.0 * sum(ca) / sum(c) AS bbt_pct, 1.0 * sum(st) / sum(sc) AS students_per_computer FROM (${lastPerSchool('school, region_name, area')}) GROUP BY region_name, area`,
+          query: `SELECT count(c) AS schools, 100.0 * sum(xxt) / count(xxt) AS xxt_pct, sum(c) AS classes, 100.0 * sum(ca) / sum(c) AS bbt_pct, 1.0 * sum(st) / sum(sc) AS students_per_computer FROM (${lastPerSchool('school, region_name, area')}) WHERE ${JUDGED} GROUP BY region_name, area`,
           format: 'table',
           expect: [
             'time',
@@ -138,7 +144,7 @@ export const audit: DashboardDef = {
             Time: null,
             region_name: '区域 region',
             area: '城乡 area',
-            schools: '学校 schools',
+            schools: '参评学校 judged schools',
             xxt_pct: '校校通 %',
             classes: '班级 classes',
             bbt_pct: '班班通 %',
@@ -160,7 +166,7 @@ export const audit: DashboardDef = {
       h: 8,
       queries: [
         {
-          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct FROM (${lastPerSchool('school, region_name, area')}) GROUP BY region_name, area`,
+          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct FROM (${lastPerSchool('school, region_name, area')}) WHERE ${JUDGED} GROUP BY region_name, area`,
           format: 'table',
           expect: ['time', 'xxt_pct', 'region_name', 'area'],
         },
@@ -180,7 +186,7 @@ export const audit: DashboardDef = {
       h: 8,
       queries: [
         {
-          query: `SELECT 100.0 * sum(ca) / sum(c) AS bbt_pct FROM (${lastPerSchool('school, region_name, area')}) GROUP BY region_name, area`,
+          query: `SELECT 100.0 * sum(ca) / sum(c) AS bbt_pct FROM (${lastPerSchool('school, region_name, area')}) WHERE ${JUDGED} GROUP BY region_name, area`,
           format: 'table',
           expect: ['time', 'bbt_pct', 'region_name', 'area'],
         },
@@ -201,7 +207,7 @@ export const audit: DashboardDef = {
       h: 8,
       queries: [
         {
-          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct, 100.0 * sum(classes_attained) / sum(classes) AS bbt_pct FROM attainment_day WHERE ${ATTAINMENT} GROUP BY time(1d, -8h) fill(none)`,
+          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct, 100.0 * sum(classes_attained) / sum(classes) AS bbt_pct FROM attainment_day WHERE ${ATTAINMENT} AND ${JUDGED} GROUP BY time(1d, -8h) fill(none)`,
           format: 'time_series',
           expect: ['time', 'xxt_pct', 'bbt_pct'],
           alias: '$col',
