@@ -137,7 +137,7 @@ export const alertRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       config: { roles: ['admin', 'ops'] },
       schema: {
         summary:
-          'Silence notifications matching region/school/device/rule for a while (alerts are still tracked).',
+          'Silence notifications matching region/school/device/rule for a while (alerts are still tracked). A device is named with its school.',
         body: z.strictObject({
           region: regionPathSchema.optional(),
           school: idSchema.optional(),
@@ -157,6 +157,14 @@ export const alertRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       const b = req.body;
       const scope = effectiveScope(req, b.region);
       const reg = deps.registry.index;
+      // Device ids are unique only within a school: a device alone would silence every school's namesake.
+      if (b.device && !b.school)
+        throw new ApiError(
+          400,
+          'CFM_API_BAD_REQUEST',
+          'device: give its school too (device ids are unique only within a school)',
+          'school',
+        );
       if (b.school && !reg.schoolInScope(b.school, scope))
         throw new ApiError(
           403,

@@ -443,6 +443,14 @@ describe('alerting end to end', () => {
         payload: { minutes: 0, comment: 'x' },
       });
       expect(badBody.json()).toMatchObject({ code: 'CFM_API_BAD_REQUEST', field: 'minutes' });
+      const deviceAlone = await app.inject({
+        method: 'POST',
+        url: '/v1/silences',
+        headers: auth(ops),
+        payload: { device: 'wb-a1', minutes: 60, comment: '换屏' },
+      });
+      expect(deviceAlone.statusCode).toBe(400);
+      expect(deviceAlone.json()).toMatchObject({ code: 'CFM_API_BAD_REQUEST', field: 'school' });
       const ok = await app.inject({
         method: 'POST',
         url: '/v1/silences',
