@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -10,7 +10,6 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,10 +19,10 @@ import { parse as parseYaml } from 'yaml';
 import { AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
 import { processConfigSchema } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
-import { trackChild } from '../common/dev/children.js';
+import { Mosquitto } from '../common/dev/mosquitto.js';
 import { MEASUREMENTS } from '../contracts/influx.js';
 import { ALL_SECTIONS } from '../scripts/gen-docs.js';
-import { freePort, waitFor } from './helpers/influx.js';
+import { waitFor } from './helpers/influx.js';
 
 /** Every example in deploy/examples validates against the sections of each process that reads it. */
 const dir = fileURLToPath(new URL('../deploy/examples/', import.meta.url));
@@ -462,7 +461,7 @@ describe('deploy/compose', () => {
     const conf = mounts(m).find((x) => x.target === '/mosquitto/config/mosquitto.conf')!.source;
     const acl = mounts(m).find((x) => x.target === '/mosquitto/config/acl')!.source;
     let tmp = '';
-    let broker: ShippedMosquitto | undefined;
+    let broker: Mosquitto | undefined;
     const clients: MqttClient[] = [];
     const password = 'correct-horse-battery';
     const DEVICE = 'dev-3133001234-c0701';
@@ -513,7 +512,7 @@ describe('deploy/compose', () => {
       const text = shipped
         .split('\n')
         .filter((l) => !/^log_dest /.test(l))
-        .map((l) => (l === 'listener 1883' ? `listener ${PORT} 127.0.0.1` : l))
+        .map((l) => (l === 'listener 1883' ? 'listener {{PORT}} 127.0.0.1' : l))
         .join('\n')
         .replaceAll('/mosquitto/auth/passwd', passwd)
         .replaceAll('/mosquitto/config/acl', acl)
@@ -521,7 +520,10 @@ describe('deploy/compose', () => {
       expect(text.split('\n').filter((l) => !l.startsWith('#'))).not.toContainEqual(
         expect.stringMatching(/ \/mosquitto\//),
       );
-      broker = await new ShippedMosquitto(text, tmp).start();
+      broker = await new Mosquitto({
+        config: (port) => text.replaceAll('{{PORT}}', String(port)),
+        dir: tmp,
+      }).start();
     });
     afterEach(async () => {
       for (const c of clients.splice(0)) await c.endAsync(true);
@@ -614,97 +616,6 @@ describe('deploy/compose', () => {
     });
   });
 });
-
-/** Where ShippedMosquitto puts the port it chose into the configuration. */
-const PORT = '{{PORT}}';
-
-/**
- * Debian's `mosquitto` with the shipped configuration on a loopback port, for the profile's tests. Started on
- * conditions, never on timing: it is ready when it logged "… running" and its port accepts a connection; if it
- * exits first, the error carries its log, and a port taken between choosing it and binding it (another test's
- * daemon or client got it) is retried on another port.
- */
-class ShippedMosquitto {
-  private proc: ChildProcess | undefined;
-  port = 0;
-
-  constructor(
-    private readonly configText: string,
-    private readonly dir: string,
-  ) {}
-
-  get url(): string {
-    return `mqtt://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<this> {
-    for (let attempt = 1; ; attempt++) {
-      this.port = await freePort();
-      const conf = join(this.dir, 'mosquitto.conf');
-      // `information` for the "running" line; the shipped log_type lines stay.
-      writeFileSync(
-        conf,
-        `log_dest stderr\nlog_type information\n${this.configText.replaceAll(PORT, String(this.port))}\n`,
-      );
-      const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-      trackChild(proc, `mosquitto ${this.url}`);
-      let log = '';
-      proc.stderr!.on('data', (b: Buffer) => {
-        log = (log + b.toString()).slice(-8_000);
-      });
-      // `close`, not `exit`: by then its stderr has been read to the end (the reason it stopped).
-      const exited = new Promise<number | string | null>((resolve) => {
-        proc.once('close', (code) => resolve(code));
-        proc.once('error', (err) => resolve(err.message));
-      });
-      const running = new Promise<void>((resolve) => {
-        const check = () => {
-          if (/mosquitto version \S+ running/.test(log)) {
-            proc.stderr!.off('data', check);
-            resolve();
-          }
-        };
-        proc.stderr!.on('data', check);
-      });
-      const outcome = await Promise.race([running.then(() => 'running' as const), exited]);
-      if (outcome === 'running') {
-        this.proc = proc;
-        // It logs "running" once its listeners are open; the probe confirms from the client side.
-        const died = exited.then((code) => {
-          throw new Error(`mosquitto exited (${code}) right after starting:\n${log}`);
-        });
-        died.catch(() => {}); // it exits at stop() too, after the race is long decided
-        await Promise.race([
-          waitFor(() => accepts(this.port), { timeoutMs: 30_000, what: `mosquitto on ${this.port}` }),
-          died,
-        ]);
-        return this;
-      }
-      if (attempt < 5 && /Address already in use/i.test(log)) continue;
-      throw new Error(`mosquitto exited (${outcome}) before it was running:\n${log}`);
-    }
-  }
-
-  async stop(): Promise<void> {
-    const p = this.proc;
-    this.proc = undefined;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const gone = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    await gone;
-  }
-}
-
-/** Whether 127.0.0.1:port accepts a TCP connection now. */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
 
 // ---------------------------------------------------------------------------------------------------------
 
