@@ -29,12 +29,17 @@
  * `open()` until the head passes them and the file is deleted. `corruptSkipped` counts what this
  * instance's scans skipped, so the same torn line is counted again after a restart.
  *
- * Bound: after every successful `append`, the total size of all segment files is ≤ `maxBytes`. Before
- * writing, whole segments are dropped oldest first until the new line fits; the segment being written is
- * never dropped while it holds older entries than the new one — if it alone is too big, it is closed and a
- * new segment started, and then it is the oldest and may be dropped. Dropped entries that were still
- * queued are counted in `droppedOldest`; the head moves past them. A full spool never throws; only a single
- * entry larger than `maxBytes` is refused (RangeError), since no amount of dropping makes it fit.
+ * Bound: after every successful `append`, the total size of all segment files is ≤ `maxBytes`. Messages are
+ * dropped one at a time, oldest first, never a whole segment or the whole queue at once: the queued entries
+ * (their lines) may fill `maxBytes` minus one segment, and the one segment kept free covers the bytes of the
+ * first segment that were already acked or dropped but cannot be freed until the whole file is deleted
+ * (segments are append-only). Segments are at most `segmentBytes` and at most `maxBytes / 16`, so a small
+ * `maxBytes` (even one below `segmentBytes`) gets smaller segments rather than a queue that holds one
+ * segment; the room for entries is then at least 15/16 of `maxBytes`. Before writing, the oldest queued
+ * entries are dropped until the new line fits (a drop moves the head, exactly as an ack does, and a segment
+ * with nothing left is deleted); lines skipped as corrupt still count against `maxBytes`, and may make more
+ * entries go. Dropped entries are counted in `droppedOldest`. A full spool never throws; only a single entry
+ * larger than the room for entries is refused (RangeError), since no amount of dropping makes it fit.
  *
  * `ack(n)` after drops: the consumer acks the entries it peeked. If segments were dropped for space
  * between its `peek` and its `ack`, some of those entries are already gone, and removing "the oldest n"
@@ -74,7 +79,10 @@ export interface SpoolOptions {
   dir: string;
   /** Bound on the total size of all segment files. Default 64 MiB. */
   maxBytes?: number;
-  /** A segment file is closed when the next line would take it past this size. Default 1 MiB. */
+  /**
+   * A segment file is closed when the next line would take it past this size. Default 1 MiB; never more than
+   * `maxBytes / 16` (see "Bound" above).
+   */
   segmentBytes?: number;
   /** fsync after each append, and the head file and directory on changes. Default false. */
   fsync?: boolean;
@@ -87,13 +95,15 @@ export interface SpoolStats {
   queuedBytes: number;
   appended: number;
   acked: number;
-  /** Queued entries lost because their segment was dropped to stay within `maxBytes`. */
+  /** Queued entries dropped, oldest first, to make room for newer ones within `maxBytes`. */
   droppedOldest: number;
   /** Lines skipped by `open()`: torn, unparsable or of the wrong shape. */
   corruptSkipped: number;
 }
 
 const MIB = 1024 * 1024;
+/** Segments are at most maxBytes / this, so the segment kept free for dead bytes is a small share of the bound. */
+const MIN_SEGMENTS = 16;
 const HEAD_FILE = 'head.json';
 const SEGMENT_FILE = /^(\d{10})\.jsonl$/;
 const NEWLINE = 0x0a;
@@ -122,6 +132,8 @@ export class Spool {
   private readonly dir: string;
   private readonly maxBytes: number;
   private readonly segmentBytes: number;
+  /** Room for queued entries' lines: maxBytes less one segment (see "Bound" above). */
+  private readonly capacityBytes: number;
   private readonly fsync: boolean;
 
   private opened = false;
@@ -142,8 +154,17 @@ export class Spool {
   constructor(opts: SpoolOptions) {
     this.dir = opts.dir;
     this.maxBytes = opts.maxBytes ?? 64 * MIB;
-    this.segmentBytes = opts.segmentBytes ?? MIB;
+    this.segmentBytes = Math.max(
+      1,
+      Math.min(opts.segmentBytes ?? MIB, Math.floor(this.maxBytes / MIN_SEGMENTS)),
+    );
+    this.capacityBytes = this.maxBytes - this.segmentBytes;
     this.fsync = opts.fsync ?? false;
+  }
+
+  /** The bounds in effect: `segmentBytes` after the cap of `maxBytes / 16`, and the room for entries. */
+  get limits(): { maxBytes: number; segmentBytes: number; capacityBytes: number } {
+    return { maxBytes: this.maxBytes, segmentBytes: this.segmentBytes, capacityBytes: this.capacityBytes };
   }
 
   open(): Promise<void> {
@@ -197,23 +218,47 @@ export class Spool {
         throw new TypeError('spool entry needs topic: string, payload: string, qos: 0 | 1, retain?: boolean');
       }
       const line = Buffer.from(`${JSON.stringify(valid)}\n`);
-      if (line.length > this.maxBytes) {
-        throw new RangeError(`spool entry of ${line.length} bytes exceeds maxBytes ${this.maxBytes}`);
+      if (line.length > this.capacityBytes) {
+        throw new RangeError(
+          `spool entry of ${line.length} bytes exceeds the spool's room for entries, ${this.capacityBytes} bytes ` +
+            `(maxBytes ${this.maxBytes} less one segment)`,
+        );
       }
-      let target = this.appendTarget(line.length);
-      while (this.diskBytes + line.length > this.maxBytes) {
-        // diskBytes > 0 here (line.length ≤ maxBytes), so there is a segment to drop.
-        const oldest = this.segments.shift()!;
-        if (oldest === target) target = undefined; // it alone is too big: roll to a new segment, drop it
-        const lost = oldest.starts.length - oldest.first;
-        this.droppedOldest += lost;
-        this.queued -= lost;
-        this.queuedBytes -= liveBytes(oldest);
-        await this.retire([oldest]);
-      }
-      target ??= await this.createSegment();
+      await this.makeRoom(line.length);
+      const target = this.appendTarget(line.length) ?? (await this.createSegment());
       await this.write(target, line);
     });
+  }
+
+  /**
+   * Drops queued entries, oldest first and one at a time, until a line of `lineBytes` fits both the room for
+   * entries and `maxBytes` on disk; then persists the head and deletes segments left empty (see "Bound").
+   */
+  private async makeRoom(lineBytes: number): Promise<void> {
+    const done: Segment[] = [];
+    let freedBytes = 0;
+    let dropped = 0;
+    const shift = () => {
+      for (const finished of this.shiftFinished()) {
+        done.push(finished);
+        freedBytes += finished.sizeBytes;
+      }
+    };
+    while (
+      this.queued > 0 &&
+      (this.queuedBytes + lineBytes > this.capacityBytes ||
+        this.diskBytes - freedBytes + lineBytes > this.maxBytes)
+    ) {
+      shift(); // a segment left with no entry (a failed write) is never the one to drop from
+      const seg = this.segments[0]!;
+      this.queuedBytes -= seg.ends[seg.first]! - seg.starts[seg.first]!;
+      seg.first++;
+      this.queued--;
+      this.droppedOldest++;
+      dropped++;
+      shift();
+    }
+    if (dropped > 0) await this.retire(done);
   }
 
   peek(max: number): Promise<SpoolEntry[]> {
@@ -452,12 +497,6 @@ function parseLine(text: string): SpoolEntry | undefined {
   } catch {
     return undefined;
   }
-}
-
-function liveBytes(seg: Segment): number {
-  let bytes = 0;
-  for (let i = seg.first; i < seg.starts.length; i++) bytes += seg.ends[i]! - seg.starts[i]!;
-  return bytes;
 }
 
 /** Reads entries [from, to) of a segment with one read of exactly their byte range. */

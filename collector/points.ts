@@ -39,16 +39,18 @@ export function telemetryPoints(
 ): AnyPoint[] {
   const tags = std(school, device, info);
   const out: AnyPoint[] = [];
-  if (m.host) {
+  // spoolDropped (the agent's own loss count) rides on the host point, with or without host health.
+  if (m.host || m.spoolDropped !== undefined) {
     const h = m.host;
     out.push({
       measurement: 'host',
       tags,
       fields: {
-        uptime_s: h.uptimeS,
-        cpu_pct: h.cpuPct,
-        mem_used_pct: h.memUsedPct,
-        mem_total_bytes: h.memTotalBytes,
+        uptime_s: h?.uptimeS,
+        cpu_pct: h?.cpuPct,
+        mem_used_pct: h?.memUsedPct,
+        mem_total_bytes: h?.memTotalBytes,
+        ...(m.spoolDropped !== undefined && { spool_dropped: m.spoolDropped }),
       },
       ts: m.ts,
     });

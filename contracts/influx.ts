@@ -46,9 +46,15 @@ export const MEASUREMENTS = {
     fields: { online: 'int', reason: 'string' },
   },
   host: {
-    doc: 'Classroom PC / OPS host health from the agent.',
+    doc: 'Classroom PC / OPS host health from the agent; `spool_dropped`: messages the agent could not keep for delivery (its full spool dropped them, or its spool failed), cumulative per agent run, written only once there are any.',
     tags: [...STANDARD_TAGS],
-    fields: { uptime_s: 'int', cpu_pct: 'float', mem_used_pct: 'float', mem_total_bytes: 'int' },
+    fields: {
+      uptime_s: 'int',
+      cpu_pct: 'float',
+      mem_used_pct: 'float',
+      mem_total_bytes: 'int',
+      spool_dropped: 'int',
+    },
   },
   nic: {
     doc: 'Classroom host NIC byte counters and rates.',

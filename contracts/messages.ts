@@ -141,6 +141,12 @@ export const telemetrySchema = z.object({
   display: displaySchema.optional(),
   /** The teaching display is on and showing an input: "used in class" for the 班班通 usage audit. */
   inUse: z.boolean().optional(),
+  /**
+   * Messages this agent run could not keep for delivery: dropped oldest first from its full spool
+   * (`agent.spool.maxBytes`), or lost while its spool folder failed. Cumulative since the agent started, like
+   * `seq`; absent while none was lost. Stored as `host.spool_dropped`.
+   */
+  spoolDropped: nonNegInt.optional(),
 });
 export type Telemetry = z.infer<typeof telemetrySchema>;
 

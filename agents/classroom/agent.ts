@@ -264,6 +264,9 @@ export class ClassroomAgent implements Service {
       t.display = display;
       t.inUse = display.power === 'on' && display.input !== undefined;
     }
+    // What the spool dropped or lost so far this run: the reading that follows the loss reports it.
+    const undeliverable = this.publisher?.undeliverable ?? 0;
+    if (undeliverable > 0) t.spoolDropped = undeliverable;
     this.counts.readings++;
     out.unshift(this.message('telemetry', t));
     for (const m of out) await this.send(m);

@@ -97,6 +97,8 @@ export function compareOids(a: string, b: string): number {
 
 export class SnmpClient {
   private session: snmp.Session | undefined;
+  /** +1 per close(): a walk started before a close stops instead of opening a new session for its next request. */
+  private generation = 0;
   readonly label: string;
 
   constructor(readonly target: SnmpTarget) {
@@ -126,7 +128,9 @@ export class SnmpClient {
     return this.session;
   }
 
+  /** Closes the socket; a request in flight fails at once (net-snmp cancels it), and so does its walk. */
   close(): void {
+    this.generation++;
     this.session?.close();
     this.session = undefined;
   }
@@ -202,8 +206,10 @@ export class SnmpClient {
     const scalarValues: (SnmpValue | undefined)[] = scalars.map(() => undefined);
     let firstAnswerAtMs = Number.NaN;
     let cursors = columns.map((c) => ({ column: c, next: c }));
+    const generation = this.generation;
     for (let round = 0; cursors.length > 0 || round === 0; round++) {
       if (round > 10_000) throw new SnmpError(this.label, 'protocol', 'walk did not terminate');
+      if (generation !== this.generation) throw new SnmpError(this.label, 'other', 'client closed');
       const nonRep = round === 0 ? scalars.map((o) => o.replace(/\.0$/, '')) : [];
       const raw = await this.bulk([...nonRep, ...cursors.map((c) => c.next)], nonRep.length, maxRepetitions);
       if (round === 0) {

@@ -27,6 +27,12 @@ import { type CounterSample, RateTracker } from './rates.js';
 /**
  * The SNMP poller: polls each assigned target on its own schedule and publishes one `iface` message per poll,
  * a retained `status` for the router, and events (reboot; unreachable once, recovered once). See README.md.
+ *
+ * One poll per target at a time: a tick that finds the target's previous poll still running (slow, dead, or
+ * waiting for a concurrency slot) is skipped, counted (`skippedTicks`) and logged once per episode, as
+ * Telegraf does. Two polls of one target in flight would finish in any order, and a sysUpTime older than
+ * the previous one reads as a reboot (rates.ts): a false reboot event and alert. It also bounds the queue
+ * for a slot to one waiting poll per target.
  */
 export const pollerConfigSchema = z
   .strictObject({
@@ -41,7 +47,9 @@ export const pollerConfigSchema = z
       .min(1)
       .max(1_000)
       .default(64)
-      .describe('Targets polled at once; a slow or dead one holds one slot for at most its timeout × tries.'),
+      .describe(
+        "Targets polled at once, default 64; a slow or dead one holds one slot for at most its timeout × tries. Other polls wait for a slot, at most one per target: a tick that finds its target's previous poll still running or waiting is skipped and counted (`skippedTicks`). Prevents a backlog without bound behind slow or dead targets, and two polls of one target finishing out of order (sysUpTime going back: a false reboot).",
+      ),
     spool: spoolConfigSchema.prefault({ dir: 'var/poller-spool' }),
     replayRatePerSec: z
       .number()
@@ -118,6 +126,12 @@ export interface PollerStats extends PublisherStats {
   failures: number;
   ifacePolls: number;
   overSpeed: number;
+  /** Ticks skipped because the target's previous poll was still running or waiting for a slot. */
+  skippedTicks: number;
+  /** Polls holding a concurrency slot now (≤ `concurrency`). */
+  pollsInFlight: number;
+  /** Polls waiting for a slot now (at most one per target). */
+  pollsWaiting: number;
 }
 
 interface TargetState {
@@ -128,7 +142,12 @@ interface TargetState {
   reachable: boolean | undefined;
   born: boolean;
   timer?: NodeJS.Timeout;
-  running?: Promise<unknown>;
+  /** The poll in flight or waiting for a slot: there is never a second one. */
+  running?: Promise<IfaceReadings | undefined>;
+  /** Ticks skipped while the current (or last) poll ran. */
+  skipsThisPoll: number;
+  /** Ticks are being skipped (logged once at the start): since when, and how many so far. */
+  lagging?: { sinceMs: number; skipped: number };
 }
 
 /** The columns read from every device; the ifTable octet/speed columns only when ifXTable is missing. */
@@ -150,15 +169,20 @@ export class Poller implements Service {
   private session: MqttSession | undefined;
   private readonly states: TargetState[] = [];
   private active = 0;
-  private readonly queue: (() => void)[] = [];
+  /** Polls waiting for a slot; each is resolved with true (the slot is theirs) or false (stopping). */
+  private readonly queue: ((granted: boolean) => void)[] = [];
   private stopping = false;
   private publisher: ReliablePublisher | undefined;
-  private readonly counts = { polls: 0, failures: 0, ifacePolls: 0, overSpeed: 0 };
+  private readonly counts = { polls: 0, failures: 0, ifacePolls: 0, overSpeed: 0, skippedTicks: 0 };
 
   constructor(
     readonly config: PollerConfig,
-    /** `manual`: no schedule; the caller polls with pollAll() (tests and benchmarks). */
-    private readonly deps: { log: Logger; now?: () => number; manual?: boolean },
+    /**
+     * `manual`: no schedule; the caller polls with pollAll() (tests and benchmarks). `intervalMs`: every
+     * target's schedule at this period instead of its `intervalS` (tests of the schedule, which would take
+     * minutes at the 5 s minimum).
+     */
+    private readonly deps: { log: Logger; now?: () => number; manual?: boolean; intervalMs?: number },
   ) {
     for (const target of config.targets) {
       if (!inShard(target, config.shard)) continue;
@@ -169,13 +193,14 @@ export class Poller implements Service {
         seq: 0,
         reachable: undefined,
         born: false,
+        skipsThisPoll: 0,
       });
     }
   }
 
   stats(): PollerStats {
     const p = this.publisher?.stats() ?? NO_PUBLISHER_STATS;
-    return { ...p, ...this.counts };
+    return { ...p, ...this.counts, pollsInFlight: this.active, pollsWaiting: this.queue.length };
   }
 
   /** The targets this instance polls (after sharding). */
@@ -201,16 +226,11 @@ export class Poller implements Service {
     // Spread first polls over the interval so a thousand targets do not fire in the same second.
     if (this.deps.manual) return;
     this.states.forEach((s, i) => {
-      const firstMs = Math.floor((i / Math.max(1, this.states.length)) * s.target.intervalS * 1000);
-      const tick = () => {
-        if (this.stopping) return;
-        s.running = this.pollOnce(s).finally(() => {
-          s.running = undefined;
-        });
-      };
+      const intervalMs = this.deps.intervalMs ?? s.target.intervalS * 1000;
+      const firstMs = Math.floor((i / Math.max(1, this.states.length)) * intervalMs);
       s.timer = setTimeout(() => {
-        tick();
-        s.timer = setInterval(tick, s.target.intervalS * 1000);
+        this.tick(s, intervalMs);
+        s.timer = setInterval(() => this.tick(s, intervalMs), intervalMs);
       }, firstMs);
     });
     this.deps.log.info({ targets: this.states.length, shard: this.config.shard }, 'poller started');
@@ -222,14 +242,62 @@ export class Poller implements Service {
     return this.session.waitConnected(timeoutMs);
   }
 
-  private async slot<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.config.concurrency) await new Promise<void>((r) => this.queue.push(r));
-    this.active++;
+  /** A scheduled tick: poll the target, unless its previous poll is still running (then skip and count). */
+  private tick(s: TargetState, intervalMs: number): void {
+    if (this.stopping) return;
+    if (s.running) {
+      this.counts.skippedTicks++;
+      s.skipsThisPoll++;
+      if (s.lagging) s.lagging.skipped++;
+      else {
+        s.lagging = { sinceMs: Date.now(), skipped: 1 };
+        // Once per episode, not once per tick: a dead target would otherwise log every interval.
+        this.deps.log.warn(
+          { target: s.client.label, intervalMs, pollsWaiting: this.queue.length },
+          'previous poll still running: tick skipped (logged once until the target keeps up)',
+        );
+      }
+      return;
+    }
+    if (s.lagging && s.skipsThisPoll === 0) {
+      // The last poll finished within its interval: the episode is over.
+      this.deps.log.info(
+        {
+          target: s.client.label,
+          skipped: s.lagging.skipped,
+          forS: Math.round((Date.now() - s.lagging.sinceMs) / 1000),
+        },
+        'target keeps up again: ticks skipped meanwhile',
+      );
+      s.lagging = undefined;
+    }
+    s.skipsThisPoll = 0;
+    void this.poll(s);
+  }
+
+  /** The target's poll: the one in flight if there is one, so a target is never polled twice at once. */
+  private poll(s: TargetState): Promise<IfaceReadings | undefined> {
+    if (s.running) return s.running;
+    const p = this.pollOnce(s).finally(() => {
+      s.running = undefined;
+    });
+    s.running = p;
+    return p;
+  }
+
+  /**
+   * Runs `fn` within the concurrency limit. A finished poll hands its slot straight to the next in the queue
+   * (so no newcomer can slip in between); undefined, without running `fn`, when the poller stops first.
+   */
+  private async slot<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    if (this.active < this.config.concurrency) this.active++;
+    else if (!(await new Promise<boolean>((r) => this.queue.push(r)))) return undefined;
     try {
       return await fn();
     } finally {
-      this.active--;
-      this.queue.shift()?.();
+      const next = this.queue.shift();
+      if (next) next(true);
+      else this.active--;
     }
   }
 
@@ -278,14 +346,18 @@ export class Poller implements Service {
     this.send(t, 'status', s, true);
   }
 
-  /** Polls every target once, concurrently within the limit; undefined where a target failed. */
+  /**
+   * Polls every target once, concurrently within the limit; undefined where a target failed. A target whose
+   * poll is already running is not polled again: its running poll's result is returned.
+   */
   pollAll(): Promise<(IfaceReadings | undefined)[]> {
-    return Promise.all(this.states.map((s) => this.pollOnce(s)));
+    return Promise.all(this.states.map((s) => this.poll(s)));
   }
 
   /** One poll of one target; never throws (errors become events and counters). */
   private async pollOnce(s: TargetState): Promise<IfaceReadings | undefined> {
     return this.slot(async () => {
+      if (this.stopping) return undefined;
       const t = s.target;
       const started = performance.now();
       this.counts.polls++;
@@ -299,6 +371,8 @@ export class Poller implements Service {
         this.send(t, 'iface', reading);
         return reading;
       } catch (err) {
+        // Cancelled by stop(): not the target's fault, no event.
+        if (this.stopping) return undefined;
         this.counts.failures++;
         const message =
           err instanceof SnmpError ? err.message : `SNMP ${s.client.label}: ${(err as Error).message}`;
@@ -329,6 +403,7 @@ export class Poller implements Service {
     let cols: ColumnData = walked.columns;
     const hc = cols.get(COLUMN.ifHCInOctets)!.size > 0;
     if (!hc) {
+      if (this.stopping) throw new SnmpError(s.client.label, 'other', 'poller stopping');
       // A device without ifXTable (or without the HC counters): the 32-bit ifTable counters and ifSpeed.
       const more = await s.client.walkColumns(FALLBACK);
       cols = new Map([...cols, ...more]);
@@ -419,14 +494,20 @@ export class Poller implements Service {
     return { v: 1, ts: this.now(), seq: s.seq++, kind: t.kind, sysUpTimeTicks, ifaces: rows.slice(0, 1024) };
   }
 
+  /**
+   * Stops ticking, cancels the polls in flight (closing a client fails its request at once, so a dead target
+   * does not hold the shutdown for its timeout × tries) and those waiting for a slot, and resolves once none
+   * is left. A cancelled poll publishes nothing.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const s of this.states) {
       clearTimeout(s.timer);
       clearInterval(s.timer);
     }
-    await Promise.all(this.states.map((s) => s.running));
+    for (const release of this.queue.splice(0)) release(false);
     for (const s of this.states) s.client.close();
+    await Promise.all(this.states.map((s) => s.running));
     await this.publisher?.close(); // stats stay readable after stop
     await this.session?.stop();
     this.session = undefined;

@@ -181,52 +181,72 @@ describe('Spool', () => {
     expect(await t.peek(100)).toEqual(range(0, 10));
   });
 
-  it('stays within maxBytes by dropping the oldest whole segments', async () => {
+  it('stays within maxBytes by dropping the oldest entries one at a time', async () => {
     // Exact bound: after every append the segment files total ≤ maxBytes (no extra allowance).
-    const maxBytes = 10 * LINE_BYTES + 7; // not a multiple of the segment size
+    const maxBytes = 64 * LINE_BYTES + 7; // not a multiple of the line or segment size
     const segmentBytes = 3 * LINE_BYTES;
     const s = await openSpool({ maxBytes, segmentBytes });
+    // One segment (3 lines) is kept free for bytes acked but not yet deletable: room for 61 entries.
+    expect(s.limits).toEqual({ maxBytes, segmentBytes, capacityBytes: 61 * LINE_BYTES + 7 });
     const n = 200;
     for (let i = 0; i < n; i++) {
+      const before = s.stats().droppedOldest;
       await s.append(entry(i));
       expect(segmentDiskBytes()).toBeLessThanOrEqual(maxBytes);
+      // Full from the 66th append on (4 acked below): each newer entry costs exactly one older one.
+      expect(s.stats().droppedOldest - before).toBe(i >= 65 ? 1 : 0);
       if (i === 20) await s.ack(4); // acked entries are not counted as dropped
     }
 
     const kept = await s.peek(n);
-    const firstKept = n - kept.length;
-    expect(kept).toEqual(range(firstKept, n)); // the newest ones, in order
-    expect(kept.length).toBeGreaterThan(0);
+    expect(kept).toEqual(range(n - 61, n)); // the newest ones, in order
     expect(s.stats()).toEqual({
-      queued: kept.length,
-      queuedBytes: kept.length * LINE_BYTES,
+      queued: 61,
+      queuedBytes: 61 * LINE_BYTES,
       appended: n,
       acked: 4,
-      droppedOldest: n - 4 - kept.length,
+      droppedOldest: n - 4 - 61,
       corruptSkipped: 0,
     });
-    // Whole segments of 3 go; the current one is kept: between 1 and 3 segments (at most 10 lines) remain.
-    expect(kept.length).toBeGreaterThanOrEqual(8);
-    expect(kept.length).toBeLessThanOrEqual(10);
     await s.close();
 
     const t = await openSpool({ maxBytes, segmentBytes });
     expect(await t.peek(n)).toEqual(kept);
   });
 
-  it('rolls and drops the segment being written when it alone exceeds maxBytes', async () => {
-    const s = await openSpool({ maxBytes: 3 * LINE_BYTES, segmentBytes: 10 * LINE_BYTES });
-    await appendAll(s, range(0, 7));
-    expect(segmentDiskBytes()).toBeLessThanOrEqual(3 * LINE_BYTES);
-    expect(await s.peek(10)).toEqual(range(6, 7)); // 0-2 dropped with the first segment, 3-5 with the second
-    expect(s.stats().droppedOldest).toBe(6);
+  it('a maxBytes below the segment size gets smaller segments, never a queue of one segment', async () => {
+    // The configuration that emptied the whole queue on every overflow: 1 MiB segments in a 64 KiB spool.
+    const maxBytes = 32 * LINE_BYTES;
+    const s = await openSpool({ maxBytes, segmentBytes: 100 * LINE_BYTES });
+    expect(s.limits).toEqual({ maxBytes, segmentBytes: 2 * LINE_BYTES, capacityBytes: 30 * LINE_BYTES });
+    for (let i = 0; i < 100; i++) {
+      const before = s.stats().droppedOldest;
+      await s.append(entry(i));
+      expect(s.stats().droppedOldest - before).toBe(i >= 30 ? 1 : 0);
+      expect(s.size).toBe(Math.min(i + 1, 30));
+      expect(segmentDiskBytes()).toBeLessThanOrEqual(maxBytes);
+    }
+    expect(await s.peek(100)).toEqual(range(70, 100));
+    for (const f of segmentFiles()) expect(statSync(join(dir, f)).size).toBeLessThanOrEqual(2 * LINE_BYTES);
+  });
+
+  it('drops from the front of a segment whose older entries were acked', async () => {
+    // Two lines a segment, room for 30: dropping the second line of a half-acked segment deletes its file.
+    const s = await openSpool({ maxBytes: 32 * LINE_BYTES, segmentBytes: 2 * LINE_BYTES });
+    await appendAll(s, range(0, 30));
+    await s.ack(1);
+    await appendAll(s, range(30, 32)); // the first fits into the room the ack made, the second drops entry 1
+    expect(s.stats()).toMatchObject({ acked: 1, droppedOldest: 1, queued: 30 });
+    expect(segmentFiles()).toHaveLength(15);
+    expect(await s.peek(100)).toEqual(range(2, 32));
   });
 
   it('ack after a drop removes only the peeked entries that are still queued', async () => {
-    const s = await openSpool({ maxBytes: 12 * LINE_BYTES, segmentBytes: 4 * LINE_BYTES });
-    await appendAll(s, range(0, 12)); // three full segments: exactly maxBytes
+    // Segments of one line (maxBytes / 16 < one line), room for 12 entries.
+    const s = await openSpool({ maxBytes: 13 * LINE_BYTES, segmentBytes: 4 * LINE_BYTES });
+    await appendAll(s, range(0, 12)); // full
     expect(await s.peek(6)).toEqual(range(0, 6)); // being published…
-    await appendAll(s, range(12, 16)); // …while new readings drop the first segment (0-3)
+    await appendAll(s, range(12, 16)); // …while new readings drop the oldest four (0-3)
     expect(s.stats().droppedOldest).toBe(4);
 
     await s.ack(6); // the broker acknowledged 0-5: only 4 and 5 are still here to remove

@@ -36,6 +36,8 @@ describe('message schemas', () => {
       [JSON.stringify({ ...t, ts: 1_700_000_000 }), 'invalid', /^ts: .*after 2000/],
       [JSON.stringify({ ...t, kind: 'toaster' }), 'invalid', /^kind/],
       [JSON.stringify({ ...t, seq: -1 }), 'invalid', /^seq/],
+      [JSON.stringify({ ...t, spoolDropped: -1 }), 'invalid', /^spoolDropped/],
+      [JSON.stringify({ ...t, spoolDropped: 1.5 }), 'invalid', /^spoolDropped/],
       [JSON.stringify({ ...t, host: { ...t.host, cpuPct: 140 } }), 'invalid', /^host\.cpuPct/],
       [
         JSON.stringify({ ...t, host: { ...t.host!, nics: [{ name: 'e', rxBytes: 12, txBytes: '1' }] } }),
