@@ -352,6 +352,23 @@ export class Collector implements Service {
         this.set(n);
       },
     });
+    const self = this;
+    new Gauge({
+      name: 'cfm_collector_unacked_messages',
+      help: 'Messages received and not yet acknowledged: their points are not yet written (bounded by acks.maxUnackedMessages)',
+      registers: [r],
+      collect() {
+        this.set(self.unacked);
+      },
+    });
+    new Gauge({
+      name: 'cfm_collector_paused',
+      help: '1 while consumption is paused for backpressure (the broker queues), else 0',
+      registers: [r],
+      collect() {
+        this.set(self.paused ? 1 : 0);
+      },
+    });
     const presence = this.presence;
     new Gauge({
       name: 'cfm_collector_devices',
