@@ -102,60 +102,85 @@ try {
   const rawS = (performance.now() - t) / 1000;
 
   // --- 2. end to end ----------------------------------------------------------------------------------
-  const storage = new Storage(
-    influxConfigSchema.parse({ url: influxd.url, database: 'e2e', flushIntervalMs: 200 }),
-    {
-      log: silentLogger(),
-    },
-  );
-  await storage.start();
-  const collector = new Collector(
-    collectorConfigSchema.parse({
-      mqtt: { url: mosquitto.url, clientId: 'bench-collector' },
-      metrics: { port: 0 },
-      registryFile,
-    }),
-    { log: silentLogger(), storage },
-  );
-  await collector.start();
-  await collector.ready();
-  // The publisher is its own process, as agents are: it does not share the collector's event loop.
-  const publisher = fork(new URL('./ingest-publisher.ts', import.meta.url), [], {
-    execArgv: ['--import', 'tsx'],
-  });
-  await new Promise<void>((resolve) => {
-    publisher.once('message', () => resolve()); // ready: connected, payloads built
-    publisher.send({ url: mosquitto.url, messages: N, devices: DEVICES, t0: T0 });
-  });
-  t = performance.now();
-  const cpu0 = process.cpuUsage();
-  publisher.send('go');
-  const published = await new Promise<number>((resolve, reject) => {
-    publisher.once('message', (m: { publishedMs: number }) => resolve(m.publishedMs));
-    publisher.once('error', reject);
-  });
-  while (collector.stats().accepted < N) await new Promise((r) => setTimeout(r, 5));
-  const receivedS = (performance.now() - t) / 1000;
-  await waitForCount(influxd, 'e2e', 'host', 'cpu_pct', N);
-  const e2eS = (performance.now() - t) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  const collectorCpuS = (cpu.user + cpu.system) / 1e6;
-  publisher.kill();
-  await collector.stop();
-  await storage.stop();
+  // Twice: as shipped (PUBACK once InfluxDB has the points, collector.acks) and, for the cost of that, with
+  // PUBACK on receipt as before issue #13 (which loses acknowledged messages on a crash).
+  const endToEnd = async (database: string, ackOnReceipt: boolean) => {
+    const storage = new Storage(
+      influxConfigSchema.parse({ url: influxd.url, database, flushIntervalMs: 200 }),
+      { log: silentLogger() },
+    );
+    await storage.start();
+    const collector = new Collector(
+      collectorConfigSchema.parse({
+        mqtt: { url: mosquitto.url, clientId: `bench-collector-${database}` },
+        metrics: { port: 0 },
+        group: database,
+        // No session left behind: the next run's messages would be queued for it too.
+        sessionExpiryS: 0,
+        registryFile,
+      }),
+      { log: silentLogger(), storage, ackOnReceipt },
+    );
+    await collector.start();
+    await collector.ready();
+    // The publisher is its own process, as agents are: it does not share the collector's event loop.
+    const publisher = fork(new URL('./ingest-publisher.ts', import.meta.url), [], {
+      execArgv: ['--import', 'tsx'],
+    });
+    await new Promise<void>((resolve) => {
+      publisher.once('message', () => resolve()); // ready: connected, payloads built
+      publisher.send({ url: mosquitto.url, messages: N, devices: DEVICES, t0: T0 });
+    });
+    const t = performance.now();
+    const cpu0 = process.cpuUsage();
+    publisher.send('go');
+    const published = await new Promise<number>((resolve, reject) => {
+      publisher.once('message', (m: { publishedMs: number }) => resolve(m.publishedMs));
+      publisher.once('error', reject);
+    });
+    while (collector.stats().accepted < N) await new Promise((r) => setTimeout(r, 5));
+    const receivedS = (performance.now() - t) / 1000;
+    await waitForCount(influxd, database, 'host', 'cpu_pct', N);
+    const e2eS = (performance.now() - t) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const cpuS = (cpu.user + cpu.system) / 1e6;
+    publisher.kill();
+    await collector.stop();
+    await storage.stop();
+    return {
+      published,
+      receivedS,
+      e2eS,
+      cpuS,
+      batches: storage.stats().batchesWritten,
+      version: storage.server?.version,
+    };
+  };
+  const after = await endToEnd('e2e', false);
+  const onReceipt = await endToEnd('e2e_ack_on_receipt', true);
+  const e2eS = after.e2eS;
+  const maxUnacked = collectorConfigSchema.parse({}).acks.maxUnackedMessages;
 
   console.log(
     `ingest bench: ${fmt(N)} telemetry messages from ${fmt(DEVICES)} devices, ${pointsPerMessage.toFixed(1)} points each`,
   );
-  console.log(`  influxd ${storage.server?.version}, Mosquitto broker, QoS 1; fresh database per run`);
+  console.log(`  influxd ${after.version}, Mosquitto broker (MQTT 5), QoS 1; fresh database per run`);
   console.log(
     `raw line protocol (5,000-line POSTs): ${fmt(N / rawS)} messages/s (${fmt(dataLines.length / rawS)} points/s)`,
   );
+  const line = (r: typeof after) =>
+    `${fmt(N / r.e2eS)} messages/s (published in ${(r.published / 1000).toFixed(1)} s, all received by the collector after ${r.receivedS.toFixed(1)} s, queryable after ${r.e2eS.toFixed(1)} s; ${fmt(r.batches)} write requests)`;
   console.log(
-    `end to end (MQTT → collector → InfluxDB, until queryable): ${fmt(N / e2eS)} messages/s (published in ${(published / 1000).toFixed(1)} s, all received by the collector after ${receivedS.toFixed(1)} s, queryable after ${e2eS.toFixed(1)} s)`,
+    `end to end (MQTT → collector → InfluxDB, until queryable), PUBACK after the write (at most ${fmt(maxUnacked)} unacknowledged): ${line(after)}`,
   );
   console.log(
-    `  collector process CPU during it: ${collectorCpuS.toFixed(1)} s (${fmt(N / collectorCpuS)} messages per CPU-second, MQTT receive included)`,
+    `  collector process CPU during it: ${after.cpuS.toFixed(1)} s (${fmt(N / after.cpuS)} messages per CPU-second, MQTT receive included)`,
+  );
+  console.log(
+    `  the same with PUBACK on receipt (before #13; loses acknowledged messages on a crash): ${line(onReceipt)}`,
+  );
+  console.log(
+    `  cost of acknowledging after the write: end-to-end throughput ×${(onReceipt.e2eS / after.e2eS).toFixed(2)} (${fmt(N / onReceipt.e2eS)} → ${fmt(N / after.e2eS)} messages/s), collector CPU ${onReceipt.cpuS.toFixed(1)} s → ${after.cpuS.toFixed(1)} s, write requests ${fmt(onReceipt.batches)} → ${fmt(after.batches)}`,
   );
   console.log(`ratio end-to-end/raw: ${(rawS / e2eS).toFixed(2)} (target ≥ 0.90)`);
   console.log(

@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Service } from '../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema } from '../common/mqtt.js';
+import { ManualAcks } from '../common/mqtt-acks.js';
 import { entityKey } from '../common/registry/key.js';
 import type { Storage } from '../common/storage/storage.js';
 import { idSchema } from '../contracts/ids.js';
@@ -101,7 +102,32 @@ export const collectorConfigSchema = z
       })
       .prefault({})
       .describe(
-        'While InfluxDB is slow or down, stop taking messages from the broker (its persistent session queues them) instead of acknowledging what only sits in memory.',
+        'While InfluxDB is slow or down, stop taking messages from the broker (its persistent session queues them) instead of holding them in memory.',
+      ),
+    acks: z
+      .strictObject({
+        maxUnackedMessages: z
+          .number()
+          .int()
+          .min(1)
+          .max(65_535)
+          .default(1_000)
+          .describe(
+            "Messages received but not yet acknowledged (a PUBACK is sent only once InfluxDB has the points of a message). Advertised to MQTT 5 brokers as Receive Maximum, so the broker sends no more; on MQTT 3.1.1 the collector stops reading beyond it. When half of it waits, the waiting points are written at once. Prevents unbounded memory and an unbounded redelivery after a crash; too low caps throughput at about this many messages per InfluxDB round trip. On MQTT 3.1.1 the broker's own in-flight limit (Mosquitto `max_inflight_messages`) should be at least this.",
+          ),
+        idleFlushMs: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(20)
+          .describe(
+            "Write what waits for acknowledgement when no message came for this long. Prevents throughput collapsing to one broker window per `influx.flushIntervalMs` when the broker's in-flight limit is below maxUnackedMessages (Mosquitto `max_inflight_messages` on MQTT 3.1.1, EMQX `max_inflight`): the broker stops sending until it gets PUBACKs.",
+          ),
+      })
+      .prefault({})
+      .describe(
+        'Acknowledge after the write: a message is acknowledged (PUBACK) only once its points are in InfluxDB, so a crash loses nothing the broker was told was received.',
       ),
     registryFile: z
       .string()
@@ -160,7 +186,22 @@ export interface CollectorDeps {
   storage: Storage;
   /** Injectable clock for tests of presence timing. */
   now?: () => number;
+  /**
+   * bench/ingest.ts only, to print what acknowledging after the write costs: PUBACK on receipt, as before
+   * issue #13 — a crash loses every acknowledged message not yet written. Not a configuration option.
+   */
+  ackOnReceipt?: boolean;
 }
+
+/**
+ * Exit status of a collector that stopped because InfluxDB refused its writes for good (401/403: credentials;
+ * 404: database gone). Distinct from 0 (a clean stop), 1 (start-up failed) and 2 (configuration error, which
+ * the systemd units do not restart). collector/README.md and deploy/systemd/README.md say so.
+ */
+export const FATAL_STORAGE_EXIT_CODE = 3;
+
+/** Why consumption is paused (`/healthz` says so with status `paused`). */
+export type PauseReason = 'backlog' | 'storage';
 
 export class Collector implements Service {
   readonly name = 'collector';
@@ -175,6 +216,15 @@ export class Collector implements Service {
   private readonly m;
   private subscribed = false;
   private readonly subscribedWaiters: (() => void)[] = [];
+  private acks: ManualAcks | undefined;
+  private unlisten: (() => void) | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Messages handled since the storage was last told to write. */
+  private sinceFlush = 0;
+  private stopping = false;
+  private pauseReason: PauseReason | undefined;
+  /** A pause for the storage ends once everything accepted before it is settled. */
+  private pauseMark: number | undefined;
   /** Port of the metrics listener once started. */
   metricsPort = 0;
   private readonly counts: CollectorStats = {
@@ -300,6 +350,23 @@ export class Collector implements Service {
         let n = 0;
         for (const c of attributor.unassignedCounts().values()) n += c;
         this.set(n);
+      },
+    });
+    const self = this;
+    new Gauge({
+      name: 'cfm_collector_unacked_messages',
+      help: 'Messages received and not yet acknowledged: their points are not yet written (bounded by acks.maxUnackedMessages)',
+      registers: [r],
+      collect() {
+        this.set(self.unacked);
+      },
+    });
+    new Gauge({
+      name: 'cfm_collector_paused',
+      help: '1 while consumption is paused for backpressure (the broker queues), else 0',
+      registers: [r],
+      collect() {
+        this.set(self.paused ? 1 : 0);
       },
     });
     const presence = this.presence;
@@ -538,25 +605,66 @@ export class Collector implements Service {
     this.deps.storage.write(points);
   }
 
-  /** Pause consuming while the write backlog is high; resume when it has drained. */
+  /**
+   * Pause consuming (a clean disconnect: the broker queues for the persistent session) while
+   * - `backlog`: the write backlog is above highWaterLines; resumed at or below lowWaterLines;
+   * - `storage`: the storage cannot settle what was received — the connection has been held at the unacked
+   *   bound for half a keepalive (MQTT 3.1.1 brokers, which ignore Receive Maximum; mqtt.js would soon give up
+   *   on the held connection's keepalive anyway), or lines were given up (`expired`, `overflow`) so the
+   *   messages they came from can never be acknowledged in order. Resumed once everything accepted before the
+   *   pause is settled; the broker then sends the unacknowledged messages again (they overwrite themselves).
+   */
   private backpressure(): void {
     const session = this.session;
     if (!session) return;
-    const pending = this.deps.storage.stats().pendingLines;
+    const storage = this.deps.storage;
+    const pending = storage.stats().pendingLines;
     const { highWaterLines, lowWaterLines } = this.config.backpressure;
-    if (!session.isPaused && pending > highWaterLines) {
-      this.deps.log.warn({ pending, highWaterLines }, 'write backlog high: pausing MQTT consumption');
-      this.subscribed = false;
-      void session.pause();
-    } else if (session.isPaused && pending <= lowWaterLines) {
-      this.deps.log.info({ pending, lowWaterLines }, 'write backlog drained: resuming MQTT consumption');
+    if (!session.isPaused) {
+      if (pending > highWaterLines) {
+        this.deps.log.warn({ pending, highWaterLines }, 'write backlog high: pausing MQTT consumption');
+        this.pause('backlog');
+      } else if ((this.acks?.heldForMs() ?? 0) > this.config.mqtt.keepaliveS * 500) {
+        this.deps.log.warn(
+          { unacked: this.acks?.unacked, pending },
+          'storage not writing: pausing MQTT consumption (the broker keeps the unacknowledged messages)',
+        );
+        this.pause('storage');
+      }
+    } else if (
+      pending <= lowWaterLines &&
+      (this.pauseMark === undefined || storage.settledThrough >= this.pauseMark)
+    ) {
+      this.deps.log.info({ pending, lowWaterLines, why: this.pauseReason }, 'resuming MQTT consumption');
+      this.pauseReason = undefined;
+      this.pauseMark = undefined;
       session.resume();
     }
   }
 
-  /** Is consumption paused by backpressure? */
+  private pause(reason: PauseReason): void {
+    const session = this.session;
+    if (!session || session.isPaused || this.stopping) return;
+    this.pauseReason = reason;
+    this.pauseMark = reason === 'storage' ? this.deps.storage.position() : undefined;
+    this.subscribed = false;
+    void session.pause();
+  }
+
+  /** Is consumption paused (backpressure)? */
   get paused(): boolean {
     return this.session?.isPaused ?? false;
+  }
+
+  /** Messages received and not yet acknowledged. */
+  get unacked(): number {
+    return this.acks?.unacked ?? 0;
+  }
+
+  /** The storage should write what waits now rather than at its interval. */
+  private flushNow(): void {
+    this.sinceFlush = 0;
+    void this.deps.storage.flush();
   }
 
   private timeoutsEnabled(): boolean {
@@ -597,13 +705,33 @@ export class Collector implements Service {
           },
         );
       } else if (req.url === '/healthz') {
-        // 503 only when nothing can be stored (MQTT down). A registry that is missing or could not be re-read is
-        // `degraded`: readings are still stored, with the last good registry (or as unassigned).
-        const ok = this.session?.connected ?? false;
+        // 503 only when broken: MQTT down without our choosing. A deliberate pause (backpressure) is 200 with
+        // status `paused`: restarting a paused collector would only throw away what it is writing. A registry
+        // that is missing or could not be re-read is `degraded`: readings are still stored, with the last good
+        // registry (or as unassigned).
+        const connected = this.session?.connected ?? false;
+        const paused = this.paused;
+        const ok = connected || paused;
         const registry = this.attributor.health();
-        const status = !ok ? 'error' : registry.error || registry.missing ? 'degraded' : 'ok';
+        const status = !ok
+          ? 'error'
+          : paused
+            ? 'paused'
+            : registry.error || registry.missing
+              ? 'degraded'
+              : 'ok';
+        const storage = this.deps.storage.stats();
         res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status, mqtt: ok ? 'connected' : 'disconnected', registry }));
+        res.end(
+          JSON.stringify({
+            status,
+            mqtt: connected ? 'connected' : paused ? 'paused' : 'disconnected',
+            ...(paused ? { pausedFor: this.pauseReason ?? 'backlog' } : {}),
+            unacked: this.unacked,
+            pendingLines: storage.pendingLines,
+            registry,
+          }),
+        );
       } else {
         res.writeHead(404);
         res.end();
@@ -619,16 +747,55 @@ export class Collector implements Service {
     // set mqtt.clientId when several collectors run on one host.
     const m = this.config.mqtt;
     const clientId = m.clientId ?? `${m.username ?? 'cfm-collector'}/${hostname()}`;
+    const storage = this.deps.storage;
+    const { maxUnackedMessages, idleFlushMs } = this.config.acks;
+    const acks = this.deps.ackOnReceipt
+      ? undefined
+      : new ManualAcks({
+          maxUnacked: maxUnackedMessages,
+          position: () => storage.position(),
+          settled: () => storage.settledThrough,
+          onFull: () => this.flushNow(),
+        });
+    this.acks = acks;
+    this.stopping = false;
+    if (acks) {
+      this.unlisten = storage.addWriteListener({
+        settled: () => acks.release(),
+        abandoned: (reason, lines) => {
+          // These messages can never be acknowledged, and PUBACKs go in receive order: none after them either.
+          // Drop the connection; the broker sends them again on the next one.
+          acks.invalidate();
+          if (reason === 'fatal') return; // the process stops (main.ts)
+          log.warn(
+            { reason, lines },
+            'storage gave up lines: reconnecting once they are settled, for the broker to send their messages again',
+          );
+          this.pause('storage');
+        },
+      });
+    }
     const session = new MqttSession(m, {
       log,
       clientId,
       persistentSession: true,
       sessionExpiryS: this.config.sessionExpiryS,
+      ...(acks ? { acks } : {}),
     });
     this.session = session;
-    session.on('message', (topic: string, payload: Buffer, packet: IPublishPacket) =>
-      this.handle(topic, payload, packet.retain),
-    );
+    const flushAt = Math.max(1, Math.ceil(maxUnackedMessages / 2));
+    // Written when the stream pauses: a broker at its in-flight limit sends nothing until it gets PUBACKs.
+    this.idleTimer = setTimeout(() => {
+      if (this.unacked > 0) this.flushNow();
+    }, idleFlushMs);
+    this.idleTimer.unref();
+    session.on('message', (topic: string, payload: Buffer, packet: IPublishPacket) => {
+      if (this.stopping) return; // neither stored nor acknowledged: the broker keeps it
+      this.handle(topic, payload, packet.retain);
+      if (!acks) return;
+      if (++this.sinceFlush >= flushAt) this.flushNow();
+      else this.idleTimer?.refresh();
+    });
     session.on('disconnect', () => {
       this.subscribed = false;
     });
@@ -668,10 +835,31 @@ export class Collector implements Service {
     });
   }
 
+  /**
+   * Stops taking messages, waits (up to `influx.shutdownTimeoutMs`) until what was received is written and
+   * acknowledged, then disconnects. What is still unacknowledged then stays with the broker for the next start.
+   */
   async stop(): Promise<void> {
     clearInterval(this.sweepTimer);
+    clearTimeout(this.idleTimer);
+    this.stopping = true;
+    const acks = this.acks;
+    const storage = this.deps.storage;
+    if (acks && this.session && !storage.fatalError) {
+      acks.stopIntake();
+      void storage.flush();
+      const drained = await acks.whenDrained(storage.config.shutdownTimeoutMs);
+      if (!drained)
+        this.deps.log.warn(
+          { unacked: acks.unacked, shutdownTimeoutMs: storage.config.shutdownTimeoutMs },
+          'stopping with unacknowledged messages: the broker sends them again at the next start',
+        );
+    }
+    this.unlisten?.();
+    this.unlisten = undefined;
     await this.session?.stop();
     this.session = undefined;
+    this.acks = undefined;
     await new Promise((r) => (this.http ? this.http.close(r) : r(undefined)));
     this.http = undefined;
   }

@@ -1,7 +1,7 @@
 // The collector process: npm run collector -- --config config.yaml
 import { runMain } from '../common/cli.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
-import { Collector, collectorConfigSchema } from './collector.js';
+import { Collector, collectorConfigSchema, FATAL_STORAGE_EXIT_CODE } from './collector.js';
 
 await runMain(
   'collector',
@@ -9,8 +9,12 @@ await runMain(
   (config, log) => {
     const storage = new Storage(config.influx, {
       log,
-      // Credentials refused or database gone: stop, so the broker keeps the messages for a healthy collector.
-      onFatal: () => process.kill(process.pid, 'SIGTERM'),
+      // Credentials refused or database gone: stop, so the broker keeps the messages for a healthy collector,
+      // and exit with FATAL_STORAGE_EXIT_CODE, so systemd records a failure (and restarts, as after any).
+      onFatal: () => {
+        process.exitCode = FATAL_STORAGE_EXIT_CODE;
+        process.kill(process.pid, 'SIGTERM');
+      },
     });
     return [
       { name: 'storage', start: async () => void (await storage.start()), stop: () => storage.stop() },

@@ -33,7 +33,8 @@ export async function runServices(services: Service[], log: Logger): Promise<voi
       log.warn({ sig }, 'second signal: exiting without waiting');
       process.exit(130);
     }
-    void stopAll(sig).then(() => process.exit(0));
+    // process.exit() keeps an exit code a service set before signalling itself (e.g. a fatal storage error).
+    void stopAll(sig).then(() => process.exit());
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import type { ManualAcks } from './mqtt-acks.js';
 
 /**
  * One MQTT connection with the behaviour every process of ours needs, on any broker (aedes, Mosquitto, EMQX):
@@ -73,6 +74,11 @@ export interface MqttSessionOptions {
   /** Keep the session (and queued QoS 1 messages) across reconnects, for this long on MQTT 5 brokers. */
   persistentSession?: boolean;
   sessionExpiryS?: number;
+  /**
+   * Acknowledge QoS 1 messages only when the owner has finished with them (see mqtt-acks.ts); its bound is
+   * advertised to MQTT 5 brokers as Receive Maximum.
+   */
+  acks?: ManualAcks;
 }
 
 /** Full-jitter exponential back-off (AWS Architecture Blog, "Exponential Backoff And Jitter"). */
@@ -150,6 +156,10 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     if (this.opts.persistentSession && this.protocolVersion === 5) {
       o.properties = { sessionExpiryInterval: this.opts.sessionExpiryS ?? 86_400 };
     }
+    if (this.opts.acks && this.protocolVersion === 5) {
+      // MQTT-3.3.4-9: the broker sends no more unacknowledged QoS 1 messages than this.
+      o.properties = { ...o.properties, receiveMaximum: this.opts.acks.maxUnacked };
+    }
     if (c.username !== undefined) o.username = c.username;
     if (c.password !== undefined) o.password = c.password;
     if (c.caFile) o.ca = readFileSync(c.caFile);
@@ -161,6 +171,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     const log = this.opts.log;
     const client = mqtt.connect(this.config.url, this.clientOptions());
     this.client = client;
+    this.opts.acks?.attach(client); // before any packet can arrive: connect() only starts connecting
     let lastError = '';
     client.on('connect', (connack) => {
       this.attempt = 0;

@@ -185,12 +185,58 @@ export interface StorageDeps {
   onWriteRequest?: (durationMs: number, status: number | undefined) => void;
 }
 
+/**
+ * Told when accepted lines are settled: written, or dropped because InfluxDB will never take them. The
+ * collector acknowledges MQTT messages from this (collector/README.md, "Acknowledged after the write").
+ */
+export interface WriteListener {
+  /**
+   * Every line accepted before position `through` (see `Storage.position()`) is settled: written, or dropped
+   * because InfluxDB refused it for good (400/422 rejected, a single line over the body limit — retrying a
+   * poison line forever would block everything behind it).
+   */
+  settled(through: number): void;
+  /**
+   * Lines were given up without being written (`fatal`: 401/403/404; `expired`: retried for longer than
+   * `maxRetryTimeMs`; `overflow`: the retry buffer was full). Called before `settled` moves past them, so an
+   * owner that must not treat them as written (the collector: no PUBACK) can act first.
+   */
+  abandoned(reason: DropReason, lines: number): void;
+}
+
+/** Lines accepted between two seals: positions [start, end). Settled when `pending` reaches 0. */
+interface Batch {
+  start: number;
+  end: number;
+  pending: number;
+}
+
+/** One array handed to the WriteApi; the WriteApi sends it as one request and names it in every callback. */
+interface Chunk {
+  lines: string[];
+  batch: Batch;
+}
+
 export class Storage {
   private influx: InfluxDB | undefined;
   private writeApi: WriteApi | undefined;
-  /** WriteApis that carry the halves of a split batch until they are written. */
-  private readonly splitApis = new Set<{ api: WriteApi; pending: number }>();
   private info: ServerInfo | undefined;
+  /**
+   * Our own write buffer. The WriteApi is used as a sender with retries only: every chunk we give it is sent
+   * as one request (its `batchSize` is ours and we flush right after each chunk), so its callbacks name a
+   * chunk we know — the per-batch completion signal the collector's acknowledgements need. A 413 split goes
+   * back through the same WriteApi as two smaller chunks: no WriteApi is created per split.
+   */
+  private open: string[] = [];
+  private openStart = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  /** Sealed batches not yet settled, oldest first. */
+  private readonly batches: Batch[] = [];
+  /** Chunks sent and not yet seen in a callback, by first line; then by array identity. */
+  private readonly unseen = new Map<string, Chunk[]>();
+  private readonly seen = new WeakMap<string[], Chunk>();
+  private settledThrough_ = 0;
+  private readonly listeners = new Set<WriteListener>();
   private fatal: StorageError | undefined;
   private readonly stats_: StorageStats = {
     acceptedLines: 0,
@@ -258,7 +304,7 @@ export class Storage {
       },
     );
     this.influx = new InfluxDB({ url: c.url, timeout: c.timeoutMs, transport });
-    this.writeApi = this.newWriteApi(c.batchSize);
+    this.writeApi = this.newWriteApi();
     log.info({ server: this.info, database: c.database }, 'storage ready');
     return this.info;
   }
@@ -277,11 +323,15 @@ export class Storage {
     return retentionPolicy ? `${database}/${retentionPolicy}` : database;
   }
 
-  private newWriteApi(batchSize: number, split?: { pending: number }): WriteApi {
+  private newWriteApi(): WriteApi {
     const c = this.config;
     const options: Partial<WriteOptions> = {
-      batchSize,
-      flushInterval: c.flushIntervalMs,
+      // Chunks are at most batchSize lines and flushed as soon as they are handed over, so the WriteApi's own
+      // buffer never splits or merges them (one more than a chunk: it never fills and sends on its own; no
+      // interval, no byte limit of its own).
+      batchSize: c.batchSize + 1,
+      flushInterval: 0,
+      maxBatchBytes: Number.MAX_SAFE_INTEGER,
       maxBufferLines: c.maxBufferLines,
       maxRetries: Number.MAX_SAFE_INTEGER, // bounded by maxRetryTime instead of a count
       maxRetryTime: c.maxRetryTimeMs,
@@ -293,31 +343,80 @@ export class Storage {
       writeSuccess: (lines) => {
         this.stats_.writtenLines += lines.length;
         this.stats_.batchesWritten++;
-        if (split) split.pending -= lines.length;
+        this.settle(lines, lines.length);
       },
       writeRetrySkipped: (entry) => {
-        this.countDrop('overflow', entry.lines.length, split);
+        this.stats_.droppedLines.overflow += entry.lines.length;
         this.deps.log.error(
           { dropped: entry.lines.length, maxBufferLines: c.maxBufferLines },
           'retry buffer full: oldest lines dropped',
         );
+        this.settle(entry.lines, entry.lines.length, 'overflow');
       },
-      writeFailed: (error, lines) => this.onWriteFailed(error, lines, split),
+      writeFailed: (error, lines) => this.onWriteFailed(error, lines),
     };
     return this.influx!.getWriteApi(this.config.org || '-', this.bucket(), 'ms', options);
   }
 
-  private countDrop(reason: DropReason, n: number, split?: { pending: number }): void {
-    this.stats_.droppedLines[reason] += n;
-    if (split) split.pending -= n;
+  /**
+   * Hands lines to the WriteApi as one request; `batch` settles when all its chunks have. Resolves when
+   * InfluxDB has them or they are scheduled for retry.
+   */
+  private send(lines: string[], batch: Batch): Promise<void> {
+    const chunk: Chunk = { lines, batch };
+    const first = lines[0]!;
+    const same = this.unseen.get(first);
+    if (same) same.push(chunk);
+    else this.unseen.set(first, [chunk]);
+    const api = this.writeApi!;
+    api.writeRecords(lines);
+    return api.flush().catch(() => {});
+  }
+
+  /** The chunk a WriteApi callback names: the same array on every attempt, so looked up by content once. */
+  private chunkOf(lines: string[]): Chunk | undefined {
+    const known = this.seen.get(lines);
+    if (known) return known;
+    const candidates = this.unseen.get(lines[0]!);
+    if (!candidates) return undefined;
+    // The WriteApi's array holds the very strings we gave it, in order. Two chunks of equal content (a message
+    // redelivered while its first copy is still pending) are interchangeable: either settling stores the same.
+    const i = candidates.findIndex(
+      (c) => c.lines.length === lines.length && c.lines.every((l, k) => l === lines[k]),
+    );
+    if (i < 0) return undefined;
+    const [chunk] = candidates.splice(i, 1);
+    if (candidates.length === 0) this.unseen.delete(lines[0]!);
+    this.seen.set(lines, chunk!);
+    return chunk;
+  }
+
+  /** `n` lines of a chunk are done with (written or dropped); `abandoned` says they were given up. */
+  private settle(lines: string[], n: number, abandoned?: DropReason): void {
+    const chunk = this.chunkOf(lines);
+    if (!chunk) {
+      this.deps.log.error({ lines: lines.length }, 'storage: a write callback for an unknown chunk (bug)');
+      return;
+    }
+    if (abandoned) for (const l of this.listeners) l.abandoned(abandoned, n);
+    chunk.batch.pending -= n;
+    this.advance();
+  }
+
+  /** Moves the settled position past every leading batch that has settled. */
+  private advance(): void {
+    let moved = false;
+    while (this.batches.length > 0 && this.batches[0]!.pending <= 0) {
+      this.batches.shift();
+      moved = true;
+    }
+    if (!moved) return;
+    this.settledThrough_ = this.batches[0]?.start ?? this.openStart;
+    for (const l of this.listeners) l.settled(this.settledThrough_);
   }
 
   /** The WriteApi's failure hook: returning a promise means "handled, do not retry"; undefined lets it retry. */
-  private onWriteFailed(
-    error: Error,
-    lines: string[],
-    split?: { pending: number },
-  ): Promise<void> | undefined {
+  private onWriteFailed(error: Error, lines: string[]): Promise<void> | undefined {
     const action = classifyWriteError(error, lines.length);
     const log = this.deps.log;
     switch (action.kind) {
@@ -335,25 +434,23 @@ export class Storage {
         return undefined;
       }
       case 'split': {
+        const chunk = this.chunkOf(lines);
+        if (!chunk) {
+          log.error({ lines: lines.length }, 'storage: a 413 for an unknown chunk (bug)');
+          return Promise.resolve();
+        }
         this.stats_.splitBatches++;
         const half = Math.ceil(lines.length / 2);
         log.warn({ lines: lines.length, half, why: action.why }, 'batch too large (413): splitting');
-        const holder = { pending: lines.length, api: undefined as unknown as WriteApi };
-        holder.api = this.newWriteApi(half, holder);
-        this.splitApis.add(holder);
-        holder.api.writeRecords(lines);
-        // Flushing sends both halves; failures go to this api's own retry buffer and hooks.
-        void holder.api.flush().catch(() => {});
-        if (split) split.pending -= lines.length; // handed over to the new api
+        // Both halves go through the same WriteApi (its retries, its back-off); the batch settles when they have.
+        this.send(lines.slice(0, half), chunk.batch);
+        this.send(lines.slice(half), chunk.batch);
         return Promise.resolve();
       }
       case 'drop': {
         const n = action.dropped ?? lines.length;
-        this.countDrop(action.reason, n, split);
-        if (n < lines.length) {
-          this.stats_.writtenLines += lines.length - n; // a partial write stored the rest
-          if (split) split.pending -= lines.length - n;
-        }
+        this.stats_.droppedLines[action.reason] += n;
+        if (n < lines.length) this.stats_.writtenLines += lines.length - n; // a partial write stored the rest
         log.error(
           {
             dropped: n,
@@ -363,10 +460,12 @@ export class Storage {
           },
           'InfluxDB rejected points: dropped',
         );
+        // Rejected or too large: the data itself is refused, retrying cannot help. Expired: given up.
+        this.settle(lines, lines.length, action.reason === 'expired' ? 'expired' : undefined);
         return Promise.resolve();
       }
       case 'fatal': {
-        this.countDrop('fatal', lines.length, split);
+        this.stats_.droppedLines.fatal += lines.length;
         const err = new StorageError(
           action.status === 404 ? 'CFM_STORAGE_NO_DATABASE' : 'CFM_STORAGE_AUTH',
           action.status === 404
@@ -378,6 +477,7 @@ export class Storage {
           this.fatal = err;
           this.deps.onFatal?.(err);
         }
+        this.settle(lines, lines.length, 'fatal');
         return Promise.resolve();
       }
     }
@@ -403,12 +503,56 @@ export class Storage {
     if (!this.writeApi) throw new Error('storage not started');
     if (lines.length === 0) return;
     this.stats_.acceptedLines += lines.length;
-    this.writeApi.writeRecords(lines as string[]);
+    for (const l of lines) this.open.push(l);
+    if (this.open.length >= this.config.batchSize) this.seal();
+    else this.flushTimer ??= setTimeout(() => this.seal(), this.config.flushIntervalMs);
+  }
+
+  /**
+   * Where the next accepted line goes: every line written before a call to `position()` is settled once a
+   * listener's `settled(through)` has `through` ≥ what it returned.
+   */
+  position(): number {
+    return this.stats_.acceptedLines;
+  }
+
+  /** Every line accepted before this position is written or dropped for good (see WriteListener). */
+  get settledThrough(): number {
+    return this.settledThrough_;
+  }
+
+  /** The fatal error (401/403/404) once InfluxDB refused a write; undefined while none happened. */
+  get fatalError(): StorageError | undefined {
+    return this.fatal;
+  }
+
+  /** Adds a listener of settled and abandoned lines; returns the function that removes it. */
+  addWriteListener(l: WriteListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  /** Closes the current batch and hands it to the WriteApi in chunks of at most batchSize lines. */
+  private seal(): Promise<void>[] {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const lines = this.open;
+    if (lines.length === 0) return [];
+    this.open = [];
+    const batch: Batch = { start: this.openStart, end: this.openStart + lines.length, pending: lines.length };
+    this.openStart = batch.end;
+    this.batches.push(batch);
+    const size = this.config.batchSize;
+    const sent: Promise<void>[] = [];
+    for (let i = 0; i < lines.length; i += size) {
+      sent.push(this.send(lines.length <= size ? lines : lines.slice(i, i + size), batch));
+    }
+    return sent;
   }
 
   /** Sends what is buffered now; resolves when InfluxDB has it or it is scheduled for retry. */
   async flush(): Promise<void> {
-    await this.writeApi?.flush().catch(() => {});
+    await Promise.all(this.seal());
   }
 
   /**
@@ -418,8 +562,7 @@ export class Storage {
   async drain(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      await Promise.all(this.apis().map((a) => a.flush().catch(() => {})));
-      for (const s of this.splitApis) if (s.pending <= 0) this.splitApis.delete(s);
+      await this.flush();
       const pending = this.stats().pendingLines;
       if (pending <= 0) return;
       if (Date.now() >= deadline) throw new Error(`${pending} lines still pending after ${timeoutMs} ms`);
@@ -427,28 +570,27 @@ export class Storage {
     }
   }
 
-  private apis(): WriteApi[] {
-    return [...(this.writeApi ? [this.writeApi] : []), ...[...this.splitApis].map((s) => s.api)];
-  }
-
   /**
    * Flushes everything buffered, waiting up to shutdownTimeoutMs for scheduled retries, then makes one last
    * immediate attempt at what is still waiting; what remains after that is counted as lost and logged.
    */
   async stop(): Promise<void> {
-    if (!this.writeApi) return;
+    const api = this.writeApi;
+    if (!api) return;
     try {
       await this.drain();
     } catch {
-      await Promise.all(this.apis().map((a) => a.flush(true).catch(() => {})));
+      await this.flush();
+      await api.flush(true).catch(() => {});
       const pending = this.stats().pendingLines;
       if (pending > 0) {
-        this.countDrop('shutdown', pending);
+        this.stats_.droppedLines.shutdown += pending;
         this.deps.log.error({ lost: pending, url: this.config.url }, 'storage stopped with unwritten lines');
       }
     }
-    for (const a of this.apis()) a.dispose();
-    this.splitApis.clear();
+    api.dispose();
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     this.writeApi = undefined;
   }
 

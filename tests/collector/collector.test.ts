@@ -141,6 +141,11 @@ describe('collector backpressure', () => {
     await db.stop();
     await send(0, 40); // ~80 lines pending: above high water
     await waitFor(() => collector.paused, { what: 'collector paused', timeoutMs: 10_000 });
+    // A deliberate pause is not broken: /healthz says `paused` with 200, so a health-based restart does not
+    // throw away the buffer the pause protects.
+    const health = await fetch(`http://127.0.0.1:${collector.metricsPort}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: 'paused', mqtt: 'paused', pausedFor: 'backlog' });
     const acceptedWhenPaused = collector.stats().accepted;
     await send(40, 300); // queued at the broker, not in the collector
     expect(collector.stats().accepted).toBe(acceptedWhenPaused);

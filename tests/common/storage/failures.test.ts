@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InfluxDB } from '@influxdata/influxdb-client';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { StorageError } from '../../../common/storage/storage.js';
 import { FaultProxy } from '../../helpers/fault-proxy.js';
 import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
@@ -67,6 +68,76 @@ describe('write failures on a real InfluxDB', () => {
     storage.writeLines([line(5_000, 30_000)]);
     await storage.drain();
     expect(storage.stats().droppedLines.too_large).toBe(1);
+    await storage.stop();
+  });
+
+  it('413 under a persistent body limit: no WriteApi per split outlives its lines (one in all)', async () => {
+    // Every WriteApi the storage creates, and whether it was released (dispose/close).
+    const open = new Set<object>();
+    const getWriteApi = InfluxDB.prototype.getWriteApi;
+    const spy = vi.spyOn(InfluxDB.prototype, 'getWriteApi').mockImplementation(function (
+      this: InfluxDB,
+      ...args
+    ) {
+      const api = getWriteApi.apply(this, args);
+      open.add(api);
+      for (const m of ['dispose', 'close'] as const) {
+        const f = api[m].bind(api);
+        (api as unknown as Record<string, unknown>)[m] = () => {
+          open.delete(api);
+          return f();
+        };
+      }
+      return api;
+    });
+    try {
+      const { storage } = testStorage(influxd.url, {
+        database: 'split_leak',
+        batchSize: 2_000,
+        gzip: 'never',
+      });
+      await storage.start();
+      // A proxy's body limit that every batch hits: 20 batches of 400 lines of ~130 bytes, limit 20 kB.
+      for (let b = 0; b < 20; b++) {
+        storage.writeLines(Array.from({ length: 400 }, (_, i) => line(b * 400 + i, 60)));
+        await storage.flush();
+      }
+      await storage.drain();
+      expect(await count(influxd, 'split_leak')).toBe(8_000);
+      expect(storage.stats().splitBatches).toBeGreaterThanOrEqual(20 * 3);
+      expect(open.size).toBe(1); // the storage's own; before, one more per split, until stop()
+      await storage.stop();
+      expect(open.size).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('tells when lines are settled: written, or refused for good (400, a single line over the limit)', async () => {
+    const { storage } = testStorage(influxd.url, { database: 'settled', gzip: 'never', batchSize: 50 });
+    await storage.start();
+    const settled: number[] = [];
+    const abandoned: string[] = [];
+    storage.addWriteListener({
+      settled: (through) => settled.push(through),
+      abandoned: (reason) => abandoned.push(reason),
+    });
+    expect(storage.position()).toBe(0);
+    storage.writeLines([line(1), line(2)]);
+    const afterGood = storage.position();
+    storage.writeLines([line(3), 'host,school=s,device=bad cpu_pct="not a number" 1788000000099']);
+    storage.writeLines([line(4, 30_000)]); // one line above the 20 kB body limit: dropped as too large
+    const afterBad = storage.position();
+    // More than one batch (batchSize 50) and a 413 split: positions still settle in order.
+    storage.writeLines(Array.from({ length: 300 }, (_, i) => line(100 + i, 60)));
+    const end = storage.position();
+    expect([afterGood, afterBad, end]).toEqual([2, 5, 305]);
+    await storage.drain();
+    expect(storage.settledThrough).toBe(end);
+    expect(settled.at(-1)).toBe(end);
+    expect(settled).toEqual([...settled].sort((a, b) => a - b));
+    expect(abandoned).toEqual([]); // a poison line is settled (dropped and counted), not given up
+    expect(storage.stats().droppedLines).toMatchObject({ rejected: 1, too_large: 1 });
     await storage.stop();
   });
 

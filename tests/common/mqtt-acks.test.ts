@@ -1,0 +1,220 @@
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import { parser as packetParser } from 'mqtt-packet';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { MqttSession, mqttConfigSchema } from '../../common/mqtt.js';
+import { ManualAcks } from '../../common/mqtt-acks.js';
+import { captureLogger, waitFor } from '../helpers/influx.js';
+import { Mosquitto, startBroker } from '../helpers/mqtt.js';
+
+/**
+ * PUBACK after the work (common/mqtt-acks.ts) on real brokers. These pin what it relies on in mqtt.js 5: that
+ * `handleMessage`'s callback called with an error goes on to the next packet without a PUBACK, and that
+ * PUBACKs written on the client's stream are taken by the broker — so an mqtt.js upgrade that changes either
+ * fails here, not in production.
+ */
+const mosquitto = new Mosquitto();
+let aedes: Awaited<ReturnType<typeof startBroker>>;
+beforeAll(async () => {
+  [, aedes] = await Promise.all([
+    mosquitto.start(),
+    startBroker([
+      { username: 'coll', role: 'collector' },
+      { username: 'poll', role: 'poller', schools: ['S1'] },
+    ]),
+  ]);
+});
+afterAll(async () => {
+  await Promise.all([mosquitto.dispose(), aedes.dispose()]);
+});
+
+let n = 0;
+interface Target {
+  name: string;
+  url: () => string;
+  protocol: '5' | '3.1.1';
+  filter: (id: string) => string;
+  sub: { username?: string; password?: string };
+  pub: { username?: string; password?: string };
+}
+const TARGETS: Target[] = [
+  {
+    name: 'Mosquitto, MQTT 5, shared subscription',
+    url: () => mosquitto.url,
+    protocol: '5',
+    filter: (id) => `$share/${id.replace(/\W/g, '_')}/cfm/v1/S1/+/iface`,
+    sub: {},
+    pub: {},
+  },
+  {
+    name: 'Mosquitto, MQTT 3.1.1',
+    url: () => mosquitto.url,
+    protocol: '3.1.1',
+    filter: () => 'cfm/v1/S1/+/iface',
+    sub: {},
+    pub: {},
+  },
+  {
+    name: 'embedded broker (aedes, MQTT 3.1.1)',
+    url: () => aedes.url,
+    protocol: '3.1.1',
+    filter: () => 'cfm/v1/S1/+/iface',
+    sub: {
+      username: 'coll',
+      get password() {
+        return aedes.secrets.coll;
+      },
+    },
+    pub: {
+      username: 'poll',
+      get password() {
+        return aedes.secrets.poll;
+      },
+    },
+  },
+];
+
+/** A subscriber session with manual acks: message k (0-based, in receive order) waits for position k + 1. */
+function subscriber(t: Target, clientId: string, maxUnacked: number) {
+  let position = 0;
+  let settled = 0;
+  const received: IPublishPacket[] = [];
+  const acks = new ManualAcks({ maxUnacked, position: () => position, settled: () => settled });
+  const session = new MqttSession(
+    mqttConfigSchema.parse({
+      url: t.url(),
+      protocol: t.protocol,
+      ...t.sub,
+      reconnectMinMs: 50,
+      reconnectMaxMs: 200,
+    }),
+    { log: captureLogger().log, clientId, persistentSession: true, sessionExpiryS: 600, acks },
+  );
+  session.on('message', (_topic, _payload, packet) => {
+    received.push(packet);
+    position++;
+  });
+  // Every PUBACK the client writes once subscribed, parsed back from the bytes on its stream.
+  const pubacks: number[] = [];
+  const spy = () => {
+    const stream = (session as unknown as { client: MqttClient }).client.stream;
+    const p = packetParser({ protocolVersion: t.protocol === '5' ? 5 : 4 });
+    p.on('packet', (pk) => {
+      if (pk.cmd === 'puback') pubacks.push(pk.messageId!);
+    });
+    const write = stream.write.bind(stream) as (b: Buffer, ...rest: unknown[]) => boolean;
+    (stream as unknown as { write: typeof write }).write = (b: Buffer, ...rest: unknown[]) => {
+      if (Buffer.isBuffer(b)) p.parse(b);
+      return write(b, ...rest);
+    };
+  };
+  return {
+    session,
+    acks,
+    received,
+    pubacks,
+    settle(through: number) {
+      settled = through;
+      acks.release();
+    },
+    async start() {
+      const subscribed = new Promise<void>((resolve, reject) =>
+        session.once('connect', () => session.subscribe(t.filter(clientId), 1).then(() => resolve(), reject)),
+      );
+      session.start();
+      await subscribed;
+      spy();
+    },
+  };
+}
+
+async function publisher(t: Target): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(t.url(), {
+    clientId: `${t.pub.username ?? 'pub'}/${++n}`,
+    protocolVersion: t.protocol === '5' ? 5 : 4,
+    ...t.pub,
+  });
+  onTestFinished(() => c.endAsync(true));
+  return c;
+}
+
+const payload = (i: number) => JSON.stringify({ i });
+const indexOf = (p: IPublishPacket) => (JSON.parse(p.payload.toString()) as { i: number }).i;
+
+describe.each(TARGETS)('manual PUBACK on $name', (t) => {
+  it('takes messages without acknowledging them, acknowledges in receive order, and the broker sends the rest again', async () => {
+    const id = `coll/acks-${++n}`;
+    const a = subscriber(t, id, 1_000);
+    await a.start();
+    const pub = await publisher(t);
+    for (let i = 0; i < 50; i++) await pub.publishAsync(`cfm/v1/S1/d${i % 5}/iface`, payload(i), { qos: 1 });
+    // All 50 arrive although none is acknowledged: the stream is not handled one message per acknowledgement.
+    await waitFor(() => a.received.length === 50, { what: '50 received' });
+    expect(a.pubacks).toEqual([]);
+    expect(a.acks.unacked).toBe(50);
+
+    a.settle(20);
+    expect(a.pubacks).toEqual(a.received.slice(0, 20).map((p) => p.messageId)); // MQTT-4.6.0-2: in order
+    expect(a.acks.unacked).toBe(30);
+    await a.session.stop();
+
+    // The same session again: exactly the 30 unacknowledged come back (QoS 1 redelivery, MQTT-4.4.0-1).
+    const b = subscriber(t, id, 1_000);
+    await b.start();
+    await waitFor(() => b.received.length >= 30, { what: '30 redelivered' });
+    expect(b.received.map(indexOf).sort((x, y) => x - y)).toEqual(
+      a.received
+        .slice(20)
+        .map(indexOf)
+        .sort((x, y) => x - y),
+    );
+    b.settle(b.received.length);
+    expect(b.pubacks).toHaveLength(30);
+    await b.session.stop();
+
+    // And nothing after that: everything was acknowledged.
+    const c = subscriber(t, id, 1_000);
+    await c.start();
+    await pub.publishAsync('cfm/v1/S1/d0/iface', payload(99), { qos: 1 });
+    await waitFor(() => c.received.length >= 1, { what: 'a fresh message' });
+    expect(c.received.map(indexOf)).toEqual([99]);
+    c.settle(1);
+    await c.session.stop();
+  });
+});
+
+describe('the bound on unacknowledged messages', () => {
+  it.each([TARGETS[0]!, TARGETS[2]!])(
+    'holds at maxUnacked on $name, and goes on as acknowledgements make room',
+    async (t) => {
+      const id = `coll/bound-${++n}`;
+      const full: number[] = [];
+      const a = subscriber(t, id, 10);
+      (a.acks as unknown as { opts: { onFull: () => void } }).opts.onFull = () => full.push(a.acks.unacked);
+      await a.start();
+      const pub = await publisher(t);
+      await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          pub.publishAsync(`cfm/v1/S1/d${i % 5}/iface`, payload(i), { qos: 1 }),
+        ),
+      );
+      // The broker has all 30. MQTT 5: it sends Receive Maximum (10) and waits; MQTT 3.1.1 without an in-flight
+      // limit (aedes): the collector takes one more and then stops reading.
+      const most = t.protocol === '5' ? 10 : 11;
+      await waitFor(() => a.received.length >= most, { what: `${most} received` });
+      const until = Date.now() + 300;
+      await waitFor(() => Date.now() > until, { what: 'a moment for more to arrive' });
+      expect(a.received.length).toBe(most);
+      expect(full.length).toBeGreaterThan(0);
+      if (t.protocol === '3.1.1') expect(a.acks.heldForMs()).toBeGreaterThan(0);
+
+      a.settle(5);
+      await waitFor(() => a.received.length >= most + 5, { what: 'five more after five acknowledgements' });
+      a.settle(30);
+      await waitFor(() => a.received.length === 30, { what: 'all 30' });
+      a.settle(30);
+      expect(a.acks.unacked).toBe(0);
+      expect(new Set(a.received.map(indexOf)).size).toBe(30);
+      await a.session.stop();
+    },
+  );
+});
