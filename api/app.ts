@@ -45,9 +45,13 @@ export interface AppDeps {
   metrics: PromRegistry;
   log: Logger;
   rateLimit: { max: number; timeWindowMs: number };
-  /** Largest request body (a registry import). */
-  bodyLimitBytes: number;
 }
+
+/**
+ * The body limit of every route but the registry import (whose limit is `api.bodyLimitBytes`): the JSON
+ * bodies here (a silence) are well under 1 KB, so a large body is refused with 413 before it is parsed.
+ */
+export const JSON_BODY_LIMIT_BYTES = 64 * 1024;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -66,6 +70,8 @@ export class ApiError extends Error {
     message: string,
     readonly field?: string,
     readonly issues?: unknown[],
+    /** The limit a 413/422 exceeded: its configuration key and value. */
+    readonly limit?: { name: string; value: number },
   ) {
     super(message);
   }
@@ -74,7 +80,7 @@ export class ApiError extends Error {
 export async function buildApp(deps: AppDeps) {
   const app = Fastify({
     loggerInstance: deps.log,
-    bodyLimit: deps.bodyLimitBytes,
+    bodyLimit: JSON_BODY_LIMIT_BYTES,
     // Behind a reverse proxy the client address comes from X-Forwarded-For; set it there, not here.
     trustProxy: false,
     // Per-request lines would drown the log at city scale; latency per route is in /metrics instead.
@@ -86,7 +92,7 @@ export async function buildApp(deps: AppDeps) {
 
   app.setErrorHandler((err: unknown, req, reply) => {
     if (err instanceof ApiError)
-      return sendError(reply, err.statusCode, err.code, err.message, err.field, err.issues);
+      return sendError(reply, err.statusCode, err.code, err.message, err.field, err.issues, err.limit);
     if (hasZodFastifySchemaValidationErrors(err)) {
       const v = err.validation[0]!;
       const part = (err as { validationContext?: string }).validationContext ?? 'request';
@@ -105,6 +111,22 @@ export async function buildApp(deps: AppDeps) {
     }
     const status = (err as { statusCode?: number }).statusCode ?? 500;
     const message = (err as Error).message;
+    if (status === 413) {
+      // Fastify's own body limit (FST_ERR_CTP_BODY_TOO_LARGE): refused before the body is read or parsed.
+      const url = req.routeOptions.url ?? req.url.split('?')[0];
+      const value = req.routeOptions.bodyLimit ?? JSON_BODY_LIMIT_BYTES;
+      const name =
+        url === '/v1/registry/import' ? 'api.bodyLimitBytes' : `the body limit of ${req.method} ${url}`;
+      return sendError(
+        reply,
+        413,
+        'CFM_API_TOO_LARGE',
+        `the request body is larger than ${value} bytes; the limit is ${name} = ${value}`,
+        undefined,
+        undefined,
+        { name, value },
+      );
+    }
     if (status === 429) return sendError(reply, 429, 'CFM_API_RATE_LIMITED', message);
     if (status >= 400 && status < 500) return sendError(reply, status, 'CFM_API_BAD_REQUEST', message);
     if ((err as { code?: string }).code?.startsWith('CFM_STORAGE')) {
@@ -169,6 +191,7 @@ export function sendError(
   message: string,
   field?: string,
   issues?: unknown[],
+  limit?: { name: string; value: number },
 ) {
   return reply
     .code(status)
@@ -180,6 +203,7 @@ export function sendError(
         message,
         ...(field ? { field } : {}),
         ...(issues ? { issues } : {}),
+        ...(limit ? { limit } : {}),
       }),
     );
 }

@@ -9,12 +9,16 @@ export interface ExportColumn<T> {
   value: (row: T) => string | number | boolean | null | undefined;
 }
 
-/** RFC 4180 quoting; a leading =, +, -, @, tab or CR is prefixed with ' so a spreadsheet does not run it (OWASP CSV injection). */
+/**
+ * RFC 4180 quoting; a leading =, +, -, @, tab or CR is prefixed with ' so a spreadsheet does not run it (OWASP
+ * CSV injection). A cell holding `;` is quoted too: Excel in locales whose list separator is `;` splits an
+ * unquoted `;=1+1` into an empty cell and the formula `=1+1` (OWASP: quote fields containing , or ;).
+ */
 function csvCell(v: string | number | boolean | null | undefined): string {
   if (v === null || v === undefined) return '';
   let s = String(v);
   if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  return /[",;\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 export function toCsv<T>(rows: readonly T[], columns: readonly ExportColumn<T>[]): Buffer {

@@ -5,20 +5,21 @@
 //   npm run api -- import <file> [--replace devices,…] [--config f]    (the same all-or-nothing import as the API)
 //   npm run api -- rollup --from 2026-09-01 --to 2026-09-30 [--config f]    (backfill rollups)
 // A new token is printed once, on stdout; only its SHA-256 is stored.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { processConfigSchema, runMain } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/log.js';
 import { ImportError } from '../common/registry/import.js';
+import { ImportLimitError } from '../common/registry/limits.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import { regionPathSchema } from '../contracts/ids.js';
 import { ENTITIES, type EntityName } from '../contracts/registry.js';
 import { alertsConfigSchema } from './alerts/service.js';
 import { Rollup } from './rollup.js';
-import { ApiServer, apiConfigSchema, loadCalendars } from './server.js';
+import { ApiServer, apiConfigSchema, importLimits, loadCalendars } from './server.js';
 import { ROLES, type Role, TokenStore } from './tokens.js';
 
 const [command, ...rest] = process.argv.slice(2);
@@ -86,15 +87,26 @@ async function importFiles(args: string[]): Promise<void> {
   const replace = (values.replace?.split(',') ?? []) as EntityName[];
   for (const r of replace)
     if (!(ENTITIES as readonly string[]).includes(r)) fail(`--replace: unknown list ${r}`);
-  const store = new RegistryStore(config(values.config).api.registryFile).load();
+  const api = config(values.config).api;
+  const limits = importLimits(api);
+  const store = new RegistryStore(api.registryFile, limits).load();
   try {
-    const rows = await store.import(
-      positionals.map((f) => ({ name: basename(f), data: readFileSync(f) })),
-      { replace },
-    );
+    // The same limits as the API's, the file size checked before the file is read.
+    const files = positionals.map((f) => {
+      const size = statSync(f).size;
+      if (size > limits.maxFileBytes)
+        throw new ImportLimitError(
+          'maxFileBytes',
+          limits.maxFileBytes,
+          `${basename(f)}: the file is ${size} bytes, more than ${limits.maxFileBytes}`,
+        );
+      return { name: basename(f), data: readFileSync(f) };
+    });
+    const rows = await store.import(files, { replace });
     process.stderr.write(`imported ${JSON.stringify(rows)} into ${store.path}\n`);
   } catch (e) {
     if (e instanceof ImportError) fail(e.message);
+    if (e instanceof ImportLimitError) fail(`import refused, nothing changed: ${e.message}`);
     throw e;
   }
 }

@@ -25,6 +25,10 @@ export const errorSchema = z
         }),
       )
       .optional(),
+    limit: z
+      .object({ name: z.string(), value: z.number() })
+      .optional()
+      .describe('The limit a 413 or 422 exceeded: its configuration key and its value.'),
   })
   .describe(
     'Every error: a stable code (contracts/errors.ts), a message, and the field at fault when known.',

@@ -12,6 +12,7 @@ import {
 import { loadConfig } from '../common/config.js';
 import type { Service } from '../common/lifecycle.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
+import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '../common/registry/limits.js';
 import { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
 import { AlertService, type AlertsConfig } from './alerts/service.js';
@@ -58,8 +59,60 @@ export const apiConfigSchema = z
       .number()
       .int()
       .min(1_024)
-      .default(32 * 1024 * 1024)
-      .describe('Largest import file.'),
+      .max(1024 * 1024 * 1024)
+      .default(DEFAULT_IMPORT_LIMITS.maxFileBytes)
+      .describe(
+        'Largest registry import file as uploaded (an .xlsx compressed), default 32 MiB; larger is refused with 413 before it is read (also by `npm run api -- import`), so an upload cannot fill the memory. Every other route takes at most 64 KiB of body.',
+      ),
+    import: z
+      .strictObject({
+        maxInflatedBytes: z
+          .number()
+          .int()
+          .min(1024 * 1024)
+          .max(2 * 1024 * 1024 * 1024)
+          .default(DEFAULT_IMPORT_LIMITS.maxInflatedBytes)
+          .describe(
+            "Largest .xlsx workbook inflated (its zip parts summed), default 256 MiB: checked from the zip's directory before inflating and enforced while inflating; refused with 413. Prevents a zip bomb (kilobytes that inflate to gigabytes) from exhausting memory.",
+          ),
+        maxRows: z
+          .number()
+          .int()
+          .min(1)
+          .default(DEFAULT_IMPORT_LIMITS.maxRows)
+          .describe(
+            'Most data rows in one import, all sheets and files together, default 200,000 (a city of 2,000 schools, 40,000 classrooms and 80,000 devices has ~122,000); more is refused with 422 as soon as they are counted. Prevents a million-row file from holding the importer for minutes.',
+          ),
+        maxCells: z
+          .number()
+          .int()
+          .min(1)
+          .default(DEFAULT_IMPORT_LIMITS.maxCells)
+          .describe(
+            'Most cells read in one import (a row counts up to its last cell, empty ones included), default 3,000,000; more is refused with 422. Prevents a sheet of a few rows thousands of columns wide from exhausting memory.',
+          ),
+        timeoutMs: z
+          .number()
+          .int()
+          .min(1_000)
+          .default(DEFAULT_IMPORT_LIMITS.timeoutMs)
+          .describe(
+            'Longest an import may take (parse, merge, check; in a worker process), default 120 s; the worker is then stopped and the import refused with 413. Prevents a slow file from occupying a core indefinitely.',
+          ),
+        maxHeapMb: z
+          .number()
+          .int()
+          .min(64)
+          .max(16_384)
+          .default(DEFAULT_IMPORT_LIMITS.maxHeapMb)
+          .describe(
+            "Heap of the import worker process (V8 old generation, `--max-old-space-size`), default 1024 MB; a worker that needs more ends and the import refused with 413 while the API goes on serving. Prevents an import from exhausting the API process's memory.",
+          ),
+      })
+      .prefault({})
+      .describe(
+        'Bounds of a registry import (`POST /v1/registry/import`, `npm run api -- import`); one import runs at a time, in a worker process.',
+      ),
     cacheTtlMs: z
       .number()
       .int()
@@ -130,6 +183,11 @@ export const apiConfigSchema = z
   .describe('The API: registry, calendars, attainment and audit reports, live fleet state.');
 export type ApiConfig = z.infer<typeof apiConfigSchema>;
 
+/** The import limits of an API configuration. */
+export function importLimits(c: Pick<ApiConfig, 'bodyLimitBytes' | 'import'>): ImportLimits {
+  return { maxFileBytes: c.bodyLimitBytes, ...c.import };
+}
+
 export function loadCalendars(file: string): Calendars {
   return new Calendars(
     loadConfig(z.strictObject({ calendars: calendarsSchema }), { file, env: {} }).calendars,
@@ -168,7 +226,7 @@ export class ApiServer implements Service {
     readonly config: ApiConfig,
     private readonly deps: { log: Logger; storage: Storage; now?: () => number; alerts?: AlertsConfig },
   ) {
-    this.registry = new RegistryStore(config.registryFile);
+    this.registry = new RegistryStore(config.registryFile, importLimits(config));
     this.tokens = new TokenStore(config.tokensFile);
     this.calendars = new Calendars([]);
     const alerting = deps.alerts?.enabled ?? false;
@@ -288,7 +346,6 @@ export class ApiServer implements Service {
       metrics: this.metrics,
       log: deps.log,
       rateLimit: config.rateLimit,
-      bodyLimitBytes: config.bodyLimitBytes,
     });
     const duration = new Histogram({
       name: 'cfm_api_request_duration_seconds',
@@ -364,6 +421,7 @@ export class ApiServer implements Service {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.rolling;
+    await this.registry.stop();
     await this.app?.close();
     await this.live.stop();
     await this.alerts?.stop();

@@ -21,6 +21,11 @@ export const ERROR_CODES = {
   CFM_API_RATE_LIMITED: 'Too many requests for this token; retry after the Retry-After header (429).',
   CFM_API_IMPORT_REJECTED:
     'A registry import failed validation; nothing was changed; `issues` lists every error (422).',
+  CFM_API_TOO_LARGE:
+    'A request body, or an import file inflated, parsed or timed, exceeds a limit; the message names the limit and its value (413).',
+  CFM_API_IMPORT_LIMIT:
+    'A registry import has more rows or cells than allowed; nothing was changed; the message names the limit and its value (422).',
+  CFM_API_IMPORT_BUSY: 'Another registry import is running; retry when it has finished (409).',
   CFM_API_UNAVAILABLE: 'A dependency (InfluxDB) did not answer; retry later (503).',
   CFM_API_INTERNAL: 'An unexpected server error; logged with the request id (500).',
 } as const;

@@ -2,6 +2,7 @@ import ExcelJS from 'exceljs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ImportError } from '../../common/registry/import.js';
+import { ImportLimitError, LIMIT_KEYS } from '../../common/registry/limits.js';
 import { ENTITIES, type EntityName, SHEETS } from '../../contracts/registry.js';
 import { ApiError, type AppDeps } from '../app.js';
 import { CONTENT_TYPES } from '../export.js';
@@ -23,6 +24,12 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
       );
   });
 
+  const busy = () =>
+    new ApiError(
+      409,
+      'CFM_API_IMPORT_BUSY',
+      'another registry import is running; retry when it has finished',
+    );
   const counts = z.object({
     regions: z.number(),
     schools: z.number(),
@@ -33,6 +40,13 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
     '/v1/registry/import',
     {
       config: { roles: ['admin'] },
+      // The only large body of the API: the file, up to `api.bodyLimitBytes`; every other route takes 64 KiB.
+      bodyLimit: deps.registry.limits.maxFileBytes,
+      // While an import runs, a second is refused before its body is read (and again in the handler: one may
+      // have started while this body arrived).
+      preParsing: async (req) => {
+        if (req.principal?.scope === undefined && deps.registry.busy) throw busy();
+      },
       schema: {
         summary:
           'Import one file (body = the file): .xlsx with sheets regions/schools/classrooms/devices (or 区域/学校/教室/设备), a .csv of one entity, or .yaml/.json. All-or-nothing.',
@@ -54,7 +68,13 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
         }),
         response: {
           200: z.object({ status: z.literal('ok'), rows: counts, totals: counts, version: z.number() }),
-          422: errorSchema,
+          409: errorSchema.describe('Another import is running.'),
+          413: errorSchema.describe(
+            'The file, its inflated size, or the time or memory its import needs exceeds a limit (`limit` names it).',
+          ),
+          422: errorSchema.describe(
+            'The file has errors (`issues`, nothing changed), or more rows or cells than allowed (`limit`).',
+          ),
           ...ERROR_RESPONSES,
         },
       },
@@ -66,6 +86,8 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
       const replace = (req.query.replace?.split(',') ?? []) as EntityName[];
       const bad = replace.find((r) => !(ENTITIES as readonly string[]).includes(r));
       if (bad) throw new ApiError(400, 'CFM_API_BAD_REQUEST', `replace: unknown list ${bad}`, 'replace');
+      // One import at a time, refused rather than queued: a queue of city workbooks would hold their bodies.
+      if (deps.registry.busy) throw busy();
       try {
         const rows = await deps.registry.import(
           [
@@ -98,6 +120,15 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
             `import rejected, nothing changed: ${e.issues.length} error(s)`,
             undefined,
             e.issues,
+          );
+        if (e instanceof ImportLimitError)
+          throw new ApiError(
+            e.status,
+            e.status === 413 ? 'CFM_API_TOO_LARGE' : 'CFM_API_IMPORT_LIMIT',
+            `import refused, nothing changed: ${e.message}`,
+            undefined,
+            undefined,
+            { name: LIMIT_KEYS[e.limit], value: e.value },
           );
         throw e;
       }

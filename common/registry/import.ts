@@ -15,11 +15,15 @@ import {
   SHEETS,
   schoolSchema,
 } from '../../contracts/registry.js';
+import { DEFAULT_IMPORT_LIMITS, ImportLimitError, type ImportLimits, RowBudget } from './limits.js';
+import { inflateEntry, looksLikeZip, readZipDirectory, storedZipStream } from './zip.js';
 
 /**
  * Spreadsheet and YAML files → registry rows. Every cell is converted by its column's type, then the row is
  * validated by the entity's zod schema; every error names the file, the row as the spreadsheet shows it (header
  * = row 1) and the column (header and letter). Nothing here touches the stored registry: `merge.ts` decides.
+ * Every file is read within `ImportLimits` (`limits.ts`); `store.ts` runs this in a worker process
+ * (`import-run.ts`).
  */
 
 export interface ImportFile {
@@ -85,20 +89,56 @@ export function emptyRows(): ParsedRows {
   return { regions: [], schools: [], classrooms: [], devices: [] };
 }
 
-/** Parses every file; throws ImportError listing every problem found (up to a cap per file). */
-export async function parseFiles(files: readonly ImportFile[]): Promise<ParsedRows> {
+/**
+ * Checks what can be checked without parsing — each file's size, an .xlsx's inflated size from its zip
+ * directory — and throws ImportLimitError on the first limit exceeded. Cheap (no inflating, no parsing): the
+ * API runs it before it starts a worker. A damaged zip is left for `parseFiles` to report with the file's name.
+ */
+export function checkFileLimits(
+  files: readonly ImportFile[],
+  limits: ImportLimits = DEFAULT_IMPORT_LIMITS,
+): void {
+  for (const f of files) {
+    if (f.data.length > limits.maxFileBytes)
+      throw new ImportLimitError(
+        'maxFileBytes',
+        limits.maxFileBytes,
+        `${f.name}: the file is ${f.data.length} bytes, more than ${limits.maxFileBytes}`,
+      );
+    if (extname(f.name).toLowerCase() === '.xlsx' && looksLikeZip(f.data)) {
+      try {
+        readZipDirectory(f.data, f.name, limits.maxInflatedBytes);
+      } catch (e) {
+        if (e instanceof ImportLimitError) throw e;
+      }
+    }
+  }
+}
+
+/**
+ * Parses every file; throws ImportError listing every problem found (up to a cap per file), or ImportLimitError
+ * the moment a limit is exceeded (an import over a limit is refused whole, not listed row by row).
+ */
+export async function parseFiles(
+  files: readonly ImportFile[],
+  limits: ImportLimits = DEFAULT_IMPORT_LIMITS,
+): Promise<ParsedRows> {
+  checkFileLimits(files, limits);
   const out = emptyRows();
   const issues: ImportIssue[] = [];
+  const budget = new RowBudget(limits);
   for (const f of files) {
     const fileIssues: ImportIssue[] = [];
     try {
       const ext = extname(f.name).toLowerCase();
-      if (ext === '.xlsx') await parseXlsx(f, out, fileIssues);
-      else if (ext === '.csv') parseCsvFile(f, out, fileIssues);
-      else if (ext === '.yaml' || ext === '.yml' || ext === '.json') parseYamlFile(f, out, fileIssues);
+      if (ext === '.xlsx') await parseXlsx(f, out, fileIssues, limits, budget);
+      else if (ext === '.csv') parseCsvFile(f, out, fileIssues, budget);
+      else if (ext === '.yaml' || ext === '.yml' || ext === '.json')
+        parseYamlFile(f, out, fileIssues, budget);
       else
         fileIssues.push({ file: f.name, message: 'unsupported file type: use .xlsx, .csv, .yaml or .json' });
     } catch (e) {
+      if (e instanceof ImportLimitError) throw e;
       fileIssues.push({ file: f.name, message: `cannot be read: ${(e as Error).message}` });
     }
     issues.push(...fileIssues.slice(0, MAX_ISSUES_PER_FILE));
@@ -136,7 +176,7 @@ function decodeText(data: Buffer): string {
   }
 }
 
-function parseCsvFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[]): void {
+function parseCsvFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[], budget: RowBudget): void {
   const entity = f.entity ?? entityFromName(f.name);
   if (!entity) {
     issues.push({
@@ -145,35 +185,102 @@ function parseCsvFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[]): vo
     });
     return;
   }
+  let header = true;
   const records = parseCsv(decodeText(f.data), {
     bom: true,
     info: true,
     skip_empty_lines: true,
     relax_column_count: true,
     trim: false,
+    // Counted as they are read: parsing stops at the first record over a limit. (With `info`, a record
+    // arrives as {record, info}; csv-parse's types do not say so.)
+    on_record: ((r: { record: string[] }) => {
+      budget.addCells(f.name, r.record.length);
+      if (!header) budget.addRow(f.name);
+      header = false;
+      return r;
+    }) as unknown as (record: string[]) => string[],
   }) as unknown as { record: string[]; info: { lines: number } }[];
   const rows = records.map((r) => ({ cells: r.record as unknown[], row: r.info.lines }));
   readTable(f.name, entity, rows, out, issues);
 }
 
-async function parseXlsx(f: ImportFile, out: ParsedRows, issues: ImportIssue[]): Promise<void> {
-  const wb = new ExcelJS.Workbook();
-  await wb.xlsx.load(f.data as unknown as ArrayBuffer);
-  let used = 0;
-  for (const ws of wb.worksheets) {
-    const entity = entityFromName(ws.name);
-    if (!entity) continue; // notes, pivot tables and the like
-    used++;
-    const rows: { cells: unknown[]; row: number }[] = [];
-    ws.eachRow({ includeEmpty: false }, (row, rowNumber) => {
-      const cells: unknown[] = [];
-      row.eachCell({ includeEmpty: true }, (cell, col) => {
-        cells[col - 1] = cellValue(cell.value);
-      });
-      if (cells.some((c) => c !== undefined && c !== '')) rows.push({ cells, row: rowNumber });
-    });
-    readTable(`${f.name} [${ws.name}]`, entity, rows, out, issues);
+/**
+ * The parts of an .xlsx the reader needs, in the order it needs them: relations, sheet names, styles (which say
+ * which numbers are dates) and shared strings before any sheet. Other parts (images, themes, pivot caches) are
+ * never inflated.
+ */
+const WORKBOOK_PARTS = [
+  'xl/_rels/workbook.xml.rels',
+  'xl/workbook.xml',
+  'xl/styles.xml',
+  'xl/sharedStrings.xml',
+];
+const SHEET_PART = /^xl\/worksheets\/sheet\d+\.xml$/;
+const EMPTY_SHARED_STRINGS = Buffer.from(
+  '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="0" uniqueCount="0"/>',
+);
+
+/**
+ * A workbook is read as a stream, row by row (exceljs' streaming reader), so rows and cells are counted as they
+ * arrive and memory holds one sheet part and the rows kept so far, never the whole workbook model. The zip is
+ * read by `zip.ts` within the inflated-size limit and handed to the reader as stored parts.
+ */
+async function parseXlsx(
+  f: ImportFile,
+  out: ParsedRows,
+  issues: ImportIssue[],
+  limits: ImportLimits,
+  budget: RowBudget,
+): Promise<void> {
+  const data = Buffer.isBuffer(f.data) ? f.data : Buffer.from(f.data);
+  const entries = readZipDirectory(data, f.name, limits.maxInflatedBytes);
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  const part = (name: string) => {
+    const e = byName.get(name)!;
+    return { name, data: () => inflateEntry(data, e, f.name, limits.maxInflatedBytes) };
+  };
+  const parts: { name: string; data: () => Buffer }[] = [];
+  for (const name of WORKBOOK_PARTS) {
+    if (byName.has(name)) parts.push(part(name));
+    else if (name === 'xl/sharedStrings.xml') parts.push({ name, data: () => EMPTY_SHARED_STRINGS });
+    else if (name !== 'xl/styles.xml') throw new Error(`not an Excel workbook (${name} is missing)`);
   }
+  for (const e of entries) if (SHEET_PART.test(e.name)) parts.push(part(e.name));
+
+  const failed: { error?: unknown } = {};
+  const reader = new ExcelJS.stream.xlsx.WorkbookReader(storedZipStream(parts, failed), {
+    worksheets: 'emit',
+    sharedStrings: 'cache',
+    styles: 'cache',
+    hyperlinks: 'ignore',
+    entries: 'ignore',
+  });
+  let used = 0;
+  try {
+    for await (const ws of reader) {
+      const name = (ws as unknown as { name: string }).name; // set from xl/workbook.xml; exceljs' types omit it
+      const entity = entityFromName(name);
+      if (!entity) continue; // notes, pivot tables and the like
+      used++;
+      const file = `${f.name} [${name}]`;
+      const rows: { cells: unknown[]; row: number }[] = [];
+      for await (const row of ws) {
+        budget.addCells(file, row.cellCount);
+        const cells: unknown[] = [];
+        row.eachCell({ includeEmpty: true }, (cell, col) => {
+          cells[col - 1] = cellValue(cell.value);
+        });
+        if (!cells.some((c) => c !== undefined && c !== '')) continue;
+        if (rows.length > 0) budget.addRow(file);
+        rows.push({ cells, row: row.number });
+      }
+      readTable(file, entity, rows, out, issues);
+    }
+  } catch (e) {
+    throw failed.error ?? e;
+  }
+  if (failed.error) throw failed.error; // a part over a limit or damaged: the sheets read so far are moot
   if (used === 0)
     issues.push({
       file: f.name,
@@ -181,18 +288,51 @@ async function parseXlsx(f: ImportFile, out: ParsedRows, issues: ImportIssue[]):
     });
 }
 
+/**
+ * A formula cell whose file holds no computed value (written by a program, not saved by a spreadsheet): the
+ * importer computes nothing, so the cell is refused rather than read as the formula's text.
+ */
+class FormulaWithoutValue {
+  constructor(readonly formula: string) {}
+  toString(): string {
+    return `=${this.formula}`;
+  }
+}
+
+function formulaIssue(v: FormulaWithoutValue, col: number, row: number): string {
+  // A cell sharing another cell's formula (`<f t="shared" si="0"/>`) carries no text of its own.
+  const f =
+    v.formula === ''
+      ? 'a shared formula'
+      : `the formula =${v.formula.length > 60 ? `${v.formula.slice(0, 60)}…` : v.formula}`;
+  return `cell ${columnLetter(col)}${row} holds ${f} without a computed value: open and save the file in Excel or WPS, or paste the values`;
+}
+
 /** An exceljs cell value as a plain value: rich text joined, formulas by their cached result. */
 function cellValue(v: ExcelJS.CellValue): unknown {
   if (v === null || v === undefined) return undefined;
   if (v instanceof Date || typeof v !== 'object') return v;
   if ('richText' in v) return v.richText.map((t) => t.text).join('');
-  if ('result' in v) return cellValue(v.result as ExcelJS.CellValue);
+  if ('formula' in v || 'sharedFormula' in v) {
+    const result = (v as { result?: unknown }).result;
+    // The streaming reader gives an error result (#REF!) as NaN; neither is a value to import.
+    if (
+      result === undefined ||
+      result === null ||
+      (typeof result === 'number' && Number.isNaN(result)) ||
+      (typeof result === 'object' && 'error' in (result as object))
+    ) {
+      const formula = v as { formula?: string; sharedFormula?: string };
+      return new FormulaWithoutValue(formula.formula ?? formula.sharedFormula ?? '');
+    }
+    return cellValue(result as ExcelJS.CellValue);
+  }
   if ('text' in v) return (v as { text: unknown }).text;
   if ('error' in v) return undefined;
   return String(v);
 }
 
-function parseYamlFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[]): void {
+function parseYamlFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[], budget: RowBudget): void {
   const doc = parseYaml(decodeText(f.data)) as unknown;
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
     issues.push({ file: f.name, message: `must be a mapping with lists ${ENTITIES.join(', ')}` });
@@ -209,6 +349,8 @@ function parseYamlFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[]): v
       continue;
     }
     list.forEach((item, i) => {
+      budget.addRow(f.name);
+      budget.addCells(f.name, item !== null && typeof item === 'object' ? Object.keys(item).length : 1);
       if (item === null || typeof item !== 'object' || Array.isArray(item)) {
         issues.push({ file: f.name, entity, row: i + 1, message: 'must be a mapping of fields' });
         return;
@@ -258,6 +400,16 @@ function readTable(
   const specs: (ColumnSpec | undefined)[] = [];
   const columns: Record<string, string> = {};
   header.cells.forEach((cell, i) => {
+    if (cell instanceof FormulaWithoutValue) {
+      issues.push({
+        file,
+        entity,
+        row: header.row,
+        column: columnLetter(i),
+        message: formulaIssue(cell, i, header.row),
+      });
+      return;
+    }
     const text = cell === undefined ? '' : String(cell);
     if (text.trim() === '') return;
     const label = `${columnLetter(i)} (${text.trim()})`;
@@ -293,10 +445,22 @@ function readTable(
   if (issues.length > before) return; // the header is wrong: every row would repeat it
   for (const r of data) {
     const item: Record<string, unknown> = {};
+    let formulas = false;
     specs.forEach((spec, i) => {
-      if (spec) item[spec.key] = r.cells[i];
+      if (!spec) return;
+      const cell = r.cells[i];
+      if (cell instanceof FormulaWithoutValue) {
+        issues.push({
+          file,
+          entity,
+          row: r.row,
+          column: columns[spec.key],
+          message: formulaIssue(cell, i, r.row),
+        });
+        formulas = true;
+      } else item[spec.key] = cell;
     });
-    readRow({ file, entity, row: r.row, columns }, item, out, issues, true);
+    if (!formulas) readRow({ file, entity, row: r.row, columns }, item, out, issues, true);
   }
 }
 

@@ -1,3 +1,4 @@
+import { rename, rm } from 'node:fs/promises';
 import { regionWithin } from '../../contracts/ids.js';
 import {
   type Classroom,
@@ -8,9 +9,11 @@ import {
   registrySchema,
   type School,
 } from '../../contracts/registry.js';
-import { FileWatch, readJsonFile, writeFileAtomic } from '../json-file.js';
-import { type ImportFile, parseFiles } from './import.js';
+import { FileWatch, readJsonFile } from '../json-file.js';
+import { checkFileLimits, ImportError, type ImportFile } from './import.js';
+import { type ImportOutcome, ImportRun } from './import-run.js';
 import { entityKey } from './key.js';
+import { DEFAULT_IMPORT_LIMITS, ImportLimitError, type ImportLimits } from './limits.js';
 import { type MergeOptions, mergeRegistry } from './merge.js';
 
 export { entityKey };
@@ -116,7 +119,10 @@ export class RegistryStore {
   private current: RegistryIndex;
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    readonly limits: ImportLimits = DEFAULT_IMPORT_LIMITS,
+  ) {
     this.current = new RegistryIndex(registrySchema.parse({}));
     this.watch = new FileWatch(path);
   }
@@ -127,7 +133,8 @@ export class RegistryStore {
    * keeps the last good registry in memory (and `lastError` says why).
    */
   get index(): RegistryIndex {
-    if (this.watch.changed()) {
+    // During an import the file is about to be replaced by it: re-reading it here would do the work twice.
+    if (!this.running && this.watch.changed()) {
       try {
         this.load();
         this.lastError = undefined;
@@ -153,48 +160,94 @@ export class RegistryStore {
   /** Reads the file; a missing file is an empty registry, a malformed one a RegistryFileError. */
   load(): this {
     this.watch.mark();
-    let json: unknown;
-    try {
-      json = readJsonFile(this.path, 'registry');
-    } catch (e) {
-      throw new RegistryFileError((e as Error).message);
-    }
-    if (json === undefined) return this;
-    const parsed = registrySchema.safeParse(json);
-    if (!parsed.success) {
-      const i = parsed.error.issues[0]!;
-      throw new RegistryFileError(`registry ${this.path}: ${i.path.join('.')}: ${i.message}`);
-    }
-    // The file was written by an import, so its references hold; merging into an empty registry re-checks them.
-    this.current = new RegistryIndex(mergeRegistry(registrySchema.parse({}), toRows(parsed.data)));
+    const data = readRegistryFile(this.path);
+    if (data === undefined) return this;
+    this.current = new RegistryIndex(data);
     this.version++;
     return this;
   }
 
+  /** Whether an import is running (the API refuses a second one rather than queue it). */
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+  private running: ImportRun | undefined;
+
   /**
-   * Imports files: all of them are parsed and the merged registry checked before anything is written. Imports
-   * run one at a time. Returns how many rows of each entity the files held.
+   * Imports files: all of them are parsed and the merged registry checked and written before the registry in
+   * memory changes. The work runs in a worker process (`import-worker.ts`) bounded by `limits` in size, rows,
+   * cells, time and heap, so the event loop keeps serving while a city's workbook is read, and a hostile file
+   * costs a worker, never the process. Imports run one at a time. Returns how many rows of each entity the
+   * files held; throws ImportError (the file's problems), ImportLimitError (a limit exceeded) or
+   * RegistryFileError (the registry file on disk cannot be read).
    */
   import(files: readonly ImportFile[], opts: MergeOptions = {}): Promise<Record<EntityName, number>> {
     const run = this.queue.then(async () => {
-      const rows = await parseFiles(files);
-      // Merge into what is on disk now, not into a copy another process has since replaced.
-      if (this.watch.differs()) this.load();
-      const merged = mergeRegistry(this.current.data, rows, opts);
-      writeFileAtomic(this.path, `${JSON.stringify(merged, null, 1)}\n`);
-      this.watch.mark();
-      this.current = new RegistryIndex(merged);
-      this.version++;
-      return {
-        regions: rows.regions.length,
-        schools: rows.schools.length,
-        classrooms: rows.classrooms.length,
-        devices: rows.devices.length,
-      };
+      checkFileLimits(files, this.limits); // cheap; refuses a zip bomb without starting a worker
+      const r = new ImportRun(this.path, files, opts, this.limits);
+      this.running = r;
+      try {
+        return await this.finish(await r.done);
+      } finally {
+        this.running = undefined;
+      }
     });
     this.queue = run.catch(() => undefined);
     return run;
   }
+
+  private async finish(o: ImportOutcome): Promise<Record<EntityName, number>> {
+    switch (o.type) {
+      case 'done':
+        // Checked and written by the worker: the registry it sends back needs no second validation, and its
+        // file replaces the registry atomically — a stopped or timed-out worker never touched it.
+        try {
+          await rename(o.file, this.path);
+        } catch (e) {
+          await rm(o.file, { force: true });
+          throw e;
+        }
+        this.watch.mark();
+        this.current = new RegistryIndex(o.registry);
+        this.version++;
+        return o.rows;
+      case 'rejected':
+        throw new ImportError(o.issues);
+      case 'limit':
+        throw new ImportLimitError(o.limit, o.value, o.what);
+      case 'registry-file':
+        throw new RegistryFileError(o.message);
+      case 'failed':
+        throw new Error(o.message);
+    }
+  }
+
+  /** Stops a running import (kills its worker; the registry file is left as it was) and waits for the end. */
+  async stop(): Promise<void> {
+    const r = this.running;
+    await r?.stop();
+    await this.queue;
+  }
+}
+
+/**
+ * The registry file as written by an import, or undefined when there is none. Its references are checked again
+ * (merging into an empty registry), so a hand-edited file cannot break a scope check.
+ */
+export function readRegistryFile(path: string): Registry | undefined {
+  let json: unknown;
+  try {
+    json = readJsonFile(path, 'registry');
+  } catch (e) {
+    throw new RegistryFileError((e as Error).message);
+  }
+  if (json === undefined) return undefined;
+  const parsed = registrySchema.safeParse(json);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    throw new RegistryFileError(`registry ${path}: ${i.path.join('.')}: ${i.message}`);
+  }
+  return mergeRegistry(registrySchema.parse({}), toRows(parsed.data));
 }
 
 /** A stored registry as parsed rows (for the load-time check). */

@@ -29,6 +29,22 @@ describe('report files', () => {
     ]);
   });
 
+  it('CSV: a cell holding ; is quoted, so Excel with a ; list separator cannot split a formula out of it', () => {
+    const csv = toCsv(
+      [
+        { name: ';=1+1', n: 1 },
+        { name: '一小;=HYPERLINK("http://x")', n: 2 },
+      ],
+      cols,
+    ).toString('utf8');
+    expect(csv.slice(1).split('\r\n')).toEqual([
+      '名称,数量',
+      '";=1+1",1',
+      '"一小;=HYPERLINK(""http://x"")",2',
+      '',
+    ]);
+  });
+
   it('XLSX: a header row and typed cells', async () => {
     const wb = new ExcelJS.Workbook();
     await wb.xlsx.load(

@@ -39,6 +39,5 @@ export function testApp(deps: {
     metrics: new PromRegistry(),
     log: silentLogger(),
     rateLimit: { max: deps.rateLimitMax ?? 10_000, timeWindowMs: 60_000 },
-    bodyLimitBytes: 10 * 1024 * 1024,
   });
 }
