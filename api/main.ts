@@ -8,7 +8,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import { processConfigSchema, runMain } from '../common/cli.js';
+import { processConfigSchema, rememberConfigSecrets, runMain } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/log.js';
 import { ImportError } from '../common/registry/import.js';
@@ -45,7 +45,12 @@ function options(args: string[]) {
     },
   });
 }
-const config = (file: string | undefined) => loadConfig(processConfigSchema(sections), { file });
+const config = (file: string | undefined) => {
+  const c = loadConfig(processConfigSchema(sections), { file });
+  // `rollup` talks to InfluxDB: its errors must not carry influx.* secrets either.
+  rememberConfigSecrets(sections, c);
+  return c;
+};
 
 async function tokens(args: string[]): Promise<void> {
   const { values, positionals } = options(args);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { SecretKind } from './redact.js';
 
 interface JsonSchema {
   type?: string | string[];
@@ -14,6 +15,18 @@ interface JsonSchema {
   format?: string;
   minimum?: number;
   maximum?: number;
+  /** The secret marker (common/redact.ts), carried over from the zod metadata. */
+  secret?: SecretKind;
+}
+
+const SECRET_NOTE: Record<SecretKind, string> = {
+  value: '**Secret** (shown as `[redacted]`).',
+  url: '**Secret parts**: user-info and query values are shown as `[redacted]`.',
+  'url-path': '**Secret parts**: user-info, path and query values are shown as `[redacted]`.',
+};
+
+function meaning(p: JsonSchema): string {
+  return [p.description, p.secret ? SECRET_NOTE[p.secret] : undefined].filter(Boolean).join(' ');
 }
 
 function typeOf(s: JsonSchema): string {
@@ -38,11 +51,24 @@ function typeOf(s: JsonSchema): string {
 const variants = (s: JsonSchema) => s.oneOf ?? s.anyOf;
 const isObject = (s: JsonSchema) => s.type === 'object' && s.properties !== undefined;
 
-/** One row per leaf key; nested objects become dotted keys, a tagged union one block per variant. */
+/** The rows of one variant per form of a tagged union (`path{kind=tcp}.host`). */
+function forms(out: string[], path: string, vs: JsonSchema[]): void {
+  for (const v of vs) {
+    const tag = Object.entries(v.properties ?? {}).find(([, x]) => x.const !== undefined);
+    rows(out, tag ? `${path}{${tag[0]}=${String(tag[1].const)}}` : path, v);
+  }
+}
+
+/**
+ * One row per leaf key; nested objects become dotted keys, a tagged union one block per variant, a list of
+ * objects one block for its items (`path[].key`).
+ */
 function rows(out: string[], prefix: string, js: JsonSchema): void {
   for (const [key, p] of Object.entries(js.properties ?? {})) {
     const path = `${prefix}.${key}`;
     const vs = variants(p);
+    const items = p.type === 'array' ? p.items : undefined;
+    const itemForms = items ? variants(items) : undefined;
     if (isObject(p)) {
       if (p.description) out.push(`| \`${path}\` | object | | ${p.description} |`);
       rows(out, path, p);
@@ -50,15 +76,15 @@ function rows(out: string[], prefix: string, js: JsonSchema): void {
       out.push(
         `| \`${path}\` | one of ${vs.length} forms | ${fmtDefault(p.default)} | ${p.description ?? ''} |`,
       );
-      for (const v of vs) {
-        const tag = Object.entries(v.properties ?? {}).find(([, x]) => x.const !== undefined);
-        rows(out, tag ? `${path}{${tag[0]}=${String(tag[1].const)}}` : path, v);
-      }
+      forms(out, path, vs);
+    } else if (items && (isObject(items) || itemForms?.every(isObject))) {
+      const what = isObject(items) ? 'objects' : `objects of ${itemForms!.length} forms`;
+      out.push(`| \`${path}\` | list of ${what} | ${fmtDefault(p.default)} | ${meaning(p)} |`);
+      if (isObject(items)) rows(out, `${path}[]`, items);
+      else forms(out, `${path}[]`, itemForms!);
     } else {
       const required = js.required?.includes(key) && p.default === undefined ? ' **(required)**' : '';
-      out.push(
-        `| \`${path}\` | ${typeOf(p)} | ${fmtDefault(p.default)} | ${p.description ?? ''}${required} |`,
-      );
+      out.push(`| \`${path}\` | ${typeOf(p)} | ${fmtDefault(p.default)} | ${meaning(p)}${required} |`);
     }
   }
 }
@@ -77,8 +103,13 @@ export function renderConfigReference(sections: Record<string, z.ZodType>): stri
     '# Configuration reference',
     '',
     'One YAML file (`--config path`), then environment overrides: `CFM_<SECTION>__<KEY>` in upper snake case,',
-    'e.g. `CFM_INFLUX__BATCH_SIZE=2000` sets `influx.batchSize`. Unknown keys are errors. Secrets (keys named',
-    '*token*, *password*, *secret*, *community*, *authKey*, *privKey*) are redacted whenever config is printed.',
+    'e.g. `CFM_INFLUX__BATCH_SIZE=2000` sets `influx.batchSize`. Unknown keys are errors.',
+    '',
+    'Fields marked **Secret** are redacted wherever a process shows its configuration or an error: `--print-config`,',
+    'the `starting` log line, log lines, error messages, /health and /metrics. URLs marked **Secret parts** keep',
+    'scheme, host and port (so you can still see where they point) and hide user-info (`user:pass@`), query values',
+    "(a robot's `?key=`, `?access_token=`) and, where noted, the path. A process prints and logs only `log` and the",
+    'sections it reads, never those of its neighbours in a shared file.',
     '',
   ];
   for (const [name, schema] of Object.entries(sections)) {

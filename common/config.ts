@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { CodedError } from '../contracts/errors.js';
-import { redact } from './redact.js';
 
 /**
  * Configuration: one YAML file, then environment overrides, then validation with zod.
@@ -119,9 +118,4 @@ export function loadConfig<S extends z.ZodType>(schema: S, opts: LoadOptions = {
   const reason =
     issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.join(', ')}` : issue.message;
   throw new ConfigError(fromEnv ? `environment ${fromEnv[1]}` : source, key || '(root)', `${reason}${more}`);
-}
-
-/** Config as text for `--print-config` and start-up logs, secrets redacted. */
-export function describeConfig(config: unknown): string {
-  return JSON.stringify(redact(config), null, 2);
 }

@@ -4,6 +4,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ManualAcks } from './mqtt-acks.js';
+import { redactUrl, scrubText, secret, urlWithSecrets } from './redact.js';
 
 /**
  * One MQTT connection with the behaviour every process of ours needs, on any broker (aedes, Mosquitto, EMQX):
@@ -15,15 +16,15 @@ import type { ManualAcks } from './mqtt-acks.js';
  */
 export const mqttConfigSchema = z
   .strictObject({
-    url: z
-      .string()
-      .regex(/^(mqtt|mqtts|tcp|tls|ssl|ws|wss):\/\/[^\s]+$/, {
+    url: urlWithSecrets(
+      z.string().regex(/^(mqtt|mqtts|tcp|tls|ssl|ws|wss):\/\/[^\s]+$/, {
         message: 'must be mqtt://host:port or mqtts://host:port',
-      })
+      }),
+    )
       .default('mqtt://127.0.0.1:1883')
       .describe('Broker URL: `mqtt://host:1883`, or `mqtts://host:8883` for TLS.'),
     username: z.string().optional().describe('MQTT username (see `npm run broker -- users add`).'),
-    password: z.string().optional().describe('MQTT password. Secret.'),
+    password: secret(z.string()).optional().describe('MQTT password.'),
     clientId: z
       .string()
       .optional()
@@ -130,7 +131,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.off('connect', on);
-        reject(new Error(`MQTT ${this.config.url}: not connected after ${timeoutMs} ms`));
+        reject(new Error(`MQTT ${redactUrl(this.config.url)}: not connected after ${timeoutMs} ms`));
       }, timeoutMs);
       const on = () => {
         clearTimeout(t);
@@ -179,17 +180,21 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       const birth = this.opts.birth?.();
       if (birth) client.publish(birth.topic, birth.payload, { qos: birth.qos, retain: birth.retain });
       log.info(
-        { url: this.config.url, protocol: this.protocolVersion, sessionPresent: connack.sessionPresent },
+        {
+          url: redactUrl(this.config.url),
+          protocol: this.protocolVersion,
+          sessionPresent: connack.sessionPresent,
+        },
         'mqtt connected',
       );
       this.emit('connect', { protocolVersion: this.protocolVersion, sessionPresent: connack.sessionPresent });
     });
     client.on('message', (topic, payload, packet) => this.emit('message', topic, payload, packet));
     client.on('error', (err) => {
-      lastError = err.message;
+      lastError = scrubText(err.message);
       const code = (err as { code?: number }).code;
       if (code === 1 && this.protocolVersion === 5 && this.config.protocol === 'auto') {
-        log.info({ url: this.config.url }, 'broker does not speak MQTT 5: using 3.1.1');
+        log.info({ url: redactUrl(this.config.url) }, 'broker does not speak MQTT 5: using 3.1.1');
         this.protocolVersion = 4;
         this.attempt = -1; // retry at once
       }
@@ -211,7 +216,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
       this.attempt = Math.max(0, this.attempt) + 1;
       if (!fallback) {
         log.warn(
-          { url: this.config.url, why: lastError || 'connection closed', retryInMs: delay },
+          { url: redactUrl(this.config.url), why: lastError || 'connection closed', retryInMs: delay },
           'mqtt disconnected',
         );
       }

@@ -21,8 +21,8 @@ import { Broker, brokerConfigSchema } from '../broker/broker.js';
 import { CredentialStore } from '../broker/credentials.js';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { Calendar, dateOf, dayNumber, localDate } from '../common/calendar.js';
-import { processConfigSchema } from '../common/cli.js';
-import { describeConfig, loadConfig } from '../common/config.js';
+import { processConfigSchema, rememberConfigSecrets, shownConfig } from '../common/cli.js';
+import { loadConfig } from '../common/config.js';
 import { historyPoints, planCity, type SimSchool, uplinkLoad } from '../common/dev/city.js';
 import { Influxd } from '../common/dev/influxd.js';
 import { freePort } from '../common/dev/ports.js';
@@ -30,6 +30,7 @@ import { SnmpSim } from '../common/dev/snmp-sim.js';
 import { UplinkRelay } from '../common/dev/uplink.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
+import { scrubText } from '../common/redact.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 
@@ -67,8 +68,11 @@ const opts = {
 };
 
 const config = loadConfig(processConfigSchema({ influx: influxConfigSchema }), { file: values.config });
+// The stack reads `log` and `influx` of a given file (everything else it configures itself): only those are
+// printed, secrets redacted, and their secrets are scrubbed from its log lines and errors.
+rememberConfigSecrets({ influx: influxConfigSchema }, config);
 if (values['print-config']) {
-  console.log(describeConfig(config));
+  console.log(JSON.stringify(shownConfig({ influx: influxConfigSchema }, config), null, 2));
   process.exit(0);
 }
 const log = createLogger('stack', { level: config.log.level === 'info' ? 'warn' : config.log.level });
@@ -421,6 +425,6 @@ Where to look
   }
   console.log('Ctrl-C stops everything.');
 } catch (err) {
-  console.error(`stack failed to start: ${(err as Error).stack ?? (err as Error).message}`);
+  console.error(scrubText(`stack failed to start: ${(err as Error).stack ?? (err as Error).message}`));
   await stopAll(1);
 }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
+import { secret } from '../../common/redact.js';
 import { idSchema, regionPathSchema } from '../../contracts/ids.js';
 import {
   type DeviceEvent,
@@ -33,7 +34,7 @@ const displayConfigSchema = z
       source: z.literal('pjlink'),
       host: z.string().min(1).describe('Projector / panel address.'),
       port: z.number().int().min(1).max(65_535).default(4352).describe('PJLink TCP port.'),
-      password: z.string().optional().describe('PJLink password. Secret.'),
+      password: secret(z.string()).optional().describe('PJLink password.'),
       timeoutMs: z.number().int().min(100).default(3_000).describe('Whole read (connect + four queries).'),
     }),
     z.strictObject({

@@ -1,5 +1,6 @@
 import snmp from 'net-snmp';
 import { z } from 'zod';
+import { secret } from '../../common/redact.js';
 import { idSchema, regionPathSchema } from '../../contracts/ids.js';
 import { deviceKindSchema } from '../../contracts/messages.js';
 
@@ -17,12 +18,12 @@ const v3Schema = z.strictObject({
     .enum(['sha', 'sha224', 'sha256', 'sha384', 'sha512'])
     .default('sha')
     .describe('HMAC for auth.'),
-  authKey: z.string().min(8).describe('Auth password (≥ 8 characters, RFC 3414). Secret.'),
+  authKey: secret(z.string().min(8)).describe('Auth password (≥ 8 characters, RFC 3414).'),
   privProtocol: z
     .enum(['aes', 'aes256b', 'aes256r'])
     .default('aes')
     .describe('Privacy (encryption) protocol.'),
-  privKey: z.string().min(8).optional().describe('Privacy password (≥ 8 characters). Secret.'),
+  privKey: secret(z.string().min(8)).optional().describe('Privacy password (≥ 8 characters).'),
 });
 
 export const snmpTargetSchema = z
@@ -36,7 +37,7 @@ export const snmpTargetSchema = z
     address: z.string().min(1).describe('IP address or host name.'),
     port: z.number().int().min(1).max(65_535).default(161),
     version: z.enum(['2c', '3']).default('2c'),
-    community: z.string().min(1).optional().describe('v2c community. Secret.'),
+    community: secret(z.string().min(1)).optional().describe('v2c community.'),
     v3: v3Schema.optional(),
     uplink: z
       .union([z.string().min(1), z.number().int().min(1)])

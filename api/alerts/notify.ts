@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { scrubText, secret, secretValues, urlWithSecrets } from '../../common/redact.js';
 import { regionPathSchema, regionWithin } from '../../contracts/ids.js';
 import type { Notification, NotificationItem } from './engine.js';
 import { RULE_TITLES, SEVERITIES, type Severity } from './rules.js';
@@ -21,19 +22,31 @@ const common = {
   regions: z.array(regionPathSchema).optional().describe('Only alerts of schools within these regions.'),
   minSeverity: z.enum(SEVERITIES).default('info'),
 };
+// Robot URLs are credentials: WeCom's `?key=`, DingTalk's `?access_token=`, Feishu's `/hook/<token>` path, and
+// whatever a generic webhook carries in its path or query.
 export const channelSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('webhook'), url: z.url(), ...common }),
-  z.strictObject({ kind: z.literal('wecom'), url: z.url(), ...common }),
+  z.strictObject({
+    kind: z.literal('webhook'),
+    url: urlWithSecrets(z.url(), { path: true }).describe(
+      'Receiver URL (any HTTP endpoint that takes the notification as JSON).',
+    ),
+    ...common,
+  }),
+  z.strictObject({
+    kind: z.literal('wecom'),
+    url: urlWithSecrets(z.url()).describe('Robot webhook URL (`…/cgi-bin/webhook/send?key=…`).'),
+    ...common,
+  }),
   z.strictObject({
     kind: z.literal('dingtalk'),
-    url: z.url(),
-    secret: z.string().optional().describe('Secret.'),
+    url: urlWithSecrets(z.url()).describe('Robot webhook URL (`…/robot/send?access_token=…`).'),
+    secret: secret(z.string()).optional().describe('Signing secret (加签).'),
     ...common,
   }),
   z.strictObject({
     kind: z.literal('feishu'),
-    url: z.url(),
-    secret: z.string().optional().describe('Secret.'),
+    url: urlWithSecrets(z.url(), { path: true }).describe('Robot webhook URL (`…/bot/v2/hook/<token>`).'),
+    secret: secret(z.string()).optional().describe('Signing secret (签名校验).'),
     ...common,
   }),
   z.strictObject({
@@ -46,7 +59,7 @@ export const channelSchema = z.discriminatedUnion('kind', [
         .default(true)
         .describe('TLS from the start (465); false = STARTTLS if offered (587/25).'),
       username: z.string().optional(),
-      password: z.string().optional().describe('Secret.'),
+      password: secret(z.string()).optional().describe('SMTP password.'),
     }),
     from: z.string().min(3),
     to: z.array(z.string().min(3)).min(1),
@@ -375,7 +388,9 @@ export class Deliverer {
       rec.message = undefined;
       this.delivered++;
     } catch (e) {
-      const err = e instanceof DeliveryError ? e : new DeliveryError((e as Error).message, true);
+      const raw = e instanceof DeliveryError ? e : new DeliveryError((e as Error).message, true);
+      // The API lists this and the log keeps it: fetch and nodemailer quote the URL or server they failed on.
+      const err = new DeliveryError(scrubText(raw.message, secretValues(channelSchema, c)), raw.retry);
       rec.lastError = err.message;
       if (this.stopped) return; // stopping: no new timers; the record stays pending in the state file
       if (!err.retry || rec.attempts >= this.opts.maxAttempts) {

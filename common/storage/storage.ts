@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { CodedError } from '../../contracts/errors.js';
 import type { AnyPoint } from '../../contracts/influx.js';
+import { redactUrl, scrubError, scrubText, secret, urlWithSecrets } from '../redact.js';
 import { quoteIdent } from './influxql.js';
 import { toLine } from './line-protocol.js';
 import { StorageTransport } from './transport.js';
@@ -23,7 +24,9 @@ import { classifyWriteError, offendingLines, type WriteAction } from './write-er
  */
 export const influxConfigSchema = z
   .strictObject({
-    url: z.url().default('http://127.0.0.1:8086').describe('InfluxDB base URL (1.x, 2.x or 3.x).'),
+    url: urlWithSecrets(z.url())
+      .default('http://127.0.0.1:8086')
+      .describe('InfluxDB base URL (1.x, 2.x or 3.x).'),
     database: z
       .string()
       .min(1)
@@ -36,9 +39,9 @@ export const influxConfigSchema = z
       .default('')
       .describe("1.x retention policy; empty = the database's default."),
     org: z.string().default('').describe('2.x organisation (name or id); ignored by 1.x and 3.x.'),
-    token: z.string().optional().describe('2.x/3.x API token; on 1.8+ also `username:password`. Secret.'),
+    token: secret(z.string()).optional().describe('2.x/3.x API token; on 1.8+ also `username:password`.'),
     username: z.string().optional().describe('1.x user (Basic auth); goes with `password`.'),
-    password: z.string().optional().describe('1.x password. Secret.'),
+    password: secret(z.string()).optional().describe('1.x password.'),
     writeApi: z
       .enum(['auto', 'v1', 'v2'])
       .default('auto')
@@ -262,6 +265,11 @@ export class Storage {
     private readonly deps: StorageDeps,
   ) {}
 
+  /** Where InfluxDB is, for messages: `influx.url` with its credentials redacted. */
+  private get where(): string {
+    return redactUrl(this.config.url);
+  }
+
   get server(): ServerInfo | undefined {
     return this.info;
   }
@@ -469,8 +477,8 @@ export class Storage {
         const err = new StorageError(
           action.status === 404 ? 'CFM_STORAGE_NO_DATABASE' : 'CFM_STORAGE_AUTH',
           action.status === 404
-            ? `InfluxDB at ${this.config.url} has no database/bucket ${JSON.stringify(this.bucket())}: ${action.why}`
-            : `InfluxDB at ${this.config.url} refused the write (${action.status}): ${action.why} — check influx.token or influx.username/password and their write permission`,
+            ? `InfluxDB at ${this.where} has no database/bucket ${JSON.stringify(this.bucket())}: ${action.why}`
+            : `InfluxDB at ${this.where} refused the write (${action.status}): ${action.why} — check influx.token or influx.username/password and their write permission`,
         );
         log.fatal({ err, dropped: lines.length }, 'storage cannot write');
         if (!this.fatal) {
@@ -585,7 +593,7 @@ export class Storage {
       const pending = this.stats().pendingLines;
       if (pending > 0) {
         this.stats_.droppedLines.shutdown += pending;
-        this.deps.log.error({ lost: pending, url: this.config.url }, 'storage stopped with unwritten lines');
+        this.deps.log.error({ lost: pending, url: this.where }, 'storage stopped with unwritten lines');
       }
     }
     api.dispose();
@@ -619,24 +627,23 @@ export class Storage {
     } catch (err) {
       throw new StorageError(
         'CFM_STORAGE_UNREACHABLE',
-        `InfluxDB at ${this.config.url} is unreachable: ${describe(err)}`,
-        {
-          cause: err,
-        },
+        `InfluxDB at ${this.where} is unreachable: ${describe(err)}`,
+        // fetch quotes the URL it refused, credentials included
+        { cause: scrubError(err) },
       );
     }
     await res.arrayBuffer().catch(() => undefined);
     if (res.status === 401 || res.status === 403) {
       throw new StorageError(
         'CFM_STORAGE_AUTH',
-        `InfluxDB at ${this.config.url} refused /ping (${res.status}): check influx.token`,
+        `InfluxDB at ${this.where} refused /ping (${res.status}): check influx.token`,
       );
     }
     const version = res.headers.get('x-influxdb-version');
     if (!res.ok || !version) {
       throw new StorageError(
         'CFM_STORAGE_UNREACHABLE',
-        `${url} answered ${res.status} without X-Influxdb-Version: is influx.url an InfluxDB server?`,
+        `${redactUrl(url.href)} answered ${res.status} without X-Influxdb-Version: is influx.url an InfluxDB server?`,
       );
     }
     return version;
@@ -658,7 +665,7 @@ export class Storage {
       });
     } catch (err) {
       throw new StorageError('CFM_STORAGE_UNREACHABLE', `InfluxDB query failed: ${describe(err)}`, {
-        cause: err,
+        cause: scrubError(err),
       });
     }
     const text = await res.text();
@@ -706,7 +713,8 @@ export class Storage {
   }
 
   private async ensureDatabase(): Promise<void> {
-    const { database, retentionPolicy, createDatabase, url } = this.config;
+    const { database, retentionPolicy, createDatabase } = this.config;
+    const url = this.where;
     const major = this.info!.major;
     const [series = []] = await this.query('SHOW DATABASES', { database: null }).catch((err: unknown) => {
       if (err instanceof StorageError && err.code === 'CFM_STORAGE_AUTH') {
@@ -749,5 +757,5 @@ export class Storage {
 function describe(err: unknown): string {
   const e = err as { cause?: { code?: string; message?: string }; message?: string; name?: string };
   if (e?.name === 'TimeoutError') return 'timed out';
-  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+  return scrubText(e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err));
 }

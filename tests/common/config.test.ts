@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ConfigError, describeConfig, loadConfig } from '../../common/config.js';
+import { shownConfig } from '../../common/cli.js';
+import { ConfigError, loadConfig } from '../../common/config.js';
 import { logConfigSchema } from '../../common/log.js';
-import { REDACTED, redact } from '../../common/redact.js';
+import { REDACTED } from '../../common/redact.js';
 import { influxConfigSchema } from '../../common/storage/storage.js';
 
 const schema = z.strictObject({ influx: influxConfigSchema, log: logConfigSchema });
@@ -104,17 +105,27 @@ describe('configuration', () => {
     expect(up.key).toBe('influx.password');
   });
 
-  it('redacts secrets whenever config is printed', () => {
+  it('redacts secrets whenever config is printed, and shows only the sections a process reads', () => {
     const c = loadConfig(schema, {
-      env: { CFM_INFLUX__TOKEN: 's3cr3t-token', CFM_INFLUX__USERNAME: 'u', CFM_INFLUX__PASSWORD: 'hunter2' },
+      env: {
+        CFM_INFLUX__URL: 'http://cfm:hunter3@db.example:8086',
+        CFM_INFLUX__TOKEN: 's3cr3t-token',
+        CFM_INFLUX__USERNAME: 'u',
+        CFM_INFLUX__PASSWORD: 'hunter2',
+      },
     });
-    const text = describeConfig(c);
+    const text = JSON.stringify(
+      shownConfig({ influx: influxConfigSchema }, { ...c, alerts: { password: 'neighbour' } }),
+      null,
+      2,
+    );
     expect(text).not.toContain('s3cr3t-token');
     expect(text).not.toContain('hunter2');
-    expect(text).toContain(REDACTED);
+    expect(text).not.toContain('hunter3');
+    expect(text).not.toContain('neighbour');
+    expect(text).toContain(`"url": "http://${REDACTED}@db.example:8086/"`);
+    expect(text).toContain(`"token": "${REDACTED}"`);
     expect(text).toContain('"username": "u"');
-    expect(redact({ snmp: [{ community: 'public', authKey: 'k', privKey: 'p', port: 161 }] })).toEqual({
-      snmp: [{ community: REDACTED, authKey: REDACTED, privKey: REDACTED, port: 161 }],
-    });
+    expect(Object.keys(JSON.parse(text))).toEqual(['log', 'influx']);
   });
 });
