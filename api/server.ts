@@ -296,6 +296,14 @@ export class ApiServer implements Service {
       },
     });
     new Gauge({
+      name: 'cfm_api_alert_state_recovered',
+      help: '1 when the alert state file was malformed at start and its last good copy (<stateFile>.bak) was loaded instead (the log says why).',
+      registers: [this.metrics],
+      collect() {
+        this.set(alerts?.recoveredFrom ? 1 : 0);
+      },
+    });
+    new Gauge({
       name: 'cfm_api_rollup_days_loaded',
       help: 'Rolled-up days read from InfluxDB into the day cache since start.',
       registers: [this.metrics],

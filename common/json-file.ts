@@ -1,14 +1,18 @@
 import {
   closeSync,
+  copyFileSync,
   fsyncSync,
+  linkSync,
   mkdirSync,
   openSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
+import type { z } from 'zod';
 
 /**
  * The small JSON files the services keep (registry, API tokens, alert state): read with errors that name the
@@ -31,11 +35,60 @@ export function readJsonFile(path: string, what: string): unknown {
   }
 }
 
+/** A file that is there but cannot be used: unreadable, not JSON, or not what its schema says. */
+export class JsonFileError extends Error {
+  override name = 'JsonFileError';
+  constructor(
+    readonly path: string,
+    /** What is wrong, without the file: `history: Invalid input: expected array, received string`. */
+    readonly detail: string,
+    what: string,
+  ) {
+    super(`${what} ${path}: ${detail}`);
+  }
+}
+
+/** The first problem zod found, as `field.path: message` (`(top level)` for the document itself). */
+export function firstIssue(error: z.ZodError): string {
+  const i = error.issues[0];
+  if (!i) return 'invalid';
+  return `${i.path.length > 0 ? i.path.join('.') : '(top level)'}: ${i.message}`;
+}
+
+/**
+ * The file validated by `schema`, or undefined when it does not exist. Anything else — unreadable, not JSON,
+ * a field of the wrong type — throws a JsonFileError naming the file and the first bad field.
+ */
+export function readJsonFileAs<S extends z.ZodType>(
+  path: string,
+  what: string,
+  schema: S,
+): z.output<S> | undefined {
+  let json: unknown;
+  try {
+    json = readJsonFile(path, what);
+  } catch (e) {
+    const prefix = `${what} ${path}: `;
+    const m = (e as Error).message;
+    throw new JsonFileError(path, m.startsWith(prefix) ? m.slice(prefix.length) : m, what);
+  }
+  if (json === undefined) return undefined;
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new JsonFileError(path, firstIssue(parsed.error), what);
+  return parsed.data;
+}
+
 /**
  * Temporary file, fsync, rename: a crash mid-write leaves the previous version intact, and a reader never sees
- * half a file.
+ * half a file. With `backup`, the file being replaced is kept under that name first (a hard link, or a copy
+ * where the file system has none), so the previous version survives a later corruption of the new one.
  */
-export function writeFileAtomic(path: string, text: string, mode = 0o644): void {
+export function writeFileAtomic(
+  path: string,
+  text: string,
+  mode = 0o644,
+  opts: { backup?: string } = {},
+): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, text, { mode });
@@ -45,7 +98,21 @@ export function writeFileAtomic(path: string, text: string, mode = 0o644): void 
   } finally {
     closeSync(fd);
   }
+  if (opts.backup !== undefined) keepCopy(path, opts.backup);
   renameSync(tmp, path);
+}
+
+/** `path` as it is now, kept as `backup` (replaced atomically); nothing when `path` does not exist. */
+function keepCopy(path: string, backup: string): void {
+  const tmp = `${backup}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  try {
+    linkSync(path, tmp);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    copyFileSync(path, tmp); // no hard links here (FAT, some network file systems)
+  }
+  renameSync(tmp, backup);
 }
 
 /**

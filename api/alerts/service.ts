@@ -1,15 +1,19 @@
+import { copyFileSync, existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { type Calendars, localDate, localMidnightMs, WEEKDAYS, weekdayOf } from '../../common/calendar.js';
-import { readJsonFile, writeFileAtomic } from '../../common/json-file.js';
+import { JsonFileError, readJsonFileAs, writeFileAtomic } from '../../common/json-file.js';
 import { entityKey } from '../../common/registry/key.js';
 import type { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/index.js';
 import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
 import { carriesUplink, type LiveMessage, type LiveState } from '../live.js';
-import { type Alert, AlertEngine, type Notification, type QueuedMessage } from './engine.js';
-import { type Channel, channelSchema, Deliverer, type DeliveryRecord, type Names, render } from './notify.js';
+import { type Alert, AlertEngine, type Notification } from './engine.js';
+import { type Channel, channelSchema, Deliverer, type Names, render } from './notify.js';
 import { RULE_NAMES, type Rule, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
+import { type Silence, type StateFile, stateFileSchema } from './state.js';
+
+export { type Silence, silenceSchema } from './state.js';
 
 /** Deadline ticks are at least this far apart (the precision of the alert timers). */
 const MIN_TICK_MS = 10;
@@ -45,7 +49,9 @@ export const alertsConfigSchema = z
     stateFile: z
       .string()
       .default('var/alerts-state.json')
-      .describe('Active alerts, silences, history (survives restarts).'),
+      .describe(
+        'Active alerts, silences, history (survives restarts). Each write keeps the previous file as `<stateFile>.bak`; a malformed state file at start is replaced by that last good copy with an error logged, and when both are malformed the API refuses to start, naming both files and the first bad field of each.',
+      ),
     groupWaitS: z
       .number()
       .int()
@@ -90,28 +96,6 @@ export const alertsConfigSchema = z
   .prefault({})
   .describe('Alerting: rules, channels, maintenance windows (design: api/alerts/README.md).');
 export type AlertsConfig = z.infer<typeof alertsConfigSchema>;
-
-export const silenceSchema = z.strictObject({
-  id: z.string(),
-  createdBy: z.string(),
-  comment: z.string().max(500),
-  region: regionPathSchema.optional(),
-  school: idSchema.optional(),
-  device: idSchema.optional(),
-  rule: z.enum(RULE_NAMES).optional(),
-  startsAtMs: z.number(),
-  endsAtMs: z.number(),
-});
-export type Silence = z.infer<typeof silenceSchema>;
-
-interface StateFile {
-  version: 1;
-  active: Alert[];
-  history: Alert[];
-  queue: [string, QueuedMessage][];
-  silences: Silence[];
-  deliveries: DeliveryRecord[];
-}
 
 /**
  * The alerting service in the API process: turns live MQTT messages into engine signals, ticks the engine,
@@ -546,15 +530,74 @@ export class AlertService {
     this.dirty = true;
   }
 
+  /** The last good copy of the state file: the file as it was before the last write. */
+  get backupFile(): string {
+    return `${this.config.stateFile}.bak`;
+  }
+
+  /**
+   * Set when the state came from the last good copy because the state file was malformed (for /metrics).
+   * The state file itself is then kept as `<stateFile>.malformed` for inspection.
+   */
+  recoveredFrom: string | undefined;
+  /** The state file on disk is one this process loaded or wrote: the next write may keep it as the backup. */
+  private fileGood = false;
+
+  /**
+   * Reads the state file, validated field by field. A malformed file is not a reason to forget every active
+   * alert and silence — nor to run on silently without them: the last good copy (`.bak`) is loaded with an
+   * error in the log saying which file was used and why; when that is malformed or missing too, start-up is
+   * refused naming both files and the first bad field of each. A missing state file is a first start (or a
+   * reset by hand: a `.bak` beside it is left alone).
+   */
   private load(): void {
-    const s = readJsonFile(this.config.stateFile, 'alerts state') as StateFile | undefined;
-    if (s === undefined) return;
-    if (s.version !== 1 || !Array.isArray(s.active))
-      throw new Error(`alerts state ${this.config.stateFile}: not an alerts state file (version 1)`);
-    this.engine.restore(s.active, s.history ?? [], s.queue ?? []);
-    this.silences = (s.silences ?? []).filter((x) => silenceSchema.safeParse(x).success);
+    const file = this.config.stateFile;
+    const bak = this.backupFile;
+    let s: StateFile | undefined;
+    try {
+      s = readJsonFileAs(file, 'alerts state', stateFileSchema);
+      this.fileGood = true;
+    } catch (e) {
+      if (!(e instanceof JsonFileError)) throw e;
+      let good: StateFile | undefined;
+      let bakProblem: string;
+      try {
+        good = readJsonFileAs(bak, 'alerts state', stateFileSchema);
+        bakProblem = good === undefined ? `there is no last good copy ${bak}` : '';
+      } catch (b) {
+        if (!(b instanceof JsonFileError)) throw b;
+        bakProblem = `its last good copy is malformed too (${b.message})`;
+      }
+      if (good === undefined)
+        throw new Error(
+          `alerts state ${file} is malformed (${e.detail}) and ${bakProblem}: refusing to start without the active alerts and silences. Fix the file, or move both aside to start with an empty alert state (alerts still active are notified again, silences are lost).`,
+        );
+      const kept = `${file}.malformed`;
+      try {
+        copyFileSync(file, kept);
+      } catch {
+        // unreadable: nothing to keep
+      }
+      this.deps.log.error(
+        { file, problem: e.detail, loaded: bak, kept },
+        `alerts state ${file} is malformed (${e.detail}): loaded the last good copy ${bak} instead; the malformed file is kept as ${kept}, and the next write replaces it. Changes made after that copy (at most the last write) are lost.`,
+      );
+      this.recoveredFrom = bak;
+      s = good;
+    }
+    if (s === undefined) {
+      // Writes never remove the state file, so it was removed by hand: a reset, which the copy must not undo.
+      if (existsSync(bak))
+        this.deps.log.warn(
+          { file, unused: bak },
+          `no alerts state ${file}: starting with an empty alert state; the last good copy ${bak} is not loaded`,
+        );
+      return;
+    }
+    this.engine.restore(s.active, s.history, s.queue);
+    this.silences = s.silences;
     // Deliveries cut short by the restart are finished now (the engine already counts them as notified).
-    this.deliverer.resume(s.deliveries ?? [], this.config.channels as Channel[]);
+    this.deliverer.resume(s.deliveries, this.config.channels as Channel[]);
     this.savedVersion = this.engine.version;
   }
 
@@ -582,7 +625,12 @@ export class AlertService {
       silences: this.silences,
       deliveries: this.deliverer.records,
     };
-    writeFileAtomic(this.config.stateFile, JSON.stringify(state), 0o600);
+    // The file being replaced becomes the last good copy — unless it is the malformed one this process
+    // started without (`recoveredFrom`): that would overwrite the copy it was recovered from.
+    writeFileAtomic(this.config.stateFile, JSON.stringify(state), 0o600, {
+      ...(this.fileGood ? { backup: this.backupFile } : {}),
+    });
+    this.fileGood = true;
     this.savedVersion = this.engine.version;
     this.dirty = false;
   }

@@ -4,38 +4,40 @@ import { z } from 'zod';
 import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
 import type { Alert } from '../alerts/engine.js';
 import { RULE_NAMES } from '../alerts/rules.js';
+import { alertSchema, deliveryRecordSchema, silenceSchema } from '../alerts/state.js';
 import { ApiError, type AppDeps, effectiveScope, READ_ROLES } from '../app.js';
 import { ERROR_RESPONSES, regionQuery } from '../schemas.js';
 
-const alertOut = z.object({
-  id: z.string(),
-  rule: z.string(),
-  severity: z.string(),
-  state: z.enum(['pending', 'firing', 'resolved']),
-  school: z.string(),
-  device: z.string().nullable(),
-  subject: z.string().nullable(),
-  message: z.string(),
-  startedAtMs: z.number(),
-  firingAtMs: z.number().nullable(),
-  resolvedAtMs: z.number().nullable(),
-  notifiedAtMs: z.number().nullable(),
-  ackedAtMs: z.number().nullable(),
-  ackedBy: z.string().nullable(),
-  flapping: z.boolean(),
-  inhibitedBy: z.string().nullable(),
-  affected: z.array(z.string()),
+// The API's views of what the state file holds: the same schemas, fewer fields.
+const alertOut = alertSchema.pick({
+  id: true,
+  rule: true,
+  severity: true,
+  state: true,
+  school: true,
+  device: true,
+  subject: true,
+  message: true,
+  startedAtMs: true,
+  firingAtMs: true,
+  resolvedAtMs: true,
+  notifiedAtMs: true,
+  ackedAtMs: true,
+  ackedBy: true,
+  flapping: true,
+  inhibitedBy: true,
+  affected: true,
 });
-const silenceOut = z.object({
-  id: z.string(),
-  createdBy: z.string(),
-  comment: z.string(),
-  region: z.string().optional(),
-  school: z.string().optional(),
-  device: z.string().optional(),
-  rule: z.string().optional(),
-  startsAtMs: z.number(),
-  endsAtMs: z.number(),
+const silenceOut = z.object(silenceSchema.shape);
+const deliveryOut = deliveryRecordSchema.pick({
+  id: true,
+  channel: true,
+  school: true,
+  title: true,
+  createdAtMs: true,
+  attempts: true,
+  status: true,
+  lastError: true,
 });
 
 /** Active alerts, history, acknowledgement, silences and the delivery log — all scoped by region. */
@@ -220,20 +222,7 @@ export const alertRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
         summary: 'Recent notification deliveries (failed ones with their last error), within scope.',
         querystring: z.object({ status: z.enum(['pending', 'delivered', 'failed']).optional() }),
         response: {
-          200: z.object({
-            items: z.array(
-              z.object({
-                id: z.string(),
-                channel: z.string(),
-                school: z.string(),
-                title: z.string(),
-                createdAtMs: z.number(),
-                attempts: z.number(),
-                status: z.enum(['pending', 'delivered', 'failed']),
-                lastError: z.string().nullable(),
-              }),
-            ),
-          }),
+          200: z.object({ items: z.array(deliveryOut) }),
           ...ERROR_RESPONSES,
         },
       },
