@@ -9,18 +9,18 @@ import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { processConfigSchema, rememberConfigSecrets, runMain } from '../common/cli.js';
-import { loadConfig } from '../common/config.js';
+import { ConfigError, loadConfig } from '../common/config.js';
 import { createLogger } from '../common/log.js';
 import { ImportError } from '../common/registry/import.js';
 import { ImportLimitError } from '../common/registry/limits.js';
-import { RegistryStore } from '../common/registry/store.js';
+import { RegistryFileError, RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import { regionPathSchema } from '../contracts/ids.js';
 import { ENTITIES, type EntityName } from '../contracts/registry.js';
 import { alertsConfigSchema } from './alerts/service.js';
 import { Rollup } from './rollup.js';
 import { ApiServer, apiConfigSchema, importLimits, loadCalendars } from './server.js';
-import { ROLES, type Role, TokenStore } from './tokens.js';
+import { ROLES, type Role, TokenStore, TokensFileError } from './tokens.js';
 
 const [command, ...rest] = process.argv.slice(2);
 const sections = { influx: influxConfigSchema, api: apiConfigSchema, alerts: alertsConfigSchema };
@@ -45,16 +45,41 @@ function options(args: string[]) {
     },
   });
 }
-const config = (file: string | undefined) => {
-  const c = loadConfig(processConfigSchema(sections), { file });
+/** The config (a bad one: one line naming the file, key and reason, exit 2, as `run` does). */
+function config(file: string | undefined) {
+  let c: ReturnType<typeof readConfig>;
+  try {
+    c = readConfig(file);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(`configuration error: ${e.message}`);
+    throw e;
+  }
   // `rollup` talks to InfluxDB: its errors must not carry influx.* secrets either.
   rememberConfigSecrets(sections, c);
   return c;
-};
+}
+const readConfig = (file: string | undefined) => loadConfig(processConfigSchema(sections), { file });
+
+/** The registry file as the command finds it (a damaged one: one line naming the file and the field, exit 2). */
+function registryStore(path: string, limits?: ReturnType<typeof importLimits>): RegistryStore {
+  try {
+    return new RegistryStore(path, limits).load();
+  } catch (e) {
+    if (e instanceof RegistryFileError) fail(e.message);
+    throw e;
+  }
+}
 
 async function tokens(args: string[]): Promise<void> {
   const { values, positionals } = options(args);
-  const store = new TokenStore(config(values.config).api.tokensFile).load();
+  let store: TokenStore;
+  try {
+    store = new TokenStore(config(values.config).api.tokensFile).load();
+  } catch (e) {
+    // A damaged file: one line naming the file and the field, and nothing is changed.
+    if (e instanceof TokensFileError) fail(e.message);
+    throw e;
+  }
   const [action, arg] = positionals;
   switch (action) {
     case 'add': {
@@ -68,7 +93,7 @@ async function tokens(args: string[]): Promise<void> {
       const { id, token } = store.add(arg, role as Role, scope);
       process.stdout.write(`${token}\n`);
       process.stderr.write(
-        `added token ${id} (${arg}, ${role}${scope ? `, scope ${scope}` : ''}) to ${store.path}\n`,
+        `added token ${id} (${arg}, ${role}${scope ? `, scope ${scope}` : ''}) to ${store.path}; an API reading this file accepts it within ${store.checkEveryMs / 1000} s\n`,
       );
       return;
     }
@@ -79,7 +104,10 @@ async function tokens(args: string[]): Promise<void> {
     case 'revoke':
       if (!arg) fail('tokens revoke <id>');
       if (!store.revoke(arg)) fail(`no token ${arg}`);
-      process.stderr.write(`revoked ${arg}; a running API reads the file at start: restart it\n`);
+      // TokenStore.verify re-reads the file when it changed, looking at most every checkEveryMs.
+      process.stderr.write(
+        `revoked ${arg} in ${store.path}; an API reading this file refuses it within ${store.checkEveryMs / 1000} s, no restart needed\n`,
+      );
       return;
     default:
       fail('tokens add|list|revoke');
@@ -94,7 +122,7 @@ async function importFiles(args: string[]): Promise<void> {
     if (!(ENTITIES as readonly string[]).includes(r)) fail(`--replace: unknown list ${r}`);
   const api = config(values.config).api;
   const limits = importLimits(api);
-  const store = new RegistryStore(api.registryFile, limits).load();
+  const store = registryStore(api.registryFile, limits);
   try {
     // The same limits as the API's, the file size checked before the file is read.
     const files = positionals.map((f) => {
@@ -127,7 +155,7 @@ async function rollup(args: string[]): Promise<void> {
   const storage = new Storage(c.influx, { log });
   await storage.start();
   try {
-    const registry = new RegistryStore(c.api.registryFile).load();
+    const registry = registryStore(c.api.registryFile);
     const calendars = loadCalendars(c.api.calendarFile);
     const r = new Rollup({
       storage,

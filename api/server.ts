@@ -227,7 +227,7 @@ export class ApiServer implements Service {
     private readonly deps: { log: Logger; storage: Storage; now?: () => number; alerts?: AlertsConfig },
   ) {
     this.registry = new RegistryStore(config.registryFile, importLimits(config));
-    this.tokens = new TokenStore(config.tokensFile);
+    this.tokens = new TokenStore(config.tokensFile, { log: deps.log.child({ part: 'tokens' }) });
     this.calendars = new Calendars([]);
     const alerting = deps.alerts?.enabled ?? false;
     this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), alerting);

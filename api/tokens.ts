@@ -1,6 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { z } from 'zod';
-import { FileWatch, readJsonFile, writeFileAtomic } from '../common/json-file.js';
+import { FileWatch, JsonFileError, readJsonFileAs, writeFileAtomic } from '../common/json-file.js';
 import { idSchema, regionPathSchema } from '../contracts/ids.js';
 
 /**
@@ -39,11 +41,19 @@ export interface Principal {
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
+/** The token file cannot be used: unreadable, not JSON, or a field that is wrong (named in the message). */
+export class TokensFileError extends Error {
+  override name = 'TokensFileError';
+}
+
 export class TokenStore {
   private byHash = new Map<string, TokenRecord>();
   private records: TokenRecord[] = [];
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    private readonly opts: { log?: Logger } = {},
+  ) {
     this.watch = new FileWatch(path);
   }
 
@@ -57,17 +67,33 @@ export class TokenStore {
     this.watch.checkEveryMs = ms;
   }
 
-  /** Reads the file (missing = no tokens); a malformed file throws naming the file and the key. */
+  /** The previous version of the file, kept by every write (`tokens add`, `tokens revoke`). */
+  get backupPath(): string {
+    return `${this.path}.bak`;
+  }
+
+  /** Why the file could not be re-read, while it cannot (the tokens read before stay in force). */
+  lastError: TokensFileError | undefined;
+
+  /**
+   * Reads the file (missing = no tokens). A malformed one throws a TokensFileError naming the file and the
+   * first bad field. It is never replaced by its `.bak` automatically: that is the file before the last
+   * change, and a revoked token would be valid again.
+   */
   load(): this {
     this.watch.mark();
-    const json = readJsonFile(this.path, 'tokens');
-    if (json === undefined) return this.set([]);
-    const parsed = fileSchema.safeParse(json);
-    if (!parsed.success) {
-      const i = parsed.error.issues[0]!;
-      throw new Error(`tokens ${this.path}: ${i.path.join('.')}: ${i.message}`);
+    let records: TokenRecord[];
+    try {
+      records = readJsonFileAs(this.path, 'tokens', fileSchema)?.tokens ?? [];
+    } catch (e) {
+      if (!(e instanceof JsonFileError)) throw e;
+      const bak = existsSync(this.backupPath)
+        ? ` (the file before the last change is ${this.backupPath}; restoring it would also undo that change)`
+        : '';
+      throw new TokensFileError(`${e.message}${bak}`);
     }
-    return this.set(parsed.data.tokens);
+    this.lastError = undefined;
+    return this.set(records);
   }
 
   private set(records: TokenRecord[]): this {
@@ -80,16 +106,27 @@ export class TokenStore {
     return this.records;
   }
 
-  /** The principal of a presented token, or undefined. A revocation by `npm run api -- tokens revoke` in
-   * another process takes effect within `checkEveryMs` (the file is re-read when it changed). */
-  verify(token: string): Principal | undefined {
+  /** Re-reads the file when another process changed it (looked at most every `checkEveryMs`). */
+  check(): void {
     if (this.watch.changed()) {
       try {
         this.load();
-      } catch {
-        // keep the tokens we had; the file was broken by hand
+      } catch (e) {
+        // Keep the tokens we had (fail closed would lock every operator out over a typo), and say so: once per
+        // change of the file, in the log and on /health.
+        this.lastError = e as TokensFileError;
+        this.opts.log?.error(
+          { file: this.path, err: this.lastError.message },
+          'tokens file unusable: keeping the tokens read before; fix the file',
+        );
       }
     }
+  }
+
+  /** The principal of a presented token, or undefined. A change by `npm run api -- tokens add|revoke` in
+   * another process takes effect within `checkEveryMs` (the file is re-read when it changed). */
+  verify(token: string): Principal | undefined {
+    this.check();
     const h = sha256(token);
     const r = this.byHash.get(h);
     // The map lookup already matched; the constant-time compare documents the intent for a reader.
@@ -121,7 +158,9 @@ export class TokenStore {
   }
 
   private save(records: TokenRecord[]): void {
-    writeFileAtomic(this.path, `${JSON.stringify({ tokens: records }, null, 1)}\n`, 0o600);
+    writeFileAtomic(this.path, `${JSON.stringify({ tokens: records }, null, 1)}\n`, 0o600, {
+      backup: this.backupPath,
+    });
     this.watch.mark();
     this.set(records);
   }

@@ -42,6 +42,14 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
               devices: z.number(),
               version: z.number(),
             }),
+            tokens: z.object({
+              error: z
+                .string()
+                .nullable()
+                .describe(
+                  'Why the token file could not be re-read, if so (the tokens read before stay in force).',
+                ),
+            }),
             uptimeS: z.number(),
           }),
         },
@@ -52,9 +60,11 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       const reg = deps.registry.index.data;
       const mqttConfigured = deps.live.configured;
       const registryError = deps.registry.lastError?.message ?? null;
+      deps.tokens.check();
+      const tokensError = deps.tokens.lastError?.message ?? null;
       return {
         status:
-          influx.ok && (!mqttConfigured || deps.live.connected) && !registryError
+          influx.ok && (!mqttConfigured || deps.live.connected) && !registryError && !tokensError
             ? ('ok' as const)
             : ('degraded' as const),
         influx,
@@ -66,6 +76,7 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
           devices: reg.devices.length,
           version: deps.registry.version,
         },
+        tokens: { error: tokensError },
         uptimeS: Math.round((Date.now() - started) / 1000),
       };
     },
