@@ -26,13 +26,14 @@ const listenerSchema = z.discriminatedUnion('kind', [
       .describe('Bind address. Plain TCP is meant for loopback and development.'),
     port: z.number().int().min(0).max(65_535).default(1883),
   }),
+  // No client certificates: the broker neither requests nor checks them (a CA option that requested them and
+  // checked nothing was removed). Identity is the username and password of the credentials file.
   z.strictObject({
     kind: z.literal('tls'),
     host: z.string().default('0.0.0.0'),
     port: z.number().int().min(0).max(65_535).default(8883),
-    certFile: z.string().describe('PEM certificate chain.'),
-    keyFile: z.string().describe('PEM private key.'),
-    caFile: z.string().optional().describe('PEM CA bundle; with it, clients may also present certificates.'),
+    certFile: z.string().describe('PEM certificate chain the broker presents.'),
+    keyFile: z.string().describe('PEM private key of that certificate.'),
   }),
 ]);
 
@@ -43,7 +44,7 @@ export const brokerConfigSchema = z
       .min(1)
       .default([{ kind: 'tcp', host: '127.0.0.1', port: 1883 }])
       .describe(
-        'Where to listen: `{kind: tcp, host, port}` and/or `{kind: tls, host, port, certFile, keyFile, caFile?}`.',
+        'Where to listen: `{kind: tcp, host, port}` and/or `{kind: tls, host, port, certFile, keyFile}`. On both, clients authenticate with the username and password of `credentialsFile`; TLS encrypts and proves the broker to the client, and the broker neither requests nor checks client certificates (for mutual TLS, terminate it in front of the broker or use Mosquitto with `require_certificate`).',
       ),
     credentialsFile: z
       .string()
@@ -290,9 +291,7 @@ export class Broker implements Service {
               {
                 cert: await readFile(l.certFile),
                 key: await readFile(l.keyFile),
-                ...(l.caFile
-                  ? { ca: await readFile(l.caFile), requestCert: true, rejectUnauthorized: false }
-                  : {}),
+                requestCert: false, // see listenerSchema: identity is the username and password
                 minVersion: 'TLSv1.2',
               },
               onSocket,

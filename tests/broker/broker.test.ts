@@ -388,7 +388,8 @@ describe('users CLI (broker/main.ts users …, as `npm run broker -- users …` 
 });
 
 describe('TLS listener', () => {
-  it('serves mqtts to a client that trusts the certificate and is refused by one that does not', async () => {
+  /** A self-signed certificate for 127.0.0.1 in a temporary folder. */
+  function certificate() {
     const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-tls-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const certFile = join(dir, 'cert.pem');
@@ -414,6 +415,11 @@ describe('TLS listener', () => {
       ],
       { stdio: 'pipe' },
     );
+    return { dir, certFile, keyFile };
+  }
+
+  it('serves mqtts to a client that trusts the certificate and is refused by one that does not', async () => {
+    const { certFile, keyFile } = certificate();
     const b = await startBroker(USERS, {
       listeners: [{ kind: 'tls', host: '127.0.0.1', port: 0, certFile, keyFile }],
     });
@@ -433,5 +439,48 @@ describe('TLS listener', () => {
     const untrusting = connect(url, 'dev-b', b.secrets['dev-b'], { rejectUnauthorized: true });
     await expect(untrusting).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
     expect(b.broker.stats()).toMatchObject({ connected: 2, authFailures: 0 });
+  });
+
+  it('identifies clients by username and password only: no client certificate needed, none accepted instead', async () => {
+    const { dir, certFile, keyFile } = certificate();
+    // A listener `caFile` once made the broker request client certificates that it never checked; a
+    // configuration that still has it is refused at start, naming the key, rather than promising what is not done.
+    const config = join(dir, 'broker.yaml');
+    writeFileSync(
+      config,
+      `broker:\n  credentialsFile: ${join(dir, 'users.yaml')}\n  listeners:\n    - {kind: tls, host: 127.0.0.1, port: 0, certFile: ${certFile}, keyFile: ${keyFile}, caFile: ${certFile}}\n`,
+    );
+    const run = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'broker/main.ts', 'run', '--config', config],
+      {
+        cwd: new URL('../..', import.meta.url).pathname,
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(
+      `broker: configuration error: ${config}: broker.listeners.0: unknown key(s) caFile\n`,
+    );
+
+    const b = await startBroker(USERS, {
+      listeners: [{ kind: 'tls', host: '127.0.0.1', port: 0, certFile, keyFile }],
+    });
+    brokers.push(b);
+    const url = `mqtts://127.0.0.1:${b.broker.ports[0]}`;
+    const ca = readFileSync(certFile);
+    // No client certificate, the right password: connected.
+    await connect(url, 'coll', b.secrets.coll, { ca });
+    // A client certificate (the broker's own, signed by the CA the client trusts) with the wrong password:
+    // refused — a certificate proves nothing here.
+    const withCert = connect(url, 'dev-a', 'not-the-secret', {
+      ca,
+      cert: readFileSync(certFile),
+      key: readFileSync(keyFile),
+      reconnectPeriod: 0,
+    });
+    await expect(withCert).rejects.toMatchObject({ code: 4 });
+    expect(b.broker.stats()).toMatchObject({ connected: 1, authFailures: 1 });
   });
 });
