@@ -1,6 +1,8 @@
 /**
- * Stable error codes. A code, once published, keeps its meaning forever and is never reused; retire it instead.
- * Codes appear in API error bodies (`{status: 'error', code, message}`), logs and metrics labels.
+ * Stable error codes. A code, once published, keeps its meaning forever and is never reused; retire it instead
+ * (RETIRED_ERROR_CODES). Codes appear in API error bodies (`{status: 'error', code, message}`) and in the `err`
+ * of log lines. Each is documented in docs/errors.md; tests/contracts/errors.test.ts checks that every code
+ * here is raised somewhere in the source and documented, and that the documents name no other code.
  */
 export const ERROR_CODES = {
   CFM_CONFIG_INVALID: 'A configuration file or environment override failed validation.',
@@ -9,10 +11,6 @@ export const ERROR_CODES = {
   CFM_STORAGE_AUTH: 'InfluxDB rejected the credentials (401) or the permission (403).',
   CFM_STORAGE_NO_DATABASE: 'The database/bucket does not exist and cannot be created.',
   CFM_STORAGE_QUERY: 'InfluxDB returned an error for an InfluxQL statement.',
-  CFM_STORAGE_WRITE_REJECTED:
-    'InfluxDB rejected points (4xx other than 401/403/413); they were dropped and counted.',
-  CFM_TOPIC_INVALID: 'An MQTT topic does not follow the cfm/v1 grammar.',
-  CFM_PAYLOAD_INVALID: 'An MQTT payload failed schema validation.',
   CFM_API_BAD_REQUEST: 'A request parameter or body failed validation; `field` names it.',
   CFM_API_UNAUTHENTICATED: 'No bearer token, or one the API does not know (401).',
   CFM_API_FORBIDDEN: "The token's role may not do this (403).",
@@ -31,6 +29,18 @@ export const ERROR_CODES = {
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * Codes that were published and are no longer raised, with why: never to be used again, for anything.
+ */
+export const RETIRED_ERROR_CODES = {
+  CFM_STORAGE_WRITE_REJECTED:
+    'Never raised: points InfluxDB rejects are dropped and counted by reason (`droppedLines`: rejected, too_large, expired) and logged, not thrown.',
+  CFM_TOPIC_INVALID:
+    'Never raised: the collector counts a bad topic by reason (`cfm_collector_messages_rejected_total{reason}`: foreign_root, unsupported_version, bad_shape, bad_id, unknown_channel).',
+  CFM_PAYLOAD_INVALID:
+    'Never raised: the collector counts a bad payload by reason (`cfm_collector_messages_rejected_total{reason}`: not_json, not_object, invalid, too_large).',
+} as const;
 
 /** An error that carries a stable code. */
 export class CodedError extends Error {
