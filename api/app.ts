@@ -10,8 +10,9 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
-import type { Registry as PromRegistry } from 'prom-client';
+import { Counter, type Registry as PromRegistry } from 'prom-client';
 import type { Calendars } from '../common/calendar.js';
+import { addressKey, FailureLimiter } from '../common/failure-limit.js';
 import type { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
 import type { ErrorCode } from '../contracts/errors.js';
@@ -44,7 +45,7 @@ export interface AppDeps {
   storage: Storage;
   metrics: PromRegistry;
   log: Logger;
-  rateLimit: { max: number; timeWindowMs: number };
+  rateLimit: { max: number; timeWindowMs: number; authFailures: number };
 }
 
 /**
@@ -140,14 +141,51 @@ export async function buildApp(deps: AppDeps) {
     sendError(reply, 404, 'CFM_API_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`),
   );
 
+  // Failed authentications never reach the per-token limiter below (there is no token to key on): they are
+  // limited per client address here. A valid token is always checked and served, also from a limited address —
+  // a SHA-256 costs nothing, and a 256-bit token cannot be guessed however many tries are allowed, so the limit
+  // is about cost and visibility, and must not let a wrong token behind the same NAT lock operators out.
+  const authFailures = new FailureLimiter({
+    max: deps.rateLimit.authFailures,
+    windowMs: deps.rateLimit.timeWindowMs,
+  });
+  const authFailuresTotal =
+    (deps.metrics.getSingleMetric('cfm_api_auth_failures_total') as Counter<'outcome'> | undefined) ??
+    new Counter({
+      name: 'cfm_api_auth_failures_total',
+      help: 'Requests without a valid token, by answer: refused (401) or limited (429, the address failed too often).',
+      labelNames: ['outcome'],
+      registers: [deps.metrics],
+    });
+
   // Authentication first (onRequest), so the rate limiter (preHandler) can key on the token.
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
     const roles = req.routeOptions.config.roles;
     if (!roles) return;
     const h = req.headers.authorization;
     const m = h ? /^Bearer\s+(\S+)$/i.exec(h) : null;
     const principal = m ? deps.tokens.verify(m[1]!) : undefined;
-    if (!principal) throw new ApiError(401, 'CFM_API_UNAUTHENTICATED', 'a valid bearer token is required');
+    if (!principal) {
+      const address = addressKey(req.ip);
+      const waitMs = authFailures.limitedForMs(address);
+      if (waitMs > 0) {
+        authFailuresTotal.inc({ outcome: 'limited' });
+        const retryS = Math.ceil(waitMs / 1000);
+        reply.header('retry-after', String(retryS));
+        throw new ApiError(
+          429,
+          'CFM_API_AUTH_LIMITED',
+          `too many failed authentications from this address; retry in ${retryS} s`,
+        );
+      }
+      authFailuresTotal.inc({ outcome: 'refused' });
+      if (authFailures.fail(address))
+        deps.log.warn(
+          { address, failures: deps.rateLimit.authFailures, windowMs: deps.rateLimit.timeWindowMs },
+          'failed authentications from one address: answering 429 until its window ends (valid tokens still served)',
+        );
+      throw new ApiError(401, 'CFM_API_UNAUTHENTICATED', 'a valid bearer token is required');
+    }
     if (!roles.includes(principal.role))
       throw new ApiError(403, 'CFM_API_FORBIDDEN', `role ${principal.role} may not use this route`);
     req.principal = principal;

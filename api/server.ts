@@ -51,8 +51,16 @@ export const apiConfigSchema = z
       .describe('Extra standard profiles (same id replaces a built-in).'),
     rateLimit: z
       .strictObject({
-        max: z.number().int().min(1).default(600).describe('Requests per token (or address) per window.'),
+        max: z.number().int().min(1).default(600).describe('Requests per token per window.'),
         timeWindowMs: z.number().int().min(1_000).default(60_000),
+        authFailures: z
+          .number()
+          .int()
+          .min(1)
+          .default(30)
+          .describe(
+            'Failed authentications (no token, or one the API does not know) per client address per window, default 30; beyond, that address gets 429 `CFM_API_AUTH_LIMITED` with Retry-After instead of 401 until its window ends, counted in `cfm_api_auth_failures_total{outcome="limited"}` and logged once per window. A valid token is still served from a limited address, so a client with a wrong token behind the same NAT or proxy cannot lock operators out. Prevents a client cycling through tokens unnoticed and unthrottled: failed requests never reach the per-token limit.',
+          ),
       })
       .prefault({}),
     bodyLimitBytes: z

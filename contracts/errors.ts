@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   CFM_API_OUT_OF_SCOPE: "The requested region lies outside the token's region scope (403).",
   CFM_API_NOT_FOUND: 'No such route, or no such school/device within the token’s scope (404).',
   CFM_API_RATE_LIMITED: 'Too many requests for this token; retry after the Retry-After header (429).',
+  CFM_API_AUTH_LIMITED:
+    'Too many failed authentications from this address; retry after the Retry-After header (429). A valid token is still served.',
   CFM_API_IMPORT_REJECTED:
     'A registry import failed validation; nothing was changed; `issues` lists every error (422).',
   CFM_API_TOO_LARGE:

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { Registry as PromRegistry } from 'prom-client';
 import type { AlertService } from '../../api/alerts/service.js';
 import { buildApp } from '../../api/app.js';
@@ -20,6 +21,10 @@ export function testApp(deps: {
   live: LiveState;
   alerts?: AlertService;
   rateLimitMax?: number;
+  /** Failed authentications per address per minute (`api.rateLimit.authFailures`); default as shipped. */
+  authFailures?: number;
+  timeWindowMs?: number;
+  log?: Logger;
 }) {
   return buildApp({
     alerts: deps.alerts,
@@ -37,7 +42,11 @@ export function testApp(deps: {
     live: deps.live,
     storage: deps.storage,
     metrics: new PromRegistry(),
-    log: silentLogger(),
-    rateLimit: { max: deps.rateLimitMax ?? 10_000, timeWindowMs: 60_000 },
+    log: deps.log ?? silentLogger(),
+    rateLimit: {
+      max: deps.rateLimitMax ?? 10_000,
+      timeWindowMs: deps.timeWindowMs ?? 60_000,
+      authFailures: deps.authFailures ?? 30,
+    },
   });
 }
