@@ -5,6 +5,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { addressKey, FailureLimiter } from '../common/failure-limit.js';
 import type { Service } from '../common/lifecycle.js';
 import { MAX_PAYLOAD_BYTES } from '../contracts/messages.js';
 import { clientIdAllowed, mayPublish, maySubscribe, type Principal } from './acl.js';
@@ -115,6 +116,20 @@ export const brokerConfigSchema = z
       .describe(
         'Most distinct devices one poller credential may hold a retained status for; a retained status for one more is refused (the connection is closed) and counted. Stops a poller creating unbounded retained messages for invented device ids of its schools. Set it above the largest target list of any poller (a city has ~2,000 routers).',
       ),
+    authFailuresPerAddress: z
+      .number()
+      .int()
+      .min(1)
+      .default(30)
+      .describe(
+        'Failed logins (wrong username, password or client id) per client address per `authFailureWindowMs`, default 30; beyond, until the window ends, a CONNECT from that address is refused at once with CONNACK 3 (try again later) without checking its password — unless that username has logged in from that address before — counted in `authThrottled` and logged once per window instead of once per attempt. Prevents one address from making the broker run a scrypt and write a log line per guessed password, without end; an address is an IPv4 address or an IPv6 /64.',
+      ),
+    authFailureWindowMs: z
+      .number()
+      .int()
+      .min(1_000)
+      .default(60_000)
+      .describe('The window of `authFailuresPerAddress`.'),
     deniedLogIntervalMs: z
       .number()
       .int()
@@ -129,7 +144,10 @@ export type BrokerConfig = z.infer<typeof brokerConfigSchema>;
 
 export interface BrokerStats {
   connected: number;
+  /** Logins whose credentials were checked and refused (wrong username, password or client id). */
   authFailures: number;
+  /** Logins refused without a check: their address had `authFailuresPerAddress` failures in the window. */
+  authThrottled: number;
   /** Devices and pollers refused (CONNACK 3) because no collector had subscribed yet. */
   heldBack: number;
   /** Publishes refused by the ACL. */
@@ -166,6 +184,9 @@ interface ClientState {
   subscribeDenials: SubscribeDenials | undefined;
 }
 
+/** At most this many successful (address, username) logins are remembered (a city has ~30,000 devices). */
+const KNOWN_LOGINS_MAX = 200_000;
+
 function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
@@ -178,6 +199,7 @@ export class Broker implements Service {
   private readonly clients = new WeakMap<Client, ClientState>();
   private readonly stats_: Omit<BrokerStats, 'connected'> = {
     authFailures: 0,
+    authThrottled: 0,
     heldBack: 0,
     deniedPublish: 0,
     deniedSubscribe: 0,
@@ -194,6 +216,13 @@ export class Broker implements Service {
   private retainedByPoller = new Map<string, Set<string>>();
   /** Publish rate per credential (at most one per username in the credentials file). */
   private buckets = new Map<string, TokenBucket>();
+  /** Failed logins per client address (`authFailuresPerAddress`). */
+  private authFailures: FailureLimiter;
+  /**
+   * `{address} {username}` pairs that logged in successfully (most recent last, bounded): an address over its
+   * failure budget is still checked for these, so a device is not locked out by a neighbour behind its NAT.
+   */
+  private knownLogins = new Map<string, true>();
   private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
   /** Actual ports, in listener order (useful when configured as 0). */
   ports: number[] = [];
@@ -203,6 +232,22 @@ export class Broker implements Service {
     private readonly deps: { log: Logger },
   ) {
     this.store = new CredentialStore(config.credentialsFile);
+    this.authFailures = this.newFailureLimiter();
+  }
+
+  private newFailureLimiter(): FailureLimiter {
+    return new FailureLimiter({
+      max: this.config.authFailuresPerAddress,
+      windowMs: this.config.authFailureWindowMs,
+    });
+  }
+
+  /** Remembers a successful login of `username` from `address` (a bounded set: the oldest are forgotten). */
+  private rememberLogin(pair: string): void {
+    this.knownLogins.delete(pair);
+    this.knownLogins.set(pair, true);
+    if (this.knownLogins.size > KNOWN_LOGINS_MAX)
+      this.knownLogins.delete(this.knownLogins.keys().next().value!);
   }
 
   stats(): BrokerStats {
@@ -216,6 +261,8 @@ export class Broker implements Service {
     this.collectorSubscribed = false;
     this.retainedByPoller = new Map();
     this.buckets = new Map();
+    this.authFailures = this.newFailureLimiter();
+    this.knownLogins = new Map();
     await this.store.load();
     if (this.store.size === 0) {
       log.warn(
@@ -230,11 +277,31 @@ export class Broker implements Service {
       maxClientsIdLength: c.maxClientIdLength,
       heartbeatInterval: 60_000,
       authenticate: (client, username, password, done) => {
+        const address = addressKey((client.conn as { remoteAddress?: string } | undefined)?.remoteAddress);
+        const pair = `${address} ${username ?? ''}`;
+        if (this.authFailures.limitedForMs(address) > 0 && !this.knownLogins.has(pair)) {
+          // No scrypt and no log line per attempt (one per window, below): CONNACK 3, try again later.
+          this.stats_.authThrottled++;
+          return done(authError(3, 'too many failed logins from this address: try again later'), false);
+        }
         this.authenticate(client, username, password).then(
-          () => done(null, true),
+          () => {
+            this.rememberLogin(pair);
+            done(null, true);
+          },
           (err: AuthenticateError & { heldBack?: boolean }) => {
-            if (!err.heldBack) this.stats_.authFailures++;
-            log.warn({ clientId: client.id, username, why: err.message }, 'connection refused');
+            if (err.heldBack) {
+              this.rememberLogin(pair); // the credentials were right
+            } else {
+              this.stats_.authFailures++;
+              this.knownLogins.delete(pair);
+              if (this.authFailures.fail(address))
+                log.warn(
+                  { address, failures: c.authFailuresPerAddress, windowMs: c.authFailureWindowMs },
+                  'failed logins from one address: refusing its new clients unchecked until the window ends (usernames that logged in from there before are still checked)',
+                );
+            }
+            log.warn({ clientId: client.id, username, address, why: err.message }, 'connection refused');
             done(err, false);
           },
         );

@@ -1,4 +1,5 @@
-import type { IClientOptions, MqttClient } from 'mqtt';
+import { createConnection } from 'node:net';
+import { type IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BrokerConfig } from '../../broker/broker.js';
 import { waitFor } from '../helpers/influx.js';
@@ -92,6 +93,27 @@ function closed(c: MqttClient): Promise<void> {
       timer = setTimeout(() => reject(new Error('the broker did not close the connection')), 10_000);
     }),
   ]);
+}
+
+/**
+ * Connects as `username` with `password` from the client address `from` (127.0.0.2 is loopback too on Linux:
+ * a second client address on one machine). Resolves with the client or rejects with the CONNACK code.
+ */
+function connectFrom(b: TestBroker, from: string, username: string, password: string): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = new MqttClient(
+      () => createConnection({ host: '127.0.0.1', port: b.broker.ports[0]!, localAddress: from }),
+      { username, password, clientId: `${username}/${++seq}`, reconnectPeriod: 0, protocolVersion: 4 },
+    );
+    c.once('connect', () => {
+      clients.push(c);
+      resolve(c);
+    });
+    c.once('error', (err) => {
+      c.end(true);
+      reject(err);
+    });
+  });
 }
 
 const logsOf = (b: TestBroker, prefix: string) => b.logs.filter((l) => String(l.msg).startsWith(prefix));
@@ -370,5 +392,39 @@ describe('refused subscriptions are logged boundedly', () => {
     expect(lines().length).toBeLessThan(10);
     // Responsive: a reading still flows to the subscribed collector.
     await sentinel(b, coll.got);
+  });
+});
+
+describe('failed logins are limited per client address', () => {
+  it('past the budget an address is refused unchecked (CONNACK 3, counted, one log line); known logins and other addresses still get in', async () => {
+    const b = await start({ authFailuresPerAddress: 3, authFailureWindowMs: 2_000 });
+    await subscriber(b, 'coll'); // a collector logged in from 127.0.0.1: a known login there from now on
+    const ip = '127.0.0.1';
+    for (let i = 0; i < 3; i++)
+      await expect(connectFrom(b, ip, 'dev-a', `guess-${i}`)).rejects.toMatchObject({ code: 4 });
+    expect(b.broker.stats()).toMatchObject({ authFailures: 3, authThrottled: 0 });
+
+    // The budget is spent: a fourth guess is refused without a check, and so is a device that never logged in
+    // from here, even with its right secret — until the window ends.
+    await expect(connectFrom(b, ip, 'dev-a', 'guess-3')).rejects.toMatchObject({ code: 3 });
+    await expect(connectFrom(b, ip, 'dev-b', b.secrets['dev-b']!)).rejects.toMatchObject({ code: 3 });
+    expect(b.broker.stats()).toMatchObject({ authFailures: 3, authThrottled: 2 });
+    // The collector logged in from here before: it is still checked, and gets in.
+    await connectFrom(b, ip, 'coll', b.secrets.coll!);
+    // Another address has its own budget.
+    await connectFrom(b, '127.0.0.2', 'dev-b', b.secrets['dev-b']!);
+
+    expect(logsOf(b, 'failed logins from one address')).toEqual([
+      expect.objectContaining({ address: ip, failures: 3, windowMs: 2_000 }),
+    ]);
+    expect(logsOf(b, 'connection refused')).toHaveLength(3); // one per checked failure, none per refusal after
+    expect(JSON.stringify(b.logs)).not.toContain('guess-');
+
+    await waitFor(() => connectFrom(b, ip, 'dev-b', b.secrets['dev-b']!).then(() => true), {
+      timeoutMs: 5_000,
+      intervalMs: 250,
+      what: 'the window to end',
+    });
+    expect(b.broker.stats()).toMatchObject({ authFailures: 3 });
   });
 });
