@@ -29,6 +29,20 @@ import type { Profile } from './profiles.js';
 export const MAX_PERIOD_DAYS = 400;
 
 /**
+ * The dates a period may cover. InfluxDB stores times as int64 nanoseconds since 1970-01-01, which end at
+ * 2262-04-11T23:47:16Z (and begin in 1677); a query past them is an error from InfluxDB, which would reach the
+ * client as a 503. The bounds leave room for what the reports read around a period: the day after its end, and
+ * up to 400 days before it for the look-back.
+ */
+export const PERIOD_MIN_DATE = '1970-01-01';
+export const PERIOD_MAX_DATE = '2261-12-31';
+
+const outside = (text: string) => ({
+  ok: false as const,
+  message: `${text}: outside ${PERIOD_MIN_DATE}..${PERIOD_MAX_DATE}, the dates a report can cover (InfluxDB stores times up to 2262-04-11)`,
+});
+
+/**
  * `2026-10-08` (a day), `2026-W41` (ISO week), `2026-10` (a month), `term:NAME` (the term of that name in the
  * calendars; the span of all of them when calendars differ) or `2026-09-01..2026-10-31`.
  */
@@ -51,6 +65,7 @@ export function parsePeriod(
       return jan4 - ((((jan4 + 4) % 7) + 6) % 7); // (day + 4) % 7: 0 = Sunday, since 1970-01-01 was a Thursday
     };
     const year = +isoWeek[1]!;
+    if (year < +PERIOD_MIN_DATE.slice(0, 4) || year > +PERIOD_MAX_DATE.slice(0, 4)) return outside(text);
     const start = mondayOfWeek1(year) + 7 * (+isoWeek[2]! - 1);
     if (+isoWeek[2]! < 1 || start >= mondayOfWeek1(year + 1))
       return { ok: false, message: `${text}: no such ISO week` };
@@ -76,6 +91,7 @@ export function parsePeriod(
     };
   }
   if (!valid(from) || !valid(to)) return { ok: false, message: `${text}: not a real date` };
+  if (from < PERIOD_MIN_DATE || to > PERIOD_MAX_DATE) return outside(text);
   if (from > to) return { ok: false, message: `${text}: the period ends before it starts` };
   if (dayNumber(to) - dayNumber(from) + 1 > MAX_PERIOD_DAYS)
     return { ok: false, message: `${text}: longer than ${MAX_PERIOD_DAYS} days` };

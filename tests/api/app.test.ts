@@ -176,6 +176,36 @@ describe('access', () => {
     ).toBeGreaterThan(0);
   });
 
+  it('a period beyond the dates InfluxDB can store is a 400 naming `period`, on every report, not a 503', async () => {
+    for (const period of [
+      '2300-01',
+      '2262-04',
+      '9999-W01',
+      '2261-12-01..2262-01-05',
+      '1677-09',
+      '1969-12-31',
+    ]) {
+      for (const route of [
+        '/v1/attainment',
+        '/v1/attainment/schools',
+        '/v1/audit/devices',
+        '/v1/audit/idle',
+      ]) {
+        const r = await get(`${route}?period=${period}`, T.ops);
+        expect(r.statusCode, `${route}?period=${period}: ${r.body}`).toBe(400);
+        expect(r.json()).toEqual({
+          status: 'error',
+          code: 'CFM_API_BAD_REQUEST',
+          message: `period: ${period}: outside 1970-01-01..2261-12-31, the dates a report can cover (InfluxDB stores times up to 2262-04-11)`,
+          field: 'period',
+        });
+      }
+    }
+    // The bounds themselves are periods like any other.
+    for (const period of ['2261-12', '1970-01'])
+      expect((await get(`/v1/attainment?period=${period}`, T.ops)).statusCode).toBe(200);
+  });
+
   it('the registry is not for region-scoped tokens, even admin ones', async () => {
     const scopedAdmin = tokens.add('区管理员', 'admin', '330000/330100/330106').token;
     for (const r of [

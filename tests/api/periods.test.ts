@@ -39,5 +39,17 @@ describe('periods', () => {
     expect(p('2026-01-01..2027-12-31')).toMatchObject({ ok: false, message: /longer than 400 days/ });
     expect(p('term:夏令营')).toMatchObject({ ok: false, message: /no term named/ });
     expect(p('last week')).toMatchObject({ ok: false, message: /must be YYYY-MM-DD/ });
+    // InfluxDB stores times up to 2262-04-11: a period must end by 2261-12-31 and start no earlier than 1970.
+    for (const outside of [
+      '2262-01-01',
+      '2300-01',
+      '2261-W53',
+      '2261-12-31..2262-01-01',
+      '1969-12-31',
+      '1969-W52',
+    ])
+      expect(p(outside)).toMatchObject({ ok: false, message: /outside 1970-01-01\.\.2261-12-31/ });
+    expect(p('2261-12-31')).toEqual({ ok: true, period: { from: '2261-12-31', to: '2261-12-31' } });
+    expect(p('1970-01-01')).toEqual({ ok: true, period: { from: '1970-01-01', to: '1970-01-01' } });
   });
 });
