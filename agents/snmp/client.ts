@@ -1,3 +1,4 @@
+import { createSocket, type Socket, type SocketType } from 'node:dgram';
 import snmp from 'net-snmp';
 import { z } from 'zod';
 import { secret } from '../../common/redact.js';
@@ -96,20 +97,52 @@ export function compareOids(a: string, b: string): number {
   return x.length - y.length;
 }
 
+/** A target on the loopback network: its answers can only come from there. */
+const isLoopback = (address: string) => /^127\.\d+\.\d+\.\d+$/.test(address) || address === 'localhost';
+
 export class SnmpClient {
   private session: snmp.Session | undefined;
+  /** The session's UDP socket (net-snmp creates it through `dgramModule`). */
+  private socket: Socket | undefined;
   /** +1 per close(): a walk started before a close stops instead of opening a new session for its next request. */
   private generation = 0;
   readonly label: string;
+  /**
+   * The local address the session's UDP socket binds: `poller.sourceAddress` when configured; 127.0.0.1 for a
+   * target on loopback; otherwise none, and the kernel binds all interfaces (0.0.0.0) at the first request.
+   * The socket receives the answers, so an unbound one takes datagrams on every interface of the host.
+   */
+  readonly sourceAddress: string | undefined;
 
-  constructor(readonly target: SnmpTarget) {
+  constructor(
+    readonly target: SnmpTarget,
+    opts: { sourceAddress?: string | undefined } = {},
+  ) {
     this.label = `${target.address}:${target.port} (${target.school}/${target.device})`;
+    this.sourceAddress = opts.sourceAddress ?? (isLoopback(target.address) ? '127.0.0.1' : undefined);
+  }
+
+  /** The address and port the session's socket is bound to; undefined before the first request. */
+  localAddress(): { address: string; port: number } | undefined {
+    try {
+      return this.socket?.address();
+    } catch {
+      return undefined; // not bound yet
+    }
   }
 
   private open(): snmp.Session {
     if (this.session) return this.session;
     const t = this.target;
-    const common = { port: t.port, retries: t.retries, timeout: t.timeoutMs, transport: 'udp4' as const };
+    const common = {
+      port: t.port,
+      retries: t.retries,
+      timeout: t.timeoutMs,
+      transport: 'udp4' as const,
+      // An ephemeral port on that address (net-snmp binds when either source option is set).
+      ...(this.sourceAddress ? { sourceAddress: this.sourceAddress } : {}),
+      dgramModule: { createSocket: (type: SocketType) => (this.socket = createSocket(type)) },
+    };
     if (t.version === '2c') {
       this.session = snmp.createSession(t.address, t.community!, { ...common, version: snmp.Version2c });
     } else {
@@ -134,6 +167,7 @@ export class SnmpClient {
     this.generation++;
     this.session?.close();
     this.session = undefined;
+    this.socket = undefined;
   }
 
   private wrap(err: unknown): SnmpError {

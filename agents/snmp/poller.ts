@@ -1,3 +1,4 @@
+import { createSocket } from 'node:dgram';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { fnv1a } from '../../common/hash.js';
@@ -50,6 +51,12 @@ export const pollerConfigSchema = z
       .describe(
         "Targets polled at once, default 64; a slow or dead one holds one slot for at most its timeout × tries. Other polls wait for a slot, at most one per target: a tick that finds its target's previous poll still running or waiting is skipped and counted (`skippedTicks`). Prevents a backlog without bound behind slow or dead targets, and two polls of one target finishing out of order (sysUpTime going back: a false reboot).",
       ),
+    sourceAddress: z
+      .ipv4()
+      .optional()
+      .describe(
+        'Local IPv4 address the SNMP requests are sent from and their answers received on (the interface facing the routers, e.g. a management VLAN); it must be an address of this host, checked at start. Absent: 127.0.0.1 for targets on loopback, and the kernel’s choice (all interfaces, an ephemeral port) for the others.',
+      ),
     spool: spoolConfigSchema.prefault({ dir: 'var/poller-spool' }),
     replayRatePerSec: z
       .number()
@@ -76,6 +83,26 @@ export const pollerConfigSchema = z
   })
   .describe('The SNMP poller.');
 export type PollerConfig = z.infer<typeof pollerConfigSchema>;
+
+/**
+ * Fails start-up when `poller.sourceAddress` is not an address of this host: net-snmp would report the failed
+ * bind only as every request timing out.
+ */
+async function checkBindable(address: string): Promise<void> {
+  const socket = createSocket('udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(0, address, () => resolve());
+    });
+  } catch (e) {
+    throw new Error(
+      `poller.sourceAddress ${address}: cannot bind a UDP socket there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): not an address of this host?`,
+    );
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve())).catch(() => undefined);
+  }
+}
 
 /** Stable shard of a school id (FNV-1a): a school stays with one poller, and its rate state with it. */
 export function shardOf(school: string, count: number): number {
@@ -188,7 +215,7 @@ export class Poller implements Service {
       if (!inShard(target, config.shard)) continue;
       this.states.push({
         target,
-        client: new SnmpClient(target),
+        client: new SnmpClient(target, { sourceAddress: config.sourceAddress }),
         rates: new RateTracker(),
         seq: 0,
         reachable: undefined,
@@ -213,6 +240,7 @@ export class Poller implements Service {
   }
 
   async start(): Promise<void> {
+    if (this.config.sourceAddress) await checkBindable(this.config.sourceAddress);
     const session = new MqttSession(this.config.mqtt, { log: this.deps.log });
     this.session = session;
     const publisher = new ReliablePublisher(session, {

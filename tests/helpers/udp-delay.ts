@@ -10,8 +10,8 @@ interface Upstream {
 /**
  * A UDP relay on 127.0.0.1 in front of an SNMP agent that holds each answer back for `delayMs(n)` (n: the
  * request's number, from 0), as a slow or congested device would — and, with a delay that varies, answers
- * out of order. Without `upstreamPort` it answers nothing: a dead device. Either way it records when each
- * request arrived and how many were waiting for an answer at once.
+ * out of order. Without `upstreamPort` it answers nothing: a dead device. Either way it records when and from
+ * where each request arrived and how many were waiting for an answer at once.
  *
  * The agent behind it answers at once, so the values (sysUpTime) are those of the moment the request
  * arrived; only the answer is late.
@@ -20,6 +20,8 @@ export class UdpDelayProxy {
   port = 0;
   /** Arrival time (performance.now()) of every request. */
   readonly arrivals: number[] = [];
+  /** The address every request came from. */
+  readonly sources: string[] = [];
   /** Requests answered by the agent and not yet relayed back… */
   outstanding = 0;
   /** …and the most there ever were. */
@@ -35,6 +37,7 @@ export class UdpDelayProxy {
     front.on('message', (msg, from) => {
       const n = this.arrivals.length;
       this.arrivals.push(performance.now());
+      this.sources.push(from.address);
       if (this.opts.upstreamPort === undefined) return; // dead: nothing answers
       this.outstanding++;
       this.maxOutstanding = Math.max(this.maxOutstanding, this.outstanding);

@@ -289,6 +289,46 @@ describe('an old device without ifXTable', () => {
   });
 });
 
+describe('the UDP socket a session binds', () => {
+  it('for a target on loopback: 127.0.0.1, so answers are taken from loopback only, not on every interface', async () => {
+    const sim = await startSim();
+    const client = clientFor(sim.port);
+    expect(client.localAddress()).toBeUndefined(); // nothing bound before the first request
+    await client.get([OID.sysUpTime]);
+    expect(client.localAddress()).toMatchObject({ address: '127.0.0.1', port: expect.any(Number) });
+  });
+
+  it('the configured source address (poller.sourceAddress), whatever the target', async () => {
+    const sim = await startSim();
+    const client = new SnmpClient(
+      snmpTargetSchema.parse({
+        device: 'rtr',
+        school: '3301060001',
+        address: HOST,
+        port: sim.port,
+        community: 'public',
+        uplink: 1,
+      }),
+      { sourceAddress: '127.0.0.2' }, // also loopback on Linux: an address of this host other than the target's side
+    );
+    clients.push(client);
+    expect((await client.get([OID.sysUpTime]))[0]).toEqual(expect.any(Number));
+    expect(client.localAddress()?.address).toBe('127.0.0.2');
+    // A target elsewhere, without configuration: the kernel's choice (documented), not a guess.
+    expect(
+      new SnmpClient(
+        snmpTargetSchema.parse({
+          device: 'r',
+          school: '3301060001',
+          address: '192.0.2.1',
+          community: 'c',
+          uplink: 1,
+        }),
+      ).sourceAddress,
+    ).toBeUndefined();
+  });
+});
+
 describe('failures name their target', () => {
   it('a wrong community times out within timeoutMs × (retries+1) + 500 ms', async () => {
     const sim = await startSim({ community: 'campus-ro' });

@@ -12,6 +12,7 @@ import { silentLogger } from '../../../common/log.js';
 import { decodePayload } from '../../../contracts/messages.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 import { Mosquitto } from '../../helpers/mqtt.js';
+import { UdpDelayProxy } from '../../helpers/udp-delay.js';
 
 const SCHOOL = '3301060001';
 const mosquitto = new Mosquitto();
@@ -297,6 +298,40 @@ describe('poller against scripted agents', () => {
     );
     expect(done[0]).toBeGreaterThanOrEqual(700);
     for (const ms of done.slice(1)) expect(ms).toBeLessThan(500);
+  });
+});
+
+describe('poller.sourceAddress', () => {
+  it('requests go out from the configured address, and an address not of this host stops start-up', async () => {
+    const s = await sim([iface(1)]);
+    // A relay in front of the agent records where each request came from.
+    const relay = await new UdpDelayProxy({ upstreamPort: s.port }).start();
+    cleanups.push(() => relay.stop());
+    const target = {
+      device: 'rtr-src',
+      school: SCHOOL,
+      address: '127.0.0.1',
+      port: relay.port,
+      community: 'public',
+      uplink: 1,
+    };
+    const { p } = await poller([target], { sourceAddress: '127.0.0.2' });
+    const [reading] = await p.pollAll();
+    expect(reading!.ifaces).toHaveLength(1);
+    expect(relay.sources.length).toBeGreaterThan(0);
+    expect(new Set(relay.sources)).toEqual(new Set(['127.0.0.2']));
+
+    const elsewhere = new Poller(
+      pollerConfigSchema.parse({
+        mqtt: { url: mosquitto.url },
+        targets: [target],
+        sourceAddress: '192.0.2.1',
+      }),
+      { log: silentLogger(), manual: true },
+    );
+    await expect(elsewhere.start()).rejects.toThrow(
+      /^poller\.sourceAddress 192\.0\.2\.1: cannot bind a UDP socket there \(EADDRNOTAVAIL\)/,
+    );
   });
 });
 
