@@ -209,6 +209,8 @@ describe('a full spool', () => {
     const dropped1 = agent.stats().droppedOldest;
     await gate.open();
     await waitFor(() => agent.connected && agent.stats().queued === 0, { what: 'the queue replayed' });
+    // The line comes when the replay ends: after the last acknowledgement and the replay's pacing gap.
+    await waitFor(() => endLines().length > 0, { what: 'the end of the episode logged' });
     expect(endLines()).toHaveLength(1);
     expect(endLines()[0]).toMatchObject({ dropped: dropped1 });
     const readings1 = agent.stats().readings;
@@ -243,6 +245,7 @@ describe('a full spool', () => {
     expect(startLines()).toHaveLength(2);
     await gate.open();
     await waitFor(() => agent.connected && agent.stats().queued === 0, { what: 'the queue replayed' });
+    await waitFor(() => endLines().length > 1, { what: 'the end of the episode logged' });
     expect(endLines()).toHaveLength(2);
     expect(endLines()[1]).toMatchObject({ dropped: agent.stats().droppedOldest - dropped1 });
   });
