@@ -65,6 +65,8 @@ export class Attributor {
   private readonly reported = new Map<string, Set<string>>();
   private loggedError: string | undefined;
   private loggedVersion = 0;
+  /** The registry version the unassigned places were last pruned against. */
+  private prunedVersion = -1;
 
   constructor(
     file: string,
@@ -164,8 +166,13 @@ export class Attributor {
     const known = set?.has(device) ?? false;
     if (!known) {
       const schoolFull = (set?.size ?? 0) >= this.limits.maxUnassignedPerSchool;
-      if (schoolFull || this.unassignedTotal >= this.limits.maxUnassignedDevices) {
-        // Devices registered since they were counted no longer take a place.
+      if (
+        (schoolFull || this.unassignedTotal >= this.limits.maxUnassignedDevices) &&
+        this.prunedVersion !== this.store.version
+      ) {
+        // Devices registered since they were counted no longer take a place: looked for once per registry
+        // version, not on every message of a refused device.
+        this.prunedVersion = this.store.version;
         this.prune(idx);
         set = this.unassigned.get(school);
       }

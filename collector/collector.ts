@@ -10,6 +10,7 @@ import { entityKey } from '../common/registry/key.js';
 import type { Storage } from '../common/storage/storage.js';
 import { idSchema } from '../contracts/ids.js';
 import { decodePayload, type TopicPayloads } from '../contracts/messages.js';
+import { isNetworkKind } from '../contracts/registry.js';
 import { type Channel, filters, parseTopic } from '../contracts/topics.js';
 import { type Announced, Attributor, type MismatchField, type UnassignedCause } from './attribution.js';
 import {
@@ -386,6 +387,17 @@ export class Collector implements Service {
       bounds = new DeviceBounds(this.config.limits);
       this.bounds.set(key, bounds);
     }
+    // Interface readings are a router's, switch's or AP's: a registered classroom device (or a poller
+    // credential publishing under its id) may not create interface series for it.
+    if (channel === 'iface' && a.registered && !isNetworkKind(a.info.kind)) {
+      if (bounds.once('not_network_device'))
+        log.warn(
+          { school, device, kind: a.info.kind },
+          'interface readings for a device the registry lists as neither router, switch nor AP rejected (not_network_device); logged once per device',
+        );
+      this.reject('not_network_device', topic, `registered kind ${a.info.kind}`);
+      return;
+    }
     const now = this.now();
     // A status's own `ts` is never stored (presence is stamped on arrival), and a last will carries the time
     // its connection began, which may be weeks ago: statuses are checked against the future bound only.
@@ -424,7 +436,7 @@ export class Collector implements Service {
           'device not in the registry: its readings are stored with region "unassigned" until it is registered',
         );
     }
-    this.route(school, device, channel, msg, retained, a.info, bounds, now);
+    this.route(school, device, channel, msg, retained, a.info, a.registered, bounds, now);
   }
 
   private countUnassigned(cause: UnassignedCause): void {
@@ -437,10 +449,11 @@ export class Collector implements Service {
     school: string,
     device: string,
     bounds: DeviceBounds,
+    registered: boolean,
     tag: NamedTag,
     name: string,
   ): boolean {
-    if (bounds.admitName(tag, name)) return true;
+    if (bounds.admitName(tag, name, registered)) return true;
     this.drop('name_limit');
     if (bounds.once(`name_limit:${tag}`))
       this.deps.log.warn(
@@ -457,6 +470,7 @@ export class Collector implements Service {
     msg: TopicPayloads[C],
     retained: boolean,
     info: DeviceInfo,
+    registered: boolean,
     bounds: DeviceBounds,
     now: number,
   ) {
@@ -479,21 +493,29 @@ export class Collector implements Service {
       }
       case 'telemetry': {
         const m = msg as TopicPayloads['telemetry'];
-        const nics = m.host?.nics.filter((n) => this.admitName(school, device, bounds, 'nic', n.name));
+        const nics = m.host?.nics.filter((n) =>
+          this.admitName(school, device, bounds, registered, 'nic', n.name),
+        );
         storage.write(telemetryPoints(school, device, m, info, nics));
         tr = this.presence.seen(school, device, info, now);
         break;
       }
       case 'iface': {
         const m = msg as TopicPayloads['iface'];
-        const ifaces = m.ifaces.filter((i) => this.admitName(school, device, bounds, 'ifname', i.name));
+        const ifaces = m.ifaces.filter((i) =>
+          this.admitName(school, device, bounds, registered, 'ifname', i.name),
+        );
         storage.write(ifacePoints(school, device, m, info, ifaces));
         tr = this.presence.seen(school, device, info, now);
         break;
       }
       case 'event': {
         const m = msg as TopicPayloads['event'];
-        if (m.subject !== undefined && !this.admitName(school, device, bounds, 'subject', m.subject)) break;
+        if (
+          m.subject !== undefined &&
+          !this.admitName(school, device, bounds, registered, 'subject', m.subject)
+        )
+          break;
         storage.write([eventPoint(school, device, m, info)]);
         break;
       }

@@ -48,6 +48,14 @@ export const limitsConfigSchema = z
       .describe(
         'Distinct event subjects (the `subject` tag) a device may use over the life of the process; events with further subjects are dropped (`name_limit`). Default 64 (an agent uses about ten). Prevents series growth from invented subjects.',
       ),
+    maxNamesPerUnassignedDevice: z
+      .number()
+      .int()
+      .min(0)
+      .default(16)
+      .describe(
+        'Distinct NIC, interface and event-subject names together that a device not in the registry may report; further entries are dropped (`name_limit`) until it is registered, when the per-device bounds above apply. Default 16: enough to see what an unregistered device is, while `maxUnassignedDevices` × 16 bounds the series every unregistered device together can create (a poller inventing ids and interface names reached 100,000 series per school).',
+      ),
     maxUnassignedPerSchool: z
       .number()
       .int()
@@ -78,7 +86,7 @@ export const limitsConfigSchema = z
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 
 /** Reasons a whole message is rejected by a bound (beside the validation reasons). */
-export type LimitRejectReason = 'too_old' | 'in_future' | 'unassigned_limit';
+export type LimitRejectReason = 'too_old' | 'in_future' | 'unassigned_limit' | 'not_network_device';
 /** Reasons part of an accepted message is dropped. */
 export type LimitDropReason = 'name_limit' | 'flap_limit';
 /** Tags whose distinct values per device are bounded. */
@@ -91,6 +99,8 @@ const FLAP_LOG_EVERY_MS = 600_000;
 /** What the collector remembers per device for its bounds. Created on the first accepted message. */
 export class DeviceBounds {
   private readonly names: Partial<Record<NamedTag, Set<string>>> = {};
+  /** Names remembered over all tags. */
+  private nameCount = 0;
   /** Times of the status_change events written in the last window, oldest first (at most the limit). */
   private readonly changes: number[] = [];
   /** What has already been logged for this device (once per device). */
@@ -110,9 +120,10 @@ export class DeviceBounds {
 
   /**
    * Whether a value of a bounded tag may be stored: one already seen, or a new one while there is room (it is
-   * then remembered).
+   * then remembered). A device not in the registry has one small budget for all its names together
+   * (`maxNamesPerUnassignedDevice`); once registered, the per-tag bounds apply (names already seen count).
    */
-  admitName(tag: NamedTag, name: string): boolean {
+  admitName(tag: NamedTag, name: string, registered: boolean): boolean {
     let seen = this.names[tag];
     if (!seen) {
       seen = new Set();
@@ -120,7 +131,9 @@ export class DeviceBounds {
     }
     if (seen.has(name)) return true;
     if (seen.size >= this.max(tag)) return false;
+    if (!registered && this.nameCount >= this.limits.maxNamesPerUnassignedDevice) return false;
     seen.add(name);
+    this.nameCount++;
     return true;
   }
 

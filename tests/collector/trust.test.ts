@@ -516,6 +516,85 @@ describe('bounds per device', () => {
     ]);
   });
 
+  it("interface readings are a network device's: a registered panel's are rejected; an unregistered device's names share one small budget until it is registered", async () => {
+    n++;
+    const A = schoolId(1);
+    const fleet = (devices: Registry['devices']) =>
+      registry({
+        schools: [school(A, '330106')],
+        classrooms: [{ id: 'c0701', school: A, name: '七年级1班', isClass: true }],
+        devices,
+      });
+    const c = await setup(
+      fleet([
+        { id: 'ops-1', school: A, classroom: 'c0701', kind: 'panel' },
+        { id: 'gw-1', school: A, kind: 'router' },
+      ]),
+      [A],
+    );
+    const now = Date.now();
+    const iface = (index: number, name: string) => ({
+      index,
+      name,
+      uplink: false,
+      operStatus: 'up' as const,
+      counterBits: 64 as const,
+      inOctets: '0',
+      outOctets: '0',
+      inBps: null,
+      outBps: null,
+    });
+    const poll = (ts: number, names: string[]) => ({
+      ...EXAMPLES.iface,
+      kind: 'router' as const,
+      ts,
+      ifaces: names.map((name, j) => iface(j + 1, name)),
+    });
+    const names = (p: string, k: number) => Array.from({ length: k }, (_, j) => `${p}${j}`);
+    // A poller credential (or the panel itself) claiming interfaces for a registered panel: rejected whole.
+    await c.send(A, 'ops-1', 'iface', poll(now - 10, names('Gi0/', 500)));
+    await c.send(A, 'ops-1', 'iface', poll(now - 9, names('Gi1/', 500)));
+    // The registered router's interfaces are stored.
+    await c.send(A, 'gw-1', 'iface', poll(now - 8, names('ge-0/', 40)));
+    // An invented device: 300 names offered, 16 kept (maxNamesPerUnassignedDevice), across tags.
+    await c.send(A, 'sw-x', 'iface', poll(now - 7, names('x', 300)));
+    await c.send(A, 'sw-x', 'event', { ...EXAMPLES.event, kind: 'switch', subject: 'psu', ts: now - 6 });
+    await settled(c, 5);
+
+    const ifnames = async (device: string) =>
+      (await c.storage.rows(`SHOW TAG VALUES FROM iface WITH KEY = "ifname" WHERE device = '${device}'`))
+        .length;
+    expect(await ifnames('ops-1')).toBe(0);
+    expect(await c.storage.rows(`SELECT * FROM snmp WHERE device = 'ops-1'`)).toHaveLength(0);
+    expect(await ifnames('gw-1')).toBe(40);
+    expect(await ifnames('sw-x')).toBe(16);
+    expect(await c.storage.rows(`SELECT * FROM event WHERE device = 'sw-x'`)).toHaveLength(0);
+    expect(c.collector.stats().rejected).toEqual({ not_network_device: 2 });
+    expect(c.collector.stats().dropped).toEqual({ name_limit: 300 - 16 + 1 });
+    expect(await c.metrics()).toContain(
+      'cfm_collector_messages_rejected_total{reason="not_network_device"} 2',
+    );
+    expect(c.logs.filter((l) => /not_network_device/.test(String(l.msg))).map((l) => l.device)).toEqual([
+      'ops-1',
+    ]);
+
+    // Registered as a switch, the device gets the per-device bounds.
+    writeFileAtomic(
+      c.registryFile,
+      JSON.stringify(
+        fleet([
+          { id: 'ops-1', school: A, classroom: 'c0701', kind: 'panel' },
+          { id: 'gw-1', school: A, kind: 'router' },
+          { id: 'sw-x', school: A, kind: 'switch' },
+        ]),
+      ),
+    );
+    await waitFor(async () => (await c.health()).body.registry.devices === 3, { what: 'import picked up' });
+    await c.send(A, 'sw-x', 'iface', poll(now - 5, names('x', 300)));
+    await settled(c, 6);
+    expect(await ifnames('sw-x')).toBe(300);
+  });
+
   it('bounds the unregistered devices tracked per school; registered devices are never refused', async () => {
     n++;
     const [A, X] = [schoolId(1), schoolId(2)];
