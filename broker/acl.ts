@@ -9,7 +9,7 @@ import { isValidFilter, parseTopic, TOPIC_ROOT, TOPIC_VERSION } from '../contrac
  * | device    | its own subtree `cfm/v1/{school}/{device}/{status,telemetry,event}` | nothing                |
  * | poller    | `cfm/v1/{school}/{device}/{status,iface,event}` for its schools, and only the listed devices when its credential lists `devices` | nothing |
  * | collector | nothing                                                        | filters under `cfm/v1/`, also `$share/{group}/…` |
- * | reader    | nothing                                                        | the same as a collector     |
+ * | reader    | nothing                                                        | the same, but not `$share/` |
  *
  * `collector` means "stores readings": only a collector's subscription admits devices after a broker restart
  * (`broker.holdDevicesUntilCollector`). A `reader` (the API's live view and alerting) reads the same topics but
@@ -77,6 +77,10 @@ export function stripShare(filter: string): string | undefined {
 
 export function maySubscribe(p: Principal, filter: string): Decision {
   if (!SUBSCRIBER_ROLES.has(p.role)) return deny(`a ${p.role} does not subscribe`);
+  // A shared subscription takes each message away from the other members of its group: a reader joining the
+  // collectors' group would receive readings that are then never stored.
+  if (p.role === 'reader' && filter.startsWith('$share/'))
+    return deny('a reader does not join shared subscriptions (it would take readings from the collectors)');
   const inner = stripShare(filter);
   if (inner === undefined || !isValidFilter(inner)) return deny('not a valid topic filter');
   const [root, version] = inner.split('/');

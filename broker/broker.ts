@@ -71,7 +71,7 @@ export const brokerConfigSchema = z
       .positive()
       .default(20)
       .describe(
-        'Sustained publishes per second per credential (all its connections together, so reconnecting does not refill it), every channel including retained status (only the last will, published by the broker, is free); above it the client is disconnected and the publish counted (stops floods, e.g. thousands of retained statuses fanned out to every subscriber).',
+        'Sustained publishes per second per credential (all its connections together, so reconnecting does not refill it), every channel including retained status and last wills; above it the client is disconnected and the publish counted (stops floods, e.g. thousands of retained statuses fanned out to every subscriber). A last will over the rate still goes out within an allowance of 2 per credential, refilled one a minute, so a client cut off for flooding leaves its offline status; beyond that (many connections of one credential dropped at once) it is not published and counted (`rateLimitedWill`).',
       ),
     publishBurst: z
       .number()
@@ -139,6 +139,8 @@ export interface BrokerStats {
   rateLimited: number;
   /** Of `rateLimited`, those on the status channel. */
   rateLimitedStatus: number;
+  /** Last wills not published: the credential's bucket and its will allowance were both empty. */
+  rateLimitedWill: number;
   /** Retained statuses refused because the poller held `pollerMaxRetainedDevices` already. */
   retainedLimited: number;
   /** Publishes refused because an earlier one of the same connection was (it is being closed). */
@@ -165,6 +167,10 @@ interface ClientState {
   subscribeDenials: SubscribeDenials | undefined;
 }
 
+/** Last wills a credential may have published over its publish rate: at once, and refilled per minute. */
+const WILL_ALLOWANCE_BURST = 2;
+const WILL_ALLOWANCE_PER_MIN = 1;
+
 function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
@@ -182,6 +188,7 @@ export class Broker implements Service {
     deniedSubscribe: 0,
     rateLimited: 0,
     rateLimitedStatus: 0,
+    rateLimitedWill: 0,
     retainedLimited: 0,
     refusedAfterRefusal: 0,
     oversized: 0,
@@ -193,6 +200,10 @@ export class Broker implements Service {
   private retainedByPoller = new Map<string, Set<string>>();
   /** Publish rate per credential (at most one per username in the credentials file). */
   private buckets = new Map<string, TokenBucket>();
+  /** When a throttled log line (by key) was last written. */
+  private readonly loggedAt = new Map<string, number>();
+  /** Per credential: wills that may go out when its publish bucket is empty. */
+  private willAllowances = new Map<string, TokenBucket>();
   private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
   /** Actual ports, in listener order (useful when configured as 0). */
   ports: number[] = [];
@@ -215,6 +226,7 @@ export class Broker implements Service {
     this.collectorSubscribed = false;
     this.retainedByPoller = new Map();
     this.buckets = new Map();
+    this.willAllowances = new Map();
     await this.store.load();
     if (this.store.size === 0) {
       log.warn(
@@ -360,9 +372,11 @@ export class Broker implements Service {
    */
   private authorizePublish(client: Client, st: ClientState, packet: PublishPacket): string | undefined {
     const c = this.config;
-    // aedes passes the last will through here too (the same object as `client.will`): published by the broker
-    // once per connection, after the ACL check, and never charged, so a client cut off for flooding still
-    // leaves its offline status behind.
+    // aedes passes the last will through here too (the same object as `client.will`), once per connection,
+    // after the client is gone. It is charged like any publish, but when the bucket is empty it may still use
+    // the credential's will allowance (WILL_ALLOWANCE_BURST, refilled one a minute): a client cut off for
+    // flooding still leaves its offline status behind, while a credential dropping many connections at once
+    // cannot fan out wills beyond its rate.
     const isWill = (client as Client & { will?: unknown }).will === packet;
     if (st.refused && !isWill) {
       this.stats_.refusedAfterRefusal++;
@@ -374,6 +388,16 @@ export class Broker implements Service {
     if (!d.ok) {
       stat = 'deniedPublish';
       why = d.reason;
+    } else if (isWill && !st.bucket.take() && !this.willAllowance(st.principal.username).take()) {
+      // Many connections of one credential (`dev-a/1`, `dev-a/2`, …) dropped at once: beyond the credential's
+      // rate and its allowance, their wills are not published (counted, logged at most once per interval).
+      this.stats_.rateLimitedWill++;
+      if (this.logThrottled(`will:${st.principal.username}`))
+        this.deps.log.warn(
+          { clientId: client.id, username: st.principal.username, topic: packet.topic.slice(0, 200) },
+          'last will not published: the credential is over its publish rate and will allowance',
+        );
+      return 'last will over the rate';
     } else if (!isWill && !st.bucket.take()) {
       stat = 'rateLimited';
       why = 'publish rate exceeded';
@@ -401,6 +425,25 @@ export class Broker implements Service {
       );
     }
     return why;
+  }
+
+  private willAllowance(username: string): TokenBucket {
+    let b = this.willAllowances.get(username);
+    if (!b) {
+      b = new TokenBucket(WILL_ALLOWANCE_PER_MIN / 60, WILL_ALLOWANCE_BURST);
+      this.willAllowances.set(username, b);
+    }
+    return b;
+  }
+
+  /** Whether a log line of this key may be written now: at most one per `deniedLogIntervalMs`. */
+  private logThrottled(key: string): boolean {
+    const now = performance.now();
+    const last = this.loggedAt.get(key);
+    if (last !== undefined && now - last < this.config.deniedLogIntervalMs) return false;
+    if (this.loggedAt.size >= 10_000) this.loggedAt.clear(); // bounded: at worst a few extra lines
+    this.loggedAt.set(key, now);
+    return true;
   }
 
   /** Tracks the devices a poller holds a retained status for; refuses one more than the bound. */

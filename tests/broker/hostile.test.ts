@@ -329,6 +329,43 @@ describe('the status channel is rate limited like the others', () => {
   });
 });
 
+describe('last wills are charged to their credential', () => {
+  it('30 connections of one device credential, each with a will, dropped at once: the wills beyond the rate and the allowance are not published', async () => {
+    const b = await start({ publishBurst: 5, publishRatePerSec: 0.001 });
+    const coll = await subscriber(b, 'coll');
+    const N = 30;
+    const conns = [];
+    for (let i = 0; i < N; i++)
+      conns.push(
+        await connectAs(b, 'dev-a', {
+          will: {
+            topic: A_STATUS,
+            payload: Buffer.from(`{"state":"offline","n":${i}}`),
+            qos: 1,
+            retain: true,
+          },
+        }),
+      );
+    for (const c of conns) c.stream.destroy(); // no DISCONNECT: the broker publishes the wills it may
+    await waitFor(() => b.broker.stats().rateLimitedWill + coll.got.length >= N, {
+      what: 'every will decided',
+    });
+    await sentinel(b, coll.got);
+
+    const wills = coll.got.filter((m) => m.topic === A_STATUS);
+    // 5 from the bucket, 2 from the allowance (the refill over a test's seconds is negligible).
+    expect(wills).toHaveLength(5 + 2);
+    expect(b.broker.stats()).toMatchObject({ rateLimitedWill: N - 7, deniedPublish: 0 });
+    expect(logsOf(b, 'last will not published')).toHaveLength(1);
+    // Another credential is not affected: dev-b's will still goes out.
+    const devB = await connectAs(b, 'dev-b', {
+      will: { topic: B_STATUS, payload: Buffer.from('{"state":"offline"}'), qos: 1, retain: true },
+    });
+    devB.stream.destroy();
+    await waitFor(() => coll.got.some((m) => m.topic === B_STATUS), { what: "dev-b's will" });
+  });
+});
+
 describe('refused subscriptions are logged boundedly', () => {
   it('5 SUBSCRIBE packets of 5,000 refused filters each: every filter refused and counted, a few log lines', async () => {
     const intervalMs = 1_000;
