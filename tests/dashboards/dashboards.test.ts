@@ -376,3 +376,58 @@ describe('every query against InfluxDB 1.x holding the fixture city', () => {
     });
   }
 });
+
+describe('the audit judges each school on its latest window', () => {
+  it("a school whose latest window had no teaching time is left out, not counted with an older window's 校校通", async () => {
+    const { storage: s } = testStorage(influxd.url, { database: 'judged' });
+    await s.start();
+    try {
+      const day1 = localMidnightMs('2026-10-09');
+      const day2 = localMidnightMs('2026-10-10');
+      const tags = (school: string) => ({
+        region: '330000/330100/330106',
+        region_name: '西湖区',
+        school,
+        school_name: school,
+        area: 'urban',
+        level: 'primary',
+        profile: 'cn-2020',
+      });
+      const fields = {
+        window_days: 7,
+        classes: 10,
+        classes_attained: 5,
+        classes_unmonitored: 0,
+        students: 400,
+      };
+      const point = (school: string, ts: number, xxt: 0 | 1 | null) => ({
+        measurement: 'attainment_day' as const,
+        ts,
+        tags: tags(school),
+        fields: {
+          ...fields,
+          teaching_days: xxt === null ? 0 : 5,
+          judged: xxt === null ? 0 : 1,
+          ...(xxt === null ? {} : { xxt }),
+          teachers: 30,
+          student_computers: 40,
+          teacher_computers: 30,
+        },
+      });
+      // A attained in the first window; its latest window is a vacation (not judged). B fails, judged.
+      s.write([point('A', day1, 1), point('A', day2, null), point('B', day1, 0), point('B', day2, 0)]);
+      await s.flush();
+      const audit = DASHBOARDS.find((d) => d.uid === 'cfm-audit')!;
+      const panel = audit.panels.find((p) => 'title' in p && p.title.startsWith('校校通达标率'));
+      if (!panel || 'row' in panel) throw new Error('no 校校通 stat panel');
+      const values = Object.fromEntries(
+        audit.variables.map((v) => [v.name, v.name === 'profile' ? 'cn-2020' : ALL] as [string, Value]),
+      );
+      const [series = []] = await s.query(interpolate(panel.queries[0]!.query, audit.variables, values));
+      // Only B is judged now, and it fails: 0 %, as /v1/attainment would say (A is not applicable).
+      expect(series.map((r) => r.values.map((v) => v[1]))).toEqual([[0]]);
+    } finally {
+      await s.stop();
+    }
+  });
+});
