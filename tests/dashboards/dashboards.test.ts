@@ -12,7 +12,7 @@ import { DayCache } from '../../api/days.js';
 import { profileSet } from '../../api/profiles.js';
 import { Calendars, dateOf, dayNumber, localMidnightMs } from '../../common/calendar.js';
 import type { Series, Storage } from '../../common/storage/storage.js';
-import { MEASUREMENTS } from '../../contracts/influx.js';
+import { MEASUREMENTS, UNASSIGNED_REGION } from '../../contracts/influx.js';
 import { DASHBOARDS, DATASOURCE, renderAll, type VariableDef } from '../../dashboards/src/index.js';
 import { CITY_CALENDAR, cityRollup, TEACHING_DAYS } from '../helpers/city.js';
 import { cityAlertPoints, cityLabIndex, cityRawPoints } from '../helpers/city-raw.js';
@@ -306,7 +306,22 @@ beforeAll(async () => {
   await storage.start();
   const reg = cityLabIndex();
   const calendars = new Calendars([CITY_CALENDAR]);
-  storage.write(cityRawPoints());
+  const raw = cityRawPoints();
+  storage.write(raw);
+  // An unregistered router of school A (stored as the collector stores it: region `unassigned`) with a busy
+  // uplink, and an unregistered PC: no dashboard may show them, whatever the region filter.
+  const uplink = raw.find(
+    (p) => p.measurement === 'iface' && p.tags.school === 'A' && p.tags.uplink === 'true',
+  )!;
+  const host = raw.find((p) => p.measurement === 'host' && p.tags.school === 'A')!;
+  const unassigned = { region: UNASSIGNED_REGION, school: 'A', device: 'gw-unreg' };
+  storage.write([
+    { ...uplink, tags: { ...uplink.tags, ...unassigned, kind: 'router', classroom: undefined } },
+    {
+      ...host,
+      tags: { ...host.tags, ...unassigned, device: 'pc-unreg', kind: 'teacher_pc', classroom: undefined },
+    },
+  ] as typeof raw);
   storage.write(cityAlertPoints());
   await storage.flush();
   await cityRollup(storage, () => reg, calendars).range('2026-10-05', '2026-10-11');
@@ -338,9 +353,9 @@ describe('every query against InfluxDB 1.x holding the fixture city', () => {
     const counts = await storage.query(
       'SELECT count(in_bps) FROM iface; SELECT count(use_b) FROM usage_day; SELECT count(classes) FROM attainment_day; SELECT count(firing) FROM alert',
     );
-    // Uplinks: A 48 + 4 outside teaching time, B 48, C 40; usage_day: 7 classroom devices × 3 teaching days;
-    // attainment_day: 3 schools × 4 dates × 3 profiles; alerts: 9 notifications.
-    expect(counts.map((st) => st[0]?.values[0]?.[1])).toEqual([140, 21, 36, 9]);
+    // Uplinks: A 48 + 4 outside teaching time, B 48, C 40, one unregistered; usage_day: 7 classroom devices ×
+    // 3 teaching days; attainment_day: 3 schools × 4 dates × 3 profiles; alerts: 9 notifications.
+    expect(counts.map((st) => st[0]?.values[0]?.[1])).toEqual([141, 21, 36, 9]);
   });
 
   for (const scenario of SCENARIOS) {
@@ -355,6 +370,7 @@ describe('every query against InfluxDB 1.x holding the fixture city', () => {
             const [series = []] = await storage.query(q);
             expect(columnsOf(series), q).toEqual([...v.expect].sort());
             expect(rowCount(series), q).toBeGreaterThan(0);
+            expect(JSON.stringify(series), q).not.toMatch(/unassigned|gw-unreg|pc-unreg/);
           });
         }
         for (const panel of def.panels) {
@@ -366,6 +382,8 @@ describe('every query against InfluxDB 1.x holding the fixture city', () => {
               expect(columnsOf(series), q).toEqual([...query.expect].sort());
               expect(rowCount(series), q).toBeGreaterThan(0);
               expect(emptyColumns(series), `columns without any value in: ${q}`).toEqual([]);
+              // Unregistered devices (region `unassigned`) are in no county's view, nor in "All".
+              expect(JSON.stringify(series), q).not.toMatch(/unassigned|gw-unreg|pc-unreg/);
               // Series of a GROUP BY tag are told apart by name: the alias names the tag.
               if (query.format === 'time_series' && series.some((s) => Object.keys(s.tags).length > 0))
                 expect(query.alias, panel.title).toMatch(/\$tag_\w+/);
