@@ -120,7 +120,7 @@ export const brokerConfigSchema = z
       .min(0)
       .default(10_000)
       .describe(
-        'Refused subscriptions are logged as one line per SUBSCRIBE packet with the number of filters refused, and at most one line per client per this interval (the rest are summed into the next line). Stops one client writing a log line per filter (25,000 lines from 5 packets).',
+        'Refused subscriptions are logged as one line per SUBSCRIBE packet with the number of filters refused, and at most one line per credential (all its connections) per this interval (the rest are summed into the next line). Stops one client writing a log line per filter (25,000 lines from 5 packets).',
       ),
   })
   .prefault({});
@@ -149,11 +149,13 @@ export interface BrokerStats {
   published: number;
 }
 
-/** Refused subscriptions of one client not yet logged (see `deniedLogIntervalMs`). */
+/** Refused subscriptions of one credential not yet logged (see `deniedLogIntervalMs`). */
 interface SubscribeDenials {
   count: number;
   filter: string;
   why: string;
+  /** The client whose filter is shown. */
+  clientId: string;
   lastLogMs: number;
   timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 }
@@ -164,7 +166,6 @@ interface ClientState {
   bucket: TokenBucket;
   /** A publish of this connection was refused: it is being closed, and nothing after it is accepted. */
   refused: boolean;
-  subscribeDenials: SubscribeDenials | undefined;
 }
 
 /** Last wills a credential may have published over its publish rate: at once, and refilled per minute. */
@@ -202,6 +203,8 @@ export class Broker implements Service {
   private buckets = new Map<string, TokenBucket>();
   /** When a throttled log line (by key) was last written. */
   private readonly loggedAt = new Map<string, number>();
+  /** Refused subscriptions not yet logged, per credential. */
+  private readonly subscribeDenials = new Map<string, SubscribeDenials>();
   /** Per credential: wills that may go out when its publish bucket is empty. */
   private willAllowances = new Map<string, TokenBucket>();
   private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
@@ -360,7 +363,6 @@ export class Broker implements Service {
       hash: auth.hash,
       bucket,
       refused: false,
-      subscribeDenials: undefined,
     });
   }
 
@@ -473,17 +475,25 @@ export class Broker implements Service {
    * `deniedLogIntervalMs` has passed since the last line.
    */
   private noteSubscribeDenied(client: Client, st: ClientState, filter: string, why: string): void {
-    st.subscribeDenials ??= {
-      count: 0,
-      filter: '',
-      why: '',
-      lastLogMs: Number.NEGATIVE_INFINITY,
-      timer: undefined,
-    };
-    const d = st.subscribeDenials;
+    // Per credential, not per connection: reconnecting in a loop does not earn a log line each time.
+    const username = st.principal.username;
+    let d = this.subscribeDenials.get(username);
+    if (!d) {
+      if (this.subscribeDenials.size >= 10_000) this.subscribeDenials.clear(); // bounded: a few extra lines
+      d = {
+        count: 0,
+        filter: '',
+        why: '',
+        clientId: '',
+        lastLogMs: Number.NEGATIVE_INFINITY,
+        timer: undefined,
+      };
+      this.subscribeDenials.set(username, d);
+    }
     if (d.count === 0) {
       d.filter = filter.slice(0, 200);
       d.why = why;
+      d.clientId = client.id;
     }
     d.count++;
     if (d.timer) return;
@@ -492,7 +502,7 @@ export class Broker implements Service {
       d.timer = undefined;
       d.lastLogMs = performance.now();
       this.deps.log.warn(
-        { clientId: client.id, refused: d.count, filter: d.filter, why: d.why },
+        { clientId: d.clientId, username, refused: d.count, filter: d.filter, why: d.why },
         d.count === 1 ? 'subscribe denied' : `subscribe denied: ${d.count} filters`,
       );
       d.count = 0;

@@ -408,4 +408,22 @@ describe('refused subscriptions are logged boundedly', () => {
     // Responsive: a reading still flows to the subscribed collector.
     await sentinel(b, coll.got);
   });
+
+  it('a credential reconnecting for every refused SUBSCRIBE still gets at most one line per interval', async () => {
+    const b = await start({ deniedLogIntervalMs: 60_000 });
+    await subscriber(b, 'coll'); // devices are admitted
+    for (let i = 0; i < 20; i++) {
+      const c = await connectAs(b, 'dev-a');
+      const err = await c.subscribeAsync(`x/${i}/#`, { qos: 1 }).then(
+        () => undefined,
+        (e: { packet?: { granted: number[] } }) => e,
+      );
+      expect(err?.packet?.granted).toEqual([0x80]);
+      await c.endAsync();
+    }
+    expect(b.broker.stats().deniedSubscribe).toBe(20);
+    // The first is logged at once; the other 19 are summed into the next line, an interval later.
+    await waitFor(() => logsOf(b, 'subscribe denied').length >= 1, { what: 'the first line' });
+    expect(logsOf(b, 'subscribe denied')).toMatchObject([{ username: 'dev-a', refused: 1 }]);
+  });
 });
