@@ -78,7 +78,7 @@ export const limitsConfigSchema = z
       .min(1)
       .default(20)
       .describe(
-        'Flap guard: `status_change` events written per device in any 60 s; further transitions still update presence (state and `presence` points) but write no event (`flap_limit`). Default 20. Prevents a flapping or hostile device from flooding the event log and alerting (2,000 statuses wrote 368 events).',
+        'Flap guard: `status_change` events written per device in any 60 s; further transitions still update presence (state and `presence` points) but write no event (`flap_limit`). Default 20. Prevents a flapping or hostile device from flooding the event log (2,000 statuses wrote 368 events); alerting reads statuses from MQTT and has its own hold times.',
       ),
   })
   .prefault({})

@@ -101,7 +101,11 @@ export const silenceSchema = z.strictObject({
   rule: z.enum(RULE_NAMES).optional(),
   startsAtMs: z.number(),
   endsAtMs: z.number(),
-});
+})
+  // Device ids are unique only within a school: a silence naming a device alone would match every school's.
+  .refine((x) => x.device === undefined || x.school !== undefined, {
+    message: 'a silence naming a device must name its school',
+  });
 export type Silence = z.infer<typeof silenceSchema>;
 
 interface StateFile {
@@ -552,7 +556,13 @@ export class AlertService {
     if (s.version !== 1 || !Array.isArray(s.active))
       throw new Error(`alerts state ${this.config.stateFile}: not an alerts state file (version 1)`);
     this.engine.restore(s.active, s.history ?? [], s.queue ?? []);
-    this.silences = (s.silences ?? []).filter((x) => silenceSchema.safeParse(x).success);
+    const saved = s.silences ?? [];
+    this.silences = saved.filter((x) => silenceSchema.safeParse(x).success);
+    if (this.silences.length < saved.length)
+      this.deps.log.warn(
+        { file: this.config.stateFile, dropped: saved.length - this.silences.length },
+        'saved silences dropped: malformed, or naming a device without its school (which would silence that id in every school); create them again',
+      );
     // Deliveries cut short by the restart are finished now (the engine already counts them as notified).
     this.deliverer.resume(s.deliveries ?? [], this.config.channels as Channel[]);
     this.savedVersion = this.engine.version;
