@@ -17,6 +17,7 @@ import {
   DeviceBounds,
   type LimitDropReason,
   type LimitRejectReason,
+  LogThrottle,
   limitsConfigSchema,
   type NamedTag,
   timeVerdict,
@@ -172,6 +173,8 @@ export class Collector implements Service {
   /** Region, classroom and kind from the fleet registry; unregistered devices bounded. */
   readonly attributor: Attributor;
   private readonly bounds = new Map<string, DeviceBounds>();
+  /** Time rejections of devices with no bounds kept (never accepted): logged at most once a minute. */
+  private readonly unknownLog = new LogThrottle(60_000);
   readonly registry = new Registry();
   private readonly m;
   private subscribed = false;
@@ -362,6 +365,25 @@ export class Collector implements Service {
     const { school, device, channel } = t;
     const msg = d.message;
     const log = this.deps.log;
+    const key = entityKey(school, device);
+    const now = this.now();
+    // Time before attribution: a message refused for its date takes no unassigned place. A status's own `ts`
+    // is never stored (presence is stamped on arrival), and a last will carries the time its connection began,
+    // which may be weeks ago: statuses are checked against the future bound only.
+    const tv = timeVerdict(msg.ts, now, this.config.limits, channel !== 'status');
+    if (tv) {
+      // Once per known device; for a device never accepted (no bounds kept for it), at most once a minute.
+      const known = this.bounds.get(key);
+      if (known ? known.once(tv) : this.unknownLog.take(now))
+        log.warn(
+          { school, device, channel, ts: new Date(msg.ts).toISOString(), now: new Date(now).toISOString() },
+          tv === 'too_old'
+            ? `message older than limits.maxPastS rejected (too_old): a replay beyond the spool's age or a wrong clock; logged once per device`
+            : `message dated after limits.maxFutureS rejected (in_future): the device's clock is ahead; logged once per device`,
+        );
+      this.reject(tv, topic, `ts ${msg.ts}, now ${now}`);
+      return;
+    }
     // Who the device is comes from the topic (the broker ties it to the credential); where it belongs, from the
     // registry.
     const a = this.attributor.attribute(school, device, announced(channel, msg));
@@ -381,7 +403,6 @@ export class Collector implements Service {
       this.reject('unassigned_limit', topic, 'unregistered device beyond the bound');
       return;
     }
-    const key = entityKey(school, device);
     let bounds = this.bounds.get(key);
     if (!bounds) {
       bounds = new DeviceBounds(this.config.limits);
@@ -396,21 +417,6 @@ export class Collector implements Service {
           'interface readings for a device the registry lists as neither router, switch nor AP rejected (not_network_device); logged once per device',
         );
       this.reject('not_network_device', topic, `registered kind ${a.info.kind}`);
-      return;
-    }
-    const now = this.now();
-    // A status's own `ts` is never stored (presence is stamped on arrival), and a last will carries the time
-    // its connection began, which may be weeks ago: statuses are checked against the future bound only.
-    const tv = timeVerdict(msg.ts, now, this.config.limits, channel !== 'status');
-    if (tv) {
-      if (bounds.once(tv))
-        log.warn(
-          { school, device, channel, ts: new Date(msg.ts).toISOString(), now: new Date(now).toISOString() },
-          tv === 'too_old'
-            ? `message older than limits.maxPastS rejected (too_old): a replay beyond the spool's age or a wrong clock; logged once per device`
-            : `message dated after limits.maxFutureS rejected (in_future): the device's clock is ahead; logged once per device`,
-        );
-      this.reject(tv, topic, `ts ${msg.ts}, now ${now}`);
       return;
     }
     this.counts.accepted++;

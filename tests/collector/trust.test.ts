@@ -607,12 +607,14 @@ describe('bounds per device', () => {
       [A, X],
     );
     const now = Date.now();
+    // Readings refused for their date take no place (checked before attribution).
+    for (let i = 0; i < 10; i++) await c.send(X, `future-${i}`, 'telemetry', telemetry(now + 10 * DAY_MS, i));
     // A flood of invented ids in an unknown school, and in a known one.
     for (let i = 0; i < 70; i++) await c.send(X, `fake-${i}`, 'telemetry', telemetry(now, i));
     for (let i = 0; i < 70; i++) await c.send(A, `fake-${i}`, 'telemetry', telemetry(now, 100 + i));
     await c.send(A, 'ops-1', 'telemetry', telemetry(now, 1_000));
     await c.send(X, 'fake-3', 'telemetry', telemetry(now + 1, 1_001)); // already tracked: still stored
-    await settled(c, 142);
+    await settled(c, 152);
 
     const devicesOf = async (s: string) =>
       (await c.storage.rows(`SHOW TAG VALUES FROM host WITH KEY = "device" WHERE school = '${s}'`)).length;
@@ -621,7 +623,8 @@ describe('bounds per device', () => {
     expect(await c.storage.rows(`SELECT uptime_s, region FROM host WHERE device = 'ops-1'`)).toMatchObject([
       { uptime_s: 1_000, region: XIHU },
     ]);
-    expect(c.collector.stats().rejected).toEqual({ unassigned_limit: 12 });
+    expect(c.collector.stats().rejected).toEqual({ in_future: 10, unassigned_limit: 12 });
+    expect(c.logs.filter((l) => /in_future/.test(String(l.msg)))).toHaveLength(1); // throttled: no device state
     expect(await c.metrics()).toContain(
       'cfm_collector_messages_rejected_total{reason="unassigned_limit"} 12',
     );
@@ -641,8 +644,8 @@ describe('bounds per device', () => {
     await c.send(A, 'fake-0', 'telemetry', telemetry(now + 2, 2_000));
     await c.send(A, 'fake-65', 'telemetry', telemetry(now + 2, 2_001)); // takes fake-0's place
     await c.send(A, 'fake-66', 'telemetry', telemetry(now + 2, 2_002)); // still full
-    await settled(c, 145);
-    expect(c.collector.stats().rejected).toEqual({ unassigned_limit: 13 });
+    await settled(c, 155);
+    expect(c.collector.stats().rejected).toEqual({ in_future: 10, unassigned_limit: 13 });
     expect(await c.storage.rows(`SELECT uptime_s, region FROM host WHERE uptime_s >= 2000`)).toMatchObject([
       { uptime_s: 2_000, region: XIHU },
       { uptime_s: 2_001, region: UNASSIGNED_REGION },
