@@ -200,6 +200,7 @@ export class Collector implements Service {
       config.registryCheckMs,
       config.limits,
       deps.log.child({ part: 'registry' }),
+      (school, device) => this.bounds.delete(entityKey(school, device)),
     );
     const r = this.registry;
     const storage = deps.storage;
@@ -386,7 +387,7 @@ export class Collector implements Service {
     }
     // Who the device is comes from the topic (the broker ties it to the credential); where it belongs, from the
     // registry.
-    const a = this.attributor.attribute(school, device, announced(channel, msg));
+    const a = this.attributor.attribute(school, device, announced(channel, msg), now);
     if (!a.ok) {
       if (a.firstHit)
         log.warn(

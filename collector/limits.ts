@@ -62,7 +62,15 @@ export const limitsConfigSchema = z
       .min(0)
       .default(64)
       .describe(
-        'Devices not in the registry tracked per school (stored with region `unassigned` so they can be found and registered); messages of further unregistered devices of that school are rejected (`unassigned_limit`) until they are registered or the collector restarts. Default 64. Prevents a flood of invented device ids from growing memory and series without end.',
+        'Devices not in the registry tracked per school (stored with region `unassigned` so they can be found and registered); messages of further unregistered devices of that school are rejected (`unassigned_limit`) until some are registered or idle for `unassignedIdleS`. Default 64. Prevents a flood of invented device ids from growing memory and series without end.',
+      ),
+    unassignedIdleS: z
+      .number()
+      .int()
+      .min(60)
+      .default(86_400)
+      .describe(
+        'An unregistered device silent this long gives its place back when its school (or the total) is full, so devices tried once during an installation, or ids a hostile sender invented last week, do not lock a school out until the collector restarts. Default 1 day. Places are searched at most once a minute while full, and whenever the registry changes.',
       ),
     maxUnassignedDevices: z
       .number()

@@ -652,6 +652,39 @@ describe('bounds per device', () => {
     ]);
   });
 
+  it('an unregistered device silent for unassignedIdleS gives its place back when the school is full', async () => {
+    n++;
+    const X = schoolId(1);
+    let skipMs = 0;
+    const now = () => Date.now() + skipMs;
+    const c = await setup(
+      registry({}),
+      [X],
+      { limits: { maxUnassignedPerSchool: 3, unassignedIdleS: 600 } },
+      { now },
+    );
+    const t = Date.now();
+    for (let i = 0; i < 3; i++) await c.send(X, `tried-${i}`, 'telemetry', telemetry(t, i));
+    await c.send(X, 'new-0', 'telemetry', telemetry(t, 10));
+    await settled(c, 4);
+    expect(c.collector.stats().rejected).toEqual({ unassigned_limit: 1 });
+
+    // Five minutes on, one of them speaks again; eleven minutes on, the other two have been silent too long.
+    skipMs = 300_000;
+    await c.send(X, 'tried-0', 'telemetry', telemetry(t + skipMs, 20));
+    await settled(c, 5);
+    skipMs = 660_000;
+    await c.send(X, 'new-0', 'telemetry', telemetry(t + skipMs, 30));
+    await c.send(X, 'new-1', 'telemetry', telemetry(t + skipMs, 31));
+    await c.send(X, 'new-2', 'telemetry', telemetry(t + skipMs, 32)); // tried-0 still holds the third place
+    await settled(c, 8);
+    expect(c.collector.stats().rejected).toEqual({ unassigned_limit: 2 });
+    expect(c.collector.attributor.unassignedCounts()).toEqual(new Map([[X, 3]]));
+    expect(
+      (await c.storage.rows('SELECT uptime_s FROM host WHERE uptime_s >= 20')).map((r) => r.uptime_s),
+    ).toEqual([20, 30, 31]);
+  });
+
   it('a status flood: presence follows every status, status_change events are bounded per minute, /healthz stays responsive', async () => {
     n++;
     const A = schoolId(1);
