@@ -91,17 +91,18 @@ export const alertsConfigSchema = z
   .describe('Alerting: rules, channels, maintenance windows (design: api/alerts/README.md).');
 export type AlertsConfig = z.infer<typeof alertsConfigSchema>;
 
-export const silenceSchema = z.strictObject({
-  id: z.string(),
-  createdBy: z.string(),
-  comment: z.string().max(500),
-  region: regionPathSchema.optional(),
-  school: idSchema.optional(),
-  device: idSchema.optional(),
-  rule: z.enum(RULE_NAMES).optional(),
-  startsAtMs: z.number(),
-  endsAtMs: z.number(),
-})
+export const silenceSchema = z
+  .strictObject({
+    id: z.string(),
+    createdBy: z.string(),
+    comment: z.string().max(500),
+    region: regionPathSchema.optional(),
+    school: idSchema.optional(),
+    device: idSchema.optional(),
+    rule: z.enum(RULE_NAMES).optional(),
+    startsAtMs: z.number(),
+    endsAtMs: z.number(),
+  })
   // Device ids are unique only within a school: a silence naming a device alone would match every school's.
   .refine((x) => x.device === undefined || x.school !== undefined, {
     message: 'a silence naming a device must name its school',
