@@ -7,7 +7,14 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Service } from '../common/lifecycle.js';
 import { MAX_PAYLOAD_BYTES } from '../contracts/messages.js';
-import { clientIdAllowed, mayPublish, maySubscribe, type Principal } from './acl.js';
+import {
+  clientIdAllowed,
+  filterReceives,
+  mayPublish,
+  maySubscribe,
+  type Principal,
+  publishTopicsBySchool,
+} from './acl.js';
 import { CredentialStore } from './credentials.js';
 import { FrameLimitedConnection, TokenBucket } from './frame-limit.js';
 
@@ -104,7 +111,7 @@ export const brokerConfigSchema = z
       .boolean()
       .default(true)
       .describe(
-        "Refuse devices and pollers (CONNACK 3, server unavailable) until a client of role `collector` (one that stores readings) has subscribed, so readings replayed after a broker restart are not acknowledged and then lost for want of a subscriber, or delivered only to a `reader` such as the API's live view; agents keep them spooled meanwhile.",
+        "Refuse a device (CONNACK 3, server unavailable) until a client of role `collector` (one that stores readings) holds a subscription that receives what it publishes — its school, for collectors sharded with `collector.schools` — and a poller until every one of its schools (or targets) is so covered; so readings replayed after a broker restart are not acknowledged and then lost for want of a subscriber, delivered only to a `reader` such as the API's live view, or to the shard of another school; agents keep them spooled meanwhile. A collector's subscriptions count while its session lasts: through a disconnect for a persistent session (messages are queued in it), until the disconnect for a clean one.",
       ),
     pollerMaxRetainedDevices: z
       .number()
@@ -195,8 +202,11 @@ export class Broker implements Service {
     oversized: 0,
     published: 0,
   };
-  /** A collector has subscribed since start: from then on its session keeps messages even while it is away. */
-  private collectorSubscribed = false;
+  /**
+   * Per collector client id, the filters its session is subscribed to: what `holdDevicesUntilCollector` admits
+   * devices by. See `trackCollectorSessions` for when an entry goes away.
+   */
+  private collectorFilters = new Map<string, Set<string>>();
   /** Per poller username, the `{school}/{device}` it holds a retained status for (pollerMaxRetainedDevices). */
   private retainedByPoller = new Map<string, Set<string>>();
   /** Publish rate per credential (at most one per username in the credentials file). */
@@ -226,7 +236,7 @@ export class Broker implements Service {
     const c = this.config;
     const log = this.deps.log;
     // A start is a fresh in-memory broker: no collector session, nothing retained.
-    this.collectorSubscribed = false;
+    this.collectorFilters = new Map();
     this.retainedByPoller = new Map();
     this.buckets = new Map();
     this.willAllowances = new Map();
@@ -274,14 +284,10 @@ export class Broker implements Service {
           // A refused filter gets SUBACK 0x80 (MQTT-3.9.3) and the session continues.
           return done(null, null);
         }
-        // Only a subscriber that stores readings admits devices; a reader (the API's live view) does not.
-        if (st?.principal.role === 'collector' && !this.collectorSubscribed) {
-          this.collectorSubscribed = true;
-          log.info({ clientId: client.id }, 'a collector subscribed: admitting devices');
-        }
         done(null, sub);
       },
     });
+    this.trackCollectorSessions(aedes);
     aedes.on('clientError', (client, err) =>
       log.debug({ clientId: client?.id, err: err.message }, 'client error'),
     );
@@ -343,12 +349,22 @@ export class Broker implements Service {
     }
     if (
       this.config.holdDevicesUntilCollector &&
-      (principal.role === 'device' || principal.role === 'poller') &&
-      !this.collectorSubscribed
+      (principal.role === 'device' || principal.role === 'poller')
     ) {
-      this.stats_.heldBack++;
-      throw Object.assign(authError(3, 'no collector subscribed yet: try again later'), { heldBack: true });
+      const missing = this.uncoveredSchools(principal);
+      if (missing.length > 0) {
+        this.stats_.heldBack++;
+        const shown =
+          missing.slice(0, 5).join(', ') + (missing.length > 5 ? ` and ${missing.length - 5} more` : '');
+        throw Object.assign(
+          authError(3, `no collector has subscribed to school ${shown} yet: try again later`),
+          { heldBack: true },
+        );
+      }
     }
+    // A clean session starts empty (MQTT-3.1.2-6): whatever this client id's previous session was subscribed to
+    // is discarded by the broker now, and no longer receives anything.
+    if (principal.role === 'collector' && client.clean) this.collectorFilters.delete(client.id);
     // One bucket per credential, not per connection: reconnecting does not refill it.
     let bucket = this.buckets.get(username);
     if (!bucket) {
@@ -364,6 +380,66 @@ export class Broker implements Service {
       bucket,
       refused: false,
     });
+  }
+
+  /**
+   * Which collector subscriptions admit devices (`holdDevicesUntilCollector`). Only a `collector` counts: it
+   * stores readings; a `reader` (the API's live view) does not, and its subscription admits no one.
+   *
+   * Collectors may be sharded by school (`collector.schools`, a disjoint list each, filters `cfm/v1/{school}/#`):
+   * one shard subscribing after a restart must not admit the devices of another shard's schools, whose replayed
+   * readings would be acknowledged and lost. So the broker remembers each collector session's filters and
+   * admits a device when one of them receives its topics (`uncoveredSchools`).
+   *
+   * A filter counts as long as the session holding it receives messages for it: a persistent session
+   * (clean = false, as the collector connects) keeps its subscriptions and has messages queued while it is
+   * away, so they keep counting through a disconnect, until the collector unsubscribes or reconnects with a
+   * clean session. A clean session's subscriptions end with its connection (MQTT-3.1.2-6): aedes then emits
+   * `unsubscribe` for them (it does not for a persistent session's disconnect), and they stop counting.
+   * Devices already connected stay connected when coverage goes: the hold is about what a restart replays.
+   * The 'subscribe' event comes after the subscription is in place and before the SUBACK is read by the client;
+   * a persistent session restored on reconnect keeps its entry (its filters are re-authorised, not re-emitted).
+   */
+  private trackCollectorSessions(aedes: Aedes): void {
+    aedes.on('subscribe', (subs, client) => {
+      if (this.clients.get(client)?.principal.role !== 'collector') return;
+      let filters = this.collectorFilters.get(client.id);
+      for (const s of subs) {
+        if ((s.qos as number) === 128) continue; // refused (SUBACK 0x80, MQTT-3.9.3): receives nothing
+        if (!filters) {
+          filters = new Set();
+          this.collectorFilters.set(client.id, filters);
+        }
+        if (filters.has(s.topic)) continue;
+        filters.add(s.topic);
+        this.deps.log.info(
+          { clientId: client.id, filter: s.topic },
+          'a collector subscribed: admitting the devices this filter receives',
+        );
+      }
+    });
+    aedes.on('unsubscribe', (unsubs, client) => {
+      // An UNSUBSCRIBE, or a clean session's connection closing. When a connection with the same client id takes
+      // the session over (MQTT-3.1.4-2), the old one closes before the new one's CONNACK, so this never removes
+      // what the new one subscribed.
+      const filters = this.collectorFilters.get(client.id);
+      if (!filters) return;
+      for (const f of unsubs) filters.delete(f);
+      if (filters.size === 0) this.collectorFilters.delete(client.id);
+    });
+  }
+
+  /**
+   * The schools of a device or poller whose topics no collector session receives (`publishTopicsBySchool`): a
+   * device's own school; for a poller every one of its schools (or targets'), since it replays the readings of
+   * all of them on one connection — admitted with one shard up, it would lose those of the others.
+   */
+  private uncoveredSchools(p: Principal): string[] {
+    const filters = [...this.collectorFilters.values()].flatMap((set) => [...set]);
+    const missing: string[] = [];
+    for (const [school, topics] of publishTopicsBySchool(p))
+      if (!topics.every((t) => filters.some((f) => filterReceives(f, t)))) missing.push(school);
+    return missing;
   }
 
   /**

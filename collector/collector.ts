@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Service } from '../common/lifecycle.js';
+import { LogThrottle } from '../common/log.js';
 import { MqttSession, mqttConfigSchema } from '../common/mqtt.js';
 import { entityKey } from '../common/registry/key.js';
 import type { Storage } from '../common/storage/storage.js';
@@ -17,7 +18,6 @@ import {
   DeviceBounds,
   type LimitDropReason,
   type LimitRejectReason,
-  LogThrottle,
   limitsConfigSchema,
   type NamedTag,
   timeVerdict,

@@ -180,16 +180,3 @@ export function timeVerdict(
   if (checkPast && tsMs < nowMs - limits.maxPastS * 1000) return 'too_old';
   return undefined;
 }
-
-/** At most one log line per `everyMs`: for senders the collector keeps no per-device state for. */
-export class LogThrottle {
-  private lastMs = Number.NEGATIVE_INFINITY;
-
-  constructor(private readonly everyMs: number) {}
-
-  take(nowMs: number): boolean {
-    if (nowMs - this.lastMs < this.everyMs) return false;
-    this.lastMs = nowMs;
-    return true;
-  }
-}

@@ -1,4 +1,4 @@
-import type { IClientOptions, MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BrokerConfig } from '../../broker/broker.js';
 import { waitFor } from '../helpers/influx.js';
@@ -18,6 +18,11 @@ const USERS: UserSpec[] = [
   { username: 'poll-t', role: 'poller', schools: [SCHOOL], devices: [`${SCHOOL}/gw-01`] },
   { username: 'coll', role: 'collector' },
   { username: 'live', role: 'reader' },
+  // Collectors sharded by school (`collector.schools`), a device of the other school, a poller spanning both.
+  { username: 'coll-1', role: 'collector' },
+  { username: 'coll-2', role: 'collector' },
+  { username: 'dev-o', role: 'device', school: OTHER_SCHOOL, device: 'c0101-ops' },
+  { username: 'poll-2', role: 'poller', schools: [SCHOOL, OTHER_SCHOOL] },
 ];
 const topicOf = (device: string, channel: string, school = SCHOOL) => `cfm/v1/${school}/${device}/${channel}`;
 const A_STATUS = topicOf('c0701-ops', 'status');
@@ -61,8 +66,13 @@ async function connectAs(b: TestBroker, username: string, opts: IClientOptions =
 }
 
 /** A subscriber of `username` on `filter`, whose messages land in the returned list. */
-async function subscriber(b: TestBroker, username: string, filter = 'cfm/v1/+/+/+') {
-  const c = await connectAs(b, username);
+async function subscriber(
+  b: TestBroker,
+  username: string,
+  filter = 'cfm/v1/+/+/+',
+  opts: IClientOptions = {},
+) {
+  const c = await connectAs(b, username, opts);
   const got: Message[] = [];
   c.on('message', (topic, payload, packet) =>
     got.push({ topic, payload: payload.toString(), retain: packet.retain }),
@@ -139,6 +149,141 @@ describe('holding devices until a subscriber that stores readings is back', () =
     expect(coll.got.map((m) => m.topic)).toEqual([B_TELEMETRY]);
   });
 });
+
+describe('holding devices until the collector of their school is back (collectors sharded by school)', () => {
+  const O_TELEMETRY = topicOf('c0101-ops', 'telemetry', OTHER_SCHOOL);
+  // What `collector.schools: [school]` subscribes to, on the persistent session the collector keeps.
+  const shardFilter = (school: string) => `cfm/v1/${school}/#`;
+  const persistent = (username: string): IClientOptions => ({ clientId: `${username}/host`, clean: false });
+  const refused = async (b: TestBroker, username: string) =>
+    expect(connectAs(b, username), username).rejects.toMatchObject({ code: 3 });
+
+  it("after a restart with only shard 1 subscribed, shard 2's device is refused (CONNACK 3) and shard 1's admitted; then both", async () => {
+    const b = await start({ holdDevicesUntilCollector: true });
+    await subscriber(b, 'coll-1', shardFilter(SCHOOL), persistent('coll-1'));
+    await subscriber(b, 'coll-2', shardFilter(OTHER_SCHOOL), persistent('coll-2'));
+    await connectAs(b, 'dev-o');
+
+    // The in-memory broker restarts: every session is gone. Shard 1 and the API's live view come back first.
+    for (const c of clients.splice(0)) await c.endAsync(true);
+    await b.broker.stop();
+    await b.broker.start();
+    const shard1 = await subscriber(b, 'coll-1', shardFilter(SCHOOL), persistent('coll-1'));
+    const live = await subscriber(b, 'live');
+
+    // Shard 2's school: its readings would be acknowledged and lost (shard 1 and the reader do not store them).
+    await refused(b, 'dev-o');
+    // A poller of both shards' schools replays the readings of both on one connection: it waits for both.
+    await refused(b, 'poll-2');
+    expect(b.broker.stats()).toMatchObject({ heldBack: 2, authFailures: 0 });
+    expect(logsOf(b, 'connection refused').map((l) => l.why)).toEqual([
+      `no collector has subscribed to school ${OTHER_SCHOOL} yet: try again later`,
+      `no collector has subscribed to school ${OTHER_SCHOOL} yet: try again later`,
+    ]);
+    // Shard 1's school is admitted, device and poller, and its reading is stored by shard 1.
+    const devA = await connectAs(b, 'dev-a');
+    await connectAs(b, 'poll-1');
+    await devA.publishAsync(A_TELEMETRY, '{"shard":1}', { qos: 1 });
+    await waitFor(() => shard1.got.some((m) => m.payload === '{"shard":1}'), {
+      what: 'the reading at shard 1',
+    });
+
+    // Shard 2 subscribes: now both are admitted, and shard 2 gets its school's reading.
+    const shard2 = await subscriber(b, 'coll-2', shardFilter(OTHER_SCHOOL), persistent('coll-2'));
+    const devO = await connectAs(b, 'dev-o');
+    await connectAs(b, 'poll-2');
+    await connectAs(b, 'dev-b');
+    await devO.publishAsync(O_TELEMETRY, '{"shard":2}', { qos: 1 });
+    await waitFor(() => shard2.got.some((m) => m.payload === '{"shard":2}'), {
+      what: 'the reading at shard 2',
+    });
+    await waitFor(() => live.got.length === 2, { what: 'both readings at the reader' });
+    expect(live.got.map((m) => m.payload)).toEqual(['{"shard":1}', '{"shard":2}']);
+    expect(shard1.got.map((m) => m.payload)).toEqual(['{"shard":1}']);
+    expect(b.broker.stats()).toMatchObject({ heldBack: 2, authFailures: 0 });
+  });
+
+  it('a shared subscription counts for the filter inside it; a target-bound poller needs only its targets covered', async () => {
+    const b = await start({ holdDevicesUntilCollector: true });
+    // A collector receiving only one device of the school does not admit the rest of the school.
+    await subscriber(b, 'coll-1', `$share/g/cfm/v1/${SCHOOL}/gw-01/+`);
+    await refused(b, 'dev-a');
+    await refused(b, 'poll-1');
+    await connectAs(b, 'poll-t'); // its only target is gw-01
+    await subscriber(b, 'coll-2', `$share/g/cfm/v1/${SCHOOL}/+/+`);
+    await connectAs(b, 'dev-a');
+    await connectAs(b, 'poll-1');
+    await refused(b, 'dev-o');
+  });
+
+  it("coverage lasts as long as the collector's session: through a persistent session's absence, not a clean one's", async () => {
+    const b = await start({ holdDevicesUntilCollector: true });
+    await subscriber(b, 'coll-1', shardFilter(SCHOOL), persistent('coll-1'));
+    const shard2 = await connectAs(b, 'coll-2', persistent('coll-2'));
+    await shard2.subscribeAsync(shardFilter(OTHER_SCHOOL), { qos: 1 });
+
+    // Shard 2 goes away with its persistent session: readings of its school are queued for it, so its devices
+    // are still admitted, and it receives the reading sent meanwhile when it is back.
+    await shard2.endAsync();
+    const devO = await connectAs(b, 'dev-o');
+    await devO.publishAsync(O_TELEMETRY, '{"while":"away"}', { qos: 1 });
+    await devO.endAsync();
+    const back = await connectFresh(b, 'coll-2', persistent('coll-2'));
+    await waitFor(() => back.got.some((m) => m.payload === '{"while":"away"}'), {
+      what: 'the queued reading',
+    });
+    await connectAs(b, 'dev-o');
+
+    // It unsubscribes: its school is not covered any more.
+    await back.c.unsubscribeAsync(shardFilter(OTHER_SCHOOL));
+    await refused(b, 'dev-o');
+    // A clean session covers while it is connected, and not after.
+    const clean = await connectAs(b, 'coll-2');
+    await clean.subscribeAsync(shardFilter(OTHER_SCHOOL), { qos: 1 });
+    await connectAs(b, 'dev-o');
+    const connected = b.broker.stats().connected;
+    await clean.endAsync();
+    // The broker ends the session when it has handled the DISCONNECT, not when the client has sent it.
+    await waitFor(() => b.broker.stats().connected < connected, { what: 'the clean session ended' });
+    await refused(b, 'dev-o');
+    // A persistent session is discarded when its client id connects again with a clean session (MQTT-3.1.2-6).
+    const again = await connectAs(b, 'coll-2', persistent('coll-2'));
+    await again.subscribeAsync(shardFilter(OTHER_SCHOOL), { qos: 1 });
+    await again.endAsync();
+    await connectAs(b, 'dev-o');
+    const cleaned = await connectAs(b, 'coll-2', { clientId: 'coll-2/host', clean: true });
+    await refused(b, 'dev-o');
+    await cleaned.endAsync();
+    // Shard 1's school was covered all along.
+    await connectAs(b, 'dev-a');
+    expect(b.broker.stats()).toMatchObject({ heldBack: 3, authFailures: 0 });
+  });
+});
+
+/**
+ * A client of `username` whose messages are collected from before its CONNACK: a persistent session's queued
+ * messages may arrive in the same read as the CONNACK.
+ */
+async function connectFresh(b: TestBroker, username: string, opts: IClientOptions) {
+  const got: Message[] = [];
+  const c = mqtt.connect(b.url, {
+    username,
+    password: b.secrets[username],
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+    ...opts,
+  });
+  c.on('message', (topic, payload, packet) =>
+    got.push({ topic, payload: payload.toString(), retain: packet.retain }),
+  );
+  c.on('error', () => {});
+  clients.push(c);
+  await new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('close', () => reject(new Error('closed before CONNACK')));
+  });
+  return { c, got };
+}
 
 describe('pollers publish only for their own targets', () => {
   it('a poller bound to a target list publishes for it and is refused for any other device of its school', async () => {
