@@ -258,7 +258,19 @@ export class Broker implements Service {
           () => done(null, true),
           (err: AuthenticateError & { heldBack?: boolean }) => {
             if (!err.heldBack) this.stats_.authFailures++;
-            log.warn({ clientId: client.id, username, why: err.message }, 'connection refused');
+            // Held devices retry every few seconds until their collector is back: after a restart thousands of
+            // them would each write a line per attempt, so held refusals are logged at most once per interval
+            // (the count is in the stats' `heldBack`).
+            if (!err.heldBack || this.logThrottled('held'))
+              log.warn(
+                {
+                  clientId: client.id,
+                  username,
+                  why: err.message,
+                  ...(err.heldBack ? { heldBack: this.stats_.heldBack } : {}),
+                },
+                'connection refused',
+              );
             done(err, false);
           },
         );

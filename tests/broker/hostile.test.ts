@@ -176,9 +176,9 @@ describe('holding devices until the collector of their school is back (collector
     // A poller of both shards' schools replays the readings of both on one connection: it waits for both.
     await refused(b, 'poll-2');
     expect(b.broker.stats()).toMatchObject({ heldBack: 2, authFailures: 0 });
-    expect(logsOf(b, 'connection refused').map((l) => l.why)).toEqual([
-      `no collector has subscribed to school ${OTHER_SCHOOL} yet: try again later`,
-      `no collector has subscribed to school ${OTHER_SCHOOL} yet: try again later`,
+    // Held refusals are logged at most once per interval (thousands of devices retry after a restart).
+    expect(logsOf(b, 'connection refused')).toMatchObject([
+      { why: `no collector has subscribed to school ${OTHER_SCHOOL} yet: try again later`, heldBack: 1 },
     ]);
     // Shard 1's school is admitted, device and poller, and its reading is stored by shard 1.
     const devA = await connectAs(b, 'dev-a');
