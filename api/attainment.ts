@@ -843,6 +843,7 @@ export function attainmentPoints(
       fields: {
         window_days: windowDays,
         teaching_days: s.teachingDays,
+        judged: s.xxt.attained === null ? 0 : 1,
         ...(s.xxt.attained === null ? {} : { xxt: s.xxt.attained ? 1 : 0 }),
         ...(u.availabilityPct === null ? {} : { availability_pct: u.availabilityPct }),
         ...(u.perClassMbps === null ? {} : { per_class_mbps: u.perClassMbps }),

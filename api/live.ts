@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { z } from 'zod';
+import { LogThrottle } from '../common/log.js';
 import { type MqttConfig, MqttSession } from '../common/mqtt.js';
 import { entityKey } from '../common/registry/key.js';
 import type { RegistryIndex } from '../common/registry/store.js';
@@ -22,7 +24,35 @@ import type { MISMATCH_FIELDS } from './schemas.js';
  * credential — never its id alone: ids are unique only within a school, so `wb-a1` of school B never changes
  * what is shown for `wb-a1` of school A. What a status *announces* (region, classroom, kind) is kept as said, so
  * the API can show where it disagrees with the registry; the registry, not the announcement, decides.
+ *
+ * Whatever any credential publishes under any (school, device) would otherwise add an entry here: a poller
+ * inventing device ids of its schools (or a broker without per-school ACL) could grow the live view without end.
+ * So the (school, device)s the registry does not know are bounded, per school and in all (`api.live`); the
+ * registry's own devices never count and are never evicted. See `UnassignedPlaces` for which one goes.
  */
+export const liveLimitsSchema = z
+  .strictObject({
+    maxUnassignedPerSchool: z
+      .number()
+      .int()
+      .min(0)
+      .default(64)
+      .describe(
+        'Devices not in the registry whose live status and uplink the API holds per school (listed by `GET /v1/devices/unassigned`); beyond, the least recently seen of that school is evicted (counted, `cfm_api_live_unassigned_evicted{scope="school"}`; logged at most once a minute). Default 64, as `collector.limits.maxUnassignedPerSchool`. 0: none held. Prevents invented device ids (a poller may publish for any device of its schools) from growing the memory of the API without end; registered devices never count and are never evicted.',
+      ),
+    maxUnassignedDevices: z
+      .number()
+      .int()
+      .min(0)
+      .default(10_000)
+      .describe(
+        'Devices not in the registry held in all (any school, registered or not); beyond, the least recently seen anywhere is evicted (`scope="total"`). Default 10,000, as `collector.limits.maxUnassignedDevices`. Bounds the live view when one credential publishes for many schools, unregistered school ids included.',
+      ),
+  })
+  .prefault({})
+  .describe('Bounds on the live view for (school, device)s the registry does not know.');
+export type LiveLimits = z.infer<typeof liveLimitsSchema>;
+
 export interface DeviceLive {
   school: string;
   device: string;
@@ -61,6 +91,92 @@ export type LiveMessage =
 
 type LiveEvents = { uplink: [UplinkLive]; message: [LiveMessage] };
 
+export interface LiveStats {
+  /** Devices with a live status held (registered or not). */
+  devices: number;
+  /** Uplink readings held, one per (school, device) that sent one. */
+  uplinks: number;
+  /** (school, device)s not in the registry with a status or uplink held. */
+  unassigned: number;
+  /** The same by school. */
+  unassignedBySchool: Record<string, number>;
+  /** Unregistered (school, device)s evicted since start: their school was full, or all were. */
+  unassignedEvicted: { school: number; total: number };
+}
+
+/** A live view full of unregistered devices is logged at most this often (the rest only counted). */
+const EVICTION_LOG_EVERY_MS = 60_000;
+
+/**
+ * The unregistered (school, device)s the live view holds state for, least recently seen first in all and per
+ * school (a Map and a Set iterate in insertion order; seeing one again moves it to the end).
+ *
+ * When a school or the whole is full, the **least recently seen is evicted**, rather than the newcomer refused as
+ * the collector does (collector/attribution.ts). The collector refuses because what it admits becomes series in
+ * InfluxDB that cannot be taken back, so its first places must stay stable. The live view holds only "now", in
+ * memory: refusing would let one burst of invented ids take every place of a school until the API restarts —
+ * longer, since retained statuses are replayed on reconnect — and hide the real device installed next week;
+ * evicting keeps the most recent activity and recovers by itself once a flood stops. During a flood a real
+ * unregistered device may drop out of the live list (counted and logged); the collector's stored `unassigned`
+ * readings still show it.
+ */
+class UnassignedPlaces {
+  /** By entityKey: [school, device]. */
+  private readonly all = new Map<string, readonly [string, string]>();
+  /** Per school: its entityKeys. */
+  private readonly bySchool = new Map<string, Set<string>>();
+
+  get size(): number {
+    return this.all.size;
+  }
+
+  has(key: string): boolean {
+    return this.all.has(key);
+  }
+
+  count(school: string): number {
+    return this.bySchool.get(school)?.size ?? 0;
+  }
+
+  /** Adds one, or marks it seen now. */
+  touch(key: string, school: string, device: string): void {
+    this.all.delete(key);
+    this.all.set(key, [school, device]);
+    let keys = this.bySchool.get(school);
+    if (!keys) {
+      keys = new Set();
+      this.bySchool.set(school, keys);
+    }
+    keys.delete(key);
+    keys.add(key);
+  }
+
+  delete(key: string): void {
+    const e = this.all.get(key);
+    if (!e) return;
+    this.all.delete(key);
+    const keys = this.bySchool.get(e[0]);
+    keys?.delete(key);
+    if (keys?.size === 0) this.bySchool.delete(e[0]);
+  }
+
+  /** The least recently seen, of one school or of all. */
+  oldest(school?: string): { key: string; school: string; device: string } | undefined {
+    const key =
+      school === undefined ? this.all.keys().next().value : this.bySchool.get(school)?.values().next().value;
+    const e = key === undefined ? undefined : this.all.get(key);
+    return e && key !== undefined ? { key, school: e[0], device: e[1] } : undefined;
+  }
+
+  entries(): IterableIterator<[string, readonly [string, string]]> {
+    return this.all.entries();
+  }
+
+  counts(): Record<string, number> {
+    return Object.fromEntries([...this.bySchool].map(([s, keys]) => [s, keys.size]));
+  }
+}
+
 export class LiveState extends EventEmitter<LiveEvents> {
   /** By `entityKey(school, device)`. */
   readonly devices = new Map<string, DeviceLive>();
@@ -68,6 +184,12 @@ export class LiveState extends EventEmitter<LiveEvents> {
   readonly uplinks = new Map<string, Map<string, UplinkLive>>();
   /** Messages that did not validate (counted, dropped). */
   rejected = 0;
+  private readonly places = new UnassignedPlaces();
+  private readonly evicted = { school: 0, total: 0 };
+  private readonly evictionLog = new LogThrottle(EVICTION_LOG_EVERY_MS);
+  /** The registry the places were last checked against (an import changes what is registered). */
+  private syncedIndex: RegistryIndex | undefined;
+  private readonly limits: LiveLimits;
   private session: MqttSession | undefined;
   private subscribed = false;
   private readonly waiters: (() => void)[] = [];
@@ -77,9 +199,15 @@ export class LiveState extends EventEmitter<LiveEvents> {
     private readonly log: Logger,
     /** Also subscribe to events and telemetry (the alert engine needs them). */
     private readonly all = false,
+    private readonly bounds: {
+      /** What is registered; absent: nothing is, so every (school, device) is bounded as unregistered. */
+      registry?: () => RegistryIndex;
+      limits?: LiveLimits;
+    } = {},
   ) {
     super();
     this.setMaxListeners(0); // one listener per open SSE stream
+    this.limits = bounds.limits ?? liveLimitsSchema.parse(undefined);
   }
 
   async start(): Promise<void> {
@@ -141,6 +269,102 @@ export class LiveState extends EventEmitter<LiveEvents> {
     return this.uplinks.get(school)?.get(device);
   }
 
+  /** What the live view holds now, and what its bounds evicted. */
+  stats(): LiveStats {
+    this.registry();
+    let uplinks = 0;
+    for (const school of this.uplinks.values()) uplinks += school.size;
+    return {
+      devices: this.devices.size,
+      uplinks,
+      unassigned: this.places.size,
+      unassignedBySchool: this.places.counts(),
+      unassignedEvicted: { ...this.evicted },
+    };
+  }
+
+  /**
+   * The registry now. After an import, devices registered since take no place any more (their state is kept),
+   * and devices no longer registered take one (evicting as usual): checked when the registry changed, not on
+   * every message.
+   */
+  private registry(): RegistryIndex | undefined {
+    const idx = this.bounds.registry?.();
+    if (idx === undefined || idx === this.syncedIndex) return idx;
+    this.syncedIndex = idx;
+    for (const [key, [school, device]] of [...this.places.entries()])
+      if (idx.device(school, device)) this.places.delete(key);
+    // Entries of devices no longer registered: held like new ones (one evicted on the way has no entry left).
+    const held = (school: string, device: string) => {
+      const key = entityKey(school, device);
+      const hasEntry = this.devices.has(key) || this.uplinks.get(school)?.has(device) === true;
+      if (hasEntry && !idx.device(school, device) && !this.places.has(key) && !this.hold(key, school, device))
+        this.drop(key, school, device);
+    };
+    for (const d of [...this.devices.values()]) held(d.school, d.device);
+    for (const [school, devices] of [...this.uplinks])
+      for (const device of [...devices.keys()]) held(school, device);
+    return idx;
+  }
+
+  /**
+   * Makes room for an unregistered (school, device) about to get an entry, evicting the least recently seen of
+   * its school, then of all, when full (`UnassignedPlaces`). False when no place can be had (a limit of 0).
+   */
+  private hold(key: string, school: string, device: string): boolean {
+    if (this.places.has(key)) {
+      this.places.touch(key, school, device);
+      return true;
+    }
+    const { maxUnassignedPerSchool: perSchool, maxUnassignedDevices: total } = this.limits;
+    if (perSchool === 0 || total === 0) {
+      this.evicted[perSchool === 0 ? 'school' : 'total']++;
+      this.logEviction(perSchool === 0 ? 'school' : 'total', school, device, undefined);
+      return false;
+    }
+    while (this.places.count(school) >= perSchool) this.evict('school', school, device);
+    while (this.places.size >= total) this.evict('total', school, device);
+    this.places.touch(key, school, device);
+    return true;
+  }
+
+  private evict(scope: 'school' | 'total', school: string, device: string): void {
+    const old = this.places.oldest(scope === 'school' ? school : undefined)!;
+    this.drop(old.key, old.school, old.device);
+    this.evicted[scope]++;
+    this.logEviction(scope, school, device, old);
+  }
+
+  /** Forgets an unregistered (school, device): its place, status and uplink reading. */
+  private drop(key: string, school: string, device: string): void {
+    this.places.delete(key);
+    this.devices.delete(key);
+    const uplinks = this.uplinks.get(school);
+    uplinks?.delete(device);
+    if (uplinks?.size === 0) this.uplinks.delete(school);
+  }
+
+  private logEviction(
+    scope: 'school' | 'total',
+    school: string,
+    device: string,
+    evicted: { school: string; device: string } | undefined,
+  ): void {
+    if (!this.evictionLog.take(Date.now())) return;
+    this.log.warn(
+      {
+        school,
+        device,
+        scope,
+        evictedSchool: evicted?.school,
+        evictedDevice: evicted?.device,
+        limits: this.limits,
+        evictedSoFar: this.evicted,
+      },
+      `live view: too many devices not in the registry (${scope === 'school' ? 'in this school' : 'in all'}): the least recently seen is evicted (logged at most once a minute; counted in cfm_api_live_unassigned_evicted)`,
+    );
+  }
+
   /** Whether an MQTT broker is configured at all (tests and report-only deployments run without). */
   get configured(): boolean {
     return this.config !== undefined;
@@ -154,10 +378,15 @@ export class LiveState extends EventEmitter<LiveEvents> {
   handle(topic: string, payload: Buffer, retained = false): void {
     const t = parseTopic(topic);
     if (!t.ok) return;
+    const key = entityKey(t.school, t.device);
+    const registered = this.registry()?.device(t.school, t.device) !== undefined;
+    // Any message of a held unregistered device marks it seen; only a status or an uplink reading adds one.
+    if (!registered && this.places.has(key)) this.places.touch(key, t.school, t.device);
+    const holds = () => registered || this.hold(key, t.school, t.device);
     if (t.channel === 'status') {
-      const key = entityKey(t.school, t.device);
       if (payload.length === 0) {
         this.devices.delete(key); // a cleared retained status: the device was removed
+        if (!this.uplinks.get(t.school)?.has(t.device)) this.places.delete(key);
         return;
       }
       const d = decodePayload('status', payload);
@@ -165,18 +394,19 @@ export class LiveState extends EventEmitter<LiveEvents> {
         this.rejected++;
         return;
       }
-      this.devices.set(key, {
-        school: t.school,
-        device: t.device,
-        kind: d.message.kind,
-        state: d.message.state,
-        sinceMs: d.message.ts,
-        announced: {
-          region: d.message.region ?? null,
-          classroom: d.message.classroom ?? null,
+      if (holds())
+        this.devices.set(key, {
+          school: t.school,
+          device: t.device,
           kind: d.message.kind,
-        },
-      });
+          state: d.message.state,
+          sinceMs: d.message.ts,
+          announced: {
+            region: d.message.region ?? null,
+            classroom: d.message.classroom ?? null,
+            kind: d.message.kind,
+          },
+        });
       this.emit('message', {
         channel: 'status',
         school: t.school,
@@ -210,12 +440,14 @@ export class LiveState extends EventEmitter<LiveEvents> {
         operStatus: up.operStatus,
         tsMs: d.message.ts,
       };
-      let school = this.uplinks.get(t.school);
-      if (!school) {
-        school = new Map();
-        this.uplinks.set(t.school, school);
+      if (holds()) {
+        let school = this.uplinks.get(t.school);
+        if (!school) {
+          school = new Map();
+          this.uplinks.set(t.school, school);
+        }
+        school.set(t.device, live);
       }
-      school.set(t.device, live);
       this.emit('uplink', live);
     } else if (t.channel === 'event' || t.channel === 'telemetry') {
       const d = t.channel === 'event' ? decodePayload('event', payload) : decodePayload('telemetry', payload);

@@ -19,7 +19,7 @@ import { AlertService, type AlertsConfig } from './alerts/service.js';
 import { buildApp } from './app.js';
 import { attainmentPoints } from './attainment.js';
 import { DayCache } from './days.js';
-import { LiveState } from './live.js';
+import { LiveState, liveLimitsSchema } from './live.js';
 import { DEFAULT_PROFILE, profileSchema, profileSet } from './profiles.js';
 import { Reports } from './reports.js';
 import { Rollup } from './rollup.js';
@@ -149,6 +149,7 @@ export const apiConfigSchema = z
       .describe(
         'Broker for live status and bandwidth (a `reader` user: subscribes only, never counts as the collector devices wait for); absent: reports only.',
       ),
+    live: liveLimitsSchema,
     rollup: z
       .strictObject({
         enabled: z
@@ -238,7 +239,10 @@ export class ApiServer implements Service {
     this.tokens = new TokenStore(config.tokensFile, { log: deps.log.child({ part: 'tokens' }) });
     this.calendars = new Calendars([]);
     const alerting = deps.alerts?.enabled ?? false;
-    this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), alerting);
+    this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), alerting, {
+      registry: () => this.registry.index,
+      limits: config.live,
+    });
     this.alerts = alerting
       ? new AlertService(deps.alerts!, {
           log: deps.log.child({ part: 'alerts' }),
@@ -325,6 +329,33 @@ export class ApiServer implements Service {
       registers: [this.metrics],
       collect() {
         this.set(reports.loads);
+      },
+    });
+    new Gauge({
+      name: 'cfm_api_live_devices',
+      help: 'Devices whose live status the API holds (registered, and unregistered within api.live bounds).',
+      registers: [this.metrics],
+      collect() {
+        this.set(live.stats().devices);
+      },
+    });
+    new Gauge({
+      name: 'cfm_api_live_unassigned',
+      help: 'Devices not in the registry whose live status or uplink the API holds (bounded by api.live).',
+      registers: [this.metrics],
+      collect() {
+        this.set(live.stats().unassigned);
+      },
+    });
+    new Gauge({
+      name: 'cfm_api_live_unassigned_evicted',
+      help: 'Devices not in the registry evicted from the live view since start, because their school (scope="school") or all (scope="total") were full.',
+      labelNames: ['scope'],
+      registers: [this.metrics],
+      collect() {
+        const e = live.stats().unassignedEvicted;
+        this.set({ scope: 'school' }, e.school);
+        this.set({ scope: 'total' }, e.total);
       },
     });
     new Gauge({

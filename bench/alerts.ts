@@ -143,6 +143,7 @@ try {
     mqttConfigSchema.parse({ url: brokerUrl, clientId: 'api', ...apiAuth }),
     silentLogger(),
     true,
+    { registry: () => registry.index },
   );
   service = new AlertService(
     alertsConfigSchema.parse({

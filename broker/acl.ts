@@ -1,4 +1,4 @@
-import { isValidFilter, parseTopic, TOPIC_ROOT, TOPIC_VERSION } from '../contracts/topics.js';
+import { isValidFilter, parseTopic, TOPIC_ROOT, TOPIC_VERSION, topicMatches } from '../contracts/topics.js';
 
 /**
  * Who a connected client is, and so what it may do. Deny by default: a topic or filter that no rule below
@@ -9,7 +9,7 @@ import { isValidFilter, parseTopic, TOPIC_ROOT, TOPIC_VERSION } from '../contrac
  * | device    | its own subtree `cfm/v1/{school}/{device}/{status,telemetry,event}` | nothing                |
  * | poller    | `cfm/v1/{school}/{device}/{status,iface,event}` for its schools, and only the listed devices when its credential lists `devices` | nothing |
  * | collector | nothing                                                        | filters under `cfm/v1/`, also `$share/{group}/…` |
- * | reader    | nothing                                                        | the same as a collector     |
+ * | reader    | nothing                                                        | the same, but not `$share/` |
  *
  * `collector` means "stores readings": only a collector's subscription admits devices after a broker restart
  * (`broker.holdDevicesUntilCollector`). A `reader` (the API's live view and alerting) reads the same topics but
@@ -75,8 +75,51 @@ export function stripShare(filter: string): string | undefined {
   return parts.slice(2).join('/');
 }
 
+/**
+ * Whether subscription filter `filter` (`$share/{group}/…` or plain) receives messages published on `topic`
+ * (MQTT-4.7 topic matching on the filter inside a shared subscription, MQTT-4.8.2). `topic` may have `+` as its
+ * device level, meaning "any device": no valid id is `+`, so only a wildcard at that level of the filter (`+`,
+ * or `#` above it) matches it — the filter receives every device of the school, not just one.
+ */
+export function filterReceives(filter: string, topic: string): boolean {
+  const inner = stripShare(filter);
+  return inner !== undefined && topicMatches(inner, topic);
+}
+
+/**
+ * What a device or poller may publish, by school: the topics (`+` as the device level for "any device of the
+ * school") a collector must receive before the broker admits it after a restart (`holdDevicesUntilCollector`):
+ * a device, its own subtree's channels; a poller with a target list, each target's; a poller without one, any
+ * device of each of its schools. Subscribers publish nothing: an empty map.
+ */
+export function publishTopicsBySchool(p: Principal): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const add = (school: string, device: string, channels: ReadonlySet<string>) => {
+    let list = out.get(school);
+    if (!list) {
+      list = [];
+      out.set(school, list);
+    }
+    for (const c of channels) list.push(`${TOPIC_ROOT}/${TOPIC_VERSION}/${school}/${device}/${c}`);
+  };
+  if (p.role === 'device') add(p.school, p.device, DEVICE_CHANNELS);
+  else if (p.role === 'poller') {
+    if (p.devices) {
+      for (const target of p.devices) {
+        const [school, device] = target.split('/') as [string, string];
+        add(school, device, POLLER_CHANNELS);
+      }
+    } else for (const school of p.schools) add(school, '+', POLLER_CHANNELS);
+  }
+  return out;
+}
+
 export function maySubscribe(p: Principal, filter: string): Decision {
   if (!SUBSCRIBER_ROLES.has(p.role)) return deny(`a ${p.role} does not subscribe`);
+  // A shared subscription takes each message away from the other members of its group: a reader joining the
+  // collectors' group would receive readings that are then never stored.
+  if (p.role === 'reader' && filter.startsWith('$share/'))
+    return deny('a reader does not join shared subscriptions (it would take readings from the collectors)');
   const inner = stripShare(filter);
   if (inner === undefined || !isValidFilter(inner)) return deny('not a valid topic filter');
   const [root, version] = inner.split('/');

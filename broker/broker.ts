@@ -8,7 +8,14 @@ import { z } from 'zod';
 import { addressKey, FailureLimiter } from '../common/failure-limit.js';
 import type { Service } from '../common/lifecycle.js';
 import { MAX_PAYLOAD_BYTES } from '../contracts/messages.js';
-import { clientIdAllowed, mayPublish, maySubscribe, type Principal } from './acl.js';
+import {
+  clientIdAllowed,
+  filterReceives,
+  mayPublish,
+  maySubscribe,
+  type Principal,
+  publishTopicsBySchool,
+} from './acl.js';
 import { CredentialStore } from './credentials.js';
 import { FrameLimitedConnection, TokenBucket } from './frame-limit.js';
 
@@ -73,7 +80,7 @@ export const brokerConfigSchema = z
       .positive()
       .default(20)
       .describe(
-        'Sustained publishes per second per credential (all its connections together, so reconnecting does not refill it), every channel including retained status (only the last will, published by the broker, is free); above it the client is disconnected and the publish counted (stops floods, e.g. thousands of retained statuses fanned out to every subscriber).',
+        'Sustained publishes per second per credential (all its connections together, so reconnecting does not refill it), every channel including retained status and last wills; above it the client is disconnected and the publish counted (stops floods, e.g. thousands of retained statuses fanned out to every subscriber). A last will over the rate still goes out within an allowance of 2 per credential, refilled one a minute, so a client cut off for flooding leaves its offline status; beyond that (many connections of one credential dropped at once) it is not published and counted (`rateLimitedWill`).',
       ),
     publishBurst: z
       .number()
@@ -106,7 +113,7 @@ export const brokerConfigSchema = z
       .boolean()
       .default(true)
       .describe(
-        "Refuse devices and pollers (CONNACK 3, server unavailable) until a client of role `collector` (one that stores readings) has subscribed, so readings replayed after a broker restart are not acknowledged and then lost for want of a subscriber, or delivered only to a `reader` such as the API's live view; agents keep them spooled meanwhile.",
+        "Refuse a device (CONNACK 3, server unavailable) until a client of role `collector` (one that stores readings) holds a subscription that receives what it publishes — its school, for collectors sharded with `collector.schools` — and a poller until every one of its schools (or targets) is so covered; so readings replayed after a broker restart are not acknowledged and then lost for want of a subscriber, delivered only to a `reader` such as the API's live view, or to the shard of another school; agents keep them spooled meanwhile. A collector's subscriptions count while its session lasts: through a disconnect for a persistent session (messages are queued in it), until the disconnect for a clean one.",
       ),
     pollerMaxRetainedDevices: z
       .number()
@@ -136,7 +143,7 @@ export const brokerConfigSchema = z
       .min(0)
       .default(10_000)
       .describe(
-        'Refused subscriptions are logged as one line per SUBSCRIBE packet with the number of filters refused, and at most one line per client per this interval (the rest are summed into the next line). Stops one client writing a log line per filter (25,000 lines from 5 packets).',
+        'Refused subscriptions are logged as one line per SUBSCRIBE packet with the number of filters refused, and at most one line per credential (all its connections) per this interval (the rest are summed into the next line). Stops one client writing a log line per filter (25,000 lines from 5 packets).',
       ),
   })
   .prefault({});
@@ -158,6 +165,8 @@ export interface BrokerStats {
   rateLimited: number;
   /** Of `rateLimited`, those on the status channel. */
   rateLimitedStatus: number;
+  /** Last wills not published: the credential's bucket and its will allowance were both empty. */
+  rateLimitedWill: number;
   /** Retained statuses refused because the poller held `pollerMaxRetainedDevices` already. */
   retainedLimited: number;
   /** Publishes refused because an earlier one of the same connection was (it is being closed). */
@@ -166,11 +175,13 @@ export interface BrokerStats {
   published: number;
 }
 
-/** Refused subscriptions of one client not yet logged (see `deniedLogIntervalMs`). */
+/** Refused subscriptions of one credential not yet logged (see `deniedLogIntervalMs`). */
 interface SubscribeDenials {
   count: number;
   filter: string;
   why: string;
+  /** The client whose filter is shown. */
+  clientId: string;
   lastLogMs: number;
   timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 }
@@ -181,11 +192,13 @@ interface ClientState {
   bucket: TokenBucket;
   /** A publish of this connection was refused: it is being closed, and nothing after it is accepted. */
   refused: boolean;
-  subscribeDenials: SubscribeDenials | undefined;
 }
 
 /** At most this many successful (address, username) logins are remembered (a city has ~30,000 devices). */
 const KNOWN_LOGINS_MAX = 200_000;
+/** Last wills a credential may have published over its publish rate: at once, and refilled per minute. */
+const WILL_ALLOWANCE_BURST = 2;
+const WILL_ALLOWANCE_PER_MIN = 1;
 
 function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -205,13 +218,17 @@ export class Broker implements Service {
     deniedSubscribe: 0,
     rateLimited: 0,
     rateLimitedStatus: 0,
+    rateLimitedWill: 0,
     retainedLimited: 0,
     refusedAfterRefusal: 0,
     oversized: 0,
     published: 0,
   };
-  /** A collector has subscribed since start: from then on its session keeps messages even while it is away. */
-  private collectorSubscribed = false;
+  /**
+   * Per collector client id, the filters its session is subscribed to: what `holdDevicesUntilCollector` admits
+   * devices by. See `trackCollectorSessions` for when an entry goes away.
+   */
+  private collectorFilters = new Map<string, Set<string>>();
   /** Per poller username, the `{school}/{device}` it holds a retained status for (pollerMaxRetainedDevices). */
   private retainedByPoller = new Map<string, Set<string>>();
   /** Publish rate per credential (at most one per username in the credentials file). */
@@ -223,6 +240,12 @@ export class Broker implements Service {
    * failure budget is still checked for these, so a device is not locked out by a neighbour behind its NAT.
    */
   private knownLogins = new Map<string, true>();
+  /** When a throttled log line (by key) was last written. */
+  private readonly loggedAt = new Map<string, number>();
+  /** Refused subscriptions not yet logged, per credential. */
+  private readonly subscribeDenials = new Map<string, SubscribeDenials>();
+  /** Per credential: wills that may go out when its publish bucket is empty. */
+  private willAllowances = new Map<string, TokenBucket>();
   private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
   /** Actual ports, in listener order (useful when configured as 0). */
   ports: number[] = [];
@@ -258,11 +281,12 @@ export class Broker implements Service {
     const c = this.config;
     const log = this.deps.log;
     // A start is a fresh in-memory broker: no collector session, nothing retained.
-    this.collectorSubscribed = false;
+    this.collectorFilters = new Map();
     this.retainedByPoller = new Map();
     this.buckets = new Map();
     this.authFailures = this.newFailureLimiter();
     this.knownLogins = new Map();
+    this.willAllowances = new Map();
     await this.store.load();
     if (this.store.size === 0) {
       log.warn(
@@ -301,7 +325,20 @@ export class Broker implements Service {
                   'failed logins from one address: refusing its new clients unchecked until the window ends (usernames that logged in from there before are still checked)',
                 );
             }
-            log.warn({ clientId: client.id, username, address, why: err.message }, 'connection refused');
+            // Held devices retry every few seconds until their collector is back: after a restart thousands of
+            // them would each write a line per attempt, so held refusals are logged at most once per interval
+            // (the count is in the stats' `heldBack`).
+            if (!err.heldBack || this.logThrottled('held'))
+              log.warn(
+                {
+                  clientId: client.id,
+                  username,
+                  address,
+                  why: err.message,
+                  ...(err.heldBack ? { heldBack: this.stats_.heldBack } : {}),
+                },
+                'connection refused',
+              );
             done(err, false);
           },
         );
@@ -327,14 +364,10 @@ export class Broker implements Service {
           // A refused filter gets SUBACK 0x80 (MQTT-3.9.3) and the session continues.
           return done(null, null);
         }
-        // Only a subscriber that stores readings admits devices; a reader (the API's live view) does not.
-        if (st?.principal.role === 'collector' && !this.collectorSubscribed) {
-          this.collectorSubscribed = true;
-          log.info({ clientId: client.id }, 'a collector subscribed: admitting devices');
-        }
         done(null, sub);
       },
     });
+    this.trackCollectorSessions(aedes);
     aedes.on('clientError', (client, err) =>
       log.debug({ clientId: client?.id, err: err.message }, 'client error'),
     );
@@ -394,12 +427,22 @@ export class Broker implements Service {
     }
     if (
       this.config.holdDevicesUntilCollector &&
-      (principal.role === 'device' || principal.role === 'poller') &&
-      !this.collectorSubscribed
+      (principal.role === 'device' || principal.role === 'poller')
     ) {
-      this.stats_.heldBack++;
-      throw Object.assign(authError(3, 'no collector subscribed yet: try again later'), { heldBack: true });
+      const missing = this.uncoveredSchools(principal);
+      if (missing.length > 0) {
+        this.stats_.heldBack++;
+        const shown =
+          missing.slice(0, 5).join(', ') + (missing.length > 5 ? ` and ${missing.length - 5} more` : '');
+        throw Object.assign(
+          authError(3, `no collector has subscribed to school ${shown} yet: try again later`),
+          { heldBack: true },
+        );
+      }
     }
+    // A clean session starts empty (MQTT-3.1.2-6): whatever this client id's previous session was subscribed to
+    // is discarded by the broker now, and no longer receives anything.
+    if (principal.role === 'collector' && client.clean) this.collectorFilters.delete(client.id);
     // One bucket per credential, not per connection: reconnecting does not refill it.
     let bucket = this.buckets.get(username);
     if (!bucket) {
@@ -414,8 +457,67 @@ export class Broker implements Service {
       hash: auth.hash,
       bucket,
       refused: false,
-      subscribeDenials: undefined,
     });
+  }
+
+  /**
+   * Which collector subscriptions admit devices (`holdDevicesUntilCollector`). Only a `collector` counts: it
+   * stores readings; a `reader` (the API's live view) does not, and its subscription admits no one.
+   *
+   * Collectors may be sharded by school (`collector.schools`, a disjoint list each, filters `cfm/v1/{school}/#`):
+   * one shard subscribing after a restart must not admit the devices of another shard's schools, whose replayed
+   * readings would be acknowledged and lost. So the broker remembers each collector session's filters and
+   * admits a device when one of them receives its topics (`uncoveredSchools`).
+   *
+   * A filter counts as long as the session holding it receives messages for it: a persistent session
+   * (clean = false, as the collector connects) keeps its subscriptions and has messages queued while it is
+   * away, so they keep counting through a disconnect, until the collector unsubscribes or reconnects with a
+   * clean session. A clean session's subscriptions end with its connection (MQTT-3.1.2-6): aedes then emits
+   * `unsubscribe` for them (it does not for a persistent session's disconnect), and they stop counting.
+   * Devices already connected stay connected when coverage goes: the hold is about what a restart replays.
+   * The 'subscribe' event comes after the subscription is in place and before the SUBACK is read by the client;
+   * a persistent session restored on reconnect keeps its entry (its filters are re-authorised, not re-emitted).
+   */
+  private trackCollectorSessions(aedes: Aedes): void {
+    aedes.on('subscribe', (subs, client) => {
+      if (this.clients.get(client)?.principal.role !== 'collector') return;
+      let filters = this.collectorFilters.get(client.id);
+      for (const s of subs) {
+        if ((s.qos as number) === 128) continue; // refused (SUBACK 0x80, MQTT-3.9.3): receives nothing
+        if (!filters) {
+          filters = new Set();
+          this.collectorFilters.set(client.id, filters);
+        }
+        if (filters.has(s.topic)) continue;
+        filters.add(s.topic);
+        this.deps.log.info(
+          { clientId: client.id, filter: s.topic },
+          'a collector subscribed: admitting the devices this filter receives',
+        );
+      }
+    });
+    aedes.on('unsubscribe', (unsubs, client) => {
+      // An UNSUBSCRIBE, or a clean session's connection closing. When a connection with the same client id takes
+      // the session over (MQTT-3.1.4-2), the old one closes before the new one's CONNACK, so this never removes
+      // what the new one subscribed.
+      const filters = this.collectorFilters.get(client.id);
+      if (!filters) return;
+      for (const f of unsubs) filters.delete(f);
+      if (filters.size === 0) this.collectorFilters.delete(client.id);
+    });
+  }
+
+  /**
+   * The schools of a device or poller whose topics no collector session receives (`publishTopicsBySchool`): a
+   * device's own school; for a poller every one of its schools (or targets'), since it replays the readings of
+   * all of them on one connection — admitted with one shard up, it would lose those of the others.
+   */
+  private uncoveredSchools(p: Principal): string[] {
+    const filters = [...this.collectorFilters.values()].flatMap((set) => [...set]);
+    const missing: string[] = [];
+    for (const [school, topics] of publishTopicsBySchool(p))
+      if (!topics.every((t) => filters.some((f) => filterReceives(f, t)))) missing.push(school);
+    return missing;
   }
 
   /**
@@ -426,9 +528,11 @@ export class Broker implements Service {
    */
   private authorizePublish(client: Client, st: ClientState, packet: PublishPacket): string | undefined {
     const c = this.config;
-    // aedes passes the last will through here too (the same object as `client.will`): published by the broker
-    // once per connection, after the ACL check, and never charged, so a client cut off for flooding still
-    // leaves its offline status behind.
+    // aedes passes the last will through here too (the same object as `client.will`), once per connection,
+    // after the client is gone. It is charged like any publish, but when the bucket is empty it may still use
+    // the credential's will allowance (WILL_ALLOWANCE_BURST, refilled one a minute): a client cut off for
+    // flooding still leaves its offline status behind, while a credential dropping many connections at once
+    // cannot fan out wills beyond its rate.
     const isWill = (client as Client & { will?: unknown }).will === packet;
     if (st.refused && !isWill) {
       this.stats_.refusedAfterRefusal++;
@@ -440,6 +544,16 @@ export class Broker implements Service {
     if (!d.ok) {
       stat = 'deniedPublish';
       why = d.reason;
+    } else if (isWill && !st.bucket.take() && !this.willAllowance(st.principal.username).take()) {
+      // Many connections of one credential (`dev-a/1`, `dev-a/2`, …) dropped at once: beyond the credential's
+      // rate and its allowance, their wills are not published (counted, logged at most once per interval).
+      this.stats_.rateLimitedWill++;
+      if (this.logThrottled(`will:${st.principal.username}`))
+        this.deps.log.warn(
+          { clientId: client.id, username: st.principal.username, topic: packet.topic.slice(0, 200) },
+          'last will not published: the credential is over its publish rate and will allowance',
+        );
+      return 'last will over the rate';
     } else if (!isWill && !st.bucket.take()) {
       stat = 'rateLimited';
       why = 'publish rate exceeded';
@@ -469,6 +583,25 @@ export class Broker implements Service {
     return why;
   }
 
+  private willAllowance(username: string): TokenBucket {
+    let b = this.willAllowances.get(username);
+    if (!b) {
+      b = new TokenBucket(WILL_ALLOWANCE_PER_MIN / 60, WILL_ALLOWANCE_BURST);
+      this.willAllowances.set(username, b);
+    }
+    return b;
+  }
+
+  /** Whether a log line of this key may be written now: at most one per `deniedLogIntervalMs`. */
+  private logThrottled(key: string): boolean {
+    const now = performance.now();
+    const last = this.loggedAt.get(key);
+    if (last !== undefined && now - last < this.config.deniedLogIntervalMs) return false;
+    if (this.loggedAt.size >= 10_000) this.loggedAt.clear(); // bounded: at worst a few extra lines
+    this.loggedAt.set(key, now);
+    return true;
+  }
+
   /** Tracks the devices a poller holds a retained status for; refuses one more than the bound. */
   private holdRetained(username: string, packet: PublishPacket): string | undefined {
     const key = packet.topic.split('/').slice(2, 4).join('/');
@@ -496,17 +629,25 @@ export class Broker implements Service {
    * `deniedLogIntervalMs` has passed since the last line.
    */
   private noteSubscribeDenied(client: Client, st: ClientState, filter: string, why: string): void {
-    st.subscribeDenials ??= {
-      count: 0,
-      filter: '',
-      why: '',
-      lastLogMs: Number.NEGATIVE_INFINITY,
-      timer: undefined,
-    };
-    const d = st.subscribeDenials;
+    // Per credential, not per connection: reconnecting in a loop does not earn a log line each time.
+    const username = st.principal.username;
+    let d = this.subscribeDenials.get(username);
+    if (!d) {
+      if (this.subscribeDenials.size >= 10_000) this.subscribeDenials.clear(); // bounded: a few extra lines
+      d = {
+        count: 0,
+        filter: '',
+        why: '',
+        clientId: '',
+        lastLogMs: Number.NEGATIVE_INFINITY,
+        timer: undefined,
+      };
+      this.subscribeDenials.set(username, d);
+    }
     if (d.count === 0) {
       d.filter = filter.slice(0, 200);
       d.why = why;
+      d.clientId = client.id;
     }
     d.count++;
     if (d.timer) return;
@@ -515,7 +656,7 @@ export class Broker implements Service {
       d.timer = undefined;
       d.lastLogMs = performance.now();
       this.deps.log.warn(
-        { clientId: client.id, refused: d.count, filter: d.filter, why: d.why },
+        { clientId: d.clientId, username, refused: d.count, filter: d.filter, why: d.why },
         d.count === 1 ? 'subscribe denied' : `subscribe denied: ${d.count} filters`,
       );
       d.count = 0;

@@ -54,23 +54,32 @@ export interface RegistryHealth {
   version: number;
 }
 
+/** How often, at most, a full set of unassigned places is searched for idle or registered devices. */
+const PRUNE_EVERY_MS = 60_000;
+
 /** Distinct (field, announced, registered) mismatches reported per device; further ones are only counted. */
 const MAX_MISMATCH_REPORTS_PER_DEVICE = 16;
 
 export class Attributor {
   readonly store: RegistryStore;
-  private readonly unassigned = new Map<string, Set<string>>();
+  /** Unregistered devices tracked, by school: when each last sent an accepted message. */
+  private readonly unassigned = new Map<string, Map<string, number>>();
   private unassignedTotal = 0;
   private readonly limitLogged = new Set<string>();
   private readonly reported = new Map<string, Set<string>>();
   private loggedError: string | undefined;
   private loggedVersion = 0;
+  /** The registry version the unassigned places were last pruned against, and when. */
+  private prunedVersion = -1;
+  private prunedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     file: string,
     checkEveryMs: number,
     private readonly limits: LimitsConfig,
     private readonly log: Logger,
+    /** Called for an unregistered device whose place was taken back because it was idle. */
+    private readonly forget: (school: string, device: string) => void = () => {},
   ) {
     this.store = new RegistryStore(file);
     this.store.checkEveryMs = checkEveryMs;
@@ -138,14 +147,14 @@ export class Attributor {
       : { kind, region: UNASSIGNED_REGION };
   }
 
-  /** Attributes one message of a (school, device) that announces `a`. */
-  attribute(school: string, device: string, a: Announced): Attribution {
+  /** Attributes one message of a (school, device) that announces `a`, received at `nowMs`. */
+  attribute(school: string, device: string, a: Announced, nowMs: number): Attribution {
     const idx = this.index();
     const d = idx.device(school, device);
     const path = idx.schoolPath(school);
     if (d && path !== undefined) {
-      const set = this.unassigned.get(school);
-      if (set?.delete(device)) this.unassignedTotal--;
+      const places = this.unassigned.get(school);
+      if (places?.delete(device)) this.unassignedTotal--;
       const mismatches: Mismatch[] = [];
       if (a.region !== undefined && a.region !== path)
         mismatches.push({ field: 'region', announced: a.region, registered: path });
@@ -160,28 +169,42 @@ export class Attributor {
       };
     }
     const cause: UnassignedCause = path === undefined ? 'unknown_school' : 'unknown_device';
-    let set = this.unassigned.get(school);
-    const known = set?.has(device) ?? false;
+    let places = this.unassigned.get(school);
+    const known = places?.has(device) ?? false;
     if (!known) {
-      const schoolFull = (set?.size ?? 0) >= this.limits.maxUnassignedPerSchool;
-      if (schoolFull || this.unassignedTotal >= this.limits.maxUnassignedDevices) {
-        // Devices registered since they were counted no longer take a place.
-        this.prune(idx);
-        set = this.unassigned.get(school);
+      const full = () =>
+        (this.unassigned.get(school)?.size ?? 0) >= this.limits.maxUnassignedPerSchool
+          ? 'school'
+          : this.unassignedTotal >= this.limits.maxUnassignedDevices
+            ? 'total'
+            : undefined;
+      // Full: take back the places of devices registered since they were counted, and of devices silent for
+      // `unassignedIdleS` — looked for when the registry changed, else at most once a minute, not on every
+      // message of a refused device.
+      if (
+        full() &&
+        (this.prunedVersion !== this.store.version || nowMs - this.prunedAtMs >= PRUNE_EVERY_MS)
+      ) {
+        this.prunedVersion = this.store.version;
+        this.prunedAtMs = nowMs;
+        this.prune(idx, nowMs);
       }
-      if ((set?.size ?? 0) >= this.limits.maxUnassignedPerSchool) {
-        return { ok: false, reason: 'unassigned_limit', scope: 'school', firstHit: this.firstHit(school) };
+      const scope = full();
+      if (scope)
+        return {
+          ok: false,
+          reason: 'unassigned_limit',
+          scope,
+          firstHit: this.firstHit(scope === 'school' ? school : ''),
+        };
+      places = this.unassigned.get(school);
+      if (!places) {
+        places = new Map();
+        this.unassigned.set(school, places);
       }
-      if (this.unassignedTotal >= this.limits.maxUnassignedDevices) {
-        return { ok: false, reason: 'unassigned_limit', scope: 'total', firstHit: this.firstHit('') };
-      }
-      if (!set) {
-        set = new Set();
-        this.unassigned.set(school, set);
-      }
-      set.add(device);
       this.unassignedTotal++;
     }
+    places!.set(device, nowMs);
     return {
       ok: true,
       registered: false,
@@ -193,7 +216,7 @@ export class Attributor {
 
   /** Unregistered devices tracked now, by school. */
   unassignedCounts(): Map<string, number> {
-    return new Map([...this.unassigned].map(([s, set]) => [s, set.size]));
+    return new Map([...this.unassigned].map(([s, places]) => [s, places.size]));
   }
 
   private firstHit(scope: string): boolean {
@@ -202,15 +225,19 @@ export class Attributor {
     return true;
   }
 
-  private prune(idx: RegistryIndex): void {
-    for (const [school, set] of this.unassigned) {
-      for (const device of set) {
-        if (idx.device(school, device) && idx.schoolPath(school) !== undefined) {
-          set.delete(device);
-          this.unassignedTotal--;
-        }
+  private prune(idx: RegistryIndex, nowMs: number): void {
+    const idleBeforeMs = nowMs - this.limits.unassignedIdleS * 1000;
+    for (const [school, places] of this.unassigned) {
+      const registeredSchool = idx.schoolPath(school) !== undefined;
+      for (const [device, lastMs] of places) {
+        const registered = registeredSchool && idx.device(school, device) !== undefined;
+        if (!registered && lastMs >= idleBeforeMs) continue;
+        places.delete(device);
+        this.unassignedTotal--;
+        // A device registered since keeps what the collector remembers of it; an idle one is forgotten.
+        if (!registered) this.forget(school, device);
       }
-      if (set.size === 0) this.unassigned.delete(school);
+      if (places.size === 0) this.unassigned.delete(school);
     }
   }
 

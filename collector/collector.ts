@@ -5,12 +5,14 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Service } from '../common/lifecycle.js';
+import { LogThrottle } from '../common/log.js';
 import { MqttSession, mqttConfigSchema } from '../common/mqtt.js';
 import { ManualAcks } from '../common/mqtt-acks.js';
 import { entityKey } from '../common/registry/key.js';
 import type { Storage } from '../common/storage/storage.js';
 import { idSchema } from '../contracts/ids.js';
 import { decodePayload, type TopicPayloads } from '../contracts/messages.js';
+import { isNetworkKind } from '../contracts/registry.js';
 import { type Channel, filters, parseTopic } from '../contracts/topics.js';
 import { type Announced, Attributor, type MismatchField, type UnassignedCause } from './attribution.js';
 import {
@@ -212,6 +214,8 @@ export class Collector implements Service {
   /** Region, classroom and kind from the fleet registry; unregistered devices bounded. */
   readonly attributor: Attributor;
   private readonly bounds = new Map<string, DeviceBounds>();
+  /** Time rejections of devices with no bounds kept (never accepted): logged at most once a minute. */
+  private readonly unknownLog = new LogThrottle(60_000);
   readonly registry = new Registry();
   private readonly m;
   private subscribed = false;
@@ -246,6 +250,7 @@ export class Collector implements Service {
       config.registryCheckMs,
       config.limits,
       deps.log.child({ part: 'registry' }),
+      (school, device) => this.bounds.delete(entityKey(school, device)),
     );
     const r = this.registry;
     const storage = deps.storage;
@@ -428,9 +433,28 @@ export class Collector implements Service {
     const { school, device, channel } = t;
     const msg = d.message;
     const log = this.deps.log;
+    const key = entityKey(school, device);
+    const now = this.now();
+    // Time before attribution: a message refused for its date takes no unassigned place. A status's own `ts`
+    // is never stored (presence is stamped on arrival), and a last will carries the time its connection began,
+    // which may be weeks ago: statuses are checked against the future bound only.
+    const tv = timeVerdict(msg.ts, now, this.config.limits, channel !== 'status');
+    if (tv) {
+      // Once per known device; for a device never accepted (no bounds kept for it), at most once a minute.
+      const known = this.bounds.get(key);
+      if (known ? known.once(tv) : this.unknownLog.take(now))
+        log.warn(
+          { school, device, channel, ts: new Date(msg.ts).toISOString(), now: new Date(now).toISOString() },
+          tv === 'too_old'
+            ? `message older than limits.maxPastS rejected (too_old): a replay beyond the spool's age or a wrong clock; logged once per device`
+            : `message dated after limits.maxFutureS rejected (in_future): the device's clock is ahead; logged once per device`,
+        );
+      this.reject(tv, topic, `ts ${msg.ts}, now ${now}`);
+      return;
+    }
     // Who the device is comes from the topic (the broker ties it to the credential); where it belongs, from the
     // registry.
-    const a = this.attributor.attribute(school, device, announced(channel, msg));
+    const a = this.attributor.attribute(school, device, announced(channel, msg), now);
     if (!a.ok) {
       if (a.firstHit)
         log.warn(
@@ -447,25 +471,20 @@ export class Collector implements Service {
       this.reject('unassigned_limit', topic, 'unregistered device beyond the bound');
       return;
     }
-    const key = entityKey(school, device);
     let bounds = this.bounds.get(key);
     if (!bounds) {
       bounds = new DeviceBounds(this.config.limits);
       this.bounds.set(key, bounds);
     }
-    const now = this.now();
-    // A status's own `ts` is never stored (presence is stamped on arrival), and a last will carries the time
-    // its connection began, which may be weeks ago: statuses are checked against the future bound only.
-    const tv = timeVerdict(msg.ts, now, this.config.limits, channel !== 'status');
-    if (tv) {
-      if (bounds.once(tv))
+    // Interface readings are a router's, switch's or AP's: a registered classroom device (or a poller
+    // credential publishing under its id) may not create interface series for it.
+    if (channel === 'iface' && a.registered && !isNetworkKind(a.info.kind)) {
+      if (bounds.once('not_network_device'))
         log.warn(
-          { school, device, channel, ts: new Date(msg.ts).toISOString(), now: new Date(now).toISOString() },
-          tv === 'too_old'
-            ? `message older than limits.maxPastS rejected (too_old): a replay beyond the spool's age or a wrong clock; logged once per device`
-            : `message dated after limits.maxFutureS rejected (in_future): the device's clock is ahead; logged once per device`,
+          { school, device, kind: a.info.kind },
+          'interface readings for a device the registry lists as neither router, switch nor AP rejected (not_network_device); logged once per device',
         );
-      this.reject(tv, topic, `ts ${msg.ts}, now ${now}`);
+      this.reject('not_network_device', topic, `registered kind ${a.info.kind}`);
       return;
     }
     this.counts.accepted++;
@@ -491,7 +510,7 @@ export class Collector implements Service {
           'device not in the registry: its readings are stored with region "unassigned" until it is registered',
         );
     }
-    this.route(school, device, channel, msg, retained, a.info, bounds, now);
+    this.route(school, device, channel, msg, retained, a.info, a.registered, bounds, now);
   }
 
   private countUnassigned(cause: UnassignedCause): void {
@@ -504,10 +523,11 @@ export class Collector implements Service {
     school: string,
     device: string,
     bounds: DeviceBounds,
+    registered: boolean,
     tag: NamedTag,
     name: string,
   ): boolean {
-    if (bounds.admitName(tag, name)) return true;
+    if (bounds.admitName(tag, name, registered)) return true;
     this.drop('name_limit');
     if (bounds.once(`name_limit:${tag}`))
       this.deps.log.warn(
@@ -524,6 +544,7 @@ export class Collector implements Service {
     msg: TopicPayloads[C],
     retained: boolean,
     info: DeviceInfo,
+    registered: boolean,
     bounds: DeviceBounds,
     now: number,
   ) {
@@ -546,21 +567,29 @@ export class Collector implements Service {
       }
       case 'telemetry': {
         const m = msg as TopicPayloads['telemetry'];
-        const nics = m.host?.nics.filter((n) => this.admitName(school, device, bounds, 'nic', n.name));
+        const nics = m.host?.nics.filter((n) =>
+          this.admitName(school, device, bounds, registered, 'nic', n.name),
+        );
         storage.write(telemetryPoints(school, device, m, info, nics));
         tr = this.presence.seen(school, device, info, now);
         break;
       }
       case 'iface': {
         const m = msg as TopicPayloads['iface'];
-        const ifaces = m.ifaces.filter((i) => this.admitName(school, device, bounds, 'ifname', i.name));
+        const ifaces = m.ifaces.filter((i) =>
+          this.admitName(school, device, bounds, registered, 'ifname', i.name),
+        );
         storage.write(ifacePoints(school, device, m, info, ifaces));
         tr = this.presence.seen(school, device, info, now);
         break;
       }
       case 'event': {
         const m = msg as TopicPayloads['event'];
-        if (m.subject !== undefined && !this.admitName(school, device, bounds, 'subject', m.subject)) break;
+        if (
+          m.subject !== undefined &&
+          !this.admitName(school, device, bounds, registered, 'subject', m.subject)
+        )
+          break;
         storage.write([eventPoint(school, device, m, info)]);
         break;
       }

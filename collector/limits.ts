@@ -48,13 +48,29 @@ export const limitsConfigSchema = z
       .describe(
         'Distinct event subjects (the `subject` tag) a device may use over the life of the process; events with further subjects are dropped (`name_limit`). Default 64 (an agent uses about ten). Prevents series growth from invented subjects.',
       ),
+    maxNamesPerUnassignedDevice: z
+      .number()
+      .int()
+      .min(0)
+      .default(16)
+      .describe(
+        'Distinct NIC, interface and event-subject names together that a device not in the registry may report; further entries are dropped (`name_limit`) until it is registered, when the per-device bounds above apply. Default 16: enough to see what an unregistered device is, while `maxUnassignedDevices` × 16 bounds the series every unregistered device together can create (a poller inventing ids and interface names reached 100,000 series per school).',
+      ),
     maxUnassignedPerSchool: z
       .number()
       .int()
       .min(0)
       .default(64)
       .describe(
-        'Devices not in the registry tracked per school (stored with region `unassigned` so they can be found and registered); messages of further unregistered devices of that school are rejected (`unassigned_limit`) until they are registered or the collector restarts. Default 64. Prevents a flood of invented device ids from growing memory and series without end.',
+        'Devices not in the registry tracked per school (stored with region `unassigned` so they can be found and registered); messages of further unregistered devices of that school are rejected (`unassigned_limit`) until some are registered or idle for `unassignedIdleS`. Default 64. Prevents a flood of invented device ids from growing memory and series without end.',
+      ),
+    unassignedIdleS: z
+      .number()
+      .int()
+      .min(60)
+      .default(86_400)
+      .describe(
+        'An unregistered device silent this long gives its place back when its school (or the total) is full, so devices tried once during an installation, or ids a hostile sender invented last week, do not lock a school out until the collector restarts. Default 1 day. Places are searched at most once a minute while full, and whenever the registry changes.',
       ),
     maxUnassignedDevices: z
       .number()
@@ -70,7 +86,7 @@ export const limitsConfigSchema = z
       .min(1)
       .default(20)
       .describe(
-        'Flap guard: `status_change` events written per device in any 60 s; further transitions still update presence (state and `presence` points) but write no event (`flap_limit`). Default 20. Prevents a flapping or hostile device from flooding the event log and alerting (2,000 statuses wrote 368 events).',
+        'Flap guard: `status_change` events written per device in any 60 s; further transitions still update presence (state and `presence` points) but write no event (`flap_limit`). Default 20. Prevents a flapping or hostile device from flooding the event log (2,000 statuses wrote 368 events); alerting reads statuses from MQTT and has its own hold times.',
       ),
   })
   .prefault({})
@@ -78,7 +94,7 @@ export const limitsConfigSchema = z
 export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 
 /** Reasons a whole message is rejected by a bound (beside the validation reasons). */
-export type LimitRejectReason = 'too_old' | 'in_future' | 'unassigned_limit';
+export type LimitRejectReason = 'too_old' | 'in_future' | 'unassigned_limit' | 'not_network_device';
 /** Reasons part of an accepted message is dropped. */
 export type LimitDropReason = 'name_limit' | 'flap_limit';
 /** Tags whose distinct values per device are bounded. */
@@ -91,6 +107,8 @@ const FLAP_LOG_EVERY_MS = 600_000;
 /** What the collector remembers per device for its bounds. Created on the first accepted message. */
 export class DeviceBounds {
   private readonly names: Partial<Record<NamedTag, Set<string>>> = {};
+  /** Names remembered over all tags. */
+  private nameCount = 0;
   /** Times of the status_change events written in the last window, oldest first (at most the limit). */
   private readonly changes: number[] = [];
   /** What has already been logged for this device (once per device). */
@@ -110,9 +128,10 @@ export class DeviceBounds {
 
   /**
    * Whether a value of a bounded tag may be stored: one already seen, or a new one while there is room (it is
-   * then remembered).
+   * then remembered). A device not in the registry has one small budget for all its names together
+   * (`maxNamesPerUnassignedDevice`); once registered, the per-tag bounds apply (names already seen count).
    */
-  admitName(tag: NamedTag, name: string): boolean {
+  admitName(tag: NamedTag, name: string, registered: boolean): boolean {
     let seen = this.names[tag];
     if (!seen) {
       seen = new Set();
@@ -120,7 +139,9 @@ export class DeviceBounds {
     }
     if (seen.has(name)) return true;
     if (seen.size >= this.max(tag)) return false;
+    if (!registered && this.nameCount >= this.limits.maxNamesPerUnassignedDevice) return false;
     seen.add(name);
+    this.nameCount++;
     return true;
   }
 

@@ -93,3 +93,19 @@ export function createLogger(
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/**
+ * At most one log line per `everyMs`, for a condition that can repeat for every message (a bound being hit by a
+ * flood): the first occurrence is logged, the rest are counted by the caller and show in its metrics.
+ */
+export class LogThrottle {
+  private lastMs = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly everyMs: number) {}
+
+  take(nowMs: number): boolean {
+    if (nowMs - this.lastMs < this.everyMs) return false;
+    this.lastMs = nowMs;
+    return true;
+  }
+}

@@ -162,11 +162,12 @@ export const MEASUREMENTS = {
     },
   },
   attainment_day: {
-    doc: 'Rollup (api/server.ts after each rollup run): per school, standard profile and rolled-up day, the attainment of the window of `window_days` days ending that day, as /v1/attainment computes it — for dashboards. `xxt` (校校通, 1/0) is absent when the window had no teaching time. Names are tags so dashboards can show them.',
+    doc: 'Rollup (api/server.ts after each rollup run): per school, standard profile and rolled-up day, the attainment of the window of `window_days` days ending that day, as /v1/attainment computes it — for dashboards. `judged` is 1 when the window had teaching time (the school counts in every ratio), else 0 and `xxt` (校校通, 1/0) is absent. Names are tags so dashboards can show them.',
     tags: ['region', 'region_name', 'school', 'school_name', 'area', 'level', 'profile'],
     fields: {
       window_days: 'int',
       teaching_days: 'int',
+      judged: 'int',
       xxt: 'int',
       availability_pct: 'float',
       per_class_mbps: 'float',

@@ -55,6 +55,8 @@ export const ENUM_LABELS: Record<string, Record<string, readonly string[]>> = {
 export const DISPLAY_KINDS = ['whiteboard', 'panel', 'projector'] as const;
 export const COMPUTER_KINDS = ['teacher_pc', 'student_pc'] as const;
 export const NETWORK_KINDS = ['router', 'switch', 'ap'] as const;
+/** Whether a device of this kind has interfaces (iface readings, uplinks). */
+export const isNetworkKind = (kind: string): boolean => (NETWORK_KINDS as readonly string[]).includes(kind);
 
 const dateSchema = z.iso.date({ message: 'must be a date YYYY-MM-DD' });
 const count = (what: string) =>

@@ -11,7 +11,7 @@ import { carriesUplink, type LiveMessage, type LiveState } from '../live.js';
 import { type Alert, AlertEngine, type Notification } from './engine.js';
 import { type Channel, channelSchema, Deliverer, type Names, render } from './notify.js';
 import { RULE_NAMES, type Rule, type RuleName, resolveRules, rulesConfigSchema } from './rules.js';
-import { type Silence, type StateFile, stateFileSchema } from './state.js';
+import { type Silence, type StateFile, silenceSchema, stateFileSchema } from './state.js';
 
 export { type Silence, silenceSchema } from './state.js';
 
@@ -595,7 +595,14 @@ export class AlertService {
       return;
     }
     this.engine.restore(s.active, s.history, s.queue);
-    this.silences = s.silences;
+    // Saved by an older version, a silence may name a device without its school: it would match that id in
+    // every school, so it is dropped (and said), not applied.
+    this.silences = s.silences.filter((x) => silenceSchema.safeParse(x).success);
+    if (this.silences.length < s.silences.length)
+      this.deps.log.warn(
+        { file: this.config.stateFile, dropped: s.silences.length - this.silences.length },
+        'saved silences dropped: naming a device without its school (which would silence that id in every school); create them again',
+      );
     // Deliveries cut short by the restart are finished now (the engine already counts them as notified).
     this.deliverer.resume(s.deliveries, this.config.channels as Channel[]);
     this.savedVersion = this.engine.version;

@@ -12,7 +12,8 @@ import { RULE_NAMES, SEVERITIES } from './rules.js';
  * fewer lists).
  */
 
-export const silenceSchema = z.strictObject({
+/** A silence's fields; what a state file may hold (older versions allowed a device without its school). */
+const silenceFields = z.strictObject({
   id: z.string(),
   createdBy: z.string(),
   comment: z.string().max(500),
@@ -22,6 +23,10 @@ export const silenceSchema = z.strictObject({
   rule: z.enum(RULE_NAMES).optional(),
   startsAtMs: z.number(),
   endsAtMs: z.number(),
+});
+/** A silence in force. Device ids are unique only within a school: one naming a device names its school. */
+export const silenceSchema = silenceFields.refine((x) => x.device === undefined || x.school !== undefined, {
+  message: 'a silence naming a device must name its school',
 });
 export type Silence = z.infer<typeof silenceSchema>;
 
@@ -86,7 +91,7 @@ export const stateFileSchema = z.object({
   active: z.array(alertSchema),
   history: z.array(alertSchema).default([]),
   queue: z.array(z.tuple([z.string(), queuedMessageSchema])).default([]),
-  silences: z.array(silenceSchema).default([]),
+  silences: z.array(silenceFields).default([]),
   deliveries: z.array(deliveryRecordSchema).default([]),
 });
 export type StateFile = z.infer<typeof stateFileSchema>;

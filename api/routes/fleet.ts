@@ -180,10 +180,11 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       config: { roles: READ_ROLES },
       schema: {
         summary:
-          'Devices that report but are not in the registry (register them, or find who installed them). A device is (school, id): one reporting under a school that does not register that id is listed here, even if another school registers the same id.',
-        querystring: z.object({ ...regionQuery }),
+          'Devices that report but are not in the registry (register them, or find who installed them), by school and id, paginated like `/v1/devices`. A device is (school, id): one reporting under a school that does not register that id is listed here, even if another school registers the same id. The live view holds a bounded number of them (`api.live`): under a flood of invented ids the least recently seen are evicted.',
+        querystring: z.object({ ...regionQuery, ...pageQuery }),
         response: {
           200: z.object({
+            total: z.number(),
             items: z.array(
               z.object({
                 id: z.string(),
@@ -201,7 +202,8 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       },
     },
     async (req) => {
-      const scope = effectiveScope(req, req.query.region);
+      const { region, page, pageSize } = req.query;
+      const scope = effectiveScope(req, region);
       const reg = deps.registry.index;
       const items = [];
       for (const l of live.devices.values()) {
@@ -220,7 +222,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
         });
       }
       items.sort((a, b) => (a.school === b.school ? (a.id < b.id ? -1 : 1) : a.school < b.school ? -1 : 1));
-      return { items };
+      return { total: items.length, items: items.slice((page - 1) * pageSize, page * pageSize) };
     },
   );
 

@@ -23,12 +23,15 @@ import { barchartPanel, statPanel, tablePanel, timeseriesPanel } from './viz.js'
 const ATTAINMENT = `${IN_REGION} AND ${PROFILE} AND $timeFilter`;
 /** The last attainment point of each school in the range, as fields for the outer query. */
 const lastPerSchool = (groupBy: string) =>
-  `SELECT last(xxt) AS xxt, last(classes) AS c, last(classes_attained) AS ca, last(classes_unmonitored) AS cu, last(students) AS st, last(student_computers) AS sc, last(teachers) AS te, last(teacher_computers) AS tc FROM attainment_day WHERE ${ATTAINMENT} GROUP BY ${groupBy}`;
+  `SELECT last(judged) AS judged, last(xxt) AS xxt, last(classes) AS c, last(classes_attained) AS ca, last(classes_unmonitored) AS cu, last(students) AS st, last(student_computers) AS sc, last(teachers) AS te, last(teacher_computers) AS tc FROM attainment_day WHERE ${ATTAINMENT} GROUP BY ${groupBy}`;
 /**
- * Schools judged in their window: attainment_day has no `xxt` field for a school without teaching time in it, and
- * every ratio is over the judged schools only, as /v1/attainment computes it (api/README.md, Definitions).
+ * Schools judged in their window: every ratio is over the judged schools only, as /v1/attainment computes it
+ * (api/README.md, Definitions). Over each school's last point, `judged` (1/0) says whether that window had
+ * teaching time; `last(xxt)` alone would reach back to an older judged window. Per point (the trend), `xxt` is
+ * absent when the window was not judged.
  */
-const JUDGED = 'xxt >= 0';
+const JUDGED = 'judged = 1';
+const JUDGED_POINT = 'xxt >= 0';
 const USAGE = `${IN_REGION} AND $timeFilter`;
 /** Hours in teaching time from the rollup's bucket counts. */
 const usageHours = `SELECT use_b * bucket_s / 3600.0 AS use_h, on_b * bucket_s / 3600.0 AS on_h, teaching_b * bucket_s / 3600.0 AS teach_h, used_day, online_day FROM usage_day WHERE ${USAGE}`;
@@ -55,7 +58,7 @@ export const audit: DashboardDef = {
       h: 5,
       queries: [
         {
-          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct FROM (${lastPerSchool('school')})`,
+          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct FROM (${lastPerSchool('school')}) WHERE ${JUDGED}`,
           format: 'time_series',
           expect: ['time', 'xxt_pct'],
         },
@@ -207,7 +210,7 @@ export const audit: DashboardDef = {
       h: 8,
       queries: [
         {
-          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct, 100.0 * sum(classes_attained) / sum(classes) AS bbt_pct FROM attainment_day WHERE ${ATTAINMENT} AND ${JUDGED} GROUP BY time(1d, -8h) fill(none)`,
+          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct, 100.0 * sum(classes_attained) / sum(classes) AS bbt_pct FROM attainment_day WHERE ${ATTAINMENT} AND ${JUDGED_POINT} GROUP BY time(1d, -8h) fill(none)`,
           format: 'time_series',
           expect: ['time', 'xxt_pct', 'bbt_pct'],
           alias: '$col',

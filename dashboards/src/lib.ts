@@ -18,6 +18,7 @@ import {
   VariableRefresh,
   VariableSort,
 } from '@grafana/grafana-foundation-sdk/dashboard';
+import { UNASSIGNED_REGION } from '../../contracts/ids.js';
 
 /**
  * Dashboards as code: each dashboard is a plain definition (panels with their InfluxQL, the columns each query
@@ -106,8 +107,14 @@ export const variable = (name: string, format?: string): string =>
  * (a region path `330000/330100/330106` contains slashes and looks like a number to Grafana's InfluxDB
  * datasource, which would otherwise insert it unescaped).
  */
-export const IN_REGION = `region =~ /^${variable('region', 'regex')}/`;
-export const IN_SCHOOL = `school =~ /^${variable('school', 'regex')}$/`;
+/**
+ * Points of the selected region and below. Devices not in the registry are stored under the region
+ * `unassigned` (docs/trust-model.md): no filter, "All" included, shows them; `/v1/devices/unassigned` lists them.
+ */
+const REGISTERED = `region != '${UNASSIGNED_REGION}'`;
+export const IN_REGION = `region =~ /^${variable('region', 'regex')}/ AND ${REGISTERED}`;
+/** Points of the selected schools' registered devices (an unregistered one shares its school's id). */
+export const IN_SCHOOL = `school =~ /^${variable('school', 'regex')}$/ AND ${REGISTERED}`;
 export const PROFILE = `profile = '${variable('profile')}'`;
 
 /** Tag values of one key, optionally filtered by a WHERE clause. */
@@ -118,7 +125,7 @@ export const regionVariable = (measurement: string): VariableDef => ({
   name: 'region',
   label: '区域 Region',
   description: 'Region path (province/city/county ids); a path matches every region below it.',
-  query: tagValues(measurement, 'region'),
+  query: tagValues(measurement, 'region', REGISTERED),
   includeAll: true,
   expect: ['key', 'value'],
 });

@@ -167,10 +167,17 @@ describe('maySubscribe', () => {
     '$share/collectors/cfm/v1/#',
   ];
 
-  it('lets a collector and a reader subscribe to filters under cfm/v1, shared or not', () => {
+  it('lets a collector subscribe to filters under cfm/v1, shared or not, and a reader unshared only', () => {
     for (const f of allowed) expect(maySubscribe(collector, f), f).toEqual({ ok: true });
-    for (const f of allowed) expect(maySubscribe(reader, f), f).toEqual({ ok: true });
+    for (const f of allowed.filter((f) => !f.startsWith('$share/')))
+      expect(maySubscribe(reader, f), f).toEqual({ ok: true });
     for (const f of ['#', '$SYS/#', 'cfm/#']) expect(maySubscribe(reader, f).ok, f).toBe(false);
+    // Joining the collectors' group would take readings away from them: they would never be stored.
+    for (const f of ['$share/collectors/cfm/v1/#', '$share/g/cfm/v1/+/+/+'])
+      expect(maySubscribe(reader, f), f).toEqual({
+        ok: false,
+        reason: 'a reader does not join shared subscriptions (it would take readings from the collectors)',
+      });
   });
 
   it('refuses devices and pollers any subscription', () => {

@@ -218,13 +218,15 @@ describe('holding devices until a collector subscribes', () => {
       await expect(connectAs(b, u)).rejects.toMatchObject({ code: 3 });
     }
     expect(b.broker.stats()).toMatchObject({ heldBack: 2, authFailures: 0 });
-    // A collector that connects but has not subscribed yet is not enough.
-    const coll = await connectAs(b, 'coll');
+    // A collector that connects but has not subscribed yet is not enough. It keeps a persistent session, as
+    // the collector service does.
+    const coll = await connectAs(b, 'coll', { clean: false });
     await expect(connectAs(b, 'dev-a')).rejects.toMatchObject({ code: 3 });
     await coll.subscribeAsync('$share/g/cfm/v1/+/+/+', { qos: 1 });
     await connectAs(b, 'dev-a');
     await connectAs(b, 'poll-1');
-    // The collector may now go away: its session is what keeps messages, devices stay admitted.
+    // The collector may now go away: its session is what keeps messages, devices stay admitted (a clean
+    // session's absence is tested in hostile.test.ts).
     await coll.endAsync();
     await connectAs(b, 'dev-b');
     expect(b.broker.stats()).toMatchObject({ heldBack: 3, authFailures: 0 });

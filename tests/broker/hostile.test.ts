@@ -1,5 +1,5 @@
 import { createConnection } from 'node:net';
-import { type IClientOptions, MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BrokerConfig } from '../../broker/broker.js';
 import { waitFor } from '../helpers/influx.js';
@@ -19,6 +19,11 @@ const USERS: UserSpec[] = [
   { username: 'poll-t', role: 'poller', schools: [SCHOOL], devices: [`${SCHOOL}/gw-01`] },
   { username: 'coll', role: 'collector' },
   { username: 'live', role: 'reader' },
+  // Collectors sharded by school (`collector.schools`), a device of the other school, a poller spanning both.
+  { username: 'coll-1', role: 'collector' },
+  { username: 'coll-2', role: 'collector' },
+  { username: 'dev-o', role: 'device', school: OTHER_SCHOOL, device: 'c0101-ops' },
+  { username: 'poll-2', role: 'poller', schools: [SCHOOL, OTHER_SCHOOL] },
 ];
 const topicOf = (device: string, channel: string, school = SCHOOL) => `cfm/v1/${school}/${device}/${channel}`;
 const A_STATUS = topicOf('c0701-ops', 'status');
@@ -62,8 +67,13 @@ async function connectAs(b: TestBroker, username: string, opts: IClientOptions =
 }
 
 /** A subscriber of `username` on `filter`, whose messages land in the returned list. */
-async function subscriber(b: TestBroker, username: string, filter = 'cfm/v1/+/+/+') {
-  const c = await connectAs(b, username);
+async function subscriber(
+  b: TestBroker,
+  username: string,
+  filter = 'cfm/v1/+/+/+',
+  opts: IClientOptions = {},
+) {
+  const c = await connectAs(b, username, opts);
   const got: Message[] = [];
   c.on('message', (topic, payload, packet) =>
     got.push({ topic, payload: payload.toString(), retain: packet.retain }),
@@ -161,6 +171,141 @@ describe('holding devices until a subscriber that stores readings is back', () =
     expect(coll.got.map((m) => m.topic)).toEqual([B_TELEMETRY]);
   });
 });
+
+describe('holding devices until the collector of their school is back (collectors sharded by school)', () => {
+  const O_TELEMETRY = topicOf('c0101-ops', 'telemetry', OTHER_SCHOOL);
+  // What `collector.schools: [school]` subscribes to, on the persistent session the collector keeps.
+  const shardFilter = (school: string) => `cfm/v1/${school}/#`;
+  const persistent = (username: string): IClientOptions => ({ clientId: `${username}/host`, clean: false });
+  const refused = async (b: TestBroker, username: string) =>
+    expect(connectAs(b, username), username).rejects.toMatchObject({ code: 3 });
+
+  it("after a restart with only shard 1 subscribed, shard 2's device is refused (CONNACK 3) and shard 1's admitted; then both", async () => {
+    const b = await start({ holdDevicesUntilCollector: true });
+    await subscriber(b, 'coll-1', shardFilter(SCHOOL), persistent('coll-1'));
+    await subscriber(b, 'coll-2', shardFilter(OTHER_SCHOOL), persistent('coll-2'));
+    await connectAs(b, 'dev-o');
+
+    // The in-memory broker restarts: every session is gone. Shard 1 and the API's live view come back first.
+    for (const c of clients.splice(0)) await c.endAsync(true);
+    await b.broker.stop();
+    await b.broker.start();
+    const shard1 = await subscriber(b, 'coll-1', shardFilter(SCHOOL), persistent('coll-1'));
+    const live = await subscriber(b, 'live');
+
+    // Shard 2's school: its readings would be acknowledged and lost (shard 1 and the reader do not store them).
+    await refused(b, 'dev-o');
+    // A poller of both shards' schools replays the readings of both on one connection: it waits for both.
+    await refused(b, 'poll-2');
+    expect(b.broker.stats()).toMatchObject({ heldBack: 2, authFailures: 0 });
+    // Held refusals are logged at most once per interval (thousands of devices retry after a restart).
+    expect(logsOf(b, 'connection refused')).toMatchObject([
+      { why: `no collector has subscribed to school ${OTHER_SCHOOL} yet: try again later`, heldBack: 1 },
+    ]);
+    // Shard 1's school is admitted, device and poller, and its reading is stored by shard 1.
+    const devA = await connectAs(b, 'dev-a');
+    await connectAs(b, 'poll-1');
+    await devA.publishAsync(A_TELEMETRY, '{"shard":1}', { qos: 1 });
+    await waitFor(() => shard1.got.some((m) => m.payload === '{"shard":1}'), {
+      what: 'the reading at shard 1',
+    });
+
+    // Shard 2 subscribes: now both are admitted, and shard 2 gets its school's reading.
+    const shard2 = await subscriber(b, 'coll-2', shardFilter(OTHER_SCHOOL), persistent('coll-2'));
+    const devO = await connectAs(b, 'dev-o');
+    await connectAs(b, 'poll-2');
+    await connectAs(b, 'dev-b');
+    await devO.publishAsync(O_TELEMETRY, '{"shard":2}', { qos: 1 });
+    await waitFor(() => shard2.got.some((m) => m.payload === '{"shard":2}'), {
+      what: 'the reading at shard 2',
+    });
+    await waitFor(() => live.got.length === 2, { what: 'both readings at the reader' });
+    expect(live.got.map((m) => m.payload)).toEqual(['{"shard":1}', '{"shard":2}']);
+    expect(shard1.got.map((m) => m.payload)).toEqual(['{"shard":1}']);
+    expect(b.broker.stats()).toMatchObject({ heldBack: 2, authFailures: 0 });
+  });
+
+  it('a shared subscription counts for the filter inside it; a target-bound poller needs only its targets covered', async () => {
+    const b = await start({ holdDevicesUntilCollector: true });
+    // A collector receiving only one device of the school does not admit the rest of the school.
+    await subscriber(b, 'coll-1', `$share/g/cfm/v1/${SCHOOL}/gw-01/+`);
+    await refused(b, 'dev-a');
+    await refused(b, 'poll-1');
+    await connectAs(b, 'poll-t'); // its only target is gw-01
+    await subscriber(b, 'coll-2', `$share/g/cfm/v1/${SCHOOL}/+/+`);
+    await connectAs(b, 'dev-a');
+    await connectAs(b, 'poll-1');
+    await refused(b, 'dev-o');
+  });
+
+  it("coverage lasts as long as the collector's session: through a persistent session's absence, not a clean one's", async () => {
+    const b = await start({ holdDevicesUntilCollector: true });
+    await subscriber(b, 'coll-1', shardFilter(SCHOOL), persistent('coll-1'));
+    const shard2 = await connectAs(b, 'coll-2', persistent('coll-2'));
+    await shard2.subscribeAsync(shardFilter(OTHER_SCHOOL), { qos: 1 });
+
+    // Shard 2 goes away with its persistent session: readings of its school are queued for it, so its devices
+    // are still admitted, and it receives the reading sent meanwhile when it is back.
+    await shard2.endAsync();
+    const devO = await connectAs(b, 'dev-o');
+    await devO.publishAsync(O_TELEMETRY, '{"while":"away"}', { qos: 1 });
+    await devO.endAsync();
+    const back = await connectFresh(b, 'coll-2', persistent('coll-2'));
+    await waitFor(() => back.got.some((m) => m.payload === '{"while":"away"}'), {
+      what: 'the queued reading',
+    });
+    await connectAs(b, 'dev-o');
+
+    // It unsubscribes: its school is not covered any more.
+    await back.c.unsubscribeAsync(shardFilter(OTHER_SCHOOL));
+    await refused(b, 'dev-o');
+    // A clean session covers while it is connected, and not after.
+    const clean = await connectAs(b, 'coll-2');
+    await clean.subscribeAsync(shardFilter(OTHER_SCHOOL), { qos: 1 });
+    await connectAs(b, 'dev-o');
+    const connected = b.broker.stats().connected;
+    await clean.endAsync();
+    // The broker ends the session when it has handled the DISCONNECT, not when the client has sent it.
+    await waitFor(() => b.broker.stats().connected < connected, { what: 'the clean session ended' });
+    await refused(b, 'dev-o');
+    // A persistent session is discarded when its client id connects again with a clean session (MQTT-3.1.2-6).
+    const again = await connectAs(b, 'coll-2', persistent('coll-2'));
+    await again.subscribeAsync(shardFilter(OTHER_SCHOOL), { qos: 1 });
+    await again.endAsync();
+    await connectAs(b, 'dev-o');
+    const cleaned = await connectAs(b, 'coll-2', { clientId: 'coll-2/host', clean: true });
+    await refused(b, 'dev-o');
+    await cleaned.endAsync();
+    // Shard 1's school was covered all along.
+    await connectAs(b, 'dev-a');
+    expect(b.broker.stats()).toMatchObject({ heldBack: 3, authFailures: 0 });
+  });
+});
+
+/**
+ * A client of `username` whose messages are collected from before its CONNACK: a persistent session's queued
+ * messages may arrive in the same read as the CONNACK.
+ */
+async function connectFresh(b: TestBroker, username: string, opts: IClientOptions) {
+  const got: Message[] = [];
+  const c = mqtt.connect(b.url, {
+    username,
+    password: b.secrets[username],
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+    ...opts,
+  });
+  c.on('message', (topic, payload, packet) =>
+    got.push({ topic, payload: payload.toString(), retain: packet.retain }),
+  );
+  c.on('error', () => {});
+  clients.push(c);
+  await new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('close', () => reject(new Error('closed before CONNACK')));
+  });
+  return { c, got };
+}
 
 describe('pollers publish only for their own targets', () => {
   it('a poller bound to a target list publishes for it and is refused for any other device of its school', async () => {
@@ -351,6 +496,43 @@ describe('the status channel is rate limited like the others', () => {
   });
 });
 
+describe('last wills are charged to their credential', () => {
+  it('30 connections of one device credential, each with a will, dropped at once: the wills beyond the rate and the allowance are not published', async () => {
+    const b = await start({ publishBurst: 5, publishRatePerSec: 0.001 });
+    const coll = await subscriber(b, 'coll');
+    const N = 30;
+    const conns = [];
+    for (let i = 0; i < N; i++)
+      conns.push(
+        await connectAs(b, 'dev-a', {
+          will: {
+            topic: A_STATUS,
+            payload: Buffer.from(`{"state":"offline","n":${i}}`),
+            qos: 1,
+            retain: true,
+          },
+        }),
+      );
+    for (const c of conns) c.stream.destroy(); // no DISCONNECT: the broker publishes the wills it may
+    await waitFor(() => b.broker.stats().rateLimitedWill + coll.got.length >= N, {
+      what: 'every will decided',
+    });
+    await sentinel(b, coll.got);
+
+    const wills = coll.got.filter((m) => m.topic === A_STATUS);
+    // 5 from the bucket, 2 from the allowance (the refill over a test's seconds is negligible).
+    expect(wills).toHaveLength(5 + 2);
+    expect(b.broker.stats()).toMatchObject({ rateLimitedWill: N - 7, deniedPublish: 0 });
+    expect(logsOf(b, 'last will not published')).toHaveLength(1);
+    // Another credential is not affected: dev-b's will still goes out.
+    const devB = await connectAs(b, 'dev-b', {
+      will: { topic: B_STATUS, payload: Buffer.from('{"state":"offline"}'), qos: 1, retain: true },
+    });
+    devB.stream.destroy();
+    await waitFor(() => coll.got.some((m) => m.topic === B_STATUS), { what: "dev-b's will" });
+  });
+});
+
 describe('refused subscriptions are logged boundedly', () => {
   it('5 SUBSCRIBE packets of 5,000 refused filters each: every filter refused and counted, a few log lines', async () => {
     const intervalMs = 1_000;
@@ -392,6 +574,24 @@ describe('refused subscriptions are logged boundedly', () => {
     expect(lines().length).toBeLessThan(10);
     // Responsive: a reading still flows to the subscribed collector.
     await sentinel(b, coll.got);
+  });
+
+  it('a credential reconnecting for every refused SUBSCRIBE still gets at most one line per interval', async () => {
+    const b = await start({ deniedLogIntervalMs: 60_000 });
+    await subscriber(b, 'coll'); // devices are admitted
+    for (let i = 0; i < 20; i++) {
+      const c = await connectAs(b, 'dev-a');
+      const err = await c.subscribeAsync(`x/${i}/#`, { qos: 1 }).then(
+        () => undefined,
+        (e: { packet?: { granted: number[] } }) => e,
+      );
+      expect(err?.packet?.granted).toEqual([0x80]);
+      await c.endAsync();
+    }
+    expect(b.broker.stats().deniedSubscribe).toBe(20);
+    // The first is logged at once; the other 19 are summed into the next line, an interval later.
+    await waitFor(() => logsOf(b, 'subscribe denied').length >= 1, { what: 'the first line' });
+    expect(logsOf(b, 'subscribe denied')).toMatchObject([{ username: 'dev-a', refused: 1 }]);
   });
 });
 

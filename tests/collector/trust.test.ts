@@ -516,6 +516,85 @@ describe('bounds per device', () => {
     ]);
   });
 
+  it("interface readings are a network device's: a registered panel's are rejected; an unregistered device's names share one small budget until it is registered", async () => {
+    n++;
+    const A = schoolId(1);
+    const fleet = (devices: Registry['devices']) =>
+      registry({
+        schools: [school(A, '330106')],
+        classrooms: [{ id: 'c0701', school: A, name: '七年级1班', isClass: true }],
+        devices,
+      });
+    const c = await setup(
+      fleet([
+        { id: 'ops-1', school: A, classroom: 'c0701', kind: 'panel' },
+        { id: 'gw-1', school: A, kind: 'router' },
+      ]),
+      [A],
+    );
+    const now = Date.now();
+    const iface = (index: number, name: string) => ({
+      index,
+      name,
+      uplink: false,
+      operStatus: 'up' as const,
+      counterBits: 64 as const,
+      inOctets: '0',
+      outOctets: '0',
+      inBps: null,
+      outBps: null,
+    });
+    const poll = (ts: number, names: string[]) => ({
+      ...EXAMPLES.iface,
+      kind: 'router' as const,
+      ts,
+      ifaces: names.map((name, j) => iface(j + 1, name)),
+    });
+    const names = (p: string, k: number) => Array.from({ length: k }, (_, j) => `${p}${j}`);
+    // A poller credential (or the panel itself) claiming interfaces for a registered panel: rejected whole.
+    await c.send(A, 'ops-1', 'iface', poll(now - 10, names('Gi0/', 500)));
+    await c.send(A, 'ops-1', 'iface', poll(now - 9, names('Gi1/', 500)));
+    // The registered router's interfaces are stored.
+    await c.send(A, 'gw-1', 'iface', poll(now - 8, names('ge-0/', 40)));
+    // An invented device: 300 names offered, 16 kept (maxNamesPerUnassignedDevice), across tags.
+    await c.send(A, 'sw-x', 'iface', poll(now - 7, names('x', 300)));
+    await c.send(A, 'sw-x', 'event', { ...EXAMPLES.event, kind: 'switch', subject: 'psu', ts: now - 6 });
+    await settled(c, 5);
+
+    const ifnames = async (device: string) =>
+      (await c.storage.rows(`SHOW TAG VALUES FROM iface WITH KEY = "ifname" WHERE device = '${device}'`))
+        .length;
+    expect(await ifnames('ops-1')).toBe(0);
+    expect(await c.storage.rows(`SELECT * FROM snmp WHERE device = 'ops-1'`)).toHaveLength(0);
+    expect(await ifnames('gw-1')).toBe(40);
+    expect(await ifnames('sw-x')).toBe(16);
+    expect(await c.storage.rows(`SELECT * FROM event WHERE device = 'sw-x'`)).toHaveLength(0);
+    expect(c.collector.stats().rejected).toEqual({ not_network_device: 2 });
+    expect(c.collector.stats().dropped).toEqual({ name_limit: 300 - 16 + 1 });
+    expect(await c.metrics()).toContain(
+      'cfm_collector_messages_rejected_total{reason="not_network_device"} 2',
+    );
+    expect(c.logs.filter((l) => /not_network_device/.test(String(l.msg))).map((l) => l.device)).toEqual([
+      'ops-1',
+    ]);
+
+    // Registered as a switch, the device gets the per-device bounds.
+    writeFileAtomic(
+      c.registryFile,
+      JSON.stringify(
+        fleet([
+          { id: 'ops-1', school: A, classroom: 'c0701', kind: 'panel' },
+          { id: 'gw-1', school: A, kind: 'router' },
+          { id: 'sw-x', school: A, kind: 'switch' },
+        ]),
+      ),
+    );
+    await waitFor(async () => (await c.health()).body.registry.devices === 3, { what: 'import picked up' });
+    await c.send(A, 'sw-x', 'iface', poll(now - 5, names('x', 300)));
+    await settled(c, 6);
+    expect(await ifnames('sw-x')).toBe(300);
+  });
+
   it('bounds the unregistered devices tracked per school; registered devices are never refused', async () => {
     n++;
     const [A, X] = [schoolId(1), schoolId(2)];
@@ -528,12 +607,14 @@ describe('bounds per device', () => {
       [A, X],
     );
     const now = Date.now();
+    // Readings refused for their date take no place (checked before attribution).
+    for (let i = 0; i < 10; i++) await c.send(X, `future-${i}`, 'telemetry', telemetry(now + 10 * DAY_MS, i));
     // A flood of invented ids in an unknown school, and in a known one.
     for (let i = 0; i < 70; i++) await c.send(X, `fake-${i}`, 'telemetry', telemetry(now, i));
     for (let i = 0; i < 70; i++) await c.send(A, `fake-${i}`, 'telemetry', telemetry(now, 100 + i));
     await c.send(A, 'ops-1', 'telemetry', telemetry(now, 1_000));
     await c.send(X, 'fake-3', 'telemetry', telemetry(now + 1, 1_001)); // already tracked: still stored
-    await settled(c, 142);
+    await settled(c, 152);
 
     const devicesOf = async (s: string) =>
       (await c.storage.rows(`SHOW TAG VALUES FROM host WITH KEY = "device" WHERE school = '${s}'`)).length;
@@ -542,7 +623,8 @@ describe('bounds per device', () => {
     expect(await c.storage.rows(`SELECT uptime_s, region FROM host WHERE device = 'ops-1'`)).toMatchObject([
       { uptime_s: 1_000, region: XIHU },
     ]);
-    expect(c.collector.stats().rejected).toEqual({ unassigned_limit: 12 });
+    expect(c.collector.stats().rejected).toEqual({ in_future: 10, unassigned_limit: 12 });
+    expect(c.logs.filter((l) => /in_future/.test(String(l.msg)))).toHaveLength(1); // throttled: no device state
     expect(await c.metrics()).toContain(
       'cfm_collector_messages_rejected_total{reason="unassigned_limit"} 12',
     );
@@ -562,12 +644,45 @@ describe('bounds per device', () => {
     await c.send(A, 'fake-0', 'telemetry', telemetry(now + 2, 2_000));
     await c.send(A, 'fake-65', 'telemetry', telemetry(now + 2, 2_001)); // takes fake-0's place
     await c.send(A, 'fake-66', 'telemetry', telemetry(now + 2, 2_002)); // still full
-    await settled(c, 145);
-    expect(c.collector.stats().rejected).toEqual({ unassigned_limit: 13 });
+    await settled(c, 155);
+    expect(c.collector.stats().rejected).toEqual({ in_future: 10, unassigned_limit: 13 });
     expect(await c.storage.rows(`SELECT uptime_s, region FROM host WHERE uptime_s >= 2000`)).toMatchObject([
       { uptime_s: 2_000, region: XIHU },
       { uptime_s: 2_001, region: UNASSIGNED_REGION },
     ]);
+  });
+
+  it('an unregistered device silent for unassignedIdleS gives its place back when the school is full', async () => {
+    n++;
+    const X = schoolId(1);
+    let skipMs = 0;
+    const now = () => Date.now() + skipMs;
+    const c = await setup(
+      registry({}),
+      [X],
+      { limits: { maxUnassignedPerSchool: 3, unassignedIdleS: 600 } },
+      { now },
+    );
+    const t = Date.now();
+    for (let i = 0; i < 3; i++) await c.send(X, `tried-${i}`, 'telemetry', telemetry(t, i));
+    await c.send(X, 'new-0', 'telemetry', telemetry(t, 10));
+    await settled(c, 4);
+    expect(c.collector.stats().rejected).toEqual({ unassigned_limit: 1 });
+
+    // Five minutes on, one of them speaks again; eleven minutes on, the other two have been silent too long.
+    skipMs = 300_000;
+    await c.send(X, 'tried-0', 'telemetry', telemetry(t + skipMs, 20));
+    await settled(c, 5);
+    skipMs = 660_000;
+    await c.send(X, 'new-0', 'telemetry', telemetry(t + skipMs, 30));
+    await c.send(X, 'new-1', 'telemetry', telemetry(t + skipMs, 31));
+    await c.send(X, 'new-2', 'telemetry', telemetry(t + skipMs, 32)); // tried-0 still holds the third place
+    await settled(c, 8);
+    expect(c.collector.stats().rejected).toEqual({ unassigned_limit: 2 });
+    expect(c.collector.attributor.unassignedCounts()).toEqual(new Map([[X, 3]]));
+    expect(
+      (await c.storage.rows('SELECT uptime_s FROM host WHERE uptime_s >= 20')).map((r) => r.uptime_s),
+    ).toEqual([20, 30, 31]);
   });
 
   it('a status flood: presence follows every status, status_change events are bounded per minute, /healthz stays responsive', async () => {

@@ -12,7 +12,7 @@ import { DayCache } from '../../api/days.js';
 import { profileSet } from '../../api/profiles.js';
 import { Calendars, dateOf, dayNumber, localMidnightMs } from '../../common/calendar.js';
 import type { Series, Storage } from '../../common/storage/storage.js';
-import { MEASUREMENTS } from '../../contracts/influx.js';
+import { MEASUREMENTS, UNASSIGNED_REGION } from '../../contracts/influx.js';
 import { DASHBOARDS, DATASOURCE, renderAll, type VariableDef } from '../../dashboards/src/index.js';
 import { CITY_CALENDAR, cityRollup, TEACHING_DAYS } from '../helpers/city.js';
 import { cityAlertPoints, cityLabIndex, cityRawPoints } from '../helpers/city-raw.js';
@@ -306,7 +306,22 @@ beforeAll(async () => {
   await storage.start();
   const reg = cityLabIndex();
   const calendars = new Calendars([CITY_CALENDAR]);
-  storage.write(cityRawPoints());
+  const raw = cityRawPoints();
+  storage.write(raw);
+  // An unregistered router of school A (stored as the collector stores it: region `unassigned`) with a busy
+  // uplink, and an unregistered PC: no dashboard may show them, whatever the region filter.
+  const uplink = raw.find(
+    (p) => p.measurement === 'iface' && p.tags.school === 'A' && p.tags.uplink === 'true',
+  )!;
+  const host = raw.find((p) => p.measurement === 'host' && p.tags.school === 'A')!;
+  const unassigned = { region: UNASSIGNED_REGION, school: 'A', device: 'gw-unreg' };
+  storage.write([
+    { ...uplink, tags: { ...uplink.tags, ...unassigned, kind: 'router', classroom: undefined } },
+    {
+      ...host,
+      tags: { ...host.tags, ...unassigned, device: 'pc-unreg', kind: 'teacher_pc', classroom: undefined },
+    },
+  ] as typeof raw);
   storage.write(cityAlertPoints());
   await storage.flush();
   await cityRollup(storage, () => reg, calendars).range('2026-10-05', '2026-10-11');
@@ -338,9 +353,9 @@ describe('every query against InfluxDB 1.x holding the fixture city', () => {
     const counts = await storage.query(
       'SELECT count(in_bps) FROM iface; SELECT count(use_b) FROM usage_day; SELECT count(classes) FROM attainment_day; SELECT count(firing) FROM alert',
     );
-    // Uplinks: A 48 + 4 outside teaching time, B 48, C 40; usage_day: 7 classroom devices × 3 teaching days;
-    // attainment_day: 3 schools × 4 dates × 3 profiles; alerts: 9 notifications.
-    expect(counts.map((st) => st[0]?.values[0]?.[1])).toEqual([140, 21, 36, 9]);
+    // Uplinks: A 48 + 4 outside teaching time, B 48, C 40, one unregistered; usage_day: 7 classroom devices ×
+    // 3 teaching days; attainment_day: 3 schools × 4 dates × 3 profiles; alerts: 9 notifications.
+    expect(counts.map((st) => st[0]?.values[0]?.[1])).toEqual([141, 21, 36, 9]);
   });
 
   for (const scenario of SCENARIOS) {
@@ -355,6 +370,7 @@ describe('every query against InfluxDB 1.x holding the fixture city', () => {
             const [series = []] = await storage.query(q);
             expect(columnsOf(series), q).toEqual([...v.expect].sort());
             expect(rowCount(series), q).toBeGreaterThan(0);
+            expect(JSON.stringify(series), q).not.toMatch(/unassigned|gw-unreg|pc-unreg/);
           });
         }
         for (const panel of def.panels) {
@@ -366,6 +382,8 @@ describe('every query against InfluxDB 1.x holding the fixture city', () => {
               expect(columnsOf(series), q).toEqual([...query.expect].sort());
               expect(rowCount(series), q).toBeGreaterThan(0);
               expect(emptyColumns(series), `columns without any value in: ${q}`).toEqual([]);
+              // Unregistered devices (region `unassigned`) are in no county's view, nor in "All".
+              expect(JSON.stringify(series), q).not.toMatch(/unassigned|gw-unreg|pc-unreg/);
               // Series of a GROUP BY tag are told apart by name: the alias names the tag.
               if (query.format === 'time_series' && series.some((s) => Object.keys(s.tags).length > 0))
                 expect(query.alias, panel.title).toMatch(/\$tag_\w+/);
@@ -375,4 +393,59 @@ describe('every query against InfluxDB 1.x holding the fixture city', () => {
       }
     });
   }
+});
+
+describe('the audit judges each school on its latest window', () => {
+  it("a school whose latest window had no teaching time is left out, not counted with an older window's 校校通", async () => {
+    const { storage: s } = testStorage(influxd.url, { database: 'judged' });
+    await s.start();
+    try {
+      const day1 = localMidnightMs('2026-10-09');
+      const day2 = localMidnightMs('2026-10-10');
+      const tags = (school: string) => ({
+        region: '330000/330100/330106',
+        region_name: '西湖区',
+        school,
+        school_name: school,
+        area: 'urban',
+        level: 'primary',
+        profile: 'cn-2020',
+      });
+      const fields = {
+        window_days: 7,
+        classes: 10,
+        classes_attained: 5,
+        classes_unmonitored: 0,
+        students: 400,
+      };
+      const point = (school: string, ts: number, xxt: 0 | 1 | null) => ({
+        measurement: 'attainment_day' as const,
+        ts,
+        tags: tags(school),
+        fields: {
+          ...fields,
+          teaching_days: xxt === null ? 0 : 5,
+          judged: xxt === null ? 0 : 1,
+          ...(xxt === null ? {} : { xxt }),
+          teachers: 30,
+          student_computers: 40,
+          teacher_computers: 30,
+        },
+      });
+      // A attained in the first window; its latest window is a vacation (not judged). B fails, judged.
+      s.write([point('A', day1, 1), point('A', day2, null), point('B', day1, 0), point('B', day2, 0)]);
+      await s.flush();
+      const audit = DASHBOARDS.find((d) => d.uid === 'cfm-audit')!;
+      const panel = audit.panels.find((p) => 'title' in p && p.title.startsWith('校校通达标率'));
+      if (!panel || 'row' in panel) throw new Error('no 校校通 stat panel');
+      const values = Object.fromEntries(
+        audit.variables.map((v) => [v.name, v.name === 'profile' ? 'cn-2020' : ALL] as [string, Value]),
+      );
+      const [series = []] = await s.query(interpolate(panel.queries[0]!.query, audit.variables, values));
+      // Only B is judged now, and it fails: 0 %, as /v1/attainment would say (A is not applicable).
+      expect(series.map((r) => r.values.map((v) => v[1]))).toEqual([[0]]);
+    } finally {
+      await s.stop();
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import type { Storage } from '../../../common/storage/storage.js';
 import type { Registry } from '../../../contracts/registry.js';
 import { testApp } from '../../helpers/api.js';
 import { CITY as FIXTURE } from '../../helpers/city.js';
-import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
+import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 import { Mosquitto } from '../../helpers/mqtt.js';
 
 /**
@@ -591,6 +591,46 @@ describe('alert signals (no broker: messages handed to the service directly)', (
     expect(hook.got[0]!.items.map((i) => i.device)).toEqual(['gw-2']);
     expect(s.engine.history).toHaveLength(3);
     await s.stop();
+  });
+
+  it('drops a saved silence naming a device without its school (it would match that id in every school), and says so', async () => {
+    const stateFile = join(dir, 'old-silences.json');
+    const t = at('2026-10-08T08:00:00');
+    const silence = (extra: Record<string, unknown>) => ({
+      id: `s-${Object.keys(extra).join('-')}`,
+      createdBy: 'county-a',
+      comment: 'maintenance',
+      startsAtMs: t,
+      endsAtMs: t + 3_600_000,
+      ...extra,
+    });
+    writeFileSync(
+      stateFile,
+      JSON.stringify({
+        version: 1,
+        active: [],
+        history: [],
+        queue: [],
+        deliveries: [],
+        silences: [silence({ school: SCHOOL, device: 'gw-1' }), silence({ device: 'gw-1' })],
+      }),
+    );
+    const { log, lines } = captureLogger('api');
+    const service = new AlertService(alertsConfigSchema.parse({ stateFile, rules: { uplink_down: FAST } }), {
+      log,
+      registry,
+      calendars: () => calendars,
+      live: new LiveState(undefined, silentLogger(), true),
+    });
+    service.start();
+    try {
+      expect(service.silences.map((x) => x.id)).toEqual(['s-school-device']);
+      expect(lines.filter((l) => String(l.msg).startsWith('saved silences dropped'))).toMatchObject([
+        { dropped: 1 },
+      ]);
+    } finally {
+      await service.stop();
+    }
   });
 
   it('a delivery cut short by a restart is finished by the next process', async () => {

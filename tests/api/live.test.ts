@@ -1,0 +1,311 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { ApiServer, apiConfigSchema } from '../../api/server.js';
+import type { Storage } from '../../common/storage/storage.js';
+import type { Registry } from '../../contracts/registry.js';
+import { CITY_CALENDAR } from '../helpers/city.js';
+import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { connectClient, startBroker } from '../helpers/mqtt.js';
+
+/**
+ * The API's live view against a hostile publisher (issue #12): a poller credential may publish for any device of
+ * its schools, so it can invent thousands of device ids. The API process as `npm run api -- run` runs it
+ * (ApiServer: registry file, reader credential, /metrics), the embedded broker with its ACL, a real influxd and
+ * real mqtt.js clients.
+ *
+ * School A registers its router `gw-a` (its uplink device) and the panel `wb-a1`; school Z is not registered.
+ * The poller `poll-x` (schools A and Z) sends 2,000 statuses of invented devices of A, then statuses and uplink
+ * readings of 2,000 invented devices of Z. The live view holds at most 50 unregistered devices per school and 80 in all.
+ */
+const A = '3301060001';
+const Z = '3301069999';
+const A_PATH = '330000/330100/330106';
+const PER_SCHOOL = 50;
+const TOTAL = 80;
+const FLOOD = 2_000;
+const REGISTRY: Registry = {
+  regions: [
+    { id: '330000', name: '浙江省', level: 'province' },
+    { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
+    { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
+  ],
+  schools: [
+    {
+      id: A,
+      name: '学校A',
+      region: '330106',
+      area: 'urban',
+      level: 'primary',
+      classes: 1,
+      students: 40,
+      teachers: 3,
+      uplinkDevice: 'gw-a',
+      uplinkInterface: 1,
+    },
+  ],
+  classrooms: [{ id: 'A1', school: A, name: '一(1)班', isClass: true }],
+  devices: [
+    { id: 'gw-a', school: A, kind: 'router' },
+    { id: 'wb-a1', school: A, classroom: 'A1', kind: 'panel' },
+  ],
+};
+
+const influxd = new Influxd();
+let storage: Storage;
+let dir: string;
+let broker: Awaited<ReturnType<typeof startBroker>>;
+let server: ApiServer;
+let logs: Record<string, unknown>[];
+const clients: MqttClient[] = [];
+const T = { admin: '', countyA: '' };
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cfm-api-live-'));
+  writeFileSync(join(dir, 'calendar.yaml'), stringify({ calendars: [CITY_CALENDAR] }));
+  writeFileSync(join(dir, 'registry.json'), JSON.stringify(REGISTRY));
+  // Nothing here stores readings: the broker must not wait for a collector.
+  broker = await startBroker(
+    [
+      { username: 'api', role: 'reader' },
+      { username: 'dev-a1', role: 'device', school: A, device: 'wb-a1' },
+      { username: 'poll-x', role: 'poller', schools: [A, Z] },
+    ],
+    // The poller's burst lets the whole flood through; the broker's own bounds are tested in tests/broker.
+    { holdDevicesUntilCollector: false, pollerPublishBurst: 10_000 },
+  );
+  await influxd.start();
+  storage = testStorage(influxd.url, { database: 'live' }).storage;
+  await storage.start();
+  const captured = captureLogger('api');
+  logs = captured.lines;
+  server = new ApiServer(
+    apiConfigSchema.parse({
+      port: 0,
+      registryFile: join(dir, 'registry.json'),
+      tokensFile: join(dir, 'tokens.json'),
+      calendarFile: join(dir, 'calendar.yaml'),
+      preloadDays: 0,
+      rollup: { enabled: false },
+      mqtt: { url: broker.url, username: 'api', password: broker.secrets.api },
+      live: { maxUnassignedPerSchool: PER_SCHOOL, maxUnassignedDevices: TOTAL },
+    }),
+    { log: captured.log, storage },
+  );
+  await server.start();
+  await server.live.ready();
+  T.admin = server.tokens.add('装备中心', 'admin').token;
+  T.countyA = server.tokens.add('西湖区教育局', 'ops', A_PATH).token;
+});
+afterAll(async () => {
+  for (const c of clients) await c.endAsync(true);
+  await server?.stop();
+  await broker?.dispose();
+  await storage?.stop();
+  await influxd.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function connectAs(username: string): Promise<MqttClient> {
+  const c = await connectClient(broker.url, {
+    username,
+    password: broker.secrets[username],
+    clientId: `${username}/${clients.length}`,
+  });
+  clients.push(c);
+  return c;
+}
+
+const statusOf = (state: 'online' | 'offline', kind = 'panel') =>
+  JSON.stringify({ v: 1, ts: Date.now(), state, kind, reason: state === 'online' ? 'birth' : 'will' });
+const uplinkOf = (inBps: number) =>
+  JSON.stringify({
+    v: 1,
+    ts: Date.now(),
+    seq: 1,
+    kind: 'router',
+    sysUpTimeTicks: 100,
+    ifaces: [
+      {
+        index: 1,
+        name: 'Gi0/0/1',
+        uplink: true,
+        speedMbps: 1000,
+        operStatus: 'up',
+        counterBits: 64,
+        inOctets: '1',
+        outOctets: '1',
+        inBps,
+        outBps: 1e6,
+      },
+    ],
+  });
+
+async function get(url: string, token: string) {
+  const res = await fetch(`${server.url}${url}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> & { items: Item[] } };
+}
+type Item = { id: string; school: string; state: string; total?: number };
+const ids = (items: Item[]) => items.map((d) => `${d.school}/${d.id}`);
+const fake = (prefix: string, i: number) => `${prefix}-${String(i).padStart(4, '0')}`;
+
+describe('the live view under a flood of invented device ids', () => {
+  it('holds a bounded number of unregistered devices, evicting the least recently seen; registered ones unaffected', async () => {
+    const dev = await connectAs('dev-a1');
+    await dev.publishAsync(`cfm/v1/${A}/wb-a1/status`, statusOf('online'), { qos: 1, retain: true });
+    await waitFor(() => server.live.device(A, 'wb-a1')?.state === 'online', { what: "wb-a1's status" });
+
+    const poller = await connectAs('poll-x');
+    // 2,000 invented devices of school A, each with a status.
+    await Promise.all(
+      Array.from({ length: FLOOD }, (_, i) =>
+        poller.publishAsync(`cfm/v1/${A}/${fake('fake', i)}/status`, statusOf('online'), { qos: 1 }),
+      ),
+    );
+    await waitFor(() => server.live.stats().unassignedEvicted.school === FLOOD - PER_SCHOOL, {
+      what: "school A's flood processed",
+    });
+    expect(server.live.stats()).toMatchObject({
+      unassigned: PER_SCHOOL,
+      unassignedBySchool: { [A]: PER_SCHOOL },
+    });
+    // Then 2,000 invented devices of the unregistered school Z, each with a status and an uplink reading; and
+    // the school's real uplink device.
+    await Promise.all(
+      Array.from({ length: FLOOD }, (_, i) => [
+        poller.publishAsync(`cfm/v1/${Z}/${fake('zz', i)}/status`, statusOf('online', 'router'), { qos: 1 }),
+        poller.publishAsync(`cfm/v1/${Z}/${fake('zz', i)}/iface`, uplinkOf(1e6), { qos: 1 }),
+      ]).flat(),
+    );
+    await poller.publishAsync(`cfm/v1/${A}/gw-a/iface`, uplinkOf(123_456), { qos: 1 });
+    await waitFor(
+      () => {
+        const s = server.live.stats();
+        return s.unassigned + s.unassignedEvicted.school + s.unassignedEvicted.total === 2 * FLOOD;
+      },
+      { what: "school Z's flood processed" },
+    );
+    await waitFor(() => server.live.uplink(A, 'gw-a') !== undefined, { what: "gw-a's uplink" });
+
+    // Z's first 30 filled the whole (80); its next 20 took the places of A's 20 least recently seen; from then
+    // on Z was full and each newcomer evicted Z's least recently seen.
+    expect(server.live.stats()).toEqual({
+      devices: 1 + TOTAL, // wb-a1, A's 30 invented devices left, Z's 50
+      uplinks: 1 + PER_SCHOOL, // gw-a and Z's 50
+      unassigned: TOTAL,
+      unassignedBySchool: { [A]: TOTAL - PER_SCHOOL, [Z]: PER_SCHOOL },
+      unassignedEvicted: { school: 2 * (FLOOD - PER_SCHOOL), total: 2 * PER_SCHOOL - TOTAL },
+    });
+    expect(server.live.device(A, fake('fake', FLOOD - 1))).toMatchObject({ state: 'online' });
+    expect(server.live.device(A, fake('fake', FLOOD - 31))).toBeUndefined();
+    // The same figures for Prometheus.
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/^cfm_api_live_devices 81$/m);
+    expect(metrics).toMatch(/^cfm_api_live_unassigned 80$/m);
+    expect(metrics).toMatch(/^cfm_api_live_unassigned_evicted\{scope="school"\} 3900$/m);
+    expect(metrics).toMatch(/^cfm_api_live_unassigned_evicted\{scope="total"\} 20$/m);
+    // 3,920 evictions, one log line (at most one a minute).
+    expect(logs.filter((l) => String(l.msg).startsWith('live view: too many devices'))).toMatchObject([
+      { part: 'live', level: 40, school: A, scope: 'school', evictedDevice: fake('fake', 0) },
+    ]);
+
+    // The registered devices are shown as they reported, and still follow their reports.
+    const list = await get(`/v1/devices?school=${A}`, T.countyA);
+    expect(list.body.items.map((d) => [d.id, d.state])).toEqual([
+      ['gw-a', 'unknown'],
+      ['wb-a1', 'online'],
+    ]);
+    expect((await get(`/v1/schools/${A}`, T.countyA)).body).toMatchObject({
+      devices: { total: 2, online: 1, offline: 0, unknown: 1 },
+      uplink: { device: 'gw-a', inBps: 123_456 },
+    });
+    await dev.publishAsync(`cfm/v1/${A}/wb-a1/status`, statusOf('offline'), { qos: 1, retain: true });
+    await waitFor(
+      async () => (await get(`/v1/devices?school=${A}&state=offline`, T.admin)).body.total === 1,
+      {
+        what: 'wb-a1 offline in /v1/devices',
+      },
+    );
+  });
+
+  it('GET /v1/devices/unassigned is paginated like /v1/devices', async () => {
+    const all = await get('/v1/devices/unassigned?pageSize=5000', T.admin);
+    expect(all.status).toBe(200);
+    expect(all.body.total).toBe(TOTAL);
+    const expected = [
+      ...Array.from({ length: TOTAL - PER_SCHOOL }, (_, i) => `${A}/${fake('fake', FLOOD - 30 + i)}`),
+      ...Array.from({ length: PER_SCHOOL }, (_, i) => `${Z}/${fake('zz', FLOOD - PER_SCHOOL + i)}`),
+    ];
+    expect(ids(all.body.items)).toEqual(expected);
+    // The default page is 500 long: all of them here.
+    expect(ids((await get('/v1/devices/unassigned', T.admin)).body.items)).toEqual(expected);
+
+    const pages = [];
+    for (let page = 1; page <= 4; page++) {
+      const r = await get(`/v1/devices/unassigned?page=${page}&pageSize=30`, T.admin);
+      expect(r.status).toBe(200);
+      expect(r.body.total).toBe(TOTAL);
+      pages.push(ids(r.body.items));
+    }
+    expect(pages.map((p) => p.length)).toEqual([30, 30, 20, 0]);
+    expect(pages.flat()).toEqual(expected);
+    // A scoped token: only the registered school in its scope, counted as such.
+    const county = await get('/v1/devices/unassigned?page=2&pageSize=20', T.countyA);
+    expect(county.body.total).toBe(TOTAL - PER_SCHOOL);
+    expect(ids(county.body.items)).toEqual(expected.slice(20, 30));
+
+    // Bad paging: the API's 400 naming the parameter, exactly as /v1/devices answers it.
+    for (const [query, field] of [
+      ['page=0', 'page'],
+      ['page=abc', 'page'],
+      ['page=1.5', 'page'],
+      ['pageSize=0', 'pageSize'],
+      ['pageSize=5001', 'pageSize'],
+      ['pageSize=-3', 'pageSize'],
+    ] as const) {
+      const bad = await get(`/v1/devices/unassigned?${query}`, T.admin);
+      expect(bad.status, query).toBe(400);
+      expect(bad.body, query).toMatchObject({ status: 'error', code: 'CFM_API_BAD_REQUEST', field });
+      expect(bad.body, query).toEqual((await get(`/v1/devices?${query}`, T.admin)).body);
+    }
+  });
+
+  it('a device registered since takes no place any more and is listed as registered, with its live state', async () => {
+    const newest = fake('fake', FLOOD - 1);
+    await server.registry.import([
+      {
+        name: 'one.yaml',
+        data: Buffer.from(stringify({ devices: [{ id: newest, school: A, kind: 'panel' }] })),
+      },
+    ]);
+    expect(server.live.stats()).toMatchObject({
+      unassigned: TOTAL - 1,
+      unassignedBySchool: { [A]: TOTAL - PER_SCHOOL - 1, [Z]: PER_SCHOOL },
+    });
+    const unassigned = await get('/v1/devices/unassigned?pageSize=5000', T.admin);
+    expect(unassigned.body.total).toBe(TOTAL - 1);
+    expect(ids(unassigned.body.items)).not.toContain(`${A}/${newest}`);
+    const registered = await get(`/v1/devices?school=${A}`, T.countyA);
+    expect(registered.body.items.find((d) => d.id === newest)).toMatchObject({ school: A, state: 'online' });
+
+    // A flood of Z now evicts only Z's own; A's registered devices and remaining places stay.
+    const poller = await connectAs('poll-x');
+    await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        poller.publishAsync(`cfm/v1/${Z}/${fake('zy', i)}/iface`, uplinkOf(1e6), { qos: 1 }),
+      ),
+    );
+    await waitFor(() => server.live.stats().unassignedEvicted.school === 2 * (FLOOD - PER_SCHOOL) + 100, {
+      what: 'the second flood processed',
+    });
+    expect(server.live.stats()).toMatchObject({
+      unassigned: TOTAL - 1,
+      unassignedBySchool: { [A]: TOTAL - PER_SCHOOL - 1, [Z]: PER_SCHOOL },
+    });
+    expect(server.live.device(A, newest)).toMatchObject({ state: 'online' });
+    expect(server.live.device(A, 'wb-a1')).toMatchObject({ state: 'offline' });
+  });
+});
