@@ -22,7 +22,8 @@ import { Spool } from './spool.js';
  * and no CPU. Meanwhile messages go straight to the broker while connected (out of order with what was queued);
  * while it is away they are lost and counted (`lost`). Re-opening rescans the folder: what was queued and is no
  * longer there is counted in `lost` too. A broker that refuses a queued message without dropping the
- * connection is retried on the same back-off.
+ * connection is retried on the same back-off; a message it refuses 5 times (or closes the connection on 10
+ * times in a row) is dropped, counted (`lost`, `poisoned`) and logged, so it cannot block the queue for good.
  */
 export const spoolConfigSchema = z
   .strictObject({
@@ -54,8 +55,13 @@ export interface PublisherStats {
   queued: number;
   /** Queued messages dropped, oldest first, to make room in a full spool. */
   droppedOldest: number;
-  /** Messages lost with a failing spool: queued in a folder that went away, or sent while the broker was away. */
+  /**
+   * Messages lost: queued in a spool folder that went away, sent while the spool failed and the broker was away,
+   * or queued messages the broker never accepted (`poisoned`).
+   */
   lost: number;
+  /** Of `lost`: queued messages dropped after the broker refused them (or cut the connection) every time. */
+  poisoned: number;
   /** Failed attempts to use the spool (each one waited out its back-off). */
   spoolFailures: number;
 }
@@ -68,11 +74,19 @@ export const NO_PUBLISHER_STATS: Readonly<PublisherStats> = {
   queued: 0,
   droppedOldest: 0,
   lost: 0,
+  poisoned: 0,
   spoolFailures: 0,
 };
 
 /** First back-off after a failure; it doubles up to `spool.retryMaxMs`. */
 const RETRY_MIN_MS = 1_000;
+/**
+ * Tries of one queued message before it is dropped: refused on a live connection (each after a back-off), or
+ * in flight when the broker closed the connection (each after a reconnect). A broker that is merely away is
+ * never counted: nothing is tried while disconnected.
+ */
+const MAX_HEAD_REFUSALS = 5;
+const MAX_HEAD_CUT_OFFS = 10;
 
 export class ReliablePublisher {
   private readonly spool: Spool;
@@ -87,7 +101,10 @@ export class ReliablePublisher {
   private broken: { queued: number; lostBefore: number } | undefined;
   /** Messages are being dropped from a full spool: since when, and the drop count at its start. */
   private dropEpisode: { fromDropped: number; sinceMs: number } | undefined;
-  private readonly counts = { published: 0, spooled: 0, replayed: 0, lost: 0, spoolFailures: 0 };
+  private readonly counts = { published: 0, spooled: 0, replayed: 0, lost: 0, spoolFailures: 0, poisoned: 0 };
+  /** Consecutive tries of the queue's head that the broker refused, or cut the connection on. */
+  private headRefusals = 0;
+  private headCutOffs = 0;
 
   constructor(
     private readonly session: MqttSession,
@@ -258,8 +275,28 @@ export class ReliablePublisher {
               retain: e.retain ?? false,
             });
           } catch (err) {
-            // Disconnected: the next 'connect' resumes. Refused on a live connection: retry after a back-off.
-            if (session.connected) {
+            // Refused on a live connection (an MQTT 5 PUBACK ≥ 0x80: an ACL or credential change): retried after
+            // a back-off. Cut off by the broker while it was in flight (aedes on 3.1.1 closes the connection on
+            // a refused publish): the next 'connect' resumes. Either way a message the broker will never take
+            // must not block the queue behind it for good: after a few tries it is dropped, counted and logged.
+            const refused = session.connected;
+            const tries = refused ? ++this.headRefusals : ++this.headCutOffs;
+            if (tries >= (refused ? MAX_HEAD_REFUSALS : MAX_HEAD_CUT_OFFS)) {
+              await this.spool.ack(1);
+              this.counts.lost++;
+              this.counts.poisoned++;
+              this.headRefusals = 0;
+              this.headCutOffs = 0;
+              this.opts.log.error(
+                { err, topic: e.topic.slice(0, 200), tries, refused },
+                refused
+                  ? 'broker refuses a queued message every time: dropped (counted as lost), the queue goes on'
+                  : 'broker closes the connection on a queued message every time: dropped (counted as lost), the queue goes on',
+              );
+              if (refused) continue;
+              return;
+            }
+            if (refused) {
               const delay = this.backoff();
               this.opts.log.warn(
                 { err, topic: e.topic, attempt: this.failures, retryInMs: delay },
@@ -271,6 +308,8 @@ export class ReliablePublisher {
           await this.spool.ack(1);
           this.counts.replayed++;
           this.failures = 0;
+          this.headRefusals = 0;
+          this.headCutOffs = 0;
           const wait = gapMs - (performance.now() - started);
           if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         }

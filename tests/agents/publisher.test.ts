@@ -4,10 +4,12 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { agentConfigSchema, ClassroomAgent } from '../../agents/classroom/agent.js';
+import { ReliablePublisher, spoolConfigSchema } from '../../agents/publisher.js';
 import { Collector, collectorConfigSchema } from '../../collector/collector.js';
+import { MqttSession, mqttConfigSchema } from '../../common/mqtt.js';
 import { decodePayload, type Telemetry } from '../../contracts/messages.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
-import { Mosquitto } from '../helpers/mqtt.js';
+import { Mosquitto, startBroker } from '../helpers/mqtt.js';
 import { TcpGate } from '../helpers/tcp-gate.js';
 
 /**
@@ -248,5 +250,69 @@ describe('a full spool', () => {
     await waitFor(() => endLines().length > 1, { what: 'the end of the episode logged' });
     expect(endLines()).toHaveLength(2);
     expect(endLines()[1]).toMatchObject({ dropped: agent.stats().droppedOldest - dropped1 });
+  });
+});
+
+describe('a queued message the broker never takes', () => {
+  it('is dropped after 10 cut-off tries, counted and logged once; the queue behind it is delivered', async () => {
+    const b = await startBroker(
+      [
+        { username: 'dev-p', role: 'device', school: SCHOOL, device: 'pc-poison' },
+        { username: 'coll', role: 'collector' },
+      ],
+      {},
+    );
+    cleanups.push(() => b.dispose());
+    const coll = await mqtt.connectAsync(b.url, {
+      username: 'coll',
+      password: b.secrets.coll,
+      clientId: 'coll',
+    });
+    cleanups.push(() => coll.endAsync());
+    const got: string[] = [];
+    coll.on('message', (_t, payload) => got.push(payload.toString()));
+    await coll.subscribeAsync('cfm/v1/+/+/+', { qos: 1 });
+
+    const { log, lines } = captureLogger('agent');
+    const session = new MqttSession(
+      mqttConfigSchema.parse({
+        url: b.url,
+        username: 'dev-p',
+        password: b.secrets['dev-p'],
+        clientId: 'dev-p',
+        protocol: '3.1.1',
+        reconnectMinMs: 20,
+        reconnectMaxMs: 50,
+      }),
+      { log },
+    );
+    const publisher = new ReliablePublisher(session, {
+      log,
+      spool: spoolConfigSchema.parse({ dir: join(tmp, 'spool-poison') }),
+      replayRatePerSec: 200,
+    });
+    await publisher.open();
+    cleanups.push(async () => {
+      await publisher.close();
+      await session.stop();
+    });
+    // Queued while away: first a message of another device (the ACL refuses it; aedes then closes the
+    // connection), then three of its own.
+    const own = `cfm/v1/${SCHOOL}/pc-poison/event`;
+    await publisher.send({
+      topic: `cfm/v1/${SCHOOL}/pc-other/event`,
+      payload: 'foreign',
+      qos: 1,
+      retain: false,
+    });
+    for (const p of ['a', 'b', 'c']) await publisher.send({ topic: own, payload: p, qos: 1, retain: false });
+    expect(publisher.stats().queued).toBe(4);
+    session.start();
+
+    await waitFor(() => got.length === 3, { what: 'the three behind it', timeoutMs: 30_000 });
+    expect(got).toEqual(['a', 'b', 'c']);
+    expect(publisher.stats()).toMatchObject({ queued: 0, lost: 1, poisoned: 1, replayed: 3 });
+    expect(b.broker.stats().deniedPublish).toBe(10);
+    expect(lines.filter((l) => String(l.msg).includes('dropped (counted as lost)'))).toHaveLength(1);
   });
 });
