@@ -52,8 +52,13 @@ export class FailureLimiter {
   }
 
   private makeRoom(now: number): void {
-    for (const [k, w] of this.windows) if (w.endsAtMs <= now) this.windows.delete(k);
-    // Insertion order is window start: the first is the oldest.
+    // Insertion order is window start (a new window is inserted anew), and every window is as long: ended ones
+    // are at the front. Sweeping from the front stops at the first live one, so a full map of live windows
+    // costs one step per new address, not a scan of all of them.
+    for (const [k, w] of this.windows) {
+      if (w.endsAtMs > now) break;
+      this.windows.delete(k);
+    }
     if (this.windows.size >= this.maxKeys) this.windows.delete(this.windows.keys().next().value!);
   }
 }
