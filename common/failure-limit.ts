@@ -10,8 +10,18 @@ import { isIPv4, isIPv6 } from 'node:net';
  * addresses then costs each of them its budget, never memory.
  */
 export class FailureLimiter {
-  private readonly windows = new Map<string, { failures: number; endsAtMs: number }>();
+  private readonly windows = new Map<string, Window>();
+  /**
+   * The windows in the order they started (every window is as long, so also the order they end), from `head`
+   * on; an entry whose key has a newer window, or none, is skipped. Sweeping ended windows and finding the
+   * oldest live one start here, so a full map costs a step or two per new address — never a scan (nor a walk
+   * over a Map's deleted entries, which V8 keeps at its front until it rehashes).
+   */
+  private order: { key: string; w: Window }[] = [];
+  private head = 0;
   readonly maxKeys: number;
+  /** Entries of `order` looked at by sweeps so far: the work the bound costs (for tests). */
+  sweepSteps = 0;
 
   constructor(
     readonly opts: { max: number; windowMs: number; maxKeys?: number },
@@ -38,9 +48,10 @@ export class FailureLimiter {
     let w = this.windows.get(key);
     if (!w || w.endsAtMs <= now) {
       if (w) this.windows.delete(key);
-      else if (this.windows.size >= this.maxKeys) this.makeRoom(now);
+      if (this.windows.size >= this.maxKeys) this.makeRoom(now);
       w = { failures: 0, endsAtMs: now + this.opts.windowMs };
       this.windows.set(key, w);
+      this.order.push({ key, w });
     }
     w.failures++;
     return w.failures === this.opts.max;
@@ -52,15 +63,29 @@ export class FailureLimiter {
   }
 
   private makeRoom(now: number): void {
-    // Insertion order is window start (a new window is inserted anew), and every window is as long: ended ones
-    // are at the front. Sweeping from the front stops at the first live one, so a full map of live windows
-    // costs one step per new address, not a scan of all of them.
-    for (const [k, w] of this.windows) {
-      if (w.endsAtMs > now) break;
-      this.windows.delete(k);
+    // Forget ended windows from the front; if none had ended, the oldest live one.
+    while (this.head < this.order.length) {
+      const { key, w } = this.order[this.head]!;
+      this.sweepSteps++;
+      if (this.windows.get(key) !== w) {
+        this.head++; // stale: the key has a newer window, or none
+        continue;
+      }
+      if (w.endsAtMs > now && this.windows.size < this.maxKeys) break;
+      this.windows.delete(key);
+      this.head++;
+      if (w.endsAtMs > now) break; // made room by forgetting the oldest live window
     }
-    if (this.windows.size >= this.maxKeys) this.windows.delete(this.windows.keys().next().value!);
+    if (this.head > 1_024 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
+    }
   }
+}
+
+interface Window {
+  failures: number;
+  endsAtMs: number;
 }
 
 /**
