@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
-import { Mosquitto } from '../common/dev/mosquitto.js';
+import { Mosquitto } from '../dev/mosquitto.js';
 
 const { values } = parseArgs({
   options: {

@@ -2,7 +2,7 @@
 // all in this one process, so that stopping the process (SIGSTOP) silences every connection at once without
 // closing any: the broker notices each death only by its keepalive, as with a PC that lost power.
 // IPC: parent sends {url, devices: [{school, device, password?}], keepaliveS}; child answers 'ready'.
-import { connectPresence } from '../common/dev/presence.js';
+import { connectPresence } from '../dev/presence.js';
 
 process.once(
   'message',

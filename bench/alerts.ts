@@ -19,12 +19,12 @@ import { LiveState } from '../api/live.js';
 import { Broker, brokerConfigSchema } from '../broker/broker.js';
 import { CredentialStore } from '../broker/credentials.js';
 import { Calendars } from '../common/calendar.js';
-import { Mosquitto } from '../common/dev/mosquitto.js';
-import { waitFor } from '../common/dev/ports.js';
 import { silentLogger } from '../common/log.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
 import { RegistryStore } from '../common/registry/store.js';
 import type { Registry } from '../contracts/registry.js';
+import { Mosquitto } from '../dev/mosquitto.js';
+import { waitFor } from '../dev/ports.js';
 
 const { values } = parseArgs({
   options: {

@@ -17,11 +17,11 @@ import { stringify } from 'yaml';
 import { type DeviceDay, Rollup, usagePoints } from '../api/rollup.js';
 import { ApiServer, apiConfigSchema, loadCalendars } from '../api/server.js';
 import { dateOf, dayNumber, localMidnightMs } from '../common/calendar.js';
-import { Influxd } from '../common/dev/influxd.js';
 import { silentLogger } from '../common/log.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import type { Registry } from '../contracts/registry.js';
+import { Influxd } from '../dev/influxd.js';
 
 const { values } = parseArgs({
   options: {

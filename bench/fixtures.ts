@@ -1,7 +1,7 @@
-import type { Influxd } from '../common/dev/influxd.js';
 import type { Telemetry } from '../contracts/messages.js';
 import type { Registry } from '../contracts/registry.js';
 import { buildTopic } from '../contracts/topics.js';
+import type { Influxd } from '../dev/influxd.js';
 
 /** Realistic classroom telemetry for benchmarks: device i % devices, ten seconds apart per device. */
 export function makeTelemetry(i: number, devices: number, t0: number): Telemetry {

@@ -14,13 +14,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
-import { Influxd } from '../common/dev/influxd.js';
-import { Mosquitto } from '../common/dev/mosquitto.js';
 import { silentLogger } from '../common/log.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { toLine } from '../common/storage/line-protocol.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
+import { Influxd } from '../dev/influxd.js';
+import { Mosquitto } from '../dev/mosquitto.js';
 import { benchRegistry, makeTelemetry, topicFor, waitForCount, writeRawLines } from './fixtures.js';
 
 const { values } = parseArgs({

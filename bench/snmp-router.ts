@@ -6,7 +6,7 @@ import { COLUMN, OID } from '../agents/snmp/oids.js';
  * GetBulk from a sorted, pre-encoded table (SNMPv2-MIB system scalars, IF-MIB ifTable and ifXTable), with octet
  * counters that grow with time so the poller computes real rates.
  *
- * Why not net-snmp's own agent (`common/dev/snmp-sim.ts`, which the tests use for scripted scenarios): it spends
+ * Why not net-snmp's own agent (`dev/snmp-sim.ts`, which the tests use for scripted scenarios): it spends
  * ~4× the poller's CPU per interface answering a GetBulk (a MIB-tree walk per varbind), so on a 2-core machine
  * the benchmark measured the simulators, not the poller. A router's SNMP engine is C; this responder is the
  * closest cheap stand-in: a binary search per request and one BER encoding per varbind.

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { POLLED_COLUMNS, Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
-import { Mosquitto } from '../common/dev/mosquitto.js';
 import { silentLogger } from '../common/log.js';
+import { Mosquitto } from '../dev/mosquitto.js';
 
 const { values } = parseArgs({
   options: {

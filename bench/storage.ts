@@ -3,11 +3,11 @@
 // line protocol → WriteApi, gzip, batching) and as raw line protocol in 5,000-line POSTs to /write.
 // Prints both rates and their ratio; each rate is "until all points are queryable".
 import { parseArgs } from 'node:util';
-import { Influxd } from '../common/dev/influxd.js';
 import { silentLogger } from '../common/log.js';
 import { toLine } from '../common/storage/line-protocol.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
+import { Influxd } from '../dev/influxd.js';
 import { waitForCount, writeRawLines } from './fixtures.js';
 
 const { values } = parseArgs({ options: { points: { type: 'string', default: '200000' } } });

@@ -1,7 +1,7 @@
 // The whole stack on one machine over a simulated city: npm run stack [-- --schools 36 --classrooms 6]
 //
 // Starts, all on loopback: a local InfluxDB (data under var/influxdb), the embedded MQTT broker, the collector,
-// a simulated city (common/dev/city.ts: three counties, urban and rural schools; a router per school answering
+// a simulated city (dev/city.ts: three counties, urban and rural schools; a router per school answering
 // real SNMP, polled by the SNMP poller; a whiteboard agent per classroom speaking real MQTT through its school's
 // uplink), the school days before today written as history and rolled up, and the API with alerting. Then it
 // prints where to look and a summary computed from the stored data, simulates a fibre cut at one school, and
@@ -23,16 +23,16 @@ import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { Calendar, dateOf, dayNumber, localDate } from '../common/calendar.js';
 import { processConfigSchema, rememberConfigSecrets, shownConfig } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
-import { historyPoints, planCity, type SimSchool, uplinkLoad } from '../common/dev/city.js';
-import { Influxd } from '../common/dev/influxd.js';
-import { freePort } from '../common/dev/ports.js';
-import { SnmpSim } from '../common/dev/snmp-sim.js';
-import { UplinkRelay } from '../common/dev/uplink.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
 import { scrubText } from '../common/redact.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
+import { historyPoints, planCity, type SimSchool, uplinkLoad } from '../dev/city.js';
+import { Influxd } from '../dev/influxd.js';
+import { freePort } from '../dev/ports.js';
+import { SnmpSim } from '../dev/snmp-sim.js';
+import { UplinkRelay } from '../dev/uplink.js';
 
 const { values } = parseArgs({
   options: {

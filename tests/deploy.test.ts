@@ -19,8 +19,8 @@ import { parse as parseYaml } from 'yaml';
 import { AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
 import { processConfigSchema } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
-import { Mosquitto } from '../common/dev/mosquitto.js';
 import { MEASUREMENTS } from '../contracts/influx.js';
+import { Mosquitto } from '../dev/mosquitto.js';
 import { ALL_SECTIONS } from '../scripts/gen-docs.js';
 import { waitFor } from './helpers/influx.js';
 

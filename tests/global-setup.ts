@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CHILD_PID_DIR_ENV } from '../common/dev/children.js';
+import { CHILD_PID_DIR_ENV } from '../dev/children.js';
 
 /**
  * The safety net under every test's own cleanup: daemons record their pids in a folder for the run; whatever

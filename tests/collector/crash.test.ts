@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { stringify } from 'yaml';
-import { trackChild } from '../../common/dev/children.js';
 import { EXAMPLES } from '../../contracts/examples.js';
 import { buildTopic } from '../../contracts/topics.js';
+import { trackChild } from '../../dev/children.js';
 import { Influxd, waitFor } from '../helpers/influx.js';
 import { Mosquitto, startBroker } from '../helpers/mqtt.js';
 

@@ -6,9 +6,9 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { stringify } from 'yaml';
 import { FATAL_STORAGE_EXIT_CODE } from '../../collector/collector.js';
-import { trackChild } from '../../common/dev/children.js';
 import { EXAMPLES } from '../../contracts/examples.js';
 import { buildTopic } from '../../contracts/topics.js';
+import { trackChild } from '../../dev/children.js';
 import { Influxd, waitFor } from '../helpers/influx.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 

@@ -6,8 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { agentConfigSchema, ClassroomAgent } from '../../agents/classroom/agent.js';
 import { Broker } from '../../broker/broker.js';
 import { Collector, collectorConfigSchema } from '../../collector/collector.js';
-import { PjlinkSimulator } from '../../common/dev/pjlink-sim.js';
 import { writeFileAtomic } from '../../common/json-file.js';
+import { PjlinkSimulator } from '../../dev/pjlink-sim.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { startBroker } from '../helpers/mqtt.js';
 

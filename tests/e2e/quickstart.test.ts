@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../common/dev/ports.js';
+import { freePort } from '../../dev/ports.js';
 import { waitFor } from '../helpers/influx.js';
 
 /**

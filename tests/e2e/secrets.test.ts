@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { CHILD_PID_DIR_ENV } from '../../common/dev/children.js';
 import { configFields, mapSecrets } from '../../common/redact.js';
+import { CHILD_PID_DIR_ENV } from '../../dev/children.js';
 import { ALL_SECTIONS } from '../../scripts/gen-docs.js';
 import { freePort, Influxd, waitFor } from '../helpers/influx.js';
 

@@ -6,8 +6,8 @@ import {
   type StorageDeps,
 } from '../../common/storage/storage.js';
 
-export { Influxd } from '../../common/dev/influxd.js';
-export { freePort, waitFor } from '../../common/dev/ports.js';
+export { Influxd } from '../../dev/influxd.js';
+export { freePort, waitFor } from '../../dev/ports.js';
 
 /** A logger whose JSON lines are kept for assertions. */
 export function captureLogger(name = 'test'): { log: Logger; lines: Record<string, unknown>[] } {

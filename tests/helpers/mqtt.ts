@@ -6,7 +6,7 @@ import { Broker, type BrokerConfig, brokerConfigSchema } from '../../broker/brok
 import { CredentialStore } from '../../broker/credentials.js';
 import { captureLogger } from './influx.js';
 
-export { Mosquitto } from '../../common/dev/mosquitto.js';
+export { Mosquitto } from '../../dev/mosquitto.js';
 
 export type UserSpec = Parameters<CredentialStore['add']>[0];
 

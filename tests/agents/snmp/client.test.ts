@@ -8,8 +8,8 @@ import {
   snmpTargetSchema,
 } from '../../../agents/snmp/client.js';
 import { COLUMN, OID } from '../../../agents/snmp/oids.js';
-import { waitFor } from '../../../common/dev/ports.js';
-import { type SimIface, type SimOptions, SnmpSim } from '../../../common/dev/snmp-sim.js';
+import { waitFor } from '../../../dev/ports.js';
+import { type SimIface, type SimOptions, SnmpSim } from '../../../dev/snmp-sim.js';
 
 const HOST = '127.0.0.1';
 const BIG = 18_446_744_073_709_551_000n; // > 2^53, < 2^64

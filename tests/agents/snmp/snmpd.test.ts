@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Snmpd } from '../../../common/dev/snmpd.js';
+import { Snmpd } from '../../../dev/snmpd.js';
 
 // The agent is checked with net-snmp's own command-line tools, independently of the poller's SNMP library.
 const COMMUNITY = 'cfm-test';

@@ -1,9 +1,9 @@
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pjlinkDigest, readPjlink } from '../../../agents/sources/pjlink.js';
-import { PjlinkSimulator, type PjlinkState } from '../../../common/dev/pjlink-sim.js';
-import { freePort, waitFor } from '../../../common/dev/ports.js';
 import { type DisplayHealth, displaySchema } from '../../../contracts/messages.js';
+import { PjlinkSimulator, type PjlinkState } from '../../../dev/pjlink-sim.js';
+import { freePort, waitFor } from '../../../dev/ports.js';
 
 const HOST = '127.0.0.1';
 const PASSWORD = 'JBMIAProjectorLink';

@@ -10,13 +10,13 @@ import { AlertService, alertsConfigSchema } from '../../../api/alerts/service.js
 import { LiveState } from '../../../api/live.js';
 import { TokenStore } from '../../../api/tokens.js';
 import { type CalendarDef, Calendars } from '../../../common/calendar.js';
-import { PjlinkSimulator } from '../../../common/dev/pjlink-sim.js';
-import { connectPresence } from '../../../common/dev/presence.js';
 import { silentLogger } from '../../../common/log.js';
 import { mqttConfigSchema } from '../../../common/mqtt.js';
 import { RegistryStore } from '../../../common/registry/store.js';
 import type { Storage } from '../../../common/storage/storage.js';
 import type { Registry } from '../../../contracts/registry.js';
+import { PjlinkSimulator } from '../../../dev/pjlink-sim.js';
+import { connectPresence } from '../../../dev/presence.js';
 import { testApp } from '../../helpers/api.js';
 import { CITY as FIXTURE } from '../../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';

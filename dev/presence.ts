@@ -1,5 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import { buildTopic } from '../../contracts/topics.js';
+import { buildTopic } from '../contracts/topics.js';
 
 /**
  * A classroom device as MQTT presence sees it, for tests and benchmarks that need many of them cheaply: a
