@@ -10,5 +10,24 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ['default', './tests/summary-reporter.ts'],
+    // `npm test -- --coverage` (what .ci/run does): the code that runs in production, measured in the test
+    // processes (code run in the child processes some tests start is not counted). The floor is the level
+    // measured when it was introduced; raise it with the tests, never lower it to get green.
+    coverage: {
+      provider: 'v8',
+      include: [
+        'contracts/**',
+        'common/**',
+        'broker/**',
+        'agents/**',
+        'collector/**',
+        'api/**',
+        'dashboards/src/**',
+      ],
+      reporter: ['text-summary'],
+      reportsDirectory: 'var/coverage',
+      // Measured 84.5 / 76.5 / 85.5 / 86.7 % when introduced (2026-12-03), less a margin for timing-dependent paths.
+      thresholds: { statements: 84, branches: 76, functions: 85, lines: 86 },
+    },
   },
 });
