@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import Fastify, { type FastifyRequest, LogController } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   isResponseSerializationError,
@@ -9,75 +9,20 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import type { Logger } from 'pino';
-import { Counter, type Registry as PromRegistry } from 'prom-client';
-import type { Calendars } from '../common/calendar.js';
+import { Counter } from 'prom-client';
 import { addressKey, FailureLimiter } from '../common/failure-limit.js';
-import type { RegistryStore } from '../common/registry/store.js';
-import type { Storage } from '../common/storage/index.js';
-import type { ErrorCode } from '../contracts/errors.js';
-import { regionWithin } from '../contracts/ids.js';
-import type { AlertService } from './alerts/service.js';
-import type { LiveState } from './live.js';
-import type { Profile } from './profiles.js';
-import type { Reports } from './reports.js';
+import { type AppDeps, JSON_BODY_LIMIT_BYTES } from './http/deps.js';
+import { ApiError, sendError } from './http/errors.js';
 import { alertRoutes } from './routes/alerts.js';
 import { fleetRoutes } from './routes/fleet.js';
 import { registryRoutes } from './routes/registry.js';
 import { reportRoutes } from './routes/reports.js';
 import { systemRoutes } from './routes/system.js';
-import type { Principal, Role, TokenStore } from './tokens.js';
 
 /**
  * The API: `buildApp()` wires plugins and routes and never listens, so tests use `inject()` or listen on a free
  * loopback port themselves. Design: api/README.md.
  */
-export interface AppDeps {
-  /** The alerting service (absent when alerting is off). */
-  alerts?: AlertService | undefined;
-  registry: RegistryStore;
-  calendars: () => Calendars;
-  tokens: TokenStore;
-  reports: Reports;
-  profiles: Map<string, Profile>;
-  defaultProfile: string;
-  live: LiveState;
-  storage: Storage;
-  metrics: PromRegistry;
-  log: Logger;
-  rateLimit: { max: number; timeWindowMs: number; authFailures: number };
-}
-
-/**
- * The body limit of every route but the registry import (whose limit is `api.bodyLimitBytes`): the JSON
- * bodies here (a silence) are well under 1 KB, so a large body is refused with 413 before it is parsed.
- */
-export const JSON_BODY_LIMIT_BYTES = 64 * 1024;
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    principal: Principal | undefined;
-  }
-  interface FastifyContextConfig {
-    /** Roles allowed; absent = a public route (health, metrics, OpenAPI). */
-    roles?: readonly Role[];
-  }
-}
-
-export class ApiError extends Error {
-  constructor(
-    readonly statusCode: number,
-    readonly code: ErrorCode,
-    message: string,
-    readonly field?: string,
-    readonly issues?: unknown[],
-    /** The limit a 413/422 exceeded: its configuration key and value. */
-    readonly limit?: { name: string; value: number },
-  ) {
-    super(message);
-  }
-}
-
 export async function buildApp(deps: AppDeps) {
   const app = Fastify({
     loggerInstance: deps.log,
@@ -221,46 +166,3 @@ export async function buildApp(deps: AppDeps) {
   await app.register(alertRoutes, { deps });
   return app;
 }
-
-export function sendError(
-  reply: FastifyReply,
-  status: number,
-  code: ErrorCode,
-  message: string,
-  field?: string,
-  issues?: unknown[],
-  limit?: { name: string; value: number },
-) {
-  return reply
-    .code(status)
-    .type('application/json; charset=utf-8')
-    .send(
-      JSON.stringify({
-        status: 'error',
-        code,
-        message,
-        ...(field ? { field } : {}),
-        ...(issues ? { issues } : {}),
-        ...(limit ? { limit } : {}),
-      }),
-    );
-}
-
-/**
- * The scope a request works in: the token's region scope, narrowed by `?region=` — which must lie within it.
- * undefined = every region (an unscoped token without `region`).
- */
-export function effectiveScope(req: FastifyRequest, region: string | undefined): string | undefined {
-  const own = req.principal?.scope;
-  if (region === undefined) return own;
-  if (own !== undefined && !regionWithin(region, own))
-    throw new ApiError(
-      403,
-      'CFM_API_OUT_OF_SCOPE',
-      `region ${region} is outside this token's scope ${own}`,
-      'region',
-    );
-  return region;
-}
-
-export const READ_ROLES = ['admin', 'ops', 'auditor'] as const satisfies readonly Role[];

@@ -5,7 +5,9 @@ import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js
 import type { Alert } from '../alerts/engine.js';
 import { RULE_NAMES } from '../alerts/rules.js';
 import { alertSchema, deliveryRecordSchema, silenceSchema } from '../alerts/state.js';
-import { ApiError, type AppDeps, effectiveScope, READ_ROLES } from '../app.js';
+import type { AppDeps } from '../http/deps.js';
+import { ApiError } from '../http/errors.js';
+import { effectiveScope, READ_ROLES } from '../http/scope.js';
 import { ERROR_RESPONSES, regionQuery } from '../schemas.js';
 
 // The API's views of what the state file holds: the same schemas, fewer fields.

@@ -4,7 +4,9 @@ import type { RegistryIndex } from '../../common/registry/store.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
 import type { Device, School } from '../../contracts/registry.js';
-import { ApiError, type AppDeps, effectiveScope, READ_ROLES } from '../app.js';
+import type { AppDeps } from '../http/deps.js';
+import { ApiError } from '../http/errors.js';
+import { effectiveScope, READ_ROLES } from '../http/scope.js';
 import { carriesUplink, registryMismatch, schoolUplink } from '../live.js';
 import {
   announcedSchema,

@@ -4,8 +4,9 @@ import { z } from 'zod';
 import { ImportError } from '../../common/registry/import.js';
 import { ImportLimitError, LIMIT_KEYS } from '../../common/registry/limits.js';
 import { ENTITIES, type EntityName, SHEETS } from '../../contracts/registry.js';
-import { ApiError, type AppDeps } from '../app.js';
 import { CONTENT_TYPES } from '../export.js';
+import type { AppDeps } from '../http/deps.js';
+import { ApiError } from '../http/errors.js';
 import { ERROR_RESPONSES, errorSchema } from '../schemas.js';
 
 /** Registry import (all-or-nothing) and export (a workbook that imports back unchanged). */

@@ -3,9 +3,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
-import { ApiError, type AppDeps, effectiveScope, READ_ROLES } from '../app.js';
 import type { ClassroomResult, DeviceAudit, Evaluation, RollupRow, SchoolResult } from '../attainment.js';
 import { CONTENT_TYPES, type ExportColumn, toCsv, toXlsx } from '../export.js';
+import type { AppDeps } from '../http/deps.js';
+import { ApiError } from '../http/errors.js';
+import { effectiveScope, READ_ROLES } from '../http/scope.js';
 import { parsePeriod } from '../reports.js';
 import {
   classroomResultSchema as classroomBaseSchema,

@@ -75,6 +75,18 @@ describe('layering', () => {
     expect(all.some((s) => s.startsWith('../') && s.includes('contracts/'))).toBe(true);
   });
 
+  it('no module imports the API app but its server: routes get what they need from api/http/ (no circle)', () => {
+    const app = join(ROOT, 'api', 'app.ts');
+    const importers = sources(join(ROOT, 'api'))
+      .filter((file) =>
+        importsOf(file).some(
+          (s) => s.startsWith('.') && resolve(dirname(file), s) === app.replace(/\.ts$/, '.js'),
+        ),
+      )
+      .map((file) => relative(ROOT, file));
+    expect(importers).toEqual(['api/server.ts']);
+  });
+
   it(`nothing at run time imports ${ANY.join(', ')}`, () => {
     const bad = FOLDERS.flatMap((f) =>
       sources(join(ROOT, f)).flatMap((file) =>
