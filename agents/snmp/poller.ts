@@ -5,7 +5,7 @@ import { fnv1a } from '../../common/hash.js';
 import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
 import { regionPathSchema, regionWithin } from '../../contracts/ids.js';
-import type { DeviceEvent, DeviceStatus, IfaceReading, IfaceReadings } from '../../contracts/messages.js';
+import type { DeviceEvent, DeviceStatus, IfaceReadings } from '../../contracts/messages.js';
 import { buildTopic, type Channel } from '../../contracts/topics.js';
 import {
   NO_PUBLISHER_STATS,
@@ -14,16 +14,10 @@ import {
   spoolConfigSchema,
 } from '../publisher.js';
 
-import {
-  type ColumnData,
-  SnmpClient,
-  SnmpError,
-  type SnmpTarget,
-  type SnmpValue,
-  snmpTargetSchema,
-} from './client.js';
-import { COLUMN, OID, OPER_STATUS } from './oids.js';
-import { type CounterSample, RateTracker } from './rates.js';
+import { type ColumnData, SnmpClient, SnmpError, type SnmpTarget, snmpTargetSchema } from './client.js';
+import { decodeText, joinColumns, num } from './join.js';
+import { COLUMN, OID } from './oids.js';
+import { RateTracker } from './rates.js';
 
 /**
  * The SNMP poller: polls each assigned target on its own schedule and publishes one `iface` message per poll,
@@ -118,35 +112,6 @@ export function inShard(target: SnmpTarget, shard: PollerConfig['shard']): boole
     return false;
   return shardOf(target.school, shard.count) === shard.index;
 }
-
-/** Counter64 arrives from net-snmp as a big-endian Buffer, Counter32/Gauge32 as numbers. */
-export function toBigInt(v: SnmpValue | undefined): bigint | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === 'bigint') return v;
-  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? BigInt(v) : undefined;
-  if (Buffer.isBuffer(v)) return v.length === 0 ? 0n : BigInt(`0x${v.toString('hex')}`);
-  return undefined;
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const gb18030 = new TextDecoder('gb18030');
-
-/**
- * OCTET STRING → text. Chinese switches (Huawei, H3C, Ruijie) often return ifAlias in GBK, so anything that is
- * not valid UTF-8 is read as GB18030 (a superset of GBK).
- */
-export function decodeText(v: SnmpValue | undefined): string | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === 'string') return v;
-  if (!Buffer.isBuffer(v)) return String(v);
-  try {
-    return utf8.decode(v);
-  } catch {
-    return gb18030.decode(v);
-  }
-}
-
-const num = (v: SnmpValue | undefined) => (typeof v === 'number' ? v : undefined);
 
 export interface PollerStats extends PublisherStats {
   polls: number;
@@ -444,70 +409,7 @@ export class Poller implements Service {
         address: `${t.address}:${t.port}`,
       });
     }
-    const col = (c: string) => cols.get(c) ?? new Map<string, SnmpValue>();
-    const indexes = [
-      ...new Set([
-        ...col(COLUMN.ifOperStatus).keys(),
-        ...col(hc ? COLUMN.ifHCInOctets : COLUMN.ifInOctets).keys(),
-      ]),
-    ]
-      .map(Number)
-      .filter((i) => Number.isInteger(i) && i > 0)
-      .sort((a, b) => a - b);
-
-    const samples = new Map<number, CounterSample>();
-    const rows: IfaceReading[] = [];
-    for (const index of indexes) {
-      const k = String(index);
-      const inOctets = toBigInt(col(hc ? COLUMN.ifHCInOctets : COLUMN.ifInOctets).get(k));
-      const outOctets = toBigInt(col(hc ? COLUMN.ifHCOutOctets : COLUMN.ifOutOctets).get(k));
-      if (inOctets === undefined || outOctets === undefined) continue;
-      const highSpeed = num(col(COLUMN.ifHighSpeed).get(k));
-      const ifSpeed = num(col(COLUMN.ifSpeed).get(k));
-      // ifSpeed saturates at 4,294,967,295 (RFC 2863): then only ifHighSpeed is right.
-      const speedMbps =
-        highSpeed !== undefined && highSpeed > 0
-          ? highSpeed
-          : ifSpeed !== undefined
-            ? ifSpeed / 1e6
-            : undefined;
-      const bits: 32 | 64 = hc ? 64 : 32;
-      const discontinuity = num(col(COLUMN.ifCounterDiscontinuityTime).get(k));
-      samples.set(index, {
-        inOctets,
-        outOctets,
-        bits,
-        speedMbps,
-        ...(discontinuity !== undefined ? { discontinuity } : {}),
-      });
-      const name =
-        decodeText(col(COLUMN.ifName).get(k)) || decodeText(col(COLUMN.ifDescr).get(k)) || `if${index}`;
-      const alias = decodeText(col(COLUMN.ifAlias).get(k));
-      const counter = (c: string) => {
-        const v = toBigInt(col(c).get(k));
-        return v === undefined ? undefined : String(v);
-      };
-      const row: IfaceReading = {
-        index,
-        name: name.slice(0, 128),
-        uplink: typeof t.uplink === 'number' ? t.uplink === index : t.uplink === name,
-        operStatus: OPER_STATUS[num(col(COLUMN.ifOperStatus).get(k)) ?? 4] ?? 'unknown',
-        counterBits: bits,
-        inOctets: String(inOctets),
-        outOctets: String(outOctets),
-        inBps: null,
-        outBps: null,
-      };
-      if (alias) row.alias = alias.slice(0, 255);
-      if (speedMbps !== undefined) row.speedMbps = speedMbps;
-      const ie = counter(COLUMN.ifInErrors);
-      const oe = counter(COLUMN.ifOutErrors);
-      const id = counter(COLUMN.ifInDiscards);
-      if (ie !== undefined) row.inErrors = ie;
-      if (oe !== undefined) row.outErrors = oe;
-      if (id !== undefined) row.inDiscards = id;
-      rows.push(row);
-    }
+    const { rows, samples } = joinColumns(cols, hc, t.uplink);
 
     const r = s.rates.update({ sysUpTimeTicks, atMs, ifaces: samples });
     this.counts.overSpeed += r.overSpeed;
