@@ -152,6 +152,19 @@ function status(ts: number, extra: Partial<TopicPayloads['status']> = {}): Topic
   return { ...EXAMPLES.status, ts, ...extra };
 }
 
+/** One interface entry of an iface reading: a name and zero counters. */
+const iface = (index: number, name: string) => ({
+  index,
+  name,
+  uplink: false,
+  operStatus: 'up' as const,
+  counterBits: 64 as const,
+  inOctets: '0',
+  outOctets: '0',
+  inBps: null,
+  outBps: null,
+});
+
 const tagsOf = (r: Record<string, unknown>) => ({
   school: r.school,
   device: r.device,
@@ -458,17 +471,6 @@ describe('bounds per device', () => {
       }),
     );
     // Three polls of 700 invented interface names each: 2,100 names offered to a bound of 1,024.
-    const iface = (index: number, name: string) => ({
-      index,
-      name,
-      uplink: false,
-      operStatus: 'up' as const,
-      counterBits: 64 as const,
-      inOctets: '0',
-      outOctets: '0',
-      inBps: null,
-      outBps: null,
-    });
     for (let p = 0; p < 3; p++)
       await c.send(A, 'sw-1', 'iface', {
         ...EXAMPLES.iface,
@@ -533,17 +535,6 @@ describe('bounds per device', () => {
       [A],
     );
     const now = Date.now();
-    const iface = (index: number, name: string) => ({
-      index,
-      name,
-      uplink: false,
-      operStatus: 'up' as const,
-      counterBits: 64 as const,
-      inOctets: '0',
-      outOctets: '0',
-      inBps: null,
-      outBps: null,
-    });
     const poll = (ts: number, names: string[]) => ({
       ...EXAMPLES.iface,
       kind: 'router' as const,
