@@ -23,6 +23,7 @@ import { MEASUREMENTS } from '../contracts/influx.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { ALL_SECTIONS } from '../scripts/gen-docs.js';
 import { waitFor } from './helpers/influx.js';
+import { shippedMosquittoConfig } from './helpers/mqtt.js';
 
 /** Every example in deploy/examples validates against the sections of each process that reads it. */
 const dir = fileURLToPath(new URL('../deploy/examples/', import.meta.url));
@@ -509,14 +510,7 @@ describe('deploy/compose', () => {
       // place (listener options apply to the `listener` line above them, so the order must stay).
       const shipped = readFileSync(conf, 'utf8');
       expect(shipped.match(/^listener .*$/gm)).toEqual(['listener 1883']);
-      const text = shipped
-        .split('\n')
-        .filter((l) => !/^log_dest /.test(l))
-        .map((l) => (l === 'listener 1883' ? 'listener {{PORT}} 127.0.0.1' : l))
-        .join('\n')
-        .replaceAll('/mosquitto/auth/passwd', passwd)
-        .replaceAll('/mosquitto/config/acl', acl)
-        .replaceAll('/mosquitto/data/', `${data}/`);
+      const text = shippedMosquittoConfig({ passwd, acl, data });
       expect(text.split('\n').filter((l) => !l.startsWith('#'))).not.toContainEqual(
         expect.stringMatching(/ \/mosquitto\//),
       );

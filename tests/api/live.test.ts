@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { ApiServer, apiConfigSchema } from '../../api/server.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { EXAMPLES } from '../../contracts/examples.js';
+import type { DeviceKind, TopicPayloads } from '../../contracts/messages.js';
 import type { Registry } from '../../contracts/registry.js';
 import { CITY_CALENDAR } from '../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
@@ -119,30 +121,33 @@ async function connectAs(username: string): Promise<MqttClient> {
   return c;
 }
 
-const statusOf = (state: 'online' | 'offline', kind = 'panel') =>
-  JSON.stringify({ v: 1, ts: Date.now(), state, kind, reason: state === 'online' ? 'birth' : 'will' });
+const statusOf = (state: 'online' | 'offline', kind: DeviceKind = 'panel') =>
+  JSON.stringify({
+    ...EXAMPLES.status,
+    ts: Date.now(),
+    state,
+    kind,
+    reason: state === 'online' ? 'birth' : 'will',
+  } satisfies TopicPayloads['status']);
 const uplinkOf = (inBps: number) =>
   JSON.stringify({
-    v: 1,
+    ...EXAMPLES.iface,
     ts: Date.now(),
     seq: 1,
     kind: 'router',
-    sysUpTimeTicks: 100,
     ifaces: [
       {
+        ...EXAMPLES.iface.ifaces[0]!,
         index: 1,
         name: 'Gi0/0/1',
         uplink: true,
         speedMbps: 1000,
         operStatus: 'up',
-        counterBits: 64,
-        inOctets: '1',
-        outOctets: '1',
         inBps,
         outBps: 1e6,
       },
     ],
-  });
+  } satisfies TopicPayloads['iface']);
 
 async function get(url: string, token: string) {
   const res = await fetch(`${server.url}${url}`, { headers: { authorization: `Bearer ${token}` } });

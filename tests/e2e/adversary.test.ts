@@ -31,7 +31,14 @@ import { buildTopic, type Channel } from '../../contracts/topics.js';
 import { testApp } from '../helpers/api.js';
 import { cityRollup } from '../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
-import { closed, connectClient, Mosquitto, startBroker, type UserSpec } from '../helpers/mqtt.js';
+import {
+  closed,
+  connectClient,
+  Mosquitto,
+  shippedMosquittoConfig,
+  startBroker,
+  type UserSpec,
+} from '../helpers/mqtt.js';
 
 /**
  * The adversarial-device suite of issue #12, end to end with real parts: real MQTT clients holding real device
@@ -199,14 +206,7 @@ async function mosquittoNet(list: UserSpec[]): Promise<Net> {
   const shipped = readFileSync(join(repo, 'deploy/compose/mosquitto/mosquitto.conf'), 'utf8');
   expect(shipped.match(/^listener .*$/gm)).toEqual(['listener 1883']);
   expect(shipped).toMatch(/^use_username_as_clientid true$/m);
-  const text = shipped
-    .split('\n')
-    .filter((l) => !/^log_dest /.test(l))
-    .map((l) => (l === 'listener 1883' ? 'listener {{PORT}} 127.0.0.1' : l))
-    .join('\n')
-    .replaceAll('/mosquitto/auth/passwd', passwd)
-    .replaceAll('/mosquitto/config/acl', acl)
-    .replaceAll('/mosquitto/data/', `${data}/`);
+  const text = shippedMosquittoConfig({ passwd, acl, data });
   const broker = await new Mosquitto({
     config: (port) => text.replaceAll('{{PORT}}', String(port)),
     dir,

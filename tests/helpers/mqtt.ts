@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -57,4 +57,25 @@ export function connectClient(url: string, opts: IClientOptions): Promise<MqttCl
 /** Resolves when the client's connection closes. */
 export function closed(c: MqttClient): Promise<void> {
   return new Promise((r) => (c.connected ? c.once('close', () => r()) : r()));
+}
+
+/**
+ * The shipped Mosquitto profile (deploy/compose/mosquitto/mosquitto.conf) for a test: the container's paths
+ * replaced by `files`, no log file, and its one listener moved in place to a loopback port (`{{PORT}}`, filled
+ * by the launcher; listener options apply to the `listener` line above them, so the order must stay).
+ */
+export function shippedMosquittoConfig(files: { passwd: string; acl: string; data: string }): string {
+  const conf = new URL('../../deploy/compose/mosquitto/mosquitto.conf', import.meta.url);
+  const shipped = readFileSync(conf, 'utf8');
+  const listeners = shipped.match(/^listener .*$/gm);
+  if (listeners?.join() !== 'listener 1883')
+    throw new Error(`the shipped mosquitto.conf has listeners ${listeners?.join(', ')}, not one on 1883`);
+  return shipped
+    .split('\n')
+    .filter((l) => !/^log_dest /.test(l))
+    .map((l) => (l === 'listener 1883' ? 'listener {{PORT}} 127.0.0.1' : l))
+    .join('\n')
+    .replaceAll('/mosquitto/auth/passwd', files.passwd)
+    .replaceAll('/mosquitto/config/acl', files.acl)
+    .replaceAll('/mosquitto/data/', `${files.data}/`);
 }
