@@ -11,9 +11,8 @@ import {
 } from 'fastify-type-provider-zod';
 import { Counter } from 'prom-client';
 import { addressKey, FailureLimiter } from '../common/failure-limit.js';
+import { ApiError, sendError } from '../common/http/errors.js';
 import { type AppDeps, JSON_BODY_LIMIT_BYTES } from './http/deps.js';
-import { ApiError, sendError } from './http/errors.js';
-import { alertRoutes } from './routes/alerts.js';
 import { fleetRoutes } from './routes/fleet.js';
 import { registryRoutes } from './routes/registry.js';
 import { reportRoutes } from './routes/reports.js';
@@ -163,6 +162,5 @@ export async function buildApp(deps: AppDeps) {
   await app.register(fleetRoutes, { deps });
   await app.register(reportRoutes, { deps });
   await app.register(registryRoutes, { deps });
-  await app.register(alertRoutes, { deps });
   return app;
 }

@@ -8,6 +8,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
+import { alertsConfigSchema } from '../alerting/service.js';
 import { processConfigSchema, rememberConfigSecrets, runMain } from '../common/cli.js';
 import { ConfigError, loadConfig } from '../common/config.js';
 import { createLogger } from '../common/log.js';
@@ -17,8 +18,7 @@ import { RegistryFileError, RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import { regionPathSchema } from '../contracts/ids.js';
 import { ENTITIES, type EntityName } from '../contracts/registry.js';
-import { alertsConfigSchema } from './alerts/service.js';
-import { Rollup } from './rollup.js';
+import { Rollup } from '../rollup/rollup.js';
 import { ApiServer, apiConfigSchema, importLimits, loadCalendars } from './server.js';
 import { ROLES, type Role, TokenStore, TokensFileError } from './tokens.js';
 

@@ -1,56 +1,21 @@
 import { z } from 'zod';
+import { ERROR_RESPONSES, errorSchema, regionQuery } from '../common/http/schemas.js';
+import { MISMATCH_FIELDS } from '../common/live.js';
 import { regionPathSchema } from '../contracts/ids.js';
 import { DEVICE_KINDS } from '../contracts/messages.js';
 import { AREAS, SCHOOL_LEVELS } from '../contracts/registry.js';
+
+export { ERROR_RESPONSES, errorSchema, regionQuery };
 
 /**
  * Request and response schemas of the API. Responses are plain `z.object`s: serialisation drops any field a
  * schema does not list, so an internal field can never leak into a response.
  */
 
-export const errorSchema = z
-  .object({
-    status: z.literal('error'),
-    code: z.string(),
-    message: z.string(),
-    field: z.string().optional(),
-    issues: z
-      .array(
-        z.object({
-          file: z.string(),
-          row: z.number().optional(),
-          column: z.string().optional(),
-          entity: z.string().optional(),
-          message: z.string(),
-        }),
-      )
-      .optional(),
-    limit: z
-      .object({ name: z.string(), value: z.number() })
-      .optional()
-      .describe('The limit a 413 or 422 exceeded: its configuration key and its value.'),
-  })
-  .describe(
-    'Every error: a stable code (contracts/errors.ts), a message, and the field at fault when known.',
-  );
-
-export const ERROR_RESPONSES = {
-  400: errorSchema,
-  401: errorSchema,
-  403: errorSchema,
-  404: errorSchema,
-  429: errorSchema,
-  500: errorSchema,
-  503: errorSchema,
-} as const;
-
 const int = z.coerce.number().int();
 export const pageQuery = {
   page: int.min(1).default(1).describe('1-based page.'),
   pageSize: int.min(1).max(5_000).default(500),
-};
-export const regionQuery = {
-  region: regionPathSchema.optional().describe("Narrow to a region path within the token's scope."),
 };
 export const formatQuery = {
   format: z.enum(['json', 'csv', 'xlsx']).default('json').describe('json, or a CSV/XLSX download.'),
@@ -167,7 +132,6 @@ export const uplinkLiveSchema = z.object({
 export const liveStateSchema = z.enum(['online', 'offline', 'unknown']);
 
 /** Fields where what a registered device announced can disagree with the registry (api/live.ts). */
-export const MISMATCH_FIELDS = ['region', 'classroom', 'kind'] as const;
 
 export const announcedSchema = z
   .object({ region: z.string().nullable(), classroom: z.string().nullable(), kind: z.string() })

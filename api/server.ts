@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
 import { z } from 'zod';
+import { alertRoutes } from '../alerting/routes.js';
+import { AlertService, type AlertsConfig } from '../alerting/service.js';
 import {
   Calendars,
   calendarsSchema,
@@ -10,19 +12,18 @@ import {
   localMidnightMs,
 } from '../common/calendar.js';
 import { loadConfig } from '../common/config.js';
+import { attainmentPoints } from '../common/figures/attainment.js';
+import { DayCache } from '../common/figures/days.js';
+import { DEFAULT_PROFILE, profileSchema, profileSet } from '../common/figures/profiles.js';
+import { Reports } from '../common/figures/reports.js';
 import type { Service } from '../common/lifecycle.js';
+import { LiveState, liveLimitsSchema } from '../common/live.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
 import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '../common/registry/limits.js';
 import { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
-import { AlertService, type AlertsConfig } from './alerts/service.js';
+import { Rollup } from '../rollup/rollup.js';
 import { buildApp } from './app.js';
-import { attainmentPoints } from './attainment.js';
-import { DayCache } from './days.js';
-import { LiveState, liveLimitsSchema } from './live.js';
-import { DEFAULT_PROFILE, profileSchema, profileSet } from './profiles.js';
-import { Reports } from './reports.js';
-import { Rollup } from './rollup.js';
 import { TokenStore } from './tokens.js';
 
 export const apiConfigSchema = z
@@ -381,7 +382,6 @@ export class ApiServer implements Service {
     this.alerts?.start();
     await this.live.start();
     const app = await buildApp({
-      alerts: this.alerts,
       registry: this.registry,
       calendars: () => this.calendars,
       tokens: this.tokens,
@@ -394,6 +394,7 @@ export class ApiServer implements Service {
       log: deps.log,
       rateLimit: config.rateLimit,
     });
+    await app.register(alertRoutes, { alerts: this.alerts, registry: this.registry });
     const duration = new Histogram({
       name: 'cfm_api_request_duration_seconds',
       help: 'API request latency by route and status.',

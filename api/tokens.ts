@@ -2,23 +2,18 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { type Principal, ROLES, type Role } from '../common/http/principal.js';
 import { FileWatch, JsonFileError, readJsonFileAs, writeFileAtomic } from '../common/json-file.js';
 import { idSchema, regionPathSchema } from '../contracts/ids.js';
+
+export { type Principal, ROLES, type Role } from '../common/http/principal.js';
 
 /**
  * API bearer tokens. A token is 32 random bytes (base64url, prefixed `cfm_` so a leaked one is easy to grep
  * for); only its SHA-256 is stored — a slow password hash buys nothing for 256 random bits and would cost a
  * scrypt per request. Each token has a role and an optional region scope (a region path): a county bureau's
  * token sees only the schools under its county, everywhere.
- *
- * | role    | may                                                                   |
- * | ------- | --------------------------------------------------------------------- |
- * | admin   | everything, including registry import                                  |
- * | ops     | fleet, live bandwidth, attainment, audit, exports                      |
- * | auditor | fleet, attainment, audit, exports (no live stream)                     |
  */
-export const ROLES = ['admin', 'ops', 'auditor'] as const;
-export type Role = (typeof ROLES)[number];
 
 export const tokenRecordSchema = z.strictObject({
   id: idSchema,
@@ -30,14 +25,6 @@ export const tokenRecordSchema = z.strictObject({
 });
 export type TokenRecord = z.infer<typeof tokenRecordSchema>;
 const fileSchema = z.strictObject({ tokens: z.array(tokenRecordSchema) });
-
-export interface Principal {
-  tokenId: string;
-  name: string;
-  role: Role;
-  /** Region path the token is limited to; undefined = every region. */
-  scope: string | undefined;
-}
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 

@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { type DeviceDay, Rollup, usagePoints } from '../api/rollup.js';
 import { ApiServer, apiConfigSchema, loadCalendars } from '../api/server.js';
 import { dateOf, dayNumber, localMidnightMs } from '../common/calendar.js';
 import { silentLogger } from '../common/log.js';
@@ -22,6 +21,7 @@ import { influxConfigSchema, Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
+import { type DeviceDay, Rollup, usagePoints } from '../rollup/rollup.js';
 
 const { values } = parseArgs({
   options: {

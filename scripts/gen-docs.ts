@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { pollerConfigSchema } from '../agents/snmp/poller.js';
-import { alertsConfigSchema } from '../api/alerts/service.js';
+import { alertsConfigSchema } from '../alerting/service.js';
 import { apiConfigSchema } from '../api/server.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';

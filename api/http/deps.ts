@@ -1,13 +1,12 @@
 import type { Logger } from 'pino';
 import type { Registry as PromRegistry } from 'prom-client';
 import type { Calendars } from '../../common/calendar.js';
+import type { Profile } from '../../common/figures/profiles.js';
+import type { Reports } from '../../common/figures/reports.js';
+import type { LiveState } from '../../common/live.js';
 import type { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/index.js';
-import type { AlertService } from '../alerts/service.js';
-import type { LiveState } from '../live.js';
-import type { Profile } from '../profiles.js';
-import type { Reports } from '../reports.js';
-import type { Principal, Role, TokenStore } from '../tokens.js';
+import type { TokenStore } from '../tokens.js';
 
 /**
  * What the routes need, handed to each route plugin as its `deps` option by `buildApp()` (api/app.ts). The
@@ -15,8 +14,6 @@ import type { Principal, Role, TokenStore } from '../tokens.js';
  * other.
  */
 export interface AppDeps {
-  /** The alerting service (absent when alerting is off). */
-  alerts?: AlertService | undefined;
   registry: RegistryStore;
   calendars: () => Calendars;
   tokens: TokenStore;
@@ -35,13 +32,3 @@ export interface AppDeps {
  * bodies here (a silence) are well under 1 KB, so a large body is refused with 413 before it is parsed.
  */
 export const JSON_BODY_LIMIT_BYTES = 64 * 1024;
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    principal: Principal | undefined;
-  }
-  interface FastifyContextConfig {
-    /** Roles allowed; absent = a public route (health, metrics, OpenAPI). */
-    roles?: readonly Role[];
-  }
-}

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ApiError } from '../../common/http/errors.js';
+import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
+import { carriesUplink, registryMismatch, schoolUplink } from '../../common/live.js';
 import type { RegistryIndex } from '../../common/registry/store.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
 import type { Device, School } from '../../contracts/registry.js';
 import type { AppDeps } from '../http/deps.js';
-import { ApiError } from '../http/errors.js';
-import { effectiveScope, READ_ROLES } from '../http/scope.js';
-import { carriesUplink, registryMismatch, schoolUplink } from '../live.js';
 import {
   announcedSchema,
   deviceOutSchema,

@@ -1,12 +1,12 @@
 import ExcelJS from 'exceljs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ApiError } from '../../common/http/errors.js';
 import { ImportError } from '../../common/registry/import.js';
 import { ImportLimitError, LIMIT_KEYS } from '../../common/registry/limits.js';
 import { ENTITIES, type EntityName, SHEETS } from '../../contracts/registry.js';
 import { CONTENT_TYPES } from '../export.js';
 import type { AppDeps } from '../http/deps.js';
-import { ApiError } from '../http/errors.js';
 import { ERROR_RESPONSES, errorSchema } from '../schemas.js';
 
 /** Registry import (all-or-nothing) and export (a workbook that imports back unchanged). */

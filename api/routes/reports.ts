@@ -1,14 +1,20 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type {
+  ClassroomResult,
+  DeviceAudit,
+  Evaluation,
+  RollupRow,
+  SchoolResult,
+} from '../../common/figures/attainment.js';
+import { parsePeriod } from '../../common/figures/reports.js';
+import { ApiError } from '../../common/http/errors.js';
+import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
-import type { ClassroomResult, DeviceAudit, Evaluation, RollupRow, SchoolResult } from '../attainment.js';
 import { CONTENT_TYPES, type ExportColumn, toCsv, toXlsx } from '../export.js';
 import type { AppDeps } from '../http/deps.js';
-import { ApiError } from '../http/errors.js';
-import { effectiveScope, READ_ROLES } from '../http/scope.js';
-import { parsePeriod } from '../reports.js';
 import {
   classroomResultSchema as classroomBaseSchema,
   coverageSchema,

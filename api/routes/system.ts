@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { READ_ROLES } from '../../common/http/scope.js';
 import type { AppDeps } from '../http/deps.js';
-import { READ_ROLES } from '../http/scope.js';
 import { ERROR_RESPONSES } from '../schemas.js';
 
 /** Health, metrics, the OpenAPI document and the profile list. */

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { type CalendarDef, Calendars, localMidnightMs } from '../../common/calendar.js';
 import {
   type Evaluation,
   evaluate,
@@ -12,11 +13,10 @@ import {
   rollups,
   roundHalfAway,
   teachingBuckets,
-} from '../../api/attainment.js';
-import { DayCache } from '../../api/days.js';
-import { type Profile, profileSet } from '../../api/profiles.js';
-import { Reports } from '../../api/reports.js';
-import { type CalendarDef, Calendars, localMidnightMs } from '../../common/calendar.js';
+} from '../../common/figures/attainment.js';
+import { DayCache } from '../../common/figures/days.js';
+import { type Profile, profileSet } from '../../common/figures/profiles.js';
+import { Reports } from '../../common/figures/reports.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import type { AnyPoint } from '../../contracts/influx.js';

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import ExcelJS from 'exceljs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { alertsConfigSchema } from '../../api/alerts/service.js';
+import { alertsConfigSchema } from '../../alerting/service.js';
 import { ApiServer, apiConfigSchema } from '../../api/server.js';
 import { silentLogger } from '../../common/log.js';
 import { endIdleImportWorker } from '../../common/registry/import-run.js';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { channelSchema } from '../../api/alerts/notify.js';
+import { channelSchema } from '../../alerting/notify.js';
 import { createLogger } from '../../common/log.js';
 import {
   configFields,

@@ -1,16 +1,16 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Calendars, dateOf, dayNumber, localMidnightMs } from '../../common/calendar.js';
 import {
   attainmentPoints,
   evaluate,
   loadPeriod,
   lookbackDaysFor,
   teachingBuckets,
-} from '../../api/attainment.js';
-import { DayCache } from '../../api/days.js';
-import { profileSet } from '../../api/profiles.js';
-import { Calendars, dateOf, dayNumber, localMidnightMs } from '../../common/calendar.js';
+} from '../../common/figures/attainment.js';
+import { DayCache } from '../../common/figures/days.js';
+import { profileSet } from '../../common/figures/profiles.js';
 import type { Series, Storage } from '../../common/storage/storage.js';
 import { MEASUREMENTS, UNASSIGNED_REGION } from '../../contracts/influx.js';
 import { DASHBOARDS, DATASOURCE, renderAll, type VariableDef } from '../../dashboards/src/index.js';

@@ -6,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { agentConfigSchema, ClassroomAgent } from '../../agents/classroom/agent.js';
-import { type LiveMessage, LiveState } from '../../api/live.js';
 import { TokenStore } from '../../api/tokens.js';
 import { Broker, type BrokerConfig } from '../../broker/broker.js';
 import { Collector, collectorConfigSchema } from '../../collector/collector.js';
@@ -20,6 +19,7 @@ import {
   localMidnightMs,
   WEEKDAYS,
 } from '../../common/calendar.js';
+import { type LiveMessage, LiveState } from '../../common/live.js';
 import { type Logger, silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';

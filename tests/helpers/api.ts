@@ -1,19 +1,20 @@
 import type { Logger } from 'pino';
 import { Registry as PromRegistry } from 'prom-client';
-import type { AlertService } from '../../api/alerts/service.js';
+import { alertRoutes } from '../../alerting/routes.js';
+import type { AlertService } from '../../alerting/service.js';
 import { buildApp } from '../../api/app.js';
-import { DayCache } from '../../api/days.js';
-import type { LiveState } from '../../api/live.js';
-import { DEFAULT_PROFILE, profileSet } from '../../api/profiles.js';
-import { Reports } from '../../api/reports.js';
 import type { TokenStore } from '../../api/tokens.js';
 import type { Calendars } from '../../common/calendar.js';
+import { DayCache } from '../../common/figures/days.js';
+import { DEFAULT_PROFILE, profileSet } from '../../common/figures/profiles.js';
+import { Reports } from '../../common/figures/reports.js';
+import type { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import type { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 
 /** The API app as the api process builds it, for `inject()` or a loopback listen in tests. */
-export function testApp(deps: {
+export async function testApp(deps: {
   registry: RegistryStore;
   calendars: Calendars;
   tokens: TokenStore;
@@ -26,8 +27,7 @@ export function testApp(deps: {
   timeWindowMs?: number;
   log?: Logger;
 }) {
-  return buildApp({
-    alerts: deps.alerts,
+  const app = await buildApp({
     registry: deps.registry,
     calendars: () => deps.calendars,
     tokens: deps.tokens,
@@ -49,4 +49,6 @@ export function testApp(deps: {
       authFailures: deps.authFailures ?? 30,
     },
   });
+  await app.register(alertRoutes, { alerts: deps.alerts, registry: deps.registry });
+  return app;
 }

@@ -1,10 +1,10 @@
-import { Rollup } from '../../api/rollup.js';
 import { type CalendarDef, type Calendars, localMidnightMs } from '../../common/calendar.js';
 import { silentLogger } from '../../common/log.js';
 import type { RegistryIndex } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import type { AnyPoint } from '../../contracts/influx.js';
 import type { Registry } from '../../contracts/registry.js';
+import { Rollup } from '../../rollup/rollup.js';
 
 /**
  * A small fixture city whose attainment is worked out by hand in tests/api/attainment.test.ts.

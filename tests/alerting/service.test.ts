@@ -5,22 +5,22 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { agentConfigSchema, ClassroomAgent } from '../../../agents/classroom/agent.js';
-import { AlertService, alertsConfigSchema } from '../../../api/alerts/service.js';
-import { LiveState } from '../../../api/live.js';
-import { TokenStore } from '../../../api/tokens.js';
-import { type CalendarDef, Calendars } from '../../../common/calendar.js';
-import { silentLogger } from '../../../common/log.js';
-import { mqttConfigSchema } from '../../../common/mqtt.js';
-import { RegistryStore } from '../../../common/registry/store.js';
-import type { Storage } from '../../../common/storage/storage.js';
-import type { Registry } from '../../../contracts/registry.js';
-import { PjlinkSimulator } from '../../../dev/pjlink-sim.js';
-import { connectPresence } from '../../../dev/presence.js';
-import { testApp } from '../../helpers/api.js';
-import { CITY as FIXTURE } from '../../helpers/city.js';
-import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
-import { Mosquitto } from '../../helpers/mqtt.js';
+import { agentConfigSchema, ClassroomAgent } from '../../agents/classroom/agent.js';
+import { AlertService, alertsConfigSchema } from '../../alerting/service.js';
+import { TokenStore } from '../../api/tokens.js';
+import { type CalendarDef, Calendars } from '../../common/calendar.js';
+import { LiveState } from '../../common/live.js';
+import { silentLogger } from '../../common/log.js';
+import { mqttConfigSchema } from '../../common/mqtt.js';
+import { RegistryStore } from '../../common/registry/store.js';
+import type { Storage } from '../../common/storage/storage.js';
+import type { Registry } from '../../contracts/registry.js';
+import { PjlinkSimulator } from '../../dev/pjlink-sim.js';
+import { connectPresence } from '../../dev/presence.js';
+import { testApp } from '../helpers/api.js';
+import { CITY as FIXTURE } from '../helpers/city.js';
+import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { Mosquitto } from '../helpers/mqtt.js';
 
 /**
  * Alerting end to end on real parts: a real Mosquitto, real MQTT clients that die without a clean disconnect

@@ -2,12 +2,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AlertService, alertsConfigSchema } from '../../../api/alerts/service.js';
-import { LiveState } from '../../../api/live.js';
-import { Calendars } from '../../../common/calendar.js';
-import { silentLogger } from '../../../common/log.js';
-import { RegistryStore } from '../../../common/registry/store.js';
-import { captureLogger } from '../../helpers/influx.js';
+import { AlertService, alertsConfigSchema } from '../../alerting/service.js';
+import { Calendars } from '../../common/calendar.js';
+import { LiveState } from '../../common/live.js';
+import { silentLogger } from '../../common/log.js';
+import { RegistryStore } from '../../common/registry/store.js';
+import { captureLogger } from '../helpers/influx.js';
 
 /**
  * The alert state file on disk: validated when read, the previous file kept as `.bak` on every write, a

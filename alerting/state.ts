@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { idSchema, regionPathSchema } from '../../contracts/ids.js';
+import { idSchema, regionPathSchema } from '../contracts/ids.js';
 import type { Alert, QueuedMessage } from './engine.js';
 import type { DeliveryRecord, Rendered } from './notify.js';
 import { RULE_NAMES, SEVERITIES } from './rules.js';

@@ -1,9 +1,9 @@
-import { type Calendar, type Calendars, dateOf, dayNumber, localDate } from '../common/calendar.js';
-import { entityKey } from '../common/registry/key.js';
-import type { RegistryIndex } from '../common/registry/store.js';
-import { regionWithin } from '../contracts/ids.js';
-import type { PointOf } from '../contracts/influx.js';
-import { type Classroom, DISPLAY_KINDS, type School } from '../contracts/registry.js';
+import { regionWithin } from '../../contracts/ids.js';
+import type { PointOf } from '../../contracts/influx.js';
+import { type Classroom, DISPLAY_KINDS, type School } from '../../contracts/registry.js';
+import { type Calendar, type Calendars, dateOf, dayNumber, localDate } from '../calendar.js';
+import { entityKey } from '../registry/key.js';
+import type { RegistryIndex } from '../registry/store.js';
 import { DayCache, periodBuckets } from './days.js';
 import type { Profile } from './profiles.js';
 

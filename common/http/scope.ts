@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { regionWithin } from '../../contracts/ids.js';
-import type { Role } from '../tokens.js';
 import { ApiError } from './errors.js';
+import type { Role } from './principal.js';
 
 /**
  * The scope a request works in: the token's region scope, narrowed by `?region=` — which must lie within it.

@@ -1,14 +1,15 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { idSchema, regionPathSchema, regionWithin } from '../../contracts/ids.js';
-import type { Alert } from '../alerts/engine.js';
-import { RULE_NAMES } from '../alerts/rules.js';
-import { alertSchema, deliveryRecordSchema, silenceSchema } from '../alerts/state.js';
-import type { AppDeps } from '../http/deps.js';
-import { ApiError } from '../http/errors.js';
-import { effectiveScope, READ_ROLES } from '../http/scope.js';
-import { ERROR_RESPONSES, regionQuery } from '../schemas.js';
+import { ApiError } from '../common/http/errors.js';
+import { ERROR_RESPONSES, regionQuery } from '../common/http/schemas.js';
+import { effectiveScope, READ_ROLES } from '../common/http/scope.js';
+import type { RegistryStore } from '../common/registry/store.js';
+import { idSchema, regionPathSchema, regionWithin } from '../contracts/ids.js';
+import type { Alert } from './engine.js';
+import { RULE_NAMES } from './rules.js';
+import type { AlertService } from './service.js';
+import { alertSchema, deliveryRecordSchema, silenceSchema } from './state.js';
 
 // The API's views of what the state file holds: the same schemas, fewer fields.
 const alertOut = alertSchema.pick({
@@ -42,8 +43,18 @@ const deliveryOut = deliveryRecordSchema.pick({
   lastError: true,
 });
 
-/** Active alerts, history, acknowledgement, silences and the delivery log — all scoped by region. */
-export const alertRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
+export interface AlertRoutesOptions {
+  /** The alerting service; absent: alerting is off, and every route answers 404 saying so. */
+  alerts: AlertService | undefined;
+  /** Where a school lies (scopes) and what a silence may name. */
+  registry: RegistryStore;
+}
+
+/**
+ * Active alerts, history, acknowledgement, silences and the delivery log — all scoped by region. A Fastify
+ * plugin for a host that authenticates (`request.principal`, common/http/principal.ts) and answers `ApiError`s.
+ */
+export const alertRoutes: FastifyPluginAsyncZod<AlertRoutesOptions> = async (app, deps) => {
   const service = () => {
     if (!deps.alerts)
       throw new ApiError(404, 'CFM_API_NOT_FOUND', 'alerting is not enabled (alerts.enabled)');

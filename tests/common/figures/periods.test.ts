@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parsePeriod } from '../../api/reports.js';
-import { Calendars } from '../../common/calendar.js';
-import { CITY_CALENDAR } from '../helpers/city.js';
+import { Calendars } from '../../../common/calendar.js';
+import { parsePeriod } from '../../../common/figures/reports.js';
+import { CITY_CALENDAR } from '../../helpers/city.js';
 
 const cals = new Calendars([
   CITY_CALENDAR,

@@ -1,6 +1,6 @@
-import type { Calendars } from '../common/calendar.js';
-import { dateOf, dayNumber, localDate } from '../common/calendar.js';
-import type { RegistryStore } from '../common/registry/store.js';
+import type { Calendars } from '../calendar.js';
+import { dateOf, dayNumber, localDate } from '../calendar.js';
+import type { RegistryStore } from '../registry/store.js';
 import {
   type Coverage,
   calendarsInUse,

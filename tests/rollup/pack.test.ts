@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type DeviceDay, usagePoints } from '../../api/rollup.js';
+import { type DeviceDay, usagePoints } from '../../rollup/rollup.js';
 
 describe('packed daily usage', () => {
   it('splits a very large school into parts of at most 500 devices, each a string well under 64 KB', () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { type Alert, AlertEngine, type Notification, type Signal } from '../../../api/alerts/engine.js';
-import { DEFAULT_RULES } from '../../../api/alerts/rules.js';
-import { Calendar } from '../../../common/calendar.js';
-import { CITY_CALENDAR } from '../../helpers/city.js';
+import { type Alert, AlertEngine, type Notification, type Signal } from '../../alerting/engine.js';
+import { DEFAULT_RULES } from '../../alerting/rules.js';
+import { Calendar } from '../../common/calendar.js';
+import { CITY_CALENDAR } from '../helpers/city.js';
 
 /**
  * The engine with an exact clock: the calendar of the fixture city (class periods 08:00-08:40 and 08:50-09:30

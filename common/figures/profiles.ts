@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { idSchema } from '../contracts/ids.js';
+import { idSchema } from '../../contracts/ids.js';
 
 /**
  * Standard profiles: versioned, named sets of the thresholds that decide 校校通 and 班班通 attainment. Standards

@@ -1,6 +1,6 @@
-import { dateOf, dayNumber, localMidnightMs } from '../common/calendar.js';
-import { entityKey } from '../common/registry/key.js';
-import { iql, type Storage, timeMs } from '../common/storage/index.js';
+import { dateOf, dayNumber, localMidnightMs } from '../calendar.js';
+import { entityKey } from '../registry/key.js';
+import { iql, type Storage, timeMs } from '../storage/index.js';
 
 /**
  * The daily rollups in memory. A period's figures are sums over its days, and days are shared by every period

@@ -1,10 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { LogThrottle } from '../common/log.js';
-import { type MqttConfig, MqttSession } from '../common/mqtt.js';
-import { entityKey } from '../common/registry/key.js';
-import type { RegistryIndex } from '../common/registry/store.js';
 import {
   type DeviceEvent,
   type DeviceStatus,
@@ -13,7 +9,10 @@ import {
   type Telemetry,
 } from '../contracts/messages.js';
 import { parseTopic, filters as topicFilters } from '../contracts/topics.js';
-import type { MISMATCH_FIELDS } from './schemas.js';
+import { LogThrottle } from './log.js';
+import { type MqttConfig, MqttSession } from './mqtt.js';
+import { entityKey } from './registry/key.js';
+import type { RegistryIndex } from './registry/store.js';
 
 /**
  * Live fleet state from MQTT: every device's last status (births and wills are retained, so a fresh API sees
@@ -490,6 +489,8 @@ export function schoolUplink(live: LiveState, reg: RegistryIndex, school: string
   return best;
 }
 
+/** The fields a device's announcement may disagree with the registry on. */
+export const MISMATCH_FIELDS = ['region', 'classroom', 'kind'] as const;
 export type MismatchField = (typeof MISMATCH_FIELDS)[number];
 
 /**

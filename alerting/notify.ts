@@ -2,8 +2,8 @@ import { createHmac } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { scrubText, secret, secretValues, urlWithSecrets } from '../../common/redact.js';
-import { regionPathSchema, regionWithin } from '../../contracts/ids.js';
+import { scrubText, secret, secretValues, urlWithSecrets } from '../common/redact.js';
+import { regionPathSchema, regionWithin } from '../contracts/ids.js';
 import type { Notification, NotificationItem } from './engine.js';
 import { RULE_TITLES, SEVERITIES, type Severity } from './rules.js';
 

@@ -3,17 +3,10 @@ import { createServer, type Server } from 'node:http';
 import { simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Alert, Notification } from '../../../api/alerts/engine.js';
-import {
-  type Channel,
-  channelSchema,
-  Deliverer,
-  type Names,
-  render,
-  send,
-} from '../../../api/alerts/notify.js';
-import { silentLogger } from '../../../common/log.js';
-import { waitFor } from '../../helpers/influx.js';
+import type { Alert, Notification } from '../../alerting/engine.js';
+import { type Channel, channelSchema, Deliverer, type Names, render, send } from '../../alerting/notify.js';
+import { silentLogger } from '../../common/log.js';
+import { waitFor } from '../helpers/influx.js';
 
 /** A local HTTP receiver: records each request; answers from `replies` in turn (then 200 `{errcode:0}`). */
 async function receiver(replies: { status: number; body: unknown }[] = []) {
