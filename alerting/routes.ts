@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiError } from '../common/http/errors.js';
+import { forward } from '../common/http/forward.js';
 import { ERROR_RESPONSES, regionQuery } from '../common/http/schemas.js';
 import { effectiveScope, READ_ROLES } from '../common/http/scope.js';
 import type { RegistryStore } from '../common/registry/store.js';
@@ -48,6 +49,11 @@ export interface AlertRoutesOptions {
   alerts: AlertService | undefined;
   /** Where a school lies (scopes) and what a silence may name. */
   registry: RegistryStore;
+  /**
+   * A scaled deployment's API instance: the URL of the worker that runs alerting. Each route still
+   * authenticates and validates here, then the worker answers (common/http/forward.ts).
+   */
+  forwardTo?: string;
 }
 
 /**
@@ -55,6 +61,12 @@ export interface AlertRoutesOptions {
  * plugin for a host that authenticates (`request.principal`, common/http/principal.ts) and answers `ApiError`s.
  */
 export const alertRoutes: FastifyPluginAsyncZod<AlertRoutesOptions> = async (app, deps) => {
+  const { forwardTo } = deps;
+  if (forwardTo)
+    // Encapsulated in this plugin: only its routes are forwarded, once authenticated and validated.
+    app.addHook('preHandler', (req, reply) =>
+      forward(forwardTo, req, reply, { what: 'the alerting worker (api.alertsUrl)' }),
+    );
   const service = () => {
     if (!deps.alerts)
       throw new ApiError(404, 'CFM_API_NOT_FOUND', 'alerting is not enabled (alerts.enabled)');

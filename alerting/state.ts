@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { idSchema, regionPathSchema } from '../contracts/ids.js';
+import type { DeliveryRecord } from './deliver.js';
 import type { Alert, QueuedMessage } from './engine.js';
-import type { DeliveryRecord, Rendered } from './notify.js';
+import type { Rendered } from './render.js';
 import { RULE_NAMES, SEVERITIES } from './rules.js';
 
 /**

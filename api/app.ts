@@ -159,8 +159,14 @@ export async function buildApp(deps: AppDeps) {
   });
 
   await app.register(systemRoutes, { deps });
-  await app.register(fleetRoutes, { deps });
-  await app.register(reportRoutes, { deps });
-  await app.register(registryRoutes, { deps });
+  if (deps.routes) {
+    await app.register(fleetRoutes, { deps });
+    await app.register(reportRoutes, { deps });
+    await app.register(registryRoutes, { deps });
+  }
   return app;
 }
+
+export type ApiApp = Awaited<ReturnType<typeof buildApp>>;
+/** Registers more routes on the app (another service's plugin), before it listens. */
+export type RoutePlugin = (app: ApiApp) => Promise<unknown>;

@@ -1,5 +1,7 @@
-// The API process and its tools.
-//   npm run api -- run --config config.yaml
+// The API process and its tools (the composition root of the API process family: api/compose.ts).
+//   npm run api -- run [--role all|api|worker] --config config.yaml
+//       all (default): API + alerting + rollups in one process; api: a stateless API instance of a scaled
+//       deployment; worker: its one alerting and rollup process (docs/deploy-scale-out.md)
 //   npm run api -- tokens add <name> --role admin|ops|auditor [--scope 330000/330100/330106] [--config f]
 //   npm run api -- tokens list | tokens revoke <id>
 //   npm run api -- import <file> [--replace devices,…] [--config f]    (the same all-or-nothing import as the API)
@@ -8,22 +10,28 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import { alertsConfigSchema } from '../alerting/service.js';
 import { processConfigSchema, rememberConfigSecrets, runMain } from '../common/cli.js';
 import { ConfigError, loadConfig } from '../common/config.js';
 import { createLogger } from '../common/log.js';
 import { ImportError } from '../common/registry/import.js';
 import { ImportLimitError } from '../common/registry/limits.js';
 import { RegistryFileError, RegistryStore } from '../common/registry/store.js';
-import { influxConfigSchema, Storage } from '../common/storage/storage.js';
+import { Storage } from '../common/storage/storage.js';
 import { regionPathSchema } from '../contracts/ids.js';
 import { ENTITIES, type EntityName } from '../contracts/registry.js';
 import { Rollup } from '../rollup/rollup.js';
-import { ApiServer, apiConfigSchema, importLimits, loadCalendars } from './server.js';
+import {
+  API_SECTIONS,
+  composeApiProcess,
+  PROCESS_ROLES,
+  type ProcessRole,
+  rollupConfigOf,
+} from './compose.js';
+import { importLimits, loadCalendars } from './server.js';
 import { ROLES, type Role, TokenStore, TokensFileError } from './tokens.js';
 
 const [command, ...rest] = process.argv.slice(2);
-const sections = { influx: influxConfigSchema, api: apiConfigSchema, alerts: alertsConfigSchema };
+const sections = API_SECTIONS;
 
 function fail(message: string): never {
   process.stderr.write(`api: ${message}\n`);
@@ -162,7 +170,7 @@ async function rollup(args: string[]): Promise<void> {
       registry: () => registry.index,
       calendars: () => calendars,
       log,
-      bucketS: c.api.rollup.bucketS,
+      bucketS: rollupConfigOf(c, log).bucketS,
     });
     await r.range(from, to);
   } finally {
@@ -174,19 +182,30 @@ if (command === 'tokens') await tokens(rest);
 else if (command === 'import') await importFiles(rest);
 else if (command === 'rollup') await rollup(rest);
 else if (command === 'run') {
+  // --role is this composition root's own flag; the rest is every process's (--config, --print-config).
+  let role: string = 'all';
+  const args: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === '--role') role = rest[++i] ?? '';
+    else if (a.startsWith('--role=')) role = a.slice('--role='.length);
+    else args.push(a);
+  }
+  if (!(PROCESS_ROLES as readonly string[]).includes(role))
+    fail(`--role must be one of ${PROCESS_ROLES.join(', ')} (default all)`);
   await runMain(
-    'api',
+    role === 'all' ? 'api' : `api-${role}`,
     sections,
     (c, log) => {
-      const storage = new Storage(c.influx, { log });
-      return [
-        { name: 'storage', start: async () => void (await storage.start()), stop: () => storage.stop() },
-        new ApiServer(c.api, { log, storage, alerts: c.alerts }),
-      ];
+      try {
+        return composeApiProcess(role as ProcessRole, c, log).services;
+      } catch (e) {
+        fail(`configuration error: ${(e as Error).message}`);
+      }
     },
-    rest,
+    args,
   );
 } else
   fail(
-    'usage: api run [--config f] | api tokens add|list|revoke … | api import <file> | api rollup --from D --to D',
+    'usage: api run [--role all|api|worker] [--config f] | api tokens add|list|revoke … | api import <file> | api rollup --from D --to D',
   );

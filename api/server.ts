@@ -1,8 +1,6 @@
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
+import { Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
 import { z } from 'zod';
-import { alertRoutes } from '../alerting/routes.js';
-import { AlertService, type AlertsConfig } from '../alerting/service.js';
 import {
   Calendars,
   calendarsSchema,
@@ -12,18 +10,17 @@ import {
   localMidnightMs,
 } from '../common/calendar.js';
 import { loadConfig } from '../common/config.js';
-import { attainmentPoints } from '../common/figures/attainment.js';
 import { DayCache } from '../common/figures/days.js';
 import { DEFAULT_PROFILE, profileSchema, profileSet } from '../common/figures/profiles.js';
 import { Reports } from '../common/figures/reports.js';
 import type { Service } from '../common/lifecycle.js';
 import { LiveState, liveLimitsSchema } from '../common/live.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
+import { urlWithSecrets } from '../common/redact.js';
 import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '../common/registry/limits.js';
 import { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
-import { Rollup } from '../rollup/rollup.js';
-import { buildApp } from './app.js';
+import { buildApp, type RoutePlugin } from './app.js';
 import { TokenStore } from './tokens.js';
 
 export const apiConfigSchema = z
@@ -152,42 +149,16 @@ export const apiConfigSchema = z
       ),
     live: liveLimitsSchema,
     rollup: z
-      .strictObject({
-        enabled: z
-          .boolean()
-          .default(true)
-          .describe('Run the daily rollups here (exactly one API instance should).'),
-        bucketS: z
-          .number()
-          .int()
-          .min(60)
-          .max(3_600)
-          .default(300)
-          .describe("Rollup bucket; at least the agents' and pollers' reporting interval."),
-        lateDays: z
-          .number()
-          .int()
-          .min(0)
-          .max(60)
-          .default(3)
-          .describe('Finished days rolled up again each run.'),
-        everyMs: z
-          .number()
-          .int()
-          .min(60_000)
-          .default(3_600_000)
-          .describe('How often the rollup runs (today included).'),
-        attainmentWindowDays: z
-          .number()
-          .int()
-          .min(0)
-          .max(366)
-          .default(30)
-          .describe(
-            'Each rolled-up day also gets `attainment_day` points (for dashboards): the attainment of this many days ending that day, per profile; 0 = none.',
-          ),
-      })
-      .prefault({}),
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe(
+        'Deprecated: the top-level `rollup` section (its own since #14). Still read when given here — it then wins over `rollup`, with a warning at start.',
+      ),
+    alertsUrl: urlWithSecrets(z.url())
+      .optional()
+      .describe(
+        "A scaled deployment's API instance (`--role api`): the URL of the worker (`--role worker`) that runs alerting; the alert routes (`/v1/alerts…`, `/v1/silences…`) are authenticated here and forwarded there, so every instance answers them alike. Absent on such an instance: they answer 404.",
+      ),
   })
   .prefault({})
   .describe('The API: registry, calendars, attainment and audit reports, live fleet state.');
@@ -204,7 +175,12 @@ export function loadCalendars(file: string): Calendars {
   );
 }
 
-/** The API process: registry, calendars, tokens, live state, reports, the rollup schedule and the HTTP server. */
+/**
+ * The API host: registry, calendars, tokens, the live view, reports and the HTTP server with its routes. What
+ * else runs in the process is the composition root's choice (api/main.ts): it mounts more route plugins
+ * (`mount`) and co-hosts services (`cohost`: started once the files are loaded and before the live view
+ * connects, so they see the broker's retained statuses; stopped after the HTTP server).
+ */
 export class ApiServer implements Service {
   readonly name = 'api';
   readonly registry: RegistryStore;
@@ -213,46 +189,32 @@ export class ApiServer implements Service {
   readonly days: DayCache;
   readonly reports: Reports;
   readonly profiles: ReturnType<typeof profileSet>;
-  readonly rollup: Rollup;
   readonly metrics = new PromRegistry();
-  private calendars: Calendars;
+  /** The calendars as last loaded. */
+  readonly calendars = (): Calendars => this.loadedCalendars;
+  private loadedCalendars = new Calendars([]);
   private app: Awaited<ReturnType<typeof buildApp>> | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private rolling: Promise<void> | undefined;
-  private readonly rollupLast = new Gauge({
-    name: 'cfm_api_rollup_last_success_seconds',
-    help: 'Unix time of the last successful rollup run.',
-    registers: [this.metrics],
-  });
-  private readonly rollupFailures = new Counter({
-    name: 'cfm_api_rollup_failures_total',
-    help: 'Rollup runs that failed (InfluxDB unreachable, …).',
-    registers: [this.metrics],
-  });
-
-  readonly alerts: AlertService | undefined;
+  private readonly mounted: RoutePlugin[] = [];
+  private readonly cohosted: Service[] = [];
 
   constructor(
     readonly config: ApiConfig,
-    private readonly deps: { log: Logger; storage: Storage; now?: () => number; alerts?: AlertsConfig },
+    private readonly deps: {
+      log: Logger;
+      storage: Storage;
+      now?: () => number;
+      /** Serve the fleet, report and registry routes (false: a worker's host, for its own routes only). */
+      routes?: boolean;
+      /** The live view also takes events and telemetry (a co-hosted alerting service needs them). */
+      liveAll?: boolean;
+    },
   ) {
     this.registry = new RegistryStore(config.registryFile, importLimits(config));
     this.tokens = new TokenStore(config.tokensFile, { log: deps.log.child({ part: 'tokens' }) });
-    this.calendars = new Calendars([]);
-    const alerting = deps.alerts?.enabled ?? false;
-    this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), alerting, {
+    this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), deps.liveAll ?? false, {
       registry: () => this.registry.index,
       limits: config.live,
     });
-    this.alerts = alerting
-      ? new AlertService(deps.alerts!, {
-          log: deps.log.child({ part: 'alerts' }),
-          storage: deps.storage,
-          registry: this.registry,
-          calendars: () => this.calendars,
-          live: this.live,
-        })
-      : undefined;
     this.days = new DayCache({
       storage: deps.storage,
       checkEveryMs: config.cacheTtlMs,
@@ -264,58 +226,10 @@ export class ApiServer implements Service {
     this.reports = new Reports({
       days: this.days,
       registry: this.registry,
-      calendars: () => this.calendars,
+      calendars: this.calendars,
       ttlMs: config.cacheTtlMs,
     });
-    this.rollup = new Rollup({
-      storage: deps.storage,
-      registry: () => this.registry.index,
-      calendars: () => this.calendars,
-      log: deps.log.child({ part: 'rollup' }),
-      bucketS: config.rollup.bucketS,
-    });
-    const reports = this.reports;
-    const live = this.live;
-    const days = this.days;
-    const alerts = this.alerts;
-    new Gauge({
-      name: 'cfm_api_alerts_active',
-      help: 'Active alerts by state (pending, firing).',
-      labelNames: ['state'],
-      registers: [this.metrics],
-      collect() {
-        const n = { pending: 0, firing: 0 };
-        for (const a of alerts?.engine.active.values() ?? []) if (a.state !== 'resolved') n[a.state]++;
-        this.set({ state: 'pending' }, n.pending);
-        this.set({ state: 'firing' }, n.firing);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_alert_deliveries',
-      help: 'Notification deliveries since start, by outcome.',
-      labelNames: ['outcome'],
-      registers: [this.metrics],
-      collect() {
-        this.set({ outcome: 'delivered' }, alerts?.deliverer.delivered ?? 0);
-        this.set({ outcome: 'failed' }, alerts?.deliverer.failed ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_alert_state_write_failures',
-      help: 'Alert state-file writes that failed since start (a full disk, permissions).',
-      registers: [this.metrics],
-      collect() {
-        this.set(alerts?.saveFailures ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_alert_state_recovered',
-      help: '1 when the alert state file was malformed at start and its last good copy (<stateFile>.bak) was loaded instead (the log says why).',
-      registers: [this.metrics],
-      collect() {
-        this.set(alerts?.recoveredFrom ? 1 : 0);
-      },
-    });
+    const { reports, live, days } = this;
     new Gauge({
       name: 'cfm_api_rollup_days_loaded',
       help: 'Rolled-up days read from InfluxDB into the day cache since start.',
@@ -374,16 +288,28 @@ export class ApiServer implements Service {
     return a && typeof a === 'object' ? `http://${a.address}:${a.port}` : '';
   }
 
+  /** Adds route plugins (registered after the API's own, before listening). */
+  mount(plugin: RoutePlugin): this {
+    this.mounted.push(plugin);
+    return this;
+  }
+
+  /** Adds a service to run in this process with the API's registry, calendars and live view. */
+  cohost(service: Service): this {
+    this.cohosted.push(service);
+    return this;
+  }
+
   async start(): Promise<void> {
     const { config, deps } = this;
     this.registry.load();
     this.tokens.load();
-    this.calendars = loadCalendars(config.calendarFile);
-    this.alerts?.start();
+    this.loadedCalendars = loadCalendars(config.calendarFile);
+    for (const s of this.cohosted) await s.start();
     await this.live.start();
     const app = await buildApp({
       registry: this.registry,
-      calendars: () => this.calendars,
+      calendars: this.calendars,
       tokens: this.tokens,
       reports: this.reports,
       profiles: this.profiles,
@@ -393,8 +319,9 @@ export class ApiServer implements Service {
       metrics: this.metrics,
       log: deps.log,
       rateLimit: config.rateLimit,
+      routes: deps.routes ?? true,
     });
-    await app.register(alertRoutes, { alerts: this.alerts, registry: this.registry });
+    for (const plugin of this.mounted) await plugin(app);
     const duration = new Histogram({
       name: 'cfm_api_request_duration_seconds',
       help: 'API request latency by route and status.',
@@ -411,7 +338,7 @@ export class ApiServer implements Service {
     await app.listen({ host: config.host, port: config.port });
     this.app = app;
     deps.log.info({ url: this.url, schools: this.registry.index.data.schools.length }, 'api listening');
-    if (config.preloadDays > 0) {
+    if (config.preloadDays > 0 && (deps.routes ?? true)) {
       const today = localDate((deps.now ?? Date.now)());
       const from = dateOf(dayNumber(today) - config.preloadDays);
       const t = performance.now();
@@ -420,58 +347,12 @@ export class ApiServer implements Service {
         (err: unknown) => deps.log.warn({ err }, 'preloading rollups failed; reports load them on demand'),
       );
     }
-    if (config.rollup.enabled) {
-      void this.runRollups();
-      this.timer = setInterval(() => void this.runRollups(), config.rollup.everyMs);
-    }
-  }
-
-  /** Rolls up the last `lateDays` finished days and today so far; never two runs at once. */
-  runRollups(): Promise<void> {
-    this.rolling ??= (async () => {
-      try {
-        const now = (this.deps.now ?? Date.now)();
-        const dates = [
-          ...Rollup.dueDates(now, this.config.rollup.lateDays),
-          ...Rollup.dueDates(now + 86_400_000, 1),
-        ];
-        for (const d of dates) await this.rollup.day(d, now);
-        this.reports.invalidate(dates);
-        await this.writeAttainment(dates.filter((d) => d <= localDate(now)));
-        this.rollupLast.set(Math.round(now / 1000));
-      } catch (err) {
-        this.rollupFailures.inc();
-        this.deps.log.error({ err }, 'rollup failed; next run retries');
-      } finally {
-        this.rolling = undefined;
-      }
-    })();
-    return this.rolling;
-  }
-
-  /**
-   * `attainment_day` for dashboards: for each rolled-up date and each profile, the attainment of the
-   * `attainmentWindowDays` ending that date, evaluated exactly as /v1/attainment evaluates it.
-   */
-  private async writeAttainment(dates: readonly string[]): Promise<void> {
-    const windowDays = this.config.rollup.attainmentWindowDays;
-    if (windowDays === 0) return;
-    for (const to of dates) {
-      const period = { from: dateOf(dayNumber(to) - windowDays + 1), to };
-      for (const profile of this.profiles.values()) {
-        const ev = await this.reports.evaluation(period, profile);
-        this.deps.storage.write(attainmentPoints(ev, this.registry.index, localMidnightMs(to)));
-      }
-    }
-    await this.deps.storage.flush();
   }
 
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    await this.rolling;
-    await this.registry.stop();
     await this.app?.close();
+    for (const s of [...this.cohosted].reverse()) await s.stop();
+    await this.registry.stop();
     await this.live.stop();
-    await this.alerts?.stop();
   }
 }

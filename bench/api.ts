@@ -199,7 +199,6 @@ try {
       registryFile: regFile,
       tokensFile: join(dir, 'tokens.json'),
       calendarFile: CALENDAR,
-      rollup: { enabled: false },
       preloadDays: 0, // measure the cold first request honestly
       rateLimit: { max: 1_000_000 },
     }),

@@ -20,6 +20,7 @@ export const SECTION_NAMES = [
   'poller',
   'api',
   'alerts',
+  'rollup',
 ] as const;
 
 export function processConfigSchema<S extends z.ZodRawShape>(sections: S) {

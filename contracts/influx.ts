@@ -112,7 +112,7 @@ export const MEASUREMENTS = {
     fields: { message: 'string', details: 'string' },
   },
   usage_day: {
-    doc: 'Rollup (api/rollup.ts): one point per registered classroom device per teaching day, at local midnight. Counts of rollup buckets (bucket_s) in teaching time; a period is used when in use for at least half of it.',
+    doc: 'Rollup (rollup/rollup.ts): one point per registered classroom device per teaching day, at local midnight. Counts of rollup buckets (bucket_s) in teaching time; a period is used when in use for at least half of it.',
     tags: [...STANDARD_TAGS],
     fields: {
       bucket_s: 'int',
@@ -128,12 +128,12 @@ export const MEASUREMENTS = {
     },
   },
   usage_packed_day: {
-    doc: 'Rollup (api/rollup.ts): usage_day of one school packed into a string (`device:online,on,use,faulty,periods_used|…`, ≤ 500 devices per part) for the API, which reads a whole city day as one row per school.',
+    doc: 'Rollup (rollup/rollup.ts): usage_day of one school packed into a string (`device:online,on,use,faulty,periods_used|…`, ≤ 500 devices per part) for the API, which reads a whole city day as one row per school.',
     tags: ['region', 'school', 'part'],
     fields: { devices: 'string', n: 'int', parts: 'int', bucket_s: 'int' },
   },
   uplink_day: {
-    doc: "Rollup (api/rollup.ts): one point per school per teaching day from its uplink interface: buckets in teaching time, with data, up, and above 50…90 % utilisation (either direction); the day's 95th percentile.",
+    doc: "Rollup (rollup/rollup.ts): one point per school per teaching day from its uplink interface: buckets in teaching time, with data, up, and above 50…90 % utilisation (either direction); the day's 95th percentile.",
     tags: ['region', 'school'],
     fields: {
       bucket_s: 'int',
@@ -150,7 +150,7 @@ export const MEASUREMENTS = {
     },
   },
   alert: {
-    doc: 'Alert notifications (api/alerts): one point each time an alert is notified — fired, reminded or resolved — for dashboards. `firing` is 1 for fired and reminded, 0 for resolved; `affected` counts the devices an uplink outage names.',
+    doc: 'Alert notifications (alerting/): one point each time an alert is notified — fired, reminded or resolved — for dashboards. `firing` is 1 for fired and reminded, 0 for resolved; `affected` counts the devices an uplink outage names.',
     tags: ['region', 'school', 'device', 'rule', 'severity', 'subject'],
     fields: {
       kind: 'string',
@@ -162,7 +162,7 @@ export const MEASUREMENTS = {
     },
   },
   attainment_day: {
-    doc: 'Rollup (api/server.ts after each rollup run): per school, standard profile and rolled-up day, the attainment of the window of `window_days` days ending that day, as /v1/attainment computes it — for dashboards. `judged` is 1 when the window had teaching time (the school counts in every ratio), else 0 and `xxt` (校校通, 1/0) is absent. Names are tags so dashboards can show them.',
+    doc: 'Rollup (rollup/service.ts after each rollup run): per school, standard profile and rolled-up day, the attainment of the window of `window_days` days ending that day, as /v1/attainment computes it — for dashboards. `judged` is 1 when the window had teaching time (the school counts in every ratio), else 0 and `xxt` (校校通, 1/0) is absent. Names are tags so dashboards can show them.',
     tags: ['region', 'region_name', 'school', 'school_name', 'area', 'level', 'profile'],
     fields: {
       window_days: 'int',
@@ -182,7 +182,7 @@ export const MEASUREMENTS = {
     },
   },
   rollup_day: {
-    doc: 'Rollup (api/rollup.ts): one point per rolled-up day: what it covered and when it ran.',
+    doc: 'Rollup (rollup/rollup.ts): one point per rolled-up day: what it covered and when it ran.',
     tags: [],
     fields: { devices: 'int', schools: 'int', duration_ms: 'float', bucket_s: 'int' },
   },

@@ -4,7 +4,8 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { pollerConfigSchema } from '../agents/snmp/poller.js';
-import { alertsConfigSchema } from '../alerting/service.js';
+import { alertsConfigSchema } from '../alerting/config.js';
+import { rollupConfigSchema } from '../rollup/config.js';
 import { apiConfigSchema } from '../api/server.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
@@ -26,6 +27,7 @@ export const ALL_SECTIONS = {
   poller: pollerConfigSchema,
   api: apiConfigSchema,
   alerts: alertsConfigSchema,
+  rollup: rollupConfigSchema,
 };
 
 export const GENERATED_DOCS: Record<string, () => string> = {

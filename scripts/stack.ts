@@ -14,8 +14,7 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { agentConfigSchema, ClassroomAgent } from '../agents/classroom/agent.js';
 import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
-import { alertsConfigSchema } from '../alerting/service.js';
-import { ApiServer, apiConfigSchema } from '../api/server.js';
+import { API_SECTIONS, composeApiProcess } from '../api/compose.js';
 import { Broker, brokerConfigSchema } from '../broker/broker.js';
 import { CredentialStore } from '../broker/credentials.js';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
@@ -226,19 +225,19 @@ try {
   });
   await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
   service('webhook', () => new Promise<void>((resolve) => hook.close(() => resolve())));
-  const api = new ApiServer(
-    apiConfigSchema.parse({
-      port: opts.apiPort,
-      registryFile,
-      tokensFile: file('api-tokens.json'),
-      calendarFile,
-      mqtt: { url, username: 'api', password: apiSecret },
+  const apiProcess = composeApiProcess(
+    'all',
+    processConfigSchema(API_SECTIONS).parse({
+      influx: config.influx,
+      api: {
+        port: opts.apiPort,
+        registryFile,
+        tokensFile: file('api-tokens.json'),
+        calendarFile,
+        mqtt: { url, username: 'api', password: apiSecret },
+      },
       rollup: { everyMs: 600_000, lateDays: dayNumber(today) - dayNumber(from) },
-    }),
-    {
-      log,
-      storage,
-      alerts: alertsConfigSchema.parse({
+      alerts: {
         stateFile: file('alerts.json'),
         groupWaitS: 10,
         channels: [
@@ -248,9 +247,12 @@ try {
             url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/`,
           },
         ],
-      }),
-    },
+      },
+    }),
+    log,
+    { storage },
   );
+  const api = apiProcess.server;
   const adminToken = api.tokens.load().add('quickstart admin', 'admin').token;
   await api.start();
   services.push(api);
@@ -335,7 +337,7 @@ try {
   process.stdout.write('\n');
 
   step('rolling up the history (the API does this every 10 minutes from now on)');
-  await api.runRollups();
+  await apiProcess.rollup?.run();
 
   const schoolName = (id: string) => plan.schools.find((s) => s.id === id)?.name ?? id;
   console.log(`
@@ -394,7 +396,7 @@ Where to look
         if (api.live.device(s.id, r.device)?.state === 'online') online++;
         else offline.set(s.id, (offline.get(s.id) ?? 0) + 1);
       }
-    const firing = [...(api.alerts?.engine.active.values() ?? [])].filter((a) => a.state === 'firing');
+    const firing = [...(apiProcess.alerts?.engine.active.values() ?? [])].filter((a) => a.state === 'firing');
     const off = [...offline].map(([id, n]) => `${schoolName(id)} ${n}`).join(', ');
     const c = congested ? api.live.uplink(congested.id, congested.router) : undefined;
     const cMbps = c?.inBps

@@ -25,6 +25,8 @@ export interface AppDeps {
   metrics: PromRegistry;
   log: Logger;
   rateLimit: { max: number; timeWindowMs: number; authFailures: number };
+  /** Serve the fleet, report and registry routes (false: only health, metrics and mounted plugins). */
+  routes: boolean;
 }
 
 /**

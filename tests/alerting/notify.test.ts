@@ -3,8 +3,10 @@ import { createServer, type Server } from 'node:http';
 import { simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type Channel, channelSchema, send } from '../../alerting/channels/index.js';
+import { Deliverer } from '../../alerting/deliver.js';
 import type { Alert, Notification } from '../../alerting/engine.js';
-import { type Channel, channelSchema, Deliverer, type Names, render, send } from '../../alerting/notify.js';
+import { type Names, render } from '../../alerting/render.js';
 import { silentLogger } from '../../common/log.js';
 import { waitFor } from '../helpers/influx.js';
 
@@ -112,7 +114,10 @@ describe('robots and webhooks, against local receivers', () => {
 
   it('WeCom group robot: markdown', async () => {
     const rx = await receiver();
-    await send(parse({ kind: 'wecom', name: 'w', url: `${rx.url}/cgi-bin/webhook/send?key=K` }), r);
+    await send(parse({ kind: 'wecom', name: 'w', url: `${rx.url}/cgi-bin/webhook/send?key=K` }), r, {
+      timeoutMs: 5_000,
+      now: Date.now(),
+    });
     expect(rx.got).toEqual([
       {
         url: '/cgi-bin/webhook/send?key=K',
@@ -132,8 +137,7 @@ describe('robots and webhooks, against local receivers', () => {
         secret: 'SEC0123456789',
       }),
       r,
-      5_000,
-      now,
+      { timeoutMs: 5_000, now },
     );
     const u = new URL(rx.got[0]!.url, 'http://x');
     expect(u.searchParams.get('access_token')).toBe('T');
@@ -153,8 +157,7 @@ describe('robots and webhooks, against local receivers', () => {
     await send(
       parse({ kind: 'feishu', name: 'f', url: `${rx.url}/open-apis/bot/v2/hook/H`, secret: 'fsec' }),
       r,
-      5_000,
-      now,
+      { timeoutMs: 5_000, now },
     );
     const ts = Math.floor(now / 1000);
     expect(rx.got[0]!.body).toEqual({
@@ -167,7 +170,10 @@ describe('robots and webhooks, against local receivers', () => {
 
   it('generic webhook: the notification as JSON', async () => {
     const rx = await receiver();
-    await send(parse({ kind: 'webhook', name: 'h', url: `${rx.url}/hook` }), r);
+    await send(parse({ kind: 'webhook', name: 'h', url: `${rx.url}/hook` }), r, {
+      timeoutMs: 5_000,
+      now: Date.now(),
+    });
     expect(rx.got[0]!.body).toMatchObject({
       version: 1,
       school: 'A',
@@ -253,7 +259,10 @@ describe('e-mail over SMTP, against a local SMTP receiver', () => {
       from: 'cfm@edu.example',
       to: ['oncall@edu.example'],
     });
-    await send(channel, render(outage, names, 'https://monitor.edu.example'));
+    await send(channel, render(outage, names, 'https://monitor.edu.example'), {
+      timeoutMs: 5_000,
+      now: Date.now(),
+    });
     expect(mails).toHaveLength(1);
     expect(mails[0]).toMatchObject({ from: 'cfm@edu.example', to: ['oncall@edu.example'] });
     const parsed = await simpleParser(mails[0]!.raw);

@@ -6,8 +6,9 @@ import { promisify } from 'node:util';
 import ExcelJS from 'exceljs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { alertsConfigSchema } from '../../alerting/service.js';
-import { ApiServer, apiConfigSchema } from '../../api/server.js';
+import { API_SECTIONS, composeApiProcess } from '../../api/compose.js';
+import type { ApiServer } from '../../api/server.js';
+import { processConfigSchema } from '../../common/cli.js';
 import { silentLogger } from '../../common/log.js';
 import { endIdleImportWorker } from '../../common/registry/import-run.js';
 import type { Storage } from '../../common/storage/storage.js';
@@ -63,22 +64,24 @@ interface Body {
 async function startApi(name: string, api: Record<string, unknown> = {}): Promise<Api> {
   const registryFile = join(dir, `${name}-registry.json`);
   writeFileSync(join(dir, `${name}-city.yaml`), stringify(CITY));
-  const server = new ApiServer(
-    apiConfigSchema.parse({
-      host: '127.0.0.1',
-      port: 0,
-      registryFile,
-      tokensFile: join(dir, `${name}-tokens.json`),
-      calendarFile: join(dir, 'calendar.yaml'),
-      preloadDays: 0,
+  // As `npm run api -- run` composes it: the API with alerting (whose silences route has a body limit too).
+  const { server } = composeApiProcess(
+    'all',
+    processConfigSchema(API_SECTIONS).parse({
+      api: {
+        host: '127.0.0.1',
+        port: 0,
+        registryFile,
+        tokensFile: join(dir, `${name}-tokens.json`),
+        calendarFile: join(dir, 'calendar.yaml'),
+        preloadDays: 0,
+        ...api,
+      },
       rollup: { enabled: false },
-      ...api,
+      alerts: { stateFile: join(dir, `${name}-alerts.json`) },
     }),
-    {
-      log: silentLogger(),
-      storage,
-      alerts: alertsConfigSchema.parse({ stateFile: join(dir, `${name}-alerts.json`) }),
-    },
+    silentLogger(),
+    { storage },
   );
   await server.registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(CITY)) }]);
   await server.start();

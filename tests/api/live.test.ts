@@ -91,7 +91,6 @@ beforeAll(async () => {
       tokensFile: join(dir, 'tokens.json'),
       calendarFile: join(dir, 'calendar.yaml'),
       preloadDays: 0,
-      rollup: { enabled: false },
       mqtt: { url: broker.url, username: 'api', password: broker.secrets.api },
       live: { maxUnassignedPerSchool: PER_SCHOOL, maxUnassignedDevices: TOTAL },
     }),

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ApiServer, apiConfigSchema } from '../../api/server.js';
+import { API_SECTIONS, composeApiProcess } from '../../api/compose.js';
+import type { ApiServer } from '../../api/server.js';
+import { processConfigSchema } from '../../common/cli.js';
 import { silentLogger } from '../../common/log.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { CITY, CITY_CALENDAR, writeCity } from '../helpers/city.js';
@@ -91,18 +93,24 @@ describe('the api process and its tools', () => {
   }, 60_000);
 
   it('runs: rolls up on start, serves reports, health and metrics', async () => {
-    server = new ApiServer(
-      apiConfigSchema.parse({
-        port: 0,
-        registryFile: join(dir, 'registry.json'),
-        tokensFile: join(dir, 'tokens.json'),
-        calendarFile: join(dir, 'calendar.yaml'),
+    // The process `npm run api -- run` starts (role all): the API with the rollups and alerting.
+    server = composeApiProcess(
+      'all',
+      processConfigSchema(API_SECTIONS).parse({
+        api: {
+          port: 0,
+          registryFile: join(dir, 'registry.json'),
+          tokensFile: join(dir, 'tokens.json'),
+          calendarFile: join(dir, 'calendar.yaml'),
+        },
         // A week's window: the points at Sunday 11 October cover ISO week 41, which the API is asked for below.
         rollup: { lateDays: 3, attainmentWindowDays: 7 },
+        alerts: { stateFile: join(dir, 'alerts.json') },
       }),
+      silentLogger(),
       // "Now" is the Sunday after the fixture week: the run rolls up Thu 8 … Sat 10 and Sunday so far.
-      { log: silentLogger(), storage, now: () => Date.parse('2026-10-11T12:00:00+08:00') },
-    );
+      { storage, now: () => Date.parse('2026-10-11T12:00:00+08:00') },
+    ).server;
     await server.start();
     const token = server.tokens.add('ops', 'ops').token;
     server.tokens.load();

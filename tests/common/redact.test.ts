@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { channelSchema } from '../../alerting/notify.js';
+import { channelSchema } from '../../alerting/channels/index.js';
 import { createLogger } from '../../common/log.js';
 import {
   configFields,
@@ -24,6 +24,7 @@ const ALL = z.strictObject(ALL_SECTIONS);
  */
 const EXPECTED_SECRETS = {
   'influx.url': 'url',
+  'api.alertsUrl': 'url',
   'influx.token': 'value',
   'influx.password': 'value',
   'collector.mqtt.url': 'url',

@@ -139,8 +139,8 @@ function baseConfig(influxUrl: string): Record<string, unknown> {
       tokensFile: join(dir, 'api-tokens.json'),
       mqtt: mqtt('api'),
       preloadDays: 0,
-      rollup: { enabled: false },
     },
+    rollup: { enabled: false },
     alerts: {
       stateFile: join(dir, 'alerts-state.json'),
       delivery: { maxAttempts: 1 },

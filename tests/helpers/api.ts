@@ -48,6 +48,7 @@ export async function testApp(deps: {
       timeWindowMs: deps.timeWindowMs ?? 60_000,
       authFailures: deps.authFailures ?? 30,
     },
+    routes: true,
   });
   await app.register(alertRoutes, { alerts: deps.alerts, registry: deps.registry });
   return app;

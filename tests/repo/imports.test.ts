@@ -8,8 +8,8 @@ import { describe, expect, it } from 'vitest';
  * The layering of the house, checked on every import (static, `export … from`, side-effect and dynamic), as
  * TypeScript's own pre-processor reads them:
  * contracts → zod only; common → contracts; each service → contracts and common, never another service;
- * a composition root (a service's `main.ts`: the process it starts) → any service; dev, tests, bench and
- * scripts → anything, and nothing at run time imports them.
+ * a composition root (a service's `main.ts`, the process it starts, and `compose.ts`, what runs in it) → any
+ * service; dev, tests, bench and scripts → anything, and nothing at run time imports them.
  */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SERVICES = ['broker', 'agents', 'collector', 'alerting', 'rollup', 'api', 'dashboards'];
@@ -26,8 +26,9 @@ const ALLOWED: Record<string, string[]> = {
 const CONTRACT_PACKAGES = ['zod'];
 
 /** A composition root decides what runs in one process; it may wire several services together. */
+const ROOT_FILES = ['main.ts', 'compose.ts'];
 const isCompositionRoot = (file: string) =>
-  basename(file) === 'main.ts' && SERVICES.includes(relative(ROOT, file).split(sep)[0]!);
+  ROOT_FILES.includes(basename(file)) && SERVICES.includes(relative(ROOT, file).split(sep)[0]!);
 
 function sources(dir: string): string[] {
   const out: string[] = [];
@@ -70,7 +71,7 @@ function violations(folder: string): string[] {
 
 describe('layering', () => {
   for (const folder of FOLDERS)
-    it(`${folder}/ imports only ${[folder, ...ALLOWED[folder]!].join(', ')}${folder === 'contracts' ? ' and zod' : ''}${SERVICES.includes(folder) ? ' (its main.ts: any service)' : ''}`, () => {
+    it(`${folder}/ imports only ${[folder, ...ALLOWED[folder]!].join(', ')}${folder === 'contracts' ? ' and zod' : ''}${SERVICES.includes(folder) ? ' (its main.ts, compose.ts: any service)' : ''}`, () => {
       expect(violations(folder)).toEqual([]);
     });
 
@@ -81,11 +82,16 @@ describe('layering', () => {
     expect(all.some((s) => s.startsWith('../') && s.includes('contracts/'))).toBe(true);
   });
 
-  it('nothing imports a composition root (a main.ts is where a process starts, not a library)', () => {
+  it('nothing imports a main.ts (where a process starts), and only composition roots, dev, tests, bench and scripts import a compose.ts', () => {
     const bad = [...FOLDERS, ...ANY].flatMap((f) =>
       sources(join(ROOT, f)).flatMap((file) =>
         importsOf(file)
-          .filter((s) => s.startsWith('.') && basename(s) === 'main.js')
+          .filter(
+            (s) =>
+              s.startsWith('.') &&
+              (basename(s) === 'main.js' ||
+                (basename(s) === 'compose.js' && !isCompositionRoot(file) && !ANY.includes(f))),
+          )
           .map((s) => `${relative(ROOT, file)} → ${s}`),
       ),
     );

@@ -1,0 +1,256 @@
+import { carriesUplink, type LiveMessage } from '../common/live.js';
+import { entityKey } from '../common/registry/key.js';
+import type { RegistryIndex } from '../common/registry/store.js';
+import type { Signal } from './engine.js';
+import type { Rule, RuleName } from './rules.js';
+
+/** Display fault subjects: the agent's PJLink error parts and the telemetry checks. */
+const FAULT_SUBJECTS = new Set([
+  'fan',
+  'lamp',
+  'temperature',
+  'cover',
+  'filter',
+  'other',
+  'display',
+  'touch',
+  'lamp_hours',
+  'temperature_c',
+]);
+
+const isNetwork = (kind: string) => kind === 'router' || kind === 'switch' || kind === 'ap';
+
+/**
+ * What live messages mean for the alert engine: each message in, the engine signals it implies out — no I/O,
+ * no clock but the messages' own, so every case is a row of a table (tests/alerting/signals.test.ts).
+ *
+ * It remembers what a single message cannot say: which device of a school without a registered uplink device
+ * carries its uplink, whether that uplink is down over SNMP and/or by its interface status, the newest
+ * telemetry timestamp per device (replays are older) and when each connected device last reported (data gaps).
+ *
+ * Identity: a device is (school, device). A school the registry does not know has no calendar and no names,
+ * and a device its school does not register is nobody's (listed by `GET /v1/devices/unassigned`): neither
+ * raises anything, nor stands for another school's device of the same id.
+ */
+export class Signals {
+  /** Per school without a registered uplink device: its registered router/switch carrying the uplink. */
+  private readonly uplinkDevice = new Map<string, string>();
+  /** Per `entityKey(school, device)`: the newest telemetry timestamp seen. */
+  private readonly newestTs = new Map<string, number>();
+  /** Per school: the uplink is unreachable over SNMP, and/or its interface is not up. */
+  private readonly uplinkFlags = new Map<string, { snmp: boolean; oper: boolean }>();
+  /** Per `entityKey(school, device)`: last telemetry (ms) and its promised heartbeat. */
+  private readonly lastSeen = new Map<
+    string,
+    { school: string; device: string; atMs: number; heartbeatS: number }
+  >();
+
+  constructor(private readonly rules: Record<RuleName, Rule>) {}
+
+  /** The signals one live message implies (none for what the registry does not know). */
+  from(m: LiveMessage, reg: RegistryIndex): Signal[] {
+    if (!reg.schools.has(m.school)) return [];
+    const registered = reg.device(m.school, m.device);
+    if (!registered) return [];
+    const out: Signal[] = [];
+    switch (m.channel) {
+      case 'status':
+        // Routers are judged by SNMP reachability, not by the poller's birth; the registry says what it is.
+        if (!isNetwork(registered.kind)) this.status(m, out);
+        break;
+      case 'iface':
+        this.iface(m, reg, out);
+        break;
+      case 'event':
+        this.event(m, reg, out);
+        break;
+      case 'telemetry':
+        this.telemetry(m, out);
+        break;
+    }
+    return out;
+  }
+
+  /** Telemetry silence from a device that is still connected: `gapFactor` heartbeats without a reading. */
+  gaps(now: number): Signal[] {
+    const factor = this.rules.data_gap.gapFactor ?? 5;
+    const out: Signal[] = [];
+    for (const s of this.lastSeen.values())
+      if (now - s.atMs > factor * s.heartbeatS * 1000)
+        out.push(
+          cond(
+            'data_gap',
+            s.school,
+            s.device,
+            undefined,
+            true,
+            now,
+            `${Math.round((now - s.atMs) / 1000)} 秒没有数据`,
+          ),
+        );
+    return out;
+  }
+
+  private status(m: Extract<LiveMessage, { channel: 'status' }>, out: Signal[]): void {
+    const key = entityKey(m.school, m.device);
+    const offline = m.message.state === 'offline';
+    if (offline) {
+      // Whatever the reason, a device that is gone has no "missing data" of its own to report.
+      this.lastSeen.delete(key);
+      out.push(cond('data_gap', m.school, m.device, undefined, false, m.atMs));
+    }
+    // A clean shutdown is a teacher switching off; a replayed (retained) status is an old state, not news.
+    if (offline && m.message.reason === 'shutdown') {
+      out.push(cond('device_offline', m.school, m.device, undefined, false, m.atMs));
+      return;
+    }
+    if (offline && m.retained) return;
+    out.push(
+      cond(
+        'device_offline',
+        m.school,
+        m.device,
+        undefined,
+        offline,
+        m.atMs,
+        offline ? `MQTT 连接断开（${m.message.reason ?? 'will'}）` : undefined,
+      ),
+    );
+    if (!offline)
+      this.lastSeen.set(key, {
+        school: m.school,
+        device: m.device,
+        atMs: m.atMs,
+        heartbeatS: m.message.heartbeatS ?? 60,
+      });
+  }
+
+  private iface(m: Extract<LiveMessage, { channel: 'iface' }>, reg: RegistryIndex, out: Signal[]): void {
+    const up = m.message.ifaces.find((i) => i.uplink);
+    // Only the school's own uplink device speaks for its uplink (and so inhibits its classrooms).
+    if (!up || !carriesUplink(reg, m.school, m.device)) return;
+    this.uplinkDevice.set(m.school, m.device);
+    // A reading proves the router answers, even if its `recovered` event was lost.
+    out.push(this.uplink(m.school, 'snmp', false, m.atMs, ''));
+    out.push(
+      this.uplink(
+        m.school,
+        'oper',
+        up.operStatus !== 'up',
+        m.atMs,
+        `出口接口 ${up.name} 状态 ${up.operStatus}`,
+      ),
+    );
+    const speedBps = (up.speedMbps ?? 0) * 1e6;
+    if (speedBps > 0 && up.inBps !== null && up.outBps !== null) {
+      const pct = (100 * Math.max(up.inBps, up.outBps)) / speedBps;
+      const threshold = this.rules.uplink_saturated.thresholdPct ?? 90;
+      out.push(
+        cond(
+          'uplink_saturated',
+          m.school,
+          m.device,
+          undefined,
+          pct >= threshold,
+          m.atMs,
+          `利用率 ${pct.toFixed(0)} %（阈值 ${threshold} %）`,
+        ),
+      );
+    }
+  }
+
+  private event(m: Extract<LiveMessage, { channel: 'event' }>, reg: RegistryIndex, out: Signal[]): void {
+    const e = m.message;
+    if (e.type === 'reboot') {
+      out.push({
+        kind: 'instant',
+        rule: 'device_rebooted',
+        school: m.school,
+        device: m.device,
+        atMs: m.atMs,
+        message: e.message,
+      });
+    } else if ((e.type === 'unreachable' || e.type === 'recovered') && e.subject === 'snmp') {
+      // The school's uplink device: as registered, else its registered router whose readings carry the uplink.
+      const uplinkDevice = reg.schools.get(m.school)?.uplinkDevice ?? this.uplinkDevice.get(m.school);
+      const down = e.type === 'unreachable';
+      out.push(
+        uplinkDevice === m.device
+          ? this.uplink(m.school, 'snmp', down, m.atMs, e.message)
+          : cond('snmp_unreachable', m.school, m.device, undefined, down, m.atMs, e.message),
+      );
+    } else if (e.type === 'fault' || e.type === 'fault_cleared') {
+      // Subjects are a known list: a device inventing new ones must not grow the active set without bound.
+      const subject = e.subject && FAULT_SUBJECTS.has(e.subject) ? e.subject : 'other';
+      out.push(cond('display_fault', m.school, m.device, subject, e.type === 'fault', m.atMs, e.message));
+    } else if (e.type === 'clock_skew') {
+      out.push(cond('clock_skew', m.school, m.device, undefined, true, m.atMs, e.message));
+    }
+  }
+
+  private telemetry(m: Extract<LiveMessage, { channel: 'telemetry' }>, out: Signal[]): void {
+    const t = m.message;
+    const key = entityKey(m.school, m.device);
+    const heartbeatS = this.lastSeen.get(key)?.heartbeatS ?? 60;
+    this.lastSeen.set(key, { school: m.school, device: m.device, atMs: m.atMs, heartbeatS });
+    out.push(cond('data_gap', m.school, m.device, undefined, false, m.atMs));
+    // Readings replayed from a spool after an outage are old by design: only a current reading is judged.
+    const newest = this.newestTs.get(key) ?? 0;
+    if (t.ts < newest || m.atMs - t.ts > 2 * heartbeatS * 1000) {
+      this.newestTs.set(key, Math.max(t.ts, newest));
+      return;
+    }
+    this.newestTs.set(key, t.ts);
+    // A clock ahead of ours (the replay test above catches one behind by more than two heartbeats).
+    const skewS = (t.ts - m.atMs) / 1000;
+    out.push(
+      cond(
+        'clock_skew',
+        m.school,
+        m.device,
+        undefined,
+        Math.abs(skewS) > (this.rules.clock_skew.skewMaxS ?? 120),
+        m.atMs,
+        `设备时钟偏差 ${skewS.toFixed(0)} 秒`,
+      ),
+    );
+    const d = t.display;
+    if (!d) return;
+    const fault = (subject: string, active: boolean, message: string) =>
+      out.push(cond('display_fault', m.school, m.device, subject, active, m.atMs, message));
+    const lampMax = this.rules.display_fault.lampHoursMax ?? 4_000;
+    if (d.lampHours !== undefined)
+      fault('lamp_hours', d.lampHours > lampMax, `灯泡累计 ${d.lampHours} 小时，超过 ${lampMax}`);
+    const tMax = this.rules.display_fault.temperatureMaxC ?? 70;
+    if (d.temperatureC !== undefined)
+      fault('temperature_c', d.temperatureC > tMax, `温度 ${d.temperatureC} °C，超过 ${tMax} °C`);
+    if (d.touchOk !== undefined) fault('touch', !d.touchOk, '触控无响应');
+  }
+
+  /** The school's uplink is down while either SNMP says unreachable or its interface is not up. */
+  private uplink(
+    school: string,
+    which: 'snmp' | 'oper',
+    bad: boolean,
+    atMs: number,
+    message: string,
+  ): Signal {
+    const f = this.uplinkFlags.get(school) ?? { snmp: false, oper: false };
+    f[which] = bad;
+    this.uplinkFlags.set(school, f);
+    const down = f.snmp || f.oper;
+    return cond('uplink_down', school, undefined, undefined, down, atMs, down ? message : undefined);
+  }
+}
+
+function cond(
+  rule: RuleName,
+  school: string,
+  device: string | undefined,
+  subject: string | undefined,
+  active: boolean,
+  atMs: number,
+  message?: string,
+): Signal {
+  return { kind: 'condition', rule, school, device, subject, active, atMs, ...(message ? { message } : {}) };
+}

@@ -1,0 +1,124 @@
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { alertsConfigSchema } from '../alerting/config.js';
+import { alertRoutes } from '../alerting/routes.js';
+import { AlertService } from '../alerting/service.js';
+import type { processConfigSchema } from '../common/cli.js';
+import type { Service } from '../common/lifecycle.js';
+import { influxConfigSchema, Storage } from '../common/storage/storage.js';
+import { type RollupConfig, rollupConfigSchema } from '../rollup/config.js';
+import { RollupService } from '../rollup/service.js';
+import { ApiServer, apiConfigSchema } from './server.js';
+
+/**
+ * The composition root of the API process family: which services run in one process (docs/architecture.md).
+ *
+ * | role     | runs                                                     | deployment                                |
+ * | -------- | -------------------------------------------------------- | ----------------------------------------- |
+ * | `all`    | the API, alerting and the rollups (as before #14)         | the quickstart, one machine (the default) |
+ * | `api`    | the API only: stateless, any number behind a balancer;    | scaled: N instances                        |
+ * |          | alert routes forwarded to `api.alertsUrl`                |                                           |
+ * | `worker` | alerting and the rollups, with the alert routes, health   | scaled: exactly one                        |
+ * |          | and metrics over HTTP                                     |                                           |
+ */
+export const PROCESS_ROLES = ['all', 'api', 'worker'] as const;
+export type ProcessRole = (typeof PROCESS_ROLES)[number];
+
+/** The config sections the API process family reads. */
+export const API_SECTIONS = {
+  influx: influxConfigSchema,
+  api: apiConfigSchema,
+  alerts: alertsConfigSchema,
+  rollup: rollupConfigSchema,
+};
+export type ApiProcessConfig = z.output<ReturnType<typeof processConfigSchema<typeof API_SECTIONS>>>;
+
+/** The rollup section in force: the deprecated `api.rollup` when given (it wins, with a warning), else `rollup`. */
+export function rollupConfigOf(c: Pick<ApiProcessConfig, 'api' | 'rollup'>, log?: Logger): RollupConfig {
+  if (c.api.rollup === undefined) return c.rollup;
+  log?.warn('api.rollup is deprecated: move its keys to the top-level `rollup:` section');
+  const parsed = rollupConfigSchema.safeParse(c.api.rollup);
+  if (!parsed.success)
+    throw new Error(
+      `api.rollup: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(section)'}: ${i.message}`).join('; ')}`,
+    );
+  return parsed.data;
+}
+
+export interface ApiProcess {
+  storage: Storage;
+  /** The HTTP host (every role has one: a worker serves its alert routes, health and metrics). */
+  server: ApiServer;
+  alerts: AlertService | undefined;
+  rollup: RollupService | undefined;
+  /** In start order. */
+  services: Service[];
+}
+
+/** Builds the services of one process of the given role. */
+export function composeApiProcess(
+  role: ProcessRole,
+  c: Pick<ApiProcessConfig, 'influx' | 'api' | 'alerts' | 'rollup'>,
+  log: Logger,
+  opts: {
+    now?: () => number;
+    /** A storage the caller starts and stops (the quickstart's, shared with its collector); default: own. */
+    storage?: Storage;
+  } = {},
+): ApiProcess {
+  const storage = opts.storage ?? new Storage(c.influx, { log });
+  const runsWorkers = role !== 'api';
+  const alerting = runsWorkers && c.alerts.enabled;
+  const rollupConfig = rollupConfigOf(c, log);
+  const server = new ApiServer(c.api, {
+    log,
+    storage,
+    routes: role !== 'worker',
+    liveAll: alerting,
+    ...(opts.now ? { now: opts.now } : {}),
+  });
+  const alerts = alerting
+    ? new AlertService(c.alerts, {
+        log: log.child({ part: 'alerts' }),
+        storage,
+        registry: server.registry,
+        calendars: server.calendars,
+        live: server.live,
+        ...(opts.now ? { now: opts.now } : {}),
+      })
+    : undefined;
+  if (alerts) {
+    alerts.registerMetrics(server.metrics);
+    server.cohost({ name: 'alerts', start: async () => alerts.start(), stop: () => alerts.stop() });
+  }
+  const rollup =
+    runsWorkers && rollupConfig.enabled
+      ? new RollupService(rollupConfig, {
+          storage,
+          registry: server.registry,
+          calendars: server.calendars,
+          reports: server.reports,
+          profiles: () => server.profiles.values(),
+          log: log.child({ part: 'rollup' }),
+          metrics: server.metrics,
+          ...(opts.now ? { now: opts.now } : {}),
+        })
+      : undefined;
+  if (rollup) server.cohost(rollup);
+  // An instance of a scaled deployment forwards the alert routes to the worker; the others serve their own
+  // (answering 404 "not enabled" when alerting is off).
+  const forwardTo = role === 'api' ? c.api.alertsUrl : undefined;
+  server.mount(async (app) => {
+    await app.register(alertRoutes, {
+      alerts,
+      registry: server.registry,
+      ...(forwardTo ? { forwardTo } : {}),
+    });
+  });
+  const storageService: Service = {
+    name: 'storage',
+    start: async () => void (await storage.start()),
+    stop: () => storage.stop(),
+  };
+  return { storage, server, alerts, rollup, services: opts.storage ? [server] : [storageService, server] };
+}

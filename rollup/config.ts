@@ -1,0 +1,42 @@
+import { z } from 'zod';
+
+/** The fields of the `rollup` section (also accepted, deprecated, as `api.rollup`). */
+export const rollupFields = {
+  enabled: z
+    .boolean()
+    .default(true)
+    .describe(
+      'Run the daily rollups in this process (exactly one process of a deployment should: the all-in-one API, or the worker of a scaled one).',
+    ),
+  bucketS: z
+    .number()
+    .int()
+    .min(60)
+    .max(3_600)
+    .default(300)
+    .describe("Rollup bucket; at least the agents' and pollers' reporting interval."),
+  lateDays: z.number().int().min(0).max(60).default(3).describe('Finished days rolled up again each run.'),
+  everyMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .default(3_600_000)
+    .describe('How often the rollup runs (today included).'),
+  attainmentWindowDays: z
+    .number()
+    .int()
+    .min(0)
+    .max(366)
+    .default(30)
+    .describe(
+      'Each rolled-up day also gets `attainment_day` points (for dashboards): the attainment of this many days ending that day, per profile; 0 = none.',
+    ),
+};
+
+export const rollupConfigSchema = z
+  .strictObject(rollupFields)
+  .prefault({})
+  .describe(
+    'The daily rollups (rollup/README.md): usage, uplink and attainment per day, from the raw readings, for the reports and dashboards.',
+  );
+export type RollupConfig = z.infer<typeof rollupConfigSchema>;
