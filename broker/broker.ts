@@ -1,4 +1,3 @@
-import { unwatchFile, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -6,6 +5,7 @@ import { Aedes, type AuthenticateError, type Client, type PublishPacket } from '
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { addressKey, FailureLimiter } from '../common/failure-limit.js';
+import { FileWatch } from '../common/json-file.js';
 import type { Service } from '../common/lifecycle.js';
 import { MAX_PAYLOAD_BYTES } from '../contracts/messages.js';
 import {
@@ -247,6 +247,9 @@ export class Broker implements Service {
   /** Per credential: wills that may go out when its publish bucket is empty. */
   private willAllowances = new Map<string, TokenBucket>();
   private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
+  /** Notices when another process (`users …`) replaced the credentials file: looked at once a second. */
+  private readonly credentialsWatch: FileWatch;
+  private stopWatching: (() => void) | undefined;
   /** Actual ports, in listener order (useful when configured as 0). */
   ports: number[] = [];
 
@@ -255,6 +258,7 @@ export class Broker implements Service {
     private readonly deps: { log: Logger },
   ) {
     this.store = new CredentialStore(config.credentialsFile);
+    this.credentialsWatch = new FileWatch(config.credentialsFile, 1_000);
     this.authFailures = this.newFailureLimiter();
   }
 
@@ -287,6 +291,7 @@ export class Broker implements Service {
     this.authFailures = this.newFailureLimiter();
     this.knownLogins = new Map();
     this.willAllowances = new Map();
+    this.credentialsWatch.mark();
     await this.store.load();
     if (this.store.size === 0) {
       log.warn(
@@ -407,11 +412,11 @@ export class Broker implements Service {
       this.ports.push((server.address() as { port: number }).port);
       log.info({ kind: l.kind, host: l.host, port: this.ports.at(-1) }, 'broker listening');
     }
-    watchFile(c.credentialsFile, { interval: 1_000 }, () => {
-      void this.reloadCredentials().catch((err: unknown) =>
+    this.stopWatching = this.credentialsWatch.poll(() =>
+      this.reloadCredentials().catch((err: unknown) =>
         log.error({ err }, 'credentials file unreadable: keeping the previous credentials'),
-      );
-    });
+      ),
+    );
   }
 
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined) {
@@ -669,6 +674,7 @@ export class Broker implements Service {
 
   /** Re-reads the credentials file and disconnects clients whose credentials were revoked or rotated. */
   async reloadCredentials(): Promise<void> {
+    this.credentialsWatch.mark(); // a malformed file is not retried until it changes again
     await this.store.load();
     const aedes = this.aedes;
     if (!aedes) return;
@@ -688,7 +694,8 @@ export class Broker implements Service {
   }
 
   async stop(): Promise<void> {
-    unwatchFile(this.config.credentialsFile);
+    this.stopWatching?.();
+    this.stopWatching = undefined;
     for (const t of this.timers) {
       clearTimeout(t as NodeJS.Timeout);
       clearImmediate(t as NodeJS.Immediate);

@@ -2,10 +2,11 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { IPublishPacket } from 'mqtt';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Service } from '../common/lifecycle.js';
 import { LogThrottle } from '../common/log.js';
+import { gauge, labelledGauge } from '../common/metrics.js';
 import { MqttSession, mqttConfigSchema } from '../common/mqtt.js';
 import { ManualAcks } from '../common/mqtt-acks.js';
 import { entityKey } from '../common/registry/key.js';
@@ -297,95 +298,68 @@ export class Collector implements Service {
         registers: [r],
       }),
     };
-    new Gauge({
-      name: 'cfm_collector_points_written_total',
-      help: 'Lines InfluxDB acknowledged',
-      registers: [r],
-      collect() {
-        this.set(storage.stats().writtenLines);
-      },
-    });
-    new Gauge({
-      name: 'cfm_collector_points_retried_total',
-      help: 'Lines whose write failed and was retried',
-      registers: [r],
-      collect() {
-        this.set(storage.stats().retriedLines);
-      },
-    });
-    new Gauge({
-      name: 'cfm_collector_points_pending',
-      help: 'Lines accepted but not yet written',
-      registers: [r],
-      collect() {
-        this.set(storage.stats().pendingLines);
-      },
-    });
-    new Gauge({
-      name: 'cfm_collector_points_dropped_total',
-      help: 'Lines dropped, by reason',
-      labelNames: ['reason'],
-      registers: [r],
-      collect() {
-        for (const [reason, n] of Object.entries(storage.stats().droppedLines)) this.set({ reason }, n);
-      },
-    });
-    const attributor = this.attributor;
-    new Gauge({
-      name: 'cfm_collector_registry_devices',
-      help: 'Devices in the registry in use',
-      registers: [r],
-      collect() {
-        this.set(attributor.health().devices);
-      },
-    });
-    new Gauge({
-      name: 'cfm_collector_registry_error',
-      help: '1 while the registry file cannot be re-read (the last good registry is in use), else 0',
-      registers: [r],
-      collect() {
-        this.set(attributor.health().error ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'cfm_collector_unassigned_devices',
-      help: 'Unregistered devices tracked (bounded by limits.maxUnassignedPerSchool and maxUnassignedDevices)',
-      registers: [r],
-      collect() {
+    gauge(
+      r,
+      'cfm_collector_points_written_total',
+      'Lines InfluxDB acknowledged',
+      () => storage.stats().writtenLines,
+    );
+    gauge(
+      r,
+      'cfm_collector_points_retried_total',
+      'Lines whose write failed and was retried',
+      () => storage.stats().retriedLines,
+    );
+    gauge(
+      r,
+      'cfm_collector_points_pending',
+      'Lines accepted but not yet written',
+      () => storage.stats().pendingLines,
+    );
+    labelledGauge(
+      r,
+      'cfm_collector_points_dropped_total',
+      'Lines dropped, by reason',
+      'reason',
+      () => storage.stats().droppedLines,
+    );
+    gauge(
+      r,
+      'cfm_collector_registry_devices',
+      'Devices in the registry in use',
+      () => this.attributor.health().devices,
+    );
+    gauge(
+      r,
+      'cfm_collector_registry_error',
+      '1 while the registry file cannot be re-read (the last good registry is in use), else 0',
+      () => (this.attributor.health().error ? 1 : 0),
+    );
+    gauge(
+      r,
+      'cfm_collector_unassigned_devices',
+      'Unregistered devices tracked (bounded by limits.maxUnassignedPerSchool and maxUnassignedDevices)',
+      () => {
         let n = 0;
-        for (const c of attributor.unassignedCounts().values()) n += c;
-        this.set(n);
+        for (const c of this.attributor.unassignedCounts().values()) n += c;
+        return n;
       },
-    });
-    const self = this;
-    new Gauge({
-      name: 'cfm_collector_unacked_messages',
-      help: 'Messages received and not yet acknowledged: their points are not yet written (bounded by acks.maxUnackedMessages)',
-      registers: [r],
-      collect() {
-        this.set(self.unacked);
-      },
-    });
-    new Gauge({
-      name: 'cfm_collector_paused',
-      help: '1 while consumption is paused for backpressure (the broker queues), else 0',
-      registers: [r],
-      collect() {
-        this.set(self.paused ? 1 : 0);
-      },
-    });
-    const presence = this.presence;
-    new Gauge({
-      name: 'cfm_collector_devices',
-      help: 'Known devices by presence state',
-      labelNames: ['state'],
-      registers: [r],
-      collect() {
-        const c = presence.counts();
-        this.set({ state: 'online' }, c.online);
-        this.set({ state: 'offline' }, c.offline);
-      },
-    });
+    );
+    gauge(
+      r,
+      'cfm_collector_unacked_messages',
+      'Messages received and not yet acknowledged: their points are not yet written (bounded by acks.maxUnackedMessages)',
+      () => this.unacked,
+    );
+    gauge(
+      r,
+      'cfm_collector_paused',
+      '1 while consumption is paused for backpressure (the broker queues), else 0',
+      () => (this.paused ? 1 : 0),
+    );
+    labelledGauge(r, 'cfm_collector_devices', 'Known devices by presence state', 'state', () =>
+      this.presence.counts(),
+    );
   }
 
   private now(): number {

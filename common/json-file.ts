@@ -116,8 +116,9 @@ function keepCopy(path: string, backup: string): void {
 }
 
 /**
- * Notices that a file was replaced since it was last read or written here (by modification time and size),
- * looking at most every `checkEveryMs`: cheap enough for a per-request path.
+ * Notices that a file was replaced since it was last read or written here (by inode, modification time and
+ * size), looking at most every `checkEveryMs`: cheap enough for a per-request path, or on a timer (`poll`).
+ * It reads no content, so it serves any format (the broker's credentials file is YAML).
  */
 export class FileWatch {
   private stamp = '';
@@ -140,6 +141,31 @@ export class FileWatch {
     return this.current() !== this.stamp;
   }
 
+  /**
+   * Looks every `checkEveryMs` on a timer and, when the file is not as last marked, marks it and calls
+   * `onChange`: for a service that must act on a change with no request to notice it (the broker closes
+   * clients whose credentials were revoked). The next look waits for `onChange` to settle, and a change made
+   * while it ran is seen by that look. `onChange` handles its own errors. The timer does not keep the process
+   * alive. Returns what stops it.
+   */
+  poll(onChange: () => Promise<void>): () => void {
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const look = () => {
+      if (!this.differs()) return Promise.resolve();
+      this.mark();
+      return onChange();
+    };
+    const next = () => {
+      if (!stopped) timer = setTimeout(() => void look().finally(next), this.checkEveryMs).unref();
+    };
+    next();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
   /** Unthrottled: whether the file differs from the mark right now. */
   differs(): boolean {
     return this.current() !== this.stamp;
@@ -148,7 +174,9 @@ export class FileWatch {
   private current(): string {
     try {
       const st = statSync(this.path);
-      return `${st.mtimeMs}:${st.size}`;
+      // The inode too: an atomic replacement (rename) of the same size within the file system's timestamp
+      // granularity (a few ms) is still a new file.
+      return `${st.ino}:${st.mtimeMs}:${st.size}`;
     } catch {
       return '';
     }

@@ -2,12 +2,15 @@ import {
   type DashboardDef,
   IN_REGION,
   IN_SCHOOL,
+  type PanelDef,
+  type QueryDef,
   regionVariable,
   schoolVariable,
   thresholds,
   valueText,
 } from './lib.js';
-import { statPanel, tablePanel, timeseriesPanel } from './viz.js';
+import { seriesBy } from './panels.js';
+import { groupingToMatrix, statPanel, tablePanel, timeseriesPanel } from './viz.js';
 
 /**
  * 告警 — the alert notifications api/alerts sends (one `alert` point each time an alert is fired, reminded or
@@ -31,6 +34,15 @@ const KIND = valueText({
   firing: ['触发 fired', 'red'],
   reminder: ['提醒 reminder', 'orange'],
   resolved: ['恢复 resolved', 'green'],
+});
+
+/** Counts per hour or longer, as bars stacked by the series of `query` (rules, event types). */
+const countsOverTime = (title: string, query: QueryDef): PanelDef => ({
+  title,
+  w: 24,
+  h: 8,
+  queries: [query],
+  viz: () => timeseriesPanel({ unit: 'short', bars: true, stacked: true, min: 0, interval: '1h' }),
 });
 
 export const alerts: DashboardDef = {
@@ -87,20 +99,17 @@ export const alerts: DashboardDef = {
       ],
       viz: () => statPanel({ unit: 'm', decimals: 1 }),
     },
-    {
-      title: '告警通知 (Notifications over time by rule)',
-      w: 24,
-      h: 8,
-      queries: [
-        {
-          query: `SELECT count(alert_id) AS notifications FROM alert WHERE ${ALERTS} GROUP BY time($__interval), rule fill(0)`,
-          format: 'time_series',
-          expect: ['time', 'notifications', 'rule'],
-          alias: '$tag_rule',
-        },
-      ],
-      viz: () => timeseriesPanel({ unit: 'short', bars: true, stacked: true, min: 0, interval: '1h' }),
-    },
+    countsOverTime(
+      '告警通知 (Notifications over time by rule)',
+      seriesBy({
+        select: 'count(alert_id)',
+        as: 'notifications',
+        from: 'alert',
+        where: ALERTS,
+        by: 'rule',
+        fill: '0',
+      }),
+    ),
     {
       title: '正在告警 (Firing now)',
       description:
@@ -188,29 +197,21 @@ export const alerts: DashboardDef = {
       viz: () =>
         tablePanel({
           merge: true,
-          transformations: [
-            {
-              id: 'groupingToMatrix',
-              options: { columnField: 'type', rowField: 'school', valueField: 'events' },
-            },
-          ],
+          transformations: [groupingToMatrix('school', 'type', 'events')],
           footerSum: true,
         }).noValue('0'),
     },
-    {
-      title: '设备事件 (Device events over time: faults, reboots, unreachable)',
-      w: 24,
-      h: 8,
-      queries: [
-        {
-          query: `SELECT count(message) AS events FROM event WHERE ${DEVICE_EVENTS} GROUP BY time($__interval), type fill(0)`,
-          format: 'time_series',
-          expect: ['time', 'events', 'type'],
-          alias: '$tag_type',
-        },
-      ],
-      viz: () => timeseriesPanel({ unit: 'short', bars: true, stacked: true, min: 0, interval: '1h' }),
-    },
+    countsOverTime(
+      '设备事件 (Device events over time: faults, reboots, unreachable)',
+      seriesBy({
+        select: 'count(message)',
+        as: 'events',
+        from: 'event',
+        where: DEVICE_EVENTS,
+        by: 'type',
+        fill: '0',
+      }),
+    ),
     {
       title: '最近通知 (Recent notifications)',
       w: 24,

@@ -2,12 +2,22 @@ import {
   attainmentThresholds,
   type DashboardDef,
   IN_REGION,
+  type PanelDef,
   PROFILE,
   profileVariable,
   regionVariable,
   valueText,
 } from './lib.js';
-import { barchartPanel, statPanel, tablePanel, timeseriesPanel } from './viz.js';
+import {
+  barchartPanel,
+  DEVICE_COLUMNS,
+  displayNames,
+  groupingToMatrix,
+  merge,
+  statPanel,
+  tablePanel,
+  timeseriesPanel,
+} from './viz.js';
 
 /**
  * 教育局审计 — for education bureaus: measured 校校通 and 班班通 attainment by region, split urban / rural, its
@@ -32,12 +42,48 @@ const lastPerSchool = (groupBy: string) =>
  */
 const JUDGED = 'judged = 1';
 const JUDGED_POINT = 'xxt >= 0';
+/** Over the judged schools' latest windows: schools attaining 校校通, classes attaining 班班通, in percent. */
+const XXT_PCT = '100.0 * sum(xxt) / count(xxt)';
+const BBT_PCT = '100.0 * sum(ca) / sum(c)';
+/** `select` over the judged schools' latest windows: all together, or per county and area. */
+const judged = (select: string) => `SELECT ${select} FROM (${lastPerSchool('school')}) WHERE ${JUDGED}`;
+const judgedByRegion = (select: string) =>
+  `SELECT ${select} FROM (${lastPerSchool('school, region_name, area')}) WHERE ${JUDGED} GROUP BY region_name, area`;
 const USAGE = `${IN_REGION} AND $timeFilter`;
 /** Hours in teaching time from the rollup's bucket counts. */
 const usageHours = `SELECT use_b * bucket_s / 3600.0 AS use_h, on_b * bucket_s / 3600.0 AS on_h, teaching_b * bucket_s / 3600.0 AS teach_h, used_day, online_day FROM usage_day WHERE ${USAGE}`;
 
 const AREA = valueText({ urban: ['城区 urban', 'blue'], rural: ['农村 rural', 'green'] });
 const NO_COMPUTERS = valueText({ 0: ['— (无学生机 no computers)', 'text'] });
+
+/** One share attaining, `percent` (an expression) over the judged schools: red below 60, orange below 90. */
+const attainmentStat = (title: string, description: string, field: string, percent: string): PanelDef => ({
+  title,
+  description,
+  w: 6,
+  h: 5,
+  queries: [{ query: judged(`${percent} AS ${field}`), format: 'time_series', expect: ['time', field] }],
+  viz: () => statPanel({ unit: 'percent', decimals: 1 }).thresholds(attainmentThresholds()).min(0).max(100),
+});
+
+/** Bars per county, urban and rural side by side: `percent` (an expression) over the judged schools. */
+const attainmentByRegion = (title: string, field: string, percent: string): PanelDef => ({
+  title,
+  w: 12,
+  h: 8,
+  queries: [
+    {
+      query: judgedByRegion(`${percent} AS ${field}`),
+      format: 'table',
+      expect: ['time', field, 'region_name', 'area'],
+    },
+  ],
+  viz: () =>
+    barchartPanel({ unit: 'percent', max: 100 }).transformations([
+      merge(),
+      groupingToMatrix('region_name', 'area', field),
+    ]),
+});
 
 export const audit: DashboardDef = {
   uid: 'cfm-audit',
@@ -50,38 +96,18 @@ export const audit: DashboardDef = {
   variables: [regionVariable('attainment_day'), profileVariable],
   panels: [
     { row: '达标 Attainment (latest window of each school in the range)' },
-    {
-      title: '校校通达标率 (Schools attaining 校校通, %)',
-      description:
-        'Schools whose uplink attains the profile ÷ schools judged (a window without teaching time is not judged).',
-      w: 6,
-      h: 5,
-      queries: [
-        {
-          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct FROM (${lastPerSchool('school')}) WHERE ${JUDGED}`,
-          format: 'time_series',
-          expect: ['time', 'xxt_pct'],
-        },
-      ],
-      viz: () =>
-        statPanel({ unit: 'percent', decimals: 1 }).thresholds(attainmentThresholds()).min(0).max(100),
-    },
-    {
-      title: '班班通达标率 (Classes attaining 班班通, %)',
-      description:
-        'Classes attaining (equipped, online, healthy, used ≥ the profile’s periods per week, school connected) ÷ all classes of the judged schools, unmonitored ones included.',
-      w: 6,
-      h: 5,
-      queries: [
-        {
-          query: `SELECT 100.0 * sum(ca) / sum(c) AS bbt_pct FROM (${lastPerSchool('school')}) WHERE ${JUDGED}`,
-          format: 'time_series',
-          expect: ['time', 'bbt_pct'],
-        },
-      ],
-      viz: () =>
-        statPanel({ unit: 'percent', decimals: 1 }).thresholds(attainmentThresholds()).min(0).max(100),
-    },
+    attainmentStat(
+      '校校通达标率 (Schools attaining 校校通, %)',
+      'Schools whose uplink attains the profile ÷ schools judged (a window without teaching time is not judged).',
+      'xxt_pct',
+      XXT_PCT,
+    ),
+    attainmentStat(
+      '班班通达标率 (Classes attaining 班班通, %)',
+      'Classes attaining (equipped, online, healthy, used ≥ the profile’s periods per week, school connected) ÷ all classes of the judged schools, unmonitored ones included.',
+      'bbt_pct',
+      BBT_PCT,
+    ),
     {
       title: '生机比 / 师机比 (Students, teachers per working computer)',
       description:
@@ -90,16 +116,18 @@ export const audit: DashboardDef = {
       h: 5,
       queries: [
         {
-          query: `SELECT 1.0 * sum(st) / sum(sc) AS students_per_computer, 1.0 * sum(te) / sum(tc) AS teachers_per_computer FROM (${lastPerSchool('school')}) WHERE ${JUDGED}`,
+          query: judged(
+            '1.0 * sum(st) / sum(sc) AS students_per_computer, 1.0 * sum(te) / sum(tc) AS teachers_per_computer',
+          ),
           format: 'time_series',
           expect: ['time', 'students_per_computer', 'teachers_per_computer'],
         },
       ],
       viz: () =>
-        statPanel({ unit: 'none', decimals: 1 })
-          .mappings([NO_COMPUTERS])
-          .overrideByName('students_per_computer', [{ id: 'displayName', value: '生机比 students : 1' }])
-          .overrideByName('teachers_per_computer', [{ id: 'displayName', value: '师机比 teachers : 1' }]),
+        displayNames(statPanel({ unit: 'none', decimals: 1 }).mappings([NO_COMPUTERS]), {
+          students_per_computer: '生机比 students : 1',
+          teachers_per_computer: '师机比 teachers : 1',
+        }),
     },
     {
       title: '学校与班级 (Schools, classes, unmonitored classes)',
@@ -113,10 +141,11 @@ export const audit: DashboardDef = {
         },
       ],
       viz: () =>
-        statPanel({ unit: 'none', decimals: 0 })
-          .overrideByName('schools', [{ id: 'displayName', value: '学校 schools' }])
-          .overrideByName('classes', [{ id: 'displayName', value: '班级 classes' }])
-          .overrideByName('classes_unmonitored', [{ id: 'displayName', value: '未监测 unmonitored' }]),
+        displayNames(statPanel({ unit: 'none', decimals: 0 }), {
+          schools: '学校 schools',
+          classes: '班级 classes',
+          classes_unmonitored: '未监测 unmonitored',
+        }),
     },
     {
       title: '分区域达标 (Attainment by region, urban / rural)',
@@ -126,7 +155,9 @@ export const audit: DashboardDef = {
       h: 8,
       queries: [
         {
-          query: `SELECT count(c) AS schools, 100.0 * sum(xxt) / count(xxt) AS xxt_pct, sum(c) AS classes, 100.0 * sum(ca) / sum(c) AS bbt_pct, 1.0 * sum(st) / sum(sc) AS students_per_computer FROM (${lastPerSchool('school, region_name, area')}) WHERE ${JUDGED} GROUP BY region_name, area`,
+          query: judgedByRegion(
+            `count(c) AS schools, ${XXT_PCT} AS xxt_pct, sum(c) AS classes, ${BBT_PCT} AS bbt_pct, 1.0 * sum(st) / sum(sc) AS students_per_computer`,
+          ),
           format: 'table',
           expect: [
             'time',
@@ -163,46 +194,8 @@ export const audit: DashboardDef = {
             { id: 'thresholds', value: attainmentThresholds().build() },
           ]),
     },
-    {
-      title: '校校通 by region (%, urban / rural)',
-      w: 12,
-      h: 8,
-      queries: [
-        {
-          query: `SELECT 100.0 * sum(xxt) / count(xxt) AS xxt_pct FROM (${lastPerSchool('school, region_name, area')}) WHERE ${JUDGED} GROUP BY region_name, area`,
-          format: 'table',
-          expect: ['time', 'xxt_pct', 'region_name', 'area'],
-        },
-      ],
-      viz: () =>
-        barchartPanel({ unit: 'percent', max: 100 }).transformations([
-          { id: 'merge', options: {} },
-          {
-            id: 'groupingToMatrix',
-            options: { columnField: 'area', rowField: 'region_name', valueField: 'xxt_pct' },
-          },
-        ]),
-    },
-    {
-      title: '班班通 by region (%, urban / rural)',
-      w: 12,
-      h: 8,
-      queries: [
-        {
-          query: `SELECT 100.0 * sum(ca) / sum(c) AS bbt_pct FROM (${lastPerSchool('school, region_name, area')}) WHERE ${JUDGED} GROUP BY region_name, area`,
-          format: 'table',
-          expect: ['time', 'bbt_pct', 'region_name', 'area'],
-        },
-      ],
-      viz: () =>
-        barchartPanel({ unit: 'percent', max: 100 }).transformations([
-          { id: 'merge', options: {} },
-          {
-            id: 'groupingToMatrix',
-            options: { columnField: 'area', rowField: 'region_name', valueField: 'bbt_pct' },
-          },
-        ]),
-    },
+    attainmentByRegion('校校通 by region (%, urban / rural)', 'xxt_pct', XXT_PCT),
+    attainmentByRegion('班班通 by region (%, urban / rural)', 'bbt_pct', BBT_PCT),
     {
       title: '达标率趋势 (Attainment trend per day, %)',
       description: 'Each day: the attainment of the window ending that day, over the schools of the region.',
@@ -217,9 +210,10 @@ export const audit: DashboardDef = {
         },
       ],
       viz: () =>
-        timeseriesPanel({ unit: 'percent', min: 0, max: 100 })
-          .overrideByName('xxt_pct', [{ id: 'displayName', value: '校校通 %' }])
-          .overrideByName('bbt_pct', [{ id: 'displayName', value: '班班通 %' }]),
+        displayNames(timeseriesPanel({ unit: 'percent', min: 0, max: 100 }), {
+          xxt_pct: '校校通 %',
+          bbt_pct: '班班通 %',
+        }),
     },
     { row: '使用 Equipment use in teaching time' },
     {
@@ -237,9 +231,10 @@ export const audit: DashboardDef = {
         },
       ],
       viz: () =>
-        timeseriesPanel({ unit: 'h', bars: true })
-          .overrideByName('use_hours', [{ id: 'displayName', value: '使用 in use (h)' }])
-          .overrideByName('on_hours', [{ id: 'displayName', value: '开机 on (h)' }]),
+        displayNames(timeseriesPanel({ unit: 'h', bars: true }), {
+          use_hours: '使用 in use (h)',
+          on_hours: '开机 on (h)',
+        }),
     },
     {
       title: '各校使用 (Use per school in teaching time)',
@@ -307,9 +302,7 @@ export const audit: DashboardDef = {
           columns: {
             Time: null,
             school: '学校 school',
-            classroom: '教室 classroom',
-            device: '设备 device',
-            kind: '类型 kind',
+            ...DEVICE_COLUMNS,
             teaching_days: '教学日 teaching days',
             online_days: '在线日 days online',
             used_days: '使用日 days used',

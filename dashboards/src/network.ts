@@ -7,9 +7,16 @@ import {
   schoolVariable,
   thresholds,
   utilThresholds,
-  valueText,
 } from './lib.js';
-import { stateTimelinePanel, statPanel, tablePanel, timeseriesPanel } from './viz.js';
+import { seriesBy, stateTimeline } from './panels.js';
+import {
+  DEVICE_COLUMNS,
+  displayNames,
+  stateTimelinePanel,
+  statPanel,
+  tablePanel,
+  timeseriesPanel,
+} from './viz.js';
 
 /**
  * 网络运维 — for the operators of the education metro network: live uplink bandwidth per school, congested and
@@ -42,10 +49,10 @@ export const network: DashboardDef = {
         },
       ],
       viz: () =>
-        statPanel({ unit: 'bps', decimals: 1 })
-          .timeFrom('5m')
-          .overrideByName('in_bps', [{ id: 'displayName', value: '入 in' }])
-          .overrideByName('out_bps', [{ id: 'displayName', value: '出 out' }]),
+        displayNames(statPanel({ unit: 'bps', decimals: 1 }).timeFrom('5m'), {
+          in_bps: '入 in',
+          out_bps: '出 out',
+        }),
     },
     {
       title: '上行中断学校 (Uplinks down now)',
@@ -65,25 +72,21 @@ export const network: DashboardDef = {
           .timeFrom('15m')
           .thresholds(thresholds([null, 'green'], [1, 'red'])),
     },
-    {
+    stateTimeline({
       title: '上行链路状态 (Uplink up / down per school)',
       description: 'ifOperStatus of each school uplink; gaps are periods without readings.',
       w: 12,
       h: 5,
-      queries: [
-        {
-          query: `SELECT min(oper_up) AS up FROM iface WHERE ${UPLINK} GROUP BY time($__interval), school fill(null)`,
-          format: 'time_series',
-          expect: ['time', 'up', 'school'],
-          alias: '$tag_school',
-        },
-      ],
-      viz: () =>
-        stateTimelinePanel({
-          interval: '1m',
-          mappings: [valueText({ 1: ['正常 up', 'green'], 0: ['中断 down', 'red'] })],
-        }),
-    },
+      query: seriesBy({
+        select: 'min(oper_up)',
+        as: 'up',
+        from: 'iface',
+        where: UPLINK,
+        by: 'school',
+        fill: 'null',
+      }),
+      states: { 1: ['正常 up', 'green'], 0: ['中断 down', 'red'] },
+    }),
     { row: '上行带宽 Uplink bandwidth' },
     {
       title: '上行带宽 (Uplink bandwidth per school, bit/s; in ↑, out ↓)',
@@ -181,9 +184,7 @@ export const network: DashboardDef = {
             online: null,
             reason: '原因 (reason)',
             school: '学校 school',
-            classroom: '教室 classroom',
-            device: '设备 device',
-            kind: '类型 kind',
+            ...DEVICE_COLUMNS,
           },
           sortBy: { column: 'Time', desc: true },
         }).timeFrom('7d'),

@@ -1,6 +1,7 @@
 import { GraphTransform } from '@grafana/grafana-foundation-sdk/common';
 import { type DashboardDef, IN_SCHOOL, regionVariable, schoolVariable, valueText } from './lib.js';
-import { percentTimeseries, stateTimelinePanel, tablePanel, timeseriesPanel } from './viz.js';
+import { seriesBy, stateTimeline } from './panels.js';
+import { DEVICE_COLUMNS, percentTimeseries, tablePanel, timeseriesPanel } from './viz.js';
 
 /**
  * 学校与设备 — one school: its uplink, each classroom device's display power, use and errors, host health,
@@ -8,6 +9,15 @@ import { percentTimeseries, stateTimelinePanel, tablePanel, timeseriesPanel } fr
  */
 
 const SCHOOL = `${IN_SCHOOL} AND $timeFilter`;
+/** One series per device of the school. */
+const perDevice = (select: string, as: string, from: string, fill: 'null' | 'none' | 'previous' = 'null') =>
+  seriesBy({ select, as, from, where: SCHOOL, by: 'device', fill });
+/** Utilisation: dashed lines at 80 % and 90 %. */
+const BUSY: [number | null, string][] = [
+  [null, 'green'],
+  [80, 'orange'],
+  [90, 'red'],
+];
 
 export const school: DashboardDef = {
   uid: 'cfm-school',
@@ -50,15 +60,7 @@ export const school: DashboardDef = {
           alias: '$col',
         },
       ],
-      viz: () =>
-        percentTimeseries({
-          interval: '1m',
-          steps: [
-            [null, 'green'],
-            [80, 'orange'],
-            [90, 'red'],
-          ],
-        }),
+      viz: () => percentTimeseries({ interval: '1m', steps: BUSY }),
     },
     { row: '班级设备 Classroom devices' },
     {
@@ -90,9 +92,7 @@ export const school: DashboardDef = {
           merge: true,
           columns: {
             Time: null,
-            classroom: '教室 classroom',
-            device: '设备 device',
-            kind: '类型 kind',
+            ...DEVICE_COLUMNS,
             power: '电源 power',
             input: '信号源 input',
             in_use: '使用中 in use',
@@ -104,85 +104,43 @@ export const school: DashboardDef = {
           sortBy: { column: 'classroom', desc: false },
         }).mappings([valueText({ 1: ['是 yes', 'green'], 0: ['否 no', 'text'] })]),
     },
-    {
+    stateTimeline({
       title: '显示设备电源 (Display power per device)',
       w: 12,
       h: 7,
-      queries: [
-        {
-          query: `SELECT last(power) AS power FROM display WHERE ${SCHOOL} GROUP BY time($__interval), device fill(null)`,
-          format: 'time_series',
-          expect: ['time', 'power', 'device'],
-          alias: '$tag_device',
-        },
-      ],
-      viz: () =>
-        stateTimelinePanel({
-          interval: '1m',
-          mappings: [
-            valueText({
-              on: ['开机 on', 'green'],
-              standby: ['待机 standby', 'blue'],
-              off: ['关机 off', 'text'],
-              warming: ['预热 warming', 'yellow'],
-              cooling: ['散热 cooling', 'yellow'],
-            }),
-          ],
-        }),
-    },
-    {
+      query: perDevice('last(power)', 'power', 'display'),
+      states: {
+        on: ['开机 on', 'green'],
+        standby: ['待机 standby', 'blue'],
+        off: ['关机 off', 'text'],
+        warming: ['预热 warming', 'yellow'],
+        cooling: ['散热 cooling', 'yellow'],
+      },
+    }),
+    stateTimeline({
       title: '显示设备使用 (Display in use per device)',
       w: 12,
       h: 7,
-      queries: [
-        {
-          query: `SELECT max(in_use) AS in_use FROM display WHERE ${SCHOOL} GROUP BY time($__interval), device fill(null)`,
-          format: 'time_series',
-          expect: ['time', 'in_use', 'device'],
-          alias: '$tag_device',
-        },
-      ],
-      viz: () =>
-        stateTimelinePanel({
-          interval: '1m',
-          mappings: [valueText({ 1: ['使用中 in use', 'green'], 0: ['未使用 idle', 'text'] })],
-        }),
-    },
+      query: perDevice('max(in_use)', 'in_use', 'display'),
+      states: { 1: ['使用中 in use', 'green'], 0: ['未使用 idle', 'text'] },
+    }),
     {
       title: '显示设备故障 (Display errors per device)',
       description: 'Number of error bits set (PJLink ERST: fan, lamp, temperature, cover, filter, other).',
       w: 12,
       h: 7,
-      queries: [
-        {
-          query: `SELECT max(error_count) AS error_count FROM display WHERE ${SCHOOL} GROUP BY time($__interval), device fill(none)`,
-          format: 'time_series',
-          expect: ['time', 'error_count', 'device'],
-          alias: '$tag_device',
-        },
-      ],
+      queries: [perDevice('max(error_count)', 'error_count', 'display', 'none')],
       viz: () => timeseriesPanel({ unit: 'short', bars: true, min: 0, interval: '1m' }),
     },
-    {
+    stateTimeline({
       title: '设备在线 (Presence per device)',
       description:
         'Online / offline as the collector decided (births, wills, heartbeats); switched off after class is normal.',
       w: 12,
       h: 7,
-      queries: [
-        {
-          query: `SELECT last(online) AS online FROM presence WHERE ${SCHOOL} GROUP BY time($__interval), device fill(previous)`,
-          format: 'time_series',
-          expect: ['time', 'online', 'device'],
-          alias: '$tag_device',
-        },
-      ],
-      viz: () =>
-        stateTimelinePanel({
-          interval: '1m',
-          mappings: [valueText({ 1: ['在线 online', 'green'], 0: ['离线 offline', 'red'] })],
-        }),
-    },
+      query: perDevice('last(online)', 'online', 'presence', 'previous'),
+      states: { 1: ['在线 online', 'green'], 0: ['离线 offline', 'red'] },
+    }),
     {
       title: '主机 CPU / 内存 (Host CPU and memory, %)',
       description: 'Teacher PCs, OPS modules and student PCs running the classroom agent.',
@@ -196,15 +154,7 @@ export const school: DashboardDef = {
           alias: '$tag_device $col',
         },
       ],
-      viz: () =>
-        percentTimeseries({
-          interval: '1m',
-          steps: [
-            [null, 'green'],
-            [80, 'orange'],
-            [90, 'red'],
-          ],
-        }),
+      viz: () => percentTimeseries({ interval: '1m', steps: BUSY }),
     },
     {
       title: '最近事件 (Recent events)',

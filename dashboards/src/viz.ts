@@ -19,6 +19,7 @@ import {
 } from '@grafana/grafana-foundation-sdk/common';
 import {
   type DataTransformerConfig,
+  type DynamicConfigValue,
   FieldColorBuilder,
   FieldColorModeId,
   type ValueMapping,
@@ -99,6 +100,29 @@ export function organize(columns: Record<string, string | null>): DataTransforme
 }
 
 export const merge = (): DataTransformerConfig => ({ id: 'merge', options: {} });
+
+/** `groupingToMatrix`: a row per value of `rows`, a column per value of `columns`, the cells from `values`. */
+export const groupingToMatrix = (rows: string, columns: string, values: string): DataTransformerConfig => ({
+  id: 'groupingToMatrix',
+  options: { columnField: columns, rowField: rows, valueField: values },
+});
+
+/** Table columns naming a device within its school (registry tags), the same on every dashboard. */
+export const DEVICE_COLUMNS = {
+  classroom: '教室 classroom',
+  device: '设备 device',
+  kind: '类型 kind',
+} as const satisfies Record<string, string>;
+
+/** Fields shown under other names (field → shown name), in the legend, the stat or the tooltip. */
+export function displayNames<B extends { overrideByName(name: string, properties: DynamicConfigValue[]): B }>(
+  b: B,
+  names: Record<string, string>,
+): B {
+  for (const [field, shown] of Object.entries(names))
+    b.overrideByName(field, [{ id: 'displayName', value: shown }]);
+  return b;
+}
 
 export function tablePanel(o: TableOpts = {}): table.PanelBuilder {
   const transformations: DataTransformerConfig[] = [];

@@ -264,10 +264,29 @@ describe('credential changes', () => {
     const { b } = await setup();
     const dev = await connectAs(b, 'dev-a');
     await b.store.revoke('dev-a'); // as `users revoke` would, from another process: no reloadCredentials()
-    // watchFile polls once a second.
+    // The broker looks at the file once a second.
     await waitFor(() => !dev.connected, { timeoutMs: 5_000, what: 'the revoked client to be closed' });
     expect(b.logs.some((l) => l.msg === 'credentials revoked or rotated: disconnecting')).toBe(true);
     await expect(connectAs(b, 'dev-a')).rejects.toMatchObject({ code: 4 });
+  });
+
+  it('keeps the previous credentials when the file is replaced by a malformed one, and logs why', async () => {
+    const { b } = await setup();
+    const dev = await connectAs(b, 'dev-a');
+    const good = readFileSync(b.store.file, 'utf8');
+    writeFileSync(b.store.file, 'users: [{username: dev-a}]\n'); // a hand edit gone wrong
+    const unreadable = 'credentials file unreadable: keeping the previous credentials';
+    await waitFor(() => b.logs.some((l) => l.msg === unreadable), {
+      timeoutMs: 5_000,
+      what: 'the error logged',
+    });
+    expect(dev.connected).toBe(true);
+    expect((await connectAs(b, 'dev-b')).connected).toBe(true);
+    // Repaired, then changed (a revocation): each read again; the malformed file was not retried meanwhile.
+    writeFileSync(b.store.file, good);
+    await b.store.revoke('dev-a');
+    await waitFor(() => !dev.connected, { timeoutMs: 5_000, what: 'the revoked client to be closed' });
+    expect(b.logs.filter((l) => l.msg === unreadable)).toHaveLength(1);
   });
 });
 
