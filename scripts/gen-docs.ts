@@ -5,7 +5,6 @@ import { fileURLToPath } from 'node:url';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { pollerConfigSchema } from '../agents/snmp/poller.js';
 import { alertsConfigSchema } from '../alerting/config.js';
-import { rollupConfigSchema } from '../rollup/config.js';
 import { apiConfigSchema } from '../api/server.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
@@ -13,6 +12,7 @@ import { renderConfigReference } from '../common/config-doc.js';
 import { logConfigSchema } from '../common/log.js';
 import { influxConfigSchema } from '../common/storage/storage.js';
 import { renderTopicMap } from '../contracts/index.js';
+import { rollupConfigSchema } from '../rollup/config.js';
 
 /**
  * Every configuration section, in the order an operator meets them; each name must be one of SECTION_NAMES

@@ -92,7 +92,8 @@ async function start(role: 'api' | 'worker', config: Record<string, unknown>) {
   return { url, child };
 }
 
-const get = async (url: string) => {
+type Answer = { status: number; body: Record<string, unknown> };
+const get = async (url: string): Promise<Answer> => {
   const r = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
   return { status: r.status, body: (await r.json()) as Record<string, unknown> };
 };
@@ -167,7 +168,7 @@ afterAll(async () => {
 describe('the split deployment: two API instances and one worker', () => {
   it('both API instances answer the fleet and report routes identically; the worker serves only its own', async () => {
     for (const path of ['/v1/schools', '/v1/devices', '/v1/alerts', '/v1/silences']) {
-      const [a, b] = await Promise.all(apis.map((api) => get(`${api.url}${path}`)));
+      const [a, b] = (await Promise.all(apis.map((api) => get(`${api.url}${path}`)))) as [Answer, Answer];
       expect(a.status, path).toBe(200);
       expect(b, path).toEqual(a);
     }
@@ -184,7 +185,7 @@ describe('the split deployment: two API instances and one worker', () => {
     panel.stream.destroy(); // killed: the broker publishes its will
     await waitFor(() => notified.length >= 1, { timeoutMs: 20_000, what: 'the notification' });
     const firing = async () => {
-      const [a, b] = await Promise.all(apis.map((api) => get(`${api.url}/v1/alerts`)));
+      const [a, b] = (await Promise.all(apis.map((api) => get(`${api.url}/v1/alerts`)))) as [Answer, Answer];
       expect(b).toEqual(a);
       return a.body.items as {
         id: string;
