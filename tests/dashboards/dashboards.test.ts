@@ -11,7 +11,8 @@ import {
 } from '../../common/figures/attainment.js';
 import { DayCache } from '../../common/figures/days.js';
 import { profileSet } from '../../common/figures/profiles.js';
-import type { Series, Storage } from '../../common/storage/storage.js';
+import type { Series } from '../../common/storage/query.js';
+import type { Storage } from '../../common/storage/storage.js';
 import { MEASUREMENTS, UNASSIGNED_REGION } from '../../contracts/influx.js';
 import { DASHBOARDS, DATASOURCE, renderAll, type VariableDef } from '../../dashboards/src/index.js';
 import { CITY_CALENDAR, cityRollup, TEACHING_DAYS } from '../helpers/city.js';
