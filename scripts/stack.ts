@@ -22,7 +22,7 @@ import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { Calendar, dateOf, dayNumber, localDate } from '../common/calendar.js';
 import { processConfigSchema, rememberConfigSecrets, shownConfig } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
-import { rollups } from '../common/figures/attainment.js';
+import { rollups } from '../common/figures/regions.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
 import { scrubText } from '../common/redact.js';
