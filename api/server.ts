@@ -11,6 +11,7 @@ import {
 } from '../common/calendar.js';
 import { loadConfig } from '../common/config.js';
 import { DayCache } from '../common/figures/days.js';
+import { attainmentPoints } from '../common/figures/points.js';
 import { DEFAULT_PROFILE, profileSchema, profileSet } from '../common/figures/profiles.js';
 import { Reports } from '../common/figures/reports.js';
 import type { Service } from '../common/lifecycle.js';

@@ -4,8 +4,9 @@
 // Prints both rates and their ratio; each rate is "until all points are queryable".
 import { parseArgs } from 'node:util';
 import { silentLogger } from '../common/log.js';
+import { influxConfigSchema } from '../common/storage/config.js';
 import { toLine } from '../common/storage/line-protocol.js';
-import { influxConfigSchema, Storage } from '../common/storage/storage.js';
+import { Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import { Influxd } from '../dev/influxd.js';
 import { waitForCount, writeRawLines } from './fixtures.js';

@@ -1,6 +1,7 @@
 // The collector process: npm run collector -- --config config.yaml
 import { runMain } from '../common/cli.js';
-import { influxConfigSchema, Storage } from '../common/storage/storage.js';
+import { influxConfigSchema } from '../common/storage/config.js';
+import { Storage } from '../common/storage/storage.js';
 import { Collector, collectorConfigSchema, FATAL_STORAGE_EXIT_CODE } from './collector.js';
 
 await runMain(

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry as PromRegistry } from 'prom-client';
 import { type Calendars, dateOf, dayNumber, localDate, localMidnightMs } from '../common/calendar.js';
-import { attainmentPoints } from '../common/figures/attainment.js';
+import { attainmentPoints } from '../common/figures/points.js';
 import type { Profile } from '../common/figures/profiles.js';
 import type { Reports } from '../common/figures/reports.js';
 import type { Service } from '../common/lifecycle.js';

@@ -10,7 +10,7 @@ import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
 import { renderConfigReference } from '../common/config-doc.js';
 import { logConfigSchema } from '../common/log.js';
-import { influxConfigSchema } from '../common/storage/storage.js';
+import { influxConfigSchema } from '../common/storage/config.js';
 import { renderTopicMap } from '../contracts/index.js';
 import { rollupConfigSchema } from '../rollup/config.js';
 

@@ -1,14 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type {
-  ClassroomResult,
-  DeviceAudit,
-  Evaluation,
-  RollupRow,
-  SchoolResult,
-} from '../../common/figures/attainment.js';
+import type { RollupRow } from '../../common/figures/regions.js';
 import { parsePeriod } from '../../common/figures/reports.js';
+import type { ClassroomResult, DeviceAudit, Evaluation, SchoolResult } from '../../common/figures/results.js';
 import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
 import { idSchema } from '../../contracts/ids.js';

@@ -1,22 +1,19 @@
 import type { Calendars } from '../calendar.js';
 import { dateOf, dayNumber, localDate } from '../calendar.js';
 import type { RegistryStore } from '../registry/store.js';
+import type { DayCache } from './days.js';
+import { coverage, evaluate } from './evaluate.js';
 import {
-  type Coverage,
   calendarsInUse,
-  coverage,
-  type Evaluation,
-  evaluate,
   loadPeriod,
   lookbackDaysFor,
   type Period,
   type PeriodData,
-  type RollupRow,
-  rollups,
   teachingBuckets,
-} from './attainment.js';
-import type { DayCache } from './days.js';
+} from './load.js';
 import type { Profile } from './profiles.js';
+import { type RollupRow, rollups } from './regions.js';
+import type { Coverage, Evaluation } from './results.js';
 
 /**
  * Periods and the cache in front of the computations. A period's rollup sums are loaded once (one InfluxQL

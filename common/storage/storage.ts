@@ -1,273 +1,38 @@
-import { InfluxDB, setLogger, type WriteApi, type WriteOptions } from '@influxdata/influxdb-client';
-import type { Logger } from 'pino';
-import { z } from 'zod';
-import { CodedError } from '../../contracts/errors.js';
 import type { AnyPoint } from '../../contracts/influx.js';
-import { redactUrl, scrubError, scrubText, secret, urlWithSecrets } from '../redact.js';
-import { quoteIdent } from './influxql.js';
-import { toLine } from './line-protocol.js';
-import { StorageTransport } from './transport.js';
-import { classifyWriteError, offendingLines, type WriteAction } from './write-errors.js';
+import { detectServer, ensureDatabase, type ServerInfo } from './bootstrap.js';
+import type { InfluxConfig } from './config.js';
+import type { StorageError } from './errors.js';
+import { QueryClient, type Series } from './query.js';
+import { type StorageStats, StorageWriter, type WriteListener, type WriterDeps } from './writer.js';
+
+/** What the owner gives the storage: its log, and the write pipeline's hooks (writer.ts). */
+export type StorageDeps = WriterDeps;
 
 /**
  * The storage layer: the only code that talks to InfluxDB. The collector writes through it, the API and
- * alerting query through it.
+ * alerting query through it. This class composes its parts (README.md):
  *
- * - **Writes** go through `@influxdata/influxdb-client`'s WriteApi (batching, retries with exponential back-off
- *   and jitter, gzip). On InfluxDB 2.x, 3.x and 1.8+ it posts natively to `/api/v2/write`; on 1.x older than
- *   1.8 the same WriteApi posts to `/write` through `StorageTransport`. Which one is decided from `/ping`'s
- *   `X-Influxdb-Version` header, or forced with `writeApi`.
- * - **Queries** are InfluxQL over `/query`, which 1.x speaks natively and 2.x/3.x through their v1
+ * - **Start-up** (bootstrap.ts): `/ping`'s `X-Influxdb-Version` header decides the write endpoint (or
+ *   `writeApi` forces one); the database is checked, and on 1.x created.
+ * - **Writes** (writer.ts) go through `@influxdata/influxdb-client`'s WriteApi (batching, retries with
+ *   exponential back-off and jitter, gzip). On InfluxDB 2.x, 3.x and 1.8+ it posts natively to `/api/v2/write`;
+ *   on 1.x older than 1.8 the same WriteApi posts to `/write` through `StorageTransport`.
+ * - **Queries** (query.ts) are InfluxQL over `/query`, which 1.x speaks natively and 2.x/3.x through their v1
  *   compatibility API (on 2.x every bucket has a virtual DBRP mapping, so the bucket name is the database).
  * - **Failures** are classified (see write-errors.ts): 429/5xx/network are retried, honouring Retry-After;
  *   413 splits the batch; other 4xx drop and count with the offending line logged; 401/403/404 are fatal.
  */
-export const influxConfigSchema = z
-  .strictObject({
-    url: urlWithSecrets(z.url())
-      .default('http://127.0.0.1:8086')
-      .describe('InfluxDB base URL (1.x, 2.x or 3.x).'),
-    database: z
-      .string()
-      .min(1)
-      .max(255)
-      .default('cfm')
-      .describe('Database on 1.x; the bucket on 2.x/3.x (queried through its DBRP mapping).'),
-    retentionPolicy: z
-      .string()
-      .max(255)
-      .default('')
-      .describe("1.x retention policy; empty = the database's default."),
-    org: z.string().default('').describe('2.x organisation (name or id); ignored by 1.x and 3.x.'),
-    token: secret(z.string()).optional().describe('2.x/3.x API token; on 1.8+ also `username:password`.'),
-    username: z.string().optional().describe('1.x user (Basic auth); goes with `password`.'),
-    password: secret(z.string()).optional().describe('1.x password.'),
-    writeApi: z
-      .enum(['auto', 'v1', 'v2'])
-      .default('auto')
-      .describe(
-        '`auto` decides from /ping (1.x < 1.8 → `/write`, else `/api/v2/write`); `v1`/`v2` force one.',
-      ),
-    createDatabase: z
-      .boolean()
-      .default(true)
-      .describe('On 1.x, create the database when missing (needs an admin user when auth is on).'),
-    timeoutMs: z.number().int().min(100).default(10_000).describe('HTTP request timeout.'),
-    batchSize: z
-      .number()
-      .int()
-      .min(1)
-      .max(100_000)
-      .default(5_000)
-      .describe("Lines per write request (InfluxData's recommended 5,000)."),
-    flushIntervalMs: z
-      .number()
-      .int()
-      .min(10)
-      .default(1_000)
-      .describe('Longest a line waits in the write buffer.'),
-    maxBufferLines: z
-      .number()
-      .int()
-      .min(1_000)
-      .default(1_000_000)
-      .describe('Lines held for retry while InfluxDB is down; past it the oldest are dropped and counted.'),
-    maxRetryTimeMs: z
-      .number()
-      .int()
-      .min(1_000)
-      .default(3_600_000)
-      .describe('How long a batch is retried before it is dropped and counted as expired.'),
-    minRetryDelayMs: z
-      .number()
-      .int()
-      .min(10)
-      .default(1_000)
-      .describe('First retry delay (doubles per attempt).'),
-    maxRetryDelayMs: z.number().int().min(100).default(60_000).describe('Longest retry delay.'),
-    retryJitterMs: z.number().int().min(0).default(500).describe('Random delay added to each retry.'),
-    gzip: z
-      .enum(['auto', 'always', 'never'])
-      .default('auto')
-      .describe(
-        'Compress write bodies: `auto` does unless InfluxDB is on this host (loopback), where it only costs CPU.',
-      ),
-    gzipThreshold: z
-      .number()
-      .int()
-      .min(0)
-      .default(1_000)
-      .describe('Bodies larger than this (bytes) are gzipped.'),
-    shutdownTimeoutMs: z
-      .number()
-      .int()
-      .min(0)
-      .default(30_000)
-      .describe('On stop, how long to keep writing what is buffered before counting it lost.'),
-  })
-  .refine((c) => (c.username === undefined) === (c.password === undefined), {
-    message: 'username and password go together',
-    path: ['password'],
-  })
-  .prefault({});
-export type InfluxConfig = z.infer<typeof influxConfigSchema>;
-
-export interface ServerInfo {
-  /** As reported by /ping, e.g. `1.6.7~rc0`, `v2.7.11`, `3.1.0`. */
-  version: string;
-  major: number;
-  minor: number;
-  /** Which write endpoint is used. */
-  writeApi: 'v1' | 'v2';
-}
-
-export type DropReason =
-  | Extract<WriteAction, { kind: 'drop' }>['reason']
-  | 'fatal'
-  | 'overflow'
-  | 'shutdown'
-  | 'invalid_point';
-
-export interface StorageStats {
-  /** Lines handed to write(). */
-  acceptedLines: number;
-  /** Lines InfluxDB acknowledged. */
-  writtenLines: number;
-  /** Lines whose write failed and was scheduled again (a line retried twice counts twice). */
-  retriedLines: number;
-  droppedLines: Record<DropReason, number>;
-  /** Accepted but neither written nor dropped: in the write buffer, in flight or waiting for a retry. */
-  pendingLines: number;
-  batchesWritten: number;
-  splitBatches: number;
-  /** Every HTTP write request: count, total and max duration. */
-  writeRequests: { count: number; totalMs: number; maxMs: number; lastStatus?: number | undefined };
-}
-
-export interface Series {
-  name: string;
-  tags: Record<string, string>;
-  columns: string[];
-  values: unknown[][];
-}
-
-const queryResponseSchema = z.object({
-  results: z
-    .array(
-      z.object({
-        statement_id: z.number().optional(),
-        error: z.string().optional(),
-        series: z
-          .array(
-            z.object({
-              name: z.string().default(''),
-              tags: z.record(z.string(), z.string()).optional(),
-              columns: z.array(z.string()),
-              values: z.array(z.array(z.unknown())).default([]),
-            }),
-          )
-          .optional(),
-      }),
-    )
-    .optional(),
-  error: z.string().optional(),
-});
-
-export class StorageError extends CodedError {}
-
-export function parseVersion(v: string): { major: number; minor: number } {
-  const m = /^v?(\d+)\.(\d+)/.exec(v.trim());
-  return m ? { major: Number(m[1]), minor: Number(m[2]) } : { major: 0, minor: 0 };
-}
-
-export interface StorageDeps {
-  log: Logger;
-  /** Called once when InfluxDB refuses the credentials or the database is gone: the owner should stop. */
-  onFatal?: (err: StorageError) => void;
-  /** Every HTTP write request, for the owner's latency histogram. */
-  onWriteRequest?: (durationMs: number, status: number | undefined) => void;
-}
-
-/**
- * Told when accepted lines are settled: written, or dropped because InfluxDB will never take them. The
- * collector acknowledges MQTT messages from this (collector/README.md, "Acknowledged after the write").
- */
-export interface WriteListener {
-  /**
-   * Every line accepted before position `through` (see `Storage.position()`) is settled: written, or dropped
-   * because InfluxDB refused it for good (400/422 rejected, a single line over the body limit — retrying a
-   * poison line forever would block everything behind it).
-   */
-  settled(through: number): void;
-  /**
-   * Lines were given up without being written (`fatal`: 401/403/404; `expired`: retried for longer than
-   * `maxRetryTimeMs`; `overflow`: the retry buffer was full). Called before `settled` moves past them, so an
-   * owner that must not treat them as written (the collector: no PUBACK) can act first.
-   */
-  abandoned(reason: DropReason, lines: number): void;
-}
-
-/** Lines accepted between two seals: positions [start, end). Settled when `pending` reaches 0. */
-interface Batch {
-  start: number;
-  end: number;
-  pending: number;
-}
-
-/** One array handed to the WriteApi; the WriteApi sends it as one request and names it in every callback. */
-interface Chunk {
-  lines: string[];
-  batch: Batch;
-}
-
 export class Storage {
-  private influx: InfluxDB | undefined;
-  private writeApi: WriteApi | undefined;
+  private readonly client: QueryClient;
+  private readonly writer: StorageWriter;
   private info: ServerInfo | undefined;
-  /**
-   * Our own write buffer. The WriteApi is used as a sender with retries only: every chunk we give it is sent
-   * as one request (its `batchSize` is ours and we flush right after each chunk), so its callbacks name a
-   * chunk we know — the per-batch completion signal the collector's acknowledgements need. A 413 split goes
-   * back through the same WriteApi as two smaller chunks: no WriteApi is created per split.
-   */
-  private open: string[] = [];
-  private openStart = 0;
-  private flushTimer: NodeJS.Timeout | undefined;
-  /** Sealed batches not yet settled, oldest first. */
-  private readonly batches: Batch[] = [];
-  /** Chunks sent and not yet seen in a callback, by first line; then by array identity. */
-  private readonly unseen = new Map<string, Chunk[]>();
-  private readonly seen = new WeakMap<string[], Chunk>();
-  private settledThrough_ = 0;
-  private readonly listeners = new Set<WriteListener>();
-  private fatal: StorageError | undefined;
-  private readonly stats_: StorageStats = {
-    acceptedLines: 0,
-    writtenLines: 0,
-    retriedLines: 0,
-    droppedLines: {
-      rejected: 0,
-      too_large: 0,
-      expired: 0,
-      fatal: 0,
-      overflow: 0,
-      shutdown: 0,
-      invalid_point: 0,
-    },
-    pendingLines: 0,
-    batchesWritten: 0,
-    splitBatches: 0,
-    writeRequests: { count: 0, totalMs: 0, maxMs: 0 },
-  };
 
   constructor(
     readonly config: InfluxConfig,
     private readonly deps: StorageDeps,
-  ) {}
-
-  /** Where InfluxDB is, for messages: `influx.url` with its credentials redacted. */
-  private get where(): string {
-    return redactUrl(this.config.url);
+  ) {
+    this.client = new QueryClient(config);
+    this.writer = new StorageWriter(config, deps);
   }
 
   get server(): ServerInfo | undefined {
@@ -275,245 +40,28 @@ export class Storage {
   }
 
   stats(): StorageStats {
-    const s = this.stats_;
-    const dropped = Object.values(s.droppedLines).reduce((a, b) => a + b, 0);
-    return structuredClone({ ...s, pendingLines: s.acceptedLines - s.writtenLines - dropped });
+    return this.writer.stats();
   }
 
   /** Pings, picks the write API, checks (on 1.x creates) the database. Fails with a message saying what to fix. */
   async start(): Promise<ServerInfo> {
-    const c = this.config;
-    const version = await this.ping();
-    const { major, minor } = parseVersion(version);
-    const legacy = c.writeApi === 'v1' || (c.writeApi === 'auto' && major === 1 && minor < 8);
-    this.info = { version, major, minor, writeApi: legacy ? 'v1' : 'v2' };
-    await this.ensureDatabase();
-
-    const log = this.deps.log;
-    setLogger({
-      error: (message, err) => log.debug({ err }, `influxdb-client: ${message}`),
-      warn: (message, err) => log.debug({ err }, `influxdb-client: ${message}`),
-    });
-    // On 1.8+ /api/v2/write takes `username:password` as the token.
-    const token =
-      c.token ?? (!legacy && c.username !== undefined ? `${c.username}:${c.password}` : undefined);
-    const base = new InfluxDB({ url: c.url, timeout: c.timeoutMs, ...(legacy || !token ? {} : { token }) });
-    const transport = new StorageTransport(
-      base.transport,
-      legacy ? { username: c.username, password: c.password } : undefined,
-      ({ path, status, durationMs }) => {
-        if (!path.startsWith('/write') && !path.startsWith('/api/v2/write')) return;
-        const r = this.stats_.writeRequests;
-        r.count++;
-        r.totalMs += durationMs;
-        r.maxMs = Math.max(r.maxMs, durationMs);
-        r.lastStatus = status;
-        this.deps.onWriteRequest?.(durationMs, status);
-      },
-    );
-    this.influx = new InfluxDB({ url: c.url, timeout: c.timeoutMs, transport });
-    this.writeApi = this.newWriteApi();
-    log.info({ server: this.info, database: c.database }, 'storage ready');
+    this.info = await detectServer(this.client, this.config);
+    await ensureDatabase(this.client, this.config, this.info, this.deps.log);
+    this.writer.start(this.info.writeApi);
+    this.deps.log.info({ server: this.info, database: this.config.database }, 'storage ready');
     return this.info;
   }
 
-  /** The client library gzips bodies above the threshold; "never" is a threshold no batch reaches. */
-  private gzipThreshold(): number {
-    const c = this.config;
-    const host = new URL(c.url).hostname;
-    const loopback = host === 'localhost' || host === '[::1]' || host === '::1' || host.startsWith('127.');
-    const on = c.gzip === 'always' || (c.gzip === 'auto' && !loopback);
-    return on ? c.gzipThreshold : Number.MAX_SAFE_INTEGER;
-  }
-
-  private bucket(): string {
-    const { database, retentionPolicy } = this.config;
-    return retentionPolicy ? `${database}/${retentionPolicy}` : database;
-  }
-
-  private newWriteApi(): WriteApi {
-    const c = this.config;
-    const options: Partial<WriteOptions> = {
-      // Chunks are at most batchSize lines and flushed as soon as they are handed over, so the WriteApi's own
-      // buffer never splits or merges them (one more than a chunk: it never fills and sends on its own; no
-      // interval, no byte limit of its own).
-      batchSize: c.batchSize + 1,
-      flushInterval: 0,
-      maxBatchBytes: Number.MAX_SAFE_INTEGER,
-      maxBufferLines: c.maxBufferLines,
-      maxRetries: Number.MAX_SAFE_INTEGER, // bounded by maxRetryTime instead of a count
-      maxRetryTime: c.maxRetryTimeMs,
-      minRetryDelay: c.minRetryDelayMs,
-      maxRetryDelay: c.maxRetryDelayMs,
-      retryJitter: c.retryJitterMs,
-      exponentialBase: 2,
-      gzipThreshold: this.gzipThreshold(),
-      writeSuccess: (lines) => {
-        this.stats_.writtenLines += lines.length;
-        this.stats_.batchesWritten++;
-        this.settle(lines, lines.length);
-      },
-      writeRetrySkipped: (entry) => {
-        this.stats_.droppedLines.overflow += entry.lines.length;
-        this.deps.log.error(
-          { dropped: entry.lines.length, maxBufferLines: c.maxBufferLines },
-          'retry buffer full: oldest lines dropped',
-        );
-        this.settle(entry.lines, entry.lines.length, 'overflow');
-      },
-      writeFailed: (error, lines) => this.onWriteFailed(error, lines),
-    };
-    return this.influx!.getWriteApi(this.config.org || '-', this.bucket(), 'ms', options);
-  }
-
-  /**
-   * Hands lines to the WriteApi as one request; `batch` settles when all its chunks have. Resolves when
-   * InfluxDB has them or they are scheduled for retry.
-   */
-  private send(lines: string[], batch: Batch): Promise<void> {
-    const chunk: Chunk = { lines, batch };
-    const first = lines[0]!;
-    const same = this.unseen.get(first);
-    if (same) same.push(chunk);
-    else this.unseen.set(first, [chunk]);
-    const api = this.writeApi!;
-    api.writeRecords(lines);
-    return api.flush().catch(() => {});
-  }
-
-  /** The chunk a WriteApi callback names: the same array on every attempt, so looked up by content once. */
-  private chunkOf(lines: string[]): Chunk | undefined {
-    const known = this.seen.get(lines);
-    if (known) return known;
-    const candidates = this.unseen.get(lines[0]!);
-    if (!candidates) return undefined;
-    // The WriteApi's array holds the very strings we gave it, in order. Two chunks of equal content (a message
-    // redelivered while its first copy is still pending) are interchangeable: either settling stores the same.
-    const i = candidates.findIndex(
-      (c) => c.lines.length === lines.length && c.lines.every((l, k) => l === lines[k]),
-    );
-    if (i < 0) return undefined;
-    const [chunk] = candidates.splice(i, 1);
-    if (candidates.length === 0) this.unseen.delete(lines[0]!);
-    this.seen.set(lines, chunk!);
-    return chunk;
-  }
-
-  /** `n` lines of a chunk are done with (written or dropped); `abandoned` says they were given up. */
-  private settle(lines: string[], n: number, abandoned?: DropReason): void {
-    const chunk = this.chunkOf(lines);
-    if (!chunk) {
-      this.deps.log.error({ lines: lines.length }, 'storage: a write callback for an unknown chunk (bug)');
-      return;
-    }
-    if (abandoned) for (const l of this.listeners) l.abandoned(abandoned, n);
-    chunk.batch.pending -= n;
-    this.advance();
-  }
-
-  /** Moves the settled position past every leading batch that has settled. */
-  private advance(): void {
-    let moved = false;
-    while (this.batches.length > 0 && this.batches[0]!.pending <= 0) {
-      this.batches.shift();
-      moved = true;
-    }
-    if (!moved) return;
-    this.settledThrough_ = this.batches[0]?.start ?? this.openStart;
-    for (const l of this.listeners) l.settled(this.settledThrough_);
-  }
-
-  /** The WriteApi's failure hook: returning a promise means "handled, do not retry"; undefined lets it retry. */
-  private onWriteFailed(error: Error, lines: string[]): Promise<void> | undefined {
-    const action = classifyWriteError(error, lines.length);
-    const log = this.deps.log;
-    switch (action.kind) {
-      case 'retry': {
-        if (action.retryAfterMs !== undefined) {
-          // The library reads Retry-After seconds as milliseconds; give it the right number.
-          const ms = action.retryAfterMs;
-          (error as { retryAfter?: () => number }).retryAfter = () => ms;
-        }
-        this.stats_.retriedLines += lines.length;
-        log.warn(
-          { lines: lines.length, why: action.why, retryAfterMs: action.retryAfterMs },
-          'write failed; will retry',
-        );
-        return undefined;
-      }
-      case 'split': {
-        const chunk = this.chunkOf(lines);
-        if (!chunk) {
-          log.error({ lines: lines.length }, 'storage: a 413 for an unknown chunk (bug)');
-          return Promise.resolve();
-        }
-        this.stats_.splitBatches++;
-        const half = Math.ceil(lines.length / 2);
-        log.warn({ lines: lines.length, half, why: action.why }, 'batch too large (413): splitting');
-        // Both halves go through the same WriteApi (its retries, its back-off); the batch settles when they have.
-        this.send(lines.slice(0, half), chunk.batch);
-        this.send(lines.slice(half), chunk.batch);
-        return Promise.resolve();
-      }
-      case 'drop': {
-        const n = action.dropped ?? lines.length;
-        this.stats_.droppedLines[action.reason] += n;
-        if (n < lines.length) this.stats_.writtenLines += lines.length - n; // a partial write stored the rest
-        log.error(
-          {
-            dropped: n,
-            reason: action.reason,
-            why: action.why,
-            offending: offendingLines(action.why, lines),
-          },
-          'InfluxDB rejected points: dropped',
-        );
-        // Rejected or too large: the data itself is refused, retrying cannot help. Expired: given up.
-        this.settle(lines, lines.length, action.reason === 'expired' ? 'expired' : undefined);
-        return Promise.resolve();
-      }
-      case 'fatal': {
-        this.stats_.droppedLines.fatal += lines.length;
-        const err = new StorageError(
-          action.status === 404 ? 'CFM_STORAGE_NO_DATABASE' : 'CFM_STORAGE_AUTH',
-          action.status === 404
-            ? `InfluxDB at ${this.where} has no database/bucket ${JSON.stringify(this.bucket())}: ${action.why}`
-            : `InfluxDB at ${this.where} refused the write (${action.status}): ${action.why} — check influx.token or influx.username/password and their write permission`,
-        );
-        log.fatal({ err, dropped: lines.length }, 'storage cannot write');
-        if (!this.fatal) {
-          this.fatal = err;
-          this.deps.onFatal?.(err);
-        }
-        this.settle(lines, lines.length, 'fatal');
-        return Promise.resolve();
-      }
-    }
-  }
+  // ---- writes (writer.ts) ---------------------------------------------------------------------------------
 
   /** Queues points. Never throws for bad data: a point that does not fit the schema is counted and logged. */
   write(points: readonly AnyPoint[]): void {
-    const lines: string[] = [];
-    for (const p of points) {
-      try {
-        const l = toLine(p);
-        if (l !== undefined) lines.push(l);
-      } catch (err) {
-        this.stats_.droppedLines.invalid_point++;
-        this.deps.log.error({ err, measurement: p.measurement }, 'point does not fit the schema: dropped');
-      }
-    }
-    this.writeLines(lines);
+    this.writer.write(points);
   }
 
   /** Queues ready-made line protocol (timestamps in ms). */
   writeLines(lines: readonly string[]): void {
-    if (!this.writeApi) throw new Error('storage not started');
-    if (lines.length === 0) return;
-    this.stats_.acceptedLines += lines.length;
-    for (const l of lines) this.open.push(l);
-    if (this.open.length >= this.config.batchSize) this.seal();
-    else this.flushTimer ??= setTimeout(() => this.seal(), this.config.flushIntervalMs);
+    this.writer.writeLines(lines);
   }
 
   /**
@@ -521,241 +69,59 @@ export class Storage {
    * listener's `settled(through)` has `through` ≥ what it returned.
    */
   position(): number {
-    return this.stats_.acceptedLines;
+    return this.writer.position();
   }
 
   /** Every line accepted before this position is written or dropped for good (see WriteListener). */
   get settledThrough(): number {
-    return this.settledThrough_;
+    return this.writer.settledThrough;
   }
 
   /** The fatal error (401/403/404) once InfluxDB refused a write; undefined while none happened. */
   get fatalError(): StorageError | undefined {
-    return this.fatal;
+    return this.writer.fatalError;
   }
 
   /** Adds a listener of settled and abandoned lines; returns the function that removes it. */
   addWriteListener(l: WriteListener): () => void {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
-  }
-
-  /** Closes the current batch and hands it to the WriteApi in chunks of at most batchSize lines. */
-  private seal(): Promise<void>[] {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    const lines = this.open;
-    if (lines.length === 0) return [];
-    this.open = [];
-    const batch: Batch = { start: this.openStart, end: this.openStart + lines.length, pending: lines.length };
-    this.openStart = batch.end;
-    this.batches.push(batch);
-    const size = this.config.batchSize;
-    const sent: Promise<void>[] = [];
-    for (let i = 0; i < lines.length; i += size) {
-      sent.push(this.send(lines.length <= size ? lines : lines.slice(i, i + size), batch));
-    }
-    return sent;
+    return this.writer.addWriteListener(l);
   }
 
   /** Sends what is buffered now; resolves when InfluxDB has it or it is scheduled for retry. */
-  async flush(): Promise<void> {
-    await Promise.all(this.seal());
+  flush(): Promise<void> {
+    return this.writer.flush();
   }
 
   /**
-   * Resolves when nothing is pending (written or dropped), or rejects after `timeoutMs`. Retries keep their
-   * schedule (back-off, Retry-After): draining waits for them rather than hurrying them.
+   * Resolves when nothing is pending (written or dropped), or rejects after `timeoutMs` (default
+   * `shutdownTimeoutMs`). Retries keep their schedule (back-off, Retry-After): draining waits for them.
    */
-  async drain(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      await this.flush();
-      const pending = this.stats().pendingLines;
-      if (pending <= 0) return;
-      if (Date.now() >= deadline) throw new Error(`${pending} lines still pending after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(0, deadline - Date.now()))));
-    }
+  drain(timeoutMs?: number): Promise<void> {
+    return this.writer.drain(timeoutMs);
   }
 
   /**
    * Flushes everything buffered, waiting up to shutdownTimeoutMs for scheduled retries, then makes one last
    * immediate attempt at what is still waiting; what remains after that is counted as lost and logged.
    */
-  async stop(): Promise<void> {
-    const api = this.writeApi;
-    if (!api) return;
-    try {
-      await this.drain();
-    } catch {
-      await this.flush();
-      await api.flush(true).catch(() => {});
-      const pending = this.stats().pendingLines;
-      if (pending > 0) {
-        this.stats_.droppedLines.shutdown += pending;
-        this.deps.log.error({ lost: pending, url: this.where }, 'storage stopped with unwritten lines');
-      }
-    }
-    api.dispose();
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    this.writeApi = undefined;
+  stop(): Promise<void> {
+    return this.writer.stop();
   }
 
-  // ---- queries -------------------------------------------------------------------------------------------
-
-  private authHeaders(): Record<string, string> {
-    const c = this.config;
-    if (c.token) return { authorization: `Token ${c.token}` };
-    if (c.username !== undefined) {
-      return {
-        authorization: `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`,
-      };
-    }
-    return {};
-  }
+  // ---- queries (query.ts) ---------------------------------------------------------------------------------
 
   /** GET /ping: resolves with the server version; throws a StorageError when unreachable or refused. */
-  async ping(): Promise<string> {
-    const url = new URL('/ping', this.config.url);
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        headers: this.authHeaders(),
-        signal: AbortSignal.timeout(this.config.timeoutMs),
-      });
-    } catch (err) {
-      throw new StorageError(
-        'CFM_STORAGE_UNREACHABLE',
-        `InfluxDB at ${this.where} is unreachable: ${describe(err)}`,
-        // fetch quotes the URL it refused, credentials included
-        { cause: scrubError(err) },
-      );
-    }
-    await res.arrayBuffer().catch(() => undefined);
-    if (res.status === 401 || res.status === 403) {
-      throw new StorageError(
-        'CFM_STORAGE_AUTH',
-        `InfluxDB at ${this.where} refused /ping (${res.status}): check influx.token`,
-      );
-    }
-    const version = res.headers.get('x-influxdb-version');
-    if (!res.ok || !version) {
-      throw new StorageError(
-        'CFM_STORAGE_UNREACHABLE',
-        `${redactUrl(url.href)} answered ${res.status} without X-Influxdb-Version: is influx.url an InfluxDB server?`,
-      );
-    }
-    return version;
+  ping(): Promise<string> {
+    return this.client.ping();
   }
 
   /** Runs InfluxQL statements (separated by `;`); one array of series per statement. Throws on any error. */
-  async query(q: string, opts: { database?: string | null } = {}): Promise<Series[][]> {
-    const form = new URLSearchParams({ q, epoch: 'ms' });
-    const db = opts.database === undefined ? this.config.database : opts.database;
-    if (db) form.set('db', db);
-    if (db && this.config.retentionPolicy) form.set('rp', this.config.retentionPolicy);
-    let res: Response;
-    try {
-      res = await fetch(new URL('/query', this.config.url), {
-        method: 'POST',
-        headers: { ...this.authHeaders(), 'content-type': 'application/x-www-form-urlencoded' },
-        body: form,
-        signal: AbortSignal.timeout(this.config.timeoutMs),
-      });
-    } catch (err) {
-      throw new StorageError('CFM_STORAGE_UNREACHABLE', `InfluxDB query failed: ${describe(err)}`, {
-        cause: scrubError(err),
-      });
-    }
-    const text = await res.text();
-    if (res.status === 401 || res.status === 403) {
-      throw new StorageError(
-        'CFM_STORAGE_AUTH',
-        `InfluxDB refused the query (${res.status}): ${text.trim().slice(0, 200)}`,
-      );
-    }
-    let body: z.infer<typeof queryResponseSchema>;
-    try {
-      body = queryResponseSchema.parse(JSON.parse(text));
-    } catch {
-      throw new StorageError(
-        'CFM_STORAGE_QUERY',
-        `InfluxDB answered ${res.status} with an unreadable body: ${text.slice(0, 200)}`,
-      );
-    }
-    if (body.error) throw new StorageError('CFM_STORAGE_QUERY', `${body.error} (in: ${q.slice(0, 300)})`);
-    return (body.results ?? []).map((r) => {
-      if (r.error) throw new StorageError('CFM_STORAGE_QUERY', `${r.error} (in: ${q.slice(0, 300)})`);
-      return (r.series ?? []).map((s) => ({
-        name: s.name,
-        tags: s.tags ?? {},
-        columns: s.columns,
-        values: s.values,
-      }));
-    });
+  query(q: string, opts: { database?: string | null } = {}): Promise<Series[][]> {
+    return this.client.query(q, opts);
   }
 
   /** The first statement's rows as objects, each with its series' tags merged in. */
-  async rows(q: string): Promise<Record<string, unknown>[]> {
-    const [first = []] = await this.query(q);
-    const out: Record<string, unknown>[] = [];
-    for (const s of first) {
-      for (const v of s.values) {
-        const row: Record<string, unknown> = { ...s.tags };
-        s.columns.forEach((c, i) => {
-          row[c] = v[i];
-        });
-        out.push(row);
-      }
-    }
-    return out;
+  rows(q: string): Promise<Record<string, unknown>[]> {
+    return this.client.rows(q);
   }
-
-  private async ensureDatabase(): Promise<void> {
-    const { database, retentionPolicy, createDatabase } = this.config;
-    const url = this.where;
-    const major = this.info!.major;
-    const [series = []] = await this.query('SHOW DATABASES', { database: null }).catch((err: unknown) => {
-      if (err instanceof StorageError && err.code === 'CFM_STORAGE_AUTH') {
-        throw new StorageError(
-          'CFM_STORAGE_AUTH',
-          `${err.message} — check influx.token or influx.username/password`,
-        );
-      }
-      throw err;
-    });
-    const names = new Set(series.flatMap((s) => s.values.map((v) => String(v[0]))));
-    if (!names.has(database)) {
-      if (major !== 1 || !createDatabase) {
-        throw new StorageError(
-          'CFM_STORAGE_NO_DATABASE',
-          major === 1
-            ? `InfluxDB at ${url} has no database ${JSON.stringify(database)} and influx.createDatabase is false`
-            : `InfluxDB ${this.info!.version} at ${url} has no bucket ${JSON.stringify(database)} visible to this token: ` +
-                `create it (influx bucket create -n ${database}) and give the token read/write on it`,
-        );
-      }
-      await this.query(`CREATE DATABASE ${quoteIdent(database)}`, { database: null });
-      this.deps.log.info({ database }, 'created database');
-    }
-    if (retentionPolicy && major === 1) {
-      const [rps = []] = await this.query(`SHOW RETENTION POLICIES ON ${quoteIdent(database)}`, {
-        database: null,
-      });
-      const have = new Set(rps.flatMap((s) => s.values.map((v) => String(v[0]))));
-      if (!have.has(retentionPolicy)) {
-        throw new StorageError(
-          'CFM_STORAGE_NO_DATABASE',
-          `database ${JSON.stringify(database)} has no retention policy ${JSON.stringify(retentionPolicy)}`,
-        );
-      }
-    }
-  }
-}
-
-function describe(err: unknown): string {
-  const e = err as { cause?: { code?: string; message?: string }; message?: string; name?: string };
-  if (e?.name === 'TimeoutError') return 'timed out';
-  return scrubText(e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err));
 }

@@ -4,19 +4,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { type CalendarDef, Calendars, localMidnightMs } from '../../common/calendar.js';
-import {
-  type Evaluation,
-  evaluate,
-  loadPeriod,
-  lookbackDaysFor,
-  type RollupRow,
-  rollups,
-  roundHalfAway,
-  teachingBuckets,
-} from '../../common/figures/attainment.js';
 import { DayCache } from '../../common/figures/days.js';
+import { evaluate } from '../../common/figures/evaluate.js';
+import { loadPeriod, lookbackDaysFor, teachingBuckets } from '../../common/figures/load.js';
 import { type Profile, profileSet } from '../../common/figures/profiles.js';
+import { type RollupRow, rollups } from '../../common/figures/regions.js';
 import { Reports } from '../../common/figures/reports.js';
+import type { Evaluation } from '../../common/figures/results.js';
+import { roundHalfAway } from '../../common/figures/rounding.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import type { AnyPoint } from '../../contracts/influx.js';

@@ -9,7 +9,8 @@ import { addressKey, FailureLimiter } from '../../common/failure-limit.js';
 import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { RegistryStore } from '../../common/registry/store.js';
-import { influxConfigSchema, Storage } from '../../common/storage/storage.js';
+import { influxConfigSchema } from '../../common/storage/config.js';
+import { Storage } from '../../common/storage/storage.js';
 import { testApp } from '../helpers/api.js';
 import { captureLogger } from '../helpers/influx.js';
 

@@ -10,7 +10,8 @@ import { Calendars } from '../../common/calendar.js';
 import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { RegistryStore } from '../../common/registry/store.js';
-import { influxConfigSchema, Storage } from '../../common/storage/storage.js';
+import { influxConfigSchema } from '../../common/storage/config.js';
+import { Storage } from '../../common/storage/storage.js';
 import { testApp } from '../helpers/api.js';
 import { captureLogger, waitFor } from '../helpers/influx.js';
 

@@ -7,7 +7,7 @@ import { shownConfig } from '../../common/cli.js';
 import { ConfigError, loadConfig } from '../../common/config.js';
 import { logConfigSchema } from '../../common/log.js';
 import { REDACTED } from '../../common/redact.js';
-import { influxConfigSchema } from '../../common/storage/storage.js';
+import { influxConfigSchema } from '../../common/storage/config.js';
 
 const schema = z.strictObject({ influx: influxConfigSchema, log: logConfigSchema });
 const dir = mkdtempSync(join(tmpdir(), 'cfm-config-'));

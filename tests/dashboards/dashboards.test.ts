@@ -2,16 +2,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Calendars, dateOf, dayNumber, localMidnightMs } from '../../common/calendar.js';
-import {
-  attainmentPoints,
-  evaluate,
-  loadPeriod,
-  lookbackDaysFor,
-  teachingBuckets,
-} from '../../common/figures/attainment.js';
 import { DayCache } from '../../common/figures/days.js';
+import { evaluate } from '../../common/figures/evaluate.js';
+import { loadPeriod, lookbackDaysFor, teachingBuckets } from '../../common/figures/load.js';
+import { attainmentPoints } from '../../common/figures/points.js';
 import { profileSet } from '../../common/figures/profiles.js';
-import type { Series, Storage } from '../../common/storage/storage.js';
+import type { Series } from '../../common/storage/query.js';
+import type { Storage } from '../../common/storage/storage.js';
 import { MEASUREMENTS, UNASSIGNED_REGION } from '../../contracts/influx.js';
 import { DASHBOARDS, DATASOURCE, renderAll, type VariableDef } from '../../dashboards/src/index.js';
 import { CITY_CALENDAR, cityRollup, TEACHING_DAYS } from '../helpers/city.js';

@@ -1,10 +1,6 @@
 import { createLogger, type Logger } from '../../common/log.js';
-import {
-  type InfluxConfig,
-  influxConfigSchema,
-  Storage,
-  type StorageDeps,
-} from '../../common/storage/storage.js';
+import { type InfluxConfig, influxConfigSchema } from '../../common/storage/config.js';
+import { Storage, type StorageDeps } from '../../common/storage/storage.js';
 
 export { Influxd } from '../../dev/influxd.js';
 export { freePort, waitFor } from '../../dev/ports.js';

@@ -1,6 +1,6 @@
 import { InfluxDB } from '@influxdata/influxdb-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { StorageError } from '../../../common/storage/storage.js';
+import type { StorageError } from '../../../common/storage/errors.js';
 import { FaultProxy } from '../../helpers/fault-proxy.js';
 import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 

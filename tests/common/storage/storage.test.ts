@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StorageError } from '../../../common/storage/errors.js';
 import { iql } from '../../../common/storage/influxql.js';
-import { StorageError } from '../../../common/storage/storage.js';
 import {
   type AnyPoint,
   type FieldType,

@@ -1,0 +1,122 @@
+import type { School } from '../../contracts/registry.js';
+import type { Period } from './load.js';
+
+/**
+ * What `evaluate` (evaluate.ts) finds: per school (校校通, 班班通 counts, computers), per class room (班班通) and per
+ * device (the usage audit), with the reasons of every verdict. The API's responses and files, the regional
+ * rollups (regions.ts) and the dashboard points (points.ts) are read from these.
+ */
+
+export interface Reason {
+  /** Stable code (documented in api/README.md). */
+  code:
+    | 'no_calendar'
+    | 'no_teaching_time'
+    | 'not_rolled_up'
+    | 'no_uplink_registered'
+    | 'uplink_not_monitored'
+    | 'uplink_availability_low'
+    | 'uplink_capacity_low'
+    | 'per_class_bandwidth_low'
+    | 'uplink_congested'
+    | 'not_equipped'
+    | 'offline_too_often'
+    | 'unhealthy'
+    | 'used_too_little'
+    | 'school_not_connected';
+  message: string;
+}
+
+export interface SchoolResult {
+  id: string;
+  name: string;
+  region: string;
+  area: School['area'];
+  level: School['level'];
+  classes: number;
+  students: number;
+  teachers: number;
+  teachingDays: number;
+  uplink: {
+    /** null: not known — the school has no rolled-up teaching day in the period (not judged, or no calendar). */
+    monitored: boolean | null;
+    /** null: not measured (no rolled-up teaching day, or no uplink registered); never 0 for "not measured". */
+    availabilityPct: number | null;
+    capacityMbps: number | null;
+    capacitySource: 'contract' | 'polled' | null;
+    perClassMbps: number | null;
+    /** Share of teaching-time buckets with readings at or above the profile's congestion threshold. */
+    busyPct: number | null;
+    /** null: no uplink readings to judge it by. */
+    congested: boolean | null;
+    p95MaxDayPct: number | null;
+  };
+  /** null: no teaching time in the period (vacation), so nothing to judge. */
+  xxt: { attained: boolean | null; reasons: Reason[] };
+  bbt: {
+    /** Classes counted: the larger of the school's class count and its registered class rooms. */
+    classes: number;
+    attained: number;
+    /** Classes without a registered class room (no monitored equipment): not attained. */
+    unmonitored: number;
+  };
+  computers: { teacherWorking: number; studentWorking: number };
+}
+
+export interface ClassroomResult {
+  id: string;
+  school: string;
+  name: string;
+  attained: boolean | null;
+  reasons: Reason[];
+  equipped: boolean;
+  onlineDays: number;
+  teachingDays: number;
+  /** null: no teaching week measured (its school is not judged, or has no calendar). */
+  periodsUsedPerWeek: number | null;
+  faultyPct: number | null;
+}
+
+export interface DeviceAudit {
+  id: string;
+  school: string;
+  classroom: string | null;
+  kind: string;
+  batch: string | null;
+  purchasedOn: string | null;
+  poweredOnHours: number;
+  inUseHours: number;
+  /** Teaching days in the period with at least one used class period. */
+  daysUsed: number;
+  teachingDays: number;
+  usedDaysPct: number | null;
+  /** The last day used from the evaluation's `lookbackFrom` to the period's end; null: none in that window. */
+  lastUsed: string | null;
+  /** Rolled-up teaching days of its school after `lastUsed` (after `lookbackFrom` when null) to the period's end. */
+  idleTeachingDays: number;
+  idle: boolean;
+}
+
+export interface Coverage {
+  /** Teaching dates (of the calendars of the schools counted) in the period so far that are rolled up. */
+  rolledDays: number;
+  /** Dates in the period so far on which at least one school counted teaches. */
+  teachingDates: number;
+}
+
+export interface Evaluation {
+  period: Period;
+  profile: string;
+  /** Coverage over every school of the registry; `coverage(ev, reg, scope)` (evaluate.ts) for a scope. */
+  coverage: Coverage;
+  /** Where "last used" looked back from (api/README.md#definitions). */
+  lookbackFrom: string;
+  schools: SchoolResult[];
+  classrooms: ClassroomResult[];
+  devices: DeviceAudit[];
+  /** Per school, its calendar's id (schools without a calendar are absent). */
+  calendarOf: Map<string, string>;
+  /** Per calendar id, its teaching dates in the period so far. */
+  teachingDatesOf: Map<string, readonly string[]>;
+  rolledDates: readonly string[];
+}

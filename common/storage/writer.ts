@@ -1,0 +1,453 @@
+import { InfluxDB, setLogger, type WriteApi, type WriteOptions } from '@influxdata/influxdb-client';
+import type { Logger } from 'pino';
+import type { AnyPoint } from '../../contracts/influx.js';
+import { redactUrl } from '../redact.js';
+import type { InfluxConfig } from './config.js';
+import { StorageError } from './errors.js';
+import { toLine } from './line-protocol.js';
+import { StorageTransport } from './transport.js';
+import { classifyWriteError, offendingLines, type WriteAction } from './write-errors.js';
+
+/**
+ * The write side (README.md, "Batches and the completion signal" and "Write failures"): points become lines,
+ * lines are batched, and the batches go through `@influxdata/influxdb-client`'s WriteApi (retries with
+ * exponential back-off and jitter, gzip) to `/api/v2/write`, or on 1.x older than 1.8 to `/write` through
+ * `StorageTransport`. Failures are classified (write-errors.ts): 429/5xx/network are retried, honouring
+ * Retry-After; 413 splits the batch; other 4xx drop and count with the offending line logged; 401/403/404 are
+ * fatal. Listeners learn which lines are settled, so the collector can acknowledge them.
+ */
+
+export type DropReason =
+  | Extract<WriteAction, { kind: 'drop' }>['reason']
+  | 'fatal'
+  | 'overflow'
+  | 'shutdown'
+  | 'invalid_point';
+
+export interface StorageStats {
+  /** Lines handed to write(). */
+  acceptedLines: number;
+  /** Lines InfluxDB acknowledged. */
+  writtenLines: number;
+  /** Lines whose write failed and was scheduled again (a line retried twice counts twice). */
+  retriedLines: number;
+  droppedLines: Record<DropReason, number>;
+  /** Accepted but neither written nor dropped: in the write buffer, in flight or waiting for a retry. */
+  pendingLines: number;
+  batchesWritten: number;
+  splitBatches: number;
+  /** Every HTTP write request: count, total and max duration. */
+  writeRequests: { count: number; totalMs: number; maxMs: number; lastStatus?: number | undefined };
+}
+
+export interface WriterDeps {
+  log: Logger;
+  /** Called once when InfluxDB refuses the credentials or the database is gone: the owner should stop. */
+  onFatal?: (err: StorageError) => void;
+  /** Every HTTP write request, for the owner's latency histogram. */
+  onWriteRequest?: (durationMs: number, status: number | undefined) => void;
+}
+
+/**
+ * Told when accepted lines are settled: written, or dropped because InfluxDB will never take them. The
+ * collector acknowledges MQTT messages from this (collector/README.md, "Acknowledged after the write").
+ */
+export interface WriteListener {
+  /**
+   * Every line accepted before position `through` (see `Storage.position()`) is settled: written, or dropped
+   * because InfluxDB refused it for good (400/422 rejected, a single line over the body limit — retrying a
+   * poison line forever would block everything behind it).
+   */
+  settled(through: number): void;
+  /**
+   * Lines were given up without being written (`fatal`: 401/403/404; `expired`: retried for longer than
+   * `maxRetryTimeMs`; `overflow`: the retry buffer was full). Called before `settled` moves past them, so an
+   * owner that must not treat them as written (the collector: no PUBACK) can act first.
+   */
+  abandoned(reason: DropReason, lines: number): void;
+}
+
+/** Lines accepted between two seals: positions [start, end). Settled when `pending` reaches 0. */
+interface Batch {
+  start: number;
+  end: number;
+  pending: number;
+}
+
+/** One array handed to the WriteApi; the WriteApi sends it as one request and names it in every callback. */
+interface Chunk {
+  lines: string[];
+  batch: Batch;
+}
+
+/** The write pipeline behind `Storage.write()`: one per storage, started once the server is known. */
+export class StorageWriter {
+  private influx: InfluxDB | undefined;
+  private writeApi: WriteApi | undefined;
+  /**
+   * Our own write buffer. The WriteApi is used as a sender with retries only: every chunk we give it is sent
+   * as one request (its `batchSize` is ours and we flush right after each chunk), so its callbacks name a
+   * chunk we know — the per-batch completion signal the collector's acknowledgements need. A 413 split goes
+   * back through the same WriteApi as two smaller chunks: no WriteApi is created per split.
+   */
+  private open: string[] = [];
+  private openStart = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  /** Sealed batches not yet settled, oldest first. */
+  private readonly batches: Batch[] = [];
+  /** Chunks sent and not yet seen in a callback, by first line; then by array identity. */
+  private readonly unseen = new Map<string, Chunk[]>();
+  private readonly seen = new WeakMap<string[], Chunk>();
+  private settledThrough_ = 0;
+  private readonly listeners = new Set<WriteListener>();
+  private fatal: StorageError | undefined;
+  private readonly stats_: StorageStats = {
+    acceptedLines: 0,
+    writtenLines: 0,
+    retriedLines: 0,
+    droppedLines: {
+      rejected: 0,
+      too_large: 0,
+      expired: 0,
+      fatal: 0,
+      overflow: 0,
+      shutdown: 0,
+      invalid_point: 0,
+    },
+    pendingLines: 0,
+    batchesWritten: 0,
+    splitBatches: 0,
+    writeRequests: { count: 0, totalMs: 0, maxMs: 0 },
+  };
+
+  constructor(
+    private readonly config: InfluxConfig,
+    private readonly deps: WriterDeps,
+  ) {}
+
+  /** Where InfluxDB is, for messages: `influx.url` with its credentials redacted. */
+  private get where(): string {
+    return redactUrl(this.config.url);
+  }
+
+  stats(): StorageStats {
+    const s = this.stats_;
+    const dropped = Object.values(s.droppedLines).reduce((a, b) => a + b, 0);
+    return structuredClone({ ...s, pendingLines: s.acceptedLines - s.writtenLines - dropped });
+  }
+
+  /** Creates the WriteApi for the endpoint start-up picked (bootstrap.ts); from then on lines are accepted. */
+  start(writeApi: 'v1' | 'v2'): void {
+    const c = this.config;
+    const legacy = writeApi === 'v1';
+    const log = this.deps.log;
+    setLogger({
+      error: (message, err) => log.debug({ err }, `influxdb-client: ${message}`),
+      warn: (message, err) => log.debug({ err }, `influxdb-client: ${message}`),
+    });
+    // On 1.8+ /api/v2/write takes `username:password` as the token.
+    const token =
+      c.token ?? (!legacy && c.username !== undefined ? `${c.username}:${c.password}` : undefined);
+    const base = new InfluxDB({ url: c.url, timeout: c.timeoutMs, ...(legacy || !token ? {} : { token }) });
+    const transport = new StorageTransport(
+      base.transport,
+      legacy ? { username: c.username, password: c.password } : undefined,
+      ({ path, status, durationMs }) => {
+        if (!path.startsWith('/write') && !path.startsWith('/api/v2/write')) return;
+        const r = this.stats_.writeRequests;
+        r.count++;
+        r.totalMs += durationMs;
+        r.maxMs = Math.max(r.maxMs, durationMs);
+        r.lastStatus = status;
+        this.deps.onWriteRequest?.(durationMs, status);
+      },
+    );
+    this.influx = new InfluxDB({ url: c.url, timeout: c.timeoutMs, transport });
+    this.writeApi = this.newWriteApi();
+  }
+
+  /** The client library gzips bodies above the threshold; "never" is a threshold no batch reaches. */
+  private gzipThreshold(): number {
+    const c = this.config;
+    const host = new URL(c.url).hostname;
+    const loopback = host === 'localhost' || host === '[::1]' || host === '::1' || host.startsWith('127.');
+    const on = c.gzip === 'always' || (c.gzip === 'auto' && !loopback);
+    return on ? c.gzipThreshold : Number.MAX_SAFE_INTEGER;
+  }
+
+  private bucket(): string {
+    const { database, retentionPolicy } = this.config;
+    return retentionPolicy ? `${database}/${retentionPolicy}` : database;
+  }
+
+  private newWriteApi(): WriteApi {
+    const c = this.config;
+    const options: Partial<WriteOptions> = {
+      // Chunks are at most batchSize lines and flushed as soon as they are handed over, so the WriteApi's own
+      // buffer never splits or merges them (one more than a chunk: it never fills and sends on its own; no
+      // interval, no byte limit of its own).
+      batchSize: c.batchSize + 1,
+      flushInterval: 0,
+      maxBatchBytes: Number.MAX_SAFE_INTEGER,
+      maxBufferLines: c.maxBufferLines,
+      maxRetries: Number.MAX_SAFE_INTEGER, // bounded by maxRetryTime instead of a count
+      maxRetryTime: c.maxRetryTimeMs,
+      minRetryDelay: c.minRetryDelayMs,
+      maxRetryDelay: c.maxRetryDelayMs,
+      retryJitter: c.retryJitterMs,
+      exponentialBase: 2,
+      gzipThreshold: this.gzipThreshold(),
+      writeSuccess: (lines) => {
+        this.stats_.writtenLines += lines.length;
+        this.stats_.batchesWritten++;
+        this.settle(lines, lines.length);
+      },
+      writeRetrySkipped: (entry) => {
+        this.stats_.droppedLines.overflow += entry.lines.length;
+        this.deps.log.error(
+          { dropped: entry.lines.length, maxBufferLines: c.maxBufferLines },
+          'retry buffer full: oldest lines dropped',
+        );
+        this.settle(entry.lines, entry.lines.length, 'overflow');
+      },
+      writeFailed: (error, lines) => this.onWriteFailed(error, lines),
+    };
+    return this.influx!.getWriteApi(this.config.org || '-', this.bucket(), 'ms', options);
+  }
+
+  /**
+   * Hands lines to the WriteApi as one request; `batch` settles when all its chunks have. Resolves when
+   * InfluxDB has them or they are scheduled for retry.
+   */
+  private send(lines: string[], batch: Batch): Promise<void> {
+    const chunk: Chunk = { lines, batch };
+    const first = lines[0]!;
+    const same = this.unseen.get(first);
+    if (same) same.push(chunk);
+    else this.unseen.set(first, [chunk]);
+    const api = this.writeApi!;
+    api.writeRecords(lines);
+    return api.flush().catch(() => {});
+  }
+
+  /** The chunk a WriteApi callback names: the same array on every attempt, so looked up by content once. */
+  private chunkOf(lines: string[]): Chunk | undefined {
+    const known = this.seen.get(lines);
+    if (known) return known;
+    const candidates = this.unseen.get(lines[0]!);
+    if (!candidates) return undefined;
+    // The WriteApi's array holds the very strings we gave it, in order. Two chunks of equal content (a message
+    // redelivered while its first copy is still pending) are interchangeable: either settling stores the same.
+    const i = candidates.findIndex(
+      (c) => c.lines.length === lines.length && c.lines.every((l, k) => l === lines[k]),
+    );
+    if (i < 0) return undefined;
+    const [chunk] = candidates.splice(i, 1);
+    if (candidates.length === 0) this.unseen.delete(lines[0]!);
+    this.seen.set(lines, chunk!);
+    return chunk;
+  }
+
+  /** `n` lines of a chunk are done with (written or dropped); `abandoned` says they were given up. */
+  private settle(lines: string[], n: number, abandoned?: DropReason): void {
+    const chunk = this.chunkOf(lines);
+    if (!chunk) {
+      this.deps.log.error({ lines: lines.length }, 'storage: a write callback for an unknown chunk (bug)');
+      return;
+    }
+    if (abandoned) for (const l of this.listeners) l.abandoned(abandoned, n);
+    chunk.batch.pending -= n;
+    this.advance();
+  }
+
+  /** Moves the settled position past every leading batch that has settled. */
+  private advance(): void {
+    let moved = false;
+    while (this.batches.length > 0 && this.batches[0]!.pending <= 0) {
+      this.batches.shift();
+      moved = true;
+    }
+    if (!moved) return;
+    this.settledThrough_ = this.batches[0]?.start ?? this.openStart;
+    for (const l of this.listeners) l.settled(this.settledThrough_);
+  }
+
+  /** The WriteApi's failure hook: returning a promise means "handled, do not retry"; undefined lets it retry. */
+  private onWriteFailed(error: Error, lines: string[]): Promise<void> | undefined {
+    const action = classifyWriteError(error, lines.length);
+    const log = this.deps.log;
+    switch (action.kind) {
+      case 'retry': {
+        if (action.retryAfterMs !== undefined) {
+          // The library reads Retry-After seconds as milliseconds; give it the right number.
+          const ms = action.retryAfterMs;
+          (error as { retryAfter?: () => number }).retryAfter = () => ms;
+        }
+        this.stats_.retriedLines += lines.length;
+        log.warn(
+          { lines: lines.length, why: action.why, retryAfterMs: action.retryAfterMs },
+          'write failed; will retry',
+        );
+        return undefined;
+      }
+      case 'split': {
+        const chunk = this.chunkOf(lines);
+        if (!chunk) {
+          log.error({ lines: lines.length }, 'storage: a 413 for an unknown chunk (bug)');
+          return Promise.resolve();
+        }
+        this.stats_.splitBatches++;
+        const half = Math.ceil(lines.length / 2);
+        log.warn({ lines: lines.length, half, why: action.why }, 'batch too large (413): splitting');
+        // Both halves go through the same WriteApi (its retries, its back-off); the batch settles when they have.
+        this.send(lines.slice(0, half), chunk.batch);
+        this.send(lines.slice(half), chunk.batch);
+        return Promise.resolve();
+      }
+      case 'drop': {
+        const n = action.dropped ?? lines.length;
+        this.stats_.droppedLines[action.reason] += n;
+        if (n < lines.length) this.stats_.writtenLines += lines.length - n; // a partial write stored the rest
+        log.error(
+          {
+            dropped: n,
+            reason: action.reason,
+            why: action.why,
+            offending: offendingLines(action.why, lines),
+          },
+          'InfluxDB rejected points: dropped',
+        );
+        // Rejected or too large: the data itself is refused, retrying cannot help. Expired: given up.
+        this.settle(lines, lines.length, action.reason === 'expired' ? 'expired' : undefined);
+        return Promise.resolve();
+      }
+      case 'fatal': {
+        this.stats_.droppedLines.fatal += lines.length;
+        const err = new StorageError(
+          action.status === 404 ? 'CFM_STORAGE_NO_DATABASE' : 'CFM_STORAGE_AUTH',
+          action.status === 404
+            ? `InfluxDB at ${this.where} has no database/bucket ${JSON.stringify(this.bucket())}: ${action.why}`
+            : `InfluxDB at ${this.where} refused the write (${action.status}): ${action.why} — check influx.token or influx.username/password and their write permission`,
+        );
+        log.fatal({ err, dropped: lines.length }, 'storage cannot write');
+        if (!this.fatal) {
+          this.fatal = err;
+          this.deps.onFatal?.(err);
+        }
+        this.settle(lines, lines.length, 'fatal');
+        return Promise.resolve();
+      }
+    }
+  }
+
+  /** Queues points. Never throws for bad data: a point that does not fit the schema is counted and logged. */
+  write(points: readonly AnyPoint[]): void {
+    const lines: string[] = [];
+    for (const p of points) {
+      try {
+        const l = toLine(p);
+        if (l !== undefined) lines.push(l);
+      } catch (err) {
+        this.stats_.droppedLines.invalid_point++;
+        this.deps.log.error({ err, measurement: p.measurement }, 'point does not fit the schema: dropped');
+      }
+    }
+    this.writeLines(lines);
+  }
+
+  /** Queues ready-made line protocol (timestamps in ms). */
+  writeLines(lines: readonly string[]): void {
+    if (!this.writeApi) throw new Error('storage not started');
+    if (lines.length === 0) return;
+    this.stats_.acceptedLines += lines.length;
+    for (const l of lines) this.open.push(l);
+    if (this.open.length >= this.config.batchSize) this.seal();
+    else this.flushTimer ??= setTimeout(() => this.seal(), this.config.flushIntervalMs);
+  }
+
+  /**
+   * Where the next accepted line goes: every line written before a call to `position()` is settled once a
+   * listener's `settled(through)` has `through` ≥ what it returned.
+   */
+  position(): number {
+    return this.stats_.acceptedLines;
+  }
+
+  /** Every line accepted before this position is written or dropped for good (see WriteListener). */
+  get settledThrough(): number {
+    return this.settledThrough_;
+  }
+
+  /** The fatal error (401/403/404) once InfluxDB refused a write; undefined while none happened. */
+  get fatalError(): StorageError | undefined {
+    return this.fatal;
+  }
+
+  /** Adds a listener of settled and abandoned lines; returns the function that removes it. */
+  addWriteListener(l: WriteListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  /** Closes the current batch and hands it to the WriteApi in chunks of at most batchSize lines. */
+  private seal(): Promise<void>[] {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const lines = this.open;
+    if (lines.length === 0) return [];
+    this.open = [];
+    const batch: Batch = { start: this.openStart, end: this.openStart + lines.length, pending: lines.length };
+    this.openStart = batch.end;
+    this.batches.push(batch);
+    const size = this.config.batchSize;
+    const sent: Promise<void>[] = [];
+    for (let i = 0; i < lines.length; i += size) {
+      sent.push(this.send(lines.length <= size ? lines : lines.slice(i, i + size), batch));
+    }
+    return sent;
+  }
+
+  /** Sends what is buffered now; resolves when InfluxDB has it or it is scheduled for retry. */
+  async flush(): Promise<void> {
+    await Promise.all(this.seal());
+  }
+
+  /**
+   * Resolves when nothing is pending (written or dropped), or rejects after `timeoutMs`. Retries keep their
+   * schedule (back-off, Retry-After): draining waits for them rather than hurrying them.
+   */
+  async drain(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.flush();
+      const pending = this.stats().pendingLines;
+      if (pending <= 0) return;
+      if (Date.now() >= deadline) throw new Error(`${pending} lines still pending after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(0, deadline - Date.now()))));
+    }
+  }
+
+  /**
+   * Flushes everything buffered, waiting up to shutdownTimeoutMs for scheduled retries, then makes one last
+   * immediate attempt at what is still waiting; what remains after that is counted as lost and logged.
+   */
+  async stop(): Promise<void> {
+    const api = this.writeApi;
+    if (!api) return;
+    try {
+      await this.drain();
+    } catch {
+      await this.flush();
+      await api.flush(true).catch(() => {});
+      const pending = this.stats().pendingLines;
+      if (pending > 0) {
+        this.stats_.droppedLines.shutdown += pending;
+        this.deps.log.error({ lost: pending, url: this.where }, 'storage stopped with unwritten lines');
+      }
+    }
+    api.dispose();
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.writeApi = undefined;
+  }
+}
