@@ -209,7 +209,7 @@ describe('the split deployment: two API instances and one worker', () => {
     const silence = await post(`${apis[1]!.url}/v1/silences`, {
       school: SCHOOL,
       device: 'pn-c2',
-      durationS: 3_600,
+      minutes: 60,
       comment: '换屏',
     });
     expect(silence.status, JSON.stringify(silence.body)).toBe(201);
