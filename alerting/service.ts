@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
-import { Gauge, type Registry as PromRegistry } from 'prom-client';
+import type { Registry as PromRegistry } from 'prom-client';
 import type { Calendars } from '../common/calendar.js';
 import type { LiveMessage, LiveState } from '../common/live.js';
+import { gauge, labelledGauge } from '../common/metrics.js';
 import type { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
 import type { AlertsConfig } from './config.js';
@@ -268,44 +269,35 @@ export class AlertService {
 
   /** The service's gauges, read when /metrics is scraped (names kept from when it lived in the API). */
   registerMetrics(registry: PromRegistry): void {
-    const service = this;
-    new Gauge({
-      name: 'cfm_api_alerts_active',
-      help: 'Active alerts by state (pending, firing).',
-      labelNames: ['state'],
-      registers: [registry],
-      collect() {
+    labelledGauge(
+      registry,
+      'cfm_api_alerts_active',
+      'Active alerts by state (pending, firing).',
+      'state',
+      () => {
         const n = { pending: 0, firing: 0 };
-        for (const a of service.engine.active.values()) if (a.state !== 'resolved') n[a.state]++;
-        this.set({ state: 'pending' }, n.pending);
-        this.set({ state: 'firing' }, n.firing);
+        for (const a of this.engine.active.values()) if (a.state !== 'resolved') n[a.state]++;
+        return n;
       },
-    });
-    new Gauge({
-      name: 'cfm_api_alert_deliveries',
-      help: 'Notification deliveries since start, by outcome.',
-      labelNames: ['outcome'],
-      registers: [registry],
-      collect() {
-        this.set({ outcome: 'delivered' }, service.deliverer.delivered);
-        this.set({ outcome: 'failed' }, service.deliverer.failed);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_alert_state_write_failures',
-      help: 'Alert state-file writes that failed since start (a full disk, permissions).',
-      registers: [registry],
-      collect() {
-        this.set(service.saveFailures);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_alert_state_recovered',
-      help: '1 when the alert state file was malformed at start and its last good copy (<stateFile>.bak) was loaded instead (the log says why).',
-      registers: [registry],
-      collect() {
-        this.set(service.recoveredFrom ? 1 : 0);
-      },
-    });
+    );
+    labelledGauge(
+      registry,
+      'cfm_api_alert_deliveries',
+      'Notification deliveries since start, by outcome.',
+      'outcome',
+      () => ({ delivered: this.deliverer.delivered, failed: this.deliverer.failed }),
+    );
+    gauge(
+      registry,
+      'cfm_api_alert_state_write_failures',
+      'Alert state-file writes that failed since start (a full disk, permissions).',
+      () => this.saveFailures,
+    );
+    gauge(
+      registry,
+      'cfm_api_alert_state_recovered',
+      '1 when the alert state file was malformed at start and its last good copy (<stateFile>.bak) was loaded instead (the log says why).',
+      () => (this.recoveredFrom ? 1 : 0),
+    );
   }
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
+import { Histogram, Registry as PromRegistry } from 'prom-client';
 import { z } from 'zod';
 import {
   Calendars,
@@ -16,6 +16,7 @@ import { DEFAULT_PROFILE, profileSchema, profileSet } from '../common/figures/pr
 import { Reports } from '../common/figures/reports.js';
 import type { Service } from '../common/lifecycle.js';
 import { LiveState, liveLimitsSchema } from '../common/live.js';
+import { gauge, labelledGauge } from '../common/metrics.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
 import { urlWithSecrets } from '../common/redact.js';
 import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '../common/registry/limits.js';
@@ -230,58 +231,44 @@ export class ApiServer implements Service {
       calendars: this.calendars,
       ttlMs: config.cacheTtlMs,
     });
-    const { reports, live, days } = this;
-    new Gauge({
-      name: 'cfm_api_rollup_days_loaded',
-      help: 'Rolled-up days read from InfluxDB into the day cache since start.',
-      registers: [this.metrics],
-      collect() {
-        this.set(days.loads);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_report_loads',
-      help: 'Period rollup sums loaded from InfluxDB since start (report cache misses).',
-      registers: [this.metrics],
-      collect() {
-        this.set(reports.loads);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_live_devices',
-      help: 'Devices whose live status the API holds (registered, and unregistered within api.live bounds).',
-      registers: [this.metrics],
-      collect() {
-        this.set(live.stats().devices);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_live_unassigned',
-      help: 'Devices not in the registry whose live status or uplink the API holds (bounded by api.live).',
-      registers: [this.metrics],
-      collect() {
-        this.set(live.stats().unassigned);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_live_unassigned_evicted',
-      help: 'Devices not in the registry evicted from the live view since start, because their school (scope="school") or all (scope="total") were full.',
-      labelNames: ['scope'],
-      registers: [this.metrics],
-      collect() {
-        const e = live.stats().unassignedEvicted;
-        this.set({ scope: 'school' }, e.school);
-        this.set({ scope: 'total' }, e.total);
-      },
-    });
-    new Gauge({
-      name: 'cfm_api_live_rejected',
-      help: 'Live MQTT messages that failed validation since start (dropped).',
-      registers: [this.metrics],
-      collect() {
-        this.set(live.rejected);
-      },
-    });
+    const { reports, live, days, metrics: m } = this;
+    gauge(
+      m,
+      'cfm_api_rollup_days_loaded',
+      'Rolled-up days read from InfluxDB into the day cache since start.',
+      () => days.loads,
+    );
+    gauge(
+      m,
+      'cfm_api_report_loads',
+      'Period rollup sums loaded from InfluxDB since start (report cache misses).',
+      () => reports.loads,
+    );
+    gauge(
+      m,
+      'cfm_api_live_devices',
+      'Devices whose live status the API holds (registered, and unregistered within api.live bounds).',
+      () => live.stats().devices,
+    );
+    gauge(
+      m,
+      'cfm_api_live_unassigned',
+      'Devices not in the registry whose live status or uplink the API holds (bounded by api.live).',
+      () => live.stats().unassigned,
+    );
+    labelledGauge(
+      m,
+      'cfm_api_live_unassigned_evicted',
+      'Devices not in the registry evicted from the live view since start, because their school (scope="school") or all (scope="total") were full.',
+      'scope',
+      () => live.stats().unassignedEvicted,
+    );
+    gauge(
+      m,
+      'cfm_api_live_rejected',
+      'Live MQTT messages that failed validation since start (dropped).',
+      () => live.rejected,
+    );
   }
 
   get url(): string {
