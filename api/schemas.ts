@@ -131,7 +131,7 @@ export const uplinkLiveSchema = z.object({
 
 export const liveStateSchema = z.enum(['online', 'offline', 'unknown']);
 
-/** Fields where what a registered device announced can disagree with the registry (api/live.ts). */
+/** Fields where what a registered device announced can disagree with the registry (common/live.ts). */
 
 export const announcedSchema = z
   .object({ region: z.string().nullable(), classroom: z.string().nullable(), kind: z.string() })

@@ -159,7 +159,7 @@ try {
         ts,
       });
     }
-    // What the rollup job writes for each school (api/rollup.ts usagePoints), from made-up day figures.
+    // What the rollup job writes for each school (rollup/rollup.ts usagePoints), from made-up day figures.
     for (const s of city.schools) {
       const rows: DeviceDay[] = [];
       for (const d of devicesOf.get(s.id) ?? []) {

@@ -13,7 +13,7 @@ import { seriesBy } from './panels.js';
 import { groupingToMatrix, statPanel, tablePanel, timeseriesPanel } from './viz.js';
 
 /**
- * 告警 — the alert notifications api/alerts sends (one `alert` point each time an alert is fired, reminded or
+ * 告警 — the alert notifications alerting/ sends (one `alert` point each time an alert is fired, reminded or
  * resolved) and the device events behind them.
  *
  * "Firing now" is an alert whose last notification is not a resolve: the subquery takes the last point of each

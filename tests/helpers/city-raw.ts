@@ -180,7 +180,7 @@ export function cityRawPoints(): AnyPoint[] {
 }
 
 /**
- * Alert notifications as api/alerts/service.ts writes them: C's uplink down and resolved, B's uplink saturated
+ * Alert notifications as alerting/service.ts writes them: C's uplink down and resolved, B's uplink saturated
  * and resolved, a lamp fault resolved, a reboot (an instant alert: fired, never resolved) and B's projector
  * offline since Thursday (fired, reminded, still firing).
  */
