@@ -27,7 +27,7 @@ const ALL = z.strictObject(ALL_SECTIONS);
 const PROGRAMS = {
   broker: { entry: 'broker/main.ts', args: ['run'], sections: ['broker'] },
   collector: { entry: 'collector/main.ts', args: [], sections: ['influx', 'collector'] },
-  api: { entry: 'api/main.ts', args: ['run'], sections: ['influx', 'api', 'alerts'] },
+  api: { entry: 'api/main.ts', args: ['run'], sections: ['influx', 'api', 'alerts', 'rollup'] },
   agent: { entry: 'agents/classroom/main.ts', args: [], sections: ['agent'] },
   poller: { entry: 'agents/snmp/main.ts', args: [], sections: ['poller'] },
   stack: { entry: 'scripts/stack.ts', args: [], sections: ['influx'] },
@@ -139,6 +139,7 @@ function baseConfig(influxUrl: string): Record<string, unknown> {
       tokensFile: join(dir, 'api-tokens.json'),
       mqtt: mqtt('api'),
       preloadDays: 0,
+      alertsUrl: `http://${closed}/worker`,
     },
     rollup: { enabled: false },
     alerts: {
