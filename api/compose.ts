@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { alertsConfigSchema } from '../alerting/config.js';
 import { alertRoutes } from '../alerting/routes.js';
 import { AlertService } from '../alerting/service.js';
@@ -7,9 +7,9 @@ import type { processConfigSchema } from '../common/cli.js';
 import type { Service } from '../common/lifecycle.js';
 import { influxConfigSchema } from '../common/storage/config.js';
 import { Storage } from '../common/storage/storage.js';
-import { type RollupConfig, rollupConfigSchema } from '../rollup/config.js';
+import { type RollupConfig, rollupConfigSchema, rollupFields } from '../rollup/config.js';
 import { RollupService } from '../rollup/service.js';
-import { ApiServer, apiConfigSchema } from './server.js';
+import { API_CONFIG_DESCRIPTION, API_CONFIG_SHAPE, ApiServer } from './server.js';
 
 /**
  * The composition root of the API process family: which services run in one process (docs/architecture.md).
@@ -25,10 +25,24 @@ import { ApiServer, apiConfigSchema } from './server.js';
 export const PROCESS_ROLES = ['all', 'api', 'worker'] as const;
 export type ProcessRole = (typeof PROCESS_ROLES)[number];
 
+/** The `api` section as this process family reads it: with the deprecated `api.rollup` (see rollupConfigOf). */
+const apiSectionSchema = z
+  .strictObject({
+    ...API_CONFIG_SHAPE,
+    rollup: z
+      .strictObject(rollupFields)
+      .optional()
+      .describe(
+        'Deprecated: the top-level `rollup` section (its own since #14). Still read when given here — it then replaces `rollup` whole, with a warning at start.',
+      ),
+  })
+  .prefault({})
+  .describe(API_CONFIG_DESCRIPTION);
+
 /** The config sections the API process family reads. */
 export const API_SECTIONS = {
   influx: influxConfigSchema,
-  api: apiConfigSchema,
+  api: apiSectionSchema,
   alerts: alertsConfigSchema,
   rollup: rollupConfigSchema,
 };
@@ -38,12 +52,7 @@ export type ApiProcessConfig = z.output<ReturnType<typeof processConfigSchema<ty
 export function rollupConfigOf(c: Pick<ApiProcessConfig, 'api' | 'rollup'>, log?: Logger): RollupConfig {
   if (c.api.rollup === undefined) return c.rollup;
   log?.warn('api.rollup is deprecated: move its keys to the top-level `rollup:` section');
-  const parsed = rollupConfigSchema.safeParse(c.api.rollup);
-  if (!parsed.success)
-    throw new Error(
-      `api.rollup: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(section)'}: ${i.message}`).join('; ')}`,
-    );
-  return parsed.data;
+  return c.api.rollup;
 }
 
 export interface ApiProcess {

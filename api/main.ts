@@ -197,11 +197,7 @@ else if (command === 'run') {
     role === 'all' ? 'api' : `api-${role}`,
     sections,
     (c, log) => {
-      try {
-        return composeApiProcess(role as ProcessRole, c, log).services;
-      } catch (e) {
-        fail(`configuration error: ${(e as Error).message}`);
-      }
+      return composeApiProcess(role as ProcessRole, c, log).services;
     },
     args,
   );

@@ -25,145 +25,137 @@ import type { Storage } from '../common/storage/index.js';
 import { buildApp, type RoutePlugin } from './app.js';
 import { TokenStore } from './tokens.js';
 
-export const apiConfigSchema = z
-  .strictObject({
-    host: z
-      .string()
-      .default('127.0.0.1')
-      .describe('Listen address; put a TLS reverse proxy in front for remote users.'),
-    port: z.number().int().min(0).max(65_535).default(8080),
-    registryFile: z
-      .string()
-      .default('var/registry.json')
-      .describe('The fleet registry (written by imports).'),
-    calendarFile: z
-      .string()
-      .default('deploy/examples/calendar-2026-2027.yaml')
-      .describe('School calendars (YAML with a `calendars:` list); replace the example with your 校历.'),
-    tokensFile: z
-      .string()
-      .default('var/api-tokens.json')
-      .describe('Token hashes (`npm run api -- tokens add`).'),
-    defaultProfile: z.string().default(DEFAULT_PROFILE).describe('Profile used when a request names none.'),
-    profiles: z
-      .array(profileSchema)
-      .default([])
-      .describe('Extra standard profiles (same id replaces a built-in).'),
-    rateLimit: z
-      .strictObject({
-        max: z.number().int().min(1).default(600).describe('Requests per token per window.'),
-        timeWindowMs: z.number().int().min(1_000).default(60_000),
-        authFailures: z
-          .number()
-          .int()
-          .min(1)
-          .default(30)
-          .describe(
-            'Failed authentications (no token, or one the API does not know) per client address per window, default 30; beyond, that address gets 429 `CFM_API_AUTH_LIMITED` with Retry-After instead of 401 until its window ends, counted in `cfm_api_auth_failures_total{outcome="limited"}` and logged once per window. A valid token is still served from a limited address, so a client with a wrong token behind the same NAT or proxy cannot lock operators out. Prevents a client cycling through tokens unnoticed and unthrottled: failed requests never reach the per-token limit.',
-          ),
-      })
-      .prefault({}),
-    bodyLimitBytes: z
-      .number()
-      .int()
-      .min(1_024)
-      .max(1024 * 1024 * 1024)
-      .default(DEFAULT_IMPORT_LIMITS.maxFileBytes)
-      .describe(
-        'Largest registry import file as uploaded (an .xlsx compressed), default 32 MiB; larger is refused with 413 before it is read (also by `npm run api -- import`), so an upload cannot fill the memory. Every other route takes at most 64 KiB of body.',
-      ),
-    import: z
-      .strictObject({
-        maxInflatedBytes: z
-          .number()
-          .int()
-          .min(1024 * 1024)
-          .max(2 * 1024 * 1024 * 1024)
-          .default(DEFAULT_IMPORT_LIMITS.maxInflatedBytes)
-          .describe(
-            "Largest .xlsx workbook inflated (its zip parts summed), default 256 MiB: checked from the zip's directory before inflating and enforced while inflating; refused with 413. Prevents a zip bomb (kilobytes that inflate to gigabytes) from exhausting memory.",
-          ),
-        maxRows: z
-          .number()
-          .int()
-          .min(1)
-          .default(DEFAULT_IMPORT_LIMITS.maxRows)
-          .describe(
-            'Most data rows in one import, all sheets and files together, default 200,000 (a city of 2,000 schools, 40,000 classrooms and 80,000 devices has ~122,000); more is refused with 422 as soon as they are counted. Prevents a million-row file from holding the importer for minutes.',
-          ),
-        maxCells: z
-          .number()
-          .int()
-          .min(1)
-          .default(DEFAULT_IMPORT_LIMITS.maxCells)
-          .describe(
-            'Most cells read in one import (a row counts up to its last cell, empty ones included), default 3,000,000; more is refused with 422. Prevents a sheet of a few rows thousands of columns wide from exhausting memory.',
-          ),
-        timeoutMs: z
-          .number()
-          .int()
-          .min(1_000)
-          .default(DEFAULT_IMPORT_LIMITS.timeoutMs)
-          .describe(
-            'Longest an import may take (parse, merge, check; in a worker process), default 120 s; the worker is then stopped and the import refused with 413. Prevents a slow file from occupying a core indefinitely.',
-          ),
-        maxHeapMb: z
-          .number()
-          .int()
-          .min(64)
-          .max(16_384)
-          .default(DEFAULT_IMPORT_LIMITS.maxHeapMb)
-          .describe(
-            "Heap of the import worker process (V8 old generation, `--max-old-space-size`), default 1024 MB; a worker that needs more ends and the import refused with 413 while the API goes on serving. Prevents an import from exhausting the API process's memory.",
-          ),
-      })
-      .prefault({})
-      .describe(
-        'Bounds of a registry import (`POST /v1/registry/import`, `npm run api -- import`); one import runs at a time, in a worker process.',
-      ),
-    cacheTtlMs: z
-      .number()
-      .int()
-      .min(0)
-      .default(300_000)
-      .describe(
-        'How long a period’s sums are reused; loaded days are re-checked against their rollup markers this often.',
-      ),
-    cacheDays: z
-      .number()
-      .int()
-      .min(31)
-      .max(2_000)
-      .default(400)
-      .describe('Days of rollups kept in memory (~0.5 MB per day for a city of 40,000 devices).'),
-    preloadDays: z
-      .number()
-      .int()
-      .min(0)
-      .max(400)
-      .default(45)
-      .describe('Days before today loaded at start, so the first reports are quick.'),
-    mqtt: mqttConfigSchema
-      .unwrap() // no defaults when absent: without a broker the API serves reports only
-      .optional()
-      .describe(
-        'Broker for live status and bandwidth (a `reader` user: subscribes only, never counts as the collector devices wait for); absent: reports only.',
-      ),
-    live: liveLimitsSchema,
-    rollup: z
-      .record(z.string(), z.unknown())
-      .optional()
-      .describe(
-        'Deprecated: the top-level `rollup` section (its own since #14). Still read when given here — it then wins over `rollup`, with a warning at start.',
-      ),
-    alertsUrl: urlWithSecrets(z.url())
-      .optional()
-      .describe(
-        "A scaled deployment's API instance (`--role api`): the URL of the worker (`--role worker`) that runs alerting; the alert routes (`/v1/alerts…`, `/v1/silences…`) are authenticated here and forwarded there, so every instance answers them alike. Absent on such an instance: they answer 404.",
-      ),
-  })
-  .prefault({})
-  .describe('The API: registry, calendars, attainment and audit reports, live fleet state.');
+/** The `api` section's fields (the composition root adds the deprecated `api.rollup`: api/compose.ts). */
+export const API_CONFIG_SHAPE = {
+  host: z
+    .string()
+    .default('127.0.0.1')
+    .describe('Listen address; put a TLS reverse proxy in front for remote users.'),
+  port: z.number().int().min(0).max(65_535).default(8080),
+  registryFile: z.string().default('var/registry.json').describe('The fleet registry (written by imports).'),
+  calendarFile: z
+    .string()
+    .default('deploy/examples/calendar-2026-2027.yaml')
+    .describe('School calendars (YAML with a `calendars:` list); replace the example with your 校历.'),
+  tokensFile: z
+    .string()
+    .default('var/api-tokens.json')
+    .describe('Token hashes (`npm run api -- tokens add`).'),
+  defaultProfile: z.string().default(DEFAULT_PROFILE).describe('Profile used when a request names none.'),
+  profiles: z
+    .array(profileSchema)
+    .default([])
+    .describe('Extra standard profiles (same id replaces a built-in).'),
+  rateLimit: z
+    .strictObject({
+      max: z.number().int().min(1).default(600).describe('Requests per token per window.'),
+      timeWindowMs: z.number().int().min(1_000).default(60_000),
+      authFailures: z
+        .number()
+        .int()
+        .min(1)
+        .default(30)
+        .describe(
+          'Failed authentications (no token, or one the API does not know) per client address per window, default 30; beyond, that address gets 429 `CFM_API_AUTH_LIMITED` with Retry-After instead of 401 until its window ends, counted in `cfm_api_auth_failures_total{outcome="limited"}` and logged once per window. A valid token is still served from a limited address, so a client with a wrong token behind the same NAT or proxy cannot lock operators out. Prevents a client cycling through tokens unnoticed and unthrottled: failed requests never reach the per-token limit.',
+        ),
+    })
+    .prefault({}),
+  bodyLimitBytes: z
+    .number()
+    .int()
+    .min(1_024)
+    .max(1024 * 1024 * 1024)
+    .default(DEFAULT_IMPORT_LIMITS.maxFileBytes)
+    .describe(
+      'Largest registry import file as uploaded (an .xlsx compressed), default 32 MiB; larger is refused with 413 before it is read (also by `npm run api -- import`), so an upload cannot fill the memory. Every other route takes at most 64 KiB of body.',
+    ),
+  import: z
+    .strictObject({
+      maxInflatedBytes: z
+        .number()
+        .int()
+        .min(1024 * 1024)
+        .max(2 * 1024 * 1024 * 1024)
+        .default(DEFAULT_IMPORT_LIMITS.maxInflatedBytes)
+        .describe(
+          "Largest .xlsx workbook inflated (its zip parts summed), default 256 MiB: checked from the zip's directory before inflating and enforced while inflating; refused with 413. Prevents a zip bomb (kilobytes that inflate to gigabytes) from exhausting memory.",
+        ),
+      maxRows: z
+        .number()
+        .int()
+        .min(1)
+        .default(DEFAULT_IMPORT_LIMITS.maxRows)
+        .describe(
+          'Most data rows in one import, all sheets and files together, default 200,000 (a city of 2,000 schools, 40,000 classrooms and 80,000 devices has ~122,000); more is refused with 422 as soon as they are counted. Prevents a million-row file from holding the importer for minutes.',
+        ),
+      maxCells: z
+        .number()
+        .int()
+        .min(1)
+        .default(DEFAULT_IMPORT_LIMITS.maxCells)
+        .describe(
+          'Most cells read in one import (a row counts up to its last cell, empty ones included), default 3,000,000; more is refused with 422. Prevents a sheet of a few rows thousands of columns wide from exhausting memory.',
+        ),
+      timeoutMs: z
+        .number()
+        .int()
+        .min(1_000)
+        .default(DEFAULT_IMPORT_LIMITS.timeoutMs)
+        .describe(
+          'Longest an import may take (parse, merge, check; in a worker process), default 120 s; the worker is then stopped and the import refused with 413. Prevents a slow file from occupying a core indefinitely.',
+        ),
+      maxHeapMb: z
+        .number()
+        .int()
+        .min(64)
+        .max(16_384)
+        .default(DEFAULT_IMPORT_LIMITS.maxHeapMb)
+        .describe(
+          "Heap of the import worker process (V8 old generation, `--max-old-space-size`), default 1024 MB; a worker that needs more ends and the import refused with 413 while the API goes on serving. Prevents an import from exhausting the API process's memory.",
+        ),
+    })
+    .prefault({})
+    .describe(
+      'Bounds of a registry import (`POST /v1/registry/import`, `npm run api -- import`); one import runs at a time, in a worker process.',
+    ),
+  cacheTtlMs: z
+    .number()
+    .int()
+    .min(0)
+    .default(300_000)
+    .describe(
+      'How long a period’s sums are reused; loaded days are re-checked against their rollup markers this often.',
+    ),
+  cacheDays: z
+    .number()
+    .int()
+    .min(31)
+    .max(2_000)
+    .default(400)
+    .describe('Days of rollups kept in memory (~0.5 MB per day for a city of 40,000 devices).'),
+  preloadDays: z
+    .number()
+    .int()
+    .min(0)
+    .max(400)
+    .default(45)
+    .describe('Days before today loaded at start, so the first reports are quick.'),
+  mqtt: mqttConfigSchema
+    .unwrap() // no defaults when absent: without a broker the API serves reports only
+    .optional()
+    .describe(
+      'Broker for live status and bandwidth (a `reader` user: subscribes only, never counts as the collector devices wait for); absent: reports only.',
+    ),
+  live: liveLimitsSchema,
+  alertsUrl: urlWithSecrets(z.url())
+    .optional()
+    .describe(
+      "A scaled deployment's API instance (`--role api`): the URL of the worker (`--role worker`) that runs alerting; the alert routes (`/v1/alerts…`, `/v1/silences…`) are authenticated here and forwarded there, so every instance answers them alike. Absent on such an instance: they answer 404.",
+    ),
+};
+export const API_CONFIG_DESCRIPTION =
+  'The API: registry, calendars, attainment and audit reports, live fleet state.';
+export const apiConfigSchema = z.strictObject(API_CONFIG_SHAPE).prefault({}).describe(API_CONFIG_DESCRIPTION);
 export type ApiConfig = z.infer<typeof apiConfigSchema>;
 
 /** The import limits of an API configuration. */

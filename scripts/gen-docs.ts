@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { pollerConfigSchema } from '../agents/snmp/poller.js';
 import { alertsConfigSchema } from '../alerting/config.js';
-import { apiConfigSchema } from '../api/server.js';
+import { API_SECTIONS } from '../api/compose.js';
 import { brokerConfigSchema } from '../broker/broker.js';
 import { collectorConfigSchema } from '../collector/collector.js';
 import { renderConfigReference } from '../common/config-doc.js';
@@ -25,7 +25,7 @@ export const ALL_SECTIONS = {
   collector: collectorConfigSchema,
   agent: agentConfigSchema,
   poller: pollerConfigSchema,
-  api: apiConfigSchema,
+  api: API_SECTIONS.api,
   alerts: alertsConfigSchema,
   rollup: rollupConfigSchema,
 };
