@@ -54,6 +54,8 @@ export interface AlertRoutesOptions {
    * authenticates and validates here, then the worker answers (common/http/forward.ts).
    */
   forwardTo?: string;
+  /** Why the routes answer 404 when `alerts` is absent (default: alerting is not enabled). */
+  disabled?: string;
 }
 
 /**
@@ -69,7 +71,11 @@ export const alertRoutes: FastifyPluginAsyncZod<AlertRoutesOptions> = async (app
     );
   const service = () => {
     if (!deps.alerts)
-      throw new ApiError(404, 'CFM_API_NOT_FOUND', 'alerting is not enabled (alerts.enabled)');
+      throw new ApiError(
+        404,
+        'CFM_API_NOT_FOUND',
+        deps.disabled ?? 'alerting is not enabled (alerts.enabled)',
+      );
     return deps.alerts;
   };
   const visible = (req: FastifyRequest, region: string | undefined) => {

@@ -266,38 +266,41 @@ export class AlertService {
     this.dirty = this.dirty || this.silences.length !== n;
     return this.silences.length !== n;
   }
+}
 
-  /** The service's gauges, read when /metrics is scraped (names kept from when it lived in the API). */
-  registerMetrics(registry: PromRegistry): void {
-    labelledGauge(
-      registry,
-      'cfm_api_alerts_active',
-      'Active alerts by state (pending, firing).',
-      'state',
-      () => {
-        const n = { pending: 0, firing: 0 };
-        for (const a of this.engine.active.values()) if (a.state !== 'resolved') n[a.state]++;
-        return n;
-      },
-    );
-    labelledGauge(
-      registry,
-      'cfm_api_alert_deliveries',
-      'Notification deliveries since start, by outcome.',
-      'outcome',
-      () => ({ delivered: this.deliverer.delivered, failed: this.deliverer.failed }),
-    );
-    gauge(
-      registry,
-      'cfm_api_alert_state_write_failures',
-      'Alert state-file writes that failed since start (a full disk, permissions).',
-      () => this.saveFailures,
-    );
-    gauge(
-      registry,
-      'cfm_api_alert_state_recovered',
-      '1 when the alert state file was malformed at start and its last good copy (<stateFile>.bak) was loaded instead (the log says why).',
-      () => (this.recoveredFrom ? 1 : 0),
-    );
-  }
+/**
+ * The alerting gauges, read when /metrics is scraped (names kept from when it lived in the API); all 0 when
+ * alerting is off in a process that would run it, so dashboards and rules see 0, not "no data".
+ */
+export function registerAlertMetrics(registry: PromRegistry, service: AlertService | undefined): void {
+  labelledGauge(
+    registry,
+    'cfm_api_alerts_active',
+    'Active alerts by state (pending, firing).',
+    'state',
+    () => {
+      const n = { pending: 0, firing: 0 };
+      for (const a of service?.engine.active.values() ?? []) if (a.state !== 'resolved') n[a.state]++;
+      return n;
+    },
+  );
+  labelledGauge(
+    registry,
+    'cfm_api_alert_deliveries',
+    'Notification deliveries since start, by outcome.',
+    'outcome',
+    () => ({ delivered: service?.deliverer.delivered ?? 0, failed: service?.deliverer.failed ?? 0 }),
+  );
+  gauge(
+    registry,
+    'cfm_api_alert_state_write_failures',
+    'Alert state-file writes that failed since start (a full disk, permissions).',
+    () => service?.saveFailures ?? 0,
+  );
+  gauge(
+    registry,
+    'cfm_api_alert_state_recovered',
+    '1 when the alert state file was malformed at start and its last good copy (<stateFile>.bak) was loaded instead (the log says why).',
+    () => (service?.recoveredFrom ? 1 : 0),
+  );
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { alertsConfigSchema } from '../alerting/config.js';
 import { alertRoutes } from '../alerting/routes.js';
-import { AlertService } from '../alerting/service.js';
+import { AlertService, registerAlertMetrics } from '../alerting/service.js';
 import type { processConfigSchema } from '../common/cli.js';
 import type { Service } from '../common/lifecycle.js';
 import { influxConfigSchema } from '../common/storage/config.js';
@@ -12,7 +12,8 @@ import { RollupService } from '../rollup/service.js';
 import { API_CONFIG_DESCRIPTION, API_CONFIG_SHAPE, ApiServer } from './server.js';
 
 /**
- * The composition root of the API process family: which services run in one process (docs/architecture.md).
+ * The composition root of the API process family: which services run in one process
+ * (docs/deploy-scale-out.md, "API").
  *
  * | role     | runs                                                     | deployment                                |
  * | -------- | -------------------------------------------------------- | ----------------------------------------- |
@@ -97,32 +98,38 @@ export function composeApiProcess(
         ...(opts.now ? { now: opts.now } : {}),
       })
     : undefined;
-  if (alerts) {
-    alerts.registerMetrics(server.metrics);
-    server.cohost({ name: 'alerts', start: async () => alerts.start(), stop: () => alerts.stop() });
-  }
-  const rollup =
-    runsWorkers && rollupConfig.enabled
-      ? new RollupService(rollupConfig, {
-          storage,
-          registry: server.registry,
-          calendars: server.calendars,
-          reports: server.reports,
-          profiles: () => server.profiles.values(),
-          log: log.child({ part: 'rollup' }),
-          metrics: server.metrics,
-          ...(opts.now ? { now: opts.now } : {}),
-        })
-      : undefined;
-  if (rollup) server.cohost(rollup);
+  if (runsWorkers) registerAlertMetrics(server.metrics, alerts);
+  if (alerts) server.cohost({ name: 'alerts', start: async () => alerts.start(), stop: () => alerts.stop() });
+  // Constructed when disabled too (it then does not run): its metrics are exported as before, at 0.
+  const rollup = runsWorkers
+    ? new RollupService(rollupConfig, {
+        storage,
+        registry: server.registry,
+        calendars: server.calendars,
+        reports: server.reports,
+        profiles: () => server.profiles.values(),
+        log: log.child({ part: 'rollup' }),
+        metrics: server.metrics,
+        ...(opts.now ? { now: opts.now } : {}),
+      })
+    : undefined;
+  // After listening, as before #14: a port in use stops the start before a rollup run begins.
+  if (rollup) server.cohost(rollup, { afterListen: true });
   // An instance of a scaled deployment forwards the alert routes to the worker; the others serve their own
   // (answering 404 "not enabled" when alerting is off).
   const forwardTo = role === 'api' ? c.api.alertsUrl : undefined;
+  if (role === 'api' && !forwardTo)
+    log.warn('api.alertsUrl is not set: the alert routes answer 404 (set it to the worker’s URL)');
+  if (role !== 'api' && c.api.alertsUrl)
+    log.warn({ role }, 'api.alertsUrl is read only with --role api: ignored');
   server.mount(async (app) => {
     await app.register(alertRoutes, {
       alerts,
       registry: server.registry,
       ...(forwardTo ? { forwardTo } : {}),
+      ...(role === 'api'
+        ? { disabled: 'alerting runs in the worker of this deployment: set api.alertsUrl to its URL' }
+        : {}),
     });
   });
   const storageService: Service = {

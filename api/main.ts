@@ -197,7 +197,12 @@ else if (command === 'run') {
     role === 'all' ? 'api' : `api-${role}`,
     sections,
     (c, log) => {
-      return composeApiProcess(role as ProcessRole, c, log).services;
+      try {
+        return composeApiProcess(role as ProcessRole, c, log).services;
+      } catch (e) {
+        // What the schemas cannot check (a default profile that no profile defines): still exit 2.
+        fail(`configuration error: ${(e as Error).message}`);
+      }
     },
     args,
   );

@@ -147,7 +147,11 @@ export const API_CONFIG_SHAPE = {
       'Broker for live status and bandwidth (a `reader` user: subscribes only, never counts as the collector devices wait for); absent: reports only.',
     ),
   live: liveLimitsSchema,
-  alertsUrl: urlWithSecrets(z.url())
+  alertsUrl: urlWithSecrets(
+    z.url().refine((u) => !new URL(u).username && !new URL(u).password, {
+      message: 'must not carry user:password@ (the caller’s bearer token is forwarded instead)',
+    }),
+  )
     .optional()
     .describe(
       "A scaled deployment's API instance (`--role api`): the URL of the worker (`--role worker`) that runs alerting; the alert routes (`/v1/alerts…`, `/v1/silences…`) are authenticated here and forwarded there, so every instance answers them alike. Absent on such an instance: they answer 404.",
@@ -173,7 +177,8 @@ export function loadCalendars(file: string): Calendars {
  * The API host: registry, calendars, tokens, the live view, reports and the HTTP server with its routes. What
  * else runs in the process is the composition root's choice (api/main.ts): it mounts more route plugins
  * (`mount`) and co-hosts services (`cohost`: started once the files are loaded and before the live view
- * connects, so they see the broker's retained statuses; stopped after the HTTP server).
+ * connects, so they see the broker's retained statuses — or, `afterListen`, once the server listens; all stopped
+ * after the HTTP server).
  */
 export class ApiServer implements Service {
   readonly name = 'api';
@@ -189,7 +194,7 @@ export class ApiServer implements Service {
   private loadedCalendars = new Calendars([]);
   private app: Awaited<ReturnType<typeof buildApp>> | undefined;
   private readonly mounted: RoutePlugin[] = [];
-  private readonly cohosted: Service[] = [];
+  private readonly cohosted: { service: Service; afterListen: boolean }[] = [];
 
   constructor(
     readonly config: ApiConfig,
@@ -275,8 +280,8 @@ export class ApiServer implements Service {
   }
 
   /** Adds a service to run in this process with the API's registry, calendars and live view. */
-  cohost(service: Service): this {
-    this.cohosted.push(service);
+  cohost(service: Service, opts: { afterListen?: boolean } = {}): this {
+    this.cohosted.push({ service, afterListen: opts.afterListen ?? false });
     return this;
   }
 
@@ -285,7 +290,7 @@ export class ApiServer implements Service {
     this.registry.load();
     this.tokens.load();
     this.loadedCalendars = loadCalendars(config.calendarFile);
-    for (const s of this.cohosted) await s.start();
+    for (const c of this.cohosted) if (!c.afterListen) await c.service.start();
     await this.live.start();
     const app = await buildApp({
       registry: this.registry,
@@ -318,6 +323,7 @@ export class ApiServer implements Service {
     await app.listen({ host: config.host, port: config.port });
     this.app = app;
     deps.log.info({ url: this.url, schools: this.registry.index.data.schools.length }, 'api listening');
+    for (const c of this.cohosted) if (c.afterListen) await c.service.start();
     if (config.preloadDays > 0 && (deps.routes ?? true)) {
       const today = localDate((deps.now ?? Date.now)());
       const from = dateOf(dayNumber(today) - config.preloadDays);
@@ -331,7 +337,7 @@ export class ApiServer implements Service {
 
   async stop(): Promise<void> {
     await this.app?.close();
-    for (const s of [...this.cohosted].reverse()) await s.stop();
+    for (const c of [...this.cohosted].reverse()) await c.service.stop();
     await this.registry.stop();
     await this.live.stop();
   }

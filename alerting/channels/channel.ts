@@ -48,6 +48,9 @@ export function defineChannel<K extends string, F extends z.ZodRawShape>(
     ctx: SendContext,
   ) => Promise<void>,
 ): ChannelKind {
+  for (const taken of ['kind', ...Object.keys(channelBaseShape)])
+    if (taken in fields)
+      throw new Error(`alert channel kind ${kind}: its field ${taken} is one every channel has`);
   const schema = z.strictObject({ kind: z.literal(kind), ...fields, ...channelBaseShape });
   return { kind, schema, send: send as ChannelKind['send'] };
 }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import './all.js';
 import type { Rendered } from '../render.js';
 import { type Channel, DeliveryError, type SendContext } from './channel.js';
-import { channelKind, channelKinds } from './registry.js';
+import { channelKind, sealChannelKinds } from './registry.js';
 
 export { type Channel, DeliveryError } from './channel.js';
 
@@ -12,7 +12,7 @@ export { type Channel, DeliveryError } from './channel.js';
  */
 export const channelSchema: z.ZodType<Channel> = z.discriminatedUnion(
   'kind',
-  channelKinds().map((k) => k.schema) as [z.ZodObject, ...z.ZodObject[]],
+  sealChannelKinds().map((k) => k.schema) as [z.ZodObject, ...z.ZodObject[]],
 ) as unknown as z.ZodType<Channel>;
 
 /** Sends one rendered message on a configured channel. */

@@ -53,6 +53,20 @@ const NAMES = {
 };
 
 describe('a sixth channel kind', () => {
+  it('must register before the configuration schema is built, and may not redefine a common field', async () => {
+    const { defineChannel } = await import('../../alerting/channels/channel.js');
+    const { registerChannel } = await import('../../alerting/channels/registry.js');
+    const send = async () => {};
+    expect(() => registerChannel(defineChannel('late', {}, send))).toThrow(
+      /add its import to alerting\/channels\/all.ts/,
+    );
+    const { z } = await import('zod');
+    expect(() => defineChannel('clash', { name: z.number() }, send)).toThrow(
+      /field name is one every channel has/,
+    );
+    expect(() => defineChannel('clash', { kind: z.string() }, send)).toThrow(/field kind/);
+  });
+
   it('is configured like the five built in, validated by its own fields, its secret marked', () => {
     const config = alertsConfigSchema.parse({
       channels: [

@@ -27,8 +27,10 @@ const CONTRACT_PACKAGES = ['zod'];
 
 /** A composition root decides what runs in one process; it may wire several services together. */
 const ROOT_FILES = ['main.ts', 'compose.ts'];
-const isCompositionRoot = (file: string) =>
-  ROOT_FILES.includes(basename(file)) && SERVICES.includes(relative(ROOT, file).split(sep)[0]!);
+const isCompositionRoot = (file: string) => {
+  const parts = relative(ROOT, file).split(sep);
+  return parts.length === 2 && ROOT_FILES.includes(parts[1]!) && SERVICES.includes(parts[0]!);
+};
 
 function sources(dir: string): string[] {
   const out: string[] = [];
