@@ -18,7 +18,6 @@ import type { Service } from '../common/lifecycle.js';
 import { LiveState, liveLimitsSchema } from '../common/live.js';
 import { gauge, labelledGauge } from '../common/metrics.js';
 import { mqttConfigSchema } from '../common/mqtt.js';
-import { urlWithSecrets } from '../common/redact.js';
 import { DEFAULT_IMPORT_LIMITS, type ImportLimits } from '../common/registry/limits.js';
 import { RegistryStore } from '../common/registry/store.js';
 import type { Storage } from '../common/storage/index.js';
@@ -147,11 +146,11 @@ export const API_CONFIG_SHAPE = {
       'Broker for live status and bandwidth (a `reader` user: subscribes only, never counts as the collector devices wait for); absent: reports only.',
     ),
   live: liveLimitsSchema,
-  alertsUrl: urlWithSecrets(
-    z.url().refine((u) => !new URL(u).username && !new URL(u).password, {
+  alertsUrl: z
+    .url()
+    .refine((u) => !new URL(u).username && !new URL(u).password, {
       message: 'must not carry user:password@ (the caller’s bearer token is forwarded instead)',
-    }),
-  )
+    })
     .optional()
     .describe(
       "A scaled deployment's API instance (`--role api`): the URL of the worker (`--role worker`) that runs alerting; the alert routes (`/v1/alerts…`, `/v1/silences…`) are authenticated here and forwarded there, so every instance answers them alike. Absent on such an instance: they answer 404.",

@@ -24,7 +24,6 @@ const ALL = z.strictObject(ALL_SECTIONS);
  */
 const EXPECTED_SECRETS = {
   'influx.url': 'url',
-  'api.alertsUrl': 'url',
   'influx.token': 'value',
   'influx.password': 'value',
   'collector.mqtt.url': 'url',
@@ -55,6 +54,8 @@ const NOT_SECRET: Record<string, string> = {
     'a path: the private key stays in the file, which only the broker reads',
   'api.tokensFile': 'a path to the SHA-256 hashes of the API tokens, not a token',
   'alerts.linkBaseUrl': "the API's public address, printed in every notification on purpose",
+  'api.alertsUrl':
+    'the worker’s internal address; refuses user-info (the caller’s bearer token is forwarded instead)',
 };
 
 const SOUNDS_SECRET = /password|passwd|token|secret|key|community|credential|webhook|url|dsn/i;

@@ -139,7 +139,6 @@ function baseConfig(influxUrl: string): Record<string, unknown> {
       tokensFile: join(dir, 'api-tokens.json'),
       mqtt: mqtt('api'),
       preloadDays: 0,
-      alertsUrl: `http://${closed}/worker`,
     },
     rollup: { enabled: false },
     alerts: {
