@@ -308,7 +308,11 @@ describe('a queued message the broker never takes', () => {
     expect(publisher.stats().queued).toBe(4);
     session.start();
 
-    await waitFor(() => got.length === 3, { what: 'the three behind it', timeoutMs: 30_000 });
+    // The collector has them, and the publisher has counted them replayed (after their PUBACKs, which come later).
+    await waitFor(() => got.length === 3 && publisher.stats().replayed === 3, {
+      what: 'the three behind it, delivered and acknowledged',
+      timeoutMs: 30_000,
+    });
     expect(got).toEqual(['a', 'b', 'c']);
     expect(publisher.stats()).toMatchObject({ queued: 0, lost: 1, poisoned: 1, replayed: 3 });
     expect(b.broker.stats().deniedPublish).toBe(10);
