@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { ERROR_RESPONSES, errorSchema, regionQuery } from '../common/http/schemas.js';
 import { MISMATCH_FIELDS } from '../common/live.js';
-import { regionPathSchema } from '../contracts/ids.js';
 import { DEVICE_KINDS } from '../contracts/messages.js';
 import { AREAS, SCHOOL_LEVELS } from '../contracts/registry.js';
 

@@ -1,17 +1,9 @@
 import type { Logger } from 'pino';
 import { Histogram, Registry as PromRegistry } from 'prom-client';
 import { z } from 'zod';
-import {
-  Calendars,
-  calendarsSchema,
-  dateOf,
-  dayNumber,
-  localDate,
-  localMidnightMs,
-} from '../common/calendar.js';
+import { Calendars, calendarsSchema, dateOf, dayNumber, localDate } from '../common/calendar.js';
 import { loadConfig } from '../common/config.js';
 import { DayCache } from '../common/figures/days.js';
-import { attainmentPoints } from '../common/figures/points.js';
 import { DEFAULT_PROFILE, profileSchema, profileSet } from '../common/figures/profiles.js';
 import { Reports } from '../common/figures/reports.js';
 import type { Service } from '../common/lifecycle.js';

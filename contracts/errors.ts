@@ -1,8 +1,9 @@
 /**
  * Stable error codes. A code, once published, keeps its meaning forever and is never reused; retire it instead
  * (RETIRED_ERROR_CODES). Codes appear in API error bodies (`{status: 'error', code, message}`) and in the `err`
- * of log lines. Each is documented in docs/errors.md; tests/contracts/errors.test.ts checks that every code
- * here is raised somewhere in the source and documented, and that the documents name no other code.
+ * of log lines. Each is documented in docs/errors.md; tests/contracts/errors.test.ts provokes every code here
+ * through the function or request that raises it, checks that each is documented, and that the documents name
+ * no other code.
  */
 export const ERROR_CODES = {
   CFM_CONFIG_INVALID: 'A configuration file or environment override failed validation.',

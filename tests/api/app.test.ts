@@ -15,6 +15,7 @@ import type { Storage } from '../../common/storage/storage.js';
 import { testApp } from '../helpers/api.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { uplinkOf } from '../helpers/messages.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 
 const influxd = new Influxd();
@@ -370,28 +371,7 @@ describe('live bandwidth (SSE) from real MQTT readings', () => {
     });
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'poller-test' });
-    const reading = (inBps: number) =>
-      JSON.stringify({
-        v: 1,
-        ts: Date.now(),
-        seq: 1,
-        kind: 'router',
-        sysUpTimeTicks: 100,
-        ifaces: [
-          {
-            index: 1,
-            name: 'Gi0/0/1',
-            uplink: true,
-            speedMbps: 1000,
-            operStatus: 'up',
-            counterBits: 64,
-            inOctets: '1',
-            outOctets: '1',
-            inBps,
-            outBps: 1e6,
-          },
-        ],
-      });
+    const reading = (inBps: number) => JSON.stringify(uplinkOf(inBps));
     const events: string[] = [];
     const reader = res.body!.getReader();
     const pump = (async () => {

@@ -12,11 +12,14 @@ import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { EXAMPLES } from '../../contracts/examples.js';
 import type { AnyPoint } from '../../contracts/influx.js';
+import type { TopicPayloads } from '../../contracts/messages.js';
 import type { Registry } from '../../contracts/registry.js';
 import { testApp } from '../helpers/api.js';
 import { CITY_CALENDAR, cityRollup } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { statusOf, uplinkOf } from '../helpers/messages.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 
 /**
@@ -130,50 +133,22 @@ type Item = { id: string; school: string; state?: string; schoolKnown?: boolean 
 const ids = (items: Item[]) => items.map((d) => `${d.school}/${d.id}`);
 const find = (items: Item[], s: string, id: string) => items.find((d) => d.school === s && d.id === id);
 
+/** A status of `device` under school `s`, announcing only what `extra` does (what it announces is the subject). */
 const status = (
   s: string,
   device: string,
   state: 'online' | 'offline',
-  extra: Record<string, unknown> = {},
+  extra: Partial<TopicPayloads['status']> = {},
 ) =>
   pub.publishAsync(
     `cfm/v1/${s}/${device}/status`,
-    JSON.stringify({
-      v: 1,
-      ts: Date.now(),
-      state,
-      kind: 'panel',
-      ...(state === 'offline' ? { reason: 'will' } : { reason: 'birth' }),
-      ...extra,
-    }),
+    JSON.stringify(statusOf(state, { kind: 'panel', region: undefined, classroom: undefined, ...extra })),
     { qos: 1, retain: true },
   );
 const iface = (s: string, device: string, operStatus: 'up' | 'down', inBps = 1e6) =>
-  pub.publishAsync(
-    `cfm/v1/${s}/${device}/iface`,
-    JSON.stringify({
-      v: 1,
-      ts: Date.now(),
-      seq: 1,
-      kind: 'router',
-      sysUpTimeTicks: 100,
-      ifaces: [
-        {
-          index: 1,
-          name: 'Gi0/0/1',
-          uplink: true,
-          speedMbps: 1000,
-          operStatus,
-          counterBits: 64,
-          inOctets: '1',
-          outOctets: '1',
-          inBps,
-          outBps: 1e6,
-        },
-      ],
-    }),
-    { qos: 1 },
-  );
+  pub.publishAsync(`cfm/v1/${s}/${device}/iface`, JSON.stringify(uplinkOf(inBps, { operStatus })), {
+    qos: 1,
+  });
 
 /** An open `/v1/bandwidth/live` stream: its events' data as they arrive. */
 async function stream(token: string) {
@@ -459,7 +434,7 @@ describe('both schools register a wb-a1', () => {
     const telemetry = (s: string) =>
       pub.publishAsync(
         `cfm/v1/${s}/wb-a1/telemetry`,
-        JSON.stringify({ v: 1, ts: Date.now(), seq: 1, kind: 'panel' }),
+        JSON.stringify({ ...EXAMPLES.telemetry, ts: Date.now(), seq: 1 }),
         { qos: 1 },
       );
     const beat = setInterval(() => void telemetry('B'), 250);

@@ -6,11 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { ApiServer, apiConfigSchema } from '../../api/server.js';
 import type { Storage } from '../../common/storage/storage.js';
-import { EXAMPLES } from '../../contracts/examples.js';
-import type { DeviceKind, TopicPayloads } from '../../contracts/messages.js';
 import type { Registry } from '../../contracts/registry.js';
 import { CITY_CALENDAR } from '../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { statusOf, uplinkOf } from '../helpers/messages.js';
 import { connectClient, startBroker } from '../helpers/mqtt.js';
 
 /**
@@ -120,34 +119,6 @@ async function connectAs(username: string): Promise<MqttClient> {
   return c;
 }
 
-const statusOf = (state: 'online' | 'offline', kind: DeviceKind = 'panel') =>
-  JSON.stringify({
-    ...EXAMPLES.status,
-    ts: Date.now(),
-    state,
-    kind,
-    reason: state === 'online' ? 'birth' : 'will',
-  } satisfies TopicPayloads['status']);
-const uplinkOf = (inBps: number) =>
-  JSON.stringify({
-    ...EXAMPLES.iface,
-    ts: Date.now(),
-    seq: 1,
-    kind: 'router',
-    ifaces: [
-      {
-        ...EXAMPLES.iface.ifaces[0]!,
-        index: 1,
-        name: 'Gi0/0/1',
-        uplink: true,
-        speedMbps: 1000,
-        operStatus: 'up',
-        inBps,
-        outBps: 1e6,
-      },
-    ],
-  } satisfies TopicPayloads['iface']);
-
 async function get(url: string, token: string) {
   const res = await fetch(`${server.url}${url}`, { headers: { authorization: `Bearer ${token}` } });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> & { items: Item[] } };
@@ -159,14 +130,19 @@ const fake = (prefix: string, i: number) => `${prefix}-${String(i).padStart(4, '
 describe('the live view under a flood of invented device ids', () => {
   it('holds a bounded number of unregistered devices, evicting the least recently seen; registered ones unaffected', async () => {
     const dev = await connectAs('dev-a1');
-    await dev.publishAsync(`cfm/v1/${A}/wb-a1/status`, statusOf('online'), { qos: 1, retain: true });
+    await dev.publishAsync(`cfm/v1/${A}/wb-a1/status`, JSON.stringify(statusOf('online')), {
+      qos: 1,
+      retain: true,
+    });
     await waitFor(() => server.live.device(A, 'wb-a1')?.state === 'online', { what: "wb-a1's status" });
 
     const poller = await connectAs('poll-x');
     // 2,000 invented devices of school A, each with a status.
     await Promise.all(
       Array.from({ length: FLOOD }, (_, i) =>
-        poller.publishAsync(`cfm/v1/${A}/${fake('fake', i)}/status`, statusOf('online'), { qos: 1 }),
+        poller.publishAsync(`cfm/v1/${A}/${fake('fake', i)}/status`, JSON.stringify(statusOf('online')), {
+          qos: 1,
+        }),
       ),
     );
     await waitFor(() => server.live.stats().unassignedEvicted.school === FLOOD - PER_SCHOOL, {
@@ -180,11 +156,15 @@ describe('the live view under a flood of invented device ids', () => {
     // the school's real uplink device.
     await Promise.all(
       Array.from({ length: FLOOD }, (_, i) => [
-        poller.publishAsync(`cfm/v1/${Z}/${fake('zz', i)}/status`, statusOf('online', 'router'), { qos: 1 }),
-        poller.publishAsync(`cfm/v1/${Z}/${fake('zz', i)}/iface`, uplinkOf(1e6), { qos: 1 }),
+        poller.publishAsync(
+          `cfm/v1/${Z}/${fake('zz', i)}/status`,
+          JSON.stringify(statusOf('online', { kind: 'router' })),
+          { qos: 1 },
+        ),
+        poller.publishAsync(`cfm/v1/${Z}/${fake('zz', i)}/iface`, JSON.stringify(uplinkOf(1e6)), { qos: 1 }),
       ]).flat(),
     );
-    await poller.publishAsync(`cfm/v1/${A}/gw-a/iface`, uplinkOf(123_456), { qos: 1 });
+    await poller.publishAsync(`cfm/v1/${A}/gw-a/iface`, JSON.stringify(uplinkOf(123_456)), { qos: 1 });
     await waitFor(
       () => {
         const s = server.live.stats();
@@ -226,7 +206,10 @@ describe('the live view under a flood of invented device ids', () => {
       devices: { total: 2, online: 1, offline: 0, unknown: 1 },
       uplink: { device: 'gw-a', inBps: 123_456 },
     });
-    await dev.publishAsync(`cfm/v1/${A}/wb-a1/status`, statusOf('offline'), { qos: 1, retain: true });
+    await dev.publishAsync(`cfm/v1/${A}/wb-a1/status`, JSON.stringify(statusOf('offline')), {
+      qos: 1,
+      retain: true,
+    });
     await waitFor(
       async () => (await get(`/v1/devices?school=${A}&state=offline`, T.admin)).body.total === 1,
       {
@@ -299,7 +282,7 @@ describe('the live view under a flood of invented device ids', () => {
     const poller = await connectAs('poll-x');
     await Promise.all(
       Array.from({ length: 100 }, (_, i) =>
-        poller.publishAsync(`cfm/v1/${Z}/${fake('zy', i)}/iface`, uplinkOf(1e6), { qos: 1 }),
+        poller.publishAsync(`cfm/v1/${Z}/${fake('zy', i)}/iface`, JSON.stringify(uplinkOf(1e6)), { qos: 1 }),
       ),
     );
     await waitFor(() => server.live.stats().unassignedEvicted.school === 2 * (FLOOD - PER_SCHOOL) + 100, {

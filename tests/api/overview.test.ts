@@ -15,6 +15,7 @@ import type { Storage } from '../../common/storage/storage.js';
 import { testApp } from '../helpers/api.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { statusOf, uplinkOf } from '../helpers/messages.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 
 /**
@@ -81,11 +82,10 @@ describe('the overview page (headless Chromium)', () => {
   it('shows attainment by county, offline devices and the live uplink chart; the token leaves the address bar', async () => {
     // Live state: a panel whose connection died (its will), and uplink readings from a school's router.
     const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'overview-pub' });
-    await pub.publishAsync(
-      'cfm/v1/A/pn-a2/status',
-      JSON.stringify({ v: 1, ts: Date.now(), state: 'offline', reason: 'will', kind: 'panel' }),
-      { qos: 1, retain: true },
-    );
+    await pub.publishAsync('cfm/v1/A/pn-a2/status', JSON.stringify(statusOf('offline')), {
+      qos: 1,
+      retain: true,
+    });
     await waitFor(() => live.device('A', 'pn-a2')?.state === 'offline', { timeoutMs: 10_000 });
 
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -129,28 +129,7 @@ describe('the overview page (headless Chromium)', () => {
     ]);
 
     // The live chart draws each reading as it streams in.
-    const reading = (inBps: number) =>
-      JSON.stringify({
-        v: 1,
-        ts: Date.now(),
-        seq: 1,
-        kind: 'router',
-        sysUpTimeTicks: 1,
-        ifaces: [
-          {
-            index: 1,
-            name: 'Gi0/0/1',
-            uplink: true,
-            operStatus: 'up',
-            counterBits: 64,
-            inOctets: '1',
-            outOctets: '1',
-            inBps,
-            outBps: 1e6,
-            speedMbps: 100,
-          },
-        ],
-      });
+    const reading = (inBps: number) => JSON.stringify(uplinkOf(inBps, { speedMbps: 100 }));
     await pub.publishAsync('cfm/v1/A/gw-a/iface', reading(42e6), { qos: 1 });
     await page.waitForSelector('#chart svg circle', { state: 'attached' });
     await pub.publishAsync('cfm/v1/A/gw-a/iface', reading(55e6), { qos: 1 });

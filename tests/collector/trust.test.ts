@@ -152,18 +152,8 @@ function status(ts: number, extra: Partial<TopicPayloads['status']> = {}): Topic
   return { ...EXAMPLES.status, ts, ...extra };
 }
 
-/** One interface entry of an iface reading: a name and zero counters. */
-const iface = (index: number, name: string) => ({
-  index,
-  name,
-  uplink: false,
-  operStatus: 'up' as const,
-  counterBits: 64 as const,
-  inOctets: '0',
-  outOctets: '0',
-  inBps: null,
-  outBps: null,
-});
+/** One interface entry of an iface reading, not the uplink: the example's, under another index and name. */
+const iface = (index: number, name: string) => ({ ...EXAMPLES.iface.ifaces[0]!, index, name, uplink: false });
 
 const tagsOf = (r: Record<string, unknown>) => ({
   school: r.school,
@@ -319,10 +309,10 @@ describe('tags come from the registry', () => {
       classrooms: [{ id: 'a-101', school: A, name: '一年级1班', isClass: true }],
       devices: [{ id: 'ops-1', school: A, classroom: 'a-101', kind: 'panel' }],
     });
-    const importedAt = Date.now();
     await new RegistryStore(c.registryFile).import([
       { name: 'fleet.json', data: Buffer.from(JSON.stringify(fleet)) },
     ]);
+    const importedAt = Date.now(); // the file is in place (the import's worker process took its own time)
     let attributedAt = 0;
     await waitFor(
       async () => {
@@ -443,7 +433,7 @@ describe('bounds per device', () => {
     );
     const now = Date.now();
     // 20 readings of 32 invented NIC names each (the most one message may carry): 640 names offered.
-    const nic = (name: string) => ({ name, rxBytes: '1', txBytes: '2', rxBps: 3, txBps: 4 });
+    const nic = (name: string) => ({ ...EXAMPLES.telemetry.host!.nics[0]!, name });
     for (let i = 0; i < 20; i++)
       await c.send(
         A,

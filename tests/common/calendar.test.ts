@@ -71,13 +71,14 @@ describe('school calendar (the 2026–2027 example)', () => {
 });
 
 describe('calendar validation', () => {
-  const tryLoad = (yaml: string) => {
+  /** Loading `yaml` from a file of its own, removed afterwards. */
+  const tryLoad = (yaml: string) => () => {
     const dir = mkdtempSync(join(tmpdir(), 'cfm-cal-'));
     try {
       writeFileSync(join(dir, 'cal.yaml'), yaml);
-      return () => load(join(dir, 'cal.yaml'));
+      return load(join(dir, 'cal.yaml'));
     } finally {
-      setTimeout(() => rmSync(dir, { recursive: true, force: true }), 0);
+      rmSync(dir, { recursive: true, force: true });
     }
   };
 

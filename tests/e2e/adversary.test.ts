@@ -24,6 +24,7 @@ import { type Logger, silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { EXAMPLES } from '../../contracts/examples.js';
 import { UNASSIGNED_REGION } from '../../contracts/influx.js';
 import type { TopicPayloads } from '../../contracts/messages.js';
 import type { Registry } from '../../contracts/registry.js';
@@ -31,6 +32,7 @@ import { buildTopic, type Channel } from '../../contracts/topics.js';
 import { testApp } from '../helpers/api.js';
 import { cityRollup } from '../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { statusOf as status } from '../helpers/messages.js';
 import {
   closed,
   connectClient,
@@ -386,18 +388,20 @@ function send<C extends Channel>(
   });
 }
 
+/**
+ * Messages from EXAMPLES. What a device claims (region, classroom) and whether its display is in use are what
+ * these tests are about: none of it unless `extra` says so.
+ */
 function statusOf(
   state: 'online' | 'offline',
   extra: Partial<TopicPayloads['status']> = {},
 ): TopicPayloads['status'] {
-  return {
-    v: 1,
-    ts: Date.now(),
-    state,
+  return status(state, {
     reason: state === 'online' ? 'birth' : 'shutdown',
-    kind: 'panel',
+    region: undefined,
+    classroom: undefined,
     ...extra,
-  };
+  });
 }
 
 /** A teaching display switched on and showing an input: "in use" for the 班班通 audit. */
@@ -409,32 +413,29 @@ function telemetryOf(
   extra: Partial<TopicPayloads['telemetry']> = {},
 ): TopicPayloads['telemetry'] {
   return {
-    v: 1,
+    ...EXAMPLES.telemetry,
     ts,
     seq: n,
-    kind: 'panel',
-    host: { uptimeS: 3_600 + n, cpuPct: 12, memUsedPct: 40, memTotalBytes: 8_589_934_592, nics: [] },
+    classroom: undefined,
+    display: undefined,
+    inUse: undefined,
+    host: { ...EXAMPLES.telemetry.host!, uptimeS: 3_600 + n, nics: [] },
     ...extra,
   };
 }
 
+/** A router's poll of `names`, the uplink among them taking in 2 Mbit/s. */
 function ifaceOf(ts: number, n: number, names: string[]): TopicPayloads['iface'] {
   return {
-    v: 1,
+    ...EXAMPLES.iface,
     ts,
     seq: n,
-    kind: 'router',
     sysUpTimeTicks: 100 * n,
-    pollMs: 12,
     ifaces: names.map((name, i) => ({
+      ...EXAMPLES.iface.ifaces[0]!,
       index: i + 1,
       name,
       uplink: name === UPLINK_IF,
-      speedMbps: 1000,
-      operStatus: 'up' as const,
-      counterBits: 64 as const,
-      inOctets: '0',
-      outOctets: '0',
       inBps: 2e6,
       outBps: 1e6,
     })),

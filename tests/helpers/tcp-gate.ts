@@ -12,7 +12,10 @@ export class TcpGate {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
 
-  constructor(private readonly targetPort: number) {}
+  constructor(
+    private readonly targetPort: number,
+    private readonly tap?: (chunk: Buffer, connection: Socket) => void,
+  ) {}
 
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
@@ -37,6 +40,8 @@ export class TcpGate {
           upstream.destroy();
         });
       }
+      const tap = this.tap;
+      if (tap) client.on('data', (chunk: Buffer) => tap(chunk, client));
       client.pipe(upstream);
       upstream.pipe(client);
       client.on('close', () => upstream.destroy());

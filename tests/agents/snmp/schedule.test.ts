@@ -101,10 +101,14 @@ const skipLines = (lines: Record<string, unknown>[], device: string) =>
 /** Smallest gap between two consecutive arrivals. */
 const minGap = (times: number[]) => Math.min(...times.slice(1).map((t, i) => t - times[i]!));
 /**
- * Lets `ms` of real time pass: not a wait for something to happen but the window in which nothing may (no
- * request after stop()).
+ * Returns once a sentinel poller on the same schedule has published three readings of an agent of its own: a
+ * stopped poller that still ticked would have sent requests to its targets meanwhile.
  */
-const observe = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function sentinelPolledThrice(): Promise<void> {
+  const agent = await sim();
+  await startPoller([target('sentinel', agent.port, { timeoutMs: 1_000 })]);
+  await waitFor(() => messages('sentinel', 'iface').length >= 3, { what: 'three readings of the sentinel' });
+}
 
 describe('the poller on its schedule', () => {
   it('skips and counts the ticks of a slow and a dead target, never polls one twice at once, sees no false reboot', async () => {
@@ -163,7 +167,7 @@ describe('the poller on its schedule', () => {
     expect(p.stats()).toMatchObject({ pollsInFlight: 0, pollsWaiting: 0 });
     const after = [fast.requests, slow.arrivals.length, dead.arrivals.length];
     const events = seen.filter((m) => m.topic.endsWith('/event')).length;
-    await observe(3 * INTERVAL_MS);
+    await sentinelPolledThrice();
     expect([fast.requests, slow.arrivals.length, dead.arrivals.length]).toEqual(after);
     expect(seen.filter((m) => m.topic.endsWith('/event')).length).toBe(events); // a cancel is not an outage
   });
@@ -205,7 +209,7 @@ describe('the poller on its schedule', () => {
     expect(p.stats()).toMatchObject({ pollsInFlight: 0, pollsWaiting: 0 });
     // No request goes out any more, to any target.
     const after = [...fast.map((s) => s.requests), slow.arrivals.length, dead.arrivals.length];
-    await observe(3 * INTERVAL_MS);
+    await sentinelPolledThrice();
     expect([...fast.map((s) => s.requests), slow.arrivals.length, dead.arrivals.length]).toEqual(after);
   });
 });

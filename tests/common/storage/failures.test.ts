@@ -81,13 +81,15 @@ describe('write failures on a real InfluxDB', () => {
     ) {
       const api = getWriteApi.apply(this, args);
       open.add(api);
-      for (const m of ['dispose', 'close'] as const) {
-        const f = api[m].bind(api);
-        (api as unknown as Record<string, unknown>)[m] = () => {
-          open.delete(api);
-          return f();
-        };
-      }
+      const { dispose, close } = api;
+      vi.spyOn(api, 'dispose').mockImplementation(() => {
+        open.delete(api);
+        return dispose.call(api);
+      });
+      vi.spyOn(api, 'close').mockImplementation(() => {
+        open.delete(api);
+        return close.call(api);
+      });
       return api;
     });
     try {
