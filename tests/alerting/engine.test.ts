@@ -11,9 +11,9 @@ import { CITY_CALENDAR } from '../helpers/city.js';
 const cal = new Calendar(CITY_CALENDAR);
 const at = (local: string) => Date.parse(`${local}+08:00`);
 
-function harness(opts: { silenced?: (a: Alert, now: number) => boolean } = {}) {
+function harness(opts: { silenced?: (a: Alert, now: number) => boolean; rules?: typeof DEFAULT_RULES } = {}) {
   const engine = new AlertEngine({
-    rules: DEFAULT_RULES,
+    rules: opts.rules ?? DEFAULT_RULES,
     groupWaitS: 30,
     flap: { changes: 6, windowS: 600 },
     teaching: (_school, ms) => cal.isTeachingTime(ms),
@@ -218,15 +218,15 @@ describe('alert engine', () => {
   });
 
   it('reminds while firing, stops once acknowledged, and always sends the resolve', () => {
-    const h = harness();
+    const h = harness({
+      rules: {
+        ...DEFAULT_RULES,
+        uplink_saturated: { ...DEFAULT_RULES.uplink_saturated, forS: 60, renotifyS: 300 },
+      },
+    });
     const t0 = at('2026-10-08T08:00:00');
     h.start(t0);
     h.engine.observe({ kind: 'condition', rule: 'uplink_saturated', school: 'S', active: true, atMs: t0 });
-    const rules = {
-      ...DEFAULT_RULES,
-      uplink_saturated: { ...DEFAULT_RULES.uplink_saturated, forS: 60, renotifyS: 300 },
-    };
-    Object.assign((h.engine as unknown as { opts: { rules: unknown } }).opts, { rules });
     h.run(at('2026-10-08T08:12:00'));
     expect(kinds(h.sent)).toEqual([
       'firing:uplink_saturated',
