@@ -21,13 +21,17 @@ export default defineConfig({
         'broker/**',
         'agents/**',
         'collector/**',
+        'alerting/**',
+        'rollup/**',
         'api/**',
         'dashboards/src/**',
       ],
       reporter: ['text-summary'],
       reportsDirectory: 'var/coverage',
-      // Measured 84.5 / 76.5 / 85.5 / 86.7 % when introduced (2026-12-03), less a margin for timing-dependent paths.
-      thresholds: { statements: 84, branches: 76, functions: 85, lines: 86 },
+      // Measured 84.5 / 76.5 / 85.5 / 86.7 % when introduced (2026-12-03); 85.1 / 77.2 / 87.0 / 87.1 % once
+      // alerting/ and rollup/ were services of their own (#14). The floor: that, less a margin for timing-dependent
+      // paths.
+      thresholds: { statements: 84.8, branches: 76.8, functions: 86.5, lines: 86.8 },
     },
   },
 });
