@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Notification } from '../../alerting/engine.js';
 import { silentLogger } from '../../common/log.js';
 import { configFields } from '../../common/redact.js';
+import { alertOf } from '../helpers/alerts.js';
 // A channel kind registers itself before the configuration schema is built: import it first.
 import { PAGER } from './fixtures/pager-channel.js';
 
@@ -16,32 +17,17 @@ const NOTIFICATION: Notification = {
   items: [
     {
       kind: 'firing',
-      alert: {
+      alert: alertOf({
         id: 'a1',
         key: 'device_offline|3301060001|pn-1|',
         rule: 'device_offline',
         severity: 'warning',
-        state: 'firing',
         school: '3301060001',
         device: 'pn-1',
-        subject: null,
-        raw: true,
-        startedAtMs: Date.parse('2026-10-08T08:00:00+08:00'),
-        pendingSinceMs: null,
-        clearSinceMs: null,
         firingAtMs: Date.parse('2026-10-08T08:05:00+08:00'),
-        resolvedAtMs: null,
-        notifiedAtMs: null,
-        owedFiring: false,
-        ackedAtMs: null,
-        ackedBy: null,
-        changes: [],
-        flapping: false,
-        inhibitedBy: null,
         affected: [],
         message: 'MQTT 连接断开（will）',
-        details: {},
-      },
+      }),
     },
   ],
 };

@@ -5,9 +5,10 @@ import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Channel, channelSchema, send } from '../../alerting/channels/index.js';
 import { Deliverer } from '../../alerting/deliver.js';
-import type { Alert, Notification } from '../../alerting/engine.js';
+import type { Notification } from '../../alerting/engine.js';
 import { type Names, render } from '../../alerting/render.js';
 import { silentLogger } from '../../common/log.js';
+import { alertOf } from '../helpers/alerts.js';
 import { waitFor } from '../helpers/influx.js';
 
 /** A local HTTP receiver: records each request; answers from `replies` in turn (then 200 `{errcode:0}`). */
@@ -41,33 +42,7 @@ const names: Names = {
   regionPath: () => '330000/330100/330106',
   classroomName: (_school, d) => (d === 'pn-01' ? '一(1)班' : undefined),
 };
-const alert = (over: Partial<Alert>): Alert => ({
-  id: 'uplink_down|A|gw|1',
-  key: 'uplink_down|A|gw|',
-  rule: 'uplink_down',
-  severity: 'critical',
-  school: 'A',
-  device: 'gw',
-  subject: null,
-  state: 'firing',
-  raw: true,
-  startedAtMs: Date.parse('2026-10-08T08:06:04+08:00'),
-  pendingSinceMs: null,
-  clearSinceMs: null,
-  firingAtMs: null,
-  resolvedAtMs: null,
-  notifiedAtMs: null,
-  owedFiring: false,
-  ackedAtMs: null,
-  ackedBy: null,
-  changes: [],
-  flapping: false,
-  inhibitedBy: null,
-  affected: ['pn-01', 'pn-02'],
-  message: 'SNMP 10.33.12.1:161 无应答',
-  details: {},
-  ...over,
-});
+const alert = alertOf;
 const outage: Notification = {
   school: 'A',
   atMs: Date.parse('2026-10-08T08:07:34+08:00'),

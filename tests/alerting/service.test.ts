@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -17,6 +16,7 @@ import type { Storage } from '../../common/storage/storage.js';
 import type { Registry } from '../../contracts/registry.js';
 import { PjlinkSimulator } from '../../dev/pjlink-sim.js';
 import { connectPresence } from '../../dev/presence.js';
+import { webhookReceiver } from '../helpers/alerts.js';
 import { testApp } from '../helpers/api.js';
 import { CITY as FIXTURE } from '../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
@@ -65,20 +65,17 @@ const influxd = new Influxd();
 let dir: string;
 let registry: RegistryStore;
 let storage: Storage;
-let hook: {
-  url: string;
-  got: {
-    title: string;
-    items: {
-      kind: string;
-      rule: string;
-      device: string | null;
-      subject: string | null;
-      affected: string[];
-    }[];
+type Notified = {
+  title: string;
+  items: {
+    kind: string;
+    rule: string;
+    device: string | null;
+    subject: string | null;
+    affected: string[];
   }[];
-  server: Server;
 };
+let hook: Awaited<ReturnType<typeof webhookReceiver<Notified>>>;
 const calendars = new Calendars([ALL_DAY]);
 
 beforeAll(async () => {
@@ -88,22 +85,10 @@ beforeAll(async () => {
   await Promise.all([mosquitto.start(), influxd.start()]);
   storage = testStorage(influxd.url, { database: 'alerts' }).storage;
   await storage.start();
-  const got: typeof hook.got = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => {
-      body += c;
-    });
-    req.on('end', () => {
-      got.push(JSON.parse(body));
-      res.writeHead(200).end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  hook = { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`, got, server };
+  hook = await webhookReceiver<Notified>();
 });
 afterAll(async () => {
-  await new Promise<void>((resolve) => hook.server.close(() => resolve()));
+  await hook.close();
   await storage?.stop();
   await Promise.all([mosquitto.dispose(), influxd.dispose()]);
   rmSync(dir, { recursive: true, force: true });

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +11,7 @@ import type { CalendarDef } from '../../common/calendar.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Registry } from '../../contracts/registry.js';
 import { connectPresence } from '../../dev/presence.js';
+import { webhookReceiver } from '../helpers/alerts.js';
 import { CITY as FIXTURE } from '../helpers/city.js';
 import { freePort, Influxd, waitFor } from '../helpers/influx.js';
 import { Mosquitto } from '../helpers/mqtt.js';
@@ -53,8 +53,8 @@ const influxd = new Influxd();
 const mosquitto = new Mosquitto();
 const children = new Set<ChildProcess>();
 let dir: string;
-let hook: Server;
-const notified: { title: string; items: { kind: string; rule: string; device: string | null }[] }[] = [];
+type Notified = { title: string; items: { kind: string; rule: string; device: string | null }[] };
+let hook: Awaited<ReturnType<typeof webhookReceiver<Notified>>>;
 let token: string;
 let worker: { url: string; child: ChildProcess };
 let apis: { url: string; child: ChildProcess }[];
@@ -109,17 +109,7 @@ const post = async (url: string, body: unknown) => {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cfm-split-'));
   await Promise.all([influxd.start(), mosquitto.start()]);
-  hook = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => {
-      body += c;
-    });
-    req.on('end', () => {
-      notified.push(JSON.parse(body));
-      res.writeHead(200).end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  hook = await webhookReceiver<Notified>();
   const registryFile = join(dir, 'registry.json');
   await new RegistryStore(registryFile)
     .load()
@@ -145,7 +135,7 @@ beforeAll(async () => {
         {
           kind: 'webhook',
           name: 'hook',
-          url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/`,
+          url: hook.url,
         },
       ],
     },
@@ -160,7 +150,7 @@ afterAll(async () => {
   await waitFor(() => children.size === 0, { timeoutMs: 20_000 }).catch(() => {
     for (const c of children) c.kill('SIGKILL');
   });
-  await new Promise<void>((resolve) => (hook ? hook.close(() => resolve()) : resolve()));
+  await hook?.close();
   await Promise.all([influxd.dispose(), mosquitto.stop()]);
   rmSync(dir, { recursive: true, force: true });
 });
@@ -183,7 +173,7 @@ describe('the split deployment: two API instances and one worker', () => {
       keepaliveS: 2,
     });
     panel.stream.destroy(); // killed: the broker publishes its will
-    await waitFor(() => notified.length >= 1, { timeoutMs: 20_000, what: 'the notification' });
+    await waitFor(() => hook.got.length >= 1, { timeoutMs: 20_000, what: 'the notification' });
     const firing = async () => {
       const [a, b] = (await Promise.all(apis.map((api) => get(`${api.url}/v1/alerts`)))) as [Answer, Answer];
       expect(b).toEqual(a);
@@ -198,7 +188,7 @@ describe('the split deployment: two API instances and one worker', () => {
     await waitFor(async () => (await firing()).some((x) => x.state === 'firing'), { timeoutMs: 10_000 });
     const [alert] = await firing();
     expect(alert).toMatchObject({ rule: 'device_offline', device: 'pn-c1', state: 'firing', ackedBy: null });
-    expect(notified.map((n) => n.items.map((i) => `${i.kind}:${i.rule}:${i.device}`))).toEqual([
+    expect(hook.got.map((n) => n.items.map((i) => `${i.kind}:${i.rule}:${i.device}`))).toEqual([
       ['firing:device_offline:pn-c1'],
     ]);
 
@@ -216,7 +206,7 @@ describe('the split deployment: two API instances and one worker', () => {
     const listed = await get(`${apis[0]!.url}/v1/silences`);
     expect((listed.body.items as { comment: string }[]).map((s) => s.comment)).toEqual(['换屏']);
     // Two instances, one worker: still the one message.
-    expect(notified).toHaveLength(1);
+    expect(hook.got).toHaveLength(1);
   });
 
   it('an instance whose worker does not answer says so (503) for the alert routes and goes on serving the rest', async () => {
