@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { agentConfigSchema, ClassroomAgent } from '../../agents/classroom/agent.js';
 import { AlertService, alertsConfigSchema } from '../../alerting/service.js';
 import { TokenStore } from '../../api/tokens.js';
-import { type CalendarDef, Calendars } from '../../common/calendar.js';
+import { Calendars } from '../../common/calendar.js';
 import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
@@ -18,7 +18,7 @@ import { PjlinkSimulator } from '../../dev/pjlink-sim.js';
 import { connectPresence } from '../../dev/presence.js';
 import { webhookReceiver } from '../helpers/alerts.js';
 import { testApp } from '../helpers/api.js';
-import { CITY as FIXTURE } from '../helpers/city.js';
+import { ALL_DAY, CITY as FIXTURE } from '../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 
@@ -27,14 +27,6 @@ import { Mosquitto } from '../helpers/mqtt.js';
  * (the broker publishes their will), the API's live subscription, the alert service, and a local webhook
  * receiver. The calendar has class all day every day, and the rules are shortened to seconds.
  */
-const ALL_DAY: CalendarDef = {
-  id: 'all-day',
-  regions: ['330000'],
-  terms: [{ name: 'test', start: '2026-01-01', end: '2027-12-31' }],
-  periods: Object.fromEntries(
-    ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'].map((d) => [d, ['00:00-23:59']]),
-  ),
-};
 const SCHOOL = '3301060001';
 const ROOMS = Array.from({ length: 6 }, (_, i) => `c${i + 1}`);
 const CITY: Registry = {

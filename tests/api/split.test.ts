@@ -7,12 +7,11 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { TokenStore } from '../../api/tokens.js';
-import type { CalendarDef } from '../../common/calendar.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Registry } from '../../contracts/registry.js';
 import { connectPresence } from '../../dev/presence.js';
 import { webhookReceiver } from '../helpers/alerts.js';
-import { CITY as FIXTURE } from '../helpers/city.js';
+import { ALL_DAY, CITY as FIXTURE } from '../helpers/city.js';
 import { freePort, Influxd, waitFor } from '../helpers/influx.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 
@@ -23,14 +22,6 @@ import { Mosquitto } from '../helpers/mqtt.js';
  */
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const SCHOOL = '3301060001';
-const ALL_DAY: CalendarDef = {
-  id: 'all-day',
-  regions: ['330000'],
-  terms: [{ name: 'test', start: '2026-01-01', end: '2027-12-31' }],
-  periods: Object.fromEntries(
-    ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'].map((d) => [d, ['00:00-23:59']]),
-  ),
-};
 const CITY: Registry = {
   regions: FIXTURE.regions,
   schools: [

@@ -97,6 +97,16 @@ export const CITY: Registry = {
 };
 
 const twoPeriods = ['08:00-08:40', '08:50-09:30'];
+/** A calendar with class all day, every day (alerting tests: every moment is teaching time). */
+export const ALL_DAY: CalendarDef = {
+  id: 'all-day',
+  regions: ['330000'],
+  terms: [{ name: 'test', start: '2026-01-01', end: '2027-12-31' }],
+  periods: Object.fromEntries(
+    ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'].map((d) => [d, ['00:00-23:59']]),
+  ),
+};
+
 export const CITY_CALENDAR: CalendarDef = {
   id: 'hz-test',
   regions: ['330000'],
