@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
@@ -78,6 +79,21 @@ function validate(entry: string, file: string, env: Record<string, string>): Con
     file,
     env,
   }) as Config;
+}
+
+/** The top-level folders a module imports, following relative imports (TypeScript's pre-processor reads them). */
+function importedFolders(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const folders = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file) || !existsSync(file)) return;
+    seen.add(file);
+    folders.add(relative(repo, file).split('/')[0]!);
+    for (const f of ts.preProcessFile(readFileSync(file, 'utf8'), true, true).importedFiles)
+      if (f.fileName.startsWith('.')) visit(resolve(dirname(file), f.fileName).replace(/\.js$/, '.ts'));
+  };
+  visit(entry);
+  return folders;
 }
 
 /** Runs the real entry point with `--print-config` (exits before starting anything); returns its config. */
@@ -378,11 +394,12 @@ describe('deploy/compose', () => {
         expect(existsSync(join(context, src)), src).toBe(true);
         expect(ignore, `${src} is excluded from the build context`).toContain(`!${src}`);
       }
-      // Everything an entry point imports is in the image.
-      for (const entry of Object.keys(ENTRY_SECTIONS)) {
-        const top = entry.split('/')[0]!;
-        expect(copies, entry).toContain(top);
-      }
+      // Everything an entry point imports, directly or not, is in the image.
+      for (const entry of Object.keys(ENTRY_SECTIONS))
+        for (const top of importedFolders(join(repo, entry)))
+          expect(copies, `${entry} needs ${top}/`).toContain(top);
+      // What the API serves from files: the console's page and bundle.
+      for (const file of ['console/index.html', 'console/dist']) expect(copies).toContain(file);
       for (const shared of ['contracts', 'common']) expect(copies).toContain(shared);
     });
   });
