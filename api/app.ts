@@ -14,6 +14,7 @@ import { addressKey, FailureLimiter } from '../common/failure-limit.js';
 import { ApiError, sendError } from '../common/http/errors.js';
 import { type AppDeps, JSON_BODY_LIMIT_BYTES } from './http/deps.js';
 import { fleetRoutes } from './routes/fleet.js';
+import { historyRoutes } from './routes/history.js';
 import { registryRoutes } from './routes/registry.js';
 import { reportRoutes } from './routes/reports.js';
 import { systemRoutes } from './routes/system.js';
@@ -163,6 +164,7 @@ export async function buildApp(deps: AppDeps) {
     await app.register(fleetRoutes, { deps });
     await app.register(reportRoutes, { deps });
     await app.register(registryRoutes, { deps });
+    await app.register(historyRoutes, { deps });
   }
   return app;
 }

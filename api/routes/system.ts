@@ -109,7 +109,38 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       .header('referrer-policy', 'no-referrer')
       .send(overview),
   );
-  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/overview'));
+  // The console (console/): a static page and its bundle (built by `npm run gen:console`, committed). No token
+  // is needed to load them; the page asks for one and reads the API with it. Strict CSP: only this origin, no
+  // inline script or style.
+  const consoleFile = (name: string) => readFileSync(new URL(`../../console/${name}`, import.meta.url));
+  const CONSOLE: Record<string, { body: Buffer; type: string }> = {
+    '': { body: consoleFile('index.html'), type: 'text/html; charset=utf-8' },
+    'app.js': { body: consoleFile('dist/app.js'), type: 'text/javascript; charset=utf-8' },
+    'app.css': { body: consoleFile('dist/app.css'), type: 'text/css; charset=utf-8' },
+  };
+  const CONSOLE_CSP =
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+  app.get('/console', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
+  app.get<{ Params: { file: string } }>('/console/:file', { schema: { hide: true } }, async (req, reply) => {
+    const f = CONSOLE[(req.params as { file?: string }).file ?? ''];
+    if (!f) return reply.code(404).type('text/plain; charset=utf-8').send('not found');
+    return reply
+      .type(f.type)
+      .header('content-security-policy', CONSOLE_CSP)
+      .header('referrer-policy', 'no-referrer')
+      .header('x-content-type-options', 'nosniff')
+      .header('cache-control', 'no-cache')
+      .send(f.body);
+  });
+  app.get('/console/', { schema: { hide: true } }, async (_req, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header('content-security-policy', CONSOLE_CSP)
+      .header('referrer-policy', 'no-referrer')
+      .header('cache-control', 'no-cache')
+      .send(CONSOLE['']!.body),
+  );
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
 
   app.get(
     '/v1/profiles',

@@ -1,0 +1,164 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ApiError } from '../../common/http/errors.js';
+import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
+import { carriesUplink } from '../../common/live.js';
+import { iql, raw, timeMs } from '../../common/storage/index.js';
+import { idSchema } from '../../contracts/ids.js';
+import type { AppDeps } from '../http/deps.js';
+import { ERROR_RESPONSES, regionQuery } from '../schemas.js';
+
+/**
+ * Recent history from the raw readings, for the console: every school's uplink over the last hours (a sparkline
+ * each) and one device's week (online, on, in use, faults). Both are a single InfluxQL query; results keep only
+ * what the registry says belongs (a school's own uplink device, a registered device in scope).
+ */
+export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+  app.get(
+    '/v1/bandwidth/history',
+    {
+      config: { roles: ['admin', 'ops'] },
+      schema: {
+        summary:
+          "Every school's uplink in scope over the last `hours`: per bucket the higher of in/out utilisation (% of the interface speed) and the mean rates, from its own uplink device.",
+        querystring: z.object({
+          ...regionQuery,
+          hours: z.coerce.number().int().min(1).max(48).default(6),
+          bucketS: z.coerce.number().int().min(60).max(3_600).default(600),
+        }),
+        response: {
+          200: z.object({
+            fromMs: z.number(),
+            bucketS: z.number(),
+            items: z.array(
+              z.object({
+                school: z.string(),
+                name: z.string(),
+                points: z
+                  .array(
+                    z.tuple([
+                      z.number(),
+                      z.number().nullable(),
+                      z.number().nullable(),
+                      z.number().nullable(),
+                    ]),
+                  )
+                  .describe('[time ms, utilisation %, in bps, out bps], oldest first; null: no reading.'),
+              }),
+            ),
+          }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const scope = effectiveScope(req, req.query.region);
+      const { hours, bucketS } = req.query;
+      const to = Date.now();
+      const from = Math.floor((to - hours * 3_600_000) / (bucketS * 1000)) * bucketS * 1000;
+      const [series = []] = await deps.storage.query(
+        iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, mean(in_bps) AS ib, mean(out_bps) AS ob FROM iface WHERE uplink = 'true' AND time >= ${timeMs(from)} GROUP BY time(${raw(`${bucketS}s`)}), school, device fill(none)`,
+      );
+      const reg = deps.registry.index;
+      const items = [];
+      for (const s of series) {
+        const school = s.tags.school ?? '';
+        const device = s.tags.device ?? '';
+        const known = reg.schools.get(school);
+        if (!known || !reg.schoolInScope(school, scope) || !carriesUplink(reg, school, device)) continue;
+        items.push({
+          school,
+          name: known.name,
+          points: s.values.map((v) => {
+            const ui = num(v[1]);
+            const uo = num(v[2]);
+            return [
+              v[0] as number,
+              ui === null && uo === null ? null : Math.max(ui ?? 0, uo ?? 0),
+              num(v[3]),
+              num(v[4]),
+            ] as [number, number | null, number | null, number | null];
+          }),
+        });
+      }
+      items.sort((a, b) => (a.school < b.school ? -1 : a.school > b.school ? 1 : 0));
+      return { fromMs: from, bucketS, items };
+    },
+  );
+
+  app.get(
+    '/v1/devices/:school/:device/week',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary:
+          "One registered device's last 7 days in 30-minute buckets: reporting (online), switched on, in use, faults; and its last lamp hours.",
+        params: z.object({ school: idSchema, device: idSchema }),
+        response: {
+          200: z.object({
+            school: z.string(),
+            device: z.string(),
+            schoolName: z.string(),
+            classroom: z.string().nullable(),
+            classroomName: z.string().nullable(),
+            kind: z.string(),
+            bucketS: z.number(),
+            lampHours: z.number().nullable(),
+            buckets: z
+              .array(z.tuple([z.number(), z.number(), z.number(), z.number(), z.number()]))
+              .describe(
+                '[time ms, online 0/1, on 0/1, in use 0/1, faults 0/1], oldest first; buckets without any reading are left out.',
+              ),
+          }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const { school, device } = req.params;
+      const scope = effectiveScope(req, undefined);
+      const reg = deps.registry.index;
+      const d = reg.device(school, device);
+      if (!d || !reg.schoolInScope(school, scope))
+        throw new ApiError(404, 'CFM_API_NOT_FOUND', `no device ${device} of school ${school} in scope`);
+      const bucketS = 1_800;
+      const from = Math.floor((Date.now() - 7 * 86_400_000) / (bucketS * 1000)) * bucketS * 1000;
+      const [display = [], host = []] = await deps.storage.query(
+        [
+          iql`SELECT max("on") AS on_, max(in_use) AS use, max(error_count) AS err, last(lamp_hours) AS lamp FROM display WHERE school = ${school} AND device = ${device} AND time >= ${timeMs(from)} GROUP BY time(${raw(`${bucketS}s`)}) fill(none)`,
+          iql`SELECT count(uptime_s) AS n FROM host WHERE school = ${school} AND device = ${device} AND time >= ${timeMs(from)} GROUP BY time(${raw(`${bucketS}s`)}) fill(none)`,
+        ].join('; '),
+      );
+      const buckets = new Map<number, [number, number, number, number, number]>();
+      const at = (t: number) => {
+        let b = buckets.get(t);
+        if (!b) buckets.set(t, (b = [t, 1, 0, 0, 0]));
+        return b;
+      };
+      let lampHours: number | null = null;
+      for (const s of display)
+        for (const v of s.values) {
+          const b = at(v[0] as number);
+          b[2] = (num(v[1]) ?? 0) > 0 ? 1 : 0;
+          b[3] = (num(v[2]) ?? 0) > 0 ? 1 : 0;
+          b[4] = (num(v[3]) ?? 0) > 0 ? 1 : 0;
+          lampHours = num(v[4]) ?? lampHours;
+        }
+      for (const s of host) for (const v of s.values) at(v[0] as number);
+      const classroom = d.classroom ?? null;
+      return {
+        school,
+        device,
+        schoolName: reg.schools.get(school)?.name ?? school,
+        classroom,
+        classroomName: classroom ? (reg.classroom(school, classroom)?.name ?? null) : null,
+        kind: d.kind,
+        bucketS,
+        lampHours,
+        buckets: [...buckets.values()].sort((a, b) => a[0] - b[0]),
+      };
+    },
+  );
+};

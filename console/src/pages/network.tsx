@@ -1,0 +1,149 @@
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { events, get } from '../api.js';
+import { cst, mbps, pct } from '../format.js';
+import { Loading, Named, Problem, Section, Sparkline, useLoad } from '../ui.js';
+
+type Uplink = {
+  school: string;
+  device: string;
+  ifname: string;
+  inBps: number | null;
+  outBps: number | null;
+  speedMbps: number | null;
+  operStatus: string;
+  tsMs: number;
+  stale?: boolean;
+  state?: string;
+};
+type School = {
+  id: string;
+  name: string;
+  region: string;
+  contractedMbps: number | null;
+  devices: { total: number; online: number; offline: number; unknown: number };
+  uplink: Uplink | null;
+};
+type History = {
+  fromMs: number;
+  bucketS: number;
+  items: { school: string; points: [number, number | null, number | null, number | null][] }[];
+};
+
+/** A reading older than this is shown as silent (the poller polls every minute or faster). */
+const SILENT_AFTER_MS = 3 * 60_000;
+
+export type LinkState = 'down' | 'silent' | 'congested' | 'up' | 'none';
+
+/** What an operator must see first: down, then silent, then by utilisation of the capacity. */
+export function linkState(
+  u: Uplink | null,
+  capacityMbps: number | null,
+  now: number,
+): { state: LinkState; util: number | null } {
+  if (!u) return { state: 'none', util: null };
+  if (u.operStatus !== 'up' || u.state === 'down') return { state: 'down', util: null };
+  if (u.stale || u.state === 'stale' || now - u.tsMs > SILENT_AFTER_MS)
+    return { state: 'silent', util: null };
+  const cap = capacityMbps ?? u.speedMbps;
+  const util =
+    cap && u.inBps !== null && u.outBps !== null ? (100 * Math.max(u.inBps, u.outBps)) / (cap * 1e6) : null;
+  return { state: util !== null && util >= 80 ? 'congested' : 'up', util };
+}
+const RANK: Record<LinkState, number> = { down: 0, silent: 1, congested: 2, up: 3, none: 4 };
+const STATE_TEXT: Record<LinkState, string> = {
+  down: '中断',
+  silent: '无数据',
+  congested: '拥塞',
+  up: '正常',
+  none: '未监测',
+};
+
+/** 网络: every uplink, down and silent first, then by utilisation of its capacity; live. */
+export function Network() {
+  const schools = useLoad(() => get<{ items: School[] }>('/v1/schools?pageSize=5000'), []);
+  const history = useLoad(() => get<History>('/v1/bandwidth/history?hours=6'), []);
+  const [live, setLive] = useState(new Map<string, Uplink>());
+  const [streamError, setStreamError] = useState<string>();
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const s = events(
+      '/v1/bandwidth/live',
+      (event, data) => {
+        if (event !== 'uplink') return;
+        const u = data as Uplink;
+        setLive((m) => new Map(m).set(u.school, u));
+        setStreamError(undefined);
+      },
+      (e) => setStreamError(`实时数据：${e.message}`),
+    );
+    const t = setInterval(() => setNow(Date.now()), 10_000);
+    return () => {
+      s.stop();
+      clearInterval(t);
+    };
+  }, []);
+  const spark = useMemo(() => {
+    const m = new Map<string, (number | null)[]>();
+    for (const i of history.data?.items ?? [])
+      m.set(
+        i.school,
+        i.points.map((p) => p[1]),
+      );
+    return m;
+  }, [history.data]);
+  const rows = (schools.data?.items ?? [])
+    .map((s) => {
+      const u = live.get(s.id) ?? s.uplink;
+      return { s, u, ...linkState(u, s.contractedMbps, now) };
+    })
+    .sort(
+      (a, b) =>
+        RANK[a.state] - RANK[b.state] ||
+        (b.util ?? -1) - (a.util ?? -1) ||
+        a.s.name.localeCompare(b.s.name, 'zh'),
+    );
+  return (
+    <Section title="学校出口（按利用率排序，中断与无数据在前）">
+      <Problem text={schools.error ?? streamError} />
+      {!schools.data && !schools.error && <Loading what="学校出口" />}
+      {schools.data && (
+        <table class="grid" id="uplinks">
+          <thead>
+            <tr>
+              <th>学校</th>
+              <th>状态</th>
+              <th>利用率</th>
+              <th>下行 / 上行</th>
+              <th>容量</th>
+              <th>近 6 小时</th>
+              <th>在线设备</th>
+              <th>读数时间</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map(({ s, u, state, util }) => (
+              <tr key={s.id} class={`link-${state}`} data-school={s.id}>
+                <td>
+                  <Named name={s.name} id={s.id} />
+                </td>
+                <td class="state">{STATE_TEXT[state]}</td>
+                <td>{pct(util, 0)}</td>
+                <td>
+                  {mbps(u?.inBps)} / {mbps(u?.outBps)}
+                </td>
+                <td>{s.contractedMbps ?? u?.speedMbps ?? '—'} Mbit/s</td>
+                <td>
+                  <Sparkline values={spark.get(s.id) ?? []} />
+                </td>
+                <td>
+                  {s.devices.online} / {s.devices.total}
+                </td>
+                <td>{cst(u?.tsMs ?? null, false)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </Section>
+  );
+}

@@ -1,0 +1,116 @@
+import type { ComponentChildren } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { download } from './api.js';
+
+/** A value loaded from the API, with its error in Chinese; `reload` asks again. */
+export function useLoad<T>(
+  load: () => Promise<T>,
+  deps: unknown[],
+): {
+  data: T | undefined;
+  error: string | undefined;
+  reload: () => void;
+} {
+  const [data, setData] = useState<T>();
+  const [error, setError] = useState<string>();
+  const [n, setN] = useState(0);
+  useEffect(() => {
+    let live = true;
+    setError(undefined);
+    load().then(
+      (d) => live && setData(d),
+      (e: Error) => live && setError(e.message),
+    );
+    return () => {
+      live = false;
+    };
+    // biome-ignore lint/correctness/useExhaustiveDependencies: the caller names what the load depends on
+  }, [...deps, n]);
+  return { data, error, reload: () => setN((x) => x + 1) };
+}
+
+export function Problem({ text }: { text: string | undefined }) {
+  return text ? (
+    <p class="problem" role="alert">
+      {text}
+    </p>
+  ) : null;
+}
+
+export function Loading({ what }: { what: string }) {
+  return <p class="loading">正在读取{what}…</p>;
+}
+
+/** An export button pair for a table whose route also answers `format=csv|xlsx`. */
+export function Export({ path }: { path: string }) {
+  const [error, setError] = useState<string>();
+  const go = (f: 'csv' | 'xlsx') => download(path, f).catch((e: Error) => setError(e.message));
+  return (
+    <span class="export">
+      <button type="button" onClick={() => go('xlsx')}>
+        导出 Excel
+      </button>
+      <button type="button" onClick={() => go('csv')}>
+        导出 CSV
+      </button>
+      <Problem text={error} />
+    </span>
+  );
+}
+
+export function Section({
+  title,
+  actions,
+  children,
+}: {
+  title: string;
+  actions?: ComponentChildren;
+  children: ComponentChildren;
+}) {
+  return (
+    <section>
+      <header class="section-head">
+        <h2>{title}</h2>
+        {actions}
+      </header>
+      {children}
+    </section>
+  );
+}
+
+/** A name, with the stable id on hover. */
+export function Named({ name, id }: { name: string | null | undefined; id: string }) {
+  return <span title={id}>{name ?? id}</span>;
+}
+
+/** A sparkline of values 0…100 (null: no reading), as inline SVG: no chart instance per row. */
+export function Sparkline({
+  values,
+  width = 120,
+  height = 24,
+}: {
+  values: (number | null)[];
+  width?: number;
+  height?: number;
+}) {
+  const n = values.length;
+  if (n === 0) return <svg class="spark" width={width} height={height} aria-hidden="true" />;
+  const x = (i: number) => (n === 1 ? width : (i / (n - 1)) * width);
+  const y = (v: number) => height - (Math.min(100, Math.max(0, v)) / 100) * (height - 2) - 1;
+  const parts: string[] = [];
+  let pen = false;
+  values.forEach((v, i) => {
+    if (v === null) {
+      pen = false;
+      return;
+    }
+    parts.push(`${pen ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+    pen = true;
+  });
+  return (
+    <svg class="spark" width={width} height={height} viewBox={`0 0 ${width} ${height}`} aria-hidden="true">
+      <line x1="0" x2={width} y1={y(80)} y2={y(80)} class="spark-limit" />
+      <path d={parts.join(' ')} />
+    </svg>
+  );
+}
