@@ -96,4 +96,7 @@ function App() {
   );
 }
 
-render(<App />, document.getElementById('app')!);
+// The page's own "loading" line goes: Preact renders into the container, it does not replace it.
+const root = document.getElementById('app')!;
+root.textContent = '';
+render(<App />, root);

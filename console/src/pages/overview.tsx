@@ -73,11 +73,14 @@ function CoverageNote({ c }: { c: Coverage }) {
 
 /** 总览: attainment by region, drill-down county → school → classroom, reasons in Chinese. */
 export function Overview() {
-  const [days, setDays] = useState(30);
+  const last = (d: number) => {
+    const { from, to } = lastDays(d);
+    return `${from}..${to}`;
+  };
+  const [period, setPeriod] = useState(last(30));
+  const [typed, setTyped] = useState(period);
   const [path, setPath] = useState<{ region?: string; regionName?: string; school?: School }[]>([{}]);
   const here = path[path.length - 1]!;
-  const { from, to } = lastDays(days);
-  const period = `${from}..${to}`;
   const regionArg = here.region ? `&region=${encodeURIComponent(here.region)}` : '';
   const rollups = useLoad(
     () => get<Head & { rollups: Rollup[] }>(`/v1/attainment?period=${period}${regionArg}`),
@@ -106,10 +109,31 @@ export function Overview() {
         ))}
         <span class="periods">
           {PERIODS.map(([name, d]) => (
-            <button type="button" key={name} class={d === days ? 'on' : ''} onClick={() => setDays(d)}>
+            <button
+              type="button"
+              key={name}
+              class={last(d) === period ? 'on' : ''}
+              onClick={() => {
+                setPeriod(last(d));
+                setTyped(last(d));
+              }}
+            >
               {name}
             </button>
           ))}
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              setPeriod(typed.trim());
+            }}
+          >
+            <input
+              id="period"
+              title="统计期：2026-10-05..2026-10-11、2026-W41、2026-10 或 term:学期名"
+              value={typed}
+              onInput={(e) => setTyped((e.target as HTMLInputElement).value)}
+            />
+          </form>
         </span>
       </nav>
       <Problem text={rollups.error} />
