@@ -22,7 +22,7 @@ export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (ap
       config: { roles: ['admin', 'ops'] },
       schema: {
         summary:
-          "Every school's uplink in scope over the last `hours`: per bucket the higher of in/out utilisation (% of the interface speed) and the mean rates, from its own uplink device.",
+          "Every school's uplink in scope over the last `hours`: per bucket the higher of in/out utilisation (% of the interface speed) from its own uplink device.",
         querystring: z.object({
           ...regionQuery,
           hours: z.coerce.number().int().min(1).max(48).default(6),
@@ -36,16 +36,11 @@ export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (ap
               z.object({
                 school: z.string(),
                 name: z.string(),
-                points: z
-                  .array(
-                    z.tuple([
-                      z.number(),
-                      z.number().nullable(),
-                      z.number().nullable(),
-                      z.number().nullable(),
-                    ]),
-                  )
-                  .describe('[time ms, utilisation %, in bps, out bps], oldest first; null: no reading.'),
+                util: z
+                  .array(z.number().nullable())
+                  .describe(
+                    'Per bucket from `fromMs`, `bucketS` apart: the higher of in/out utilisation (%, one decimal); null: no reading.',
+                  ),
               }),
             ),
           }),
@@ -59,29 +54,25 @@ export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (ap
       const to = Date.now();
       const from = Math.floor((to - hours * 3_600_000) / (bucketS * 1000)) * bucketS * 1000;
       const [series = []] = await deps.storage.query(
-        iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, mean(in_bps) AS ib, mean(out_bps) AS ob FROM iface WHERE uplink = 'true' AND time >= ${timeMs(from)} GROUP BY time(${raw(`${bucketS}s`)}), school, device fill(none)`,
+        iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo FROM iface WHERE uplink = 'true' AND time >= ${timeMs(from)} GROUP BY time(${raw(`${bucketS}s`)}), school, device fill(none)`,
       );
       const reg = deps.registry.index;
+      const buckets = Math.ceil((to - from) / (bucketS * 1000));
       const items = [];
       for (const s of series) {
         const school = s.tags.school ?? '';
         const device = s.tags.device ?? '';
         const known = reg.schools.get(school);
         if (!known || !reg.schoolInScope(school, scope) || !carriesUplink(reg, school, device)) continue;
-        items.push({
-          school,
-          name: known.name,
-          points: s.values.map((v) => {
-            const ui = num(v[1]);
-            const uo = num(v[2]);
-            return [
-              v[0] as number,
-              ui === null && uo === null ? null : Math.max(ui ?? 0, uo ?? 0),
-              num(v[3]),
-              num(v[4]),
-            ] as [number, number | null, number | null, number | null];
-          }),
-        });
+        const util: (number | null)[] = new Array(buckets).fill(null);
+        for (const v of s.values) {
+          const i = Math.floor(((v[0] as number) - from) / (bucketS * 1000));
+          const ui = num(v[1]);
+          const uo = num(v[2]);
+          if (i >= 0 && i < buckets && (ui !== null || uo !== null))
+            util[i] = Math.round(Math.max(ui ?? 0, uo ?? 0) * 10) / 10;
+        }
+        items.push({ school, name: known.name, util });
       }
       items.sort((a, b) => (a.school < b.school ? -1 : a.school > b.school ? 1 : 0));
       return { fromMs: from, bucketS, items };

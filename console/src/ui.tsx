@@ -29,6 +29,17 @@ export function useLoad<T>(
   return { data, error, reload: () => setN((x) => x + 1) };
 }
 
+/**
+ * Marks (performance.mark) when a page's main table has been painted with data: after the commit, the next
+ * frame and its task, so the mark follows the paint. The first-paint benchmark (bench/console.ts) reads it.
+ */
+export function usePaintedMark(name: string, ready: boolean): void {
+  useEffect(() => {
+    if (!ready) return;
+    requestAnimationFrame(() => setTimeout(() => performance.mark(`cfm:${name}`), 0));
+  }, [ready, name]);
+}
+
 export function Problem({ text }: { text: string | undefined }) {
   return text ? (
     <p class="problem" role="alert">

@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { events, get } from '../api.js';
 import { cst, mbps, pct } from '../format.js';
-import { Loading, Named, Problem, Section, Sparkline, useLoad } from '../ui.js';
+import { Loading, Named, Problem, Section, Sparkline, useLoad, usePaintedMark } from '../ui.js';
 
 type Uplink = {
   school: string;
@@ -26,7 +26,7 @@ type School = {
 type History = {
   fromMs: number;
   bucketS: number;
-  items: { school: string; points: [number, number | null, number | null, number | null][] }[];
+  items: { school: string; util: (number | null)[] }[];
 };
 
 /** A reading older than this is shown as silent (the poller polls every minute or faster). */
@@ -84,13 +84,10 @@ export function Network() {
   }, []);
   const spark = useMemo(() => {
     const m = new Map<string, (number | null)[]>();
-    for (const i of history.data?.items ?? [])
-      m.set(
-        i.school,
-        i.points.map((p) => p[1]),
-      );
+    for (const i of history.data?.items ?? []) m.set(i.school, i.util);
     return m;
   }, [history.data]);
+  usePaintedMark('network', schools.data !== undefined && history.data !== undefined);
   const rows = (schools.data?.items ?? [])
     .map((s) => {
       const u = live.get(s.id) ?? s.uplink;

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { get } from '../api.js';
 import { lastDays, pct } from '../format.js';
 import { AREA, LEVEL, label } from '../labels.js';
-import { Export, Loading, Named, Problem, Section, useLoad } from '../ui.js';
+import { Export, Loading, Named, Problem, Section, useLoad, usePaintedMark } from '../ui.js';
 
 type Reason = { code: string; message: string };
 type Coverage = { rolledDays: number; teachingDates: number };
@@ -86,6 +86,7 @@ export function Overview() {
     () => get<Head & { rollups: Rollup[] }>(`/v1/attainment?period=${period}${regionArg}`),
     [period, here.region],
   );
+  usePaintedMark('overview', rollups.data !== undefined);
   const rows = rollups.data?.rollups.filter((r) => r.split === 'all') ?? [];
   const depth = here.region
     ? here.region.split('/').length
