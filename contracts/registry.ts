@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { idSchema, UNASSIGNED_REGION } from './ids.js';
+import { LABELS } from './labels.js';
 import { DEVICE_KINDS } from './messages.js';
 
 /**
@@ -24,31 +25,44 @@ export const SCHOOL_LEVELS = [
 ] as const;
 export const AREAS = ['urban', 'rural'] as const;
 
-/** Chinese names accepted for each enumeration value (and used in exports). */
+/** `[label, ...aliases]` per value: the label of contracts/labels.ts first, then the other names accepted. */
+function accepted<K extends string>(
+  labels: { readonly [k in K]: string },
+  aliases: { readonly [k in K]?: readonly string[] },
+): Record<K, readonly string[]> {
+  const out = {} as Record<K, readonly string[]>;
+  for (const k of Object.keys(labels) as K[])
+    out[k] = [labels[k], ...(aliases[k] ?? []).filter((a) => a !== labels[k])];
+  return out;
+}
+
+/**
+ * Chinese names accepted for each enumeration value by the importer: the label (contracts/labels.ts, what the
+ * exports and the registry template write) and the names bureaus' own workbooks use.
+ */
 export const ENUM_LABELS: Record<string, Record<string, readonly string[]>> = {
-  level: { province: ['省'], city: ['市', '地市'], county: ['县', '区', '县区', '县(区)', '县（区）'] },
-  schoolLevel: {
-    primary: ['小学'],
-    junior: ['初中', '初级中学'],
-    senior: ['高中', '高级中学'],
-    nine_year: ['九年一贯制', '九年一贯制学校'],
-    twelve_year: ['十二年一贯制', '十二年一贯制学校'],
-    complete_secondary: ['完全中学'],
-    teaching_point: ['教学点'],
-    vocational: ['中职', '中等职业学校'],
-    special: ['特殊教育', '特殊教育学校', '特教'],
-  },
-  area: { urban: ['城区', '城市', '城镇'], rural: ['农村', '乡村'] },
-  kind: {
-    whiteboard: ['白板', '交互式白板', '电子白板'],
-    panel: ['一体机', '交互式一体机', '触控一体机', '智慧黑板'],
-    projector: ['投影仪', '投影机'],
-    teacher_pc: ['教师机', '教师电脑', 'OPS'],
-    student_pc: ['学生机', '学生电脑'],
-    router: ['路由器'],
-    switch: ['交换机'],
-    ap: ['无线AP', 'AP', '无线接入点'],
-  },
+  level: accepted(LABELS.regionLevel, {
+    province: ['省'],
+    city: ['市', '地市'],
+    county: ['县', '区', '县区', '县(区)'],
+  }),
+  schoolLevel: accepted(LABELS.schoolLevel, {
+    junior: ['初级中学'],
+    senior: ['高级中学'],
+    nine_year: ['九年一贯制学校'],
+    twelve_year: ['十二年一贯制学校'],
+    vocational: ['中等职业学校'],
+    special: ['特殊教育学校', '特教'],
+  }),
+  area: accepted(LABELS.area, { urban: ['城市', '城镇'], rural: ['乡村'] }),
+  kind: accepted(LABELS.deviceKind, {
+    whiteboard: ['白板', '电子白板'],
+    panel: ['一体机', '触控一体机', '智慧黑板'],
+    projector: ['投影机'],
+    teacher_pc: ['教师电脑', 'OPS'],
+    student_pc: ['学生电脑'],
+    ap: ['AP', '无线接入点'],
+  }),
 };
 
 /** Teaching displays: a classroom with one of these is "equipped" for 班班通. */

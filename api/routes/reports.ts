@@ -3,10 +3,17 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { RollupRow } from '../../common/figures/regions.js';
 import { parsePeriod } from '../../common/figures/reports.js';
-import type { ClassroomResult, DeviceAudit, Evaluation, SchoolResult } from '../../common/figures/results.js';
+import type {
+  ClassroomResult,
+  DeviceAudit,
+  Evaluation,
+  Reason,
+  SchoolResult,
+} from '../../common/figures/results.js';
 import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
 import { idSchema } from '../../contracts/ids.js';
+import { type LabelTable, labelOf } from '../../contracts/labels.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
 import { CONTENT_TYPES, type ExportColumn, toCsv, toXlsx } from '../export.js';
 import type { AppDeps } from '../http/deps.js';
@@ -54,14 +61,48 @@ const rollupRowSchema = rollupRowBaseSchema.extend({
     ),
 });
 
-const reasons = (r: { reasons: { code: string; message: string }[] }) =>
-  r.reasons.map((x) => x.message).join('; ');
-const yesNo = (b: boolean | null) => (b === null ? '不适用' : b ? '是' : '否');
+/**
+ * Enumerations and reasons in files: the Chinese label (contracts/labels.ts) under the header, then its stable
+ * code in a column of its own, headed the same plus 代码 — `城乡` 农村, `城乡代码` rural. Several reasons are
+ * joined by `；` (labels) and `;` (codes), in the same order.
+ */
+function coded<T>(header: string, table: LabelTable, codes: (row: T) => string | readonly string[]) {
+  const list = (r: T) => [codes(r)].flat();
+  return [
+    {
+      header,
+      value: (r: T) =>
+        list(r)
+          .map((c) => labelOf(table, c))
+          .join('；'),
+    },
+    { header: `${header}代码`, value: (r: T) => list(r).join(';') },
+  ] satisfies ExportColumn<T>[];
+}
+/** The reasons as labels and codes, then their messages: the figures behind each (`原因说明`). */
+function reasonColumns<T>(reasons: (row: T) => readonly Reason[]): ExportColumn<T>[] {
+  return [
+    ...coded<T>('未达标原因', 'reason', (r) => reasons(r).map((x) => x.code)),
+    {
+      header: '原因说明',
+      value: (r) =>
+        reasons(r)
+          .map((x) => x.message)
+          .join('; '),
+    },
+  ];
+}
+const verdict = (b: boolean | null) => labelOf('verdict', String(b));
+/** A rollup row's group: `all`, an area or a school level. */
+const groupTable = (split: RollupRow['split']): LabelTable =>
+  split === 'all' ? 'split' : split === 'area' ? 'area' : 'schoolLevel';
 
 const ROLLUP_COLUMNS: ExportColumn<RollupRow>[] = [
   { header: '区域代码', value: (r) => r.region },
   { header: '区域', value: (r) => r.regionName },
-  { header: '分组', value: (r) => (r.split === 'all' ? '合计' : r.group) },
+  ...coded<RollupRow>('区域级别', 'regionLevel', (r) => r.regionLevel),
+  { header: '分组', value: (r) => labelOf(groupTable(r.split), r.group) },
+  { header: '分组代码', value: (r) => r.group },
   { header: '学校数', value: (r) => r.schools },
   { header: '参评学校数', value: (r) => r.judgedSchools },
   { header: '校校通达标学校', value: (r) => r.schoolsAttained },
@@ -77,16 +118,17 @@ const SCHOOL_COLUMNS: ExportColumn<SchoolResult>[] = [
   { header: '学校标识码', value: (s) => s.id },
   { header: '学校名称', value: (s) => s.name },
   { header: '区域', value: (s) => s.region },
-  { header: '城乡', value: (s) => s.area },
-  { header: '办学类型', value: (s) => s.level },
+  ...coded<SchoolResult>('城乡', 'area', (s) => s.area),
+  ...coded<SchoolResult>('办学类型', 'schoolLevel', (s) => s.level),
   { header: '教学日', value: (s) => s.teachingDays },
   { header: '出口可用率%', value: (s) => s.uplink.availabilityPct },
   { header: '出口带宽Mbps', value: (s) => s.uplink.capacityMbps },
+  ...coded<SchoolResult>('带宽来源', 'capacitySource', (s) => s.uplink.capacitySource ?? []),
   // 班均: per class (capacity ÷ classes); 生均 would mean per student.
   { header: '班均带宽Mbps', value: (s) => s.uplink.perClassMbps },
-  { header: '拥塞', value: (s) => yesNo(s.uplink.congested) },
-  { header: '校校通达标', value: (s) => yesNo(s.xxt.attained) },
-  { header: '未达标原因', value: (s) => reasons(s.xxt) },
+  { header: '拥塞', value: (s) => verdict(s.uplink.congested) },
+  { header: '校校通达标', value: (s) => verdict(s.xxt.attained) },
+  ...reasonColumns<SchoolResult>((s) => s.xxt.reasons),
   { header: '班级数', value: (s) => s.bbt.classes },
   { header: '班班通达标班级', value: (s) => s.bbt.attained },
   { header: '未监测班级', value: (s) => s.bbt.unmonitored },
@@ -95,18 +137,18 @@ const CLASSROOM_COLUMNS: ExportColumn<ClassroomResult>[] = [
   { header: '教室编号', value: (c) => c.id },
   { header: '学校标识码', value: (c) => c.school },
   { header: '教室名称', value: (c) => c.name },
-  { header: '班班通达标', value: (c) => yesNo(c.attained) },
+  { header: '班班通达标', value: (c) => verdict(c.attained) },
   { header: '在线天数', value: (c) => c.onlineDays },
   { header: '教学日', value: (c) => c.teachingDays },
   { header: '周均使用节次', value: (c) => c.periodsUsedPerWeek },
   { header: '故障时间%', value: (c) => c.faultyPct },
-  { header: '未达标原因', value: (c) => reasons(c) },
+  ...reasonColumns<ClassroomResult>((c) => c.reasons),
 ];
 const DEVICE_COLUMNS: ExportColumn<DeviceAudit>[] = [
   { header: '设备编号', value: (d) => d.id },
   { header: '学校标识码', value: (d) => d.school },
   { header: '教室编号', value: (d) => d.classroom },
-  { header: '设备类型', value: (d) => d.kind },
+  ...coded<DeviceAudit>('设备类型', 'deviceKind', (d) => d.kind),
   { header: '采购批次', value: (d) => d.batch },
   { header: '采购日期', value: (d) => d.purchasedOn },
   { header: '开机小时', value: (d) => d.poweredOnHours },
@@ -116,7 +158,7 @@ const DEVICE_COLUMNS: ExportColumn<DeviceAudit>[] = [
   { header: '使用率%', value: (d) => d.usedDaysPct },
   { header: '最近使用', value: (d) => d.lastUsed },
   { header: '连续未用教学日', value: (d) => d.idleTeachingDays },
-  { header: '闲置', value: (d) => yesNo(d.idle) },
+  { header: '闲置', value: (d) => verdict(d.idle) },
 ];
 
 /** Attainment and the usage audit, as JSON or as CSV/XLSX downloads. */

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
 import ExcelJS from 'exceljs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -69,6 +70,21 @@ const json = async (url: string, token: string) => {
   expect(r.statusCode, r.body).toBe(200);
   return r.json();
 };
+/** A CSV file as rows of header → cell (a real CSV parser: cells with `,` or `;` are quoted). */
+const csvRows = async (url: string, token: string): Promise<Record<string, string>[]> => {
+  const r = await get(url, token);
+  expect(r.statusCode, r.body).toBe(200);
+  return parseCsv(r.body, { bom: true, columns: true });
+};
+/** The first sheet of an XLSX file as rows of header → cell. */
+const xlsxRows = async (url: string, token: string): Promise<Record<string, unknown>[]> => {
+  const r = await get(url, token);
+  expect(r.statusCode, r.body).toBe(200);
+  const wb = new ExcelJS.Workbook();
+  await wb.xlsx.load(r.rawPayload as unknown as ArrayBuffer);
+  const [header, ...rows] = wb.worksheets[0]!.getSheetValues().filter(Boolean) as unknown[][];
+  return rows.map((row) => Object.fromEntries(header!.map((h, i) => [h, row[i] ?? null]).slice(1)));
+};
 const csvLines = (body: string) =>
   body
     .replace(/^\uFEFF/, '')
@@ -128,12 +144,14 @@ describe('report responses carry the definitions', () => {
       studentsPerComputer: null,
     });
     const csv = csvLines((await get('/v1/attainment?period=2026-10-12&format=csv', T.city)).body);
-    expect(csv[0]!.split(',').slice(3, 6)).toEqual(['学校数', '参评学校数', '校校通达标学校']);
+    const header = csv[0]!.split(',');
+    const at = header.indexOf('学校数');
+    expect(header.slice(at, at + 3)).toEqual(['学校数', '参评学校数', '校校通达标学校']);
     expect(
       csv
-        .find((l) => l.startsWith('330000/330100,杭州市,合计,'))!
+        .find((l) => l.startsWith('330000/330100,杭州市,市,city,合计,all,'))!
         .split(',')
-        .slice(3, 6),
+        .slice(at, at + 3),
     ).toEqual(['3', '0', '0']);
   });
 
@@ -186,5 +204,79 @@ describe('report files', () => {
     const row = wb.worksheets[0]!.getRow(1).values as unknown[];
     expect(row).toContain('班均带宽Mbps');
     expect(row.some((v) => String(v).includes('生均'))).toBe(false);
+  });
+
+  it('write enumerations and reasons as Chinese labels, each with its stable code in a column of its own', async () => {
+    const schools = await csvRows(`/v1/attainment/schools?period=${WEEK}&format=csv`, T.xihu);
+    const b = schools.find((r) => r.学校标识码 === 'B')!;
+    expect(b).toMatchObject({
+      城乡: '农村',
+      城乡代码: 'rural',
+      办学类型: '教学点',
+      办学类型代码: 'teaching_point',
+      带宽来源: '端口速率（实测）',
+      带宽来源代码: 'polled',
+      拥塞: '是',
+      校校通达标: '否',
+      未达标原因: '出口带宽不足；班均带宽不足；出口拥塞',
+      未达标原因代码: 'uplink_capacity_low;per_class_bandwidth_low;uplink_congested',
+    });
+    // The figures behind each reason stay, one message per reason, in the same order.
+    expect(b.原因说明!.split('; ')).toHaveLength(3);
+    expect(b.原因说明).toMatch(/^uplink 10 Mbps, below 100 Mbps; /);
+    expect(schools.find((r) => r.学校标识码 === 'A')).toMatchObject({
+      城乡: '城区',
+      办学类型: '小学',
+      带宽来源代码: 'contract',
+      校校通达标: '是',
+      未达标原因: '',
+      未达标原因代码: '',
+    });
+
+    const rooms = await csvRows(`/v1/attainment/classrooms?period=${WEEK}&format=csv`, T.xihu);
+    expect(rooms.find((r) => r.教室编号 === 'A2')).toMatchObject({
+      班班通达标: '否',
+      未达标原因: '使用节次不足',
+      未达标原因代码: 'used_too_little',
+    });
+    expect(rooms.find((r) => r.教室编号 === 'B2')).toMatchObject({
+      未达标原因: '未配备教学显示设备；学校未达校校通',
+      未达标原因代码: 'not_equipped;school_not_connected',
+    });
+
+    const devices = await csvRows(`/v1/audit/devices?period=${WEEK}&format=csv`, T.xihu);
+    expect(
+      devices.map((d) => [d.设备编号, d.设备类型, d.设备类型代码, d.闲置]).filter(([id]) => id !== 'gw-a'),
+    ).toEqual(
+      expect.arrayContaining([
+        ['pj-b1', '投影仪', 'projector', '否'],
+        ['pc-a1', '教师机', 'teacher_pc', '否'],
+        ['pn-a1', '交互式一体机', 'panel', '否'],
+      ]),
+    );
+
+    const rollups = await csvRows(`/v1/attainment?period=${WEEK}&format=csv`, T.xihu);
+    expect(rollups.map((r) => [r.区域级别, r.区域级别代码, r.分组, r.分组代码])).toEqual([
+      ['县（区）', 'county', '合计', 'all'],
+      ['县（区）', 'county', '农村', 'rural'],
+      ['县（区）', 'county', '城区', 'urban'],
+      ['县（区）', 'county', '小学', 'primary'],
+      ['县（区）', 'county', '教学点', 'teaching_point'],
+    ]);
+
+    // The workbook carries the same cells.
+    const xlsx = await xlsxRows(`/v1/attainment/schools?period=${WEEK}&format=xlsx`, T.xihu);
+    expect(xlsx.find((r) => r.学校标识码 === 'B')).toMatchObject({
+      城乡: '农村',
+      城乡代码: 'rural',
+      未达标原因代码: 'uplink_capacity_low;per_class_bandwidth_low;uplink_congested',
+    });
+    // JSON keeps the codes.
+    const list = await json(`/v1/attainment/schools?period=${WEEK}`, T.xihu);
+    expect(list.items[1]).toMatchObject({ id: 'B', area: 'rural', level: 'teaching_point' });
+    expect(list.items[1].xxt.reasons[0]).toEqual({
+      code: 'uplink_capacity_low',
+      message: expect.any(String),
+    });
   });
 });
