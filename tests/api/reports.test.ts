@@ -280,3 +280,89 @@ describe('report files', () => {
     });
   });
 });
+
+describe('report files name what each row is about and say what the figures were judged on', () => {
+  it('classroom, idle and usage files carry school, classroom and region names beside the ids', async () => {
+    const rooms = await csvRows(`/v1/attainment/classrooms?period=${WEEK}&format=csv`, T.xihu);
+    expect(rooms.find((r) => r.教室编号 === 'A1')).toMatchObject({
+      教室名称: '一(1)班',
+      学校标识码: 'A',
+      学校名称: '西湖区第一小学',
+      区域代码: '330000/330100/330106',
+      区域: '西湖区',
+    });
+    const idle = await csvRows(`/v1/audit/idle?period=${WEEK}&idleDays=2&format=csv`, T.xihu);
+    expect(idle).toEqual([
+      expect.objectContaining({
+        设备编号: 'pj-b1',
+        学校名称: '转塘教学点',
+        教室编号: 'B1',
+        教室名称: '复式班一',
+        区域: '西湖区',
+        采购批次: '2019-西湖-01',
+      }),
+    ]);
+    const usage = await xlsxRows(`/v1/audit/devices?period=${WEEK}&format=xlsx`, T.binjiang);
+    expect(usage.map((d) => [d.设备编号, d.学校名称, d.教室名称, d.区域])).toEqual([
+      ['pn-c1', '滨江区实验初中', '七(1)班', '滨江区'],
+    ]);
+    const schools = await csvRows(`/v1/attainment/schools?period=${WEEK}&format=csv`, T.binjiang);
+    expect(schools.map((s) => [s.学校名称, s.区域代码, s.区域])).toEqual([
+      ['滨江区实验初中', '330000/330100/330108', '滨江区'],
+    ]);
+  });
+
+  it('every file states its coverage: a column on every row, an X-CFM-Coverage header, and a notes sheet', async () => {
+    const routes = [
+      '/v1/attainment',
+      '/v1/attainment/schools',
+      '/v1/attainment/classrooms',
+      '/v1/audit/devices',
+      '/v1/audit/idle',
+    ];
+    for (const route of routes)
+      for (const format of ['csv', 'xlsx']) {
+        const url = `${route}?period=${WEEK}&idleDays=1&format=${format}`;
+        expect((await get(url, T.xihu)).headers['x-cfm-coverage'], url).toBe('rolledDays=3; teachingDates=3');
+        const rows = format === 'csv' ? await csvRows(url, T.xihu) : await xlsxRows(url, T.xihu);
+        expect(rows.length, url).toBeGreaterThan(0);
+        for (const r of rows) expect(r.评估覆盖, url).toBe('已汇总 3 / 3 个教学日');
+      }
+    // By the calendars of the schools the file covers: 滨江区 has no make-up Saturday.
+    const binjiang = `/v1/audit/devices?period=${WEEK}&format=csv`;
+    expect((await get(binjiang, T.binjiang)).headers['x-cfm-coverage']).toBe('rolledDays=2; teachingDates=2');
+    expect((await csvRows(binjiang, T.binjiang))[0]!.评估覆盖).toBe('已汇总 2 / 2 个教学日');
+
+    // Two weeks asked for on one rolled-up week: 3 of the 8 teaching days of 西湖区 so far are judged.
+    const partial = '2026-10-05..2026-10-16';
+    const csv = await get(`/v1/attainment/schools?period=${partial}&format=csv`, T.xihu);
+    expect(csv.headers['x-cfm-coverage']).toBe('rolledDays=3; teachingDates=8');
+    expect(
+      (await csvRows(`/v1/attainment/schools?period=${partial}&format=csv`, T.xihu)).map((r) => r.评估覆盖),
+    ).toEqual(['已汇总 3 / 8 个教学日', '已汇总 3 / 8 个教学日']);
+    const xlsx = await get(`/v1/attainment/classrooms?period=${partial}&format=xlsx`, T.xihu);
+    const wb = new ExcelJS.Workbook();
+    await wb.xlsx.load(xlsx.rawPayload as unknown as ArrayBuffer);
+    expect(wb.worksheets.map((w) => w.name)).toEqual(['教室班班通', '说明']);
+    const notes = Object.fromEntries(
+      (wb.getWorksheet('说明')!.getSheetValues().filter(Boolean) as unknown[][]).map((r) => [r[1], r[2]]),
+    );
+    expect(notes).toMatchObject({
+      报表: '教室班班通',
+      统计期: '2026-10-05 至 2026-10-16',
+      范围: '西湖区（330000/330100/330106）',
+      评估覆盖: '已汇总 3 / 8 个教学日：统计期内截至今日的教学日 8 个，已汇总 3 个',
+      注意: '还有 5 个教学日尚未汇总：表中数字只反映已汇总的 3 个教学日',
+    });
+    expect(String(notes.评价标准)).toMatch(/^cn-2020（/);
+    // A fully covered period has no warning.
+    const full = await get(`/v1/attainment?period=${WEEK}&format=xlsx`, T.xihu);
+    const wb2 = new ExcelJS.Workbook();
+    await wb2.xlsx.load(full.rawPayload as unknown as ArrayBuffer);
+    const labels = (wb2.getWorksheet('说明')!.getSheetValues().filter(Boolean) as unknown[][]).map(
+      (r) => r[1],
+    );
+    expect(labels).toContain('评估覆盖');
+    expect(labels).not.toContain('注意');
+  });
+});
