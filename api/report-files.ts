@@ -177,8 +177,6 @@ export interface ReportFileInfo {
   scope: string | undefined;
   profileName: string;
   reg: RegistryIndex;
-  /** Further lines of the notes sheet (label, text). */
-  notes?: readonly (readonly [string, string])[];
   now?: Date;
 }
 
@@ -201,7 +199,12 @@ function notes(kind: ReportKind, info: ReportFileInfo): (readonly [string, strin
       '注意',
       `还有 ${c.teachingDates - c.rolledDays} 个教学日尚未汇总：表中数字只反映已汇总的 ${c.rolledDays} 个教学日`,
     ]);
-  lines.push(...(info.notes ?? []), [
+  if (kind === 'usage' || kind === 'idle')
+    lines.push([
+      '闲置判定',
+      `连续 ${ev.idleDays} 个已汇总教学日未使用即为闲置（?idleDays=，默认取评价标准的设定）；最近使用从 ${ev.lookbackFrom} 起回溯`,
+    ]);
+  lines.push([
     '代码列',
     '列名以“代码”结尾的列是稳定代码（api/README.md），其左侧同名列是中文名称；是/否/不适用：不适用即未评估或未知',
   ]);

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { DEFAULT_IDLE_DAYS } from '../../common/figures/profiles.js';
 import { parsePeriod } from '../../common/figures/reports.js';
 import type { Evaluation } from '../../common/figures/results.js';
 import { ApiError } from '../../common/http/errors.js';
@@ -219,7 +220,9 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       .min(1)
       .max(120)
       .optional()
-      .describe("Idle after this many unused teaching days (default: the profile's)."),
+      .describe(
+        `Idle after this many rolled-up teaching days unused. Default: the profile's idleDays — DEFAULT_IDLE_DAYS (${DEFAULT_IDLE_DAYS}) in the built-in profiles and in any profile that sets none.`,
+      ),
   });
   const auditResponse = {
     200: z.object({
@@ -229,6 +232,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
         .describe(
           'lastUsed and idleTeachingDays look back to this date (far enough for idleDays teaching days by every calendar); lastUsed null: not used since.',
         ),
+      idleDays: z.number().describe("The idle threshold applied: ?idleDays=, else the profile's idleDays."),
       total: z.number(),
       items: z.array(deviceAuditSchema),
     }),
@@ -255,6 +259,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
         profile: ev.profile,
         coverage: deps.reports.coverage(ev, effectiveScope(req, q.region)),
         lookbackFrom: ev.lookbackFrom,
+        idleDays: ev.idleDays,
         total: rows.length,
         items,
       };

@@ -98,6 +98,8 @@ export interface Evaluation {
   coverage: Coverage;
   /** Where "last used" looked back from (api/README.md#definitions). */
   lookbackFrom: string;
+  /** The idle threshold applied: the request's, else the profile's (DEFAULT_IDLE_DAYS in the built-ins). */
+  idleDays: number;
   schools: SchoolResult[];
   classrooms: ClassroomResult[];
   devices: DeviceAudit[];

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { TokenStore } from '../../api/tokens.js';
 import { Calendars } from '../../common/calendar.js';
+import { DEFAULT_IDLE_DAYS, profileSchema } from '../../common/figures/profiles.js';
 import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { RegistryStore } from '../../common/registry/store.js';
@@ -364,5 +365,39 @@ describe('report files name what each row is about and say what the figures were
     );
     expect(labels).toContain('评估覆盖');
     expect(labels).not.toContain('注意');
+  });
+});
+
+describe('idle equipment has one default', () => {
+  it("without ?idleDays= the audit applies the profile's idleDays — DEFAULT_IDLE_DAYS in every built-in — and says which", async () => {
+    const profiles = await json('/v1/profiles', T.city);
+    for (const p of profiles.items) expect(p.idleDays, p.id).toBe(DEFAULT_IDLE_DAYS);
+    // A deployment's own profile that sets none gets the same.
+    const { idleDays: _, ...own } = profiles.items[0];
+    expect(profileSchema.parse({ ...own, id: 'own' }).idleDays).toBe(DEFAULT_IDLE_DAYS);
+
+    for (const profile of ['', '&profile=cn-2017']) {
+      const idle = await json(`/v1/audit/idle?period=${WEEK}${profile}`, T.xihu);
+      expect(idle.idleDays).toBe(DEFAULT_IDLE_DAYS);
+      // Three rolled-up teaching days cannot make twenty idle ones: the default list is empty here, and the
+      // response says by what threshold.
+      expect(idle.items).toEqual([]);
+    }
+    const two = await json(`/v1/audit/idle?period=${WEEK}&idleDays=2`, T.xihu);
+    expect(two.idleDays).toBe(2);
+    expect(two.items.map((d: { id: string }) => d.id)).toEqual(['pj-b1']);
+    expect((await json(`/v1/audit/devices?period=${WEEK}`, T.xihu)).idleDays).toBe(DEFAULT_IDLE_DAYS);
+
+    // The workbook says it too.
+    const xlsx = await get(`/v1/audit/idle?period=${WEEK}&idleDays=2&format=xlsx`, T.xihu);
+    const wb = new ExcelJS.Workbook();
+    await wb.xlsx.load(xlsx.rawPayload as unknown as ArrayBuffer);
+    const notes = (wb.getWorksheet('说明')!.getSheetValues().filter(Boolean) as unknown[][]).map((r) =>
+      r.slice(1),
+    );
+    expect(notes).toContainEqual([
+      '闲置判定',
+      '连续 2 个已汇总教学日未使用即为闲置（?idleDays=，默认取评价标准的设定）；最近使用从 2026-10-05 起回溯',
+    ]);
   });
 });
