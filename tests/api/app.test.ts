@@ -285,22 +285,33 @@ describe('bad requests get a 400 naming the field', () => {
 });
 
 describe('registry import over HTTP', () => {
-  it('rejects a bad workbook with every error by row and column, and changes nothing', async () => {
+  const importFile = (filename: string, payload: Buffer | string) =>
+    app.inject({
+      method: 'POST',
+      url: `/v1/registry/import?filename=${encodeURIComponent(filename)}`,
+      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
+      payload,
+    });
+
+  it('rejects a bad workbook with every error, cells and references in one answer, and changes nothing', async () => {
     const wb = new ExcelJS.Workbook();
     const ws = wb.addWorksheet('学校');
     ws.addRow(['学校标识码', '学校名称', '所属区划代码', '城乡', '办学类型', '班级数', '学生数', '教师数']);
     ws.addRow(['D', '新学校', '330106', '城区', '小学', '十二', 500, 30]);
     ws.addRow(['E', '另一所', '339999', '农村', '小学', 6, 100, 10]);
+    // A room of the school refused for its cell: not reported as "school D is not in the registry" — D is
+    // there, with an error of its own; a room of an unknown school is.
+    const rooms = wb.addWorksheet('教室');
+    rooms.addRow(['教室编号', '学校标识码', '教室名称', '班级教室']);
+    rooms.addRow(['D1', 'D', '一(1)班', '是']);
+    rooms.addRow(['X1', 'X', '一(1)班', '也许']);
+    rooms.addRow(['X2', 'X', '一(2)班', '是']);
     const before = registry.version;
-    const r = await app.inject({
-      method: 'POST',
-      url: '/v1/registry/import?filename=新学校.xlsx',
-      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
-      payload: Buffer.from(await wb.xlsx.writeBuffer()),
-    });
+    const r = await importFile('新学校.xlsx', Buffer.from(await wb.xlsx.writeBuffer()));
     expect(r.statusCode).toBe(422);
     const body = r.json();
     expect(body.code).toBe('CFM_API_IMPORT_REJECTED');
+    expect(body.message).toBe('import rejected, nothing changed: 4 error(s)');
     expect(body.issues).toEqual([
       {
         file: '新学校.xlsx [学校]',
@@ -309,24 +320,72 @@ describe('registry import over HTTP', () => {
         column: 'F (班级数)',
         message: '"十二" is not a number',
       },
-    ]);
-    // Cells first, then references: with the cell fixed, the next import names the unknown region.
-    ws.getCell('F2').value = 12;
-    const r2 = await app.inject({
-      method: 'POST',
-      url: '/v1/registry/import?filename=新学校.xlsx',
-      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
-      payload: Buffer.from(await wb.xlsx.writeBuffer()),
-    });
-    expect(r2.json().issues).toEqual([
-      expect.objectContaining({
+      {
+        file: '新学校.xlsx [学校]',
+        entity: 'schools',
         row: 3,
         column: 'C (所属区划代码)',
         message: 'region 339999 is not in the registry',
-      }),
+      },
+      {
+        file: '新学校.xlsx [教室]',
+        entity: 'classrooms',
+        row: 3,
+        column: 'D (班级教室)',
+        message: '"也许" is not yes/no (是/否, true/false, 1/0)',
+      },
+      {
+        file: '新学校.xlsx [教室]',
+        entity: 'classrooms',
+        row: 4,
+        column: 'B (学校标识码)',
+        message: 'school X is not in the registry',
+      },
     ]);
     expect(registry.version).toBe(before);
     expect(registry.index.schools.has('D')).toBe(false);
+  });
+
+  it('a list with a wrong header is one error, not one more per row that refers to it', async () => {
+    const wb = new ExcelJS.Workbook();
+    const schools = wb.addWorksheet('学校');
+    schools.addRow([
+      '学校标识码',
+      '学校名称',
+      '所属区划代码',
+      '城乡',
+      '办学类型',
+      '班级数',
+      '学生数',
+      '老师数',
+    ]);
+    schools.addRow(['D', '新学校', '330106', '城区', '小学', 12, 500, 30]);
+    const rooms = wb.addWorksheet('教室');
+    rooms.addRow(['教室编号', '学校标识码', '教室名称']);
+    for (let i = 1; i <= 30; i++) rooms.addRow([`D${i}`, 'D', `${i}班`]);
+    const r = await importFile('新学校.xlsx', Buffer.from(await wb.xlsx.writeBuffer()));
+    expect(r.statusCode).toBe(422);
+    expect(r.json().issues.map((i: { column?: string; message: string }) => [i.column, i.message])).toEqual([
+      ['H (老师数)', expect.stringMatching(/^unknown column; expected /)],
+      [undefined, 'required column teachers (教师数) is missing'],
+    ]);
+  });
+
+  it('bounds the answer as before: at most 200 errors per file, cells and references counted together', async () => {
+    const header = '学校标识码,学校名称,所属区划代码,城乡,办学类型,班级数,学生数,教师数';
+    const rows = Array.from({ length: 300 }, (_, i) =>
+      i % 2 === 0 ? `S${i},学校${i},330106,城区,小学,多,500,30` : `S${i},学校${i},339999,城区,小学,6,500,30`,
+    );
+    const r = await importFile('schools.csv', `${header}\n${rows.join('\n')}\n`);
+    expect(r.statusCode).toBe(422);
+    const issues = r.json().issues as { row?: number; message: string }[];
+    expect(issues).toHaveLength(201);
+    // In row order, both kinds side by side, then how many more.
+    expect(issues.slice(0, 2).map((i) => [i.row, i.message])).toEqual([
+      [2, '"多" is not a number'],
+      [3, 'region 339999 is not in the registry'],
+    ]);
+    expect(issues.at(-1)).toEqual({ file: 'schools.csv', message: '100 more errors not shown' });
   });
 
   it('imports a CSV, and the new school appears at once; the export reimports unchanged', async () => {
