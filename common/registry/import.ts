@@ -76,12 +76,17 @@ export class ImportError extends Error {
   }
 }
 
-const SCHEMAS: Record<EntityName, z.ZodObject> = {
+export const SCHEMAS: Record<EntityName, z.ZodObject> = {
   regions: regionSchema,
   schools: schoolSchema,
   classrooms: classroomSchema,
   devices: deviceSchema,
 };
+
+/** Whether a column must be there (and filled): its field has no default and is not optional. */
+export function requiredColumn(entity: EntityName, key: string): boolean {
+  return !SCHEMAS[entity].shape[key]!.safeParse(undefined).success;
+}
 
 /** At most this many issues are collected per file: a wrong column would otherwise repeat on every row. */
 const MAX_ISSUES_PER_FILE = 200;
@@ -490,9 +495,8 @@ function readTable(
     specs[i] = spec;
     columns[spec.key] = label;
   });
-  const schema = SCHEMAS[entity];
   for (const c of SHEETS[entity].columns) {
-    if (!columns[c.key] && !schema.shape[c.key]!.safeParse(undefined).success)
+    if (!columns[c.key] && requiredColumn(entity, c.key))
       issues.push({
         file,
         entity,

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ExcelJS from 'exceljs';
@@ -11,7 +11,9 @@ import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
+import { TEMPLATE_EXAMPLE } from '../../common/registry/template.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { ENTITIES, SHEETS } from '../../contracts/registry.js';
 import { testApp } from '../helpers/api.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
@@ -415,6 +417,88 @@ describe('registry import over HTTP', () => {
     });
     expect(again.statusCode, again.body).toBe(200);
     expect(registry.index.data).toEqual(before);
+  });
+});
+
+describe('the registry template (GET /v1/registry/template.xlsx)', () => {
+  it('any read token gets the four sheets headed as the importer reads them, an example row each, and notes on every column', async () => {
+    expect((await get('/v1/registry/template.xlsx')).statusCode).toBe(401);
+    const r = await get('/v1/registry/template.xlsx', T.xihu); // an auditor limited to one county
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.headers['content-type']).toBe(
+      'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+    );
+    expect(r.headers['content-disposition']).toBe(
+      `attachment; filename="registry-template.xlsx"; filename*=UTF-8''${encodeURIComponent('设备台账模板.xlsx')}`,
+    );
+    const wb = new ExcelJS.Workbook();
+    await wb.xlsx.load(r.rawPayload as unknown as ArrayBuffer);
+    expect(wb.worksheets.map((w) => w.name)).toEqual(['区域', '学校', '教室', '设备', '说明']);
+    for (const e of ENTITIES) {
+      const ws = wb.getWorksheet(SHEETS[e].labels[0])!;
+      expect(ws.getRow(1).values).toEqual([undefined, ...SHEETS[e].columns.map((c) => c.labels[0])]);
+      expect(ws.actualRowCount, e).toBe(2);
+    }
+    expect(wb.getWorksheet('学校')!.getRow(2).getCell(4).value).toBe('城区');
+    expect(wb.getWorksheet('设备')!.getRow(2).getCell(4).value).toBe('交互式一体机');
+
+    // 说明: every column of every sheet, with its meaning and the values allowed, in Chinese.
+    const notes = (wb.getWorksheet('说明')!.getSheetValues().filter(Boolean) as unknown[][]).map((row) =>
+      row.slice(1).map((v) => (v === undefined || v === null ? '' : String(v))),
+    );
+    const table = notes.slice(notes.findIndex((row) => row[0] === '工作表') + 1);
+    expect(table.map((row) => [row[0], row[1], row[3]])).toEqual(
+      ENTITIES.flatMap((e) => SHEETS[e].columns.map((c) => [SHEETS[e].labels[0], c.labels[0], c.key])),
+    );
+    for (const row of table) {
+      expect(row[4], row[1]).toMatch(/^[是否]$/);
+      expect(row[5], row[1]).toMatch(/\p{Script=Han}/u);
+      expect(row[6], row[1]).not.toBe('');
+    }
+    const byKey = (sheet: string, key: string) => table.find((row) => row[0] === sheet && row[3] === key)!;
+    expect(byKey('学校', 'id')[4]).toBe('是');
+    expect(byKey('学校', 'contractedMbps')[4]).toBe('否');
+    expect(byKey('学校', 'area')[6]).toMatch(/^城区（urban）、农村（rural）；也可写：/);
+    expect(byKey('设备', 'kind')[6]).toContain('交互式白板（whiteboard）');
+    expect(byKey('教室', 'isClass')[6]).toMatch(/^是 \/ 否/);
+  });
+
+  it('api/README.md documents the route and every sheet and header label the importer accepts', () => {
+    const readme = readFileSync(new URL('../../api/README.md', import.meta.url), 'utf8');
+    expect(readme).toContain('| `GET /v1/registry/template.xlsx` |');
+    for (const e of ENTITIES)
+      for (const c of SHEETS[e].columns)
+        expect(readme).toContain(
+          `| ${SHEETS[e].labels.join(' / ')} | ${c.labels[0]} | ${c.labels.slice(1).join('、')} | \`${c.key}\` |`,
+        );
+  });
+
+  it('imports as downloaded (the example registers) and with the example rows deleted (nothing registers)', async () => {
+    const template = (await get('/v1/registry/template.xlsx', T.admin)).rawPayload;
+    const fresh = new RegistryStore(join(dir, 'template-registry.json')).load();
+    const other = await testApp({ registry: fresh, calendars, tokens, storage, live });
+    const post = (payload: Buffer) =>
+      other.inject({
+        method: 'POST',
+        url: `/v1/registry/import?filename=${encodeURIComponent('设备台账模板.xlsx')}`,
+        headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
+        payload,
+      });
+    try {
+      const wb = new ExcelJS.Workbook();
+      await wb.xlsx.load(template as unknown as ArrayBuffer);
+      for (const e of ENTITIES) wb.getWorksheet(SHEETS[e].labels[0])!.spliceRows(2, 1);
+      const blank = await post(Buffer.from(await wb.xlsx.writeBuffer()));
+      expect(blank.statusCode, blank.body).toBe(200);
+      expect(blank.json().rows).toEqual({ regions: 0, schools: 0, classrooms: 0, devices: 0 });
+
+      const asIs = await post(template);
+      expect(asIs.statusCode, asIs.body).toBe(200);
+      expect(asIs.json().rows).toEqual({ regions: 1, schools: 1, classrooms: 1, devices: 1 });
+      expect(fresh.index.data).toEqual(TEMPLATE_EXAMPLE);
+    } finally {
+      await other.close();
+    }
   });
 });
 
