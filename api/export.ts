@@ -27,10 +27,12 @@ export function toCsv<T>(rows: readonly T[], columns: readonly ExportColumn<T>[]
   return Buffer.from(`\uFEFF${lines.join('\r\n')}\r\n`, 'utf8');
 }
 
+/** The rows as sheet `sheet`; `notes` (label, text), when given, as a second sheet 说明. */
 export async function toXlsx<T>(
   sheet: string,
   rows: readonly T[],
   columns: readonly ExportColumn<T>[],
+  notes?: readonly (readonly [string, string])[],
 ): Promise<Buffer> {
   const wb = new ExcelJS.Workbook();
   const ws = wb.addWorksheet(sheet.slice(0, 31)); // Excel's sheet-name limit
@@ -40,6 +42,13 @@ export async function toXlsx<T>(
   ws.columns.forEach((col, i) => {
     col.width = Math.min(40, Math.max(8, columns[i]!.header.length * 2 + 2));
   });
+  if (notes) {
+    const ns = wb.addWorksheet('说明');
+    for (const [label, text] of notes) ns.addRow([label, text]);
+    ns.getColumn(1).font = { bold: true };
+    ns.getColumn(1).width = 12;
+    ns.getColumn(2).width = 100;
+  }
   return Buffer.from(await wb.xlsx.writeBuffer());
 }
 

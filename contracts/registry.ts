@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { idSchema, UNASSIGNED_REGION } from './ids.js';
+import { LABELS } from './labels.js';
 import { DEVICE_KINDS } from './messages.js';
 
 /**
@@ -24,31 +25,44 @@ export const SCHOOL_LEVELS = [
 ] as const;
 export const AREAS = ['urban', 'rural'] as const;
 
-/** Chinese names accepted for each enumeration value (and used in exports). */
+/** `[label, ...aliases]` per value: the label of contracts/labels.ts first, then the other names accepted. */
+function accepted<K extends string>(
+  labels: { readonly [k in K]: string },
+  aliases: { readonly [k in K]?: readonly string[] },
+): Record<K, readonly string[]> {
+  const out = {} as Record<K, readonly string[]>;
+  for (const k of Object.keys(labels) as K[])
+    out[k] = [labels[k], ...(aliases[k] ?? []).filter((a) => a !== labels[k])];
+  return out;
+}
+
+/**
+ * Chinese names accepted for each enumeration value by the importer: the label (contracts/labels.ts, what the
+ * exports and the registry template write) and the names bureaus' own workbooks use.
+ */
 export const ENUM_LABELS: Record<string, Record<string, readonly string[]>> = {
-  level: { province: ['省'], city: ['市', '地市'], county: ['县', '区', '县区', '县(区)', '县（区）'] },
-  schoolLevel: {
-    primary: ['小学'],
-    junior: ['初中', '初级中学'],
-    senior: ['高中', '高级中学'],
-    nine_year: ['九年一贯制', '九年一贯制学校'],
-    twelve_year: ['十二年一贯制', '十二年一贯制学校'],
-    complete_secondary: ['完全中学'],
-    teaching_point: ['教学点'],
-    vocational: ['中职', '中等职业学校'],
-    special: ['特殊教育', '特殊教育学校', '特教'],
-  },
-  area: { urban: ['城区', '城市', '城镇'], rural: ['农村', '乡村'] },
-  kind: {
-    whiteboard: ['白板', '交互式白板', '电子白板'],
-    panel: ['一体机', '交互式一体机', '触控一体机', '智慧黑板'],
-    projector: ['投影仪', '投影机'],
-    teacher_pc: ['教师机', '教师电脑', 'OPS'],
-    student_pc: ['学生机', '学生电脑'],
-    router: ['路由器'],
-    switch: ['交换机'],
-    ap: ['无线AP', 'AP', '无线接入点'],
-  },
+  level: accepted(LABELS.regionLevel, {
+    province: ['省'],
+    city: ['市', '地市'],
+    county: ['县', '区', '县区', '县(区)'],
+  }),
+  schoolLevel: accepted(LABELS.schoolLevel, {
+    junior: ['初级中学'],
+    senior: ['高级中学'],
+    nine_year: ['九年一贯制学校'],
+    twelve_year: ['十二年一贯制学校'],
+    vocational: ['中等职业学校'],
+    special: ['特殊教育学校', '特教'],
+  }),
+  area: accepted(LABELS.area, { urban: ['城市', '城镇'], rural: ['乡村'] }),
+  kind: accepted(LABELS.deviceKind, {
+    whiteboard: ['白板', '电子白板'],
+    panel: ['一体机', '触控一体机', '智慧黑板'],
+    projector: ['投影机'],
+    teacher_pc: ['教师电脑', 'OPS'],
+    student_pc: ['学生电脑'],
+    ap: ['AP', '无线接入点'],
+  }),
 };
 
 /** Teaching displays: a classroom with one of these is "equipped" for 班班通. */
@@ -145,6 +159,8 @@ export interface ColumnSpec {
   type: CellType;
   /** Which ENUM_LABELS table translates Chinese values. */
   enumLabels?: keyof typeof ENUM_LABELS;
+  /** What the column means, in Chinese: the registry template's notes sheet (GET /v1/registry/template.xlsx). */
+  note: string;
 }
 
 /** Spreadsheet columns per entity, in export order. Sheet names: the English entity or its Chinese label. */
@@ -152,49 +168,122 @@ export const SHEETS: Record<EntityName, { labels: readonly string[]; columns: re
   regions: {
     labels: ['区域', '行政区划'],
     columns: [
-      { key: 'id', labels: ['区划代码', '代码'], type: 'id' },
-      { key: 'name', labels: ['名称', '区域名称'], type: 'text' },
-      { key: 'level', labels: ['级别'], type: 'text', enumLabels: 'level' },
-      { key: 'parent', labels: ['上级代码', '上级区划代码'], type: 'id' },
+      {
+        key: 'id',
+        labels: ['区划代码', '代码'],
+        type: 'id',
+        note: '行政区划代码，如 330106；区域的唯一编号',
+      },
+      { key: 'name', labels: ['名称', '区域名称'], type: 'text', note: '区域名称，如 西湖区' },
+      { key: 'level', labels: ['级别'], type: 'text', enumLabels: 'level', note: '区域级别' },
+      {
+        key: 'parent',
+        labels: ['上级代码', '上级区划代码'],
+        type: 'id',
+        note: '上级区域的区划代码（须已登记或在本表中）；最高一级留空',
+      },
     ],
   },
   schools: {
     labels: ['学校'],
     columns: [
-      { key: 'id', labels: ['学校标识码', '学校代码'], type: 'id' },
-      { key: 'name', labels: ['学校名称'], type: 'text' },
-      { key: 'region', labels: ['所属区划代码', '区划代码'], type: 'id' },
-      { key: 'area', labels: ['城乡', '城乡类型'], type: 'text', enumLabels: 'area' },
-      { key: 'level', labels: ['办学类型', '学段'], type: 'text', enumLabels: 'schoolLevel' },
-      { key: 'classes', labels: ['班级数'], type: 'int' },
-      { key: 'students', labels: ['学生数'], type: 'int' },
-      { key: 'teachers', labels: ['教师数'], type: 'int' },
-      { key: 'uplinkDevice', labels: ['出口设备'], type: 'id' },
-      { key: 'uplinkInterface', labels: ['出口接口'], type: 'idOrInt' },
-      { key: 'contractedMbps', labels: ['签约带宽', '签约带宽(Mbps)'], type: 'number' },
+      {
+        key: 'id',
+        labels: ['学校标识码', '学校代码'],
+        type: 'id',
+        note: '学校标识码（10 位）；学校的唯一编号',
+      },
+      { key: 'name', labels: ['学校名称'], type: 'text', note: '学校名称' },
+      {
+        key: 'region',
+        labels: ['所属区划代码', '区划代码'],
+        type: 'id',
+        note: '学校所属区域（通常是县区）的区划代码，须已登记或在“区域”表中',
+      },
+      {
+        key: 'area',
+        labels: ['城乡', '城乡类型'],
+        type: 'text',
+        enumLabels: 'area',
+        note: '城区或农村：决定班均带宽的达标标准',
+      },
+      {
+        key: 'level',
+        labels: ['办学类型', '学段'],
+        type: 'text',
+        enumLabels: 'schoolLevel',
+        note: '办学类型',
+      },
+      {
+        key: 'classes',
+        labels: ['班级数'],
+        type: 'int',
+        note: '教学班数：班班通的分母，班均带宽 = 出口带宽 ÷ 班级数',
+      },
+      { key: 'students', labels: ['学生数'], type: 'int', note: '在校学生数（生机比）' },
+      { key: 'teachers', labels: ['教师数'], type: 'int', note: '专任教师数（师机比）' },
+      {
+        key: 'uplinkDevice',
+        labels: ['出口设备'],
+        type: 'id',
+        note: '承载学校出口的路由器或交换机的设备编号，须在“设备”表中且类型为路由器或交换机；未接入监测可留空',
+      },
+      {
+        key: 'uplinkInterface',
+        labels: ['出口接口'],
+        type: 'idOrInt',
+        note: '出口设备上的出口接口：接口名（ifName，如 GigabitEthernet0/0/1）或接口索引（ifIndex）',
+      },
+      {
+        key: 'contractedMbps',
+        labels: ['签约带宽(Mbps)', '签约带宽'],
+        type: 'number',
+        note: '签约出口带宽（Mbps）；留空则用监测到的端口速率',
+      },
     ],
   },
   classrooms: {
     labels: ['教室'],
     columns: [
-      { key: 'id', labels: ['教室编号'], type: 'id' },
-      { key: 'school', labels: ['学校标识码', '学校代码'], type: 'id' },
-      { key: 'name', labels: ['教室名称'], type: 'text' },
-      { key: 'isClass', labels: ['班级教室', '是否班级教室'], type: 'bool' },
+      { key: 'id', labels: ['教室编号'], type: 'id', note: '教室编号，在本校内唯一' },
+      { key: 'school', labels: ['学校标识码', '学校代码'], type: 'id', note: '教室所属学校的学校标识码' },
+      { key: 'name', labels: ['教室名称'], type: 'text', note: '教室名称，如 一年级(2)班' },
+      {
+        key: 'isClass',
+        labels: ['班级教室', '是否班级教室'],
+        type: 'bool',
+        note: '是：班级的固定教室，计入班班通；否：实验室、功能室、礼堂等。留空为是',
+      },
     ],
   },
   devices: {
     labels: ['设备'],
     columns: [
-      { key: 'id', labels: ['设备编号'], type: 'id' },
-      { key: 'school', labels: ['学校标识码', '学校代码'], type: 'id' },
-      { key: 'classroom', labels: ['教室编号'], type: 'id' },
-      { key: 'kind', labels: ['设备类型', '类型'], type: 'text', enumLabels: 'kind' },
-      { key: 'serial', labels: ['序列号'], type: 'text' },
-      { key: 'vendor', labels: ['品牌', '厂商'], type: 'text' },
-      { key: 'model', labels: ['型号'], type: 'text' },
-      { key: 'batch', labels: ['采购批次'], type: 'text' },
-      { key: 'purchasedOn', labels: ['采购日期'], type: 'date' },
+      {
+        key: 'id',
+        labels: ['设备编号'],
+        type: 'id',
+        note: '设备上报时用的设备编号（MQTT 主题中的设备编号），在本校内唯一',
+      },
+      { key: 'school', labels: ['学校标识码', '学校代码'], type: 'id', note: '设备所属学校的学校标识码' },
+      {
+        key: 'classroom',
+        labels: ['教室编号'],
+        type: 'id',
+        note: '设备所在教室的教室编号（本校的）；出口路由器、交换机等可留空',
+      },
+      {
+        key: 'kind',
+        labels: ['设备类型', '类型'],
+        type: 'text',
+        enumLabels: 'kind',
+        note: '设备类型：白板、一体机、投影仪是教学显示设备（班班通），教师机、学生机计入师机比、生机比',
+      },
+      { key: 'serial', labels: ['序列号'], type: 'text', note: '设备序列号' },
+      { key: 'vendor', labels: ['品牌', '厂商'], type: 'text', note: '品牌或厂商' },
+      { key: 'model', labels: ['型号'], type: 'text', note: '型号' },
+      { key: 'batch', labels: ['采购批次'], type: 'text', note: '采购批次，闲置设备清单按批次列出' },
+      { key: 'purchasedOn', labels: ['采购日期'], type: 'date', note: '采购日期' },
     ],
   },
 };

@@ -2,22 +2,27 @@ import ExcelJS from 'exceljs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiError } from '../../common/http/errors.js';
+import { READ_ROLES } from '../../common/http/scope.js';
 import { ImportError } from '../../common/registry/import.js';
 import { ImportLimitError, LIMIT_KEYS } from '../../common/registry/limits.js';
+import { registryTemplate } from '../../common/registry/template.js';
 import { ENTITIES, type EntityName, SHEETS } from '../../contracts/registry.js';
 import { CONTENT_TYPES } from '../export.js';
 import type { AppDeps } from '../http/deps.js';
 import { ERROR_RESPONSES, errorSchema } from '../schemas.js';
 
-/** Registry import (all-or-nothing) and export (a workbook that imports back unchanged). */
+const TEMPLATE_URL = '/v1/registry/template.xlsx';
+
+/** Registry import (all-or-nothing), export (a workbook that imports back unchanged) and the blank template. */
 export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
   // The body of an import is the file itself, whatever its type: parsed by the importer, not by Fastify.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   // The registry is one file for the whole deployment: a token limited to a region may not read or replace it.
+  // The template holds no registry data: any token may fetch it (a county fills it in for the city).
   app.addHook('preHandler', async (req) => {
-    if (req.principal?.scope !== undefined)
+    if (req.principal?.scope !== undefined && req.routeOptions.url !== TEMPLATE_URL)
       throw new ApiError(
         403,
         'CFM_API_OUT_OF_SCOPE',
@@ -133,6 +138,33 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
           );
         throw e;
       }
+    },
+  );
+
+  let template: Promise<Buffer> | undefined; // the same bytes every time: built once
+  app.get(
+    TEMPLATE_URL,
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary:
+          'A workbook to fill in and import: sheets 区域/学校/教室/设备 headed with the Chinese labels the importer accepts, one example row each, and a notes sheet 说明 with every column, its meaning and the values allowed.',
+        response: {
+          200: z.string().describe('application/vnd.openxmlformats-officedocument.spreadsheetml.sheet'),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (_req, reply) => {
+      template ??= registryTemplate();
+      return reply
+        .type(CONTENT_TYPES.xlsx)
+        .header(
+          'content-disposition',
+          // RFC 6266 §4.3: an ASCII name for old clients, the Chinese one (RFC 5987) for the rest.
+          `attachment; filename="registry-template.xlsx"; filename*=UTF-8''${encodeURIComponent('设备台账模板.xlsx')}`,
+        )
+        .send((await template) as never);
     },
   );
 

@@ -1,15 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { RollupRow } from '../../common/figures/regions.js';
+import { DEFAULT_IDLE_DAYS } from '../../common/figures/profiles.js';
 import { parsePeriod } from '../../common/figures/reports.js';
-import type { ClassroomResult, DeviceAudit, Evaluation, SchoolResult } from '../../common/figures/results.js';
+import type { Evaluation } from '../../common/figures/results.js';
 import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
-import { CONTENT_TYPES, type ExportColumn, toCsv, toXlsx } from '../export.js';
 import type { AppDeps } from '../http/deps.js';
+import { coverageHeader, type ReportKind, reportFile } from '../report-files.js';
 import {
   classroomResultSchema as classroomBaseSchema,
   coverageSchema,
@@ -54,71 +54,6 @@ const rollupRowSchema = rollupRowBaseSchema.extend({
     ),
 });
 
-const reasons = (r: { reasons: { code: string; message: string }[] }) =>
-  r.reasons.map((x) => x.message).join('; ');
-const yesNo = (b: boolean | null) => (b === null ? '不适用' : b ? '是' : '否');
-
-const ROLLUP_COLUMNS: ExportColumn<RollupRow>[] = [
-  { header: '区域代码', value: (r) => r.region },
-  { header: '区域', value: (r) => r.regionName },
-  { header: '分组', value: (r) => (r.split === 'all' ? '合计' : r.group) },
-  { header: '学校数', value: (r) => r.schools },
-  { header: '参评学校数', value: (r) => r.judgedSchools },
-  { header: '校校通达标学校', value: (r) => r.schoolsAttained },
-  { header: '校校通达标率%', value: (r) => r.xxtPct },
-  { header: '班级数', value: (r) => r.classes },
-  { header: '班班通达标班级', value: (r) => r.classesAttained },
-  { header: '班班通达标率%', value: (r) => r.bbtPct },
-  { header: '未监测班级', value: (r) => r.classesUnmonitored },
-  { header: '生机比', value: (r) => r.studentsPerComputer },
-  { header: '师机比', value: (r) => r.teachersPerComputer },
-];
-const SCHOOL_COLUMNS: ExportColumn<SchoolResult>[] = [
-  { header: '学校标识码', value: (s) => s.id },
-  { header: '学校名称', value: (s) => s.name },
-  { header: '区域', value: (s) => s.region },
-  { header: '城乡', value: (s) => s.area },
-  { header: '办学类型', value: (s) => s.level },
-  { header: '教学日', value: (s) => s.teachingDays },
-  { header: '出口可用率%', value: (s) => s.uplink.availabilityPct },
-  { header: '出口带宽Mbps', value: (s) => s.uplink.capacityMbps },
-  // 班均: per class (capacity ÷ classes); 生均 would mean per student.
-  { header: '班均带宽Mbps', value: (s) => s.uplink.perClassMbps },
-  { header: '拥塞', value: (s) => yesNo(s.uplink.congested) },
-  { header: '校校通达标', value: (s) => yesNo(s.xxt.attained) },
-  { header: '未达标原因', value: (s) => reasons(s.xxt) },
-  { header: '班级数', value: (s) => s.bbt.classes },
-  { header: '班班通达标班级', value: (s) => s.bbt.attained },
-  { header: '未监测班级', value: (s) => s.bbt.unmonitored },
-];
-const CLASSROOM_COLUMNS: ExportColumn<ClassroomResult>[] = [
-  { header: '教室编号', value: (c) => c.id },
-  { header: '学校标识码', value: (c) => c.school },
-  { header: '教室名称', value: (c) => c.name },
-  { header: '班班通达标', value: (c) => yesNo(c.attained) },
-  { header: '在线天数', value: (c) => c.onlineDays },
-  { header: '教学日', value: (c) => c.teachingDays },
-  { header: '周均使用节次', value: (c) => c.periodsUsedPerWeek },
-  { header: '故障时间%', value: (c) => c.faultyPct },
-  { header: '未达标原因', value: (c) => reasons(c) },
-];
-const DEVICE_COLUMNS: ExportColumn<DeviceAudit>[] = [
-  { header: '设备编号', value: (d) => d.id },
-  { header: '学校标识码', value: (d) => d.school },
-  { header: '教室编号', value: (d) => d.classroom },
-  { header: '设备类型', value: (d) => d.kind },
-  { header: '采购批次', value: (d) => d.batch },
-  { header: '采购日期', value: (d) => d.purchasedOn },
-  { header: '开机小时', value: (d) => d.poweredOnHours },
-  { header: '使用小时', value: (d) => d.inUseHours },
-  { header: '使用天数', value: (d) => d.daysUsed },
-  { header: '教学日', value: (d) => d.teachingDays },
-  { header: '使用率%', value: (d) => d.usedDaysPct },
-  { header: '最近使用', value: (d) => d.lastUsed },
-  { header: '连续未用教学日', value: (d) => d.idleTeachingDays },
-  { header: '闲置', value: (d) => yesNo(d.idle) },
-];
-
 /** Attainment and the usage audit, as JSON or as CSV/XLSX downloads. */
 export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
   async function evaluation(
@@ -139,20 +74,29 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
     return deps.reports.evaluation(p.period, profile, idleDays);
   }
 
-  async function file<T>(
+  /** A report file with the coverage of the schools it covers (the scope, narrowed by `?region=`). */
+  async function file<K extends ReportKind>(
+    req: FastifyRequest,
     reply: FastifyReply,
-    format: 'csv' | 'xlsx',
-    name: string,
+    q: { format: 'csv' | 'xlsx'; region?: string | undefined },
+    kind: K,
     ev: Evaluation,
-    rows: readonly T[],
-    columns: readonly ExportColumn<T>[],
+    rows: Parameters<typeof reportFile<K>>[2],
   ) {
-    const base = `${name}_${ev.period.from}_${ev.period.to}_${ev.profile}`;
-    const body = format === 'csv' ? toCsv(rows, columns) : await toXlsx(name, rows, columns);
+    const scope = effectiveScope(req, q.region);
+    const coverage = deps.reports.coverage(ev, scope);
+    const f = await reportFile(kind, q.format, rows, {
+      ev,
+      coverage,
+      scope,
+      profileName: deps.profiles.get(ev.profile)?.name ?? ev.profile,
+      reg: deps.registry.index,
+    });
     return reply
-      .type(CONTENT_TYPES[format])
-      .header('content-disposition', `attachment; filename="${base}.${format}"`)
-      .send(body);
+      .type(f.type)
+      .header('content-disposition', `attachment; filename="${f.filename}"`)
+      .header('x-cfm-coverage', coverageHeader(coverage))
+      .send(f.body);
   }
 
   const inScope = (req: FastifyRequest, region: string | undefined) => {
@@ -179,7 +123,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       const scope = effectiveScope(req, req.query.region);
       const rows = deps.reports.rollups(ev, scope);
       if (req.query.format !== 'json')
-        return file(reply, req.query.format, 'attainment', ev, rows, ROLLUP_COLUMNS);
+        return file(req, reply, { ...req.query, format: req.query.format }, 'attainment', ev, rows);
       // The city view is what every dashboard polls: its JSON is encoded once through the response schema
       // (so it still carries only the listed fields) and then served as text until the figures change.
       const text = deps.reports.memo(ev, `attainment|${scope ?? ''}`, () =>
@@ -225,7 +169,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       const rows = ev.schools.filter(
         (s) => visible(s.id) && (q.attained === undefined || String(s.xxt.attained) === q.attained),
       );
-      if (q.format !== 'json') return file(reply, q.format, 'schools', ev, rows, SCHOOL_COLUMNS);
+      if (q.format !== 'json') return file(req, reply, { ...q, format: q.format }, 'schools', ev, rows);
       const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
       const coverage = deps.reports.coverage(ev, effectiveScope(req, q.region));
       return { period: ev.period, profile: ev.profile, coverage, total: rows.length, items };
@@ -256,7 +200,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       const ev = await evaluation(q);
       const visible = inScope(req, q.region);
       const rows = ev.classrooms.filter((c) => visible(c.school) && (!q.school || c.school === q.school));
-      if (q.format !== 'json') return file(reply, q.format, 'classrooms', ev, rows, CLASSROOM_COLUMNS);
+      if (q.format !== 'json') return file(req, reply, { ...q, format: q.format }, 'classrooms', ev, rows);
       const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
       const coverage = deps.reports.coverage(ev, effectiveScope(req, q.region));
       return { period: ev.period, profile: ev.profile, coverage, total: rows.length, items };
@@ -276,7 +220,9 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       .min(1)
       .max(120)
       .optional()
-      .describe("Idle after this many unused teaching days (default: the profile's)."),
+      .describe(
+        `Idle after this many rolled-up teaching days unused. Default: the profile's idleDays — DEFAULT_IDLE_DAYS (${DEFAULT_IDLE_DAYS}) in the built-in profiles and in any profile that sets none.`,
+      ),
   });
   const auditResponse = {
     200: z.object({
@@ -286,6 +232,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
         .describe(
           'lastUsed and idleTeachingDays look back to this date (far enough for idleDays teaching days by every calendar); lastUsed null: not used since.',
         ),
+      idleDays: z.number().describe("The idle threshold applied: ?idleDays=, else the profile's idleDays."),
       total: z.number(),
       items: z.array(deviceAuditSchema),
     }),
@@ -305,13 +252,14 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
           (!onlyIdle || d.idle),
       );
       if (q.format !== 'json')
-        return file(reply, q.format, onlyIdle ? 'idle' : 'usage', ev, rows, DEVICE_COLUMNS);
+        return file(req, reply, { ...q, format: q.format }, onlyIdle ? 'idle' : 'usage', ev, rows);
       const items = rows.slice((q.page - 1) * q.pageSize, q.page * q.pageSize);
       return {
         period: ev.period,
         profile: ev.profile,
         coverage: deps.reports.coverage(ev, effectiveScope(req, q.region)),
         lookbackFrom: ev.lookbackFrom,
+        idleDays: ev.idleDays,
         total: rows.length,
         items,
       };

@@ -31,6 +31,7 @@ export function evaluate(
     profile: profile.id,
     coverage: { rolledDays: 0, teachingDates: 0 },
     lookbackFrom: data.lookbackFrom,
+    idleDays,
     schools: [],
     classrooms: [],
     devices: [],

@@ -9,6 +9,14 @@ import { idSchema } from '../../contracts/ids.js';
  */
 export const CONGESTION_THRESHOLDS = [50, 60, 70, 80, 90] as const;
 
+/**
+ * Idle after this many rolled-up teaching days without use (four teaching weeks): the usage audit's threshold
+ * in every built-in profile and in a deployment's profile that sets none — so the default of
+ * `/v1/audit/idle` without `?idleDays=`, for the default profile. What quotes "idle" elsewhere (the quickstart's
+ * summary, a dashboard) imports this rather than a number of its own.
+ */
+export const DEFAULT_IDLE_DAYS = 20;
+
 export const profileSchema = z.strictObject({
   id: idSchema,
   version: z.string().min(1).max(32).describe('Version of the standard, e.g. the year of the plan.'),
@@ -43,7 +51,10 @@ export const profileSchema = z.strictObject({
     .number()
     .int()
     .min(1)
-    .describe('Usage audit: a device unused on this many teaching days is idle.'),
+    .default(DEFAULT_IDLE_DAYS)
+    .describe(
+      `Usage audit: a device unused on this many rolled-up teaching days is idle (the default of /v1/audit/idle without ?idleDays=). Default ${DEFAULT_IDLE_DAYS}, four teaching weeks, as in the built-in profiles.`,
+    ),
   sources: z.record(z.string(), z.string()).default({}).describe('Where each value comes from.'),
 });
 export type Profile = z.infer<typeof profileSchema>;
@@ -70,7 +81,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     minUsePeriodsPerWeek: 10,
     minOnlineDaysPct: 80,
     maxFaultyPct: 10,
-    idleDays: 20,
+    idleDays: DEFAULT_IDLE_DAYS,
     sources: {
       perClassMbps: "a city's education-informatisation plan, 2017 targets (../shared/DOMAIN.md)",
       minUplinkMbps: 'national 2017 target: ≥ 70 % of schools with ≥ 10 Mbps access',
@@ -88,7 +99,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     minUsePeriodsPerWeek: 10,
     minOnlineDaysPct: 80,
     maxFaultyPct: 10,
-    idleDays: 20,
+    idleDays: DEFAULT_IDLE_DAYS,
     sources: {
       perClassMbps: "a city's education-informatisation plan, 2020 targets (../shared/DOMAIN.md)",
       minUplinkMbps: `${PROJECT_DEFAULT}: 10 classes at the 2020 urban per-class figure`,
@@ -106,7 +117,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     minUsePeriodsPerWeek: 10,
     minOnlineDaysPct: 90,
     maxFaultyPct: 5,
-    idleDays: 20,
+    idleDays: DEFAULT_IDLE_DAYS,
     sources: {
       perClassMbps: 'the national drive 千兆进校、百兆进班 (../shared/DOMAIN.md)',
       minUplinkMbps: 'the national drive 千兆进校、百兆进班',

@@ -1,3 +1,4 @@
+import type { ReasonCode } from '../../contracts/labels.js';
 import type { School } from '../../contracts/registry.js';
 import type { Period } from './load.js';
 
@@ -8,22 +9,8 @@ import type { Period } from './load.js';
  */
 
 export interface Reason {
-  /** Stable code (documented in api/README.md). */
-  code:
-    | 'no_calendar'
-    | 'no_teaching_time'
-    | 'not_rolled_up'
-    | 'no_uplink_registered'
-    | 'uplink_not_monitored'
-    | 'uplink_availability_low'
-    | 'uplink_capacity_low'
-    | 'per_class_bandwidth_low'
-    | 'uplink_congested'
-    | 'not_equipped'
-    | 'offline_too_often'
-    | 'unhealthy'
-    | 'used_too_little'
-    | 'school_not_connected';
+  /** Stable code (documented in api/README.md; its Chinese label in contracts/labels.ts). */
+  code: ReasonCode;
   message: string;
 }
 
@@ -111,6 +98,8 @@ export interface Evaluation {
   coverage: Coverage;
   /** Where "last used" looked back from (api/README.md#definitions). */
   lookbackFrom: string;
+  /** The idle threshold applied: the request's, else the profile's (DEFAULT_IDLE_DAYS in the built-ins). */
+  idleDays: number;
   schools: SchoolResult[];
   classrooms: ClassroomResult[];
   devices: DeviceAudit[];

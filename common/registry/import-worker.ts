@@ -1,10 +1,10 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ENTITIES, registrySchema } from '../../contracts/registry.js';
-import { ImportError, parseFiles } from './import.js';
+import { ImportError, readFiles } from './import.js';
 import { type ImportJob, PART_ITEMS, type WorkerMessage, workerFile } from './import-run.js';
 import { ImportLimitError } from './limits.js';
-import { mergeRegistry } from './merge.js';
+import { mergeRead } from './merge.js';
 import { RegistryFileError, readRegistryFile } from './store.js';
 
 // The worker process of `import-run.ts`: for each job, parse the files, merge them into the registry on disk,
@@ -19,9 +19,11 @@ async function run(job: ImportJob): Promise<WorkerMessage> {
       data: Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength),
       ...(f.entity ? { entity: f.entity } : {}),
     }));
-    const rows = await parseFiles(files, job.limits);
-    // Merge into what is on disk now, not into a copy another process has since replaced.
-    const merged = mergeRegistry(readRegistryFile(job.path) ?? registrySchema.parse({}), rows, job.opts);
+    const read = await readFiles(files, job.limits);
+    const { rows } = read;
+    // Merge into what is on disk now, not into a copy another process has since replaced; cell errors and
+    // reference errors are reported together.
+    const merged = mergeRead(readRegistryFile(job.path) ?? registrySchema.parse({}), read, job.opts);
     // Written and synced beside the registry; the parent renames it into place (atomic) once it has it all.
     const file = workerFile(job.path, process.pid);
     mkdirSync(dirname(file), { recursive: true });

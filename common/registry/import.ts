@@ -15,6 +15,7 @@ import {
   SHEETS,
   schoolSchema,
 } from '../../contracts/registry.js';
+import { rowKey } from './key.js';
 import { DEFAULT_IMPORT_LIMITS, ImportLimitError, type ImportLimits, RowBudget } from './limits.js';
 import { inflateEntry, looksLikeZip, readZipDirectory, storedZipStream } from './zip.js';
 
@@ -75,12 +76,17 @@ export class ImportError extends Error {
   }
 }
 
-const SCHEMAS: Record<EntityName, z.ZodObject> = {
+export const SCHEMAS: Record<EntityName, z.ZodObject> = {
   regions: regionSchema,
   schools: schoolSchema,
   classrooms: classroomSchema,
   devices: deviceSchema,
 };
+
+/** Whether a column must be there (and filled): its field has no default and is not optional. */
+export function requiredColumn(entity: EntityName, key: string): boolean {
+  return !SCHEMAS[entity].shape[key]!.safeParse(undefined).success;
+}
 
 /** At most this many issues are collected per file: a wrong column would otherwise repeat on every row. */
 const MAX_ISSUES_PER_FILE = 200;
@@ -92,7 +98,7 @@ export function emptyRows(): ParsedRows {
 /**
  * Checks what can be checked without parsing — each file's size, an .xlsx's inflated size from its zip
  * directory — and throws ImportLimitError on the first limit exceeded. Cheap (no inflating, no parsing): the
- * API runs it before it starts a worker. A damaged zip is left for `parseFiles` to report with the file's name.
+ * API runs it before it starts a worker. A damaged zip is left for `readFiles` to report with the file's name.
  */
 export function checkFileLimits(
   files: readonly ImportFile[],
@@ -116,40 +122,92 @@ export function checkFileLimits(
 }
 
 /**
- * Parses every file; throws ImportError listing every problem found (up to a cap per file), or ImportLimitError
- * the moment a limit is exceeded (an import over a limit is refused whole, not listed row by row).
+ * What the files hold: the rows that parsed, every problem found in the cells (cell types, schemas, headers),
+ * and which rows were refused for their cells — so that the reference checks that follow (merge.ts) run over the
+ * rows that parsed, and a reference to a refused row is not reported a second time.
  */
-export async function parseFiles(
+export interface ReadResult {
+  rows: ParsedRows;
+  issues: ImportIssue[];
+  /**
+   * `${entity}:${rowKey}` of each row refused for its cells whose id (and school) could be read, and
+   * `${entity}:*` for a list not read at all (a wrong header, a file that cannot be read).
+   */
+  refused: Set<string>;
+  /** The files' names, as uploaded: the unit `boundIssues` counts per. */
+  files: string[];
+}
+
+/** What the readers below fill in as they go. */
+interface Reading {
+  rows: ParsedRows;
+  refused: Set<string>;
+}
+
+/** Lists not read (all, when which is not known): what refers to their rows is not checked. */
+function unread(out: Reading, entities: readonly EntityName[] = ENTITIES): void {
+  for (const e of entities) out.refused.add(`${e}:*`);
+}
+
+/**
+ * Reads every file, collecting every problem rather than stopping at the first; throws ImportLimitError the
+ * moment a limit is exceeded (an import over a limit is refused whole, not listed row by row).
+ */
+export async function readFiles(
   files: readonly ImportFile[],
   limits: ImportLimits = DEFAULT_IMPORT_LIMITS,
-): Promise<ParsedRows> {
+): Promise<ReadResult> {
   checkFileLimits(files, limits);
-  const out = emptyRows();
+  const out: Reading = { rows: emptyRows(), refused: new Set() };
   const issues: ImportIssue[] = [];
   const budget = new RowBudget(limits);
   for (const f of files) {
-    const fileIssues: ImportIssue[] = [];
     try {
       const ext = extname(f.name).toLowerCase();
-      if (ext === '.xlsx') await parseXlsx(f, out, fileIssues, limits, budget);
-      else if (ext === '.csv') parseCsvFile(f, out, fileIssues, budget);
-      else if (ext === '.yaml' || ext === '.yml' || ext === '.json')
-        parseYamlFile(f, out, fileIssues, budget);
-      else
-        fileIssues.push({ file: f.name, message: 'unsupported file type: use .xlsx, .csv, .yaml or .json' });
+      if (ext === '.xlsx') await parseXlsx(f, out, issues, limits, budget);
+      else if (ext === '.csv') parseCsvFile(f, out, issues, budget);
+      else if (ext === '.yaml' || ext === '.yml' || ext === '.json') parseYamlFile(f, out, issues, budget);
+      else issues.push({ file: f.name, message: 'unsupported file type: use .xlsx, .csv, .yaml or .json' });
     } catch (e) {
       if (e instanceof ImportLimitError) throw e;
-      fileIssues.push({ file: f.name, message: `cannot be read: ${(e as Error).message}` });
+      issues.push({ file: f.name, message: `cannot be read: ${(e as Error).message}` });
+      unread(out);
     }
-    issues.push(...fileIssues.slice(0, MAX_ISSUES_PER_FILE));
-    if (fileIssues.length > MAX_ISSUES_PER_FILE)
-      issues.push({
-        file: f.name,
-        message: `${fileIssues.length - MAX_ISSUES_PER_FILE} more errors not shown`,
-      });
   }
-  if (issues.length > 0) throw new ImportError(issues);
-  return out;
+  return { rows: out.rows, issues, refused: out.refused, files: files.map((f) => f.name) };
+}
+
+/**
+ * The issues of one import as its answer: grouped by sheet (or file) and list, in the order they first
+ * appear, by row within each — a file's cell errors and its reference errors side by side — and at most
+ * MAX_ISSUES_PER_FILE per uploaded file (a wrong column would otherwise repeat on every row), with a last line
+ * per file saying how many more there are.
+ */
+export function boundIssues(issues: readonly ImportIssue[], files: readonly string[]): ImportIssue[] {
+  const upload = (i: ImportIssue) => files.find((f) => i.file === f || i.file.startsWith(`${f} [`)) ?? i.file;
+  const groups = new Map<string, number>();
+  const group = (i: ImportIssue) => {
+    const g = `${i.file}\u0000${i.entity ?? ''}`;
+    if (!groups.has(g)) groups.set(g, groups.size);
+    return groups.get(g)!;
+  };
+  const sorted = issues
+    .map((i, n) => ({ i, n, g: group(i) }))
+    .sort((a, b) => a.g - b.g || (a.i.row ?? 0) - (b.i.row ?? 0) || a.n - b.n)
+    .map((x) => x.i);
+  const kept: ImportIssue[] = [];
+  const shown = new Map<string, number>();
+  const left = new Map<string, number>();
+  for (const i of sorted) {
+    const f = upload(i);
+    const n = shown.get(f) ?? 0;
+    if (n < MAX_ISSUES_PER_FILE) {
+      kept.push(i);
+      shown.set(f, n + 1);
+    } else left.set(f, (left.get(f) ?? 0) + 1);
+  }
+  for (const [file, n] of left) kept.push({ file, message: `${n} more errors not shown` });
+  return kept;
 }
 
 // ---- formats -------------------------------------------------------------------------------------------------
@@ -176,13 +234,14 @@ function decodeText(data: Buffer): string {
   }
 }
 
-function parseCsvFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[], budget: RowBudget): void {
+function parseCsvFile(f: ImportFile, out: Reading, issues: ImportIssue[], budget: RowBudget): void {
   const entity = f.entity ?? entityFromName(f.name);
   if (!entity) {
     issues.push({
       file: f.name,
       message: `cannot tell which list this is: name the file after one of ${ENTITIES.join(', ')} (or 区域, 学校, 教室, 设备)`,
     });
+    unread(out);
     return;
   }
   let header = true;
@@ -228,7 +287,7 @@ const EMPTY_SHARED_STRINGS = Buffer.from(
  */
 async function parseXlsx(
   f: ImportFile,
-  out: ParsedRows,
+  out: Reading,
   issues: ImportIssue[],
   limits: ImportLimits,
   budget: RowBudget,
@@ -281,11 +340,13 @@ async function parseXlsx(
     throw failed.error ?? e;
   }
   if (failed.error) throw failed.error; // a part over a limit or damaged: the sheets read so far are moot
-  if (used === 0)
+  if (used === 0) {
     issues.push({
       file: f.name,
       message: `no sheet named ${ENTITIES.join(', ')} (or 区域, 学校, 教室, 设备) in this workbook`,
     });
+    unread(out);
+  }
 }
 
 /**
@@ -332,10 +393,11 @@ function cellValue(v: ExcelJS.CellValue): unknown {
   return String(v);
 }
 
-function parseYamlFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[], budget: RowBudget): void {
+function parseYamlFile(f: ImportFile, out: Reading, issues: ImportIssue[], budget: RowBudget): void {
   const doc = parseYaml(decodeText(f.data)) as unknown;
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
     issues.push({ file: f.name, message: `must be a mapping with lists ${ENTITIES.join(', ')}` });
+    unread(out);
     return;
   }
   for (const [key, list] of Object.entries(doc)) {
@@ -346,6 +408,7 @@ function parseYamlFile(f: ImportFile, out: ParsedRows, issues: ImportIssue[], bu
     const entity = key as EntityName;
     if (!Array.isArray(list)) {
       issues.push({ file: f.name, entity, message: `${key} must be a list` });
+      unread(out, [entity]);
       continue;
     }
     list.forEach((item, i) => {
@@ -388,7 +451,7 @@ function readTable(
   file: string,
   entity: EntityName,
   rows: { cells: unknown[]; row: number }[],
-  out: ParsedRows,
+  out: Reading,
   issues: ImportIssue[],
 ): void {
   const [header, ...data] = rows;
@@ -432,9 +495,8 @@ function readTable(
     specs[i] = spec;
     columns[spec.key] = label;
   });
-  const schema = SCHEMAS[entity];
   for (const c of SHEETS[entity].columns) {
-    if (!columns[c.key] && !schema.shape[c.key]!.safeParse(undefined).success)
+    if (!columns[c.key] && requiredColumn(entity, c.key))
       issues.push({
         file,
         entity,
@@ -442,7 +504,10 @@ function readTable(
         message: `required column ${c.key} (${c.labels[0]}) is missing`,
       });
   }
-  if (issues.length > before) return; // the header is wrong: every row would repeat it
+  if (issues.length > before) {
+    unread(out, [entity]); // the header is wrong: every row would repeat it
+    return;
+  }
   for (const r of data) {
     const item: Record<string, unknown> = {};
     let formulas = false;
@@ -460,17 +525,21 @@ function readTable(
         formulas = true;
       } else item[spec.key] = cell;
     });
-    if (!formulas) readRow({ file, entity, row: r.row, columns }, item, out, issues, true);
+    readRow({ file, entity, row: r.row, columns }, item, out, issues, true, formulas);
   }
 }
 
-/** Converts the cells of one row (`fromCells`: spreadsheet text/number/Date values) and validates the row. */
+/**
+ * Converts the cells of one row (`fromCells`: spreadsheet text/number/Date values) and validates the row;
+ * `refused`: a cell of it was refused already (a formula without a value), so the row is only checked.
+ */
 function readRow(
   source: RowSource,
   item: Record<string, unknown>,
-  out: ParsedRows,
+  out: Reading,
   issues: ImportIssue[],
   fromCells: boolean,
+  refused = false,
 ): void {
   const { file, entity, row, columns } = source;
   const converted: Record<string, unknown> = {};
@@ -487,7 +556,10 @@ function readRow(
       bad = true;
     } else if (r.value !== undefined) converted[key] = r.value;
   }
-  if (bad) return;
+  if (bad || refused) {
+    refuse(out, entity, converted);
+    return;
+  }
   const parsed = SCHEMAS[entity].safeParse(converted);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
@@ -500,9 +572,17 @@ function readRow(
             : issue.message;
       issues.push({ file, entity, row, column: key ? (columns[key] ?? key) : undefined, message });
     }
+    refuse(out, entity, converted);
     return;
   }
-  (out[entity] as { value: unknown; source: RowSource }[]).push({ value: parsed.data, source });
+  (out.rows[entity] as { value: unknown; source: RowSource }[]).push({ value: parsed.data, source });
+}
+
+/** Remembers a row refused for its cells by its identity, when that could be read (`ReadResult.refused`). */
+function refuse(out: Reading, entity: EntityName, row: Record<string, unknown>): void {
+  const { id, school } = row;
+  if (typeof id !== 'string' || (school !== undefined && typeof school !== 'string')) return;
+  out.refused.add(`${entity}:${rowKey(entity, { id, school })}`);
 }
 
 type Converted = { ok: true; value: unknown } | { ok: false; message: string };

@@ -5,3 +5,13 @@
 export function entityKey(school: string, id: string): string {
   return `${school}/${id}`;
 }
+
+/**
+ * The identity of a registry row: regions and schools by id; classrooms and devices by (school, id), because
+ * their ids are unique only within a school.
+ */
+export function rowKey(entity: string, row: { id: string; school?: string | undefined }): string {
+  return (entity === 'classrooms' || entity === 'devices') && row.school !== undefined
+    ? entityKey(row.school, row.id)
+    : row.id;
+}

@@ -1,6 +1,13 @@
 import { ENTITIES, type EntityName, NETWORK_KINDS, type Registry } from '../../contracts/registry.js';
-import { ImportError, type ImportIssue, type ParsedRows, type RowSource } from './import.js';
-import { entityKey } from './key.js';
+import {
+  boundIssues,
+  ImportError,
+  type ImportIssue,
+  type ParsedRows,
+  type ReadResult,
+  type RowSource,
+} from './import.js';
+import { entityKey, rowKey } from './key.js';
 
 /**
  * Applies parsed rows to the current registry: rows upsert by id (or replace whole lists), then the result is
@@ -12,15 +19,7 @@ export interface MergeOptions {
   replace?: readonly EntityName[];
 }
 
-/**
- * The identity of a row: regions and schools by id; classrooms and devices by (school, id), because their ids
- * are unique only within a school.
- */
-function keyOf(e: EntityName, x: { id: string; school?: string }): string {
-  return (e === 'classrooms' || e === 'devices') && x.school !== undefined ? entityKey(x.school, x.id) : x.id;
-}
-
-/** A `keyOf` key for people: `wb-a1 of school 3301080001`. */
+/** A `rowKey` key for people: `wb-a1 of school 3301080001`. */
 function named(key: string): string {
   const i = key.indexOf('/');
   return i < 0 ? key : `${key.slice(i + 1)} of school ${key.slice(0, i)}`;
@@ -32,7 +31,34 @@ function describe(e: EntityName, x: { id: string; school?: string }): string {
     : x.id;
 }
 
-export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOptions = {}): Registry {
+/**
+ * The files' rows merged into `current`, with every problem of the import in one answer: the cell errors the
+ * files had and the reference errors of the rows that parsed, bounded per file (`boundIssues`). A reference to a
+ * row refused for its own cells is not an error of its own: that row's error is the one to fix.
+ */
+export function mergeRead(current: Registry, read: ReadResult, opts: MergeOptions = {}): Registry {
+  let merged: Registry | undefined;
+  let issues = read.issues;
+  try {
+    merged = mergeRegistry(current, read.rows, opts, read.refused);
+  } catch (e) {
+    if (!(e instanceof ImportError)) throw e;
+    issues = [...issues, ...e.issues];
+  }
+  if (issues.length > 0 || !merged) throw new ImportError(boundIssues(issues, read.files));
+  return merged;
+}
+
+/**
+ * `refused`: `${entity}:${key}` of rows the import refused for their cells (`${entity}:*`: a list it could not
+ * read); a reference to one is not reported as "not in the registry" — it is there, with an error of its own.
+ */
+export function mergeRegistry(
+  current: Registry,
+  rows: ParsedRows,
+  opts: MergeOptions = {},
+  refused: ReadonlySet<string> = new Set(),
+): Registry {
   const issues: ImportIssue[] = [];
   const sources = new Map<string, RowSource>(); // `${entity}:${id}` → where the import defined it
   const where = (s: RowSource, key: string): ImportIssue => ({
@@ -47,10 +73,10 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
   for (const e of ENTITIES) {
     const map = new Map<string, { id: string }>();
     if (!opts.replace?.includes(e) || rows[e].length === 0)
-      for (const x of current[e]) map.set(keyOf(e, x), x);
+      for (const x of current[e]) map.set(rowKey(e, x), x);
     const seen = new Map<string, RowSource>();
     for (const { value, source } of rows[e]) {
-      const key = keyOf(e, value);
+      const key = rowKey(e, value);
       const first = seen.get(key);
       if (first) {
         issues.push({
@@ -74,6 +100,12 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
     }
     next[e] = map;
   }
+  /**
+   * Whether `entity` `key` exists for a reference: in the merged registry, or refused for its own cells (or in
+   * a list the import could not read).
+   */
+  const present = (entity: EntityName, key: string) =>
+    next[entity].has(key) || refused.has(`${entity}:${key}`) || refused.has(`${entity}:*`);
   const merged: Registry = {
     regions: [...next.regions.values()] as Registry['regions'],
     schools: [...next.schools.values()] as Registry['schools'],
@@ -81,7 +113,7 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
     devices: [...next.devices.values()] as Registry['devices'],
   };
 
-  /** An issue about `entity` `id` (a key from `keyOf`)'s field `key`: at its import row, or as an existing entry. */
+  /** An issue about `entity` `id` (a key from `rowKey`)'s field `key`: at its import row, or as an existing entry. */
   const problem = (entity: EntityName, id: string, key: string, message: string) => {
     const s = sources.get(`${entity}:${id}`);
     if (s) issues.push({ ...where(s, key), message });
@@ -96,7 +128,7 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
 
   const regions = next.regions as Map<string, Registry['regions'][number]>;
   for (const r of merged.regions) {
-    if (r.parent !== undefined && !regions.has(r.parent))
+    if (r.parent !== undefined && !present('regions', r.parent))
       problem('regions', r.id, 'parent', `parent region ${r.parent} is not in the registry`);
     // Walk up: a cycle would make every scope check loop.
     const seen = new Set([r.id]);
@@ -109,27 +141,26 @@ export function mergeRegistry(current: Registry, rows: ParsedRows, opts: MergeOp
     }
   }
   for (const s of merged.schools) {
-    if (!regions.has(s.region))
+    if (!present('regions', s.region))
       problem('schools', s.id, 'region', `region ${s.region} is not in the registry`);
   }
-  const schools = next.schools as Map<string, Registry['schools'][number]>;
-  const classrooms = next.classrooms as Map<string, Registry['classrooms'][number]>;
   for (const c of merged.classrooms) {
-    if (!schools.has(c.school))
+    if (!present('schools', c.school))
       problem('classrooms', entityKey(c.school, c.id), 'school', `school ${c.school} is not in the registry`);
   }
   const devices = next.devices as Map<string, Registry['devices'][number]>;
   for (const d of merged.devices) {
     const key = entityKey(d.school, d.id);
-    if (!schools.has(d.school))
+    if (!present('schools', d.school))
       problem('devices', key, 'school', `school ${d.school} is not in the registry`);
     // A device's classroom is one of its own school's: classroom ids, like device ids, are unique per school.
-    if (d.classroom !== undefined && !classrooms.has(entityKey(d.school, d.classroom)))
+    if (d.classroom !== undefined && !present('classrooms', entityKey(d.school, d.classroom)))
       problem('devices', key, 'classroom', `classroom ${d.classroom} is not in school ${d.school}`);
   }
   for (const s of merged.schools) {
     if (s.uplinkDevice === undefined) continue;
     const d = devices.get(entityKey(s.id, s.uplinkDevice));
+    if (!d && present('devices', entityKey(s.id, s.uplinkDevice))) continue; // refused for its own cells
     if (!d) problem('schools', s.id, 'uplinkDevice', `device ${s.uplinkDevice} is not in school ${s.id}`);
     else if (!(NETWORK_KINDS as readonly string[]).includes(d.kind))
       problem(

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ExcelJS from 'exceljs';
@@ -11,7 +11,9 @@ import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
+import { TEMPLATE_EXAMPLE } from '../../common/registry/template.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { ENTITIES, SHEETS } from '../../contracts/registry.js';
 import { testApp } from '../helpers/api.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
@@ -285,22 +287,33 @@ describe('bad requests get a 400 naming the field', () => {
 });
 
 describe('registry import over HTTP', () => {
-  it('rejects a bad workbook with every error by row and column, and changes nothing', async () => {
+  const importFile = (filename: string, payload: Buffer | string) =>
+    app.inject({
+      method: 'POST',
+      url: `/v1/registry/import?filename=${encodeURIComponent(filename)}`,
+      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
+      payload,
+    });
+
+  it('rejects a bad workbook with every error, cells and references in one answer, and changes nothing', async () => {
     const wb = new ExcelJS.Workbook();
     const ws = wb.addWorksheet('学校');
     ws.addRow(['学校标识码', '学校名称', '所属区划代码', '城乡', '办学类型', '班级数', '学生数', '教师数']);
     ws.addRow(['D', '新学校', '330106', '城区', '小学', '十二', 500, 30]);
     ws.addRow(['E', '另一所', '339999', '农村', '小学', 6, 100, 10]);
+    // A room of the school refused for its cell: not reported as "school D is not in the registry" — D is
+    // there, with an error of its own; a room of an unknown school is.
+    const rooms = wb.addWorksheet('教室');
+    rooms.addRow(['教室编号', '学校标识码', '教室名称', '班级教室']);
+    rooms.addRow(['D1', 'D', '一(1)班', '是']);
+    rooms.addRow(['X1', 'X', '一(1)班', '也许']);
+    rooms.addRow(['X2', 'X', '一(2)班', '是']);
     const before = registry.version;
-    const r = await app.inject({
-      method: 'POST',
-      url: '/v1/registry/import?filename=新学校.xlsx',
-      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
-      payload: Buffer.from(await wb.xlsx.writeBuffer()),
-    });
+    const r = await importFile('新学校.xlsx', Buffer.from(await wb.xlsx.writeBuffer()));
     expect(r.statusCode).toBe(422);
     const body = r.json();
     expect(body.code).toBe('CFM_API_IMPORT_REJECTED');
+    expect(body.message).toBe('import rejected, nothing changed: 4 error(s)');
     expect(body.issues).toEqual([
       {
         file: '新学校.xlsx [学校]',
@@ -309,24 +322,72 @@ describe('registry import over HTTP', () => {
         column: 'F (班级数)',
         message: '"十二" is not a number',
       },
-    ]);
-    // Cells first, then references: with the cell fixed, the next import names the unknown region.
-    ws.getCell('F2').value = 12;
-    const r2 = await app.inject({
-      method: 'POST',
-      url: '/v1/registry/import?filename=新学校.xlsx',
-      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
-      payload: Buffer.from(await wb.xlsx.writeBuffer()),
-    });
-    expect(r2.json().issues).toEqual([
-      expect.objectContaining({
+      {
+        file: '新学校.xlsx [学校]',
+        entity: 'schools',
         row: 3,
         column: 'C (所属区划代码)',
         message: 'region 339999 is not in the registry',
-      }),
+      },
+      {
+        file: '新学校.xlsx [教室]',
+        entity: 'classrooms',
+        row: 3,
+        column: 'D (班级教室)',
+        message: '"也许" is not yes/no (是/否, true/false, 1/0)',
+      },
+      {
+        file: '新学校.xlsx [教室]',
+        entity: 'classrooms',
+        row: 4,
+        column: 'B (学校标识码)',
+        message: 'school X is not in the registry',
+      },
     ]);
     expect(registry.version).toBe(before);
     expect(registry.index.schools.has('D')).toBe(false);
+  });
+
+  it('a list with a wrong header is one error, not one more per row that refers to it', async () => {
+    const wb = new ExcelJS.Workbook();
+    const schools = wb.addWorksheet('学校');
+    schools.addRow([
+      '学校标识码',
+      '学校名称',
+      '所属区划代码',
+      '城乡',
+      '办学类型',
+      '班级数',
+      '学生数',
+      '老师数',
+    ]);
+    schools.addRow(['D', '新学校', '330106', '城区', '小学', 12, 500, 30]);
+    const rooms = wb.addWorksheet('教室');
+    rooms.addRow(['教室编号', '学校标识码', '教室名称']);
+    for (let i = 1; i <= 30; i++) rooms.addRow([`D${i}`, 'D', `${i}班`]);
+    const r = await importFile('新学校.xlsx', Buffer.from(await wb.xlsx.writeBuffer()));
+    expect(r.statusCode).toBe(422);
+    expect(r.json().issues.map((i: { column?: string; message: string }) => [i.column, i.message])).toEqual([
+      ['H (老师数)', expect.stringMatching(/^unknown column; expected /)],
+      [undefined, 'required column teachers (教师数) is missing'],
+    ]);
+  });
+
+  it('bounds the answer as before: at most 200 errors per file, cells and references counted together', async () => {
+    const header = '学校标识码,学校名称,所属区划代码,城乡,办学类型,班级数,学生数,教师数';
+    const rows = Array.from({ length: 300 }, (_, i) =>
+      i % 2 === 0 ? `S${i},学校${i},330106,城区,小学,多,500,30` : `S${i},学校${i},339999,城区,小学,6,500,30`,
+    );
+    const r = await importFile('schools.csv', `${header}\n${rows.join('\n')}\n`);
+    expect(r.statusCode).toBe(422);
+    const issues = r.json().issues as { row?: number; message: string }[];
+    expect(issues).toHaveLength(201);
+    // In row order, both kinds side by side, then how many more.
+    expect(issues.slice(0, 2).map((i) => [i.row, i.message])).toEqual([
+      [2, '"多" is not a number'],
+      [3, 'region 339999 is not in the registry'],
+    ]);
+    expect(issues.at(-1)).toEqual({ file: 'schools.csv', message: '100 more errors not shown' });
   });
 
   it('imports a CSV, and the new school appears at once; the export reimports unchanged', async () => {
@@ -356,6 +417,88 @@ describe('registry import over HTTP', () => {
     });
     expect(again.statusCode, again.body).toBe(200);
     expect(registry.index.data).toEqual(before);
+  });
+});
+
+describe('the registry template (GET /v1/registry/template.xlsx)', () => {
+  it('any read token gets the four sheets headed as the importer reads them, an example row each, and notes on every column', async () => {
+    expect((await get('/v1/registry/template.xlsx')).statusCode).toBe(401);
+    const r = await get('/v1/registry/template.xlsx', T.xihu); // an auditor limited to one county
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.headers['content-type']).toBe(
+      'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+    );
+    expect(r.headers['content-disposition']).toBe(
+      `attachment; filename="registry-template.xlsx"; filename*=UTF-8''${encodeURIComponent('设备台账模板.xlsx')}`,
+    );
+    const wb = new ExcelJS.Workbook();
+    await wb.xlsx.load(r.rawPayload as unknown as ArrayBuffer);
+    expect(wb.worksheets.map((w) => w.name)).toEqual(['区域', '学校', '教室', '设备', '说明']);
+    for (const e of ENTITIES) {
+      const ws = wb.getWorksheet(SHEETS[e].labels[0])!;
+      expect(ws.getRow(1).values).toEqual([undefined, ...SHEETS[e].columns.map((c) => c.labels[0])]);
+      expect(ws.actualRowCount, e).toBe(2);
+    }
+    expect(wb.getWorksheet('学校')!.getRow(2).getCell(4).value).toBe('城区');
+    expect(wb.getWorksheet('设备')!.getRow(2).getCell(4).value).toBe('交互式一体机');
+
+    // 说明: every column of every sheet, with its meaning and the values allowed, in Chinese.
+    const notes = (wb.getWorksheet('说明')!.getSheetValues().filter(Boolean) as unknown[][]).map((row) =>
+      row.slice(1).map((v) => (v === undefined || v === null ? '' : String(v))),
+    );
+    const table = notes.slice(notes.findIndex((row) => row[0] === '工作表') + 1);
+    expect(table.map((row) => [row[0], row[1], row[3]])).toEqual(
+      ENTITIES.flatMap((e) => SHEETS[e].columns.map((c) => [SHEETS[e].labels[0], c.labels[0], c.key])),
+    );
+    for (const row of table) {
+      expect(row[4], row[1]).toMatch(/^[是否]$/);
+      expect(row[5], row[1]).toMatch(/\p{Script=Han}/u);
+      expect(row[6], row[1]).not.toBe('');
+    }
+    const byKey = (sheet: string, key: string) => table.find((row) => row[0] === sheet && row[3] === key)!;
+    expect(byKey('学校', 'id')[4]).toBe('是');
+    expect(byKey('学校', 'contractedMbps')[4]).toBe('否');
+    expect(byKey('学校', 'area')[6]).toMatch(/^城区（urban）、农村（rural）；也可写：/);
+    expect(byKey('设备', 'kind')[6]).toContain('交互式白板（whiteboard）');
+    expect(byKey('教室', 'isClass')[6]).toMatch(/^是 \/ 否/);
+  });
+
+  it('api/README.md documents the route and every sheet and header label the importer accepts', () => {
+    const readme = readFileSync(new URL('../../api/README.md', import.meta.url), 'utf8');
+    expect(readme).toContain('| `GET /v1/registry/template.xlsx` |');
+    for (const e of ENTITIES)
+      for (const c of SHEETS[e].columns)
+        expect(readme).toContain(
+          `| ${SHEETS[e].labels.join(' / ')} | ${c.labels[0]} | ${c.labels.slice(1).join('、')} | \`${c.key}\` |`,
+        );
+  });
+
+  it('imports as downloaded (the example registers) and with the example rows deleted (nothing registers)', async () => {
+    const template = (await get('/v1/registry/template.xlsx', T.admin)).rawPayload;
+    const fresh = new RegistryStore(join(dir, 'template-registry.json')).load();
+    const other = await testApp({ registry: fresh, calendars, tokens, storage, live });
+    const post = (payload: Buffer) =>
+      other.inject({
+        method: 'POST',
+        url: `/v1/registry/import?filename=${encodeURIComponent('设备台账模板.xlsx')}`,
+        headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
+        payload,
+      });
+    try {
+      const wb = new ExcelJS.Workbook();
+      await wb.xlsx.load(template as unknown as ArrayBuffer);
+      for (const e of ENTITIES) wb.getWorksheet(SHEETS[e].labels[0])!.spliceRows(2, 1);
+      const blank = await post(Buffer.from(await wb.xlsx.writeBuffer()));
+      expect(blank.statusCode, blank.body).toBe(200);
+      expect(blank.json().rows).toEqual({ regions: 0, schools: 0, classrooms: 0, devices: 0 });
+
+      const asIs = await post(template);
+      expect(asIs.statusCode, asIs.body).toBe(200);
+      expect(asIs.json().rows).toEqual({ regions: 1, schools: 1, classrooms: 1, devices: 1 });
+      expect(fresh.index.data).toEqual(TEMPLATE_EXAMPLE);
+    } finally {
+      await other.close();
+    }
   });
 });
 
