@@ -115,6 +115,19 @@ export const LABELS = {
   } satisfies Labels<typeof EVENT_TYPES>,
   /** A device event's severity. */
   severity: { info: '提示', warning: '警告', critical: '严重' },
+
+  /** Alert rules (alerting/rules.ts names them; notifications and the console show these titles). */
+  alertRule: {
+    device_offline: '教室设备离线',
+    uplink_down: '学校出口中断',
+    uplink_saturated: '学校出口拥塞',
+    display_fault: '显示设备故障',
+    device_rebooted: '设备重启',
+    snmp_unreachable: '网络设备无法访问',
+    clock_skew: '设备时钟偏差',
+    data_gap: '数据中断',
+  },
+  alertState: { pending: '待确认', firing: '告警中', resolved: '已恢复' },
   /** Where a school's uplink capacity comes from. */
   capacitySource: { contract: '签约带宽', polled: '端口速率（实测）' },
   /** How a rollup row splits its region's schools; its group is `all`, an area or a school level. */

@@ -14,12 +14,14 @@ import { describe, expect, it } from 'vitest';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SERVICES = ['broker', 'agents', 'collector', 'alerting', 'rollup', 'api', 'dashboards'];
 const ANY = ['dev', 'tests', 'bench', 'scripts'];
-const FOLDERS = ['contracts', 'common', ...SERVICES];
+/** The web console runs in the browser: it may take only contracts' plain data (no Node API, no zod). */
+const FOLDERS = ['contracts', 'common', ...SERVICES, 'console'];
 
 /** Top-level folders a folder's code may import from (besides itself). */
 const ALLOWED: Record<string, string[]> = {
   contracts: [],
   common: ['contracts'],
+  console: ['contracts'],
   ...Object.fromEntries(SERVICES.map((s) => [s, ['contracts', 'common']])),
 };
 /** Packages contracts may import (beside node: built-ins). */
@@ -35,10 +37,10 @@ const isCompositionRoot = (file: string) => {
 function sources(dir: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true })) {
-    if (e.name === 'node_modules' || e.name === 'generated') continue;
+    if (e.name === 'node_modules' || e.name === 'generated' || e.name === 'dist') continue;
     const p = join(dir, e.name);
     if (e.isDirectory()) out.push(...sources(p));
-    else if (/\.(ts|mts)$/.test(e.name) && !e.name.endsWith('.d.ts')) out.push(p);
+    else if (/\.(ts|mts|tsx)$/.test(e.name) && !e.name.endsWith('.d.ts')) out.push(p);
   }
   return out;
 }

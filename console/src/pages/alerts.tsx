@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { get, send } from '../api.js';
 import { cst } from '../format.js';
-import { label, RULE, SEVERITY, STATE } from '../labels.js';
+import { label } from '../labels.js';
 import { Loading, Problem, Section, useLoad } from '../ui.js';
 
 type Alert = {
@@ -58,8 +58,8 @@ function AlertTable({
       <tbody>
         {items.map((a) => (
           <tr key={a.id} class={`sev-${a.severity}`} data-alert={a.id}>
-            <td>{label(SEVERITY, a.severity)}</td>
-            <td title={a.rule}>{label(RULE, a.rule)}</td>
+            <td>{label('severity', a.severity)}</td>
+            <td title={a.rule}>{label('alertRule', a.rule)}</td>
             <td title={a.school}>{names.get(a.school) ?? a.school}</td>
             <td>{a.device ?? '—'}</td>
             <td class="message">
@@ -73,7 +73,7 @@ function AlertTable({
             <td>{cst(a.startedAtMs)}</td>
             <td>
               {onAck
-                ? `${label(STATE, a.state)}${a.ackedBy ? `（${a.ackedBy} 已确认）` : ''}`
+                ? `${label('alertState', a.state)}${a.ackedBy ? `（${a.ackedBy} 已确认）` : ''}`
                 : cst(a.resolvedAtMs)}
             </td>
             {onAck && (
@@ -176,7 +176,7 @@ export function Alerts() {
                       s.region,
                       s.school && (names.get(s.school) ?? s.school),
                       s.device,
-                      s.rule && label(RULE, s.rule),
+                      s.rule && label('alertRule', s.rule),
                     ]
                       .filter(Boolean)
                       .join(' · ') || '全部'}

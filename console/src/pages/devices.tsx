@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { get } from '../api.js';
 import { cst } from '../format.js';
-import { KIND, label, STATE } from '../labels.js';
+import { label } from '../labels.js';
 import { Loading, Named, Problem, Section, useLoad } from '../ui.js';
 
 type School = { id: string; name: string };
@@ -105,8 +105,8 @@ function SchoolDevices({ school, onOpen }: { school: School; onOpen: (d: Device)
                     {d.id}
                   </button>
                 </td>
-                <td>{label(KIND, d.kind)}</td>
-                <td class={`state-${d.state}`}>{label(STATE, d.state)}</td>
+                <td>{label('deviceKind', d.kind)}</td>
+                <td class={`state-${d.state}`}>{label('liveState', d.state)}</td>
                 <td>{cst(d.sinceMs)}</td>
                 <td>{d.batch ?? '—'}</td>
               </tr>
@@ -139,7 +139,7 @@ function DeviceWeek({ device }: { device: Device }) {
       {data && (
         <div>
           <p>
-            {data.schoolName} {data.classroomName ?? ''} · {label(KIND, data.kind)}
+            {data.schoolName} {data.classroomName ?? ''} · {label('deviceKind', data.kind)}
             {data.lampHours !== null && ` · 灯泡累计 ${data.lampHours} 小时`}
           </p>
           <svg

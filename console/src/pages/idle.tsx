@@ -1,6 +1,6 @@
 import { get } from '../api.js';
 import { lastDays } from '../format.js';
-import { KIND, label } from '../labels.js';
+import { label } from '../labels.js';
 import { Export, Loading, Named, Problem, Section, useLoad } from '../ui.js';
 
 type Device = {
@@ -62,7 +62,7 @@ export function Idle() {
                   </td>
                   <td>{d.classroom ?? '—'}</td>
                   <td>{d.id}</td>
-                  <td>{label(KIND, d.kind)}</td>
+                  <td>{label('deviceKind', d.kind)}</td>
                   <td>{d.batch ?? '—'}</td>
                   <td>{d.purchasedOn ?? '—'}</td>
                   <td>{d.lastUsed ?? '从未'}</td>

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { get } from '../api.js';
 import { lastDays, pct } from '../format.js';
-import { AREA, LEVEL, label } from '../labels.js';
+import { label } from '../labels.js';
 import { Export, Loading, Named, Problem, Section, useLoad, usePaintedMark } from '../ui.js';
 
 type Reason = { code: string; message: string };
@@ -234,8 +234,8 @@ function Schools({
                     {s.name}
                   </button>
                 </td>
-                <td>{label(AREA, s.area)}</td>
-                <td>{label(LEVEL, s.level)}</td>
+                <td>{label('area', s.area)}</td>
+                <td>{label('schoolLevel', s.level)}</td>
                 <td>{verdict(s.xxt.attained)}</td>
                 <td>{pct(s.uplink.availabilityPct)}</td>
                 <td>{s.uplink.perClassMbps === null ? '—' : `${s.uplink.perClassMbps.toFixed(1)} Mbit/s`}</td>
