@@ -244,8 +244,8 @@ function Schools({
                 </td>
                 <td class="reasons">
                   {s.xxt.reasons.map((r) => (
-                    <span key={r.code} title={r.code}>
-                      {r.message}
+                    <span key={r.code} title={`${r.code}：${r.message}`}>
+                      {label('reason', r.code)}
                     </span>
                   ))}
                 </td>
@@ -263,8 +263,15 @@ function Classrooms({ period, school }: { period: string; school: School }) {
   const { data, error } = useLoad(() => get<Head & { items: Classroom[] }>(path), [path]);
   return (
     <Section title={`${school.name} · 班班通`} actions={<Export path={path} />}>
-      <p class="reasons">
-        校校通：{verdict(school.xxt.attained)} {school.xxt.reasons.map((r) => r.message).join('；')}
+      <p>
+        校校通：{verdict(school.xxt.attained)}{' '}
+        <span class="reasons">
+          {school.xxt.reasons.map((r) => (
+            <span key={r.code} title={`${r.code}：${r.message}`}>
+              {label('reason', r.code)}
+            </span>
+          ))}
+        </span>
       </p>
       <Problem text={error} />
       {!data && !error && <Loading what="教室" />}
@@ -292,8 +299,8 @@ function Classrooms({ period, school }: { period: string; school: School }) {
                 <td>{c.periodsUsedPerWeek.toFixed(1)}</td>
                 <td class="reasons">
                   {c.reasons.map((r) => (
-                    <span key={r.code} title={r.code}>
-                      {r.message}
+                    <span key={r.code} title={`${r.code}：${r.message}`}>
+                      {label('reason', r.code)}
                     </span>
                   ))}
                 </td>
