@@ -5,6 +5,7 @@ import mqtt from 'mqtt';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { AlertService, alertsConfigSchema } from '../../alerting/service.js';
 import { TokenStore } from '../../api/tokens.js';
 import { Calendars } from '../../common/calendar.js';
 import { LiveState } from '../../common/live.js';
@@ -12,8 +13,9 @@ import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { connectPresence } from '../../dev/presence.js';
 import { testApp } from '../helpers/api.js';
-import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
+import { ALL_DAY, CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { uplinkOf } from '../helpers/messages.js';
 import { Mosquitto } from '../helpers/mqtt.js';
@@ -36,6 +38,7 @@ let url: string;
 let admin: string;
 let county: string;
 let browser: Browser;
+let alerts: AlertService;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cfm-console-'));
@@ -59,8 +62,18 @@ beforeAll(async () => {
       registry: () => registry.index,
     },
   );
+  // Alerting as the API process runs it, with class all day so a dead panel pages at once.
+  alerts = new AlertService(
+    alertsConfigSchema.parse({
+      stateFile: join(dir, 'alerts.json'),
+      groupWaitS: 0,
+      rules: { device_offline: { forS: 1, resolveAfterS: 1, renotifyS: 0 } },
+    }),
+    { log: silentLogger(), registry, calendars: () => new Calendars([ALL_DAY]), live },
+  );
+  alerts.start();
   await live.start();
-  app = await testApp({ registry, calendars, tokens, storage, live });
+  app = await testApp({ registry, calendars, tokens, storage, live, alerts });
   await app.listen({ host: '127.0.0.1', port: 0 });
   url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   browser = await chromium.launch({
@@ -79,6 +92,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await app?.close();
+  await alerts?.stop();
   await live?.stop();
   await storage?.stop();
   await Promise.all([influxd.dispose(), mosquitto.dispose()]);
@@ -205,9 +219,36 @@ describe('the console (headless Chromium)', () => {
     await page.goto(`${url}/console/#/idle`);
     await page.waitForSelector('#idle');
     await page.goto(`${url}/console/#/alerts`);
-    // This API runs without alerting: the page says so in Chinese, not as a raw error.
-    await page.waitForSelector('.problem');
-    expect(await page.textContent('.problem')).toMatch(/没有这项内容/);
+    await page.waitForSelector('#page-alerts');
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('告警: a panel that dies appears with its full text, and is acknowledged from the page', async () => {
+    const panel = await connectPresence(mosquitto.url, { school: 'A', device: 'pn-a2', keepaliveS: 2 });
+    panel.stream.destroy(); // killed: the broker publishes its will
+    await waitFor(() => [...alerts.engine.active.values()].some((a) => a.state === 'firing'), {
+      timeoutMs: 15_000,
+    });
+    const { page, problems } = await open(admin, 'alerts');
+    await page.waitForSelector('table.alerts tbody tr');
+    const row = (await cells(page, 'table.alerts')).find((r) => r[3] === 'pn-a2')!;
+    expect(row.slice(1, 4)).toEqual(['教室设备离线', CITY.schools.find((s) => s.id === 'A')!.name, 'pn-a2']);
+    expect(row[4]).toMatch(/MQTT 连接断开/);
+    await page.click('table.alerts button:has-text("确认")');
+    await waitFor(
+      async () =>
+        (await cells(page, 'table.alerts')).some(
+          (r) => r[3] === 'pn-a2' && r[6]!.includes('装备中心 已确认'),
+        ),
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    const acked = [...alerts.engine.active.values()].find(
+      (a) => a.device === 'pn-a2' && a.rule === 'device_offline',
+    );
+    expect(acked?.ackedBy).toBe('装备中心');
     await page.screenshot({ path: join(ARTIFACTS, 'console-alerts.png'), fullPage: true });
     expect(problems).toEqual([]);
     await page.close();
