@@ -10,8 +10,8 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import type { z } from 'zod';
 import { agentConfigSchema, ClassroomAgent } from '../agents/classroom/agent.js';
 import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { API_SECTIONS, composeApiProcess } from '../api/compose.js';
@@ -19,8 +19,15 @@ import { Broker, brokerConfigSchema } from '../broker/broker.js';
 import { CredentialStore } from '../broker/credentials.js';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { Calendar, dateOf, dayNumber, localDate } from '../common/calendar.js';
-import { processConfigSchema, rememberConfigSecrets, shownConfig } from '../common/cli.js';
-import { loadConfig } from '../common/config.js';
+import {
+  type CliCommand,
+  parseCli,
+  processConfigSchema,
+  rememberConfigSecrets,
+  shownConfig,
+  usageError,
+} from '../common/cli.js';
+import { ConfigError, loadConfig } from '../common/config.js';
 import { rollups } from '../common/figures/regions.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
@@ -34,26 +41,64 @@ import { freePort } from '../dev/ports.js';
 import { SnmpSim } from '../dev/snmp-sim.js';
 import { UplinkRelay } from '../dev/uplink.js';
 
-const { values } = parseArgs({
+const STACK = {
+  name: 'stack',
+  command: 'npm run stack --',
+  synopsis: ['[--schools N] [--classrooms N] [--history-days N] [--api-port P] … [--config FILE]'],
+  about:
+    'The whole stack on this machine over a simulated city, on loopback only: a local InfluxDB, the embedded broker, the collector, a router per school polled over SNMP, a whiteboard agent per classroom, the history rolled up, the API with alerting, and a fibre cut at one school (docs/quickstart.md). Ctrl-C stops everything.',
   options: {
-    config: { type: 'string' },
-    'print-config': { type: 'boolean', default: false },
-    'influx-port': { type: 'string', default: '18086' },
-    'api-port': { type: 'string', default: '8080' },
-    schools: { type: 'string', default: '36' },
-    classrooms: { type: 'string', default: '6' },
-    'history-days': { type: 'string', default: '5' },
-    'interval-s': { type: 'string', default: '10' },
-    'outage-after-s': { type: 'string', default: '60' },
-    'outage-for-s': { type: 'string', default: '600' },
-    'data-dir': { type: 'string', default: 'var' },
+    schools: { type: 'string', value: 'N', default: '36', help: 'schools in the city, 3..600' },
+    classrooms: {
+      type: 'string',
+      value: 'N',
+      default: '6',
+      help: 'whiteboard classrooms per school (about; rural schools have one fewer), 2..60',
+    },
+    'history-days': {
+      type: 'string',
+      value: 'N',
+      default: '5',
+      help: 'school days before today written as history and rolled up, 1..40',
+    },
+    'interval-s': {
+      type: 'string',
+      value: 'S',
+      default: '10',
+      help: "the agents' and the poller's interval in seconds, 5..300",
+    },
+    'outage-after-s': {
+      type: 'string',
+      value: 'S',
+      default: '60',
+      help: "seconds after start when one school's uplink is cut; 0: no cut",
+    },
+    'outage-for-s': { type: 'string', value: 'S', default: '600', help: 'how long the cut lasts, seconds' },
+    'api-port': { type: 'string', value: 'PORT', default: '8080', help: 'the API (0: a free port)' },
+    'influx-port': { type: 'string', value: 'PORT', default: '18086', help: 'the local InfluxDB' },
+    'data-dir': {
+      type: 'string',
+      value: 'DIR',
+      default: 'var',
+      help: 'where the InfluxDB data and the state files go (relative to the repository)',
+    },
+    config: {
+      type: 'string',
+      short: 'c',
+      value: 'FILE',
+      help: 'a YAML config whose `log` and `influx` sections the stack uses (the rest it configures itself)',
+    },
+    'print-config': {
+      type: 'boolean',
+      help: 'print the configuration the stack would run with, secrets redacted, and exit',
+    },
   },
-});
+} satisfies CliCommand;
+const { values } = parseCli(STACK, process.argv.slice(2));
 const num = (name: keyof typeof values, min: number, max: number): number => {
   const v = Number(values[name]);
   if (!Number.isInteger(v) || v < min || v > max) {
-    console.error(`--${name} must be an integer ${min}..${max} (got ${String(values[name])})`);
-    process.exit(2);
+    usageError(STACK, `--${name} must be an integer ${min}..${max} (got ${String(values[name])})`);
   }
   return v;
 };
@@ -65,9 +110,17 @@ const opts = {
   outageAfterS: num('outage-after-s', 0, 86_400),
   outageForS: num('outage-for-s', 10, 86_400),
   apiPort: num('api-port', 0, 65_535),
+  influxPort: num('influx-port', 1, 65_535),
 };
 
-const config = loadConfig(processConfigSchema({ influx: influxConfigSchema }), { file: values.config });
+let config: z.output<ReturnType<typeof processConfigSchema<{ influx: typeof influxConfigSchema }>>>;
+try {
+  config = loadConfig(processConfigSchema({ influx: influxConfigSchema }), { file: values.config });
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  process.stderr.write(`stack: configuration error: ${e.message}\n`);
+  process.exit(2);
+}
 // The stack reads `log` and `influx` of a given file (everything else it configures itself): only those are
 // printed, secrets redacted, and their secrets are scrubbed from its log lines and errors.
 rememberConfigSecrets({ influx: influxConfigSchema }, config);
@@ -115,7 +168,7 @@ try {
   // Its own process group: Ctrl-C must reach us first, so the storage can flush into influxd before it stops.
   const influxd = new Influxd({
     dataDir: `${varDir}/influxdb`,
-    port: Number(values['influx-port']),
+    port: opts.influxPort,
     detached: true,
   });
   await influxd.start();
