@@ -48,7 +48,8 @@ const API: CliCommand = {
     'import <file> [<file> …] [--replace devices,…] [--config FILE]',
     'rollup --from YYYY-MM-DD [--to YYYY-MM-DD] [--config FILE]',
   ],
-  about: 'The API process and its tools; `npm run api -- <command> --help` describes each command.',
+  about:
+    'The API process and its tools; `npm run api -- <command> --help` describes each command. Without --config every file is at its default path (var/registry.json, var/api-tokens.json, var/alerts-state.json), where `npm run stack` keeps its own: these commands work on a running quickstart as they are.',
   options: {},
 };
 const RUN = {
@@ -76,7 +77,7 @@ const TOKENS = {
     'revoke <id> [--config FILE]',
   ],
   about:
-    'Manages the API tokens in api.tokensFile (default var/api-tokens.json). `add` prints the new token once, on stdout; only its SHA-256 is stored. A running API reading the same file accepts or refuses the change within seconds, without a restart.',
+    'Manages the API tokens in api.tokensFile (default var/api-tokens.json, also that of the quickstart). `add` prints the new token once, on stdout; only its SHA-256 is stored. A running API reading the same file accepts or refuses the change within seconds, without a restart.',
   options: {
     role: { type: 'string', value: ROLES.join('|'), help: 'add: what the token may do' },
     scope: {
@@ -93,7 +94,7 @@ const IMPORT = {
   command: 'npm run api -- import',
   synopsis: ['<file> [<file> …] [--replace devices,…] [--config FILE]'],
   about:
-    'Imports registry files (XLSX, CSV, YAML) into api.registryFile (default var/registry.json), all-or-nothing, with the same checks and limits as POST /v1/registry/import; a running API and collector reading the same file pick it up within seconds.',
+    'Imports registry files (XLSX, CSV, YAML) into api.registryFile (default var/registry.json, also that of the quickstart), all-or-nothing, with the same checks and limits as POST /v1/registry/import; a running API and collector reading the same file pick it up within seconds.',
   options: {
     replace: {
       type: 'string',

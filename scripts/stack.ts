@@ -6,10 +6,11 @@
 // uplink), the school days before today written as history and rolled up, and the API with alerting. Then it
 // prints where to look and a summary computed from the stored data, simulates a fibre cut at one school, and
 // keeps printing what happens. Ctrl-C stops everything. Design: docs/quickstart.md.
+// Its state (registry, API tokens, alert state, broker credentials) is kept in var/ at the paths the other
+// commands use by default, so `npm run api -- tokens add|import` and `npm run broker -- users` act on it.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { z } from 'zod';
 import { agentConfigSchema, ClassroomAgent } from '../agents/classroom/agent.js';
@@ -80,7 +81,7 @@ const STACK = {
       type: 'string',
       value: 'DIR',
       default: 'var',
-      help: 'where the InfluxDB data and the state files go (relative to the repository)',
+      help: 'where the InfluxDB data and the state files go, relative to the current directory (`npm run`: the repository); var holds them where `npm run api -- tokens|import` and `npm run broker -- users` look by default',
     },
     config: {
       type: 'string',
@@ -133,9 +134,22 @@ const log = createLogger('stack', { level: config.log.level === 'info' ? 'warn' 
 // warnings stay quiet (the API's alerts tell the story).
 const quiet = createLogger('stack', { level: config.log.level === 'info' ? 'error' : config.log.level });
 const step = (s: string) => process.stdout.write(`• ${s}\n`);
-const root = fileURLToPath(new URL('..', import.meta.url));
-const varDir = resolve(root, values['data-dir']!);
+// The state directory: relative to the current directory, as every command's default paths are (`npm run` runs
+// in the repository), so `npm run api -- tokens add|import` and `npm run broker -- users` find the same files.
+const varDir = resolve(values['data-dir']);
 mkdirSync(`${varDir}/influxdb`, { recursive: true });
+/** The state files, at the default paths of the commands that manage them (docs/quickstart.md, "State"). */
+const state = {
+  registry: `${varDir}/registry.json`,
+  tokens: `${varDir}/api-tokens.json`,
+  alerts: `${varDir}/alerts-state.json`,
+  credentials: `${varDir}/broker-credentials.yaml`,
+};
+/** A path as the user would type it: relative to the current directory when it lies inside it. */
+const shown = (path: string) => {
+  const r = relative(process.cwd(), path);
+  return r && !r.startsWith('..') && !isAbsolute(r) ? r : path;
+};
 const now = () => Date.now();
 const clock = () => new Date().toLocaleTimeString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false });
 
@@ -199,25 +213,38 @@ try {
   process.stdout.write(` in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
   step('MQTT broker (embedded aedes, deny by default)');
-  const credentialsFile = `${varDir}/stack-credentials.yaml`;
-  rmSync(credentialsFile, { force: true }); // fresh demo secrets each run; nothing else reads this file
+  const credentialsFile = state.credentials;
   rmSync(`${varDir}/stack-spool`, { recursive: true, force: true });
   const store = new CredentialStore(credentialsFile);
+  // The file is shared with `npm run broker -- users …`: users added there stay; the stack's own users get fresh
+  // secrets each start (only hashes are stored, so the previous ones are unknown to it).
+  const issue = async (spec: Parameters<CredentialStore['add']>[0]): Promise<string> => {
+    await store.load();
+    const e = store.get(spec.username);
+    const same =
+      e?.role === spec.role &&
+      (e.role !== 'device' ||
+        (spec.role === 'device' && e.school === spec.school && e.device === spec.device)) &&
+      e.role !== 'poller'; // its schools follow --schools
+    if (same) return store.rotate(spec.username);
+    if (e) await store.revoke(spec.username);
+    return store.add(spec);
+  };
   const secret = new Map<string, string>();
   for (const s of plan.schools)
     for (const r of s.rooms)
       secret.set(
         r.device,
-        await store.add({ username: r.device, role: 'device', school: s.id, device: r.device }),
+        await issue({ username: r.device, role: 'device', school: s.id, device: r.device }),
       );
-  const collectorSecret = await store.add({ username: 'collector', role: 'collector' });
-  const pollerSecret = await store.add({
+  const collectorSecret = await issue({ username: 'collector', role: 'collector' });
+  const pollerSecret = await issue({
     username: 'poller',
     role: 'poller',
     schools: plan.schools.map((s) => s.id),
   });
   // The live view and alerting only read: a `reader`, which never counts as the collector devices wait for.
-  const apiSecret = await store.add({ username: 'api', role: 'reader' });
+  const apiSecret = await issue({ username: 'api', role: 'reader' });
   const brokerPort = await freePort();
   const broker = new Broker(
     brokerConfigSchema.parse({
@@ -230,17 +257,17 @@ try {
   services.push(broker);
   const url = `mqtt://127.0.0.1:${brokerPort}`;
 
-  const file = (name: string) => {
-    const f = `${varDir}/stack-${name}`;
-    rmSync(f, { force: true });
-    return f;
-  };
   // The registry is written first: the collector attributes every reading by it (region, classroom, or
-  // `unassigned`), and the API serves it.
-  const registryFile = file('registry.json');
-  await new RegistryStore(registryFile).import([
-    { name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) },
-  ]);
+  // `unassigned`), and the API serves it. The city is imported into the registry there is (rows update by id), so
+  // what `npm run api -- import` added to it stays.
+  const registryFile = state.registry;
+  const registry = new RegistryStore(registryFile).load();
+  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) }]);
+  const others = [...registry.index.schools.keys()].filter((id) => !plan.schools.some((s) => s.id === id));
+  if (others.length > 0)
+    step(
+      `${shown(registryFile)} also holds ${others.length === 1 ? '1 school' : `${others.length} schools`} not in the simulated city (imported, or from a larger --schools); remove the file to start afresh`,
+    );
 
   step('collector');
   const collector = new Collector(
@@ -256,7 +283,7 @@ try {
   await collector.ready();
 
   step(`API with alerting (registry and calendar of the city; rolling up ${from} … ${today})`);
-  const calendarFile = file('calendar.yaml');
+  const calendarFile = `${varDir}/stack-calendar.yaml`; // generated around today, rewritten at each start
   writeFileSync(calendarFile, stringify({ calendars: [plan.calendar] }));
   // Notifications go to a webhook on loopback that prints them here (a deployment names its robots instead).
   const hook = createServer((req, res) => {
@@ -286,13 +313,13 @@ try {
       api: {
         port: opts.apiPort,
         registryFile,
-        tokensFile: file('api-tokens.json'),
+        tokensFile: state.tokens,
         calendarFile,
         mqtt: { url, username: 'api', password: apiSecret },
       },
       rollup: { everyMs: 600_000, lateDays: dayNumber(today) - dayNumber(from) },
       alerts: {
-        stateFile: file('alerts.json'),
+        stateFile: state.alerts,
         groupWaitS: 10,
         channels: [
           {
@@ -307,7 +334,12 @@ try {
     { storage },
   );
   const api = apiProcess.server;
-  const adminToken = api.tokens.load().add('quickstart admin', 'admin').token;
+  // Tokens are kept across starts (tokens add|revoke work on the same file): an admin token is made, and shown,
+  // only when the file holds none; only its hash is stored, so one made by an earlier start cannot be shown again.
+  const tokens = api.tokens.load();
+  const adminToken = tokens.list().some((t) => t.role === 'admin')
+    ? undefined
+    : tokens.add('quickstart admin', 'admin').token;
   await api.start();
   services.push(api);
 
@@ -394,13 +426,18 @@ try {
   await apiProcess.rollup?.run();
 
   const schoolName = (id: string) => plan.schools.find((s) => s.id === id)?.name ?? id;
+  // Another admin token, on the same file: `npm run api -- tokens add`, told where the file is when not at its default.
+  const addToken = `${varDir === resolve('var') ? '' : `CFM_API__TOKENS_FILE=${state.tokens} `}npm run api -- tokens add <name> --role admin`;
+  const bearer = adminToken ?? '$TOKEN';
   console.log(`
 Where to look
-  overview page   ${api.url}/overview#token=${adminToken}
-  API             ${api.url}   (admin token: ${adminToken})
-    curl -s -H 'authorization: Bearer ${adminToken}' '${api.url}/v1/attainment?period=${from}..${today}'
-    curl -s -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/alerts
-    curl -sN -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/bandwidth/live
+  overview page   ${api.url}/overview${adminToken ? `#token=${adminToken}` : ''}
+  API             ${api.url}   ${adminToken ? `(admin token: ${adminToken})` : `(the admin token printed at the first start is kept in ${shown(state.tokens)}; another: ${addToken})`}
+    curl -s -H "authorization: Bearer ${bearer}" '${api.url}/v1/attainment?period=${from}..${today}'
+    curl -s -H "authorization: Bearer ${bearer}" ${api.url}/v1/alerts
+    curl -sN -H "authorization: Bearer ${bearer}" ${api.url}/v1/bandwidth/live
+  state           ${shown(varDir)}/: registry.json, api-tokens.json, alerts-state.json, broker-credentials.yaml — kept
+                  across starts; \`npm run api -- tokens add|import\` and \`npm run broker -- users\` work on them
   InfluxDB ${info.version}  ${influxd.url}  (database "${config.influx.database}"; Grafana: dashboards/README.md)
   MQTT broker     ${url}
   metrics         http://127.0.0.1:${collector.metricsPort}/metrics (collector), ${api.url}/metrics (API)
