@@ -8,7 +8,7 @@
 // keeps printing what happens. Ctrl-C stops everything. Design: docs/quickstart.md.
 // Its state (registry, API tokens, alert state, broker credentials) is kept in var/ at the paths the other
 // commands use by default, so `npm run api -- tokens add|import` and `npm run broker -- users` act on it.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -36,7 +36,7 @@ import { scrubText } from '../common/redact.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema } from '../common/storage/config.js';
 import { Storage } from '../common/storage/storage.js';
-import { historyPoints, planCity, type SimSchool, uplinkLoad } from '../dev/city.js';
+import { type CityPlan, historyPoints, planCity, type SimSchool, uplinkLoad } from '../dev/city.js';
 import { Influxd } from '../dev/influxd.js';
 import { freePort } from '../dev/ports.js';
 import { SnmpSim } from '../dev/snmp-sim.js';
@@ -91,7 +91,7 @@ const STACK = {
     },
     'print-config': {
       type: 'boolean',
-      help: 'print the configuration the stack would run with, secrets redacted, and exit',
+      help: 'print the configuration the stack runs with — a section per service it starts, as that service would read it (the first classroom agent standing for all of them; ports are chosen at each start) — secrets redacted, and exit',
     },
   },
 } satisfies CliCommand;
@@ -122,13 +122,9 @@ try {
   process.stderr.write(`stack: configuration error: ${e.message}\n`);
   process.exit(2);
 }
-// The stack reads `log` and `influx` of a given file (everything else it configures itself): only those are
-// printed, secrets redacted, and their secrets are scrubbed from its log lines and errors.
+// The stack reads `log` and `influx` of a given file (everything else it configures itself); their secrets are
+// scrubbed from its log lines and errors.
 rememberConfigSecrets({ influx: influxConfigSchema }, config);
-if (values['print-config']) {
-  console.log(JSON.stringify(shownConfig({ influx: influxConfigSchema }, config), null, 2));
-  process.exit(0);
-}
 const log = createLogger('stack', { level: config.log.level === 'info' ? 'warn' : config.log.level });
 // Two hundred agents reconnecting through a cut uplink would fill the terminal: theirs and the poller's
 // warnings stay quiet (the API's alerts tell the story).
@@ -137,7 +133,6 @@ const step = (s: string) => process.stdout.write(`• ${s}\n`);
 // The state directory: relative to the current directory, as every command's default paths are (`npm run` runs
 // in the repository), so `npm run api -- tokens add|import` and `npm run broker -- users` find the same files.
 const varDir = resolve(values['data-dir']);
-mkdirSync(`${varDir}/influxdb`, { recursive: true });
 /** The state files, at the default paths of the commands that manage them (docs/quickstart.md, "State"). */
 const state = {
   registry: `${varDir}/registry.json`,
@@ -170,6 +165,102 @@ process.on('SIGTERM', () => void stopAll(0));
 const service = (name: string, stop: () => Promise<unknown>) =>
   services.push({ name, start: async () => {}, stop: async () => void (await stop()) });
 
+/** Every section the stack runs with, as `--print-config` shows it: the first classroom agent stands for all. */
+const STACK_SECTIONS = {
+  influx: influxConfigSchema,
+  broker: brokerConfigSchema,
+  collector: collectorConfigSchema,
+  poller: pollerConfigSchema,
+  agent: agentConfigSchema,
+  api: API_SECTIONS.api,
+  alerts: API_SECTIONS.alerts,
+  rollup: API_SECTIONS.rollup,
+};
+
+/** Its own InfluxDB: the file's `influx` section (database, credentials, timeouts) at the local influxd. */
+const influx = influxConfigSchema.parse({ ...config.influx, url: `http://127.0.0.1:${opts.influxPort}` });
+
+/** What a start decides: the ports the simulated city's sockets got, and the secrets of the broker users. */
+interface Bound {
+  brokerPort: number;
+  routerPort: (school: string) => number;
+  relayPort: (school: string) => number;
+  hookPort: number;
+  secret: (username: string) => string;
+}
+
+/**
+ * The configuration of every service the stack starts, each section as its own process would read it from a
+ * file (validated, defaults filled in): what the stack runs with, and what `--print-config` prints.
+ */
+function stackConfig(plan: CityPlan, from: string, today: string, b: Bound) {
+  const url = `mqtt://127.0.0.1:${b.brokerPort}`;
+  const mqtt = (username: string, at = url) => ({ url: at, username, password: b.secret(username) });
+  const apiProcess = processConfigSchema(API_SECTIONS).parse({
+    influx,
+    api: {
+      port: opts.apiPort,
+      registryFile: state.registry,
+      tokensFile: state.tokens,
+      calendarFile: `${varDir}/stack-calendar.yaml`, // generated around today, rewritten at each start
+      // The live view and alerting only read: a `reader`, never counted as the collector devices wait for.
+      mqtt: mqtt('api'),
+    },
+    rollup: { everyMs: 600_000, lateDays: dayNumber(today) - dayNumber(from) },
+    alerts: {
+      stateFile: state.alerts,
+      groupWaitS: 10,
+      // Notifications go to a webhook on loopback that prints them here (a deployment names its robots instead).
+      channels: [{ kind: 'webhook', name: 'terminal', url: `http://127.0.0.1:${b.hookPort}/` }],
+    },
+  });
+  return {
+    log: config.log,
+    influx: apiProcess.influx,
+    broker: brokerConfigSchema.parse({
+      credentialsFile: state.credentials,
+      listeners: [{ kind: 'tcp', host: '127.0.0.1', port: b.brokerPort }],
+    }),
+    collector: collectorConfigSchema.parse({
+      mqtt: mqtt('collector'),
+      metrics: { port: 0 },
+      registryFile: state.registry,
+    }),
+    poller: pollerConfigSchema.parse({
+      mqtt: mqtt('poller'),
+      spool: { dir: `${varDir}/stack-spool/poller` },
+      targets: plan.schools.map((s) => ({
+        device: s.router,
+        school: s.id,
+        address: '127.0.0.1',
+        port: b.routerPort(s.id),
+        community: 'public',
+        uplink: 1,
+        intervalS: opts.intervalS,
+      })),
+    }),
+    // Each school's agents reach the broker through the school's uplink (a relay that can be cut).
+    agents: plan.schools.flatMap((s) =>
+      s.rooms.map((r) =>
+        agentConfigSchema.parse({
+          school: s.id,
+          device: r.device,
+          classroom: r.id,
+          region: `330000/330100/${s.county.id}`,
+          kind: 'whiteboard',
+          intervalS: opts.intervalS,
+          mqtt: mqtt(r.device, `mqtt://127.0.0.1:${b.relayPort(s.id)}`),
+          spool: { dir: `${varDir}/stack-spool/${r.device}` },
+          display: { source: 'simulated', idle: r.idle, faulty: r.faulty, useShare: 0.8 },
+        }),
+      ),
+    ),
+    api: apiProcess.api,
+    alerts: apiProcess.alerts,
+    rollup: apiProcess.rollup,
+  };
+}
+
 try {
   const today = localDate(now());
   const plan = planCity({ schools: opts.schools, classrooms: opts.classrooms, today });
@@ -177,20 +268,6 @@ try {
   const rooms = plan.schools.reduce((n, s) => n + s.rooms.length, 0);
   const outageSchool = plan.schools.find((s) => s.scenario === 'outage');
   const congested = plan.schools.find((s) => s.scenario === 'congested');
-
-  step('InfluxDB (influxd 1.x, data in var/influxdb)');
-  // Its own process group: Ctrl-C must reach us first, so the storage can flush into influxd before it stops.
-  const influxd = new Influxd({
-    dataDir: `${varDir}/influxdb`,
-    port: opts.influxPort,
-    detached: true,
-  });
-  await influxd.start();
-  service('influxd', () => influxd.stop());
-  const storage = new Storage({ ...config.influx, url: influxd.url }, { log });
-  const info = await storage.start();
-  service('storage', () => storage.stop());
-
   // The school days before today (and today's periods so far): what the reports compute from.
   let from = today;
   for (let d = dayNumber(today) - 1, n = 0; n < opts.historyDays; d--)
@@ -198,94 +275,34 @@ try {
       from = dateOf(d);
       n++;
     }
-  step(
-    `simulated city: ${plan.schools.length} schools in 3 counties (${plan.schools.filter((s) => s.area === 'rural').length} rural), ${rooms} classrooms with whiteboards; history ${from} … ${today} (class periods only)`,
-  );
-  const t0 = performance.now();
-  const history = historyPoints(plan, from, today, now());
-  for (let i = 0; i < history.length; i += 20_000) {
-    storage.write(history.slice(i, i + 20_000));
-    await storage.flush();
-    process.stdout.write(
-      `\r  writing history: ${Math.min(i + 20_000, history.length)}/${history.length} readings`,
-    );
-  }
-  process.stdout.write(` in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
-  step('MQTT broker (embedded aedes, deny by default)');
-  const credentialsFile = state.credentials;
-  rmSync(`${varDir}/stack-spool`, { recursive: true, force: true });
-  const store = new CredentialStore(credentialsFile);
-  // The file is shared with `npm run broker -- users …`: users added there stay; the stack's own users get fresh
-  // secrets each start (only hashes are stored, so the previous ones are unknown to it).
-  const issue = async (spec: Parameters<CredentialStore['add']>[0]): Promise<string> => {
-    await store.load();
-    const e = store.get(spec.username);
-    const same =
-      e?.role === spec.role &&
-      (e.role !== 'device' ||
-        (spec.role === 'device' && e.school === spec.school && e.device === spec.device)) &&
-      e.role !== 'poller'; // its schools follow --schools
-    if (same) return store.rotate(spec.username);
-    if (e) await store.revoke(spec.username);
-    return store.add(spec);
-  };
-  const secret = new Map<string, string>();
-  for (const s of plan.schools)
-    for (const r of s.rooms)
-      secret.set(
-        r.device,
-        await issue({ username: r.device, role: 'device', school: s.id, device: r.device }),
-      );
-  const collectorSecret = await issue({ username: 'collector', role: 'collector' });
-  const pollerSecret = await issue({
-    username: 'poller',
-    role: 'poller',
-    schools: plan.schools.map((s) => s.id),
-  });
-  // The live view and alerting only read: a `reader`, which never counts as the collector devices wait for.
-  const apiSecret = await issue({ username: 'api', role: 'reader' });
+  // The simulated city's sockets on loopback, first: the ports they get are part of the configuration. A router
+  // per school (a real SNMP agent), the school's uplink (a relay to the broker that can be cut), and the webhook
+  // that prints notifications.
   const brokerPort = await freePort();
-  const broker = new Broker(
-    brokerConfigSchema.parse({
-      credentialsFile,
-      listeners: [{ kind: 'tcp', host: '127.0.0.1', port: brokerPort }],
-    }),
-    { log },
-  );
-  await broker.start();
-  services.push(broker);
-  const url = `mqtt://127.0.0.1:${brokerPort}`;
-
-  // The registry is written first: the collector attributes every reading by it (region, classroom, or
-  // `unassigned`), and the API serves it. The city is imported into the registry there is (rows update by id), so
-  // what `npm run api -- import` added to it stays.
-  const registryFile = state.registry;
-  const registry = new RegistryStore(registryFile).load();
-  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) }]);
-  const others = [...registry.index.schools.keys()].filter((id) => !plan.schools.some((s) => s.id === id));
-  if (others.length > 0)
-    step(
-      `${shown(registryFile)} also holds ${others.length === 1 ? '1 school' : `${others.length} schools`} not in the simulated city (imported, or from a larger --schools); remove the file to start afresh`,
-    );
-
-  step('collector');
-  const collector = new Collector(
-    collectorConfigSchema.parse({
-      mqtt: { url, username: 'collector', password: collectorSecret },
-      metrics: { port: 0 },
-      registryFile,
-    }),
-    { log, storage },
-  );
-  await collector.start();
-  services.push(collector);
-  await collector.ready();
-
-  step(`API with alerting (registry and calendar of the city; rolling up ${from} … ${today})`);
-  const calendarFile = `${varDir}/stack-calendar.yaml`; // generated around today, rewritten at each start
-  writeFileSync(calendarFile, stringify({ calendars: [plan.calendar] }));
-  // Notifications go to a webhook on loopback that prints them here (a deployment names its robots instead).
+  const routers = new Map<string, SnmpSim>();
+  const relays = new Map<string, UplinkRelay>();
+  for (const s of plan.schools) {
+    const router = await new SnmpSim({
+      sysName: s.router,
+      ifaces: [
+        {
+          index: 1,
+          name: 'GigabitEthernet0/0/0',
+          alias: '上联 教育城域网',
+          highSpeedMbps: s.uplinkMbps,
+          operStatus: 1,
+          inOctets: 0n,
+          outOctets: 0n,
+        },
+      ],
+    }).start();
+    routers.set(s.id, router);
+    service(`router ${s.id}`, () => router.stop());
+    const relay = await new UplinkRelay({ host: '127.0.0.1', port: brokerPort }).start();
+    relays.set(s.id, relay);
+    service(`uplink ${s.id}`, () => relay.stop());
+  }
   const hook = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => {
@@ -306,33 +323,114 @@ try {
   });
   await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
   service('webhook', () => new Promise<void>((resolve) => hook.close(() => resolve())));
-  const apiProcess = composeApiProcess(
-    'all',
-    processConfigSchema(API_SECTIONS).parse({
-      influx: config.influx,
-      api: {
-        port: opts.apiPort,
-        registryFile,
-        tokensFile: state.tokens,
-        calendarFile,
-        mqtt: { url, username: 'api', password: apiSecret },
-      },
-      rollup: { everyMs: 600_000, lateDays: dayNumber(today) - dayNumber(from) },
-      alerts: {
-        stateFile: state.alerts,
-        groupWaitS: 10,
-        channels: [
-          {
-            kind: 'webhook',
-            name: 'terminal',
-            url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/`,
-          },
-        ],
-      },
-    }),
-    log,
-    { storage },
+  const bound = (secret: Bound['secret']): Bound => ({
+    brokerPort,
+    routerPort: (id) => routers.get(id)!.port,
+    relayPort: (id) => relays.get(id)!.port,
+    hookPort: (hook.address() as { port: number }).port,
+    secret,
+  });
+
+  if (values['print-config']) {
+    // Nothing is written or started beyond those sockets: the broker users' secrets are made at start (and are
+    // redacted here), and each start binds free ports again.
+    const { agents, ...c } = stackConfig(
+      plan,
+      from,
+      today,
+      bound(() => 'generated at start'),
+    );
+    process.stdout.write(
+      `${JSON.stringify(shownConfig(STACK_SECTIONS, { ...c, agent: agents[0] }), null, 2)}\n`,
+    );
+    process.exit(0);
+  }
+
+  step('InfluxDB (influxd 1.x, data in var/influxdb)');
+  // Its own process group: Ctrl-C must reach us first, so the storage can flush into influxd before it stops.
+  const influxd = new Influxd({ dataDir: `${varDir}/influxdb`, port: opts.influxPort, detached: true });
+  await influxd.start();
+  service('influxd', () => influxd.stop());
+
+  const storage = new Storage(influx, { log });
+  const info = await storage.start();
+  service('storage', () => storage.stop());
+  step(
+    `simulated city: ${plan.schools.length} schools in 3 counties (${plan.schools.filter((s) => s.area === 'rural').length} rural), ${rooms} classrooms with whiteboards; history ${from} … ${today} (class periods only)`,
   );
+  const t0 = performance.now();
+  const history = historyPoints(plan, from, today, now());
+  for (let i = 0; i < history.length; i += 20_000) {
+    storage.write(history.slice(i, i + 20_000));
+    await storage.flush();
+    process.stdout.write(
+      `\r  writing history: ${Math.min(i + 20_000, history.length)}/${history.length} readings`,
+    );
+  }
+  process.stdout.write(` in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+
+  step('MQTT broker (embedded aedes, deny by default)');
+  rmSync(`${varDir}/stack-spool`, { recursive: true, force: true });
+  const store = new CredentialStore(state.credentials);
+  // The file is shared with `npm run broker -- users …`: users added there stay; the stack's own users get fresh
+  // secrets each start (only hashes are stored, so the previous ones are unknown to it).
+  const issue = async (spec: Parameters<CredentialStore['add']>[0]): Promise<string> => {
+    await store.load();
+    const e = store.get(spec.username);
+    const same =
+      e?.role === spec.role &&
+      (e.role !== 'device' ||
+        (spec.role === 'device' && e.school === spec.school && e.device === spec.device)) &&
+      e.role !== 'poller'; // its schools follow --schools
+    if (same) return store.rotate(spec.username);
+    if (e) await store.revoke(spec.username);
+    return store.add(spec);
+  };
+  const secrets = new Map<string, string>();
+  for (const s of plan.schools)
+    for (const r of s.rooms)
+      secrets.set(
+        r.device,
+        await issue({ username: r.device, role: 'device', school: s.id, device: r.device }),
+      );
+  secrets.set('collector', await issue({ username: 'collector', role: 'collector' }));
+  secrets.set(
+    'poller',
+    await issue({ username: 'poller', role: 'poller', schools: plan.schools.map((s) => s.id) }),
+  );
+  secrets.set('api', await issue({ username: 'api', role: 'reader' }));
+  const c = stackConfig(
+    plan,
+    from,
+    today,
+    bound((username) => secrets.get(username)!),
+  );
+
+  const broker = new Broker(c.broker, { log });
+  await broker.start();
+  services.push(broker);
+  const url = `mqtt://127.0.0.1:${brokerPort}`;
+
+  // The registry is written first: the collector attributes every reading by it (region, classroom, or
+  // `unassigned`), and the API serves it. The city is imported into the registry there is (rows update by id), so
+  // what `npm run api -- import` added to it stays.
+  const registry = new RegistryStore(c.api.registryFile).load();
+  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) }]);
+  const others = [...registry.index.schools.keys()].filter((id) => !plan.schools.some((s) => s.id === id));
+  if (others.length > 0)
+    step(
+      `${shown(c.api.registryFile)} also holds ${others.length === 1 ? '1 school' : `${others.length} schools`} not in the simulated city (imported, or from a larger --schools); remove the file to start afresh`,
+    );
+
+  step('collector');
+  const collector = new Collector(c.collector, { log, storage });
+  await collector.start();
+  services.push(collector);
+  await collector.ready();
+
+  step(`API with alerting (registry and calendar of the city; rolling up ${from} … ${today})`);
+  writeFileSync(c.api.calendarFile, stringify({ calendars: [plan.calendar] }));
+  const apiProcess = composeApiProcess('all', c, log, { storage });
   const api = apiProcess.server;
   // Tokens are kept across starts (tokens add|revoke work on the same file): an admin token is made, and shown,
   // only when the file holds none; only its hash is stored, so one made by an earlier start cannot be shown again.
@@ -344,25 +442,6 @@ try {
   services.push(api);
 
   step(`${plan.schools.length} school routers (real SNMP agents on loopback) and the SNMP poller`);
-  const routers = new Map<string, SnmpSim>();
-  for (const s of plan.schools) {
-    const router = await new SnmpSim({
-      sysName: s.router,
-      ifaces: [
-        {
-          index: 1,
-          name: 'GigabitEthernet0/0/0',
-          alias: '上联 教育城域网',
-          highSpeedMbps: s.uplinkMbps,
-          operStatus: 1,
-          inOctets: 0n,
-          outOctets: 0n,
-        },
-      ],
-    }).start();
-    routers.set(s.id, router);
-    service(`router ${s.id}`, () => router.stop());
-  }
   // Traffic every second, following the model the history was written from.
   const inClass = (ms: number) => cal.isTeachingTime(ms);
   timers.push(
@@ -374,51 +453,16 @@ try {
       }
     }, 1_000),
   );
-  const poller = new Poller(
-    pollerConfigSchema.parse({
-      mqtt: { url, username: 'poller', password: pollerSecret },
-      spool: { dir: `${varDir}/stack-spool/poller` },
-      targets: plan.schools.map((s) => ({
-        device: s.router,
-        school: s.id,
-        address: '127.0.0.1',
-        port: routers.get(s.id)!.port,
-        community: 'public',
-        uplink: 1,
-        intervalS: opts.intervalS,
-      })),
-    }),
-    { log: quiet },
-  );
+  const poller = new Poller(c.poller, { log: quiet });
   await poller.start();
   services.push(poller);
 
-  // Each school's agents reach the broker through the school's uplink (a relay that can be cut).
-  const relays = new Map<string, UplinkRelay>();
   let started = 0;
-  for (const s of plan.schools) {
-    const relay = await new UplinkRelay({ host: '127.0.0.1', port: brokerPort }).start();
-    relays.set(s.id, relay);
-    service(`uplink ${s.id}`, () => relay.stop());
-    for (const r of s.rooms) {
-      const agent = new ClassroomAgent(
-        agentConfigSchema.parse({
-          school: s.id,
-          device: r.device,
-          classroom: r.id,
-          region: `330000/330100/${s.county.id}`,
-          kind: 'whiteboard',
-          intervalS: opts.intervalS,
-          mqtt: { url: `mqtt://127.0.0.1:${relay.port}`, username: r.device, password: secret.get(r.device) },
-          spool: { dir: `${varDir}/stack-spool/${r.device}` },
-          display: { source: 'simulated', idle: r.idle, faulty: r.faulty, useShare: 0.8 },
-        }),
-        { log: quiet },
-      );
-      await agent.start();
-      services.push(agent);
-      process.stdout.write(`\r• whiteboard agents: ${++started}/${rooms}`);
-    }
+  for (const a of c.agents) {
+    const agent = new ClassroomAgent(a, { log: quiet });
+    await agent.start();
+    services.push(agent);
+    process.stdout.write(`\r• whiteboard agents: ${++started}/${rooms}`);
   }
   process.stdout.write('\n');
 

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,7 +89,89 @@ const schoolsSeen = async (url: string, token: string) => {
   return r.status === 200 ? ((await r.json()) as { total: number }).total : -r.status;
 };
 
+/** What `npm run stack -- --print-config` prints, as far as the test reads it. */
+type Section = Record<string, unknown>;
+interface PrintedStack {
+  log: Section;
+  influx: Section;
+  broker: { listeners: { port: number }[]; credentialsFile: string };
+  collector: { mqtt: Section; registryFile: string };
+  poller: { mqtt: Section; targets: { school: string }[] };
+  agent: Section & { mqtt: { url: string } };
+  api: Section;
+  alerts: Section & { channels: unknown[] };
+  rollup: Section;
+}
+
 describe('quickstart (npm run stack)', () => {
+  it('--print-config prints the configuration it runs with: every service, secrets redacted; it writes nothing', async () => {
+    const data = join(dir, 'print');
+    const file = join(dir, 'stack.yaml');
+    writeFileSync(file, 'influx:\n  database: demo\n  username: cfm\n  password: s3cret-for-the-test\n');
+    const { stdout } = await exec(
+      process.execPath,
+      node('scripts/stack.ts', [
+        ...['--schools', '4', '--interval-s', '20', '--api-port', '9123', '--influx-port', '18999'],
+        ...['--data-dir', data, '--config', file, '--print-config'],
+      ]),
+      { cwd: dir },
+    );
+    expect(stdout).not.toContain('s3cret');
+    const c = JSON.parse(stdout) as PrintedStack;
+    expect(Object.keys(c)).toEqual([
+      'log',
+      ...['influx', 'broker', 'collector', 'poller', 'agent', 'api', 'alerts', 'rollup'],
+    ]);
+    // Its own InfluxDB, with the file's database and credentials (redacted).
+    expect(c.influx).toMatchObject({
+      url: 'http://127.0.0.1:18999/',
+      database: 'demo',
+      password: '[redacted]',
+    });
+    // The state files in the data directory, the API's port, the rollup and alerting the stack sets.
+    expect(c.api).toMatchObject({
+      port: 9123,
+      registryFile: join(data, 'registry.json'),
+      tokensFile: join(data, 'api-tokens.json'),
+      calendarFile: join(data, 'stack-calendar.yaml'),
+      mqtt: { username: 'api', password: '[redacted]' },
+    });
+    expect(c.alerts).toMatchObject({ stateFile: join(data, 'alerts-state.json'), groupWaitS: 10 });
+    expect(c.alerts.channels).toMatchObject([
+      { kind: 'webhook', name: 'terminal', url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/$/) },
+    ]);
+    expect(c.rollup).toMatchObject({ everyMs: 600_000 });
+    expect(c.broker.credentialsFile).toBe(join(data, 'broker-credentials.yaml'));
+    // Everyone reaches the broker's listener: the collector and poller directly, each agent through its school's
+    // uplink relay; the poller polls a router per school on its port.
+    const brokerUrl = `mqtt://127.0.0.1:${c.broker.listeners[0]!.port}`;
+    expect(c.collector.mqtt).toMatchObject({
+      url: brokerUrl,
+      username: 'collector',
+      password: '[redacted]',
+    });
+    expect(c.collector.registryFile).toBe(join(data, 'registry.json'));
+    expect(c.poller.mqtt).toMatchObject({ url: brokerUrl, password: '[redacted]' });
+    expect(c.poller.targets).toHaveLength(4);
+    for (const t of c.poller.targets)
+      expect(t).toMatchObject({
+        address: '127.0.0.1',
+        port: expect.any(Number),
+        community: '[redacted]',
+        intervalS: 20,
+      });
+    expect(c.agent).toMatchObject({
+      school: c.poller.targets[0]!.school,
+      kind: 'whiteboard',
+      intervalS: 20,
+      mqtt: { url: expect.stringMatching(/^mqtt:\/\/127\.0\.0\.1:\d+$/), password: '[redacted]' },
+      display: { source: 'simulated' },
+    });
+    expect(c.agent.mqtt.url).not.toBe(brokerUrl);
+    // Nothing written: no state directory.
+    expect(existsSync(data)).toBe(false);
+  }, 60_000);
+
   it('brings a simulated city up, prints a summary from the stored data, and stops on Ctrl-C; the README commands act on it', async () => {
     const influxPort = await freePort();
     const first = await startStack(influxPort);
