@@ -1,16 +1,19 @@
-// The API process and its tools (the composition root of the API process family: api/compose.ts).
-//   npm run api -- run [--role all|api|worker] --config config.yaml
-//       all (default): API + alerting + rollups in one process; api: a stateless API instance of a scaled
-//       deployment; worker: its one alerting and rollup process (docs/deploy-scale-out.md)
-//   npm run api -- tokens add <name> --role admin|ops|auditor [--scope 330000/330100/330106] [--config f]
-//   npm run api -- tokens list | tokens revoke <id>
-//   npm run api -- import <file> [--replace devices,…] [--config f]    (the same all-or-nothing import as the API)
-//   npm run api -- rollup --from 2026-09-01 --to 2026-09-30 [--config f]    (backfill rollups)
-// A new token is printed once, on stdout; only its SHA-256 is stored.
+// The API process and its tools (the composition root of the API process family: api/compose.ts):
+// `npm run api -- run|tokens|import|rollup …`; each command's usage is its CliCommand below (`--help`).
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
-import { processConfigSchema, rememberConfigSecrets, runMain } from '../common/cli.js';
+import {
+  type CliCommand,
+  type CliOptions,
+  helpText,
+  parseCli,
+  processConfigSchema,
+  rememberConfigSecrets,
+  runService,
+  serviceOptions,
+  usageError,
+  wantsHelp,
+} from '../common/cli.js';
 import { ConfigError, loadConfig } from '../common/config.js';
 import { createLogger } from '../common/log.js';
 import { ImportError } from '../common/registry/import.js';
@@ -32,27 +35,94 @@ import { ROLES, type Role, TokenStore, TokensFileError } from './tokens.js';
 
 const [command, ...rest] = process.argv.slice(2);
 const sections = API_SECTIONS;
+/** `--config` of the tools (`run` also has `--print-config`). */
+const CONFIG_OPTION = { config: serviceOptions(Object.keys(sections)).config } satisfies CliOptions;
+
+const API: CliCommand = {
+  name: 'api',
+  command: 'npm run api --',
+  synopsis: [
+    'run [--role all|api|worker] [--config FILE] [--print-config]',
+    'tokens add <name> --role admin|ops|auditor [--scope REGION/PATH] [--config FILE]',
+    'tokens list | tokens revoke <id> [--config FILE]',
+    'import <file> [<file> …] [--replace devices,…] [--config FILE]',
+    'rollup --from YYYY-MM-DD [--to YYYY-MM-DD] [--config FILE]',
+  ],
+  about:
+    'The API process and its tools; `npm run api -- <command> --help` describes each command. Without --config every file is at its default path (var/registry.json, var/api-tokens.json, var/alerts-state.json), where `npm run stack` keeps its own: these commands work on a running quickstart as they are.',
+  options: {},
+};
+const RUN = {
+  name: 'api run',
+  command: 'npm run api -- run',
+  synopsis: ['[--role all|api|worker] [--config FILE] [--print-config]'],
+  about:
+    'Runs the API. --role all (the default): the API with alerting and the daily rollups in one process; api: a stateless API instance of a scaled deployment; worker: its one alerting and rollup process (docs/deploy-scale-out.md).',
+  options: {
+    role: {
+      type: 'string',
+      value: PROCESS_ROLES.join('|'),
+      default: 'all',
+      help: 'what this process runs',
+    },
+    ...serviceOptions(Object.keys(sections)),
+  },
+} satisfies CliCommand;
+const TOKENS = {
+  name: 'api tokens',
+  command: 'npm run api -- tokens',
+  synopsis: [
+    'add <name> --role admin|ops|auditor [--scope REGION/PATH] [--config FILE]',
+    'list [--config FILE]',
+    'revoke <id> [--config FILE]',
+  ],
+  about:
+    'Manages the API tokens in api.tokensFile (default var/api-tokens.json, also that of the quickstart). `add` prints the new token once, on stdout; only its SHA-256 is stored. A running API reading the same file accepts or refuses the change within seconds, without a restart.',
+  options: {
+    role: { type: 'string', value: ROLES.join('|'), help: 'add: what the token may do' },
+    scope: {
+      type: 'string',
+      value: 'REGION/PATH',
+      help: 'add: the region the token sees, as a path such as 330000/330100/330106 (absent: everything)',
+    },
+    ...CONFIG_OPTION,
+  },
+  positionals: true,
+} satisfies CliCommand;
+const IMPORT = {
+  name: 'api import',
+  command: 'npm run api -- import',
+  synopsis: ['<file> [<file> …] [--replace devices,…] [--config FILE]'],
+  about:
+    'Imports registry files (XLSX, CSV, YAML) into api.registryFile (default var/registry.json, also that of the quickstart), all-or-nothing, with the same checks and limits as POST /v1/registry/import; a running API and collector reading the same file pick it up within seconds.',
+  options: {
+    replace: {
+      type: 'string',
+      value: ENTITIES.join(','),
+      help: 'lists the files replace whole instead of updating row by row',
+    },
+    ...CONFIG_OPTION,
+  },
+  positionals: true,
+} satisfies CliCommand;
+const ROLLUP = {
+  name: 'api rollup',
+  command: 'npm run api -- rollup',
+  synopsis: ['--from YYYY-MM-DD [--to YYYY-MM-DD] [--config FILE]'],
+  about:
+    'Computes the daily rollups for a range of days (a backfill; a running API rolls up by itself), from the data in InfluxDB, the registry and the calendars of the config.',
+  options: {
+    from: { type: 'string', value: 'YYYY-MM-DD', help: 'the first day' },
+    to: { type: 'string', value: 'YYYY-MM-DD', help: 'the last day (default: --from)' },
+    ...CONFIG_OPTION,
+  },
+} satisfies CliCommand;
 
 function fail(message: string): never {
   process.stderr.write(`api: ${message}\n`);
   process.exit(2);
 }
 
-/** Every option of every subcommand (all strings); each subcommand reads its own. */
-function options(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      role: { type: 'string' },
-      scope: { type: 'string' },
-      replace: { type: 'string' },
-      from: { type: 'string' },
-      to: { type: 'string' },
-    },
-  });
-}
 /** The config (a bad one: one line naming the file, key and reason, exit 2, as `run` does). */
 function config(file: string | undefined) {
   let c: ReturnType<typeof readConfig>;
@@ -79,7 +149,7 @@ function registryStore(path: string, limits?: ReturnType<typeof importLimits>): 
 }
 
 async function tokens(args: string[]): Promise<void> {
-  const { values, positionals } = options(args);
+  const { values, positionals } = parseCli(TOKENS, args);
   let store: TokenStore;
   try {
     store = new TokenStore(config(values.config).api.tokensFile).load();
@@ -91,7 +161,7 @@ async function tokens(args: string[]): Promise<void> {
   const [action, arg] = positionals;
   switch (action) {
     case 'add': {
-      if (!arg) fail('tokens add <name> --role admin|ops|auditor [--scope REGION/PATH]');
+      if (!arg) usageError(TOKENS, 'add needs the name of the token');
       const role = values.role;
       if (!role || !(ROLES as readonly string[]).includes(role))
         fail(`--role must be one of ${ROLES.join(', ')}`);
@@ -110,7 +180,7 @@ async function tokens(args: string[]): Promise<void> {
         process.stdout.write(`${t.id}\t${t.role}\t${t.scope ?? '*'}\t${t.name}\t${t.createdAt}\n`);
       return;
     case 'revoke':
-      if (!arg) fail('tokens revoke <id>');
+      if (!arg) usageError(TOKENS, 'revoke needs the id of the token (`tokens list`)');
       if (!store.revoke(arg)) fail(`no token ${arg}`);
       // TokenStore.verify re-reads the file when it changed, looking at most every checkEveryMs.
       process.stderr.write(
@@ -118,13 +188,13 @@ async function tokens(args: string[]): Promise<void> {
       );
       return;
     default:
-      fail('tokens add|list|revoke');
+      usageError(TOKENS, action ? `unknown action ${action}` : 'add, list or revoke?');
   }
 }
 
 async function importFiles(args: string[]): Promise<void> {
-  const { values, positionals } = options(args);
-  if (positionals.length === 0) fail('import <file> [<file> …] [--replace devices,…]');
+  const { values, positionals } = parseCli(IMPORT, args);
+  if (positionals.length === 0) usageError(IMPORT, 'no file to import');
   const replace = (values.replace?.split(',') ?? []) as EntityName[];
   for (const r of replace)
     if (!(ENTITIES as readonly string[]).includes(r)) fail(`--replace: unknown list ${r}`);
@@ -153,11 +223,11 @@ async function importFiles(args: string[]): Promise<void> {
 }
 
 async function rollup(args: string[]): Promise<void> {
-  const { values } = options(args);
+  const { values } = parseCli(ROLLUP, args);
   const from = values.from;
   const to = values.to ?? from;
   if (!from || !/^\d{4}-\d{2}-\d{2}$/.test(from) || !to || !/^\d{4}-\d{2}-\d{2}$/.test(to))
-    fail('rollup --from YYYY-MM-DD [--to YYYY-MM-DD]');
+    usageError(ROLLUP, '--from and --to must be dates YYYY-MM-DD');
   const c = config(values.config);
   const log = createLogger('api-rollup', c.log);
   const storage = new Storage(c.influx, { log });
@@ -182,18 +252,11 @@ if (command === 'tokens') await tokens(rest);
 else if (command === 'import') await importFiles(rest);
 else if (command === 'rollup') await rollup(rest);
 else if (command === 'run') {
-  // --role is this composition root's own flag; the rest is every process's (--config, --print-config).
-  let role: string = 'all';
-  const args: string[] = [];
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]!;
-    if (a === '--role') role = rest[++i] ?? '';
-    else if (a.startsWith('--role=')) role = a.slice('--role='.length);
-    else args.push(a);
-  }
+  const { values } = parseCli(RUN, rest);
+  const role = values.role;
   if (!(PROCESS_ROLES as readonly string[]).includes(role))
     fail(`--role must be one of ${PROCESS_ROLES.join(', ')} (default all)`);
-  await runMain(
+  await runService(
     role === 'all' ? 'api' : `api-${role}`,
     sections,
     (c, log) => {
@@ -204,9 +267,10 @@ else if (command === 'run') {
         fail(`configuration error: ${(e as Error).message}`);
       }
     },
-    args,
+    values,
   );
-} else
-  fail(
-    'usage: api run [--role all|api|worker] [--config f] | api tokens add|list|revoke … | api import <file> | api rollup --from D --to D',
-  );
+} else if (command === undefined) {
+  process.stderr.write(helpText(API));
+  process.exit(2);
+} else if (wantsHelp([command, ...rest])) process.stdout.write(helpText(API));
+else usageError(API, `unknown command ${command}`);

@@ -1,21 +1,79 @@
-// The embedded broker and its credential tool.
-//   npm run broker -- run --config config.yaml
-//   npm run broker -- users add <username> --role device --school S --device D [--password-stdin] [--config f]
-//   npm run broker -- users add <username> --role poller --schools S1,S2 [--devices S1/gw-01,S2/gw-01]
-//   npm run broker -- users add <username> --role collector      (stores readings)
-//   npm run broker -- users add <username> --role reader         (subscribes only: the API's live view)
-//   npm run broker -- users rotate <username> [--password-stdin]
-//   npm run broker -- users revoke <username>
-//   npm run broker -- users list
-// A generated secret is printed once, on stdout; it is stored only as a scrypt hash.
+// The embedded broker and its credential tool: `npm run broker -- run|users …`; each command's usage is its
+// CliCommand below (`--help`). A generated secret is printed once, on stdout; it is stored only as a scrypt hash.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { processConfigSchema, runMain } from '../common/cli.js';
-import { loadConfig } from '../common/config.js';
+import {
+  type CliCommand,
+  helpText,
+  parseCli,
+  processConfigSchema,
+  runMain,
+  serviceOptions,
+  usageError,
+  wantsHelp,
+} from '../common/cli.js';
+import { ConfigError, loadConfig } from '../common/config.js';
 import { Broker, brokerConfigSchema } from './broker.js';
 import { CredentialStore, CredentialsError } from './credentials.js';
 
 const [command, ...rest] = process.argv.slice(2);
+
+const BROKER: CliCommand = {
+  name: 'broker',
+  command: 'npm run broker --',
+  synopsis: [
+    'run [--config FILE] [--print-config]',
+    'users add|rotate|revoke|list … [--config FILE | --file FILE]',
+  ],
+  about:
+    'The embedded MQTT broker and its credentials; `npm run broker -- <command> --help` describes each command (broker/README.md).',
+  options: {},
+};
+const RUN = {
+  name: 'broker', // also the logger's name
+  command: 'npm run broker -- run',
+  about:
+    'Runs the embedded MQTT broker: deny by default, each client by the username and secret in broker.credentialsFile (re-read when it changes), with per-client topic rights and limits.',
+};
+const USERS = {
+  name: 'broker users',
+  command: 'npm run broker -- users',
+  synopsis: [
+    'add <username> --role device --school S --device D [--password-stdin]',
+    'add <username> --role poller --schools S1,S2 [--devices S1/gw-01,S2/gw-01] [--password-stdin]',
+    'add <username> --role collector|reader [--password-stdin]',
+    'rotate <username> [--password-stdin]',
+    'revoke <username>',
+    'list',
+  ],
+  about:
+    "Manages the broker credentials in broker.credentialsFile (default var/broker-credentials.yaml), which a running broker re-reads when it changes. A collector stores readings; a reader (the API) only subscribes. A generated secret is printed once, on stdout; only its scrypt hash is stored; `rotate` disconnects clients using the old one, `revoke` closes the user's connections.",
+  options: {
+    role: { type: 'string', value: 'device|poller|collector|reader', help: 'add: what the user may do' },
+    school: { type: 'string', value: 'SCHOOL', help: 'add --role device: the school of the device' },
+    device: { type: 'string', value: 'DEVICE', help: 'add --role device: the device id' },
+    schools: {
+      type: 'string',
+      value: 'S1,S2',
+      help: 'add --role poller: the schools it may publish for (default: those of --devices)',
+    },
+    devices: {
+      type: 'string',
+      value: 'S1/D1,S2/D2',
+      help: 'add --role poller: bind it to these devices only',
+    },
+    'password-stdin': {
+      type: 'boolean',
+      help: 'add, rotate: read a chosen password (at least 12 characters) from stdin instead of generating one',
+    },
+    config: serviceOptions(['broker']).config,
+    file: {
+      type: 'string',
+      value: 'FILE',
+      help: 'the credentials file itself, instead of broker.credentialsFile of --config',
+    },
+  },
+  positionals: true,
+} satisfies CliCommand;
 
 function fail(message: string): never {
   process.stderr.write(`broker: ${message}\n`);
@@ -23,32 +81,23 @@ function fail(message: string): never {
 }
 
 async function users(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      config: { type: 'string', short: 'c' },
-      file: { type: 'string' },
-      role: { type: 'string' },
-      school: { type: 'string' },
-      device: { type: 'string' },
-      schools: { type: 'string' },
-      devices: { type: 'string' },
-      'password-stdin': { type: 'boolean', default: false },
-    },
-  });
+  const { values, positionals } = parseCli(USERS, args);
   const [action, username] = positionals;
-  const file =
-    values.file ??
-    loadConfig(processConfigSchema({ broker: brokerConfigSchema }), { file: values.config }).broker
+  let file = values.file;
+  try {
+    file ??= loadConfig(processConfigSchema({ broker: brokerConfigSchema }), { file: values.config }).broker
       .credentialsFile;
+  } catch (e) {
+    if (e instanceof ConfigError) fail(`configuration error: ${e.message}`);
+    throw e;
+  }
   const store = new CredentialStore(file);
   const secret = values['password-stdin'] ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : undefined;
   if (secret !== undefined && secret.length < 12) fail('a chosen password must have at least 12 characters');
   try {
     switch (action) {
       case 'add': {
-        if (!username) fail('users add <username> --role device|poller|collector|reader');
+        if (!username) usageError(USERS, 'add needs a username');
         let spec: Parameters<CredentialStore['add']>[0];
         if (values.role === 'device') {
           if (!values.school || !values.device) fail('a device needs --school and --device');
@@ -69,7 +118,7 @@ async function users(args: string[]): Promise<void> {
         return;
       }
       case 'rotate': {
-        if (!username) fail('users rotate <username>');
+        if (!username) usageError(USERS, 'rotate needs a username');
         const s = await store.rotate(username, secret);
         if (!secret) process.stdout.write(`${s}\n`);
         process.stderr.write(
@@ -78,7 +127,7 @@ async function users(args: string[]): Promise<void> {
         return;
       }
       case 'revoke':
-        if (!username) fail('users revoke <username>');
+        if (!username) usageError(USERS, 'revoke needs a username');
         await store.revoke(username);
         process.stderr.write(`revoked ${username}; its connections are closed\n`);
         return;
@@ -95,7 +144,7 @@ async function users(args: string[]): Promise<void> {
         }
         return;
       default:
-        fail('users add|rotate|revoke|list');
+        usageError(USERS, action ? `unknown action ${action}` : 'add, rotate, revoke or list?');
     }
   } catch (err) {
     if (err instanceof CredentialsError) fail(err.message);
@@ -104,11 +153,15 @@ async function users(args: string[]): Promise<void> {
 }
 
 if (command === 'users') await users(rest);
-else if (command === 'run') {
+else if (command === 'run')
   await runMain(
-    'broker',
+    RUN,
     { broker: brokerConfigSchema },
     (config, log) => [new Broker(config.broker, { log })],
     rest,
   );
-} else fail('usage: broker run [--config f] | broker users add|rotate|revoke|list …');
+else if (command === undefined) {
+  process.stderr.write(helpText(BROKER));
+  process.exit(2);
+} else if (wantsHelp([command, ...rest])) process.stdout.write(helpText(BROKER));
+else usageError(BROKER, `unknown command ${command}`);

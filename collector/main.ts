@@ -5,7 +5,12 @@ import { Storage } from '../common/storage/storage.js';
 import { Collector, collectorConfigSchema, FATAL_STORAGE_EXIT_CODE } from './collector.js';
 
 await runMain(
-  'collector',
+  {
+    name: 'collector',
+    command: 'npm run collector --',
+    about:
+      'The collector: subscribes to the readings on the MQTT broker, validates each message, attributes it by the registry and writes it to InfluxDB (collector/README.md).',
+  },
   { influx: influxConfigSchema, collector: collectorConfigSchema },
   (config, log) => {
     const storage = new Storage(config.influx, {

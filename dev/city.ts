@@ -79,8 +79,43 @@ export const CITY_PERIODS = [
   '15:40-16:20',
 ];
 
+const DIGITS = '零一二三四五六七八九';
+
+/** 1 … 999 in Chinese numerals, as in 第二小学, 第十二小学, 第一百零五小学. */
+export function chineseNumeral(n: number): string {
+  if (!Number.isInteger(n) || n < 1 || n > 999) throw new RangeError(`chineseNumeral: ${n} is not 1..999`);
+  if (n < 10) return DIGITS[n]!;
+  if (n < 100) return `${n < 20 ? '' : DIGITS[Math.floor(n / 10)]}十${n % 10 ? DIGITS[n % 10] : ''}`;
+  const rest = n % 100;
+  const tail =
+    rest === 0 ? '' : rest < 10 ? `零${DIGITS[rest]}` : `${rest < 20 ? '一' : ''}${chineseNumeral(rest)}`;
+  return `${DIGITS[Math.floor(n / 100)]}百${tail}`;
+}
+
+/**
+ * A school's name: county, town and kind, as Chinese schools are named. The first rural school of a kind in a town
+ * is its 中心小学 / 初级中学, the next ones 第二小学, 第三初级中学…; an urban school's further campuses are 2 校区,
+ * 3 校区…. `seen` counts the schools of each kind per town so far, so every name is unique and the same for the
+ * same plan.
+ */
+function schoolName(
+  county: { name: string },
+  town: string,
+  rural: boolean,
+  level: 'primary' | 'junior',
+  seen: Map<string, number>,
+): string {
+  const key = `${county.name}${town}/${rural ? 'rural' : 'urban'}/${level}`;
+  const n = (seen.get(key) ?? 0) + 1;
+  seen.set(key, n);
+  if (rural)
+    return `${county.name}${town}${n === 1 ? (level === 'junior' ? '初级中学' : '中心小学') : `第${chineseNumeral(n)}${level === 'junior' ? '初级中学' : '小学'}`}`;
+  return `${county.name}${town}${level === 'junior' ? '中学' : '小学'}${n === 1 ? '' : ` ${n} 校区`}`;
+}
+
 export function planCity(opts: { schools: number; classrooms: number; today?: string }): CityPlan {
   const schools: SimSchool[] = [];
+  const seen = new Map<string, number>();
   const n = Math.max(3, opts.schools);
   for (let i = 0; i < n; i++) {
     const county = COUNTIES[i % 3]!;
@@ -89,9 +124,7 @@ export function planCity(opts: { schools: number; classrooms: number; today?: st
     const rural = unit(`${id}:rural`) < county.rural;
     const level = k % 3 === 2 ? 'junior' : 'primary';
     const town = county.towns[k % county.towns.length]!;
-    const name = rural
-      ? `${county.name}${town}${level === 'junior' ? '初级中学' : '中心小学'}`
-      : `${county.name}${town}${level === 'junior' ? '中学' : '小学'}${k >= county.towns.length ? ` ${Math.floor(k / county.towns.length) + 1} 校区` : ''}`;
+    const name = schoolName(county, town, rural, level, seen);
     // The special schools: the second school of 余杭区 loses its uplink; the first rural school of 淳安县 has a
     // 50 Mbit/s uplink that is full all day.
     const scenario: Scenario =

@@ -6,12 +6,13 @@
 // uplink), the school days before today written as history and rolled up, and the API with alerting. Then it
 // prints where to look and a summary computed from the stored data, simulates a fibre cut at one school, and
 // keeps printing what happens. Ctrl-C stops everything. Design: docs/quickstart.md.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+// Its state (registry, API tokens, alert state, broker credentials) is kept in var/ at the paths the other
+// commands use by default, so `npm run api -- tokens add|import` and `npm run broker -- users` act on it.
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import type { z } from 'zod';
 import { agentConfigSchema, ClassroomAgent } from '../agents/classroom/agent.js';
 import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { API_SECTIONS, composeApiProcess } from '../api/compose.js';
@@ -19,8 +20,15 @@ import { Broker, brokerConfigSchema } from '../broker/broker.js';
 import { CredentialStore } from '../broker/credentials.js';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { Calendar, dateOf, dayNumber, localDate } from '../common/calendar.js';
-import { processConfigSchema, rememberConfigSecrets, shownConfig } from '../common/cli.js';
-import { loadConfig } from '../common/config.js';
+import {
+  type CliCommand,
+  parseCli,
+  processConfigSchema,
+  rememberConfigSecrets,
+  shownConfig,
+  usageError,
+} from '../common/cli.js';
+import { ConfigError, loadConfig } from '../common/config.js';
 import { rollups } from '../common/figures/regions.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
@@ -28,32 +36,70 @@ import { scrubText } from '../common/redact.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema } from '../common/storage/config.js';
 import { Storage } from '../common/storage/storage.js';
-import { historyPoints, planCity, type SimSchool, uplinkLoad } from '../dev/city.js';
+import { type CityPlan, historyPoints, planCity, type SimSchool, uplinkLoad } from '../dev/city.js';
 import { Influxd } from '../dev/influxd.js';
 import { freePort } from '../dev/ports.js';
 import { SnmpSim } from '../dev/snmp-sim.js';
 import { UplinkRelay } from '../dev/uplink.js';
 
-const { values } = parseArgs({
+const STACK = {
+  name: 'stack',
+  command: 'npm run stack --',
+  synopsis: ['[--schools N] [--classrooms N] [--history-days N] [--api-port P] … [--config FILE]'],
+  about:
+    'The whole stack on this machine over a simulated city, on loopback only: a local InfluxDB, the embedded broker, the collector, a router per school polled over SNMP, a whiteboard agent per classroom, the history rolled up, the API with alerting, and a fibre cut at one school (docs/quickstart.md). Ctrl-C stops everything.',
   options: {
-    config: { type: 'string' },
-    'print-config': { type: 'boolean', default: false },
-    'influx-port': { type: 'string', default: '18086' },
-    'api-port': { type: 'string', default: '8080' },
-    schools: { type: 'string', default: '36' },
-    classrooms: { type: 'string', default: '6' },
-    'history-days': { type: 'string', default: '5' },
-    'interval-s': { type: 'string', default: '10' },
-    'outage-after-s': { type: 'string', default: '60' },
-    'outage-for-s': { type: 'string', default: '600' },
-    'data-dir': { type: 'string', default: 'var' },
+    schools: { type: 'string', value: 'N', default: '36', help: 'schools in the city, 3..600' },
+    classrooms: {
+      type: 'string',
+      value: 'N',
+      default: '6',
+      help: 'whiteboard classrooms per school (about; rural schools have one fewer), 2..60',
+    },
+    'history-days': {
+      type: 'string',
+      value: 'N',
+      default: '5',
+      help: 'school days before today written as history and rolled up, 1..40',
+    },
+    'interval-s': {
+      type: 'string',
+      value: 'S',
+      default: '10',
+      help: "the agents' and the poller's interval in seconds, 5..300",
+    },
+    'outage-after-s': {
+      type: 'string',
+      value: 'S',
+      default: '60',
+      help: "seconds after start when one school's uplink is cut; 0: no cut",
+    },
+    'outage-for-s': { type: 'string', value: 'S', default: '600', help: 'how long the cut lasts, seconds' },
+    'api-port': { type: 'string', value: 'PORT', default: '8080', help: 'the API (0: a free port)' },
+    'influx-port': { type: 'string', value: 'PORT', default: '18086', help: 'the local InfluxDB' },
+    'data-dir': {
+      type: 'string',
+      value: 'DIR',
+      default: 'var',
+      help: 'where the InfluxDB data and the state files go, relative to the current directory (`npm run`: the repository); var holds them where `npm run api -- tokens|import` and `npm run broker -- users` look by default',
+    },
+    config: {
+      type: 'string',
+      short: 'c',
+      value: 'FILE',
+      help: 'a YAML config whose `log` and `influx` sections the stack uses (the rest it configures itself)',
+    },
+    'print-config': {
+      type: 'boolean',
+      help: 'print the configuration the stack runs with — a section per service it starts, as that service would read it (the first classroom agent standing for all of them; ports are chosen at each start) — secrets redacted, and exit',
+    },
   },
-});
+} satisfies CliCommand;
+const { values } = parseCli(STACK, process.argv.slice(2));
 const num = (name: keyof typeof values, min: number, max: number): number => {
   const v = Number(values[name]);
   if (!Number.isInteger(v) || v < min || v > max) {
-    console.error(`--${name} must be an integer ${min}..${max} (got ${String(values[name])})`);
-    process.exit(2);
+    usageError(STACK, `--${name} must be an integer ${min}..${max} (got ${String(values[name])})`);
   }
   return v;
 };
@@ -65,24 +111,40 @@ const opts = {
   outageAfterS: num('outage-after-s', 0, 86_400),
   outageForS: num('outage-for-s', 10, 86_400),
   apiPort: num('api-port', 0, 65_535),
+  influxPort: num('influx-port', 1, 65_535),
 };
 
-const config = loadConfig(processConfigSchema({ influx: influxConfigSchema }), { file: values.config });
-// The stack reads `log` and `influx` of a given file (everything else it configures itself): only those are
-// printed, secrets redacted, and their secrets are scrubbed from its log lines and errors.
-rememberConfigSecrets({ influx: influxConfigSchema }, config);
-if (values['print-config']) {
-  console.log(JSON.stringify(shownConfig({ influx: influxConfigSchema }, config), null, 2));
-  process.exit(0);
+let config: z.output<ReturnType<typeof processConfigSchema<{ influx: typeof influxConfigSchema }>>>;
+try {
+  config = loadConfig(processConfigSchema({ influx: influxConfigSchema }), { file: values.config });
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  process.stderr.write(`stack: configuration error: ${e.message}\n`);
+  process.exit(2);
 }
+// The stack reads `log` and `influx` of a given file (everything else it configures itself); their secrets are
+// scrubbed from its log lines and errors.
+rememberConfigSecrets({ influx: influxConfigSchema }, config);
 const log = createLogger('stack', { level: config.log.level === 'info' ? 'warn' : config.log.level });
 // Two hundred agents reconnecting through a cut uplink would fill the terminal: theirs and the poller's
 // warnings stay quiet (the API's alerts tell the story).
 const quiet = createLogger('stack', { level: config.log.level === 'info' ? 'error' : config.log.level });
 const step = (s: string) => process.stdout.write(`• ${s}\n`);
-const root = fileURLToPath(new URL('..', import.meta.url));
-const varDir = resolve(root, values['data-dir']!);
-mkdirSync(`${varDir}/influxdb`, { recursive: true });
+// The state directory: relative to the current directory, as every command's default paths are (`npm run` runs
+// in the repository), so `npm run api -- tokens add|import` and `npm run broker -- users` find the same files.
+const varDir = resolve(values['data-dir']);
+/** The state files, at the default paths of the commands that manage them (docs/quickstart.md, "State"). */
+const state = {
+  registry: `${varDir}/registry.json`,
+  tokens: `${varDir}/api-tokens.json`,
+  alerts: `${varDir}/alerts-state.json`,
+  credentials: `${varDir}/broker-credentials.yaml`,
+};
+/** A path as the user would type it: relative to the current directory when it lies inside it. */
+const shown = (path: string) => {
+  const r = relative(process.cwd(), path);
+  return r && !r.startsWith('..') && !isAbsolute(r) ? r : path;
+};
 const now = () => Date.now();
 const clock = () => new Date().toLocaleTimeString('zh-CN', { timeZone: 'Asia/Shanghai', hour12: false });
 
@@ -103,6 +165,102 @@ process.on('SIGTERM', () => void stopAll(0));
 const service = (name: string, stop: () => Promise<unknown>) =>
   services.push({ name, start: async () => {}, stop: async () => void (await stop()) });
 
+/** Every section the stack runs with, as `--print-config` shows it: the first classroom agent stands for all. */
+const STACK_SECTIONS = {
+  influx: influxConfigSchema,
+  broker: brokerConfigSchema,
+  collector: collectorConfigSchema,
+  poller: pollerConfigSchema,
+  agent: agentConfigSchema,
+  api: API_SECTIONS.api,
+  alerts: API_SECTIONS.alerts,
+  rollup: API_SECTIONS.rollup,
+};
+
+/** Its own InfluxDB: the file's `influx` section (database, credentials, timeouts) at the local influxd. */
+const influx = influxConfigSchema.parse({ ...config.influx, url: `http://127.0.0.1:${opts.influxPort}` });
+
+/** What a start decides: the ports the simulated city's sockets got, and the secrets of the broker users. */
+interface Bound {
+  brokerPort: number;
+  routerPort: (school: string) => number;
+  relayPort: (school: string) => number;
+  hookPort: number;
+  secret: (username: string) => string;
+}
+
+/**
+ * The configuration of every service the stack starts, each section as its own process would read it from a
+ * file (validated, defaults filled in): what the stack runs with, and what `--print-config` prints.
+ */
+function stackConfig(plan: CityPlan, from: string, today: string, b: Bound) {
+  const url = `mqtt://127.0.0.1:${b.brokerPort}`;
+  const mqtt = (username: string, at = url) => ({ url: at, username, password: b.secret(username) });
+  const apiProcess = processConfigSchema(API_SECTIONS).parse({
+    influx,
+    api: {
+      port: opts.apiPort,
+      registryFile: state.registry,
+      tokensFile: state.tokens,
+      calendarFile: `${varDir}/stack-calendar.yaml`, // generated around today, rewritten at each start
+      // The live view and alerting only read: a `reader`, never counted as the collector devices wait for.
+      mqtt: mqtt('api'),
+    },
+    rollup: { everyMs: 600_000, lateDays: dayNumber(today) - dayNumber(from) },
+    alerts: {
+      stateFile: state.alerts,
+      groupWaitS: 10,
+      // Notifications go to a webhook on loopback that prints them here (a deployment names its robots instead).
+      channels: [{ kind: 'webhook', name: 'terminal', url: `http://127.0.0.1:${b.hookPort}/` }],
+    },
+  });
+  return {
+    log: config.log,
+    influx: apiProcess.influx,
+    broker: brokerConfigSchema.parse({
+      credentialsFile: state.credentials,
+      listeners: [{ kind: 'tcp', host: '127.0.0.1', port: b.brokerPort }],
+    }),
+    collector: collectorConfigSchema.parse({
+      mqtt: mqtt('collector'),
+      metrics: { port: 0 },
+      registryFile: state.registry,
+    }),
+    poller: pollerConfigSchema.parse({
+      mqtt: mqtt('poller'),
+      spool: { dir: `${varDir}/stack-spool/poller` },
+      targets: plan.schools.map((s) => ({
+        device: s.router,
+        school: s.id,
+        address: '127.0.0.1',
+        port: b.routerPort(s.id),
+        community: 'public',
+        uplink: 1,
+        intervalS: opts.intervalS,
+      })),
+    }),
+    // Each school's agents reach the broker through the school's uplink (a relay that can be cut).
+    agents: plan.schools.flatMap((s) =>
+      s.rooms.map((r) =>
+        agentConfigSchema.parse({
+          school: s.id,
+          device: r.device,
+          classroom: r.id,
+          region: `330000/330100/${s.county.id}`,
+          kind: 'whiteboard',
+          intervalS: opts.intervalS,
+          mqtt: mqtt(r.device, `mqtt://127.0.0.1:${b.relayPort(s.id)}`),
+          spool: { dir: `${varDir}/stack-spool/${r.device}` },
+          display: { source: 'simulated', idle: r.idle, faulty: r.faulty, useShare: 0.8 },
+        }),
+      ),
+    ),
+    api: apiProcess.api,
+    alerts: apiProcess.alerts,
+    rollup: apiProcess.rollup,
+  };
+}
+
 try {
   const today = localDate(now());
   const plan = planCity({ schools: opts.schools, classrooms: opts.classrooms, today });
@@ -110,20 +268,6 @@ try {
   const rooms = plan.schools.reduce((n, s) => n + s.rooms.length, 0);
   const outageSchool = plan.schools.find((s) => s.scenario === 'outage');
   const congested = plan.schools.find((s) => s.scenario === 'congested');
-
-  step('InfluxDB (influxd 1.x, data in var/influxdb)');
-  // Its own process group: Ctrl-C must reach us first, so the storage can flush into influxd before it stops.
-  const influxd = new Influxd({
-    dataDir: `${varDir}/influxdb`,
-    port: Number(values['influx-port']),
-    detached: true,
-  });
-  await influxd.start();
-  service('influxd', () => influxd.stop());
-  const storage = new Storage({ ...config.influx, url: influxd.url }, { log });
-  const info = await storage.start();
-  service('storage', () => storage.stop());
-
   // The school days before today (and today's periods so far): what the reports compute from.
   let from = today;
   for (let d = dayNumber(today) - 1, n = 0; n < opts.historyDays; d--)
@@ -131,81 +275,34 @@ try {
       from = dateOf(d);
       n++;
     }
-  step(
-    `simulated city: ${plan.schools.length} schools in 3 counties (${plan.schools.filter((s) => s.area === 'rural').length} rural), ${rooms} classrooms with whiteboards; history ${from} … ${today} (class periods only)`,
-  );
-  const t0 = performance.now();
-  const history = historyPoints(plan, from, today, now());
-  for (let i = 0; i < history.length; i += 20_000) {
-    storage.write(history.slice(i, i + 20_000));
-    await storage.flush();
-    process.stdout.write(
-      `\r  writing history: ${Math.min(i + 20_000, history.length)}/${history.length} readings`,
-    );
-  }
-  process.stdout.write(` in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
-  step('MQTT broker (embedded aedes, deny by default)');
-  const credentialsFile = `${varDir}/stack-credentials.yaml`;
-  rmSync(credentialsFile, { force: true }); // fresh demo secrets each run; nothing else reads this file
-  rmSync(`${varDir}/stack-spool`, { recursive: true, force: true });
-  const store = new CredentialStore(credentialsFile);
-  const secret = new Map<string, string>();
-  for (const s of plan.schools)
-    for (const r of s.rooms)
-      secret.set(
-        r.device,
-        await store.add({ username: r.device, role: 'device', school: s.id, device: r.device }),
-      );
-  const collectorSecret = await store.add({ username: 'collector', role: 'collector' });
-  const pollerSecret = await store.add({
-    username: 'poller',
-    role: 'poller',
-    schools: plan.schools.map((s) => s.id),
-  });
-  // The live view and alerting only read: a `reader`, which never counts as the collector devices wait for.
-  const apiSecret = await store.add({ username: 'api', role: 'reader' });
+  // The simulated city's sockets on loopback, first: the ports they get are part of the configuration. A router
+  // per school (a real SNMP agent), the school's uplink (a relay to the broker that can be cut), and the webhook
+  // that prints notifications.
   const brokerPort = await freePort();
-  const broker = new Broker(
-    brokerConfigSchema.parse({
-      credentialsFile,
-      listeners: [{ kind: 'tcp', host: '127.0.0.1', port: brokerPort }],
-    }),
-    { log },
-  );
-  await broker.start();
-  services.push(broker);
-  const url = `mqtt://127.0.0.1:${brokerPort}`;
-
-  const file = (name: string) => {
-    const f = `${varDir}/stack-${name}`;
-    rmSync(f, { force: true });
-    return f;
-  };
-  // The registry is written first: the collector attributes every reading by it (region, classroom, or
-  // `unassigned`), and the API serves it.
-  const registryFile = file('registry.json');
-  await new RegistryStore(registryFile).import([
-    { name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) },
-  ]);
-
-  step('collector');
-  const collector = new Collector(
-    collectorConfigSchema.parse({
-      mqtt: { url, username: 'collector', password: collectorSecret },
-      metrics: { port: 0 },
-      registryFile,
-    }),
-    { log, storage },
-  );
-  await collector.start();
-  services.push(collector);
-  await collector.ready();
-
-  step(`API with alerting (registry and calendar of the city; rolling up ${from} … ${today})`);
-  const calendarFile = file('calendar.yaml');
-  writeFileSync(calendarFile, stringify({ calendars: [plan.calendar] }));
-  // Notifications go to a webhook on loopback that prints them here (a deployment names its robots instead).
+  const routers = new Map<string, SnmpSim>();
+  const relays = new Map<string, UplinkRelay>();
+  for (const s of plan.schools) {
+    const router = await new SnmpSim({
+      sysName: s.router,
+      ifaces: [
+        {
+          index: 1,
+          name: 'GigabitEthernet0/0/0',
+          alias: '上联 教育城域网',
+          highSpeedMbps: s.uplinkMbps,
+          operStatus: 1,
+          inOctets: 0n,
+          outOctets: 0n,
+        },
+      ],
+    }).start();
+    routers.set(s.id, router);
+    service(`router ${s.id}`, () => router.stop());
+    const relay = await new UplinkRelay({ host: '127.0.0.1', port: brokerPort }).start();
+    relays.set(s.id, relay);
+    service(`uplink ${s.id}`, () => relay.stop());
+  }
   const hook = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => {
@@ -226,58 +323,125 @@ try {
   });
   await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
   service('webhook', () => new Promise<void>((resolve) => hook.close(() => resolve())));
-  const apiProcess = composeApiProcess(
-    'all',
-    processConfigSchema(API_SECTIONS).parse({
-      influx: config.influx,
-      api: {
-        port: opts.apiPort,
-        registryFile,
-        tokensFile: file('api-tokens.json'),
-        calendarFile,
-        mqtt: { url, username: 'api', password: apiSecret },
-      },
-      rollup: { everyMs: 600_000, lateDays: dayNumber(today) - dayNumber(from) },
-      alerts: {
-        stateFile: file('alerts.json'),
-        groupWaitS: 10,
-        channels: [
-          {
-            kind: 'webhook',
-            name: 'terminal',
-            url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/`,
-          },
-        ],
-      },
-    }),
-    log,
-    { storage },
+  const bound = (secret: Bound['secret']): Bound => ({
+    brokerPort,
+    routerPort: (id) => routers.get(id)!.port,
+    relayPort: (id) => relays.get(id)!.port,
+    hookPort: (hook.address() as { port: number }).port,
+    secret,
+  });
+
+  if (values['print-config']) {
+    // Nothing is written or started beyond those sockets: the broker users' secrets are made at start (and are
+    // redacted here), and each start binds free ports again.
+    const { agents, ...c } = stackConfig(
+      plan,
+      from,
+      today,
+      bound(() => 'generated at start'),
+    );
+    process.stdout.write(
+      `${JSON.stringify(shownConfig(STACK_SECTIONS, { ...c, agent: agents[0] }), null, 2)}\n`,
+    );
+    process.exit(0);
+  }
+
+  step('InfluxDB (influxd 1.x, data in var/influxdb)');
+  // Its own process group: Ctrl-C must reach us first, so the storage can flush into influxd before it stops.
+  const influxd = new Influxd({ dataDir: `${varDir}/influxdb`, port: opts.influxPort, detached: true });
+  await influxd.start();
+  service('influxd', () => influxd.stop());
+
+  const storage = new Storage(influx, { log });
+  const info = await storage.start();
+  service('storage', () => storage.stop());
+  step(
+    `simulated city: ${plan.schools.length} schools in 3 counties (${plan.schools.filter((s) => s.area === 'rural').length} rural), ${rooms} classrooms with whiteboards; history ${from} … ${today} (class periods only)`,
   );
+  const t0 = performance.now();
+  const history = historyPoints(plan, from, today, now());
+  for (let i = 0; i < history.length; i += 20_000) {
+    storage.write(history.slice(i, i + 20_000));
+    await storage.flush();
+    process.stdout.write(
+      `\r  writing history: ${Math.min(i + 20_000, history.length)}/${history.length} readings`,
+    );
+  }
+  process.stdout.write(` in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+
+  step('MQTT broker (embedded aedes, deny by default)');
+  rmSync(`${varDir}/stack-spool`, { recursive: true, force: true });
+  const store = new CredentialStore(state.credentials);
+  // The file is shared with `npm run broker -- users …`: users added there stay; the stack's own users get fresh
+  // secrets each start (only hashes are stored, so the previous ones are unknown to it).
+  const issue = async (spec: Parameters<CredentialStore['add']>[0]): Promise<string> => {
+    await store.load();
+    const e = store.get(spec.username);
+    const same =
+      e?.role === spec.role &&
+      (e.role !== 'device' ||
+        (spec.role === 'device' && e.school === spec.school && e.device === spec.device)) &&
+      e.role !== 'poller'; // its schools follow --schools
+    if (same) return store.rotate(spec.username);
+    if (e) await store.revoke(spec.username);
+    return store.add(spec);
+  };
+  const secrets = new Map<string, string>();
+  for (const s of plan.schools)
+    for (const r of s.rooms)
+      secrets.set(
+        r.device,
+        await issue({ username: r.device, role: 'device', school: s.id, device: r.device }),
+      );
+  secrets.set('collector', await issue({ username: 'collector', role: 'collector' }));
+  secrets.set(
+    'poller',
+    await issue({ username: 'poller', role: 'poller', schools: plan.schools.map((s) => s.id) }),
+  );
+  secrets.set('api', await issue({ username: 'api', role: 'reader' }));
+  const c = stackConfig(
+    plan,
+    from,
+    today,
+    bound((username) => secrets.get(username)!),
+  );
+
+  const broker = new Broker(c.broker, { log });
+  await broker.start();
+  services.push(broker);
+  const url = `mqtt://127.0.0.1:${brokerPort}`;
+
+  // The registry is written first: the collector attributes every reading by it (region, classroom, or
+  // `unassigned`), and the API serves it. The city is imported into the registry there is (rows update by id), so
+  // what `npm run api -- import` added to it stays.
+  const registry = new RegistryStore(c.api.registryFile).load();
+  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) }]);
+  const others = [...registry.index.schools.keys()].filter((id) => !plan.schools.some((s) => s.id === id));
+  if (others.length > 0)
+    step(
+      `${shown(c.api.registryFile)} also holds ${others.length === 1 ? '1 school' : `${others.length} schools`} not in the simulated city (imported, or from a larger --schools); remove the file to start afresh`,
+    );
+
+  step('collector');
+  const collector = new Collector(c.collector, { log, storage });
+  await collector.start();
+  services.push(collector);
+  await collector.ready();
+
+  step(`API with alerting (registry and calendar of the city; rolling up ${from} … ${today})`);
+  writeFileSync(c.api.calendarFile, stringify({ calendars: [plan.calendar] }));
+  const apiProcess = composeApiProcess('all', c, log, { storage });
   const api = apiProcess.server;
-  const adminToken = api.tokens.load().add('quickstart admin', 'admin').token;
+  // Tokens are kept across starts (tokens add|revoke work on the same file): an admin token is made, and shown,
+  // only when the file holds none; only its hash is stored, so one made by an earlier start cannot be shown again.
+  const tokens = api.tokens.load();
+  const adminToken = tokens.list().some((t) => t.role === 'admin')
+    ? undefined
+    : tokens.add('quickstart admin', 'admin').token;
   await api.start();
   services.push(api);
 
   step(`${plan.schools.length} school routers (real SNMP agents on loopback) and the SNMP poller`);
-  const routers = new Map<string, SnmpSim>();
-  for (const s of plan.schools) {
-    const router = await new SnmpSim({
-      sysName: s.router,
-      ifaces: [
-        {
-          index: 1,
-          name: 'GigabitEthernet0/0/0',
-          alias: '上联 教育城域网',
-          highSpeedMbps: s.uplinkMbps,
-          operStatus: 1,
-          inOctets: 0n,
-          outOctets: 0n,
-        },
-      ],
-    }).start();
-    routers.set(s.id, router);
-    service(`router ${s.id}`, () => router.stop());
-  }
   // Traffic every second, following the model the history was written from.
   const inClass = (ms: number) => cal.isTeachingTime(ms);
   timers.push(
@@ -289,51 +453,16 @@ try {
       }
     }, 1_000),
   );
-  const poller = new Poller(
-    pollerConfigSchema.parse({
-      mqtt: { url, username: 'poller', password: pollerSecret },
-      spool: { dir: `${varDir}/stack-spool/poller` },
-      targets: plan.schools.map((s) => ({
-        device: s.router,
-        school: s.id,
-        address: '127.0.0.1',
-        port: routers.get(s.id)!.port,
-        community: 'public',
-        uplink: 1,
-        intervalS: opts.intervalS,
-      })),
-    }),
-    { log: quiet },
-  );
+  const poller = new Poller(c.poller, { log: quiet });
   await poller.start();
   services.push(poller);
 
-  // Each school's agents reach the broker through the school's uplink (a relay that can be cut).
-  const relays = new Map<string, UplinkRelay>();
   let started = 0;
-  for (const s of plan.schools) {
-    const relay = await new UplinkRelay({ host: '127.0.0.1', port: brokerPort }).start();
-    relays.set(s.id, relay);
-    service(`uplink ${s.id}`, () => relay.stop());
-    for (const r of s.rooms) {
-      const agent = new ClassroomAgent(
-        agentConfigSchema.parse({
-          school: s.id,
-          device: r.device,
-          classroom: r.id,
-          region: `330000/330100/${s.county.id}`,
-          kind: 'whiteboard',
-          intervalS: opts.intervalS,
-          mqtt: { url: `mqtt://127.0.0.1:${relay.port}`, username: r.device, password: secret.get(r.device) },
-          spool: { dir: `${varDir}/stack-spool/${r.device}` },
-          display: { source: 'simulated', idle: r.idle, faulty: r.faulty, useShare: 0.8 },
-        }),
-        { log: quiet },
-      );
-      await agent.start();
-      services.push(agent);
-      process.stdout.write(`\r• whiteboard agents: ${++started}/${rooms}`);
-    }
+  for (const a of c.agents) {
+    const agent = new ClassroomAgent(a, { log: quiet });
+    await agent.start();
+    services.push(agent);
+    process.stdout.write(`\r• whiteboard agents: ${++started}/${rooms}`);
   }
   process.stdout.write('\n');
 
@@ -341,13 +470,18 @@ try {
   await apiProcess.rollup?.run();
 
   const schoolName = (id: string) => plan.schools.find((s) => s.id === id)?.name ?? id;
+  // Another admin token, on the same file: `npm run api -- tokens add`, told where the file is when not at its default.
+  const addToken = `${varDir === resolve('var') ? '' : `CFM_API__TOKENS_FILE=${state.tokens} `}npm run api -- tokens add <name> --role admin`;
+  const bearer = adminToken ?? '$TOKEN';
   console.log(`
 Where to look
-  overview page   ${api.url}/overview#token=${adminToken}
-  API             ${api.url}   (admin token: ${adminToken})
-    curl -s -H 'authorization: Bearer ${adminToken}' '${api.url}/v1/attainment?period=${from}..${today}'
-    curl -s -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/alerts
-    curl -sN -H 'authorization: Bearer ${adminToken}' ${api.url}/v1/bandwidth/live
+  overview page   ${api.url}/overview${adminToken ? `#token=${adminToken}` : ''}
+  API             ${api.url}   ${adminToken ? `(admin token: ${adminToken})` : `(the admin token printed at the first start is kept in ${shown(state.tokens)}; another: ${addToken})`}
+    curl -s -H "authorization: Bearer ${bearer}" '${api.url}/v1/attainment?period=${from}..${today}'
+    curl -s -H "authorization: Bearer ${bearer}" ${api.url}/v1/alerts
+    curl -sN -H "authorization: Bearer ${bearer}" ${api.url}/v1/bandwidth/live
+  state           ${shown(varDir)}/: registry.json, api-tokens.json, alerts-state.json, broker-credentials.yaml — kept
+                  across starts; \`npm run api -- tokens add|import\` and \`npm run broker -- users\` work on them
   InfluxDB ${info.version}  ${influxd.url}  (database "${config.influx.database}"; Grafana: dashboards/README.md)
   MQTT broker     ${url}
   metrics         http://127.0.0.1:${collector.metricsPort}/metrics (collector), ${api.url}/metrics (API)

@@ -2,6 +2,13 @@
 import { runMain } from '../../common/cli.js';
 import { Poller, pollerConfigSchema } from './poller.js';
 
-await runMain('poller', { poller: pollerConfigSchema }, (config, log) => [
-  new Poller(config.poller, { log }),
-]);
+await runMain(
+  {
+    name: 'poller',
+    command: 'npm run poller --',
+    about:
+      "The SNMP poller: polls each target router's uplink (IF-MIB counters, sysUpTime) on its interval and publishes rates and status over MQTT (agents/snmp/README.md).",
+  },
+  { poller: pollerConfigSchema },
+  (config, log) => [new Poller(config.poller, { log })],
+);

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { chineseNumeral, planCity } from '../../dev/city.js';
+
+/**
+ * The simulated city names every school once: a list, a report or an alert naming 淳安县汾口中心小学 must mean one
+ * school. Checked at the quickstart's sizes (its default 36 schools, the six of tests/e2e/quickstart.test.ts) and
+ * at a city of 1,600 schools, the size the domain's figures give a city.
+ */
+describe('the simulated city (dev/city.ts)', () => {
+  for (const schools of [6, 36, 600, 1_600]) {
+    it(`gives each of ${schools} schools its own name, the same every time`, () => {
+      const plan = planCity({ schools, classrooms: 6, today: '2026-12-03' });
+      const names = plan.schools.map((s) => s.name);
+      expect(names).toHaveLength(schools);
+      const twice = names.filter((n, i) => names.indexOf(n) !== i);
+      expect(twice).toEqual([]);
+      expect(new Set(plan.registry.schools.map((s) => s.name)).size).toBe(schools);
+      expect(new Set(plan.schools.map((s) => s.id)).size).toBe(schools);
+      // Deterministic: another plan of the same size (on another day) names them alike.
+      expect(planCity({ schools, classrooms: 6, today: '2027-03-01' }).schools.map((s) => s.name)).toEqual(
+        names,
+      );
+    });
+  }
+
+  it('names them as Chinese schools are named: the town, then 中心小学, 第二小学…, or a campus', () => {
+    const names = planCity({ schools: 36, classrooms: 6 }).schools.map((s) => s.name);
+    // The first schools keep their names (the congested school is 淳安县's first: the quickstart prints it).
+    expect(names.slice(0, 3)).toEqual(['西湖区文新小学', '余杭区仁和中心小学', '淳安县汾口中心小学']);
+    // The two that were doubled (issue #15): the second school of each town is its 第二小学.
+    expect(names.filter((n) => n.startsWith('淳安县汾口'))).toEqual([
+      '淳安县汾口中心小学',
+      '淳安县汾口第二小学',
+    ]);
+    expect(names.filter((n) => n.startsWith('淳安县梓桐'))).toEqual([
+      '淳安县梓桐中心小学',
+      '淳安县梓桐第二小学',
+    ]);
+    expect(names).toContain('西湖区文新小学 2 校区');
+    for (const n of names)
+      expect(n).toMatch(/^(西湖区|余杭区|淳安县)\p{Script=Han}+(小学|中学)( \d+ 校区)?$/u);
+  });
+
+  it('writes numbers in Chinese numerals', () => {
+    const cases: [number, string][] = [
+      [2, '二'],
+      [10, '十'],
+      [12, '十二'],
+      [20, '二十'],
+      [51, '五十一'],
+      [100, '一百'],
+      [105, '一百零五'],
+      [110, '一百一十'],
+      [999, '九百九十九'],
+    ];
+    for (const [n, text] of cases) expect(chineseNumeral(n), String(n)).toBe(text);
+    expect(() => chineseNumeral(0)).toThrow(RangeError);
+  });
+});
