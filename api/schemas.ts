@@ -146,7 +146,12 @@ export const deviceOutSchema = z.object({
   serial: z.string().nullable(),
   batch: z.string().nullable(),
   state: liveStateSchema,
-  sinceMs: z.number().nullable(),
+  sinceMs: z
+    .number()
+    .nullable()
+    .describe(
+      'Since when it is in `state` (ms): online, when it connected; offline, when it went offline (the arrival of its last will, or the time its clean shutdown or poller says). null: no status yet, or offline since before the API started (a last will replayed on subscribing does not say when the connection ended).',
+    ),
   announced: announcedSchema.nullable().describe('null: no status from this (school, device) yet.'),
   registryMismatch: z
     .array(z.enum(MISMATCH_FIELDS))

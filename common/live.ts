@@ -58,7 +58,14 @@ export interface DeviceLive {
   /** The kind the device announced (the registry's kind wins for a registered device). */
   kind: string;
   state: 'online' | 'offline';
-  sinceMs: number;
+  /**
+   * Since when it is in `state` (ms), as well as the API can know it (`sinceOf`): online, the time its
+   * birth says it connected; offline, the time its last will arrived (a will's `ts` is when the connection
+   * *began*: the broker publishes the payload the device left at connect time) or, for a shutdown or a poller's
+   * verdict, the status's own `ts`. null: offline since before the API subscribed (a retained will replayed on
+   * subscribing says when the connection began, not when it ended).
+   */
+  sinceMs: number | null;
   /** What the last status announced; null where it said nothing. */
   announced: { region: string | null; classroom: string | null; kind: string };
 }
@@ -189,6 +196,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
   /** The registry the places were last checked against (an import changes what is registered). */
   private syncedIndex: RegistryIndex | undefined;
   private readonly limits: LiveLimits;
+  private readonly now: () => number;
   private session: MqttSession | undefined;
   private subscribed = false;
   private readonly waiters: (() => void)[] = [];
@@ -202,11 +210,14 @@ export class LiveState extends EventEmitter<LiveEvents> {
       /** What is registered; absent: nothing is, so every (school, device) is bounded as unregistered. */
       registry?: () => RegistryIndex;
       limits?: LiveLimits;
+      /** The clock (tests); default Date.now. */
+      now?: () => number;
     } = {},
   ) {
     super();
     this.setMaxListeners(0); // one listener per open SSE stream
     this.limits = bounds.limits ?? liveLimitsSchema.parse(undefined);
+    this.now = bounds.now ?? Date.now;
   }
 
   async start(): Promise<void> {
@@ -349,7 +360,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
     device: string,
     evicted: { school: string; device: string } | undefined,
   ): void {
-    if (!this.evictionLog.take(Date.now())) return;
+    if (!this.evictionLog.take(this.now())) return;
     this.log.warn(
       {
         school,
@@ -377,6 +388,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
   handle(topic: string, payload: Buffer, retained = false): void {
     const t = parseTopic(topic);
     if (!t.ok) return;
+    const atMs = this.now();
     const key = entityKey(t.school, t.device);
     const registered = this.registry()?.device(t.school, t.device) !== undefined;
     // Any message of a held unregistered device marks it seen; only a status or an uplink reading adds one.
@@ -399,7 +411,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
           device: t.device,
           kind: d.message.kind,
           state: d.message.state,
-          sinceMs: d.message.ts,
+          sinceMs: sinceOf(d.message, atMs, retained, this.devices.get(key)),
           announced: {
             region: d.message.region ?? null,
             classroom: d.message.classroom ?? null,
@@ -411,7 +423,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
         school: t.school,
         device: t.device,
         message: d.message,
-        atMs: Date.now(),
+        atMs,
         retained,
       });
     } else if (t.channel === 'iface') {
@@ -425,7 +437,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
         school: t.school,
         device: t.device,
         message: d.message,
-        atMs: Date.now(),
+        atMs,
       });
       const up = d.message.ifaces.find((i) => i.uplink);
       if (!up) return;
@@ -459,10 +471,36 @@ export class LiveState extends EventEmitter<LiveEvents> {
         school: t.school,
         device: t.device,
         message: d.message,
-        atMs: Date.now(),
+        atMs,
       } as LiveMessage);
     }
   }
+}
+
+/**
+ * Since when a device is in the state its status says (`DeviceLive.sinceMs`):
+ * - a status replayed on (re)subscribing (`retained`) that repeats the state already held keeps the held time:
+ *   a reconnect of the API's MQTT session is not a change in the classroom;
+ * - online: the birth's `ts`, the time the device connected (by its clock);
+ * - offline by a last will (`reason: will`, or no reason): when the will arrived. The broker publishes the
+ *   payload the device registered when it *connected* (MQTT-3.1.2-8), so its `ts` is the start of the connection
+ *   that just ended — the cut at 08:31:34 of a connection made at 08:30:20 would read 08:30:20. MQTT gives a
+ *   message no broker timestamp, and the broker publishes the will as the connection dies (keepalive × 1.5 at
+ *   the latest, MQTT-3.1.2-24), so the arrival is the best time there is. A will replayed on subscribing arrived
+ *   earlier, at a time nobody kept: null (unknown);
+ * - offline otherwise (`shutdown` before a clean stop, a poller declaring its router unreachable): the status's
+ *   own `ts`, the moment its sender saw the change.
+ */
+export function sinceOf(
+  s: DeviceStatus,
+  atMs: number,
+  retained: boolean,
+  held: DeviceLive | undefined,
+): number | null {
+  if (retained && held?.state === s.state) return held.sinceMs;
+  if (s.state === 'online') return s.ts;
+  if ((s.reason ?? 'will') === 'will') return retained ? null : atMs;
+  return s.ts;
 }
 
 /**

@@ -194,7 +194,12 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
                 schoolKnown: z.boolean().describe('Whether the school it reports under is registered.'),
                 kind: z.string(),
                 state: liveStateSchema,
-                sinceMs: z.number(),
+                sinceMs: z
+                  .number()
+                  .nullable()
+                  .describe(
+                    'Since when it is in `state` (ms): offline, when it went offline; null when that is not known (offline since before the API started).',
+                  ),
                 announced: announcedSchema,
               }),
             ),

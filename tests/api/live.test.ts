@@ -5,6 +5,9 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { ApiServer, apiConfigSchema } from '../../api/server.js';
+import { LiveState } from '../../common/live.js';
+import { silentLogger } from '../../common/log.js';
+import { mqttConfigSchema } from '../../common/mqtt.js';
 import type { Storage } from '../../common/storage/storage.js';
 import type { Registry } from '../../contracts/registry.js';
 import { CITY_CALENDAR } from '../helpers/city.js';
@@ -23,6 +26,8 @@ import { connectClient, startBroker } from '../helpers/mqtt.js';
  * readings of 2,000 invented devices of Z. The live view holds at most 50 unregistered devices per school and 80 in all.
  */
 const A = '3301060001';
+/** A second school of the county, for the offline time and the live uplink stream (after the flood). */
+const B = '3301060002';
 const Z = '3301069999';
 const A_PATH = '330000/330100/330106';
 const PER_SCHOOL = 50;
@@ -47,11 +52,29 @@ const REGISTRY: Registry = {
       uplinkDevice: 'gw-a',
       uplinkInterface: 1,
     },
+    {
+      id: B,
+      name: '学校B',
+      region: '330106',
+      area: 'rural',
+      level: 'primary',
+      classes: 6,
+      students: 200,
+      teachers: 12,
+      uplinkDevice: 'gw-b',
+      uplinkInterface: 1,
+      contractedMbps: 50,
+    },
   ],
-  classrooms: [{ id: 'A1', school: A, name: '一(1)班', isClass: true }],
+  classrooms: [
+    { id: 'A1', school: A, name: '一(1)班', isClass: true },
+    { id: 'B1', school: B, name: '二(3)班', isClass: true },
+  ],
   devices: [
     { id: 'gw-a', school: A, kind: 'router' },
     { id: 'wb-a1', school: A, classroom: 'A1', kind: 'panel' },
+    { id: 'gw-b', school: B, kind: 'router' },
+    { id: 'wb-b1', school: B, classroom: 'B1', kind: 'panel' },
   ],
 };
 
@@ -73,7 +96,9 @@ beforeAll(async () => {
     [
       { username: 'api', role: 'reader' },
       { username: 'dev-a1', role: 'device', school: A, device: 'wb-a1' },
+      { username: 'dev-b1', role: 'device', school: B, device: 'wb-b1' },
       { username: 'poll-x', role: 'poller', schools: [A, Z] },
+      { username: 'poll-b', role: 'poller', schools: [B] },
     ],
     // The poller's burst lets the whole flood through; the broker's own bounds are tested in tests/broker.
     { holdDevicesUntilCollector: false, pollerPublishBurst: 10_000 },
@@ -294,5 +319,77 @@ describe('the live view under a flood of invented device ids', () => {
     });
     expect(server.live.device(A, newest)).toMatchObject({ state: 'online' });
     expect(server.live.device(A, 'wb-a1')).toMatchObject({ state: 'offline' });
+  });
+});
+
+describe('offline time', () => {
+  const topic = `cfm/v1/${B}/wb-b1/status`;
+  const sinceOf = async () =>
+    (await get(`/v1/devices?school=${B}`, T.countyA)).body.items.find((d) => d.id === 'wb-b1') as
+      | (Item & { sinceMs: number | null })
+      | undefined;
+
+  it('is when the device went offline: the arrival of its last will, not the connect time the will carries', async () => {
+    // The agent connected a minute ago: its birth and the will it left with the broker both carry that time.
+    const connectedAt = Date.now() - 60_000;
+    const dev = await connectClient(broker.url, {
+      username: 'dev-b1',
+      password: broker.secrets['dev-b1'],
+      clientId: 'dev-b1/1',
+      will: {
+        topic,
+        payload: Buffer.from(JSON.stringify(statusOf('offline', { ts: connectedAt }))),
+        qos: 1,
+        retain: true,
+      },
+    });
+    clients.push(dev);
+    await dev.publishAsync(topic, JSON.stringify(statusOf('online', { ts: connectedAt })), {
+      qos: 1,
+      retain: true,
+    });
+    await waitFor(async () => (await sinceOf())?.state === 'online', { what: "wb-b1's birth" });
+    expect(await sinceOf()).toMatchObject({ state: 'online', sinceMs: connectedAt });
+
+    // The fibre is cut: the socket dies without DISCONNECT, and the broker publishes the will.
+    const cutAt = Date.now();
+    dev.stream.destroy();
+    await waitFor(async () => (await sinceOf())?.state === 'offline', { what: "wb-b1's will" });
+    const offline = (await sinceOf())!;
+    expect(offline.sinceMs).toBeGreaterThanOrEqual(cutAt);
+    expect(offline.sinceMs).toBeLessThanOrEqual(Date.now());
+
+    // A restarted API gets the will replayed (retained): when it arrived nobody kept, so the time is unknown —
+    // not the connect time the will carries.
+    const fresh = new LiveState(
+      mqttConfigSchema.parse({
+        url: broker.url,
+        username: 'api',
+        password: broker.secrets.api,
+        clientId: 'api/fresh',
+      }),
+      silentLogger(),
+      false,
+      { registry: () => server.registry.index },
+    );
+    await fresh.start();
+    try {
+      await waitFor(() => fresh.device(B, 'wb-b1') !== undefined, { what: 'the retained will' });
+      expect(fresh.device(B, 'wb-b1')).toMatchObject({ state: 'offline', sinceMs: null });
+    } finally {
+      await fresh.stop();
+    }
+  });
+
+  it('a clean shutdown says when: its own time', async () => {
+    const dev = await connectAs('dev-b1');
+    const stoppedAt = Date.now() - 5_000;
+    await dev.publishAsync(
+      topic,
+      JSON.stringify(statusOf('offline', { reason: 'shutdown', ts: stoppedAt })),
+      { qos: 1, retain: true },
+    );
+    await waitFor(async () => (await sinceOf())?.sinceMs === stoppedAt, { what: 'the shutdown' });
+    expect(await sinceOf()).toMatchObject({ state: 'offline', sinceMs: stoppedAt });
   });
 });
