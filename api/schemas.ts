@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ERROR_RESPONSES, errorSchema, regionQuery } from '../common/http/schemas.js';
-import { MISMATCH_FIELDS } from '../common/live.js';
+import { MISMATCH_FIELDS, UPLINK_STATES } from '../common/live.js';
 import { DEVICE_KINDS } from '../contracts/messages.js';
 import { AREAS, SCHOOL_LEVELS } from '../contracts/registry.js';
 
@@ -124,8 +124,16 @@ export const uplinkLiveSchema = z.object({
   inBps: z.number().nullable(),
   outBps: z.number().nullable(),
   speedMbps: z.number().nullable(),
-  operStatus: z.string(),
-  tsMs: z.number(),
+  operStatus: z
+    .string()
+    .describe('What the last reading said (IF-MIB ifOperStatus), however old: see `state`.'),
+  tsMs: z.number().describe('When the reading was taken.'),
+  state: z
+    .enum(UPLINK_STATES)
+    .describe(
+      'What holds now: `up`; `down` — the interface is not up, or the router stopped answering SNMP (the poller said so); `stale` — no reading for `api.live.staleAfterS` (or 3 poll intervals), so the rates and `operStatus` are old news.',
+    ),
+  stateSinceMs: z.number().describe('Since when `state` holds, as the API saw it.'),
 });
 
 export const liveStateSchema = z.enum(['online', 'offline', 'unknown']);

@@ -239,7 +239,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       config: { roles: ['admin', 'ops'] },
       schema: {
         summary:
-          "Server-sent events: `uplink` events with each school uplink reading in scope (from the school's own registered uplink device), starting with the latest of each.",
+          "Server-sent events: `uplink` events with each school uplink reading in scope (from the school's own registered uplink device), starting with the latest of each; and one whenever an uplink's `state` changes without a reading — `down` at once when the poller says its router stopped answering SNMP, `stale` when no reading came for `api.live.staleAfterS`.",
         querystring: z.object({ ...regionQuery }),
         produces: ['text/event-stream'],
         response: {

@@ -12,7 +12,7 @@ import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
-import { testApp } from '../helpers/api.js';
+import { openStream, testApp } from '../helpers/api.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { uplinkOf } from '../helpers/messages.js';
@@ -364,39 +364,20 @@ describe('live bandwidth (SSE) from real MQTT readings', () => {
     await app.listen({ host: '127.0.0.1', port: 0 });
     const port = (app.server.address() as { port: number }).port;
     await live.ready();
-    const ctrl = new AbortController();
-    const res = await fetch(`http://127.0.0.1:${port}/v1/bandwidth/live`, {
-      headers: { authorization: `Bearer ${T.binjiang}` },
-      signal: ctrl.signal,
-    });
-    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const sse = await openStream(`http://127.0.0.1:${port}/v1/bandwidth/live`, T.binjiang);
+    expect(sse.contentType).toMatch(/^text\/event-stream/);
     const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'poller-test' });
     const reading = (inBps: number) => JSON.stringify(uplinkOf(inBps));
-    const events: string[] = [];
-    const reader = res.body!.getReader();
-    const pump = (async () => {
-      const dec = new TextDecoder();
-      let buf = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        buf += dec.decode(value, { stream: true });
-        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-          events.push(buf.slice(0, i));
-          buf = buf.slice(i + 2);
-        }
-      }
-    })().catch(() => undefined);
     // A garbage reading is counted and dropped; a Xihu school's reading is not for this token; C's is.
     await pub.publishAsync('cfm/v1/C/gw-c/iface', '{"v":1,"ifaces":"nope"}', { qos: 1 });
     await pub.publishAsync('cfm/v1/A/gw-a/iface', reading(5e6), { qos: 1 });
     await pub.publishAsync('cfm/v1/C/gw-c/iface', reading(42e6), { qos: 1 });
-    await waitFor(() => events.some((e) => e.includes('"school":"C"')), { timeoutMs: 10_000 });
+    await waitFor(() => sse.events.some((e) => e.data.school === 'C'), { timeoutMs: 10_000 });
     await waitFor(() => live.uplinks.has('A'), { timeoutMs: 10_000 });
-    expect(events.some((e) => e.includes('"school":"A"'))).toBe(false);
-    const ev = events.find((e) => e.includes('"school":"C"'))!;
-    expect(ev).toMatch(/^id: \d+\nevent: uplink\ndata: /);
-    expect(JSON.parse(ev.split('data: ')[1]!)).toMatchObject({
+    expect(sse.events.some((e) => e.data.school === 'A')).toBe(false);
+    const ev = sse.events.find((e) => e.data.school === 'C')!;
+    expect(ev).toMatchObject({ id: expect.stringMatching(/^\d+$/), event: 'uplink' });
+    expect(ev.data).toMatchObject({
       school: 'C',
       device: 'gw-c',
       inBps: 42e6,
@@ -405,8 +386,7 @@ describe('live bandwidth (SSE) from real MQTT readings', () => {
     expect(live.rejected).toBeGreaterThanOrEqual(1);
     // The school list shows the live rate too.
     expect((await json('/v1/schools/C', T.binjiang)).uplink).toMatchObject({ inBps: 42e6 });
-    ctrl.abort();
-    await pump;
+    await sse.close();
     await pub.endAsync();
   });
 });

@@ -4,12 +4,15 @@ import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { Poller, pollerConfigSchema } from '../../agents/snmp/poller.js';
 import { ApiServer, apiConfigSchema } from '../../api/server.js';
 import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import type { Storage } from '../../common/storage/storage.js';
 import type { Registry } from '../../contracts/registry.js';
+import { SnmpSim } from '../../dev/snmp-sim.js';
+import { openStream } from '../helpers/api.js';
 import { CITY_CALENDAR } from '../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { statusOf, uplinkOf } from '../helpers/messages.js';
@@ -33,6 +36,8 @@ const A_PATH = '330000/330100/330106';
 const PER_SCHOOL = 50;
 const TOTAL = 80;
 const FLOOD = 2_000;
+/** `api.live.staleAfterS` here: short, and longer than the poll interval of the poller below (500 ms). */
+const STALE_AFTER_S = 4;
 const REGISTRY: Registry = {
   regions: [
     { id: '330000', name: '浙江省', level: 'province' },
@@ -116,7 +121,7 @@ beforeAll(async () => {
       calendarFile: join(dir, 'calendar.yaml'),
       preloadDays: 0,
       mqtt: { url: broker.url, username: 'api', password: broker.secrets.api },
-      live: { maxUnassignedPerSchool: PER_SCHOOL, maxUnassignedDevices: TOTAL },
+      live: { maxUnassignedPerSchool: PER_SCHOOL, maxUnassignedDevices: TOTAL, staleAfterS: STALE_AFTER_S },
     }),
     { log: captured.log, storage },
   );
@@ -391,5 +396,130 @@ describe('offline time', () => {
     );
     await waitFor(async () => (await sinceOf())?.sinceMs === stoppedAt, { what: 'the shutdown' });
     expect(await sinceOf()).toMatchObject({ state: 'offline', sinceMs: stoppedAt });
+  });
+});
+
+describe("a school's uplink on the live stream", () => {
+  type Uplink = { school: string; state: string; operStatus: string; stateSinceMs: number; tsMs: number };
+
+  it('a cut is sent as down within seconds of the poll that finds it; a silent poller as stale after the bound', async () => {
+    // School B's router as the SNMP poller sees it, polled every 500 ms (its status promises 5 s: 15 s > 4 s).
+    const router = await new SnmpSim({
+      ifaces: [
+        {
+          index: 1,
+          name: 'GigabitEthernet0/0/1',
+          highSpeedMbps: 100,
+          operStatus: 1,
+          inOctets: 0n,
+          outOctets: 0n,
+        },
+      ],
+    }).start();
+    const poller = new Poller(
+      pollerConfigSchema.parse({
+        mqtt: {
+          url: broker.url,
+          username: 'poll-b',
+          password: broker.secrets['poll-b'],
+          clientId: 'poll-b/1',
+        },
+        spool: { dir: join(dir, 'poller-spool') },
+        targets: [
+          {
+            device: 'gw-b',
+            school: B,
+            address: '127.0.0.1',
+            port: router.port,
+            community: 'public',
+            uplink: 1,
+            intervalS: 5,
+            timeoutMs: 200,
+            retries: 0,
+          },
+        ],
+      }),
+      { log: silentLogger(), intervalMs: 500 },
+    );
+    const sse = await openStream<Uplink>(`${server.url}/v1/bandwidth/live`, T.countyA);
+    const ofB = () => sse.events.filter((e) => e.data.school === B).map((e) => e.data);
+    /** The first event of B after the `after` first ones with `state`, once it came. */
+    const next = async (state: string, after: number, what: string) => {
+      const find = () =>
+        ofB()
+          .slice(after)
+          .find((u) => u.state === state);
+      await waitFor(() => find() !== undefined, { what });
+      return find()!;
+    };
+    const schoolB = async () => (await get(`/v1/schools/${B}`, T.countyA)).body.uplink as unknown as Uplink;
+    try {
+      expect(sse.status).toBe(200);
+      await poller.start();
+      await next('up', 0, "B's first reading");
+
+      // The interface goes down: the reading says so.
+      let seen = ofB().length;
+      router.setOperStatus(1, 2);
+      expect(await next('down', seen, 'the interface down')).toMatchObject({ operStatus: 'down' });
+      seen = ofB().length;
+      router.setOperStatus(1, 1);
+      await next('up', seen, 'the interface up again');
+
+      // The fibre is cut: the router stops answering. Its last reading said `up`; the stream says down, at once.
+      seen = ofB().length;
+      const cutAt = Date.now();
+      await router.stop();
+      const down = await next('down', seen, 'the cut uplink down');
+      expect(down).toMatchObject({ operStatus: 'up' });
+      expect(down.stateSinceMs - cutAt).toBeLessThan(60_000);
+      expect(await schoolB()).toMatchObject({ state: 'down', operStatus: 'up' });
+
+      // Back: the next poll answers.
+      seen = ofB().length;
+      await router.start();
+      await next('up', seen, 'the uplink restored');
+
+      // The poller stops: no reading comes, and after the bound the last one is stale — on the stream and in
+      // /v1/schools, though it said `up`.
+      seen = ofB().length;
+      await poller.stop();
+      const stale = await next('stale', seen, 'the reading stale');
+      const last = server.live.uplink(B, 'gw-b')!;
+      expect(stale).toMatchObject({ operStatus: 'up', stateSinceMs: last.tsMs + STALE_AFTER_S * 1000 });
+      expect(await schoolB()).toMatchObject({ state: 'stale', operStatus: 'up' });
+    } finally {
+      await sse.close();
+      await poller.stop();
+      await router.stop();
+    }
+  });
+  it('3 poll intervals make a reading stale when its poller promises a shorter one than the bound', async () => {
+    const sse = await openStream<Uplink>(`${server.url}/v1/bandwidth/live`, T.countyA);
+    try {
+      const poller = await connectAs('poll-x');
+      // The poller's status for its router promises a poll every second: stale after 3 s, not 4.
+      await poller.publishAsync(
+        `cfm/v1/${A}/gw-a/status`,
+        JSON.stringify(statusOf('online', { kind: 'router', heartbeatS: 1 })),
+        { qos: 1, retain: true },
+      );
+      await waitFor(() => server.live.device(A, 'gw-a')?.heartbeatS === 1, { what: "gw-a's status" });
+      const reading = uplinkOf(2e6);
+      await poller.publishAsync(`cfm/v1/${A}/gw-a/iface`, JSON.stringify(reading), { qos: 1 });
+      await waitFor(
+        () =>
+          sse.events.some(
+            (e) => e.data.school === A && e.data.tsMs === reading.ts && e.data.state === 'stale',
+          ),
+        { what: "gw-a's reading stale" },
+      );
+      expect(server.live.uplink(A, 'gw-a')).toMatchObject({
+        state: 'stale',
+        stateSinceMs: reading.ts + 3_000,
+      });
+    } finally {
+      await sse.close();
+    }
   });
 });
