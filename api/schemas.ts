@@ -134,6 +134,39 @@ export const uplinkLiveSchema = z.object({
       'What holds now: `up`; `down` — the interface is not up, or the router stopped answering SNMP (the poller said so); `stale` — no reading for `api.live.staleAfterS` (or 3 poll intervals), so the rates and `operStatus` are old news.',
     ),
   stateSinceMs: z.number().describe('Since when `state` holds, as the API saw it.'),
+  capacityMbps: z
+    .number()
+    .nullable()
+    .describe("What the utilisation is a share of: the school's contracted Mbps, else the interface speed."),
+  capacitySource: z.enum(['contract', 'polled']).nullable(),
+  utilisationPct: z
+    .number()
+    .nullable()
+    .describe(
+      'The busier direction (in or out) as % of `capacityMbps`, 2 decimals; of the last reading when `state` is not `up`. null: no rate or no capacity.',
+    ),
+});
+
+/** Where an event's school (and device) lies, by name: what the people reading a live stream know. */
+const placeFields = {
+  schoolName: z.string(),
+  region: z.string().describe("The school's region path, e.g. 330000/330100/330106."),
+  regionNames: z.array(z.string()).describe('The names along the path, e.g. 浙江省, 杭州市, 西湖区.'),
+  classroom: z.string().nullable().describe("The device's classroom id; null for a device in no classroom."),
+  classroomName: z.string().nullable(),
+};
+
+/** An `uplink` event of `/v1/bandwidth/live`: the reading with its place. */
+export const uplinkEventSchema = uplinkLiveSchema.extend(placeFields);
+
+/** A `device` event of `/v1/bandwidth/live?devices=true`: a registered device went online or offline. */
+export const deviceEventSchema = z.object({
+  school: z.string(),
+  device: z.string(),
+  kind: z.enum(DEVICE_KINDS).describe("The registry's kind."),
+  state: z.enum(['online', 'offline']),
+  sinceMs: z.number().nullable().describe('As `sinceMs` of `/v1/devices`.'),
+  ...placeFields,
 });
 
 export const liveStateSchema = z.enum(['online', 'offline', 'unknown']);

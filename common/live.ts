@@ -127,7 +127,8 @@ export type LiveMessage =
   | { channel: 'event'; school: string; device: string; message: DeviceEvent; atMs: number }
   | { channel: 'telemetry'; school: string; device: string; message: Telemetry; atMs: number };
 
-type LiveEvents = { uplink: [UplinkLive]; message: [LiveMessage] };
+/** `uplink`: a reading, or a change of its state; `device`: a held device's state changed (or was first known). */
+type LiveEvents = { uplink: [UplinkLive]; device: [DeviceLive]; message: [LiveMessage] };
 
 export interface LiveStats {
   /** Devices with a live status held (registered or not). */
@@ -492,20 +493,24 @@ export class LiveState extends EventEmitter<LiveEvents> {
         this.rejected++;
         return;
       }
-      if (holds())
-        this.devices.set(key, {
+      if (holds()) {
+        const held = this.devices.get(key);
+        const entry: DeviceLive = {
           school: t.school,
           device: t.device,
           kind: d.message.kind,
           state: d.message.state,
-          sinceMs: sinceOf(d.message, atMs, retained, this.devices.get(key)),
+          sinceMs: sinceOf(d.message, atMs, retained, held),
           announced: {
             region: d.message.region ?? null,
             classroom: d.message.classroom ?? null,
             kind: d.message.kind,
           },
           heartbeatS: d.message.heartbeatS ?? null,
-        });
+        };
+        this.devices.set(key, entry);
+        if (held?.state !== entry.state) this.emit('device', entry);
+      }
       this.emit('message', {
         channel: 'status',
         school: t.school,

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { Poller, pollerConfigSchema } from '../../agents/snmp/poller.js';
 import { ApiServer, apiConfigSchema } from '../../api/server.js';
+import { roundHalfAway } from '../../common/figures/rounding.js';
 import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
@@ -90,6 +91,8 @@ let broker: Awaited<ReturnType<typeof startBroker>>;
 let server: ApiServer;
 let logs: Record<string, unknown>[];
 const clients: MqttClient[] = [];
+/** Live streams a test opened, closed at the end. */
+const streams: { close(): Promise<void> }[] = [];
 const T = { admin: '', countyA: '' };
 
 beforeAll(async () => {
@@ -131,6 +134,7 @@ beforeAll(async () => {
   T.countyA = server.tokens.add('西湖区教育局', 'ops', A_PATH).token;
 });
 afterAll(async () => {
+  for (const s of streams) await s.close();
   for (const c of clients) await c.endAsync(true);
   await server?.stop();
   await broker?.dispose();
@@ -327,6 +331,18 @@ describe('the live view under a flood of invented device ids', () => {
   });
 });
 
+/** Where school B's panel is, as the live stream's events name it. */
+const WB_B1 = {
+  school: B,
+  device: 'wb-b1',
+  kind: 'panel',
+  schoolName: '学校B',
+  region: A_PATH,
+  regionNames: ['浙江省', '杭州市', '西湖区'],
+  classroom: 'B1',
+  classroomName: '二(3)班',
+};
+
 describe('offline time', () => {
   const topic = `cfm/v1/${B}/wb-b1/status`;
   const sinceOf = async () =>
@@ -334,7 +350,9 @@ describe('offline time', () => {
       | (Item & { sinceMs: number | null })
       | undefined;
 
-  it('is when the device went offline: the arrival of its last will, not the connect time the will carries', async () => {
+  it('is when the device went offline: the arrival of its last will, not the connect time the will carries; the stream says so with its classroom', async () => {
+    const sse = await openStream(`${server.url}/v1/bandwidth/live?devices=true`, T.countyA);
+    streams.push(sse);
     // The agent connected a minute ago: its birth and the will it left with the broker both carry that time.
     const connectedAt = Date.now() - 60_000;
     const dev = await connectClient(broker.url, {
@@ -363,6 +381,13 @@ describe('offline time', () => {
     const offline = (await sinceOf())!;
     expect(offline.sinceMs).toBeGreaterThanOrEqual(cutAt);
     expect(offline.sinceMs).toBeLessThanOrEqual(Date.now());
+    // With `devices=true` the live stream sent both changes, by name.
+    const deviceEvents = () => sse.events.filter((e) => e.event === 'device').map((e) => e.data);
+    await waitFor(() => deviceEvents().length === 2, { what: 'device events' });
+    expect(deviceEvents()).toEqual([
+      { ...WB_B1, state: 'online', sinceMs: connectedAt },
+      { ...WB_B1, state: 'offline', sinceMs: offline.sinceMs },
+    ]);
 
     // A restarted API gets the will replayed (retained): when it arrived nobody kept, so the time is unknown —
     // not the connect time the will carries.
@@ -400,7 +425,15 @@ describe('offline time', () => {
 });
 
 describe("a school's uplink on the live stream", () => {
-  type Uplink = { school: string; state: string; operStatus: string; stateSinceMs: number; tsMs: number };
+  type Uplink = {
+    school: string;
+    state: string;
+    operStatus: string;
+    stateSinceMs: number;
+    tsMs: number;
+    inBps: number | null;
+    outBps: number | null;
+  };
 
   it('a cut is sent as down within seconds of the poll that finds it; a silent poller as stale after the bound', async () => {
     // School B's router as the SNMP poller sees it, polled every 500 ms (its status promises 5 s: 15 s > 4 s).
@@ -442,6 +475,7 @@ describe("a school's uplink on the live stream", () => {
       { log: silentLogger(), intervalMs: 500 },
     );
     const sse = await openStream<Uplink>(`${server.url}/v1/bandwidth/live`, T.countyA);
+    let traffic: NodeJS.Timeout | undefined;
     const ofB = () => sse.events.filter((e) => e.data.school === B).map((e) => e.data);
     /** The first event of B after the `after` first ones with `state`, once it came. */
     const next = async (state: string, after: number, what: string) => {
@@ -456,7 +490,24 @@ describe("a school's uplink on the live stream", () => {
     try {
       expect(sse.status).toBe(200);
       await poller.start();
-      await next('up', 0, "B's first reading");
+      // Traffic between polls, for a rate; the utilisation is of the school's contracted 50 Mbit/s.
+      traffic = setInterval(() => router.advance(1, 1_000_000n, 100_000n), 100);
+      await waitFor(() => ofB().some((u) => u.state === 'up' && u.inBps !== null), {
+        what: "B's first rate",
+      });
+      const first = ofB().find((u) => u.inBps !== null)!;
+      expect(first).toMatchObject({
+        schoolName: '学校B',
+        region: A_PATH,
+        regionNames: ['浙江省', '杭州市', '西湖区'],
+        classroom: null,
+        classroomName: null,
+        speedMbps: 100,
+        capacityMbps: 50,
+        capacitySource: 'contract',
+        utilisationPct: roundHalfAway((100 * Math.max(first.inBps!, first.outBps!)) / 50e6, 2),
+      });
+      expect(first.inBps).toBeGreaterThan(0);
 
       // The interface goes down: the reading says so.
       let seen = ofB().length;
@@ -487,8 +538,11 @@ describe("a school's uplink on the live stream", () => {
       const stale = await next('stale', seen, 'the reading stale');
       const last = server.live.uplink(B, 'gw-b')!;
       expect(stale).toMatchObject({ operStatus: 'up', stateSinceMs: last.tsMs + STALE_AFTER_S * 1000 });
-      expect(await schoolB()).toMatchObject({ state: 'stale', operStatus: 'up' });
+      expect(await schoolB()).toMatchObject({ state: 'stale', operStatus: 'up', capacitySource: 'contract' });
+      // The router's status changed with the cut, but a stream without `devices=true` has uplink events only.
+      expect(new Set(sse.events.map((e) => e.event))).toEqual(new Set(['uplink']));
     } finally {
+      clearInterval(traffic);
       await sse.close();
       await poller.stop();
       await router.stop();
@@ -518,6 +572,17 @@ describe("a school's uplink on the live stream", () => {
         state: 'stale',
         stateSinceMs: reading.ts + 3_000,
       });
+      // School A has no contracted bandwidth: 2 Mbit/s in, 1 out, of the 1,000 Mbit/s interface.
+      expect(sse.events.find((e) => e.data.tsMs === reading.ts && e.data.state === 'up')?.data).toMatchObject(
+        {
+          schoolName: '学校A',
+          inBps: 2e6,
+          outBps: 1e6,
+          capacityMbps: 1000,
+          capacitySource: 'polled',
+          utilisationPct: 0.2,
+        },
+      );
     } finally {
       await sse.close();
     }
