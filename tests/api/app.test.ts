@@ -242,6 +242,68 @@ describe('access', () => {
   });
 });
 
+describe('the region parameter', () => {
+  const XIHU = '330000/330100/330106';
+  const ROUTES = [
+    '/v1/schools',
+    '/v1/devices',
+    '/v1/devices/unassigned',
+    `/v1/attainment?period=${WEEK}`,
+    `/v1/attainment/schools?period=${WEEK}`,
+    `/v1/attainment/classrooms?period=${WEEK}`,
+    `/v1/audit/devices?period=${WEEK}`,
+    `/v1/audit/idle?period=${WEEK}&idleDays=2`,
+  ];
+  const withRegion = (route: string, region: string) =>
+    `${route}${route.includes('?') ? '&' : '?'}region=${region}`;
+
+  it.each(ROUTES)('%s: a bare division code answers as its path does', async (route) => {
+    const bare = await json(withRegion(route, '330106'), T.ops);
+    expect(bare).toEqual(await json(withRegion(route, XIHU), T.ops));
+    // A county token asking for its own county by code, too.
+    expect(await json(withRegion(route, '330106'), T.xihu)).toEqual(await json(route, T.xihu));
+  });
+
+  it('a bare code names the schools of its region, at every level', async () => {
+    const ids = async (region: string) =>
+      (await json(`/v1/schools?region=${region}`, T.ops)).items.map((s: { id: string }) => s.id);
+    expect(await ids('330106')).toEqual(['A', 'B']);
+    expect(await ids('330108')).toEqual(['C']);
+    expect(await ids('330100')).toEqual(['A', 'B', 'C']);
+  });
+
+  it.each([...ROUTES, '/v1/bandwidth/live'])(
+    "%s: a code or path the registry does not know is a 400 naming region, not an empty list; another county's code a 403",
+    async (route) => {
+      const answer = async (region: string, token: string) => {
+        const r = await get(withRegion(route, region), token);
+        return { http: r.statusCode, ...r.json() };
+      };
+      expect(await answer('330127', T.ops)).toEqual({
+        http: 400,
+        status: 'error',
+        code: 'CFM_API_BAD_REQUEST',
+        message:
+          'region 330127 is not in the registry: give the division code (行政区划代码) of a region it lists, e.g. 330106, or its path, e.g. 330000/330100/330106',
+        field: 'region',
+      });
+      expect(await answer('330000/330200/330106', T.ops)).toMatchObject({
+        http: 400,
+        message: `region 330000/330200/330106 is not a path of the registry: region 330106 lies at ${XIHU}`,
+        field: 'region',
+      });
+      // The scope holds for codes: county 滨江's token asking for 西湖's code.
+      expect(await answer('330106', T.binjiang)).toEqual({
+        http: 403,
+        status: 'error',
+        code: 'CFM_API_OUT_OF_SCOPE',
+        message: `region 330106 (${XIHU}) is outside this token's scope 330000/330100/330108`,
+        field: 'region',
+      });
+    },
+  );
+});
+
 describe('bad requests get a 400 naming the field', () => {
   it.each([
     ['/v1/attainment?period=2026-13', 'period'],
