@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Rule, RuleName, Severity } from './rules.js';
 
 /**
@@ -8,7 +9,7 @@ import type { Rule, RuleName, Severity } from './rules.js';
 export type AlertState = 'pending' | 'firing' | 'resolved';
 
 export interface Alert {
-  /** Stable id: the key plus when the alert started (a later alert of the same key gets a new id). */
+  /** Stable, URL-safe id (`idOf` the key and when it started: a later alert of the same key gets a new id). */
   id: string;
   key: string;
   rule: RuleName;
@@ -109,6 +110,21 @@ const PARENT_RULE: RuleName = 'uplink_down';
 
 export const alertKey = (rule: string, school: string, device?: string | null, subject?: string | null) =>
   `${rule}|${school}|${device ?? ''}|${subject ?? ''}`;
+
+/**
+ * An alert's id: its rule and a hash of its key and start, e.g. `uplink_down-3f2a9c0e51b7d48a6c21`. URL-safe
+ * (`POST /v1/alerts/{id}/ack` needs no escaping) where the key is not (`|`, and ids of any school or device);
+ * 80 bits of SHA-256, so two alerts of a state file's history never share one. Ids before #15 were the key and
+ * the start joined by `|`: `idOf` of such an id is the id the alert has now, so a state file written then loads
+ * with the same ids a fresh start would give (state.ts, `migrateIds`).
+ */
+export function idOf(keyAndStart: string): string {
+  const rule = keyAndStart.slice(0, keyAndStart.indexOf('|'));
+  return `${rule}-${createHash('sha256').update(keyAndStart).digest('hex').slice(0, 20)}`;
+}
+
+/** Whether `id` is of the form before #15 (`key|start`), which `idOf` turns into the current one. */
+export const isOldId = (id: string): boolean => id.includes('|');
 
 export class AlertEngine {
   readonly active = new Map<string, Alert>();
@@ -330,7 +346,7 @@ export class AlertEngine {
   ): Alert {
     this.version++;
     return {
-      id: `${key}|${now}`,
+      id: idOf(`${key}|${now}`),
       key,
       rule: sig.rule,
       severity: rule.severity,

@@ -126,7 +126,8 @@ export const alertRoutes: FastifyPluginAsyncZod<AlertRoutesOptions> = async (app
     {
       config: { roles: ['admin', 'ops'] },
       schema: {
-        summary: 'Acknowledge an alert: no more reminders (the resolve is still sent).',
+        summary:
+          'Acknowledge an alert by its id (URL-safe, e.g. uplink_down-3f2a9c0e51b7d48a6c21): no more reminders (the resolve is still sent).',
         params: z.object({ id: z.string().min(1).max(300) }),
         response: { 200: alertOut, ...ERROR_RESPONSES },
       },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Alert, AlertEngine, type Notification, type Signal } from '../../alerting/engine.js';
+import { type Alert, AlertEngine, idOf, type Notification, type Signal } from '../../alerting/engine.js';
 import { DEFAULT_RULES } from '../../alerting/rules.js';
 import { Calendar } from '../../common/calendar.js';
 import { CITY_CALENDAR } from '../helpers/city.js';
@@ -73,6 +73,23 @@ describe('alert engine', () => {
     // Sent when its 60 s grace ends, to the millisecond: the grace already covers the 30 s group wait.
     expect(firing.atMs - (t0 + 64_000)).toBe(60_000);
     expect(h.engine.active.size).toBe(0);
+  });
+
+  it('alert ids are URL-safe, one per alert; keys stay rule|school|device|subject', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:05:00');
+    h.start(t0);
+    h.run(at('2026-10-08T08:10:00'), outage(t0, at('2026-10-08T09:20:00')));
+    const alerts = [...h.engine.active.values()];
+    const uplink = h.engine.active.get('uplink_down|S|gw|')!;
+    expect(uplink.id).toMatch(/^uplink_down-[0-9a-f]{20}$/);
+    expect(h.sent[0]!.items[0]!.alert.id).toBe(uplink.id);
+    for (const a of alerts) expect(encodeURIComponent(a.id)).toBe(a.id);
+    expect(new Set(alerts.map((a) => a.id)).size).toBe(alerts.length);
+    // The devices' alerts name the uplink's as what inhibits them.
+    expect(h.engine.active.get('device_offline|S|pn-01|')).toMatchObject({ inhibitedBy: uplink.id });
+    // A later alert of the same key is another alert: another id.
+    expect(idOf(`uplink_down|S|gw||${t0 + 1}`)).not.toBe(uplink.id);
   });
 
   it.each([
