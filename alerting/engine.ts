@@ -98,11 +98,19 @@ export interface EngineOptions {
   flap: { changes: number; windowS: number };
   /** Whether a school is in class now (its calendar); false for unknown schools. */
   teaching: (school: string, atMs: number) => boolean;
+  /**
+   * When `classMs` of the school's class time have passed since `fromMs` (`Calendar.teachingDeadline`);
+   * Infinity for unknown schools. For the rules whose grace pauses in breaks (`pauseInBreaks`).
+   */
+  teachingDeadline: (school: string, fromMs: number, classMs: number) => number;
   /** Whether notifications about this alert are suppressed now (silences, maintenance windows). */
   silenced: (alert: Alert, atMs: number) => boolean;
   /** Resolved alerts kept for the history API. */
   historyMax: number;
 }
+
+/** The rule's grace counts class time across breaks: paused by a break, not reset (`Rule.pauseInBreaks`). */
+const pausesInBreaks = (rule: Rule): boolean => rule.when === 'teaching' && rule.pauseInBreaks;
 
 /** Rules a school's uplink outage inhibits: the school's devices cannot report while its uplink is down. */
 const CHILD_RULES = new Set<RuleName>(['device_offline', 'snmp_unreachable', 'data_gap']);
@@ -194,10 +202,14 @@ export class AlertEngine {
       // Back within its hysteresis: reminders resume.
       if (a.state === 'firing' && rule.renotifyS > 0 && a.notifiedAtMs !== null)
         this.wake(a.notifiedAtMs + rule.renotifyS * 1000);
-      // The grace period starts when the condition did (not at the next tick), if it counts at that moment.
-      if (a.state === 'pending' && (rule.when === 'always' || this.opts.teaching(a.school, sig.atMs))) {
+      // The grace period starts when the condition did (not at the next tick), if it counts at that moment — or
+      // in any case when it counts class time across breaks (it then begins with the next class).
+      if (
+        a.state === 'pending' &&
+        (rule.when === 'always' || pausesInBreaks(rule) || this.opts.teaching(a.school, sig.atMs))
+      ) {
         a.pendingSinceMs = sig.atMs;
-        this.wake(sig.atMs + rule.forS * 1000);
+        this.wake(this.dueMs(a, rule));
       }
     } else if (a.state === 'firing') {
       a.clearSinceMs = sig.atMs;
@@ -229,6 +241,8 @@ export class AlertEngine {
         }
         const counting = rule.when === 'always' || this.opts.teaching(a.school, now);
         if (!counting) {
+          // A break pauses a grace that counts class time across breaks; it resets any other.
+          if (pausesInBreaks(rule)) continue;
           if (a.pendingSinceMs !== null) this.version++;
           a.pendingSinceMs = null;
           continue;
@@ -238,8 +252,9 @@ export class AlertEngine {
           this.version++;
         }
         if (a.inhibitedBy) continue;
-        if (now - a.pendingSinceMs < rule.forS * 1000) {
-          this.wake(a.pendingSinceMs + rule.forS * 1000);
+        const due = this.dueMs(a, rule);
+        if (now < due) {
+          this.wake(due);
           continue;
         }
         this.fire(a, now);
@@ -278,6 +293,17 @@ export class AlertEngine {
     if (atMs < this.nextWakeMs) this.nextWakeMs = atMs;
   }
 
+  /**
+   * When a pending alert's grace ends: `forS` after its clock started, counted in class time across breaks for a
+   * rule that pauses in them.
+   */
+  private dueMs(a: Alert, rule: Rule): number {
+    const since = a.pendingSinceMs ?? Number.POSITIVE_INFINITY;
+    return pausesInBreaks(rule)
+      ? this.opts.teachingDeadline(a.school, since, rule.forS * 1000)
+      : since + rule.forS * 1000;
+  }
+
   /** Hysteresis: how long a firing alert's condition must stay clear (a quiet flap window when flapping). */
   private clearForS(a: Alert, rule: Rule): number {
     return a.flapping ? Math.max(rule.resolveAfterS, this.opts.flap.windowS) : rule.resolveAfterS;
@@ -312,7 +338,7 @@ export class AlertEngine {
         a.inhibitedBy = null;
         if (a.state === 'pending' && a.raw) {
           a.pendingSinceMs = now;
-          this.wake(now + this.opts.rules[a.rule].forS * 1000);
+          this.wake(this.dueMs(a, this.opts.rules[a.rule]));
         }
         this.version++;
       }
@@ -424,7 +450,7 @@ export class AlertEngine {
         )
           continue;
         const rule = this.opts.rules[a.rule];
-        const due = a.pendingSinceMs + rule.forS * 1000;
+        const due = this.dueMs(a, rule);
         if (due > now + waitMs) continue;
         if (rule.when === 'teaching' && !this.opts.teaching(a.school, due)) continue;
         this.fire(a, now);

@@ -42,6 +42,11 @@ const ruleSchema = z.strictObject({
     .describe('Repeat while firing and unacknowledged; 0 = never.'),
   /** Only a condition that begins during class starts an alert (a device off since last night is not one). */
   startsInClass: z.boolean().default(false),
+  /**
+   * With `when: teaching`: the grace counts class time across breaks — a break pauses it, only the condition
+   * clearing resets it. Without, each break resets it (a device must stay off `forS` within one period).
+   */
+  pauseInBreaks: z.boolean().default(false),
   /** Rule-specific thresholds. */
   thresholdPct: z.number().min(1).max(100).optional(),
   lampHoursMax: z.number().int().min(1).optional(),
@@ -54,6 +59,10 @@ export type Rule = z.infer<typeof ruleSchema>;
 /**
  * Defaults, and why: `device_offline.forS` (120 s) exceeds the poller's detection of a dead uplink (one 60 s poll
  * plus its timeout), so an uplink outage is known — and inhibits the classrooms — before a classroom would page.
+ * `uplink_saturated` counts its 10 minutes in class time across breaks (`pauseInBreaks`): a school saturated
+ * through the end of one period and the start of the next pages 10 minutes of class into it, once — reset at
+ * each break, it paged only when one period alone held 10 saturated minutes (33 minutes late in #15, or never
+ * with short periods); not gated by class at all, it would page at night for backups nobody teaches through.
  */
 export const DEFAULT_RULES: Record<RuleName, Rule> = {
   device_offline: {
@@ -61,6 +70,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: true,
+    pauseInBreaks: false,
     forS: 120,
     resolveAfterS: 300,
     renotifyS: 4 * 3600,
@@ -70,6 +80,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'critical',
     when: 'teaching',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 60,
     resolveAfterS: 180,
     renotifyS: 3600,
@@ -79,6 +90,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: false,
+    pauseInBreaks: true,
     forS: 600,
     resolveAfterS: 600,
     renotifyS: 4 * 3600,
@@ -89,6 +101,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 60,
     resolveAfterS: 300,
     renotifyS: 24 * 3600,
@@ -100,6 +113,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'info',
     when: 'always',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 0,
     resolveAfterS: 0,
     renotifyS: 0,
@@ -109,6 +123,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 180,
     resolveAfterS: 300,
     renotifyS: 4 * 3600,
@@ -118,6 +133,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'info',
     when: 'always',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 300,
     resolveAfterS: 600,
     renotifyS: 24 * 3600,
@@ -128,6 +144,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: true,
+    pauseInBreaks: false,
     forS: 0,
     resolveAfterS: 300,
     renotifyS: 4 * 3600,
