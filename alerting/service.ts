@@ -9,7 +9,6 @@ import type { AlertsConfig } from './config.js';
 import { Deliverer } from './deliver.js';
 import { AlertEngine, type Notification } from './engine.js';
 import { type Names, render } from './render.js';
-import { resolveRules } from './rules.js';
 import { Signals } from './signals.js';
 import { silenced } from './silences.js';
 import { type Silence, type StateFile, silenceSchema } from './state.js';
@@ -63,7 +62,7 @@ export class AlertService {
       storage?: Pick<Storage, 'write'>;
     },
   ) {
-    const rules = resolveRules(config.rules);
+    const { rules } = config; // each rule whole: its fields as configured, the rest its defaults
     this.signals = new Signals(rules);
     this.store = new StateStore(config.stateFile, deps.log);
     this.engine = new AlertEngine({
