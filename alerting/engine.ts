@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Rule, RuleName, Severity } from './rules.js';
 
 /**
@@ -8,7 +9,7 @@ import type { Rule, RuleName, Severity } from './rules.js';
 export type AlertState = 'pending' | 'firing' | 'resolved';
 
 export interface Alert {
-  /** Stable id: the key plus when the alert started (a later alert of the same key gets a new id). */
+  /** Stable, URL-safe id (`idOf` the key and when it started: a later alert of the same key gets a new id). */
   id: string;
   key: string;
   rule: RuleName;
@@ -97,11 +98,19 @@ export interface EngineOptions {
   flap: { changes: number; windowS: number };
   /** Whether a school is in class now (its calendar); false for unknown schools. */
   teaching: (school: string, atMs: number) => boolean;
+  /**
+   * When `classMs` of the school's class time have passed since `fromMs` (`Calendar.teachingDeadline`);
+   * Infinity for unknown schools. For the rules whose grace pauses in breaks (`pauseInBreaks`).
+   */
+  teachingDeadline: (school: string, fromMs: number, classMs: number) => number;
   /** Whether notifications about this alert are suppressed now (silences, maintenance windows). */
   silenced: (alert: Alert, atMs: number) => boolean;
   /** Resolved alerts kept for the history API. */
   historyMax: number;
 }
+
+/** The rule's grace counts class time across breaks: paused by a break, not reset (`Rule.pauseInBreaks`). */
+const pausesInBreaks = (rule: Rule): boolean => rule.when === 'teaching' && rule.pauseInBreaks;
 
 /** Rules a school's uplink outage inhibits: the school's devices cannot report while its uplink is down. */
 const CHILD_RULES = new Set<RuleName>(['device_offline', 'snmp_unreachable', 'data_gap']);
@@ -109,6 +118,21 @@ const PARENT_RULE: RuleName = 'uplink_down';
 
 export const alertKey = (rule: string, school: string, device?: string | null, subject?: string | null) =>
   `${rule}|${school}|${device ?? ''}|${subject ?? ''}`;
+
+/**
+ * An alert's id: its rule and a hash of its key and start, e.g. `uplink_down-3f2a9c0e51b7d48a6c21`. URL-safe
+ * (`POST /v1/alerts/{id}/ack` needs no escaping) where the key is not (`|`, and ids of any school or device);
+ * 80 bits of SHA-256, so two alerts of a state file's history never share one. Ids before #15 were the key and
+ * the start joined by `|`: `idOf` of such an id is the id the alert has now, so a state file written then loads
+ * with the same ids a fresh start would give (state.ts, `migrateIds`).
+ */
+export function idOf(keyAndStart: string): string {
+  const rule = keyAndStart.slice(0, keyAndStart.indexOf('|'));
+  return `${rule}-${createHash('sha256').update(keyAndStart).digest('hex').slice(0, 20)}`;
+}
+
+/** Whether `id` is of the form before #15 (`key|start`), which `idOf` turns into the current one. */
+export const isOldId = (id: string): boolean => id.includes('|');
 
 export class AlertEngine {
   readonly active = new Map<string, Alert>();
@@ -178,10 +202,14 @@ export class AlertEngine {
       // Back within its hysteresis: reminders resume.
       if (a.state === 'firing' && rule.renotifyS > 0 && a.notifiedAtMs !== null)
         this.wake(a.notifiedAtMs + rule.renotifyS * 1000);
-      // The grace period starts when the condition did (not at the next tick), if it counts at that moment.
-      if (a.state === 'pending' && (rule.when === 'always' || this.opts.teaching(a.school, sig.atMs))) {
+      // The grace period starts when the condition did (not at the next tick), if it counts at that moment — or
+      // in any case when it counts class time across breaks (it then begins with the next class).
+      if (
+        a.state === 'pending' &&
+        (rule.when === 'always' || pausesInBreaks(rule) || this.opts.teaching(a.school, sig.atMs))
+      ) {
         a.pendingSinceMs = sig.atMs;
-        this.wake(sig.atMs + rule.forS * 1000);
+        this.wake(this.dueMs(a, rule));
       }
     } else if (a.state === 'firing') {
       a.clearSinceMs = sig.atMs;
@@ -213,6 +241,8 @@ export class AlertEngine {
         }
         const counting = rule.when === 'always' || this.opts.teaching(a.school, now);
         if (!counting) {
+          // A break pauses a grace that counts class time across breaks; it resets any other.
+          if (pausesInBreaks(rule)) continue;
           if (a.pendingSinceMs !== null) this.version++;
           a.pendingSinceMs = null;
           continue;
@@ -222,8 +252,9 @@ export class AlertEngine {
           this.version++;
         }
         if (a.inhibitedBy) continue;
-        if (now - a.pendingSinceMs < rule.forS * 1000) {
-          this.wake(a.pendingSinceMs + rule.forS * 1000);
+        const due = this.dueMs(a, rule);
+        if (now < due) {
+          this.wake(due);
           continue;
         }
         this.fire(a, now);
@@ -262,6 +293,17 @@ export class AlertEngine {
     if (atMs < this.nextWakeMs) this.nextWakeMs = atMs;
   }
 
+  /**
+   * When a pending alert's grace ends: `forS` after its clock started, counted in class time across breaks for a
+   * rule that pauses in them.
+   */
+  private dueMs(a: Alert, rule: Rule): number {
+    const since = a.pendingSinceMs ?? Number.POSITIVE_INFINITY;
+    return pausesInBreaks(rule)
+      ? this.opts.teachingDeadline(a.school, since, rule.forS * 1000)
+      : since + rule.forS * 1000;
+  }
+
   /** Hysteresis: how long a firing alert's condition must stay clear (a quiet flap window when flapping). */
   private clearForS(a: Alert, rule: Rule): number {
     return a.flapping ? Math.max(rule.resolveAfterS, this.opts.flap.windowS) : rule.resolveAfterS;
@@ -296,7 +338,7 @@ export class AlertEngine {
         a.inhibitedBy = null;
         if (a.state === 'pending' && a.raw) {
           a.pendingSinceMs = now;
-          this.wake(now + this.opts.rules[a.rule].forS * 1000);
+          this.wake(this.dueMs(a, this.opts.rules[a.rule]));
         }
         this.version++;
       }
@@ -330,7 +372,7 @@ export class AlertEngine {
   ): Alert {
     this.version++;
     return {
-      id: `${key}|${now}`,
+      id: idOf(`${key}|${now}`),
       key,
       rule: sig.rule,
       severity: rule.severity,
@@ -408,7 +450,7 @@ export class AlertEngine {
         )
           continue;
         const rule = this.opts.rules[a.rule];
-        const due = a.pendingSinceMs + rule.forS * 1000;
+        const due = this.dueMs(a, rule);
         if (due > now + waitMs) continue;
         if (rule.when === 'teaching' && !this.opts.teaching(a.school, due)) continue;
         this.fire(a, now);

@@ -126,7 +126,8 @@ export const alertRoutes: FastifyPluginAsyncZod<AlertRoutesOptions> = async (app
     {
       config: { roles: ['admin', 'ops'] },
       schema: {
-        summary: 'Acknowledge an alert: no more reminders (the resolve is still sent).',
+        summary:
+          'Acknowledge an alert by its id (URL-safe, e.g. uplink_down-3f2a9c0e51b7d48a6c21): no more reminders (the resolve is still sent).',
         params: z.object({ id: z.string().min(1).max(300) }),
         response: { 200: alertOut, ...ERROR_RESPONSES },
       },
@@ -172,7 +173,9 @@ export const alertRoutes: FastifyPluginAsyncZod<AlertRoutesOptions> = async (app
         summary:
           'Silence notifications matching region/school/device/rule for a while (alerts are still tracked). A device is named with its school.',
         body: z.strictObject({
-          region: regionPathSchema.optional(),
+          region: regionPathSchema
+            .optional()
+            .describe('A region path or bare division code of the registry, within the token scope.'),
           school: idSchema.optional(),
           device: idSchema.optional(),
           rule: z.enum(RULE_NAMES).optional(),
@@ -205,8 +208,9 @@ export const alertRoutes: FastifyPluginAsyncZod<AlertRoutesOptions> = async (app
           `school ${b.school} is outside this token's scope`,
           'school',
         );
-      // A scoped token's silence is always bounded by its scope, whatever else it matches.
-      const region = b.region ?? scope;
+      // A scoped token's silence is always bounded by its scope, whatever else it matches; a bare division code is
+      // kept as the path it names (what silences match on).
+      const region = scope;
       const now = Date.now();
       const s = service().addSilence({
         createdBy: req.principal!.name,

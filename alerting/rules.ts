@@ -1,8 +1,10 @@
 import { z } from 'zod';
+import { LABELS } from '../contracts/labels.js';
 
 /**
- * Alert rules. Each rule has shipped defaults; `alerts.rules.<name>` in the config overrides single fields.
- * Durations are seconds. `when: teaching` starts the pending clock only inside the school's class periods.
+ * Alert rules. Each rule has shipped defaults (DEFAULT_RULES, shown in docs/config.md); `alerts.rules.<name>` in
+ * the config overrides single fields. Durations are seconds. `when: teaching` starts the pending clock only inside
+ * the school's class periods.
  */
 export const RULE_NAMES = [
   'device_offline',
@@ -18,16 +20,23 @@ export type RuleName = (typeof RULE_NAMES)[number];
 export const SEVERITIES = ['info', 'warning', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
 
-const ruleSchema = z.strictObject({
-  enabled: z.boolean(),
-  severity: z.enum(SEVERITIES),
-  when: z.enum(['teaching', 'always']).describe('teaching: only inside class periods of school days.'),
+/** The fields every rule has. */
+const COMMON_FIELDS = {
+  enabled: z.boolean().describe('Raise this alert at all.'),
+  severity: z
+    .enum(SEVERITIES)
+    .describe("How urgent its notifications are (a channel's `minSeverity` filters on it)."),
+  when: z
+    .enum(['teaching', 'always'])
+    .describe('teaching: only inside class periods of school days (the calendar); always: at any hour.'),
   forS: z
     .number()
     .int()
     .min(0)
     .max(86_400)
-    .describe('Grace: the condition must hold this long (in teaching time).'),
+    .describe(
+      'Grace: the condition must hold this long (in class time for `when: teaching`) before it fires.',
+    ),
   resolveAfterS: z
     .number()
     .int()
@@ -40,20 +49,60 @@ const ruleSchema = z.strictObject({
     .min(0)
     .max(7 * 86_400)
     .describe('Repeat while firing and unacknowledged; 0 = never.'),
-  /** Only a condition that begins during class starts an alert (a device off since last night is not one). */
-  startsInClass: z.boolean().default(false),
-  /** Rule-specific thresholds. */
-  thresholdPct: z.number().min(1).max(100).optional(),
-  lampHoursMax: z.number().int().min(1).optional(),
-  temperatureMaxC: z.number().optional(),
-  skewMaxS: z.number().positive().optional(),
-  gapFactor: z.number().min(1).optional(),
+  startsInClass: z
+    .boolean()
+    .describe(
+      'Only a condition that begins during class opens an alert (a device off since last night is not one).',
+    ),
+  pauseInBreaks: z
+    .boolean()
+    .describe(
+      'With `when: teaching`: the grace counts class time across breaks — a break pauses it, only the condition clearing resets it. false: each break resets it (a device must stay off `forS` within one period).',
+    ),
+};
+
+/** Thresholds, each of the rules that use it (a rule's defaults say which). */
+const THRESHOLD_FIELDS = {
+  thresholdPct: z
+    .number()
+    .min(1)
+    .max(100)
+    .describe(
+      'Utilisation (% of the interface speed, in either direction) at or above which it is saturated.',
+    ),
+  lampHoursMax: z
+    .number()
+    .int()
+    .min(1)
+    .describe('Lamp hours (PJLink `LAMP`) above which the display is at fault.'),
+  temperatureMaxC: z.number().describe('Display temperature (°C) above which it is at fault.'),
+  skewMaxS: z
+    .number()
+    .positive()
+    .describe("Clock offset (s) from the server's above which a device is skewed."),
+  gapFactor: z
+    .number()
+    .min(1)
+    .describe('Promised heartbeats without telemetry after which a connected device has a data gap.'),
+};
+
+const ruleSchema = z.strictObject({
+  ...COMMON_FIELDS,
+  thresholdPct: THRESHOLD_FIELDS.thresholdPct.optional(),
+  lampHoursMax: THRESHOLD_FIELDS.lampHoursMax.optional(),
+  temperatureMaxC: THRESHOLD_FIELDS.temperatureMaxC.optional(),
+  skewMaxS: THRESHOLD_FIELDS.skewMaxS.optional(),
+  gapFactor: THRESHOLD_FIELDS.gapFactor.optional(),
 });
 export type Rule = z.infer<typeof ruleSchema>;
 
 /**
  * Defaults, and why: `device_offline.forS` (120 s) exceeds the poller's detection of a dead uplink (one 60 s poll
  * plus its timeout), so an uplink outage is known — and inhibits the classrooms — before a classroom would page.
+ * `uplink_saturated` counts its 10 minutes in class time across breaks (`pauseInBreaks`): a school saturated
+ * through the end of one period and the start of the next pages 10 minutes of class into it, once — reset at
+ * each break, it paged only when one period alone held 10 saturated minutes (33 minutes late in #15, or never
+ * with short periods); not gated by class at all, it would page at night for backups nobody teaches through.
  */
 export const DEFAULT_RULES: Record<RuleName, Rule> = {
   device_offline: {
@@ -61,6 +110,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: true,
+    pauseInBreaks: false,
     forS: 120,
     resolveAfterS: 300,
     renotifyS: 4 * 3600,
@@ -70,6 +120,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'critical',
     when: 'teaching',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 60,
     resolveAfterS: 180,
     renotifyS: 3600,
@@ -79,6 +130,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: false,
+    pauseInBreaks: true,
     forS: 600,
     resolveAfterS: 600,
     renotifyS: 4 * 3600,
@@ -89,6 +141,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 60,
     resolveAfterS: 300,
     renotifyS: 24 * 3600,
@@ -100,6 +153,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'info',
     when: 'always',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 0,
     resolveAfterS: 0,
     renotifyS: 0,
@@ -109,6 +163,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 180,
     resolveAfterS: 300,
     renotifyS: 4 * 3600,
@@ -118,6 +173,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'info',
     when: 'always',
     startsInClass: false,
+    pauseInBreaks: false,
     forS: 300,
     resolveAfterS: 600,
     renotifyS: 24 * 3600,
@@ -128,6 +184,7 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     severity: 'warning',
     when: 'teaching',
     startsInClass: true,
+    pauseInBreaks: false,
     forS: 0,
     resolveAfterS: 300,
     renotifyS: 4 * 3600,
@@ -135,31 +192,57 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
   },
 };
 
-const partialRule = ruleSchema.partial().optional();
+/** What each rule watches (the configuration reference's row of `alerts.rules.<name>`). */
+const RULE_DESCRIPTIONS: Record<RuleName, string> = {
+  device_offline:
+    'A classroom device lost its connection during class (its last will); a clean shutdown, or a device off since before class, is not one.',
+  uplink_down:
+    "The school's uplink is down: its interface not up, or its uplink router not answering SNMP. Inhibits the school's device_offline, snmp_unreachable and data_gap alerts.",
+  uplink_saturated:
+    "The school's uplink at or above `thresholdPct` of its interface speed, in either direction, for `forS` of class time counted across breaks (alerting/README.md, Rules).",
+  display_fault:
+    'A display reports a PJLink error, its touch controller does not answer, or it is over `temperatureMaxC` or `lampHoursMax`.',
+  device_rebooted: 'A device restarted (a router: its sysUpTime went back): one notification, at any hour.',
+  snmp_unreachable: "A router or switch other than the school's uplink device does not answer SNMP.",
+  clock_skew: "A device's clock is more than `skewMaxS` off the server's.",
+  data_gap: 'A connected device sent no telemetry for `gapFactor` of its promised heartbeats.',
+};
+
+/**
+ * One rule's section of `alerts.rules`: every field the rule has, with its shipped default (DEFAULT_RULES), so
+ * that a field left out keeps it and the configuration reference shows it; a threshold the rule does not use is
+ * an unknown key (an error, as everywhere in the configuration), not a setting without effect.
+ */
+function ruleConfigSchema(name: RuleName) {
+  const defaults = DEFAULT_RULES[name];
+  const shape: Record<string, z.ZodType> = {};
+  for (const [key, field] of Object.entries({ ...COMMON_FIELDS, ...THRESHOLD_FIELDS })) {
+    const value = defaults[key as keyof Rule];
+    if (value !== undefined) shape[key] = (field as z.ZodType<typeof value>).default(value);
+  }
+  return z.strictObject(shape).prefault({}).describe(RULE_DESCRIPTIONS[name]);
+}
+
+/** `alerts.rules` as a YAML file writes it: per rule, the fields that differ from the shipped defaults. */
+export type RulesConfig = { [N in RuleName]?: Partial<Rule> };
+
+// Built from the defaults, so typed here: every rule whole out, the fields that differ in.
 export const rulesConfigSchema = z
   .strictObject(
-    Object.fromEntries(RULE_NAMES.map((n) => [n, partialRule])) as unknown as Record<
-      RuleName,
-      typeof partialRule
-    >,
+    Object.fromEntries(RULE_NAMES.map((n) => [n, ruleConfigSchema(n)])) as unknown as {
+      [N in RuleName]: z.ZodPrefault<z.ZodType<Rule, Partial<Rule>>>;
+    },
   )
   .prefault({})
-  .describe('Per-rule overrides of the shipped defaults.');
+  .describe(
+    'The alert rules, each with its shipped defaults: set only the fields that differ (alerting/README.md, Rules).',
+  );
 
-export function resolveRules(overrides: z.infer<typeof rulesConfigSchema>): Record<RuleName, Rule> {
-  return Object.fromEntries(
-    RULE_NAMES.map((n) => [n, { ...DEFAULT_RULES[n], ...(overrides[n] ?? {}) }]),
-  ) as Record<RuleName, Rule>;
+/** Every rule, from the fields of `overrides` and the shipped defaults. */
+export function resolveRules(overrides: RulesConfig): Record<RuleName, Rule> {
+  return rulesConfigSchema.parse(overrides);
 }
 
 /** Titles in Chinese, for messages. */
-export const RULE_TITLES: Record<RuleName, string> = {
-  device_offline: '教室设备离线',
-  uplink_down: '学校出口中断',
-  uplink_saturated: '学校出口拥塞',
-  display_fault: '显示设备故障',
-  device_rebooted: '设备重启',
-  snmp_unreachable: '网络设备无法访问',
-  clock_skew: '设备时钟偏差',
-  data_gap: '数据中断',
-};
+/** Each rule's title in messages and the console: the one table of labels (contracts/labels.ts). */
+export const RULE_TITLES: Record<RuleName, string> = LABELS.alertRule;

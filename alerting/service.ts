@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Registry as PromRegistry } from 'prom-client';
-import type { Calendars } from '../common/calendar.js';
+import type { Calendar, Calendars } from '../common/calendar.js';
 import type { LiveMessage, LiveState } from '../common/live.js';
 import { gauge, labelledGauge } from '../common/metrics.js';
 import type { RegistryStore } from '../common/registry/store.js';
@@ -9,7 +9,6 @@ import type { AlertsConfig } from './config.js';
 import { Deliverer } from './deliver.js';
 import { AlertEngine, type Notification } from './engine.js';
 import { type Names, render } from './render.js';
-import { resolveRules } from './rules.js';
 import { Signals } from './signals.js';
 import { silenced } from './silences.js';
 import { type Silence, type StateFile, silenceSchema } from './state.js';
@@ -63,14 +62,16 @@ export class AlertService {
       storage?: Pick<Storage, 'write'>;
     },
   ) {
-    const rules = resolveRules(config.rules);
+    const { rules } = config; // each rule whole: its fields as configured, the rest its defaults
     this.signals = new Signals(rules);
     this.store = new StateStore(config.stateFile, deps.log);
     this.engine = new AlertEngine({
       rules,
       groupWaitS: config.groupWaitS,
       flap: config.flap,
-      teaching: (school, ms) => this.teaching(school, ms),
+      teaching: (school, ms) => this.calendarOf(school)?.isTeachingTime(ms) ?? false,
+      teachingDeadline: (school, from, classMs) =>
+        this.calendarOf(school)?.teachingDeadline(from, classMs) ?? Number.POSITIVE_INFINITY,
       silenced: (a, ms) =>
         silenced(a, ms, deps.registry.index.schoolPath(a.school), this.silences, config.maintenance),
       historyMax: config.historyMax,
@@ -145,11 +146,11 @@ export class AlertService {
     }, at - now);
   }
 
-  private teaching(school: string, ms: number): boolean {
+  /** The calendar of a school; undefined for a school the registry or the calendars do not know. */
+  private calendarOf(school: string): Calendar | undefined {
     const reg = this.deps.registry.index;
     const s = reg.schools.get(school);
-    const cal = s ? this.deps.calendars().forSchool(school, reg.regionPath(s.region)) : undefined;
-    return cal?.isTeachingTime(ms) ?? false;
+    return s ? this.deps.calendars().forSchool(school, reg.regionPath(s.region)) : undefined;
   }
 
   // ---- delivery ----------------------------------------------------------------------------------------------

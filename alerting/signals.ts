@@ -1,6 +1,7 @@
 import { carriesUplink, type LiveMessage } from '../common/live.js';
 import { entityKey } from '../common/registry/key.js';
 import type { RegistryIndex } from '../common/registry/store.js';
+import { ENUM_LABELS } from '../contracts/registry.js';
 import type { Signal } from './engine.js';
 import type { Rule, RuleName } from './rules.js';
 
@@ -62,7 +63,7 @@ export class Signals {
         this.iface(m, reg, out);
         break;
       case 'event':
-        this.event(m, reg, out);
+        this.event(m, reg, registered.kind, out);
         break;
       case 'telemetry':
         this.telemetry(m, out);
@@ -113,7 +114,7 @@ export class Signals {
         undefined,
         offline,
         m.atMs,
-        offline ? `MQTT 连接断开（${m.message.reason ?? 'will'}）` : undefined,
+        offline ? `连接意外断开（MQTT 遗嘱 ${m.message.reason ?? 'will'}）` : undefined,
       ),
     );
     if (!offline)
@@ -138,7 +139,7 @@ export class Signals {
         'oper',
         up.operStatus !== 'up',
         m.atMs,
-        `出口接口 ${up.name} 状态 ${up.operStatus}`,
+        `出口接口 ${up.name} ${OPER_STATUS_NAMES[up.operStatus] ?? '未连通'}（ifOperStatus ${up.operStatus}）`,
       ),
     );
     const speedBps = (up.speedMbps ?? 0) * 1e6;
@@ -159,7 +160,13 @@ export class Signals {
     }
   }
 
-  private event(m: Extract<LiveMessage, { channel: 'event' }>, reg: RegistryIndex, out: Signal[]): void {
+  /** Events, with their text for people: the publisher's (English) words kept in parentheses (`readable`). */
+  private event(
+    m: Extract<LiveMessage, { channel: 'event' }>,
+    reg: RegistryIndex,
+    kind: string,
+    out: Signal[],
+  ): void {
     const e = m.message;
     if (e.type === 'reboot') {
       out.push({
@@ -168,23 +175,40 @@ export class Signals {
         school: m.school,
         device: m.device,
         atMs: m.atMs,
-        message: e.message,
+        message: readable(`${kindName(kind)}重启`, e.message),
       });
     } else if ((e.type === 'unreachable' || e.type === 'recovered') && e.subject === 'snmp') {
       // The school's uplink device: as registered, else its registered router whose readings carry the uplink.
       const uplinkDevice = reg.schools.get(m.school)?.uplinkDevice ?? this.uplinkDevice.get(m.school);
       const down = e.type === 'unreachable';
+      const message = down
+        ? snmpUnreachableText(kind, e.message)
+        : readable(`${kindName(kind)} SNMP 恢复应答`, e.message);
       out.push(
         uplinkDevice === m.device
-          ? this.uplink(m.school, 'snmp', down, m.atMs, e.message)
-          : cond('snmp_unreachable', m.school, m.device, undefined, down, m.atMs, e.message),
+          ? this.uplink(m.school, 'snmp', down, m.atMs, message)
+          : cond('snmp_unreachable', m.school, m.device, undefined, down, m.atMs, message),
       );
     } else if (e.type === 'fault' || e.type === 'fault_cleared') {
       // Subjects are a known list: a device inventing new ones must not grow the active set without bound.
       const subject = e.subject && FAULT_SUBJECTS.has(e.subject) ? e.subject : 'other';
-      out.push(cond('display_fault', m.school, m.device, subject, e.type === 'fault', m.atMs, e.message));
+      const what = `${kindName(kind)}${SUBJECT_NAMES[subject] ?? ''}`;
+      const state = e.type === 'fault_cleared' ? '恢复正常' : e.severity === 'critical' ? '故障' : '告警';
+      out.push(
+        cond(
+          'display_fault',
+          m.school,
+          m.device,
+          subject,
+          e.type === 'fault',
+          m.atMs,
+          readable(`${what}${state}`, e.message),
+        ),
+      );
     } else if (e.type === 'clock_skew') {
-      out.push(cond('clock_skew', m.school, m.device, undefined, true, m.atMs, e.message));
+      out.push(
+        cond('clock_skew', m.school, m.device, undefined, true, m.atMs, readable('设备时钟偏差', e.message)),
+      );
     }
   }
 
@@ -241,6 +265,62 @@ export class Signals {
     const down = f.snmp || f.oper;
     return cond('uplink_down', school, undefined, undefined, down, atMs, down ? message : undefined);
   }
+}
+
+/** A device kind as people in the bureaus name it: the first Chinese label the registry accepts (路由器, 一体机). */
+const kindName = (kind: string): string => ENUM_LABELS.kind?.[kind]?.[0] ?? kind;
+
+/** Fault subjects (PJLink ERST parts, the agent's checks) in Chinese. */
+const SUBJECT_NAMES: Record<string, string> = {
+  fan: '风扇',
+  lamp: '灯泡',
+  temperature: '温度',
+  cover: '机盖',
+  filter: '滤网',
+  other: '',
+  display: '显示',
+  touch: '触控',
+  lamp_hours: '灯泡寿命',
+  temperature_c: '温度',
+};
+
+/** IF-MIB ifOperStatus (RFC 2863 §6) values other than `up`, in Chinese. */
+const OPER_STATUS_NAMES: Record<string, string> = {
+  down: '断开',
+  testing: '处于测试状态',
+  unknown: '状态未知',
+  dormant: '休眠',
+  notPresent: '不存在',
+  lowerLayerDown: '下层链路断开',
+};
+
+const CJK = /[\u3400-\u9fff]/;
+
+/**
+ * A text for the people on call: `zh` (Chinese), with the publisher's own words kept in parentheses for whoever
+ * needs the detail — or those words alone when they are Chinese already (an agent may say it in Chinese).
+ */
+export function readable(zh: string, raw: string): string {
+  if (CJK.test(raw)) return raw;
+  return raw ? `${zh}（${raw}）` : zh;
+}
+
+/**
+ * The poller's SNMP failure in Chinese: its `SnmpError` (agents/snmp/client.ts) reads `SNMP <address>
+ * (<school>/<device>): <detail>`, e.g. `SNMP 10.33.12.1:161 (S/gw): no answer within 4000 ms (unreachable, or a
+ * wrong community / v3 user)` → `路由器 SNMP 无应答（10.33.12.1:161，超时：no answer within 4000 ms (…)）`. The
+ * school and device are the alert's own, so only the address and the detail are kept.
+ */
+export function snmpUnreachableText(kind: string, raw: string): string {
+  if (CJK.test(raw)) return raw;
+  const m = /^SNMP (\S+) \([^)]*\): (.*)$/s.exec(raw);
+  const detail = m?.[2] ?? raw;
+  const why = /^no answer within/.test(detail)
+    ? '超时'
+    : /^authentication failed/.test(detail)
+      ? '认证失败'
+      : '出错';
+  return `${kindName(kind)} SNMP 无应答（${m ? `${m[1]}，` : ''}${why}：${detail}）`;
 }
 
 function cond(

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { idSchema, regionPathSchema } from '../contracts/ids.js';
 import type { DeliveryRecord } from './deliver.js';
-import type { Alert, QueuedMessage } from './engine.js';
+import { type Alert, idOf, isOldId, type QueuedMessage } from './engine.js';
 import type { Rendered } from './render.js';
 import { RULE_NAMES, SEVERITIES } from './rules.js';
 
@@ -96,3 +96,27 @@ export const stateFileSchema = z.object({
   deliveries: z.array(deliveryRecordSchema).default([]),
 });
 export type StateFile = z.infer<typeof stateFileSchema>;
+
+/**
+ * A state file written before alert ids were URL-safe (#15) holds ids `key|start`: each becomes `idOf` it —
+ * the id the engine now gives that alert — wherever it appears (active alerts, history, the messages waiting
+ * in the queue, and the uplink alert an inhibited one names). Keys stay as they are. A file with current ids is
+ * returned unchanged. Deliveries keep the message they were rendered with.
+ */
+export function migrateIds(state: StateFile): StateFile {
+  const id = (x: string) => (isOldId(x) ? idOf(x) : x);
+  const alert = (a: Alert): Alert => ({
+    ...a,
+    id: id(a.id),
+    inhibitedBy: a.inhibitedBy === null ? null : id(a.inhibitedBy),
+  });
+  return {
+    ...state,
+    active: state.active.map(alert),
+    history: state.history.map(alert),
+    queue: state.queue.map(([school, q]) => [
+      school,
+      { ...q, items: q.items.map((i) => ({ ...i, alert: alert(i.alert) })) },
+    ]),
+  };
+}

@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { JsonFileError, readJsonFileAs, writeFileAtomic } from '../common/json-file.js';
-import { type StateFile, stateFileSchema } from './state.js';
+import { migrateIds, type StateFile, stateFileSchema } from './state.js';
 
 /**
  * The alert state file (`alerts.stateFile`): active alerts, silences, history, pending deliveries. Read
@@ -49,7 +49,7 @@ export class StateStore {
         { file, unused: bak },
         `no alerts state ${file}: starting with an empty alert state; the last good copy ${bak} is not loaded`,
       );
-    return s;
+    return s && migrateIds(s);
   }
 
   private recover(e: JsonFileError): StateFile {

@@ -35,6 +35,10 @@ export async function buildApp(deps: AppDeps) {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('principal', undefined);
+  // `?region=` is resolved against the registry as it is now (an import swaps the index).
+  app.decorateRequest('regionIndex', {
+    getter: () => deps.registry.index,
+  });
 
   app.setErrorHandler((err: unknown, req, reply) => {
     if (err instanceof ApiError)

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ERROR_RESPONSES, errorSchema, regionQuery } from '../common/http/schemas.js';
-import { MISMATCH_FIELDS } from '../common/live.js';
+import { MISMATCH_FIELDS, UPLINK_STATES } from '../common/live.js';
 import { DEVICE_KINDS } from '../contracts/messages.js';
 import { AREAS, SCHOOL_LEVELS } from '../contracts/registry.js';
 
@@ -124,8 +124,49 @@ export const uplinkLiveSchema = z.object({
   inBps: z.number().nullable(),
   outBps: z.number().nullable(),
   speedMbps: z.number().nullable(),
-  operStatus: z.string(),
-  tsMs: z.number(),
+  operStatus: z
+    .string()
+    .describe('What the last reading said (IF-MIB ifOperStatus), however old: see `state`.'),
+  tsMs: z.number().describe('When the reading was taken.'),
+  state: z
+    .enum(UPLINK_STATES)
+    .describe(
+      'What holds now: `up`; `down` — the interface is not up, or the router stopped answering SNMP (the poller said so); `stale` — no reading for `api.live.staleAfterS` (or 3 poll intervals), so the rates and `operStatus` are old news.',
+    ),
+  stateSinceMs: z.number().describe('Since when `state` holds, as the API saw it.'),
+  capacityMbps: z
+    .number()
+    .nullable()
+    .describe("What the utilisation is a share of: the school's contracted Mbps, else the interface speed."),
+  capacitySource: z.enum(['contract', 'polled']).nullable(),
+  utilisationPct: z
+    .number()
+    .nullable()
+    .describe(
+      'The busier direction (in or out) as % of `capacityMbps`, 2 decimals; of the last reading when `state` is not `up`. null: no rate or no capacity.',
+    ),
+});
+
+/** Where an event's school (and device) lies, by name: what the people reading a live stream know. */
+const placeFields = {
+  schoolName: z.string(),
+  region: z.string().describe("The school's region path, e.g. 330000/330100/330106."),
+  regionNames: z.array(z.string()).describe('The names along the path, e.g. 浙江省, 杭州市, 西湖区.'),
+  classroom: z.string().nullable().describe("The device's classroom id; null for a device in no classroom."),
+  classroomName: z.string().nullable(),
+};
+
+/** An `uplink` event of `/v1/bandwidth/live`: the reading with its place. */
+export const uplinkEventSchema = uplinkLiveSchema.extend(placeFields);
+
+/** A `device` event of `/v1/bandwidth/live?devices=true`: a registered device went online or offline. */
+export const deviceEventSchema = z.object({
+  school: z.string(),
+  device: z.string(),
+  kind: z.enum(DEVICE_KINDS).describe("The registry's kind."),
+  state: z.enum(['online', 'offline']),
+  sinceMs: z.number().nullable().describe('As `sinceMs` of `/v1/devices`.'),
+  ...placeFields,
 });
 
 export const liveStateSchema = z.enum(['online', 'offline', 'unknown']);
@@ -146,7 +187,12 @@ export const deviceOutSchema = z.object({
   serial: z.string().nullable(),
   batch: z.string().nullable(),
   state: liveStateSchema,
-  sinceMs: z.number().nullable(),
+  sinceMs: z
+    .number()
+    .nullable()
+    .describe(
+      'Since when it is in `state` (ms): online, when it connected; offline, when it went offline (the arrival of its last will, or the time its clean shutdown or poller says). null: no status yet, or offline since before the API started (a last will replayed on subscribing does not say when the connection ended).',
+    ),
   announced: announcedSchema.nullable().describe('null: no status from this (school, device) yet.'),
   registryMismatch: z
     .array(z.enum(MISMATCH_FIELDS))

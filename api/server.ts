@@ -204,6 +204,7 @@ export class ApiServer implements Service {
     this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), deps.liveAll ?? false, {
       registry: () => this.registry.index,
       limits: config.live,
+      now: deps.now,
     });
     this.days = new DayCache({
       storage: deps.storage,

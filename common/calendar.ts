@@ -174,6 +174,25 @@ export class Calendar {
     return this.day(localDate(ms)).periods.some((p) => p.startMs <= ms && ms < p.endMs);
   }
 
+  /**
+   * The instant at which `classMs` of class time have passed since `fromMs`: only class periods count; breaks,
+   * evenings and days without class pause the count (an alert's grace that counts teaching time, not wall time).
+   * Class time is [start, end): an amount that runs out exactly at a period's end runs out at the next period's
+   * start. Infinity when not within `maxDays` days.
+   */
+  teachingDeadline(fromMs: number, classMs: number, maxDays = 400): number {
+    let left = classMs;
+    const first = dayNumber(localDate(fromMs));
+    for (let n = first; n <= first + maxDays; n++)
+      for (const p of this.day(dateOf(n)).periods) {
+        const start = Math.max(p.startMs, fromMs);
+        if (start >= p.endMs) continue;
+        if (left < p.endMs - start) return start + left;
+        left -= p.endMs - start;
+      }
+    return Number.POSITIVE_INFINITY;
+  }
+
   /** School days per ordinary week (weekdays with periods): turns "per week" rules into per-day ones. */
   get daysPerWeek(): number {
     return WEEKDAYS.filter((w) => (this.def.periods?.[w]?.length ?? 0) > 0).length;

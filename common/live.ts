@@ -47,9 +47,20 @@ export const liveLimitsSchema = z
       .describe(
         'Devices not in the registry held in all (any school, registered or not); beyond, the least recently seen anywhere is evicted (`scope="total"`). Default 10,000, as `collector.limits.maxUnassignedDevices`. Bounds the live view when one credential publishes for many schools, unregistered school ids included.',
       ),
+    staleAfterS: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .default(180)
+      .describe(
+        "An uplink reading older than this is `stale`: shown as such in `/v1/schools` and sent as an `uplink` event with `state: stale` on `/v1/bandwidth/live`, instead of its last rate and `operStatus` passing for now. Shorter for a device whose status promises a heartbeat (the poller sets it to the target's `intervalS`): 3 of its intervals. Default 180 s, 3 × the poller's default 60 s interval: one lost poll is no outage, three are. Prevents a school cut off with its poller (or a dead poller) from showing its last reading, `up`, forever.",
+      ),
   })
   .prefault({})
-  .describe('Bounds on the live view for (school, device)s the registry does not know.');
+  .describe(
+    'The live view: bounds for (school, device)s the registry does not know, and when an uplink reading is stale.',
+  );
 export type LiveLimits = z.infer<typeof liveLimitsSchema>;
 
 export interface DeviceLive {
@@ -58,10 +69,25 @@ export interface DeviceLive {
   /** The kind the device announced (the registry's kind wins for a registered device). */
   kind: string;
   state: 'online' | 'offline';
-  sinceMs: number;
+  /**
+   * Since when it is in `state` (ms), as well as the API can know it (`sinceOf`): online, the time its
+   * birth says it connected; offline, the time its last will arrived (a will's `ts` is when the connection
+   * *began*: the broker publishes the payload the device left at connect time) or, for a shutdown or a poller's
+   * verdict, the status's own `ts`. null: offline since before the API subscribed (a retained will replayed on
+   * subscribing says when the connection began, not when it ended).
+   */
+  sinceMs: number | null;
   /** What the last status announced; null where it said nothing. */
   announced: { region: string | null; classroom: string | null; kind: string };
+  /** The heartbeat (s) its last status promised; a poller's is its poll interval. */
+  heartbeatS: number | null;
 }
+
+export const UPLINK_STATES = ['up', 'down', 'stale'] as const;
+export type UplinkState = (typeof UPLINK_STATES)[number];
+
+/** Poll intervals without a reading after which an uplink reading is stale (at most `api.live.staleAfterS`). */
+export const STALE_POLLS = 3;
 
 export interface UplinkLive {
   school: string;
@@ -70,8 +96,21 @@ export interface UplinkLive {
   inBps: number | null;
   outBps: number | null;
   speedMbps: number | null;
+  /** What the last reading said (IF-MIB ifOperStatus), however old it is: `state` says what holds now. */
   operStatus: string;
+  /** When the reading was taken (the poller's clock). */
   tsMs: number;
+  /** When the API received it. */
+  receivedAtMs: number;
+  /**
+   * `up`; `down`: the interface is not up, or the device stopped answering SNMP since this reading (the
+   * poller's `unreachable` event); `stale`: no reading for the bound (`LiveState.staleAfterMs`).
+   */
+  state: UplinkState;
+  /** Since when `state` holds, as the API saw it. */
+  stateSinceMs: number;
+  /** When the poller said the device stopped answering SNMP (after this reading); null: it answers. */
+  unreachableSinceMs: number | null;
 }
 
 /** Decoded messages, for the alert engine's signals (status and iface as well as events and telemetry). */
@@ -88,7 +127,8 @@ export type LiveMessage =
   | { channel: 'event'; school: string; device: string; message: DeviceEvent; atMs: number }
   | { channel: 'telemetry'; school: string; device: string; message: Telemetry; atMs: number };
 
-type LiveEvents = { uplink: [UplinkLive]; message: [LiveMessage] };
+/** `uplink`: a reading, or a change of its state; `device`: a held device's state changed (or was first known). */
+type LiveEvents = { uplink: [UplinkLive]; device: [DeviceLive]; message: [LiveMessage] };
 
 export interface LiveStats {
   /** Devices with a live status held (registered or not). */
@@ -189,38 +229,42 @@ export class LiveState extends EventEmitter<LiveEvents> {
   /** The registry the places were last checked against (an import changes what is registered). */
   private syncedIndex: RegistryIndex | undefined;
   private readonly limits: LiveLimits;
+  private readonly now: () => number;
   private session: MqttSession | undefined;
+  private staleTimer: NodeJS.Timeout | undefined;
   private subscribed = false;
   private readonly waiters: (() => void)[] = [];
 
   constructor(
     private readonly config: MqttConfig | undefined,
     private readonly log: Logger,
-    /** Also subscribe to events and telemetry (the alert engine needs them). */
+    /** Also subscribe to telemetry (the alert engine needs it). */
     private readonly all = false,
     private readonly bounds: {
       /** What is registered; absent: nothing is, so every (school, device) is bounded as unregistered. */
       registry?: () => RegistryIndex;
       limits?: LiveLimits;
+      /** The clock (tests); default Date.now. */
+      now?: () => number;
     } = {},
   ) {
     super();
     this.setMaxListeners(0); // one listener per open SSE stream
     this.limits = bounds.limits ?? liveLimitsSchema.parse(undefined);
+    this.now = bounds.now ?? Date.now;
   }
 
   async start(): Promise<void> {
     if (!this.config) return;
     const session = new MqttSession(this.config, { log: this.log });
     this.session = session;
-    const filters = this.all
-      ? [
-          topicFilters.all('status'),
-          topicFilters.all('iface'),
-          topicFilters.all('event'),
-          topicFilters.all('telemetry'),
-        ]
-      : [topicFilters.all('status'), topicFilters.all('iface')];
+    // Events always: a poller's `unreachable` is what marks an uplink down at once.
+    const filters = [
+      topicFilters.all('status'),
+      topicFilters.all('iface'),
+      topicFilters.all('event'),
+      ...(this.all ? [topicFilters.all('telemetry')] : []),
+    ];
     session.on('message', (topic, payload, packet) => this.handle(topic, payload, packet.retain));
     session.on('disconnect', () => {
       this.subscribed = false;
@@ -236,6 +280,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
       );
     });
     session.start();
+    // Staleness has no message to announce it: looked for often enough to be seen within a second of its bound.
+    this.staleTimer = setInterval(() => this.markStale(), Math.min(1_000, this.limits.staleAfterS * 250));
   }
 
   /** Resolves once connected and subscribed. */
@@ -254,6 +300,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.staleTimer);
+    this.staleTimer = undefined;
     await this.session?.stop();
     this.session = undefined;
   }
@@ -266,6 +314,57 @@ export class LiveState extends EventEmitter<LiveEvents> {
   /** The latest uplink reading of school `school`'s device `device`, or undefined. */
   uplink(school: string, device: string): UplinkLive | undefined {
     return this.uplinks.get(school)?.get(device);
+  }
+
+  /**
+   * How old uplink reading `u` may get before it is stale: `api.live.staleAfterS`, or 3 poll intervals of its
+   * device when its status promised a shorter heartbeat (a poller's is its interval). Never longer than the
+   * configured bound, whatever a status claims.
+   */
+  staleAfterMs(u: Pick<UplinkLive, 'school' | 'device'>): number {
+    const heartbeatS = this.device(u.school, u.device)?.heartbeatS;
+    const s = this.limits.staleAfterS;
+    return 1000 * (heartbeatS ? Math.min(s, STALE_POLLS * heartbeatS) : s);
+  }
+
+  /**
+   * When reading `u` is stale: its age counts from when it was taken (a reading replayed from a spool is as old
+   * as it says), or from when it arrived if the poller's clock is ahead.
+   */
+  private staleAtMs(u: UplinkLive): number {
+    return Math.min(u.tsMs, u.receivedAtMs) + this.staleAfterMs(u);
+  }
+
+  /** Marks the readings that have outlived their bound stale, and says so (`uplink`). */
+  private markStale(): void {
+    const now = this.now();
+    for (const school of this.uplinks.values())
+      for (const u of school.values()) {
+        // A device the poller declared unreachable stays down: no reading is due until it answers again.
+        if (u.state === 'stale' || u.unreachableSinceMs !== null) continue;
+        const staleAt = this.staleAtMs(u);
+        if (now < staleAt) continue;
+        u.state = 'stale';
+        u.stateSinceMs = staleAt;
+        this.emit('uplink', u);
+      }
+  }
+
+  /**
+   * A poller's `unreachable` (SNMP, sent once per outage) marks the device's uplink reading down at once: no
+   * reading will come to say so. Its `recovered` comes with a reading, which clears it; until then the reading
+   * stays down, never stale (nothing is due from a device that does not answer).
+   */
+  private unreachable(school: string, device: string, e: DeviceEvent, atMs: number): void {
+    if (e.type !== 'unreachable' || e.subject !== 'snmp') return;
+    const u = this.uplinks.get(school)?.get(device);
+    if (!u || u.unreachableSinceMs !== null) return;
+    u.unreachableSinceMs = atMs;
+    if (u.state !== 'down') {
+      u.state = 'down';
+      u.stateSinceMs = atMs;
+    }
+    this.emit('uplink', u);
   }
 
   /** What the live view holds now, and what its bounds evicted. */
@@ -349,7 +448,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
     device: string,
     evicted: { school: string; device: string } | undefined,
   ): void {
-    if (!this.evictionLog.take(Date.now())) return;
+    if (!this.evictionLog.take(this.now())) return;
     this.log.warn(
       {
         school,
@@ -377,6 +476,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
   handle(topic: string, payload: Buffer, retained = false): void {
     const t = parseTopic(topic);
     if (!t.ok) return;
+    const atMs = this.now();
     const key = entityKey(t.school, t.device);
     const registered = this.registry()?.device(t.school, t.device) !== undefined;
     // Any message of a held unregistered device marks it seen; only a status or an uplink reading adds one.
@@ -393,25 +493,30 @@ export class LiveState extends EventEmitter<LiveEvents> {
         this.rejected++;
         return;
       }
-      if (holds())
-        this.devices.set(key, {
+      if (holds()) {
+        const held = this.devices.get(key);
+        const entry: DeviceLive = {
           school: t.school,
           device: t.device,
           kind: d.message.kind,
           state: d.message.state,
-          sinceMs: d.message.ts,
+          sinceMs: sinceOf(d.message, atMs, retained, held),
           announced: {
             region: d.message.region ?? null,
             classroom: d.message.classroom ?? null,
             kind: d.message.kind,
           },
-        });
+          heartbeatS: d.message.heartbeatS ?? null,
+        };
+        this.devices.set(key, entry);
+        if (held?.state !== entry.state) this.emit('device', entry);
+      }
       this.emit('message', {
         channel: 'status',
         school: t.school,
         device: t.device,
         message: d.message,
-        atMs: Date.now(),
+        atMs,
         retained,
       });
     } else if (t.channel === 'iface') {
@@ -425,7 +530,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
         school: t.school,
         device: t.device,
         message: d.message,
-        atMs: Date.now(),
+        atMs,
       });
       const up = d.message.ifaces.find((i) => i.uplink);
       if (!up) return;
@@ -438,7 +543,18 @@ export class LiveState extends EventEmitter<LiveEvents> {
         speedMbps: up.speedMbps ?? null,
         operStatus: up.operStatus,
         tsMs: d.message.ts,
+        receivedAtMs: atMs,
+        state: up.operStatus === 'up' ? 'up' : 'down',
+        stateSinceMs: Math.min(d.message.ts, atMs),
+        // A reading proves the device answers (the poller's `recovered` comes with one, and may be lost).
+        unreachableSinceMs: null,
       };
+      if (atMs >= this.staleAtMs(live)) {
+        live.state = 'stale'; // replayed from a spool, or the poller's clock is behind
+        live.stateSinceMs = this.staleAtMs(live);
+      }
+      const held = this.uplinks.get(t.school)?.get(t.device);
+      if (held?.state === live.state) live.stateSinceMs = held.stateSinceMs;
       if (holds()) {
         let school = this.uplinks.get(t.school);
         if (!school) {
@@ -454,15 +570,42 @@ export class LiveState extends EventEmitter<LiveEvents> {
         this.rejected++;
         return;
       }
+      if (t.channel === 'event') this.unreachable(t.school, t.device, d.message as DeviceEvent, atMs);
       this.emit('message', {
         channel: t.channel,
         school: t.school,
         device: t.device,
         message: d.message,
-        atMs: Date.now(),
+        atMs,
       } as LiveMessage);
     }
   }
+}
+
+/**
+ * Since when a device is in the state its status says (`DeviceLive.sinceMs`):
+ * - a status replayed on (re)subscribing (`retained`) that repeats the state already held keeps the held time:
+ *   a reconnect of the API's MQTT session is not a change in the classroom;
+ * - online: the birth's `ts`, the time the device connected (by its clock);
+ * - offline by a last will (`reason: will`, or no reason): when the will arrived. The broker publishes the
+ *   payload the device registered when it *connected* (MQTT-3.1.2-8), so its `ts` is the start of the connection
+ *   that just ended — the cut at 08:31:34 of a connection made at 08:30:20 would read 08:30:20. MQTT gives a
+ *   message no broker timestamp, and the broker publishes the will as the connection dies (keepalive × 1.5 at
+ *   the latest, MQTT-3.1.2-24), so the arrival is the best time there is. A will replayed on subscribing arrived
+ *   earlier, at a time nobody kept: null (unknown);
+ * - offline otherwise (`shutdown` before a clean stop, a poller declaring its router unreachable): the status's
+ *   own `ts`, the moment its sender saw the change.
+ */
+export function sinceOf(
+  s: DeviceStatus,
+  atMs: number,
+  retained: boolean,
+  held: DeviceLive | undefined,
+): number | null {
+  if (retained && held?.state === s.state) return held.sinceMs;
+  if (s.state === 'online') return s.ts;
+  if ((s.reason ?? 'will') === 'will') return retained ? null : atMs;
+  return s.ts;
 }
 
 /**

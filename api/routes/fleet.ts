@@ -1,8 +1,15 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { DIGITS, roundHalfAway } from '../../common/figures/rounding.js';
 import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
-import { carriesUplink, registryMismatch, schoolUplink } from '../../common/live.js';
+import {
+  carriesUplink,
+  type DeviceLive,
+  registryMismatch,
+  schoolUplink,
+  type UplinkLive,
+} from '../../common/live.js';
 import type { RegistryIndex } from '../../common/registry/store.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
@@ -10,17 +17,54 @@ import type { Device, School } from '../../contracts/registry.js';
 import type { AppDeps } from '../http/deps.js';
 import {
   announcedSchema,
+  deviceEventSchema,
   deviceOutSchema,
   ERROR_RESPONSES,
   liveStateSchema,
   pageQuery,
   regionQuery,
   schoolOutSchema,
-  uplinkLiveSchema,
+  uplinkEventSchema,
 } from '../schemas.js';
 
 /** A live stream whose client has this much unread is closed. */
 const MAX_STREAM_BUFFER_BYTES = 1024 * 1024;
+
+/**
+ * An uplink reading with its utilisation: the busier direction as a share of the school's contracted Mbps, else
+ * of the interface speed (as the 校校通 capacity, api/README.md).
+ */
+function withUtilisation(u: UplinkLive, contractedMbps: number | undefined) {
+  const capacityMbps = contractedMbps ?? (u.speedMbps || null);
+  const rates = [u.inBps, u.outBps].filter((r) => r !== null);
+  return {
+    ...u,
+    capacityMbps,
+    capacitySource:
+      contractedMbps !== undefined
+        ? ('contract' as const)
+        : capacityMbps !== null
+          ? ('polled' as const)
+          : null,
+    utilisationPct:
+      capacityMbps !== null && rates.length > 0
+        ? roundHalfAway((100 * Math.max(...rates)) / (capacityMbps * 1e6), DIGITS.pct)
+        : null,
+  };
+}
+
+/** Where a school's device lies, by name (`placeFields` of the live stream's events). */
+function placeOf(reg: RegistryIndex, school: string, device: string) {
+  const region = reg.schoolPath(school) ?? '';
+  const classroom = reg.device(school, device)?.classroom ?? null;
+  return {
+    schoolName: reg.schools.get(school)?.name ?? school,
+    region,
+    regionNames: region ? region.split('/').map((r) => reg.regions.get(r)?.name ?? r) : [],
+    classroom,
+    classroomName: classroom === null ? null : (reg.classroom(school, classroom)?.name ?? null),
+  };
+}
 
 /** The fleet with live status: schools, devices, unassigned devices, and the live uplink stream (SSE). */
 export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
@@ -49,6 +93,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
   const schoolOut = (s: School) => {
     const reg = deps.registry.index;
     const devices = reg.devicesBySchool.get(s.id) ?? [];
+    const uplink = schoolUplink(live, reg, s.id);
     let online = 0;
     let offline = 0;
     for (const d of devices) {
@@ -67,7 +112,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       teachers: s.teachers,
       contractedMbps: s.contractedMbps ?? null,
       devices: { total: devices.length, online, offline, unknown: devices.length - online - offline },
-      uplink: schoolUplink(live, reg, s.id),
+      uplink: uplink ? withUtilisation(uplink, s.contractedMbps) : null,
     };
   };
   /** A school the token may see, or 404 (never 403: a scoped token does not learn what exists elsewhere). */
@@ -194,7 +239,12 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
                 schoolKnown: z.boolean().describe('Whether the school it reports under is registered.'),
                 kind: z.string(),
                 state: liveStateSchema,
-                sinceMs: z.number(),
+                sinceMs: z
+                  .number()
+                  .nullable()
+                  .describe(
+                    'Since when it is in `state` (ms): offline, when it went offline; null when that is not known (offline since before the API started).',
+                  ),
                 announced: announcedSchema,
               }),
             ),
@@ -234,14 +284,22 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       config: { roles: ['admin', 'ops'] },
       schema: {
         summary:
-          "Server-sent events: `uplink` events with each school uplink reading in scope (from the school's own registered uplink device), starting with the latest of each.",
-        querystring: z.object({ ...regionQuery }),
+          "Server-sent events: `uplink` events with each school uplink reading in scope (from the school's own registered uplink device), starting with the latest of each; and one whenever an uplink's `state` changes without a reading — `down` at once when the poller says its router stopped answering SNMP, `stale` when no reading came for `api.live.staleAfterS`. Each names its school, region and classroom and gives the utilisation. With `devices=true`, also `device` events: a registered device in scope went online or offline.",
+        querystring: z.object({
+          ...regionQuery,
+          devices: z
+            .stringbool()
+            .default(false)
+            .describe(
+              'Also send `device` events (true/false, default false): each change of a registered device between online and offline, from the time the stream opens (the state before: `/v1/devices`).',
+            ),
+        }),
         produces: ['text/event-stream'],
         response: {
           200: z
             .string()
             .describe(
-              `text/event-stream of \`uplink\` events: ${JSON.stringify(z.toJSONSchema(uplinkLiveSchema))}`,
+              `text/event-stream of \`uplink\` events: ${JSON.stringify(z.toJSONSchema(uplinkEventSchema))}; and with \`devices=true\` \`device\` events: ${JSON.stringify(z.toJSONSchema(deviceEventSchema))}`,
             ),
           ...ERROR_RESPONSES,
         },
@@ -269,23 +327,51 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       const end = () => {
         clearInterval(heartbeat);
         live.off('uplink', onUplink);
+        live.off('device', onDevice);
         streams.delete(end);
         if (!res.writableEnded) res.end();
       };
-      const send = (u: unknown) => {
+      const send = (event: 'uplink' | 'device', data: unknown) => {
         // A client that stops reading must not make us buffer without bound: drop it; EventSource reconnects.
         if (res.writableLength > MAX_STREAM_BUFFER_BYTES) {
           req.log.warn({ buffered: res.writableLength }, 'live stream client too slow: closed');
           end();
           return;
         }
-        res.write(`id: ${++id}\nevent: uplink\ndata: ${JSON.stringify(uplinkLiveSchema.parse(u))}\n\n`);
+        res.write(`id: ${++id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
       };
-      const onUplink = (u: { school: string; device: string }) => {
-        if (visible(u)) send(u);
+      const onUplink = (u: UplinkLive) => {
+        if (!visible(u)) return;
+        const r = reg();
+        const { contractedMbps } = r.schools.get(u.school)!;
+        send(
+          'uplink',
+          uplinkEventSchema.parse({
+            ...withUtilisation(u, contractedMbps),
+            ...placeOf(r, u.school, u.device),
+          }),
+        );
       };
-      for (const school of live.uplinks.values()) for (const u of school.values()) if (visible(u)) send(u);
+      // Registered devices only: an unassigned one has no classroom or name to show (`/v1/devices/unassigned`).
+      const onDevice = (d: DeviceLive) => {
+        const r = reg();
+        const registered = r.device(d.school, d.device);
+        if (!registered || !r.schoolInScope(d.school, scope)) return;
+        send(
+          'device',
+          deviceEventSchema.parse({
+            school: d.school,
+            device: d.device,
+            kind: registered.kind,
+            state: d.state,
+            sinceMs: d.sinceMs,
+            ...placeOf(r, d.school, d.device),
+          }),
+        );
+      };
+      for (const school of live.uplinks.values()) for (const u of school.values()) onUplink(u);
       live.on('uplink', onUplink);
+      if (req.query.devices) live.on('device', onDevice);
       const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
       streams.add(end);
       req.raw.on('close', end);

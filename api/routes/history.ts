@@ -124,8 +124,8 @@ export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (ap
       );
       const buckets = new Map<number, [number, number, number, number, number]>();
       const at = (t: number) => {
-        let b = buckets.get(t);
-        if (!b) buckets.set(t, (b = [t, 1, 0, 0, 0]));
+        const b = buckets.get(t) ?? ([t, 1, 0, 0, 0] as [number, number, number, number, number]);
+        buckets.set(t, b);
         return b;
       };
       let lampHours: number | null = null;

@@ -40,5 +40,9 @@ export const ERROR_RESPONSES = {
 } as const;
 
 export const regionQuery = {
-  region: regionPathSchema.optional().describe("Narrow to a region path within the token's scope."),
+  region: regionPathSchema
+    .optional()
+    .describe(
+      "Narrow to a region within the token's scope: its path (330000/330100/330127) or its bare division code (330127). A region the registry does not list is a 400.",
+    ),
 };

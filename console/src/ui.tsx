@@ -24,7 +24,7 @@ export function useLoad<T>(
     return () => {
       live = false;
     };
-    // biome-ignore lint/correctness/useExhaustiveDependencies: the caller names what the load depends on
+    // The caller names what the load depends on.
   }, [...deps, n]);
   return { data, error, reload: () => setN((x) => x + 1) };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Alert, AlertEngine, type Notification, type Signal } from '../../alerting/engine.js';
+import { type Alert, AlertEngine, idOf, type Notification, type Signal } from '../../alerting/engine.js';
 import { DEFAULT_RULES } from '../../alerting/rules.js';
 import { Calendar } from '../../common/calendar.js';
 import { CITY_CALENDAR } from '../helpers/city.js';
@@ -17,6 +17,7 @@ function harness(opts: { silenced?: (a: Alert, now: number) => boolean; rules?: 
     groupWaitS: 30,
     flap: { changes: 6, windowS: 600 },
     teaching: (_school, ms) => cal.isTeachingTime(ms),
+    teachingDeadline: (_school, from, classMs) => cal.teachingDeadline(from, classMs),
     silenced: opts.silenced ?? (() => false),
     historyMax: 1_000,
   });
@@ -73,6 +74,23 @@ describe('alert engine', () => {
     // Sent when its 60 s grace ends, to the millisecond: the grace already covers the 30 s group wait.
     expect(firing.atMs - (t0 + 64_000)).toBe(60_000);
     expect(h.engine.active.size).toBe(0);
+  });
+
+  it('alert ids are URL-safe, one per alert; keys stay rule|school|device|subject', () => {
+    const h = harness();
+    const t0 = at('2026-10-08T08:05:00');
+    h.start(t0);
+    h.run(at('2026-10-08T08:10:00'), outage(t0, at('2026-10-08T09:20:00')));
+    const alerts = [...h.engine.active.values()];
+    const uplink = h.engine.active.get('uplink_down|S|gw|')!;
+    expect(uplink.id).toMatch(/^uplink_down-[0-9a-f]{20}$/);
+    expect(h.sent[0]!.items[0]!.alert.id).toBe(uplink.id);
+    for (const a of alerts) expect(encodeURIComponent(a.id)).toBe(a.id);
+    expect(new Set(alerts.map((a) => a.id)).size).toBe(alerts.length);
+    // The devices' alerts name the uplink's as what inhibits them.
+    expect(h.engine.active.get('device_offline|S|pn-01|')).toMatchObject({ inhibitedBy: uplink.id });
+    // A later alert of the same key is another alert: another id.
+    expect(idOf(`uplink_down|S|gw||${t0 + 1}`)).not.toBe(uplink.id);
   });
 
   it.each([
@@ -133,6 +151,49 @@ describe('alert engine', () => {
       ['2026-10-08T01:28:30.000Z', ['uplink_saturated:gw']],
       ['2026-10-08T01:29:45.000Z', ['device_offline:pn-01']],
     ]);
+  });
+
+  describe('a saturated uplink counts its 10 minutes in class time: a break pauses the grace, not resets it', () => {
+    const saturated = (local: string, active = true): [number, Signal] => [
+      at(local),
+      { kind: 'condition', rule: 'uplink_saturated', school: 'S', device: 'gw', active, atMs: at(local) },
+    ];
+    const fired = (events: [number, Signal][], until = '2026-10-08T09:40:00') => {
+      const h = harness();
+      h.start(at('2026-10-08T08:30:00'));
+      h.run(at(until), events);
+      return h.sent.map((n) => [new Date(n.atMs + 8 * 3_600_000).toISOString().slice(11, 19), ...kinds([n])]);
+    };
+
+    it('saturated from 08:35: 5 minutes before the 08:40 bell and 5 after 08:50 — paged at 08:55:00, once', () => {
+      expect(fired([saturated('2026-10-08T08:35:00')])).toEqual([['08:55:00', 'firing:uplink_saturated']]);
+    });
+
+    it('from 08:45, in the break: the count begins with class and pages at 09:00', () => {
+      expect(fired([saturated('2026-10-08T08:45:00')])).toEqual([['09:00:00', 'firing:uplink_saturated']]);
+    });
+
+    it('clear for a moment in the break: the count starts again', () => {
+      expect(
+        fired([
+          saturated('2026-10-08T08:35:00'),
+          saturated('2026-10-08T08:44:00', false),
+          saturated('2026-10-08T08:46:00'),
+        ]),
+      ).toEqual([['09:00:00', 'firing:uplink_saturated']]);
+    });
+
+    it('7 minutes at the end of the last period are not paged in the evening, but 3 minutes into the next class', () => {
+      expect(fired([saturated('2026-10-08T09:23:00')], '2026-10-09T08:10:00')).toEqual([
+        ['08:03:00', 'firing:uplink_saturated'],
+      ]);
+    });
+
+    it("a device's offline grace still resets at each break: it must stay off 2 minutes within one period", () => {
+      expect(fired([offline('pn-01', at('2026-10-08T08:39:00'))])).toEqual([
+        ['08:52:00', 'firing:device_offline'],
+      ]);
+    });
   });
 
   it('counts the make-up Saturday (调休) as a school day', () => {

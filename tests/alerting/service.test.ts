@@ -383,6 +383,8 @@ describe('alerting end to end', () => {
       service.tick(now + 1_000); // pending: its grace starts
       service.tick(now + 6_000); // firing
       const auth = (t: string) => ({ authorization: `Bearer ${t}` });
+      const silence = (t: string, payload: Record<string, unknown>) =>
+        app.inject({ method: 'POST', url: '/v1/silences', headers: auth(t), payload });
       const mine = (await app.inject({ method: 'GET', url: '/v1/alerts', headers: auth(ops) })).json();
       expect(mine.items.map((a: { device: string; state: string }) => [a.device, a.state])).toEqual([
         ['pn-c2', 'firing'],
@@ -390,6 +392,18 @@ describe('alerting end to end', () => {
       expect(
         (await app.inject({ method: 'GET', url: '/v1/alerts', headers: auth(other) })).json().items,
       ).toEqual([]);
+      // The county's bare division code is its region; another county's is out of scope; an unknown one a 400.
+      for (const url of ['/v1/alerts?region=330106', '/v1/alerts/history?region=330106'])
+        expect((await app.inject({ method: 'GET', url, headers: auth(ops) })).statusCode).toBe(200);
+      expect(
+        (await app.inject({ method: 'GET', url: '/v1/alerts?region=330106', headers: auth(ops) })).json(),
+      ).toEqual(mine);
+      expect(
+        (await app.inject({ method: 'GET', url: '/v1/alerts?region=330108', headers: auth(ops) })).json(),
+      ).toMatchObject({ code: 'CFM_API_OUT_OF_SCOPE', field: 'region' });
+      expect(
+        (await app.inject({ method: 'GET', url: '/v1/alerts?region=330127', headers: auth(ops) })).json(),
+      ).toMatchObject({ code: 'CFM_API_BAD_REQUEST', field: 'region' });
       const id = mine.items[0].id as string;
       expect(
         (
@@ -406,40 +420,24 @@ describe('alerting end to end', () => {
         headers: auth(ops),
       });
       expect(acked.json()).toMatchObject({ ackedBy: '西湖运维' });
-      const bad = await app.inject({
-        method: 'POST',
-        url: '/v1/silences',
-        headers: auth(other),
-        payload: { school: SCHOOL, minutes: 60, comment: '割接' },
-      });
+      const bad = await silence(other, { school: SCHOOL, minutes: 60, comment: '割接' });
       expect(bad.statusCode).toBe(403);
-      const badBody = await app.inject({
-        method: 'POST',
-        url: '/v1/silences',
-        headers: auth(ops),
-        payload: { minutes: 0, comment: 'x' },
-      });
+      const badBody = await silence(ops, { minutes: 0, comment: 'x' });
       expect(badBody.json()).toMatchObject({ code: 'CFM_API_BAD_REQUEST', field: 'minutes' });
-      const deviceAlone = await app.inject({
-        method: 'POST',
-        url: '/v1/silences',
-        headers: auth(ops),
-        payload: { device: 'wb-a1', minutes: 60, comment: '换屏' },
-      });
+      const deviceAlone = await silence(ops, { device: 'wb-a1', minutes: 60, comment: '换屏' });
       expect(deviceAlone.statusCode).toBe(400);
       expect(deviceAlone.json()).toMatchObject({ code: 'CFM_API_BAD_REQUEST', field: 'school' });
-      const ok = await app.inject({
-        method: 'POST',
-        url: '/v1/silences',
-        headers: auth(ops),
-        payload: { rule: 'device_offline', minutes: 60, comment: '机房割接' },
-      });
+      const ok = await silence(ops, { rule: 'device_offline', minutes: 60, comment: '机房割接' });
       expect(ok.statusCode).toBe(201);
       expect(ok.json()).toMatchObject({
         region: '330000/330100/330106',
         rule: 'device_offline',
         createdBy: '西湖运维',
       });
+      // A silence of a region named by its bare code keeps the path it names (what silences match on).
+      const byCode = await silence(ops, { region: '330106', minutes: 60, comment: '区网割接' });
+      expect(byCode.statusCode).toBe(201);
+      expect(byCode.json()).toMatchObject({ region: '330000/330100/330106' });
       expect(
         (await app.inject({ method: 'GET', url: '/v1/silences', headers: auth(other) })).json().items,
       ).toEqual([]);

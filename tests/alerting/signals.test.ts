@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SnmpError } from '../../agents/snmp/client.js';
 import type { Signal } from '../../alerting/engine.js';
 import { resolveRules } from '../../alerting/rules.js';
 import { Signals } from '../../alerting/signals.js';
@@ -54,6 +55,8 @@ const REG = new RegistryIndex({
   ],
 } satisfies Registry);
 const T = Date.parse('2026-10-08T08:05:00+08:00');
+/** What the poller's SNMP client says of a target that does not answer (agents/snmp/client.ts, `wrap`). */
+const TIMEOUT = 'no answer within 4000 ms (unreachable, or a wrong community / v3 user)';
 
 type Status = (typeof EXAMPLES)['status'];
 type Event = (typeof EXAMPLES)['event'];
@@ -98,7 +101,7 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
   {
     name: 'a will (connection lost) opens device_offline and closes any data gap',
     message: status(A, 'pn-1', { state: 'offline', reason: 'will' }),
-    signals: [`data_gap ${A}/pn-1 off`, `device_offline ${A}/pn-1 on MQTT 连接断开（will）`],
+    signals: [`data_gap ${A}/pn-1 off`, `device_offline ${A}/pn-1 on 连接意外断开（MQTT 遗嘱 will）`],
   },
   {
     name: 'a clean shutdown is a teacher switching off: device_offline closes',
@@ -131,14 +134,44 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     signals: [],
   },
   {
-    name: 'the registered uplink device unreachable over SNMP: uplink_down',
-    message: event(A, 'gw-a', { type: 'unreachable', subject: 'snmp', kind: 'router', message: 'timeout' }),
-    signals: [`uplink_down ${A} on timeout`],
+    name: "the registered uplink device unreachable over SNMP: uplink_down, in Chinese with the poller's words",
+    message: event(A, 'gw-a', {
+      type: 'unreachable',
+      subject: 'snmp',
+      kind: 'router',
+      message: new SnmpError(`10.33.12.1:161 (${A}/gw-a)`, 'timeout', TIMEOUT).message,
+    }),
+    signals: [`uplink_down ${A} on 路由器 SNMP 无应答（10.33.12.1:161，超时：${TIMEOUT}）`],
   },
   {
     name: 'another router unreachable over SNMP: snmp_unreachable of that router',
+    message: event(B, 'sw-b', {
+      type: 'unreachable',
+      subject: 'snmp',
+      kind: 'switch',
+      message: new SnmpError(`10.33.12.2:161 (${B}/sw-b)`, 'auth', 'authentication failed (wrong digest)')
+        .message,
+    }),
+    signals: [
+      `snmp_unreachable ${B}/sw-b on 交换机 SNMP 无应答（10.33.12.2:161，认证失败：authentication failed (wrong digest)）`,
+    ],
+  },
+  {
+    name: 'an SNMP text of another form is kept whole',
     message: event(B, 'sw-b', { type: 'unreachable', subject: 'snmp', kind: 'switch', message: 'timeout' }),
-    signals: [`snmp_unreachable ${B}/sw-b on timeout`],
+    signals: [`snmp_unreachable ${B}/sw-b on 交换机 SNMP 无应答（出错：timeout）`],
+  },
+  {
+    name: 'it answers again',
+    message: event(B, 'sw-b', {
+      type: 'recovered',
+      subject: 'snmp',
+      kind: 'switch',
+      message: `10.33.12.2:161 (${B}/sw-b) answers again`,
+    }),
+    signals: [
+      `snmp_unreachable ${B}/sw-b off 交换机 SNMP 恢复应答（10.33.12.2:161 (${B}/sw-b) answers again）`,
+    ],
   },
   {
     name: "any uplink reading clears an unreachable uplink (its 'recovered' event may be lost)",
@@ -153,7 +186,10 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
   {
     name: 'the uplink interface down keeps uplink_down on though SNMP answers',
     message: iface(A, 'gw-a', { operStatus: 'down', inBps: null, outBps: null }),
-    signals: [`uplink_down ${A} off`, `uplink_down ${A} on 出口接口 GigabitEthernet0/0/1 状态 down`],
+    signals: [
+      `uplink_down ${A} off`,
+      `uplink_down ${A} on 出口接口 GigabitEthernet0/0/1 断开（ifOperStatus down）`,
+    ],
   },
   {
     name: 'the uplink at 95 % of its speed: uplink_saturated',
@@ -171,13 +207,52 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
   },
   {
     name: 'without a registered uplink device, the registered router carrying the uplink speaks for it',
-    message: iface(B, 'gw-b', { operStatus: 'down', inBps: null, outBps: null }),
-    signals: [`uplink_down ${B} off`, `uplink_down ${B} on 出口接口 GigabitEthernet0/0/1 状态 down`],
+    message: iface(B, 'gw-b', { operStatus: 'lowerLayerDown', inBps: null, outBps: null }),
+    signals: [
+      `uplink_down ${B} off`,
+      `uplink_down ${B} on 出口接口 GigabitEthernet0/0/1 下层链路断开（ifOperStatus lowerLayerDown）`,
+    ],
   },
   {
-    name: 'a reboot is an instant',
+    name: 'a reboot is an instant; a Chinese text is kept as it is',
     message: event(A, 'pn-1', { type: 'reboot', severity: 'info', kind: 'panel', message: '重启' }),
     signals: [`device_rebooted ${A}/pn-1 ! 重启`],
+  },
+  {
+    name: "the poller's reboot, in Chinese",
+    message: event(A, 'gw-a', {
+      type: 'reboot',
+      severity: 'warning',
+      kind: 'router',
+      subject: 'device',
+      message: `10.33.12.1:161 (${A}/gw-a) restarted (sysUpTime went back)`,
+    }),
+    signals: [
+      `device_rebooted ${A}/gw-a ! 路由器重启（10.33.12.1:161 (${A}/gw-a) restarted (sysUpTime went back)）`,
+    ],
+  },
+  {
+    name: "the agent's PJLink fault and its end, in Chinese by the registry's kind",
+    before: [
+      event(A, 'pn-1', { type: 'fault', severity: 'critical', subject: 'lamp', message: 'lamp error' }),
+    ],
+    message: event(A, 'pn-1', {
+      type: 'fault_cleared',
+      severity: 'info',
+      subject: 'fan',
+      message: 'fan ok again',
+    }),
+    signals: [`display_fault ${A}/pn-1/fan off 一体机风扇恢复正常（fan ok again）`],
+  },
+  {
+    name: 'a PJLink warning',
+    message: event(A, 'pn-1', {
+      type: 'fault',
+      severity: 'warning',
+      subject: 'filter',
+      message: 'filter warning',
+    }),
+    signals: [`display_fault ${A}/pn-1/filter on 一体机滤网告警（filter warning）`],
   },
   {
     name: 'a display fault and its subject',

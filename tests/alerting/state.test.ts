@@ -2,11 +2,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { idOf } from '../../alerting/engine.js';
 import { AlertService, alertsConfigSchema } from '../../alerting/service.js';
 import { Calendars } from '../../common/calendar.js';
 import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { RegistryStore } from '../../common/registry/store.js';
+import { alertOf } from '../helpers/alerts.js';
 import { captureLogger } from '../helpers/influx.js';
 
 /**
@@ -119,6 +121,64 @@ describe('the alert state file', () => {
         `^alerts state ${file} is malformed \\(not JSON: .+\\) and its last good copy is malformed too \\(alerts state ${file}\\.bak: silences\\.0\\.createdBy: Invalid input: expected string, received undefined\\): refusing to start`,
       ),
     );
+  });
+
+  it('a state file with the ids before #15 (key|start) loads with URL-safe ids, the same a fresh start gives', async () => {
+    const file = join(dir, 'old-ids.json');
+    const started = Date.parse('2026-10-08T08:06:04+08:00');
+    const uplinkOld = `uplink_down|A|gw||${started}`;
+    const uplink = alertOf({ id: uplinkOld, key: 'uplink_down|A|gw|', startedAtMs: started });
+    const room = alertOf({
+      id: `device_offline|A|pn-01||${started + 1_000}`,
+      key: 'device_offline|A|pn-01|',
+      rule: 'device_offline',
+      severity: 'warning',
+      device: 'pn-01',
+      state: 'pending',
+      startedAtMs: started + 1_000,
+      inhibitedBy: uplinkOld,
+      affected: [],
+    });
+    const past = alertOf({ id: `uplink_down|A|gw||${started - 86_400_000}`, state: 'resolved' });
+    writeFileSync(
+      file,
+      JSON.stringify({
+        version: 1,
+        active: [uplink, room],
+        history: [past],
+        queue: [['A', { firstMs: started, items: [{ kind: 'firing', alert: uplink }] }]],
+        silences: [],
+      }),
+    );
+    const s = service(file);
+    s.start();
+    try {
+      const ids = [...s.engine.active.values()].map((a) => a.id);
+      expect(ids).toEqual([idOf(uplinkOld), idOf(room.id)]);
+      for (const id of ids) expect(id).toMatch(/^(uplink_down|device_offline)-[0-9a-f]{20}$/);
+      // What the engine gives that alert when it starts now: the key and the start, as before.
+      expect(idOf(uplinkOld)).toBe(idOf(`${uplink.key}|${uplink.startedAtMs}`));
+      expect(s.engine.active.get(room.key)).toMatchObject({ key: room.key, inhibitedBy: idOf(uplinkOld) });
+      expect(s.engine.history.map((a) => a.id)).toEqual([idOf(past.id)]);
+      expect(s.engine.pendingQueue()[0]![1].items[0]!.alert.id).toBe(idOf(uplinkOld));
+      // The new id is the one that acknowledges it.
+      expect(s.engine.ack(idOf(uplinkOld), 'ops', Date.now())).toMatchObject({ key: uplink.key });
+      s.save(true);
+    } finally {
+      await s.stop();
+    }
+    // Written back with the new ids; loading them again changes nothing.
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as {
+      active: { id: string; inhibitedBy: string | null }[];
+    };
+    expect(saved.active.map((a) => [a.id, a.inhibitedBy])).toEqual([
+      [idOf(uplinkOld), null],
+      [idOf(room.id), idOf(uplinkOld)],
+    ]);
+    const again = service(file);
+    again.start();
+    expect([...again.engine.active.values()].map((a) => a.id)).toEqual([idOf(uplinkOld), idOf(room.id)]);
+    await again.stop();
   });
 
   it('no state file: an empty start, even with a last good copy beside it (the file was removed to reset)', async () => {

@@ -14,7 +14,7 @@ import { RegistryStore } from '../../common/registry/store.js';
 import { TEMPLATE_EXAMPLE } from '../../common/registry/template.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { ENTITIES, SHEETS } from '../../contracts/registry.js';
-import { testApp } from '../helpers/api.js';
+import { openStream, testApp } from '../helpers/api.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { uplinkOf } from '../helpers/messages.js';
@@ -242,6 +242,68 @@ describe('access', () => {
       message: 'role auditor may not use this route',
     });
   });
+});
+
+describe('the region parameter', () => {
+  const XIHU = '330000/330100/330106';
+  const ROUTES = [
+    '/v1/schools',
+    '/v1/devices',
+    '/v1/devices/unassigned',
+    `/v1/attainment?period=${WEEK}`,
+    `/v1/attainment/schools?period=${WEEK}`,
+    `/v1/attainment/classrooms?period=${WEEK}`,
+    `/v1/audit/devices?period=${WEEK}`,
+    `/v1/audit/idle?period=${WEEK}&idleDays=2`,
+  ];
+  const withRegion = (route: string, region: string) =>
+    `${route}${route.includes('?') ? '&' : '?'}region=${region}`;
+
+  it.each(ROUTES)('%s: a bare division code answers as its path does', async (route) => {
+    const bare = await json(withRegion(route, '330106'), T.ops);
+    expect(bare).toEqual(await json(withRegion(route, XIHU), T.ops));
+    // A county token asking for its own county by code, too.
+    expect(await json(withRegion(route, '330106'), T.xihu)).toEqual(await json(route, T.xihu));
+  });
+
+  it('a bare code names the schools of its region, at every level', async () => {
+    const ids = async (region: string) =>
+      (await json(`/v1/schools?region=${region}`, T.ops)).items.map((s: { id: string }) => s.id);
+    expect(await ids('330106')).toEqual(['A', 'B']);
+    expect(await ids('330108')).toEqual(['C']);
+    expect(await ids('330100')).toEqual(['A', 'B', 'C']);
+  });
+
+  it.each([...ROUTES, '/v1/bandwidth/live'])(
+    "%s: a code or path the registry does not know is a 400 naming region, not an empty list; another county's code a 403",
+    async (route) => {
+      const answer = async (region: string, token: string) => {
+        const r = await get(withRegion(route, region), token);
+        return { http: r.statusCode, ...r.json() };
+      };
+      expect(await answer('330127', T.ops)).toEqual({
+        http: 400,
+        status: 'error',
+        code: 'CFM_API_BAD_REQUEST',
+        message:
+          'region 330127 is not in the registry: give the division code (行政区划代码) of a region it lists, e.g. 330106, or its path, e.g. 330000/330100/330106',
+        field: 'region',
+      });
+      expect(await answer('330000/330200/330106', T.ops)).toMatchObject({
+        http: 400,
+        message: `region 330000/330200/330106 is not a path of the registry: region 330106 lies at ${XIHU}`,
+        field: 'region',
+      });
+      // The scope holds for codes: county 滨江's token asking for 西湖's code.
+      expect(await answer('330106', T.binjiang)).toEqual({
+        http: 403,
+        status: 'error',
+        code: 'CFM_API_OUT_OF_SCOPE',
+        message: `region 330106 (${XIHU}) is outside this token's scope 330000/330100/330108`,
+        field: 'region',
+      });
+    },
+  );
 });
 
 describe('bad requests get a 400 naming the field', () => {
@@ -507,39 +569,20 @@ describe('live bandwidth (SSE) from real MQTT readings', () => {
     await app.listen({ host: '127.0.0.1', port: 0 });
     const port = (app.server.address() as { port: number }).port;
     await live.ready();
-    const ctrl = new AbortController();
-    const res = await fetch(`http://127.0.0.1:${port}/v1/bandwidth/live`, {
-      headers: { authorization: `Bearer ${T.binjiang}` },
-      signal: ctrl.signal,
-    });
-    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const sse = await openStream(`http://127.0.0.1:${port}/v1/bandwidth/live`, T.binjiang);
+    expect(sse.contentType).toMatch(/^text\/event-stream/);
     const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'poller-test' });
     const reading = (inBps: number) => JSON.stringify(uplinkOf(inBps));
-    const events: string[] = [];
-    const reader = res.body!.getReader();
-    const pump = (async () => {
-      const dec = new TextDecoder();
-      let buf = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        buf += dec.decode(value, { stream: true });
-        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-          events.push(buf.slice(0, i));
-          buf = buf.slice(i + 2);
-        }
-      }
-    })().catch(() => undefined);
     // A garbage reading is counted and dropped; a Xihu school's reading is not for this token; C's is.
     await pub.publishAsync('cfm/v1/C/gw-c/iface', '{"v":1,"ifaces":"nope"}', { qos: 1 });
     await pub.publishAsync('cfm/v1/A/gw-a/iface', reading(5e6), { qos: 1 });
     await pub.publishAsync('cfm/v1/C/gw-c/iface', reading(42e6), { qos: 1 });
-    await waitFor(() => events.some((e) => e.includes('"school":"C"')), { timeoutMs: 10_000 });
+    await waitFor(() => sse.events.some((e) => e.data.school === 'C'), { timeoutMs: 10_000 });
     await waitFor(() => live.uplinks.has('A'), { timeoutMs: 10_000 });
-    expect(events.some((e) => e.includes('"school":"A"'))).toBe(false);
-    const ev = events.find((e) => e.includes('"school":"C"'))!;
-    expect(ev).toMatch(/^id: \d+\nevent: uplink\ndata: /);
-    expect(JSON.parse(ev.split('data: ')[1]!)).toMatchObject({
+    expect(sse.events.some((e) => e.data.school === 'A')).toBe(false);
+    const ev = sse.events.find((e) => e.data.school === 'C')!;
+    expect(ev).toMatchObject({ id: expect.stringMatching(/^\d+$/), event: 'uplink' });
+    expect(ev.data).toMatchObject({
       school: 'C',
       device: 'gw-c',
       inBps: 42e6,
@@ -548,8 +591,7 @@ describe('live bandwidth (SSE) from real MQTT readings', () => {
     expect(live.rejected).toBeGreaterThanOrEqual(1);
     // The school list shows the live rate too.
     expect((await json('/v1/schools/C', T.binjiang)).uplink).toMatchObject({ inBps: 42e6 });
-    ctrl.abort();
-    await pump;
+    await sse.close();
     await pub.endAsync();
   });
 });

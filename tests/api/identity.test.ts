@@ -16,7 +16,7 @@ import { EXAMPLES } from '../../contracts/examples.js';
 import type { AnyPoint } from '../../contracts/influx.js';
 import type { TopicPayloads } from '../../contracts/messages.js';
 import type { Registry } from '../../contracts/registry.js';
-import { testApp } from '../helpers/api.js';
+import { openStream, testApp } from '../helpers/api.js';
 import { CITY_CALENDAR, cityRollup } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { statusOf, uplinkOf } from '../helpers/messages.js';
@@ -152,35 +152,16 @@ const iface = (s: string, device: string, operStatus: 'up' | 'down', inBps = 1e6
 
 /** An open `/v1/bandwidth/live` stream: its events' data as they arrive. */
 async function stream(token: string) {
-  const ctrl = new AbortController();
-  const res = await fetch(`http://127.0.0.1:${port}/v1/bandwidth/live`, {
-    headers: { authorization: `Bearer ${token}` },
-    signal: ctrl.signal,
-  });
-  expect(res.status).toBe(200);
-  const events: { school: string; device: string; inBps: number }[] = [];
-  const reader = res.body!.getReader();
-  const pump = (async () => {
-    const dec = new TextDecoder();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buf += dec.decode(value, { stream: true });
-      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-        const e = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const data = e.split('\n').find((l) => l.startsWith('data: '));
-        if (data) events.push(JSON.parse(data.slice(6)));
-      }
-    }
-  })().catch(() => undefined);
+  const s = await openStream<{ school: string; device: string; inBps: number }>(
+    `http://127.0.0.1:${port}/v1/bandwidth/live`,
+    token,
+  );
+  expect(s.status).toBe(200);
   return {
-    events,
-    async close() {
-      ctrl.abort();
-      await pump;
+    get events() {
+      return s.events.map((e) => e.data);
     },
+    close: s.close,
   };
 }
 

@@ -4,9 +4,16 @@ import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { Poller, pollerConfigSchema } from '../../agents/snmp/poller.js';
 import { ApiServer, apiConfigSchema } from '../../api/server.js';
+import { roundHalfAway } from '../../common/figures/rounding.js';
+import { LiveState } from '../../common/live.js';
+import { silentLogger } from '../../common/log.js';
+import { mqttConfigSchema } from '../../common/mqtt.js';
 import type { Storage } from '../../common/storage/storage.js';
 import type { Registry } from '../../contracts/registry.js';
+import { SnmpSim } from '../../dev/snmp-sim.js';
+import { openStream } from '../helpers/api.js';
 import { CITY_CALENDAR } from '../helpers/city.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { statusOf, uplinkOf } from '../helpers/messages.js';
@@ -23,11 +30,15 @@ import { connectClient, startBroker } from '../helpers/mqtt.js';
  * readings of 2,000 invented devices of Z. The live view holds at most 50 unregistered devices per school and 80 in all.
  */
 const A = '3301060001';
+/** A second school of the county, for the offline time and the live uplink stream (after the flood). */
+const B = '3301060002';
 const Z = '3301069999';
 const A_PATH = '330000/330100/330106';
 const PER_SCHOOL = 50;
 const TOTAL = 80;
 const FLOOD = 2_000;
+/** `api.live.staleAfterS` here: short, and longer than the poll interval of the poller below (500 ms). */
+const STALE_AFTER_S = 4;
 const REGISTRY: Registry = {
   regions: [
     { id: '330000', name: '浙江省', level: 'province' },
@@ -47,11 +58,29 @@ const REGISTRY: Registry = {
       uplinkDevice: 'gw-a',
       uplinkInterface: 1,
     },
+    {
+      id: B,
+      name: '学校B',
+      region: '330106',
+      area: 'rural',
+      level: 'primary',
+      classes: 6,
+      students: 200,
+      teachers: 12,
+      uplinkDevice: 'gw-b',
+      uplinkInterface: 1,
+      contractedMbps: 50,
+    },
   ],
-  classrooms: [{ id: 'A1', school: A, name: '一(1)班', isClass: true }],
+  classrooms: [
+    { id: 'A1', school: A, name: '一(1)班', isClass: true },
+    { id: 'B1', school: B, name: '二(3)班', isClass: true },
+  ],
   devices: [
     { id: 'gw-a', school: A, kind: 'router' },
     { id: 'wb-a1', school: A, classroom: 'A1', kind: 'panel' },
+    { id: 'gw-b', school: B, kind: 'router' },
+    { id: 'wb-b1', school: B, classroom: 'B1', kind: 'panel' },
   ],
 };
 
@@ -62,6 +91,8 @@ let broker: Awaited<ReturnType<typeof startBroker>>;
 let server: ApiServer;
 let logs: Record<string, unknown>[];
 const clients: MqttClient[] = [];
+/** Live streams a test opened, closed at the end. */
+const streams: { close(): Promise<void> }[] = [];
 const T = { admin: '', countyA: '' };
 
 beforeAll(async () => {
@@ -73,7 +104,9 @@ beforeAll(async () => {
     [
       { username: 'api', role: 'reader' },
       { username: 'dev-a1', role: 'device', school: A, device: 'wb-a1' },
+      { username: 'dev-b1', role: 'device', school: B, device: 'wb-b1' },
       { username: 'poll-x', role: 'poller', schools: [A, Z] },
+      { username: 'poll-b', role: 'poller', schools: [B] },
     ],
     // The poller's burst lets the whole flood through; the broker's own bounds are tested in tests/broker.
     { holdDevicesUntilCollector: false, pollerPublishBurst: 10_000 },
@@ -91,7 +124,7 @@ beforeAll(async () => {
       calendarFile: join(dir, 'calendar.yaml'),
       preloadDays: 0,
       mqtt: { url: broker.url, username: 'api', password: broker.secrets.api },
-      live: { maxUnassignedPerSchool: PER_SCHOOL, maxUnassignedDevices: TOTAL },
+      live: { maxUnassignedPerSchool: PER_SCHOOL, maxUnassignedDevices: TOTAL, staleAfterS: STALE_AFTER_S },
     }),
     { log: captured.log, storage },
   );
@@ -101,6 +134,7 @@ beforeAll(async () => {
   T.countyA = server.tokens.add('西湖区教育局', 'ops', A_PATH).token;
 });
 afterAll(async () => {
+  for (const s of streams) await s.close();
   for (const c of clients) await c.endAsync(true);
   await server?.stop();
   await broker?.dispose();
@@ -294,5 +328,263 @@ describe('the live view under a flood of invented device ids', () => {
     });
     expect(server.live.device(A, newest)).toMatchObject({ state: 'online' });
     expect(server.live.device(A, 'wb-a1')).toMatchObject({ state: 'offline' });
+  });
+});
+
+/** Where school B's panel is, as the live stream's events name it. */
+const WB_B1 = {
+  school: B,
+  device: 'wb-b1',
+  kind: 'panel',
+  schoolName: '学校B',
+  region: A_PATH,
+  regionNames: ['浙江省', '杭州市', '西湖区'],
+  classroom: 'B1',
+  classroomName: '二(3)班',
+};
+
+describe('offline time', () => {
+  const topic = `cfm/v1/${B}/wb-b1/status`;
+  const sinceOf = async () =>
+    (await get(`/v1/devices?school=${B}`, T.countyA)).body.items.find((d) => d.id === 'wb-b1') as
+      | (Item & { sinceMs: number | null })
+      | undefined;
+
+  it('is when the device went offline: the arrival of its last will, not the connect time the will carries; the stream says so with its classroom', async () => {
+    const sse = await openStream(`${server.url}/v1/bandwidth/live?devices=true`, T.countyA);
+    streams.push(sse);
+    // The agent connected a minute ago: its birth and the will it left with the broker both carry that time.
+    const connectedAt = Date.now() - 60_000;
+    const dev = await connectClient(broker.url, {
+      username: 'dev-b1',
+      password: broker.secrets['dev-b1'],
+      clientId: 'dev-b1/1',
+      will: {
+        topic,
+        payload: Buffer.from(JSON.stringify(statusOf('offline', { ts: connectedAt }))),
+        qos: 1,
+        retain: true,
+      },
+    });
+    clients.push(dev);
+    await dev.publishAsync(topic, JSON.stringify(statusOf('online', { ts: connectedAt })), {
+      qos: 1,
+      retain: true,
+    });
+    await waitFor(async () => (await sinceOf())?.state === 'online', { what: "wb-b1's birth" });
+    expect(await sinceOf()).toMatchObject({ state: 'online', sinceMs: connectedAt });
+
+    // The fibre is cut: the socket dies without DISCONNECT, and the broker publishes the will.
+    const cutAt = Date.now();
+    dev.stream.destroy();
+    await waitFor(async () => (await sinceOf())?.state === 'offline', { what: "wb-b1's will" });
+    const offline = (await sinceOf())!;
+    expect(offline.sinceMs).toBeGreaterThanOrEqual(cutAt);
+    expect(offline.sinceMs).toBeLessThanOrEqual(Date.now());
+    // With `devices=true` the live stream sent both changes, by name.
+    const deviceEvents = () => sse.events.filter((e) => e.event === 'device').map((e) => e.data);
+    await waitFor(() => deviceEvents().length === 2, { what: 'device events' });
+    expect(deviceEvents()).toEqual([
+      { ...WB_B1, state: 'online', sinceMs: connectedAt },
+      { ...WB_B1, state: 'offline', sinceMs: offline.sinceMs },
+    ]);
+
+    // A restarted API gets the will replayed (retained): when it arrived nobody kept, so the time is unknown —
+    // not the connect time the will carries.
+    const fresh = new LiveState(
+      mqttConfigSchema.parse({
+        url: broker.url,
+        username: 'api',
+        password: broker.secrets.api,
+        clientId: 'api/fresh',
+      }),
+      silentLogger(),
+      false,
+      { registry: () => server.registry.index },
+    );
+    await fresh.start();
+    try {
+      await waitFor(() => fresh.device(B, 'wb-b1') !== undefined, { what: 'the retained will' });
+      expect(fresh.device(B, 'wb-b1')).toMatchObject({ state: 'offline', sinceMs: null });
+    } finally {
+      await fresh.stop();
+    }
+  });
+
+  it('a clean shutdown says when: its own time', async () => {
+    const dev = await connectAs('dev-b1');
+    const stoppedAt = Date.now() - 5_000;
+    await dev.publishAsync(
+      topic,
+      JSON.stringify(statusOf('offline', { reason: 'shutdown', ts: stoppedAt })),
+      { qos: 1, retain: true },
+    );
+    await waitFor(async () => (await sinceOf())?.sinceMs === stoppedAt, { what: 'the shutdown' });
+    expect(await sinceOf()).toMatchObject({ state: 'offline', sinceMs: stoppedAt });
+  });
+});
+
+describe("a school's uplink on the live stream", () => {
+  type Uplink = {
+    school: string;
+    state: string;
+    operStatus: string;
+    stateSinceMs: number;
+    tsMs: number;
+    inBps: number | null;
+    outBps: number | null;
+  };
+
+  it('a cut is sent as down within seconds of the poll that finds it; a silent poller as stale after the bound', async () => {
+    // School B's router as the SNMP poller sees it, polled every 500 ms (its status promises 5 s: 15 s > 4 s).
+    const router = await new SnmpSim({
+      ifaces: [
+        {
+          index: 1,
+          name: 'GigabitEthernet0/0/1',
+          highSpeedMbps: 100,
+          operStatus: 1,
+          inOctets: 0n,
+          outOctets: 0n,
+        },
+      ],
+    }).start();
+    const poller = new Poller(
+      pollerConfigSchema.parse({
+        mqtt: {
+          url: broker.url,
+          username: 'poll-b',
+          password: broker.secrets['poll-b'],
+          clientId: 'poll-b/1',
+        },
+        spool: { dir: join(dir, 'poller-spool') },
+        targets: [
+          {
+            device: 'gw-b',
+            school: B,
+            address: '127.0.0.1',
+            port: router.port,
+            community: 'public',
+            uplink: 1,
+            intervalS: 5,
+            timeoutMs: 200,
+            retries: 0,
+          },
+        ],
+      }),
+      { log: silentLogger(), intervalMs: 500 },
+    );
+    const sse = await openStream<Uplink>(`${server.url}/v1/bandwidth/live`, T.countyA);
+    let traffic: NodeJS.Timeout | undefined;
+    const ofB = () => sse.events.filter((e) => e.data.school === B).map((e) => e.data);
+    /** The first event of B after the `after` first ones with `state`, once it came. */
+    const next = async (state: string, after: number, what: string) => {
+      const find = () =>
+        ofB()
+          .slice(after)
+          .find((u) => u.state === state);
+      await waitFor(() => find() !== undefined, { what });
+      return find()!;
+    };
+    const schoolB = async () => (await get(`/v1/schools/${B}`, T.countyA)).body.uplink as unknown as Uplink;
+    try {
+      expect(sse.status).toBe(200);
+      await poller.start();
+      // Traffic between polls, for a rate; the utilisation is of the school's contracted 50 Mbit/s.
+      traffic = setInterval(() => router.advance(1, 1_000_000n, 100_000n), 100);
+      await waitFor(() => ofB().some((u) => u.state === 'up' && u.inBps !== null), {
+        what: "B's first rate",
+      });
+      const first = ofB().find((u) => u.inBps !== null)!;
+      expect(first).toMatchObject({
+        schoolName: '学校B',
+        region: A_PATH,
+        regionNames: ['浙江省', '杭州市', '西湖区'],
+        classroom: null,
+        classroomName: null,
+        speedMbps: 100,
+        capacityMbps: 50,
+        capacitySource: 'contract',
+        utilisationPct: roundHalfAway((100 * Math.max(first.inBps!, first.outBps!)) / 50e6, 2),
+      });
+      expect(first.inBps).toBeGreaterThan(0);
+
+      // The interface goes down: the reading says so.
+      let seen = ofB().length;
+      router.setOperStatus(1, 2);
+      expect(await next('down', seen, 'the interface down')).toMatchObject({ operStatus: 'down' });
+      seen = ofB().length;
+      router.setOperStatus(1, 1);
+      await next('up', seen, 'the interface up again');
+
+      // The fibre is cut: the router stops answering. Its last reading said `up`; the stream says down, at once.
+      seen = ofB().length;
+      const cutAt = Date.now();
+      await router.stop();
+      const down = await next('down', seen, 'the cut uplink down');
+      expect(down).toMatchObject({ operStatus: 'up' });
+      expect(down.stateSinceMs - cutAt).toBeLessThan(60_000);
+      expect(await schoolB()).toMatchObject({ state: 'down', operStatus: 'up' });
+
+      // Back: the next poll answers.
+      seen = ofB().length;
+      await router.start();
+      await next('up', seen, 'the uplink restored');
+
+      // The poller stops: no reading comes, and after the bound the last one is stale — on the stream and in
+      // /v1/schools, though it said `up`.
+      seen = ofB().length;
+      await poller.stop();
+      const stale = await next('stale', seen, 'the reading stale');
+      const last = server.live.uplink(B, 'gw-b')!;
+      expect(stale).toMatchObject({ operStatus: 'up', stateSinceMs: last.tsMs + STALE_AFTER_S * 1000 });
+      expect(await schoolB()).toMatchObject({ state: 'stale', operStatus: 'up', capacitySource: 'contract' });
+      // The router's status changed with the cut, but a stream without `devices=true` has uplink events only.
+      expect(new Set(sse.events.map((e) => e.event))).toEqual(new Set(['uplink']));
+    } finally {
+      clearInterval(traffic);
+      await sse.close();
+      await poller.stop();
+      await router.stop();
+    }
+  });
+  it('3 poll intervals make a reading stale when its poller promises a shorter one than the bound', async () => {
+    const sse = await openStream<Uplink>(`${server.url}/v1/bandwidth/live`, T.countyA);
+    try {
+      const poller = await connectAs('poll-x');
+      // The poller's status for its router promises a poll every second: stale after 3 s, not 4.
+      await poller.publishAsync(
+        `cfm/v1/${A}/gw-a/status`,
+        JSON.stringify(statusOf('online', { kind: 'router', heartbeatS: 1 })),
+        { qos: 1, retain: true },
+      );
+      await waitFor(() => server.live.device(A, 'gw-a')?.heartbeatS === 1, { what: "gw-a's status" });
+      const reading = uplinkOf(2e6);
+      await poller.publishAsync(`cfm/v1/${A}/gw-a/iface`, JSON.stringify(reading), { qos: 1 });
+      await waitFor(
+        () =>
+          sse.events.some(
+            (e) => e.data.school === A && e.data.tsMs === reading.ts && e.data.state === 'stale',
+          ),
+        { what: "gw-a's reading stale" },
+      );
+      expect(server.live.uplink(A, 'gw-a')).toMatchObject({
+        state: 'stale',
+        stateSinceMs: reading.ts + 3_000,
+      });
+      // School A has no contracted bandwidth: 2 Mbit/s in, 1 out, of the 1,000 Mbit/s interface.
+      expect(sse.events.find((e) => e.data.tsMs === reading.ts && e.data.state === 'up')?.data).toMatchObject(
+        {
+          schoolName: '学校A',
+          inBps: 2e6,
+          outBps: 1e6,
+          capacityMbps: 1000,
+          capacitySource: 'polled',
+          utilisationPct: 0.2,
+        },
+      );
+    } finally {
+      await sse.close();
+    }
   });
 });

@@ -58,6 +58,27 @@ describe('school calendar (the 2026–2027 example)', () => {
     expect(province.daysPerWeek).toBe(5);
   });
 
+  it('counts class time across breaks, evenings and holidays (an alert grace that pauses in breaks)', () => {
+    const at = (local: string) => Date.parse(`${local}+08:00`);
+    const cst = (ms: number) => new Date(ms + 8 * 3_600_000).toISOString().slice(0, 16);
+    const p = province.day('2026-09-01').periods.map((x) => [cst(x.startMs), cst(x.endMs)]);
+    expect(p.slice(0, 2)).toEqual([
+      ['2026-09-01T08:00', '2026-09-01T08:40'],
+      ['2026-09-01T08:50', '2026-09-01T09:30'],
+    ]);
+    // 5 minutes of the first period, the break, 5 of the second.
+    expect(cst(province.teachingDeadline(at('2026-09-01T08:35'), 600_000))).toBe('2026-09-01T08:55');
+    // Starting in the break: from the next period.
+    expect(cst(province.teachingDeadline(at('2026-09-01T08:42'), 600_000))).toBe('2026-09-01T09:00');
+    // Running out exactly at a bell: at the start of the next period (class time is [start, end)).
+    expect(cst(province.teachingDeadline(at('2026-09-01T08:30'), 600_000))).toBe('2026-09-01T08:50');
+    // Thursday 24 September's last period, then 中秋 Friday and the weekend: Monday's first period.
+    const lastThu = province.day('2026-09-24').periods.at(-1)!;
+    expect(cst(province.teachingDeadline(lastThu.endMs - 300_000, 600_000))).toBe('2026-09-28T08:05');
+    // A calendar with no class within the bound: never.
+    expect(province.teachingDeadline(at('2026-07-10T08:00'), 600_000, 20)).toBe(Number.POSITIVE_INFINITY);
+  });
+
   it('applies overrides: a county term, a school timetable, both inheriting the holidays', () => {
     expect(province.day('2027-02-22').kind).toBe('teaching');
     expect(xihu.day('2027-02-22').kind).toBe('vacation'); // the county starts a week later

@@ -914,6 +914,15 @@ describe('adversarial devices through the embedded broker only', () => {
     await report();
 
     const willTs = Date.now() - 1_000;
+    // When the live view received the will (its `ts` is the connection's start): the device's offline time.
+    let willArrivedMs: number | undefined;
+    const onWill = (m: LiveMessage) => {
+      if (m.channel === 'status' && m.device === 'ops-a2' && m.message.ts === willTs) willArrivedMs = m.atMs;
+    };
+    s.live.on('message', onWill);
+    cleanups.push(async () => {
+      s.live.off('message', onWill);
+    });
     const statusTopic = buildTopic({ school: A, device: 'ops-a2', channel: 'status' });
     const flooder = await login(s, devUser(A, 'ops-a2'), {
       will: {
@@ -933,7 +942,10 @@ describe('adversarial devices through the embedded broker only', () => {
     await report();
     await gone;
     const elapsedS = (performance.now() - t0) / 1_000;
-    await waitFor(() => s.live.device(A, 'ops-a2')?.sinceMs === willTs, { what: 'the last will' });
+    await waitFor(
+      () => willArrivedMs !== undefined && s.live.device(A, 'ops-a2')?.sinceMs === willArrivedMs,
+      { what: 'the last will' },
+    );
     await report();
     const after = b.broker.stats();
     await settled(s, mark, after.published - before.published);
@@ -978,7 +990,7 @@ describe('adversarial devices through the embedded broker only', () => {
     // The API: county A sees the flooder offline (its will) and the reporter online; county B sees neither.
     const t = s.token;
     const list = (await get(s, `/v1/devices?school=${A}`, t.countyA)).items;
-    expect(find(list, A, 'ops-a2')).toMatchObject({ state: 'offline', sinceMs: willTs });
+    expect(find(list, A, 'ops-a2')).toMatchObject({ state: 'offline', sinceMs: willArrivedMs });
     expect(ids((await get(s, '/v1/devices', t.countyB)).items)).toEqual([`${s.B}/gw-b`, `${s.B}/wb-b1`]);
     expect((await get(s, '/v1/devices/unassigned', t.countyB)).items).toEqual([]);
   });

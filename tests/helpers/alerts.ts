@@ -3,7 +3,7 @@ import type { Alert } from '../../alerting/engine.js';
 
 /** An alert as the engine holds it: a firing uplink outage of school A, with what a test changes. */
 export const alertOf = (over: Partial<Alert> = {}): Alert => ({
-  id: 'uplink_down|A|gw|1',
+  id: 'uplink_down-5e0c1f2a3b4d5e6f7a8b',
   key: 'uplink_down|A|gw|',
   rule: 'uplink_down',
   severity: 'critical',

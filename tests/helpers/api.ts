@@ -53,3 +53,51 @@ export async function testApp(deps: {
   await app.register(alertRoutes, { alerts: deps.alerts, registry: deps.registry });
   return app;
 }
+
+/** One server-sent event as it arrived: its id and name, and its data parsed as JSON. */
+export interface StreamEvent<T = Record<string, unknown>> {
+  id: string | undefined;
+  event: string;
+  data: T;
+}
+
+/**
+ * An open server-sent-event stream (`/v1/bandwidth/live`) read as a browser's EventSource would: its events as
+ * they arrive, until `close()`.
+ */
+export async function openStream<T = Record<string, unknown>>(url: string, token: string) {
+  const ctrl = new AbortController();
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: ctrl.signal });
+  const events: StreamEvent<T>[] = [];
+  const reader = res.body!.getReader();
+  const pump = (async () => {
+    const dec = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true });
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+        const lines = buf.slice(0, i).split('\n');
+        buf = buf.slice(i + 2);
+        const field = (name: string) => lines.find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2);
+        const data = field('data');
+        if (data !== undefined)
+          events.push({
+            id: field('id'),
+            event: field('event') ?? 'message',
+            data: JSON.parse(data) as T,
+          });
+      }
+    }
+  })().catch(() => undefined);
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    events,
+    async close() {
+      ctrl.abort();
+      await pump;
+    },
+  };
+}
