@@ -475,6 +475,7 @@ try {
   const bearer = adminToken ?? '$TOKEN';
   console.log(`
 Where to look
+  console         ${api.url}/console/${adminToken ? `#token=${adminToken}` : ''}   (open this first: 总览, 网络, 告警, 设备, 闲置设备)
   overview page   ${api.url}/overview${adminToken ? `#token=${adminToken}` : ''}
   API             ${api.url}   ${adminToken ? `(admin token: ${adminToken})` : `(the admin token printed at the first start is kept in ${shown(state.tokens)}; another: ${addToken})`}
     curl -s -H "authorization: Bearer ${bearer}" '${api.url}/v1/attainment?period=${from}..${today}'

@@ -192,6 +192,9 @@ describe('quickstart (npm run stack)', () => {
       expect((await fetch(`${url}/health`)).status).toBe(200);
       expect(await schoolsSeen(url, admin)).toBe(6);
       expect((await fetch(`${url}/overview`)).status).toBe(200);
+      // What to open first: the console, its link printed with the admin token.
+      expect(out).toContain(`console         ${url}/console/#token=${admin}`);
+      expect((await fetch(`${url}/console/`)).status).toBe(200);
 
       // README: `npm run api -- tokens add …` — the running API accepts the token within seconds.
       const add = await api('tokens', 'add', '城域网运维', '--role', 'ops');
