@@ -83,7 +83,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     maxFaultyPct: 10,
     idleDays: DEFAULT_IDLE_DAYS,
     sources: {
-      perClassMbps: "a city's education-informatisation plan, 2017 targets (../shared/DOMAIN.md)",
+      perClassMbps: "a city's education-informatisation plan, 2017 targets (docs/domain.md)",
       minUplinkMbps: 'national 2017 target: ≥ 70 % of schools with ≥ 10 Mbps access',
       ...COMMON_SOURCES,
     },
@@ -101,7 +101,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     maxFaultyPct: 10,
     idleDays: DEFAULT_IDLE_DAYS,
     sources: {
-      perClassMbps: "a city's education-informatisation plan, 2020 targets (../shared/DOMAIN.md)",
+      perClassMbps: "a city's education-informatisation plan, 2020 targets (docs/domain.md)",
       minUplinkMbps: `${PROJECT_DEFAULT}: 10 classes at the 2020 urban per-class figure`,
       ...COMMON_SOURCES,
     },
@@ -119,7 +119,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     maxFaultyPct: 5,
     idleDays: DEFAULT_IDLE_DAYS,
     sources: {
-      perClassMbps: 'the national drive 千兆进校、百兆进班 (../shared/DOMAIN.md)',
+      perClassMbps: 'the national drive 千兆进校、百兆进班 (docs/domain.md)',
       minUplinkMbps: 'the national drive 千兆进校、百兆进班',
       ...COMMON_SOURCES,
     },
