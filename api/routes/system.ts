@@ -112,7 +112,17 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
   // The console (console/): a static page and its bundle (built by `npm run gen:console`, committed). No token
   // is needed to load them; the page asks for one and reads the API with it. Strict CSP: only this origin, no
   // inline script or style.
-  const consoleFile = (name: string) => readFileSync(new URL(`../../console/${name}`, import.meta.url));
+  // A checkout without the bundle (console/dist removed) still serves the API: the console says how to build it.
+  const consoleFile = (name: string) => {
+    try {
+      return readFileSync(new URL(`../../console/${name}`, import.meta.url));
+    } catch (err) {
+      deps.log.warn({ err, file: `console/${name}` }, 'the console is not built: run npm run gen:console');
+      return Buffer.from(
+        name.endsWith('.js') ? 'document.body.textContent = "控制台未构建：npm run gen:console";' : '',
+      );
+    }
+  };
   const CONSOLE: Record<string, { body: Buffer; type: string }> = {
     '': { body: consoleFile('index.html'), type: 'text/html; charset=utf-8' },
     'app.js': { body: consoleFile('dist/app.js'), type: 'text/javascript; charset=utf-8' },

@@ -242,7 +242,7 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
       subject: 'fan',
       message: 'fan ok again',
     }),
-    signals: [`display_fault ${A}/pn-1/fan off 一体机风扇恢复正常（fan ok again）`],
+    signals: [`display_fault ${A}/pn-1/fan off 交互式一体机风扇恢复正常（fan ok again）`],
   },
   {
     name: 'a PJLink warning',
@@ -252,7 +252,7 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
       subject: 'filter',
       message: 'filter warning',
     }),
-    signals: [`display_fault ${A}/pn-1/filter on 一体机滤网告警（filter warning）`],
+    signals: [`display_fault ${A}/pn-1/filter on 交互式一体机滤网告警（filter warning）`],
   },
   {
     name: 'a display fault and its subject',
