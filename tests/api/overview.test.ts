@@ -169,6 +169,6 @@ describe('the overview page (headless Chromium)', () => {
     expect(res.headers.get('content-security-policy')).toMatch(
       /^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/]{43}='; .*connect-src 'self'/,
     );
-    expect((await fetch(`${url}/`, { redirect: 'manual' })).headers.get('location')).toBe('/overview');
+    expect((await fetch(`${url}/`, { redirect: 'manual' })).headers.get('location')).toBe('/console/');
   });
 });

@@ -234,7 +234,7 @@ describe('the console (headless Chromium)', () => {
     await page.waitForSelector('table.alerts tbody tr');
     const row = (await cells(page, 'table.alerts')).find((r) => r[3] === 'pn-a2')!;
     expect(row.slice(1, 4)).toEqual(['教室设备离线', CITY.schools.find((s) => s.id === 'A')!.name, 'pn-a2']);
-    expect(row[4]).toMatch(/MQTT 连接断开/);
+    expect(row[4]).toMatch(/连接意外断开/);
     await page.click('table.alerts button:has-text("确认")');
     await waitFor(
       async () =>
