@@ -29,10 +29,9 @@ export default defineConfig({
       reporter: ['text-summary'],
       reportsDirectory: 'var/coverage',
       // Measured 84.5 / 76.5 / 85.5 / 86.7 % when introduced (2026-12-03); 85.1 / 77.2 / 87.0 / 87.1 % once
-      // alerting/ and rollup/ were services of their own (#14); 85.0 / 76.3 / 88.0 / 86.8 % with the first part of
-      // #15 (the entry points' new parser runs mostly in child processes, which are not counted). The floor: that,
-      // less a margin for timing-dependent paths; above the level it was introduced at.
-      thresholds: { statements: 84.6, branches: 76.1, functions: 87, lines: 86.5 },
+      // alerting/ and rollup/ were services of their own (#14); 85.4 / 77.1 / 88.7 / 87.3 % with the first part of
+      // #15. The floor: that, less a margin for timing-dependent paths.
+      thresholds: { statements: 85.1, branches: 76.8, functions: 88, lines: 87 },
     },
   },
 });
