@@ -199,7 +199,7 @@ const RULE_DESCRIPTIONS: Record<RuleName, string> = {
   uplink_down:
     "The school's uplink is down: its interface not up, or its uplink router not answering SNMP. Inhibits the school's device_offline, snmp_unreachable and data_gap alerts.",
   uplink_saturated:
-    "The school's uplink at or above `thresholdPct` of its interface speed, in either direction, for `forS` of class time counted across breaks (alerting/README.md, Rules).",
+    "The school's uplink at or above `thresholdPct` of its capacity (the contracted Mbps, else the interface speed), in either direction, for `forS` of class time counted across breaks (alerting/README.md, Rules).",
   display_fault:
     'A display reports a PJLink error, its touch controller does not answer, or it is over `temperatureMaxC` or `lampHoursMax`.',
   device_rebooted: 'A device restarted (a router: its sysUpTime went back): one notification, at any hour.',

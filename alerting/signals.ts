@@ -1,6 +1,7 @@
-import { carriesUplink, type LiveMessage } from '../common/live.js';
+import { uplinkCapacity, utilisationPct } from '../common/figures/capacity.js';
+import type { LiveMessage } from '../common/live.js';
 import { entityKey } from '../common/registry/key.js';
-import type { RegistryIndex } from '../common/registry/store.js';
+import { carriesUplink, type RegistryIndex } from '../common/registry/store.js';
 import { ENUM_LABELS } from '../contracts/registry.js';
 import type { Signal } from './engine.js';
 import type { Rule, RuleName } from './rules.js';
@@ -142,9 +143,15 @@ export class Signals {
         `出口接口 ${up.name} ${OPER_STATUS_NAMES[up.operStatus] ?? '未连通'}（ifOperStatus ${up.operStatus}）`,
       ),
     );
-    const speedBps = (up.speedMbps ?? 0) * 1e6;
-    if (speedBps > 0 && up.inBps !== null && up.outBps !== null) {
-      const pct = (100 * Math.max(up.inBps, up.outBps)) / speedBps;
+    // Of the school's capacity: its contract, else the interface speed (common/figures/capacity.ts).
+    const { capacityMbps, capacitySource } = uplinkCapacity(
+      reg.schools.get(m.school)?.contractedMbps,
+      up.speedMbps,
+    );
+    const inPct = utilisationPct(up.inBps, capacityMbps);
+    const outPct = utilisationPct(up.outBps, capacityMbps);
+    if (inPct !== undefined && outPct !== undefined) {
+      const pct = Math.max(inPct, outPct);
       const threshold = this.rules.uplink_saturated.thresholdPct ?? 90;
       out.push(
         cond(
@@ -154,7 +161,7 @@ export class Signals {
           undefined,
           pct >= threshold,
           m.atMs,
-          `利用率 ${pct.toFixed(0)} %（阈值 ${threshold} %）`,
+          `利用率 ${pct.toFixed(0)} %（${capacitySource === 'contract' ? '签约带宽' : '端口速率'} ${capacityMbps} Mbit/s，阈值 ${threshold} %）`,
         ),
       );
     }

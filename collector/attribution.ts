@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { entityKey, type RegistryIndex, RegistryStore } from '../common/registry/store.js';
+import { carriesUplink, entityKey, type RegistryIndex, RegistryStore } from '../common/registry/store.js';
 import { UNASSIGNED_REGION } from '../contracts/influx.js';
 import type { DeviceKind } from '../contracts/messages.js';
+import type { Device } from '../contracts/registry.js';
 import type { LimitsConfig } from './limits.js';
 import type { DeviceInfo } from './points.js';
 
@@ -143,7 +144,7 @@ export class Attributor {
     const d = idx.device(school, device);
     const path = idx.schoolPath(school);
     return d && path !== undefined
-      ? { kind: d.kind, classroom: d.classroom, region: path }
+      ? registeredInfo(idx, school, d, path)
       : { kind, region: UNASSIGNED_REGION };
   }
 
@@ -164,7 +165,7 @@ export class Attributor {
       return {
         ok: true,
         registered: true,
-        info: { kind: d.kind, classroom: d.classroom, region: path },
+        info: registeredInfo(idx, school, d, path),
         mismatches,
       };
     }
@@ -257,4 +258,12 @@ export class Attributor {
     seen.add(what);
     return true;
   }
+}
+
+/** A registered device's tags, and the school's contract on the device that carries its uplink. */
+function registeredInfo(idx: RegistryIndex, school: string, d: Device, path: string): DeviceInfo {
+  const info: DeviceInfo = { kind: d.kind, classroom: d.classroom, region: path };
+  const contract = idx.schools.get(school)?.contractedMbps;
+  if (contract !== undefined && carriesUplink(idx, school, d.id)) info.uplinkContractMbps = contract;
+  return info;
 }

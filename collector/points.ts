@@ -1,3 +1,4 @@
+import { uplinkCapacity, utilisationPct } from '../common/figures/capacity.js';
 import { type AnyPoint, COLLECTOR_EVENT_TYPES, type PointOf } from '../contracts/influx.js';
 import type {
   DeviceEvent,
@@ -16,6 +17,8 @@ export interface DeviceInfo {
   kind: DeviceKind;
   classroom?: string | undefined;
   region?: string | undefined;
+  /** The school's contracted uplink Mbps, on the device that carries its uplink: the capacity of `uplink` interfaces. */
+  uplinkContractMbps?: number | undefined;
 }
 
 type Std = { region?: string; school: string; classroom?: string; device: string; kind: string };
@@ -121,8 +124,11 @@ export function ifacePoints(
     },
   ];
   for (const i of ifaces) {
-    const speedBps = i.speedMbps ? i.speedMbps * 1e6 : undefined;
-    const util = (bps: number | null) => (bps !== null && speedBps ? (bps / speedBps) * 100 : undefined);
+    // The uplink's utilisation is of the school's capacity (contract, else speed: common/figures/capacity.ts).
+    const { capacityMbps } = i.uplink
+      ? uplinkCapacity(info.uplinkContractMbps, i.speedMbps)
+      : { capacityMbps: i.speedMbps || null };
+    const util = (bps: number | null) => utilisationPct(bps, capacityMbps);
     out.push({
       measurement: 'iface',
       tags: { ...tags, ifname: i.name, uplink: i.uplink ? 'true' : 'false' },

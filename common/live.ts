@@ -12,7 +12,7 @@ import { parseTopic, filters as topicFilters } from '../contracts/topics.js';
 import { LogThrottle } from './log.js';
 import { type MqttConfig, MqttSession } from './mqtt.js';
 import { entityKey } from './registry/key.js';
-import type { RegistryIndex } from './registry/store.js';
+import { carriesUplink, type RegistryIndex } from './registry/store.js';
 
 /**
  * Live fleet state from MQTT: every device's last status (births and wills are retained, so a fresh API sees
@@ -606,19 +606,6 @@ export function sinceOf(
   if (s.state === 'online') return s.ts;
   if ((s.reason ?? 'will') === 'will') return retained ? null : atMs;
   return s.ts;
-}
-
-/**
- * Whether `device` carries school `school`'s uplink: the school's registered `uplinkDevice`; for a school that
- * registers none, any registered router or switch of that school. An unregistered device, or another school's
- * device of the same id, never does — its readings must not make a school look down, busy or inhibited.
- */
-export function carriesUplink(reg: RegistryIndex, school: string, device: string): boolean {
-  const s = reg.schools.get(school);
-  if (!s) return false;
-  if (s.uplinkDevice !== undefined) return s.uplinkDevice === device;
-  const d = reg.device(school, device);
-  return d !== undefined && (d.kind === 'router' || d.kind === 'switch');
 }
 
 /** School `school`'s live uplink: the newest reading of a device that carries it (`carriesUplink`), or null. */

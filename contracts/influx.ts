@@ -83,7 +83,7 @@ export const MEASUREMENTS = {
     },
   },
   iface: {
-    doc: 'Router/switch interface counters, rates and status from SNMP (IF-MIB).',
+    doc: "Router/switch interface counters, rates and status from SNMP (IF-MIB). util_*_pct: of the interface speed; on a school's uplink interface, of the school's capacity — its contracted Mbps, else the speed (common/figures/capacity.ts).",
     tags: [...STANDARD_TAGS, 'ifname', 'uplink'],
     fields: {
       in_octets: 'int',

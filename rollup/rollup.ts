@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
 import { type Calendars, dateOf, dayNumber, localDate, localMidnightMs } from '../common/calendar.js';
 import { periodBuckets } from '../common/figures/days.js';
-import { carriesUplink } from '../common/live.js';
 import { entityKey } from '../common/registry/key.js';
-import type { RegistryIndex } from '../common/registry/store.js';
+import { carriesUplink, type RegistryIndex } from '../common/registry/store.js';
 import { ident, iql, raw, type Series, type Storage, timeMs } from '../common/storage/index.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';

@@ -1,16 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { uplinkCapacity, utilisationPct } from '../../common/figures/capacity.js';
 import { DIGITS, roundHalfAway } from '../../common/figures/rounding.js';
 import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
-import {
-  carriesUplink,
-  type DeviceLive,
-  registryMismatch,
-  schoolUplink,
-  type UplinkLive,
-} from '../../common/live.js';
-import type { RegistryIndex } from '../../common/registry/store.js';
+import { type DeviceLive, registryMismatch, schoolUplink, type UplinkLive } from '../../common/live.js';
+import { carriesUplink, type RegistryIndex } from '../../common/registry/store.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
 import type { Device, School } from '../../contracts/registry.js';
@@ -35,21 +30,12 @@ const MAX_STREAM_BUFFER_BYTES = 1024 * 1024;
  * of the interface speed (as the 校校通 capacity, api/README.md).
  */
 function withUtilisation(u: UplinkLive, contractedMbps: number | undefined) {
-  const capacityMbps = contractedMbps ?? (u.speedMbps || null);
-  const rates = [u.inBps, u.outBps].filter((r) => r !== null);
+  const capacity = uplinkCapacity(contractedMbps, u.speedMbps);
+  const rates = [u.inBps, u.outBps].flatMap((r) => utilisationPct(r, capacity.capacityMbps) ?? []);
   return {
     ...u,
-    capacityMbps,
-    capacitySource:
-      contractedMbps !== undefined
-        ? ('contract' as const)
-        : capacityMbps !== null
-          ? ('polled' as const)
-          : null,
-    utilisationPct:
-      capacityMbps !== null && rates.length > 0
-        ? roundHalfAway((100 * Math.max(...rates)) / (capacityMbps * 1e6), DIGITS.pct)
-        : null,
+    ...capacity,
+    utilisationPct: rates.length > 0 ? roundHalfAway(Math.max(...rates), DIGITS.pct) : null,
   };
 }
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
-import { carriesUplink } from '../../common/live.js';
+import { carriesUplink } from '../../common/registry/store.js';
 import { iql, raw, timeMs } from '../../common/storage/index.js';
 import { idSchema } from '../../contracts/ids.js';
 import type { AppDeps } from '../http/deps.js';

@@ -2,6 +2,7 @@ import type { School } from '../../contracts/registry.js';
 import { type Calendar, type Calendars, type DayInfo, dateOf, dayNumber, localDate } from '../calendar.js';
 import { entityKey } from '../registry/key.js';
 import type { RegistryIndex } from '../registry/store.js';
+import { uplinkCapacity } from './capacity.js';
 import { evaluateClassroom, unmeasuredClassroom } from './classrooms.js';
 import type { PeriodData, UplinkSums } from './load.js';
 import type { Profile } from './profiles.js';
@@ -157,8 +158,7 @@ function uplinkFigures(
   const monitored = measured ? up !== undefined && up.dataB > 0 : null;
   // A bucket without data counts as down: a school whose uplink is down cannot report either.
   const availability = up ? share(up.upB, up.teachingB) : null;
-  const capacityMbps = s.contractedMbps ?? up?.speedMbps ?? null;
-  const capacitySource = s.contractedMbps ? 'contract' : up?.speedMbps ? 'polled' : null;
+  const { capacityMbps, capacitySource } = uplinkCapacity(s.contractedMbps, up?.speedMbps);
   const perClass = capacityMbps !== null && s.classes > 0 ? capacityMbps / s.classes : null;
   const overB = up ? up.over[profile.congestionPct] : 0;
   const busy = up && up.dataB > 0 ? share(overB, up.dataB) : null;

@@ -260,3 +260,16 @@ function toRows(r: Registry) {
     devices: r.devices.map((value, i) => ({ value, source: src('devices', i) })),
   };
 }
+
+/**
+ * Whether `device` carries school `school`'s uplink: the school's registered `uplinkDevice`; for a school that
+ * registers none, any registered router or switch of that school. An unregistered device, or another school's
+ * device of the same id, never does — its readings must not make a school look down, busy or inhibited.
+ */
+export function carriesUplink(reg: RegistryIndex, school: string, device: string): boolean {
+  const s = reg.schools.get(school);
+  if (!s) return false;
+  if (s.uplinkDevice !== undefined) return s.uplinkDevice === device;
+  const d = reg.device(school, device);
+  return d !== undefined && (d.kind === 'router' || d.kind === 'switch');
+}

@@ -40,6 +40,7 @@ const REG = new RegistryIndex({
       classes: 2,
       students: 90,
       teachers: 6,
+      contractedMbps: 100,
     },
   ],
   classrooms: [
@@ -180,7 +181,7 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     signals: [
       `uplink_down ${A} off`,
       `uplink_down ${A} off`,
-      `uplink_saturated ${A}/gw-a off 利用率 0 %（阈值 90 %）`,
+      `uplink_saturated ${A}/gw-a off 利用率 0 %（端口速率 1000 Mbit/s，阈值 90 %）`,
     ],
   },
   {
@@ -197,7 +198,16 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     signals: [
       `uplink_down ${A} off`,
       `uplink_down ${A} off`,
-      `uplink_saturated ${A}/gw-a on 利用率 95 %（阈值 90 %）`,
+      `uplink_saturated ${A}/gw-a on 利用率 95 %（端口速率 1000 Mbit/s，阈值 90 %）`,
+    ],
+  },
+  {
+    name: 'a school with a contract is judged on it, not on its port: 95 Mbit/s of a 100 Mbit/s line on a 1 Gbit/s port',
+    message: iface(B, 'gw-b', { inBps: 95e6, outBps: 1e6 }),
+    signals: [
+      `uplink_down ${B} off`,
+      `uplink_down ${B} off`,
+      `uplink_saturated ${B}/gw-b on 利用率 95 %（签约带宽 100 Mbit/s，阈值 90 %）`,
     ],
   },
   {

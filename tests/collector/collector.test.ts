@@ -39,11 +39,23 @@ writeFileAtomic(
         students: 1000,
         teachers: 60,
       },
+      {
+        id: '3133001235',
+        name: '西湖中学',
+        region: '330106',
+        area: 'urban',
+        level: 'junior',
+        classes: 24,
+        students: 1000,
+        teachers: 60,
+        contractedMbps: 500,
+      },
     ],
     classrooms: [{ id: 'c0701', school: '3133001234', name: '七年级1班' }],
     devices: [
       { id: 'c0701-ops', school: '3133001234', classroom: 'c0701', kind: 'panel' },
       { id: 'gw-01', school: '3133001234', kind: 'router' },
+      { id: 'gw-01', school: '3133001235', kind: 'router' },
     ],
   }),
 );
@@ -266,6 +278,29 @@ describe('collector on a real Mosquitto and InfluxDB', () => {
     // Clearing the retained status (empty retained payload, MQTT-3.3.1-10) is counted apart, not as garbage.
     await pub.publishAsync(buildTopic({ school, device, channel: 'status' }), '', { qos: 1, retain: true });
     await waitFor(() => c.collector.stats().rejected.empty === 1, { what: 'empty payload counted' });
+    await pub.endAsync();
+    await teardown(c);
+  });
+
+  it("stores an uplink's utilisation of the school's contract where it has one, else of the port's speed", async () => {
+    const c = await setup();
+    const pub = await publisher();
+    const ts = Date.now() - 1_000;
+    // The same reading (312.5 Mbit/s in, 48 out, on a 1 Gbit/s port) from the routers of two schools: one
+    // without a contract (31.25 % of the port), one on a 500 Mbit/s contract (62.5 % of it).
+    for (const school of ['3133001234', '3133001235'])
+      await pub.publishAsync(
+        buildTopic({ school, device: 'gw-01', channel: 'iface' }),
+        JSON.stringify({ ...EXAMPLES.iface, ts }),
+        { qos: 1 },
+      );
+    await waitFor(() => c.collector.stats().accepted === 2, { what: '2 accepted messages' });
+    await c.storage.drain();
+    const rows = await c.storage.rows('SELECT * FROM iface GROUP BY school');
+    expect(rows.map((r) => [r.school, r.in_bps, r.util_in_pct, r.util_out_pct])).toEqual([
+      ['3133001234', 312_500_000, 31.25, 4.8],
+      ['3133001235', 312_500_000, 62.5, 9.6],
+    ]);
     await pub.endAsync();
     await teardown(c);
   });

@@ -1,5 +1,6 @@
 import { eventPoint, presencePoints } from '../../collector/points.js';
 import { localMidnightMs } from '../../common/calendar.js';
+import { uplinkCapacity } from '../../common/figures/capacity.js';
 import { RegistryIndex } from '../../common/registry/store.js';
 import type { AnyPoint, PointOf } from '../../contracts/influx.js';
 import type { DeviceEvent } from '../../contracts/messages.js';
@@ -50,12 +51,17 @@ export function cityRawPoints(): AnyPoint[] {
     const q = tagged(p);
     if (q.measurement === 'iface') {
       const f = q.fields;
-      const speed = Number(f.speed_mbps);
+      // util_*_pct is of the school's capacity (its contract, else the speed), as the collector stores it.
+      const { capacityMbps } = uplinkCapacity(
+        reg.schools.get(q.tags.school!)?.contractedMbps,
+        Number(f.speed_mbps),
+      );
+      const mbps = capacityMbps ?? 0;
       const errors = Math.max(0, Math.floor((q.ts - t0) / 600_000)) * (errorsPer10Min[q.tags.school!] ?? 0);
       q.fields = {
         ...f,
-        in_bps: (Number(f.util_in_pct) / 100) * speed * 1e6,
-        out_bps: (Number(f.util_out_pct) / 100) * speed * 1e6,
+        in_bps: (Number(f.util_in_pct) / 100) * mbps * 1e6,
+        out_bps: (Number(f.util_out_pct) / 100) * mbps * 1e6,
         oper_status: f.oper_up === 1 ? 'up' : 'down',
         in_errors: errors,
         out_errors: Math.floor(errors / 3),
