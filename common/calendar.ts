@@ -26,10 +26,12 @@ const rangeSchema = z
   .strictObject({ name: z.string().min(1).max(64), start: dateSchema, end: dateSchema })
   .refine((r) => r.start <= r.end, { message: 'end is before start', path: ['end'] });
 
-/** `08:00-08:40`: one class period, local time. */
+/** `08:00-08:40`: one class period, local time; `24:00` ends one at midnight (`22:30-24:00`). */
 const periodSchema = z
   .string()
-  .regex(/^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$/, { message: 'must be HH:MM-HH:MM' })
+  .regex(/^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$/, {
+    message: 'must be HH:MM-HH:MM (24:00 for midnight at its end)',
+  })
   .refine((p) => p.slice(0, 5) < p.slice(6), { message: 'ends before it starts' });
 
 const dayPeriodsSchema = z

@@ -8,7 +8,7 @@
 // keeps printing what happens. Ctrl-C stops everything. Design: docs/quickstart.md.
 // Its state (registry, API tokens, alert state, broker credentials) is kept in var/ at the paths the other
 // commands use by default, so `npm run api -- tokens add|import` and `npm run broker -- users` act on it.
-import { rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -29,6 +29,7 @@ import {
   usageError,
 } from '../common/cli.js';
 import { ConfigError, loadConfig } from '../common/config.js';
+import { BUILTIN_PROFILES, DEFAULT_PROFILE } from '../common/figures/profiles.js';
 import { rollups } from '../common/figures/regions.js';
 import type { Service } from '../common/lifecycle.js';
 import { createLogger } from '../common/log.js';
@@ -75,6 +76,10 @@ const STACK = {
       help: "seconds after start when one school's uplink is cut; 0: no cut",
     },
     'outage-for-s': { type: 'string', value: 'S', default: '600', help: 'how long the cut lasts, seconds' },
+    'class-all-day': {
+      type: 'boolean',
+      help: 'class around the clock, every day (16 periods of 90 minutes), so that the class-time alerts — the fibre cut, a lamp fault — can be tried at any hour; default: weekdays, seven periods 08:00–16:20 China time',
+    },
     'api-port': { type: 'string', value: 'PORT', default: '8080', help: 'the API (0: a free port)' },
     'influx-port': { type: 'string', value: 'PORT', default: '18086', help: 'the local InfluxDB' },
     'data-dir': {
@@ -177,6 +182,38 @@ const STACK_SECTIONS = {
   rollup: API_SECTIONS.rollup,
 };
 
+/**
+ * `var/stack.yaml`: the quickstart's InfluxDB and API state files as a config file, for the `npm run api`
+ * commands that need more than the state directory — `npm run api -- rollup --config var/stack.yaml --from D`.
+ * Rewritten at each start (the ports are this start's); owner-only, as it holds the InfluxDB credentials of a
+ * `--config` that has them.
+ */
+function writeStackConfig(c: ReturnType<typeof stackConfig>): void {
+  const { url, database, retentionPolicy, org, token, username, password, writeApi } = c.influx;
+  const file = `${varDir}/stack.yaml`;
+  const section = JSON.parse(
+    JSON.stringify({ url, database, retentionPolicy, org, token, username, password, writeApi }),
+  ) as Record<string, unknown>;
+  writeFileSync(
+    file,
+    `# Written by \`npm run stack\` at each start: its InfluxDB and state files, for \`npm run api -- … --config ${shown(file)}\`.\n${stringify(
+      {
+        influx: section,
+        api: {
+          registryFile: c.api.registryFile,
+          tokensFile: c.api.tokensFile,
+          calendarFile: c.api.calendarFile,
+          profiles: c.api.profiles,
+        },
+      },
+    )}`,
+    { mode: 0o600 },
+  );
+  chmodSync(file, 0o600);
+}
+
+const DEFAULT_PROFILE_DEF = BUILTIN_PROFILES.find((p) => p.id === DEFAULT_PROFILE)!;
+
 /** Its own InfluxDB: the file's `influx` section (database, credentials, timeouts) at the local influxd. */
 const influx = influxConfigSchema.parse({ ...config.influx, url: `http://127.0.0.1:${opts.influxPort}` });
 
@@ -203,6 +240,18 @@ function stackConfig(plan: CityPlan, from: string, today: string, b: Bound) {
       registryFile: state.registry,
       tokensFile: state.tokens,
       calendarFile: `${varDir}/stack-calendar.yaml`, // generated around today, rewritten at each start
+      // The default profile, idle after the history's teaching days rather than four teaching weeks the demo
+      // does not have: the summary, the console's 闲置设备 and /v1/audit/idle count the same whiteboards.
+      profiles: [
+        {
+          ...DEFAULT_PROFILE_DEF,
+          idleDays: opts.historyDays,
+          sources: {
+            ...DEFAULT_PROFILE_DEF.sources,
+            idleDays: `the quickstart: idle when unused on all ${opts.historyDays} teaching days of its history (--history-days)`,
+          },
+        },
+      ],
       // The live view and alerting only read: a `reader`, never counted as the collector devices wait for.
       mqtt: mqtt('api'),
     },
@@ -263,7 +312,12 @@ function stackConfig(plan: CityPlan, from: string, today: string, b: Bound) {
 
 try {
   const today = localDate(now());
-  const plan = planCity({ schools: opts.schools, classrooms: opts.classrooms, today });
+  const plan = planCity({
+    schools: opts.schools,
+    classrooms: opts.classrooms,
+    today,
+    classAllDay: values['class-all-day'] === true,
+  });
   const cal = new Calendar(plan.calendar);
   const rooms = plan.schools.reduce((n, s) => n + s.rooms.length, 0);
   const outageSchool = plan.schools.find((s) => s.scenario === 'outage');
@@ -430,6 +484,7 @@ try {
 
   step(`API with alerting (registry and calendar of the city; rolling up ${from} … ${today})`);
   writeFileSync(c.api.calendarFile, stringify({ calendars: [plan.calendar] }));
+  writeStackConfig(c);
   const apiProcess = composeApiProcess('all', c, log, { storage });
   const api = apiProcess.server;
   // Tokens are kept across starts (tokens add|revoke work on the same file): an admin token is made, and shown,
@@ -490,8 +545,8 @@ Where to look
 
   const summary = async () => {
     const profile = api.profiles.get(api.config.defaultProfile)!;
-    // Idle: not used on any day of the history (the profile's own look-back is longer than a demo's history).
-    const ev = await api.reports.evaluation({ from, to: today }, profile, opts.historyDays);
+    // Idle as the API judges it: the quickstart's profile is idle after the history's teaching days.
+    const ev = await api.reports.evaluation({ from, to: today }, profile);
     const reg = api.registry.index;
     const rows = rollups(ev, reg, undefined).filter((r) => r.split === 'all' && r.regionLevel !== 'province');
     const pct = (v: number | null) => (v === null ? '   –' : `${v.toFixed(1).padStart(5)} %`);
@@ -516,7 +571,7 @@ Where to look
       );
     const idle = ev.devices.filter((d) => d.idle);
     lines.push(
-      `  idle equipment: ${idle.length} whiteboards not used in ${opts.historyDays} teaching days (e.g. ${idle
+      `  idle equipment: ${idle.length} whiteboards not used in ${ev.idleDays} teaching days — the console's 闲置设备 (e.g. ${idle
         .slice(0, 3)
         .map((d) => `${schoolName(d.school)} ${reg.classroom(d.school, d.classroom ?? '')?.name ?? d.id}`)
         .join('; ')})`,
@@ -538,7 +593,7 @@ Where to look
     const cMbps = c?.inBps
       ? ` · ${congested!.name} uplink ${(c.inBps / 1e6).toFixed(1)}/${congested!.uplinkMbps} Mbit/s`
       : '';
-    return `[${clock()}] whiteboards online ${online}/${rooms}${off ? ` · offline: ${off}` : ''} · alerts firing ${firing.length}${inClass(now()) ? '' : ' (outside class time: offline alerts wait for class)'}${cMbps}`;
+    return `[${clock()}] whiteboards online ${online}/${rooms}${off ? ` · offline: ${off}` : ''} · alerts firing ${firing.length}${inClass(now()) ? '' : ' (outside class time: offline alerts wait for class; --class-all-day tries them at any hour)'}${cMbps}`;
   };
   await summary();
   timers.push(setInterval(() => process.stdout.write(`${liveLine()}\n`), 15_000));

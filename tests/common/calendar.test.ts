@@ -103,6 +103,24 @@ describe('calendar validation', () => {
     }
   };
 
+  it('ends a period at midnight with 24:00: class up to the last millisecond of the day', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfm-cal-'));
+    try {
+      const file = join(dir, 'c.yaml');
+      writeFileSync(
+        file,
+        'calendars: [{id: night, regions: ["330000"], terms: [{name: t, start: 2026-09-01, end: 2026-12-31}], periods: {tue: [00:00-12:00, 12:00-24:00]}}]\n',
+      );
+      const cal = load(file).forSchool(...PROVINCE_SCHOOL)!;
+      const [, pm] = cal.day('2026-09-01').periods;
+      expect(new Date(pm!.endMs).toISOString()).toBe('2026-09-01T16:00:00.000Z'); // 24:00 CST
+      expect(cal.isTeachingTime(Date.parse('2026-09-01T23:59:59.999+08:00'))).toBe(true);
+      expect(cal.isTeachingTime(Date.parse('2026-09-02T00:00:00+08:00'))).toBe(false); // a Wednesday: no periods
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('names the key of every kind of mistake', () => {
     const cases: [string, RegExp][] = [
       [
@@ -127,6 +145,8 @@ describe('calendar validation', () => {
       ['calendars: [{id: a, makeUpDays: [{date: 2026-09-20, as: someday}]}]', /makeUpDays\.0\.as/],
       ['calendars: [{id: a, periods: {monday: []}}]', /calendars\.0\.periods/],
       ['calendars: [{id: a, colour: red}]', /unknown key\(s\) colour/],
+      ['calendars: [{id: a, periods: {mon: [24:00-24:00]}}]', /periods\.mon\.0: must be HH:MM-HH:MM/],
+      ['calendars: [{id: a, periods: {mon: [22:00-24:30]}}]', /periods\.mon\.0: must be HH:MM-HH:MM/],
     ];
     for (const [yaml, want] of cases) expect(tryLoad(yaml)).toThrow(want);
   });

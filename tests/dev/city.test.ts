@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Calendar, calendarSchema } from '../../common/calendar.js';
 import { chineseNumeral, planCity } from '../../dev/city.js';
 
 /**
@@ -55,5 +56,23 @@ describe('the simulated city (dev/city.ts)', () => {
     ];
     for (const [n, text] of cases) expect(chineseNumeral(n), String(n)).toBe(text);
     expect(() => chineseNumeral(0)).toThrow(RangeError);
+  });
+
+  it('--class-all-day: a calendar in class at every hour of every day (a valid calendar, 16 periods a day)', () => {
+    const plan = planCity({ schools: 6, classrooms: 2, today: '2026-12-03', classAllDay: true });
+    const cal = new Calendar(calendarSchema.parse(plan.calendar));
+    // Sunday 03:00, Thursday 23:59:59, Saturday noon, and the instant a period ends and the next begins.
+    for (const at of [
+      '2026-11-29T03:00:00',
+      '2026-12-03T23:59:59',
+      '2026-12-05T12:00:00',
+      '2026-12-03T01:30:00',
+    ])
+      expect(cal.isTeachingTime(Date.parse(`${at}+08:00`)), at).toBe(true);
+    expect(cal.day('2026-11-29').periods).toHaveLength(16);
+    // The ordinary city: weekdays only, none in the evening.
+    const ordinary = new Calendar(planCity({ schools: 6, classrooms: 2, today: '2026-12-03' }).calendar);
+    expect(ordinary.isTeachingTime(Date.parse('2026-12-03T20:00:00+08:00'))).toBe(false);
+    expect(ordinary.day('2026-11-29').kind).toBe('weekend');
   });
 });

@@ -1,10 +1,11 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { localDate } from '../../common/calendar.js';
 import { freePort } from '../../dev/ports.js';
 import { waitFor } from '../helpers/influx.js';
 
@@ -195,6 +196,20 @@ describe('quickstart (npm run stack)', () => {
       // What to open first: the console, its link printed with the admin token.
       expect(out).toContain(`console         ${url}/console/#token=${admin}`);
       expect((await fetch(`${url}/console/`)).status).toBe(200);
+      // The summary's idle whiteboards are the console's 闲置设备 (/v1/audit/idle): one threshold, the history's
+      // 2 teaching days.
+      const idle = /idle equipment: (\d+) whiteboards not used in 2 teaching days/.exec(out);
+      expect(idle, out).not.toBeNull();
+      const [, from, to] = /Summary (\S+) … (\S+) /.exec(out) ?? [];
+      const audit = await get(`${url}/v1/audit/idle?period=${from}..${to}`, admin);
+      expect(audit.status).toBe(200);
+      expect(await audit.json()).toMatchObject({ idleDays: 2, total: Number(idle![1]) });
+
+      // README: a rollup backfill against the quickstart, with the configuration file it writes.
+      expect(statSync(join(dir, 'var', 'stack.yaml')).mode & 0o777).toBe(0o600);
+      const today = localDate(Date.now());
+      const rolled = await api('rollup', '--config', 'var/stack.yaml', '--from', today, '--to', today);
+      expect(rolled.code, rolled.stderr).toBe(0);
 
       // README: `npm run api -- tokens add …` — the running API accepts the token within seconds.
       const add = await api('tokens', 'add', '城域网运维', '--role', 'ops');
