@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { get, send } from '../api.js';
 import { cst } from '../format.js';
 import { label } from '../labels.js';
@@ -92,7 +92,9 @@ function AlertTable({
   );
 }
 
-/** 告警: what is firing (acknowledge), silences, and the history. */
+const REFRESH_MS = 15_000;
+
+/** 告警: what is firing (acknowledge), silences, and the history; refreshed every 15 s. */
 export function Alerts() {
   const active = useLoad(() => get<{ items: Alert[] }>('/v1/alerts'), []);
   const history = useLoad(() => get<{ items: Alert[] }>('/v1/alerts/history?limit=200'), []);
@@ -100,6 +102,14 @@ export function Alerts() {
   const schools = useLoad(() => get<{ items: School[] }>('/v1/schools?pageSize=5000'), []);
   const names = new Map((schools.data?.items ?? []).map((s) => [s.id, s.name]));
   const [error, setError] = useState<string>();
+  // On call, the page is left open: what fires, resolves or is acknowledged elsewhere shows within REFRESH_MS.
+  useEffect(() => {
+    const t = setInterval(() => {
+      active.reload();
+      history.reload();
+    }, REFRESH_MS);
+    return () => clearInterval(t);
+  }, []);
   const [form, setForm] = useState({ school: '', device: '', minutes: '60', comment: '' });
   const ack = (a: Alert) =>
     send('POST', `/v1/alerts/${encodeURIComponent(a.id)}/ack`, {}).then(active.reload, (e: Error) =>
