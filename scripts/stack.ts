@@ -533,7 +533,7 @@ Where to look
   console         ${api.url}/console/${adminToken ? `#token=${adminToken}` : ''}   (open this first: 总览, 网络, 告警, 设备, 闲置设备)
   overview page   ${api.url}/overview${adminToken ? `#token=${adminToken}` : ''}
   API             ${api.url}   ${adminToken ? `(admin token: ${adminToken})` : `(the admin token printed at the first start is kept in ${shown(state.tokens)}; another: ${addToken})`}
-    curl -s -H "authorization: Bearer ${bearer}" '${api.url}/v1/attainment?period=${from}..${today}'
+    curl -s -H "authorization: Bearer ${bearer}" '${api.url}/v1/attainment?period=${dateOf(dayNumber(today) - 29)}..${today}'
     curl -s -H "authorization: Bearer ${bearer}" ${api.url}/v1/alerts
     curl -sN -H "authorization: Bearer ${bearer}" ${api.url}/v1/bandwidth/live
   state           ${shown(varDir)}/: registry.json, api-tokens.json, alerts-state.json, broker-credentials.yaml — kept
@@ -546,12 +546,15 @@ Where to look
   const summary = async () => {
     const profile = api.profiles.get(api.config.defaultProfile)!;
     // Idle as the API judges it: the quickstart's profile is idle after the history's teaching days.
-    const ev = await api.reports.evaluation({ from, to: today }, profile);
+    // The console's and the overview page's default period, the last 30 days: the same figures on every screen,
+    // with how much of it the history covers.
+    const period = { from: dateOf(dayNumber(today) - 29), to: today };
+    const ev = await api.reports.evaluation(period, profile);
     const reg = api.registry.index;
     const rows = rollups(ev, reg, undefined).filter((r) => r.split === 'all' && r.regionLevel !== 'province');
     const pct = (v: number | null) => (v === null ? '   –' : `${v.toFixed(1).padStart(5)} %`);
     const lines = [
-      `Summary ${from} … ${today} (profile ${profile.id}, computed from the stored data)`,
+      `Summary ${period.from} … ${period.to}, the last 30 days as the console shows them (profile ${profile.id}, computed from the stored data: judged on ${ev.coverage.rolledDays} of ${ev.coverage.teachingDates} teaching days)`,
       '  region        schools  校校通      班班通     生机比',
       ...rows.map(
         (r) =>

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { localDate } from '../../common/calendar.js';
+import { dayNumber, localDate } from '../../common/calendar.js';
 import { freePort } from '../../dev/ports.js';
 import { waitFor } from '../helpers/influx.js';
 
@@ -200,7 +200,10 @@ describe('quickstart (npm run stack)', () => {
       // 2 teaching days.
       const idle = /idle equipment: (\d+) whiteboards not used in 2 teaching days/.exec(out);
       expect(idle, out).not.toBeNull();
-      const [, from, to] = /Summary (\S+) … (\S+) /.exec(out) ?? [];
+      // Over the console's default period, the last 30 days, saying how much of it the history covers.
+      const [, from, to] = /Summary (\d{4}-\d\d-\d\d) … (\d{4}-\d\d-\d\d), the last 30 days/.exec(out) ?? [];
+      expect(dayNumber(to!) - dayNumber(from!)).toBe(29);
+      expect(out).toMatch(/judged on [1-3] of \d+ teaching days/);
       const audit = await get(`${url}/v1/audit/idle?period=${from}..${to}`, admin);
       expect(audit.status).toBe(200);
       expect(await audit.json()).toMatchObject({ idleDays: 2, total: Number(idle![1]) });
