@@ -121,9 +121,55 @@ export const displaySchema = z.object({
 });
 export type DisplayHealth = z.infer<typeof displaySchema>;
 
-/** Classroom telemetry from the agent on the teacher PC / OPS module, every `heartbeatS` seconds. */
+/** Seconds since the last input: capped at a year (a longer figure says only "not since boot"). */
+export const MAX_IDLE_S = 366 * 86_400;
+
+/**
+ * What the person at the teaching computer is doing, as its activity source read it (docs/usage.md): the
+ * evidence of use, where a display's power is only evidence of being switched on.
+ */
+export const activitySchema = z.object({
+  /** Which source read it: `windows` (the PowerShell helper), `x11` (Linux desktops), `simulated`, `command`. */
+  source: z.enum(['windows', 'x11', 'simulated', 'command']),
+  /**
+   * Seconds since the last keyboard, mouse, pen or touch input in the interactive session (Windows
+   * GetLastInputInfo, X11 XScreenSaver idle time); absent when no one is logged on or it cannot be read.
+   */
+  idleS: z.number().int().min(0).max(MAX_IDLE_S).optional(),
+  /**
+   * Executable name of the process owning the foreground window (`EasiNote.exe`, `POWERPNT.EXE`, `wpp.exe`,
+   * `chrome.exe`), without a path; absent when no window has the focus or it cannot be read. Never a window
+   * title (titles carry names of people and files). Matched against the teaching applications by the collector.
+   */
+  foreground: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[^\\/\u0000-\u001f]+$/, { message: 'must be an executable name, not a path' })
+    .optional(),
+  /**
+   * The teaching site the foreground window shows, when its title matched one of the agent's
+   * `activity.teachingSites` (e.g. `智慧中小学`): the pattern's name, matched on the computer — the title itself
+   * never leaves it. For a browser, whose executable name says nothing of what is taught.
+   */
+  teachingSite: z.string().min(1).max(64).optional(),
+  /** The computer's own screen is on (not blanked by power saving, not switched off); absent: unknown. */
+  screenOn: z.boolean().optional(),
+});
+export type Activity = z.infer<typeof activitySchema>;
+
+/** The telemetry versions a collector reads (docs/usage.md, "Compatibility"). */
+export const TELEMETRY_VERSIONS = [1, 2] as const;
+
+/**
+ * Classroom telemetry from the agent on the teacher PC / OPS module, every `heartbeatS` seconds.
+ *
+ * v2 (#16) changes what *in use* means, so it bumps `v`: a v2 agent sends the evidence — `display.power`,
+ * `activity` — and the collector judges use from it (docs/usage.md); v1's `inUse` ("on with an input selected")
+ * is still read from v1 agents, stored as use judged by power only.
+ */
 export const telemetrySchema = z.object({
-  v: z.literal(1),
+  v: z.union([z.literal(1), z.literal(2)]),
   ts: tsSchema,
   /** Per agent run, +1 per reading: lets store-and-forward replays be checked for order and gaps. */
   seq: nonNegInt,
@@ -139,8 +185,13 @@ export const telemetrySchema = z.object({
     })
     .optional(),
   display: displaySchema.optional(),
-  /** The teaching display is on and showing an input: "used in class" for the 班班通 usage audit. */
+  /**
+   * v1 only: the teaching display is on and showing an input — use judged by power (docs/usage.md,
+   * "Compatibility"). A v2 reader ignores it: the collector judges v2 use from `display` and `activity`.
+   */
   inUse: z.boolean().optional(),
+  /** v2: what the person at the teaching computer is doing (`activitySchema`). */
+  activity: activitySchema.optional(),
   /**
    * Messages this agent run could not keep for delivery: dropped oldest first from its full spool
    * (`agent.spool.maxBytes`), or lost while its spool folder failed. Cumulative since the agent started, like
@@ -263,11 +314,12 @@ export function decodePayload<C extends Channel>(channel: C, payload: Uint8Array
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { ok: false, reason: 'not_object', detail: 'payload must be a JSON object' };
   }
-  if ((value as { v?: unknown }).v !== 1) {
+  const v = (value as { v?: unknown }).v;
+  if (!(channel === 'telemetry' ? (TELEMETRY_VERSIONS as readonly unknown[]).includes(v) : v === 1)) {
     return {
       ok: false,
       reason: 'unsupported_version',
-      detail: `v=${JSON.stringify((value as { v?: unknown }).v)}`,
+      detail: `v=${JSON.stringify(v)}`,
     };
   }
   const r = CHANNEL_SCHEMAS[channel].safeParse(value);

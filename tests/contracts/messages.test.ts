@@ -31,7 +31,14 @@ describe('message schemas', () => {
       ['[1,2]', 'not_object'],
       ['null', 'not_object'],
       ['42', 'not_object'],
-      ['{"v":2}', 'unsupported_version'],
+      ['{"v":3}', 'unsupported_version'],
+      ['{"v":"2"}', 'unsupported_version'],
+      [JSON.stringify({ ...t, v: 2, activity: { source: 'x11', idleS: -1 } }), 'invalid', /^activity\.idleS/],
+      [
+        JSON.stringify({ ...t, v: 2, activity: { source: 'windows', foreground: 'C:\\Windows\\evil.exe' } }),
+        'invalid',
+        /^activity\.foreground: must be an executable name/,
+      ],
       ['{}', 'unsupported_version'],
       [JSON.stringify({ ...t, ts: 1_700_000_000 }), 'invalid', /^ts: .*after 2000/],
       [JSON.stringify({ ...t, kind: 'toaster' }), 'invalid', /^kind/],
@@ -62,6 +69,12 @@ describe('message schemas', () => {
         if (detail) expect(r.detail).toMatch(detail);
       }
     }
+    // v2 is telemetry's alone: the other channels are still v1.
+    for (const c of ['status', 'iface', 'event'] as const)
+      expect(decodePayload(c, JSON.stringify({ ...EXAMPLES[c], v: 2 }))).toMatchObject({
+        ok: false,
+        reason: 'unsupported_version',
+      });
   });
 
   it('ignores unknown fields (tolerant reader: additive changes within v1 do not break older collectors)', () => {
