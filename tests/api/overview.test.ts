@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { TokenStore } from '../../api/tokens.js';
@@ -13,6 +13,7 @@ import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { testApp } from '../helpers/api.js';
+import { launchChromium, openPage } from '../helpers/browser.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { statusOf, uplinkOf } from '../helpers/messages.js';
@@ -23,7 +24,6 @@ import { Mosquitto } from '../helpers/mqtt.js';
  * browser download), against the API on loopback over the fixture city in a real influxd, with live state from
  * a real Mosquitto.
  */
-const CHROMIUM = '/usr/bin/chromium';
 const WEEK = '2026-10-05..2026-10-11';
 const influxd = new Influxd();
 const mosquitto = new Mosquitto();
@@ -55,19 +55,7 @@ beforeAll(async () => {
   app = await testApp({ registry, calendars, tokens, storage, live });
   await app.listen({ host: '127.0.0.1', port: 0 });
   url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // As root in CI, and no network beyond loopback: no sandbox, no background calls home.
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();
@@ -88,12 +76,7 @@ describe('the overview page (headless Chromium)', () => {
     });
     await waitFor(() => live.device('A', 'pn-a2')?.state === 'offline', { timeoutMs: 10_000 });
 
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    const problems: string[] = [];
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(m.text());
-    });
+    const { page, problems } = await openPage(browser, { viewport: { width: 1280, height: 800 } });
     await page.goto(`${url}/overview?period=${WEEK}#token=${token}`);
 
     // The table shows exactly what the API computes for the period.

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { AlertService, alertsConfigSchema } from '../../alerting/service.js';
@@ -15,6 +15,7 @@ import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { connectPresence } from '../../dev/presence.js';
 import { testApp } from '../helpers/api.js';
+import { launchChromium, openConsole, tableCells } from '../helpers/browser.js';
 import { ALL_DAY, CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { uplinkOf } from '../helpers/messages.js';
@@ -25,7 +26,6 @@ import { Mosquitto } from '../helpers/mqtt.js';
  * the API on loopback over the fixture city in a real influxd, with live uplinks from a real Mosquitto.
  * Screenshots go to var/test-artifacts/ (not committed).
  */
-const CHROMIUM = '/usr/bin/chromium';
 const WEEK = '2026-10-05..2026-10-11';
 const ARTIFACTS = join(process.cwd(), 'var', 'test-artifacts');
 const influxd = new Influxd();
@@ -76,18 +76,7 @@ beforeAll(async () => {
   app = await testApp({ registry, calendars, tokens, storage, live, alerts });
   await app.listen({ host: '127.0.0.1', port: 0 });
   url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();
@@ -100,22 +89,8 @@ afterAll(async () => {
 });
 
 /** A page logged in with a token, collecting script errors and CSP violations. */
-async function open(token: string, hash = 'overview'): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
-  const problems: string[] = [];
-  page.on('pageerror', (e) => problems.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 40[34]/.test(m.text())) problems.push(m.text());
-  });
-  await page.goto(`${url}/console/#token=${token}`);
-  await page.waitForSelector('header.top');
-  if (hash !== 'overview') await page.goto(`${url}/console/#/${hash}`);
-  return { page, problems };
-}
-const cells = (page: Page, table: string) =>
-  page.$$eval(`${table} tbody tr`, (trs) =>
-    trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')),
-  );
+const open = (token: string, route = 'overview') => openConsole(browser, url, token, route);
+const cells = tableCells;
 
 describe('the console (headless Chromium)', () => {
   it('is served with a strict CSP, and the token leaves the address bar', async () => {
@@ -127,6 +102,11 @@ describe('the console (headless Chromium)', () => {
     const { page, problems } = await open(admin);
     expect(page.url()).not.toContain(admin);
     expect(problems).toEqual([]);
+    // The capture is live: an inline style the CSP refuses is reported (so an empty list above means none).
+    await page.evaluate(
+      "document.head.append(Object.assign(document.createElement('style'), { textContent: 'body { color: red }' }))",
+    );
+    await waitFor(() => problems.some((p) => p.startsWith('CSP violation: style-src')), { timeoutMs: 5_000 });
     await page.close();
   });
 
@@ -200,7 +180,7 @@ describe('the console (headless Chromium)', () => {
     await page.fill('#period', WEEK);
     await page.press('#period', 'Enter');
     await waitFor(async () => (await cells(page, '#attainment')).length > 0, { timeoutMs: 10_000 });
-    expect((await cells(page, '#attainment')).map((r) => r[0].replace('（合计）', ''))).toEqual(['滨江区']);
+    expect((await cells(page, '#attainment')).map((r) => r[0]!.replace('（合计）', ''))).toEqual(['滨江区']);
     await page.goto(`${url}/console/#/network`);
     await waitFor(async () => (await cells(page, '#uplinks')).length > 0, { timeoutMs: 10_000 });
     const own = CITY.schools.filter((s) => s.region === '330108').map((s) => s.name);
