@@ -144,6 +144,17 @@ describe('the console (headless Chromium)', () => {
     await page.click(`#schools button:has-text("${CITY.schools[0]!.name}")`);
     await page.waitForSelector('#classrooms');
     expect((await cells(page, '#classrooms')).map((r) => r[0])).toContain('一(1)班');
+    // Reasons: the Chinese label, its code and the figures behind it on hover.
+    const reasons = await page.$$eval('#classrooms tbody tr', (trs) =>
+      trs.map((tr) => [
+        tr.querySelector('td')?.textContent,
+        [...tr.querySelectorAll('.reasons span')].map((s) => [s.textContent, s.getAttribute('title')]),
+      ]),
+    );
+    expect(reasons).toEqual([
+      ['一(1)班', []],
+      ['一(2)班', [['使用节次不足', expect.stringMatching(/^used_too_little：used in \d/)]]],
+    ]);
     await page.screenshot({ path: join(ARTIFACTS, 'console-overview.png'), fullPage: true });
     expect(problems).toEqual([]);
     await page.close();
