@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { AlertService, alertsConfigSchema } from '../../alerting/service.js';
 import { TokenStore } from '../../api/tokens.js';
 import { Calendars } from '../../common/calendar.js';
-import { LiveState } from '../../common/live.js';
+import { LiveState, liveLimitsSchema } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
@@ -18,7 +18,7 @@ import { testApp } from '../helpers/api.js';
 import { launchChromium, openConsole, tableCells } from '../helpers/browser.js';
 import { ALL_DAY, CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
-import { uplinkOf } from '../helpers/messages.js';
+import { statusOf, uplinkOf } from '../helpers/messages.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 
 /**
@@ -58,9 +58,9 @@ beforeAll(async () => {
     mqttConfigSchema.parse({ url: mosquitto.url, clientId: 'api-console' }),
     silentLogger(),
     false,
-    {
-      registry: () => registry.index,
-    },
+    // Stale after 10 min (a device whose status promises a heartbeat: 3 of its intervals), so that the network
+    // test can show that the page follows the server's word, not the reading's age.
+    { registry: () => registry.index, limits: liveLimitsSchema.parse({ staleAfterS: 600 }) },
   );
   // Alerting as the API process runs it, with class all day so a dead panel pages at once.
   alerts = new AlertService(
@@ -241,6 +241,63 @@ describe('the console (headless Chromium)', () => {
     );
     expect(acked?.ackedBy).toBe('装备中心');
     await page.screenshot({ path: join(ARTIFACTS, 'console-alerts.png'), fullPage: true });
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  // Last: it leaves A's router promising a 1 s heartbeat (its readings stale after 3 s) and C's uplink down.
+  it("网络: down and stale are the server's word, and a change on the live stream re-sorts the row", async () => {
+    const name = (id: string) => CITY.schools.find((s) => s.id === id)!.name;
+    const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'console-pub-state' });
+    // B down, C at 95 % (as in the test above); A's reading is 5 minutes old: within the server's 10 minutes, so
+    // up (a page judging by the reading's age would say otherwise).
+    await pub.publishAsync('cfm/v1/B/gw-b/iface', JSON.stringify(uplinkOf(0, { operStatus: 'down' })));
+    await pub.publishAsync('cfm/v1/C/gw-c/iface', JSON.stringify(uplinkOf(95e6, { speedMbps: 100 })));
+    await pub.publishAsync(
+      'cfm/v1/A/gw-a/iface',
+      JSON.stringify({ ...uplinkOf(20e6, { speedMbps: 1000 }), ts: Date.now() - 5 * 60_000 }),
+    );
+    await waitFor(() => (live.uplink('A', 'gw-a')?.tsMs ?? Number.POSITIVE_INFINITY) < Date.now() - 60_000, {
+      timeoutMs: 10_000,
+    });
+    expect(live.uplink('A', 'gw-a')?.state).toBe('up');
+    const { page, problems } = await open(admin, 'network');
+    const order = async () => (await cells(page, '#uplinks')).map((r) => [r[0], r[1]]);
+    const becomes = (rows: string[][]) =>
+      waitFor(async () => JSON.stringify(await order()) === JSON.stringify(rows), {
+        timeoutMs: 15_000,
+      }).catch(async () => expect(await order()).toEqual(rows));
+    await becomes([
+      [name('B'), '中断'],
+      [name('C'), '拥塞'],
+      [name('A'), '正常'],
+    ]);
+    // A's router now promises a heartbeat of 1 s: with a fresh reading, the server calls it stale 3 s later and
+    // says so on the stream; the row moves up, after the down one, though its reading is seconds old.
+    await pub.publishAsync(
+      'cfm/v1/A/gw-a/status',
+      JSON.stringify(
+        statusOf('online', {
+          kind: 'router',
+          classroom: undefined,
+          region: '330000/330100/330106',
+          heartbeatS: 1,
+        }),
+      ),
+    );
+    await pub.publishAsync('cfm/v1/A/gw-a/iface', JSON.stringify(uplinkOf(20e6, { speedMbps: 1000 })));
+    await becomes([
+      [name('B'), '中断'],
+      [name('A'), '无数据'],
+      [name('C'), '拥塞'],
+    ]);
+    // C's interface goes down: it joins B at the top (down ones by name), above the stale one.
+    await pub.publishAsync('cfm/v1/C/gw-c/iface', JSON.stringify(uplinkOf(0, { operStatus: 'down' })));
+    await becomes([
+      ...[name('B'), name('C')].sort((a, b) => a.localeCompare(b, 'zh')).map((n) => [n, '中断']),
+      [name('A'), '无数据'],
+    ]);
+    await pub.endAsync();
     expect(problems).toEqual([]);
     await page.close();
   });
