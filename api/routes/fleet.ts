@@ -10,11 +10,13 @@ import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
 import type { Device, School } from '../../contracts/registry.js';
 import type { AppDeps } from '../http/deps.js';
+import { uplinkFile } from '../report-files.js';
 import {
   announcedSchema,
   deviceEventSchema,
   deviceOutSchema,
   ERROR_RESPONSES,
+  formatQuery,
   liveStateSchema,
   pageQuery,
   regionQuery,
@@ -115,17 +117,30 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
     {
       config: { roles: READ_ROLES },
       schema: {
-        summary: 'Schools in scope with live device counts and uplink rate.',
-        querystring: z.object({ ...regionQuery, ...pageQuery }),
+        summary:
+          "Schools in scope with live device counts and uplink rate. `format=csv|xlsx`: every school in scope (no pages) as a file of their uplinks now — the console's 网络 export: down, then stale, then by utilisation; Chinese headers and labels with a code column beside each enumeration, names beside ids, times in China Standard Time (api/README.md, “Report files”).",
+        querystring: z.object({ ...regionQuery, ...pageQuery, ...formatQuery }),
         response: {
           200: z.object({ total: z.number(), items: z.array(schoolOutSchema) }),
           ...ERROR_RESPONSES,
         },
       },
     },
-    async (req) => {
-      const { region, page, pageSize } = req.query;
-      const schools = deps.registry.index.schoolsInScope(effectiveScope(req, region));
+    async (req, reply) => {
+      const { region, page, pageSize, format } = req.query;
+      const scope = effectiveScope(req, region);
+      const schools = deps.registry.index.schoolsInScope(scope);
+      if (format !== 'json') {
+        const f = await uplinkFile(format, schools.map(schoolOut), {
+          reg: deps.registry.index,
+          scope,
+          staleAfterS: live.staleAfterS,
+        });
+        return reply
+          .type(f.type)
+          .header('content-disposition', `attachment; filename="${f.filename}"`)
+          .send(f.body as never);
+      }
       return {
         total: schools.length,
         items: schools.slice((page - 1) * pageSize, page * pageSize).map(schoolOut),

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -160,7 +160,7 @@ describe('the console (headless Chromium)', () => {
     await page.close();
   });
 
-  it('网络: a down uplink first, the congested school next (utilisation of its capacity), then the rest', async () => {
+  it('网络: a down uplink first, the congested school next (utilisation of its capacity), then the rest; the export button downloads them', async () => {
     const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'console-pub' });
     // A: 100 Mbit/s contracted, 20 Mbit/s used; B: its interface down; C: 95 Mbit/s on a 100 Mbit/s port.
     await pub.publishAsync('cfm/v1/A/gw-a/iface', JSON.stringify(uplinkOf(20e6, { speedMbps: 1000 })));
@@ -181,6 +181,21 @@ describe('the console (headless Chromium)', () => {
       [name('A'), '正常'],
     ]);
     expect(rows[1]![2]).toBe('95 %');
+    // Its export: the same uplinks as a file from the API, in the same order, in Chinese with the codes beside.
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click('#page-network button:has-text("导出 CSV")'),
+    ]);
+    expect(download.suggestedFilename()).toMatch(/^uplinks_\d{4}-\d\d-\d\d_\d{4}\.csv$/);
+    const csv = readFileSync((await download.path())!, 'utf8')
+      .replace(/^\uFEFF/, '')
+      .split('\r\n');
+    expect(csv[0]).toMatch(/^学校标识码,学校名称,区域代码,区域,出口状态,出口状态代码,利用率%,/);
+    expect(csv.slice(1, 4).map((l) => l.split(',').slice(0, 2).concat(l.split(',').slice(4, 7)))).toEqual([
+      ['B', name('B'), '中断', 'down', expect.any(String)],
+      ['C', name('C'), '正常', 'up', '95'],
+      ['A', name('A'), '正常', 'up', '20'],
+    ]);
     await page.screenshot({ path: join(ARTIFACTS, 'console-network.png'), fullPage: true });
     expect(problems).toEqual([]);
     await page.close();

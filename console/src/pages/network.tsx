@@ -2,7 +2,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { events, get } from '../api.js';
 import { cst, mbps, pct } from '../format.js';
 import { label } from '../labels.js';
-import { Loading, Named, Problem, Section, Sparkline, useLoad, usePaintedMark } from '../ui.js';
+import { Export, Loading, Named, Problem, Section, Sparkline, useLoad, usePaintedMark } from '../ui.js';
 
 type Uplink = {
   school: string;
@@ -90,7 +90,7 @@ export function Network() {
         a.s.name.localeCompare(b.s.name, 'zh'),
     );
   return (
-    <Section title="学校出口（按利用率排序，中断与无数据在前）">
+    <Section title="学校出口（按利用率排序，中断与无数据在前）" actions={<Export path="/v1/schools" />}>
       <Problem text={schools.error ?? streamError} />
       {!schools.data && !schools.error && <Loading what="学校出口" />}
       {schools.data && (
