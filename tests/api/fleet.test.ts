@@ -173,3 +173,82 @@ describe('the uplink file (/v1/schools?format=csv|xlsx, the console 网络 expor
     expect(bad.json()).toMatchObject({ code: 'CFM_API_BAD_REQUEST', field: 'format' });
   });
 });
+
+describe('/v1/classrooms: classrooms found by name, with their school and devices', () => {
+  const find = async (query: string, token = admin) => {
+    const r = await get(`/v1/classrooms?${query}`, token);
+    expect(r.statusCode, r.body).toBe(200);
+    return r.json() as {
+      total: number;
+      items: { id: string; name: string; school: string; schoolName: string; devices: { id: string }[] }[];
+    };
+  };
+  const ids = (b: { items: { school: string; id: string }[] }) => b.items.map((c) => `${c.school}/${c.id}`);
+
+  it('a part of a classroom name finds it, with its school, region and devices (teaching display first)', async () => {
+    const b = await find(`q=${encodeURIComponent('一(2)')}`);
+    expect(b).toEqual({
+      total: 1,
+      items: [
+        {
+          id: 'A2',
+          name: '一(2)班',
+          isClass: true,
+          school: 'A',
+          schoolName: '西湖区第一小学',
+          region: '330000/330100/330106',
+          devices: [{ id: 'pn-a2', kind: 'panel' }],
+        },
+      ],
+    });
+    // A room with two devices: its teaching display (the panel) first, then the teacher PC.
+    expect((await find(`q=${encodeURIComponent('一(1)班')}`)).items[0]!.devices.map((d) => d.id)).toEqual([
+      'pn-a1',
+      'pc-a1',
+    ]);
+  });
+
+  it('full-width and half-width alike; several words narrow by school; a school name alone finds no room', async () => {
+    expect(ids(await find(`q=${encodeURIComponent('一（2）班')}`))).toEqual(['A/A2']);
+    expect(ids(await find(`q=${encodeURIComponent('班')}`))).toEqual([
+      'A/A1',
+      'A/A2',
+      'B/B1',
+      'B/B2',
+      'C/C1',
+    ]);
+    expect(ids(await find(`q=${encodeURIComponent('第一小学 一(')}`))).toEqual(['A/A1', 'A/A2']);
+    expect(ids(await find(`q=${encodeURIComponent('实验初中 班')}`))).toEqual(['C/C1']);
+    expect((await find(`q=${encodeURIComponent('西湖区第一小学')}`)).total).toBe(0);
+    expect(ids(await find('q=a-LAB'))).toEqual(['A/A-lab']);
+  });
+
+  it("in scope only: a county token finds its county's rooms; another county's school is a 404", async () => {
+    expect(ids(await find(`q=${encodeURIComponent('班')}`, county))).toEqual([
+      'A/A1',
+      'A/A2',
+      'B/B1',
+      'B/B2',
+    ]);
+    expect(ids(await find(`q=${encodeURIComponent('复式')}&school=B`, county))).toEqual(['B/B1', 'B/B2']);
+    expect((await get('/v1/classrooms?school=C', county)).statusCode).toBe(404);
+    expect((await get('/v1/classrooms?region=330108', county)).statusCode).toBe(403);
+  });
+
+  it('is in the OpenAPI document with its parameters', async () => {
+    const doc = (await app.inject({ url: '/openapi.json' })).json();
+    expect(doc.paths['/v1/classrooms'].get.parameters.map((p: { name: string }) => p.name)).toEqual(
+      expect.arrayContaining(['q', 'school', 'region', 'page', 'pageSize']),
+    );
+    expect(doc.paths['/v1/schools'].get.parameters.map((p: { name: string }) => p.name)).toContain('format');
+  });
+
+  it('without q: every room of the school, paginated; a q longer than 64 is a 400 naming it', async () => {
+    const all = await find('school=A&pageSize=2&page=2');
+    expect(all.total).toBe(3);
+    expect(ids(all)).toEqual(['A/A2']);
+    const long = await get(`/v1/classrooms?q=${'班'.repeat(65)}`, admin);
+    expect(long.statusCode).toBe(400);
+    expect(long.json()).toMatchObject({ code: 'CFM_API_BAD_REQUEST', field: 'q' });
+  });
+});

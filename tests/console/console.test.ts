@@ -230,6 +230,37 @@ describe('the console (headless Chromium)', () => {
     await page.close();
   });
 
+  it("设备: a classroom found by part of its name, with its school; choosing it opens its device's week", async () => {
+    const { page, problems } = await open(admin, 'devices');
+    await page.fill('.search', '一（2）');
+    await page.waitForSelector('.rooms button');
+    expect(await page.$$eval('.rooms button', (bs) => bs.map((b) => b.textContent))).toEqual([
+      '西湖区第一小学 · 一(2)班',
+    ]);
+    // A school's name and part of a room's narrow it down: both rooms of that school, no other's.
+    await page.fill('.search', '第一小学 一(');
+    await waitFor(async () => (await page.$$('.rooms button')).length === 2, { timeoutMs: 10_000 });
+    expect(await page.$$eval('.rooms button', (bs) => bs.map((b) => b.textContent))).toEqual([
+      '西湖区第一小学 · 一(1)班',
+      '西湖区第一小学 · 一(2)班',
+    ]);
+    await page.click('.rooms button:has-text("一(2)班")');
+    await page.waitForSelector('svg.week');
+    expect(await page.textContent('#page-devices section:last-of-type h2')).toBe('pn-a2 · 近 7 天');
+    expect(await page.textContent('#page-devices section:last-of-type p')).toContain(
+      '西湖区第一小学 一(2)班',
+    );
+    // The school's devices, the room's highlighted, with room names.
+    await page.waitForSelector('#devices tr.chosen-room');
+    expect(
+      await page.$$eval('#devices tr.chosen-room', (trs) =>
+        trs.map((tr) => tr.querySelector('td')?.textContent),
+      ),
+    ).toEqual(['一(2)班']);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
   it('告警: a panel that dies appears with its full text, and is acknowledged from the page', async () => {
     const panel = await connectPresence(mosquitto.url, { school: 'A', device: 'pn-a2', keepaliveS: 2 });
     panel.stream.destroy(); // killed: the broker publishes its will
