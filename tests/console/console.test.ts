@@ -261,6 +261,36 @@ describe('the console (headless Chromium)', () => {
     await page.close();
   });
 
+  it('the schools are asked once per session: switching pages does not ask again; another login does', async () => {
+    const { page, problems } = await open(admin);
+    const asked: string[] = [];
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname === '/v1/schools') asked.push(r.url());
+    });
+    const visit = async (name: string, ready: string) => {
+      await page.click(`header.top nav a:text-is("${name}")`);
+      await page.waitForSelector(ready);
+    };
+    await visit('网络', '#uplinks');
+    await visit('告警', '#page-alerts table.alerts, #page-alerts section p');
+    await visit('设备', '.search');
+    await page.fill('.search', CITY.schools[0]!.name);
+    await page.waitForSelector('.matches button');
+    await visit('闲置设备', '#idle');
+    await visit('网络', '#uplinks');
+    expect(asked).toHaveLength(1);
+    // Another token: the kept list is forgotten, and the new token gets its own.
+    await page.click('header.top button.logout');
+    await page.fill('form.login input', county);
+    await page.press('form.login input', 'Enter');
+    await visit('网络', '#uplinks');
+    await waitFor(async () => (await cells(page, '#uplinks')).length === 1, { timeoutMs: 10_000 });
+    expect((await cells(page, '#uplinks')).map((r) => r[0])).toEqual(['滨江区实验初中']);
+    expect(asked).toHaveLength(2);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
   it('告警: a panel that dies appears with its full text, and is acknowledged from the page', async () => {
     const panel = await connectPresence(mosquitto.url, { school: 'A', device: 'pn-a2', keepaliveS: 2 });
     panel.stream.destroy(); // killed: the broker publishes its will

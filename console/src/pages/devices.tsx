@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { get } from '../api.js';
+import { allSchools, get } from '../api.js';
 import { cst } from '../format.js';
 import { label } from '../labels.js';
 import { Loading, Named, Problem, Section, useLoad } from '../ui.js';
@@ -53,7 +53,7 @@ const ROOMS_SHOWN = 50;
  * its school's devices and the week of its teaching display (the API lists it first).
  */
 export function Devices() {
-  const schools = useLoad(() => get<{ items: School[] }>('/v1/schools?pageSize=5000'), []);
+  const schools = useLoad(allSchools, []);
   const [q, setQ] = useState('');
   const term = useSettled(q.trim());
   const rooms = useLoad(

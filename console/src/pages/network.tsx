@@ -1,30 +1,9 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { events, get } from '../api.js';
+import { allSchools, events, get, type Uplink } from '../api.js';
 import { cst, mbps, pct } from '../format.js';
 import { label } from '../labels.js';
 import { Export, Loading, Named, Problem, Section, Sparkline, useLoad, usePaintedMark } from '../ui.js';
 
-type Uplink = {
-  school: string;
-  device: string;
-  ifname: string;
-  inBps: number | null;
-  outBps: number | null;
-  speedMbps: number | null;
-  operStatus: string;
-  tsMs: number;
-  /** The server's word on what holds now: `stale` after `api.live.staleAfterS` without a reading. */
-  state: 'up' | 'down' | 'stale';
-  utilisationPct: number | null;
-};
-type School = {
-  id: string;
-  name: string;
-  region: string;
-  contractedMbps: number | null;
-  devices: { total: number; online: number; offline: number; unknown: number };
-  uplink: Uplink | null;
-};
 type History = {
   fromMs: number;
   bucketS: number;
@@ -55,7 +34,7 @@ const STATE_TEXT: Record<LinkState, string> = {
 
 /** 网络: every uplink, down and stale first, then by utilisation of its capacity; live. */
 export function Network() {
-  const schools = useLoad(() => get<{ items: School[] }>('/v1/schools?pageSize=5000'), []);
+  const schools = useLoad(allSchools, []);
   const history = useLoad(() => get<History>('/v1/bandwidth/history?hours=6'), []);
   const [live, setLive] = useState(new Map<string, Uplink>());
   const [streamError, setStreamError] = useState<string>();
