@@ -123,33 +123,27 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       );
     }
   };
-  const CONSOLE: Record<string, { body: Buffer; type: string }> = {
-    '': { body: consoleFile('index.html'), type: 'text/html; charset=utf-8' },
-    'app.js': { body: consoleFile('dist/app.js'), type: 'text/javascript; charset=utf-8' },
-    'app.css': { body: consoleFile('dist/app.css'), type: 'text/css; charset=utf-8' },
-  };
+  // Exactly these three, each a route of its own: no name from the request is looked up in a table or on the
+  // disk, so `../`, encoded or not, a null byte, a long or unknown name or `constructor` is the API's 404
+  // (tests/console/serve.test.ts).
+  const CONSOLE: [path: string, body: Buffer, type: string][] = [
+    ['/console/', consoleFile('index.html'), 'text/html; charset=utf-8'],
+    ['/console/app.js', consoleFile('dist/app.js'), 'text/javascript; charset=utf-8'],
+    ['/console/app.css', consoleFile('dist/app.css'), 'text/css; charset=utf-8'],
+  ];
   const CONSOLE_CSP =
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
   app.get('/console', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
-  app.get<{ Params: { file: string } }>('/console/:file', { schema: { hide: true } }, async (req, reply) => {
-    const f = CONSOLE[(req.params as { file?: string }).file ?? ''];
-    if (!f) return reply.code(404).type('text/plain; charset=utf-8').send('not found');
-    return reply
-      .type(f.type)
-      .header('content-security-policy', CONSOLE_CSP)
-      .header('referrer-policy', 'no-referrer')
-      .header('x-content-type-options', 'nosniff')
-      .header('cache-control', 'no-cache')
-      .send(f.body);
-  });
-  app.get('/console/', { schema: { hide: true } }, async (_req, reply) =>
-    reply
-      .type('text/html; charset=utf-8')
-      .header('content-security-policy', CONSOLE_CSP)
-      .header('referrer-policy', 'no-referrer')
-      .header('cache-control', 'no-cache')
-      .send(CONSOLE['']!.body),
-  );
+  for (const [path, body, type] of CONSOLE)
+    app.get(path, { schema: { hide: true } }, async (_req, reply) =>
+      reply
+        .type(type)
+        .header('content-security-policy', CONSOLE_CSP)
+        .header('referrer-policy', 'no-referrer')
+        .header('x-content-type-options', 'nosniff')
+        .header('cache-control', 'no-cache')
+        .send(body),
+    );
   app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
 
   app.get(
