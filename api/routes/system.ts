@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { READ_ROLES } from '../../common/http/scope.js';
+import { LABELS } from '../../contracts/labels.js';
 import type { AppDeps } from '../http/deps.js';
 import { ERROR_RESPONSES } from '../schemas.js';
 
@@ -96,7 +97,16 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
 
   // The built-in overview for people without Grafana: a static page (no token needed to load it; it asks for
   // one, or takes it from the link's #fragment, and reads the API with it). Strict CSP: only itself.
-  const overview = readFileSync(new URL('../overview.html', import.meta.url), 'utf8');
+  // The labels it shows come from contracts/labels.ts, as the console's and the report files' do: filled into
+  // its data block (JSON, not run; `<` escaped so it cannot close the element).
+  const overview = readFileSync(new URL('../overview.html', import.meta.url), 'utf8').replace(
+    '<script type="application/json" id="labels">{}</script>',
+    () =>
+      `<script type="application/json" id="labels">${JSON.stringify({
+        uplinkState: LABELS.uplinkState,
+        deviceKind: LABELS.deviceKind,
+      }).replace(/</g, '\\u003c')}</script>`,
+  );
   const script = /<script>([\s\S]*?)<\/script>/.exec(overview)?.[1] ?? '';
   const scriptHash = createHash('sha256').update(script).digest('base64');
   app.get('/overview', { schema: { hide: true } }, async (_req, reply) =>
