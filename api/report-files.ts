@@ -1,3 +1,4 @@
+import { CST_OFFSET_MS } from '../common/calendar.js';
 import type { RollupRow } from '../common/figures/regions.js';
 import type {
   ClassroomResult,
@@ -234,6 +235,100 @@ export async function reportFile<K extends ReportKind>(
   return {
     body,
     filename: `${kind}_${ev.period.from}_${ev.period.to}_${ev.profile}.${format}`,
+    type: CONTENT_TYPES[format],
+  };
+}
+
+/** An instant as China Standard Time, `2026-10-12 10:30:05`, as staff read it (no zone: files say 北京时间). */
+export function cstTime(ms: number | null | undefined): string | null {
+  if (ms === null || ms === undefined) return null;
+  return new Date(ms + CST_OFFSET_MS).toISOString().slice(0, 19).replace('T', ' ');
+}
+
+/** A school's row of the uplink file: what `/v1/schools` answers for it. */
+export interface UplinkRow {
+  id: string;
+  devices: { total: number; online: number; offline: number; unknown: number };
+  uplink: {
+    device: string;
+    ifname: string;
+    inBps: number | null;
+    outBps: number | null;
+    operStatus: string;
+    tsMs: number;
+    state: string;
+    stateSinceMs: number;
+    capacityMbps: number | null;
+    capacitySource: string | null;
+    utilisationPct: number | null;
+  } | null;
+}
+
+const mbit = (bps: number | null | undefined) =>
+  bps === null || bps === undefined ? null : Math.round(bps / 1e4) / 100;
+
+const UPLINK_COLUMNS = (reg: RegistryIndex): ExportColumn<UplinkRow>[] => [
+  ...schoolColumns<UplinkRow>(reg, (r) => r.id),
+  // No reading at all: 未监测, and no code (the API's `uplink` is null).
+  { header: '出口状态', value: (r) => (r.uplink ? labelOf('uplinkState', r.uplink.state) : '未监测') },
+  { header: '出口状态代码', value: (r) => r.uplink?.state },
+  { header: '利用率%', value: (r) => r.uplink?.utilisationPct },
+  { header: '下行Mbps', value: (r) => mbit(r.uplink?.inBps) },
+  { header: '上行Mbps', value: (r) => mbit(r.uplink?.outBps) },
+  { header: '出口带宽Mbps', value: (r) => r.uplink?.capacityMbps },
+  ...coded<UplinkRow>('带宽来源', 'capacitySource', (r) => r.uplink?.capacitySource ?? []),
+  { header: '出口设备', value: (r) => r.uplink?.device },
+  { header: '端口', value: (r) => r.uplink?.ifname },
+  ...coded<UplinkRow>('端口状态', 'operStatus', (r) => r.uplink?.operStatus ?? []),
+  { header: '读数时间（北京时间）', value: (r) => cstTime(r.uplink?.tsMs) },
+  { header: '状态起始（北京时间）', value: (r) => cstTime(r.uplink?.stateSinceMs) },
+  { header: '设备总数', value: (r) => r.devices.total },
+  { header: '在线设备', value: (r) => r.devices.online },
+  { header: '离线设备', value: (r) => r.devices.offline },
+  { header: '状态未知设备', value: (r) => r.devices.unknown },
+];
+
+const UPLINK_RANK: Record<string, number> = { down: 0, stale: 1, up: 2 };
+
+/**
+ * The schools' uplinks now as a file (`/v1/schools?format=csv|xlsx`, the console's 网络 export): in the order an
+ * operator reads them — down, then stale, then by utilisation (busiest first), schools without a reading last —
+ * with Chinese labels beside the codes, names beside ids and times in China Standard Time; an XLSX also gets the
+ * notes sheet 说明.
+ */
+export async function uplinkFile(
+  format: 'csv' | 'xlsx',
+  rows: readonly UplinkRow[],
+  info: { reg: RegistryIndex; scope: string | undefined; staleAfterS: number; now?: Date },
+): Promise<{ body: Buffer; filename: string; type: string }> {
+  const rank = (r: UplinkRow) => (r.uplink ? (UPLINK_RANK[r.uplink.state] ?? 2) : 3);
+  const sorted = [...rows].sort(
+    (a, b) =>
+      rank(a) - rank(b) ||
+      (b.uplink?.utilisationPct ?? -1) - (a.uplink?.utilisationPct ?? -1) ||
+      (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  );
+  const columns = UPLINK_COLUMNS(info.reg);
+  const now = info.now ?? new Date();
+  const made = cstTime(now.getTime())!;
+  const region = info.scope === undefined ? undefined : info.reg.regions.get(info.scope.split('/').at(-1)!);
+  const body =
+    format === 'csv'
+      ? toCsv(sorted, columns)
+      : await toXlsx('学校出口', sorted, columns, [
+          ['报表', '学校出口（实时）'],
+          ['范围', info.scope === undefined ? '全部区域' : `${region?.name ?? info.scope}（${info.scope}）`],
+          [
+            '出口状态',
+            `正常 up；中断 down：端口未运行，或路由器不再应答 SNMP；无数据 stale：超过 ${info.staleAfterS} 秒（api.live.staleAfterS）没有读数，其速率与端口状态已过时；未监测：尚无读数（代码为空）`,
+          ],
+          ['排序', '中断在前，其次无数据，再按利用率从高到低，未监测在后'],
+          ['代码列', '列名以“代码”结尾的列是稳定代码（api/README.md），其左侧同名列是中文名称'],
+          ['生成时间', `${made}（北京时间）`],
+        ]);
+  return {
+    body,
+    filename: `uplinks_${made.slice(0, 10)}_${made.slice(11, 13)}${made.slice(14, 16)}.${format}`,
     type: CONTENT_TYPES[format],
   };
 }

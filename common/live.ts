@@ -316,6 +316,11 @@ export class LiveState extends EventEmitter<LiveEvents> {
     return this.uplinks.get(school)?.get(device);
   }
 
+  /** `api.live.staleAfterS`: the longest an uplink reading stays up without another. */
+  get staleAfterS(): number {
+    return this.limits.staleAfterS;
+  }
+
   /**
    * How old uplink reading `u` may get before it is stale: `api.live.staleAfterS`, or 3 poll intervals of its
    * device when its status promised a shorter heartbeat (a poller's is its interval). Never longer than the

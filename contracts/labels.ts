@@ -128,6 +128,8 @@ export const LABELS = {
     data_gap: '数据中断',
   },
   alertState: { pending: '待确认', firing: '告警中', resolved: '已恢复' },
+  /** What holds now for a school's uplink (`state` in `/v1/schools` and the live stream; common/live.ts). */
+  uplinkState: { up: '正常', down: '中断', stale: '无数据' },
   /** Where a school's uplink capacity comes from. */
   capacitySource: { contract: '签约带宽', polled: '端口速率（实测）' },
   /** How a rollup row splits its region's schools; its group is `all`, an area or a school level. */

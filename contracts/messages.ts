@@ -145,6 +145,7 @@ export const activitySchema = z.object({
     .string()
     .min(1)
     .max(128)
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
     .regex(/^[^\\/\u0000-\u001f]+$/, { message: 'must be an executable name, not a path' })
     .optional(),
   /**

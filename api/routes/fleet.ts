@@ -8,13 +8,15 @@ import { type DeviceLive, registryMismatch, schoolUplink, type UplinkLive } from
 import { carriesUplink, type RegistryIndex } from '../../common/registry/store.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
-import type { Device, School } from '../../contracts/registry.js';
+import { type Device, DISPLAY_KINDS, type School } from '../../contracts/registry.js';
 import type { AppDeps } from '../http/deps.js';
+import { uplinkFile } from '../report-files.js';
 import {
   announcedSchema,
   deviceEventSchema,
   deviceOutSchema,
   ERROR_RESPONSES,
+  formatQuery,
   liveStateSchema,
   pageQuery,
   regionQuery,
@@ -51,6 +53,27 @@ function placeOf(reg: RegistryIndex, school: string, device: string) {
     classroomName: classroom === null ? null : (reg.classroom(school, classroom)?.name ?? null),
   };
 }
+
+/** A name as searched: compatibility forms folded (full-width （2） is (2)), case ignored, no spaces. */
+const folded = (s: string) => s.normalize('NFKC').toLowerCase().replace(/\s+/g, '');
+
+/** Each registry's classroom and school names, folded once (an import makes a new index). */
+const foldedNames = new WeakMap<RegistryIndex, Map<string, string>>();
+function foldedName(reg: RegistryIndex, key: string, name: string): string {
+  let m = foldedNames.get(reg);
+  if (!m) {
+    m = new Map();
+    foldedNames.set(reg, m);
+  }
+  let f = m.get(key);
+  if (f === undefined) {
+    f = folded(name);
+    m.set(key, f);
+  }
+  return f;
+}
+
+const isDisplay = (kind: string) => (DISPLAY_KINDS as readonly string[]).includes(kind);
 
 /** The fleet with live status: schools, devices, unassigned devices, and the live uplink stream (SSE). */
 export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
@@ -115,17 +138,30 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
     {
       config: { roles: READ_ROLES },
       schema: {
-        summary: 'Schools in scope with live device counts and uplink rate.',
-        querystring: z.object({ ...regionQuery, ...pageQuery }),
+        summary:
+          "Schools in scope with live device counts and uplink rate. `format=csv|xlsx`: every school in scope (no pages) as a file of their uplinks now — the console's 网络 export: down, then stale, then by utilisation; Chinese headers and labels with a code column beside each enumeration, names beside ids, times in China Standard Time (api/README.md, “Report files”).",
+        querystring: z.object({ ...regionQuery, ...pageQuery, ...formatQuery }),
         response: {
           200: z.object({ total: z.number(), items: z.array(schoolOutSchema) }),
           ...ERROR_RESPONSES,
         },
       },
     },
-    async (req) => {
-      const { region, page, pageSize } = req.query;
-      const schools = deps.registry.index.schoolsInScope(effectiveScope(req, region));
+    async (req, reply) => {
+      const { region, page, pageSize, format } = req.query;
+      const scope = effectiveScope(req, region);
+      const schools = deps.registry.index.schoolsInScope(scope);
+      if (format !== 'json') {
+        const f = await uplinkFile(format, schools.map(schoolOut), {
+          reg: deps.registry.index,
+          scope,
+          staleAfterS: live.staleAfterS,
+        });
+        return reply
+          .type(f.type)
+          .header('content-disposition', `attachment; filename="${f.filename}"`)
+          .send(f.body as never);
+      }
       return {
         total: schools.length,
         items: schools.slice((page - 1) * pageSize, page * pageSize).map(schoolOut),
@@ -171,6 +207,84 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
           devices: reg.devicesIn(s.id, c.id).map(deviceOut(reg)),
         })),
         otherDevices: (reg.devicesBySchool.get(s.id) ?? []).filter((d) => !d.classroom).map(deviceOut(reg)),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/classrooms',
+    {
+      config: { roles: READ_ROLES },
+      schema: {
+        summary:
+          "Classrooms in scope with their school and devices, found by name (the console's 设备 search): `q` is one or more words, each found in the classroom's name or id or its school's name, at least one in the classroom's; full-width and half-width forms alike, case ignored. Without `q`: every classroom in scope (or of `school`). By school id, then classroom id; paginated.",
+        querystring: z.object({
+          ...regionQuery,
+          ...pageQuery,
+          q: z
+            .string()
+            .trim()
+            .min(1)
+            .max(64)
+            .optional()
+            .describe('Words separated by spaces, e.g. `一(2)班` or `第一小学 一(2)`.'),
+          school: idSchema.optional().describe("Only this school's classrooms."),
+        }),
+        response: {
+          200: z.object({
+            total: z.number(),
+            items: z.array(
+              z.object({
+                id: z.string(),
+                name: z.string(),
+                isClass: z.boolean(),
+                school: z.string(),
+                schoolName: z.string(),
+                region: z.string().describe("The school's region path."),
+                devices: z
+                  .array(z.object({ id: z.string(), kind: z.enum(DEVICE_KINDS) }))
+                  .describe('The devices registered in the room, its teaching displays first.'),
+              }),
+            ),
+          }),
+          ...ERROR_RESPONSES,
+        },
+      },
+    },
+    async (req) => {
+      const { region, page, pageSize, q, school } = req.query;
+      const reg = deps.registry.index;
+      const schools = school ? [visibleSchool(req, school)] : reg.schoolsInScope(effectiveScope(req, region));
+      const words = (q ?? '').split(/\s+/).map(folded).filter(Boolean);
+      const items = [];
+      for (const s of schools) {
+        const schoolName = foldedName(reg, `s\u0000${s.id}`, s.name);
+        for (const c of reg.classroomsBySchool.get(s.id) ?? []) {
+          if (words.length > 0) {
+            const room = foldedName(reg, `c\u0000${s.id}\u0000${c.id}`, c.name);
+            const id = c.id.toLowerCase();
+            const inRoom = (w: string) => room.includes(w) || id.includes(w);
+            if (!words.every((w) => inRoom(w) || schoolName.includes(w)) || !words.some(inRoom)) continue;
+          }
+          items.push({ s, c });
+        }
+      }
+      items.sort((a, b) => (a.s.id === b.s.id ? (a.c.id < b.c.id ? -1 : 1) : a.s.id < b.s.id ? -1 : 1));
+      return {
+        total: items.length,
+        items: items.slice((page - 1) * pageSize, page * pageSize).map(({ s, c }) => ({
+          id: c.id,
+          name: c.name,
+          isClass: c.isClass,
+          school: s.id,
+          schoolName: s.name,
+          region: reg.regionPath(s.region),
+          devices: reg
+            .devicesIn(s.id, c.id)
+            .map((d, i) => ({ d, i }))
+            .sort((a, b) => Number(isDisplay(b.d.kind)) - Number(isDisplay(a.d.kind)) || a.i - b.i)
+            .map(({ d }) => ({ id: d.id, kind: d.kind })),
+        })),
       };
     },
   );

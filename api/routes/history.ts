@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
-import { carriesUplink } from '../../common/registry/store.js';
+import { carriesUplink, type RegistryIndex } from '../../common/registry/store.js';
 import { iql, raw, timeMs } from '../../common/storage/index.js';
 import { idSchema } from '../../contracts/ids.js';
 import type { AppDeps } from '../http/deps.js';
@@ -13,8 +13,86 @@ import { ERROR_RESPONSES, regionQuery } from '../schemas.js';
  * each) and one device's week (online, on, in use, faults). Both are a single InfluxQL query; results keep only
  * what the registry says belongs (a school's own uplink device, a registered device in scope).
  */
+/** How long an uplink history answer is kept (within one bucket of its window: a new bucket asks again). */
+export const HISTORY_TTL_MS = 60_000;
+/** The most values (schools × buckets) kept over all uplink history answers. */
+export const HISTORY_MAX_CELLS = 5_000_000;
+
+type History = { fromMs: number; items: { school: string; name: string; util: (number | null)[] }[] };
+
 export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+  /**
+   * Every registered school's uplink history over a window, for every scope: one InfluxQL query (~2 s at 1,600
+   * schools), kept for `HISTORY_TTL_MS` and only while the window has the same buckets and the registry is the
+   * same, so the network page's loads within a minute cost one query. What is kept is every school's answer,
+   * never a token's: each request filters it to its own scope. Requests that arrive while the query runs wait
+   * for it. Bounded: at most `HISTORY_MAX_CELLS` values in all (a 48-hour window in 1-minute buckets of 1,600
+   * schools is 4.6 million); the oldest answers go first, and one larger than that is not kept.
+   */
+  const memo = new Map<
+    string,
+    { atMs: number; reg: RegistryIndex; cells: number; value: Promise<History> }
+  >();
+  const uplinkHistory = (hours: number, bucketS: number): Promise<History> => {
+    const to = Date.now();
+    const from = Math.floor((to - hours * 3_600_000) / (bucketS * 1000)) * bucketS * 1000;
+    const reg = deps.registry.index;
+    for (const [k, e] of memo) if (to - e.atMs >= HISTORY_TTL_MS || e.reg !== reg) memo.delete(k);
+    const buckets = Math.ceil((to - from) / (bucketS * 1000));
+    const key = `${hours}|${bucketS}|${from}|${buckets}`;
+    const hit = memo.get(key);
+    if (hit) return hit.value;
+    const value = queryHistory(reg, from, buckets, bucketS);
+    const entry = { atMs: to, reg, cells: 0, value };
+    memo.set(key, entry);
+    value.then(
+      (h) => {
+        entry.cells = h.items.length * buckets;
+        if (entry.cells > HISTORY_MAX_CELLS) memo.delete(key);
+        let total = 0;
+        for (const e of memo.values()) total += e.cells;
+        for (const [k, e] of memo) {
+          if (total <= HISTORY_MAX_CELLS) break;
+          memo.delete(k);
+          total -= e.cells;
+        }
+      },
+      () => {
+        if (memo.get(key) === entry) memo.delete(key);
+      },
+    );
+    return value;
+  };
+  const queryHistory = async (
+    reg: RegistryIndex,
+    from: number,
+    buckets: number,
+    bucketS: number,
+  ): Promise<History> => {
+    const [series = []] = await deps.storage.query(
+      iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo FROM iface WHERE uplink = 'true' AND time >= ${timeMs(from)} GROUP BY time(${raw(`${bucketS}s`)}), school, device fill(none)`,
+    );
+    const items = [];
+    for (const s of series) {
+      const school = s.tags.school ?? '';
+      const device = s.tags.device ?? '';
+      const known = reg.schools.get(school);
+      if (!known || !carriesUplink(reg, school, device)) continue;
+      const util: (number | null)[] = new Array(buckets).fill(null);
+      for (const v of s.values) {
+        const i = Math.floor(((v[0] as number) - from) / (bucketS * 1000));
+        const ui = num(v[1]);
+        const uo = num(v[2]);
+        if (i >= 0 && i < buckets && (ui !== null || uo !== null))
+          util[i] = Math.round(Math.max(ui ?? 0, uo ?? 0) * 10) / 10;
+      }
+      items.push({ school, name: known.name, util });
+    }
+    items.sort((a, b) => (a.school < b.school ? -1 : a.school > b.school ? 1 : 0));
+    return { fromMs: from, items };
+  };
 
   app.get(
     '/v1/bandwidth/history',
@@ -22,7 +100,7 @@ export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (ap
       config: { roles: ['admin', 'ops'] },
       schema: {
         summary:
-          "Every school's uplink in scope over the last `hours`: per bucket the higher of in/out utilisation (% of the interface speed) from its own uplink device.",
+          "Every school's uplink in scope over the last `hours`: per bucket the higher of in/out utilisation (% of the interface speed) from its own uplink device. The database's answer is kept for up to 60 s while the window's buckets stay the same (shared by every token, each answer filtered to the token's scope), so the latest bucket may lag by up to a minute.",
         querystring: z.object({
           ...regionQuery,
           hours: z.coerce.number().int().min(1).max(48).default(6),
@@ -51,31 +129,9 @@ export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (ap
     async (req) => {
       const scope = effectiveScope(req, req.query.region);
       const { hours, bucketS } = req.query;
-      const to = Date.now();
-      const from = Math.floor((to - hours * 3_600_000) / (bucketS * 1000)) * bucketS * 1000;
-      const [series = []] = await deps.storage.query(
-        iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo FROM iface WHERE uplink = 'true' AND time >= ${timeMs(from)} GROUP BY time(${raw(`${bucketS}s`)}), school, device fill(none)`,
-      );
+      const { fromMs, items } = await uplinkHistory(hours, bucketS);
       const reg = deps.registry.index;
-      const buckets = Math.ceil((to - from) / (bucketS * 1000));
-      const items = [];
-      for (const s of series) {
-        const school = s.tags.school ?? '';
-        const device = s.tags.device ?? '';
-        const known = reg.schools.get(school);
-        if (!known || !reg.schoolInScope(school, scope) || !carriesUplink(reg, school, device)) continue;
-        const util: (number | null)[] = new Array(buckets).fill(null);
-        for (const v of s.values) {
-          const i = Math.floor(((v[0] as number) - from) / (bucketS * 1000));
-          const ui = num(v[1]);
-          const uo = num(v[2]);
-          if (i >= 0 && i < buckets && (ui !== null || uo !== null))
-            util[i] = Math.round(Math.max(ui ?? 0, uo ?? 0) * 10) / 10;
-        }
-        items.push({ school, name: known.name, util });
-      }
-      items.sort((a, b) => (a.school < b.school ? -1 : a.school > b.school ? 1 : 0));
-      return { fromMs: from, bucketS, items };
+      return { fromMs, bucketS, items: items.filter((i) => reg.schoolInScope(i.school, scope)) };
     },
   );
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { READ_ROLES } from '../../common/http/scope.js';
+import { LABELS } from '../../contracts/labels.js';
 import type { AppDeps } from '../http/deps.js';
 import { ERROR_RESPONSES } from '../schemas.js';
 
@@ -96,7 +97,16 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
 
   // The built-in overview for people without Grafana: a static page (no token needed to load it; it asks for
   // one, or takes it from the link's #fragment, and reads the API with it). Strict CSP: only itself.
-  const overview = readFileSync(new URL('../overview.html', import.meta.url), 'utf8');
+  // The labels it shows come from contracts/labels.ts, as the console's and the report files' do: filled into
+  // its data block (JSON, not run; `<` escaped so it cannot close the element).
+  const overview = readFileSync(new URL('../overview.html', import.meta.url), 'utf8').replace(
+    '<script type="application/json" id="labels">{}</script>',
+    () =>
+      `<script type="application/json" id="labels">${JSON.stringify({
+        uplinkState: LABELS.uplinkState,
+        deviceKind: LABELS.deviceKind,
+      }).replace(/</g, '\\u003c')}</script>`,
+  );
   const script = /<script>([\s\S]*?)<\/script>/.exec(overview)?.[1] ?? '';
   const scriptHash = createHash('sha256').update(script).digest('base64');
   app.get('/overview', { schema: { hide: true } }, async (_req, reply) =>
@@ -123,33 +133,27 @@ export const systemRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       );
     }
   };
-  const CONSOLE: Record<string, { body: Buffer; type: string }> = {
-    '': { body: consoleFile('index.html'), type: 'text/html; charset=utf-8' },
-    'app.js': { body: consoleFile('dist/app.js'), type: 'text/javascript; charset=utf-8' },
-    'app.css': { body: consoleFile('dist/app.css'), type: 'text/css; charset=utf-8' },
-  };
+  // Exactly these three, each a route of its own: no name from the request is looked up in a table or on the
+  // disk, so `../`, encoded or not, a null byte, a long or unknown name or `constructor` is the API's 404
+  // (tests/console/serve.test.ts).
+  const CONSOLE: [path: string, body: Buffer, type: string][] = [
+    ['/console/', consoleFile('index.html'), 'text/html; charset=utf-8'],
+    ['/console/app.js', consoleFile('dist/app.js'), 'text/javascript; charset=utf-8'],
+    ['/console/app.css', consoleFile('dist/app.css'), 'text/css; charset=utf-8'],
+  ];
   const CONSOLE_CSP =
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
   app.get('/console', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
-  app.get<{ Params: { file: string } }>('/console/:file', { schema: { hide: true } }, async (req, reply) => {
-    const f = CONSOLE[(req.params as { file?: string }).file ?? ''];
-    if (!f) return reply.code(404).type('text/plain; charset=utf-8').send('not found');
-    return reply
-      .type(f.type)
-      .header('content-security-policy', CONSOLE_CSP)
-      .header('referrer-policy', 'no-referrer')
-      .header('x-content-type-options', 'nosniff')
-      .header('cache-control', 'no-cache')
-      .send(f.body);
-  });
-  app.get('/console/', { schema: { hide: true } }, async (_req, reply) =>
-    reply
-      .type('text/html; charset=utf-8')
-      .header('content-security-policy', CONSOLE_CSP)
-      .header('referrer-policy', 'no-referrer')
-      .header('cache-control', 'no-cache')
-      .send(CONSOLE['']!.body),
-  );
+  for (const [path, body, type] of CONSOLE)
+    app.get(path, { schema: { hide: true } }, async (_req, reply) =>
+      reply
+        .type(type)
+        .header('content-security-policy', CONSOLE_CSP)
+        .header('referrer-policy', 'no-referrer')
+        .header('x-content-type-options', 'nosniff')
+        .header('cache-control', 'no-cache')
+        .send(body),
+    );
   app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console/'));
 
   app.get(

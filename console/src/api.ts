@@ -7,6 +7,7 @@ export function token(): string | null {
 export function setToken(t: string | null): void {
   if (t) sessionStorage.setItem(KEY, t);
   else sessionStorage.removeItem(KEY);
+  memo.clear(); // another token may see other schools
 }
 
 export class ApiFailure extends Error {
@@ -61,6 +62,56 @@ export async function send<T>(method: 'POST' | 'DELETE', path: string, body?: un
   const text = await res.text();
   return (text ? JSON.parse(text) : undefined) as T;
 }
+
+/**
+ * Answers kept for the session, for lists every page needs and that change slowly (the schools): asked once,
+ * then shared by the pages for `ttlMs`, so switching pages does not ask again. Kept per token: a login with
+ * another token (setToken) forgets them all, and an answer is never handed to another token. A failed request is
+ * not kept.
+ */
+const memo = new Map<string, { token: string | null; atMs: number; value: Promise<unknown> }>();
+export const MEMO_TTL_MS = 60_000;
+
+export function cached<T>(path: string, ttlMs = MEMO_TTL_MS): Promise<T> {
+  const t = token();
+  const hit = memo.get(path);
+  if (hit && hit.token === t && Date.now() - hit.atMs < ttlMs) return hit.value as Promise<T>;
+  const value = get<T>(path);
+  memo.set(path, { token: t, atMs: Date.now(), value });
+  value.catch(() => {
+    if (memo.get(path)?.value === value) memo.delete(path);
+  });
+  return value;
+}
+
+/** A school's uplink as the API sends it (`/v1/schools`, and each `uplink` event of the live stream). */
+export type Uplink = {
+  school: string;
+  device: string;
+  ifname: string;
+  inBps: number | null;
+  outBps: number | null;
+  speedMbps: number | null;
+  operStatus: string;
+  tsMs: number;
+  /** The server's word on what holds now: `stale` after `api.live.staleAfterS` without a reading. */
+  state: 'up' | 'down' | 'stale';
+  utilisationPct: number | null;
+};
+export type SchoolItem = {
+  id: string;
+  name: string;
+  region: string;
+  contractedMbps: number | null;
+  devices: { total: number; online: number; offline: number; unknown: number };
+  uplink: Uplink | null;
+};
+
+/**
+ * Every school in the token's scope (`/v1/schools`), for the session (`cached`): names for the alert, device and
+ * idle pages, and the 网络 table (whose uplinks the live stream then keeps current).
+ */
+export const allSchools = () => cached<{ total: number; items: SchoolItem[] }>('/v1/schools?pageSize=5000');
 
 /** Downloads an export (`format=csv|xlsx` of the same route) with the token, as a file. */
 export async function download(path: string, format: 'csv' | 'xlsx'): Promise<void> {

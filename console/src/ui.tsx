@@ -1,6 +1,7 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { download } from './api.js';
+import { label } from './labels.js';
 
 /** A value loaded from the API, with its error in Chinese; `reload` asks again. */
 export function useLoad<T>(
@@ -92,6 +93,19 @@ export function Section({
 /** A name, with the stable id on hover. */
 export function Named({ name, id }: { name: string | null | undefined; id: string }) {
   return <span title={id}>{name ?? id}</span>;
+}
+
+/** Why a school or classroom does not attain: each reason's Chinese label, its code and figures on hover. */
+export function Reasons({ reasons }: { reasons: readonly { code: string; message: string }[] }) {
+  return (
+    <span class="reasons">
+      {reasons.map((r) => (
+        <span key={r.code} title={`${r.code}：${r.message}`}>
+          {label('reason', r.code)}
+        </span>
+      ))}
+    </span>
+  );
 }
 
 /** A sparkline of values 0…100 (null: no reading), as inline SVG: no chart instance per row. */

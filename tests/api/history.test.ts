@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
+import { HISTORY_TTL_MS } from '../../api/routes/history.js';
 import { TokenStore } from '../../api/tokens.js';
 import { Calendars } from '../../common/calendar.js';
 import { LiveState } from '../../common/live.js';
@@ -110,5 +111,66 @@ describe('the console history routes', () => {
     expect(buckets[0]!.slice(1)).toEqual([1, 1, 1, 0]);
     expect((await get(county, '/v1/devices/A/pn-a2/week')).status).toBe(404);
     expect((await get(admin, '/v1/devices/A/nope/week')).status).toBe(404);
+  });
+});
+
+describe('/v1/bandwidth/history is kept for a minute, for every scope', () => {
+  // Half past the hour (the data above lies within every window here), the clock stopped: no bucket boundary
+  // falls between two requests by chance. Only Date is faked; the database is real.
+  const T0 = Math.floor(now / 3_600_000) * 3_600_000 + 30 * 60_000 + 5_000;
+  let queries: ReturnType<typeof vi.spyOn>;
+  const schools = (b: Record<string, unknown>) => (b.items as { school: string }[]).map((i) => i.school);
+  const at = (ms: number) => vi.setSystemTime(ms);
+  afterEach(() => {
+    queries?.mockRestore();
+    vi.useRealTimers();
+  });
+  const start = () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    at(T0);
+    queries = vi.spyOn(storage, 'query');
+  };
+
+  it('a second load inside the TTL does not query the database; after it, or for another window, one does', async () => {
+    start();
+    const first = await get(admin, '/v1/bandwidth/history?hours=3&bucketS=600');
+    expect(queries).toHaveBeenCalledTimes(1);
+    at(T0 + HISTORY_TTL_MS / 2);
+    const second = await get(admin, '/v1/bandwidth/history?hours=3&bucketS=600');
+    expect(queries).toHaveBeenCalledTimes(1);
+    expect(second).toEqual(first);
+    expect(schools(second.body)).toEqual(['A', 'C']);
+    // Another window or bucket size is its own query.
+    await get(admin, '/v1/bandwidth/history?hours=3&bucketS=300');
+    await get(admin, '/v1/bandwidth/history?hours=4&bucketS=600');
+    expect(queries).toHaveBeenCalledTimes(3);
+    // Past the TTL (still in the same bucket), the database is asked again.
+    at(T0 + HISTORY_TTL_MS + 1_000);
+    await get(admin, '/v1/bandwidth/history?hours=3&bucketS=600');
+    expect(queries).toHaveBeenCalledTimes(4);
+  });
+
+  it('loads at the same moment share one query', async () => {
+    start();
+    const all = await Promise.all([1, 2, 3].map(() => get(admin, '/v1/bandwidth/history?hours=5')));
+    expect(queries).toHaveBeenCalledTimes(1);
+    expect(all.map((r) => schools(r.body))).toEqual([
+      ['A', 'C'],
+      ['A', 'C'],
+      ['A', 'C'],
+    ]);
+  });
+
+  it("what is kept is no token's answer: each scope gets its own schools from it, in either order", async () => {
+    start();
+    // The county first: the admin after it still gets every school, not the county's answer.
+    expect(schools((await get(county, '/v1/bandwidth/history?hours=6')).body)).toEqual(['C']);
+    expect(schools((await get(admin, '/v1/bandwidth/history?hours=6')).body)).toEqual(['A', 'C']);
+    // And the county after the admin gets its county only, not the admin's answer.
+    expect(schools((await get(county, '/v1/bandwidth/history?hours=6')).body)).toEqual(['C']);
+    expect(schools((await get(admin, '/v1/bandwidth/history?hours=6&region=330106')).body)).toEqual(['A']);
+    expect(queries).toHaveBeenCalledTimes(1);
+    // A county token asking for another county is refused, cached answer or not.
+    expect((await get(county, '/v1/bandwidth/history?hours=6&region=330106')).status).toBe(403);
   });
 });

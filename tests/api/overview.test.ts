@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { TokenStore } from '../../api/tokens.js';
@@ -13,6 +13,7 @@ import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { testApp } from '../helpers/api.js';
+import { launchChromium, openPage } from '../helpers/browser.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
 import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { statusOf, uplinkOf } from '../helpers/messages.js';
@@ -23,7 +24,6 @@ import { Mosquitto } from '../helpers/mqtt.js';
  * browser download), against the API on loopback over the fixture city in a real influxd, with live state from
  * a real Mosquitto.
  */
-const CHROMIUM = '/usr/bin/chromium';
 const WEEK = '2026-10-05..2026-10-11';
 const influxd = new Influxd();
 const mosquitto = new Mosquitto();
@@ -55,19 +55,7 @@ beforeAll(async () => {
   app = await testApp({ registry, calendars, tokens, storage, live });
   await app.listen({ host: '127.0.0.1', port: 0 });
   url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // As root in CI, and no network beyond loopback: no sandbox, no background calls home.
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();
@@ -79,7 +67,7 @@ afterAll(async () => {
 });
 
 describe('the overview page (headless Chromium)', () => {
-  it('shows attainment by county, offline devices and the live uplink chart; the token leaves the address bar', async () => {
+  it('shows attainment by county, offline devices and the live uplink chart with down and stale uplinks as such; the token leaves the address bar', async () => {
     // Live state: a panel whose connection died (its will), and uplink readings from a school's router.
     const pub = await mqtt.connectAsync(mosquitto.url, { clientId: 'overview-pub' });
     await pub.publishAsync('cfm/v1/A/pn-a2/status', JSON.stringify(statusOf('offline')), {
@@ -88,12 +76,7 @@ describe('the overview page (headless Chromium)', () => {
     });
     await waitFor(() => live.device('A', 'pn-a2')?.state === 'offline', { timeoutMs: 10_000 });
 
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    const problems: string[] = [];
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(m.text());
-    });
+    const { page, problems } = await openPage(browser, { viewport: { width: 1280, height: 800 } });
     await page.goto(`${url}/overview?period=${WEEK}#token=${token}`);
 
     // The table shows exactly what the API computes for the period.
@@ -125,7 +108,8 @@ describe('the overview page (headless Chromium)', () => {
     // Offline now: the panel, under its school's name.
     await page.waitForSelector('#offline tbody tr td:nth-child(2)');
     expect(await page.$$eval('#offline tbody tr', (trs) => trs.map((tr) => tr.textContent))).toEqual([
-      expect.stringMatching(/^西湖区第一小学pn-a2一体机/),
+      // Its kind by the label of contracts/labels.ts, which the API fills into the page.
+      expect.stringMatching(/^西湖区第一小学pn-a2交互式一体机/),
     ]);
 
     // The live chart draws each reading as it streams in.
@@ -135,6 +119,27 @@ describe('the overview page (headless Chromium)', () => {
     await pub.publishAsync('cfm/v1/A/gw-a/iface', reading(55e6), { qos: 1 });
     await page.waitForSelector('#chart svg polyline', { state: 'attached' });
     expect(await page.textContent('#legend')).toContain('西湖区第一小学 55.0');
+
+    // Down and stale uplinks (the API's `state`) are shown as such, before the busy ones, with the labels of
+    // contracts/labels.ts; their last rate is not drawn as if it were now. C's interface goes down; B's reading
+    // is 10 minutes old, past the API's staleAfterS (180 s): stale as it arrives.
+    await pub.publishAsync('cfm/v1/C/gw-c/iface', JSON.stringify(uplinkOf(0, { operStatus: 'down' })), {
+      qos: 1,
+    });
+    await pub.publishAsync(
+      'cfm/v1/B/gw-b/iface',
+      JSON.stringify({ ...uplinkOf(9e6, { speedMbps: 10 }), ts: Date.now() - 10 * 60_000 }),
+      { qos: 1 },
+    );
+    await page.waitForSelector('#legend span[data-state="down"]', { state: 'attached' });
+    await page.waitForSelector('#legend span[data-state="stale"]', { state: 'attached' });
+    expect(await page.$$eval('#legend span', (ss) => ss.map((s) => [s.textContent, s.className]))).toEqual([
+      ['滨江区实验初中 中断', 'bad'],
+      ['转塘教学点 无数据', 'bad'],
+      ['西湖区第一小学 55.0', ''],
+    ]);
+    expect(await page.textContent('#uplink-problems')).toBe(' · 中断 1 · 无数据 1');
+    expect(await page.$$eval('#chart svg polyline, #chart svg circle', (es) => es.length)).toBe(1);
     await pub.endAsync();
 
     // The token is kept in the tab, not in the address bar or history.

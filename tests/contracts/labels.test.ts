@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
+import { UPLINK_STATES } from '../../common/live.js';
 import { LABELS, labelOf, REASON_CODES } from '../../contracts/labels.js';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -29,6 +30,11 @@ describe('the Chinese labels (contracts/labels.ts)', () => {
       expect(LABELS.reason[code]).toMatch(/\p{Script=Han}/u);
       expect(readme).toContain(`| \`${code}\` | ${LABELS.reason[code]} |`);
     }
+  });
+
+  it('label every uplink state the API sends (common/live.ts), and nothing else', () => {
+    expect(Object.keys(LABELS.uplinkState).sort()).toEqual([...UPLINK_STATES].sort());
+    for (const s of UPLINK_STATES) expect(LABELS.uplinkState[s]).toMatch(/\p{Script=Han}/u);
   });
 
   it('show an unknown code as itself (a newer server, an older console)', () => {

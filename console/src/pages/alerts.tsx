@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { get, send } from '../api.js';
+import { allSchools, get, send } from '../api.js';
 import { cst } from '../format.js';
 import { label } from '../labels.js';
 import { Loading, Problem, Section, useLoad } from '../ui.js';
@@ -30,7 +30,6 @@ type Silence = {
   endsAtMs: number;
   createdBy: string;
 };
-type School = { id: string; name: string };
 
 function AlertTable({
   items,
@@ -99,7 +98,7 @@ export function Alerts() {
   const active = useLoad(() => get<{ items: Alert[] }>('/v1/alerts'), []);
   const history = useLoad(() => get<{ items: Alert[] }>('/v1/alerts/history?limit=200'), []);
   const silences = useLoad(() => get<{ items: Silence[] }>('/v1/silences'), []);
-  const schools = useLoad(() => get<{ items: School[] }>('/v1/schools?pageSize=5000'), []);
+  const schools = useLoad(allSchools, []);
   const names = new Map((schools.data?.items ?? []).map((s) => [s.id, s.name]));
   const [error, setError] = useState<string>();
   // On call, the page is left open: what fires, resolves or is acknowledged elsewhere shows within REFRESH_MS.

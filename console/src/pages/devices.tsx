@@ -1,5 +1,5 @@
-import { useState } from 'preact/hooks';
-import { get } from '../api.js';
+import { useEffect, useState } from 'preact/hooks';
+import { allSchools, get } from '../api.js';
 import { cst } from '../format.js';
 import { label } from '../labels.js';
 import { Loading, Named, Problem, Section, useLoad } from '../ui.js';
@@ -25,25 +25,64 @@ type Week = {
   buckets: [number, number, number, number, number][];
 };
 
-/** 设备: find a school by name, its devices with live state, and a device's week. */
+type Room = {
+  id: string;
+  name: string;
+  school: string;
+  schoolName: string;
+  devices: { id: string; kind: string }[];
+};
+/** What a device's week needs: which device of which school. */
+type DeviceRef = { school: string; id: string };
+
+/** Waits until typing pauses before asking the API. */
+function useSettled(value: string, ms = 250): string {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return settled;
+}
+
+const ROOMS_SHOWN = 50;
+
+/**
+ * 设备: find a school or a classroom by name (schools from the list the console holds; classrooms asked of the
+ * API, `/v1/classrooms?q=`), a school's devices with live state, and a device's week. Choosing a classroom opens
+ * its school's devices and the week of its teaching display (the API lists it first).
+ */
 export function Devices() {
-  const schools = useLoad(() => get<{ items: School[] }>('/v1/schools?pageSize=5000'), []);
+  const schools = useLoad(allSchools, []);
   const [q, setQ] = useState('');
+  const term = useSettled(q.trim());
+  const rooms = useLoad(
+    () =>
+      term
+        ? get<{ total: number; items: Room[] }>(
+            `/v1/classrooms?q=${encodeURIComponent(term)}&pageSize=${ROOMS_SHOWN}`,
+          )
+        : Promise.resolve(undefined),
+    [term],
+  );
   const [school, setSchool] = useState<School>();
-  const [device, setDevice] = useState<Device>();
+  const [room, setRoom] = useState<string>();
+  const [device, setDevice] = useState<DeviceRef>();
   const matches = q.trim()
     ? (schools.data?.items ?? []).filter((s) => s.name.includes(q.trim()) || s.id === q.trim()).slice(0, 50)
     : [];
+  const roomMatches = term && q.trim() ? (rooms.data?.items ?? []) : [];
   return (
     <div>
-      <Section title="查找学校">
+      <Section title="查找学校或教室">
         <input
           class="search"
           value={q}
           onInput={(e) => setQ((e.target as HTMLInputElement).value)}
-          placeholder="学校名称或标识码"
+          placeholder="学校或教室名称，如 一(2)班；加上学校名称可缩小范围"
         />
-        <Problem text={schools.error} />
+        <Problem text={schools.error ?? rooms.error} />
+        {matches.length > 0 && <h3>学校</h3>}
         <ul class="matches">
           {matches.map((s) => (
             <li key={s.id}>
@@ -53,6 +92,7 @@ export function Devices() {
                 title={s.id}
                 onClick={() => {
                   setSchool(s);
+                  setRoom(undefined);
                   setDevice(undefined);
                 }}
               >
@@ -61,21 +101,59 @@ export function Devices() {
             </li>
           ))}
         </ul>
+        {roomMatches.length > 0 && <h3>教室</h3>}
+        <ul class="matches rooms">
+          {roomMatches.map((c) => (
+            <li key={`${c.school}/${c.id}`}>
+              <button
+                type="button"
+                class="link"
+                title={`${c.school} / ${c.id}`}
+                onClick={() => {
+                  setSchool({ id: c.school, name: c.schoolName });
+                  setRoom(c.id);
+                  const d = c.devices[0];
+                  setDevice(d ? { school: c.school, id: d.id } : undefined);
+                }}
+              >
+                {c.schoolName} · {c.name}
+                {c.devices.length === 0 && '（未登记设备）'}
+              </button>
+            </li>
+          ))}
+        </ul>
+        {rooms.data && roomMatches.length > 0 && rooms.data.total > roomMatches.length && (
+          <p class="hint">
+            共 {rooms.data.total} 个教室，只列出前 {roomMatches.length} 个；加上学校名称可缩小范围。
+          </p>
+        )}
       </Section>
-      {school && <SchoolDevices school={school} onOpen={setDevice} />}
-      {device && <DeviceWeek device={device} />}
+      {school && (
+        <SchoolDevices key={school.id} school={school} room={room} device={device} onOpen={setDevice} />
+      )}
+      {device && <DeviceWeek key={`${device.school}/${device.id}`} device={device} />}
     </div>
   );
 }
 
-function SchoolDevices({ school, onOpen }: { school: School; onOpen: (d: Device) => void }) {
+function SchoolDevices({
+  school,
+  room,
+  device,
+  onOpen,
+}: {
+  school: School;
+  room: string | undefined;
+  device: DeviceRef | undefined;
+  onOpen: (d: DeviceRef) => void;
+}) {
   const { data, error } = useLoad(
     () =>
       Promise.all([
         get<{ items: Device[] }>(`/v1/devices?school=${encodeURIComponent(school.id)}&pageSize=5000`),
         get<{ items: { id: string; name: string }[] }>(
-          `/v1/attainment/classrooms?school=${encodeURIComponent(school.id)}&period=${new Date(Date.now() + 8 * 3_600_000).toISOString().slice(0, 10)}`,
-        ).catch(() => ({ items: [] })),
+          `/v1/classrooms?school=${encodeURIComponent(school.id)}&pageSize=5000`,
+        ),
       ]),
     [school.id],
   );
@@ -98,10 +176,18 @@ function SchoolDevices({ school, onOpen }: { school: School; onOpen: (d: Device)
           </thead>
           <tbody>
             {data[0].items.map((d) => (
-              <tr key={d.id}>
+              <tr
+                key={d.id}
+                class={[
+                  room !== undefined && d.classroom === room ? 'chosen-room' : '',
+                  device?.id === d.id ? 'chosen' : '',
+                ]
+                  .filter(Boolean)
+                  .join(' ')}
+              >
                 <td>{d.classroom ? <Named name={rooms.get(d.classroom)} id={d.classroom} /> : '—'}</td>
                 <td>
-                  <button type="button" class="link" onClick={() => onOpen(d)}>
+                  <button type="button" class="link" onClick={() => onOpen({ school: d.school, id: d.id })}>
                     {d.id}
                   </button>
                 </td>
@@ -125,7 +211,7 @@ const ROWS: [string, number][] = [
   ['故障', 4],
 ];
 
-function DeviceWeek({ device }: { device: Device }) {
+function DeviceWeek({ device }: { device: DeviceRef }) {
   const path = `/v1/devices/${encodeURIComponent(device.school)}/${encodeURIComponent(device.id)}/week`;
   const { data, error } = useLoad(() => get<Week>(path), [path]);
   const end = Date.now();

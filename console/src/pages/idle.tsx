@@ -1,4 +1,4 @@
-import { get } from '../api.js';
+import { allSchools, get } from '../api.js';
 import { lastDays } from '../format.js';
 import { label } from '../labels.js';
 import { Export, Loading, Named, Problem, Section, useLoad } from '../ui.js';
@@ -14,7 +14,6 @@ type Device = {
   idleTeachingDays: number;
   usedDaysPct: number | null;
 };
-type School = { id: string; name: string };
 
 /** 闲置设备: equipment unused for the profile's idle days, with purchase batch. */
 export function Idle() {
@@ -26,7 +25,7 @@ export function Idle() {
         get<{ total: number; items: Device[]; coverage: { rolledDays: number; teachingDates: number } }>(
           path,
         ),
-        get<{ items: School[] }>('/v1/schools?pageSize=5000'),
+        allSchools(),
       ]),
     [path],
   );

@@ -1,70 +1,43 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { events, get } from '../api.js';
+import { allSchools, events, get, type Uplink } from '../api.js';
 import { cst, mbps, pct } from '../format.js';
-import { Loading, Named, Problem, Section, Sparkline, useLoad, usePaintedMark } from '../ui.js';
+import { label } from '../labels.js';
+import { Export, Loading, Named, Problem, Section, Sparkline, useLoad, usePaintedMark } from '../ui.js';
 
-type Uplink = {
-  school: string;
-  device: string;
-  ifname: string;
-  inBps: number | null;
-  outBps: number | null;
-  speedMbps: number | null;
-  operStatus: string;
-  tsMs: number;
-  stale?: boolean;
-  state?: string;
-};
-type School = {
-  id: string;
-  name: string;
-  region: string;
-  contractedMbps: number | null;
-  devices: { total: number; online: number; offline: number; unknown: number };
-  uplink: Uplink | null;
-};
 type History = {
   fromMs: number;
   bucketS: number;
   items: { school: string; util: (number | null)[] }[];
 };
 
-/** A reading older than this is shown as silent (the poller polls every minute or faster). */
-const SILENT_AFTER_MS = 3 * 60_000;
+export type LinkState = 'down' | 'stale' | 'congested' | 'up' | 'none';
 
-export type LinkState = 'down' | 'silent' | 'congested' | 'up' | 'none';
-
-/** What an operator must see first: down, then silent, then by utilisation of the capacity. */
-export function linkState(
-  u: Uplink | null,
-  capacityMbps: number | null,
-  now: number,
-): { state: LinkState; util: number | null } {
+/**
+ * What an operator must see first: down, then stale, then by utilisation of the capacity. Down and stale are
+ * the server's `state` (a reading older than its `api.live.staleAfterS`, or a poller's `unreachable`), as sent
+ * in `/v1/schools` and with every change on the live stream: the page does not judge a reading's age itself.
+ */
+export function linkState(u: Uplink | null): { state: LinkState; util: number | null } {
   if (!u) return { state: 'none', util: null };
-  if (u.operStatus !== 'up' || u.state === 'down') return { state: 'down', util: null };
-  if (u.stale || u.state === 'stale' || now - u.tsMs > SILENT_AFTER_MS)
-    return { state: 'silent', util: null };
-  const cap = capacityMbps ?? u.speedMbps;
-  const util =
-    cap && u.inBps !== null && u.outBps !== null ? (100 * Math.max(u.inBps, u.outBps)) / (cap * 1e6) : null;
+  if (u.state === 'down' || u.state === 'stale') return { state: u.state, util: null };
+  const util = u.utilisationPct;
   return { state: util !== null && util >= 80 ? 'congested' : 'up', util };
 }
-const RANK: Record<LinkState, number> = { down: 0, silent: 1, congested: 2, up: 3, none: 4 };
+const RANK: Record<LinkState, number> = { down: 0, stale: 1, congested: 2, up: 3, none: 4 };
 const STATE_TEXT: Record<LinkState, string> = {
-  down: '中断',
-  silent: '无数据',
+  down: label('uplinkState', 'down'),
+  stale: label('uplinkState', 'stale'),
   congested: '拥塞',
-  up: '正常',
+  up: label('uplinkState', 'up'),
   none: '未监测',
 };
 
-/** 网络: every uplink, down and silent first, then by utilisation of its capacity; live. */
+/** 网络: every uplink, down and stale first, then by utilisation of its capacity; live. */
 export function Network() {
-  const schools = useLoad(() => get<{ items: School[] }>('/v1/schools?pageSize=5000'), []);
+  const schools = useLoad(allSchools, []);
   const history = useLoad(() => get<History>('/v1/bandwidth/history?hours=6'), []);
   const [live, setLive] = useState(new Map<string, Uplink>());
   const [streamError, setStreamError] = useState<string>();
-  const [now, setNow] = useState(Date.now());
   useEffect(() => {
     const s = events(
       '/v1/bandwidth/live',
@@ -76,11 +49,7 @@ export function Network() {
       },
       (e) => setStreamError(`实时数据：${e.message}`),
     );
-    const t = setInterval(() => setNow(Date.now()), 10_000);
-    return () => {
-      s.stop();
-      clearInterval(t);
-    };
+    return () => s.stop();
   }, []);
   const spark = useMemo(() => {
     const m = new Map<string, (number | null)[]>();
@@ -91,7 +60,7 @@ export function Network() {
   const rows = (schools.data?.items ?? [])
     .map((s) => {
       const u = live.get(s.id) ?? s.uplink;
-      return { s, u, ...linkState(u, s.contractedMbps, now) };
+      return { s, u, ...linkState(u) };
     })
     .sort(
       (a, b) =>
@@ -100,7 +69,7 @@ export function Network() {
         a.s.name.localeCompare(b.s.name, 'zh'),
     );
   return (
-    <Section title="学校出口（按利用率排序，中断与无数据在前）">
+    <Section title="学校出口（按利用率排序，中断与无数据在前）" actions={<Export path="/v1/schools" />}>
       <Problem text={schools.error ?? streamError} />
       {!schools.data && !schools.error && <Loading what="学校出口" />}
       {schools.data && (

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { get } from '../api.js';
 import { lastDays, pct } from '../format.js';
 import { label } from '../labels.js';
-import { Export, Loading, Named, Problem, Section, useLoad, usePaintedMark } from '../ui.js';
+import { Export, Loading, Named, Problem, Reasons, Section, useLoad, usePaintedMark } from '../ui.js';
 
 type Reason = { code: string; message: string };
 type Coverage = { rolledDays: number; teachingDates: number };
@@ -242,12 +242,8 @@ function Schools({
                 <td>
                   {s.bbt.attained} / {s.bbt.classes}
                 </td>
-                <td class="reasons">
-                  {s.xxt.reasons.map((r) => (
-                    <span key={r.code} title={`${r.code}：${r.message}`}>
-                      {label('reason', r.code)}
-                    </span>
-                  ))}
+                <td>
+                  <Reasons reasons={s.xxt.reasons} />
                 </td>
               </tr>
             ))}
@@ -264,14 +260,7 @@ function Classrooms({ period, school }: { period: string; school: School }) {
   return (
     <Section title={`${school.name} · 班班通`} actions={<Export path={path} />}>
       <p>
-        校校通：{verdict(school.xxt.attained)}{' '}
-        <span class="reasons">
-          {school.xxt.reasons.map((r) => (
-            <span key={r.code} title={`${r.code}：${r.message}`}>
-              {label('reason', r.code)}
-            </span>
-          ))}
-        </span>
+        校校通：{verdict(school.xxt.attained)} <Reasons reasons={school.xxt.reasons} />
       </p>
       <Problem text={error} />
       {!data && !error && <Loading what="教室" />}
@@ -297,12 +286,8 @@ function Classrooms({ period, school }: { period: string; school: School }) {
                   {c.onlineDays} / {c.teachingDays}
                 </td>
                 <td>{c.periodsUsedPerWeek.toFixed(1)}</td>
-                <td class="reasons">
-                  {c.reasons.map((r) => (
-                    <span key={r.code} title={`${r.code}：${r.message}`}>
-                      {label('reason', r.code)}
-                    </span>
-                  ))}
+                <td>
+                  <Reasons reasons={c.reasons} />
                 </td>
               </tr>
             ))}
