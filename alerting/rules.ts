@@ -68,7 +68,7 @@ const THRESHOLD_FIELDS = {
     .min(1)
     .max(100)
     .describe(
-      'Utilisation (% of the interface speed, in either direction) at or above which it is saturated.',
+      "Utilisation (% of the school's capacity — its contracted Mbps, else the interface speed — in either direction) at or above which it is saturated.",
     ),
   lampHoursMax: z
     .number()

@@ -194,6 +194,7 @@ function writeStackConfig(c: ReturnType<typeof stackConfig>): void {
   const section = JSON.parse(
     JSON.stringify({ url, database, retentionPolicy, org, token, username, password, writeApi }),
   ) as Record<string, unknown>;
+  rmSync(file, { force: true }); // a file left by hand with a looser mode is not written into
   writeFileSync(
     file,
     `# Written by \`npm run stack\` at each start: its InfluxDB and state files, for \`npm run api -- … --config ${shown(file)}\`.\n${stringify(

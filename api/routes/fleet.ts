@@ -224,8 +224,8 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
           q: z
             .string()
             .trim()
-            .min(1)
             .max(64)
+            .transform((v) => v || undefined)
             .optional()
             .describe('Words separated by spaces, e.g. `一(2)班` or `第一小学 一(2)`.'),
           school: idSchema.optional().describe("Only this school's classrooms."),

@@ -17,6 +17,9 @@ import { ERROR_RESPONSES, regionQuery } from '../schemas.js';
 export const HISTORY_TTL_MS = 60_000;
 /** The most values (schools × buckets) kept over all uplink history answers. */
 export const HISTORY_MAX_CELLS = 5_000_000;
+/** The bucket sizes the history answers in, and the most buckets a window may have (a sparkline's width). */
+export const HISTORY_BUCKETS_S = [60, 300, 600, 1_800, 3_600] as const;
+export const HISTORY_MAX_BUCKETS = 360;
 
 type History = { fromMs: number; items: { school: string; name: string; util: (number | null)[] }[] };
 
@@ -50,7 +53,7 @@ export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (ap
     value.then(
       (h) => {
         entry.cells = h.items.length * buckets;
-        if (entry.cells > HISTORY_MAX_CELLS) memo.delete(key);
+        if (entry.cells > HISTORY_MAX_CELLS && memo.get(key) === entry) memo.delete(key);
         let total = 0;
         for (const e of memo.values()) total += e.cells;
         for (const [k, e] of memo) {
@@ -100,12 +103,23 @@ export const historyRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (ap
       config: { roles: ['admin', 'ops'] },
       schema: {
         summary:
-          "Every school's uplink in scope over the last `hours`: per bucket the higher of in/out utilisation (% of the interface speed) from its own uplink device. The database's answer is kept for up to 60 s while the window's buckets stay the same (shared by every token, each answer filtered to the token's scope), so the latest bucket may lag by up to a minute.",
-        querystring: z.object({
-          ...regionQuery,
-          hours: z.coerce.number().int().min(1).max(48).default(6),
-          bucketS: z.coerce.number().int().min(60).max(3_600).default(600),
-        }),
+          "Every school's uplink in scope over the last `hours`: per bucket the higher of in/out utilisation (% of the school's capacity: its contracted Mbps, else the port speed) from its own uplink device. The database's answer is kept for up to 60 s while the window's buckets stay the same (shared by every token, each answer filtered to the token's scope), so the latest bucket may lag by up to a minute.",
+        querystring: z
+          .object({
+            ...regionQuery,
+            hours: z.coerce.number().int().min(1).max(48).default(6),
+            bucketS: z.coerce
+              .number()
+              .pipe(z.literal(HISTORY_BUCKETS_S))
+              .default(600)
+              .describe(
+                `Bucket seconds, one of ${HISTORY_BUCKETS_S.join(', ')}; at most ${HISTORY_MAX_BUCKETS} buckets.`,
+              ),
+          })
+          .refine((q) => (q.hours * 3_600) / q.bucketS <= HISTORY_MAX_BUCKETS, {
+            message: `at most ${HISTORY_MAX_BUCKETS} buckets: a longer window takes a larger bucketS`,
+            path: ['bucketS'],
+          }),
         response: {
           200: z.object({
             fromMs: z.number(),

@@ -22,7 +22,11 @@ function route(): Page {
   const h = location.hash.replace(/^#\/?/, '');
   const m = /(?:^|&)token=([^&]+)/.exec(h);
   if (m) {
-    setToken(decodeURIComponent(m[1]!));
+    try {
+      setToken(decodeURIComponent(m[1]!));
+    } catch {
+      // A mangled link (`%E0`): no token; the login form asks for one.
+    }
     history.replaceState(null, '', `${location.pathname}#/overview`);
     return 'overview';
   }

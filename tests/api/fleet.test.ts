@@ -186,6 +186,8 @@ describe('/v1/classrooms: classrooms found by name, with their school and device
   const ids = (b: { items: { school: string; id: string }[] }) => b.items.map((c) => `${c.school}/${c.id}`);
 
   it('a part of a classroom name finds it, with its school, region and devices (teaching display first)', async () => {
+    // An empty search is no search: every classroom in scope, as without `q`.
+    expect((await find('q=')).total).toBe((await find('')).total);
     const b = await find(`q=${encodeURIComponent('一(2)')}`);
     expect(b).toEqual({
       total: 1,

@@ -95,6 +95,13 @@ describe('the console history routes', () => {
     const mine = await get(county, '/v1/bandwidth/history?hours=2');
     expect((mine.body.items as { school: string }[]).map((i) => i.school)).toEqual(['C']);
     expect((await get(admin, '/v1/bandwidth/history?hours=100')).status).toBe(400);
+    // A bucket size of its own for each request would be a full-city query each: only the listed sizes, and no
+    // more buckets than a sparkline draws.
+    expect((await get(admin, '/v1/bandwidth/history?hours=2&bucketS=601')).status).toBe(400);
+    const many = await get(admin, '/v1/bandwidth/history?hours=48&bucketS=60');
+    expect(many.status).toBe(400);
+    expect(String(many.body.message)).toMatch(/at most 360 buckets/);
+    expect((await get(admin, '/v1/bandwidth/history?hours=48&bucketS=600')).status).toBe(200);
   });
 
   it("/v1/devices/{school}/{device}/week: a registered device's buckets and lamp hours; another county's device is not found", async () => {

@@ -34,6 +34,7 @@ let app: Awaited<ReturnType<typeof testApp>>;
 let url: string;
 let token: string;
 let browser: Browser;
+let auditor: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cfm-overview-'));
@@ -41,6 +42,7 @@ beforeAll(async () => {
   await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(CITY)) }]);
   const tokens = new TokenStore(join(dir, 'tokens.json')).load();
   token = tokens.add('装备中心', 'admin').token;
+  auditor = tokens.add('西湖区审计', 'auditor').token;
   const calendars = new Calendars([CITY_CALENDAR]);
   await Promise.all([influxd.start(), mosquitto.start()]);
   storage = testStorage(influxd.url, { database: 'overview' }).storage;
@@ -164,6 +166,20 @@ describe('the overview page (headless Chromium)', () => {
     await page.press('#token', 'Enter');
     await page.locator('#error', { hasText: 'token refused' }).waitFor();
     expect(await page.isVisible('#login')).toBe(true);
+    await page.close();
+  }, 60_000);
+
+  it("tells an auditor in Chinese that the live view is the operators', once, and shows the rest", async () => {
+    // The browser's own line for the refused stream is expected; the page's text is what the test reads.
+    const { page, problems } = await openPage(browser, {
+      viewport: { width: 1280, height: 800 },
+      ignore: /status of 403/,
+    });
+    await page.goto(`${url}/overview?period=${WEEK}#token=${auditor}`);
+    await page.locator('#error', { hasText: '此令牌的角色不能查看实时带宽' }).waitFor();
+    expect(await page.textContent('#error')).not.toMatch(/HTTP 403/);
+    expect(await page.isVisible('#main')).toBe(true);
+    expect(problems).toEqual([]);
     await page.close();
   }, 60_000);
 

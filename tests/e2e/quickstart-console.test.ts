@@ -132,6 +132,8 @@ describe('the console on the quickstart city (headless Chromium)', () => {
       what: `${outage.name} shown down at the top of the network page`,
     });
     expect(Date.now() - cutAt).toBeLessThan(60_000);
+    // A down link has no rate now: its last reading's is on hover only.
+    expect((await rowsOf(page))[0]![3]).toBe('—');
     await page.screenshot({ path: join(ARTIFACTS, 'quickstart-network-cut.png'), fullPage: true });
 
     // uplink_down pages after 60 s of class time down (alerts.rules.uplink_down.forS).

@@ -77,6 +77,7 @@ export function Devices() {
       <Section title="查找学校或教室">
         <input
           class="search"
+          maxLength={64}
           value={q}
           onInput={(e) => setQ((e.target as HTMLInputElement).value)}
           placeholder="学校或教室名称，如 一(2)班；加上学校名称可缩小范围"

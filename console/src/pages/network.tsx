@@ -94,9 +94,14 @@ export function Network() {
                 </td>
                 <td class="state">{STATE_TEXT[state]}</td>
                 <td>{pct(util, 0)}</td>
-                <td>
-                  {mbps(u?.inBps)} / {mbps(u?.outBps)}
-                </td>
+                {state === 'down' || state === 'stale' ? (
+                  // Not a rate now: the last reading's, on hover only.
+                  <td title={`最后读数 ${mbps(u?.inBps)} / ${mbps(u?.outBps)}`}>—</td>
+                ) : (
+                  <td>
+                    {mbps(u?.inBps)} / {mbps(u?.outBps)}
+                  </td>
+                )}
                 <td>{s.contractedMbps ?? u?.speedMbps ?? '—'} Mbit/s</td>
                 <td>
                   <Sparkline values={spark.get(s.id) ?? []} />
