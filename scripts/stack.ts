@@ -185,19 +185,24 @@ const STACK_SECTIONS = {
 /**
  * `var/stack.yaml`: the quickstart's InfluxDB and API state files as a config file, for the `npm run api`
  * commands that need more than the state directory — `npm run api -- rollup --config var/stack.yaml --from D`.
- * Rewritten at each start (the ports are this start's); owner-only, as it holds the InfluxDB credentials of a
- * `--config` that has them.
+ * Rewritten at each start (the ports are this start's). It holds no secret: the InfluxDB password or token of a
+ * `--config` that has them is given again in the environment (`CFM_INFLUX__PASSWORD`, `CFM_INFLUX__TOKEN`).
  */
 function writeStackConfig(c: ReturnType<typeof stackConfig>): void {
   const { url, database, retentionPolicy, org, token, username, password, writeApi } = c.influx;
   const file = `${varDir}/stack.yaml`;
+  // No secret is written: a --config's InfluxDB password or token is given again in the environment.
   const section = JSON.parse(
-    JSON.stringify({ url, database, retentionPolicy, org, token, username, password, writeApi }),
+    JSON.stringify({ url, database, retentionPolicy, org, username, writeApi }),
   ) as Record<string, unknown>;
+  const secrets = [password && 'CFM_INFLUX__PASSWORD', token && 'CFM_INFLUX__TOKEN'].filter(Boolean);
+  const note = secrets.length
+    ? `# The InfluxDB ${password ? 'password' : 'token'} of your --config is not written here: set ${secrets.join(' and ')} in the environment.\n`
+    : '';
   rmSync(file, { force: true }); // a file left by hand with a looser mode is not written into
   writeFileSync(
     file,
-    `# Written by \`npm run stack\` at each start: its InfluxDB and state files, for \`npm run api -- … --config ${shown(file)}\`.\n${stringify(
+    `# Written by \`npm run stack\` at each start: its InfluxDB and state files, for \`npm run api -- … --config ${shown(file)}\`.\n${note}${stringify(
       {
         influx: section,
         api: {
