@@ -267,5 +267,20 @@ describe('a day of one classroom, as the collector writes it, rolled up and audi
       使用判定依据: '仅按开机判定',
       使用判定依据代码: 'power',
     });
+    const rooms = await get(`/v1/attainment/classrooms?period=${PERIOD}&format=csv`);
+    expect(rooms.statusCode, rooms.body).toBe(200);
+    const c1 = (parseCsv(rooms.body, { bom: true, columns: true }) as Record<string, string>[]).find(
+      (x) => x.教室编号 === 'c1',
+    );
+    expect(c1).toMatchObject({
+      教学时间开机小时: '4.5',
+      教学时间使用小时: '1.5',
+      开机未使用小时: '3',
+      使用节次: '2',
+      周均使用节次: '5',
+      周均使用小时: '3.75',
+      非教学时间开机小时: '4.5',
+      使用判定依据代码: 'activity',
+    });
   });
 });
