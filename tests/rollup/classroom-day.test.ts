@@ -122,6 +122,32 @@ function panelDay(date: string, from: string, to: string, device: string, v: 1 |
   return out;
 }
 
+/**
+ * Wednesday 7 October as a rollup before #16 wrote it: five counters per device (`online,on,use,faulty,
+ * periodsUsed`), no left-on time, no activity evidence.
+ */
+const WED = '2026-10-07';
+const OLD_DAY: AnyPoint[] = [
+  {
+    measurement: 'usage_packed_day',
+    tags: { region: '330000/330100/330106', school: SCHOOL, part: '0' },
+    fields: { devices: 'pn-1:54,54,27,0,3|pn-old:54,54,54,0,6', n: 2, parts: 1, bucket_s: 300 },
+    ts: at(WED, '00:00'),
+  },
+  {
+    measurement: 'uplink_day',
+    tags: { region: '330000/330100/330106', school: SCHOOL },
+    fields: { bucket_s: 300, teaching_b: 54, data_b: 0, up_b: 0 },
+    ts: at(WED, '00:00'),
+  },
+  {
+    measurement: 'rollup_day',
+    tags: {},
+    fields: { devices: 2, schools: 1, duration_ms: 12.5, bucket_s: 300 },
+    ts: at(WED, '00:00'),
+  },
+];
+
 const influxd = new Influxd();
 let storage: Storage;
 let dir: string;
@@ -140,6 +166,7 @@ beforeAll(async () => {
   storage = testStorage(influxd.url, { database: 'day' }).storage;
   await storage.start();
   storage.write([
+    ...OLD_DAY,
     ...panelDay(THU, '07:30', '17:00', 'pn-1', 2),
     ...panelDay(SAT, '09:00', '12:00', 'pn-1', 2),
     ...panelDay(THU, '07:30', '17:00', 'pn-old', 1),
@@ -194,7 +221,9 @@ describe('a day of one classroom, as the collector writes it, rolled up and audi
     );
     // No school on Saturday: no teaching figures, three hours left on — and no uplink_day, so not a teaching day.
     expect(sat).toMatchObject({ teaching_day: 0, teaching_b: null, on_b: null, use_b: null, left_on_b: 36 });
-    const uplinkDays = await storage.rows('SELECT teaching_b FROM uplink_day');
+    const uplinkDays = await storage.rows(
+      `SELECT teaching_b FROM uplink_day WHERE time >= ${at(THU, '00:00')}ms`,
+    );
     expect(uplinkDays.map((r) => new Date(r.time as number).toISOString())).toEqual([
       new Date(at(THU, '00:00')).toISOString(),
       new Date(at(FRI, '00:00')).toISOString(),
@@ -246,6 +275,28 @@ describe('a day of one classroom, as the collector writes it, rolled up and audi
       useBasis: 'activity',
     });
     expect((c1!.reasons as { code: string }[]).map((x) => x.code)).toContain('used_too_little');
+  });
+
+  it('reads a day rolled up before #16 (five counters): on but unused is on less in use, nothing left on, by power', async () => {
+    const r = await get(`/v1/audit/devices?period=${WED}`);
+    expect(r.statusCode, r.body).toBe(200);
+    const pn1 = (r.json().items as Record<string, unknown>[]).find((d) => d.id === 'pn-1');
+    expect(pn1).toMatchObject({
+      poweredOnHours: 4.5,
+      inUseHours: 2.25,
+      onUnusedHours: 2.25,
+      leftOnHours: 0,
+      periodsUsed: 3,
+      teachingDays: 1,
+      useBasis: 'power',
+    });
+    // Beside the new days, in one period: Wednesday by power, Thursday by activity — mixed.
+    const both = await get(`/v1/audit/devices?period=${WED}..${THU}`);
+    expect((both.json().items as Record<string, unknown>[]).find((d) => d.id === 'pn-1')).toMatchObject({
+      inUseHours: 3.75,
+      periodsUsed: 5,
+      useBasis: 'mixed',
+    });
   });
 
   it('writes the figures into the audit file with Chinese headers and the basis as label and code', async () => {
