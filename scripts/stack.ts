@@ -8,7 +8,7 @@
 // keeps printing what happens. Ctrl-C stops everything. Design: docs/quickstart.md.
 // Its state (registry, API tokens, alert state, broker credentials) is kept in var/ at the paths the other
 // commands use by default, so `npm run api -- tokens add|import` and `npm run broker -- users` act on it.
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -215,7 +215,6 @@ function writeStackConfig(c: ReturnType<typeof stackConfig>): void {
     )}`,
     { mode: 0o600 },
   );
-  chmodSync(file, 0o600);
 }
 
 const DEFAULT_PROFILE_DEF = BUILTIN_PROFILES.find((p) => p.id === DEFAULT_PROFILE)!;
@@ -530,6 +529,8 @@ try {
   step('rolling up the history (the API does this every 10 minutes from now on)');
   await apiProcess.rollup?.run();
 
+  // The console's and the overview page's default period, the last 30 days: the summary and the curl line use it.
+  const shownPeriod = { from: dateOf(dayNumber(today) - 29), to: today };
   const schoolName = (id: string) => plan.schools.find((s) => s.id === id)?.name ?? id;
   // Another admin token, on the same file: `npm run api -- tokens add`, told where the file is when not at its default.
   const addToken = `${varDir === resolve('var') ? '' : `CFM_API__TOKENS_FILE=${state.tokens} `}npm run api -- tokens add <name> --role admin`;
@@ -539,7 +540,7 @@ Where to look
   console         ${api.url}/console/${adminToken ? `#token=${adminToken}` : ''}   (open this first: 总览, 网络, 告警, 设备, 闲置设备)
   overview page   ${api.url}/overview${adminToken ? `#token=${adminToken}` : ''}
   API             ${api.url}   ${adminToken ? `(admin token: ${adminToken})` : `(the admin token printed at the first start is kept in ${shown(state.tokens)}; another: ${addToken})`}
-    curl -s -H "authorization: Bearer ${bearer}" '${api.url}/v1/attainment?period=${dateOf(dayNumber(today) - 29)}..${today}'
+    curl -s -H "authorization: Bearer ${bearer}" '${api.url}/v1/attainment?period=${shownPeriod.from}..${shownPeriod.to}'
     curl -s -H "authorization: Bearer ${bearer}" ${api.url}/v1/alerts
     curl -sN -H "authorization: Bearer ${bearer}" ${api.url}/v1/bandwidth/live
   state           ${shown(varDir)}/: registry.json, api-tokens.json, alerts-state.json, broker-credentials.yaml — kept
@@ -552,9 +553,8 @@ Where to look
   const summary = async () => {
     const profile = api.profiles.get(api.config.defaultProfile)!;
     // Idle as the API judges it: the quickstart's profile is idle after the history's teaching days.
-    // The console's and the overview page's default period, the last 30 days: the same figures on every screen,
-    // with how much of it the history covers.
-    const period = { from: dateOf(dayNumber(today) - 29), to: today };
+    // The same figures as on every screen (shownPeriod), with how much of it the history covers.
+    const period = shownPeriod;
     const ev = await api.reports.evaluation(period, profile);
     const reg = api.registry.index;
     const rows = rollups(ev, reg, undefined).filter((r) => r.split === 'all' && r.regionLevel !== 'province');
