@@ -307,6 +307,8 @@ function stackConfig(plan: CityPlan, from: string, today: string, b: Bound) {
           mqtt: mqtt(r.device, `mqtt://127.0.0.1:${b.relayPort(s.id)}`),
           spool: { dir: `${varDir}/stack-spool/${r.device}` },
           display: { source: 'simulated', idle: r.idle, faulty: r.faulty, useShare: 0.8 },
+          // The person at the board, in step with the simulated display (agents/sources/activity/simulated.ts).
+          activity: { source: 'simulated' },
         }),
       ),
     ),
