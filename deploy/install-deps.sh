@@ -10,9 +10,11 @@ PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients)
 # `install-deps.sh --tests`: also Debian's Chromium (the overview page's browser test drives it with
 # playwright-core; nothing downloads a browser) and a small CJK font, so its screenshots show the Chinese text;
 # Xvfb and the X tools the x11 activity source runs (xprintidle, xdotool, xset from x11-xserver-utils, xprop from
-# x11-utils), for tests/agents/sources/x11.test.ts.
+# x11-utils), for tests/agents/sources/x11.test.ts; Mono's C# compiler and Windows Forms, which compile the Windows
+# helper's C# as Add-Type would on Windows (tests/agents/sources/windows.test.ts).
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=(chromium fonts-wqy-microhei xvfb xdotool xprintidle x11-xserver-utils x11-utils)
+  PACKAGES+=(mono-mcs libmono-system-windows-forms4.0-cil)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do

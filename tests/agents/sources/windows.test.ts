@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { helperArgs, WINDOWS_HELPER_SCRIPT } from '../../../agents/sources/activ
 import { activitySchema } from '../../../contracts/messages.js';
 import { waitFor } from '../../../dev/ports.js';
 import { captureLogger } from '../../helpers/influx.js';
+import { which } from '../../helpers/xvfb.js';
 
 /**
  * The Windows helper on Linux: its recorded lines (tests/fixtures/windows/, README there) parsed into activity
@@ -23,6 +25,8 @@ import { captureLogger } from '../../helpers/influx.js';
  * back-off, hostile lines, kill on stop — against tests/helpers/fake-powershell.mjs standing in for
  * powershell.exe. The code under test is the code that runs on Windows; only the executable differs.
  */
+const tmp = mkdtempSync(join(tmpdir(), 'cfm-winhelper-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const FIXTURES = fileURLToPath(new URL('../../fixtures/windows/', import.meta.url));
 const FAKE = fileURLToPath(new URL('../../helpers/fake-powershell.mjs', import.meta.url));
 const match = teachingSiteMatcher(DEFAULT_TEACHING_SITES);
@@ -150,10 +154,27 @@ describe('the script passed to powershell.exe', () => {
     // No module, download or file beyond what ships with Windows PowerShell 5.1.
     expect(s).not.toMatch(/Install-Module|Invoke-WebRequest|DownloadString|Import-Module/);
   });
+
+  it('has C# that compiles as C# 5, as Add-Type compiles it (mono-mcs standing in for the .NET Framework csc)', () => {
+    if (!which('mcs')) {
+      throw new Error(
+        'this test needs mcs: run bash deploy/install-deps.sh --tests (Debian packages: mono-mcs libmono-system-windows-forms4.0-cil)',
+      );
+    }
+    const blocks = [...WINDOWS_HELPER_SCRIPT.matchAll(/@'\n([\s\S]*?)\n'@/g)].map((m) => m[1]!);
+    expect(blocks).toHaveLength(2); // the P/Invoke class, and the display-state watcher (Windows Forms)
+    for (const [i, code] of blocks.entries()) {
+      const file = join(tmp, `block-${i}.cs`);
+      writeFileSync(file, code);
+      const refs = code.includes('System.Windows.Forms') ? ['-r:System.Windows.Forms.dll'] : [];
+      // Throws with the compiler's errors when it does not compile.
+      execFileSync('mcs', ['-langversion:5', '-target:library', `-out:${file}.dll`, ...refs, file], {
+        stdio: 'pipe',
+      });
+    }
+  });
 });
 
-const tmp = mkdtempSync(join(tmpdir(), 'cfm-winhelper-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const helpers: WindowsHelper[] = [];
 afterEach(async () => {
   for (const h of helpers.splice(0)) await h.stop(500);
