@@ -122,6 +122,14 @@ const CLASSROOM_COLUMNS = (reg: RegistryIndex): ExportColumn<ClassroomResult>[] 
   { header: '教学日', value: (c) => c.teachingDays },
   { header: '周均使用节次', value: (c) => c.periodsUsedPerWeek },
   { header: '故障时间%', value: (c) => c.faultyPct },
+  // Use in teaching time, of the room's best display; left on, of all its displays (api/README.md, Definitions).
+  { header: '教学时间开机小时', value: (c) => c.onHours },
+  { header: '教学时间使用小时', value: (c) => c.inUseHours },
+  { header: '开机未使用小时', value: (c) => c.onUnusedHours },
+  { header: '使用节次', value: (c) => c.periodsUsed },
+  { header: '周均使用小时', value: (c) => c.usedHoursPerWeek },
+  { header: '非教学时间开机小时', value: (c) => c.leftOnHours },
+  ...coded<ClassroomResult>('使用判定依据', 'useBasis', (c) => c.useBasis ?? []),
   ...reasonColumns<ClassroomResult>((c) => c.reasons),
 ];
 const DEVICE_COLUMNS = (reg: RegistryIndex): ExportColumn<DeviceAudit>[] => [
@@ -135,8 +143,13 @@ const DEVICE_COLUMNS = (reg: RegistryIndex): ExportColumn<DeviceAudit>[] => [
   },
   { header: '采购批次', value: (d) => d.batch },
   { header: '采购日期', value: (d) => d.purchasedOn },
-  { header: '开机小时', value: (d) => d.poweredOnHours },
-  { header: '使用小时', value: (d) => d.inUseHours },
+  { header: '教学时间开机小时', value: (d) => d.poweredOnHours },
+  { header: '教学时间使用小时', value: (d) => d.inUseHours },
+  { header: '开机未使用小时', value: (d) => d.onUnusedHours },
+  { header: '使用节次', value: (d) => d.periodsUsed },
+  { header: '周均使用小时', value: (d) => d.usedHoursPerWeek },
+  { header: '非教学时间开机小时', value: (d) => d.leftOnHours },
+  ...coded<DeviceAudit>('使用判定依据', 'useBasis', (d) => d.useBasis ?? []),
   { header: '使用天数', value: (d) => d.daysUsed },
   { header: '教学日', value: (d) => d.teachingDays },
   { header: '使用率%', value: (d) => d.usedDaysPct },
@@ -199,6 +212,11 @@ function notes(kind: ReportKind, info: ReportFileInfo): (readonly [string, strin
     lines.push([
       '注意',
       `还有 ${c.teachingDates - c.rolledDays} 个教学日尚未汇总：表中数字只反映已汇总的 ${c.rolledDays} 个教学日`,
+    ]);
+  if (kind === 'usage' || kind === 'idle' || kind === 'classrooms')
+    lines.push([
+      '使用判定',
+      '使用 = 教学显示设备开机，且教学计算机在设定时间内（collector.usage.activeWithinS，默认 5 分钟）有键盘、鼠标、触摸或笔的操作，或前台是教学软件或教学网站；开机未使用 = 教学时间内开机但未使用；非教学时间开机 = 第一节课前、最后一节课后及非教学日的开机时间；判定依据为“仅按开机判定”的设备（旧版教室客户端，或未能读取操作活动），其使用只按开机状态计',
     ]);
   if (kind === 'usage' || kind === 'idle')
     lines.push([

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERROR_RESPONSES, errorSchema, regionQuery } from '../common/http/schemas.js';
 import { MISMATCH_FIELDS, UPLINK_STATES } from '../common/live.js';
+import { PERIOD_USE_BASES } from '../contracts/influx.js';
 import { DEVICE_KINDS } from '../contracts/messages.js';
 import { AREAS, SCHOOL_LEVELS } from '../contracts/registry.js';
 
@@ -72,6 +73,30 @@ export const classroomResultSchema = z.object({
   teachingDays: z.number(),
   periodsUsedPerWeek: z.number(),
   faultyPct: z.number().nullable(),
+  onHours: z
+    .number()
+    .nullable()
+    .describe('Hours on in teaching time, of its best display (api/README.md, Definitions).'),
+  inUseHours: z.number().nullable().describe('Hours in use in teaching time, of its best display.'),
+  onUnusedHours: z
+    .number()
+    .nullable()
+    .describe('Hours on in teaching time but not in use, of its best display.'),
+  periodsUsed: z.number().nullable().describe('Class periods used, of its best display.'),
+  usedHoursPerWeek: z
+    .number()
+    .nullable()
+    .describe('In-use hours per teaching week; null: no teaching week measured.'),
+  useBasis: z
+    .enum(PERIOD_USE_BASES)
+    .nullable()
+    .describe(
+      'What its use rests on: activity (input, teaching applications), power (the display being on), mixed.',
+    ),
+  leftOnHours: z
+    .number()
+    .nullable()
+    .describe('Hours left on outside teaching time, summed over its displays.'),
 });
 
 export const deviceAuditSchema = z.object({
@@ -81,8 +106,25 @@ export const deviceAuditSchema = z.object({
   kind: z.string(),
   batch: z.string().nullable(),
   purchasedOn: z.string().nullable(),
-  poweredOnHours: z.number(),
-  inUseHours: z.number(),
+  poweredOnHours: z.number().describe('Hours on in teaching time.'),
+  inUseHours: z.number().describe('Hours in use in teaching time (docs/usage.md).'),
+  onUnusedHours: z.number().describe('Hours on in teaching time but not in use.'),
+  leftOnHours: z
+    .number()
+    .describe(
+      'Hours on outside teaching time: before the first and after the last period, and on days without school.',
+    ),
+  periodsUsed: z.number().describe('Class periods used (in use for at least half of the period).'),
+  usedHoursPerWeek: z
+    .number()
+    .nullable()
+    .describe('In-use hours per teaching week; null: no teaching week measured.'),
+  useBasis: z
+    .enum(PERIOD_USE_BASES)
+    .nullable()
+    .describe(
+      'What its use rests on: activity, power (an older agent, or no activity source), mixed; null: never online in teaching time.',
+    ),
   daysUsed: z.number(),
   teachingDays: z.number(),
   usedDaysPct: z.number().nullable(),

@@ -176,6 +176,9 @@ try {
           faulty: r() < 0.03 ? Math.floor(online / 3) : 0,
           periods: day.periods.length,
           periodsUsed: Math.min(day.periods.length, Math.floor(use / 4)),
+          unused: online - use,
+          leftOn: Math.floor(r() * 24),
+          activity: online,
         });
       }
       pts.push(...usagePoints(ts, 300, regionOf.get(s.id)!, s.id, rows));

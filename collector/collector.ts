@@ -4,6 +4,7 @@ import type { IPublishPacket } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
+import { DEFAULT_ACTIVE_WITHIN_S, DEFAULT_TEACHING_APPS, UsageJudge } from '../common/figures/usage.js';
 import type { Service } from '../common/lifecycle.js';
 import { LogThrottle } from '../common/log.js';
 import { gauge, labelledGauge } from '../common/metrics.js';
@@ -148,6 +149,29 @@ export const collectorConfigSchema = z
         'How often the registry file is looked at (modification time and size; re-read when it changed): an import takes effect within this.',
       ),
     limits: limitsConfigSchema,
+    usage: z
+      .strictObject({
+        activeWithinS: z
+          .number()
+          .int()
+          .min(10)
+          .max(3_600)
+          .default(DEFAULT_ACTIVE_WITHIN_S)
+          .describe(
+            "A teaching computer with keyboard, mouse, pen or touch input within this many seconds is active: on and active is in use. Should be at least the agents' reading interval.",
+          ),
+        teachingApps: z
+          .array(z.string().min(1).max(128))
+          .max(500)
+          .default([...DEFAULT_TEACHING_APPS])
+          .describe(
+            `Executables that count as teaching when in the foreground, even without input (a lesson shown, a video played): matched case-insensitively against \`activity.foreground\`, a trailing \`.exe\` ignored (so \`wpp.exe\` also matches a Linux desktop's \`wpp\`). A list given replaces the defaults, whose products common/figures/usage.ts names. A browser counts only through the agent's \`activity.teachingSites\`.`,
+          ),
+      })
+      .prefault({})
+      .describe(
+        'What counts as classroom use (docs/usage.md, "The rule"): one rule for the whole deployment, applied by the collector to every reading\'s evidence, so a bureau\'s figures never depend on how each PC was configured.',
+      ),
     metrics: z
       .strictObject({
         host: z.string().default('127.0.0.1'),
@@ -214,6 +238,8 @@ export class Collector implements Service {
   readonly presence: PresenceTracker;
   /** Region, classroom and kind from the fleet registry; unregistered devices bounded. */
   readonly attributor: Attributor;
+  /** `usage`: what counts as use, judged per reading. */
+  private readonly usage: UsageJudge;
   private readonly bounds = new Map<string, DeviceBounds>();
   /** Time rejections of devices with no bounds kept (never accepted): logged at most once a minute. */
   private readonly unknownLog = new LogThrottle(60_000);
@@ -246,6 +272,7 @@ export class Collector implements Service {
     private readonly deps: CollectorDeps,
   ) {
     this.presence = new PresenceTracker(config.defaultHeartbeatS, config.offlineFactor);
+    this.usage = new UsageJudge(config.usage);
     this.attributor = new Attributor(
       config.registryFile,
       config.registryCheckMs,
@@ -544,7 +571,7 @@ export class Collector implements Service {
         const nics = m.host?.nics.filter((n) =>
           this.admitName(school, device, bounds, registered, 'nic', n.name),
         );
-        storage.write(telemetryPoints(school, device, m, info, nics));
+        storage.write(telemetryPoints(school, device, m, info, nics, this.usage));
         tr = this.presence.seen(school, device, info, now);
         break;
       }

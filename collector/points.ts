@@ -1,4 +1,5 @@
 import { uplinkCapacity, utilisationPct } from '../common/figures/capacity.js';
+import { DEFAULT_USAGE_JUDGE, type UsageJudge } from '../common/figures/usage.js';
 import { type AnyPoint, COLLECTOR_EVENT_TYPES, type PointOf } from '../contracts/influx.js';
 import type {
   DeviceEvent,
@@ -32,13 +33,17 @@ function std(school: string, device: string, info: DeviceInfo): Std {
 
 const bit = (b: boolean | undefined) => (b === undefined ? undefined : b ? 1 : 0);
 
-/** `nics`: the NICs to write (those within the device's name bound); default all. */
+/**
+ * `nics`: the NICs to write (those within the device's name bound); default all. `judge`: the deployment's
+ * rule of use (`collector.usage`, common/figures/usage.ts), which decides `on`, `in_use` and its parts.
+ */
 export function telemetryPoints(
   school: string,
   device: string,
   m: Telemetry,
   info: DeviceInfo,
   nics = m.host?.nics ?? [],
+  judge: UsageJudge = DEFAULT_USAGE_JUDGE,
 ): AnyPoint[] {
   const tags = std(school, device, info);
   const out: AnyPoint[] = [];
@@ -71,7 +76,10 @@ export function telemetryPoints(
       });
     }
   }
-  if (m.display || m.inUse !== undefined) {
+  // A display point whenever the reading says anything of a display or of use: a v2 teacher PC without a
+  // display source still gets one, its `on` from its screen (docs/usage.md, "The rule").
+  const use = judge.judge(m);
+  if (use) {
     const d = m.display;
     const e = d?.errors;
     let errorCount: number | undefined;
@@ -79,13 +87,21 @@ export function telemetryPoints(
       errorCount = 0;
       for (const k in e) if (e[k as keyof typeof e] === 'error') errorCount++;
     }
+    const a = use.basis === 'activity' ? m.activity : undefined;
     const p: PointOf<'display'> = {
       measurement: 'display',
       tags: d ? { ...tags, source: d.source } : tags,
       fields: {
         power: d?.power,
-        on: d ? bit(d.power === 'on' || d.power === 'warming') : undefined,
-        in_use: bit(m.inUse),
+        on: bit(use.on),
+        in_use: bit(use.inUse),
+        active: bit(use.active),
+        teaching_app: bit(use.teachingApp),
+        idle_s: a?.idleS,
+        screen_on: bit(a?.screenOn),
+        // A field, never a tag: any name a device sends adds no series.
+        foreground: a?.foreground,
+        use_basis: use.basis,
         input: d?.input,
         touch_ok: bit(d?.touchOk),
         temperature_c: d?.temperatureC,

@@ -34,7 +34,7 @@ export const EXAMPLES: TopicPayloads = {
     heartbeatS: 10,
   },
   telemetry: {
-    v: 1,
+    v: 2,
     ts,
     seq: 4211,
     kind: 'panel',
@@ -63,7 +63,12 @@ export const EXAMPLES: TopicPayloads = {
       lampHours: 1_873,
       errors: { fan: 'ok', lamp: 'ok', temperature: 'ok', cover: 'ok', filter: 'warning', other: 'ok' },
     },
-    inUse: true,
+    activity: {
+      source: 'windows',
+      idleS: 42,
+      foreground: 'EasiNote.exe',
+      screenOn: true,
+    },
   },
   iface: {
     v: 1,

@@ -39,6 +39,14 @@ export const COLLECTOR_EVENT_TYPES = {
   registryMismatch: 'registry_mismatch',
 } as const;
 
+/** `display.use_basis`: what a reading's use was judged by (docs/usage.md, "The rule"). */
+export const USE_BASES = ['activity', 'power'] as const;
+/**
+ * What a device's or classroom's use over a period rests on (the audit's `useBasis`): every online teaching
+ * bucket with activity evidence, none (power alone), or some (`mixed`).
+ */
+export const PERIOD_USE_BASES = [...USE_BASES, 'mixed'] as const;
+
 export const MEASUREMENTS = {
   presence: {
     doc: 'Device presence transitions (online/offline) as decided by the collector.',
@@ -62,12 +70,18 @@ export const MEASUREMENTS = {
     fields: { rx_bytes: 'int', tx_bytes: 'int', rx_bps: 'float', tx_bps: 'float' },
   },
   display: {
-    doc: 'Teaching display (whiteboard, panel, projector) health and use.',
+    doc: "Teaching display (whiteboard, panel, projector) health, and classroom use as the collector judged it per reading (docs/usage.md, `collector.usage`): `on` the display's power (on or warming up) or, without a display, the computer's screen; `in_use` on and (input within `usage.activeWithinS` or a teaching application or site in the foreground); its parts `active`, `teaching_app` (0/1), `idle_s`, `screen_on` (0/1) and `foreground` (the executable's name: a field, never a tag) from the reading's `activity`; `use_basis` `activity` when it had activity evidence, `power` when use rests on the display's power alone (a v1 agent's `inUse`, or v2 without `activity`). Also written for a v2 teacher PC without a display source (no `source` tag).",
     tags: [...STANDARD_TAGS, 'source'],
     fields: {
       power: 'string',
       on: 'int',
       in_use: 'int',
+      active: 'int',
+      teaching_app: 'int',
+      idle_s: 'int',
+      screen_on: 'int',
+      foreground: 'string',
+      use_basis: 'string',
       input: 'string',
       touch_ok: 'int',
       temperature_c: 'float',
@@ -112,7 +126,7 @@ export const MEASUREMENTS = {
     fields: { message: 'string', details: 'string' },
   },
   usage_day: {
-    doc: 'Rollup (rollup/rollup.ts): one point per registered classroom device per teaching day, at local midnight. Counts of rollup buckets (bucket_s) in teaching time; a period is used when in use for at least half of it.',
+    doc: 'Rollup (rollup/rollup.ts): one point per registered classroom device per day, at local midnight, for each school with a calendar. Counts of rollup buckets (bucket_s) in teaching time (class periods): teaching, online, on, in use (`display.in_use`), on but unused (`unused_b`), faulty, with activity evidence (`activity_b`); class periods and those used (in use for at least half of the period). Outside teaching time — before the first period, after the last, and all day on a day without school (`teaching_day` 0; the teaching figures are absent, so `count(used_day)` counts teaching days) — buckets left on (`left_on_b`).',
     tags: [...STANDARD_TAGS],
     fields: {
       bucket_s: 'int',
@@ -125,10 +139,14 @@ export const MEASUREMENTS = {
       periods_used: 'int',
       online_day: 'int',
       used_day: 'int',
+      unused_b: 'int',
+      left_on_b: 'int',
+      activity_b: 'int',
+      teaching_day: 'int',
     },
   },
   usage_packed_day: {
-    doc: 'Rollup (rollup/rollup.ts): usage_day of one school packed into a string (`device:online,on,use,faulty,periods_used|…`, ≤ 500 devices per part) for the API, which reads a whole city day as one row per school.',
+    doc: 'Rollup (rollup/rollup.ts): usage_day of one school packed into a string (`device:online,on,use,faulty,periods_used,unused,left_on,activity|…`, ≤ 400 devices per part) for the API, which reads a whole city day as one row per school. A reader takes each item by its number of counters: 8 (this format; a later one only appends), or 5 (rolled up before #16: no left-on or activity counters, on-but-unused = on − use).',
     tags: ['region', 'school', 'part'],
     fields: { devices: 'string', n: 'int', parts: 'int', bucket_s: 'int' },
   },

@@ -1,3 +1,4 @@
+import type { PERIOD_USE_BASES } from './influx.js';
 import type { DEVICE_KINDS, DISPLAY_ERROR_KEYS, EVENT_TYPES, LEVELS, OPER_STATUSES } from './messages.js';
 import type { AREAS, REGION_LEVELS, SCHOOL_LEVELS } from './registry.js';
 
@@ -134,6 +135,15 @@ export const LABELS = {
   capacitySource: { contract: '签约带宽', polled: '端口速率（实测）' },
   /** How a rollup row splits its region's schools; its group is `all`, an area or a school level. */
   split: { all: '合计', area: '城乡', level: '办学类型' },
+  /**
+   * What a device's or classroom's use figures rest on (docs/usage.md): input and teaching applications on its
+   * computer, the display being on alone (an older agent, or no activity source), or partly each.
+   */
+  useBasis: {
+    activity: '按操作活动判定',
+    power: '仅按开机判定',
+    mixed: '部分仅按开机判定',
+  } satisfies Labels<typeof PERIOD_USE_BASES>,
   /** A yes/no verdict; `null` is "not applicable" (not judged, not known). */
   verdict: { true: '是', false: '否', null: '不适用' },
 } as const;

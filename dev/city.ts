@@ -245,7 +245,10 @@ export function roomDisplay(s: SimSchool, r: SimRoom): SimulatedDisplay {
 /**
  * The city's past: for each teaching day in [from, to] and each class period that has ended by `nowMs`, one
  * reading per `stepS` from every whiteboard (telemetry), router (uplink) and lab PC (host), as the collector
- * would have stored them. (The outage happens live, not in the history.)
+ * would have stored them with its default rule of use (docs/usage.md). (The outage happens live, not in the
+ * history.) The whiteboards speak telemetry v2: a display switched on for a period is touched in it — a
+ * lesson in 希沃白板 or PowerPoint — except in about one period in five, when it runs with nobody at it (on but
+ * unused, what the audit must find).
  */
 export function historyPoints(
   plan: CityPlan,
@@ -265,18 +268,30 @@ export function historyPoints(
           const region = `${PROVINCE.id}/${CITY.id}/${s.county.id}`;
           for (const r of s.rooms) {
             const display = displays.get(r.device)!.read(new Date(t));
+            const on = display.power === 'on';
+            const unattended = unit(`${r.device}:${p.startMs}:unattended`) < 0.2;
+            const touched = on && !unattended;
             out.push(
               ...telemetryPoints(
                 s.id,
                 r.device,
                 {
-                  v: 1,
+                  v: 2,
                   ts: t,
                   seq: 0,
                   kind: 'whiteboard',
                   classroom: r.id,
                   display,
-                  inUse: display.power === 'on',
+                  activity: {
+                    source: 'simulated',
+                    idleS: touched ? 5 + Math.floor(unit(`${r.device}:${t}:idle`) * 120) : 1_800,
+                    foreground: touched
+                      ? unit(`${r.device}:${p.startMs}:app`) < 0.5
+                        ? 'EasiNote.exe'
+                        : 'POWERPNT.EXE'
+                      : 'explorer.exe',
+                    screenOn: on,
+                  },
                 },
                 { kind: 'whiteboard', classroom: r.id, region },
               ),

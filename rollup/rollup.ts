@@ -14,6 +14,11 @@ import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
  * `usage_day` / `uplink_day` points at local midnight, and a `rollup_day` marker. Re-running a day overwrites
  * it (same series, same timestamp), so late data is absorbed by rolling the last days again.
  *
+ * Outside teaching time — before the first period and after the last of a teaching day, all day on a day that
+ * is not a teaching day (weekends, holidays, vacations) — only what was left on is counted (docs/usage.md):
+ * such days get `usage_day` points too (teaching figures 0), never an `uplink_day`, which is what makes a day
+ * count as a school's teaching day in the reports (common/figures/load.ts).
+ *
  * Only registered devices are rolled up, each as (school, device): readings are grouped by both tags and a
  * device takes only its own school's series, so `wb-a1` of another school (registered or not, stored under the
  * `unassigned` region or not) never adds to this school's `wb-a1`. A school's uplink is read only from the
@@ -57,16 +62,41 @@ export interface DeviceDay {
   faulty: number;
   periods: number;
   periodsUsed: number;
+  /** Teaching buckets on but not in use. */
+  unused: number;
+  /** Buckets on outside teaching time (before the first period, after the last, or all day off school). */
+  leftOn: number;
+  /** Teaching buckets whose readings carried activity evidence (`use_basis = activity`). */
+  activity: number;
 }
 
-/** Devices per `usage_packed_day` point: keeps a packed string well below InfluxDB's 64 KB field limit. */
-const PACK_PER_POINT = 500;
+/**
+ * The counters of a device's day in `usage_packed_day`, in order. A reader takes an item by how many counters
+ * it has: 5 (rolled up before #16: `online,on,use,faulty,periodsUsed`) or 8 (these); later formats only append.
+ */
+export const PACKED_COUNTERS = [
+  'online',
+  'on',
+  'use',
+  'faulty',
+  'periodsUsed',
+  'unused',
+  'leftOn',
+  'activity',
+] as const satisfies readonly (keyof DeviceDay)[];
+
+/**
+ * Devices per `usage_packed_day` point: keeps a packed string below InfluxDB's 64 KB field limit even at its
+ * longest (64-character ids, eight counters of up to five digits: ≤ 113 bytes an item, 45 KB a part).
+ */
+export const PACK_PER_POINT = 400;
 
 /**
  * A school's day as points: one `usage_day` per device (for dashboards and ad-hoc InfluxQL), and the same
- * figures packed per school into `usage_packed_day` — `device:online,on,use,faulty,periodsUsed|…` — which the
- * API's day cache reads: a city day is then 1,600 rows instead of 40,000 one-point series, which InfluxDB
- * 1.x reads an order of magnitude faster (its cost is per series). Ids cannot contain `:`, `,` or `|`.
+ * figures packed per school into `usage_packed_day` — `device:online,on,use,faulty,periodsUsed,unused,leftOn,
+ * activity|…` (PACKED_COUNTERS) — which the API's day cache reads: a city day is then 1,600 rows instead of
+ * 40,000 one-point series, which InfluxDB 1.x reads an order of magnitude faster (its cost is per series). Ids
+ * cannot contain `:`, `,` or `|`. `teaching`: whether the school taught that day (`teaching_day`).
  */
 export function usagePoints(
   ts: number,
@@ -77,20 +107,29 @@ export function usagePoints(
 ): AnyPoint[] {
   const out: AnyPoint[] = [];
   for (const r of rows) {
+    // A day without teaching time (no school, or no period ended yet) has no teaching figures at all — not
+    // zeros — so `count(used_day)` still counts a device's teaching days, in rows rolled up before #16 too.
+    const teaching = r.periods > 0;
     out.push({
       measurement: 'usage_day',
       tags: { region, school, classroom: r.classroom, device: r.device, kind: r.kind },
       fields: {
         bucket_s: bucketS,
-        teaching_b: r.teaching,
-        online_b: r.online,
-        on_b: r.on,
-        use_b: r.use,
-        faulty_b: r.faulty,
-        periods: r.periods,
-        periods_used: r.periodsUsed,
-        online_day: r.online > 0 ? 1 : 0,
-        used_day: r.periodsUsed > 0 ? 1 : 0,
+        ...(teaching && {
+          teaching_b: r.teaching,
+          online_b: r.online,
+          on_b: r.on,
+          use_b: r.use,
+          faulty_b: r.faulty,
+          periods: r.periods,
+          periods_used: r.periodsUsed,
+          online_day: r.online > 0 ? 1 : 0,
+          used_day: r.periodsUsed > 0 ? 1 : 0,
+          unused_b: r.unused,
+          activity_b: r.activity,
+        }),
+        left_on_b: r.leftOn,
+        teaching_day: teaching ? 1 : 0,
       },
       ts,
     });
@@ -103,9 +142,7 @@ export function usagePoints(
       measurement: 'usage_packed_day',
       tags: { region, school, part: String(part) },
       fields: {
-        devices: chunk
-          .map((r) => `${r.device}:${r.online},${r.on},${r.use},${r.faulty},${r.periodsUsed}`)
-          .join('|'),
+        devices: chunk.map((r) => `${r.device}:${PACKED_COUNTERS.map((k) => r[k]).join(',')}`).join('|'),
         n: chunk.length,
         parts,
         bucket_s: bucketS,
@@ -131,10 +168,10 @@ const ROLLED_KINDS = new Set<string>([...DISPLAY_KINDS, ...COMPUTER_KINDS]);
 export class Rollup {
   constructor(private readonly deps: RollupDeps) {}
 
-  /** Rolls up one local date. */
   /**
    * Rolls up one local date. Only class periods that have ended by `nowMs` count, so "today so far" is rolled
-   * up honestly (a period still to come is neither up nor down); a later run completes the day.
+   * up honestly (a period still to come is neither up nor down); a later run completes the day. Time outside
+   * teaching time counts as far as it has passed.
    */
   async day(date: string, nowMs: number = Date.now()): Promise<DayResult> {
     const started = performance.now();
@@ -142,10 +179,23 @@ export class Rollup {
     const reg = this.deps.registry();
     const cals = this.deps.calendars();
     const bucketMs = bucketS * 1000;
+    const dayStartMs = localMidnightMs(date);
+    const dayEndMs = dayStartMs + 86_400_000;
 
-    // Which windows each school teaches in on this date.
+    // Which windows each school teaches in on this date, and which lie outside its teaching time.
     const windows = new Map<string, Window>();
+    const outside = new Map<string, Window>();
+    const window = (into: Map<string, Window>, startMs: number, endMs: number): Window => {
+      const key = `${startMs}-${endMs}`;
+      let w = into.get(key);
+      if (!w) {
+        w = { startMs, endMs, buckets: periodBuckets({ startMs, endMs }, bucketMs) };
+        into.set(key, w);
+      }
+      return w;
+    };
     const schoolWindows = new Map<string, Window[]>();
+    const schoolOutside = new Map<string, Window[]>();
     let noCalendar = 0;
     for (const s of reg.data.schools) {
       const cal = cals.forSchool(s.id, reg.regionPath(s.region));
@@ -154,29 +204,37 @@ export class Rollup {
         continue;
       }
       const info = cal.day(date);
-      if (info.kind !== 'teaching') continue;
+      const periods = info.kind === 'teaching' ? info.periods : [];
       const list: Window[] = [];
-      for (const p of info.periods) {
-        if (p.endMs > nowMs) continue;
-        const key = `${p.startMs}-${p.endMs}`;
-        let w = windows.get(key);
-        if (!w) {
-          w = { ...p, buckets: periodBuckets(p, bucketMs) };
-          windows.set(key, w);
-        }
-        list.push(w);
-      }
+      for (const p of periods) if (p.endMs <= nowMs) list.push(window(windows, p.startMs, p.endMs));
       if (list.length > 0) schoolWindows.set(s.id, list);
+      // Outside teaching time: the day around the timetable, or all of it. Breaks between periods are neither.
+      const first = Math.min(...periods.map((p) => p.startMs));
+      const last = Math.max(...periods.map((p) => p.endMs));
+      const spans: [number, number][] =
+        periods.length > 0
+          ? [
+              [dayStartMs, first],
+              [last, dayEndMs],
+            ]
+          : [[dayStartMs, dayEndMs]];
+      const out: Window[] = [];
+      for (const [a, b] of spans) if (b > a && a < nowMs) out.push(window(outside, a, b));
+      schoolOutside.set(s.id, out);
     }
 
-    // One request per window: display use, display faults, host presence, uplink buckets.
+    // One request per window: teaching windows — display use, faults, host presence, uplink buckets; the
+    // windows outside — display on and host presence.
     const perWindow = new Map<Window, WindowData>();
     for (const w of windows.values()) perWindow.set(w, await this.queryWindow(w));
+    const perOutside = new Map<Window, OutsideData>();
+    for (const w of outside.values()) perOutside.set(w, await this.queryOutside(w));
 
     const points: AnyPoint[] = [];
-    const ts = localMidnightMs(date);
+    const ts = dayStartMs;
     let devices = 0;
-    for (const [schoolId, list] of schoolWindows) {
+    for (const [schoolId, out] of schoolOutside) {
+      const list = schoolWindows.get(schoolId) ?? [];
       const path = reg.schoolPath(schoolId)!;
       const rows: DeviceDay[] = [];
       for (const d of reg.devicesBySchool.get(schoolId) ?? []) {
@@ -193,6 +251,9 @@ export class Rollup {
           faulty: 0,
           periods: 0,
           periodsUsed: 0,
+          unused: 0,
+          leftOn: 0,
+          activity: 0,
         };
         const key = entityKey(schoolId, d.id);
         for (const w of list) {
@@ -200,21 +261,33 @@ export class Rollup {
           const disp = data.display.get(key);
           const hostOnline = data.host.get(key) ?? 0;
           const online = Math.max(disp?.online ?? 0, hostOnline);
-          // A computer has no display state: powered on (reporting) is on, and on is in use.
-          const on = isDisplay ? (disp?.on ?? 0) : online;
-          const use = isDisplay ? (disp?.use ?? 0) : online;
+          // A display's use is what its readings were judged (docs/usage.md). A computer with display points (a
+          // v2 teacher PC: its screen, its activity) likewise; one with host readings only (v1) has nothing but
+          // its reporting: on while it reports, and on is in use (use basis power).
+          const byPower = !isDisplay && !disp;
+          const on = byPower ? online : (disp?.on ?? 0);
+          const use = byPower ? online : (disp?.use ?? 0);
           acc.teaching += w.buckets;
           acc.online += online;
           acc.on += on;
           acc.use += use;
+          acc.unused += byPower ? 0 : (disp?.unused ?? 0);
+          acc.activity += disp?.activity ?? 0;
           acc.faulty += data.faulty.get(key) ?? 0;
           acc.periods++;
           if (use * 2 >= w.buckets) acc.periodsUsed++;
+        }
+        for (const w of out) {
+          const data = perOutside.get(w)!;
+          const on = data.on.get(key);
+          acc.leftOn += on ?? (isDisplay ? 0 : (data.host.get(key) ?? 0));
         }
         rows.push(acc);
       }
       devices += rows.length;
       points.push(...usagePoints(ts, bucketS, path, schoolId, rows));
+      // An uplink_day only for a day the school taught in: it is what counts the day as a teaching day.
+      if (list.length === 0) continue;
       const up: UplinkAcc = { teaching: 0, data: 0, up: 0, over: [0, 0, 0, 0, 0], utils: [], speedMbps: 0 };
       for (const w of list) {
         up.teaching += w.buckets;
@@ -287,21 +360,36 @@ export class Rollup {
     const b = raw(`${this.deps.bucketS}s`);
     const range = iql`time >= ${timeMs(w.startMs)} AND time < ${timeMs(w.endMs)}`;
     const where = raw(range);
+    // Per bucket: on and in use when any reading of the bucket was (max).
+    const perBucket = iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), school, device`;
     const statements = [
       // (school, device) in every GROUP BY, inner and outer: ids are unique only within a school.
-      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (SELECT max(${ident('on')}) AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (${raw(perBucket)}) GROUP BY school, device`,
       iql`SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
       iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
       iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school, device fill(none)`,
+      // On but not in use: a bucket with the display on and no reading in use.
+      iql`SELECT count(o) AS unused FROM (${raw(perBucket)}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
+      // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
+      iql`SELECT count(a) AS activity FROM (SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} GROUP BY time(${b}), school, device) WHERE a > 0 GROUP BY school, device`,
     ];
-    const [display = [], faulty = [], host = [], uplink = []] = await this.deps.storage.query(
-      statements.join('; '),
-    );
+    const [display = [], faulty = [], host = [], uplink = [], unused = [], activity = []] =
+      await this.deps.storage.query(statements.join('; '));
     const data: WindowData = { display: new Map(), faulty: new Map(), host: new Map(), uplink: new Map() };
-    const key = (s: Series) => entityKey(s.tags.school ?? '', s.tags.device ?? '');
+    const extra = (list: Series[], field: string) =>
+      new Map(list.map((s) => [key(s), num(firstRow(s)[field])] as const));
+    const unusedOf = extra(unused, 'unused');
+    const activityOf = extra(activity, 'activity');
     for (const s of display) {
       const r = firstRow(s);
-      data.display.set(key(s), { online: num(r.online), on: num(r.on), use: num(r.use) });
+      const k = key(s);
+      data.display.set(k, {
+        online: num(r.online),
+        on: num(r.on),
+        use: num(r.use),
+        unused: unusedOf.get(k) ?? 0,
+        activity: activityOf.get(k) ?? 0,
+      });
     }
     for (const s of faulty) data.faulty.set(key(s), num(firstRow(s).faulty));
     for (const s of host) data.host.set(key(s), num(firstRow(s).online));
@@ -326,6 +414,22 @@ export class Rollup {
     }
     return data;
   }
+
+  /** Outside teaching time: per device, buckets its display was on, and buckets its host reported. */
+  private async queryOutside(w: Window): Promise<OutsideData> {
+    const b = raw(`${this.deps.bucketS}s`);
+    const where = raw(iql`time >= ${timeMs(w.startMs)} AND time < ${timeMs(w.endMs)}`);
+    const [display = [], host = []] = await this.deps.storage.query(
+      [
+        iql`SELECT sum(o) AS "on" FROM (SELECT max(${ident('on')}) AS o FROM display WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+        iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+      ].join('; '),
+    );
+    return {
+      on: new Map(display.map((s) => [key(s), num(firstRow(s).on)] as const)),
+      host: new Map(host.map((s) => [key(s), num(firstRow(s).online)] as const)),
+    };
+  }
 }
 
 /** One uplink bucket of one device. */
@@ -337,9 +441,18 @@ interface UplinkRow {
   speedMbps: number | null;
 }
 
+/** Outside teaching time, by `entityKey(school, device)`: display-on buckets, host-reporting buckets. */
+interface OutsideData {
+  on: Map<string, number>;
+  host: Map<string, number>;
+}
+
+/** A series' (school, device) as `entityKey`. */
+const key = (s: Series) => entityKey(s.tags.school ?? '', s.tags.device ?? '');
+
 interface WindowData {
   /** By `entityKey(school, device)`. */
-  display: Map<string, { online: number; on: number; use: number }>;
+  display: Map<string, { online: number; on: number; use: number; unused: number; activity: number }>;
   faulty: Map<string, number>;
   host: Map<string, number>;
   /** School → device → its uplink buckets. */

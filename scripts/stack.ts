@@ -587,6 +587,13 @@ Where to look
         .map((d) => `${schoolName(d.school)} ${reg.classroom(d.school, d.classroom ?? '')?.name ?? d.id}`)
         .join('; ')})`,
     );
+    // Classroom use as the audit reports it (/v1/audit/devices, docs/usage.md): summed over the whiteboards.
+    const boards = ev.devices.filter((d) => d.kind === 'whiteboard');
+    const sum = (f: (d: (typeof boards)[number]) => number) =>
+      Math.round(boards.reduce((a, d) => a + f(d), 0));
+    lines.push(
+      `  whiteboards in class time: ${sum((d) => d.poweredOnHours)} h on, ${sum((d) => d.inUseHours)} h in use, ${sum((d) => d.onUnusedHours)} h on but unused; ${sum((d) => d.leftOnHours)} h left on outside class; use judged by activity for ${boards.filter((d) => d.useBasis === 'activity').length} of ${boards.length} (by power alone: ${boards.filter((d) => d.useBasis === 'power').length})`,
+    );
     lines.push(liveLine());
     console.log(lines.join('\n'));
   };

@@ -181,7 +181,8 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
     {
       config: { roles: READ_ROLES },
       schema: {
-        summary: '班班通 per class room with reasons.',
+        summary:
+          '班班通 per class room with reasons, and its use: hours on, in use, on but unused and left on, periods used, per teaching week, use basis.',
         querystring: z.object({
           ...periodQuery,
           ...regionQuery,
@@ -270,7 +271,7 @@ export const reportRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app
       config: { roles: READ_ROLES },
       schema: {
         summary:
-          'Usage audit per device: powered-on and in-use hours in teaching time, days used ÷ teaching days.',
+          'Usage audit per device: in teaching time hours on, in use and on but unused, periods used, used hours per teaching week, days used ÷ teaching days; hours left on outside teaching time; what its use rests on (activity or power). api/README.md, Definitions 8.',
         querystring: auditQuery,
         response: auditResponse,
       },

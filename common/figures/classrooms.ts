@@ -1,10 +1,11 @@
 import { type Classroom, type Device, DISPLAY_KINDS } from '../../contracts/registry.js';
 import { entityKey } from '../registry/key.js';
 import type { RegistryIndex } from '../registry/store.js';
-import type { PeriodData } from './load.js';
+import type { PeriodData, UsageSums } from './load.js';
 import type { Profile } from './profiles.js';
 import type { ClassroomResult, Reason } from './results.js';
-import { DIGITS, rounded, share, shown } from './rounding.js';
+import { DIGITS, rounded, roundHalfAway, share, shown } from './rounding.js';
+import { periodUseBasis } from './usage.js';
 
 /**
  * 班班通 per class room (api/README.md#computations): equipped, online on enough teaching days, healthy, used
@@ -34,6 +35,13 @@ export function unmeasuredClassroom(
     teachingDays: 0,
     periodsUsedPerWeek: null,
     faultyPct: null,
+    onHours: null,
+    inUseHours: null,
+    onUnusedHours: null,
+    periodsUsed: null,
+    usedHoursPerWeek: null,
+    useBasis: null,
+    leftOnHours: null,
   };
 }
 
@@ -54,6 +62,10 @@ export function evaluateClassroom(
   let periodsUsed = 0;
   let onlineB = 0;
   let faultyB = 0;
+  // Its use: the best display's (most periods used, then most in use, then most on); left on: all of them.
+  let best: UsageSums | undefined;
+  let leftOnB = 0;
+  let bucketS = 0;
   for (const d of displays) {
     const u = data.usage.get(entityKey(room.school, d.id));
     if (!u) continue;
@@ -63,7 +75,19 @@ export function evaluateClassroom(
       onlineB = u.onlineB;
       faultyB = u.faultyB;
     }
+    leftOnB += u.leftOnB;
+    bucketS = u.bucketS || bucketS;
+    if (
+      !best ||
+      u.periodsUsed > best.periodsUsed ||
+      (u.periodsUsed === best.periodsUsed &&
+        (u.useB > best.useB || (u.useB === best.useB && u.onB > best.onB)))
+    )
+      best = u;
   }
+  const exact = (b: number) => (b * bucketS) / 3600;
+  const hours = (b: number | undefined) =>
+    displays.length > 0 ? roundHalfAway(exact(b ?? 0), DIGITS.hours) : null;
   const equipped = displays.length > 0;
   // Unrounded figures decide; the output is rounded.
   const perWeek = weeks > 0 ? periodsUsed / weeks : null;
@@ -101,6 +125,13 @@ export function evaluateClassroom(
     teachingDays,
     periodsUsedPerWeek: rounded(perWeek, DIGITS.periodsPerWeek),
     faultyPct: rounded(faulty, DIGITS.pct),
+    onHours: hours(best?.onB),
+    inUseHours: hours(best?.useB),
+    onUnusedHours: hours(best?.unusedB),
+    periodsUsed: equipped ? (best?.periodsUsed ?? 0) : null,
+    usedHoursPerWeek: equipped && weeks > 0 ? rounded(exact(best?.useB ?? 0) / weeks, DIGITS.hours) : null,
+    useBasis: best ? periodUseBasis(best.activityB, best.onlineB) : null,
+    leftOnHours: hours(leftOnB),
   };
 }
 

@@ -6,7 +6,7 @@ import { iql, type Storage, timeMs } from '../storage/index.js';
  * The daily rollups in memory. A period's figures are sums over its days, and days are shared by every period
  * that contains them (a week, its month, the term), so each rolled-up day is read from InfluxDB once per API
  * process — from `usage_packed_day`, one row per school (see `usagePoints` in rollup.ts for why) — and kept
- * compactly: five 16-bit counters per device per day (~0.5 MB per city day).
+ * compactly: eight 16-bit counters per device per day (~0.7 MB per city day).
  *
  * A loaded day is compared with its `rollup_day` marker again once it is `checkEveryMs` old (another process
  * may have re-run its rollup, or a backfill), and dropped at once in the process that ran the rollup
@@ -19,9 +19,51 @@ export function periodBuckets(p: { startMs: number; endMs: number }, bucketMs: n
   return Math.ceil((p.endMs - first) / bucketMs);
 }
 
-/** Per device per day: online, on, in-use and faulty buckets, class periods used. */
-export const USAGE_FIELDS = ['online_b', 'on_b', 'use_b', 'faulty_b', 'periods_used'] as const;
+/**
+ * Per device per day, in the order of a packed item's counters (PACKED_COUNTERS, rollup/rollup.ts): online,
+ * on, in-use and faulty teaching buckets, class periods used, on-but-unused teaching buckets, buckets left on
+ * outside teaching time, teaching buckets with activity evidence.
+ */
+export const USAGE_FIELDS = [
+  'online_b',
+  'on_b',
+  'use_b',
+  'faulty_b',
+  'periods_used',
+  'unused_b',
+  'left_on_b',
+  'activity_b',
+] as const;
 const NF = USAGE_FIELDS.length;
+/** Index of each counter in a day's row. */
+export const U = {
+  online: 0,
+  on: 1,
+  use: 2,
+  faulty: 3,
+  periodsUsed: 4,
+  unused: 5,
+  leftOn: 6,
+  activity: 7,
+} as const satisfies Record<string, number>;
+
+/**
+ * The counters of one packed item (`online,on,use,…`), read by how many it has: 8 or more, the current format
+ * (counters beyond the eighth, from a later format, are ignored); 5, an item rolled up before #16 — its
+ * on-but-unused buckets are its on buckets less its in-use ones (in use implied on then, as it does now), and
+ * it has no left-on time nor activity evidence (0: use judged by power). Anything else: null (not read).
+ */
+export function unpackCounters(text: string): number[] | null {
+  const parts = text.split(',');
+  if (parts.length !== 5 && parts.length < NF) return null;
+  const n = parts.map((x) => {
+    const v = Number(x);
+    return Number.isFinite(v) && v >= 0 ? Math.min(v, 32_767) : 0;
+  });
+  if (parts.length >= NF) return n.slice(0, NF);
+  const [online = 0, on = 0, use = 0, faulty = 0, periodsUsed = 0] = n;
+  return [online, on, use, faulty, periodsUsed, Math.max(0, on - use), 0, 0];
+}
 
 export interface UplinkDay {
   /** Teaching buckets the rollup counted for the school that day (periods that had ended). */
@@ -37,7 +79,7 @@ export interface Day {
   /** rollup_day marker (its run duration, a float that differs between runs); null: not rolled up. */
   marker: number | null;
   bucketS: number;
-  /** Device index × 5 counters. */
+  /** Device index × 8 counters (USAGE_FIELDS). */
   usage: Int16Array;
   /** Which device indexes have a row this day. */
   present: Uint8Array;
@@ -222,14 +264,8 @@ export class DayCache {
         for (const item of String(devices ?? '').split('|')) {
           const colon = item.indexOf(':');
           if (colon <= 0) continue;
-          const counters = item
-            .slice(colon + 1)
-            .split(',')
-            .map((x) => {
-              const n = Number(x);
-              return Number.isFinite(n) ? n : 0;
-            });
-          rows.push([this.index(item.slice(0, colon), school), counters]);
+          const counters = unpackCounters(item.slice(colon + 1));
+          if (counters) rows.push([this.index(item.slice(0, colon), school), counters]);
         }
       }
     const size = this.deviceIds.length;

@@ -8,6 +8,7 @@ import type { PeriodData, UplinkSums } from './load.js';
 import type { Profile } from './profiles.js';
 import type { ClassroomResult, Coverage, DeviceAudit, Evaluation, Reason, SchoolResult } from './results.js';
 import { DIGITS, rounded, roundHalfAway, share, shown } from './rounding.js';
+import { periodUseBasis } from './usage.js';
 
 /**
  * 校校通 / 班班通 attainment and the usage audit for a period (design: api/README.md#computations), step two:
@@ -265,13 +266,14 @@ function auditDevices(
   time: TeachingTime,
   idleDays: number,
 ): DeviceAudit[] {
-  const { teachingDays } = time;
+  const { teachingDays, weeks } = time;
   const out: DeviceAudit[] = [];
   for (const d of reg.devicesBySchool.get(s.id) ?? []) {
     if (d.kind === 'router' || d.kind === 'switch' || d.kind === 'ap') continue;
     const key = entityKey(s.id, d.id);
     const u = data.usage.get(key);
-    const hours = (b: number) => roundHalfAway((b * (u?.bucketS ?? 0)) / 3600, DIGITS.hours);
+    const exact = (b: number) => (b * (u?.bucketS ?? 0)) / 3600;
+    const hours = (b: number) => roundHalfAway(exact(b), DIGITS.hours);
     const lastUsed = data.lastUsed.get(key) ?? null;
     // Rolled-up teaching days of its school since it was last used (since the look-back start if never).
     const idleTeachingDays = countAfter(time.allDays, lastUsed ?? undefined);
@@ -284,6 +286,11 @@ function auditDevices(
       purchasedOn: d.purchasedOn ?? null,
       poweredOnHours: hours(u?.onB ?? 0),
       inUseHours: hours(u?.useB ?? 0),
+      onUnusedHours: hours(u?.unusedB ?? 0),
+      leftOnHours: hours(u?.leftOnB ?? 0),
+      periodsUsed: u?.periodsUsed ?? 0,
+      usedHoursPerWeek: weeks > 0 ? rounded(exact(u?.useB ?? 0) / weeks, DIGITS.hours) : null,
+      useBasis: periodUseBasis(u?.activityB ?? 0, u?.onlineB ?? 0),
       daysUsed: u?.usedDays ?? 0,
       teachingDays,
       usedDaysPct: rounded(share(u?.usedDays ?? 0, teachingDays), DIGITS.pct),

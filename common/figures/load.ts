@@ -2,7 +2,7 @@ import type { Calendar, Calendars } from '../calendar.js';
 import { dateOf, dayNumber } from '../calendar.js';
 import { entityKey } from '../registry/key.js';
 import type { RegistryIndex } from '../registry/store.js';
-import { DayCache, periodBuckets } from './days.js';
+import { DayCache, periodBuckets, U } from './days.js';
 
 /**
  * 校校通 / 班班通 attainment and the usage audit for a period (design: api/README.md#computations), step one:
@@ -18,6 +18,7 @@ export interface Period {
 }
 
 export interface UsageSums {
+  /** Teaching-time buckets (of the school's counted teaching days): online, on, in use, faulty. */
   onlineB: number;
   onB: number;
   useB: number;
@@ -25,6 +26,12 @@ export interface UsageSums {
   periodsUsed: number;
   onlineDays: number;
   usedDays: number;
+  /** Teaching buckets on but not in use. */
+  unusedB: number;
+  /** Teaching buckets with activity evidence: the rest of its online time rests on power alone. */
+  activityB: number;
+  /** Buckets on outside teaching time, on every rolled-up day of the period (teaching or not). */
+  leftOnB: number;
   bucketS: number;
 }
 
@@ -115,7 +122,8 @@ export async function loadPeriod(
   const lookbackFrom = dateOf(Math.min(dayNumber(period.from), dayNumber(period.to) - lookbackDays));
   await days.ensure(lookbackFrom, period.to);
   const n = days.deviceIds.length;
-  const acc = new Float64Array(n * 7); // online, on, use, faulty, periodsUsed, onlineDays, usedDays
+  const W = 10; // online, on, use, faulty, periodsUsed, onlineDays, usedDays, unused, activity, leftOn
+  const acc = new Float64Array(n * W);
   const seen = new Uint8Array(n);
   const uplink = new Map<string, UplinkSums>();
   const schoolDays = new Map<string, string[]>();
@@ -169,35 +177,46 @@ export async function loadPeriod(
     }
     const m = Math.min(n, day.present.length);
     for (let i = 0; i < m; i++) {
-      if (!day.present[i] || !counted.has(days.deviceSchool[i]!)) continue;
+      if (!day.present[i]) continue;
+      const b = i * W;
+      // Left on counts on every rolled-up day, a school's teaching day or not (weekends, vacations).
+      if (inPeriod) {
+        seen[i] = 1;
+        acc[b + 9] = acc[b + 9]! + DayCache.get(day, i, U.leftOn);
+      }
+      if (!counted.has(days.deviceSchool[i]!)) continue;
       // A day is used when at least one class period was (in use for ≥ half of it): the same rule as periods.
-      const used = DayCache.get(day, i, 4);
+      const used = DayCache.get(day, i, U.periodsUsed);
       // Ascending dates: the last write is the latest.
       if (used > 0) lastUsed.set(entityKey(days.deviceSchool[i]!, days.deviceIds[i]!), date);
       if (!inPeriod) continue;
-      seen[i] = 1;
-      const online = DayCache.get(day, i, 0);
-      const b = i * 7;
+      const online = DayCache.get(day, i, U.online);
       acc[b] = acc[b]! + online;
-      acc[b + 1] = acc[b + 1]! + DayCache.get(day, i, 1);
-      acc[b + 2] = acc[b + 2]! + DayCache.get(day, i, 2);
-      acc[b + 3] = acc[b + 3]! + DayCache.get(day, i, 3);
+      acc[b + 1] = acc[b + 1]! + DayCache.get(day, i, U.on);
+      acc[b + 2] = acc[b + 2]! + DayCache.get(day, i, U.use);
+      acc[b + 3] = acc[b + 3]! + DayCache.get(day, i, U.faulty);
       acc[b + 4] = acc[b + 4]! + used;
       if (online > 0) acc[b + 5] = acc[b + 5]! + 1;
       if (used > 0) acc[b + 6] = acc[b + 6]! + 1;
+      acc[b + 7] = acc[b + 7]! + DayCache.get(day, i, U.unused);
+      acc[b + 8] = acc[b + 8]! + DayCache.get(day, i, U.activity);
     }
   }
   const usage = new Map<string, UsageSums>();
   for (let i = 0; i < n; i++) {
     if (!seen[i]) continue;
+    const b = i * W;
     usage.set(entityKey(days.deviceSchool[i]!, days.deviceIds[i]!), {
-      onlineB: acc[i * 7]!,
-      onB: acc[i * 7 + 1]!,
-      useB: acc[i * 7 + 2]!,
-      faultyB: acc[i * 7 + 3]!,
-      periodsUsed: acc[i * 7 + 4]!,
-      onlineDays: acc[i * 7 + 5]!,
-      usedDays: acc[i * 7 + 6]!,
+      onlineB: acc[b]!,
+      onB: acc[b + 1]!,
+      useB: acc[b + 2]!,
+      faultyB: acc[b + 3]!,
+      periodsUsed: acc[b + 4]!,
+      onlineDays: acc[b + 5]!,
+      usedDays: acc[b + 6]!,
+      unusedB: acc[b + 7]!,
+      activityB: acc[b + 8]!,
+      leftOnB: acc[b + 9]!,
       bucketS,
     });
   }

@@ -1,6 +1,7 @@
 import type { ReasonCode } from '../../contracts/labels.js';
 import type { School } from '../../contracts/registry.js';
 import type { Period } from './load.js';
+import type { PeriodUseBasis } from './usage.js';
 
 /**
  * What `evaluate` (evaluate.ts) finds: per school (校校通, 班班通 counts, computers), per class room (班班通) and per
@@ -62,6 +63,19 @@ export interface ClassroomResult {
   /** null: no teaching week measured (its school is not judged, or has no calendar). */
   periodsUsedPerWeek: number | null;
   faultyPct: number | null;
+  /**
+   * Use in teaching time, of its best display (most periods used, then most hours used, then on): hours on,
+   * in use, on but unused; class periods used; used hours per teaching week; what its use rests on. null:
+   * nothing measured (its school is not judged, has no calendar, or the room has no display).
+   */
+  onHours: number | null;
+  inUseHours: number | null;
+  onUnusedHours: number | null;
+  periodsUsed: number | null;
+  usedHoursPerWeek: number | null;
+  useBasis: PeriodUseBasis | null;
+  /** Hours left on outside teaching time, summed over its displays (each wastes power and lamp life); null as above. */
+  leftOnHours: number | null;
 }
 
 export interface DeviceAudit {
@@ -71,8 +85,20 @@ export interface DeviceAudit {
   kind: string;
   batch: string | null;
   purchasedOn: string | null;
+  /** Hours on in teaching time. */
   poweredOnHours: number;
+  /** Hours in use in teaching time (docs/usage.md: on and used, by activity or, for older agents, by power). */
   inUseHours: number;
+  /** Hours on in teaching time but not in use. */
+  onUnusedHours: number;
+  /** Hours on outside teaching time: before the first and after the last period, and on days without school. */
+  leftOnHours: number;
+  /** Class periods used (in use for at least half of the period). */
+  periodsUsed: number;
+  /** In-use hours per teaching week of its school; null: no teaching week measured. */
+  usedHoursPerWeek: number | null;
+  /** What its use figures rest on (`periodUseBasis`, common/figures/usage.ts); null: never online in teaching time. */
+  useBasis: PeriodUseBasis | null;
   /** Teaching days in the period with at least one used class period. */
   daysUsed: number;
   teachingDays: number;

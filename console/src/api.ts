@@ -150,10 +150,13 @@ export function events(
           const { value, done } = await reader.read();
           if (done) break;
           buf += value;
+          // One pass over what arrived (the stream opens with a reading per school: thousands of events in a
+          // chunk), the rest kept once — not the whole remainder copied after each event.
+          let at = 0;
           let i = buf.indexOf('\n\n');
           while (i >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
+            const block = buf.slice(at, i);
+            at = i + 2;
             let event = 'message';
             let data = '';
             for (const line of block.split('\n')) {
@@ -161,8 +164,9 @@ export function events(
               else if (line.startsWith('data: ')) data += line.slice(6);
             }
             if (data) on(event, JSON.parse(data));
-            i = buf.indexOf('\n\n');
+            i = buf.indexOf('\n\n', at);
           }
+          buf = buf.slice(at);
         }
       } catch (e) {
         if (stopped) return;

@@ -51,7 +51,9 @@ const judgedByRegion = (select: string) =>
   `SELECT ${select} FROM (${lastPerSchool('school, region_name, area')}) WHERE ${JUDGED} GROUP BY region_name, area`;
 const USAGE = `${IN_REGION} AND $timeFilter`;
 /** Hours in teaching time from the rollup's bucket counts. */
-const usageHours = `SELECT use_b * bucket_s / 3600.0 AS use_h, on_b * bucket_s / 3600.0 AS on_h, teaching_b * bucket_s / 3600.0 AS teach_h, used_day, online_day FROM usage_day WHERE ${USAGE}`;
+const usageHours = `SELECT use_b * bucket_s / 3600.0 AS use_h, on_b * bucket_s / 3600.0 AS on_h, unused_b * bucket_s / 3600.0 AS unused_h, teaching_b * bucket_s / 3600.0 AS teach_h, used_day, online_day FROM usage_day WHERE ${USAGE}`;
+/** Hours left on outside teaching time, on every rolled-up day (days without school too). */
+const leftOnHours = `SELECT left_on_b * bucket_s / 3600.0 AS left_h FROM usage_day WHERE ${USAGE}`;
 
 const AREA = valueText({ urban: ['城区 urban', 'blue'], rural: ['农村 rural', 'green'] });
 const NO_COMPUTERS = valueText({ 0: ['— (无学生机 no computers)', 'text'] });
@@ -217,23 +219,31 @@ export const audit: DashboardDef = {
     },
     { row: '使用 Equipment use in teaching time' },
     {
-      title: '使用时长 (Classroom equipment hours per teaching day)',
+      title: '使用时长 (Classroom equipment hours per day)',
       description:
-        'Sum over classroom devices of hours in use and hours switched on, in class periods only (usage_day; a computer is in use while it reports).',
+        'Sum over classroom devices of hours in use, on but unused and switched on, in class periods only, and of hours left on outside them — before the first period, after the last, and all day on days without school (usage_day). In use is the collector’s judgement: the display on and someone at the teaching computer or a teaching application in front (docs/usage.md); for older agents, by power.',
       w: 12,
       h: 8,
       queries: [
         {
-          query: `SELECT sum(use_h) AS use_hours, sum(on_h) AS on_hours FROM (${usageHours}) WHERE $timeFilter GROUP BY time(1d, -8h) fill(none)`,
+          query: `SELECT sum(use_h) AS use_hours, sum(unused_h) AS unused_hours, sum(on_h) AS on_hours FROM (${usageHours}) WHERE $timeFilter GROUP BY time(1d, -8h) fill(none)`,
           format: 'time_series',
-          expect: ['time', 'use_hours', 'on_hours'],
+          expect: ['time', 'use_hours', 'unused_hours', 'on_hours'],
+          alias: '$col',
+        },
+        {
+          query: `SELECT sum(left_h) AS left_on_hours FROM (${leftOnHours}) WHERE $timeFilter GROUP BY time(1d, -8h) fill(none)`,
+          format: 'time_series',
+          expect: ['time', 'left_on_hours'],
           alias: '$col',
         },
       ],
       viz: () =>
         displayNames(timeseriesPanel({ unit: 'h', bars: true }), {
           use_hours: '使用 in use (h)',
+          unused_hours: '开机未使用 on, unused (h)',
           on_hours: '开机 on (h)',
+          left_on_hours: '非教学时间开机 left on (h)',
         }),
     },
     {
@@ -242,11 +252,12 @@ export const audit: DashboardDef = {
       h: 8,
       queries: [
         {
-          query: `SELECT sum(use_h) AS use_hours, sum(on_h) AS on_hours, sum(teach_h) AS teaching_hours, 100.0 * sum(use_h) / sum(teach_h) AS use_pct, sum(used_day) AS device_days_used, count(used_day) AS device_days FROM (${usageHours}) WHERE $timeFilter GROUP BY school`,
+          query: `SELECT sum(use_h) AS use_hours, sum(unused_h) AS unused_hours, sum(on_h) AS on_hours, sum(teach_h) AS teaching_hours, 100.0 * sum(use_h) / sum(teach_h) AS use_pct, sum(used_day) AS device_days_used, count(used_day) AS device_days FROM (${usageHours}) WHERE $timeFilter GROUP BY school`,
           format: 'table',
           expect: [
             'time',
             'use_hours',
+            'unused_hours',
             'on_hours',
             'teaching_hours',
             'use_pct',
@@ -263,6 +274,7 @@ export const audit: DashboardDef = {
             Time: null,
             school: '学校 school',
             use_hours: '使用 in use (h)',
+            unused_hours: '开机未使用 on, unused (h)',
             on_hours: '开机 on (h)',
             teaching_hours: '教学时间 teaching (device-h)',
             use_pct: '使用率 in use (% of teaching time)',

@@ -65,18 +65,22 @@ export const school: DashboardDef = {
     { row: '班级设备 Classroom devices' },
     {
       title: '设备状态 (Displays now: power, input, use, errors)',
-      description: 'The last reading of each teaching display in the range (PJLink / vendor protocol).',
+      description:
+        'The last reading of each teaching display in the range (PJLink / vendor protocol). In use: the collector’s judgement (docs/usage.md) — on, and input on the teaching computer within collector.usage.activeWithinS or a teaching application in front; its basis `activity`, or `power` for an agent that sends no activity (on with an input selected); the foreground program and the seconds since the last input.',
       w: 24,
       h: 7,
       queries: [
         {
-          query: `SELECT last(power) AS power, last(input) AS input, last(in_use) AS in_use, last(error_count) AS error_count, last(error_codes) AS error_codes, last(temperature_c) AS temperature_c, last(lamp_hours) AS lamp_hours FROM display WHERE ${SCHOOL} GROUP BY classroom, device, kind`,
+          query: `SELECT last(power) AS power, last(input) AS input, last(in_use) AS in_use, last(use_basis) AS use_basis, last(foreground) AS foreground, last(idle_s) AS idle_s, last(error_count) AS error_count, last(error_codes) AS error_codes, last(temperature_c) AS temperature_c, last(lamp_hours) AS lamp_hours FROM display WHERE ${SCHOOL} GROUP BY classroom, device, kind`,
           format: 'table',
           expect: [
             'time',
             'power',
             'input',
             'in_use',
+            'use_basis',
+            'foreground',
+            'idle_s',
             'error_count',
             'error_codes',
             'temperature_c',
@@ -96,13 +100,22 @@ export const school: DashboardDef = {
             power: '电源 power',
             input: '信号源 input',
             in_use: '使用中 in use',
+            use_basis: '判定依据 basis',
+            foreground: '前台程序 foreground',
+            idle_s: '无操作 idle (s)',
             error_count: '故障数 errors',
             error_codes: '故障 error codes',
             temperature_c: '温度 temperature (°C)',
             lamp_hours: '灯泡 lamp hours (h)',
           },
           sortBy: { column: 'classroom', desc: false },
-        }).mappings([valueText({ 1: ['是 yes', 'green'], 0: ['否 no', 'text'] })]),
+        })
+          .mappings([valueText({ 1: ['是 yes', 'green'], 0: ['否 no', 'text'] })])
+          // Seconds, not a yes/no: 0 and 1 are a touch just now.
+          .overrideByName('idle_s', [
+            { id: 'mappings', value: [] },
+            { id: 'unit', value: 's' },
+          ]),
     },
     stateTimeline({
       title: '显示设备电源 (Display power per device)',

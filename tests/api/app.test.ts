@@ -344,7 +344,7 @@ describe('bad requests get a 400 naming the field', () => {
     // The registry's school has uplinkDevice/uplinkInterface; the list does not expose them.
     expect(school).not.toHaveProperty('uplinkDevice');
     const device = (await json(`/v1/audit/devices?period=${WEEK}&school=A`, T.admin)).items[0];
-    expect(Object.keys(device)).toHaveLength(14);
+    expect(Object.keys(device)).toHaveLength(19);
   });
 });
 

@@ -216,8 +216,15 @@ describe('usage audit', () => {
     expect(dev('pn-a2')).toMatchObject({
       poweredOnHours: 4,
       inUseHours: 1,
+      onUnusedHours: 3,
+      periodsUsed: 3, // 4 of 8 buckets of the first period each day: half of it, used
+      usedHoursPerWeek: 1.67, // 1 hour in 3 teaching days, 0.6 week
       lastUsed: '2026-10-10',
       idleTeachingDays: 0,
+      // On after the last period (09:40, 20:00 on Thursday) and on the 国庆 holiday (6 October): 3 buckets.
+      leftOnHours: 0.25,
+      // The fixture's readings carry no activity evidence, as those of a v1 agent.
+      useBasis: 'power',
     });
     expect(dev('pj-b1')).toMatchObject({
       poweredOnHours: 1.33,
@@ -617,6 +624,13 @@ describe('definitions (api/README.md#definitions) on a fixture where each one ma
       teachingDays: 0,
       periodsUsedPerWeek: null,
       faultyPct: null,
+      onHours: null,
+      inUseHours: null,
+      onUnusedHours: null,
+      periodsUsed: null,
+      usedHoursPerWeek: null,
+      useBasis: null,
+      leftOnHours: null,
     });
     expect(school(ev, 'N').bbt).toEqual({ classes: 1, attained: 0, unmonitored: 0 });
   });

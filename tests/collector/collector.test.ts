@@ -109,6 +109,7 @@ function numbered(i: number, t0: number) {
     seq: i,
     ts: t0 + i,
     display: undefined,
+    activity: undefined, // host health only: no display point
     host: { ...EXAMPLES.telemetry.host!, uptimeS: i },
   };
 }

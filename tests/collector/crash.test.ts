@@ -141,6 +141,7 @@ async function stream(pub: MqttClient, topicOf: (i: number) => string, at: Recor
       seq: i,
       ts: t0 + i,
       display: undefined,
+      activity: undefined, // host health only: no display point
       host: { ...EXAMPLES.telemetry.host!, uptimeS: i },
     };
     // Not one at a time: a publisher waiting for each PUBACK would set the rate, not the schedule.

@@ -404,7 +404,7 @@ function statusOf(
   });
 }
 
-/** A teaching display switched on and showing an input: "in use" for the 班班通 audit. */
+/** A v1 teaching display switched on and showing an input: "in use" (by power) for the 班班通 audit. */
 const IN_USE = { display: { source: 'pjlink', power: 'on', input: '31' }, inUse: true } as const;
 
 function telemetryOf(
@@ -414,6 +414,9 @@ function telemetryOf(
 ): TopicPayloads['telemetry'] {
   return {
     ...EXAMPLES.telemetry,
+    // v1: use is what IN_USE says (a v2 reading's activity would judge it; tests/collector/usage.test.ts).
+    v: 1,
+    activity: undefined,
     ts,
     seq: n,
     classroom: undefined,

@@ -207,6 +207,25 @@ describe('quickstart (npm run stack)', () => {
       const audit = await get(`${url}/v1/audit/idle?period=${from}..${to}`, admin);
       expect(audit.status).toBe(200);
       expect(await audit.json()).toMatchObject({ idleDays: 2, total: Number(idle![1]) });
+      // Classroom use as the audit reports it: the history's whiteboards speak v2, so their use rests on activity,
+      // and some periods ran with nobody at the board (docs/usage.md).
+      const use =
+        /whiteboards in class time: (\d+) h on, (\d+) h in use, (\d+) h on but unused; \d+ h left on outside class; use judged by activity for (\d+) of (\d+)/.exec(
+          out,
+        );
+      expect(use, out).not.toBeNull();
+      const [onH, useH, unusedH, byActivity, boards] = use!.slice(1).map(Number) as [
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
+      expect(useH).toBeGreaterThan(0);
+      expect(unusedH).toBeGreaterThan(0);
+      expect(Math.abs(onH - useH - unusedH)).toBeLessThanOrEqual(2); // each sum rounded on its own
+      expect(byActivity).toBeGreaterThan(0);
+      expect(byActivity).toBeLessThanOrEqual(boards);
 
       // README: a rollup backfill against the quickstart, with the configuration file it writes.
       expect(statSync(join(dir, 'var', 'stack.yaml')).mode & 0o777).toBe(0o600);

@@ -104,8 +104,15 @@ export function cityRawPoints(): AnyPoint[] {
           kind: 'projector',
         },
         fields: {
+          // On all day with nobody at it, as the collector judges a v2 reading (docs/usage.md).
           on: 1,
           in_use: 0,
+          active: 0,
+          teaching_app: 0,
+          idle_s: 7_200,
+          screen_on: 1,
+          foreground: 'explorer.exe',
+          use_basis: 'activity',
           power: 'on',
           input: 'HDMI2',
           lamp_hours: 1210,

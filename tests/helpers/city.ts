@@ -177,9 +177,12 @@ export function cityPoints(): AnyPoint[] {
       if (!cMissing) uplink('C', ts, 10, cDown ? 0 : 1, 1000);
     }
   });
-  // Outside teaching time, nothing counts: a break, an evening, a holiday and a vacation day.
+  // Outside teaching time nothing counts as use, and the display left on counts as left on: after the last
+  // period, an evening, a holiday and a vacation day (pn-a2: 3 buckets in week 41, 1 in the vacation). The break
+  // between the periods is neither teaching time nor outside it.
   for (const ts of [
-    Date.parse('2026-10-08T09:40:00+08:00'), // the break between the periods
+    Date.parse('2026-10-08T08:45:00+08:00'), // the break between the periods
+    Date.parse('2026-10-08T09:40:00+08:00'), // after the last period
     Date.parse('2026-10-08T20:00:00+08:00'),
     Date.parse('2026-10-06T08:10:00+08:00'), // 国庆节
     Date.parse('2027-02-02T08:10:00+08:00'), // 寒假

@@ -32,6 +32,9 @@ const STATE_TEXT: Record<LinkState, string> = {
   none: '未监测',
 };
 
+const FLUSH_MS = 300;
+const byName = new Intl.Collator('zh').compare;
+
 /** 网络: every uplink, down and stale first, then by utilisation of its capacity; live. */
 export function Network() {
   const schools = useLoad(allSchools, []);
@@ -44,12 +47,30 @@ export function Network() {
       (event, data) => {
         if (event !== 'uplink') return;
         const u = data as Uplink;
-        setLive((m) => new Map(m).set(u.school, u));
+        // The stream opens with every school's reading: applied in batches, one render per FLUSH_MS, not one
+        // render (and sort of the whole city) per event.
+        pending.set(u.school, u);
+        if (flush === undefined)
+          flush = setTimeout(() => {
+            flush = undefined;
+            const batch = new Map(pending);
+            pending.clear();
+            setLive((m) => {
+              const next = new Map(m);
+              for (const [k, v] of batch) next.set(k, v);
+              return next;
+            });
+          }, FLUSH_MS);
         setStreamError(undefined);
       },
       (e) => setStreamError(`实时数据：${e.message}`),
     );
-    return () => s.stop();
+    const pending = new Map<string, Uplink>();
+    let flush: ReturnType<typeof setTimeout> | undefined;
+    return () => {
+      s.stop();
+      clearTimeout(flush);
+    };
   }, []);
   const spark = useMemo(() => {
     const m = new Map<string, (number | null)[]>();
@@ -64,9 +85,7 @@ export function Network() {
     })
     .sort(
       (a, b) =>
-        RANK[a.state] - RANK[b.state] ||
-        (b.util ?? -1) - (a.util ?? -1) ||
-        a.s.name.localeCompare(b.s.name, 'zh'),
+        RANK[a.state] - RANK[b.state] || (b.util ?? -1) - (a.util ?? -1) || byName(a.s.name, b.s.name),
     );
   return (
     <Section title="学校出口（按利用率排序，中断与无数据在前）" actions={<Export path="/v1/schools" />}>

@@ -1,0 +1,204 @@
+import { describe, expect, it } from 'vitest';
+import {
+  appKey,
+  DEFAULT_TEACHING_APPS,
+  DEFAULT_USAGE_JUDGE,
+  UsageJudge,
+  type UseJudgement,
+} from '../../../common/figures/usage.js';
+import type { Activity, DisplayHealth, Telemetry } from '../../../contracts/messages.js';
+
+/** A reading as an agent sends it: version, display and activity as given. */
+function reading(
+  v: 1 | 2,
+  display: Partial<DisplayHealth> | undefined,
+  more: { activity?: Activity; inUse?: boolean } = {},
+): Telemetry {
+  return {
+    v,
+    ts: 1_788_000_000_000,
+    seq: 1,
+    kind: 'panel',
+    ...(display ? { display: { source: 'pjlink', power: 'on', ...display } } : {}),
+    ...more,
+  };
+}
+const act = (a: Omit<Activity, 'source'>): { activity: Activity } => ({
+  activity: { source: 'windows', ...a },
+});
+const j = (
+  on: boolean | undefined,
+  inUse: boolean | undefined,
+  active: boolean | undefined,
+  teachingApp: boolean | undefined,
+  basis: 'activity' | 'power',
+): UseJudgement => ({ on, inUse, active, teachingApp, basis });
+
+describe('the rule of use (docs/usage.md, "The rule")', () => {
+  const judge = new UsageJudge({ activeWithinS: 300, teachingApps: DEFAULT_TEACHING_APPS });
+
+  // [what, reading, judgement]: every line of the rule changes one outcome.
+  const cases: [string, Telemetry, UseJudgement | undefined][] = [
+    // v2 with activity: on ∧ (active ∨ teaching app)
+    [
+      'v2 on, input 10 s ago',
+      reading(2, { input: '31' }, act({ idleS: 10 })),
+      j(true, true, true, false, 'activity'),
+    ],
+    [
+      'v2 on, input exactly activeWithinS ago',
+      reading(2, {}, act({ idleS: 300 })),
+      j(true, true, true, false, 'activity'),
+    ],
+    [
+      'v2 on, input 301 s ago: on but unused',
+      reading(2, { input: '31' }, act({ idleS: 301 })),
+      j(true, false, false, false, 'activity'),
+    ],
+    [
+      'v2 on, idle but EasiNote in front',
+      reading(2, {}, act({ idleS: 3_600, foreground: 'EasiNote.exe' })),
+      j(true, true, false, true, 'activity'),
+    ],
+    [
+      'v2 teaching app matched case-insensitively',
+      reading(2, {}, act({ idleS: 3_600, foreground: 'powerpnt.exe' })),
+      j(true, true, false, true, 'activity'),
+    ],
+    [
+      'v2 a Linux `wpp` matches wpp.exe',
+      reading(2, {}, act({ idleS: 3_600, foreground: 'wpp' })),
+      j(true, true, false, true, 'activity'),
+    ],
+    [
+      'v2 idle with a browser in front: not teaching by itself',
+      reading(2, {}, act({ idleS: 3_600, foreground: 'chrome.exe' })),
+      j(true, false, false, false, 'activity'),
+    ],
+    [
+      'v2 idle with a teaching site in front',
+      reading(2, {}, act({ idleS: 3_600, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
+      j(true, true, false, true, 'activity'),
+    ],
+    [
+      'v2 display off, input now: not in use',
+      reading(2, { power: 'off' }, act({ idleS: 0, foreground: 'EasiNote.exe' })),
+      j(false, false, true, true, 'activity'),
+    ],
+    [
+      'v2 display warming up counts as on',
+      reading(2, { power: 'warming' }, act({ idleS: 5 })),
+      j(true, true, true, false, 'activity'),
+    ],
+    [
+      'v2 display cooling is off',
+      reading(2, { power: 'cooling' }, act({ idleS: 5 })),
+      j(false, false, true, false, 'activity'),
+    ],
+    [
+      'v2 display power unknown is not on',
+      reading(2, { power: 'unknown' }, act({ idleS: 5 })),
+      j(false, false, true, false, 'activity'),
+    ],
+    [
+      'v2 no idle time read (nobody logged on)',
+      reading(2, {}, act({})),
+      j(true, false, undefined, false, 'activity'),
+    ],
+    // A teacher PC without a display source: on from its screen.
+    [
+      'v2 PC, screen on, input now',
+      reading(2, undefined, act({ idleS: 3, screenOn: true })),
+      j(true, true, true, false, 'activity'),
+    ],
+    [
+      'v2 PC, screen blanked, input now',
+      reading(2, undefined, act({ idleS: 3, screenOn: false })),
+      j(false, false, true, false, 'activity'),
+    ],
+    [
+      'v2 PC, screen state unknown: reporting, so on',
+      reading(2, undefined, act({ idleS: 900 })),
+      j(true, false, false, false, 'activity'),
+    ],
+    [
+      'v2 the display decides over the screen',
+      reading(2, { power: 'off' }, act({ idleS: 3, screenOn: true })),
+      j(false, false, true, false, 'activity'),
+    ],
+    // v2 without activity: as v1 judged it; v2's inUse is not read.
+    [
+      'v2 without activity: on with an input',
+      reading(2, { input: '31' }),
+      j(true, true, undefined, undefined, 'power'),
+    ],
+    [
+      'v2 without activity: on, no input',
+      reading(2, {}, { inUse: true }),
+      j(true, false, undefined, undefined, 'power'),
+    ],
+    ['v2 without activity or display: nothing to judge', reading(2, undefined, { inUse: true }), undefined],
+    // v1: its inUse, basis power.
+    [
+      'v1 inUse true',
+      reading(1, { input: '31' }, { inUse: true }),
+      j(true, true, undefined, undefined, 'power'),
+    ],
+    [
+      'v1 inUse false though on with an input',
+      reading(1, { input: '31' }, { inUse: false }),
+      j(true, false, undefined, undefined, 'power'),
+    ],
+    [
+      'v1 inUse true with the display off is not use',
+      reading(1, { power: 'off' }, { inUse: true }),
+      j(false, false, undefined, undefined, 'power'),
+    ],
+    [
+      'v1 inUse without a display',
+      reading(1, undefined, { inUse: true }),
+      j(undefined, true, undefined, undefined, 'power'),
+    ],
+    [
+      'v1 without inUse: on with an input',
+      reading(1, { input: '31' }),
+      j(true, true, undefined, undefined, 'power'),
+    ],
+    [
+      'v1 activity is not read',
+      reading(1, { power: 'off' }, { inUse: false, ...act({ idleS: 1 }) }),
+      j(false, false, undefined, undefined, 'power'),
+    ],
+    ['v1 host health only', reading(1, undefined), undefined],
+  ];
+  it.each(cases)('%s', (_what, m, expected) => {
+    expect(judge.judge(m)).toEqual(expected);
+  });
+
+  it('in use never without on, whatever the reading', () => {
+    for (const [what, m] of cases) {
+      const r = judge.judge(m);
+      if (r?.inUse && r.on !== undefined) expect(r.on, what).toBe(true);
+    }
+  });
+
+  it('takes activeWithinS and the teaching applications from the configuration', () => {
+    const strict = new UsageJudge({ activeWithinS: 60, teachingApps: ['MyBoard.EXE'] });
+    expect(strict.judge(reading(2, {}, act({ idleS: 120 })))?.inUse).toBe(false);
+    expect(strict.judge(reading(2, {}, act({ idleS: 60 })))?.inUse).toBe(true);
+    expect(strict.judge(reading(2, {}, act({ idleS: 999, foreground: 'myboard.exe' })))?.inUse).toBe(true);
+    // The configured list replaces the defaults.
+    expect(strict.judge(reading(2, {}, act({ idleS: 999, foreground: 'EasiNote.exe' })))?.inUse).toBe(false);
+    expect(DEFAULT_USAGE_JUDGE.rule.activeWithinS).toBe(300);
+  });
+
+  it('compares executable names without case and without .exe, nothing more', () => {
+    expect(appKey('POWERPNT.EXE')).toBe('powerpnt');
+    expect(appKey('wpp')).toBe('wpp');
+    expect(DEFAULT_USAGE_JUDGE.isTeachingApp('EASINOTE.EXE')).toBe(true);
+    expect(DEFAULT_USAGE_JUDGE.isTeachingApp('EasiNote.exe.exe')).toBe(false);
+    expect(DEFAULT_USAGE_JUDGE.isTeachingApp('xEasiNote.exe')).toBe(false);
+    expect(DEFAULT_USAGE_JUDGE.isTeachingApp('constructor')).toBe(false);
+    expect(DEFAULT_USAGE_JUDGE.isTeachingApp(undefined)).toBe(false);
+  });
+});
