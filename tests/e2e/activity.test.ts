@@ -17,8 +17,9 @@ import { startXvfb, type Xvfb } from '../helpers/xvfb.js';
 /**
  * Classroom use end to end with real parts (#16): a panel answering PJLink (the simulator), the teaching
  * computer's X11 desktop (Xvfb) with Debian's Chromium on the national platform, the real classroom agent
- * reading both, the embedded broker, the collector and InfluxDB 1.x. The person at the board is played with
- * XTEST input (xdotool): teaching on the platform, then the page changed and nobody at the board.
+ * reading both, the embedded broker, the collector (judging use: docs/usage.md) and InfluxDB 1.x. The person at
+ * the board is played with XTEST input (xdotool): teaching on the platform, then the page changed and nobody at
+ * the board.
  */
 const SCHOOL = '3133001234';
 const DEVICE = 'c0801-ops';
@@ -68,7 +69,7 @@ afterEach(async () => {
 });
 
 describe('agent (PJLink + X11 activity) → broker → collector → InfluxDB', () => {
-  it('carries the evidence of use from the desktop to the collector, and stores the readings', async () => {
+  it('carries the evidence from the desktop to the collector, which stores teaching as used and nobody at the board as on but unused', async () => {
     const registryFile = join(tmp, 'registry.json');
     writeFileAtomic(
       registryFile,
@@ -110,6 +111,7 @@ describe('agent (PJLink + X11 activity) → broker → collector → InfluxDB', 
         mqtt: { url: b.url, username: 'collector', password: b.secrets.collector, reconnectMinMs: 50 },
         metrics: { port: 0 },
         registryFile,
+        usage: { activeWithinS: 10 },
       }),
       { log: captureLogger('collector').log, storage },
     );
@@ -177,7 +179,7 @@ describe('agent (PJLink + X11 activity) → broker → collector → InfluxDB', 
     await xvfb.x('xdotool', 'key', 'x');
     const pressed = got.length;
     const unattendedReading = () =>
-      got.slice(pressed).find((t) => t.activity && !t.activity.teachingSite && (t.activity.idleS ?? 0) >= 3);
+      got.slice(pressed).find((t) => t.activity && !t.activity.teachingSite && (t.activity.idleS ?? 0) >= 11);
     await waitFor(() => unattendedReading() !== undefined, {
       what: 'a reading of the panel on with nobody at it',
       timeoutMs: 30_000,
@@ -199,6 +201,25 @@ describe('agent (PJLink + X11 activity) → broker → collector → InfluxDB', 
         on: 1,
       });
     }
+    // The collector's judgement (collector.usage, activeWithinS 10): teaching on the platform is use; the panel
+    // on with the page changed and no input for 11 s is on but unused.
+    const bySeq = (seq: number) => displays[got.findIndex((t) => t.seq === seq)]!;
+    expect(bySeq(teaching.seq)).toMatchObject({
+      in_use: 1,
+      use_basis: 'activity',
+      active: 1,
+      teaching_app: 1,
+      screen_on: 1,
+      foreground: 'chromium',
+    });
+    expect(bySeq(unattended.seq)).toMatchObject({
+      on: 1,
+      in_use: 0,
+      use_basis: 'activity',
+      active: 0,
+      teaching_app: 0,
+      foreground: 'chromium',
+    });
     // No window title reached the database.
     expect(JSON.stringify(displays)).not.toMatch(/班级相册|Chromium/);
     expect(collector.stats().rejected).toEqual({});
