@@ -67,7 +67,18 @@ const displayConfigSchema = z
         .default(false)
         .describe('On all of the teaching hours, used or not: switched on in the morning and left on.'),
       faulty: z.boolean().default(false).describe('Reports a lamp error.'),
-      useShare: z.number().min(0).max(1).default(0.7).describe('Share of teaching periods in use.'),
+      useShare: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(0.7)
+        .describe('Share of teaching periods it is switched on for.'),
+      unattendedShare: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(0)
+        .describe('Share of the periods it is switched on for with nobody at the board (on but unused).'),
     }),
   ])
   .default({ source: 'none' })
@@ -155,7 +166,9 @@ export class ClassroomAgent implements Service {
     const seed = `${config.school}/${config.device}`;
     const d = config.display;
     const classroom =
-      d.source === 'simulated' ? { seed, idle: d.idle, leftOn: d.leftOn, useShare: d.useShare } : { seed };
+      d.source === 'simulated'
+        ? { seed, idle: d.idle, leftOn: d.leftOn, useShare: d.useShare, unattendedShare: d.unattendedShare }
+        : { seed };
     this.simulated =
       d.source === 'simulated' ? new SimulatedDisplay({ ...classroom, faulty: d.faulty }) : undefined;
     const a = config.activity;

@@ -5,8 +5,9 @@ import type { DisplayHealth } from '../../contracts/messages.js';
 /**
  * A simulated classroom for demos, the quickstart's city and tests. Deterministic for a given seed and time:
  * its teaching display is on during the configured teaching hours (China Standard Time) on weekdays, in the
- * 45-minute slots it is used (a `useShare` of them, chosen by the seed) — or, `leftOn`, all those hours whether
- * used or not (the panel switched on in the morning and left on); an `idle` display stays off — the
+ * 45-minute slots it is switched on for (a `useShare` of them, chosen by the seed) — or, `leftOn`, all those hours
+ * (the panel switched on in the morning and left on); it is used in the slots it was switched on for, but for an
+ * `unattendedShare` of them in which nobody is at the board (on but unused); an `idle` display stays off — the
  * bought-but-unused equipment the audit must find; `faulty` reports a lamp error. The person at it is simulated
  * by `activity/simulated.ts` from the same slots, so display and activity agree.
  */
@@ -18,8 +19,10 @@ export interface SimulatedDisplayOptions {
   leftOn?: boolean;
   /** Hours [start, end) in China Standard Time (UTC+8, as the school calendars) when it is on on weekdays. */
   onHours?: readonly [number, number];
-  /** Share of teaching time actually used (0..1). */
+  /** Share of teaching time it is switched on for (0..1). */
   useShare?: number;
+  /** Share of the slots it is switched on for with nobody at the board (0..1, default 0). */
+  unattendedShare?: number;
 }
 
 const hash = fnv1a;
@@ -45,8 +48,17 @@ export function simulatedMoment(opts: SimulatedDisplayOptions, ms: number): Simu
   const hour = cst.getUTCHours();
   const slot = Math.floor(ms / SIM_SLOT_MS);
   const inHours = day >= 1 && day <= 5 && hour >= start && hour < end;
-  const used = !opts.idle && inHours && (hash(`${opts.seed}:${slot}`) % 1000) / 1000 < (opts.useShare ?? 0.7);
-  return { inHours, used, on: !opts.idle && inHours && (used || opts.leftOn === true), slot };
+  const switchedOn =
+    !opts.idle && inHours && (hash(`${opts.seed}:${slot}`) % 1000) / 1000 < (opts.useShare ?? 0.7);
+  const unattended =
+    (opts.unattendedShare ?? 0) > 0 &&
+    (hash(`${opts.seed}:${slot}:unattended`) % 1000) / 1000 < (opts.unattendedShare ?? 0);
+  return {
+    inHours,
+    used: switchedOn && !unattended,
+    on: !opts.idle && inHours && (switchedOn || opts.leftOn === true),
+    slot,
+  };
 }
 
 export class SimulatedDisplay {

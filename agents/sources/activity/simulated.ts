@@ -33,7 +33,8 @@ export class SimulatedActivity implements ActivitySource {
       const cycleS = 60 + (fnv1a(`${seed}:${slot}:cycle`) % 180);
       return Math.floor((ms - slot * SIM_SLOT_MS) / 1000) % cycleS;
     }
-    for (let s = slot - 1; s >= slot - LOOKBACK_SLOTS; s--) {
+    // Never used (an idle panel) needs no looking back.
+    for (let s = slot - 1; !this.opts.idle && s >= slot - LOOKBACK_SLOTS; s--) {
       if (simulatedMoment(this.opts, s * SIM_SLOT_MS).used) {
         return Math.min(MAX_IDLE_S, Math.floor((ms - (s + 1) * SIM_SLOT_MS) / 1000));
       }

@@ -155,6 +155,28 @@ describe('the simulated classroom', () => {
     expect(idle.idleS).toBeGreaterThanOrEqual(7 * 86_400); // never used: at least as long as it looks back
   });
 
+  it('a panel switched on with nobody at the board (unattendedShare): on, the desktop in front, idle growing', () => {
+    const o = { seed: 'x/z', useShare: 1, unattendedShare: 0.3 };
+    const sim = new SimulatedActivity(o);
+    const display = new SimulatedDisplay(o);
+    const slots = { used: 0, unattended: 0 };
+    const first = Math.ceil((day + 8 * 3_600_000) / SIM_SLOT_MS) * SIM_SLOT_MS; // slots start on the epoch's
+    for (let t = first; t + SIM_SLOT_MS <= day + 17 * 3_600_000; t += SIM_SLOT_MS) {
+      expect(display.read(new Date(t)).power).toBe('on');
+      const a = sim.readSync(t + 30 * 60_000);
+      if (simulatedMoment(o, t).used) {
+        slots.used++;
+        expect(a.foreground).not.toBe('explorer.exe');
+      } else {
+        slots.unattended++;
+        expect(a).toMatchObject({ foreground: 'explorer.exe', screenOn: true });
+        expect(a.idleS).toBeGreaterThanOrEqual(30 * 60);
+      }
+    }
+    expect(slots.used).toBeGreaterThan(slots.unattended);
+    expect(slots.unattended).toBeGreaterThan(0);
+  });
+
   it('the display of a panel not left on is on exactly when used, as before', () => {
     const o = { seed: 'x/y', useShare: 0.5 };
     const display = new SimulatedDisplay(o);
