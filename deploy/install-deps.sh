@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the stack and its tests use, when they are missing:
 #   influxdb (1.x server for local runs and tests), snmpd + snmp (SNMP agent and C tools),
-#   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients); with --tests, chromium.
+#   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients); with --tests, chromium and the X
+#   server and tools of the x11 activity source's tests.
 # Used by .ci/run and by the quickstart, so both install the same things the same way.
 set -euo pipefail
 
 PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients)
 # `install-deps.sh --tests`: also Debian's Chromium (the overview page's browser test drives it with
-# playwright-core; nothing downloads a browser) and a small CJK font, so its screenshots show the Chinese text.
+# playwright-core; nothing downloads a browser) and a small CJK font, so its screenshots show the Chinese text;
+# Xvfb and the X tools the x11 activity source runs (xprintidle, xdotool, xset from x11-xserver-utils, xprop from
+# x11-utils), for tests/agents/sources/x11.test.ts; Mono's C# compiler and Windows Forms, which compile the Windows
+# helper's C# as Add-Type would on Windows (tests/agents/sources/windows.test.ts).
 if [ "${1:-}" = "--tests" ]; then
-  PACKAGES+=(chromium fonts-wqy-microhei)
+  PACKAGES+=(chromium fonts-wqy-microhei xvfb xdotool xprintidle x11-xserver-utils x11-utils)
+  PACKAGES+=(mono-mcs libmono-system-windows-forms4.0-cil)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do

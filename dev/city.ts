@@ -1,4 +1,6 @@
-import { SimulatedDisplay } from '../agents/sources/simulated.js';
+import { SimulatedActivity } from '../agents/sources/activity/simulated.js';
+import { DEFAULT_TEACHING_SITES } from '../agents/sources/activity/sites.js';
+import { SimulatedDisplay, type SimulatedDisplayOptions } from '../agents/sources/simulated.js';
 import { ifacePoints, telemetryPoints } from '../collector/points.js';
 import { Calendar, type CalendarDef, dateOf, dayNumber, localDate, WEEKDAYS } from '../common/calendar.js';
 import { fnv1a } from '../common/hash.js';
@@ -237,18 +239,33 @@ export function uplinkLoad(s: SimSchool, ms: number, inClass: boolean): number {
   return (s.area === 'urban' ? 0.15 : 0.3) + 0.35 * noise;
 }
 
+/**
+ * How a classroom's whiteboard is simulated (agents/sources/simulated.ts), live and in the history alike: switched
+ * on for 80 % of the slots, with nobody at the board in one in five of those (on but unused).
+ */
+export const ROOM_SIMULATION = { useShare: 0.8, unattendedShare: 0.2 } as const;
+
+function roomOptions(s: SimSchool, r: SimRoom): SimulatedDisplayOptions {
+  return { seed: `${s.id}/${r.device}`, idle: r.idle, faulty: r.faulty, ...ROOM_SIMULATION };
+}
+
 /** The simulated display of a classroom (the same one its live agent uses). */
 export function roomDisplay(s: SimSchool, r: SimRoom): SimulatedDisplay {
-  return new SimulatedDisplay({ seed: `${s.id}/${r.device}`, idle: r.idle, faulty: r.faulty, useShare: 0.8 });
+  return new SimulatedDisplay(roomOptions(s, r));
+}
+
+/** The person at a classroom's whiteboard (the same one its live agent's `activity: simulated` reads). */
+export function roomActivity(s: SimSchool, r: SimRoom): SimulatedActivity {
+  return new SimulatedActivity({ ...roomOptions(s, r), teachingSite: DEFAULT_TEACHING_SITES[0]!.name });
 }
 
 /**
  * The city's past: for each teaching day in [from, to] and each class period that has ended by `nowMs`, one
  * reading per `stepS` from every whiteboard (telemetry), router (uplink) and lab PC (host), as the collector
  * would have stored them with its default rule of use (docs/usage.md). (The outage happens live, not in the
- * history.) The whiteboards speak telemetry v2: a display switched on for a period is touched in it — a
- * lesson in 希沃白板 or PowerPoint — except in about one period in five, when it runs with nobody at it (on but
- * unused, what the audit must find).
+ * history.) The whiteboards speak telemetry v2 with the activity their live agents read (roomActivity): a
+ * display switched on is touched — a lesson in 希沃白板, PowerPoint, WPS 演示 or the national platform — except
+ * in about one slot in five, when it runs with nobody at it (on but unused, what the audit must find).
  */
 export function historyPoints(
   plan: CityPlan,
@@ -259,6 +276,7 @@ export function historyPoints(
 ): AnyPoint[] {
   const cal = new Calendar(plan.calendar);
   const displays = new Map(plan.schools.flatMap((s) => s.rooms.map((r) => [r.device, roomDisplay(s, r)])));
+  const activities = new Map(plan.schools.flatMap((s) => s.rooms.map((r) => [r.device, roomActivity(s, r)])));
   const out: AnyPoint[] = [];
   for (let d = dayNumber(from); d <= dayNumber(to); d++) {
     const info = cal.day(dateOf(d));
@@ -268,9 +286,6 @@ export function historyPoints(
           const region = `${PROVINCE.id}/${CITY.id}/${s.county.id}`;
           for (const r of s.rooms) {
             const display = displays.get(r.device)!.read(new Date(t));
-            const on = display.power === 'on';
-            const unattended = unit(`${r.device}:${p.startMs}:unattended`) < 0.2;
-            const touched = on && !unattended;
             out.push(
               ...telemetryPoints(
                 s.id,
@@ -282,16 +297,7 @@ export function historyPoints(
                   kind: 'whiteboard',
                   classroom: r.id,
                   display,
-                  activity: {
-                    source: 'simulated',
-                    idleS: touched ? 5 + Math.floor(unit(`${r.device}:${t}:idle`) * 120) : 1_800,
-                    foreground: touched
-                      ? unit(`${r.device}:${p.startMs}:app`) < 0.5
-                        ? 'EasiNote.exe'
-                        : 'POWERPNT.EXE'
-                      : 'explorer.exe',
-                    screenOn: on,
-                  },
+                  activity: activities.get(r.device)!.readSync(t),
                 },
                 { kind: 'whiteboard', classroom: r.id, region },
               ),

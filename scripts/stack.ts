@@ -37,7 +37,14 @@ import { scrubText } from '../common/redact.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema } from '../common/storage/config.js';
 import { Storage } from '../common/storage/storage.js';
-import { type CityPlan, historyPoints, planCity, type SimSchool, uplinkLoad } from '../dev/city.js';
+import {
+  type CityPlan,
+  historyPoints,
+  planCity,
+  ROOM_SIMULATION,
+  type SimSchool,
+  uplinkLoad,
+} from '../dev/city.js';
 import { Influxd } from '../dev/influxd.js';
 import { freePort } from '../dev/ports.js';
 import { SnmpSim } from '../dev/snmp-sim.js';
@@ -305,7 +312,9 @@ function stackConfig(plan: CityPlan, from: string, today: string, b: Bound) {
           intervalS: opts.intervalS,
           mqtt: mqtt(r.device, `mqtt://127.0.0.1:${b.relayPort(s.id)}`),
           spool: { dir: `${varDir}/stack-spool/${r.device}` },
-          display: { source: 'simulated', idle: r.idle, faulty: r.faulty, useShare: 0.8 },
+          display: { source: 'simulated', idle: r.idle, faulty: r.faulty, ...ROOM_SIMULATION },
+          // The person at the board, in step with the simulated display (agents/sources/activity/simulated.ts).
+          activity: { source: 'simulated' },
         }),
       ),
     ),

@@ -5,6 +5,7 @@ import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../commo
 import { secret } from '../../common/redact.js';
 import { idSchema, regionPathSchema } from '../../contracts/ids.js';
 import {
+  type Activity,
   type DeviceEvent,
   type DeviceStatus,
   type DisplayHealth,
@@ -19,13 +20,28 @@ import {
   ReliablePublisher,
   spoolConfigSchema,
 } from '../publisher.js';
+import type { ActivitySource } from '../sources/activity/activity.js';
+import { CommandActivity } from '../sources/activity/command.js';
+import { activityConfigSchema, windowsHelperConfigSchema } from '../sources/activity/config.js';
+import { SimulatedActivity } from '../sources/activity/simulated.js';
+import { teachingSiteMatcher } from '../sources/activity/sites.js';
+import {
+  defaultPowershell,
+  type HelperResponse,
+  helperNics,
+  WindowsHelper,
+  type WindowsHelperStats,
+  windowsActivity,
+} from '../sources/activity/windows.js';
+import { X11Activity } from '../sources/activity/x11.js';
 import { readCommand } from '../sources/command.js';
 import { HostSource } from '../sources/host.js';
 import { readPjlink } from '../sources/pjlink.js';
 import { SimulatedDisplay } from '../sources/simulated.js';
 
 export const AGENT_NAME = 'cfm-agent';
-export const AGENT_VERSION = '0.1.0';
+/** 0.2: telemetry v2 with `activity`, no `inUse` (#16). */
+export const AGENT_VERSION = '0.2.0';
 
 const displayConfigSchema = z
   .discriminatedUnion('source', [
@@ -46,8 +62,23 @@ const displayConfigSchema = z
     z.strictObject({
       source: z.literal('simulated'),
       idle: z.boolean().default(false).describe('Never switched on: bought but unused.'),
+      leftOn: z
+        .boolean()
+        .default(false)
+        .describe('On all of the teaching hours, used or not: switched on in the morning and left on.'),
       faulty: z.boolean().default(false).describe('Reports a lamp error.'),
-      useShare: z.number().min(0).max(1).default(0.7).describe('Share of teaching periods in use.'),
+      useShare: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(0.7)
+        .describe('Share of teaching periods it is switched on for.'),
+      unattendedShare: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(0)
+        .describe('Share of the periods it is switched on for with nobody at the board (on but unused).'),
     }),
   ])
   .default({ source: 'none' })
@@ -81,6 +112,8 @@ export const agentConfigSchema = z
       })
       .prefault({}),
     display: displayConfigSchema,
+    activity: activityConfigSchema,
+    windowsHelper: windowsHelperConfigSchema,
   })
   .describe('The classroom agent.');
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
@@ -88,6 +121,10 @@ export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export interface AgentStats extends PublisherStats {
   readings: number;
   displayErrors: number;
+  /** Readings sent without `activity` because the activity source failed. */
+  activityErrors: number;
+  /** The Windows helper's own counters, when it runs. */
+  windowsHelper?: WindowsHelperStats;
 }
 
 /**
@@ -105,31 +142,89 @@ export class ClassroomAgent implements Service {
   private publisher: ReliablePublisher | undefined;
   private readonly hostSource: HostSource;
   private readonly simulated: SimulatedDisplay | undefined;
+  private readonly activitySource: ActivitySource | undefined;
+  private readonly helper: WindowsHelper | undefined;
+  private readonly matchSite: (title: string | undefined) => string | undefined;
+  /** Problems already logged (bounded): an activity source failing every reading logs each once. */
+  private readonly logged = new Set<string>();
   private seq = 0;
   private lastErrors: Record<string, string> = {};
   private displayReachable = true;
   private ticking: Promise<void> = Promise.resolve();
-  private readonly counts = { readings: 0, displayErrors: 0 };
+  private readonly counts = { readings: 0, displayErrors: 0, activityErrors: 0 };
 
   constructor(
     readonly config: AgentConfig,
-    private readonly deps: { log: Logger; now?: () => number },
+    private readonly deps: {
+      log: Logger;
+      now?: () => number;
+      /** The system the agent runs on (tests): on `win32` the Windows helper reads the NIC counters. */
+      platform?: NodeJS.Platform;
+    },
   ) {
     this.hostSource = new HostSource({ nics: config.host.nics });
+    const seed = `${config.school}/${config.device}`;
+    const d = config.display;
+    const classroom =
+      d.source === 'simulated'
+        ? { seed, idle: d.idle, leftOn: d.leftOn, useShare: d.useShare, unattendedShare: d.unattendedShare }
+        : { seed };
     this.simulated =
-      config.display.source === 'simulated'
-        ? new SimulatedDisplay({
-            seed: `${config.school}/${config.device}`,
-            idle: config.display.idle,
-            faulty: config.display.faulty,
-            useShare: config.display.useShare,
-          })
-        : undefined;
+      d.source === 'simulated' ? new SimulatedDisplay({ ...classroom, faulty: d.faulty }) : undefined;
+    const a = config.activity;
+    this.matchSite = teachingSiteMatcher(a.source === 'none' ? [] : a.teachingSites);
+    const log = deps.log;
+    switch (a.source) {
+      case 'x11':
+        this.activitySource = new X11Activity({
+          display: a.display ?? process.env.DISPLAY ?? ':0',
+          xauthority: a.xauthority,
+          timeoutMs: a.timeoutMs,
+          match: this.matchSite,
+          log,
+        });
+        break;
+      case 'command':
+        this.activitySource = new CommandActivity({
+          command: a.command,
+          args: a.args,
+          timeoutMs: a.timeoutMs,
+          match: this.matchSite,
+        });
+        break;
+      case 'simulated':
+        this.activitySource = new SimulatedActivity({ ...classroom, teachingSite: a.teachingSites[0]?.name });
+        break;
+    }
+    const platform = deps.platform ?? process.platform;
+    if (a.source === 'windows' || (platform === 'win32' && config.host.enabled)) {
+      const w = config.windowsHelper;
+      this.helper = new WindowsHelper({
+        command: w.command ?? defaultPowershell(),
+        timeoutMs: w.timeoutMs,
+        startTimeoutMs: w.startTimeoutMs,
+        restartMaxMs: w.restartMaxMs,
+        log,
+      });
+    }
   }
 
   stats(): AgentStats {
     const p = this.publisher?.stats() ?? NO_PUBLISHER_STATS;
-    return { ...p, ...this.counts };
+    const s: AgentStats = { ...p, ...this.counts };
+    if (this.helper) s.windowsHelper = this.helper.stats();
+    return s;
+  }
+
+  /** The Windows helper, when this agent runs one (tests, diagnostics). */
+  get windowsHelper(): WindowsHelper | undefined {
+    return this.helper;
+  }
+
+  private warnOnce(key: string, obj: Record<string, unknown>, msg: string): void {
+    if (this.logged.has(key)) return;
+    if (this.logged.size < 64) this.logged.add(key);
+    this.deps.log.warn(obj, msg);
   }
 
   get connected(): boolean {
@@ -188,6 +283,8 @@ export class ClassroomAgent implements Service {
     });
     await publisher.open();
     this.publisher = publisher;
+    await this.activitySource?.start?.();
+    this.helper?.start();
     session.start();
     const tick = () => {
       this.ticking = this.ticking
@@ -229,6 +326,55 @@ export class ClassroomAgent implements Service {
     });
   }
 
+  /**
+   * The activity evidence of one reading, and the NIC counters when the Windows helper read them (an empty map
+   * when it could not: no counters rather than /proc's on a system without one). A failed source gives no
+   * activity — the collector then judges the reading by power, as it says (`use_basis`).
+   */
+  private async readActivity(
+    ts: number,
+  ): Promise<{ activity?: Activity; nics?: Map<string, { rx: bigint; tx: bigint }> }> {
+    const source = this.config.activity.source;
+    const out: { activity?: Activity; nics?: Map<string, { rx: bigint; tx: bigint }> } = {};
+    if (this.helper) {
+      let sample: HelperResponse | undefined;
+      if (this.helper.ready) {
+        try {
+          sample = await this.helper.read();
+        } catch (err) {
+          if (source === 'windows') this.counts.activityErrors++;
+          const msg = (err as Error).message;
+          this.warnOnce(`helper:${msg.slice(0, 100)}`, { err: msg }, 'windows helper reading failed');
+        }
+      } else if (source === 'windows') {
+        this.counts.activityErrors++; // starting, or restarting after it died (it logs why)
+      }
+      out.nics = sample ? helperNics(sample) : new Map();
+      if (source === 'windows' && sample) {
+        const r = windowsActivity(sample, this.matchSite);
+        if (r.sessionMismatch) {
+          this.warnOnce(
+            'session',
+            r.sessionMismatch,
+            "windows helper runs outside the console session: no input, window or screen to read (run the agent in the classroom user's session: docs/usage.md)",
+          );
+        }
+        out.activity = r.activity;
+      }
+      return out;
+    }
+    if (this.activitySource) {
+      try {
+        out.activity = await this.activitySource.read(ts);
+      } catch (err) {
+        this.counts.activityErrors++;
+        const msg = (err as Error).message;
+        this.warnOnce(`activity:${msg.slice(0, 100)}`, { err: msg }, 'activity read failed');
+      }
+    }
+    return out;
+  }
+
   /** One reading: telemetry plus any events it implies, all through the ordered send path. */
   async tick(): Promise<void> {
     const c = this.config;
@@ -258,13 +404,13 @@ export class ClassroomAgent implements Service {
       );
       this.lastErrors[part] = level;
     }
-    const t: Telemetry = { v: 1, ts: this.now(), seq: this.seq++, kind: c.kind };
+    // v2: the evidence, not a judgement — no `inUse`; the collector judges use (docs/usage.md).
+    const t: Telemetry = { v: 2, ts: this.now(), seq: this.seq++, kind: c.kind };
     if (c.classroom) t.classroom = c.classroom;
-    if (c.host.enabled) t.host = await this.hostSource.read(t.ts);
-    if (display) {
-      t.display = display;
-      t.inUse = display.power === 'on' && display.input !== undefined;
-    }
+    const { activity, nics } = await this.readActivity(t.ts);
+    if (c.host.enabled) t.host = await this.hostSource.read(t.ts, nics);
+    if (display) t.display = display;
+    if (activity) t.activity = activity;
     // What the spool dropped or lost so far this run: the reading that follows the loss reports it.
     const undeliverable = this.publisher?.undeliverable ?? 0;
     if (undeliverable > 0) t.spoolDropped = undeliverable;
@@ -280,6 +426,8 @@ export class ClassroomAgent implements Service {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.ticking;
+    await this.helper?.stop();
+    await this.activitySource?.stop?.();
     await this.publisher?.close(); // what is still queued stays on disk for the next run; stats stay readable
     // An explicit offline, so the collector tells a switched-off PC from a crashed one (MQTT-3.1.2-10: a clean
     // DISCONNECT discards the will).

@@ -7,7 +7,7 @@ await runMain(
     name: 'agent',
     command: 'npm run agent --',
     about:
-      'The classroom agent: reads the teacher PC and the display (PJLink, a command or simulated) and publishes status and telemetry over MQTT, spooling to disk while the broker is unreachable (agents/README.md). Bundled: `node cfm-agent.mjs` takes the same options.',
+      'The classroom agent: reads the teacher PC, the display (PJLink, a command or simulated) and the activity at the computer (Windows helper, X11, a command or simulated) and publishes status and telemetry v2 over MQTT, spooling to disk while the broker is unreachable (agents/README.md). Bundled: `node cfm-agent.mjs` takes the same options.',
   },
   { agent: agentConfigSchema },
   (config, log) => [new ClassroomAgent(config.agent, { log })],

@@ -15,7 +15,11 @@ export interface CommandSourceOptions {
 
 const MAX_OUTPUT_BYTES = 64 * 1024;
 
-export function readCommand(opts: CommandSourceOptions): Promise<DisplayHealth> {
+/**
+ * Runs `opts.command` (no shell) and returns the JSON object it printed; rejects with `${what} command …: why`
+ * when it fails, times out, prints too much or prints anything but one JSON object.
+ */
+export function runJsonCommand(what: string, opts: CommandSourceOptions): Promise<Record<string, unknown>> {
   const name = opts.command;
   return new Promise((resolve, reject) => {
     execFile(
@@ -32,24 +36,29 @@ export function readCommand(opts: CommandSourceOptions): Promise<DisplayHealth> 
               : e.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER'
                 ? `printed more than ${MAX_OUTPUT_BYTES} bytes`
                 : `failed: ${e.message.split('\n')[0]}`;
-          return reject(new Error(`display command ${name}: ${why}`));
+          return reject(new Error(`${what} command ${name}: ${why}`));
         }
         let value: unknown;
         try {
           value = JSON.parse(stdout);
         } catch {
-          return reject(new Error(`display command ${name}: output is not JSON: ${stdout.slice(0, 100)}`));
+          return reject(new Error(`${what} command ${name}: output is not JSON: ${stdout.slice(0, 100)}`));
         }
         if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-          return reject(new Error(`display command ${name}: output must be a JSON object`));
+          return reject(new Error(`${what} command ${name}: output must be a JSON object`));
         }
-        const r = displaySchema.safeParse({ source: 'command', ...value });
-        if (!r.success) {
-          const i = r.error.issues[0]!;
-          return reject(new Error(`display command ${name}: ${i.path.join('.') || '(root)'}: ${i.message}`));
-        }
-        resolve({ ...r.data, source: 'command' });
+        resolve(value as Record<string, unknown>);
       },
     );
   });
+}
+
+export async function readCommand(opts: CommandSourceOptions): Promise<DisplayHealth> {
+  const value = await runJsonCommand('display', opts);
+  const r = displaySchema.safeParse({ source: 'command', ...value });
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    throw new Error(`display command ${opts.command}: ${i.path.join('.') || '(root)'}: ${i.message}`);
+  }
+  return { ...r.data, source: 'command' };
 }

@@ -8,14 +8,17 @@ type HostReading = NonNullable<Telemetry['host']>;
  * Host health of the classroom PC / OPS module: uptime, CPU (from the change in os.cpus() times since the last
  * sample), memory, and NIC byte counters with rates over the sampling interval.
  *
- * NIC counters come from /proc/net/dev (Linux). On other systems `nics` is empty: for Windows classroom PCs the
- * `command` display source or a future Windows counter source supplies them (see deploy notes).
+ * NIC counters come from /proc/net/dev on Linux; on Windows the agent passes those its Windows helper read
+ * (Get-NetAdapterStatistics: activity/windows.ts) to `read`. Either way the rates are computed here.
  */
 export interface HostSourceOptions {
   /** NIC names to report; empty = every interface except loopback. */
   nics?: readonly string[];
   procNetDev?: string;
 }
+
+/** Byte counters by NIC name. */
+export type NicCounters = Map<string, { rx: bigint; tx: bigint }>;
 
 interface NicSample {
   rx: bigint;
@@ -24,7 +27,7 @@ interface NicSample {
 }
 
 /** Parses /proc/net/dev: `  eth0: rxBytes rxPackets … (8 rx columns) txBytes …`. */
-export function parseProcNetDev(text: string): Map<string, { rx: bigint; tx: bigint }> {
+export function parseProcNetDev(text: string): NicCounters {
   const out = new Map<string, { rx: bigint; tx: bigint }>();
   for (const line of text.split('\n').slice(2)) {
     const colon = line.indexOf(':');
@@ -57,16 +60,18 @@ export class HostSource {
 
   constructor(private readonly opts: HostSourceOptions = {}) {}
 
-  private async nics(nowMs: number): Promise<HostReading['nics']> {
-    let text: string;
-    try {
-      text = await readFile(this.opts.procNetDev ?? '/proc/net/dev', 'utf8');
-    } catch {
-      return [];
+  private async nics(nowMs: number, given?: NicCounters): Promise<HostReading['nics']> {
+    let counters = given;
+    if (!counters) {
+      try {
+        counters = parseProcNetDev(await readFile(this.opts.procNetDev ?? '/proc/net/dev', 'utf8'));
+      } catch {
+        return [];
+      }
     }
     const wanted = this.opts.nics?.length ? new Set(this.opts.nics) : undefined;
     const out: HostReading['nics'] = [];
-    for (const [name, c] of parseProcNetDev(text)) {
+    for (const [name, c] of counters) {
       if (wanted ? !wanted.has(name) : name === 'lo') continue;
       const prev = this.lastNic.get(name);
       this.lastNic.set(name, { rx: c.rx, tx: c.tx, atMs: nowMs });
@@ -87,7 +92,8 @@ export class HostSource {
     return out;
   }
 
-  async read(nowMs = Date.now()): Promise<HostReading> {
+  /** `nics`: the NIC counters read elsewhere (the Windows helper); default: /proc/net/dev. */
+  async read(nowMs = Date.now(), nics?: NicCounters): Promise<HostReading> {
     const cpu = cpuTimes();
     const dTotal = cpu.total - this.lastCpu.total;
     const cpuPct =
@@ -99,7 +105,7 @@ export class HostSource {
       cpuPct: Math.round(cpuPct * 10) / 10,
       memUsedPct: Math.round((1000 * (total - os.freemem())) / total) / 10,
       memTotalBytes: total,
-      nics: await this.nics(nowMs),
+      nics: await this.nics(nowMs, nics),
     };
   }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Calendar, calendarSchema } from '../../common/calendar.js';
-import { chineseNumeral, planCity } from '../../dev/city.js';
+import { chineseNumeral, historyPoints, planCity, roomActivity } from '../../dev/city.js';
 
 /**
  * The simulated city names every school once: a list, a report or an alert naming 淳安县汾口中心小学 must mean one
@@ -74,5 +74,23 @@ describe('the simulated city (dev/city.ts)', () => {
     const ordinary = new Calendar(planCity({ schools: 6, classrooms: 2, today: '2026-12-03' }).calendar);
     expect(ordinary.isTeachingTime(Date.parse('2026-12-03T20:00:00+08:00'))).toBe(false);
     expect(ordinary.day('2026-11-29').kind).toBe('weekend');
+  });
+
+  it("writes the whiteboards' history from the activity their live agents read: on but unused in about one slot in five", () => {
+    const plan = planCity({ schools: 6, classrooms: 6, today: '2026-12-03' });
+    const points = historyPoints(plan, '2026-11-30', '2026-12-02', Date.parse('2026-12-03T00:00:00+08:00'));
+    const boards = points.filter((p) => p.measurement === 'display');
+    const rooms = new Map(plan.schools.flatMap((s) => s.rooms.map((r) => [r.device, { s, r }])));
+    let onUnused = 0;
+    let used = 0;
+    for (const p of boards) {
+      const { s, r } = rooms.get(p.tags.device!)!;
+      const a = roomActivity(s, r).readSync(p.ts);
+      expect(p.fields).toMatchObject({ idle_s: a.idleS, foreground: a.foreground, use_basis: 'activity' });
+      if (p.fields.on === 1 && p.fields.in_use === 0) onUnused++;
+      if (p.fields.in_use === 1) used++;
+    }
+    expect(onUnused).toBeGreaterThan(0.1 * (onUnused + used));
+    expect(onUnused).toBeLessThan(0.3 * (onUnused + used));
   });
 });

@@ -162,11 +162,14 @@ describe('agent → broker → collector → InfluxDB', () => {
       power: 'on',
       on: 1,
       in_use: 1,
+      use_basis: 'power',
       input: '31',
       lamp_hours: 1_500,
       err_lamp: 'ok',
     });
     expect(displays.at(-1)).toMatchObject({ err_lamp: 'error', error_count: 1 });
+    // The agent sends telemetry v2 — evidence, no `inUse` (docs/usage.md): `in_use` is the collector's judgement,
+    // for this PJLink-only agent by power (on, with an input).
     const hosts = await storage.rows('SELECT * FROM host');
     expect(hosts.length).toBe(displays.length);
     expect(hosts[0]!.mem_total_bytes).toBeGreaterThan(0);

@@ -166,7 +166,9 @@ describe('quickstart (npm run stack)', () => {
       kind: 'whiteboard',
       intervalS: 20,
       mqtt: { url: expect.stringMatching(/^mqtt:\/\/127\.0\.0\.1:\d+$/), password: '[redacted]' },
-      display: { source: 'simulated' },
+      // The classroom the history was written from (dev/city.ts ROOM_SIMULATION), and the person at its board.
+      display: { source: 'simulated', useShare: 0.8, unattendedShare: 0.2 },
+      activity: { source: 'simulated' },
     });
     expect(c.agent.mqtt.url).not.toBe(brokerUrl);
     // Nothing written: no state directory.
