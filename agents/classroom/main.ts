@@ -2,12 +2,14 @@
 import { runMain } from '../../common/cli.js';
 import { agentConfigSchema, ClassroomAgent } from './agent.js';
 
-await runMain(
+// Not a top-level await: the single executable (scripts/build-agent-sea.ts) runs this as CommonJS. A rejection
+// ends the process as an unhandled one (exit code 1), as it would have with the await.
+void runMain(
   {
     name: 'agent',
     command: 'npm run agent --',
     about:
-      'The classroom agent: reads the teacher PC and the display (PJLink, a command or simulated) and publishes status and telemetry over MQTT, spooling to disk while the broker is unreachable (agents/README.md). Bundled: `node cfm-agent.mjs` takes the same options.',
+      'The classroom agent: reads the teacher PC and the display (PJLink, a command or simulated) and publishes status and telemetry over MQTT, spooling to disk while the broker is unreachable (agents/README.md). Bundled: `node cfm-agent.mjs` takes the same options, and so does the single executable `cfm-agent` (`cfm-agent.exe` on Windows).',
   },
   { agent: agentConfigSchema },
   (config, log) => [new ClassroomAgent(config.agent, { log })],

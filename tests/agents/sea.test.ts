@@ -1,0 +1,145 @@
+// The classroom agent as a single executable (scripts/build-agent-sea.ts): built here on this machine's Node —
+// the same blob and the same injection as for Windows, only the binary differs — and run as a process against
+// a real Mosquitto, as a service manager runs it.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS } from '../../agents/classroom/node-flags.js';
+import { Mosquitto } from '../../dev/mosquitto.js';
+import { binaryNodeVersion, buildAgentSea, SEA_FUSE } from '../../scripts/build-agent-sea.js';
+import { waitFor } from '../helpers/influx.js';
+
+const exec = promisify(execFile);
+let dir: string;
+let exe: string;
+let mosquitto: Mosquitto;
+let sub: MqttClient;
+const received: { topic: string; payload: Record<string, unknown> }[] = [];
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cfm-sea-'));
+  ({ executable: exe } = await buildAgentSea({ workDir: dir }));
+  mosquitto = await new Mosquitto().start();
+  sub = await mqtt.connectAsync(mosquitto.url, { clientId: 'sea-test-sub' });
+  sub.on('message', (topic, payload) => received.push({ topic, payload: JSON.parse(payload.toString()) }));
+  await sub.subscribeAsync('cfm/v1/+/+/+', { qos: 1 });
+}, 180_000);
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await sub?.endAsync();
+  await mosquitto?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function config(name: string, agent: Record<string, unknown>, level = 'info'): string {
+  const file = join(dir, name);
+  writeFileSync(file, JSON.stringify({ log: { level }, agent }));
+  return file;
+}
+
+describe('the agent as a single executable', () => {
+  it('is this Node with the blob in it: its fuse flipped, its usage the agent’s', async () => {
+    const binary = readFileSync(exe);
+    expect(binary.includes(`${SEA_FUSE}:1`)).toBe(true);
+    expect(binaryNodeVersion(binary)).toBe(process.versions.node);
+    const { stdout } = await exec(exe, ['--help']);
+    expect(stdout).toMatch(/^usage: npm run agent -- \[--config FILE\] \[--print-config\]/);
+    expect(stdout).toContain('cfm-agent.exe');
+  });
+
+  it('refuses a bad configuration with exit code 2 naming the key, and prints a good one redacted', async () => {
+    const bad = config('bad.yaml', { school: '3133001234', device: 'sea', intervalS: 0 });
+    const err = await exec(exe, ['--config', bad]).catch((e: { code: number; stderr: string }) => e);
+    expect(err).toMatchObject({ code: 2 });
+    expect((err as { stderr: string }).stderr).toMatch(
+      /^agent: configuration error: .*bad\.yaml: agent\.intervalS: /m,
+    );
+
+    const good = config('good.yaml', {
+      school: '3133001234',
+      device: 'sea',
+      mqtt: { url: mosquitto.url, password: 'sea-sentinel-secret' },
+    });
+    const { stdout } = await exec(exe, ['--config', good, '--print-config']);
+    expect(JSON.parse(stdout).agent).toMatchObject({
+      school: '3133001234',
+      mqtt: { password: '[redacted]' },
+    });
+    expect(stdout).not.toContain('sea-sentinel-secret');
+  });
+
+  it('runs the agent: online, readings, its memory cap from NODE_OPTIONS, a clean offline on SIGTERM', async () => {
+    const file = config('run.yaml', {
+      school: '3133001234',
+      device: 'sea-ops',
+      kind: 'panel',
+      intervalS: 1,
+      mqtt: { url: mosquitto.url, clientId: 'sea-ops' },
+      spool: { dir: join(dir, 'spool') },
+      display: { source: 'simulated' },
+    });
+    let stdout = '';
+    const child = spawn(exe, ['--config', file], {
+      // The Windows service passes the agent's Node flags so (deploy/windows/cfm-agent-service.xml).
+      env: { ...process.env, NODE_OPTIONS: AGENT_NODE_FLAGS.join(' ') },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    child.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    const from = (channel: string) =>
+      received.filter((m) => m.topic === `cfm/v1/3133001234/sea-ops/${channel}`).map((m) => m.payload);
+    await waitFor(() => from('telemetry').length >= 2, { what: 'two readings', timeoutMs: 30_000 });
+    expect(from('status')[0]).toMatchObject({ state: 'online', reason: 'birth', kind: 'panel' });
+    expect(from('telemetry')[0]).toMatchObject({ v: 1, kind: 'panel', host: { nics: expect.any(Array) } });
+    expect(from('telemetry')[0]!.display).toBeDefined();
+
+    const starting = stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { msg: string; heapLimitMb?: number })
+      .find((l) => l.msg === 'starting');
+    // --max-old-space-size=64 caps the old generation; V8's limit adds the young generation on top.
+    expect(starting?.heapLimitMb).toBeGreaterThanOrEqual(64);
+    expect(starting?.heapLimitMb).toBeLessThan(128);
+
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    await waitFor(() => from('status').some((s) => s.state === 'offline'), { what: 'offline status' });
+    expect(from('status').at(-1)).toMatchObject({ state: 'offline', reason: 'shutdown' });
+  });
+});
+
+describe('scripts/build-agent-sea.ts refuses a binary it cannot use', () => {
+  it('one of another Node version, or one without the fuse, naming the problem', async () => {
+    const other = join(dir, 'node-other.exe');
+    writeFileSync(
+      other,
+      `MZ… https://nodejs.org/download/release/v18.0.0/node-v18.0.0-headers.tar.gz ${SEA_FUSE}:0`,
+    );
+    await expect(buildAgentSea({ node: other, workDir: join(dir, 'other') })).rejects.toThrow(
+      /is Node\.js 18\.0\.0, this build runs on \d+\.\d+\.\d+: the blob must be made by the same version/,
+    );
+    const unknown = join(dir, 'not-node.exe');
+    writeFileSync(unknown, 'MZ this is not node');
+    await expect(buildAgentSea({ node: unknown, workDir: join(dir, 'unknown') })).rejects.toThrow(
+      /is Node\.js \(unknown version\)/,
+    );
+
+    // An executable that already carries a blob has its fuse flipped: not a second time.
+    const again = join(dir, 'again');
+    copyFileSync(exe, again);
+    await expect(buildAgentSea({ node: again, workDir: join(dir, 'again-out') })).rejects.toThrow(
+      /no unused single-executable fuse/,
+    );
+  });
+});
