@@ -139,7 +139,9 @@ try {
     const a = agentS.result(wallS);
     const b = bareS.result(wallS);
 
-    const what = values.sea ? 'single executable dist/sea/cfm-agent' : `bundled agent ${relative(root, bundle)}`;
+    const what = values.sea
+      ? 'single executable dist/sea/cfm-agent'
+      : `bundled agent ${relative(root, bundle)}`;
     console.log(
       `agent bench: ${what} (node ${NODE_FLAGS.join(' ') || 'without flags'}), one reading every ${INTERVAL_S} s (${sources.join(' + ')}), ${wallS.toFixed(0)} s steady state`,
     );
