@@ -1,4 +1,4 @@
-// npm run bench:agent [-- --seconds 60 --interval 10 --node-flags '…' --sea]
+// npm run bench:agent [-- --seconds 60 --interval 10 --node-flags='…' --env='K=V …' --sea --bundle FILE]
 //
 // The classroom agent's footprint as deployed: one bundled file (npm run build:agent), run as its own process
 // against a real Mosquitto, reading host health, a simulated display and simulated activity (every source the
@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
-import { AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 
 const { values } = parseArgs({
@@ -27,11 +27,23 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '60' },
     interval: { type: 'string', default: '10' },
     'node-flags': { type: 'string', default: AGENT_NODE_FLAGS.join(' ') },
+    env: {
+      type: 'string',
+      default: Object.entries(AGENT_ENV)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' '),
+    },
     sea: { type: 'boolean', default: false },
     bundle: { type: 'string' },
   },
 });
 const NODE_FLAGS = values['node-flags'].split(' ').filter(Boolean);
+const ENV = Object.fromEntries(
+  values.env
+    .split(' ')
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
 const SECONDS = Number(values.seconds);
 const INTERVAL_S = Number(values.interval);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -103,10 +115,11 @@ try {
   const sources = ['host', 'simulated display', ...(agent.activity ? ['simulated activity'] : [])];
   writeFileSync(config, JSON.stringify({ log: { level: 'warn' }, agent }));
 
-  // The same flags, and for the single executable the same way of passing them (NODE_OPTIONS).
+  // The same flags and environment as deployed (the systemd unit), for both; for the single executable the
+  // flags as it takes them (NODE_OPTIONS).
   const [command, args, env] = values.sea
-    ? [join(root, 'dist/sea/cfm-agent'), ['--config', config], { NODE_OPTIONS: NODE_FLAGS.join(' ') }]
-    : [process.execPath, [...NODE_FLAGS, bundle, '--config', config], {}];
+    ? [join(root, 'dist/sea/cfm-agent'), ['--config', config], { ...ENV, NODE_OPTIONS: NODE_FLAGS.join(' ') }]
+    : [process.execPath, [...NODE_FLAGS, bundle, '--config', config], ENV];
   const child = spawn(command, args, {
     cwd: root,
     env: { ...process.env, ...env },
@@ -143,7 +156,7 @@ try {
       ? 'single executable dist/sea/cfm-agent'
       : `bundled agent ${relative(root, bundle)}`;
     console.log(
-      `agent bench: ${what} (node ${NODE_FLAGS.join(' ') || 'without flags'}), one reading every ${INTERVAL_S} s (${sources.join(' + ')}), ${wallS.toFixed(0)} s steady state`,
+      `agent bench: ${what} (node ${NODE_FLAGS.join(' ') || 'without flags'}${values.env ? `, ${values.env}` : ''}), one reading every ${INTERVAL_S} s (${sources.join(' + ')}), ${wallS.toFixed(0)} s steady state`,
     );
     console.log(
       `  readings received by the broker's subscriber: ${received - startRead} in the window; CPU time at first reading ${start.cpuS.toFixed(2)} s`,

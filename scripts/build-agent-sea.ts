@@ -3,8 +3,8 @@
 // The classroom agent as one executable: Node.js's single executable application (SEA, nodejs.org/api/sea.html,
 // Node ≥ 20), the agent's bundle embedded in a copy of a `node` binary. Steps, all offline:
 //
-//   1. esbuild agents/classroom/main.ts → dist/sea/cfm-agent.cjs: the same bundle as `npm run build:agent`, as
-//      CommonJS (Node 20's SEA runs one CommonJS script; its `require` loads built-in modules only, so
+//   1. esbuild agents/classroom/main.ts → dist/sea/cfm-agent.cjs: the same bundle as `npm run build:agent`
+//      (scripts/build-agent.ts), as CommonJS (Node 20's SEA runs one CommonJS script; its `require` loads built-in modules only, so
 //      everything else must be in the bundle — esbuild fails on anything it cannot bundle).
 //   2. node --experimental-sea-config dist/sea/sea-config.json → dist/sea/sea-prep.blob. Without a code cache
 //      or a snapshot, the blob is the same for every platform (the only thing that may be built on another
@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { inject } from 'postject';
+import { agentBuildOptions } from './build-agent.js';
 
 /** The sentinel Node's SEA support looks for, and flips to :1 when a blob is injected (src/node_sea.cc). */
 export const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
@@ -66,16 +67,7 @@ export async function buildAgentSea(
     );
 
   const bundle = join(dir, 'cfm-agent.cjs');
-  await build({
-    entryPoints: [join(root, 'agents/classroom/main.ts')],
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    minify: true,
-    outfile: bundle,
-    logLevel: 'warning',
-  });
+  await build(agentBuildOptions('cjs', bundle));
 
   const blob = join(dir, 'sea-prep.blob');
   const config = join(dir, 'sea-config.json');

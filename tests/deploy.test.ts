@@ -17,11 +17,12 @@ import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 
 import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
 import { processConfigSchema } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
 import { MEASUREMENTS } from '../contracts/influx.js';
 import { Mosquitto } from '../dev/mosquitto.js';
+import { AGENT_BUNDLE, AGENT_ENTRY } from '../scripts/build-agent.js';
 import { ALL_SECTIONS } from '../scripts/gen-docs.js';
 import { waitFor } from './helpers/influx.js';
 import { brokenLinks, relativeLinks } from './helpers/markdown.js';
@@ -695,13 +696,9 @@ const INSTALLED_EXAMPLES: Record<string, string> = {
 describe('deploy/systemd', () => {
   const units = readdirSync(systemdDir).filter((f) => f.endsWith('.service'));
   const readme = readFileSync(join(systemdDir, 'README.md'), 'utf8');
-  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
-    scripts: Record<string, string>;
-  };
-  // `esbuild agents/classroom/main.ts --bundle … --outfile=dist/cfm-agent.mjs`
-  const buildAgent = pkg.scripts['build:agent']!;
-  const bundleEntry = /esbuild (\S+)/.exec(buildAgent)![1]!;
-  const bundleFile = basename(/--outfile=(\S+)/.exec(buildAgent)![1]!);
+  // `npm run build:agent` (scripts/build-agent.ts): agents/classroom/main.ts → dist/cfm-agent.mjs
+  const bundleEntry = AGENT_ENTRY;
+  const bundleFile = basename(AGENT_BUNDLE);
 
   it('has units for the agent, the poller, and broker, collector and API (all in one, or instances and a worker)', () => {
     expect(units.sort()).toEqual(
@@ -782,6 +779,9 @@ describe('deploy/systemd', () => {
         const environment = Object.fromEntries(
           svc('Environment').map((e) => e.split('=', 2) as [string, string]),
         );
+        // The agent's malloc setting (node-flags.ts), which bench:agent measures with.
+        if (script.endsWith('.mjs'))
+          for (const [k, v] of Object.entries(AGENT_ENV)) expect(environment[k], k).toBe(v);
         const mapped = args.map((a) => (a === config ? join(repo, example!) : a));
         validate(entry, join(repo, example!), environment);
         const printed = printConfig(entry, mapped, environment);

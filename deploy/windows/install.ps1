@@ -39,7 +39,7 @@ $ErrorActionPreference = 'Stop'
 
 $ServiceName = 'cfm-agent'
 # Node's flags for the agent (agents/classroom/node-flags.ts), passed in NODE_OPTIONS.
-$NodeFlags = '--max-old-space-size=64'
+$NodeFlags = '--max-old-space-size=64 --max-semi-space-size=1'
 # Well-known SIDs, so the ACLs are the same on a Chinese-language Windows: SYSTEM, Administrators, LocalService.
 $SidSystem = '*S-1-5-18'
 $SidAdmins = '*S-1-5-32-544'

@@ -86,14 +86,18 @@ describe('the agent as a single executable', () => {
       display: { source: 'simulated' },
     });
     let stdout = '';
+    let stderr = '';
     const child = spawn(exe, ['--config', file], {
       // The Windows service passes the agent's Node flags so (deploy/windows/cfm-agent-service.xml).
       env: { ...process.env, NODE_OPTIONS: AGENT_NODE_FLAGS.join(' ') },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.push(child);
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
+    });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
     });
     const from = (channel: string) =>
       received.filter((m) => m.topic === `cfm/v1/3133001234/sea-ops/${channel}`).map((m) => m.payload);
@@ -116,6 +120,8 @@ describe('the agent as a single executable', () => {
     expect(await exited).toBe(0);
     await waitFor(() => from('status').some((s) => s.state === 'offline'), { what: 'offline status' });
     expect(from('status').at(-1)).toMatchObject({ state: 'offline', reason: 'shutdown' });
+    // Nothing on stderr: no warning of Node's about modules a single executable cannot load.
+    expect(stderr).toBe('');
   });
 });
 
