@@ -136,7 +136,15 @@ try {
     if ($Config) { Stop-Install 2 '-Uninstall takes no -Config' }
     Write-Log "removing $ServiceName from $InstallDir"
     Stop-AgentService
-    if (Get-Service -Name $ServiceName -ErrorAction SilentlyContinue) { Invoke-Wrapper 'uninstall' }
+    if (Get-Service -Name $ServiceName -ErrorAction SilentlyContinue) {
+      if (Test-Path -LiteralPath (Join-Path $InstallDir 'cfm-agent-service.exe') -PathType Leaf) {
+        Invoke-Wrapper 'uninstall'
+      } else {
+        # The wrapper is gone (a half-removed install): the service control manager removes it without it.
+        $r = Invoke-Native 'sc.exe' @('delete', $ServiceName)
+        if ($r.Code -ne 0) { throw "sc.exe delete ${ServiceName}: $($r.Output)" }
+      }
+    }
     if (Test-Path -LiteralPath $InstallDir) { Remove-Item -LiteralPath $InstallDir -Recurse -Force }
     if (-not $KeepData -and (Test-Path -LiteralPath $DataDir)) {
       $script:LogFile = $null
