@@ -17,7 +17,7 @@
 // `--package DIR` also lays out the Windows package (docs/deploy-windows-agent.md): the executable, the service
 // wrapper (WinSW, `--winsw`: it cannot be downloaded here), its XML, the install script and an example config.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -121,8 +121,10 @@ export function windowsPackage(dir: string, executable: string, winsw: string | 
   ];
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+/** The command line: what to build, checked before anything is built. */
+export function seaCommandLine(args: string[]) {
   const { values } = parseArgs({
+    args,
     options: {
       node: { type: 'string' },
       out: { type: 'string' },
@@ -130,12 +132,20 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       winsw: { type: 'string' },
     },
   });
+  if (values.package !== undefined) {
+    if (!values.node?.toLowerCase().endsWith('.exe'))
+      throw new Error('--package lays out the Windows package: give --node a node.exe');
+    if (!values.winsw) throw new Error('--package needs --winsw WinSW-x64.exe (the service wrapper)');
+    if (!existsSync(values.winsw)) throw new Error(`--winsw ${values.winsw}: no such file`);
+  }
+  return values;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
+    const values = seaCommandLine(process.argv.slice(2));
     const made = await buildAgentSea({ node: values.node, out: values.out });
     if (values.package) {
-      if (!made.executable.endsWith('.exe'))
-        throw new Error('--package lays out the Windows package: give --node a node.exe');
-      if (!values.winsw) throw new Error('--package needs --winsw WinSW-x64.exe (the service wrapper)');
       const files = windowsPackage(resolve(values.package), made.executable, values.winsw);
       process.stdout.write(`${resolve(values.package)}: ${files.join(', ')}\n`);
     } else process.stdout.write(`${made.executable} (${basename(made.bundle)} in ${basename(made.blob)})\n`);

@@ -2,7 +2,7 @@
 // the same blob and the same injection as for Windows, only the binary differs — and run as a process against
 // a real Mosquitto, as a service manager runs it.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,7 +11,14 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../../agents/classroom/node-flags.js';
 import { Mosquitto } from '../../dev/mosquitto.js';
-import { binaryNodeVersion, buildAgentSea, SEA_FUSE } from '../../scripts/build-agent-sea.js';
+import {
+  binaryNodeVersion,
+  buildAgentSea,
+  SEA_FUSE,
+  seaCommandLine,
+  WINDOWS_PACKAGE_FILES,
+  windowsPackage,
+} from '../../scripts/build-agent-sea.js';
 import { waitFor } from '../helpers/influx.js';
 
 const exec = promisify(execFile);
@@ -147,5 +154,33 @@ describe('scripts/build-agent-sea.ts refuses a binary it cannot use', () => {
     await expect(buildAgentSea({ node: again, workDir: join(dir, 'again-out') })).rejects.toThrow(
       /no unused single-executable fuse/,
     );
+  });
+});
+
+describe('the Windows package (scripts/build-agent-sea.ts --package)', () => {
+  it('is the executable, WinSW and the files install.ps1 and the documentation name', () => {
+    const winsw = join(dir, 'WinSW-x64.exe');
+    writeFileSync(winsw, 'stands for WinSW');
+    const pkg = join(dir, 'package');
+    const files = windowsPackage(pkg, exe, winsw);
+    expect(files.sort()).toEqual(
+      ['cfm-agent.exe', 'cfm-agent-service.exe', ...Object.keys(WINDOWS_PACKAGE_FILES)].sort(),
+    );
+    expect(readdirSync(pkg).sort()).toEqual(files);
+    expect(readFileSync(join(pkg, 'cfm-agent.exe')).equals(readFileSync(exe))).toBe(true);
+    expect(readFileSync(join(pkg, 'cfm-agent-service.exe'), 'utf8')).toBe('stands for WinSW');
+  });
+
+  it('is asked for with a node.exe and WinSW, or refused before anything is built', () => {
+    expect(() => seaCommandLine(['--package', 'out'])).toThrow(/give --node a node\.exe/);
+    expect(() => seaCommandLine(['--package', 'out', '--node', '/usr/bin/node'])).toThrow(
+      /give --node a node\.exe/,
+    );
+    expect(() => seaCommandLine(['--package', 'out', '--node', 'node.exe'])).toThrow(/needs --winsw/);
+    expect(() =>
+      seaCommandLine(['--package', 'out', '--node', 'node.exe', '--winsw', join(dir, 'none.exe')]),
+    ).toThrow(/none\.exe: no such file/);
+    expect(() => seaCommandLine(['--nodes', 'x'])).toThrow(/Unknown option '--nodes'/);
+    expect(seaCommandLine(['--node', 'C:/node.exe'])).toMatchObject({ node: 'C:/node.exe' });
   });
 });
