@@ -909,6 +909,14 @@ describe('deploy/windows', () => {
     expect(await powershellSyntaxErrors('$a = (1 + )\n')).not.toEqual([]);
   });
 
+  it('install.ps1 uses no operator of PowerShell 7: Windows 10 and 11 ship Windows PowerShell 5.1', async () => {
+    const ps7 = (source: string) =>
+      powershellTree(source).then((t) => t.codeTokens.filter((l) => /&&|\|\||\?\?|\?\./.test(l)));
+    expect(await ps7(script)).toEqual([]);
+    // The check finds them in code, not in strings or comments.
+    expect(await ps7('$a = $b ?? 1\nGet-X && Get-Y\n"a && b" # c || d\n')).toEqual([' ??', '&&']);
+  });
+
   it('install.ps1 takes the documented parameters and exits with the documented codes', () => {
     const params = [...script.matchAll(/^\s*\[(?:string|switch)\]\$(\w+)/gm)].map((m) => m[1]!);
     const table = doc.slice(doc.indexOf('| parameter | default | what |'));
@@ -980,8 +988,11 @@ describe('deploy/windows', () => {
   });
 });
 
-/** Syntax errors in PowerShell source, by the tree-sitter PowerShell grammar (no PowerShell needed). */
-async function powershellSyntaxErrors(source: string): Promise<string[]> {
+/**
+ * PowerShell source as the tree-sitter PowerShell grammar reads it (no PowerShell needed): its syntax errors,
+ * and the text of its tokens outside strings and comments.
+ */
+async function powershellTree(source: string): Promise<{ errors: string[]; codeTokens: string[] }> {
   const { Language, Parser } = await import('web-tree-sitter');
   await Parser.init();
   const wasm = fileURLToPath(import.meta.resolve('tree-sitter-powershell/tree-sitter-powershell.wasm'));
@@ -989,15 +1000,22 @@ async function powershellSyntaxErrors(source: string): Promise<string[]> {
   parser.setLanguage(await Language.load(wasm));
   const tree = parser.parse(source)!;
   const errors: string[] = [];
-  const walk = (n: NonNullable<typeof tree>['rootNode']) => {
+  const codeTokens: string[] = [];
+  const walk = (n: NonNullable<typeof tree>['rootNode'], code: boolean) => {
     if (n.isError || n.isMissing)
       errors.push(
         `line ${n.startPosition.row + 1}: ${n.isMissing ? `missing ${n.type}` : n.text.slice(0, 80)}`,
       );
-    for (const c of n.children) if (c) walk(c);
+    const inCode = code && !/string|comment/.test(n.type);
+    if (inCode && n.childCount === 0) codeTokens.push(n.text);
+    for (const c of n.children) if (c) walk(c, inCode);
   };
-  walk(tree.rootNode);
+  walk(tree.rootNode, true);
   tree.delete();
   parser.delete();
-  return errors;
+  return { errors, codeTokens };
+}
+
+async function powershellSyntaxErrors(source: string): Promise<string[]> {
+  return (await powershellTree(source)).errors;
 }
