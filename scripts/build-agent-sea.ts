@@ -11,8 +11,9 @@
 //      system than the one it runs on); it must come from the same Node.js version as the binary it goes into,
 //      which is checked.
 //   3. A copy of the binary (`--node`, default this Node: a Linux executable for tests and bench:agent; for
-//      Windows a `node.exe` of the same version from the official `node-vX.Y.Z-win-x64.zip`) with the blob
-//      injected by postject into the resource Node looks for (NODE_SEA_BLOB), and the fuse flipped.
+//      Windows a `node.exe` of the same version from the official `node-vX.Y.Z-win-x64.zip`, its signature
+//      removed) with the blob injected by postject into the resource Node looks for (NODE_SEA_BLOB), and the
+//      fuse flipped.
 //
 // `--package DIR` also lays out the Windows package (docs/deploy-windows-agent.md): the executable, the service
 // wrapper (WinSW, `--winsw`: it cannot be downloaded here), its XML, the install script and an example config.
@@ -35,6 +36,37 @@ export function binaryNodeVersion(binary: Buffer): string | undefined {
   const at = binary.indexOf('-headers.tar.gz');
   if (at < 0) return undefined;
   return /node-v(\d+\.\d+\.\d+)$/.exec(binary.toString('latin1', Math.max(0, at - 40), at))?.[1];
+}
+
+/**
+ * A Windows executable without its Authenticode signature, as `signtool remove /s` leaves it (nodejs.org/api/
+ * sea.html: remove it before injecting). Injecting into a signed node.exe would keep a signature that no longer
+ * matches: worse than none, for antivirus products and for the bureau's own signing. The certificate table is
+ * the last thing in the file (PE format, "The Attribute Certificate Table"): it is cut off, and its data
+ * directory entry and the header checksum are zeroed. Anything that is not a PE file is returned as it is.
+ */
+export function stripAuthenticode(exe: Buffer): Buffer {
+  if (exe.length < 0x40 || exe.readUInt16LE(0) !== 0x5a4d) return exe; // 'MZ'
+  const pe = exe.readUInt32LE(0x3c);
+  if (pe + 24 + 2 > exe.length || exe.readUInt32LE(pe) !== 0x4550)
+    throw new Error('not a PE file: no PE header');
+  const optional = pe + 24;
+  const magic = exe.readUInt16LE(optional);
+  if (magic !== 0x20b && magic !== 0x10b) throw new Error(`not a PE file: optional header magic ${magic}`);
+  const security = optional + (magic === 0x20b ? 112 : 96) + 4 * 8; // data directory 4: the certificate table
+  if (security + 8 > exe.length) throw new Error('not a PE file: no data directories');
+  const offset = exe.readUInt32LE(security);
+  const size = exe.readUInt32LE(security + 4);
+  if (size === 0) return exe;
+  if (offset + size !== exe.length)
+    throw new Error(
+      'the certificate table is not at the end of the file: remove the signature with signtool',
+    );
+  const out = Buffer.from(exe.subarray(0, offset));
+  out.writeUInt32LE(0, security);
+  out.writeUInt32LE(0, security + 4);
+  out.writeUInt32LE(0, optional + 64); // CheckSum
+  return out;
 }
 
 export interface SeaBuild {
@@ -93,7 +125,7 @@ export async function buildAgentSea(
   }
 
   rmSync(out, { force: true });
-  copyFileSync(node, out);
+  writeFileSync(out, stripAuthenticode(binary));
   chmodSync(out, 0o755);
   await inject(out, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: SEA_FUSE });
   return { executable: out, bundle, blob };

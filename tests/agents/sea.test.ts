@@ -16,6 +16,7 @@ import {
   buildAgentSea,
   SEA_FUSE,
   seaCommandLine,
+  stripAuthenticode,
   WINDOWS_PACKAGE_FILES,
   windowsPackage,
 } from '../../scripts/build-agent-sea.js';
@@ -182,5 +183,46 @@ describe('the Windows package (scripts/build-agent-sea.ts --package)', () => {
     ).toThrow(/none\.exe: no such file/);
     expect(() => seaCommandLine(['--nodes', 'x'])).toThrow(/Unknown option '--nodes'/);
     expect(seaCommandLine(['--node', 'C:/node.exe'])).toMatchObject({ node: 'C:/node.exe' });
+  });
+});
+
+describe('a signed node.exe loses its signature before the blob goes in (signtool remove /s)', () => {
+  /** A PE32+ header with a certificate table of `cert` bytes at `at` (the end of the file when it fits). */
+  function pe(cert: number, at = 0x200): Buffer {
+    const b = Buffer.alloc(Math.max(0x200, at + cert));
+    b.fill(0xcc, at, at + cert);
+    b.write('MZ', 0, 'latin1');
+    b.writeUInt32LE(0x80, 0x3c); // e_lfanew
+    b.write('PE\0\0', 0x80, 'latin1');
+    b.writeUInt16LE(0x20b, 0x98); // optional header magic: PE32+
+    b.writeUInt32LE(0x1234, 0x98 + 64); // CheckSum
+    b.writeUInt32LE(at, 0x98 + 112 + 32); // data directory 4: the certificate table
+    b.writeUInt32LE(cert, 0x98 + 112 + 36);
+    return b;
+  }
+
+  it('cuts the certificate table off and zeroes its entry and the checksum', () => {
+    const signed = pe(0x40);
+    const stripped = stripAuthenticode(signed);
+    expect(stripped.length).toBe(0x200);
+    expect(stripped.readUInt32LE(0x98 + 112 + 32)).toBe(0);
+    expect(stripped.readUInt32LE(0x98 + 112 + 36)).toBe(0);
+    expect(stripped.readUInt32LE(0x98 + 64)).toBe(0);
+    expect(stripped.subarray(0, 0x98).equals(signed.subarray(0, 0x98))).toBe(true);
+    expect(signed.readUInt32LE(0x98 + 112 + 36)).toBe(0x40); // the input is left as it was
+  });
+
+  it('leaves an unsigned PE and a file of another format as they are, and refuses a malformed one', () => {
+    const unsigned = pe(0);
+    expect(stripAuthenticode(unsigned)).toBe(unsigned);
+    const elf = readFileSync(process.execPath).subarray(0, 4096);
+    expect(stripAuthenticode(elf)).toBe(elf);
+    const notAtEnd = pe(0x40, 0x180); // the table inside the file, not after it
+    expect(() => stripAuthenticode(notAtEnd)).toThrow(/not at the end of the file/);
+    const truncated = pe(0x40).subarray(0, 0x90);
+    expect(() => stripAuthenticode(truncated)).toThrow(/not a PE file/);
+    const badMagic = pe(0x40);
+    badMagic.writeUInt16LE(0x999, 0x98);
+    expect(() => stripAuthenticode(badMagic)).toThrow(/optional header magic/);
   });
 });
