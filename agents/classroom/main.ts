@@ -9,7 +9,7 @@ void runMain(
     name: 'agent',
     command: 'npm run agent --',
     about:
-      'The classroom agent: reads the teacher PC and the display (PJLink, a command or simulated) and publishes status and telemetry over MQTT, spooling to disk while the broker is unreachable (agents/README.md). Bundled: `node cfm-agent.mjs` takes the same options, and so does the single executable `cfm-agent` (`cfm-agent.exe` on Windows).',
+      'The classroom agent: reads the teacher PC and the display (PJLink, a command or simulated) and publishes status and telemetry over MQTT, spooling to disk while the broker is unreachable (agents/README.md). Bundled: `node cfm-agent.mjs` takes the same options.',
   },
   { agent: agentConfigSchema },
   (config, log) => [new ClassroomAgent(config.agent, { log })],
