@@ -10,6 +10,8 @@ import type { MqttClient } from 'mqtt';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../../agents/classroom/node-flags.js';
+import { decodePayload } from '../../contracts/messages.js';
+import type { Channel } from '../../contracts/topics.js';
 import { Mosquitto } from '../../dev/mosquitto.js';
 import {
   binaryNodeVersion,
@@ -27,7 +29,7 @@ let dir: string;
 let exe: string;
 let mosquitto: Mosquitto;
 let sub: MqttClient;
-const received: { topic: string; payload: Record<string, unknown> }[] = [];
+const received: { topic: string; raw: string; payload: Record<string, unknown> }[] = [];
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
@@ -35,7 +37,9 @@ beforeAll(async () => {
   ({ executable: exe } = await buildAgentSea({ workDir: dir }));
   mosquitto = await new Mosquitto().start();
   sub = await mqtt.connectAsync(mosquitto.url, { clientId: 'sea-test-sub' });
-  sub.on('message', (topic, payload) => received.push({ topic, payload: JSON.parse(payload.toString()) }));
+  sub.on('message', (topic, payload) =>
+    received.push({ topic, raw: payload.toString(), payload: JSON.parse(payload.toString()) }),
+  );
   await sub.subscribeAsync('cfm/v1/+/+/+', { qos: 1 });
 }, 180_000);
 
@@ -110,7 +114,12 @@ describe('the agent as a single executable', () => {
       received.filter((m) => m.topic === `cfm/v1/3133001234/sea-ops/${channel}`).map((m) => m.payload);
     await waitFor(() => from('telemetry').length >= 2, { what: 'two readings', timeoutMs: 30_000 });
     expect(from('status')[0]).toMatchObject({ state: 'online', reason: 'birth', kind: 'panel' });
-    expect(from('telemetry')[0]).toMatchObject({ v: 1, kind: 'panel', host: { nics: expect.any(Array) } });
+    expect(from('telemetry')[0]).toMatchObject({ kind: 'panel', host: { nics: expect.any(Array) } });
+    // Every message as the collector reads it (contracts/messages.ts).
+    for (const m of received.filter((r) => r.topic.startsWith('cfm/v1/3133001234/sea-ops/'))) {
+      const channel = m.topic.split('/').at(-1) as Channel;
+      expect(decodePayload(channel, m.raw), m.raw).toMatchObject({ ok: true });
+    }
     expect(from('telemetry')[0]!.display).toBeDefined();
 
     const starting = stdout
