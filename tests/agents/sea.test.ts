@@ -191,6 +191,15 @@ describe('the Windows package (scripts/build-agent-sea.ts --package)', () => {
     ).toThrow(/none\.exe: no such file/);
     expect(() => seaCommandLine(['--nodes', 'x'])).toThrow(/Unknown option '--nodes'/);
     expect(seaCommandLine(['--node', 'C:/node.exe'])).toMatchObject({ node: 'C:/node.exe' });
+    // The Windows guide's command line, as written there (WinSW stood in for by a file).
+    const guide = readFileSync(new URL('../../docs/deploy-windows-agent.md', import.meta.url), 'utf8');
+    const line = /^npm run build:agent:sea -- (.+)$/m.exec(guide)![1]!.split(' ');
+    const winsw = join(dir, 'WinSW-x64.exe');
+    writeFileSync(winsw, 'stands for WinSW');
+    expect(seaCommandLine(line.map((a) => (a === 'WinSW-x64.exe' ? winsw : a)))).toMatchObject({
+      node: 'node-v20.X.Y-win-x64/node.exe',
+      package: 'dist/cfm-agent-windows',
+    });
   });
 });
 
