@@ -1,4 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ConfigError, loadConfig } from './config.js';
@@ -250,7 +251,11 @@ export async function runService<S extends z.ZodRawShape>(
     return;
   }
   const log = createLogger(name, (config as { log: z.output<typeof logConfigSchema> }).log);
-  log.info({ config: shown }, 'starting');
+  // The heap limit in force (node flags, NODE_OPTIONS, a service's memory cap): what a leak runs into.
+  log.info(
+    { config: shown, heapLimitMb: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20) },
+    'starting',
+  );
   try {
     await runServices(await build(config, log), log);
   } catch {

@@ -17,11 +17,12 @@ import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 
 import ts from 'typescript';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
 import { processConfigSchema } from '../common/cli.js';
 import { loadConfig } from '../common/config.js';
 import { MEASUREMENTS } from '../contracts/influx.js';
 import { Mosquitto } from '../dev/mosquitto.js';
+import { AGENT_BUNDLE, AGENT_ENTRY } from '../scripts/build-agent.js';
 import { ALL_SECTIONS } from '../scripts/gen-docs.js';
 import { waitFor } from './helpers/influx.js';
 import { brokenLinks, relativeLinks } from './helpers/markdown.js';
@@ -695,13 +696,9 @@ const INSTALLED_EXAMPLES: Record<string, string> = {
 describe('deploy/systemd', () => {
   const units = readdirSync(systemdDir).filter((f) => f.endsWith('.service'));
   const readme = readFileSync(join(systemdDir, 'README.md'), 'utf8');
-  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
-    scripts: Record<string, string>;
-  };
-  // `esbuild agents/classroom/main.ts --bundle … --outfile=dist/cfm-agent.mjs`
-  const buildAgent = pkg.scripts['build:agent']!;
-  const bundleEntry = /esbuild (\S+)/.exec(buildAgent)![1]!;
-  const bundleFile = basename(/--outfile=(\S+)/.exec(buildAgent)![1]!);
+  // `npm run build:agent` (scripts/build-agent.ts): agents/classroom/main.ts → dist/cfm-agent.mjs
+  const bundleEntry = AGENT_ENTRY;
+  const bundleFile = basename(AGENT_BUNDLE);
 
   it('has units for the agent, the poller, and broker, collector and API (all in one, or instances and a worker)', () => {
     expect(units.sort()).toEqual(
@@ -782,6 +779,9 @@ describe('deploy/systemd', () => {
         const environment = Object.fromEntries(
           svc('Environment').map((e) => e.split('=', 2) as [string, string]),
         );
+        // The agent's malloc setting (node-flags.ts), which bench:agent measures with.
+        if (script.endsWith('.mjs'))
+          for (const [k, v] of Object.entries(AGENT_ENV)) expect(environment[k], k).toBe(v);
         const mapped = args.map((a) => (a === config ? join(repo, example!) : a));
         validate(entry, join(repo, example!), environment);
         const printed = printConfig(entry, mapped, environment);
@@ -879,10 +879,143 @@ describe('deployment documentation', () => {
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
-    // Every way of starting it passes the agent's node flags and --config.
-    const commands = text.split('\n').filter((l) => l.includes('cfm-agent.mjs') && l.includes('--config'));
-    expect(commands.length).toBeGreaterThanOrEqual(3);
-    for (const c of commands) for (const f of AGENT_NODE_FLAGS) expect(c).toContain(f);
+    // Every way of starting the executable passes the agent's node flags (in NODE_OPTIONS) and --config.
+    const flags = `NODE_OPTIONS=${AGENT_NODE_FLAGS.join(' ')}`;
+    const starts = text.split('\n').filter((l) => /cfm-agent\.exe"? --config/.test(l));
+    expect(starts.length).toBeGreaterThanOrEqual(2); // NSSM, the scheduled task
+    expect(text.split(flags).length - 1).toBeGreaterThanOrEqual(3); // the service, NSSM, the task
+    expect(text).not.toMatch(/cfm-agent\.mjs|node\.exe"? --max/);
     expect(text).toMatch(/not tested on Windows/i);
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------
+// The Windows package (docs/deploy-windows-agent.md): nothing here can run PowerShell or WinSW, so what can be
+// checked without them is: the script parses with the PowerShell grammar, its parameters and exit codes are
+// the documented ones, and the service it installs starts the agent with a configuration, spool and flags the
+// agent accepts.
+
+describe('deploy/windows', () => {
+  const winDir = join(repo, 'deploy/windows');
+  const script = readFileSync(join(winDir, 'install.ps1'), 'utf8');
+  const xmlText = readFileSync(join(winDir, 'cfm-agent-service.xml'), 'utf8');
+  const doc = readFileSync(join(repo, 'docs/deploy-windows-agent.md'), 'utf8');
+
+  it('install.ps1 parses as PowerShell: no syntax error anywhere', async () => {
+    const errors = await powershellSyntaxErrors(script);
+    expect(errors).toEqual([]);
+    // The check itself finds mistakes (an unclosed block, a stray operator).
+    expect(await powershellSyntaxErrors('if ($x) {\n  Write-Host "a"\n')).not.toEqual([]);
+    expect(await powershellSyntaxErrors('$a = (1 + )\n')).not.toEqual([]);
+  });
+
+  it('install.ps1 uses no operator of PowerShell 7: Windows 10 and 11 ship Windows PowerShell 5.1', async () => {
+    const ps7 = (source: string) =>
+      powershellTree(source).then((t) => t.codeTokens.filter((l) => /&&|\|\||\?\?|\?\./.test(l)));
+    expect(await ps7(script)).toEqual([]);
+    // The check finds them in code, not in strings or comments.
+    expect(await ps7('$a = $b ?? 1\nGet-X && Get-Y\n"a && b" # c || d\n')).toEqual([' ??', '&&']);
+  });
+
+  it('install.ps1 takes the documented parameters and exits with the documented codes', () => {
+    const params = [...script.matchAll(/^\s*\[(?:string|switch)\]\$(\w+)/gm)].map((m) => m[1]!);
+    const table = doc.slice(doc.indexOf('| parameter | default | what |'));
+    const documented = [...table.slice(0, table.indexOf('\n\n')).matchAll(/^\| `-(\w+)/gm)].map((m) => m[1]!);
+    expect(params.sort()).toEqual(documented.sort());
+    const codes = new Set([...script.matchAll(/\b(?:exit|Stop-Install) (\d)\b/g)].map((m) => m[1]!));
+    expect([...codes].sort()).toEqual(['0', '1', '2', '3']);
+    for (const c of codes) expect(doc).toContain(`**${c}**`);
+    // The flags the service passes are the agent's.
+    expect(/^\$NodeFlags = '([^']*)'/m.exec(script)?.[1]).toBe(AGENT_NODE_FLAGS.join(' '));
+    // It never prints the configuration: the agent's check discards stdout (--print-config) but its error line.
+    expect(script).toMatch(/--print-config/);
+    expect(script).not.toMatch(/Get-Content[^\n]*\$(source|Config|installedConfig)/);
+  });
+
+  it('the service runs the executable with its configuration, spool and flags, which the agent accepts', async () => {
+    const { SaxesParser } = await import('saxes');
+    type Element = { name: string; attributes: Record<string, string>; text: string };
+    const elements: Element[] = [];
+    const open: Element[] = [];
+    const sax = new SaxesParser();
+    sax.on('opentag', (t) => {
+      const e = { name: t.name, attributes: t.attributes as Record<string, string>, text: '' };
+      elements.push(e);
+      open.push(e);
+    });
+    sax.on('closetag', () => open.pop());
+    sax.on('text', (t) => {
+      const top = open.at(-1);
+      if (top && top.name !== 'service') top.text += t;
+    });
+    sax.write(xmlText).close(); // throws on XML that is not well-formed
+    const one = (name: string) => elements.filter((e) => e.name === name);
+    expect(one('id')[0]!.text).toBe('cfm-agent');
+    expect(one('executable')[0]!.text).toBe('%BASE%\\cfm-agent.exe');
+    const env = Object.fromEntries(one('env').map((e) => [e.attributes.name!, e.attributes.value!]));
+    expect(env).toEqual({ NODE_OPTIONS: '@NODE_FLAGS@', CFM_AGENT__SPOOL__DIR: '@DATA_DIR@/spool' });
+
+    // As install.ps1 fills it in for a data folder on D:, then as the agent reads it.
+    const dataDir = 'D:/cfm-agent';
+    const args = one('arguments')[0]!.text.replaceAll('@DATA_DIR@', dataDir);
+    expect(args).toBe(`--config "${dataDir}/agent.yaml"`);
+    expect(script).toContain("Join-Path $DataDir 'agent.yaml'");
+    const tmp = mkdtempSync(join(tmpdir(), 'cfm-windows-'));
+    try {
+      writeFileSync(join(tmp, 'agent.yaml'), readFileSync(join(repo, 'deploy/examples/agent.yaml')));
+      const config = validate('agents/classroom/main.ts', join(tmp, 'agent.yaml'), {
+        CFM_AGENT__SPOOL__DIR: env.CFM_AGENT__SPOOL__DIR!.replaceAll('@DATA_DIR@', dataDir),
+      });
+      expect((config.agent!.spool as { dir: string }).dir).toBe(`${dataDir}/spool`);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('the package is what the script and the documentation expect', async () => {
+    const { WINDOWS_PACKAGE_FILES } = await import('../scripts/build-agent-sea.js');
+    const files = ['cfm-agent.exe', 'cfm-agent-service.exe', ...Object.keys(WINDOWS_PACKAGE_FILES)];
+    for (const from of Object.values(WINDOWS_PACKAGE_FILES))
+      expect(existsSync(join(repo, from)), from).toBe(true);
+    const table = doc.slice(doc.indexOf('## The package'), doc.indexOf('## Installing'));
+    for (const f of files) expect(table, f).toContain(`| \`${f}\` |`);
+    // What install.ps1 requires beside itself is in the package.
+    const required = /foreach \(\$file in ([^)]*)\)/
+      .exec(script)![1]!
+      .match(/'[^']+'/g)!
+      .map((q) => q.slice(1, -1));
+    for (const f of required) expect(files).toContain(f);
+  });
+});
+
+/**
+ * PowerShell source as the tree-sitter PowerShell grammar reads it (no PowerShell needed): its syntax errors,
+ * and the text of its tokens outside strings and comments.
+ */
+async function powershellTree(source: string): Promise<{ errors: string[]; codeTokens: string[] }> {
+  const { Language, Parser } = await import('web-tree-sitter');
+  await Parser.init();
+  const wasm = fileURLToPath(import.meta.resolve('tree-sitter-powershell/tree-sitter-powershell.wasm'));
+  const parser = new Parser();
+  parser.setLanguage(await Language.load(wasm));
+  const tree = parser.parse(source)!;
+  const errors: string[] = [];
+  const codeTokens: string[] = [];
+  const walk = (n: NonNullable<typeof tree>['rootNode'], code: boolean) => {
+    if (n.isError || n.isMissing)
+      errors.push(
+        `line ${n.startPosition.row + 1}: ${n.isMissing ? `missing ${n.type}` : n.text.slice(0, 80)}`,
+      );
+    const inCode = code && !/string|comment/.test(n.type);
+    if (inCode && n.childCount === 0) codeTokens.push(n.text);
+    for (const c of n.children) if (c) walk(c, inCode);
+  };
+  walk(tree.rootNode, true);
+  tree.delete();
+  parser.delete();
+  return { errors, codeTokens };
+}
+
+async function powershellSyntaxErrors(source: string): Promise<string[]> {
+  return (await powershellTree(source)).errors;
+}

@@ -2,7 +2,9 @@
 import { runMain } from '../../common/cli.js';
 import { agentConfigSchema, ClassroomAgent } from './agent.js';
 
-await runMain(
+// Not a top-level await: the single executable (scripts/build-agent-sea.ts) runs this as CommonJS. A rejection
+// ends the process as an unhandled one (exit code 1), as it would have with the await.
+void runMain(
   {
     name: 'agent',
     command: 'npm run agent --',
