@@ -4,7 +4,12 @@ import type { IPublishPacket } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
-import { DEFAULT_ACTIVE_WITHIN_S, DEFAULT_TEACHING_APPS, UsageJudge } from '../common/figures/usage.js';
+import {
+  DEFAULT_ACTIVE_WITHIN_S,
+  DEFAULT_TEACHING_APPS,
+  DEFAULT_TEACHING_IDLE_WITHIN_S,
+  UsageJudge,
+} from '../common/figures/usage.js';
 import type { Service } from '../common/lifecycle.js';
 import { LogThrottle } from '../common/log.js';
 import { gauge, labelledGauge } from '../common/metrics.js';
@@ -160,6 +165,15 @@ export const collectorConfigSchema = z
           .describe(
             "A teaching computer with keyboard, mouse, pen or touch input within this many seconds is active: on and active is in use. Should be at least the agents' reading interval.",
           ),
+        teachingIdleWithinS: z
+          .number()
+          .int()
+          .min(10)
+          .max(14_400)
+          .default(DEFAULT_TEACHING_IDLE_WITHIN_S)
+          .describe(
+            'A teaching application or site in the foreground counts as use only with input within this many seconds (default 45 minutes, one lesson): a lesson shown or a video played needs no input for a while, but a panel that boots into its whiteboard software and is left alone is not in use. At least `activeWithinS`.',
+          ),
         teachingApps: z
           .array(z.string().min(1).max(128))
           .max(500)
@@ -167,6 +181,10 @@ export const collectorConfigSchema = z
           .describe(
             `Executables that count as teaching when in the foreground, even without input (a lesson shown, a video played): matched case-insensitively against \`activity.foreground\`, a trailing \`.exe\` ignored (so \`wpp.exe\` also matches a Linux desktop's \`wpp\`). A list given replaces the defaults, whose products common/figures/usage.ts names. A browser counts only through the agent's \`activity.teachingSites\`.`,
           ),
+      })
+      .refine((u) => u.teachingIdleWithinS >= u.activeWithinS, {
+        message: 'teachingIdleWithinS must be at least activeWithinS',
+        path: ['teachingIdleWithinS'],
       })
       .prefault({})
       .describe(

@@ -70,7 +70,7 @@ export const MEASUREMENTS = {
     fields: { rx_bytes: 'int', tx_bytes: 'int', rx_bps: 'float', tx_bps: 'float' },
   },
   display: {
-    doc: "Teaching display (whiteboard, panel, projector) health, and classroom use as the collector judged it per reading (docs/usage.md, `collector.usage`): `on` the display's power (on or warming up) or, without a display, the computer's screen; `in_use` on and (input within `usage.activeWithinS` or a teaching application or site in the foreground); its parts `active`, `teaching_app` (0/1), `idle_s`, `screen_on` (0/1) and `foreground` (the executable's name: a field, never a tag) from the reading's `activity`; `use_basis` `activity` when it had activity evidence, `power` when use rests on the display's power alone (a v1 agent's `inUse`, or v2 without `activity`). Also written for a v2 teacher PC without a display source (no `source` tag).",
+    doc: "Teaching display (whiteboard, panel, projector) health, and classroom use as the collector judged it per reading (docs/usage.md, `collector.usage`): `on` the display's power (on or warming up) or, without a display, the computer's screen; `in_use` on and (input within `usage.activeWithinS`, or a teaching application or site in the foreground with input within `usage.teachingIdleWithinS`); its parts `active`, `teaching_app` (0/1), `idle_s`, `screen_on` (0/1) and `foreground` (the executable's name: a field, never a tag) from the reading's `activity`; `use_basis` `activity` when it had activity evidence, `power` when use rests on the display's power alone (a v1 agent's `inUse`, or v2 without `activity`). Also written for a v2 teacher PC without a display source (no `source` tag).",
     tags: [...STANDARD_TAGS, 'source'],
     fields: {
       power: 'string',

@@ -38,6 +38,12 @@ export const DEFAULT_TEACHING_APPS: readonly string[] = [
 export interface UsageRule {
   /** Input within this many seconds is activity (default 300: the last five minutes). */
   activeWithinS: number;
+  /**
+   * A teaching application or site in front counts only with input within this many seconds (default 2,700:
+   * one lesson): a lesson shown or a video played needs no input for a while, but someone started it. A panel
+   * that boots into its whiteboard software and is left alone is not in use.
+   */
+  teachingIdleWithinS: number;
   /** Executable names of teaching applications, as configured. */
   teachingApps: readonly string[];
 }
@@ -82,7 +88,8 @@ export class UsageJudge {
    *
    * - v2 with `activity`: on = the display's power (on or warming up), or, without a display, the computer's
    *   screen — and when the agent cannot tell whether its screen is on, the computer is on, since it reports;
-   *   in use = on ∧ (input within `activeWithinS` ∨ a teaching application or site in the foreground).
+   *   in use = on ∧ (input within `activeWithinS` ∨ (a teaching application or site in the foreground ∧ input
+   *   within `teachingIdleWithinS`)). Without an idle time nothing shows a person was there: not in use.
    * - v2 without `activity`: as v1 judged it, on with an input selected; basis `power`.
    * - v1: its `inUse` as sent (never more than its display's power allows: a display reported off is not in
    *   use), or, without one, on with an input selected; basis `power`. A v1 reading's `activity` is not read:
@@ -96,7 +103,14 @@ export class UsageJudge {
       const on = displayOn ?? a.screenOn ?? true;
       const active = a.idleS === undefined ? undefined : a.idleS <= this.rule.activeWithinS;
       const teachingApp = this.isTeachingApp(a.foreground) || a.teachingSite !== undefined;
-      return { on, inUse: on && (active === true || teachingApp), active, teachingApp, basis: 'activity' };
+      const attended = a.idleS !== undefined && a.idleS <= this.rule.teachingIdleWithinS;
+      return {
+        on,
+        inUse: on && (active === true || (teachingApp && attended)),
+        active,
+        teachingApp,
+        basis: 'activity',
+      };
     }
     if (m.v === 1 && m.inUse !== undefined)
       return {
@@ -120,9 +134,16 @@ export class UsageJudge {
 /** Seconds of input-free time still counted as activity by default (docs/usage.md). */
 export const DEFAULT_ACTIVE_WITHIN_S = 300;
 
+/**
+ * Seconds of input-free time a teaching application or site in front still counts as use by default: 45
+ * minutes, the longest class period of 中小学 (40–45 min), so a lesson video started at the bell counts to its end.
+ */
+export const DEFAULT_TEACHING_IDLE_WITHIN_S = 2_700;
+
 /** The rule with its defaults (what `collector.usage` defaults to). */
 export const DEFAULT_USAGE_JUDGE = new UsageJudge({
   activeWithinS: DEFAULT_ACTIVE_WITHIN_S,
+  teachingIdleWithinS: DEFAULT_TEACHING_IDLE_WITHIN_S,
   teachingApps: DEFAULT_TEACHING_APPS,
 });
 

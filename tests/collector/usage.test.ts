@@ -177,21 +177,26 @@ describe('classroom use judged by the collector', () => {
   });
 
   it('applies collector.usage: the activity window and the teaching applications configured', async () => {
-    const c = await setup({ activeWithinS: 60, teachingApps: ['MyBoard.exe'] });
+    const c = await setup({ activeWithinS: 60, teachingIdleWithinS: 900, teachingApps: ['MyBoard.exe'] });
     await c.send('pn-v2', 'telemetry', v2(1, { idleS: 120 }));
     await c.send('pn-v2', 'telemetry', v2(2, { idleS: 600, foreground: 'myboard.EXE' }));
     await c.send('pn-v2', 'telemetry', v2(3, { idleS: 600, foreground: 'EasiNote.exe' })); // not in this list
-    await waitFor(() => c.collector.stats().accepted === 3, { what: '3 accepted' });
+    await c.send('pn-v2', 'telemetry', v2(4, { idleS: 901, foreground: 'MyBoard.exe' })); // left alone too long
+    await waitFor(() => c.collector.stats().accepted === 4, { what: '4 accepted' });
     await c.storage.drain();
     expect((await displayRows(c.storage, 'pn-v2')).map((r) => [r.in_use, r.active, r.teaching_app])).toEqual([
       [0, 0, 0],
       [1, 0, 1],
       [0, 0, 0],
+      [0, 0, 1],
     ]);
     await c.done();
     // A bad rule stops start-up, naming the key.
     expect(() => collectorConfigSchema.parse({ usage: { activeWithinS: 0 } })).toThrow(/activeWithinS/);
     expect(() => collectorConfigSchema.parse({ usage: { teachingApps: [''] } })).toThrow(/teachingApps/);
+    expect(() =>
+      collectorConfigSchema.parse({ usage: { activeWithinS: 600, teachingIdleWithinS: 300 } }),
+    ).toThrow(/teachingIdleWithinS must be at least activeWithinS/);
     expect(() => collectorConfigSchema.parse({ usage: { teachingapps: [] } })).toThrow();
   });
 
@@ -227,10 +232,10 @@ describe('classroom use judged by the collector', () => {
     expect(metrics).toMatch(/cfm_collector_messages_rejected_total\{reason="invalid"\} 10/);
     expect(metrics).toMatch(/cfm_collector_messages_rejected_total\{reason="unsupported_version"\} 4/);
     await c.storage.drain();
-    // Only the good reading is stored: a year idle, yet teaching with EasiNote in front.
+    // Only the good reading is stored: a year idle with EasiNote in front is a panel left alone, not in use.
     const rows = await displayRows(c.storage, 'pn-v2');
-    expect(rows.map((r) => [r.idle_s, r.foreground, r.in_use, r.active])).toEqual([
-      [MAX_IDLE_S, 'EasiNote.exe', 1, 0],
+    expect(rows.map((r) => [r.idle_s, r.foreground, r.in_use, r.active, r.teaching_app])).toEqual([
+      [MAX_IDLE_S, 'EasiNote.exe', 0, 0, 1],
     ]);
     expect(await c.storage.rows('SELECT * FROM event')).toEqual([]);
     expect(await c.storage.rows('SELECT * FROM iface')).toEqual([]);

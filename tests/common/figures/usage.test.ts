@@ -35,11 +35,15 @@ const j = (
 ): UseJudgement => ({ on, inUse, active, teachingApp, basis });
 
 describe('the rule of use (docs/usage.md, "The rule")', () => {
-  const judge = new UsageJudge({ activeWithinS: 300, teachingApps: DEFAULT_TEACHING_APPS });
+  const judge = new UsageJudge({
+    activeWithinS: 300,
+    teachingIdleWithinS: 2_700,
+    teachingApps: DEFAULT_TEACHING_APPS,
+  });
 
   // [what, reading, judgement]: every line of the rule changes one outcome.
   const cases: [string, Telemetry, UseJudgement | undefined][] = [
-    // v2 with activity: on ∧ (active ∨ teaching app)
+    // v2 with activity: on ∧ (active ∨ (teaching app ∧ input within teachingIdleWithinS))
     [
       'v2 on, input 10 s ago',
       reading(2, { input: '31' }, act({ idleS: 10 })),
@@ -56,18 +60,33 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
       j(true, false, false, false, 'activity'),
     ],
     [
-      'v2 on, idle but EasiNote in front',
-      reading(2, {}, act({ idleS: 3_600, foreground: 'EasiNote.exe' })),
+      'v2 on, no input for 20 minutes but EasiNote in front: a lesson shown',
+      reading(2, {}, act({ idleS: 1_200, foreground: 'EasiNote.exe' })),
       j(true, true, false, true, 'activity'),
     ],
     [
+      'v2 teaching app, input exactly teachingIdleWithinS ago',
+      reading(2, {}, act({ idleS: 2_700, foreground: 'EasiNote.exe' })),
+      j(true, true, false, true, 'activity'),
+    ],
+    [
+      'v2 teaching app, input one second longer ago: booted into EasiNote and left alone',
+      reading(2, {}, act({ idleS: 2_701, foreground: 'EasiNote.exe' })),
+      j(true, false, false, true, 'activity'),
+    ],
+    [
+      'v2 teaching app, no idle time read: nothing shows a person',
+      reading(2, {}, act({ foreground: 'EasiNote.exe' })),
+      j(true, false, undefined, true, 'activity'),
+    ],
+    [
       'v2 teaching app matched case-insensitively',
-      reading(2, {}, act({ idleS: 3_600, foreground: 'powerpnt.exe' })),
+      reading(2, {}, act({ idleS: 1_800, foreground: 'powerpnt.exe' })),
       j(true, true, false, true, 'activity'),
     ],
     [
       'v2 a Linux `wpp` matches wpp.exe',
-      reading(2, {}, act({ idleS: 3_600, foreground: 'wpp' })),
+      reading(2, {}, act({ idleS: 1_800, foreground: 'wpp' })),
       j(true, true, false, true, 'activity'),
     ],
     [
@@ -77,8 +96,13 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
     ],
     [
       'v2 idle with a teaching site in front',
-      reading(2, {}, act({ idleS: 3_600, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
+      reading(2, {}, act({ idleS: 1_800, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
       j(true, true, false, true, 'activity'),
+    ],
+    [
+      'v2 a teaching site left in front for an hour',
+      reading(2, {}, act({ idleS: 3_600, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
+      j(true, false, false, true, 'activity'),
     ],
     [
       'v2 display off, input now: not in use',
@@ -183,13 +207,19 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
   });
 
   it('takes activeWithinS and the teaching applications from the configuration', () => {
-    const strict = new UsageJudge({ activeWithinS: 60, teachingApps: ['MyBoard.EXE'] });
+    const strict = new UsageJudge({
+      activeWithinS: 60,
+      teachingIdleWithinS: 1_000,
+      teachingApps: ['MyBoard.EXE'],
+    });
     expect(strict.judge(reading(2, {}, act({ idleS: 120 })))?.inUse).toBe(false);
     expect(strict.judge(reading(2, {}, act({ idleS: 60 })))?.inUse).toBe(true);
     expect(strict.judge(reading(2, {}, act({ idleS: 999, foreground: 'myboard.exe' })))?.inUse).toBe(true);
+    expect(strict.judge(reading(2, {}, act({ idleS: 1_001, foreground: 'myboard.exe' })))?.inUse).toBe(false);
     // The configured list replaces the defaults.
     expect(strict.judge(reading(2, {}, act({ idleS: 999, foreground: 'EasiNote.exe' })))?.inUse).toBe(false);
     expect(DEFAULT_USAGE_JUDGE.rule.activeWithinS).toBe(300);
+    expect(DEFAULT_USAGE_JUDGE.rule.teachingIdleWithinS).toBe(2_700);
   });
 
   it('compares executable names without case and without .exe, nothing more', () => {
