@@ -216,7 +216,7 @@ function notes(kind: ReportKind, info: ReportFileInfo): (readonly [string, strin
   if (kind === 'usage' || kind === 'idle' || kind === 'classrooms')
     lines.push([
       '使用判定',
-      '使用 = 教学显示设备开机，且教学计算机在设定时间内（collector.usage.activeWithinS，默认 5 分钟）有键盘、鼠标、触摸或笔的操作，或前台是教学软件或教学网站且一节课内（collector.usage.teachingIdleWithinS，默认 45 分钟）有过操作；开机未使用 = 教学时间内开机但未使用；非教学时间开机 = 第一节课前、最后一节课后及非教学日的开机时间；判定依据为“仅按开机判定”的设备（旧版教室客户端，或未能读取操作活动），其使用只按开机状态计',
+      '使用 = 教学显示设备开机，且教学计算机在设定时间内（collector.usage.activeWithinS，默认 5 分钟）有键盘、鼠标、触摸或笔的操作，或前台是教学软件或教学网站且在 collector.usage.teachingIdleWithinS（默认 20 分钟）内有过操作；开机未使用 = 教学时间内开机但未使用；非教学时间开机 = 第一节课前、最后一节课后及非教学日的开机时间；判定依据为“仅按开机判定”的设备（旧版教室客户端，或未能读取操作活动），其使用只按开机状态计',
     ]);
   if (kind === 'usage' || kind === 'idle')
     lines.push([

@@ -172,7 +172,7 @@ export const collectorConfigSchema = z
           .max(14_400)
           .default(DEFAULT_TEACHING_IDLE_WITHIN_S)
           .describe(
-            'A teaching application or site in the foreground counts as use only with input within this many seconds (default 45 minutes, one lesson): a lesson shown or a video played needs no input for a while, but a panel that boots into its whiteboard software and is left alone is not in use. At least `activeWithinS`.',
+            'A teaching application or site in the foreground counts as use only with input within this many seconds (default 20 minutes): a lesson shown or a video played needs no input for a while, but a panel that boots into its whiteboard software and is left alone is not in use. Longer carries a lesson into the next class period (docs/usage.md). At least `activeWithinS`.',
           ),
         teachingApps: z
           .array(z.string().min(1).max(128))

@@ -39,8 +39,8 @@ export interface UsageRule {
   /** Input within this many seconds is activity (default 300: the last five minutes). */
   activeWithinS: number;
   /**
-   * A teaching application or site in front counts only with input within this many seconds (default 2,700:
-   * one lesson): a lesson shown or a video played needs no input for a while, but someone started it. A panel
+   * A teaching application or site in front counts only with input within this many seconds (default 1,200:
+   * 20 minutes): a lesson shown or a video played needs no input for a while, but someone started it. A panel
    * that boots into its whiteboard software and is left alone is not in use.
    */
   teachingIdleWithinS: number;
@@ -135,10 +135,13 @@ export class UsageJudge {
 export const DEFAULT_ACTIVE_WITHIN_S = 300;
 
 /**
- * Seconds of input-free time a teaching application or site in front still counts as use by default: 45
- * minutes, the longest class period of 中小学 (40–45 min), so a lesson video started at the bell counts to its end.
+ * Seconds of input-free time a teaching application or site in front still counts as use by default: 20
+ * minutes. Longer would carry a lesson into the next class period: with the usual 10-minute break (课间), a
+ * program left open after a lesson counts at most 10 minutes of the next 40–45-minute period — under the half
+ * that makes a period used (api/README.md, Definitions 4) — where 45 minutes would make that period used. The
+ * cost: a video played untouched for longer than 20 minutes counts only to its 20th minute.
  */
-export const DEFAULT_TEACHING_IDLE_WITHIN_S = 2_700;
+export const DEFAULT_TEACHING_IDLE_WITHIN_S = 1_200;
 
 /** The rule with its defaults (what `collector.usage` defaults to). */
 export const DEFAULT_USAGE_JUDGE = new UsageJudge({

@@ -221,7 +221,7 @@ export const audit: DashboardDef = {
     {
       title: '使用时长 (Classroom equipment hours per day)',
       description:
-        'Sum over classroom devices of hours in use, on but unused and switched on, in class periods only, and of hours left on outside them — before the first period, after the last, and all day on days without school (usage_day). In use is the collector’s judgement: the display on and someone at the teaching computer, or a teaching application in front that someone used within one lesson (docs/usage.md); for older agents, by power.',
+        'Sum over classroom devices of hours in use, on but unused and switched on, in class periods only, and of hours left on outside them — before the first period, after the last, and all day on days without school (usage_day). In use is the collector’s judgement: the display on and someone at the teaching computer, or a teaching application in front that someone touched within 20 minutes (docs/usage.md); for older agents, by power.',
       w: 12,
       h: 8,
       queries: [

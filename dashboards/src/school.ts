@@ -66,7 +66,7 @@ export const school: DashboardDef = {
     {
       title: '设备状态 (Displays now: power, input, use, errors)',
       description:
-        'The last reading of each teaching display in the range (PJLink / vendor protocol). In use: the collector’s judgement (docs/usage.md) — on, and input on the teaching computer within collector.usage.activeWithinS, or a teaching application in front with input within collector.usage.teachingIdleWithinS (one lesson); its basis `activity`, or `power` for an agent that sends no activity (on with an input selected); the foreground program and the seconds since the last input.',
+        'The last reading of each teaching display in the range (PJLink / vendor protocol). In use: the collector’s judgement (docs/usage.md) — on, and input on the teaching computer within collector.usage.activeWithinS, or a teaching application in front with input within collector.usage.teachingIdleWithinS (20 minutes); its basis `activity`, or `power` for an agent that sends no activity (on with an input selected); the foreground program and the seconds since the last input.',
       w: 24,
       h: 7,
       queries: [

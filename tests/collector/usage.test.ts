@@ -121,8 +121,8 @@ describe('classroom use judged by the collector', () => {
     const c = await setup();
     await c.send('pn-v2', 'telemetry', v2(1, { idleS: 12, foreground: 'chrome.exe', screenOn: true }));
     await c.send('pn-v2', 'telemetry', v2(2, { idleS: 1_800, foreground: 'chrome.exe', screenOn: true }));
-    await c.send('pn-v2', 'telemetry', v2(3, { idleS: 1_800, foreground: 'POWERPNT.EXE' }));
-    await c.send('pn-v2', 'telemetry', v2(4, { idleS: 1_800, teachingSite: '智慧中小学' }));
+    await c.send('pn-v2', 'telemetry', v2(3, { idleS: 1_000, foreground: 'POWERPNT.EXE' }));
+    await c.send('pn-v2', 'telemetry', v2(4, { idleS: 1_000, teachingSite: '智慧中小学' }));
     await c.send('pn-v2', 'telemetry', v2(5, { idleS: 0 }, { display: { source: 'pjlink', power: 'off' } }));
     await c.send('pn-v2', 'telemetry', v2(6, undefined)); // v2 without activity: as v1 judged it
     // A v1 agent: its inUse, basis power; the display reported off is not in use whatever inUse says.
@@ -156,8 +156,8 @@ describe('classroom use judged by the collector', () => {
     expect((await displayRows(c.storage, 'pn-v2')).map(pick)).toEqual([
       [1, 1, 1, 0, 12, 1, 'chrome.exe', 'activity'],
       [1, 0, 0, 0, 1_800, 1, 'chrome.exe', 'activity'], // on but unused
-      [1, 1, 0, 1, 1_800, null, 'POWERPNT.EXE', 'activity'],
-      [1, 1, 0, 1, 1_800, null, null, 'activity'],
+      [1, 1, 0, 1, 1_000, null, 'POWERPNT.EXE', 'activity'],
+      [1, 1, 0, 1, 1_000, null, null, 'activity'],
       [0, 0, 1, 0, 0, null, null, 'activity'],
       [1, 1, null, null, null, null, null, 'power'], // on with input 31
     ]);

@@ -37,7 +37,7 @@ const j = (
 describe('the rule of use (docs/usage.md, "The rule")', () => {
   const judge = new UsageJudge({
     activeWithinS: 300,
-    teachingIdleWithinS: 2_700,
+    teachingIdleWithinS: 1_200,
     teachingApps: DEFAULT_TEACHING_APPS,
   });
 
@@ -60,18 +60,18 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
       j(true, false, false, false, 'activity'),
     ],
     [
-      'v2 on, no input for 20 minutes but EasiNote in front: a lesson shown',
-      reading(2, {}, act({ idleS: 1_200, foreground: 'EasiNote.exe' })),
+      'v2 on, no input for 15 minutes but EasiNote in front: a lesson shown',
+      reading(2, {}, act({ idleS: 900, foreground: 'EasiNote.exe' })),
       j(true, true, false, true, 'activity'),
     ],
     [
       'v2 teaching app, input exactly teachingIdleWithinS ago',
-      reading(2, {}, act({ idleS: 2_700, foreground: 'EasiNote.exe' })),
+      reading(2, {}, act({ idleS: 1_200, foreground: 'EasiNote.exe' })),
       j(true, true, false, true, 'activity'),
     ],
     [
       'v2 teaching app, input one second longer ago: booted into EasiNote and left alone',
-      reading(2, {}, act({ idleS: 2_701, foreground: 'EasiNote.exe' })),
+      reading(2, {}, act({ idleS: 1_201, foreground: 'EasiNote.exe' })),
       j(true, false, false, true, 'activity'),
     ],
     [
@@ -81,12 +81,12 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
     ],
     [
       'v2 teaching app matched case-insensitively',
-      reading(2, {}, act({ idleS: 1_800, foreground: 'powerpnt.exe' })),
+      reading(2, {}, act({ idleS: 1_000, foreground: 'powerpnt.exe' })),
       j(true, true, false, true, 'activity'),
     ],
     [
       'v2 a Linux `wpp` matches wpp.exe',
-      reading(2, {}, act({ idleS: 1_800, foreground: 'wpp' })),
+      reading(2, {}, act({ idleS: 1_000, foreground: 'wpp' })),
       j(true, true, false, true, 'activity'),
     ],
     [
@@ -96,7 +96,7 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
     ],
     [
       'v2 idle with a teaching site in front',
-      reading(2, {}, act({ idleS: 1_800, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
+      reading(2, {}, act({ idleS: 1_000, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
       j(true, true, false, true, 'activity'),
     ],
     [
@@ -219,7 +219,7 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
     // The configured list replaces the defaults.
     expect(strict.judge(reading(2, {}, act({ idleS: 999, foreground: 'EasiNote.exe' })))?.inUse).toBe(false);
     expect(DEFAULT_USAGE_JUDGE.rule.activeWithinS).toBe(300);
-    expect(DEFAULT_USAGE_JUDGE.rule.teachingIdleWithinS).toBe(2_700);
+    expect(DEFAULT_USAGE_JUDGE.rule.teachingIdleWithinS).toBe(1_200);
   });
 
   it('compares executable names without case and without .exe, nothing more', () => {
