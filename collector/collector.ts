@@ -8,6 +8,7 @@ import {
   DEFAULT_ACTIVE_WITHIN_S,
   DEFAULT_TEACHING_APPS,
   DEFAULT_TEACHING_IDLE_WITHIN_S,
+  DEFAULT_TEACHING_SITE_NAMES,
   UsageJudge,
 } from '../common/figures/usage.js';
 import type { Service } from '../common/lifecycle.js';
@@ -179,7 +180,14 @@ export const collectorConfigSchema = z
           .max(500)
           .default([...DEFAULT_TEACHING_APPS])
           .describe(
-            `Executables that count as teaching when in the foreground, even without input (a lesson shown, a video played): matched case-insensitively against \`activity.foreground\`, a trailing \`.exe\` ignored (so \`wpp.exe\` also matches a Linux desktop's \`wpp\`). A list given replaces the defaults, whose products common/figures/usage.ts names. A browser counts only through the agent's \`activity.teachingSites\`.`,
+            `Executables that count as teaching when in the foreground with input within \`teachingIdleWithinS\` (a lesson shown, a video played): matched case-insensitively against \`activity.foreground\`, a trailing \`.exe\` ignored (so \`wpp.exe\` also matches a Linux desktop's \`wpp\`). A list given replaces the defaults, whose products common/figures/usage.ts names. A browser counts only through the agent's \`activity.teachingSites\`.`,
+          ),
+        teachingSites: z
+          .array(z.string().min(1).max(64))
+          .max(64)
+          .default([...DEFAULT_TEACHING_SITE_NAMES])
+          .describe(
+            "Names of the teaching sites that count (an agent's `activity.teachingSite`, the name of the pattern its window title matched on the computer), under the same 20-minute bound as `teachingApps`. A name not on this list does not count, so a PC's own patterns cannot make any page teaching. A list given replaces the default (国家中小学智慧教育平台); add a province's platform here and in the agents' `activity.teachingSites`.",
           ),
       })
       .refine((u) => u.teachingIdleWithinS >= u.activeWithinS, {

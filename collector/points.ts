@@ -78,7 +78,7 @@ export function telemetryPoints(
   }
   // A display point whenever the reading says anything of a display or of use: a v2 teacher PC without a
   // display source still gets one, its `on` from its screen (docs/usage.md, "The rule").
-  const use = judge.judge(m);
+  const use = judge.judge(m, info.kind);
   if (use) {
     const d = m.display;
     const e = d?.errors;
@@ -99,8 +99,10 @@ export function telemetryPoints(
         teaching_app: bit(use.teachingApp),
         idle_s: a?.idleS,
         screen_on: bit(a?.screenOn),
-        // A field, never a tag: any name a device sends adds no series.
-        foreground: a?.foreground,
+        // Only a teaching application's name is kept: any other foreground (a chat program, a file name a tool
+        // let through) says what a teacher does, not whether the room is used (docs/usage.md, "Trust"). A field,
+        // never a tag: no name a device sends adds a series.
+        foreground: judge.isTeachingApp(a?.foreground) ? a?.foreground : undefined,
         use_basis: use.basis,
         input: d?.input,
         touch_ok: bit(d?.touchOk),

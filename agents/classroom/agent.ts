@@ -362,7 +362,8 @@ export class ClassroomAgent implements Service {
         }
         out.activity = r.activity;
       }
-      return out;
+      // The helper also runs for NIC counters alone: another configured source still gives the activity.
+      if (source === 'windows') return out;
     }
     if (this.activitySource) {
       try {
@@ -390,6 +391,10 @@ export class ClassroomAgent implements Service {
     } catch (err) {
       this.counts.displayErrors++;
       this.deps.log.warn({ err: (err as Error).message }, 'display read failed');
+      // A display that does not answer is not known to be on: said so, rather than left out — a reading
+      // without a display would be judged by the computer's screen alone (docs/usage.md, "The rule").
+      const source = c.display.source;
+      if (source !== 'none') display = { source, power: 'unknown' };
       if (this.displayReachable) {
         this.displayReachable = false;
         out.push(this.event('unreachable', 'warning', 'display', (err as Error).message.slice(0, 500)));

@@ -1,5 +1,6 @@
 import type { PERIOD_USE_BASES, USE_BASES } from '../../contracts/influx.js';
 import type { Telemetry } from '../../contracts/messages.js';
+import { DISPLAY_KINDS } from '../../contracts/registry.js';
 
 /**
  * What counts as classroom use, per reading (docs/usage.md, "The rule"): the collector's one judgement for the
@@ -34,6 +35,14 @@ export const DEFAULT_TEACHING_APPS: readonly string[] = [
   'vlc.exe',
 ];
 
+/**
+ * Teaching sites that count by default: the national platform for primary and secondary schools (国家中小学智慧教育
+ * 平台), whose name the agents' default pattern reports (agents/sources/activity/sites.ts). A province adds its own
+ * platform here (`collector.usage.teachingSites`) and in the agents' patterns.
+ */
+export const NATIONAL_PLATFORM = '国家中小学智慧教育平台';
+export const DEFAULT_TEACHING_SITE_NAMES: readonly string[] = [NATIONAL_PLATFORM];
+
 /** `collector.usage` as the rule needs it. */
 export interface UsageRule {
   /** Input within this many seconds is activity (default 300: the last five minutes). */
@@ -46,6 +55,11 @@ export interface UsageRule {
   teachingIdleWithinS: number;
   /** Executable names of teaching applications, as configured. */
   teachingApps: readonly string[];
+  /**
+   * Names of the teaching sites that count (`activity.teachingSite`): the agents match window titles against
+   * their patterns, but only a name on this list counts, so a PC's configuration cannot make any page teaching.
+   */
+  teachingSites: readonly string[];
 }
 
 /** Why a reading's use was judged as it was: by activity evidence, or by the display's power alone. */
@@ -74,39 +88,51 @@ export function appKey(name: string): string {
 export class UsageJudge {
   private readonly apps: ReadonlySet<string>;
 
+  private readonly sites: ReadonlySet<string>;
+
   constructor(readonly rule: UsageRule) {
     this.apps = new Set(rule.teachingApps.map(appKey));
+    this.sites = new Set(rule.teachingSites);
   }
 
   isTeachingApp(foreground: string | undefined): boolean {
     return foreground !== undefined && this.apps.has(appKey(foreground));
   }
 
+  isTeachingSite(site: string | undefined): boolean {
+    return site !== undefined && this.sites.has(site);
+  }
+
   /**
    * Judges one telemetry reading (docs/usage.md, "The rule"); undefined when it carries no evidence of a
-   * display or of use at all (a reading of host health only), which writes no `display` point.
+   * display or of use at all (a reading of host health only), which writes no `display` point. `kind`: the
+   * device's registered kind, when known.
    *
-   * - v2 with `activity`: on = the display's power (on or warming up), or, without a display, the computer's
-   *   screen — and when the agent cannot tell whether its screen is on, the computer is on, since it reports;
-   *   in use = on ∧ (input within `activeWithinS` ∨ (a teaching application or site in the foreground ∧ input
-   *   within `teachingIdleWithinS`)). Without an idle time nothing shows a person was there: not in use.
+   * - v2 with `activity` and an idle time: on = the display's power (on or warming up), or, without a display,
+   *   the computer's screen — and when the agent cannot tell whether its screen is on, a computer that reports
+   *   is on, but a display device (panel, whiteboard, projector: `DISPLAY_KINDS`) is not known to be on;
+   *   in use = on ∧ (input within `activeWithinS` ∨ (a teaching application or listed site in the foreground ∧
+   *   input within `teachingIdleWithinS`)).
+   * - v2 with `activity` but no idle time (the source could not read input: a session-0 helper, a missing
+   *   tool): no evidence of a person either way, so judged by power as below, basis `power`.
    * - v2 without `activity`: as v1 judged it, on with an input selected; basis `power`.
    * - v1: its `inUse` as sent (never more than its display's power allows: a display reported off is not in
-   *   use), or, without one, on with an input selected; basis `power`. A v1 reading's `activity` is not read:
-   *   its version says what its `inUse` means.
+   *   use; a computer in use is on), or, without one, on with an input selected; basis `power`. A v1 reading's
+   *   `activity` is not read: its version says what its `inUse` means.
    */
-  judge(m: Telemetry): UseJudgement | undefined {
+  judge(m: Telemetry, kind?: string): UseJudgement | undefined {
     const d = m.display;
     const displayOn = d ? d.power === 'on' || d.power === 'warming' : undefined;
     const a = m.v === 2 ? m.activity : undefined;
-    if (a) {
-      const on = displayOn ?? a.screenOn ?? true;
-      const active = a.idleS === undefined ? undefined : a.idleS <= this.rule.activeWithinS;
-      const teachingApp = this.isTeachingApp(a.foreground) || a.teachingSite !== undefined;
-      const attended = a.idleS !== undefined && a.idleS <= this.rule.teachingIdleWithinS;
+    if (a && a.idleS !== undefined) {
+      const isDisplay = kind !== undefined && (DISPLAY_KINDS as readonly string[]).includes(kind);
+      const on = displayOn ?? a.screenOn ?? (isDisplay ? undefined : true);
+      const active = a.idleS <= this.rule.activeWithinS;
+      const teachingApp = this.isTeachingApp(a.foreground) || this.isTeachingSite(a.teachingSite);
+      const attended = a.idleS <= this.rule.teachingIdleWithinS;
       return {
         on,
-        inUse: on && (active === true || (teachingApp && attended)),
+        inUse: on === true && (active || (teachingApp && attended)),
         active,
         teachingApp,
         basis: 'activity',
@@ -114,7 +140,7 @@ export class UsageJudge {
     }
     if (m.v === 1 && m.inUse !== undefined)
       return {
-        on: displayOn,
+        on: displayOn ?? (m.inUse ? true : undefined),
         inUse: displayOn === false ? false : m.inUse,
         active: undefined,
         teachingApp: undefined,
@@ -148,6 +174,7 @@ export const DEFAULT_USAGE_JUDGE = new UsageJudge({
   activeWithinS: DEFAULT_ACTIVE_WITHIN_S,
   teachingIdleWithinS: DEFAULT_TEACHING_IDLE_WITHIN_S,
   teachingApps: DEFAULT_TEACHING_APPS,
+  teachingSites: DEFAULT_TEACHING_SITE_NAMES,
 });
 
 /**

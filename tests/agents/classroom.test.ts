@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -205,6 +206,50 @@ describe('telemetry v2', () => {
     });
     await agent2.tick();
     expect(lines.filter((l) => String(l.msg).includes('outside the console session'))).toHaveLength(1);
+    await agent2.stop();
+
+    // On Windows with another activity source: the helper gives the NIC counters, the source the activity.
+    const device3 = 'pc-sim-win';
+    const agent3 = await run(
+      new ClassroomAgent(
+        config(device3, {
+          display: { source: 'simulated' },
+          activity: { source: 'simulated' },
+          windowsHelper: { command: FAKE },
+        }),
+        { log, platform: 'win32' },
+      ),
+    );
+    await waitFor(() => telemetry(device3).some((x) => x.host?.nics.length && x.activity), {
+      what: 'NIC counters and activity in one reading',
+    });
+    const t3 = telemetry(device3).find((x) => x.host?.nics.length && x.activity)!;
+    expect(t3.activity?.source).toBe('simulated');
+    expect(t3.host!.nics.map((n) => n.name)).toEqual(['以太网']);
+    expect(agent3.stats().activityErrors).toBe(0);
+  });
+
+  it('a display that does not answer is sent as power unknown, not left out (so never judged on)', async () => {
+    const device = 'pn-dark';
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const { log } = captureLogger('agent');
+    const agent = await run(
+      new ClassroomAgent(
+        config(device, {
+          display: { source: 'pjlink', host: '127.0.0.1', port, timeoutMs: 500 },
+          activity: { source: 'simulated' },
+        }),
+        { log },
+      ),
+    );
+    await waitFor(() => telemetry(device).length >= 1, { what: 'a reading' });
+    const t = telemetry(device)[0]!;
+    expect(t.display).toEqual({ source: 'pjlink', power: 'unknown' });
+    expect(t.activity?.source).toBe('simulated');
+    expect(agent.stats().displayErrors).toBeGreaterThanOrEqual(1);
   });
 
   it('a failing activity source: readings go on without activity, counted, logged once', async () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Collector, collectorConfigSchema } from '../../collector/collector.js';
+import { NATIONAL_PLATFORM } from '../../common/figures/usage.js';
 import { writeFileAtomic } from '../../common/json-file.js';
 import type { Storage } from '../../common/storage/storage.js';
 import { EXAMPLES } from '../../contracts/examples.js';
@@ -122,7 +123,7 @@ describe('classroom use judged by the collector', () => {
     await c.send('pn-v2', 'telemetry', v2(1, { idleS: 12, foreground: 'chrome.exe', screenOn: true }));
     await c.send('pn-v2', 'telemetry', v2(2, { idleS: 1_800, foreground: 'chrome.exe', screenOn: true }));
     await c.send('pn-v2', 'telemetry', v2(3, { idleS: 1_000, foreground: 'POWERPNT.EXE' }));
-    await c.send('pn-v2', 'telemetry', v2(4, { idleS: 1_000, teachingSite: '智慧中小学' }));
+    await c.send('pn-v2', 'telemetry', v2(4, { idleS: 1_000, teachingSite: NATIONAL_PLATFORM }));
     await c.send('pn-v2', 'telemetry', v2(5, { idleS: 0 }, { display: { source: 'pjlink', power: 'off' } }));
     await c.send('pn-v2', 'telemetry', v2(6, undefined)); // v2 without activity: as v1 judged it
     // A v1 agent: its inUse, basis power; the display reported off is not in use whatever inUse says.
@@ -154,8 +155,9 @@ describe('classroom use judged by the collector', () => {
       r.use_basis,
     ];
     expect((await displayRows(c.storage, 'pn-v2')).map(pick)).toEqual([
-      [1, 1, 1, 0, 12, 1, 'chrome.exe', 'activity'],
-      [1, 0, 0, 0, 1_800, 1, 'chrome.exe', 'activity'], // on but unused
+      // Only a teaching application's name is kept: a browser's is not.
+      [1, 1, 1, 0, 12, 1, null, 'activity'],
+      [1, 0, 0, 0, 1_800, 1, null, 'activity'], // on but unused
       [1, 1, 0, 1, 1_000, null, 'POWERPNT.EXE', 'activity'],
       [1, 1, 0, 1, 1_000, null, null, 'activity'],
       [0, 0, 1, 0, 0, null, null, 'activity'],
@@ -242,15 +244,30 @@ describe('classroom use judged by the collector', () => {
     await c.done();
   });
 
-  it('stores a flood of distinct foreground names as values of one series, not as series', async () => {
-    const c = await setup();
+  it('stores a flood of distinct teaching-app names as values of one series, not as series; other names not at all', async () => {
     const n = 300;
-    for (let i = 0; i < n; i++)
-      await c.send('pn-v2', 'telemetry', v2(i, { idleS: 1, foreground: `app-${i}.exe` }));
-    await waitFor(() => c.collector.stats().accepted === n, { what: `${n} accepted`, timeoutMs: 20_000 });
+    const names = Array.from({ length: n }, (_, i) => `app-${i}.exe`);
+    const c = await setup({ teachingApps: names });
+    for (let i = 0; i < n; i++) await c.send('pn-v2', 'telemetry', v2(i, { idleS: 1, foreground: names[i] }));
+    // What a tool could let through as a "program": a document's name, a window title, a bidi-reversed name.
+    const private_ = [
+      '期末试卷 三年级二班.pptx',
+      '张三 期末成绩.xlsx - Excel',
+      'WeChat.exe',
+      'exe.\u202Etxt',
+    ];
+    for (const [i, foreground] of private_.entries())
+      await c.send('pn-v2', 'telemetry', v2(n + i, { idleS: 1, foreground }));
+    const total = n + private_.length;
+    await waitFor(() => c.collector.stats().accepted === total, {
+      what: `${total} accepted`,
+      timeoutMs: 20_000,
+    });
     await c.storage.drain();
     const [count] = await c.storage.rows('SELECT count(foreground) AS n FROM display');
     expect(count?.n).toBe(n);
+    const [readings] = await c.storage.rows('SELECT count(in_use) AS n FROM display');
+    expect(readings?.n).toBe(total); // each reading judged and stored, without the name
     const series = await c.storage.query('SHOW SERIES FROM display');
     expect(series[0]?.flatMap((s) => s.values)).toHaveLength(1);
     expect(c.collector.stats().dropped).toEqual({});

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Calendar, calendarSchema } from '../../common/calendar.js';
+import { DEFAULT_USAGE_JUDGE } from '../../common/figures/usage.js';
 import { chineseNumeral, historyPoints, planCity, roomActivity } from '../../dev/city.js';
 
 /**
@@ -86,7 +87,9 @@ describe('the simulated city (dev/city.ts)', () => {
     for (const p of boards) {
       const { s, r } = rooms.get(p.tags.device!)!;
       const a = roomActivity(s, r).readSync(p.ts);
-      expect(p.fields).toMatchObject({ idle_s: a.idleS, foreground: a.foreground, use_basis: 'activity' });
+      // Only a teaching application's name is stored (the desktop, explorer.exe, is not).
+      const foreground = DEFAULT_USAGE_JUDGE.isTeachingApp(a.foreground) ? a.foreground : undefined;
+      expect(p.fields).toMatchObject({ idle_s: a.idleS, foreground, use_basis: 'activity' });
       if (p.fields.on === 1 && p.fields.in_use === 0) onUnused++;
       if (p.fields.in_use === 1) used++;
     }

@@ -21,8 +21,18 @@ const foregroundSchema = activitySchema.shape.foreground;
 export function executableName(raw: string | undefined | null): string | undefined {
   if (!raw) return undefined;
   const name = raw.slice(Math.max(raw.lastIndexOf('/'), raw.lastIndexOf('\\')) + 1).trim();
-  return name && foregroundSchema.safeParse(name).success ? name : undefined;
+  if (!name || !foregroundSchema.safeParse(name).success) return undefined;
+  if (!EXECUTABLE_LIKE.test(name) || DOCUMENT_EXTENSION.test(name)) return undefined;
+  return name;
 }
+
+/**
+ * What a program's name looks like: no spaces (a document's name — `期末试卷 三年级二班.pptx` — often has them), no
+ * control or format characters (U+202E and the like), no drive letter, and no extension other than Windows' `.exe`
+ * (or a screen saver's `.scr`) or a Linux binary's `.bin` (`soffice.bin`): a name like `试卷.pptx` is a file, not a program, and never leaves.
+ */
+const EXECUTABLE_LIKE = /^(?![A-Za-z]:)[^\s\p{C}:]+$/u;
+const DOCUMENT_EXTENSION = /\.(?!exe$|scr$|bin$)[A-Za-z0-9]{2,5}$/i;
 
 /** Whole seconds from milliseconds, capped at the contract's maximum (a longer idle says only "not since boot"). */
 export function idleSeconds(ms: number, maxS: number): number {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NATIONAL_PLATFORM } from '../../../common/figures/usage.js';
 
 /**
  * Teaching sites: window-title patterns matched on the teaching computer. A browser's executable name says
@@ -13,10 +14,12 @@ export const teachingSiteSchema = z.strictObject({
     .max(64)
     .describe('What is reported when a pattern matches, e.g. `国家中小学智慧教育平台`.'),
   match: z
-    .array(z.string().min(1).max(128))
+    .array(z.string().min(2).max(128))
     .min(1)
     .max(32)
-    .describe('Substrings of the window title, any of which means this site (case-insensitive).'),
+    .describe(
+      "Substrings of the window title, any of which means this site (case-insensitive; at least 2 characters). Only names on the collector's `collector.usage.teachingSites` count as teaching.",
+    ),
 });
 export type TeachingSite = z.infer<typeof teachingSiteSchema>;
 
@@ -27,8 +30,8 @@ export type TeachingSite = z.infer<typeof teachingSiteSchema>;
  */
 export const DEFAULT_TEACHING_SITES: TeachingSite[] = [
   {
-    name: '国家中小学智慧教育平台',
-    match: ['国家中小学智慧教育平台', '智慧中小学', 'zxx.edu.cn', 'basic.smartedu.cn'],
+    name: NATIONAL_PLATFORM,
+    match: [NATIONAL_PLATFORM, '智慧中小学', 'zxx.edu.cn', 'basic.smartedu.cn'],
   },
 ];
 

@@ -29,6 +29,18 @@ describe('executable names', () => {
     );
     expect(executableName('/usr/lib/chromium/chromium')).toBe('chromium');
     expect(executableName('wpp.exe')).toBe('wpp.exe');
+    expect(executableName('/usr/lib/libreoffice/program/soffice.bin')).toBe('soffice.bin');
+    expect(executableName('C:\\Windows\\System32\\Video.UI.exe')).toBe('Video.UI.exe');
+    // What a tool could pass off as a program: a document, a window title, a drive-relative path, a name
+    // reversed by a bidi control — none leaves the computer.
+    const documents = [
+      'C:\\Users\\张三\\Desktop\\期末试卷 三年级二班.pptx',
+      '张三 期末成绩.xlsx - Excel',
+      '试卷.pptx',
+    ];
+    for (const bad of [...documents, 'D:foo.exe', 'exe.\u202Etxt', 'a\u007Fb.exe', 'report.docx']) {
+      expect(executableName(bad), JSON.stringify(bad)).toBeUndefined();
+    }
     for (const bad of [undefined, null, '', 'C:\\dir\\', 'evil\u0007.exe', 'x'.repeat(200), '   ']) {
       expect(executableName(bad), JSON.stringify(bad)).toBeUndefined();
     }

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import {
   appKey,
   DEFAULT_TEACHING_APPS,
+  DEFAULT_TEACHING_SITE_NAMES,
   DEFAULT_USAGE_JUDGE,
+  NATIONAL_PLATFORM,
   UsageJudge,
   type UseJudgement,
 } from '../../../common/figures/usage.js';
@@ -39,6 +41,7 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
     activeWithinS: 300,
     teachingIdleWithinS: 1_200,
     teachingApps: DEFAULT_TEACHING_APPS,
+    teachingSites: DEFAULT_TEACHING_SITE_NAMES,
   });
 
   // [what, reading, judgement]: every line of the rule changes one outcome.
@@ -75,9 +78,14 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
       j(true, false, false, true, 'activity'),
     ],
     [
-      'v2 teaching app, no idle time read: nothing shows a person',
+      'v2 teaching app, no idle time read: no evidence of a person, judged by power',
       reading(2, {}, act({ foreground: 'EasiNote.exe' })),
-      j(true, false, undefined, true, 'activity'),
+      j(true, false, undefined, undefined, 'power'),
+    ],
+    [
+      'v2 no idle time read, on with an input: judged by power, as a v1 agent',
+      reading(2, { input: '31' }, act({ screenOn: true })),
+      j(true, true, undefined, undefined, 'power'),
     ],
     [
       'v2 teaching app matched case-insensitively',
@@ -96,12 +104,17 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
     ],
     [
       'v2 idle with a teaching site in front',
-      reading(2, {}, act({ idleS: 1_000, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
+      reading(2, {}, act({ idleS: 1_000, foreground: 'chrome.exe', teachingSite: NATIONAL_PLATFORM })),
       j(true, true, false, true, 'activity'),
     ],
     [
+      "v2 a site name not on the collector's list: a PC's own pattern counts for nothing",
+      reading(2, {}, act({ idleS: 1_000, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
+      j(true, false, false, false, 'activity'),
+    ],
+    [
       'v2 a teaching site left in front for an hour',
-      reading(2, {}, act({ idleS: 3_600, foreground: 'chrome.exe', teachingSite: '智慧中小学' })),
+      reading(2, {}, act({ idleS: 3_600, foreground: 'chrome.exe', teachingSite: NATIONAL_PLATFORM })),
       j(true, false, false, true, 'activity'),
     ],
     [
@@ -125,9 +138,14 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
       j(false, false, true, false, 'activity'),
     ],
     [
-      'v2 no idle time read (nobody logged on)',
+      'v2 no idle time read (nobody logged on), no input selected: judged by power',
       reading(2, {}, act({})),
-      j(true, false, undefined, false, 'activity'),
+      j(true, false, undefined, undefined, 'power'),
+    ],
+    [
+      'v2 PJLink unreachable (power unknown), someone at the PC: not on, so not in use',
+      reading(2, { power: 'unknown' }, act({ idleS: 2, screenOn: true })),
+      j(false, false, true, false, 'activity'),
     ],
     // A teacher PC without a display source: on from its screen.
     [
@@ -179,9 +197,14 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
       j(false, false, undefined, undefined, 'power'),
     ],
     [
-      'v1 inUse without a display',
+      'v1 inUse without a display: a computer in use is on',
       reading(1, undefined, { inUse: true }),
-      j(undefined, true, undefined, undefined, 'power'),
+      j(true, true, undefined, undefined, 'power'),
+    ],
+    [
+      'v1 not in use, without a display: on not known',
+      reading(1, undefined, { inUse: false }),
+      j(undefined, false, undefined, undefined, 'power'),
     ],
     [
       'v1 without inUse: on with an input',
@@ -199,11 +222,22 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
     expect(judge.judge(m)).toEqual(expected);
   });
 
-  it('in use never without on, whatever the reading', () => {
+  it('in use never without on, whatever the reading (the rollup counts in-use buckets among on ones)', () => {
     for (const [what, m] of cases) {
       const r = judge.judge(m);
-      if (r?.inUse && r.on !== undefined) expect(r.on, what).toBe(true);
+      if (r?.inUse) expect(r.on, what).toBe(true);
     }
+  });
+
+  it("a display device's own screen state unknown is not on: only a computer that reports is on", () => {
+    const m = reading(2, undefined, act({ idleS: 3 }));
+    expect(judge.judge(m, 'teacher_pc')).toEqual(j(true, true, true, false, 'activity'));
+    expect(judge.judge(m)).toEqual(j(true, true, true, false, 'activity'));
+    for (const kind of ['panel', 'whiteboard', 'projector'])
+      expect(judge.judge(m, kind), kind).toEqual(j(undefined, false, true, false, 'activity'));
+    expect(judge.judge(reading(2, undefined, act({ idleS: 3, screenOn: true })), 'panel')).toEqual(
+      j(true, true, true, false, 'activity'),
+    );
   });
 
   it('takes activeWithinS and the teaching applications from the configuration', () => {
@@ -211,6 +245,7 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
       activeWithinS: 60,
       teachingIdleWithinS: 1_000,
       teachingApps: ['MyBoard.EXE'],
+      teachingSites: ['之江汇教育广场'],
     });
     expect(strict.judge(reading(2, {}, act({ idleS: 120 })))?.inUse).toBe(false);
     expect(strict.judge(reading(2, {}, act({ idleS: 60 })))?.inUse).toBe(true);
@@ -218,6 +253,12 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
     expect(strict.judge(reading(2, {}, act({ idleS: 1_001, foreground: 'myboard.exe' })))?.inUse).toBe(false);
     // The configured list replaces the defaults.
     expect(strict.judge(reading(2, {}, act({ idleS: 999, foreground: 'EasiNote.exe' })))?.inUse).toBe(false);
+    expect(strict.judge(reading(2, {}, act({ idleS: 999, teachingSite: '之江汇教育广场' })))?.inUse).toBe(
+      true,
+    );
+    expect(strict.judge(reading(2, {}, act({ idleS: 999, teachingSite: NATIONAL_PLATFORM })))?.inUse).toBe(
+      false,
+    );
     expect(DEFAULT_USAGE_JUDGE.rule.activeWithinS).toBe(300);
     expect(DEFAULT_USAGE_JUDGE.rule.teachingIdleWithinS).toBe(1_200);
   });
