@@ -176,14 +176,14 @@ export const collectorConfigSchema = z
             'A teaching application or site in the foreground counts as use only with input within this many seconds (default 20 minutes): a lesson shown or a video played needs no input for a while, but a panel that boots into its whiteboard software and is left alone is not in use. Longer carries a lesson into the next class period (docs/usage.md). At least `activeWithinS`.',
           ),
         teachingApps: z
-          .array(z.string().min(1).max(128))
+          .array(z.string().trim().min(1).max(128))
           .max(500)
           .default([...DEFAULT_TEACHING_APPS])
           .describe(
             `Executables that count as teaching when in the foreground with input within \`teachingIdleWithinS\` (a lesson shown, a video played): matched case-insensitively against \`activity.foreground\`, a trailing \`.exe\` ignored (so \`wpp.exe\` also matches a Linux desktop's \`wpp\`). A list given replaces the defaults, whose products common/figures/usage.ts names. A browser counts only through the agent's \`activity.teachingSites\`.`,
           ),
         teachingSites: z
-          .array(z.string().min(1).max(64))
+          .array(z.string().trim().min(1).max(64))
           .max(64)
           .default([...DEFAULT_TEACHING_SITE_NAMES])
           .describe(

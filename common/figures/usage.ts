@@ -26,6 +26,8 @@ export const DEFAULT_TEACHING_APPS: readonly string[] = [
   'wpp.exe',
   // Windows Media Player, shipped with Windows.
   'wmplayer.exe',
+  // Media Player (the new one, shipped with Windows 11).
+  'Microsoft.Media.Player.exe',
   // 电影和电视 (Windows "Movies & TV"), shipped with Windows 10 and 11.
   'Video.UI.exe',
   // PotPlayer, the player most often installed on Chinese classroom PCs (32- and 64-bit builds).

@@ -196,6 +196,10 @@ describe('classroom use judged by the collector', () => {
     // A bad rule stops start-up, naming the key.
     expect(() => collectorConfigSchema.parse({ usage: { activeWithinS: 0 } })).toThrow(/activeWithinS/);
     expect(() => collectorConfigSchema.parse({ usage: { teachingApps: [''] } })).toThrow(/teachingApps/);
+    expect(() => collectorConfigSchema.parse({ usage: { teachingApps: ['  '] } })).toThrow(/teachingApps/);
+    expect(
+      collectorConfigSchema.parse({ usage: { teachingApps: [' EasiNote.exe '] } }).usage.teachingApps,
+    ).toEqual(['EasiNote.exe']);
     expect(() =>
       collectorConfigSchema.parse({ usage: { activeWithinS: 600, teachingIdleWithinS: 300 } }),
     ).toThrow(/teachingIdleWithinS must be at least activeWithinS/);
