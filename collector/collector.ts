@@ -230,7 +230,10 @@ export interface CollectorStats {
   unassigned: number;
   /** Messages of registered devices whose announced field disagrees with the registry. */
   mismatches: Partial<Record<MismatchField, number>>;
-  /** Parts of accepted messages dropped by a bound: entries/events (name_limit), status_change events (flap_limit). */
+  /**
+   * Parts of accepted messages dropped: entries/events beyond a bound (name_limit), status_change events beyond
+   * the flap guard (flap_limit), a reading's invalid `activity` block (activity_invalid: the rest is kept).
+   */
   dropped: Partial<Record<LimitDropReason, number>>;
 }
 
@@ -340,7 +343,7 @@ export class Collector implements Service {
       }),
       dropped: new Counter({
         name: 'cfm_collector_entries_dropped_total',
-        help: 'Parts of accepted messages dropped by a per-device bound: NIC/interface entries and events with names beyond the bound (name_limit), status_change events beyond the flap guard (flap_limit)',
+        help: 'Parts of accepted messages dropped: NIC/interface entries and events with names beyond the per-device bound (name_limit), status_change events beyond the flap guard (flap_limit), invalid activity blocks of readings otherwise kept (activity_invalid)',
         labelNames: ['reason'],
         registers: [r],
       }),
@@ -459,6 +462,7 @@ export class Collector implements Service {
     }
     const { school, device, channel } = t;
     const msg = d.message;
+
     const log = this.deps.log;
     const key = entityKey(school, device);
     const now = this.now();
@@ -515,6 +519,10 @@ export class Collector implements Service {
       return;
     }
     this.counts.accepted++;
+    if (d.droppedActivity !== undefined) {
+      this.drop('activity_invalid');
+      log.debug({ topic: topic.slice(0, 200), detail: d.droppedActivity.slice(0, 300) }, 'activity dropped');
+    }
     this.m.accepted.inc({ channel });
     if (a.registered) {
       for (const mm of a.mismatches) {

@@ -96,7 +96,7 @@ export type LimitsConfig = z.infer<typeof limitsConfigSchema>;
 /** Reasons a whole message is rejected by a bound (beside the validation reasons). */
 export type LimitRejectReason = 'too_old' | 'in_future' | 'unassigned_limit' | 'not_network_device';
 /** Reasons part of an accepted message is dropped. */
-export type LimitDropReason = 'name_limit' | 'flap_limit';
+export type LimitDropReason = 'name_limit' | 'flap_limit' | 'activity_invalid';
 /** Tags whose distinct values per device are bounded. */
 export type NamedTag = 'nic' | 'ifname' | 'subject';
 

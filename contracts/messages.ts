@@ -292,7 +292,15 @@ export type TopicPayloads = { [C in Channel]: z.infer<(typeof CHANNEL_SCHEMAS)[C
 export type DecodeRejectReason = 'not_json' | 'not_object' | 'unsupported_version' | 'invalid' | 'too_large';
 
 export type Decoded<C extends Channel> =
-  | { ok: true; message: TopicPayloads[C] }
+  | {
+      ok: true;
+      message: TopicPayloads[C];
+      /**
+       * A telemetry reading whose `activity` block alone was invalid: the rest is kept, the block dropped
+       * (tolerant reader — a bad activity must not lose the host and display health beside it).
+       */
+      droppedActivity?: string;
+    }
   | { ok: false; reason: DecodeRejectReason; detail: string };
 
 /** Largest payload any publisher may send. A classroom reading is ~1 KB; a 48-port switch poll ~15 KB. */
@@ -324,6 +332,18 @@ export function decodePayload<C extends Channel>(channel: C, payload: Uint8Array
     };
   }
   const r = CHANNEL_SCHEMAS[channel].safeParse(value);
+  if (!r.success && channel === 'telemetry' && r.error.issues.every((i) => i.path[0] === 'activity')) {
+    const { activity: _bad, ...rest } = value as Record<string, unknown>;
+    const again = CHANNEL_SCHEMAS.telemetry.safeParse(rest);
+    if (again.success) {
+      const i = r.error.issues[0]!;
+      return {
+        ok: true,
+        message: again.data as TopicPayloads[C],
+        droppedActivity: `${i.path.join('.')}: ${i.message}`,
+      };
+    }
+  }
   if (!r.success) {
     const i = r.error.issues[0];
     return {

@@ -206,7 +206,7 @@ describe('classroom use judged by the collector', () => {
     expect(() => collectorConfigSchema.parse({ usage: { teachingapps: [] } })).toThrow();
   });
 
-  it('refuses activity a device could use to leak or distort, counts it, stores nothing of it and keeps going', async () => {
+  it('drops activity a device could use to leak or distort, counts it, stores nothing of it, keeps the rest of the reading', async () => {
     const c = await setup();
     const hostile: [string, 'telemetry' | 'status' | 'iface' | 'event', unknown][] = [
       // A path (a window's file, a user's folder) is not an executable name: never stored.
@@ -230,19 +230,29 @@ describe('classroom use judged by the collector', () => {
     for (const [device, channel, m] of hostile) await c.send(device, channel, m);
     await c.send('pn-v2', 'telemetry', v2(20, { idleS: MAX_IDLE_S, foreground: 'EasiNote.exe' }));
     await waitFor(() => c.collector.stats().received === hostile.length + 1, { what: 'all received' });
+    // A bad activity block is dropped and counted, the reading kept (its display and host health are good); a
+    // bad version is refused whole.
     expect(c.collector.stats()).toMatchObject({
-      accepted: 1,
-      rejected: { invalid: 10, unsupported_version: 4 },
+      accepted: 11,
+      rejected: { unsupported_version: 4 },
+      dropped: { activity_invalid: 10 },
     });
     const metrics = await (await fetch(`http://127.0.0.1:${c.collector.metricsPort}/metrics`)).text();
-    expect(metrics).toMatch(/cfm_collector_messages_rejected_total\{reason="invalid"\} 10/);
+    expect(metrics).toMatch(/cfm_collector_entries_dropped_total\{reason="activity_invalid"\} 10/);
     expect(metrics).toMatch(/cfm_collector_messages_rejected_total\{reason="unsupported_version"\} 4/);
     await c.storage.drain();
-    // Only the good reading is stored: a year idle with EasiNote in front is a panel left alone, not in use.
+    // The ten readings without their activity, judged by power (on with an input selected); the good one by its
+    // activity: a year idle with EasiNote in front is a panel left alone, not in use.
     const rows = await displayRows(c.storage, 'pn-v2');
-    expect(rows.map((r) => [r.idle_s, r.foreground, r.in_use, r.active, r.teaching_app])).toEqual([
-      [MAX_IDLE_S, 'EasiNote.exe', 0, 0, 1],
+    expect(
+      rows.map((r) => [r.idle_s, r.foreground, r.in_use, r.active, r.teaching_app, r.use_basis]),
+    ).toEqual([
+      ...Array.from({ length: 10 }, () => [null, null, 1, null, null, 'power']),
+      [MAX_IDLE_S, 'EasiNote.exe', 0, 0, 1, 'activity'],
     ]);
+    expect(JSON.stringify(await c.storage.rows('SELECT * FROM display'))).not.toMatch(
+      /张三|teacher|row2|keylogger|busy/,
+    );
     expect(await c.storage.rows('SELECT * FROM event')).toEqual([]);
     expect(await c.storage.rows('SELECT * FROM iface')).toEqual([]);
     await c.done();

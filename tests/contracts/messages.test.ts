@@ -33,11 +33,11 @@ describe('message schemas', () => {
       ['42', 'not_object'],
       ['{"v":3}', 'unsupported_version'],
       ['{"v":"2"}', 'unsupported_version'],
-      [JSON.stringify({ ...t, v: 2, activity: { source: 'x11', idleS: -1 } }), 'invalid', /^activity\.idleS/],
+      // An invalid activity beside another invalid part: the reading is refused whole.
       [
-        JSON.stringify({ ...t, v: 2, activity: { source: 'windows', foreground: 'C:\\Windows\\evil.exe' } }),
+        JSON.stringify({ ...t, v: 2, seq: -1, activity: { source: 'x11', idleS: -1 } }),
         'invalid',
-        /^activity\.foreground: must be an executable name/,
+        /^(seq|activity)/,
       ],
       ['{}', 'unsupported_version'],
       [JSON.stringify({ ...t, ts: 1_700_000_000 }), 'invalid', /^ts: .*after 2000/],
@@ -67,6 +67,24 @@ describe('message schemas', () => {
       if (!r.ok) {
         expect(r.reason, String(payload).slice(0, 60)).toBe(reason);
         if (detail) expect(r.detail).toMatch(detail);
+      }
+    }
+    // An invalid activity alone: dropped with its reason, the rest of the reading kept (tolerant reader).
+    for (const [activity, detail] of [
+      [{ source: 'x11', idleS: -1 }, /^activity\.idleS/],
+      [
+        { source: 'windows', foreground: 'C:\\Windows\\evil.exe' },
+        /^activity\.foreground: must be an executable name/,
+      ],
+      [{ source: 'keylogger' }, /^activity\.source/],
+      ['busy', /^activity/],
+    ] as const) {
+      const r = decodePayload('telemetry', JSON.stringify({ ...t, v: 2, activity }));
+      expect(r.ok, JSON.stringify(activity)).toBe(true);
+      if (r.ok) {
+        expect(r.droppedActivity).toMatch(detail);
+        expect(r.message).not.toHaveProperty('activity');
+        expect(r.message.display).toEqual(t.display);
       }
     }
     // v2 is telemetry's alone: the other channels are still v1.
