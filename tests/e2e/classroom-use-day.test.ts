@@ -48,8 +48,9 @@ import { Mosquitto } from '../helpers/mqtt.js';
  * definitions, with the arithmetic in a comment.
  *
  * Beside it a hostile agent (panel pn-2) whose activity tool sends a window-title-like "foreground"
- * (a file name: 期末试卷 三年级二班.pptx) and a window title: its readings are judged as docs/usage.md says (not
- * a teaching application), and the title never reaches the database.
+ * (a file name: 期末试卷 三年级二班.pptx) and a window title: the agent refuses the name (the tool's error,
+ * counted), its readings go without activity and are judged by power as docs/usage.md says, and neither the
+ * name nor the title reaches the database.
  */
 const SCHOOL = '3301060001';
 const REGION_PATH = '330000/330100/330106';
@@ -461,30 +462,29 @@ describe('one school day of a panel on all day, used in two periods: agent → b
     });
   });
 
-  it('judges the hostile panel as the doc says (a file name is not a teaching application) and stores no title', async () => {
-    expect(agentStats['pn-2']).toMatchObject({ readings: HOSTILE.length, activityErrors: 0, lost: 0 });
+  it("refuses the hostile tool's file name at the agent (an error, counted), judges its readings by power and stores no title", async () => {
+    // The command source's foreground must be a program's name: a document's is the tool's error, so the
+    // reading goes without activity (agents/sources/activity/command.ts), counted in activityErrors.
+    expect(agentStats['pn-2']).toMatchObject({
+      readings: HOSTILE.length,
+      activityErrors: HOSTILE.length,
+      lost: 0,
+    });
     const rows = await displayRows('pn-2');
-    // 30 s without input: active, in use; 900 s: not active, and not a teaching application — on but unused
-    // (EasiNote.exe in front would have been in use up to 1,200 s).
-    expect(rows).toMatchObject(
-      HOSTILE.map((h) => ({
-        time: h.ts,
-        on: 1,
-        teaching_app: 0,
-        idle_s: h.idleS,
-        active: h.idleS <= USAGE.activeWithinS ? 1 : 0,
-        in_use: h.idleS <= USAGE.activeWithinS ? 1 : 0,
-        use_basis: 'activity',
-      })),
+    // Without activity evidence, judged by power (docs/usage.md): the panel on with an input selected.
+    expect(rows).toMatchObject(HOSTILE.map((h) => ({ time: h.ts, on: 1, in_use: 1, use_basis: 'power' })));
+    expect(rows.map((r) => [r.idle_s ?? null, r.foreground ?? null, r.teaching_app ?? null])).toEqual(
+      HOSTILE.map(() => [null, null, null]),
     );
-    // Counted in the day like any reading: one bucket each of period 1 (08:10, 08:20), on; the active one in use.
+    // Counted in the day like any reading (one bucket each of period 1, 08:10 and 08:20), with no activity
+    // evidence: its use rests on power.
     await rollup.day(DAY);
-    const activeReadings = HOSTILE.filter((h) => h.idleS <= USAGE.activeWithinS).length; // 1
     expect(await usageDay('pn-2')).toMatchObject({
       on_b: HOSTILE.length, // 2
-      use_b: activeReadings, // 1
-      unused_b: HOSTILE.length - activeReadings, // 1
-      periods_used: 0, // 1 of 9 buckets
+      use_b: HOSTILE.length, // 2
+      unused_b: 0,
+      activity_b: 0,
+      periods_used: 0, // 2 of 9 buckets
     });
     // The window title never left the computer, and nothing of the file name is a tag (no series).
     const everything = JSON.stringify(await storage.rows(`SELECT * FROM /.*/ WHERE device = 'pn-2'`));
@@ -494,11 +494,10 @@ describe('one school day of a panel on all day, used in two periods: agent → b
   });
 
   /**
-   * Pending the collector change under way (#16: `foreground` stored only when it is a teaching application):
-   * today the collector stores any executable-like name as sent, so this fails — `it.fails` keeps the file green
-   * and turns red once the change is merged: then make it `it`.
+   * A document's name as the foreground: the agent does not send it (not a program's name) and the collector
+   * would not store it (only teaching applications' names are kept: docs/usage.md, "Stored").
    */
-  it.fails('stores nothing of the file name sent as the foreground (only teaching applications are stored)', async () => {
+  it('stores nothing of the file name sent as the foreground (only teaching applications are stored)', async () => {
     expect((await displayRows('pn-2')).map((r) => r.foreground ?? null)).toEqual(HOSTILE.map(() => null));
     const everything = JSON.stringify(await storage.rows(`SELECT * FROM /.*/ WHERE device = 'pn-2'`));
     expect(everything).not.toMatch(/期末|三年级/);
