@@ -29,6 +29,7 @@ import {
   defaultPowershell,
   type HelperResponse,
   helperNics,
+  helperProcess,
   WindowsHelper,
   type WindowsHelperStats,
   windowsActivity,
@@ -200,7 +201,7 @@ export class ClassroomAgent implements Service {
     if (a.source === 'windows' || (platform === 'win32' && config.host.enabled)) {
       const w = config.windowsHelper;
       this.helper = new WindowsHelper({
-        command: w.command ?? defaultPowershell(),
+        transport: helperProcess({ command: w.command ?? defaultPowershell() }),
         timeoutMs: w.timeoutMs,
         startTimeoutMs: w.startTimeoutMs,
         restartMaxMs: w.restartMaxMs,

@@ -9,6 +9,7 @@ import {
   defaultPowershell,
   type HelperResponse,
   helperNics,
+  helperProcess,
   helperResponseSchema,
   WindowsHelper,
   windowsActivity,
@@ -204,18 +205,20 @@ function helper(
   writeFileSync(starts_, '');
   const cap = captureLogger('windows-helper');
   const h = new WindowsHelper({
-    command: FAKE,
+    transport: helperProcess({
+      command: FAKE,
+      env: {
+        ...process.env,
+        FAKE_PS_FIXTURE: join(FIXTURES, fixture),
+        FAKE_PS_PLAN: plan,
+        FAKE_PS_LOG: starts_,
+        FAKE_PS_SCRIPT: script,
+      },
+    }),
     timeoutMs: over.timeoutMs ?? 2_000,
     startTimeoutMs: over.startTimeoutMs ?? 10_000,
     restartMinMs: 50,
     restartMaxMs: 200,
-    env: {
-      ...process.env,
-      FAKE_PS_FIXTURE: join(FIXTURES, fixture),
-      FAKE_PS_PLAN: plan,
-      FAKE_PS_LOG: starts_,
-      FAKE_PS_SCRIPT: script,
-    },
     ...(over.maxLineBytes ? { maxLineBytes: over.maxLineBytes } : {}),
     log: cap.log,
   });
@@ -361,7 +364,7 @@ describe('the helper process and its protocol', () => {
   it('backs off restarting an executable that is not there, and says so', async () => {
     const cap = captureLogger('windows-helper');
     const h = new WindowsHelper({
-      command: join(tmp, 'no-such-powershell.exe'),
+      transport: helperProcess({ command: join(tmp, 'no-such-powershell.exe') }),
       timeoutMs: 1_000,
       startTimeoutMs: 1_000,
       restartMinMs: 20,
