@@ -27,6 +27,7 @@ import { ALL_SECTIONS } from '../scripts/gen-docs.js';
 import { waitFor } from './helpers/influx.js';
 import { brokenLinks, relativeLinks } from './helpers/markdown.js';
 import { shippedMosquittoConfig } from './helpers/mqtt.js';
+import { powershell7Operators, powershellSyntaxErrors } from './helpers/powershell.js';
 
 /** Every example in deploy/examples validates against the sections of each process that reads it. */
 const dir = fileURLToPath(new URL('../deploy/examples/', import.meta.url));
@@ -910,8 +911,7 @@ describe('deploy/windows', () => {
   });
 
   it('install.ps1 uses no operator of PowerShell 7: Windows 10 and 11 ship Windows PowerShell 5.1', async () => {
-    const ps7 = (source: string) =>
-      powershellTree(source).then((t) => t.codeTokens.filter((l) => /&&|\|\||\?\?|\?\./.test(l)));
+    const ps7 = powershell7Operators;
     expect(await ps7(script)).toEqual([]);
     // The check finds them in code, not in strings or comments.
     expect(await ps7('$a = $b ?? 1\nGet-X && Get-Y\n"a && b" # c || d\n')).toEqual([' ??', '&&']);
@@ -987,35 +987,3 @@ describe('deploy/windows', () => {
     for (const f of required) expect(files).toContain(f);
   });
 });
-
-/**
- * PowerShell source as the tree-sitter PowerShell grammar reads it (no PowerShell needed): its syntax errors,
- * and the text of its tokens outside strings and comments.
- */
-async function powershellTree(source: string): Promise<{ errors: string[]; codeTokens: string[] }> {
-  const { Language, Parser } = await import('web-tree-sitter');
-  await Parser.init();
-  const wasm = fileURLToPath(import.meta.resolve('tree-sitter-powershell/tree-sitter-powershell.wasm'));
-  const parser = new Parser();
-  parser.setLanguage(await Language.load(wasm));
-  const tree = parser.parse(source)!;
-  const errors: string[] = [];
-  const codeTokens: string[] = [];
-  const walk = (n: NonNullable<typeof tree>['rootNode'], code: boolean) => {
-    if (n.isError || n.isMissing)
-      errors.push(
-        `line ${n.startPosition.row + 1}: ${n.isMissing ? `missing ${n.type}` : n.text.slice(0, 80)}`,
-      );
-    const inCode = code && !/string|comment/.test(n.type);
-    if (inCode && n.childCount === 0) codeTokens.push(n.text);
-    for (const c of n.children) if (c) walk(c, inCode);
-  };
-  walk(tree.rootNode, true);
-  tree.delete();
-  parser.delete();
-  return { errors, codeTokens };
-}
-
-async function powershellSyntaxErrors(source: string): Promise<string[]> {
-  return (await powershellTree(source)).errors;
-}

@@ -51,6 +51,8 @@ export const helperResponseSchema = z.object({
   /** The helper's session and the console's (WTSGetActiveConsoleSessionId). */
   session: uint32.nullable().optional(),
   console: uint32.nullable().optional(),
+  /** A user is logged on at the console session (WTSQuerySessionInformationW, WTSUserName not empty). */
+  consoleUser: z.boolean().nullable().optional(),
   fg: z
     .object({
       pid: uint32,
@@ -189,9 +191,11 @@ export class WindowsHelper {
   private failures = 0;
   private timeoutsInRow = 0;
   private badInRow = 0;
-  private retargeting = false;
+  /** Links ended by the agent (hung, hostile, retargeted): what they still send is not read. */
+  private readonly dropped = new WeakSet<HelperLink>();
+  /** Links not yet closed, each with its close. */
+  private readonly unclosed = new Set<Promise<void>>();
   private diagnosticTail = '';
-  private exited: Promise<void> = Promise.resolve();
   private readyWaiters: (() => void)[] = [];
   private readonly name: string;
   private readonly counts: WindowsHelperStats = {
@@ -241,19 +245,30 @@ export class WindowsHelper {
   restart(): void {
     if (this.stopping) return;
     this.failures = 0;
-    if (this.link) {
-      this.retargeting = true;
-      this.link.kill();
-      return;
-    }
     clearTimeout(this.restartTimer);
+    clearTimeout(this.startTimer);
+    const old = this.link;
+    this.link = undefined;
+    this.hello = undefined;
+    this.failPending(new Error(`${this.name}: ${this.opts.transport.target} is the one to read now`));
+    if (old) this.drop(old);
     this.open();
   }
 
-  /** Resolves true once the helper said hello, false when the link ends first or `ms` pass. */
+  /** Ends a link for good: nothing more is read from it, and it is not ready from now on. */
+  private drop(link: HelperLink): void {
+    this.dropped.add(link);
+    if (this.link === link) this.hello = undefined;
+    link.kill();
+  }
+
+  /**
+   * Resolves true once the helper said hello, false when the link ends first or `ms` pass — and at once when no
+   * link is open (waiting to open one again).
+   */
   whenReady(ms: number): Promise<boolean> {
     if (this.hello) return Promise.resolve(true);
-    if (this.stopping) return Promise.resolve(false);
+    if (this.stopping || !this.link) return Promise.resolve(false);
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -291,9 +306,10 @@ export class WindowsHelper {
       (bytes) => link && this.bad(link, 'too_long', `a line longer than ${bytes - 1} bytes`),
     );
     let closed!: () => void;
-    this.exited = new Promise((resolve) => {
+    const exited = new Promise<void>((resolve) => {
       closed = resolve;
     });
+    this.unclosed.add(exited);
     link = this.opts.transport.open({
       data: (chunk) => lines.push(chunk),
       diagnostic: (chunk) => {
@@ -301,10 +317,12 @@ export class WindowsHelper {
       },
       closed: (why) => {
         this.counts.exits++;
-        clearTimeout(this.startTimer);
-        if (this.link === link) this.link = undefined;
-        this.onExit(why);
+        this.unclosed.delete(exited);
         closed();
+        if (this.link !== link) return; // replaced already (restart)
+        clearTimeout(this.startTimer);
+        this.link = undefined;
+        this.onExit(why);
       },
     });
     this.link = link;
@@ -316,7 +334,7 @@ export class WindowsHelper {
           { target: this.opts.transport.target },
           `${this.name}: no hello within ${this.opts.startTimeoutMs} ms; ${this.opts.transport.again}`,
         );
-        opened.kill();
+        this.drop(opened);
       }
     }, this.opts.startTimeoutMs);
     log.debug({ pid: link.pid, target: this.opts.transport.target }, `${this.name} started`);
@@ -328,11 +346,6 @@ export class WindowsHelper {
     const tail = this.diagnosticTail.trim().split('\n').slice(-5).join('\n').slice(-500);
     this.failPending(new Error(`${this.name} ${why}${tail ? `: ${tail}` : ''}`));
     if (this.stopping) return;
-    if (this.retargeting) {
-      this.retargeting = false;
-      this.open();
-      return;
-    }
     const delayMs = Math.min(this.opts.restartMaxMs, (this.opts.restartMinMs ?? 1_000) * 2 ** this.failures);
     this.failures++;
     this.opts.log.warn(
@@ -345,13 +358,13 @@ export class WindowsHelper {
   }
 
   private bad(link: HelperLink, reason: HelperBadLine, detail: string): void {
-    if (link !== this.link) return;
+    if (link !== this.link || this.dropped.has(link)) return;
     this.counts.badLines[reason] = (this.counts.badLines[reason] ?? 0) + 1;
     const message = `${this.name}: ${detail} (${reason})`;
     this.warnOnce(`bad:${reason}`, { reason, detail: detail.slice(0, 200) }, message);
     if (!this.hello) {
       // Not speaking the protocol from its first line: not our helper, or a broken one. Start afresh.
-      link.kill();
+      this.drop(link);
       return;
     }
     this.failPending(new Error(message));
@@ -361,12 +374,12 @@ export class WindowsHelper {
         { lines: this.badInRow },
         `${this.name}: ${this.badInRow} refused lines in a row; ${this.opts.transport.again}`,
       );
-      link.kill();
+      this.drop(link);
     }
   }
 
   private onLine(link: HelperLink, line: string): void {
-    if (link !== this.link) return;
+    if (link !== this.link || this.dropped.has(link)) return;
     let value: unknown;
     try {
       value = JSON.parse(line);
@@ -456,7 +469,7 @@ export class WindowsHelper {
             { pid: link.pid, target: this.opts.transport.target },
             `${this.name}: no answer to two readings in a row; ${this.opts.transport.again}`,
           );
-          link.kill();
+          this.drop(link);
         }
         reject(new Error(`${this.name}: no answer within ${this.opts.timeoutMs} ms`));
       }, this.opts.timeoutMs);
@@ -472,9 +485,7 @@ export class WindowsHelper {
     clearTimeout(this.startTimer);
     this.failPending(new Error(`${this.name} stopped`));
     this.wakeWaiters();
-    const link = this.link;
-    if (!link) return;
-    link.end(graceMs);
-    await this.exited;
+    this.link?.end(graceMs);
+    await Promise.all(this.unclosed);
   }
 }
