@@ -962,7 +962,7 @@ describe('deploy/windows', () => {
     expect(script).toContain("Join-Path $DataDir 'agent.yaml'");
     const tmp = mkdtempSync(join(tmpdir(), 'cfm-windows-'));
     try {
-      writeFileSync(join(tmp, 'agent.yaml'), readFileSync(join(repo, 'deploy/examples/agent.yaml')));
+      writeFileSync(join(tmp, 'agent.yaml'), readFileSync(join(repo, 'deploy/examples/agent-windows.yaml')));
       const config = validate('agents/classroom/main.ts', join(tmp, 'agent.yaml'), {
         CFM_AGENT__SPOOL__DIR: env.CFM_AGENT__SPOOL__DIR!.replaceAll('@DATA_DIR@', dataDir),
       });
@@ -973,8 +973,15 @@ describe('deploy/windows', () => {
   });
 
   it('the package is what the script and the documentation expect', async () => {
-    const { WINDOWS_PACKAGE_FILES } = await import('../scripts/build-agent-sea.js');
-    const files = ['cfm-agent.exe', 'cfm-agent-service.exe', ...Object.keys(WINDOWS_PACKAGE_FILES)];
+    const { WINDOWS_PACKAGE_FILES, WINDOWS_PACKAGE_GENERATED } = await import(
+      '../scripts/build-agent-sea.js'
+    );
+    const files = [
+      'cfm-agent.exe',
+      'cfm-agent-service.exe',
+      ...Object.keys(WINDOWS_PACKAGE_FILES),
+      ...Object.keys(WINDOWS_PACKAGE_GENERATED),
+    ];
     for (const from of Object.values(WINDOWS_PACKAGE_FILES))
       expect(existsSync(join(repo, from)), from).toBe(true);
     const table = doc.slice(doc.indexOf('## The package'), doc.indexOf('## Installing'));
@@ -985,5 +992,59 @@ describe('deploy/windows', () => {
       .match(/'[^']+'/g)!
       .map((q) => q.slice(1, -1));
     for (const f of required) expect(files).toContain(f);
+  });
+
+  it("registers the session helper's task when the configuration sets sessionPipe, named after its pipe", async () => {
+    const { SESSION_HELPER_SCRIPT } = await import('../agents/sources/activity/windows-script.js');
+    // The package's configuration, as the agent reads it: activity from the session helper's pipe.
+    const config = validate('agents/classroom/main.ts', join(repo, 'deploy/examples/agent-windows.yaml'), {});
+    const agent = config.agent as { activity: { source: string }; windowsHelper: { sessionPipe?: string } };
+    expect(agent.activity.source).toBe('windows');
+    const pipe = agent.windowsHelper.sessionPipe!;
+    expect(pipe).toBe('\\\\.\\pipe\\cfm-activity');
+    // install.ps1 takes the pipe's name from it (its .NET pattern, the same in JavaScript)…
+    const pattern = new RegExp(/\$property\.Value -match '([^']+)'/.exec(script)![1]!);
+    const base = pattern.exec(pipe)![1]!;
+    expect(base).toBe('cfm-activity');
+    for (const wrong of [
+      '/tmp/cfm-activity',
+      '\\\\.\\pipe\\a;b',
+      '\\\\server\\pipe\\cfm-activity',
+      '\\\\.\\pipe\\',
+    ])
+      expect(pattern.test(wrong), wrong).toBe(false);
+    // …which the session helper takes as its own.
+    const helperPattern = /\$PipeBase -notmatch '([^']+)'/.exec(SESSION_HELPER_SCRIPT)![1]!;
+    expect(new RegExp(helperPattern).test(base)).toBe(true);
+    // The task: at every log-on, the Users group by SID (named as this Windows names it), limited rights, a
+    // hidden window, one instance per user; removed with -Uninstall, and when the configuration has no pipe.
+    expect(/^\$SidUsers = '([^']+)'/m.exec(script)?.[1]).toBe('S-1-5-32-545');
+    for (const part of [
+      'New-ScheduledTaskTrigger -AtLogOn',
+      'New-ScheduledTaskPrincipal -GroupId $users -RunLevel Limited',
+      '-WindowStyle Hidden -EncodedCommand $encoded',
+      '-MultipleInstances Parallel',
+      'if ($pipeBase) { Register-SessionHelper $pipeBase } else { Unregister-SessionHelper }',
+    ])
+      expect(script).toContain(part);
+    const uninstall = script.slice(
+      script.indexOf('if ($Uninstall) {'),
+      script.indexOf("foreach ($file in 'cfm-agent.exe'"),
+    );
+    expect(uninstall).toContain('Unregister-SessionHelper');
+    // The bootstrap the task runs: PowerShell, and a short command line even for a long install folder with a
+    // quote in it (Task Scheduler documents no limit for an action's arguments: nothing to rely on).
+    const bootstrap = /\$bootstrap = "([^"]+)"/.exec(script)![1]!;
+    const folder = `C:\\Program Files\\${"cfm-agent o'brien ".repeat(10)}\\cfm-session-helper.ps1`.replaceAll(
+      "'",
+      "''",
+    );
+    const filled = bootstrap.replace('$file', folder).replace('$PipeBase', 'x'.repeat(64));
+    expect(await powershellSyntaxErrors(filled)).toEqual([]);
+    expect(filled).toContain('[ScriptBlock]::Create([IO.File]::ReadAllText(');
+    const encoded = Buffer.from(filled, 'utf16le').toString('base64');
+    expect(
+      `-NoLogo -NoProfile -NonInteractive -WindowStyle Hidden -EncodedCommand ${encoded}`.length,
+    ).toBeLessThan(2_000);
   });
 });
