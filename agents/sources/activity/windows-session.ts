@@ -84,8 +84,12 @@ export class WindowsSessionActivity {
    * there is none to send: the agent counts it and sends the reading without activity.
    */
   async read(local: HelperResponse | undefined): Promise<Activity> {
-    // Nobody at the console: nobody to read. The collector judges this as not in use.
-    if (local?.consoleUser === false) return { source: 'windows' };
+    // Nobody at the console: nobody to read (the collector judges this as not in use), and no pipe to dial
+    // until someone logs on.
+    if (local?.consoleUser === false) {
+      if (this.helper.started) await this.helper.stop();
+      return { source: 'windows' };
+    }
     // The console's session as the agent's own helper (session 0, which no user can replace) sees it; while it
     // cannot tell (a session switch, or no answer), the last one it saw.
     const consoleSession = local?.console ?? this.consoleSession;

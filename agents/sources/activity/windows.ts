@@ -348,7 +348,11 @@ export class WindowsHelper {
     if (this.stopping) return;
     const delayMs = Math.min(this.opts.restartMaxMs, (this.opts.restartMinMs ?? 1_000) * 2 ** this.failures);
     this.failures++;
-    this.opts.log.warn(
+    // Each distinct reason once as a warning; again and again (a pipe nobody serves all day) only as debug.
+    const key = `exit:${why.slice(0, 100)}`;
+    const level = this.logged.has(key) ? 'debug' : 'warn';
+    if (this.logged.size < 64) this.logged.add(key);
+    this.opts.log[level](
       { target: this.opts.transport.target, why, stderr: tail || undefined, restartInMs: delayMs },
       `${this.name} stopped; ${this.opts.transport.again}`,
     );

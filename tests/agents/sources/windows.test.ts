@@ -527,9 +527,16 @@ describe('the session helper over its pipe', () => {
     expect((await s.read(switching)).foreground).toBe('chrome.exe');
     expect(server.connects()).toBe(1);
     expect(s.stats()).toMatchObject({ starts: 1, exits: 0, readings: 5, timeouts: 0, badLines: {}, late: 0 });
-    await s.stop();
-    await waitFor(() => server.events().includes('close 0'), { what: 'the connection closed on stop' });
+    // The user logs off (here the helper stays, as a squatter might): nobody there, and the pipe is let go.
+    expect(await s.read(nobody)).toEqual({ source: 'windows' });
+    await waitFor(() => server.events().includes('close 0'), { what: 'the connection let go' });
     expect(s.stats().exits).toBe(1);
+    // Someone logs on: connected again, at once.
+    expect((await s.read(loggedOn)).foreground).toBe('EasiNote.exe');
+    expect(server.connects()).toBe(2);
+    await s.stop();
+    await waitFor(() => server.events().includes('close 1'), { what: 'the connection closed on stop' });
+    expect(s.stats()).toMatchObject({ starts: 2, exits: 2 });
   });
 
   it('without a session helper: nobody logged on is nobody there; a user logged on is a failure, never an invented absence', async () => {
@@ -555,10 +562,10 @@ describe('the session helper over its pipe', () => {
     await expect(s.read(loggedOn)).rejects.toThrow('session helper closed by the session helper');
     // Gone: it tries again at 50, 100, 200, 200… ms (restartMinMs doubling to restartMaxMs), each failing.
     await waitFor(() => s.stats().starts >= 5, { what: 'four attempts to reconnect' });
-    const delays = logs
-      .filter((l) => l.msg === 'session helper stopped; connecting again')
-      .map((l) => l.restartInMs);
-    expect(delays.slice(0, 4)).toEqual([50, 100, 200, 200]);
+    const stopped = logs.filter((l) => l.msg === 'session helper stopped; connecting again');
+    expect(stopped.slice(0, 4).map((l) => l.restartInMs)).toEqual([50, 100, 200, 200]);
+    // Warned once per reason; the attempts after it only as debug.
+    expect(stopped.slice(0, 3).map((l) => l.level)).toEqual([40, 40, 20]);
     await expect(s.read(loggedOn)).rejects.toThrow(/session helper/);
     // Back (the user logged on again): the next attempt connects, and the reading is the user's.
     const again = await pipeServer(dir, 1, 'session-helper.jsonl');
