@@ -910,6 +910,10 @@ describe('deploy/windows', () => {
     expect(await powershellSyntaxErrors('$a = (1 + )\n')).not.toEqual([]);
   });
 
+  it('install.ps1 is ASCII: Windows PowerShell 5.1 reads a script without a byte-order mark in the ANSI code page', () => {
+    expect([...script].filter((c) => !/[\t\n\r -~]/.test(c))).toEqual([]);
+  });
+
   it('install.ps1 uses no operator of PowerShell 7: Windows 10 and 11 ship Windows PowerShell 5.1', async () => {
     const ps7 = powershell7Operators;
     expect(await ps7(script)).toEqual([]);

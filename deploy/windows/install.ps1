@@ -115,7 +115,9 @@ function Test-AgentConfig([string]$Exe, [string]$File, [string]$SpoolDir) {
 # 'cfm-activity' (the helper serves cfm-activity-<its session id>); none when it sets no sessionPipe.
 function Get-SessionPipeBase([string]$Printed) {
   try {
-    $helper = ($Printed | ConvertFrom-Json).agent.windowsHelper
+    # The JSON object the agent printed (a warning Node may print on stderr is not part of it).
+    $json = $Printed.Substring($Printed.IndexOf('{'), $Printed.LastIndexOf('}') - $Printed.IndexOf('{') + 1)
+    $helper = ($json | ConvertFrom-Json).agent.windowsHelper
   } catch {
     Stop-Install 1 "cannot read the configuration the agent printed: $($_.Exception.Message)"
   }
@@ -136,7 +138,7 @@ function Register-SessionHelper([string]$PipeBase) {
   $powershell = Join-Path $env:SystemRoot 'System32\WindowsPowerShell\v1.0\powershell.exe'
   $action = New-ScheduledTaskAction -Execute $powershell -Argument "-NoLogo -NoProfile -NonInteractive -WindowStyle Hidden -EncodedCommand $encoded"
   $trigger = New-ScheduledTaskTrigger -AtLogOn
-  # By SID, translated to this Windows' name for the group (Users, 用户, ...).
+  # By SID, translated to the group's name in this Windows' language.
   $users = (New-Object Security.Principal.SecurityIdentifier($SidUsers)).Translate([Security.Principal.NTAccount]).Value
   $principal = New-ScheduledTaskPrincipal -GroupId $users -RunLevel Limited
   # No time limit; one instance per user who logs on (Parallel); tried again every minute if it cannot start.
