@@ -7,7 +7,7 @@
 //   C0701-OPS,3133001234,c0701-ops,c0701,330000/330100/330106,panel,192.168.70.21
 //
 // (`computer` is the PC's name, %COMPUTERNAME%; the last four columns may be empty: no display host means no
-// display source) — it writes DIR/<COMPUTER>.yaml from the template (default deploy/examples/agent.yaml) with
+// display source) — it writes DIR/<COMPUTER>.yaml from the template (default deploy/examples/agent-windows.yaml) with
 // school, device, classroom, region, kind, display and the MQTT user `dev-<school>-<device>` and its generated
 // secret, and adds that user (role device, bound to the school and device) to the broker's credentials file.
 //
@@ -54,7 +54,7 @@ export async function agentConfigs(opts: {
   template?: string;
 }): Promise<AgentConfigsResult> {
   const template = parseYaml(
-    readFileSync(opts.template ?? join(root, 'deploy/examples/agent.yaml'), 'utf8'),
+    readFileSync(opts.template ?? join(root, 'deploy/examples/agent-windows.yaml'), 'utf8'),
   ) as Record<string, unknown> & { agent: Record<string, unknown> };
   let rows: Record<string, string>[];
   try {

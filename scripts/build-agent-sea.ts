@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import { inject } from 'postject';
+import { SESSION_HELPER_SCRIPT } from '../agents/sources/activity/windows-script.js';
 import { agentBuildOptions } from './build-agent.js';
 
 /** The sentinel Node's SEA support looks for, and flips to :1 when a blob is injected (src/node_sea.cc). */
@@ -135,7 +136,16 @@ export async function buildAgentSea(
 export const WINDOWS_PACKAGE_FILES = {
   'install.ps1': 'deploy/windows/install.ps1',
   'cfm-agent-service.xml': 'deploy/windows/cfm-agent-service.xml',
-  'agent.yaml': 'deploy/examples/agent.yaml',
+  'agent.yaml': 'deploy/examples/agent-windows.yaml',
+} as const;
+
+/**
+ * The files of the Windows package written from the agent's code: the session helper, which install.ps1's
+ * scheduled task runs in each user's session (agents/sources/activity/README.md, "Sessions"). With a UTF-8
+ * byte-order mark, so that Windows PowerShell 5.1 reads it as UTF-8 even when run with -File (it is ASCII).
+ */
+export const WINDOWS_PACKAGE_GENERATED = {
+  'cfm-session-helper.ps1': () => `\ufeff${SESSION_HELPER_SCRIPT}`,
 } as const;
 
 /** Lays out the Windows package in `dir`: the executable, WinSW as cfm-agent-service.exe, and the files above. */
@@ -145,10 +155,13 @@ export function windowsPackage(dir: string, executable: string, winsw: string | 
   copyFileSync(executable, join(dir, 'cfm-agent.exe'));
   for (const [name, from] of Object.entries(WINDOWS_PACKAGE_FILES))
     copyFileSync(join(root, from), join(dir, name));
+  for (const [name, text] of Object.entries(WINDOWS_PACKAGE_GENERATED))
+    writeFileSync(join(dir, name), text());
   if (winsw) copyFileSync(winsw, join(dir, 'cfm-agent-service.exe'));
   return [
     'cfm-agent.exe',
     ...Object.keys(WINDOWS_PACKAGE_FILES),
+    ...Object.keys(WINDOWS_PACKAGE_GENERATED),
     ...(winsw ? ['cfm-agent-service.exe'] : []),
   ];
 }

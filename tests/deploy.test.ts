@@ -27,6 +27,7 @@ import { ALL_SECTIONS } from '../scripts/gen-docs.js';
 import { waitFor } from './helpers/influx.js';
 import { brokenLinks, relativeLinks } from './helpers/markdown.js';
 import { shippedMosquittoConfig } from './helpers/mqtt.js';
+import { powershell7Operators, powershellSyntaxErrors } from './helpers/powershell.js';
 
 /** Every example in deploy/examples validates against the sections of each process that reads it. */
 const dir = fileURLToPath(new URL('../deploy/examples/', import.meta.url));
@@ -909,9 +910,12 @@ describe('deploy/windows', () => {
     expect(await powershellSyntaxErrors('$a = (1 + )\n')).not.toEqual([]);
   });
 
+  it('install.ps1 is ASCII: Windows PowerShell 5.1 reads a script without a byte-order mark in the ANSI code page', () => {
+    expect([...script].filter((c) => !/[\t\n\r -~]/.test(c))).toEqual([]);
+  });
+
   it('install.ps1 uses no operator of PowerShell 7: Windows 10 and 11 ship Windows PowerShell 5.1', async () => {
-    const ps7 = (source: string) =>
-      powershellTree(source).then((t) => t.codeTokens.filter((l) => /&&|\|\||\?\?|\?\./.test(l)));
+    const ps7 = powershell7Operators;
     expect(await ps7(script)).toEqual([]);
     // The check finds them in code, not in strings or comments.
     expect(await ps7('$a = $b ?? 1\nGet-X && Get-Y\n"a && b" # c || d\n')).toEqual([' ??', '&&']);
@@ -962,7 +966,7 @@ describe('deploy/windows', () => {
     expect(script).toContain("Join-Path $DataDir 'agent.yaml'");
     const tmp = mkdtempSync(join(tmpdir(), 'cfm-windows-'));
     try {
-      writeFileSync(join(tmp, 'agent.yaml'), readFileSync(join(repo, 'deploy/examples/agent.yaml')));
+      writeFileSync(join(tmp, 'agent.yaml'), readFileSync(join(repo, 'deploy/examples/agent-windows.yaml')));
       const config = validate('agents/classroom/main.ts', join(tmp, 'agent.yaml'), {
         CFM_AGENT__SPOOL__DIR: env.CFM_AGENT__SPOOL__DIR!.replaceAll('@DATA_DIR@', dataDir),
       });
@@ -973,8 +977,15 @@ describe('deploy/windows', () => {
   });
 
   it('the package is what the script and the documentation expect', async () => {
-    const { WINDOWS_PACKAGE_FILES } = await import('../scripts/build-agent-sea.js');
-    const files = ['cfm-agent.exe', 'cfm-agent-service.exe', ...Object.keys(WINDOWS_PACKAGE_FILES)];
+    const { WINDOWS_PACKAGE_FILES, WINDOWS_PACKAGE_GENERATED } = await import(
+      '../scripts/build-agent-sea.js'
+    );
+    const files = [
+      'cfm-agent.exe',
+      'cfm-agent-service.exe',
+      ...Object.keys(WINDOWS_PACKAGE_FILES),
+      ...Object.keys(WINDOWS_PACKAGE_GENERATED),
+    ];
     for (const from of Object.values(WINDOWS_PACKAGE_FILES))
       expect(existsSync(join(repo, from)), from).toBe(true);
     const table = doc.slice(doc.indexOf('## The package'), doc.indexOf('## Installing'));
@@ -986,36 +997,58 @@ describe('deploy/windows', () => {
       .map((q) => q.slice(1, -1));
     for (const f of required) expect(files).toContain(f);
   });
+
+  it("registers the session helper's task when the configuration sets sessionPipe, named after its pipe", async () => {
+    const { SESSION_HELPER_SCRIPT } = await import('../agents/sources/activity/windows-script.js');
+    // The package's configuration, as the agent reads it: activity from the session helper's pipe.
+    const config = validate('agents/classroom/main.ts', join(repo, 'deploy/examples/agent-windows.yaml'), {});
+    const agent = config.agent as { activity: { source: string }; windowsHelper: { sessionPipe?: string } };
+    expect(agent.activity.source).toBe('windows');
+    const pipe = agent.windowsHelper.sessionPipe!;
+    expect(pipe).toBe('\\\\.\\pipe\\cfm-activity');
+    // install.ps1 takes the pipe's name from it (its .NET pattern, the same in JavaScript)…
+    const pattern = new RegExp(/\$property\.Value -match '([^']+)'/.exec(script)![1]!);
+    const base = pattern.exec(pipe)![1]!;
+    expect(base).toBe('cfm-activity');
+    for (const wrong of [
+      '/tmp/cfm-activity',
+      '\\\\.\\pipe\\a;b',
+      '\\\\server\\pipe\\cfm-activity',
+      '\\\\.\\pipe\\',
+    ])
+      expect(pattern.test(wrong), wrong).toBe(false);
+    // …which the session helper takes as its own.
+    const helperPattern = /\$PipeBase -notmatch '([^']+)'/.exec(SESSION_HELPER_SCRIPT)![1]!;
+    expect(new RegExp(helperPattern).test(base)).toBe(true);
+    // The task: at every log-on, the Users group by SID (named as this Windows names it), limited rights, a
+    // hidden window, one instance per user; removed with -Uninstall, and when the configuration has no pipe.
+    expect(/^\$SidUsers = '([^']+)'/m.exec(script)?.[1]).toBe('S-1-5-32-545');
+    for (const part of [
+      'New-ScheduledTaskTrigger -AtLogOn',
+      'New-ScheduledTaskPrincipal -GroupId $users -RunLevel Limited',
+      '-WindowStyle Hidden -EncodedCommand $encoded',
+      '-MultipleInstances Parallel',
+      'if ($pipeBase) { Register-SessionHelper $pipeBase } else { Unregister-SessionHelper }',
+    ])
+      expect(script).toContain(part);
+    const uninstall = script.slice(
+      script.indexOf('if ($Uninstall) {'),
+      script.indexOf("foreach ($file in 'cfm-agent.exe'"),
+    );
+    expect(uninstall).toContain('Unregister-SessionHelper');
+    // The bootstrap the task runs: PowerShell, and a short command line even for a long install folder with a
+    // quote in it (Task Scheduler documents no limit for an action's arguments: nothing to rely on).
+    const bootstrap = /\$bootstrap = "([^"]+)"/.exec(script)![1]!;
+    const folder = `C:\\Program Files\\${"cfm-agent o'brien ".repeat(10)}\\cfm-session-helper.ps1`.replaceAll(
+      "'",
+      "''",
+    );
+    const filled = bootstrap.replace('$file', folder).replace('$PipeBase', 'x'.repeat(64));
+    expect(await powershellSyntaxErrors(filled)).toEqual([]);
+    expect(filled).toContain('[ScriptBlock]::Create([IO.File]::ReadAllText(');
+    const encoded = Buffer.from(filled, 'utf16le').toString('base64');
+    expect(
+      `-NoLogo -NoProfile -NonInteractive -WindowStyle Hidden -EncodedCommand ${encoded}`.length,
+    ).toBeLessThan(2_000);
+  });
 });
-
-/**
- * PowerShell source as the tree-sitter PowerShell grammar reads it (no PowerShell needed): its syntax errors,
- * and the text of its tokens outside strings and comments.
- */
-async function powershellTree(source: string): Promise<{ errors: string[]; codeTokens: string[] }> {
-  const { Language, Parser } = await import('web-tree-sitter');
-  await Parser.init();
-  const wasm = fileURLToPath(import.meta.resolve('tree-sitter-powershell/tree-sitter-powershell.wasm'));
-  const parser = new Parser();
-  parser.setLanguage(await Language.load(wasm));
-  const tree = parser.parse(source)!;
-  const errors: string[] = [];
-  const codeTokens: string[] = [];
-  const walk = (n: NonNullable<typeof tree>['rootNode'], code: boolean) => {
-    if (n.isError || n.isMissing)
-      errors.push(
-        `line ${n.startPosition.row + 1}: ${n.isMissing ? `missing ${n.type}` : n.text.slice(0, 80)}`,
-      );
-    const inCode = code && !/string|comment/.test(n.type);
-    if (inCode && n.childCount === 0) codeTokens.push(n.text);
-    for (const c of n.children) if (c) walk(c, inCode);
-  };
-  walk(tree.rootNode, true);
-  tree.delete();
-  parser.delete();
-  return { errors, codeTokens };
-}
-
-async function powershellSyntaxErrors(source: string): Promise<string[]> {
-  return (await powershellTree(source)).errors;
-}

@@ -29,10 +29,11 @@ import {
   defaultPowershell,
   type HelperResponse,
   helperNics,
+  helperProcess,
   WindowsHelper,
   type WindowsHelperStats,
-  windowsActivity,
 } from '../sources/activity/windows.js';
+import { localActivity, WindowsSessionActivity } from '../sources/activity/windows-session.js';
 import { X11Activity } from '../sources/activity/x11.js';
 import { readCommand } from '../sources/command.js';
 import { HostSource } from '../sources/host.js';
@@ -115,6 +116,15 @@ export const agentConfigSchema = z
     activity: activityConfigSchema,
     windowsHelper: windowsHelperConfigSchema,
   })
+  .superRefine((c, ctx) => {
+    if (c.windowsHelper.sessionPipe !== undefined && c.activity.source !== 'windows') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['windowsHelper', 'sessionPipe'],
+        message: 'the session helper is an activity source: it needs `activity.source: windows`',
+      });
+    }
+  })
   .describe('The classroom agent.');
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 
@@ -125,6 +135,8 @@ export interface AgentStats extends PublisherStats {
   activityErrors: number;
   /** The Windows helper's own counters, when it runs. */
   windowsHelper?: WindowsHelperStats;
+  /** The connection to the session helper's pipe (`starts`, `exits`: connections), with `sessionPipe`. */
+  sessionHelper?: WindowsHelperStats;
 }
 
 /**
@@ -144,6 +156,7 @@ export class ClassroomAgent implements Service {
   private readonly simulated: SimulatedDisplay | undefined;
   private readonly activitySource: ActivitySource | undefined;
   private readonly helper: WindowsHelper | undefined;
+  private readonly sessionActivity: WindowsSessionActivity | undefined;
   private readonly matchSite: (title: string | undefined) => string | undefined;
   /** Problems already logged (bounded): an activity source failing every reading logs each once. */
   private readonly logged = new Set<string>();
@@ -200,12 +213,21 @@ export class ClassroomAgent implements Service {
     if (a.source === 'windows' || (platform === 'win32' && config.host.enabled)) {
       const w = config.windowsHelper;
       this.helper = new WindowsHelper({
-        command: w.command ?? defaultPowershell(),
+        transport: helperProcess({ command: w.command ?? defaultPowershell() }),
         timeoutMs: w.timeoutMs,
         startTimeoutMs: w.startTimeoutMs,
         restartMaxMs: w.restartMaxMs,
         log,
       });
+      if (a.source === 'windows' && w.sessionPipe !== undefined) {
+        this.sessionActivity = new WindowsSessionActivity({
+          pipe: w.sessionPipe,
+          timeoutMs: w.timeoutMs,
+          restartMaxMs: w.restartMaxMs,
+          match: this.matchSite,
+          log,
+        });
+      }
     }
   }
 
@@ -213,12 +235,18 @@ export class ClassroomAgent implements Service {
     const p = this.publisher?.stats() ?? NO_PUBLISHER_STATS;
     const s: AgentStats = { ...p, ...this.counts };
     if (this.helper) s.windowsHelper = this.helper.stats();
+    if (this.sessionActivity) s.sessionHelper = this.sessionActivity.stats();
     return s;
   }
 
   /** The Windows helper, when this agent runs one (tests, diagnostics). */
   get windowsHelper(): WindowsHelper | undefined {
     return this.helper;
+  }
+
+  /** The connection to the session helper, with `windowsHelper.sessionPipe` (tests, diagnostics). */
+  get sessionHelper(): WindowsHelper | undefined {
+    return this.sessionActivity?.connection;
   }
 
   private warnOnce(key: string, obj: Record<string, unknown>, msg: string): void {
@@ -339,28 +367,35 @@ export class ClassroomAgent implements Service {
     const out: { activity?: Activity; nics?: Map<string, { rx: bigint; tx: bigint }> } = {};
     if (this.helper) {
       let sample: HelperResponse | undefined;
+      let failed: Error | undefined;
       if (this.helper.ready) {
         try {
           sample = await this.helper.read();
         } catch (err) {
-          if (source === 'windows') this.counts.activityErrors++;
-          const msg = (err as Error).message;
-          this.warnOnce(`helper:${msg.slice(0, 100)}`, { err: msg }, 'windows helper reading failed');
-        }
-      } else if (source === 'windows') {
-        this.counts.activityErrors++; // starting, or restarting after it died (it logs why)
-      }
-      out.nics = sample ? helperNics(sample) : new Map();
-      if (source === 'windows' && sample) {
-        const r = windowsActivity(sample, this.matchSite);
-        if (r.sessionMismatch) {
+          failed = err as Error;
           this.warnOnce(
-            'session',
-            r.sessionMismatch,
-            "windows helper runs outside the console session: no input, window or screen to read (run the agent in the classroom user's session: docs/usage.md)",
+            `helper:${failed.message.slice(0, 100)}`,
+            { err: failed.message },
+            'windows helper reading failed',
           );
         }
-        out.activity = r.activity;
+      } else {
+        failed = new Error('windows helper is not ready'); // starting, or restarting after it died (it logs why)
+      }
+      out.nics = sample ? helperNics(sample) : new Map();
+      if (source === 'windows') {
+        try {
+          out.activity = this.sessionActivity
+            ? await this.sessionActivity.read(sample)
+            : localActivity(sample, failed, this.matchSite);
+        } catch (err) {
+          this.counts.activityErrors++;
+          // The agent's own helper's failure is logged above (or by the helper): not twice.
+          if (err !== failed) {
+            const msg = (err as Error).message;
+            this.warnOnce(`windows:${msg.slice(0, 100)}`, { err: msg }, `no windows activity: ${msg}`);
+          }
+        }
       }
       // The helper also runs for NIC counters alone: another configured source still gives the activity.
       if (source === 'windows') return out;
@@ -432,6 +467,7 @@ export class ClassroomAgent implements Service {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.ticking;
+    await this.sessionActivity?.stop();
     await this.helper?.stop();
     await this.activitySource?.stop?.();
     await this.publisher?.close(); // what is still queued stays on disk for the next run; stats stay readable

@@ -10,10 +10,13 @@
 
   Install: checks the configuration with the new cfm-agent.exe (nothing changes if it is refused), copies the
   program to -InstallDir and the configuration to -DataDir\agent.yaml, restricts -DataDir to SYSTEM,
-  Administrators and LocalService, registers the service "cfm-agent" and starts it.
+  Administrators and LocalService, registers the service "cfm-agent" and starts it. When the configuration sets
+  agent.windowsHelper.sessionPipe, also registers the scheduled task "cfm-session-helper", which starts the
+  session helper (cfm-session-helper.ps1) in the session of every user who logs on: the service reads the
+  user's activity from it (agents/sources/activity/README.md, "Sessions"); without it, the task is removed.
   Update: the same command from a newer package, -Config optional (the installed configuration is kept and is
   checked with the new version before the running one is stopped).
-  Remove: -Uninstall (with -KeepData the configuration and the spool stay).
+  Remove: -Uninstall (with -KeepData the configuration and the spool stay); the task goes too.
 
   Exit codes: 0 done; 1 a step failed; 2 a wrong parameter or a configuration the agent refuses (its message
   follows); 3 not run as an administrator. Every run appends to -DataDir\install.log (never a secret).
@@ -38,12 +41,15 @@ Set-StrictMode -Version 3.0
 $ErrorActionPreference = 'Stop'
 
 $ServiceName = 'cfm-agent'
+$TaskName = 'cfm-session-helper'
 # Node's flags for the agent (agents/classroom/node-flags.ts), passed in NODE_OPTIONS.
 $NodeFlags = '--max-old-space-size=64 --max-semi-space-size=1'
 # Well-known SIDs, so the ACLs are the same on a Chinese-language Windows: SYSTEM, Administrators, LocalService.
 $SidSystem = '*S-1-5-18'
 $SidAdmins = '*S-1-5-32-544'
 $SidLocalService = '*S-1-5-19'
+# The Users group, whom the session helper's task runs for: every interactive user.
+$SidUsers = 'S-1-5-32-545'
 $Package = $PSScriptRoot
 $script:LogFile = $null
 
@@ -89,7 +95,8 @@ function Invoke-Wrapper([string]$Command) {
 }
 
 # The agent's own check of a configuration: its exit code 2 and message when it refuses one. No secret is
-# shown: --print-config redacts them, and only the agent's error line is kept (stdout is discarded).
+# shown: --print-config redacts them, and only the agent's error line is kept. What it prints on success (JSON,
+# secrets redacted) is returned, never logged.
 function Test-AgentConfig([string]$Exe, [string]$File, [string]$SpoolDir) {
   $env:CFM_AGENT__SPOOL__DIR = $SpoolDir
   try {
@@ -100,6 +107,51 @@ function Test-AgentConfig([string]$Exe, [string]$File, [string]$SpoolDir) {
   if ($r.Code -ne 0) {
     $message = ($r.Output -split '(?=agent: )' | Where-Object { $_ -like 'agent: *' }) -join ' '
     Stop-Install 2 ('the agent refuses {0} (exit code {1}): {2}' -f $File, $r.Code, $message)
+  }
+  return $r.Output
+}
+
+# The session helper's pipe name from the configuration the agent printed: '\\.\pipe\cfm-activity' gives
+# 'cfm-activity' (the helper serves cfm-activity-<its session id>); none when it sets no sessionPipe.
+function Get-SessionPipeBase([string]$Printed) {
+  try {
+    # The JSON object the agent printed (a warning Node may print on stderr is not part of it).
+    $json = $Printed.Substring($Printed.IndexOf('{'), $Printed.LastIndexOf('}') - $Printed.IndexOf('{') + 1)
+    $helper = ($json | ConvertFrom-Json).agent.windowsHelper
+  } catch {
+    Stop-Install 1 "cannot read the configuration the agent printed: $($_.Exception.Message)"
+  }
+  $property = $helper.PSObject.Properties['sessionPipe']
+  if (-not $property) { return '' }
+  if ($property.Value -match '^\\\\\.\\pipe\\([A-Za-z0-9._-]{1,64})$') { return $Matches[1] }
+  Stop-Install 2 ("agent.windowsHelper.sessionPipe is {0}: on Windows it is '\\.\pipe\NAME' (NAME: letters, digits, . _ -)" -f $property.Value)
+}
+
+# The session helper: started at the log-on of every user, in that user's session, with that user's limited
+# rights, without a window (one may flash: powershell.exe is a console program). The task's command line is
+# short: it reads cfm-session-helper.ps1 from the install folder (administrators only may change it) and runs
+# it as a script block - not as a script file, which execution policy governs, as -EncodedCommand is not.
+function Register-SessionHelper([string]$PipeBase) {
+  $file = (Join-Path $InstallDir 'cfm-session-helper.ps1').Replace("'", "''")
+  $bootstrap = "& ([ScriptBlock]::Create([IO.File]::ReadAllText('$file'))) -PipeBase '$PipeBase'"
+  $encoded = [Convert]::ToBase64String([Text.Encoding]::Unicode.GetBytes($bootstrap))
+  $powershell = Join-Path $env:SystemRoot 'System32\WindowsPowerShell\v1.0\powershell.exe'
+  $action = New-ScheduledTaskAction -Execute $powershell -Argument "-NoLogo -NoProfile -NonInteractive -WindowStyle Hidden -EncodedCommand $encoded"
+  $trigger = New-ScheduledTaskTrigger -AtLogOn
+  # By SID, translated to the group's name in this Windows' language.
+  $users = (New-Object Security.Principal.SecurityIdentifier($SidUsers)).Translate([Security.Principal.NTAccount]).Value
+  $principal = New-ScheduledTaskPrincipal -GroupId $users -RunLevel Limited
+  # No time limit; one instance per user who logs on (Parallel); tried again every minute if it cannot start.
+  $settings = New-ScheduledTaskSettingsSet -ExecutionTimeLimit ([TimeSpan]::Zero) -MultipleInstances Parallel -RestartCount 999 -RestartInterval (New-TimeSpan -Minutes 1) -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries
+  Register-ScheduledTask -TaskName $TaskName -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Description 'CFM classroom agent: the session helper, which reads the activity in the user''s session for the cfm-agent service' -Force | Out-Null
+  Write-Log "scheduled task $TaskName registered (pipe $PipeBase-<session>); it starts at the next log-on"
+}
+
+function Unregister-SessionHelper {
+  if (Get-ScheduledTask -TaskName $TaskName -ErrorAction SilentlyContinue) {
+    Write-Log "removing the scheduled task $TaskName"
+    Stop-ScheduledTask -TaskName $TaskName -ErrorAction SilentlyContinue
+    Unregister-ScheduledTask -TaskName $TaskName -Confirm:$false
   }
 }
 
@@ -135,6 +187,7 @@ try {
   if ($Uninstall) {
     if ($Config) { Stop-Install 2 '-Uninstall takes no -Config' }
     Write-Log "removing $ServiceName from $InstallDir"
+    Unregister-SessionHelper
     Stop-AgentService
     if (Get-Service -Name $ServiceName -ErrorAction SilentlyContinue) {
       if (Test-Path -LiteralPath (Join-Path $InstallDir 'cfm-agent-service.exe') -PathType Leaf) {
@@ -154,7 +207,7 @@ try {
     exit 0
   }
 
-  foreach ($file in 'cfm-agent.exe', 'cfm-agent-service.exe', 'cfm-agent-service.xml') {
+  foreach ($file in 'cfm-agent.exe', 'cfm-agent-service.exe', 'cfm-agent-service.xml', 'cfm-session-helper.ps1') {
     if (-not (Test-Path -LiteralPath (Join-Path $Package $file) -PathType Leaf)) {
       Stop-Install 2 "$file is missing beside install.ps1 (in $Package): an incomplete package"
     }
@@ -169,7 +222,8 @@ try {
     Stop-Install 2 "-Config is needed: nothing is installed in $DataDir yet"
   }
   # Checked by the version about to be installed, before anything changes.
-  Test-AgentConfig (Join-Path $Package 'cfm-agent.exe') $source "$DataDirYaml/spool"
+  $printed = Test-AgentConfig (Join-Path $Package 'cfm-agent.exe') $source "$DataDirYaml/spool"
+  $pipeBase = Get-SessionPipeBase $printed
 
   foreach ($dir in $DataDir, (Join-Path $DataDir 'spool'), (Join-Path $DataDir 'logs')) {
     New-Item -ItemType Directory -Force -Path $dir | Out-Null
@@ -187,6 +241,7 @@ try {
   New-Item -ItemType Directory -Force -Path $InstallDir | Out-Null
   Copy-Item -LiteralPath (Join-Path $Package 'cfm-agent.exe') -Destination $InstallDir -Force
   Copy-Item -LiteralPath (Join-Path $Package 'cfm-agent-service.exe') -Destination $InstallDir -Force
+  Copy-Item -LiteralPath (Join-Path $Package 'cfm-session-helper.ps1') -Destination $InstallDir -Force
   $xml = Get-Content -LiteralPath (Join-Path $Package 'cfm-agent-service.xml') -Raw -Encoding UTF8
   $xml = $xml.Replace('@DATA_DIR@', [Security.SecurityElement]::Escape($DataDirYaml))
   $xml = $xml.Replace('@NODE_FLAGS@', $NodeFlags)
@@ -197,6 +252,8 @@ try {
     Invoke-Wrapper 'install'
     Write-Log "service $ServiceName registered"
   }
+  # A helper already running in a user's session keeps its (compatible) script until that user's next log-on.
+  if ($pipeBase) { Register-SessionHelper $pipeBase } else { Unregister-SessionHelper }
   if ($NoStart) {
     Write-Log 'installed, not started (-NoStart)'
     exit 0

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { agentConfigSchema, ClassroomAgent } from '../../agents/classroom/agent.js';
 import { SimulatedActivity } from '../../agents/sources/activity/simulated.js';
@@ -11,6 +12,7 @@ import { decodePayload, type Telemetry } from '../../contracts/messages.js';
 import { PjlinkSimulator } from '../../dev/pjlink-sim.js';
 import { captureLogger, waitFor } from '../helpers/influx.js';
 import { Mosquitto } from '../helpers/mqtt.js';
+import { FAKE_POWERSHELL, fakeSessionHelper, SESSION_HELPER_ACTIVITY } from '../helpers/session-pipe.js';
 
 /**
  * The classroom agent's telemetry v2 (#16): the evidence of use — display power and input, the activity at
@@ -20,7 +22,7 @@ import { Mosquitto } from '../helpers/mqtt.js';
  */
 const SCHOOL = '3301060001';
 const FIXTURES = fileURLToPath(new URL('../fixtures/windows/', import.meta.url));
-const FAKE = fileURLToPath(new URL('../helpers/fake-powershell.mjs', import.meta.url));
+const FAKE = FAKE_POWERSHELL;
 const mosquitto = new Mosquitto();
 let observer: MqttClient;
 let tmp: string;
@@ -73,6 +75,17 @@ async function run(agent: ClassroomAgent): Promise<ClassroomAgent> {
   await agent.start();
   cleanups.push(() => agent.stop());
   return agent;
+}
+
+/** An agent as the Windows guide installs it: a session-0 service whose activity comes from `<dir>/cfm-activity-*`. */
+function sessionPipeAgent(device: string, dir: string, timeoutMs: number, log: Logger): ClassroomAgent {
+  const windowsHelper = {
+    command: FAKE,
+    timeoutMs,
+    restartMaxMs: 500,
+    sessionPipe: join(dir, 'cfm-activity'),
+  };
+  return new ClassroomAgent(config(device, { activity: { source: 'windows' }, windowsHelper }), { log });
 }
 
 describe('telemetry v2', () => {
@@ -189,30 +202,49 @@ describe('telemetry v2', () => {
     expect(t).not.toHaveProperty('activity');
     await agent.stop();
 
-    // The same helper as the activity source, run as a service: an activity with nothing of the user in it.
+    // The same helper as the activity source, run as a service while a user is logged on at the console: it
+    // cannot see their input, so no activity at all (counted, logged once) — never an invented absence of use.
     const device2 = 'pc-svc2';
     const agent2 = await run(
       new ClassroomAgent(
         config(device2, { activity: { source: 'windows' }, windowsHelper: { command: FAKE } }),
-        {
-          log,
-        },
+        { log },
       ),
     );
-    await waitFor(() => telemetry(device2).some((x) => x.activity), { what: 'a reading with activity' });
-    expect(telemetry(device2).find((x) => x.activity)!.activity).toEqual({ source: 'windows' });
-    await waitFor(() => lines.some((l) => String(l.msg).includes('outside the console session')), {
-      what: 'the session warning',
-    });
+    const loggedOnWarning = (l: Record<string, unknown>) =>
+      String(l.msg).includes('outside the console session') &&
+      String(l.msg).includes('a user is logged on there');
+    await waitFor(() => lines.some(loggedOnWarning), { what: 'the session warning' });
     await agent2.tick();
-    expect(lines.filter((l) => String(l.msg).includes('outside the console session'))).toHaveLength(1);
+    await agent2.tick();
+    expect(telemetry(device2).length).toBeGreaterThanOrEqual(2);
+    // (The first reading may come before its helper's hello: without NIC counters then.)
+    expect(telemetry(device2).every((x) => x.activity === undefined)).toBe(true);
+    expect(telemetry(device2).some((x) => x.host?.nics.length === 1)).toBe(true);
+    expect(agent2.stats().activityErrors).toBeGreaterThanOrEqual(2);
+    expect(lines.filter(loggedOnWarning)).toHaveLength(1);
     await agent2.stop();
 
-    // On Windows with another activity source: the helper gives the NIC counters, the source the activity.
-    const device3 = 'pc-sim-win';
+    // Nobody logged on at the console (the log-on screen): that is evidence — nobody at the computer.
+    process.env.FAKE_PS_FIXTURE = join(FIXTURES, 'service-nobody.jsonl');
+    const device3 = 'pc-svc3';
     const agent3 = await run(
       new ClassroomAgent(
-        config(device3, {
+        config(device3, { activity: { source: 'windows' }, windowsHelper: { command: FAKE } }),
+        { log },
+      ),
+    );
+    await waitFor(() => telemetry(device3).some((x) => x.activity), { what: 'a reading with activity' });
+    expect(telemetry(device3).find((x) => x.activity)!.activity).toEqual({ source: 'windows' });
+    // Not a failure: only the readings before its helper's hello went without activity.
+    expect(agent3.stats().activityErrors).toBe(telemetry(device3).findIndex((x) => x.activity));
+    await agent3.stop();
+
+    // On Windows with another activity source: the helper gives the NIC counters, the source the activity.
+    const device4 = 'pc-sim-win';
+    const agent4 = await run(
+      new ClassroomAgent(
+        config(device4, {
           display: { source: 'simulated' },
           activity: { source: 'simulated' },
           windowsHelper: { command: FAKE },
@@ -220,13 +252,13 @@ describe('telemetry v2', () => {
         { log, platform: 'win32' },
       ),
     );
-    await waitFor(() => telemetry(device3).some((x) => x.host?.nics.length && x.activity), {
+    await waitFor(() => telemetry(device4).some((x) => x.host?.nics.length && x.activity), {
       what: 'NIC counters and activity in one reading',
     });
-    const t3 = telemetry(device3).find((x) => x.host?.nics.length && x.activity)!;
-    expect(t3.activity?.source).toBe('simulated');
-    expect(t3.host!.nics.map((n) => n.name)).toEqual(['以太网']);
-    expect(agent3.stats().activityErrors).toBe(0);
+    const t4 = telemetry(device4).find((x) => x.host?.nics.length && x.activity)!;
+    expect(t4.activity?.source).toBe('simulated');
+    expect(t4.host!.nics.map((n) => n.name)).toEqual(['以太网']);
+    expect(agent4.stats().activityErrors).toBe(0);
   });
 
   it('a display that does not answer is sent as power unknown, not left out (so never judged on)', async () => {
@@ -250,6 +282,85 @@ describe('telemetry v2', () => {
     expect(t.display).toEqual({ source: 'pjlink', power: 'unknown' });
     expect(t.activity?.source).toBe('simulated');
     expect(agent.stats().displayErrors).toBeGreaterThanOrEqual(1);
+  });
+
+  it("with sessionPipe: the activity of the console user's session helper, the NIC counters of the service's own helper", async () => {
+    const device = 'ops-svc';
+    const { log, lines } = captureLogger('agent');
+    const dir = mkdtempSync(join(tmp, 'pipe-'));
+    // The agent's own helper, in session 0: the user logged on at the console, session 1.
+    process.env.FAKE_PS_FIXTURE = join(FIXTURES, 'service-session0.jsonl');
+    cleanups.push(async () => {
+      delete process.env.FAKE_PS_FIXTURE;
+    });
+    // The user's session helper, serving the pipe of session 1.
+    const helper = await fakeSessionHelper(dir, 1, 'session-helper.jsonl');
+    cleanups.push(() => helper.stop());
+    const agent = await run(sessionPipeAgent(device, dir, 2_000, log));
+    await waitFor(() => telemetry(device).filter((t) => t.activity).length >= 3, {
+      what: 'three readings with activity',
+      timeoutMs: 20_000,
+    });
+    const withActivity = telemetry(device).filter((t) => t.activity);
+    expect(withActivity.slice(0, 3).map((t) => t.activity)).toEqual(SESSION_HELPER_ACTIVITY);
+    // The NIC counters are the service's own helper's (session 0 is fine for those); the session helper sends none.
+    expect(withActivity.every((t) => t.host?.nics.map((x) => x.name).join() === '以太网')).toBe(true);
+    expect(seen.map((m) => m.payload).join('\n')).not.toMatch(/王老师|Google Chrome|Program Files/);
+    // The readings before the first with activity came before the agent's own helper said hello (it names the
+    // console's session): those alone went without activity.
+    const first = telemetry(device).findIndex((t) => t.activity);
+    expect(agent.stats()).toMatchObject({
+      activityErrors: first,
+      sessionHelper: { starts: 1, exits: 0, badLines: {} },
+    });
+    expect(agent.sessionHelper?.ready).toMatchObject({ hello: 'cfm-windows-helper' });
+
+    // The user logs off (the session helper goes away): readings go on, without activity, counted.
+    await helper.stop();
+    const before = agent.stats().activityErrors;
+    await waitFor(() => agent.stats().activityErrors >= before + 2, {
+      what: 'readings without the session helper',
+    });
+    expect(telemetry(device).at(-1)).not.toHaveProperty('activity');
+    expect(
+      lines.filter((l) => String(l.msg).startsWith('no windows activity: session helper')).length,
+    ).toBeGreaterThan(0);
+
+    // Back (logged on again): activity again, over a new connection; stop closes it.
+    const again = await fakeSessionHelper(dir, 1, 'session-helper.jsonl');
+    cleanups.push(() => again.stop());
+    const count = telemetry(device).filter((t) => t.activity).length;
+    await waitFor(() => telemetry(device).filter((t) => t.activity).length > count, {
+      what: 'activity again',
+      timeoutMs: 20_000,
+    });
+    await agent.stop();
+    await waitFor(() => again.events().includes('close 0'), { what: 'the pipe closed on stop' });
+  });
+
+  it('with sessionPipe and a squatter on the pipe: readings go on without activity, counted; the agent lives', async () => {
+    const device = 'ops-squat';
+    const { log } = captureLogger('agent');
+    const dir = mkdtempSync(join(tmp, 'squat-'));
+    process.env.FAKE_PS_FIXTURE = join(FIXTURES, 'service-session0.jsonl');
+    cleanups.push(async () => {
+      delete process.env.FAKE_PS_FIXTURE;
+    });
+    // Something else serves the console session's pipe: it floods, then answers from another session.
+    const squatter = await fakeSessionHelper(dir, 1, 'rdp-session.jsonl', [
+      { steps: [{ flood: 100 }] },
+      { steps: [{ replay: true }] },
+    ]);
+    cleanups.push(() => squatter.stop());
+    const agent = await run(sessionPipeAgent(device, dir, 1_000, log));
+    await waitFor(() => squatter.connects() >= 2 && agent.stats().activityErrors >= 3, {
+      what: 'the flood dropped, and the next connection refused',
+      timeoutMs: 20_000,
+    });
+    expect(agent.stats().sessionHelper!.badLines.unexpected).toBe(16);
+    expect(telemetry(device).length).toBeGreaterThanOrEqual(3);
+    expect(telemetry(device).every((t) => t.activity === undefined)).toBe(true);
+    expect(telemetry(device).some((t) => t.host?.nics.length === 1)).toBe(true);
   });
 
   it('a failing activity source: readings go on without activity, counted, logged once', async () => {

@@ -10,6 +10,7 @@ import type { MqttClient } from 'mqtt';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../../agents/classroom/node-flags.js';
+import { SESSION_HELPER_SCRIPT } from '../../agents/sources/activity/windows-script.js';
 import { decodePayload } from '../../contracts/messages.js';
 import type { Channel } from '../../contracts/topics.js';
 import { Mosquitto } from '../../dev/mosquitto.js';
@@ -20,6 +21,7 @@ import {
   seaCommandLine,
   stripAuthenticode,
   WINDOWS_PACKAGE_FILES,
+  WINDOWS_PACKAGE_GENERATED,
   windowsPackage,
 } from '../../scripts/build-agent-sea.js';
 import { waitFor } from '../helpers/influx.js';
@@ -173,8 +175,15 @@ describe('the Windows package (scripts/build-agent-sea.ts --package)', () => {
     const pkg = join(dir, 'package');
     const files = windowsPackage(pkg, exe, winsw);
     expect(files.sort()).toEqual(
-      ['cfm-agent.exe', 'cfm-agent-service.exe', ...Object.keys(WINDOWS_PACKAGE_FILES)].sort(),
+      [
+        'cfm-agent.exe',
+        'cfm-agent-service.exe',
+        ...Object.keys(WINDOWS_PACKAGE_FILES),
+        ...Object.keys(WINDOWS_PACKAGE_GENERATED),
+      ].sort(),
     );
+    // The session helper as install.ps1's task runs it: the agent's script, behind a UTF-8 byte-order mark.
+    expect(readFileSync(join(pkg, 'cfm-session-helper.ps1'), 'utf8')).toBe(`\ufeff${SESSION_HELPER_SCRIPT}`);
     expect(readdirSync(pkg).sort()).toEqual(files);
     expect(readFileSync(join(pkg, 'cfm-agent.exe')).equals(readFileSync(exe))).toBe(true);
     expect(readFileSync(join(pkg, 'cfm-agent-service.exe'), 'utf8')).toBe('stands for WinSW');

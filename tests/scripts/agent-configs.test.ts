@@ -67,6 +67,9 @@ describe('agent configurations for a rollout', () => {
       kind: 'panel',
       display: { source: 'pjlink', host: '192.168.70.21' },
       mqtt: { url: 'mqtts://mqtt.edu.example:8883' }, // the template's
+      // The template's too: the service reads the activity from the session helper install.ps1 registers.
+      activity: { source: 'windows' },
+      windowsHelper: { sessionPipe: '\\\\.\\pipe\\cfm-activity' },
     });
     const second = loadConfig(processConfigSchema({ agent: agentConfigSchema }), {
       file: r.files[1]!,

@@ -91,6 +91,14 @@ export const windowsHelperConfigSchema = z
       .max(3_600_000)
       .default(60_000)
       .describe('Longest wait before restarting a helper that died (from 1 s, doubling).'),
+    sessionPipe: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe(
+        "With `activity.source: windows`: take the activity from the session helper in the user's session, over the named pipe `<sessionPipe>-<console session id>` (Windows: `'\\\\.\\pipe\\cfm-activity'`, what install.ps1's scheduled task serves; elsewhere a Unix socket path). Unset: from the agent's own helper, which sees the user's input only when the agent runs in the user's session.",
+      ),
   })
   .prefault({})
   .describe(

@@ -20,15 +20,24 @@
  *   a notification: a hidden window on a background thread registers for it (RegisterPowerSettingNotification)
  *   and keeps the last value — Windows sends the current one at registration;
  * - kernel32 ProcessIdToSessionId and WTSGetActiveConsoleSessionId: input and windows are per session, so the
- *   agent trusts them only when the helper runs in the console's session (not as a session-0 service);
+ *   agent trusts them only when the helper runs in the console's session (not as a session-0 service); and
+ *   wtsapi32 WTSQuerySessionInformationW(WTS_CURRENT_SERVER_HANDLE, console session, WTSUserName): whether a
+ *   user is logged on at the console (`consoleUser`; the name itself is not sent);
  * - NIC byte counters: Get-NetAdapterStatistics (64-bit ReceivedBytes/SentBytes), else the raw performance
  *   counters of CIM Win32_PerfRawData_Tcpip_NetworkInterface.
  *
- * C# 5 only: Add-Type compiles with the .NET Framework's csc. Passed as -EncodedCommand (UTF-16LE, base64),
- * which execution policy does not apply to (it governs script files), so a fleet whose group policy sets
- * `AllSigned` still runs it; the command line must stay under Windows' 32 767 characters (a test checks).
+ * C# 5 only: Add-Type compiles with the .NET Framework's csc.
+ *
+ * Two modes, one core (the types and `Read-Helper`, `Invoke-Helper`):
+ * - `WINDOWS_HELPER_SCRIPT`: the protocol on stdin/stdout, for the agent that starts it. Passed as
+ *   -EncodedCommand (UTF-16LE, base64), which execution policy does not apply to (it governs script files), so a
+ *   fleet whose group policy sets `AllSigned` still runs it; the command line must stay under Windows' 32 767
+ *   characters (a test checks).
+ * - `SESSION_HELPER_SCRIPT`: the session helper, started in the user's session by a scheduled task at log-on
+ *   (README.md, "Sessions"): a named-pipe server, `\\.\pipe\<PipeBase>-<its session id>`, that answers the
+ *   same protocol to one client at a time, without NIC counters.
  */
-export const WINDOWS_HELPER_SCRIPT = String.raw`$ErrorActionPreference = 'Stop'
+const CORE = String.raw`$ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 Add-Type -TypeDefinition @'
 using System;
@@ -51,6 +60,8 @@ public static class CfmWin {
   [DllImport("user32.dll")] static extern IntPtr OpenInputDesktop(uint flags, bool inherit, uint access);
   [DllImport("user32.dll", CharSet = CharSet.Unicode)] static extern bool GetUserObjectInformationW(IntPtr h, int index, StringBuilder info, uint length, out uint needed);
   [DllImport("user32.dll")] static extern bool CloseDesktop(IntPtr h);
+  [DllImport("wtsapi32.dll", CharSet = CharSet.Unicode)] static extern bool WTSQuerySessionInformationW(IntPtr server, uint session, int infoClass, out IntPtr buffer, out uint bytes);
+  [DllImport("wtsapi32.dll")] static extern void WTSFreeMemory(IntPtr memory);
   public static long LastInput() {
     LASTINPUTINFO i = new LASTINPUTINFO();
     i.cbSize = (uint)Marshal.SizeOf(typeof(LASTINPUTINFO));
@@ -58,6 +69,15 @@ public static class CfmWin {
   }
   public static long Session() { uint s; return ProcessIdToSessionId(GetCurrentProcessId(), out s) ? (long)s : -1; }
   public static long ConsoleSession() { uint s = WTSGetActiveConsoleSessionId(); return s == 0xFFFFFFFF ? -1 : (long)s; }
+  // 1: a user is logged on at the console session (WTSUserName = 5 is not empty), 0: nobody, -1: cannot tell.
+  public static int ConsoleUser() {
+    uint s = WTSGetActiveConsoleSessionId();
+    if (s == 0xFFFFFFFF) return -1;
+    IntPtr b; uint n;
+    if (!WTSQuerySessionInformationW(IntPtr.Zero, s, 5, out b, out n)) return -1;
+    try { return string.IsNullOrEmpty(Marshal.PtrToStringUni(b)) ? 0 : 1; }
+    finally { WTSFreeMemory(b); }
+  }
   public static uint WindowPid(IntPtr w) { uint p; GetWindowThreadProcessId(w, out p); return p; }
   public static string Title(IntPtr w) { StringBuilder b = new StringBuilder(512); GetWindowTextW(w, b, b.Capacity); return b.ToString(); }
   public static string ImagePath(uint p) {
@@ -110,20 +130,17 @@ public class CfmDisplayWatch : NativeWindow {
   [CfmDisplayWatch]::Start()
 } catch { $watch = $_.Exception.Message }
 $utf8 = New-Object System.Text.UTF8Encoding($false)
-$in = New-Object System.IO.StreamReader([Console]::OpenStandardInput(), $utf8)
-$out = New-Object System.IO.StreamWriter([Console]::OpenStandardOutput(), $utf8)
-$out.NewLine = "${'`'}n"
-function Send($o) { $out.WriteLine((ConvertTo-Json -InputObject $o -Compress -Depth 4)); $out.Flush() }
-Send ([ordered]@{ hello = 'cfm-windows-helper'; v = 1; ps = $PSVersionTable.PSVersion.ToString(); displayWatch = $watch })
-while ($null -ne ($line = $in.ReadLine())) {
-  if (-not ($line -match '^read (\d{1,15})$')) { Send ([ordered]@{ id = $null; error = 'unknown request' }); continue }
+function Send($writer, $o) { $writer.WriteLine((ConvertTo-Json -InputObject $o -Compress -Depth 4)); $writer.Flush() }
+# One reading: what Windows says, raw; the agent derives the activity (windows.ts).
+function Read-Helper([long]$id, [bool]$withNics) {
   $errs = New-Object System.Collections.Generic.List[string]
-  $r = [ordered]@{ id = [long]$Matches[1]; tick = $null; lastInput = $null; session = $null; console = $null; fg = $null; saver = $null; desktop = $null; display = $null; nics = $null; errors = $errs }
+  $r = [ordered]@{ id = $id; tick = $null; lastInput = $null; session = $null; console = $null; consoleUser = $null; fg = $null; saver = $null; desktop = $null; display = $null; nics = $null; errors = $errs }
   try {
     $li = [CfmWin]::LastInput(); $r.tick = [CfmWin]::GetTickCount()
     if ($li -ge 0) { $r.lastInput = $li }
     $s = [CfmWin]::Session(); if ($s -ge 0) { $r.session = $s }
     $c = [CfmWin]::ConsoleSession(); if ($c -ge 0) { $r.console = $c }
+    $u = [CfmWin]::ConsoleUser(); if ($u -ge 0) { $r.consoleUser = ($u -eq 1) }
   } catch { $errs.Add('input: ' + $_.Exception.Message) }
   try {
     $w = [CfmWin]::GetForegroundWindow()
@@ -139,15 +156,71 @@ while ($null -ne ($line = $in.ReadLine())) {
     $r.desktop = [CfmWin]::InputDesktop()
     if ($watch -eq 'ok' -and [CfmDisplayWatch]::State -ge 0) { $r.display = [CfmDisplayWatch]::State }
   } catch { $errs.Add('screen: ' + $_.Exception.Message) }
-  try {
-    $r.nics = @(Get-NetAdapterStatistics | ForEach-Object { [ordered]@{ name = [string]$_.Name; rx = [string]$_.ReceivedBytes; tx = [string]$_.SentBytes } })
-  } catch {
-    $errs.Add('nics: ' + $_.Exception.Message)
+  if ($withNics) {
     try {
-      $r.nics = @(Get-CimInstance Win32_PerfRawData_Tcpip_NetworkInterface | ForEach-Object { [ordered]@{ name = [string]$_.Name; rx = [string]$_.BytesReceivedPersec; tx = [string]$_.BytesSentPersec } })
-    } catch { $errs.Add('nics (perf counters): ' + $_.Exception.Message) }
+      $r.nics = @(Get-NetAdapterStatistics | ForEach-Object { [ordered]@{ name = [string]$_.Name; rx = [string]$_.ReceivedBytes; tx = [string]$_.SentBytes } })
+    } catch {
+      $errs.Add('nics: ' + $_.Exception.Message)
+      try {
+        $r.nics = @(Get-CimInstance Win32_PerfRawData_Tcpip_NetworkInterface | ForEach-Object { [ordered]@{ name = [string]$_.Name; rx = [string]$_.BytesReceivedPersec; tx = [string]$_.BytesSentPersec } })
+      } catch { $errs.Add('nics (perf counters): ' + $_.Exception.Message) }
+    }
   }
-  Send $r
+  return $r
+}
+# One client: the hello, then one JSON line per request line until its input ends.
+function Invoke-Helper($reader, $writer, [bool]$withNics) {
+  $writer.NewLine = "${'`'}n"
+  Send $writer ([ordered]@{ hello = 'cfm-windows-helper'; v = 1; ps = $PSVersionTable.PSVersion.ToString(); displayWatch = $watch })
+  while ($null -ne ($line = $reader.ReadLine())) {
+    if (-not ($line -match '^read (\d{1,15})$')) { Send $writer ([ordered]@{ id = $null; error = 'unknown request' }); continue }
+    Send $writer (Read-Helper ([long]$Matches[1]) $withNics)
+  }
+}
+`;
+
+/** The helper the agent starts: the protocol on stdin and stdout, with the NIC counters. */
+export const WINDOWS_HELPER_SCRIPT = `${CORE}Invoke-Helper (New-Object System.IO.StreamReader([Console]::OpenStandardInput(), $utf8)) (New-Object System.IO.StreamWriter([Console]::OpenStandardOutput(), $utf8)) $true
+`;
+
+/** The session helper's default pipe name: `\\.\pipe\cfm-activity-<session id>`. */
+export const SESSION_PIPE_BASE = 'cfm-activity';
+
+/**
+ * The session helper (README.md, "Sessions"), as the file `cfm-session-helper.ps1` in the Windows package: a
+ * named-pipe server in the user's session. The pipe's security (System.IO.Pipes.PipeSecurity): the user full
+ * control; LocalService (S-1-5-19, the service) and SYSTEM (S-1-5-18) read and write — with
+ * FILE_CREATE_PIPE_INSTANCE, because a client opening with GENERIC_WRITE (libuv, hence Node, opens with
+ * GENERIC_READ | GENERIC_WRITE, and falls back to read-only when denied) asks for FILE_APPEND_DATA, which for a
+ * pipe is the same bit ("Named Pipe Security and Access Rights", Win32 docs) — harmless with one instance;
+ * network logons (S-1-5-2) denied. One instance, so one client at a time; after it disconnects, the next.
+ * ASCII only: Windows PowerShell 5.1 reads a script file without a byte-order mark in the ANSI code page.
+ */
+export const SESSION_HELPER_SCRIPT = `param([string]$PipeBase = '${SESSION_PIPE_BASE}')
+${CORE}if ($PipeBase -notmatch '^[A-Za-z0-9._-]{1,64}$') { throw "not a pipe name: $PipeBase" }
+$pipeName = $PipeBase + '-' + [System.Diagnostics.Process]::GetCurrentProcess().SessionId
+$security = New-Object System.IO.Pipes.PipeSecurity
+$allow = [System.Security.AccessControl.AccessControlType]::Allow
+$user = [System.Security.Principal.WindowsIdentity]::GetCurrent().User
+$security.AddAccessRule((New-Object System.IO.Pipes.PipeAccessRule($user, [System.IO.Pipes.PipeAccessRights]::FullControl, $allow)))
+foreach ($sid in 'S-1-5-19', 'S-1-5-18') {
+  $account = New-Object System.Security.Principal.SecurityIdentifier($sid)
+  $security.AddAccessRule((New-Object System.IO.Pipes.PipeAccessRule($account, [System.IO.Pipes.PipeAccessRights]'ReadWrite, CreateNewInstance, Synchronize', $allow)))
+}
+$network = New-Object System.Security.Principal.SecurityIdentifier('S-1-5-2')
+$security.AddAccessRule((New-Object System.IO.Pipes.PipeAccessRule($network, [System.IO.Pipes.PipeAccessRights]::FullControl, [System.Security.AccessControl.AccessControlType]::Deny)))
+while ($true) {
+  $pipe = $null
+  try {
+    $pipe = New-Object System.IO.Pipes.NamedPipeServerStream($pipeName, [System.IO.Pipes.PipeDirection]::InOut, 1, [System.IO.Pipes.PipeTransmissionMode]::Byte, [System.IO.Pipes.PipeOptions]::None, 4096, 4096, $security)
+    $pipe.WaitForConnection()
+    Invoke-Helper (New-Object System.IO.StreamReader($pipe, $utf8)) (New-Object System.IO.StreamWriter($pipe, $utf8)) $false
+  } catch {
+    # The client went away mid-answer, or the name is taken: wait, then serve again.
+    Start-Sleep -Seconds 2
+  } finally {
+    if ($null -ne $pipe) { $pipe.Dispose() }
+  }
 }
 `;
 

@@ -1,20 +1,21 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { type Activity, counterSchema, MAX_IDLE_S } from '../../../contracts/messages.js';
 import { executableName, idleSeconds } from './activity.js';
 import { LineSplitter } from './lines.js';
+import { type HelperLink, type HelperTransport, ProcessTransport } from './windows-link.js';
 import { helperArgs } from './windows-script.js';
 
 /**
- * The Windows helper's process and protocol (the script: windows-script.ts): one long-lived powershell.exe,
- * spawned at start, restarted with back-off when it dies, killed on stop. One request line per reading, one
- * JSON line back, parsed and validated here with zod: a garbled, invalid or oversized line is a clear error and
- * a counter (`badLines`), never a crash; the reading it answered goes without activity.
+ * The Windows helper's protocol (the script: windows-script.ts): one long-lived helper, reached over a link
+ * (windows-link.ts) — the powershell.exe the agent starts, or the session helper's named pipe — opened at start,
+ * opened again with back-off when it ends, ended on stop. One request line per reading, one JSON line back,
+ * parsed and validated here with zod: a garbled, invalid or oversized line is a clear error and a counter
+ * (`badLines`), never a crash; the reading it answered goes without activity.
  *
- * Which process runs is configuration (`agent.windowsHelper.command`): the tests run this same code against a
- * small Node script standing in for powershell.exe (tests/helpers/fake-powershell.mjs) that replays recorded
- * lines (tests/fixtures/windows/).
+ * Which process runs, or which pipe is connected to, is configuration (`agent.windowsHelper`): the tests run
+ * this same code against a small Node script standing in for powershell.exe and for the session helper's pipe
+ * (tests/helpers/fake-powershell.mjs) that replays recorded lines (tests/fixtures/windows/).
  */
 
 const uint32 = z
@@ -50,6 +51,8 @@ export const helperResponseSchema = z.object({
   /** The helper's session and the console's (WTSGetActiveConsoleSessionId). */
   session: uint32.nullable().optional(),
   console: uint32.nullable().optional(),
+  /** A user is logged on at the console session (WTSQuerySessionInformationW, WTSUserName not empty). */
+  consoleUser: z.boolean().nullable().optional(),
   fg: z
     .object({
       pid: uint32,
@@ -126,25 +129,32 @@ export interface WindowsHelperStats {
 }
 
 export interface WindowsHelperOptions {
-  /** powershell.exe, or what stands in for it. */
-  command: string;
-  /** Default: helperArgs() — the script as -EncodedCommand. */
-  args?: readonly string[];
+  /** How the helper is reached: a process it starts (`helperProcess`), or a pipe (`SocketTransport`). */
+  transport: HelperTransport;
+  /** In logs and errors: `windows helper` (default), `session helper`. */
+  name?: string;
   /** One request's answer. */
   timeoutMs: number;
-  /** From spawn to the hello line (Add-Type compiles C# at start: seconds on a slow PC). */
+  /** From start (or connection) to the hello line (Add-Type compiles C# at start: seconds on a slow PC). */
   startTimeoutMs: number;
   restartMinMs?: number;
   restartMaxMs: number;
   maxLineBytes?: number;
-  /** The helper's environment; default the agent's. */
-  env?: NodeJS.ProcessEnv;
   log: Logger;
 }
 
 /** Default Windows PowerShell 5.1, by absolute path: a service's PATH is not to be relied on, nor hijacked. */
 export function defaultPowershell(env: NodeJS.ProcessEnv = process.env): string {
   return `${env.SystemRoot ?? 'C:\\Windows'}\\System32\\WindowsPowerShell\\v1.0\\powershell.exe`;
+}
+
+/** The helper as a process the agent starts: `command` (powershell.exe) with the script as -EncodedCommand. */
+export function helperProcess(o: {
+  command: string;
+  args?: readonly string[];
+  env?: NodeJS.ProcessEnv | undefined;
+}): ProcessTransport {
+  return new ProcessTransport({ command: o.command, args: o.args ?? helperArgs(), env: o.env });
 }
 
 interface Pending {
@@ -154,22 +164,40 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-const STDERR_TAIL_BYTES = 2_048;
+const DIAGNOSTIC_TAIL_BYTES = 2_048;
 /** Requests in a row left unanswered before the helper is taken for hung and restarted. */
 const HUNG_AFTER_TIMEOUTS = 2;
+/**
+ * Refused lines in a row (not JSON, invalid, too long, answering no request) before the link is dropped: a
+ * peer flooding the agent is not the helper. A real helper's bad line is one per request at most.
+ */
+const MAX_BAD_LINES_IN_ROW = 16;
+/** Timed-out requests whose late answers are still recognised as such. */
+const LATE_IDS_KEPT = 4;
 
+/**
+ * One helper, over one link at a time: opened at start, opened again with back-off when it ends (1 s doubling
+ * to `restartMaxMs`; reset by an answered reading), ended on stop.
+ */
 export class WindowsHelper {
-  private child: ChildProcess | undefined;
+  private link: HelperLink | undefined;
   private hello: HelperHello | undefined;
   private pending: Pending | undefined;
   private nextId = 1;
+  private timedOut: number[] = [];
   private stopping = true;
   private restartTimer: NodeJS.Timeout | undefined;
   private startTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private timeoutsInRow = 0;
-  private stderrTail = '';
-  private exited: Promise<void> = Promise.resolve();
+  private badInRow = 0;
+  /** Links ended by the agent (hung, hostile, retargeted): what they still send is not read. */
+  private readonly dropped = new WeakSet<HelperLink>();
+  /** Links not yet closed, each with its close. */
+  private readonly unclosed = new Set<Promise<void>>();
+  private diagnosticTail = '';
+  private readyWaiters: (() => void)[] = [];
+  private readonly name: string;
   private readonly counts: WindowsHelperStats = {
     starts: 0,
     exits: 0,
@@ -181,7 +209,9 @@ export class WindowsHelper {
   /** Distinct problems already logged (bounded), so a helper failing every 10 s logs each once. */
   private readonly logged = new Set<string>();
 
-  constructor(private readonly opts: WindowsHelperOptions) {}
+  constructor(private readonly opts: WindowsHelperOptions) {
+    this.name = opts.name ?? 'windows helper';
+  }
 
   stats(): WindowsHelperStats {
     return { ...this.counts, badLines: { ...this.counts.badLines } };
@@ -192,15 +222,68 @@ export class WindowsHelper {
     return this.hello;
   }
 
-  /** The running helper's process id (for tests and logs). */
+  /** The running helper's process id, when it is a process (for tests and logs). */
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.link?.pid;
+  }
+
+  /** Whether `start()` was called and `stop()` was not. */
+  get started(): boolean {
+    return !this.stopping;
   }
 
   start(): void {
     if (!this.stopping) return;
     this.stopping = false;
-    this.spawn();
+    this.open();
+  }
+
+  /**
+   * Ends the current link, if any, and opens a new one now, without back-off: the transport's target changed
+   * (the console moved to another session's pipe).
+   */
+  restart(): void {
+    if (this.stopping) return;
+    this.failures = 0;
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.startTimer);
+    const old = this.link;
+    this.link = undefined;
+    this.hello = undefined;
+    this.failPending(new Error(`${this.name}: ${this.opts.transport.target} is the one to read now`));
+    if (old) this.drop(old);
+    this.open();
+  }
+
+  /** Ends a link for good: nothing more is read from it, and it is not ready from now on. */
+  private drop(link: HelperLink): void {
+    this.dropped.add(link);
+    if (this.link === link) this.hello = undefined;
+    link.kill();
+  }
+
+  /**
+   * Resolves true once the helper said hello, false when the link ends first or `ms` pass — and at once when no
+   * link is open (waiting to open one again).
+   */
+  whenReady(ms: number): Promise<boolean> {
+    if (this.hello) return Promise.resolve(true);
+    if (this.stopping || !this.link) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve(this.hello !== undefined);
+      };
+      const timer = setTimeout(() => {
+        this.readyWaiters = this.readyWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, ms);
+      this.readyWaiters.push(done);
+    });
+  }
+
+  private wakeWaiters(): void {
+    for (const w of this.readyWaiters.splice(0)) w();
   }
 
   private warnOnce(key: string, obj: Record<string, unknown>, msg: string): void {
@@ -209,146 +292,155 @@ export class WindowsHelper {
     this.opts.log.warn(obj, msg);
   }
 
-  private spawn(): void {
+  private open(): void {
     const log = this.opts.log;
     this.hello = undefined;
-    this.stderrTail = '';
+    this.diagnosticTail = '';
     this.timeoutsInRow = 0;
-    let child: ChildProcess;
-    try {
-      child = spawn(this.opts.command, [...(this.opts.args ?? helperArgs())], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-        windowsHide: true,
-        ...(this.opts.env ? { env: this.opts.env } : {}),
-      });
-    } catch (err) {
-      // spawn throws synchronously only for arguments it cannot pass (e.g. a NUL byte in the path).
-      this.counts.starts++;
-      this.counts.exits++;
-      this.onExit(`cannot be started: ${(err as Error).message}`);
-      return;
-    }
+    this.badInRow = 0;
     this.counts.starts++;
-    this.child = child;
+    let link: HelperLink | undefined;
     const lines = new LineSplitter(
       this.opts.maxLineBytes ?? 256 * 1024,
-      (line) => this.onLine(child, line),
-      (bytes) => this.bad(child, 'too_long', `a line longer than ${bytes - 1} bytes`),
+      (line) => link && this.onLine(link, line),
+      (bytes) => link && this.bad(link, 'too_long', `a line longer than ${bytes - 1} bytes`),
     );
-    child.stdout!.on('data', (chunk: Buffer) => lines.push(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => {
-      this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_BYTES);
+    let closed!: () => void;
+    const exited = new Promise<void>((resolve) => {
+      closed = resolve;
     });
-    // Writing to a helper that just died: the exit handler below reports it.
-    child.stdin!.on('error', () => {});
-    let spawnError: string | undefined;
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      spawnError = err.code === 'ENOENT' ? `${this.opts.command} not found` : err.message;
-    });
-    this.exited = new Promise((resolve) => {
-      child.on('close', (code, signal) => {
+    this.unclosed.add(exited);
+    link = this.opts.transport.open({
+      data: (chunk) => lines.push(chunk),
+      diagnostic: (chunk) => {
+        this.diagnosticTail = (this.diagnosticTail + chunk.toString('utf8')).slice(-DIAGNOSTIC_TAIL_BYTES);
+      },
+      closed: (why) => {
         this.counts.exits++;
+        this.unclosed.delete(exited);
+        closed();
+        if (this.link !== link) return; // replaced already (restart)
         clearTimeout(this.startTimer);
-        if (this.child === child) this.child = undefined;
-        const why = spawnError ?? (signal ? `killed by ${signal}` : `exited with code ${code}`);
+        this.link = undefined;
         this.onExit(why);
-        resolve();
-      });
+      },
     });
+    this.link = link;
+    const opened = link;
     this.startTimer = setTimeout(() => {
-      if (this.child === child && !this.hello) {
+      if (this.link === opened && !this.hello) {
         this.warnOnce(
           'start-timeout',
-          { command: this.opts.command },
-          `windows helper: no hello within ${this.opts.startTimeoutMs} ms; restarting it`,
+          { target: this.opts.transport.target },
+          `${this.name}: no hello within ${this.opts.startTimeoutMs} ms; ${this.opts.transport.again}`,
         );
-        child.kill();
+        this.drop(opened);
       }
     }, this.opts.startTimeoutMs);
-    log.debug({ pid: child.pid }, 'windows helper started');
+    log.debug({ pid: link.pid, target: this.opts.transport.target }, `${this.name} started`);
   }
 
   private onExit(why: string): void {
     this.hello = undefined;
-    const tail = this.stderrTail.trim().split('\n').slice(-5).join('\n').slice(-500);
-    this.failPending(new Error(`windows helper ${why}${tail ? `: ${tail}` : ''}`));
+    this.wakeWaiters();
+    const tail = this.diagnosticTail.trim().split('\n').slice(-5).join('\n').slice(-500);
+    this.failPending(new Error(`${this.name} ${why}${tail ? `: ${tail}` : ''}`));
     if (this.stopping) return;
     const delayMs = Math.min(this.opts.restartMaxMs, (this.opts.restartMinMs ?? 1_000) * 2 ** this.failures);
     this.failures++;
-    this.opts.log.warn(
-      { command: this.opts.command, why, stderr: tail || undefined, restartInMs: delayMs },
-      'windows helper stopped; restarting it',
+    // Each distinct reason once as a warning; again and again (a pipe nobody serves all day) only as debug.
+    const key = `exit:${why.slice(0, 100)}`;
+    const level = this.logged.has(key) ? 'debug' : 'warn';
+    if (this.logged.size < 64) this.logged.add(key);
+    this.opts.log[level](
+      { target: this.opts.transport.target, why, stderr: tail || undefined, restartInMs: delayMs },
+      `${this.name} stopped; ${this.opts.transport.again}`,
     );
     this.restartTimer = setTimeout(() => {
-      if (!this.stopping) this.spawn();
+      if (!this.stopping) this.open();
     }, delayMs);
   }
 
-  private bad(child: ChildProcess, reason: HelperBadLine, detail: string): void {
-    if (child !== this.child) return;
+  private bad(link: HelperLink, reason: HelperBadLine, detail: string): void {
+    if (link !== this.link || this.dropped.has(link)) return;
     this.counts.badLines[reason] = (this.counts.badLines[reason] ?? 0) + 1;
-    const message = `windows helper: ${detail} (${reason})`;
+    const message = `${this.name}: ${detail} (${reason})`;
     this.warnOnce(`bad:${reason}`, { reason, detail: detail.slice(0, 200) }, message);
     if (!this.hello) {
       // Not speaking the protocol from its first line: not our helper, or a broken one. Start afresh.
-      child.kill();
+      this.drop(link);
       return;
     }
     this.failPending(new Error(message));
+    if (++this.badInRow >= MAX_BAD_LINES_IN_ROW) {
+      this.warnOnce(
+        'flood',
+        { lines: this.badInRow },
+        `${this.name}: ${this.badInRow} refused lines in a row; ${this.opts.transport.again}`,
+      );
+      this.drop(link);
+    }
   }
 
-  private onLine(child: ChildProcess, line: string): void {
-    if (child !== this.child) return;
+  private onLine(link: HelperLink, line: string): void {
+    if (link !== this.link || this.dropped.has(link)) return;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch {
-      this.bad(child, 'not_json', `not JSON: ${JSON.stringify(line.slice(0, 80))}`);
+      this.bad(link, 'not_json', `not JSON: ${JSON.stringify(line.slice(0, 80))}`);
       return;
     }
     if (!this.hello) {
       const h = helperHelloSchema.safeParse(value);
       if (!h.success) {
-        this.bad(child, 'not_hello', `first line is not the hello: ${line.slice(0, 80)}`);
+        this.bad(link, 'not_hello', `first line is not the hello: ${line.slice(0, 80)}`);
         return;
       }
       clearTimeout(this.startTimer);
       this.hello = h.data;
-      this.opts.log.info({ pid: child.pid, ...h.data }, 'windows helper ready');
+      this.opts.log.info(
+        { pid: link.pid, target: this.opts.transport.target, ...h.data },
+        `${this.name} ready`,
+      );
       if (h.data.displayWatch && h.data.displayWatch !== 'ok') {
         this.warnOnce(
           'display-watch',
           { why: h.data.displayWatch },
-          'windows helper: cannot watch the display state; screenOn comes from the screen saver only',
+          `${this.name}: cannot watch the display state; screenOn comes from the screen saver only`,
         );
       }
+      this.wakeWaiters();
       return;
     }
     const r = helperResponseSchema.safeParse(value);
     if (!r.success) {
       const i = r.error.issues[0];
-      this.bad(child, 'invalid', i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid');
+      this.bad(link, 'invalid', i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid');
       return;
     }
     const p = this.pending;
     if (!p || r.data.id !== p.id) {
-      if (r.data.id !== null && r.data.id < this.nextId) {
+      const late = r.data.id === null ? -1 : this.timedOut.indexOf(r.data.id);
+      if (late >= 0) {
+        this.timedOut.splice(late, 1);
         this.counts.late++; // answers a request that already timed out
         return;
       }
-      this.bad(child, 'unexpected', `an answer to no request (id ${r.data.id})`);
+      this.bad(link, 'unexpected', `an answer to no request (id ${r.data.id})`);
       return;
     }
     this.pending = undefined;
     clearTimeout(p.timer);
     this.timeoutsInRow = 0;
+    this.badInRow = 0;
     if (r.data.error) {
-      p.reject(new Error(`windows helper: ${r.data.error}`));
+      p.reject(new Error(`${this.name}: ${r.data.error}`));
       return;
     }
     this.counts.readings++;
     this.failures = 0;
-    for (const e of r.data.errors ?? []) this.warnOnce(`part:${e.slice(0, 100)}`, {}, `windows helper: ${e}`);
+    for (const e of r.data.errors ?? []) this.warnOnce(`part:${e.slice(0, 100)}`, {}, `${this.name}: ${e}`);
     p.resolve(r.data);
   }
 
@@ -362,13 +454,11 @@ export class WindowsHelper {
 
   /** One reading: a request line, its answer. Rejects when the helper is not ready, fails, or is too slow. */
   read(): Promise<HelperResponse> {
-    const child = this.child;
-    if (!child || !this.hello) {
-      return Promise.reject(
-        new Error(this.child ? 'windows helper is starting' : 'windows helper is not running'),
-      );
+    const link = this.link;
+    if (!link || !this.hello) {
+      return Promise.reject(new Error(`${this.name} ${this.link ? 'is starting' : 'is not running'}`));
     }
-    if (this.pending) return Promise.reject(new Error('windows helper is busy with the previous reading'));
+    if (this.pending) return Promise.reject(new Error(`${this.name} is busy with the previous reading`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -376,31 +466,30 @@ export class WindowsHelper {
         this.pending = undefined;
         this.counts.timeouts++;
         this.timeoutsInRow++;
-        if (this.timeoutsInRow >= HUNG_AFTER_TIMEOUTS && this.child === child) {
+        this.timedOut.push(id);
+        if (this.timedOut.length > LATE_IDS_KEPT) this.timedOut.shift();
+        if (this.timeoutsInRow >= HUNG_AFTER_TIMEOUTS && this.link === link) {
           this.opts.log.warn(
-            { pid: child.pid },
-            'windows helper: no answer to two readings in a row; restarting it',
+            { pid: link.pid, target: this.opts.transport.target },
+            `${this.name}: no answer to two readings in a row; ${this.opts.transport.again}`,
           );
-          child.kill();
+          this.drop(link);
         }
-        reject(new Error(`windows helper: no answer within ${this.opts.timeoutMs} ms`));
+        reject(new Error(`${this.name}: no answer within ${this.opts.timeoutMs} ms`));
       }, this.opts.timeoutMs);
       this.pending = { id, resolve, reject, timer };
-      child.stdin!.write(`read ${id}\n`);
+      link.write(`read ${id}\n`);
     });
   }
 
-  /** Ends the helper: stdin closed (it exits at end of input), killed if still there after `graceMs`. */
+  /** Ends the helper: end of input (its loop ends), and ended for good if still there after `graceMs`. */
   async stop(graceMs = 2_000): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     clearTimeout(this.startTimer);
-    this.failPending(new Error('windows helper stopped'));
-    const child = this.child;
-    if (!child) return;
-    child.stdin!.end();
-    const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(killer);
+    this.failPending(new Error(`${this.name} stopped`));
+    this.wakeWaiters();
+    this.link?.end(graceMs);
+    await Promise.all(this.unclosed);
   }
 }

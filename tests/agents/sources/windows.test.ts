@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,14 +9,26 @@ import {
   defaultPowershell,
   type HelperResponse,
   helperNics,
+  helperProcess,
   helperResponseSchema,
   WindowsHelper,
   windowsActivity,
 } from '../../../agents/sources/activity/windows.js';
-import { helperArgs, WINDOWS_HELPER_SCRIPT } from '../../../agents/sources/activity/windows-script.js';
+import {
+  helperArgs,
+  SESSION_HELPER_SCRIPT,
+  WINDOWS_HELPER_SCRIPT,
+} from '../../../agents/sources/activity/windows-script.js';
+import { localActivity, WindowsSessionActivity } from '../../../agents/sources/activity/windows-session.js';
 import { activitySchema } from '../../../contracts/messages.js';
 import { waitFor } from '../../../dev/ports.js';
 import { captureLogger } from '../../helpers/influx.js';
+import { powershell7Operators, powershellSyntaxErrors } from '../../helpers/powershell.js';
+import {
+  type FakeSessionHelper,
+  fakeSessionHelper,
+  SESSION_HELPER_ACTIVITY,
+} from '../../helpers/session-pipe.js';
 import { which } from '../../helpers/xvfb.js';
 
 /**
@@ -89,6 +101,27 @@ describe('what the recorded helper lines mean', () => {
     expect(helperNics(inService!)).toEqual(new Map([['以太网', { rx: 1843920112n, tx: 312004551n }]]));
   });
 
+  it('as the only source, a helper outside the console session says nobody is there only when nobody is logged on', () => {
+    const [loggedOn, switching] = recorded('service-session0.jsonl');
+    const [nobody] = recorded('service-nobody.jsonl');
+    const [inSession] = recorded('ops-classroom.jsonl');
+    // Nobody logged on at the console: evidence that nobody uses the computer (not in use, when on).
+    expect(localActivity(nobody, undefined, match)).toEqual({ source: 'windows' });
+    // A user logged on whose input this helper cannot see: no activity at all, rather than an invented absence.
+    expect(() => localActivity(loggedOn, undefined, match)).toThrow(
+      /outside the console session \(session 0, console 1\) and a user is logged on there/,
+    );
+    expect(() => localActivity(switching, undefined, match)).toThrow(
+      /cannot tell whether anyone is logged on/,
+    );
+    expect(localActivity(inSession, undefined, match)).toMatchObject({
+      foreground: 'EasiNote.exe',
+      idleS: 3,
+    });
+    const failed = new Error('windows helper: no answer within 5000 ms');
+    expect(() => localActivity(undefined, failed, match)).toThrow(failed);
+  });
+
   it('survives GetTickCount wrapping after 49.7 days, and keeps 64-bit NIC counters exact', () => {
     const [r] = recorded('tick-wrap.jsonl');
     expect(windowsActivity(r!, match).activity).toEqual({
@@ -143,6 +176,7 @@ describe('the script passed to powershell.exe', () => {
       'SystemParametersInfoW(0x0072', // SPI_GETSCREENSAVERRUNNING
       'OpenInputDesktop',
       'WTSGetActiveConsoleSessionId',
+      'WTSQuerySessionInformationW',
       '6fe69556-704a-47a0-8f24-c28d936fda47', // GUID_CONSOLE_DISPLAY_STATE
       'Get-NetAdapterStatistics',
       'Win32_PerfRawData_Tcpip_NetworkInterface',
@@ -153,6 +187,40 @@ describe('the script passed to powershell.exe', () => {
     expect(s).toContain("'^read (\\d{1,15})$'");
     // No module, download or file beyond what ships with Windows PowerShell 5.1.
     expect(s).not.toMatch(/Install-Module|Invoke-WebRequest|DownloadString|Import-Module/);
+  });
+
+  it('parses as Windows PowerShell 5.1 in both modes, the session helper as ASCII with its pipe secured', async () => {
+    for (const script of [WINDOWS_HELPER_SCRIPT, SESSION_HELPER_SCRIPT]) {
+      expect(await powershellSyntaxErrors(script)).toEqual([]);
+      expect(await powershell7Operators(script)).toEqual([]);
+    }
+    // The check finds a broken script.
+    expect(
+      await powershellSyntaxErrors(SESSION_HELPER_SCRIPT.replace('while ($true) {', 'while ($true ')),
+    ).not.toEqual([]);
+    // One core: the stdio helper is the core and its last line, the session helper the core in pipe mode.
+    const core = WINDOWS_HELPER_SCRIPT.slice(0, WINDOWS_HELPER_SCRIPT.lastIndexOf('Invoke-Helper ('));
+    expect(SESSION_HELPER_SCRIPT).toContain(core);
+    expect(WINDOWS_HELPER_SCRIPT).not.toContain('NamedPipeServerStream');
+    // A file Windows PowerShell reads the same in any code page.
+    expect([...SESSION_HELPER_SCRIPT].filter((c) => !/[\t\n\r -~]/.test(c))).toEqual([]);
+    expect(SESSION_HELPER_SCRIPT.split('\n')[0]).toBe("param([string]$PipeBase = 'cfm-activity')");
+    const s = SESSION_HELPER_SCRIPT;
+    // The pipe: its session's name, one instance, its security: the user; LocalService and SYSTEM read, write
+    // (and create-instance, which GENERIC_WRITE asks for on a pipe); network logons denied.
+    expect(s).toContain(
+      "$pipeName = $PipeBase + '-' + [System.Diagnostics.Process]::GetCurrentProcess().SessionId",
+    );
+    expect(s).toMatch(
+      /NamedPipeServerStream\(\$pipeName, \[System\.IO\.Pipes\.PipeDirection\]::InOut, 1,[^\n]*\$security\)/,
+    );
+    expect(s).toContain("foreach ($sid in 'S-1-5-19', 'S-1-5-18')");
+    expect(s).toContain("[System.IO.Pipes.PipeAccessRights]'ReadWrite, CreateNewInstance, Synchronize'");
+    expect(s).toMatch(
+      /S-1-5-2'\)\n[^\n]*FullControl, \[System\.Security\.AccessControl\.AccessControlType\]::Deny/,
+    );
+    // No NIC counters from the user's session: the service's own helper reads them.
+    expect(s).toContain('(New-Object System.IO.StreamWriter($pipe, $utf8)) $false');
   });
 
   it('has C# that compiles as C# 5, as Add-Type compiles it (mono-mcs standing in for the .NET Framework csc)', () => {
@@ -181,7 +249,16 @@ afterEach(async () => {
 });
 let n = 0;
 
-type Step = { replay?: true; raw?: string; bytes?: number; exit?: number; silent?: true; delayMs?: number };
+type Step = {
+  replay?: true;
+  raw?: string;
+  bytes?: number;
+  exit?: number;
+  silent?: true;
+  delayMs?: number;
+  flood?: number;
+  drop?: true;
+};
 type Plan = {
   hello?: string | null;
   exitAtStart?: number;
@@ -204,18 +281,20 @@ function helper(
   writeFileSync(starts_, '');
   const cap = captureLogger('windows-helper');
   const h = new WindowsHelper({
-    command: FAKE,
+    transport: helperProcess({
+      command: FAKE,
+      env: {
+        ...process.env,
+        FAKE_PS_FIXTURE: join(FIXTURES, fixture),
+        FAKE_PS_PLAN: plan,
+        FAKE_PS_LOG: starts_,
+        FAKE_PS_SCRIPT: script,
+      },
+    }),
     timeoutMs: over.timeoutMs ?? 2_000,
     startTimeoutMs: over.startTimeoutMs ?? 10_000,
     restartMinMs: 50,
     restartMaxMs: 200,
-    env: {
-      ...process.env,
-      FAKE_PS_FIXTURE: join(FIXTURES, fixture),
-      FAKE_PS_PLAN: plan,
-      FAKE_PS_LOG: starts_,
-      FAKE_PS_SCRIPT: script,
-    },
     ...(over.maxLineBytes ? { maxLineBytes: over.maxLineBytes } : {}),
     log: cap.log,
   });
@@ -361,7 +440,7 @@ describe('the helper process and its protocol', () => {
   it('backs off restarting an executable that is not there, and says so', async () => {
     const cap = captureLogger('windows-helper');
     const h = new WindowsHelper({
-      command: join(tmp, 'no-such-powershell.exe'),
+      transport: helperProcess({ command: join(tmp, 'no-such-powershell.exe') }),
       timeoutMs: 1_000,
       startTimeoutMs: 1_000,
       restartMinMs: 20,
@@ -388,5 +467,195 @@ describe('the helper process and its protocol', () => {
     const pid = pids()[0]!;
     await h.stop(300);
     expect(alive(pid)).toBe(false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The session helper (README.md, "Sessions"): the same protocol over a named pipe, served in the user's session
+// by the scheduled task. Here the pipe is a Unix socket served by fake-powershell.mjs in its server mode; the
+// agent's side — WindowsSessionActivity over WindowsHelper over a socket — is the code that runs on Windows.
+
+/** The agent's own helper's answers: a user logged on at the console (session 1), nobody, and cannot tell. */
+const [loggedOn, switching] = recorded('service-session0.jsonl');
+const [nobody] = recorded('service-nobody.jsonl');
+
+const servers: FakeSessionHelper[] = [];
+const sessions: WindowsSessionActivity[] = [];
+afterEach(async () => {
+  for (const s of sessions.splice(0)) await s.stop();
+  for (const p of servers.splice(0)) await p.stop();
+});
+
+/** A directory for one test's pipes and files (the socket path must stay short: 108 bytes). */
+function pipeDir(): string {
+  n++;
+  return mkdtempSync(join(tmp, `p${n}-`));
+}
+
+/** A fake session helper serving `<dir>/cfm-activity-<session>`, replaying `fixture`, a plan per connection. */
+async function pipeServer(dir: string, session: number, fixture: string, connections: Plan[] = [{}]) {
+  const server = await fakeSessionHelper(dir, session, fixture, connections);
+  servers.push(server);
+  return server;
+}
+
+function session(dir: string, over: { timeoutMs?: number; maxLineBytes?: number } = {}) {
+  const cap = captureLogger('session');
+  const s = new WindowsSessionActivity({
+    pipe: join(dir, 'cfm-activity'),
+    timeoutMs: over.timeoutMs ?? 1_000,
+    restartMinMs: 50,
+    restartMaxMs: 200,
+    ...(over.maxLineBytes ? { maxLineBytes: over.maxLineBytes } : {}),
+    match,
+    log: cap.log,
+  });
+  sessions.push(s);
+  return { s, logs: cap.lines };
+}
+
+describe('the session helper over its pipe', () => {
+  it("reads the console user's activity over one connection, kept between readings; stop closes it", async () => {
+    const dir = pipeDir();
+    const server = await pipeServer(dir, 1, 'session-helper.jsonl');
+    const { s } = session(dir);
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push(await s.read(loggedOn));
+    expect(got).toEqual([...SESSION_HELPER_ACTIVITY, SESSION_HELPER_ACTIVITY[0]]);
+    expect(JSON.stringify(got)).not.toContain('王老师');
+    // While its own helper cannot tell the console (a session switch), the last console's pipe is read.
+    expect((await s.read(switching)).foreground).toBe('chrome.exe');
+    expect(server.connects()).toBe(1);
+    expect(s.stats()).toMatchObject({ starts: 1, exits: 0, readings: 5, timeouts: 0, badLines: {}, late: 0 });
+    // The user logs off (here the helper stays, as a squatter might): nobody there, and the pipe is let go.
+    expect(await s.read(nobody)).toEqual({ source: 'windows' });
+    await waitFor(() => server.events().includes('close 0'), { what: 'the connection let go' });
+    expect(s.stats().exits).toBe(1);
+    // Someone logs on: connected again, at once.
+    expect((await s.read(loggedOn)).foreground).toBe('EasiNote.exe');
+    expect(server.connects()).toBe(2);
+    await s.stop();
+    await waitFor(() => server.events().includes('close 1'), { what: 'the connection closed on stop' });
+    expect(s.stats()).toMatchObject({ starts: 2, exits: 2 });
+  });
+
+  it('without a session helper: nobody logged on is nobody there; a user logged on is a failure, never an invented absence', async () => {
+    const dir = pipeDir();
+    const { s } = session(dir);
+    // Nobody at the console: no connection is even tried.
+    expect(await s.read(nobody)).toEqual({ source: 'windows' });
+    expect(s.stats().starts).toBe(0);
+    // Nothing known about the console yet (its own helper failed): nothing to ask.
+    await expect(s.read(undefined)).rejects.toThrow('the console session is not known yet');
+    // Someone is logged on, but no pipe: a failure (the agent counts it; the reading goes without activity).
+    await expect(s.read(loggedOn)).rejects.toThrow(/session helper is not running|no such pipe/);
+    expect(s.stats().starts).toBe(1);
+    // Its own helper fails later: the last console known is asked, and fails the same way.
+    await expect(s.read(undefined)).rejects.toThrow(/session helper/);
+  });
+
+  it('reconnects with back-off when the session helper goes away mid-reading, and reads again when it is back', async () => {
+    const dir = pipeDir();
+    await pipeServer(dir, 1, 'session-helper.jsonl', [{ steps: [{ replay: true }, { exit: 1 }] }]);
+    const { s, logs } = session(dir);
+    expect((await s.read(loggedOn)).foreground).toBe('EasiNote.exe');
+    await expect(s.read(loggedOn)).rejects.toThrow('session helper closed by the session helper');
+    // Gone: it tries again at 50, 100, 200, 200… ms (restartMinMs doubling to restartMaxMs), each failing.
+    await waitFor(() => s.stats().starts >= 5, { what: 'four attempts to reconnect' });
+    const stopped = logs.filter((l) => l.msg === 'session helper stopped; connecting again');
+    expect(stopped.slice(0, 4).map((l) => l.restartInMs)).toEqual([50, 100, 200, 200]);
+    // Warned once per reason; the attempts after it only as debug.
+    expect(stopped.slice(0, 3).map((l) => l.level)).toEqual([40, 40, 20]);
+    await expect(s.read(loggedOn)).rejects.toThrow(/session helper/);
+    // Back (the user logged on again): the next attempt connects, and the reading is the user's.
+    const again = await pipeServer(dir, 1, 'session-helper.jsonl');
+    await waitFor(() => s.connection.ready !== undefined, { what: 'connected again' });
+    expect((await s.read(loggedOn)).foreground).toBe('EasiNote.exe');
+    expect(again.connects()).toBe(1);
+  });
+
+  it('follows the console to another session: fast user switching', async () => {
+    const dir = pipeDir();
+    const first = await pipeServer(dir, 1, 'session-helper.jsonl');
+    // The second user's session 2 (tick-wrap.jsonl: session 2, console 2, WPS 演示).
+    const second = await pipeServer(dir, 2, 'tick-wrap.jsonl');
+    const { s } = session(dir);
+    expect((await s.read(loggedOn)).foreground).toBe('EasiNote.exe');
+    const console2 = { ...loggedOn!, console: 2 };
+    expect((await s.read(console2)).foreground).toBe('wpp.exe');
+    await waitFor(() => first.events().includes('close 0'), { what: 'the first session left' });
+    expect(second.connects()).toBe(1);
+    expect(s.connection.stats().exits).toBe(1);
+  });
+
+  it('refuses a helper that answers from another session than the console (an RDP user, or a squatter)', async () => {
+    const dir = pipeDir();
+    // It serves the console's name, but says it is session 2 (the RDP user), console 1.
+    await pipeServer(dir, 1, 'rdp-session.jsonl');
+    const { s } = session(dir);
+    await expect(s.read(loggedOn)).rejects.toThrow(/answers from session 2, not the console's \(1\)/);
+  });
+
+  it.each([
+    ['garbage', { raw: '\u001b[31mgarbage\u0000' }, 'not_json'],
+    ['an oversized line', { bytes: 300_000 }, 'too_long'],
+    ['an answer to no request', { raw: '{"id":0}' }, 'unexpected'],
+  ] as const)(
+    'a hostile server sending %s: a counter, a reading without activity, and the next reading',
+    async (_what, step, reason) => {
+      const dir = pipeDir();
+      await pipeServer(dir, 1, 'session-helper.jsonl', [{ steps: [step, { replay: true }] }]);
+      const { s } = session(dir, { maxLineBytes: 64 * 1024 });
+      await expect(s.read(loggedOn)).rejects.toThrow(reason);
+      expect(s.stats().badLines).toEqual({ [reason]: 1 });
+      expect((await s.read(loggedOn)).foreground).toBe('EasiNote.exe');
+    },
+  );
+
+  it('a squatter: not the hello, a flood of lines, or nothing at all — each counted and dropped, never read', async () => {
+    const dir = pipeDir();
+    const squatter = await pipeServer(dir, 1, 'session-helper.jsonl', [
+      { hello: 'HTTP/1.1 200 OK' },
+      { steps: [{ flood: 40 }] },
+      { hello: null },
+      {},
+    ]);
+    const { s, logs } = session(dir, { timeoutMs: 300 });
+    // Not the hello: dropped before any request is sent.
+    await expect(s.read(loggedOn)).rejects.toThrow(/session helper/);
+    expect(s.stats().badLines.not_json).toBe(1);
+    // Then the hello and a flood of answers to no request: dropped after 16 of them.
+    await waitFor(() => s.connection.ready !== undefined, { what: 'the second connection' });
+    await expect(s.read(loggedOn)).rejects.toThrow('an answer to no request (id 0)');
+    await waitFor(() => squatter.events().includes('close 1'), {
+      what: `the flooding connection dropped (${squatter.events()})`,
+    });
+    expect(s.stats().badLines.unexpected).toBe(16);
+    expect(logs.some((l) => String(l.msg).includes('16 refused lines in a row'))).toBe(true);
+    // Then one that says nothing: dropped when no hello comes within timeoutMs.
+    await waitFor(() => squatter.connects() >= 3, { what: 'the third connection' });
+    await waitFor(() => squatter.events().includes('close 2'), { what: 'the silent connection dropped' });
+    // And a real one: read.
+    await waitFor(() => s.connection.ready !== undefined, { what: 'the fourth connection' });
+    expect((await s.read(loggedOn)).foreground).toBe('EasiNote.exe');
+    expect(s.stats()).toMatchObject({ readings: 1 });
+  });
+
+  it('drops the late answer of a timed-out request; drops a helper that stops answering', async () => {
+    const dir = pipeDir();
+    const server = await pipeServer(dir, 1, 'session-helper.jsonl', [
+      { steps: [{ delayMs: 500 }, { replay: true }, { silent: true }] },
+      {},
+    ]);
+    const { s } = session(dir, { timeoutMs: 300 });
+    await expect(s.read(loggedOn)).rejects.toThrow('no answer within 300 ms');
+    await waitFor(() => s.stats().late === 1, { what: 'the late answer, dropped' });
+    expect((await s.read(loggedOn)).foreground).toBe('chrome.exe');
+    await expect(s.read(loggedOn)).rejects.toThrow('no answer within 300 ms');
+    await expect(s.read(loggedOn)).rejects.toThrow('no answer within 300 ms');
+    await waitFor(() => server.events().includes('close 0'), { what: 'the hung connection dropped' });
+    await waitFor(() => s.connection.ready !== undefined, { what: 'connected again' });
+    expect((await s.read(loggedOn)).idleS).toBeGreaterThanOrEqual(0);
+    expect(existsSync(join(dir, 'cfm-activity-1'))).toBe(true);
   });
 });
