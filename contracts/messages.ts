@@ -156,6 +156,11 @@ export const activitySchema = z.object({
   teachingSite: z.string().min(1).max(64).optional(),
   /** The computer's own screen is on (not blanked by power saving, not switched off); absent: unknown. */
   screenOn: z.boolean().optional(),
+  /**
+   * false: nobody is logged on at the computer's console (the log-on screen) — nobody at it, which is evidence
+   * of no use, though there is no idle time to send. Absent: someone is, or the agent cannot tell.
+   */
+  loggedOn: z.literal(false).optional(),
 });
 export type Activity = z.infer<typeof activitySchema>;
 

@@ -101,6 +101,10 @@ export class UsageJudge {
     return foreground !== undefined && this.apps.has(appKey(foreground));
   }
 
+  private isDisplayKind(kind: string | undefined): boolean {
+    return kind !== undefined && (DISPLAY_KINDS as readonly string[]).includes(kind);
+  }
+
   isTeachingSite(site: string | undefined): boolean {
     return site !== undefined && this.sites.has(site);
   }
@@ -115,6 +119,7 @@ export class UsageJudge {
    *   is on, but a display device (panel, whiteboard, projector: `DISPLAY_KINDS`) is not known to be on;
    *   in use = on ∧ (input within `activeWithinS` ∨ (a teaching application or listed site in the foreground ∧
    *   input within `teachingIdleWithinS`)).
+   * - v2 with `activity.loggedOn` false: nobody logged on at the computer — not in use, basis `activity`.
    * - v2 with `activity` but no idle time (the source could not read input: a session-0 helper, a missing
    *   tool): no evidence of a person either way, so judged by power as below, basis `power`.
    * - v2 without `activity`: as v1 judged it, on with an input selected; basis `power`.
@@ -126,9 +131,13 @@ export class UsageJudge {
     const d = m.display;
     const displayOn = d ? d.power === 'on' || d.power === 'warming' : undefined;
     const a = m.v === 2 ? m.activity : undefined;
+    if (a?.loggedOn === false) {
+      // Nobody logged on at the computer: nobody at it (the display may still be on).
+      const on = displayOn ?? a.screenOn ?? (this.isDisplayKind(kind) ? undefined : true);
+      return { on, inUse: false, active: false, teachingApp: false, basis: 'activity' };
+    }
     if (a && a.idleS !== undefined) {
-      const isDisplay = kind !== undefined && (DISPLAY_KINDS as readonly string[]).includes(kind);
-      const on = displayOn ?? a.screenOn ?? (isDisplay ? undefined : true);
+      const on = displayOn ?? a.screenOn ?? (this.isDisplayKind(kind) ? undefined : true);
       const active = a.idleS <= this.rule.activeWithinS;
       const teachingApp = this.isTeachingApp(a.foreground) || this.isTeachingSite(a.teachingSite);
       const attended = a.idleS <= this.rule.teachingIdleWithinS;

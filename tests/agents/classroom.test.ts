@@ -235,7 +235,10 @@ describe('telemetry v2', () => {
       ),
     );
     await waitFor(() => telemetry(device3).some((x) => x.activity), { what: 'a reading with activity' });
-    expect(telemetry(device3).find((x) => x.activity)!.activity).toEqual({ source: 'windows' });
+    expect(telemetry(device3).find((x) => x.activity)!.activity).toEqual({
+      source: 'windows',
+      loggedOn: false,
+    });
     // Not a failure: only the readings before its helper's hello went without activity.
     expect(agent3.stats().activityErrors).toBe(telemetry(device3).findIndex((x) => x.activity));
     await agent3.stop();

@@ -28,7 +28,7 @@ export function localActivity(
   if (!r) throw failed ?? new Error('windows helper gave no answer');
   const { activity, sessionMismatch } = windowsActivity(r, match);
   if (!sessionMismatch) return activity;
-  if (r.consoleUser === false) return { source: 'windows' };
+  if (r.consoleUser === false) return { source: 'windows', loggedOn: false };
   throw new Error(
     `windows helper runs outside the console session (session ${sessionMismatch.session}, console ${sessionMismatch.console}) and ${r.consoleUser ? 'a user is logged on there' : 'cannot tell whether anyone is logged on there'}: no input, window or screen to read (set agent.windowsHelper.sessionPipe, or run the agent in the classroom user's session: docs/usage.md)`,
   );
@@ -88,7 +88,7 @@ export class WindowsSessionActivity {
     // until someone logs on.
     if (local?.consoleUser === false) {
       if (this.helper.started) await this.helper.stop();
-      return { source: 'windows' };
+      return { source: 'windows', loggedOn: false };
     }
     // The console's session as the agent's own helper (session 0, which no user can replace) sees it; while it
     // cannot tell (a session switch, or no answer), the last one it saw.

@@ -106,7 +106,7 @@ describe('what the recorded helper lines mean', () => {
     const [nobody] = recorded('service-nobody.jsonl');
     const [inSession] = recorded('ops-classroom.jsonl');
     // Nobody logged on at the console: evidence that nobody uses the computer (not in use, when on).
-    expect(localActivity(nobody, undefined, match)).toEqual({ source: 'windows' });
+    expect(localActivity(nobody, undefined, match)).toEqual({ source: 'windows', loggedOn: false });
     // A user logged on whose input this helper cannot see: no activity at all, rather than an invented absence.
     expect(() => localActivity(loggedOn, undefined, match)).toThrow(
       /outside the console session \(session 0, console 1\) and a user is logged on there/,
@@ -528,7 +528,7 @@ describe('the session helper over its pipe', () => {
     expect(server.connects()).toBe(1);
     expect(s.stats()).toMatchObject({ starts: 1, exits: 0, readings: 5, timeouts: 0, badLines: {}, late: 0 });
     // The user logs off (here the helper stays, as a squatter might): nobody there, and the pipe is let go.
-    expect(await s.read(nobody)).toEqual({ source: 'windows' });
+    expect(await s.read(nobody)).toEqual({ source: 'windows', loggedOn: false });
     await waitFor(() => server.events().includes('close 0'), { what: 'the connection let go' });
     expect(s.stats().exits).toBe(1);
     // Someone logs on: connected again, at once.
@@ -543,7 +543,7 @@ describe('the session helper over its pipe', () => {
     const dir = pipeDir();
     const { s } = session(dir);
     // Nobody at the console: no connection is even tried.
-    expect(await s.read(nobody)).toEqual({ source: 'windows' });
+    expect(await s.read(nobody)).toEqual({ source: 'windows', loggedOn: false });
     expect(s.stats().starts).toBe(0);
     // Nothing known about the console yet (its own helper failed): nothing to ask.
     await expect(s.read(undefined)).rejects.toThrow('the console session is not known yet');

@@ -143,6 +143,11 @@ describe('the rule of use (docs/usage.md, "The rule")', () => {
       j(true, false, undefined, undefined, 'power'),
     ],
     [
+      'v2 nobody logged on at the computer, the panel on with an input: not in use, by activity',
+      reading(2, { input: '31' }, act({ loggedOn: false })),
+      j(true, false, false, false, 'activity'),
+    ],
+    [
       'v2 PJLink unreachable (power unknown), someone at the PC: not on, so not in use',
       reading(2, { power: 'unknown' }, act({ idleS: 2, screenOn: true })),
       j(false, false, true, false, 'activity'),
