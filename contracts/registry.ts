@@ -73,6 +73,21 @@ export const NETWORK_KINDS = ['router', 'switch', 'ap'] as const;
 export const isNetworkKind = (kind: string): boolean => (NETWORK_KINDS as readonly string[]).includes(kind);
 
 const dateSchema = z.iso.date({ message: 'must be a date YYYY-MM-DD' });
+
+/** An IPv4 or IPv6 address or a DNS host name (RFC 1123 labels), as a management or probe address. */
+export const hostSchema = z.union([z.ipv4(), z.ipv6(), z.hostname().max(253)], {
+  message: 'must be an IPv4 or IPv6 address or a host name',
+});
+
+/**
+ * The name of a credential in the pollers' credentials file (docs/links.md): a reference, so the registry, its
+ * imports and exports never hold a community string or a key.
+ */
+export const credentialRefSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, {
+    message: 'must be a credential name (letters, digits, _ . -)',
+  });
 const count = (what: string) =>
   z
     .number()
@@ -133,6 +148,26 @@ export const deviceSchema = z.strictObject({
   model: z.string().max(64).optional(),
   batch: z.string().max(64).optional().describe('Purchase batch (采购批次).'),
   purchasedOn: dateSchema.optional(),
+  // How a network device is reached (docs/links.md, #17): the poller derives its targets from these.
+  mgmtAddress: hostSchema
+    .optional()
+    .describe(
+      'Management address of a router/switch: an IPv4 or IPv6 address or a host name (SNMP is polled there).',
+    ),
+  snmpVersion: z
+    .enum(['2c', '3'])
+    .optional()
+    .describe('SNMP version; with `credentialRef` and `mgmtAddress`, the device is polled.'),
+  credentialRef: credentialRefSchema
+    .optional()
+    .describe(
+      "The name of its SNMP credential in the pollers' credentials file — never the community or key itself.",
+    ),
+  probeAddress: hostSchema
+    .optional()
+    .describe(
+      "Where reachability and link quality are probed (the school's uplink: its far side, the router, or any address that answers); default its `mgmtAddress`.",
+    ),
 });
 export type Device = z.infer<typeof deviceSchema>;
 
@@ -284,6 +319,25 @@ export const SHEETS: Record<EntityName, { labels: readonly string[]; columns: re
       { key: 'model', labels: ['型号'], type: 'text', note: '型号' },
       { key: 'batch', labels: ['采购批次'], type: 'text', note: '采购批次，闲置设备清单按批次列出' },
       { key: 'purchasedOn', labels: ['采购日期'], type: 'date', note: '采购日期' },
+      {
+        key: 'mgmtAddress',
+        labels: ['管理地址'],
+        type: 'text',
+        note: '路由器/交换机的管理地址（IPv4、IPv6 或域名），SNMP 轮询此地址',
+      },
+      { key: 'snmpVersion', labels: ['SNMP版本'], type: 'text', note: 'SNMP 版本：2c 或 3' },
+      {
+        key: 'credentialRef',
+        labels: ['凭据名称', '凭据'],
+        type: 'text',
+        note: '轮询程序凭据文件中该设备 SNMP 凭据的名称；不要填写团体名或密码本身',
+      },
+      {
+        key: 'probeAddress',
+        labels: ['探测地址'],
+        type: 'text',
+        note: '探测连通性与链路质量（时延、丢包、抖动）的地址；默认为管理地址',
+      },
     ],
   },
 };
