@@ -2,6 +2,7 @@ import { createSocket } from 'node:dgram';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   type ColumnData,
+  compareOids,
   SnmpClient,
   SnmpError,
   type SnmpValue,
@@ -118,6 +119,29 @@ function expectHcRows(data: ColumnData, expected: SimIface[]): void {
     expect(data.get(COLUMN.ifOperStatus)!.get(row)).toBe(i.operStatus);
   }
 }
+
+describe('compareOids', () => {
+  const sign = (x: number) => Math.sign(x) || 0; // no -0
+  it.each([
+    ['1.3.6.1.2.1.2.2.1.8.9', '1.3.6.1.2.1.2.2.1.8.10', -1], // numeric, not string order
+    ['1.3.6.1.2.1.2.2.1.8.10', '1.3.6.1.2.1.2.2.1.8.9', 1],
+    ['1.3.6.1.2.1.2.2.1.8.10', '1.3.6.1.2.1.2.2.1.8.10', 0],
+    ['1.3.6.1.2.1.2.2.1.8', '1.3.6.1.2.1.2.2.1.8.1', -1], // a prefix comes first
+    ['1.3.6.1.2.1.2.2.1.8.1.5', '1.3.6.1.2.1.2.2.1.8.1', 1],
+    ['1.3.6.1.2.1.2.2.1.8.4294967295', '1.3.6.1.2.1.2.2.1.8.4294967294', 1], // 2^32 − 1 sub-identifiers
+    ['1.3.6.1.2.1.31.1.1.1.1.7', '1.3.6.1.2.1.2.2.1.8.7', 1],
+  ])('%s vs %s → %i', (a, b, want) => {
+    expect(sign(compareOids(a, b))).toBe(want);
+    expect(sign(compareOids(b, a))).toBe(want === 0 ? 0 : -want);
+  });
+  it('from a shared prefix: compares what follows it', () => {
+    const col = `${COLUMN.ifOperStatus}.`;
+    expect(sign(compareOids(`${col}12`, `${col}3`, col.length))).toBe(1);
+    expect(sign(compareOids(`${col}3`, `${col}3`, col.length))).toBe(0);
+    // The walk's cursor starts at the column itself: every row of it comes after.
+    expect(sign(compareOids(`${col}1`, COLUMN.ifOperStatus, col.length))).toBe(1);
+  });
+});
 
 describe('SnmpClient.get against SnmpSim', () => {
   it('reads sysUpTime, sysName and sysDescr; a missing object is undefined', async () => {
