@@ -15,7 +15,9 @@
 //     Target: below collectd's. The peers come from `deploy/install-deps.sh --bench`; one that cannot run is
 //     printed with the reason instead of a number.
 // `--profile FILE`: a V8 CPU profile of part (1)'s timed rounds of our poller only (node:inspector), written to
-// FILE (open in Chrome DevTools or speedscope). `--skip-peers`: part (1) only.
+// FILE (open in Chrome DevTools or speedscope), and one of our poller's process over part (2)'s window, written to
+// FILE.paced.cpuprofile; `--heap-profile FILE`: a sampling heap profile of the same rounds
+// (what they allocate, by function: the garbage collector's work). `--skip-peers`: part (1) only.
 import { execFile, fork } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -45,6 +47,7 @@ const { values } = parseArgs({
     interval: { type: 'string', default: '10' },
     window: { type: 'string', default: '3' },
     profile: { type: 'string' },
+    'heap-profile': { type: 'string' },
     'skip-peers': { type: 'boolean', default: false },
   },
 });
@@ -129,11 +132,19 @@ try {
   await poller.start();
   await poller.ready();
   await poller.pollAll(); // warm-up, and the seeding poll
-  const inspector = values.profile ? new Session() : undefined;
-  if (inspector) {
-    inspector.connect();
+  const inspector = values.profile || values['heap-profile'] ? new Session() : undefined;
+  inspector?.connect();
+  if (inspector && values.profile) {
     await inspector.post('Profiler.enable');
     await inspector.post('Profiler.start');
+  }
+  if (inspector && values['heap-profile']) {
+    // Every 4 KiB allocated, objects collected since included: what the rounds allocate, not what they keep.
+    await inspector.post('HeapProfiler.startSampling', {
+      samplingInterval: 4096,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
   }
   let t = performance.now();
   const cpu0 = process.cpuUsage();
@@ -145,11 +156,15 @@ try {
   const oursS = (performance.now() - t) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const oursCpuS = (cpu.user + cpu.system) / 1e6;
-  if (inspector) {
+  if (inspector && values.profile) {
     const { profile } = await inspector.post('Profiler.stop');
-    writeFileSync(values.profile!, JSON.stringify(profile));
-    inspector.disconnect();
+    writeFileSync(values.profile, JSON.stringify(profile));
   }
+  if (inspector && values['heap-profile']) {
+    const { profile } = await inspector.post('HeapProfiler.stopSampling');
+    writeFileSync(values['heap-profile'], JSON.stringify(profile));
+  }
+  inspector?.disconnect();
   const ifacePolls = AGENTS * IFACES * ROUNDS;
   await poller.stop();
   // The figures count only if the readings are right: every interface read, and the uplink's rate is the
@@ -269,12 +284,19 @@ async function peersInTheSameRun(targets: { device: string; port: number }[]): P
       { timeoutMs: (3 * INTERVAL_S + 30) * 1000, intervalMs: 200, what: 'a warm-up round from every poller' },
     );
     await refresh();
+    if (values.profile) child.send({ profile: 'start' });
     const before = peers.map((p) => ({ cpu: cpuSeconds(p.pid), polls: p.ifacePolls() }));
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, WINDOW_INTERVALS * INTERVAL_S * 1000));
     await refresh();
     const after = peers.map((p) => ({ cpu: cpuSeconds(p.pid), polls: p.ifacePolls() }));
     const windowS = (performance.now() - t0) / 1000;
+    if (values.profile) {
+      await new Promise<void>((resolve) => {
+        child.once('message', () => resolve());
+        child.send({ profile: 'stop', file: `${values.profile}.paced.cpuprofile` });
+      });
+    }
 
     console.log(
       `peers in the same run: every router polled every ${INTERVAL_S} s by each, concurrently; CPU from /proc/<pid>/stat over the same ${windowS.toFixed(1)} s window (${WINDOW_INTERVALS} intervals); ${round.toLocaleString('en-US')} interface polls per round`,
