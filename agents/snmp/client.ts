@@ -108,6 +108,21 @@ export function compareOids(a: string, b: string, from = 0): number {
   }
 }
 
+/**
+ * The row index after a column prefix when it is one sub-identifier (IF-MIB's ifIndex), else -1: the walk then
+ * compares it with the previous row's as a number, parsing each OID once.
+ */
+function singleIndex(oid: string, from: number): number {
+  if (from >= oid.length || oid.length - from > 15) return -1; // empty, or beyond exact integers
+  let n = 0;
+  for (let i = from; i < oid.length; i++) {
+    const c = oid.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
 /** A target on the loopback network: its answers can only come from there. */
 const isLoopback = (address: string) => /^127\.\d+\.\d+\.\d+$/.test(address) || address === 'localhost';
 
@@ -251,7 +266,8 @@ export class SnmpClient {
     const out: ColumnData = new Map(columns.map((c) => [c, new Map()]));
     const scalarValues: (SnmpValue | undefined)[] = scalars.map(() => undefined);
     let firstAnswerAtMs = Number.NaN;
-    let cursors = columns.map((c) => ({ column: c, prefix: `${c}.`, next: c }));
+    // `index`: the last row's single-sub-identifier index, -1 before the first row or when it had several.
+    let cursors = columns.map((c) => ({ column: c, prefix: `${c}.`, next: c, index: -1 }));
     const generation = this.generation;
     for (let round = 0; cursors.length > 0 || round === 0; round++) {
       if (round > 10_000) throw new SnmpError(this.label, 'protocol', 'walk did not terminate');
@@ -286,11 +302,15 @@ export class SnmpClient {
             break;
           }
           // Both lie in the column (the cursor starts at the column itself): compare the row indexes only.
-          if (compareOids(oid, cur.next, prefixLength) <= 0) {
+          const index = singleIndex(oid, prefixLength);
+          const increasing =
+            index >= 0 && cur.index >= 0 ? index > cur.index : compareOids(oid, cur.next, prefixLength) > 0;
+          if (!increasing) {
             throw new SnmpError(this.label, 'protocol', `OID not increasing in ${cur.column}: ${oid}`);
           }
           rows.set(oid.slice(prefixLength), vb.value);
           cur.next = oid;
+          cur.index = index;
         }
         if (!done) still.push(cur);
       }

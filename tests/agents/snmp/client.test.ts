@@ -432,6 +432,9 @@ describe('a device whose walk does not advance', () => {
     ['goes back within an answer', () => [`${col}.10`, `${col}.9`], `${col}.9`],
     ['repeats a row within an answer', () => [`${col}.5`, `${col}.5`], `${col}.5`],
     ['answers the same row again in the next request (a loop)', () => [`${col}.5`], `${col}.5`],
+    // Indexes of several sub-identifiers (not IF-MIB's, but a table's index may be): compared as OIDs.
+    ['goes back within a two-part index', () => [`${col}.1.5`, `${col}.1.40`, `${col}.1.6`], `${col}.1.6`],
+    ['goes back from a two-part index to a one-part one', () => [`${col}.2.1`, `${col}.2`], `${col}.2`],
   ])('%s: a protocol error naming the column and OID, not an endless walk', async (_, answer, bad) => {
     const agent = await hostileAgent(answer);
     try {
