@@ -1,18 +1,41 @@
-// npm run bench:snmp [-- --agents 100 --ifaces 48 --rounds 5 --parallel 8]
+// npm run bench:snmp [-- --agents 100 --ifaces 48 --rounds 5 --parallel 8 --interval 10 --window 3]
 //
 // Many simulated routers (bench/snmp-router.ts, 48 interfaces each, in separate processes) on loopback,
-// polled in one run by (1) our poller — the same ten IF-MIB columns it reads in production, rates computed,
-// readings published to a real Mosquitto — and (2) the C net-snmp tools: `snmpbulkwalk` of each target's ifTable
-// and ifXTable, `--parallel` processes at a time. Prints the interface polls per second of each and their ratio.
-// Target: ≥ 5,000 interface polls/s, and at least the C tools' rate.
+// polled in one run by
+// (1) throughput: our poller — the same ten IF-MIB columns it reads in production, rates computed, readings
+//     published to a real Mosquitto — as fast as it goes (`--rounds` polls of every target), and the C net-snmp
+//     tools: `snmpbulkwalk` of each target's ifTable and ifXTable, `--parallel` processes at a time. Prints the
+//     interface polls per second of each and their ratio. Target: ≥ 5,000 interface polls/s, and at least the
+//     C tools' rate.
+// (2) CPU per poll beside the peers: our poller (its own process, on its production schedule), collectd's snmp
+//     plugin and snmp_exporter (scraped over HTTP), all polling every router once per `--interval` seconds at
+//     the same time; each process's CPU is read from /proc/<pid>/stat over the same window of `--window`
+//     intervals (a whole number of intervals, so each periodic poller's bursts count once) and divided by the
+//     interface rows it delivered. Prints CPU-seconds per 1,000 interface polls of each and the ratios.
+//     Target: below collectd's. The peers come from `deploy/install-deps.sh --bench`; one that cannot run is
+//     printed with the reason instead of a number.
+// `--profile FILE`: a V8 CPU profile of part (1)'s timed rounds of our poller only (node:inspector), written to
+// FILE (open in Chrome DevTools or speedscope), and one of our poller's process over part (2)'s window, written to
+// FILE.paced.cpuprofile; `--heap-profile FILE`: a sampling heap profile of the same rounds
+// (what they allocate, by function: the garbage collector's work). `--skip-peers`: part (1) only.
 import { execFile, fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { POLLED_COLUMNS, Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { silentLogger } from '../common/log.js';
+import { trackChild } from '../dev/children.js';
 import { Mosquitto } from '../dev/mosquitto.js';
+import { waitFor } from '../dev/ports.js';
+import {
+  cpuSeconds,
+  type Peer,
+  reapedChildrenCpuSeconds,
+  startCollectd,
+  startExporter,
+} from './snmp-peers.js';
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +44,11 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     parallel: { type: 'string', default: '8' },
     'agent-procs': { type: 'string', default: '2' },
+    interval: { type: 'string', default: '10' },
+    window: { type: 'string', default: '3' },
+    profile: { type: 'string' },
+    'heap-profile': { type: 'string' },
+    'skip-peers': { type: 'boolean', default: false },
   },
 });
 const AGENTS = Number(values.agents);
@@ -28,6 +56,10 @@ const IFACES = Number(values.ifaces);
 const ROUNDS = Number(values.rounds);
 const PARALLEL = Number(values.parallel);
 const AGENT_PROCS = Math.max(1, Number(values['agent-procs']));
+const INTERVAL_S = Math.max(5, Number(values.interval));
+const WINDOW_INTERVALS = Math.max(1, Number(values.window));
+/** CPU-seconds per 1,000 interface polls. */
+const per1000 = (cpuS: number, polls: number) => ((cpuS / polls) * 1000).toFixed(3);
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 
 const COLUMNS = POLLED_COLUMNS;
@@ -100,6 +132,20 @@ try {
   await poller.start();
   await poller.ready();
   await poller.pollAll(); // warm-up, and the seeding poll
+  const inspector = values.profile || values['heap-profile'] ? new Session() : undefined;
+  inspector?.connect();
+  if (inspector && values.profile) {
+    await inspector.post('Profiler.enable');
+    await inspector.post('Profiler.start');
+  }
+  if (inspector && values['heap-profile']) {
+    // Every 4 KiB allocated, objects collected since included: what the rounds allocate, not what they keep.
+    await inspector.post('HeapProfiler.startSampling', {
+      samplingInterval: 4096,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+  }
   let t = performance.now();
   const cpu0 = process.cpuUsage();
   let last: Awaited<ReturnType<Poller['pollAll']>> = [];
@@ -110,6 +156,15 @@ try {
   const oursS = (performance.now() - t) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const oursCpuS = (cpu.user + cpu.system) / 1e6;
+  if (inspector && values.profile) {
+    const { profile } = await inspector.post('Profiler.stop');
+    writeFileSync(values.profile, JSON.stringify(profile));
+  }
+  if (inspector && values['heap-profile']) {
+    const { profile } = await inspector.post('HeapProfiler.stopSampling');
+    writeFileSync(values['heap-profile'], JSON.stringify(profile));
+  }
+  inspector?.disconnect();
   const ifacePolls = AGENTS * IFACES * ROUNDS;
   await poller.stop();
   // The figures count only if the readings are right: every interface read, and the uplink's rate is the
@@ -129,6 +184,7 @@ try {
   const jobs = ports.flatMap((port) => TABLES.map((oid) => ({ port, oid })));
   let rows = 0;
   t = performance.now();
+  const cCpu0 = reapedChildrenCpuSeconds();
   let next = 0;
   await Promise.all(
     Array.from({ length: PARALLEL }, async () => {
@@ -140,6 +196,7 @@ try {
     }),
   );
   const cS = (performance.now() - t) / 1000;
+  const cCpuS = reapedChildrenCpuSeconds() - cCpu0;
   if (rows !== AGENTS * IFACES * COLUMNS.length) throw new Error(`snmpbulkwalk returned ${rows} rows`);
 
   console.log(
@@ -155,8 +212,122 @@ try {
     `C snmpbulkwalk (${PARALLEL} in parallel, two per target: ifTable and ifXTable): ${fmt((AGENTS * IFACES) / cS)} interface polls/s`,
   );
   console.log(`ratio ours/C: ${(ifacePolls / oursS / ((AGENTS * IFACES) / cS)).toFixed(2)} (target ≥ 1)`);
+  console.log(
+    `  CPU per 1,000 interface polls in this pass: ours ${per1000(oursCpuS, ifacePolls)} s, snmpbulkwalk processes ${per1000(cCpuS, AGENTS * IFACES)} s`,
+  );
+
+  if (!values['skip-peers']) await peersInTheSameRun(targets);
 } finally {
   for (const a of agents) a.send('stop');
   rmSync(spoolDir, { recursive: true, force: true });
   await mosquitto.dispose();
+}
+
+/**
+ * Part (2): our poller and the peers, all polling every target each INTERVAL_S, measured over the same window.
+ */
+async function peersInTheSameRun(targets: { device: string; port: number }[]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-peers-'));
+  const peers: Peer[] = [];
+  const failed: { name: string; why: string }[] = [];
+  const child = fork(new URL('./snmp-poller.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] });
+  trackChild(child, 'bench poller', dir);
+  try {
+    const stats = () =>
+      new Promise<{ ifacePolls: number; failures: number }>((resolve) => {
+        child.once('message', (m: { ifacePolls: number; failures: number }) => resolve(m));
+        child.send({ stats: true });
+      });
+    await new Promise<void>((resolve, reject) => {
+      child.once('message', () => resolve());
+      child.once('exit', (code) => reject(new Error(`bench poller exited (${code})`)));
+      child.send({
+        config: {
+          mqtt: { url: mosquitto.url, clientId: 'bench-poller-paced' },
+          targets: targets.map((t) => ({ ...t, intervalS: INTERVAL_S })),
+          concurrency: 64,
+          spool: { dir: join(dir, 'spool') },
+        },
+        intervalMs: INTERVAL_S * 1000,
+      });
+    });
+    let oursPolls = 0;
+    peers.push({
+      name: 'our poller',
+      pid: child.pid!,
+      ifacePolls: () => oursPolls,
+      problems: () => [],
+      stop: async () => undefined,
+    });
+    const refresh = async () => {
+      const s = await stats();
+      oursPolls = s.ifacePolls;
+      if (s.failures > 0) throw new Error(`our poller: ${s.failures} polls failed`);
+    };
+    for (const [name, start] of [
+      ['collectd', () => startCollectd({ targets, intervalS: INTERVAL_S, dir })],
+      ['snmp_exporter', () => startExporter({ targets, intervalS: INTERVAL_S, maxRepetitions: 50, dir })],
+    ] as const) {
+      try {
+        peers.push(await start());
+      } catch (e) {
+        failed.push({ name, why: (e as Error).message });
+      }
+    }
+    // Warm-up: every poller has delivered a full round (and ours has seeded its rates) before the window opens.
+    const round = AGENTS * IFACES;
+    await waitFor(
+      async () => {
+        await refresh();
+        return peers.every((p) => p.ifacePolls() >= 2 * round);
+      },
+      { timeoutMs: (3 * INTERVAL_S + 30) * 1000, intervalMs: 200, what: 'a warm-up round from every poller' },
+    );
+    await refresh();
+    if (values.profile) child.send({ profile: 'start' });
+    const before = peers.map((p) => ({ cpu: cpuSeconds(p.pid), polls: p.ifacePolls() }));
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, WINDOW_INTERVALS * INTERVAL_S * 1000));
+    await refresh();
+    const after = peers.map((p) => ({ cpu: cpuSeconds(p.pid), polls: p.ifacePolls() }));
+    const windowS = (performance.now() - t0) / 1000;
+    if (values.profile) {
+      await new Promise<void>((resolve) => {
+        child.once('message', () => resolve());
+        child.send({ profile: 'stop', file: `${values.profile}.paced.cpuprofile` });
+      });
+    }
+
+    console.log(
+      `peers in the same run: every router polled every ${INTERVAL_S} s by each, concurrently; CPU from /proc/<pid>/stat over the same ${windowS.toFixed(1)} s window (${WINDOW_INTERVALS} intervals); ${round.toLocaleString('en-US')} interface polls per round`,
+    );
+    const figure = new Map<string, number>();
+    peers.forEach((p, i) => {
+      const cpu = after[i]!.cpu - before[i]!.cpu;
+      const polls = after[i]!.polls - before[i]!.polls;
+      const problems = p.problems();
+      figure.set(p.name, (cpu / polls) * 1000);
+      console.log(
+        `  ${p.name.padEnd(14)} ${per1000(cpu, polls)} CPU-s per 1,000 interface polls (${cpu.toFixed(2)} CPU-s, ${polls.toLocaleString('en-US')} interface polls = ${(polls / round).toFixed(2)} rounds)${problems.length ? `; problems: ${problems.join(' | ')}` : ''}`,
+      );
+    });
+    for (const f of failed) console.log(`  ${f.name.padEnd(14)} not measured: ${f.why}`);
+    const ours = figure.get('our poller')!;
+    const ratio = (peer: string) => {
+      const x = figure.get(peer);
+      return x === undefined ? 'n/a (not measured)' : (ours / x).toFixed(2);
+    };
+    console.log(
+      `ratio ours/collectd: ${ratio('collectd')} (target < 1); ours/snmp_exporter: ${ratio('snmp_exporter')}`,
+    );
+  } finally {
+    for (const p of peers) await p.stop();
+    if (child.exitCode === null) {
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.send('stop');
+      });
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

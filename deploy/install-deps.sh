@@ -2,7 +2,7 @@
 # Installs the Debian packages the stack and its tests use, when they are missing:
 #   influxdb (1.x server for local runs and tests), snmpd + snmp (SNMP agent and C tools),
 #   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients); with --tests, chromium and the X
-#   server and tools of the x11 activity source's tests.
+#   server and tools of the x11 activity source's tests; with --bench, the peers bench:snmp measures.
 # Used by .ci/run and by the quickstart, so both install the same things the same way.
 set -euo pipefail
 
@@ -12,10 +12,19 @@ PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients)
 # Xvfb and the X tools the x11 activity source runs (xprintidle, xdotool, xset from x11-xserver-utils, xprop from
 # x11-utils), for tests/agents/sources/x11.test.ts; Mono's C# compiler and Windows Forms, which compile the Windows
 # helper's C# as Add-Type would on Windows (tests/agents/sources/windows.test.ts).
-if [ "${1:-}" = "--tests" ]; then
-  PACKAGES+=(chromium fonts-wqy-microhei xvfb xdotool xprintidle x11-xserver-utils x11-utils)
-  PACKAGES+=(mono-mcs libmono-system-windows-forms4.0-cil)
-fi
+# `install-deps.sh --bench`: the peers `npm run bench:snmp` measures in the same run as our poller: collectd's
+# daemon and plugins (collectd-core, whose snmp plugin uses libsnmp40 from the snmp package; not the `collectd`
+# metapackage and its recommends) and Prometheus' snmp_exporter. The flags combine (`--tests --bench`).
+for flag in "$@"; do
+  case "$flag" in
+    --tests)
+      PACKAGES+=(chromium fonts-wqy-microhei xvfb xdotool xprintidle x11-xserver-utils x11-utils)
+      PACKAGES+=(mono-mcs libmono-system-windows-forms4.0-cil)
+      ;;
+    --bench) PACKAGES+=(collectd-core libsnmp40 prometheus-snmp-exporter) ;;
+    *) echo "install-deps.sh: unknown flag $flag (known: --tests, --bench)" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -86,15 +86,41 @@ const PRIV: Record<string, snmp.PrivProtocols> = {
   aes256r: snmp.PrivProtocols.aes256r,
 };
 
-/** Compares dotted OIDs numerically (string order would put .10 before .9). */
-export function compareOids(a: string, b: string): number {
-  const x = a.split('.');
-  const y = b.split('.');
-  for (let i = 0; i < Math.min(x.length, y.length); i++) {
-    const d = Number(x[i]) - Number(y[i]);
-    if (d !== 0) return d;
+/**
+ * Compares dotted OIDs numerically (string order would put .10 before .9), from character `from` on (both OIDs
+ * must agree before it, e.g. a shared column prefix). Allocation-free: it reads each sub-identifier's digits in
+ * place rather than splitting the strings, as the walk compares every varbind with the last one of its column.
+ */
+export function compareOids(a: string, b: string, from = 0): number {
+  let i = from;
+  let j = from;
+  for (;;) {
+    const aEnd = i >= a.length;
+    const bEnd = j >= b.length;
+    if (aEnd || bEnd) return aEnd && bEnd ? 0 : aEnd ? -1 : 1;
+    let x = 0;
+    for (let c = a.charCodeAt(i); i < a.length && c !== 46; c = a.charCodeAt(++i)) x = x * 10 + (c - 48);
+    let y = 0;
+    for (let c = b.charCodeAt(j); j < b.length && c !== 46; c = b.charCodeAt(++j)) y = y * 10 + (c - 48);
+    if (x !== y) return x - y;
+    i++; // past the dot
+    j++;
   }
-  return x.length - y.length;
+}
+
+/**
+ * The row index after a column prefix when it is one sub-identifier (IF-MIB's ifIndex), else -1: the walk then
+ * compares it with the previous row's as a number, parsing each OID once.
+ */
+function singleIndex(oid: string, from: number): number {
+  if (from >= oid.length || oid.length - from > 15) return -1; // empty, or beyond exact integers
+  let n = 0;
+  for (let i = from; i < oid.length; i++) {
+    const c = oid.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
 }
 
 /** A target on the loopback network: its answers can only come from there. */
@@ -240,7 +266,8 @@ export class SnmpClient {
     const out: ColumnData = new Map(columns.map((c) => [c, new Map()]));
     const scalarValues: (SnmpValue | undefined)[] = scalars.map(() => undefined);
     let firstAnswerAtMs = Number.NaN;
-    let cursors = columns.map((c) => ({ column: c, next: c }));
+    // `index`: the last row's single-sub-identifier index, -1 before the first row or when it had several.
+    let cursors = columns.map((c) => ({ column: c, prefix: `${c}.`, next: c, index: -1 }));
     const generation = this.generation;
     for (let round = 0; cursors.length > 0 || round === 0; round++) {
       if (round > 10_000) throw new SnmpError(this.label, 'protocol', 'walk did not terminate');
@@ -262,22 +289,31 @@ export class SnmpClient {
         throw new SnmpError(this.label, 'protocol', 'empty GetBulk response');
       }
       const still: typeof cursors = [];
-      cursors.forEach((cur, i) => {
+      for (let i = 0; i < cursors.length; i++) {
+        const cur = cursors[i]!;
         const vbs = answer[i] ?? [];
+        const rows = out.get(cur.column)!;
+        const prefixLength = cur.prefix.length;
         let done = false;
         for (const vb of vbs) {
-          if (snmp.isVarbindError(vb) || !vb.oid.startsWith(`${cur.column}.`)) {
+          const oid = vb.oid;
+          if (snmp.isVarbindError(vb) || !oid.startsWith(cur.prefix)) {
             done = true;
             break;
           }
-          if (compareOids(vb.oid, cur.next) <= 0) {
-            throw new SnmpError(this.label, 'protocol', `OID not increasing in ${cur.column}: ${vb.oid}`);
+          // Both lie in the column (the cursor starts at the column itself): compare the row indexes only.
+          const index = singleIndex(oid, prefixLength);
+          const increasing =
+            index >= 0 && cur.index >= 0 ? index > cur.index : compareOids(oid, cur.next, prefixLength) > 0;
+          if (!increasing) {
+            throw new SnmpError(this.label, 'protocol', `OID not increasing in ${cur.column}: ${oid}`);
           }
-          out.get(cur.column)!.set(vb.oid.slice(cur.column.length + 1), vb.value);
-          cur.next = vb.oid;
+          rows.set(oid.slice(prefixLength), vb.value);
+          cur.next = oid;
+          cur.index = index;
         }
         if (!done) still.push(cur);
-      });
+      }
       cursors = still;
     }
     return { columns: out, scalars: scalarValues, firstAnswerAtMs };

@@ -8,9 +8,23 @@ export function toBigInt(v: SnmpValue | undefined): bigint | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'bigint') return v;
   if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? BigInt(v) : undefined;
-  if (Buffer.isBuffer(v)) return v.length === 0 ? 0n : BigInt(`0x${v.toString('hex')}`);
+  if (Buffer.isBuffer(v)) {
+    // Counter64 is 8 bytes or fewer (BER drops leading zeros, net-snmp hands them over as they came).
+    if (v.length === 8) return v.readBigUInt64BE(0);
+    if (v.length <= 6) return v.length === 0 ? 0n : BigInt(v.readUIntBE(0, v.length));
+    return BigInt(`0x${v.toString('hex')}`);
+  }
   return undefined;
 }
+
+/** A counter as the decimal string a reading carries (`counterSchema`); numbers need no bigint on the way. */
+function counterString(v: SnmpValue | undefined): string | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? String(v) : undefined;
+  const b = toBigInt(v);
+  return b === undefined ? undefined : String(b);
+}
+
+const NO_ROWS: ReadonlyMap<string, SnmpValue> = new Map();
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const gb18030 = new TextDecoder('gb18030');
@@ -46,26 +60,40 @@ export function joinColumns(
   hc: boolean,
   uplink: string | number | undefined,
 ): { rows: IfaceReading[]; samples: Map<number, CounterSample> } {
-  const col = (c: string) => cols.get(c) ?? new Map<string, SnmpValue>();
-  const indexes = [
-    ...new Set([
-      ...col(COLUMN.ifOperStatus).keys(),
-      ...col(hc ? COLUMN.ifHCInOctets : COLUMN.ifInOctets).keys(),
-    ]),
-  ]
-    .map(Number)
-    .filter((i) => Number.isInteger(i) && i > 0)
-    .sort((a, b) => a - b);
+  const col = (c: string): ReadonlyMap<string, SnmpValue> => cols.get(c) ?? NO_ROWS;
+  // Each column's rows looked up once per poll, not once per interface.
+  const operCol = col(COLUMN.ifOperStatus);
+  const inCol = col(hc ? COLUMN.ifHCInOctets : COLUMN.ifInOctets);
+  const outCol = col(hc ? COLUMN.ifHCOutOctets : COLUMN.ifOutOctets);
+  const highSpeedCol = col(COLUMN.ifHighSpeed);
+  const speedCol = col(COLUMN.ifSpeed);
+  const discontinuityCol = col(COLUMN.ifCounterDiscontinuityTime);
+  const nameCol = col(COLUMN.ifName);
+  const descrCol = col(COLUMN.ifDescr);
+  const aliasCol = col(COLUMN.ifAlias);
+  const inErrorsCol = col(COLUMN.ifInErrors);
+  const outErrorsCol = col(COLUMN.ifOutErrors);
+  const inDiscardsCol = col(COLUMN.ifInDiscards);
+
+  const keys = new Set<string>(operCol.keys());
+  for (const k of inCol.keys()) keys.add(k);
+  const indexes: number[] = [];
+  for (const k of keys) {
+    const i = Number(k);
+    if (Number.isInteger(i) && i > 0) indexes.push(i);
+  }
+  indexes.sort((a, b) => a - b);
 
   const samples = new Map<number, CounterSample>();
   const rows: IfaceReading[] = [];
+  const bits: 32 | 64 = hc ? 64 : 32;
   for (const index of indexes) {
     const k = String(index);
-    const inOctets = toBigInt(col(hc ? COLUMN.ifHCInOctets : COLUMN.ifInOctets).get(k));
-    const outOctets = toBigInt(col(hc ? COLUMN.ifHCOutOctets : COLUMN.ifOutOctets).get(k));
+    const inOctets = toBigInt(inCol.get(k));
+    const outOctets = toBigInt(outCol.get(k));
     if (inOctets === undefined || outOctets === undefined) continue;
-    const highSpeed = num(col(COLUMN.ifHighSpeed).get(k));
-    const ifSpeed = num(col(COLUMN.ifSpeed).get(k));
+    const highSpeed = num(highSpeedCol.get(k));
+    const ifSpeed = num(speedCol.get(k));
     // ifSpeed saturates at 4,294,967,295 (RFC 2863): then only ifHighSpeed is right.
     const speedMbps =
       highSpeed !== undefined && highSpeed > 0
@@ -73,27 +101,17 @@ export function joinColumns(
         : ifSpeed !== undefined
           ? ifSpeed / 1e6
           : undefined;
-    const bits: 32 | 64 = hc ? 64 : 32;
-    const discontinuity = num(col(COLUMN.ifCounterDiscontinuityTime).get(k));
-    samples.set(index, {
-      inOctets,
-      outOctets,
-      bits,
-      speedMbps,
-      ...(discontinuity !== undefined ? { discontinuity } : {}),
-    });
-    const name =
-      decodeText(col(COLUMN.ifName).get(k)) || decodeText(col(COLUMN.ifDescr).get(k)) || `if${index}`;
-    const alias = decodeText(col(COLUMN.ifAlias).get(k));
-    const counter = (c: string) => {
-      const v = toBigInt(col(c).get(k));
-      return v === undefined ? undefined : String(v);
-    };
+    const discontinuity = num(discontinuityCol.get(k));
+    const sample: CounterSample = { inOctets, outOctets, bits, speedMbps };
+    if (discontinuity !== undefined) sample.discontinuity = discontinuity;
+    samples.set(index, sample);
+    const name = decodeText(nameCol.get(k)) || decodeText(descrCol.get(k)) || `if${index}`;
+    const alias = decodeText(aliasCol.get(k));
     const row: IfaceReading = {
       index,
       name: name.slice(0, 128),
       uplink: typeof uplink === 'number' ? uplink === index : uplink === name,
-      operStatus: OPER_STATUS[num(col(COLUMN.ifOperStatus).get(k)) ?? 4] ?? 'unknown',
+      operStatus: OPER_STATUS[num(operCol.get(k)) ?? 4] ?? 'unknown',
       counterBits: bits,
       inOctets: String(inOctets),
       outOctets: String(outOctets),
@@ -102,9 +120,9 @@ export function joinColumns(
     };
     if (alias) row.alias = alias.slice(0, 255);
     if (speedMbps !== undefined) row.speedMbps = speedMbps;
-    const ie = counter(COLUMN.ifInErrors);
-    const oe = counter(COLUMN.ifOutErrors);
-    const id = counter(COLUMN.ifInDiscards);
+    const ie = counterString(inErrorsCol.get(k));
+    const oe = counterString(outErrorsCol.get(k));
+    const id = counterString(inDiscardsCol.get(k));
     if (ie !== undefined) row.inErrors = ie;
     if (oe !== undefined) row.outErrors = oe;
     if (id !== undefined) row.inDiscards = id;

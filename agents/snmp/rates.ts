@@ -98,8 +98,8 @@ export interface IfaceRate {
 }
 
 export interface RateResult {
-  /** One entry per interface of the sample. */
-  rates: Map<number, IfaceRate>;
+  /** One entry per interface of the sample (the no-rate ones are shared and frozen: read, do not change). */
+  rates: Map<number, Readonly<IfaceRate>>;
   /** The agent restarted since the previous poll (the poller's cue for a `reboot` event). */
   rebooted: boolean;
   /** Directions dropped because they exceeded the interface speed in this update. */
@@ -134,7 +134,38 @@ const TICKS_MODULUS = 2 ** 32;
 const MS_PER_TICK = 10;
 /** Half the Counter64 range: a larger modular delta is the counter going back (RFC 1982-style comparison). */
 const COUNTER64_HALF = 1n << 63n;
+/** 2^bits: a counter must be below it. Constants, so a check allocates no bigint. */
+const COUNTER_LIMIT = { 32: 1n << 32n, 64: 1n << 64n } as const;
+/** Largest octet delta whose × 8000 is still exact as a number (below 2^53): then no bigint multiplication. */
+const EXACT_DELTA = BigInt(Math.floor(Number.MAX_SAFE_INTEGER / 8000));
 const DECIMAL = /^\d{1,20}$/;
+
+/** The no-rate results, one shared frozen object per reason (an update allocates none for them). */
+const NONE = Object.fromEntries(
+  (
+    [
+      'first',
+      'reset',
+      'discontinuity',
+      'counter_backwards',
+      'over_speed',
+      'bad_interval',
+      'bits_changed',
+      'bad_counter',
+    ] as const
+  ).map((why) => [why, Object.freeze({ inBps: null, outBps: null, why })]),
+) as Record<RateWhy, Readonly<IfaceRate>>;
+
+/** (now − prev) mod 2^bits (RFC 2578 §7.1.6 / §7.1.10 wrap semantics); no second bigint when it did not wrap. */
+function counterDelta(now: bigint, prev: bigint, bits: 32 | 64): bigint {
+  const d = now - prev;
+  return d >= 0n ? d : BigInt.asUintN(bits, d);
+}
+
+/** octets × 8 / (ms / 1000) with one rounding: exact while octets × 8000 < 2^53. */
+function bitsPerSecond(octets: bigint, intervalMs: number): number {
+  return octets <= EXACT_DELTA ? (Number(octets) * 8000) / intervalMs : Number(octets * 8000n) / intervalMs;
+}
 
 /**
  * How long an interface of `speedMbps` takes to wrap a `bits`-bit octet counter at full speed, ms: a poll
@@ -155,7 +186,7 @@ export function parseCounter(value: CounterValue, bits: 32 | 64): bigint | undef
   else if (typeof value === 'string' && DECIMAL.test(value)) n = BigInt(value);
   else if (typeof value === 'number' && Number.isSafeInteger(value)) n = BigInt(value);
   else return undefined;
-  return n >= 0n && n < 1n << BigInt(bits) ? n : undefined;
+  return n >= 0n && n < COUNTER_LIMIT[bits] ? n : undefined;
 }
 
 function ticks(t: number | undefined): number | undefined {
@@ -213,36 +244,42 @@ export class RateTracker {
     const usableMs =
       intervalMs !== null && intervalMs > 0 && intervalMs <= this.maxIntervalMs ? intervalMs : null;
 
-    const rates = new Map<number, IfaceRate>();
+    const rates = new Map<number, Readonly<IfaceRate>>();
     const next = new Map<number, IfaceState>(); // interfaces absent from this sample are forgotten
     let overSpeed = 0;
-    const none = (why: RateWhy): IfaceRate => ({ inBps: null, outBps: null, why });
 
     for (const [index, s] of sample.ifaces) {
       const inOctets = parseCounter(s.inOctets, s.bits);
       const outOctets = parseCounter(s.outOctets, s.bits);
       if (inOctets === undefined || outOctets === undefined) {
-        rates.set(index, none('bad_counter')); // not stored: the next good sample seeds afresh
+        rates.set(index, NONE.bad_counter); // not stored: the next good sample seeds afresh
         continue;
       }
       const prev = this.ifaces.get(index);
       // Kept across polls that lack it; a pre-reboot value means nothing in the new sysUpTime epoch.
       const discontinuity = ticks(s.discontinuity) ?? (rebooted ? undefined : prev?.discontinuity);
       const cur: IfaceState = { bits: s.bits, inOctets, outOctets, discontinuity };
-      next.set(index, cur); // every other outcome re-bases on this sample
 
-      if (!prev) rates.set(index, none('first'));
-      else if (rebooted) rates.set(index, none('reset'));
-      else if (usableMs === null) rates.set(index, none('bad_interval'));
-      else if (prev.bits !== cur.bits) rates.set(index, none('bits_changed'));
+      if (!prev) rates.set(index, NONE.first);
+      else if (rebooted) rates.set(index, NONE.reset);
+      else if (usableMs === null) rates.set(index, NONE.bad_interval);
+      else if (prev.bits !== cur.bits) rates.set(index, NONE.bits_changed);
       else if (prev.discontinuity !== undefined && cur.discontinuity !== prev.discontinuity) {
-        rates.set(index, none('discontinuity'));
+        rates.set(index, NONE.discontinuity);
       } else {
         const rate = this.rate(prev, cur, usableMs, s.speedMbps);
         if (rate.why === 'over_speed')
           overSpeed += (rate.inBps === null ? 1 : 0) + (rate.outBps === null ? 1 : 0);
         rates.set(index, rate);
       }
+      // Every outcome re-bases on this sample: the previous state object takes its values (no new one per poll).
+      if (prev) {
+        prev.bits = cur.bits;
+        prev.inOctets = inOctets;
+        prev.outOctets = outOctets;
+        prev.discontinuity = discontinuity;
+        next.set(index, prev);
+      } else next.set(index, cur);
     }
 
     this.clock = clock;
@@ -263,15 +300,13 @@ export class RateTracker {
     intervalMs: number,
     speedMbps: number | undefined,
   ): IfaceRate {
-    // (now − prev) mod 2^bits: RFC 2578 §7.1.6 / §7.1.10 wrap semantics.
-    const inDelta = BigInt.asUintN(cur.bits, cur.inOctets - prev.inOctets);
-    const outDelta = BigInt.asUintN(cur.bits, cur.outOctets - prev.outOctets);
+    const inDelta = counterDelta(cur.inOctets, prev.inOctets, cur.bits);
+    const outDelta = counterDelta(cur.outOctets, prev.outOctets, cur.bits);
     if (cur.bits === 64 && (inDelta >= COUNTER64_HALF || outDelta >= COUNTER64_HALF)) {
-      return { inBps: null, outBps: null, why: 'counter_backwards' };
+      return NONE.counter_backwards;
     }
-    // octets × 8 / (ms / 1000) with one rounding: exact while octets × 8000 < 2^53.
-    let inBps: number | null = Number(inDelta * 8000n) / intervalMs;
-    let outBps: number | null = Number(outDelta * 8000n) / intervalMs;
+    let inBps: number | null = bitsPerSecond(inDelta, intervalMs);
+    let outBps: number | null = bitsPerSecond(outDelta, intervalMs);
     if (speedMbps !== undefined && Number.isFinite(speedMbps) && speedMbps > 0) {
       const limitBps = speedMbps * 1e6 * (1 + this.overSpeedTolerance);
       if (inBps > limitBps) inBps = null;

@@ -2,6 +2,7 @@ import { createSocket } from 'node:dgram';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   type ColumnData,
+  compareOids,
   SnmpClient,
   SnmpError,
   type SnmpValue,
@@ -118,6 +119,29 @@ function expectHcRows(data: ColumnData, expected: SimIface[]): void {
     expect(data.get(COLUMN.ifOperStatus)!.get(row)).toBe(i.operStatus);
   }
 }
+
+describe('compareOids', () => {
+  const sign = (x: number) => Math.sign(x) || 0; // no -0
+  it.each([
+    ['1.3.6.1.2.1.2.2.1.8.9', '1.3.6.1.2.1.2.2.1.8.10', -1], // numeric, not string order
+    ['1.3.6.1.2.1.2.2.1.8.10', '1.3.6.1.2.1.2.2.1.8.9', 1],
+    ['1.3.6.1.2.1.2.2.1.8.10', '1.3.6.1.2.1.2.2.1.8.10', 0],
+    ['1.3.6.1.2.1.2.2.1.8', '1.3.6.1.2.1.2.2.1.8.1', -1], // a prefix comes first
+    ['1.3.6.1.2.1.2.2.1.8.1.5', '1.3.6.1.2.1.2.2.1.8.1', 1],
+    ['1.3.6.1.2.1.2.2.1.8.4294967295', '1.3.6.1.2.1.2.2.1.8.4294967294', 1], // 2^32 − 1 sub-identifiers
+    ['1.3.6.1.2.1.31.1.1.1.1.7', '1.3.6.1.2.1.2.2.1.8.7', 1],
+  ])('%s vs %s → %i', (a, b, want) => {
+    expect(sign(compareOids(a, b))).toBe(want);
+    expect(sign(compareOids(b, a))).toBe(want === 0 ? 0 : -want);
+  });
+  it('from a shared prefix: compares what follows it', () => {
+    const col = `${COLUMN.ifOperStatus}.`;
+    expect(sign(compareOids(`${col}12`, `${col}3`, col.length))).toBe(1);
+    expect(sign(compareOids(`${col}3`, `${col}3`, col.length))).toBe(0);
+    // The walk's cursor starts at the column itself: every row of it comes after.
+    expect(sign(compareOids(`${col}1`, COLUMN.ifOperStatus, col.length))).toBe(1);
+  });
+});
 
 describe('SnmpClient.get against SnmpSim', () => {
   it('reads sysUpTime, sysName and sysDescr; a missing object is undefined', async () => {
@@ -360,5 +384,78 @@ describe('failures name their target', () => {
     const err = await rejection(clientFor(sim.port, { timeoutMs: 200, retries: 0 }).get([OID.sysName]));
     expect(err.reason).toBe('timeout');
     expect(err.message).toContain(`${HOST}:${sim.port}`);
+  });
+});
+
+/**
+ * A hostile SNMPv2c agent: it answers every request (request-id echoed) with the varbinds `answer(round)` names,
+ * each an INTEGER 1, whatever was asked. BER by hand (X.690 definite lengths, RFC 3416 Response-PDU 0xa2).
+ */
+async function hostileAgent(answer: (round: number) => string[]): Promise<{ port: number; close(): void }> {
+  const tlv = (tag: number, body: Buffer): Buffer => {
+    const n = body.length;
+    const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+    return Buffer.concat([Buffer.from([tag, ...len]), body]);
+  };
+  const int = (v: number) => tlv(0x02, Buffer.from([v & 0xff]));
+  const oid = (s: string) => {
+    const p = s.split('.').map(Number);
+    const out = [p[0]! * 40 + p[1]!];
+    for (const v of p.slice(2)) {
+      const chunk = [v & 0x7f];
+      for (let x = v >> 7; x > 0; x >>= 7) chunk.unshift((x & 0x7f) | 0x80);
+      out.push(...chunk);
+    }
+    return tlv(0x06, Buffer.from(out));
+  };
+  const socket = createSocket('udp4');
+  let round = 0;
+  socket.on('message', (msg, from) => {
+    // SEQUENCE { version, community, PDU { request-id, … } }: the request-id is the PDU's first INTEGER.
+    let pos = 2 + (msg[1]! & 0x80 ? msg[1]! & 0x7f : 0); // past the message header
+    pos += 2 + msg[pos + 1]!; // version
+    pos += 2 + msg[pos + 1]!; // community
+    pos += 2 + (msg[pos + 1]! & 0x80 ? msg[pos + 1]! & 0x7f : 0); // PDU header
+    const requestId = msg.subarray(pos, pos + 2 + msg[pos + 1]!); // the INTEGER TLV as sent
+    const varbinds = answer(round++).map((o) => tlv(0x30, Buffer.concat([oid(o), int(1)])));
+    const pdu = tlv(0xa2, Buffer.concat([requestId, int(0), int(0), tlv(0x30, Buffer.concat(varbinds))]));
+    const out = tlv(0x30, Buffer.concat([int(1), tlv(0x04, Buffer.from('public')), pdu]));
+    socket.send(out, from.port, from.address);
+  });
+  await new Promise<void>((resolve) => socket.bind(0, HOST, resolve));
+  return { port: socket.address().port, close: () => socket.close() };
+}
+
+describe('a device whose walk does not advance', () => {
+  const col = COLUMN.ifOperStatus;
+  it.each([
+    ['goes back within an answer', () => [`${col}.10`, `${col}.9`], `${col}.9`],
+    ['repeats a row within an answer', () => [`${col}.5`, `${col}.5`], `${col}.5`],
+    ['answers the same row again in the next request (a loop)', () => [`${col}.5`], `${col}.5`],
+    // Indexes of several sub-identifiers (not IF-MIB's, but a table's index may be): compared as OIDs.
+    ['goes back within a two-part index', () => [`${col}.1.5`, `${col}.1.40`, `${col}.1.6`], `${col}.1.6`],
+    ['goes back from a two-part index to a one-part one', () => [`${col}.2.1`, `${col}.2`], `${col}.2`],
+  ])('%s: a protocol error naming the column and OID, not an endless walk', async (_, answer, bad) => {
+    const agent = await hostileAgent(answer);
+    try {
+      const err = await rejection(clientFor(agent.port).walkColumns([col], 10));
+      expect(err.reason).toBe('protocol');
+      expect(err.message).toContain(`OID not increasing in ${col}: ${bad}`);
+      expect(err.message).toContain(`${HOST}:${agent.port}`);
+    } finally {
+      agent.close();
+    }
+  });
+
+  it('rows in numeric order (9 before 10, as string order would not have it) are walked', async () => {
+    const agent = await hostileAgent((round) =>
+      round === 0 ? [`${col}.9`, `${col}.10`, `${col}.100`] : [`${COLUMN.ifInErrors}.1`],
+    );
+    try {
+      const data = await clientFor(agent.port).walkColumns([col], 10);
+      expect([...data.get(col)!.keys()]).toEqual(['9', '10', '100']);
+    } finally {
+      agent.close();
+    }
   });
 });
