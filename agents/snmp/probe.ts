@@ -140,7 +140,7 @@ export function summarise(
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 /** `addr : 0.12 - 3.40` (fping -C -q, on stderr): the address as given and one value or `-` per probe. */
-const FPING_LINE = /^(\S{1,253}) +: ((?:(?:\d{1,5}(?:\.\d{1,6})?|-)(?: |$))+)$/;
+const FPING_LINE = /^([0-9A-Za-z.:%_-]{1,253}) +: ((?:(?:\d{1,5}(?:\.\d{1,6})?|-)(?: |$))+)$/;
 
 export interface FpingParse {
   results: Map<string, (number | null)[]>;

@@ -1,0 +1,189 @@
+import { spawn } from 'node:child_process';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Prober,
+  type ProbesConfig,
+  parseFping,
+  probesConfigSchema,
+  summarise,
+} from '../../../agents/snmp/probe.js';
+import { decodePayload, type ProbeResult } from '../../../contracts/messages.js';
+import { delayLine, dropEchoes, type Netns, vethNamespace } from '../../helpers/netns.js';
+
+const log = pino({ level: 'silent' });
+
+function prober(over: Partial<ProbesConfig>, targets: unknown[]) {
+  const config = probesConfigSchema.parse({ enabled: true, ...over, targets });
+  const published: ProbeResult[] = [];
+  const p = new Prober(config, config.targets, { log, publish: (_t, r) => published.push(r) });
+  return { p, published };
+}
+
+describe('parseFping (strict; a bad line is counted, never a crash)', () => {
+  it('reads `address : v v …` lines with exactly count values', () => {
+    const r = parseFping('10.0.0.1     : 0.12 - 3.40\n10.0.0.2 : - - -\n', 3);
+    expect(r.badLines).toBe(0);
+    expect(r.results.get('10.0.0.1')).toEqual([0.12, null, 3.4]);
+    expect(r.results.get('10.0.0.2')).toEqual([null, null, null]);
+  });
+
+  it('counts every other line and keeps going', () => {
+    const hostile = [
+      '10.0.0.1 : 0.1 0.2', // too few values
+      '10.0.0.2 : 0.1 0.2 0.3 0.4', // too many
+      '10.0.0.3 : 0.1 x 0.3',
+      '10.0.0.4 : 99999.0 0.1 0.2', // beyond 60 s: a unit mix-up, not a round trip
+      '10.0.0.5 : -1 0.1 0.2',
+      '10.0.0.6: error while sending ping: Network is unreachable',
+      'ICMP Host Unreachable from 10.0.0.9 for ICMP Echo sent to 10.0.0.7',
+      `${'a'.repeat(300)} : 0.1 0.2 0.3`,
+      '\u0000\u0001 : 0.1 0.2 0.3',
+      '10.0.0.8 : 1e3 0.1 0.2',
+      '10.0.0.8 : NaN 0.1 0.2',
+    ];
+    const r = parseFping(`${hostile.join('\n')}\n10.0.0.10 : 1.5 2.5 -\n`, 3);
+    expect(r.badLines).toBe(hostile.length);
+    expect([...r.results.keys()]).toEqual(['10.0.0.10']);
+    expect(() => parseFping('x'.repeat(1_000_000), 3)).not.toThrow();
+  });
+});
+
+describe('summarise', () => {
+  it('gives min/avg/max over the answers and jitter as the mean |ΔRTT| of consecutive answers', () => {
+    // Answers 10, 14, 11 (one lost between): |14-10| = 4, |11-14| = 3 → 3.5.
+    expect(summarise([10, null, 14, 11])).toEqual({
+      sent: 4,
+      received: 3,
+      rttMs: { min: 10, avg: 11.667, max: 14 },
+      jitterMs: 3.5,
+    });
+    expect(summarise([null, 5, null])).toEqual({
+      sent: 3,
+      received: 1,
+      rttMs: { min: 5, avg: 5, max: 5 },
+      jitterMs: null,
+    });
+    expect(summarise([null, null])).toEqual({ sent: 2, received: 0, rttMs: null, jitterMs: null });
+  });
+});
+
+describe('probes config', () => {
+  it('refuses an address that fping would read as an option, and a cycle longer than the interval', () => {
+    const target = { school: 's1', device: 'gw-1' };
+    expect(probesConfigSchema.safeParse({ targets: [{ ...target, address: '-f/etc/passwd' }] }).success).toBe(
+      false,
+    );
+    expect(
+      probesConfigSchema.safeParse({ targets: [{ ...target, address: '10.0.0.1', method: 'tcp' }] }).success,
+    ).toBe(false); // tcp without a port
+    const long = probesConfigSchema.safeParse({ intervalS: 10, count: 20, periodMs: 1000 });
+    expect(long.success).toBe(false);
+    expect(long.error?.issues[0]?.message).toMatch(/shorter than intervalS/);
+  });
+});
+
+describe('ICMP probes (fping) of a namespace with loss injected by nftables', () => {
+  let ns: Netns;
+  beforeAll(async () => {
+    ns = await vethNamespace();
+    await dropEchoes(ns, 20);
+  });
+  afterAll(async () => {
+    await ns?.destroy();
+  });
+
+  it('measures 20 % drop within 10–30 % over 200 probes; an address nobody has: received 0, rttMs null', async () => {
+    const { p, published } = prober({ count: 200, periodMs: 10, timeoutMs: 300, intervalS: 5 }, [
+      { school: 's1', device: 'gw-lossy', address: ns.nsAddress },
+      { school: 's2', device: 'gw-silent', address: ns.silentAddress },
+      { school: 's3', device: 'gw-local', address: ns.hostAddress },
+    ]);
+    const results = await p.cycle();
+    expect(results.size).toBe(3);
+    const by = (d: string) => [...results].find(([t]) => t.device === d)![1];
+    const lossy = by('gw-lossy');
+    // Binomial(200, 0.2): sd = √(200 · 0.2 · 0.8) ≈ 5.7 probes; 10–30 % is ±3.5 sd (outside: p < 0.001).
+    const lossPct = (100 * (lossy.sent - lossy.received)) / lossy.sent;
+    expect(lossy.sent).toBe(200);
+    expect(lossPct).toBeGreaterThanOrEqual(10);
+    expect(lossPct).toBeLessThanOrEqual(30);
+    expect(lossy.rttMs).not.toBeNull();
+    expect(lossy.rttMs!.min).toBeLessThanOrEqual(lossy.rttMs!.avg);
+    const silent = by('gw-silent');
+    expect(silent).toMatchObject({ sent: 200, received: 0, rttMs: null, jitterMs: null, method: 'icmp' });
+    const local = by('gw-local');
+    expect(local.received).toBe(200);
+    for (const r of published) expect(decodePayload('probe', JSON.stringify(r)).ok).toBe(true);
+    expect(p.stats()).toMatchObject({ probeCycles: 1, icmpResults: 3, badLines: 0, fpingFailures: 0 });
+  });
+
+  it('an fping that cannot start is a counted failure, not a crash', async () => {
+    const { p, published } = prober({ count: 1, fpingPath: '/nonexistent/fping' }, [
+      { school: 's1', device: 'gw-1', address: ns.nsAddress },
+    ]);
+    await p.cycle();
+    expect(published).toEqual([]);
+    expect(p.stats().fpingFailures).toBe(1);
+  });
+});
+
+describe('RTT and jitter through a userspace delay line (ICMP and TCP)', () => {
+  const ONE_WAY_MS = 40;
+  const JITTER_MS = 10;
+  let line: Netns;
+  let server: ReturnType<typeof spawn> | undefined;
+  const PORT = 8443;
+  beforeAll(async () => {
+    line = await delayLine(ONE_WAY_MS, JITTER_MS);
+    // A TCP listener inside the namespace: the handshake crosses the delay line both ways.
+    server = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        line.name,
+        'python3',
+        '-u',
+        '-c',
+        `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('${line.nsAddress}', ${PORT}))\ns.listen(128)\nprint('listening', flush=True)\nwhile True:\n    c,_=s.accept()\n    c.close()`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      server!.stdout!.once('data', () => resolve());
+      server!.once('exit', (c) => reject(new Error(`TCP listener in the namespace exited ${c}`)));
+    });
+  });
+  afterAll(async () => {
+    server?.kill('SIGKILL');
+    await line?.destroy();
+  });
+
+  it('measures RTT ≥ the injected 2 × 40 ms and < 2 × (40 + 10) + 40 ms, with jitter, by both methods', async () => {
+    const { p, published } = prober({ count: 20, periodMs: 100, timeoutMs: 1000, intervalS: 5 }, [
+      { school: 's1', device: 'gw-icmp', address: line.nsAddress },
+      { school: 's1', device: 'gw-tcp', address: line.nsAddress, method: 'tcp', port: PORT },
+      { school: 's1', device: 'gw-closed', address: line.nsAddress, method: 'tcp', port: PORT + 1 },
+    ]);
+    const results = [...(await p.cycle()).entries()];
+    const get = (d: string) => results.find(([t]) => t.device === d)![1];
+    const floor = 2 * ONE_WAY_MS;
+    const ceiling = 2 * (ONE_WAY_MS + JITTER_MS) + 40; // scheduling of the Python line and Node: < 40 ms
+    for (const d of ['gw-icmp', 'gw-tcp']) {
+      const r = get(d);
+      expect(r.received, d).toBe(20);
+      expect(r.rttMs!.min, d).toBeGreaterThanOrEqual(floor);
+      expect(r.rttMs!.max, d).toBeLessThan(ceiling);
+      // Two uniform 0..10 ms holds per round trip: consecutive RTTs differ, by less than 2 × 10 ms + slack.
+      expect(r.jitterMs!, d).toBeGreaterThan(0);
+      expect(r.jitterMs!, d).toBeLessThan(2 * JITTER_MS + 10);
+    }
+    expect(get('gw-tcp')).toMatchObject({ method: 'tcp', port: PORT });
+    // A closed port answers with a reset: counted lost, not a round trip.
+    expect(get('gw-closed')).toMatchObject({ received: 0, rttMs: null });
+    expect(await (line as Awaited<ReturnType<typeof delayLine>>).packets()).toBeGreaterThan(80);
+    expect(p.stats()).toMatchObject({ icmpResults: 1, tcpResults: 2 });
+    expect(published).toHaveLength(3);
+  });
+});
