@@ -4,7 +4,8 @@
 #   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients), fping (the poller's ICMP probes:
 #   Debian installs /usr/bin/fping with cap_net_raw+ep, so the poller's non-root service user can run it);
 #   with --tests, chromium and the X server and tools of the x11 activity source's tests, and nftables (the
-#   probe tests drop a share of ICMP echoes inside a network namespace they create).
+#   probe tests drop a share of ICMP echoes inside a network namespace they create) and python3 (their
+#   userspace delay line between two TUN devices, tests/helpers/netns.ts).
 # Used by .ci/run and by the quickstart, so both install the same things the same way.
 set -euo pipefail
 
@@ -17,7 +18,7 @@ PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients fping)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=(chromium fonts-wqy-microhei xvfb xdotool xprintidle x11-xserver-utils x11-utils)
   PACKAGES+=(mono-mcs libmono-system-windows-forms4.0-cil)
-  PACKAGES+=(nftables)
+  PACKAGES+=(nftables python3-minimal)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
