@@ -1,6 +1,11 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { Poller, pollerConfigSchema } from '../../../agents/snmp/poller.js';
 import {
   Prober,
   type ProbesConfig,
@@ -8,7 +13,10 @@ import {
   probesConfigSchema,
   summarise,
 } from '../../../agents/snmp/probe.js';
+import { Collector, collectorConfigSchema } from '../../../collector/collector.js';
 import { decodePayload, type ProbeResult } from '../../../contracts/messages.js';
+import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
+import { startBroker } from '../../helpers/mqtt.js';
 import { delayLine, dropEchoes, type Netns, vethNamespace } from '../../helpers/netns.js';
 
 const log = pino({ level: 'silent' });
@@ -185,5 +193,109 @@ describe('RTT and jitter through a userspace delay line (ICMP and TCP)', () => {
     expect(await (line as Awaited<ReturnType<typeof delayLine>>).packets()).toBeGreaterThan(80);
     expect(p.stats()).toMatchObject({ icmpResults: 1, tcpResults: 2 });
     expect(published).toHaveLength(3);
+  });
+});
+
+describe('poller (scheduled probes) → embedded broker (ACL) → collector → InfluxDB', () => {
+  it('stores a probe point per target per cycle, with the poller credential allowed the probe channel', async () => {
+    const A = '3301060001';
+    const ns = await vethNamespace();
+    onTestFinished(() => ns.destroy());
+    await dropEchoes(ns, 20);
+    // A TCP service on loopback for the TCP method.
+    const tcp = createServer((s) => s.destroy());
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+    onTestFinished(() => new Promise<void>((r) => tcp.close(() => r())));
+    const tcpPort = (tcp.address() as { port: number }).port;
+
+    const broker = await startBroker([
+      { username: 'coll', role: 'collector' },
+      { username: 'poll-a', role: 'poller', schools: [A] },
+    ]);
+    onTestFinished(() => broker.dispose());
+    const db = await new Influxd().start();
+    onTestFinished(() => db.dispose());
+    const { storage } = testStorage(db.url, { database: 'probe' });
+    await storage.start();
+    onTestFinished(() => storage.stop());
+    const collector = new Collector(
+      collectorConfigSchema.parse({
+        mqtt: { url: broker.url, username: 'coll', password: broker.secrets.coll },
+        metrics: { port: 0 },
+        group: 'probe',
+      }),
+      { log: captureLogger('collector').log, storage },
+    );
+    await collector.start();
+    onTestFinished(() => collector.stop());
+    await collector.ready();
+
+    const spoolDir = mkdtempSync(join(tmpdir(), 'cfm-probe-'));
+    onTestFinished(() => rmSync(spoolDir, { recursive: true, force: true }));
+    const { log, lines } = captureLogger('poller');
+    const poller = new Poller(
+      pollerConfigSchema.parse({
+        mqtt: { url: broker.url, username: 'poll-a', password: broker.secrets['poll-a'] },
+        spool: { dir: join(spoolDir, 'spool') },
+        probes: {
+          enabled: true,
+          count: 50,
+          periodMs: 10,
+          timeoutMs: 300,
+          targets: [
+            { school: A, device: 'gw-lossy', address: ns.nsAddress },
+            { school: A, device: 'gw-silent', address: ns.silentAddress },
+            {
+              school: A,
+              device: 'gw-tcp',
+              address: '127.0.0.1',
+              method: 'tcp',
+              port: tcpPort,
+              kind: 'switch',
+            },
+          ],
+        },
+      }),
+      // The production schedule (real timers), faster than the 5 s minimum of intervalS.
+      { log, probeIntervalMs: 1_500 },
+    );
+    await poller.start();
+    onTestFinished(() => poller.stop());
+    await poller.ready();
+
+    let rows: Record<string, unknown>[] = [];
+    await waitFor(
+      async () => {
+        await storage.drain();
+        rows = await storage.rows('SELECT * FROM probe ORDER BY time');
+        return ['gw-lossy', 'gw-silent', 'gw-tcp'].every(
+          (d) => rows.filter((r) => r.device === d).length >= 2,
+        );
+      },
+      { what: 'two cycles of three targets stored', timeoutMs: 20_000 },
+    );
+    const last = (d: string) => rows.filter((r) => r.device === d).at(-1)!;
+    expect(last('gw-silent')).toMatchObject({ method: 'icmp', sent: 50, received: 0, loss_pct: 100 });
+    expect(last('gw-silent').rtt_avg_ms).toBeNull();
+    // Binomial(50, 0.2): sd ≈ 2.8 probes; 2–40 % is beyond ±3.5 sd.
+    const lossy = last('gw-lossy');
+    expect(lossy.loss_pct as number).toBeGreaterThanOrEqual(2);
+    expect(lossy.loss_pct as number).toBeLessThanOrEqual(40);
+    expect(lossy.rtt_avg_ms as number).toBeGreaterThan(0);
+    expect(last('gw-tcp')).toMatchObject({
+      method: 'tcp',
+      kind: 'switch',
+      sent: 50,
+      received: 50,
+      loss_pct: 0,
+    });
+    const st = poller.stats();
+    expect(st.probeCycles).toBeGreaterThanOrEqual(2);
+    expect(st).toMatchObject({ skippedCycles: 0, badLines: 0, fpingFailures: 0, missingResults: 0 });
+    expect(st.icmpResults).toBeGreaterThanOrEqual(4);
+    expect(st.tcpResults).toBeGreaterThanOrEqual(2);
+    expect(broker.broker.stats().deniedPublish).toBe(0);
+    expect(collector.stats().rejected).toEqual({});
+    expect(lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
   });
 });
