@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,6 +124,32 @@ describe('ICMP probes (fping) of a namespace with loss injected by nftables', ()
     expect(local.received).toBe(200);
     for (const r of published) expect(decodePayload('probe', JSON.stringify(r)).ok).toBe(true);
     expect(p.stats()).toMatchObject({ probeCycles: 1, icmpResults: 3, badLines: 0, fpingFailures: 0 });
+  });
+
+  it('a TCP cycle still running at the next tick: the tick is skipped and counted, never overlapped', async () => {
+    // Connects to an address nobody has on the namespace's link wait out their 1 s timeout, twice: a cycle
+    // takes ~2 s against a 400 ms schedule.
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 2,
+      periodMs: 10,
+      timeoutMs: 1000,
+      targets: [{ school: 's1', device: 'gw-1', address: ns.silentAddress, method: 'tcp', port: 443 }],
+    });
+    const published: ProbeResult[] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      intervalMs: 400,
+      publish: (_t, r) => published.push(r),
+    });
+    p.start();
+    onTestFinished(() => p.stop());
+    await waitFor(() => published.length >= 1, { what: 'the first TCP cycle', timeoutMs: 10_000 });
+    const st = p.stats();
+    expect(st.skippedCycles).toBeGreaterThanOrEqual(3);
+    // Cycles run one after another: the results so far are of the cycles started, none of them twice at once.
+    expect(st.probeCycles).toBeLessThanOrEqual(published.length + 1);
+    expect(published[0]).toMatchObject({ method: 'tcp', port: 443, sent: 2, received: 0, rttMs: null });
   });
 
   it('an fping that cannot start is a counted failure, not a crash', async () => {
@@ -299,5 +325,69 @@ describe('poller (scheduled probes) → embedded broker (ACL) → collector → 
     expect(broker.broker.stats().deniedPublish).toBe(0);
     expect(collector.stats().rejected).toEqual({});
     expect(lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+  });
+});
+
+describe('a misbehaving fping (a stand-in script: the real one cannot be made to)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfm-fping-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const script = (name: string, body: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    return path;
+  };
+  const targets = [
+    { school: 's1', device: 'gw-1', address: '10.0.0.1' },
+    { school: 's1', device: 'gw-2', address: '10.0.0.2' },
+  ];
+
+  it('a flood of output is read up to its bound, counted, and the cycle goes on', async () => {
+    // 50 MB of garbage on stderr, then exit 1 (some unanswered), as fping would.
+    const path = script('flood', "yes 'garbage garbage garbage' | head -c 50000000 >&2; exit 1");
+    const { p, published } = prober({ count: 3, fpingPath: path }, targets);
+    await p.cycle();
+    const st = p.stats();
+    expect(st.outputTruncated).toBe(1);
+    // Only what fitted the bound was parsed: 2 × (260 + 36) + 65,536 bytes of 24-byte lines.
+    expect(st.badLines).toBeGreaterThan(0);
+    expect(st.badLines).toBeLessThanOrEqual(Math.ceil((2 * (260 + 3 * 12) + 65_536) / 24));
+    expect(published).toEqual([]);
+    expect(st.missingResults).toBe(2);
+  });
+
+  it('bad lines beside good ones: the good ones are published, the others counted', async () => {
+    const path = script(
+      'mixed',
+      "printf '10.0.0.1 : 1.0 2.0 3.0\\n10.0.0.2 : 1.0 zz 3.0\\nfping: something odd\\n' >&2; exit 1",
+    );
+    const { p, published } = prober({ count: 3, fpingPath: path }, targets);
+    await p.cycle();
+    expect(published).toEqual([
+      expect.objectContaining({ sent: 3, received: 3, rttMs: { min: 1, avg: 2, max: 3 } }),
+    ]);
+    expect(p.stats()).toMatchObject({ badLines: 2, missingResults: 1, icmpResults: 1, fpingFailures: 0 });
+  });
+
+  it('exit status 3 (bad arguments) and a hang past the cycle are failures: nothing published', async () => {
+    const bad = script('bad', "echo 'fping: invalid option' >&2; exit 3");
+    const a = prober({ count: 3, fpingPath: bad }, targets);
+    await a.p.cycle();
+    expect(a.p.stats().fpingFailures).toBe(1);
+    expect(a.published).toEqual([]);
+
+    const hang = script('hang', 'exec sleep 30');
+    const config = probesConfigSchema.parse({ enabled: true, count: 1, fpingPath: hang, targets });
+    const published: ProbeResult[] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      intervalMs: 500,
+      publish: (_t, r) => published.push(r),
+    });
+    const started = performance.now();
+    await p.cycle();
+    // Killed at the cycle's deadline (interval − 100 ms), so the next cycle never overlaps it.
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(p.stats().fpingFailures).toBe(1);
+    expect(published).toEqual([]);
   });
 });
