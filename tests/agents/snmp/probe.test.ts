@@ -328,6 +328,47 @@ describe('poller (scheduled probes) → embedded broker (ACL) → collector → 
   });
 });
 
+describe("fping's privileges under the systemd unit's settings (deploy/systemd/cfm-poller.service)", () => {
+  // As the unit runs it: a non-root user, NoNewPrivileges; setpriv (util-linux) sets the same up.
+  const asService = (caps: string[]) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          ...caps,
+          '--no-new-privs',
+          'sh',
+          '-c',
+          'exec fping -C 1 -q -t 500 127.0.0.1',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      child.stderr!.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      child.once('close', (code) => resolve({ code, out }));
+    });
+
+  it('without CAP_NET_RAW fping cannot run or has no socket; with it as the ambient capability it answers', async () => {
+    // An empty bounding set (CapabilityBoundingSet=): the kernel refuses to execute a file whose capabilities
+    // it cannot grant (the shell's 126).
+    expect((await asService(['--inh-caps=-all', '--bounding-set=-all'])).code).toBe(126);
+    // CAP_NET_RAW bounded but not held: NoNewPrivileges grants no file capability, fping finds no socket (4).
+    expect((await asService(['--inh-caps=-all', '--bounding-set=-all,+net_raw'])).code).toBe(4);
+    const ok = await asService([
+      '--inh-caps=-all,+net_raw',
+      '--ambient-caps=+net_raw',
+      '--bounding-set=-all,+net_raw',
+    ]);
+    expect(ok.code).toBe(0);
+    expect(parseFping(ok.out, 1).results.get('127.0.0.1')?.[0]).toBeTypeOf('number');
+  });
+});
+
 describe('a misbehaving fping (a stand-in script: the real one cannot be made to)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cfm-fping-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
