@@ -7,7 +7,7 @@ import { isValidFilter, parseTopic, TOPIC_ROOT, TOPIC_VERSION, topicMatches } fr
  * | role      | publish                                                        | subscribe                   |
  * | --------- | -------------------------------------------------------------- | --------------------------- |
  * | device    | its own subtree `cfm/v1/{school}/{device}/{status,telemetry,event}` | nothing                |
- * | poller    | `cfm/v1/{school}/{device}/{status,iface,event}` for its schools, and only the listed devices when its credential lists `devices` | nothing |
+ * | poller    | `cfm/v1/{school}/{device}/{status,iface,event,probe}` for its schools, and only the listed devices when its credential lists `devices` | nothing |
  * | collector | nothing                                                        | filters under `cfm/v1/`, also `$share/{group}/…` |
  * | reader    | nothing                                                        | the same, but not `$share/` |
  *
@@ -42,7 +42,7 @@ const ok: Decision = { ok: true };
 const deny = (reason: string): Denial => ({ ok: false, reason });
 
 const DEVICE_CHANNELS = new Set(['status', 'telemetry', 'event']);
-const POLLER_CHANNELS = new Set(['status', 'iface', 'event']);
+const POLLER_CHANNELS = new Set(['status', 'iface', 'event', 'probe']);
 
 export function mayPublish(p: Principal, topic: string, retain: boolean): Decision {
   if (topic.startsWith('$')) return deny('topics starting with $ are reserved for the broker');

@@ -37,6 +37,7 @@ import {
   ifacePoints,
   mismatchPoint,
   presencePoints,
+  probePoint,
   telemetryPoints,
 } from './points.js';
 import { PresenceTracker, type Transition } from './presence.js';
@@ -507,13 +508,13 @@ export class Collector implements Service {
       bounds = new DeviceBounds(this.config.limits);
       this.bounds.set(key, bounds);
     }
-    // Interface readings are a router's, switch's or AP's: a registered classroom device (or a poller
-    // credential publishing under its id) may not create interface series for it.
-    if (channel === 'iface' && a.registered && !isNetworkKind(a.info.kind)) {
+    // Interface readings and probes are of a router, switch or AP: a registered classroom device (or a poller
+    // credential publishing under its id) may not create interface or probe series for it.
+    if ((channel === 'iface' || channel === 'probe') && a.registered && !isNetworkKind(a.info.kind)) {
       if (bounds.once('not_network_device'))
         log.warn(
-          { school, device, kind: a.info.kind },
-          'interface readings for a device the registry lists as neither router, switch nor AP rejected (not_network_device); logged once per device',
+          { school, device, kind: a.info.kind, channel },
+          `${channel === 'iface' ? 'interface readings' : 'probe results'} for a device the registry lists as neither router, switch nor AP rejected (not_network_device); logged once per device`,
         );
       this.reject('not_network_device', topic, `registered kind ${a.info.kind}`);
       return;
@@ -618,6 +619,11 @@ export class Collector implements Service {
         tr = this.presence.seen(school, device, info, now);
         break;
       }
+      case 'probe':
+        // A measurement by the poller, not a sign of life from the device: presence stays SNMP's and the
+        // device's own.
+        storage.write([probePoint(school, device, msg as TopicPayloads['probe'], info)]);
+        break;
       case 'event': {
         const m = msg as TopicPayloads['event'];
         if (
@@ -941,6 +947,6 @@ function announced<C extends Channel>(channel: C, msg: TopicPayloads[C]): Announ
       return { kind: t.kind, classroom: t.classroom };
     }
     default:
-      return { kind: (msg as TopicPayloads['iface'] | TopicPayloads['event']).kind };
+      return { kind: (msg as TopicPayloads['iface'] | TopicPayloads['event'] | TopicPayloads['probe']).kind };
   }
 }

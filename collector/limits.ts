@@ -14,7 +14,7 @@ export const limitsConfigSchema = z
       .min(60)
       .default(14 * 86_400)
       .describe(
-        'Readings (telemetry, iface, event) dated more than this before now are rejected (`too_old`). Default 14 days: the agent spool (`agent.spool.maxBytes`, 64 MiB) holds about 12 days of readings at the default 10 s interval, so a replay after an outage is still stored; raise it with the spool or the interval. Prevents a device with a dead RTC battery or a forged `ts` from writing into old InfluxDB shards (one device created 60 shards with 61 messages) and from changing days already rolled up and signed.',
+        'Readings (telemetry, iface, probe, event) dated more than this before now are rejected (`too_old`). Default 14 days: the agent spool (`agent.spool.maxBytes`, 64 MiB) holds about 12 days of readings at the default 10 s interval, so a replay after an outage is still stored; raise it with the spool or the interval. Prevents a device with a dead RTC battery or a forged `ts` from writing into old InfluxDB shards (one device created 60 shards with 61 messages) and from changing days already rolled up and signed.',
       ),
     maxFutureS: z
       .number()

@@ -6,6 +6,7 @@ import type {
   DeviceKind,
   IfaceReading,
   IfaceReadings,
+  ProbeResult,
   Telemetry,
 } from '../contracts/messages.js';
 
@@ -169,6 +170,24 @@ export function ifacePoints(
     });
   }
   return out;
+}
+
+/** One probe cycle (schema-checked: received ≤ sent, rttMs null iff nothing answered, min ≤ avg ≤ max). */
+export function probePoint(school: string, device: string, m: ProbeResult, info: DeviceInfo): AnyPoint {
+  return {
+    measurement: 'probe',
+    tags: { ...std(school, device, info), method: m.method },
+    fields: {
+      sent: m.sent,
+      received: m.received,
+      loss_pct: (100 * (m.sent - m.received)) / m.sent,
+      rtt_min_ms: m.rttMs?.min,
+      rtt_avg_ms: m.rttMs?.avg,
+      rtt_max_ms: m.rttMs?.max,
+      jitter_ms: m.jitterMs ?? undefined,
+    },
+    ts: m.ts,
+  };
 }
 
 export function eventPoint(school: string, device: string, m: DeviceEvent, info: DeviceInfo): AnyPoint {

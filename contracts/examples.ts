@@ -13,6 +13,7 @@ export const EXAMPLE_TOPICS: { [C in Channel]: TopicParts & { channel: C } } = {
   telemetry: { school: '3133001234', device: 'c0701-ops', channel: 'telemetry' },
   iface: { school: '3133001234', device: 'gw-01', channel: 'iface' },
   event: { school: '3133001234', device: 'c0701-ops', channel: 'event' },
+  probe: { school: '3133001234', device: 'gw-01', channel: 'probe' },
 };
 
 export const EXAMPLES: TopicPayloads = {
@@ -105,5 +106,16 @@ export const EXAMPLES: TopicPayloads = {
     subject: 'lamp',
     message: '投影机灯泡使用时间超过 3000 小时',
     details: { lampHours: 3012, limitHours: 3000 },
+  },
+  probe: {
+    v: 1,
+    ts,
+    kind: 'router',
+    method: 'icmp',
+    sent: 20,
+    received: 19,
+    rttMs: { min: 3.1, avg: 4.6, max: 11.2 },
+    jitterMs: 1.4,
+    periodMs: 1000,
   },
 };

@@ -115,6 +115,19 @@ export const MEASUREMENTS = {
       alias: 'string',
     },
   },
+  probe: {
+    doc: "One probe cycle of a device's probe address by the poller (agents/snmp/probe.ts): ICMP echoes (fping) or TCP connects sent and answered, loss_pct = 100 × (sent − received) / sent, RTT min/avg/max over the answers (absent when none), jitter = mean |ΔRTT| of consecutive answers (RFC 3550 §6.4.1 without its smoothing; absent with fewer than two).",
+    tags: [...STANDARD_TAGS, 'method'],
+    fields: {
+      sent: 'int',
+      received: 'int',
+      loss_pct: 'float',
+      rtt_min_ms: 'float',
+      rtt_avg_ms: 'float',
+      rtt_max_ms: 'float',
+      jitter_ms: 'float',
+    },
+  },
   snmp: {
     doc: 'One SNMP poll of a device: its uptime and how long the poll took.',
     tags: [...STANDARD_TAGS],

@@ -257,6 +257,49 @@ export const ifaceReadingsSchema = z.object({
 });
 export type IfaceReadings = z.infer<typeof ifaceReadingsSchema>;
 
+/** Largest RTT a probe reports: a minute; anything longer is a unit mix-up, not a round trip. */
+const rttMs = z.number().finite().min(0).max(60_000);
+
+/**
+ * One probe cycle of one target by the poller (agents/snmp/probe.ts), on the device's `…/probe` topic: `sent`
+ * ICMP echoes (fping) or TCP connects, `received` answers, their round-trip times, and jitter. A measurement
+ * by our own process of the address the poller derived for the device, never a claim of the probed host.
+ */
+export const probeResultSchema = z
+  .object({
+    v: z.literal(1),
+    /** When the cycle started (the poller's clock). */
+    ts: tsSchema,
+    /** The device's kind as the poller's target says (the registry's kind wins for a registered device). */
+    kind: deviceKindSchema,
+    method: z.enum(['icmp', 'tcp']),
+    /** The TCP port connected to (method tcp only). */
+    port: z.number().int().min(1).max(65_535).optional(),
+    sent: z.number().int().min(1).max(1_000),
+    received: z.number().int().min(0).max(1_000),
+    /** Over the answers received; null iff none was. */
+    rttMs: z.object({ min: rttMs, avg: rttMs, max: rttMs }).nullable(),
+    /**
+     * Mean absolute difference of consecutive answers' RTTs (RFC 3550 §6.4.1's D(i-1,i), without its 1/16
+     * smoothing); null with fewer than two answers.
+     */
+    jitterMs: rttMs.nullable(),
+    /** Time between probes of this target. */
+    periodMs: z.number().int().min(1).max(60_000),
+  })
+  .superRefine((m, ctx) => {
+    if (m.received > m.sent) ctx.addIssue({ code: 'custom', path: ['received'], message: 'must be ≤ sent' });
+    if ((m.rttMs === null) !== (m.received === 0))
+      ctx.addIssue({ code: 'custom', path: ['rttMs'], message: 'must be null iff received is 0' });
+    if (m.rttMs && !(m.rttMs.min <= m.rttMs.avg && m.rttMs.avg <= m.rttMs.max))
+      ctx.addIssue({ code: 'custom', path: ['rttMs'], message: 'must have min ≤ avg ≤ max' });
+    if (m.jitterMs !== null && m.received < 2)
+      ctx.addIssue({ code: 'custom', path: ['jitterMs'], message: 'must be null with fewer than 2 answers' });
+    if ((m.port !== undefined) !== (m.method === 'tcp'))
+      ctx.addIssue({ code: 'custom', path: ['port'], message: 'is given iff method is tcp' });
+  });
+export type ProbeResult = z.infer<typeof probeResultSchema>;
+
 export const EVENT_TYPES = [
   'reboot',
   'fault',
@@ -290,6 +333,7 @@ export const CHANNEL_SCHEMAS = {
   telemetry: telemetrySchema,
   iface: ifaceReadingsSchema,
   event: deviceEventSchema,
+  probe: probeResultSchema,
 } as const satisfies Record<Channel, z.ZodType>;
 
 export type TopicPayloads = { [C in Channel]: z.infer<(typeof CHANNEL_SCHEMAS)[C]> };

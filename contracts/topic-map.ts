@@ -8,6 +8,8 @@ const CHANNEL_DOCS: Record<(typeof CHANNELS)[number], string> = {
   telemetry: 'Classroom agent reading: host health, NIC counters, display/whiteboard health and use.',
   iface: 'One SNMP poll of a router or switch: IF-MIB counters, rates and status per interface.',
   event: 'Something happened: reboot, fault, presence change, reachability.',
+  probe:
+    "One probe cycle of a device's probe address by the poller (ICMP echo via fping, or TCP connect): sent, received, RTT min/avg/max, jitter.",
 };
 
 /** Renders `docs/topics.md`. Pure; `npm run gen:docs` writes it and a test checks the committed copy is fresh. */

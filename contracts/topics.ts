@@ -18,7 +18,7 @@ import { isValidId } from './ids.js';
 export const TOPIC_ROOT = 'cfm';
 export const TOPIC_VERSION = 'v1';
 
-export const CHANNELS = ['status', 'telemetry', 'iface', 'event'] as const;
+export const CHANNELS = ['status', 'telemetry', 'iface', 'event', 'probe'] as const;
 export type Channel = (typeof CHANNELS)[number];
 
 /** Channels whose messages are published retained: the last status of a device is what a new subscriber needs. */

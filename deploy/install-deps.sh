@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the stack and its tests use, when they are missing:
 #   influxdb (1.x server for local runs and tests), snmpd + snmp (SNMP agent and C tools),
-#   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients); with --tests, chromium and the X
-#   server and tools of the x11 activity source's tests; with --bench, the peers bench:snmp measures.
+#   mosquitto + mosquitto-clients (a second MQTT broker and its CLI clients), fping (the poller's ICMP probes:
+#   Debian installs /usr/bin/fping with cap_net_raw+ep, so the poller's non-root service user can run it);
+#   with --tests, chromium and the X server and tools of the x11 activity source's tests, and nftables (the
+#   probe tests drop a share of ICMP echoes inside a network namespace they create) and python3 (their
+#   userspace delay line between two TUN devices, tests/helpers/netns.ts); with --bench, the peers bench:snmp
+#   measures.
 # Used by .ci/run and by the quickstart, so both install the same things the same way.
 set -euo pipefail
 
-PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients)
+PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients fping)
 # `install-deps.sh --tests`: also Debian's Chromium (the overview page's browser test drives it with
 # playwright-core; nothing downloads a browser) and a small CJK font, so its screenshots show the Chinese text;
 # Xvfb and the X tools the x11 activity source runs (xprintidle, xdotool, xset from x11-xserver-utils, xprop from
@@ -20,6 +24,7 @@ for flag in "$@"; do
     --tests)
       PACKAGES+=(chromium fonts-wqy-microhei xvfb xdotool xprintidle x11-xserver-utils x11-utils)
       PACKAGES+=(mono-mcs libmono-system-windows-forms4.0-cil)
+      PACKAGES+=(nftables python3-minimal)
       ;;
     --bench) PACKAGES+=(collectd-core libsnmp40 prometheus-snmp-exporter) ;;
     *) echo "install-deps.sh: unknown flag $flag (known: --tests, --bench)" >&2; exit 2 ;;

@@ -733,7 +733,10 @@ describe('deploy/systemd', () => {
         expect(svc('RestartPreventExitStatus')).toEqual(['2']); // a configuration error (common/cli.ts)
         expect(svc('ProtectSystem')).toEqual(['strict']);
         expect(svc('NoNewPrivileges')).toEqual(['yes']);
-        expect(svc('CapabilityBoundingSet')).toEqual(['']);
+        // The poller's one capability: raw ICMP sockets for its probes' fping (agents/snmp/README.md).
+        const caps = file === 'cfm-poller.service' ? ['CAP_NET_RAW'] : [''];
+        expect(svc('CapabilityBoundingSet')).toEqual(caps);
+        expect(svc('AmbientCapabilities')).toEqual(caps);
         expect(svc('MemoryDenyWriteExecute')).toEqual([]); // breaks the V8 JIT
         const dynamic = svc('DynamicUser')[0] === 'yes';
         expect(dynamic || svc('User')[0] === 'cfm', 'DynamicUser or the cfm user').toBe(true);

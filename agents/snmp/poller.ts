@@ -5,7 +5,7 @@ import { fnv1a } from '../../common/hash.js';
 import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
 import { regionPathSchema, regionWithin } from '../../contracts/ids.js';
-import type { DeviceEvent, DeviceStatus, IfaceReadings } from '../../contracts/messages.js';
+import type { DeviceEvent, DeviceStatus, IfaceReadings, ProbeResult } from '../../contracts/messages.js';
 import { buildTopic, type Channel } from '../../contracts/topics.js';
 import {
   NO_PUBLISHER_STATS,
@@ -17,6 +17,7 @@ import {
 import { type ColumnData, SnmpClient, SnmpError, type SnmpTarget, snmpTargetSchema } from './client.js';
 import { decodeText, joinColumns, num } from './join.js';
 import { COLUMN, OID } from './oids.js';
+import { Prober, type ProberStats, type ProbeTarget, probesConfigSchema } from './probe.js';
 import { RateTracker } from './rates.js';
 
 /**
@@ -72,8 +73,9 @@ export const pollerConfigSchema = z
       .prefault({})
       .refine((s) => s.index < s.count, { message: 'index must be < count', path: ['index'] })
       .describe(
-        'Which targets this instance polls: by region, and/or the schools whose id hashes to `index` of `count`.',
+        'Which targets (and probe targets) this instance polls: by region, and/or the schools whose id hashes to `index` of `count`.',
       ),
+    probes: probesConfigSchema,
   })
   .describe('The SNMP poller.');
 export type PollerConfig = z.infer<typeof pollerConfigSchema>;
@@ -104,7 +106,7 @@ export function shardOf(school: string, count: number): number {
 }
 
 /** Whether this poller instance polls `target`: within one of `regions` (when given), and hashed to `index`. */
-export function inShard(target: SnmpTarget, shard: PollerConfig['shard']): boolean {
+export function inShard(target: { school: string; region?: string }, shard: PollerConfig['shard']): boolean {
   if (
     shard.regions &&
     !shard.regions.some((r) => target.region !== undefined && regionWithin(target.region, r))
@@ -113,7 +115,7 @@ export function inShard(target: SnmpTarget, shard: PollerConfig['shard']): boole
   return shardOf(target.school, shard.count) === shard.index;
 }
 
-export interface PollerStats extends PublisherStats {
+export interface PollerStats extends PublisherStats, ProberStats {
   polls: number;
   failures: number;
   ifacePolls: number;
@@ -142,6 +144,17 @@ interface TargetState {
   lagging?: { sinceMs: number; skipped: number };
 }
 
+const NO_PROBE_STATS: ProberStats = {
+  probeCycles: 0,
+  skippedCycles: 0,
+  badLines: 0,
+  icmpResults: 0,
+  tcpResults: 0,
+  missingResults: 0,
+  fpingFailures: 0,
+  outputTruncated: 0,
+};
+
 /** The columns read from every device; the ifTable octet/speed columns only when ifXTable is missing. */
 const XTABLE = [
   COLUMN.ifName,
@@ -166,6 +179,8 @@ export class Poller implements Service {
   private stopping = false;
   private publisher: ReliablePublisher | undefined;
   private readonly counts = { polls: 0, failures: 0, ifacePolls: 0, overSpeed: 0, skippedTicks: 0 };
+  /** The probes of this instance's share of `probes.targets` (when `probes.enabled`). */
+  readonly prober: Prober | undefined;
 
   constructor(
     readonly config: PollerConfig,
@@ -174,7 +189,14 @@ export class Poller implements Service {
      * target's schedule at this period instead of its `intervalS` (tests of the schedule, which would take
      * minutes at the 5 s minimum).
      */
-    private readonly deps: { log: Logger; now?: () => number; manual?: boolean; intervalMs?: number },
+    private readonly deps: {
+      log: Logger;
+      now?: () => number;
+      manual?: boolean;
+      intervalMs?: number;
+      /** The probe cycle's period instead of `probes.intervalS` (tests of the schedule). */
+      probeIntervalMs?: number;
+    },
   ) {
     for (const target of config.targets) {
       if (!inShard(target, config.shard)) continue;
@@ -188,11 +210,35 @@ export class Poller implements Service {
         skipsThisPoll: 0,
       });
     }
+    const probes = config.probes;
+    if (probes.enabled)
+      this.prober = new Prober(
+        probes,
+        probes.targets.filter((t) => inShard(t, config.shard)),
+        {
+          log: deps.log.child({ part: 'probes' }),
+          now: deps.now,
+          intervalMs: deps.probeIntervalMs,
+          publish: (t, r) => this.send(t, 'probe', r),
+        },
+      );
   }
 
   stats(): PollerStats {
     const p = this.publisher?.stats() ?? NO_PUBLISHER_STATS;
-    return { ...p, ...this.counts, pollsInFlight: this.active, pollsWaiting: this.queue.length };
+    return {
+      ...p,
+      ...NO_PROBE_STATS,
+      ...this.prober?.stats(),
+      ...this.counts,
+      pollsInFlight: this.active,
+      pollsWaiting: this.queue.length,
+    };
+  }
+
+  /** One probe cycle of every probe target now (manual mode: tests and benchmarks); empty without probes. */
+  async probeAll(): Promise<ProbeResult[]> {
+    return this.prober ? [...(await this.prober.cycle()).values()] : [];
   }
 
   /** The targets this instance polls (after sharding). */
@@ -218,6 +264,7 @@ export class Poller implements Service {
     session.start();
     // Spread first polls over the interval so a thousand targets do not fire in the same second.
     if (this.deps.manual) return;
+    this.prober?.start();
     this.states.forEach((s, i) => {
       const intervalMs = this.deps.intervalMs ?? s.target.intervalS * 1000;
       const firstMs = Math.floor((i / Math.max(1, this.states.length)) * intervalMs);
@@ -226,7 +273,14 @@ export class Poller implements Service {
         s.timer = setInterval(() => this.tick(s, intervalMs), intervalMs);
       }, firstMs);
     });
-    this.deps.log.info({ targets: this.states.length, shard: this.config.shard }, 'poller started');
+    this.deps.log.info(
+      {
+        targets: this.states.length,
+        probeTargets: this.prober?.targets.length ?? 0,
+        shard: this.config.shard,
+      },
+      'poller started',
+    );
   }
 
   /** Resolves once connected to the broker. */
@@ -294,7 +348,12 @@ export class Poller implements Service {
     }
   }
 
-  private send<C extends Channel>(t: SnmpTarget, channel: C, payload: unknown, retain = false): void {
+  private send<C extends Channel>(
+    t: Pick<SnmpTarget | ProbeTarget, 'school' | 'device'>,
+    channel: C,
+    payload: unknown,
+    retain = false,
+  ): void {
     const m: OutgoingMessage = {
       topic: buildTopic({ school: t.school, device: t.device, channel }),
       payload: JSON.stringify(payload),
@@ -437,7 +496,7 @@ export class Poller implements Service {
     }
     for (const release of this.queue.splice(0)) release(false);
     for (const s of this.states) s.client.close();
-    await Promise.all(this.states.map((s) => s.running));
+    await Promise.all([...this.states.map((s) => s.running), this.prober?.stop()]);
     await this.publisher?.close(); // stats stay readable after stop
     await this.session?.stop();
     this.session = undefined;

@@ -27,6 +27,7 @@ describe('mayPublish', () => {
     }
     const refused = [
       topic(SCHOOL, 'c0701-ops', 'iface'), // a poller's channel
+      topic(SCHOOL, 'c0701-ops', 'probe'), // a poller's measurement, not the device's claim
       topic(SCHOOL, 'c0702-ops', 'telemetry'), // another device of the same school
       topic(OTHER_SCHOOL, 'c0701-ops', 'telemetry'), // its own device id under another school
       topic(SCHOOL, 'c0701-ops', 'nope'),
@@ -42,9 +43,9 @@ describe('mayPublish', () => {
     });
   });
 
-  it('lets a poller publish status, iface and event for any device of its assigned schools only', () => {
+  it('lets a poller publish status, iface, event and probe for any device of its assigned schools only', () => {
     for (const school of [SCHOOL, SCHOOL_2]) {
-      for (const channel of ['status', 'iface', 'event']) {
+      for (const channel of ['status', 'iface', 'event', 'probe']) {
         expect(mayPublish(poller, topic(school, 'core-sw1', channel), false), `${school} ${channel}`).toEqual(
           {
             ok: true,
@@ -60,14 +61,16 @@ describe('mayPublish', () => {
       ok: false,
       reason: `school ${OTHER_SCHOOL} is not assigned to this poller`,
     });
+    expect(mayPublish(poller, topic(OTHER_SCHOOL, 'core-sw1', 'probe'), false).ok).toBe(false);
   });
 
   it('lets a poller with a target list publish for those devices only', () => {
     for (const school of [SCHOOL, SCHOOL_2]) {
-      for (const channel of ['status', 'iface', 'event']) {
+      for (const channel of ['status', 'iface', 'event', 'probe']) {
         expect(mayPublish(targeted, topic(school, 'gw-01', channel), channel === 'status').ok).toBe(true);
       }
     }
+    expect(mayPublish(targeted, topic(SCHOOL, 'gw-02', 'probe'), false).ok).toBe(false);
     expect(mayPublish(targeted, topic(SCHOOL, 'gw-02', 'status'), true)).toEqual({
       ok: false,
       reason: `device ${SCHOOL}/gw-02 is not a target of this poller`,
@@ -78,7 +81,7 @@ describe('mayPublish', () => {
   });
 
   it('never lets a collector or a reader publish', () => {
-    for (const channel of ['status', 'telemetry', 'iface', 'event']) {
+    for (const channel of ['status', 'telemetry', 'iface', 'event', 'probe']) {
       expect(mayPublish(collector, topic(SCHOOL, 'c0701-ops', channel), false)).toEqual({
         ok: false,
         reason: 'a collector only subscribes',
@@ -99,7 +102,7 @@ describe('mayPublish', () => {
         reason: 'only status messages may be retained',
       });
     }
-    for (const channel of ['iface', 'event']) {
+    for (const channel of ['iface', 'event', 'probe']) {
       expect(mayPublish(poller, topic(SCHOOL, 'core-sw1', channel), true).ok, channel).toBe(false);
     }
   });

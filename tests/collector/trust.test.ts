@@ -738,3 +738,91 @@ describe('bounds per device', () => {
     expect(await c.storage.rows("SELECT * FROM event WHERE type = 'status_change'")).toHaveLength(21);
   });
 });
+
+describe('probe results (the poller measures; the registry attributes)', () => {
+  it('stores a registered router’s probe with registry tags; refuses invalid, misdated, non-network and flooding ones by reason, storing nothing of them', async () => {
+    n++;
+    const [A, X] = [schoolId(1), schoolId(2)];
+    const c = await setup(
+      registry({
+        schools: [school(A, '330106')],
+        classrooms: [{ id: 'c0701', school: A, name: '七年级1班', isClass: true }],
+        devices: [
+          { id: 'ops-1', school: A, classroom: 'c0701', kind: 'panel' },
+          { id: 'gw-1', school: A, kind: 'router' },
+        ],
+      }),
+      [A, X],
+      { limits: { maxUnassignedPerSchool: 3 } },
+    );
+    const now = Date.now();
+    const probe = (over: Record<string, unknown> = {}) => ({ ...EXAMPLES.probe, ts: now - 1_000, ...over });
+    const raw = (device: string, payload: unknown) =>
+      c.pub.publishAsync(
+        buildTopic({ school: A, device, channel: 'probe' }),
+        typeof payload === 'string' ? payload : JSON.stringify(payload),
+        { qos: 1 },
+      );
+    // Stored: the registered router (the payload's kind `switch` loses to the registry's `router`).
+    await raw('gw-1', probe({ kind: 'switch', sent: 20, received: 15 }));
+    const invalid = [
+      probe({ received: 21 }), // received > sent
+      probe({ rttMs: { min: 5, avg: 4, max: 6 } }), // out of order
+      probe({ rttMs: { min: -1, avg: 4, max: 6 } }), // negative
+      probe({ rttMs: { min: 1, avg: 4, max: 60_001 } }), // beyond a minute
+      probe({ received: 0 }), // nothing answered, yet RTTs
+      probe({ rttMs: null }), // answers, yet no RTT
+      probe({ sent: 0, received: 0, rttMs: null, jitterMs: null }),
+      probe({ sent: 1_001 }),
+      probe({ received: 1, sent: 1, jitterMs: 3, rttMs: { min: 1, avg: 1, max: 1 } }), // jitter of one answer
+      probe({ method: 'tcp' }), // tcp without its port
+      probe({ port: 80 }), // a port with icmp
+      probe({ jitterMs: -2 }),
+    ];
+    for (const p of invalid) await raw('gw-1', p);
+    await raw('gw-1', JSON.stringify(probe()).replace('"min":3.1', '"min":NaN')); // not JSON at all
+    await raw('gw-1', probe({ ts: now + 10 * DAY_MS })); // far future
+    await raw('gw-1', probe({ ts: now - 60 * DAY_MS })); // far past
+    await raw('ops-1', probe()); // the registry says panel: not a network device
+    // A flood of invented devices: 3 tracked as unassigned (maxUnassignedPerSchool), the rest refused.
+    for (let i = 0; i < 20; i++) await raw(`fake-${i}`, probe({ ts: now - 500 + i }));
+    const total = 1 + invalid.length + 4 + 20;
+    await settled(c, total);
+
+    const rows = await c.storage.rows('SELECT * FROM probe');
+    expect(rows.filter((r) => r.device === 'gw-1')).toEqual([
+      expect.objectContaining({
+        school: A,
+        device: 'gw-1',
+        region: XIHU,
+        kind: 'router',
+        method: 'icmp',
+        sent: 20,
+        received: 15,
+        loss_pct: 25,
+        rtt_min_ms: 3.1,
+        rtt_avg_ms: 4.6,
+        rtt_max_ms: 11.2,
+        jitter_ms: 1.4,
+      }),
+    ]);
+    expect(rows.filter((r) => r.device === 'ops-1')).toHaveLength(0);
+    const fakes = rows.filter((r) => String(r.device).startsWith('fake-'));
+    expect(fakes).toHaveLength(3);
+    for (const f of fakes) expect(f.region).toBe(UNASSIGNED_REGION);
+    expect(rows).toHaveLength(4);
+    expect(c.collector.stats().rejected).toEqual({
+      invalid: invalid.length,
+      not_json: 1,
+      in_future: 1,
+      too_old: 1,
+      not_network_device: 1,
+      unassigned_limit: 17,
+    });
+    expect(c.logs.filter((l) => /not_network_device/.test(String(l.msg))).map((l) => l.msg)).toEqual([
+      'probe results for a device the registry lists as neither router, switch nor AP rejected (not_network_device); logged once per device',
+    ]);
+    // No presence from a probe: a measurement by the poller, not a sign of life of the device.
+    expect(await c.storage.rows(`SELECT * FROM presence WHERE device = 'gw-1'`)).toHaveLength(0);
+  });
+});

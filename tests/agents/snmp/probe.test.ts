@@ -1,0 +1,434 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { Poller, pollerConfigSchema } from '../../../agents/snmp/poller.js';
+import {
+  Prober,
+  type ProbesConfig,
+  parseFping,
+  probesConfigSchema,
+  summarise,
+} from '../../../agents/snmp/probe.js';
+import { Collector, collectorConfigSchema } from '../../../collector/collector.js';
+import { decodePayload, type ProbeResult } from '../../../contracts/messages.js';
+import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
+import { startBroker } from '../../helpers/mqtt.js';
+import { delayLine, dropEchoes, type Netns, vethNamespace } from '../../helpers/netns.js';
+
+const log = pino({ level: 'silent' });
+
+function prober(over: Partial<ProbesConfig>, targets: unknown[]) {
+  const config = probesConfigSchema.parse({ enabled: true, ...over, targets });
+  const published: ProbeResult[] = [];
+  const p = new Prober(config, config.targets, { log, publish: (_t, r) => published.push(r) });
+  return { p, published };
+}
+
+describe('parseFping (strict; a bad line is counted, never a crash)', () => {
+  it('reads `address : v v …` lines with exactly count values', () => {
+    const r = parseFping('10.0.0.1     : 0.12 - 3.40\n10.0.0.2 : - - -\n', 3);
+    expect(r.badLines).toBe(0);
+    expect(r.results.get('10.0.0.1')).toEqual([0.12, null, 3.4]);
+    expect(r.results.get('10.0.0.2')).toEqual([null, null, null]);
+  });
+
+  it('counts every other line and keeps going', () => {
+    const hostile = [
+      '10.0.0.1 : 0.1 0.2', // too few values
+      '10.0.0.2 : 0.1 0.2 0.3 0.4', // too many
+      '10.0.0.3 : 0.1 x 0.3',
+      '10.0.0.4 : 99999.0 0.1 0.2', // beyond 60 s: a unit mix-up, not a round trip
+      '10.0.0.5 : -1 0.1 0.2',
+      '10.0.0.6: error while sending ping: Network is unreachable',
+      'ICMP Host Unreachable from 10.0.0.9 for ICMP Echo sent to 10.0.0.7',
+      `${'a'.repeat(300)} : 0.1 0.2 0.3`,
+      '\u0000\u0001 : 0.1 0.2 0.3',
+      '10.0.0.8 : 1e3 0.1 0.2',
+      '10.0.0.8 : NaN 0.1 0.2',
+    ];
+    const r = parseFping(`${hostile.join('\n')}\n10.0.0.10 : 1.5 2.5 -\n`, 3);
+    expect(r.badLines).toBe(hostile.length);
+    expect([...r.results.keys()]).toEqual(['10.0.0.10']);
+    expect(() => parseFping('x'.repeat(1_000_000), 3)).not.toThrow();
+  });
+});
+
+describe('summarise', () => {
+  it('gives min/avg/max over the answers and jitter as the mean |ΔRTT| of consecutive answers', () => {
+    // Answers 10, 14, 11 (one lost between): |14-10| = 4, |11-14| = 3 → 3.5.
+    expect(summarise([10, null, 14, 11])).toEqual({
+      sent: 4,
+      received: 3,
+      rttMs: { min: 10, avg: 11.667, max: 14 },
+      jitterMs: 3.5,
+    });
+    expect(summarise([null, 5, null])).toEqual({
+      sent: 3,
+      received: 1,
+      rttMs: { min: 5, avg: 5, max: 5 },
+      jitterMs: null,
+    });
+    expect(summarise([null, null])).toEqual({ sent: 2, received: 0, rttMs: null, jitterMs: null });
+  });
+});
+
+describe('probes config', () => {
+  it('refuses an address that fping would read as an option, and a cycle longer than the interval', () => {
+    const target = { school: 's1', device: 'gw-1' };
+    expect(probesConfigSchema.safeParse({ targets: [{ ...target, address: '-f/etc/passwd' }] }).success).toBe(
+      false,
+    );
+    expect(
+      probesConfigSchema.safeParse({ targets: [{ ...target, address: '10.0.0.1', method: 'tcp' }] }).success,
+    ).toBe(false); // tcp without a port
+    const long = probesConfigSchema.safeParse({ intervalS: 10, count: 20, periodMs: 1000 });
+    expect(long.success).toBe(false);
+    expect(long.error?.issues[0]?.message).toMatch(/shorter than intervalS/);
+  });
+});
+
+describe('ICMP probes (fping) of a namespace with loss injected by nftables', () => {
+  let ns: Netns;
+  beforeAll(async () => {
+    ns = await vethNamespace();
+    await dropEchoes(ns, 20);
+  });
+  afterAll(async () => {
+    await ns?.destroy();
+  });
+
+  it('measures 20 % drop within 10–30 % over 200 probes; an address nobody has: received 0, rttMs null', async () => {
+    const { p, published } = prober({ count: 200, periodMs: 10, timeoutMs: 300, intervalS: 5 }, [
+      { school: 's1', device: 'gw-lossy', address: ns.nsAddress },
+      { school: 's2', device: 'gw-silent', address: ns.silentAddress },
+      { school: 's3', device: 'gw-local', address: ns.hostAddress },
+    ]);
+    const results = await p.cycle();
+    expect(results.size).toBe(3);
+    const by = (d: string) => [...results].find(([t]) => t.device === d)![1];
+    const lossy = by('gw-lossy');
+    // Binomial(200, 0.2): sd = √(200 · 0.2 · 0.8) ≈ 5.7 probes; 10–30 % is ±3.5 sd (outside: p < 0.001).
+    const lossPct = (100 * (lossy.sent - lossy.received)) / lossy.sent;
+    expect(lossy.sent).toBe(200);
+    expect(lossPct).toBeGreaterThanOrEqual(10);
+    expect(lossPct).toBeLessThanOrEqual(30);
+    expect(lossy.rttMs).not.toBeNull();
+    expect(lossy.rttMs!.min).toBeLessThanOrEqual(lossy.rttMs!.avg);
+    const silent = by('gw-silent');
+    expect(silent).toMatchObject({ sent: 200, received: 0, rttMs: null, jitterMs: null, method: 'icmp' });
+    const local = by('gw-local');
+    expect(local.received).toBe(200);
+    for (const r of published) expect(decodePayload('probe', JSON.stringify(r)).ok).toBe(true);
+    expect(p.stats()).toMatchObject({ probeCycles: 1, icmpResults: 3, badLines: 0, fpingFailures: 0 });
+  });
+
+  it('a TCP cycle still running at the next tick: the tick is skipped and counted, never overlapped', async () => {
+    // Connects to an address nobody has on the namespace's link wait out their 1 s timeout, twice: a cycle
+    // takes ~2 s against a 400 ms schedule.
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 2,
+      periodMs: 10,
+      timeoutMs: 1000,
+      targets: [{ school: 's1', device: 'gw-1', address: ns.silentAddress, method: 'tcp', port: 443 }],
+    });
+    const published: ProbeResult[] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      intervalMs: 400,
+      publish: (_t, r) => published.push(r),
+    });
+    p.start();
+    onTestFinished(() => p.stop());
+    await waitFor(() => published.length >= 1, { what: 'the first TCP cycle', timeoutMs: 10_000 });
+    const st = p.stats();
+    expect(st.skippedCycles).toBeGreaterThanOrEqual(3);
+    // Cycles run one after another: the results so far are of the cycles started, none of them twice at once.
+    expect(st.probeCycles).toBeLessThanOrEqual(published.length + 1);
+    expect(published[0]).toMatchObject({ method: 'tcp', port: 443, sent: 2, received: 0, rttMs: null });
+  });
+
+  it('an fping that cannot start is a counted failure, not a crash', async () => {
+    const { p, published } = prober({ count: 1, fpingPath: '/nonexistent/fping' }, [
+      { school: 's1', device: 'gw-1', address: ns.nsAddress },
+    ]);
+    await p.cycle();
+    expect(published).toEqual([]);
+    expect(p.stats().fpingFailures).toBe(1);
+  });
+});
+
+describe('RTT and jitter through a userspace delay line (ICMP and TCP)', () => {
+  const ONE_WAY_MS = 40;
+  const JITTER_MS = 10;
+  let line: Netns;
+  let server: ReturnType<typeof spawn> | undefined;
+  const PORT = 8443;
+  beforeAll(async () => {
+    line = await delayLine(ONE_WAY_MS, JITTER_MS);
+    // A TCP listener inside the namespace: the handshake crosses the delay line both ways.
+    server = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        line.name,
+        'python3',
+        '-u',
+        '-c',
+        `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('${line.nsAddress}', ${PORT}))\ns.listen(128)\nprint('listening', flush=True)\nwhile True:\n    c,_=s.accept()\n    c.close()`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      server!.stdout!.once('data', () => resolve());
+      server!.once('exit', (c) => reject(new Error(`TCP listener in the namespace exited ${c}`)));
+    });
+  });
+  afterAll(async () => {
+    server?.kill('SIGKILL');
+    await line?.destroy();
+  });
+
+  it('measures RTT ≥ the injected 2 × 40 ms, on average < 2 × (40 + 10) + 40 ms, with jitter, by both methods', async () => {
+    const { p, published } = prober({ count: 20, periodMs: 100, timeoutMs: 1000, intervalS: 5 }, [
+      { school: 's1', device: 'gw-icmp', address: line.nsAddress },
+      { school: 's1', device: 'gw-tcp', address: line.nsAddress, method: 'tcp', port: PORT },
+      { school: 's1', device: 'gw-closed', address: line.nsAddress, method: 'tcp', port: PORT + 1 },
+    ]);
+    const results = [...(await p.cycle()).entries()];
+    const get = (d: string) => results.find(([t]) => t.device === d)![1];
+    const floor = 2 * ONE_WAY_MS;
+    const ceiling = 2 * (ONE_WAY_MS + JITTER_MS) + 40; // scheduling of the Python line and Node: < 40 ms
+    for (const d of ['gw-icmp', 'gw-tcp']) {
+      const r = get(d);
+      expect(r.received, d).toBe(20);
+      expect(r.rttMs!.min, d).toBeGreaterThanOrEqual(floor);
+      expect(r.rttMs!.avg, d).toBeLessThan(ceiling);
+      // One of 20 may meet a busy moment of a shared 2-core CI machine: the maximum gets a wider bound.
+      expect(r.rttMs!.max, d).toBeLessThan(ceiling + 150);
+      // Two uniform 0..10 ms holds per round trip: consecutive RTTs differ, by less than 2 × 10 ms + slack.
+      expect(r.jitterMs!, d).toBeGreaterThan(0);
+      expect(r.jitterMs!, d).toBeLessThan(2 * JITTER_MS + 10);
+    }
+    expect(get('gw-tcp')).toMatchObject({ method: 'tcp', port: PORT });
+    // A closed port answers with a reset: counted lost, not a round trip.
+    expect(get('gw-closed')).toMatchObject({ received: 0, rttMs: null });
+    expect(await (line as Awaited<ReturnType<typeof delayLine>>).packets()).toBeGreaterThan(80);
+    expect(p.stats()).toMatchObject({ icmpResults: 1, tcpResults: 2 });
+    expect(published).toHaveLength(3);
+  });
+});
+
+describe('poller (scheduled probes) → embedded broker (ACL) → collector → InfluxDB', () => {
+  it('stores a probe point per target per cycle, with the poller credential allowed the probe channel', async () => {
+    const A = '3301060001';
+    const ns = await vethNamespace();
+    onTestFinished(() => ns.destroy());
+    await dropEchoes(ns, 20);
+    // A TCP service on loopback for the TCP method.
+    const tcp = createServer((s) => s.destroy());
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+    onTestFinished(() => new Promise<void>((r) => tcp.close(() => r())));
+    const tcpPort = (tcp.address() as { port: number }).port;
+
+    const broker = await startBroker([
+      { username: 'coll', role: 'collector' },
+      { username: 'poll-a', role: 'poller', schools: [A] },
+    ]);
+    onTestFinished(() => broker.dispose());
+    const db = await new Influxd().start();
+    onTestFinished(() => db.dispose());
+    const { storage } = testStorage(db.url, { database: 'probe' });
+    await storage.start();
+    onTestFinished(() => storage.stop());
+    const collector = new Collector(
+      collectorConfigSchema.parse({
+        mqtt: { url: broker.url, username: 'coll', password: broker.secrets.coll },
+        metrics: { port: 0 },
+        group: 'probe',
+      }),
+      { log: captureLogger('collector').log, storage },
+    );
+    await collector.start();
+    onTestFinished(() => collector.stop());
+    await collector.ready();
+
+    const spoolDir = mkdtempSync(join(tmpdir(), 'cfm-probe-'));
+    onTestFinished(() => rmSync(spoolDir, { recursive: true, force: true }));
+    const { log, lines } = captureLogger('poller');
+    const poller = new Poller(
+      pollerConfigSchema.parse({
+        mqtt: { url: broker.url, username: 'poll-a', password: broker.secrets['poll-a'] },
+        spool: { dir: join(spoolDir, 'spool') },
+        probes: {
+          enabled: true,
+          count: 50,
+          periodMs: 10,
+          timeoutMs: 300,
+          targets: [
+            { school: A, device: 'gw-lossy', address: ns.nsAddress },
+            { school: A, device: 'gw-silent', address: ns.silentAddress },
+            {
+              school: A,
+              device: 'gw-tcp',
+              address: '127.0.0.1',
+              method: 'tcp',
+              port: tcpPort,
+              kind: 'switch',
+            },
+          ],
+        },
+      }),
+      // The production schedule (real timers), faster than the 5 s minimum of intervalS.
+      { log, probeIntervalMs: 1_500 },
+    );
+    await poller.start();
+    onTestFinished(() => poller.stop());
+    await poller.ready();
+
+    let rows: Record<string, unknown>[] = [];
+    await waitFor(
+      async () => {
+        await storage.drain();
+        rows = await storage.rows('SELECT * FROM probe ORDER BY time');
+        return ['gw-lossy', 'gw-silent', 'gw-tcp'].every(
+          (d) => rows.filter((r) => r.device === d).length >= 2,
+        );
+      },
+      { what: 'two cycles of three targets stored', timeoutMs: 20_000 },
+    );
+    const last = (d: string) => rows.filter((r) => r.device === d).at(-1)!;
+    expect(last('gw-silent')).toMatchObject({ method: 'icmp', sent: 50, received: 0, loss_pct: 100 });
+    expect(last('gw-silent').rtt_avg_ms).toBeNull();
+    // Binomial(50, 0.2): sd ≈ 2.8 probes; 2–40 % is beyond ±3.5 sd.
+    const lossy = last('gw-lossy');
+    expect(lossy.loss_pct as number).toBeGreaterThanOrEqual(2);
+    expect(lossy.loss_pct as number).toBeLessThanOrEqual(40);
+    expect(lossy.rtt_avg_ms as number).toBeGreaterThan(0);
+    expect(last('gw-tcp')).toMatchObject({
+      method: 'tcp',
+      kind: 'switch',
+      sent: 50,
+      received: 50,
+      loss_pct: 0,
+    });
+    const st = poller.stats();
+    expect(st.probeCycles).toBeGreaterThanOrEqual(2);
+    expect(st).toMatchObject({ skippedCycles: 0, badLines: 0, fpingFailures: 0, missingResults: 0 });
+    expect(st.icmpResults).toBeGreaterThanOrEqual(4);
+    expect(st.tcpResults).toBeGreaterThanOrEqual(2);
+    expect(broker.broker.stats().deniedPublish).toBe(0);
+    expect(collector.stats().rejected).toEqual({});
+    expect(lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+  });
+});
+
+describe("fping's privileges under the systemd unit's settings (deploy/systemd/cfm-poller.service)", () => {
+  // As the unit runs it: a non-root user, NoNewPrivileges; setpriv (util-linux) sets the same up.
+  const asService = (caps: string[]) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          ...caps,
+          '--no-new-privs',
+          'sh',
+          '-c',
+          'exec fping -C 1 -q -t 500 127.0.0.1',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      child.stderr!.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
+      child.once('close', (code) => resolve({ code, out }));
+    });
+
+  it('without CAP_NET_RAW fping cannot run or has no socket; with it as the ambient capability it answers', async () => {
+    // An empty bounding set (CapabilityBoundingSet=): the kernel refuses to execute a file whose capabilities
+    // it cannot grant (the shell's 126).
+    expect((await asService(['--inh-caps=-all', '--bounding-set=-all'])).code).toBe(126);
+    // CAP_NET_RAW bounded but not held: NoNewPrivileges grants no file capability, fping finds no socket (4).
+    expect((await asService(['--inh-caps=-all', '--bounding-set=-all,+net_raw'])).code).toBe(4);
+    const ok = await asService([
+      '--inh-caps=-all,+net_raw',
+      '--ambient-caps=+net_raw',
+      '--bounding-set=-all,+net_raw',
+    ]);
+    expect(ok.code).toBe(0);
+    expect(parseFping(ok.out, 1).results.get('127.0.0.1')?.[0]).toBeTypeOf('number');
+  });
+});
+
+describe('a misbehaving fping (a stand-in script: the real one cannot be made to)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfm-fping-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const script = (name: string, body: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    return path;
+  };
+  const targets = [
+    { school: 's1', device: 'gw-1', address: '10.0.0.1' },
+    { school: 's1', device: 'gw-2', address: '10.0.0.2' },
+  ];
+
+  it('a flood of output is read up to its bound, counted, and the cycle goes on', async () => {
+    // 50 MB of garbage on stderr, then exit 1 (some unanswered), as fping would.
+    const path = script('flood', "yes 'garbage garbage garbage' | head -c 50000000 >&2; exit 1");
+    const { p, published } = prober({ count: 3, fpingPath: path }, targets);
+    await p.cycle();
+    const st = p.stats();
+    expect(st.outputTruncated).toBe(1);
+    // Only what fitted the bound was parsed: 2 × (260 + 36) + 65,536 bytes of 24-byte lines.
+    expect(st.badLines).toBeGreaterThan(0);
+    expect(st.badLines).toBeLessThanOrEqual(Math.ceil((2 * (260 + 3 * 12) + 65_536) / 24));
+    expect(published).toEqual([]);
+    expect(st.missingResults).toBe(2);
+  });
+
+  it('bad lines beside good ones: the good ones are published, the others counted', async () => {
+    const path = script(
+      'mixed',
+      "printf '10.0.0.1 : 1.0 2.0 3.0\\n10.0.0.2 : 1.0 zz 3.0\\nfping: something odd\\n' >&2; exit 1",
+    );
+    const { p, published } = prober({ count: 3, fpingPath: path }, targets);
+    await p.cycle();
+    expect(published).toEqual([
+      expect.objectContaining({ sent: 3, received: 3, rttMs: { min: 1, avg: 2, max: 3 } }),
+    ]);
+    expect(p.stats()).toMatchObject({ badLines: 2, missingResults: 1, icmpResults: 1, fpingFailures: 0 });
+  });
+
+  it('exit status 3 (bad arguments) and a hang past the cycle are failures: nothing published', async () => {
+    const bad = script('bad', "echo 'fping: invalid option' >&2; exit 3");
+    const a = prober({ count: 3, fpingPath: bad }, targets);
+    await a.p.cycle();
+    expect(a.p.stats().fpingFailures).toBe(1);
+    expect(a.published).toEqual([]);
+
+    const hang = script('hang', 'exec sleep 30');
+    const config = probesConfigSchema.parse({ enabled: true, count: 1, fpingPath: hang, targets });
+    const published: ProbeResult[] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      intervalMs: 500,
+      publish: (_t, r) => published.push(r),
+    });
+    const started = performance.now();
+    await p.cycle();
+    // Killed at the cycle's deadline (interval − 100 ms), so the next cycle never overlaps it.
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(p.stats().fpingFailures).toBe(1);
+    expect(published).toEqual([]);
+  });
+});

@@ -1,0 +1,205 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/**
+ * Network namespaces a test creates and always removes: a namespace joined to this host by a veth pair on a
+ * /29 of 10.x.y.0 (x, y from the pid and a counter, so parallel runs differ), or by a userspace delay line
+ * (`delayLine`). Needs root and iproute2 (CI runs as root on Debian); without them the test fails, naming
+ * what is missing — it never skips.
+ */
+let seq = 0;
+
+export async function sh(cmd: string, args: string[]): Promise<string> {
+  try {
+    return (await run(cmd, args, { timeout: 10_000 })).stdout;
+  } catch (e) {
+    const err = e as Error & { stderr?: string };
+    throw new Error(`${cmd} ${args.join(' ')}: ${err.stderr?.trim() || err.message}`);
+  }
+}
+
+function uniq(): { name: string; x: number; y: number } {
+  const n = seq++;
+  const x = 100 + (process.pid % 100);
+  const y = ((process.pid >> 7) * 8 + n * 8) % 256;
+  return { name: `cfm${process.pid % 100_000}${n}`, x, y };
+}
+
+export interface Netns {
+  name: string;
+  /** This host's end, and the namespace's. */
+  hostAddress: string;
+  nsAddress: string;
+  /** In the /29, routed into the namespace's link, and nobody has it: probes of it go unanswered. */
+  silentAddress: string;
+  exec(cmd: string, args: string[]): Promise<string>;
+  destroy(): Promise<void>;
+}
+
+/** A namespace on a veth pair: host .1, namespace .2, nobody .5 (ARP fails: no answer). */
+export async function vethNamespace(): Promise<Netns> {
+  if (process.getuid?.() !== 0) throw new Error('network namespace tests need root (CI runs as root)');
+  const { name, x, y } = uniq();
+  const base = `10.${x}.${y}`;
+  const ns: Netns = {
+    name,
+    hostAddress: `${base}.1`,
+    nsAddress: `${base}.2`,
+    silentAddress: `${base}.5`,
+    exec: (cmd, args) => sh('ip', ['netns', 'exec', name, cmd, ...args]),
+    destroy: async () => {
+      // Deleting the namespace deletes its veth end, and so the pair.
+      await sh('ip', ['netns', 'del', name]).catch(() => undefined);
+      await sh('ip', ['link', 'del', `${name}h`]).catch(() => undefined);
+    },
+  };
+  try {
+    await sh('ip', ['netns', 'add', name]);
+    await sh('ip', ['link', 'add', `${name}h`, 'type', 'veth', 'peer', 'name', `${name}n`]);
+    await sh('ip', ['link', 'set', `${name}n`, 'netns', name]);
+    await sh('ip', ['addr', 'add', `${ns.hostAddress}/29`, 'dev', `${name}h`]);
+    await sh('ip', ['link', 'set', `${name}h`, 'up']);
+    await ns.exec('ip', ['addr', 'add', `${ns.nsAddress}/29`, 'dev', `${name}n`]);
+    await ns.exec('ip', ['link', 'set', `${name}n`, 'up']);
+    await ns.exec('ip', ['link', 'set', 'lo', 'up']);
+  } catch (e) {
+    await ns.destroy();
+    throw e;
+  }
+  return ns;
+}
+
+/**
+ * Drops `pct` % of the ICMP echo requests arriving in the namespace, at random (nftables `numgen random`), as
+ * a lossy link would.
+ */
+export async function dropEchoes(ns: Netns, pct: number): Promise<void> {
+  const t = 'cfmloss';
+  await ns.exec('nft', ['add', 'table', 'inet', t]);
+  await ns.exec('nft', [
+    'add chain inet cfmloss input { type filter hook input priority 0 ; policy accept ; }',
+  ]);
+  await ns.exec('nft', [
+    `add rule inet cfmloss input icmp type echo-request numgen random mod 100 < ${pct} drop`,
+  ]);
+}
+
+/**
+ * A userspace delay line, since the netem qdisc is missing on these machines: two TUN devices, one on this host
+ * and one in a new namespace, joined by a small Python process that holds every IP packet `oneWayMs` (plus a
+ * uniform random 0..`jitterMs`, never reordering) before passing it on. Both ICMP echoes and the TCP handshake
+ * cross it, so a round trip takes at least 2 × oneWayMs — what a relay at the TCP level cannot do (the kernel
+ * completes a handshake before any process sees the connection). Host .1, namespace .2 of a /30.
+ */
+export async function delayLine(
+  oneWayMs: number,
+  jitterMs = 0,
+): Promise<Netns & { packets(): Promise<number> }> {
+  if (process.getuid?.() !== 0) throw new Error('network namespace tests need root (CI runs as root)');
+  const { name, x, y } = uniq();
+  const base = `10.${x}.${y}`;
+  const hostTun = `${name}a`;
+  const nsTun = `${name}b`;
+  const child: ChildProcess = spawn(
+    'python3',
+    ['-u', '-c', DELAY_PY, hostTun, nsTun, String(oneWayMs), String(jitterMs)],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => {
+    stderr += b.toString();
+  });
+  const lines: string[] = [];
+  const waiters: ((l: string) => void)[] = [];
+  let buf = '';
+  child.stdout!.on('data', (b: Buffer) => {
+    buf += b.toString();
+    let i = buf.indexOf('\n');
+    while (i >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      const w = waiters.shift();
+      if (w) w(l);
+      else lines.push(l);
+      i = buf.indexOf('\n');
+    }
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const nextLine = () =>
+    new Promise<string>((resolve, reject) => {
+      const l = lines.shift();
+      if (l !== undefined) return resolve(l);
+      waiters.push(resolve);
+      void exited.then(() => reject(new Error(`delay line (python3) exited: ${stderr.trim()}`)));
+    });
+  const ns: Netns & { packets(): Promise<number> } = {
+    name,
+    hostAddress: `${base}.1`,
+    nsAddress: `${base}.2`,
+    silentAddress: `${base}.3`,
+    exec: (cmd, args) => sh('ip', ['netns', 'exec', name, cmd, ...args]),
+    packets: async () => {
+      child.stdin!.write('n\n');
+      return Number(await nextLine());
+    },
+    destroy: async () => {
+      child.stdin!.end();
+      child.kill('SIGKILL');
+      await exited;
+      await sh('ip', ['netns', 'del', name]).catch(() => undefined);
+    },
+  };
+  try {
+    const ready = await nextLine();
+    if (ready !== 'ready') throw new Error(`delay line: ${ready} ${stderr}`);
+    await sh('ip', ['netns', 'add', name]);
+    await sh('ip', ['link', 'set', nsTun, 'netns', name]);
+    await sh('ip', ['addr', 'add', ns.hostAddress, 'peer', ns.nsAddress, 'dev', hostTun]);
+    await sh('ip', ['link', 'set', hostTun, 'up']);
+    await ns.exec('ip', ['addr', 'add', ns.nsAddress, 'peer', ns.hostAddress, 'dev', nsTun]);
+    await ns.exec('ip', ['link', 'set', nsTun, 'up']);
+    await ns.exec('ip', ['link', 'set', 'lo', 'up']);
+  } catch (e) {
+    await ns.destroy();
+    throw e;
+  }
+  return ns;
+}
+
+// TUNSETIFF with IFF_TUN | IFF_NO_PI (linux/if_tun.h). Each direction is FIFO: a packet leaves no earlier than
+// the one before it, so jitter never reorders. stdin: `n` asks for the count of packets passed; EOF ends it.
+const DELAY_PY = `
+import fcntl, os, struct, sys, select, time, heapq, random
+def tun(name):
+    fd = os.open('/dev/net/tun', os.O_RDWR)
+    fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', name.encode(), 0x0001 | 0x1000))
+    return fd
+a, b = tun(sys.argv[1]), tun(sys.argv[2])
+delay, jitter = float(sys.argv[3]) / 1000, float(sys.argv[4]) / 1000
+print('ready', flush=True)
+q, seq, last, passed = [], 0, {a: 0.0, b: 0.0}, 0
+while True:
+    timeout = max(0.0, q[0][0] - time.monotonic()) if q else None
+    r, _, _ = select.select([a, b, 0], [], [], timeout)
+    for fd in r:
+        if fd == 0:
+            line = sys.stdin.readline()
+            if not line:
+                sys.exit(0)
+            print(passed, flush=True)
+            continue
+        pkt = os.read(fd, 65535)
+        out = b if fd == a else a
+        due = max(time.monotonic() + delay + random.uniform(0, jitter), last[out])
+        last[out] = due
+        heapq.heappush(q, (due, seq, out, pkt))
+        seq += 1
+    while q and q[0][0] <= time.monotonic():
+        _, _, out, pkt = heapq.heappop(q)
+        os.write(out, pkt)
+        passed += 1
+`;
