@@ -124,6 +124,8 @@ export const LABELS = {
     device_offline: '教室设备离线',
     uplink_down: '学校出口中断',
     uplink_saturated: '学校出口拥塞',
+    link_quality_low: '学校出口链路质量差',
+    management_down: '出口设备管理中断',
     display_fault: '显示设备故障',
     device_rebooted: '设备重启',
     snmp_unreachable: '网络设备无法访问',
