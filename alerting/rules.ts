@@ -15,6 +15,8 @@ export const RULE_NAMES = [
   'snmp_unreachable',
   'clock_skew',
   'data_gap',
+  'link_quality_low',
+  'management_down',
 ] as const;
 export type RuleName = (typeof RULE_NAMES)[number];
 export const SEVERITIES = ['info', 'warning', 'critical'] as const;
@@ -84,6 +86,12 @@ const THRESHOLD_FIELDS = {
     .number()
     .min(1)
     .describe('Promised heartbeats without telemetry after which a connected device has a data gap.'),
+  maxLossPct: z.number().min(0).max(100).describe('Probe loss (%) above which a cycle is of low quality.'),
+  maxRttMs: z
+    .number()
+    .positive()
+    .describe('Probe round-trip time (ms, the average) above which a cycle is of low quality.'),
+  maxJitterMs: z.number().positive().describe('Probe jitter (ms) above which a cycle is of low quality.'),
 };
 
 const ruleSchema = z.strictObject({
@@ -93,6 +101,9 @@ const ruleSchema = z.strictObject({
   temperatureMaxC: THRESHOLD_FIELDS.temperatureMaxC.optional(),
   skewMaxS: THRESHOLD_FIELDS.skewMaxS.optional(),
   gapFactor: THRESHOLD_FIELDS.gapFactor.optional(),
+  maxLossPct: THRESHOLD_FIELDS.maxLossPct.optional(),
+  maxRttMs: THRESHOLD_FIELDS.maxRttMs.optional(),
+  maxJitterMs: THRESHOLD_FIELDS.maxJitterMs.optional(),
 });
 export type Rule = z.infer<typeof ruleSchema>;
 
@@ -190,6 +201,30 @@ export const DEFAULT_RULES: Record<RuleName, Rule> = {
     renotifyS: 4 * 3600,
     gapFactor: 5,
   },
+  // The 校校通 defaults for interactive video (docs/links.md: ITU-T G.1010, Y.1541), held for 5 minutes of class.
+  link_quality_low: {
+    enabled: true,
+    severity: 'warning',
+    when: 'teaching',
+    startsInClass: false,
+    pauseInBreaks: true,
+    forS: 300,
+    resolveAfterS: 600,
+    renotifyS: 4 * 3600,
+    maxLossPct: 1,
+    maxRttMs: 200,
+    maxJitterMs: 50,
+  },
+  management_down: {
+    enabled: true,
+    severity: 'warning',
+    when: 'teaching',
+    startsInClass: false,
+    pauseInBreaks: false,
+    forS: 180,
+    resolveAfterS: 300,
+    renotifyS: 24 * 3600,
+  },
 };
 
 /** What each rule watches (the configuration reference's row of `alerts.rules.<name>`). */
@@ -197,7 +232,7 @@ const RULE_DESCRIPTIONS: Record<RuleName, string> = {
   device_offline:
     'A classroom device lost its connection during class (its last will); a clean shutdown, or a device off since before class, is not one.',
   uplink_down:
-    "The school's uplink is down: its interface not up, or its uplink router not answering SNMP. Inhibits the school's device_offline, snmp_unreachable and data_gap alerts.",
+    "The school's uplink is down: its interface not up, or its uplink router not answering SNMP while its probes (if it is probed) do not answer either. Inhibits the school's device_offline, snmp_unreachable and data_gap alerts.",
   uplink_saturated:
     "The school's uplink at or above `thresholdPct` of its capacity (the contracted Mbps, else the interface speed), in either direction, for `forS` of class time counted across breaks (alerting/README.md, Rules).",
   display_fault:
@@ -206,6 +241,10 @@ const RULE_DESCRIPTIONS: Record<RuleName, string> = {
   snmp_unreachable: "A router or switch other than the school's uplink device does not answer SNMP.",
   clock_skew: "A device's clock is more than `skewMaxS` off the server's.",
   data_gap: 'A connected device sent no telemetry for `gapFactor` of its promised heartbeats.',
+  link_quality_low:
+    "The probes of the school's uplink device lose more than `maxLossPct`, or answer slower than `maxRttMs` or with more jitter than `maxJitterMs` (docs/links.md), for `forS` of class time across breaks.",
+  management_down:
+    "The school's uplink router does not answer SNMP while its probes do: the link is up, its management is not (not `uplink_down`).",
 };
 
 /**

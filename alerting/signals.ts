@@ -39,8 +39,11 @@ export class Signals {
   private readonly uplinkDevice = new Map<string, string>();
   /** Per `entityKey(school, device)`: the newest telemetry timestamp seen. */
   private readonly newestTs = new Map<string, number>();
-  /** Per school: the uplink is unreachable over SNMP, and/or its interface is not up. */
-  private readonly uplinkFlags = new Map<string, { snmp: boolean; oper: boolean }>();
+  /**
+   * Per school: the uplink is unreachable over SNMP, and/or its interface is not up; whether its uplink device
+   * is probed, and whether its last probe cycle went unanswered (docs/links.md).
+   */
+  private readonly uplinkFlags = new Map<string, UplinkFlags>();
   /** Per `entityKey(school, device)`: last telemetry (ms) and its promised heartbeat. */
   private readonly lastSeen = new Map<
     string,
@@ -69,8 +72,44 @@ export class Signals {
       case 'telemetry':
         this.telemetry(m, out);
         break;
+      case 'probe':
+        this.probe(m, reg, out);
+        break;
     }
     return out;
+  }
+
+  /**
+   * A probe cycle of the school's uplink device: whether the link answers — which decides, with SNMP, between
+   * `uplink_down` and `management_down` — and, when it answers, its quality against `link_quality_low`.
+   */
+  private probe(m: Extract<LiveMessage, { channel: 'probe' }>, reg: RegistryIndex, out: Signal[]): void {
+    if (!carriesUplink(reg, m.school, m.device)) return;
+    const p = m.message;
+    const answered = p.received > 0;
+    const f = this.flags(m.school);
+    f.probed = true;
+    f.probeFailing = !answered;
+    this.uplinkSignals(m.school, m.atMs, answered ? '' : `出口探测无应答（${p.sent} 个探测包全部丢失）`, out);
+    const r = this.rules.link_quality_low;
+    const loss = (100 * (p.sent - p.received)) / p.sent;
+    const rtt = p.rttMs?.avg ?? 0;
+    const jitter = p.jitterMs ?? 0;
+    const bad =
+      answered && (loss > (r.maxLossPct ?? 1) || rtt > (r.maxRttMs ?? 200) || jitter > (r.maxJitterMs ?? 50));
+    out.push(
+      cond(
+        'link_quality_low',
+        m.school,
+        m.device,
+        undefined,
+        bad,
+        m.atMs,
+        bad
+          ? `出口链路丢包 ${loss.toFixed(1)} %，时延 ${rtt.toFixed(0)} ms，抖动 ${jitter.toFixed(0)} ms（阈值 ${r.maxLossPct ?? 1} % / ${r.maxRttMs ?? 200} ms / ${r.maxJitterMs ?? 50} ms）`
+          : undefined,
+      ),
+    );
   }
 
   /** Telemetry silence from a device that is still connected: `gapFactor` heartbeats without a reading. */
@@ -133,15 +172,14 @@ export class Signals {
     if (!up || !carriesUplink(reg, m.school, m.device)) return;
     this.uplinkDevice.set(m.school, m.device);
     // A reading proves the router answers, even if its `recovered` event was lost.
-    out.push(this.uplink(m.school, 'snmp', false, m.atMs, ''));
-    out.push(
-      this.uplink(
-        m.school,
-        'oper',
-        up.operStatus !== 'up',
-        m.atMs,
-        `出口接口 ${up.name} ${OPER_STATUS_NAMES[up.operStatus] ?? '未连通'}（ifOperStatus ${up.operStatus}）`,
-      ),
+    const f = this.flags(m.school);
+    f.snmp = false;
+    f.oper = up.operStatus !== 'up';
+    this.uplinkSignals(
+      m.school,
+      m.atMs,
+      `出口接口 ${up.name} ${OPER_STATUS_NAMES[up.operStatus] ?? '未连通'}（ifOperStatus ${up.operStatus}）`,
+      out,
     );
     // Of the school's capacity: its contract, else the interface speed (common/figures/capacity.ts).
     const { capacityMbps, capacitySource } = uplinkCapacity(
@@ -191,11 +229,10 @@ export class Signals {
       const message = down
         ? snmpUnreachableText(kind, e.message)
         : readable(`${kindName(kind)} SNMP 恢复应答`, e.message);
-      out.push(
-        uplinkDevice === m.device
-          ? this.uplink(m.school, 'snmp', down, m.atMs, message)
-          : cond('snmp_unreachable', m.school, m.device, undefined, down, m.atMs, message),
-      );
+      if (uplinkDevice === m.device) {
+        this.flags(m.school).snmp = down;
+        this.uplinkSignals(m.school, m.atMs, message, out);
+      } else out.push(cond('snmp_unreachable', m.school, m.device, undefined, down, m.atMs, message));
     } else if (e.type === 'fault' || e.type === 'fault_cleared') {
       // Subjects are a known list: a device inventing new ones must not grow the active set without bound.
       const subject = e.subject && FAULT_SUBJECTS.has(e.subject) ? e.subject : 'other';
@@ -259,19 +296,44 @@ export class Signals {
   }
 
   /** The school's uplink is down while either SNMP says unreachable or its interface is not up. */
-  private uplink(
-    school: string,
-    which: 'snmp' | 'oper',
-    bad: boolean,
-    atMs: number,
-    message: string,
-  ): Signal {
-    const f = this.uplinkFlags.get(school) ?? { snmp: false, oper: false };
-    f[which] = bad;
-    this.uplinkFlags.set(school, f);
-    const down = f.snmp || f.oper;
-    return cond('uplink_down', school, undefined, undefined, down, atMs, down ? message : undefined);
+  private flags(school: string): UplinkFlags {
+    let f = this.uplinkFlags.get(school);
+    if (!f) {
+      f = { snmp: false, oper: false, probed: false, probeFailing: false };
+      this.uplinkFlags.set(school, f);
+    }
+    return f;
   }
+
+  /**
+   * The school's uplink as its flags now say: down when its interface is not up, or when its router does not
+   * answer SNMP and its probes (if it is probed) do not answer either; SNMP silent while the probes answer is
+   * `management_down` — the link is up, its management is not.
+   */
+  private uplinkSignals(school: string, atMs: number, message: string, out: Signal[]): void {
+    const f = this.flags(school);
+    const down = f.oper || (f.snmp && (!f.probed || f.probeFailing));
+    out.push(cond('uplink_down', school, undefined, undefined, down, atMs, down ? message : undefined));
+    const mgmt = f.snmp && f.probed && !f.probeFailing;
+    out.push(
+      cond(
+        'management_down',
+        school,
+        undefined,
+        undefined,
+        mgmt,
+        atMs,
+        mgmt ? '出口设备 SNMP 无应答，但出口链路探测正常：链路在线，设备管理中断' : undefined,
+      ),
+    );
+  }
+}
+
+interface UplinkFlags {
+  snmp: boolean;
+  oper: boolean;
+  probed: boolean;
+  probeFailing: boolean;
 }
 
 /** A device kind as people in the bureaus name it: the first Chinese label the registry accepts (路由器, 一体机). */

@@ -6,6 +6,7 @@ import {
   type DeviceStatus,
   decodePayload,
   type IfaceReadings,
+  type ProbeResult,
   type Telemetry,
 } from '../contracts/messages.js';
 import { parseTopic, filters as topicFilters } from '../contracts/topics.js';
@@ -125,7 +126,8 @@ export type LiveMessage =
     }
   | { channel: 'iface'; school: string; device: string; message: IfaceReadings; atMs: number }
   | { channel: 'event'; school: string; device: string; message: DeviceEvent; atMs: number }
-  | { channel: 'telemetry'; school: string; device: string; message: Telemetry; atMs: number };
+  | { channel: 'telemetry'; school: string; device: string; message: Telemetry; atMs: number }
+  | { channel: 'probe'; school: string; device: string; message: ProbeResult; atMs: number };
 
 /** `uplink`: a reading, or a change of its state; `device`: a held device's state changed (or was first known). */
 type LiveEvents = { uplink: [UplinkLive]; device: [DeviceLive]; message: [LiveMessage] };
@@ -238,7 +240,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
   constructor(
     private readonly config: MqttConfig | undefined,
     private readonly log: Logger,
-    /** Also subscribe to telemetry (the alert engine needs it). */
+    /** Also subscribe to telemetry and probes (the alert engine needs them). */
     private readonly all = false,
     private readonly bounds: {
       /** What is registered; absent: nothing is, so every (school, device) is bounded as unregistered. */
@@ -263,7 +265,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
       topicFilters.all('status'),
       topicFilters.all('iface'),
       topicFilters.all('event'),
-      ...(this.all ? [topicFilters.all('telemetry')] : []),
+      ...(this.all ? [topicFilters.all('telemetry'), topicFilters.all('probe')] : []),
     ];
     session.on('message', (topic, payload, packet) => this.handle(topic, payload, packet.retain));
     session.on('disconnect', () => {
@@ -569,6 +571,19 @@ export class LiveState extends EventEmitter<LiveEvents> {
         school.set(t.device, live);
       }
       this.emit('uplink', live);
+    } else if (t.channel === 'probe') {
+      const d = decodePayload('probe', payload);
+      if (!d.ok) {
+        this.rejected++;
+        return;
+      }
+      this.emit('message', {
+        channel: 'probe',
+        school: t.school,
+        device: t.device,
+        message: d.message,
+        atMs,
+      });
     } else if (t.channel === 'event' || t.channel === 'telemetry') {
       const d = t.channel === 'event' ? decodePayload('event', payload) : decodePayload('telemetry', payload);
       if (!d.ok) {

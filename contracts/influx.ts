@@ -164,7 +164,7 @@ export const MEASUREMENTS = {
     fields: { devices: 'string', n: 'int', parts: 'int', bucket_s: 'int' },
   },
   uplink_day: {
-    doc: "Rollup (rollup/rollup.ts): one point per school per teaching day from its uplink interface: buckets in teaching time, with data, up, and above 50…90 % utilisation (either direction); the day's 95th percentile.",
+    doc: "Rollup (rollup/rollup.ts): one point per school per teaching day from its uplink interface: buckets in teaching time, with data, up, and above 50…90 % utilisation (either direction); the day's 95th percentile; from its probes (docs/links.md): buckets probed, buckets with an answer, `avail_b` the buckets up by either measure (interface up or a probe answered), and `quality`, the buckets per loss/RTT/jitter class (`l.r.j:n|…`, common/figures/quality.ts).",
     tags: ['region', 'school'],
     fields: {
       bucket_s: 'int',
@@ -178,6 +178,10 @@ export const MEASUREMENTS = {
       over90_b: 'int',
       p95_util_pct: 'float',
       speed_mbps: 'float',
+      probe_b: 'int',
+      reach_b: 'int',
+      avail_b: 'int',
+      quality: 'string',
     },
   },
   alert: {

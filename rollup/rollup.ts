@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { type Calendars, dateOf, dayNumber, localDate, localMidnightMs } from '../common/calendar.js';
 import { periodBuckets } from '../common/figures/days.js';
+import { type BucketQuality, cellOf, packHistogram } from '../common/figures/quality.js';
 import { entityKey } from '../common/registry/key.js';
 import { carriesUplink, type RegistryIndex } from '../common/registry/store.js';
 import { ident, iql, raw, type Series, type Storage, timeMs } from '../common/storage/index.js';
@@ -160,6 +161,12 @@ interface UplinkAcc {
   over: [number, number, number, number, number]; // 50, 60, 70, 80, 90 %
   utils: number[];
   speedMbps: number;
+  /** Probe buckets, those with an answer, and their quality cells (common/figures/quality.ts). */
+  probed: number;
+  reached: number;
+  quality: Map<string, number>;
+  /** Buckets the link was up by either measure: its interface up (SNMP), or a probe answered. */
+  available: number;
 }
 
 const OVER = [50, 60, 70, 80, 90] as const;
@@ -288,12 +295,27 @@ export class Rollup {
       points.push(...usagePoints(ts, bucketS, path, schoolId, rows));
       // An uplink_day only for a day the school taught in: it is what counts the day as a teaching day.
       if (list.length === 0) continue;
-      const up: UplinkAcc = { teaching: 0, data: 0, up: 0, over: [0, 0, 0, 0, 0], utils: [], speedMbps: 0 };
+      const up: UplinkAcc = {
+        teaching: 0,
+        data: 0,
+        up: 0,
+        over: [0, 0, 0, 0, 0],
+        utils: [],
+        speedMbps: 0,
+        probed: 0,
+        reached: 0,
+        quality: new Map(),
+        available: 0,
+      };
       for (const w of list) {
         up.teaching += w.buckets;
+        const upAt = new Set<number>();
         for (const b of uplinkBuckets(reg, schoolId, perWindow.get(w)!.uplink.get(schoolId))) {
           up.data++;
-          if (b.up === 1) up.up++;
+          if (b.up === 1) {
+            up.up++;
+            upAt.add(b.timeMs);
+          }
           if (b.util !== null) {
             up.utils.push(b.util);
             OVER.forEach((t, i) => {
@@ -302,6 +324,16 @@ export class Rollup {
           }
           if (b.speedMbps !== null) up.speedMbps = Math.max(up.speedMbps, b.speedMbps);
         }
+        for (const b of probeBuckets(reg, schoolId, perWindow.get(w)!.probe.get(schoolId))) {
+          up.probed++;
+          if (b.answered) {
+            up.reached++;
+            upAt.add(b.timeMs);
+          }
+          const cell = cellOf(b);
+          up.quality.set(cell, (up.quality.get(cell) ?? 0) + 1);
+        }
+        up.available += upAt.size;
       }
       points.push({
         measurement: 'uplink_day',
@@ -318,6 +350,10 @@ export class Rollup {
           over90_b: up.over[4],
           ...(up.utils.length > 0 ? { p95_util_pct: percentile(up.utils, 95) } : {}),
           ...(up.speedMbps > 0 ? { speed_mbps: up.speedMbps } : {}),
+          probe_b: up.probed,
+          reach_b: up.reached,
+          avail_b: up.available,
+          ...(up.probed > 0 ? { quality: packHistogram(up.quality) } : {}),
         },
         ts,
       });
@@ -368,14 +404,22 @@ export class Rollup {
       iql`SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
       iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
       iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school, device fill(none)`,
+      // Link quality (docs/links.md): per bucket the worst loss, RTT and jitter of the probes, and whether any answered.
+      iql`SELECT max(loss_pct) AS l, max(rtt_avg_ms) AS r, max(jitter_ms) AS j, max(received) AS rx FROM probe WHERE ${where} GROUP BY time(${b}), school, device fill(none)`,
       // On but not in use: a bucket with the display on and no reading in use.
       iql`SELECT count(o) AS unused FROM (${raw(perBucket)}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
       // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
       iql`SELECT count(a) AS activity FROM (SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} GROUP BY time(${b}), school, device) WHERE a > 0 GROUP BY school, device`,
     ];
-    const [display = [], faulty = [], host = [], uplink = [], unused = [], activity = []] =
+    const [display = [], faulty = [], host = [], uplink = [], probe = [], unused = [], activity = []] =
       await this.deps.storage.query(statements.join('; '));
-    const data: WindowData = { display: new Map(), faulty: new Map(), host: new Map(), uplink: new Map() };
+    const data: WindowData = {
+      display: new Map(),
+      faulty: new Map(),
+      host: new Map(),
+      uplink: new Map(),
+      probe: new Map(),
+    };
     const extra = (list: Series[], field: string) =>
       new Map(list.map((s) => [key(s), num(firstRow(s)[field])] as const));
     const unusedOf = extra(unused, 'unused');
@@ -409,6 +453,25 @@ export class Rollup {
           uo: v[uo] as number | null,
           up: v[up] as number | null,
           speedMbps: v[sp] as number | null,
+        })),
+      );
+    }
+    for (const s of probe) {
+      const ci = (c: string) => s.columns.indexOf(c);
+      const [t, l, r, j, rx] = [ci('time'), ci('l'), ci('r'), ci('j'), ci('rx')];
+      let perDevice = data.probe.get(s.tags.school ?? '');
+      if (!perDevice) {
+        perDevice = new Map();
+        data.probe.set(s.tags.school ?? '', perDevice);
+      }
+      perDevice.set(
+        s.tags.device ?? '',
+        s.values.map((v) => ({
+          timeMs: timeOf(v[t]),
+          lossPct: typeof v[l] === 'number' ? v[l] : 100,
+          rttMs: typeof v[r] === 'number' ? v[r] : null,
+          jitterMs: typeof v[j] === 'number' ? v[j] : null,
+          answered: typeof v[rx] === 'number' && v[rx] > 0,
         })),
       );
     }
@@ -457,6 +520,41 @@ interface WindowData {
   host: Map<string, number>;
   /** School → device → its uplink buckets. */
   uplink: Map<string, Map<string, UplinkRow[]>>;
+  /** School → device → its probe buckets. */
+  probe: Map<string, Map<string, ProbeRow[]>>;
+}
+
+/** One probe bucket of one device: its worst loss, RTT and jitter, and whether any probe was answered. */
+interface ProbeRow extends BucketQuality {
+  timeMs: number;
+  answered: boolean;
+}
+
+/**
+ * A school's probe buckets in a window from the devices that carry its uplink (as `uplinkBuckets`): per bucket,
+ * the worst of them, and answered when any was.
+ */
+function probeBuckets(
+  reg: RegistryIndex,
+  school: string,
+  perDevice: Map<string, ProbeRow[]> | undefined,
+): ProbeRow[] {
+  const byTime = new Map<number, ProbeRow>();
+  for (const [device, rows] of perDevice ?? []) {
+    if (!carriesUplink(reg, school, device)) continue;
+    for (const r of rows) {
+      const o = byTime.get(r.timeMs);
+      if (!o) {
+        byTime.set(r.timeMs, { ...r });
+        continue;
+      }
+      o.lossPct = Math.max(o.lossPct, r.lossPct);
+      o.rttMs = maxOf(o.rttMs, r.rttMs);
+      o.jitterMs = maxOf(o.jitterMs, r.jitterMs);
+      o.answered ||= r.answered;
+    }
+  }
+  return [...byTime.values()];
 }
 
 /**
@@ -468,7 +566,7 @@ function uplinkBuckets(
   reg: RegistryIndex,
   school: string,
   perDevice: Map<string, UplinkRow[]> | undefined,
-): { up: number | null; util: number | null; speedMbps: number | null }[] {
+): { timeMs: number; up: number | null; util: number | null; speedMbps: number | null }[] {
   const byTime = new Map<number, UplinkRow>();
   for (const [device, rows] of perDevice ?? []) {
     if (!carriesUplink(reg, school, device)) continue;
@@ -485,6 +583,7 @@ function uplinkBuckets(
     }
   }
   return [...byTime.values()].map((r) => ({
+    timeMs: r.timeMs,
     up: r.up,
     util: r.ui === null && r.uo === null ? null : Math.max(r.ui ?? 0, r.uo ?? 0),
     speedMbps: r.speedMbps,

@@ -1,6 +1,7 @@
 import { dateOf, dayNumber, localMidnightMs } from '../calendar.js';
 import { entityKey } from '../registry/key.js';
 import { iql, type Storage, timeMs } from '../storage/index.js';
+import { unpackHistogram } from './quality.js';
 
 /**
  * The daily rollups in memory. A period's figures are sums over its days, and days are shared by every period
@@ -73,6 +74,12 @@ export interface UplinkDay {
   over: [number, number, number, number, number];
   p95: number | null;
   speedMbps: number | null;
+  /** Probe buckets, those with an answer, and their quality cells (common/figures/quality.ts). */
+  probeB: number;
+  reachB: number;
+  quality: Map<string, number>;
+  /** Buckets up by either measure: the interface up, or a probe answered. */
+  availB: number;
 }
 
 export interface Day {
@@ -250,7 +257,7 @@ export class DayCache {
     const [packed = [], uplink = [], marks = []] = await this.deps.storage.query(
       [
         iql`SELECT school, part, parts, devices FROM usage_packed_day WHERE time >= ${a} AND time < ${b}`,
-        iql`SELECT school, teaching_b, data_b, up_b, over50_b, over60_b, over70_b, over80_b, over90_b, p95_util_pct, speed_mbps FROM uplink_day WHERE time >= ${a} AND time < ${b}`,
+        iql`SELECT school, teaching_b, data_b, up_b, over50_b, over60_b, over70_b, over80_b, over90_b, p95_util_pct, speed_mbps, probe_b, reach_b, quality, avail_b FROM uplink_day WHERE time >= ${a} AND time < ${b}`,
         iql`SELECT duration_ms, bucket_s FROM rollup_day WHERE time >= ${a} AND time < ${b}`,
       ].join('; '),
     );
@@ -286,6 +293,11 @@ export class DayCache {
           over: [n(5), n(6), n(7), n(8), n(9)],
           p95: typeof v[10] === 'number' ? v[10] : null,
           speedMbps: typeof v[11] === 'number' ? v[11] : null,
+          probeB: n(12),
+          reachB: n(13),
+          quality: unpackHistogram(typeof v[14] === 'string' ? v[14] : null),
+          // Rolled up before probes (#17): up by the interface alone.
+          availB: typeof v[15] === 'number' ? v[15] : n(4),
         });
       }
     const m = marks[0]?.values[0];

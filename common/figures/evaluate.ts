@@ -6,6 +6,7 @@ import { uplinkCapacity } from './capacity.js';
 import { evaluateClassroom, unmeasuredClassroom } from './classrooms.js';
 import type { PeriodData, UplinkSums } from './load.js';
 import type { Profile } from './profiles.js';
+import { bucketsOver } from './quality.js';
 import type { ClassroomResult, Coverage, DeviceAudit, Evaluation, Reason, SchoolResult } from './results.js';
 import { DIGITS, rounded, roundHalfAway, share, shown } from './rounding.js';
 import { periodUseBasis } from './usage.js';
@@ -141,6 +142,10 @@ interface UplinkFigures {
   perClass: number | null;
   busy: number | null;
   congested: boolean | null;
+  /** Share of the probed class time over the profile's link-quality thresholds; null: not judged. */
+  qualityLow: number | null;
+  qualityLowB: number;
+  linkQualityLow: boolean | null;
 }
 
 function uplinkFigures(
@@ -156,16 +161,38 @@ function uplinkFigures(
     s.uplinkDevice !== undefined ||
     (reg.devicesBySchool.get(s.id) ?? []).some((d) => d.kind === 'router' || d.kind === 'switch');
   const up = measured && hasUplink ? data.uplink.get(s.id) : undefined;
-  const monitored = measured ? up !== undefined && up.dataB > 0 : null;
-  // A bucket without data counts as down: a school whose uplink is down cannot report either.
-  const availability = up ? share(up.upB, up.teachingB) : null;
+  // Measured by SNMP (its interface) or by probes (docs/links.md): a school whose router answers no SNMP is
+  // still judged when it is probed.
+  const monitored = measured ? up !== undefined && (up.dataB > 0 || up.probeB > 0) : null;
+  // A bucket without data counts as down: a school whose uplink is down cannot report either. Up by either
+  // measure: the interface up, or a probe answered (SNMP silent while probes answer is management down).
+  const availability = up ? share(up.availB, up.teachingB) : null;
   const { capacityMbps, capacitySource } = uplinkCapacity(s.contractedMbps, up?.speedMbps);
   const perClass = capacityMbps !== null && s.classes > 0 ? capacityMbps / s.classes : null;
   const overB = up ? up.over[profile.congestionPct] : 0;
   const busy = up && up.dataB > 0 ? share(overB, up.dataB) : null;
   // "95th percentile ≥ threshold" ⟺ at least 5 % of the samples are at or above it (counts, not rounded).
   const congested = up && up.dataB > 0 ? overB * 20 >= up.dataB : null;
-  return { hasUplink, up, monitored, availability, capacityMbps, capacitySource, perClass, busy, congested };
+  const lq = profile.linkQuality;
+  const qualityLowB = lq && up ? bucketsOver(up.quality, lq) : 0;
+  const qualityLow = lq && up && up.probeB > 0 ? share(qualityLowB, up.probeB) : null;
+  // More than maxShareOverPct of the probed buckets over (counts, not rounded).
+  const linkQualityLow =
+    lq && up && up.probeB > 0 ? qualityLowB * 100 > lq.maxShareOverPct * up.probeB : null;
+  return {
+    hasUplink,
+    up,
+    monitored,
+    availability,
+    capacityMbps,
+    capacitySource,
+    perClass,
+    busy,
+    congested,
+    qualityLow,
+    qualityLowB,
+    linkQualityLow,
+  };
 }
 
 /** What the uplink fails of the profile's 校校通 rules; none: attained. */
@@ -199,6 +226,12 @@ function uplinkReasons(s: School, profile: Profile, f: UplinkFigures): Reason[] 
     reasons.push({
       code: 'uplink_congested',
       message: `95th-percentile utilisation at or above ${profile.congestionPct} % (${shown(f.busy!, DIGITS.pct, 5)} % of teaching time)`,
+    });
+  const lq = profile.linkQuality;
+  if (f.linkQualityLow && lq)
+    reasons.push({
+      code: 'link_quality_low',
+      message: `loss above ${lq.maxLossPct} %, RTT above ${lq.maxRttMs} ms or jitter above ${lq.maxJitterMs} ms on ${shown(f.qualityLow!, DIGITS.pct, lq.maxShareOverPct)} % of probed teaching time (${f.qualityLowB} of ${f.up!.probeB} buckets), above ${lq.maxShareOverPct} %`,
     });
   return reasons;
 }
@@ -344,6 +377,10 @@ function schoolResult(
       busyPct: rounded(f.busy, DIGITS.pct),
       congested: f.congested,
       p95MaxDayPct: rounded(f.up?.p95MaxPct ?? null, DIGITS.pct),
+      probedPct: rounded(f.up ? share(f.up.probeB, f.up.teachingB) : null, DIGITS.pct),
+      reachablePct: rounded(f.up ? share(f.up.reachB, f.up.probeB) : null, DIGITS.pct),
+      qualityLowPct: rounded(f.qualityLow, DIGITS.pct),
+      linkQualityLow: f.linkQualityLow,
     },
     xxt: { attained: xxt.attained, reasons: xxt.reasons },
     bbt: {

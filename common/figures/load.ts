@@ -43,6 +43,12 @@ export interface UplinkSums {
   over: Record<50 | 60 | 70 | 80 | 90, number>;
   p95MaxPct: number | null;
   speedMbps: number | null;
+  /** Probe buckets in teaching time, those with an answer, and their quality cells (common/figures/quality.ts). */
+  probeB: number;
+  reachB: number;
+  quality: Map<string, number>;
+  /** Buckets up by either measure: the interface up (SNMP), or a probe answered. */
+  availB: number;
 }
 
 export interface PeriodData {
@@ -161,6 +167,10 @@ export async function loadPeriod(
           over: { 50: 0, 60: 0, 70: 0, 80: 0, 90: 0 },
           p95MaxPct: null,
           speedMbps: null,
+          probeB: 0,
+          reachB: 0,
+          quality: new Map(),
+          availB: 0,
         };
         uplink.set(school, x);
       }
@@ -174,6 +184,10 @@ export async function loadPeriod(
       x.over[90] += u.over[4];
       if (u.p95 !== null) x.p95MaxPct = Math.max(x.p95MaxPct ?? 0, u.p95);
       if (u.speedMbps !== null) x.speedMbps = Math.max(x.speedMbps ?? 0, u.speedMbps);
+      x.probeB += u.probeB;
+      x.reachB += u.reachB;
+      x.availB += u.availB;
+      for (const [cell, n] of u.quality) x.quality.set(cell, (x.quality.get(cell) ?? 0) + n);
     }
     const m = Math.min(n, day.present.length);
     for (let i = 0; i < m; i++) {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { idSchema } from '../../contracts/ids.js';
+import { DEFAULT_LINK_QUALITY, LINK_QUALITY_SOURCE, linkQualitySchema } from './quality.js';
 
 /**
  * Standard profiles: versioned, named sets of the thresholds that decide 校校通 and 班班通 attainment. Standards
@@ -33,6 +34,11 @@ export const profileSchema = z.strictObject({
   congestionPct: z
     .literal(CONGESTION_THRESHOLDS)
     .describe('The uplink is congested when its 95th-percentile utilisation in teaching time reaches this.'),
+  linkQuality: linkQualitySchema
+    .optional()
+    .describe(
+      "校校通 link quality from the school's probes (docs/links.md): without it, quality is not judged. The built-in profiles set the defaults for interactive video.",
+    ),
   minUsePeriodsPerWeek: z
     .number()
     .min(0)
@@ -63,6 +69,7 @@ const PROJECT_DEFAULT = 'project default (no policy figure); set your own in api
 const COMMON_SOURCES = {
   minUplinkAvailabilityPct: PROJECT_DEFAULT,
   congestionPct: `${PROJECT_DEFAULT}; 80 % at the 95th percentile is common operator practice for capacity planning`,
+  linkQuality: LINK_QUALITY_SOURCE,
   minUsePeriodsPerWeek: 'a local 班班通 rule: a classroom uses its equipment at ≥ 10 class periods a week',
   minOnlineDaysPct: PROJECT_DEFAULT,
   maxFaultyPct: PROJECT_DEFAULT,
@@ -78,6 +85,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     minUplinkMbps: 10,
     minUplinkAvailabilityPct: 99,
     congestionPct: 80,
+    linkQuality: DEFAULT_LINK_QUALITY,
     minUsePeriodsPerWeek: 10,
     minOnlineDaysPct: 80,
     maxFaultyPct: 10,
@@ -96,6 +104,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     minUplinkMbps: 100,
     minUplinkAvailabilityPct: 99,
     congestionPct: 80,
+    linkQuality: DEFAULT_LINK_QUALITY,
     minUsePeriodsPerWeek: 10,
     minOnlineDaysPct: 80,
     maxFaultyPct: 10,
@@ -114,6 +123,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
     minUplinkMbps: 1_000,
     minUplinkAvailabilityPct: 99.5,
     congestionPct: 80,
+    linkQuality: DEFAULT_LINK_QUALITY,
     minUsePeriodsPerWeek: 10,
     minOnlineDaysPct: 90,
     maxFaultyPct: 5,

@@ -38,6 +38,13 @@ export interface SchoolResult {
     /** null: no uplink readings to judge it by. */
     congested: boolean | null;
     p95MaxDayPct: number | null;
+    /** Share of teaching time probed; of the probed, the share with an answer (null: never probed). */
+    probedPct: number | null;
+    reachablePct: number | null;
+    /** Share of probed teaching time over the profile's link-quality thresholds (null: not judged). */
+    qualityLowPct: number | null;
+    /** null: not judged (the profile sets no thresholds, or the school was never probed). */
+    linkQualityLow: boolean | null;
   };
   /** null: no teaching time in the period (vacation), so nothing to judge. */
   xxt: { attained: boolean | null; reasons: Reason[] };

@@ -189,6 +189,39 @@ export const network: DashboardDef = {
           sortBy: { column: 'Time', desc: true },
         }).timeFrom('7d'),
     },
+    { row: '链路质量 Link quality' },
+    {
+      title: '丢包率 (Probe loss per school, %)',
+      description:
+        "Loss of the poller's probes of each school's uplink device (probe: ICMP through fping, or TCP connects), worst per interval; 校校通's link_quality_low counts class time above the profile's threshold (built-in 1 %, ITU-T G.1010; docs/links.md).",
+      w: 12,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT max(loss_pct) AS loss_pct FROM probe WHERE ${ANY_IFACE} GROUP BY time($__interval), school fill(null)`,
+          format: 'time_series',
+          expect: ['time', 'loss_pct', 'school'],
+          alias: '$tag_school',
+        },
+      ],
+      viz: () => timeseriesPanel({ unit: 'percent', interval: '1m', legendTable: true }),
+    },
+    {
+      title: '时延与抖动 (Probe RTT and jitter per school, ms)',
+      description:
+        'Mean round-trip time and jitter (mean |ΔRTT| of consecutive answers) of the probes per interval; the built-in profiles judge RTT above 200 ms and jitter above 50 ms (ITU-T Y.1541; docs/links.md).',
+      w: 12,
+      h: 8,
+      queries: [
+        {
+          query: `SELECT mean(rtt_avg_ms) AS rtt_ms, mean(jitter_ms) AS jitter_ms FROM probe WHERE ${ANY_IFACE} GROUP BY time($__interval), school fill(null)`,
+          format: 'time_series',
+          expect: ['time', 'rtt_ms', 'jitter_ms', 'school'],
+          alias: '$tag_school $col',
+        },
+      ],
+      viz: () => timeseriesPanel({ unit: 'ms', interval: '1m', legendTable: true }),
+    },
     { row: '接口健康 Interface health' },
     {
       title: '接口错误 (Interface errors per minute)',

@@ -86,6 +86,20 @@ const telemetry = (device: string, over: Partial<Telemetry>, atMs = T, school = 
   atMs,
   message: { ...EXAMPLES.telemetry, ts: atMs, ...over },
 });
+type Probe = (typeof EXAMPLES)['probe'];
+const probe = (school: string, device: string, over: Partial<Probe>, atMs = T): LiveMessage => ({
+  channel: 'probe',
+  school,
+  device,
+  atMs,
+  message: { ...EXAMPLES.probe, ts: atMs, ...over },
+});
+const SNMP_DOWN = event(A, 'gw-a', {
+  type: 'unreachable',
+  subject: 'snmp',
+  kind: 'router',
+  message: 'timeout',
+});
 const iface = (school: string, device: string, over: Partial<Iface>, atMs = T): LiveMessage => ({
   channel: 'iface',
   school,
@@ -142,7 +156,10 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
       kind: 'router',
       message: new SnmpError(`10.33.12.1:161 (${A}/gw-a)`, 'timeout', TIMEOUT).message,
     }),
-    signals: [`uplink_down ${A} on 路由器 SNMP 无应答（10.33.12.1:161，超时：${TIMEOUT}）`],
+    signals: [
+      `uplink_down ${A} on 路由器 SNMP 无应答（10.33.12.1:161，超时：${TIMEOUT}）`,
+      `management_down ${A} off`,
+    ],
   },
   {
     name: 'another router unreachable over SNMP: snmp_unreachable of that router',
@@ -180,7 +197,7 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     message: iface(A, 'gw-a', { inBps: 1e6, outBps: 1e6 }, T + 60_000),
     signals: [
       `uplink_down ${A} off`,
-      `uplink_down ${A} off`,
+      `management_down ${A} off`,
       `uplink_saturated ${A}/gw-a off 利用率 0 %（端口速率 1000 Mbit/s，阈值 90 %）`,
     ],
   },
@@ -188,8 +205,8 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     name: 'the uplink interface down keeps uplink_down on though SNMP answers',
     message: iface(A, 'gw-a', { operStatus: 'down', inBps: null, outBps: null }),
     signals: [
-      `uplink_down ${A} off`,
       `uplink_down ${A} on 出口接口 GigabitEthernet0/0/1 断开（ifOperStatus down）`,
+      `management_down ${A} off`,
     ],
   },
   {
@@ -197,7 +214,7 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     message: iface(A, 'gw-a', { inBps: 950e6, outBps: 1e6 }),
     signals: [
       `uplink_down ${A} off`,
-      `uplink_down ${A} off`,
+      `management_down ${A} off`,
       `uplink_saturated ${A}/gw-a on 利用率 95 %（端口速率 1000 Mbit/s，阈值 90 %）`,
     ],
   },
@@ -206,7 +223,7 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     message: iface(B, 'gw-b', { inBps: 95e6, outBps: 1e6 }),
     signals: [
       `uplink_down ${B} off`,
-      `uplink_down ${B} off`,
+      `management_down ${B} off`,
       `uplink_saturated ${B}/gw-b on 利用率 95 %（签约带宽 100 Mbit/s，阈值 90 %）`,
     ],
   },
@@ -219,8 +236,8 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     name: 'without a registered uplink device, the registered router carrying the uplink speaks for it',
     message: iface(B, 'gw-b', { operStatus: 'lowerLayerDown', inBps: null, outBps: null }),
     signals: [
-      `uplink_down ${B} off`,
       `uplink_down ${B} on 出口接口 GigabitEthernet0/0/1 下层链路断开（ifOperStatus lowerLayerDown）`,
+      `management_down ${B} off`,
     ],
   },
   {
@@ -309,6 +326,56 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     before: [telemetry('pn-1', {}, T)],
     message: telemetry('pn-1', { ts: T - 1_000 }, T + 1_000),
     signals: [`data_gap ${A}/pn-1 off`],
+  },
+  {
+    name: "the uplink device's probes answer cleanly: the link is up, of good quality",
+    message: probe(A, 'gw-a', { received: 20 }),
+    signals: [`uplink_down ${A} off`, `management_down ${A} off`, `link_quality_low ${A}/gw-a off`],
+  },
+  {
+    name: 'SNMP silent while the probes answer: management_down, not uplink_down',
+    before: [SNMP_DOWN],
+    message: probe(A, 'gw-a', { received: 20 }),
+    signals: [
+      `uplink_down ${A} off`,
+      `management_down ${A} on 出口设备 SNMP 无应答，但出口链路探测正常：链路在线，设备管理中断`,
+      `link_quality_low ${A}/gw-a off`,
+    ],
+  },
+  {
+    name: 'SNMP silent and the probes unanswered: uplink_down (quality is not judged on a link that is down)',
+    before: [SNMP_DOWN],
+    message: probe(A, 'gw-a', { received: 0, rttMs: null, jitterMs: null }),
+    signals: [
+      `uplink_down ${A} on 出口探测无应答（20 个探测包全部丢失）`,
+      `management_down ${A} off`,
+      `link_quality_low ${A}/gw-a off`,
+    ],
+  },
+  {
+    name: 'probes unanswered but SNMP answers with the interface up: not down (the probe address may be wrong)',
+    before: [iface(A, 'gw-a', { inBps: 1e6, outBps: 1e6 })],
+    message: probe(A, 'gw-a', { received: 0, rttMs: null, jitterMs: null }),
+    signals: [`uplink_down ${A} off`, `management_down ${A} off`, `link_quality_low ${A}/gw-a off`],
+  },
+  {
+    name: 'loss, delay or jitter above the thresholds: link_quality_low, with the figures',
+    message: probe(A, 'gw-a', {
+      sent: 20,
+      received: 19,
+      rttMs: { min: 180, avg: 240, max: 400 },
+      jitterMs: 35,
+    }),
+    signals: [
+      `uplink_down ${A} off`,
+      `management_down ${A} off`,
+      `link_quality_low ${A}/gw-a on 出口链路丢包 5.0 %，时延 240 ms，抖动 35 ms（阈值 1 % / 200 ms / 50 ms）`,
+    ],
+  },
+  {
+    name: "a probe of a device that does not carry the school's uplink says nothing",
+    message: probe(A, 'pn-1', { received: 0, rttMs: null, jitterMs: null }),
+    signals: [],
   },
 ];
 

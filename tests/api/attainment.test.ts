@@ -102,6 +102,11 @@ describe('校校通 per school (cn-2020), worked by hand in tests/helpers/city.t
       busyPct: 4.17,
       congested: false,
       p95MaxDayPct: 85,
+      // Not probed (no probe readings): quality not judged.
+      probedPct: 0,
+      reachablePct: null,
+      qualityLowPct: null,
+      linkQualityLow: null,
     });
     expect(a.xxt).toEqual({ attained: true, reasons: [] });
   });
@@ -697,6 +702,10 @@ describe('definitions (api/README.md#definitions) on a fixture where each one ma
       busyPct: null,
       congested: null,
       p95MaxDayPct: null,
+      probedPct: null,
+      reachablePct: null,
+      qualityLowPct: null,
+      linkQualityLow: null,
     };
     expect(school(ev, 'Y').uplink).toEqual({
       ...notKnown,

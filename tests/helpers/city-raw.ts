@@ -83,6 +83,38 @@ export function cityRawPoints(): AnyPoint[] {
     return q;
   });
 
+  // Probes of each school's uplink device at each of its uplink readings (docs/links.md): B's link loses 3 % and
+  // is slow, C's jitters; A is clean.
+  const probeOf: Record<string, { loss: number; rtt: number; jitter: number }> = {
+    A: { loss: 0, rtt: 12, jitter: 1.5 },
+    B: { loss: 3, rtt: 180, jitter: 20 },
+    C: { loss: 0, rtt: 40, jitter: 60 },
+  };
+  for (const p of [...out]) {
+    if (p.measurement !== 'iface' || p.tags.uplink !== 'true') continue;
+    const q = probeOf[p.tags.school!] ?? probeOf.A!;
+    out.push({
+      measurement: 'probe',
+      tags: {
+        region: p.tags.region,
+        school: p.tags.school,
+        device: p.tags.device,
+        kind: p.tags.kind,
+        method: 'icmp',
+      },
+      fields: {
+        sent: 100,
+        received: 100 - q.loss,
+        loss_pct: q.loss,
+        rtt_min_ms: q.rtt * 0.8,
+        rtt_avg_ms: q.rtt,
+        rtt_max_ms: q.rtt * 1.5,
+        jitter_ms: q.jitter,
+      },
+      ts: p.ts,
+    } as AnyPoint);
+  }
+
   // Fixture device ids are unique across schools, so a test may name a device by its id alone.
   const byId = (device: string) => reg.data.devices.find((x) => x.id === device)!;
   const info = (device: string) => {
