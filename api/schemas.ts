@@ -245,9 +245,27 @@ export const deviceOutSchema = z.object({
     .describe('Fields where the announcement disagrees with the registry (region path, classroom, kind).'),
 });
 
+/** The last probe cycle of a school's uplink device (docs/links.md). */
+export const linkLiveSchema = z.object({
+  school: z.string(),
+  device: z.string(),
+  method: z.enum(['icmp', 'tcp']),
+  sent: z.number(),
+  received: z.number(),
+  lossPct: z.number().describe('100 × (sent − received) ÷ sent, unrounded.'),
+  rttMs: z.number().nullable().describe('Average round trip of the answers; null when none answered.'),
+  jitterMs: z.number().nullable(),
+  tsMs: z.number().describe('When the cycle ran (the poller’s clock).'),
+});
+
 export const schoolOutSchema = z.object({
   ...schoolBase,
   contractedMbps: z.number().nullable(),
   devices: z.object({ total: z.number(), online: z.number(), offline: z.number(), unknown: z.number() }),
   uplink: uplinkLiveSchema.nullable(),
+  link: linkLiveSchema
+    .nullable()
+    .describe(
+      "The last probe cycle of the school's uplink device: loss, round trip and jitter now; null when not probed.",
+    ),
 });

@@ -114,6 +114,20 @@ export interface UplinkLive {
   unreachableSinceMs: number | null;
 }
 
+/** The last probe cycle of a school's uplink device (docs/links.md): what the console's 网络 page shows. */
+export interface LinkLive {
+  school: string;
+  device: string;
+  method: 'icmp' | 'tcp';
+  sent: number;
+  received: number;
+  lossPct: number;
+  /** Average round trip of the answers; null when none answered. */
+  rttMs: number | null;
+  jitterMs: number | null;
+  tsMs: number;
+}
+
 /** Decoded messages, for the alert engine's signals (status and iface as well as events and telemetry). */
 export type LiveMessage =
   | {
@@ -223,6 +237,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
   readonly devices = new Map<string, DeviceLive>();
   /** School → device → its latest uplink reading (which device carries a school's uplink: `carriesUplink`). */
   readonly uplinks = new Map<string, Map<string, UplinkLive>>();
+  /** By `entityKey(school, device)`: the last probe cycle of each registered device probed. */
+  private readonly links = new Map<string, LinkLive>();
   /** Messages that did not validate (counted, dropped). */
   rejected = 0;
   private readonly places = new UnassignedPlaces();
@@ -240,7 +256,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
   constructor(
     private readonly config: MqttConfig | undefined,
     private readonly log: Logger,
-    /** Also subscribe to telemetry and probes (the alert engine needs them). */
+    /** Also subscribe to telemetry (the alert engine needs it). */
     private readonly all = false,
     private readonly bounds: {
       /** What is registered; absent: nothing is, so every (school, device) is bounded as unregistered. */
@@ -265,7 +281,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
       topicFilters.all('status'),
       topicFilters.all('iface'),
       topicFilters.all('event'),
-      ...(this.all ? [topicFilters.all('telemetry'), topicFilters.all('probe')] : []),
+      topicFilters.all('probe'),
+      ...(this.all ? [topicFilters.all('telemetry')] : []),
     ];
     session.on('message', (topic, payload, packet) => this.handle(topic, payload, packet.retain));
     session.on('disconnect', () => {
@@ -311,6 +328,11 @@ export class LiveState extends EventEmitter<LiveEvents> {
   /** School `school`'s device `id` as it last reported, or undefined. */
   device(school: string, id: string): DeviceLive | undefined {
     return this.devices.get(entityKey(school, id));
+  }
+
+  /** The last probe cycle of school `school`'s device `device`, or undefined. */
+  link(school: string, device: string): LinkLive | undefined {
+    return this.links.get(entityKey(school, device));
   }
 
   /** The latest uplink reading of school `school`'s device `device`, or undefined. */
@@ -577,6 +599,21 @@ export class LiveState extends EventEmitter<LiveEvents> {
         this.rejected++;
         return;
       }
+      // Held for the registered devices only (a probe adds no unregistered device to the view).
+      if (registered) {
+        const p = d.message;
+        this.links.set(key, {
+          school: t.school,
+          device: t.device,
+          method: p.method,
+          sent: p.sent,
+          received: p.received,
+          lossPct: (100 * (p.sent - p.received)) / p.sent,
+          rttMs: p.rttMs?.avg ?? null,
+          jitterMs: p.jitterMs ?? null,
+          tsMs: p.ts,
+        });
+      }
       this.emit('message', {
         channel: 'probe',
         school: t.school,
@@ -626,6 +663,19 @@ export function sinceOf(
   if (s.state === 'online') return s.ts;
   if ((s.reason ?? 'will') === 'will') return retained ? null : atMs;
   return s.ts;
+}
+
+/** School `school`'s last probe cycle: of its uplink device, else the newest of a device that carries it; or null. */
+export function schoolLink(live: LiveState, reg: RegistryIndex, school: string): LinkLive | null {
+  const s = reg.schools.get(school);
+  if (!s) return null;
+  if (s.uplinkDevice !== undefined) return live.link(school, s.uplinkDevice) ?? null;
+  let best: LinkLive | null = null;
+  for (const d of reg.devicesBySchool.get(school) ?? []) {
+    const l = live.link(school, d.id);
+    if (l && carriesUplink(reg, school, d.id) && (best === null || l.tsMs > best.tsMs)) best = l;
+  }
+  return best;
 }
 
 /** School `school`'s live uplink: the newest reading of a device that carries it (`carriesUplink`), or null. */

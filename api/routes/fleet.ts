@@ -4,7 +4,13 @@ import { uplinkCapacity, utilisationPct } from '../../common/figures/capacity.js
 import { DIGITS, roundHalfAway } from '../../common/figures/rounding.js';
 import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
-import { type DeviceLive, registryMismatch, schoolUplink, type UplinkLive } from '../../common/live.js';
+import {
+  type DeviceLive,
+  registryMismatch,
+  schoolLink,
+  schoolUplink,
+  type UplinkLive,
+} from '../../common/live.js';
 import { carriesUplink, type RegistryIndex } from '../../common/registry/store.js';
 import { idSchema } from '../../contracts/ids.js';
 import { DEVICE_KINDS } from '../../contracts/messages.js';
@@ -122,6 +128,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       contractedMbps: s.contractedMbps ?? null,
       devices: { total: devices.length, online, offline, unknown: devices.length - online - offline },
       uplink: uplink ? withUtilisation(uplink, s.contractedMbps) : null,
+      link: schoolLink(live, reg, s.id),
     };
   };
   /** A school the token may see, or 404 (never 403: a scoped token does not learn what exists elsewhere). */

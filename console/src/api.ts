@@ -105,6 +105,13 @@ export type SchoolItem = {
   contractedMbps: number | null;
   devices: { total: number; online: number; offline: number; unknown: number };
   uplink: Uplink | null;
+  /** The last probe cycle of the school's uplink device (docs/links.md); null when it is not probed. */
+  link: {
+    lossPct: number;
+    rttMs: number | null;
+    jitterMs: number | null;
+    tsMs: number;
+  } | null;
 };
 
 /**

@@ -11,6 +11,7 @@ import { LiveState } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { EXAMPLES } from '../../contracts/examples.js';
 import type { Registry } from '../../contracts/registry.js';
 import { SnmpSim } from '../../dev/snmp-sim.js';
 import { openStream } from '../helpers/api.js';
@@ -586,5 +587,46 @@ describe("a school's uplink on the live stream", () => {
     } finally {
       await sse.close();
     }
+  });
+});
+
+describe("a school's link quality on /v1/schools (docs/links.md)", () => {
+  it("shows the last probe cycle of the school's uplink device; a probe of an invented device adds nothing", async () => {
+    const poller = await connectAs('poll-b');
+    const probe = (received: number, ts: number) =>
+      JSON.stringify({
+        ...EXAMPLES.probe,
+        ts,
+        sent: 20,
+        received,
+        rttMs: received > 0 ? { min: 30, avg: 42.5, max: 80 } : null,
+        jitterMs: received > 1 ? 6 : null,
+      });
+    const t = Date.now();
+    await poller.publishAsync(`cfm/v1/${B}/gw-b/probe`, probe(19, t), { qos: 1 });
+    await poller.publishAsync(`cfm/v1/${B}/gw-invented/probe`, probe(0, t), { qos: 1 });
+    const link = async () =>
+      (await get(`/v1/schools/${B}`, T.countyA)).body.link as Record<string, unknown> | null;
+    await waitFor(async () => (await link()) !== null, { what: "school B's probe in the live view" });
+    expect(await link()).toMatchObject({
+      device: 'gw-b',
+      method: 'icmp',
+      sent: 20,
+      received: 19,
+      lossPct: 5,
+      rttMs: 42.5,
+      jitterMs: 6,
+      tsMs: t,
+    });
+    const listed = (await get('/v1/schools', T.countyA)).body.items as unknown as {
+      id: string;
+      link: unknown;
+    }[];
+    expect(listed.find((s) => s.id === B)?.link).toMatchObject({ device: 'gw-b', lossPct: 5 });
+    expect(listed.find((s) => s.id === A)?.link).toBeNull();
+    // The next cycle, unanswered: loss 100 %, no round trip.
+    await poller.publishAsync(`cfm/v1/${B}/gw-b/probe`, probe(0, t + 60_000), { qos: 1 });
+    await waitFor(async () => (await link())?.received === 0, { what: 'the unanswered cycle' });
+    expect(await link()).toMatchObject({ lossPct: 100, rttMs: null, jitterMs: null });
   });
 });

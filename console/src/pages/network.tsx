@@ -101,6 +101,7 @@ export function Network() {
               <th>下行 / 上行</th>
               <th>容量</th>
               <th>近 6 小时</th>
+              <th title="出口设备最近一轮探测：丢包率、平均往返时延、抖动">丢包 · 时延 · 抖动</th>
               <th>在线设备</th>
               <th>读数时间</th>
             </tr>
@@ -124,6 +125,11 @@ export function Network() {
                 <td>{s.contractedMbps ?? u?.speedMbps ?? '—'} Mbit/s</td>
                 <td>
                   <Sparkline values={spark.get(s.id) ?? []} />
+                </td>
+                <td class="link-quality" title={s.link ? `探测时间 ${cst(s.link.tsMs, false)}` : '未探测'}>
+                  {s.link
+                    ? `${s.link.lossPct.toFixed(1)} % · ${s.link.rttMs === null ? '—' : `${s.link.rttMs.toFixed(0)} ms`} · ${s.link.jitterMs === null ? '—' : `${s.link.jitterMs.toFixed(0)} ms`}`
+                    : '—'}
                 </td>
                 <td>
                   {s.devices.online} / {s.devices.total}
