@@ -83,11 +83,9 @@ export const hostSchema = z.union([z.ipv4(), z.ipv6(), z.hostname().max(253)], {
  * The name of a credential in the pollers' credentials file (docs/links.md): a reference, so the registry, its
  * imports and exports never hold a community string or a key.
  */
-export const credentialRefSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, {
-    message: 'must be a credential name (letters, digits, _ . -)',
-  });
+export const credentialRefSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, {
+  message: 'must be a credential name (letters, digits, _ . -)',
+});
 const count = (what: string) =>
   z
     .number()
