@@ -12,6 +12,7 @@ import { type SimIface, SnmpSim } from '../../../dev/snmp-sim.js';
 import { freeUdpPort, Snmpd } from '../../../dev/snmpd.js';
 import { captureLogger, waitFor } from '../../helpers/influx.js';
 import { Mosquitto } from '../../helpers/mqtt.js';
+import { UPLINK_REGIONS, uplinkSchool } from '../../helpers/uplinks.js';
 
 /**
  * The poller's targets from a registry import (docs/links.md, #17): the registry written by the API's import
@@ -91,23 +92,8 @@ function writeCredentials(path: string, doc: unknown = CREDENTIALS, mode = 0o600
   chmodSync(path, mode);
 }
 
-const REGIONS = [
-  { id: '330000', name: '浙江省', level: 'province' },
-  { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
-  { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
-];
-const school = (id: string, uplinkInterface: string) => ({
-  id,
-  name: `学校${id}`,
-  region: '330106',
-  area: 'urban',
-  level: 'primary',
-  classes: 12,
-  students: 400,
-  teachers: 30,
-  uplinkDevice: 'gw',
-  uplinkInterface,
-});
+const REGIONS = UPLINK_REGIONS;
+const school = (id: string, uplinkInterface: string) => uplinkSchool(id, { uplinkInterface });
 const A = '3301060001'; // snmpd's lo
 const B = '3301060002'; // sim 127.0.0.3
 const C = '3301060003'; // sim 127.0.0.4

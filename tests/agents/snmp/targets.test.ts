@@ -4,6 +4,7 @@ import { deriveTargets, probeTargets, type RegistryTargetDefaults } from '../../
 import { RegistryIndex } from '../../../common/registry/store.js';
 import { shardOf, shardSchema } from '../../../common/shard.js';
 import { type Device, type Registry, registrySchema, type School } from '../../../contracts/registry.js';
+import { UPLINK_REGIONS, uplinkSchool } from '../../helpers/uplinks.js';
 
 const DEFAULTS: RegistryTargetDefaults = {
   port: 161,
@@ -28,28 +29,8 @@ const CREDS = new Map<string, SnmpCredential>([
 ]);
 const ALL = shardSchema.parse({});
 
-const REGIONS = [
-  { id: '330000', name: '浙江省', level: 'province' },
-  { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
-  { id: '330106', name: '西湖区', level: 'county', parent: '330100' },
-  { id: '330108', name: '滨江区', level: 'county', parent: '330100' },
-] as const;
-
-function school(id: string, extra: Partial<School> = {}): School {
-  return {
-    id,
-    name: `学校${id}`,
-    region: '330106',
-    area: 'urban',
-    level: 'primary',
-    classes: 12,
-    students: 500,
-    teachers: 40,
-    uplinkDevice: 'gw',
-    uplinkInterface: 'GigabitEthernet0/0/1',
-    ...extra,
-  };
-}
+const REGIONS = UPLINK_REGIONS;
+const school = uplinkSchool;
 function router(schoolId: string, extra: Partial<Device> = {}): Device {
   return {
     id: 'gw',
