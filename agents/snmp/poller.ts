@@ -1,6 +1,7 @@
 import { createSocket } from 'node:dgram';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { exposedMode } from '../../common/credentials-file.js';
 import { FileWatch } from '../../common/json-file.js';
 import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
@@ -19,7 +20,6 @@ import {
 import { type ColumnData, SnmpClient, SnmpError, type SnmpTarget, snmpTargetSchema } from './client.js';
 import {
   CredentialsFileError,
-  exposedMode,
   readCredentialsFile,
   type SnmpCredential,
   snmpCredentialSchema,
