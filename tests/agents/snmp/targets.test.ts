@@ -1,5 +1,6 @@
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { SnmpCredential } from '../../../agents/snmp/credentials.js';
+import { readCredentialsFile, type SnmpCredential } from '../../../agents/snmp/credentials.js';
 import { deriveTargets, probeTargets, type RegistryTargetDefaults } from '../../../agents/snmp/targets.js';
 import { RegistryIndex } from '../../../common/registry/store.js';
 import { shardOf, shardSchema } from '../../../common/shard.js';
@@ -221,5 +222,19 @@ describe('probeTargets', () => {
       { school: '3301060002', device: 'gw', region: '330000/330100/330106', address: '10.1.0.1' },
     ]);
     expect(probeTargets(idx, ALL)).toHaveLength(3);
+  });
+});
+
+describe('deploy/examples/credentials/poller-credentials.yaml', () => {
+  it('is a valid credentials file with placeholder secrets only', () => {
+    const path = fileURLToPath(
+      new URL('../../../deploy/examples/credentials/poller-credentials.yaml', import.meta.url),
+    );
+    const creds = readCredentialsFile(path);
+    expect([...creds.keys()]).toEqual(['xihu-routers-v2', 'xihu-routers-v3']);
+    for (const c of creds.values()) {
+      const secrets = c.version === '2c' ? [c.community] : [c.authKey, c.privKey];
+      for (const s of secrets) expect(s).toMatch(/^REPLACE-with-/);
+    }
   });
 });
