@@ -7,18 +7,25 @@ import { fnv1a } from './hash.js';
  * hashes to `index` of `count`. One function for every process that must agree on it: the poller deriving its
  * targets, and (#17) the broker deriving a poller credential's schools from the same shard.
  */
-export const shardSchema = z
-  .strictObject({
-    index: z.number().int().min(0).default(0),
-    count: z.number().int().min(1).default(1),
-    regions: z
-      .array(regionPathSchema)
-      .min(1)
-      .optional()
-      .describe('Poll only targets whose `region` lies within one of these region paths (then index/count).'),
-  })
+const shardObject = z.strictObject({
+  index: z.number().int().min(0).default(0),
+  count: z.number().int().min(1).default(1),
+  regions: z
+    .array(regionPathSchema)
+    .min(1)
+    .optional()
+    .describe('Poll only targets whose `region` lies within one of these region paths (then index/count).'),
+});
+const belowCount = (s: { index: number; count: number }) => s.index < s.count;
+const belowCountError = () => ({ message: 'index must be < count', path: ['index'] });
+
+/** A shard given explicitly (a broker credential's assignment): no default. */
+export const explicitShardSchema = shardObject.refine(belowCount, belowCountError());
+
+/** The poller's `shard`: absent means all schools (index 0 of 1). */
+export const shardSchema = shardObject
   .prefault({})
-  .refine((s) => s.index < s.count, { message: 'index must be < count', path: ['index'] })
+  .refine(belowCount, belowCountError())
   .describe(
     'Which targets this instance polls: by region, and/or the schools whose id hashes to `index` of `count`.',
   );
