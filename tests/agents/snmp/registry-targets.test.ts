@@ -301,6 +301,57 @@ describe('poller targets from the registry', () => {
     for (const s of [...SECRETS, 'spare-community']) expect(logText(lines)).not.toContain(s);
   }, 30_000);
 
+  it('a credential changed in its file restarts just its targets; a device later also configured stays configured', async () => {
+    const { p, lines, registryFile, credentialsFile } = await setup({
+      extra: {
+        targets: [
+          { device: 'gw', school: C, address: '127.0.0.4', port, community: SIM_COMMUNITY, uplink: 1 },
+        ],
+      },
+    });
+    await p.pollAll();
+    await p.pollAll(); // A and B at seq 2 next
+    writeCredentials(credentialsFile, {
+      snmp: { ...CREDENTIALS.snmp, 'sim-v2': { version: '2c', community: 'not-the-community' } },
+    });
+    await waitFor(() => p.stats().targets === 3 && lines.some((l) => l.restarted === 1), {
+      what: 'B restarted',
+    });
+    const r = await p.pollAll();
+    const by = new Map(p.targets.map((t, i) => [t.school, r[i]]));
+    expect(by.get(A)!.seq).toBe(2); // A untouched: its state kept
+    expect(by.get(B)).toBeUndefined(); // B with the new (wrong) community: no answer
+    expect(by.get(C)!.seq).toBe(2); // the configured target
+    await waitFor(
+      () => seen.some((m) => m.topic === `cfm/v1/${B}/gw/event` && m.payload.includes('unreachable')),
+      {
+        what: "B's unreachable event",
+      },
+    );
+    // An import naming the configured (C, gw): skipped, logged, the configured target polled.
+    await importYaml(
+      registryFile,
+      fleet(
+        [
+          gwA,
+          gwB,
+          { id: 'gw', school: C, kind: 'router', mgmtAddress: '127.0.0.4', credentialRef: 'sim-v2' },
+        ],
+        [school(A, 'lo'), school(B, 'GigabitEthernet0/0/1'), school(C, 'GigabitEthernet0/0/1')],
+      ),
+    );
+    await waitFor(() => lines.some((l) => l.reason === 'also-configured' && l.school === C), {
+      what: 'the also-configured skip',
+      timeoutMs: 10_000,
+    });
+    expect(p.targets.find((t) => t.school === C)).toMatchObject({
+      community: SIM_COMMUNITY,
+      address: '127.0.0.4',
+    });
+    expect(p.stats()).toMatchObject({ targets: 3, registryTargets: 2, targetsSkipped: 1 });
+    expect(logText(lines)).not.toContain('not-the-community');
+  }, 30_000);
+
   it('a bad registry or credentials file later keeps the last good one (logged once, counted)', async () => {
     const { p, lines, registryFile, credentialsFile } = await setup();
     writeFileAtomic(registryFile, '{"schools": [');
