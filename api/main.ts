@@ -15,6 +15,7 @@ import {
   wantsHelp,
 } from '../common/cli.js';
 import { ConfigError, loadConfig } from '../common/config.js';
+import { CredentialsFileError } from '../common/credentials-file.js';
 import { createLogger } from '../common/log.js';
 import { ImportError } from '../common/registry/import.js';
 import { ImportLimitError } from '../common/registry/limits.js';
@@ -139,9 +140,13 @@ function config(file: string | undefined) {
 const readConfig = (file: string | undefined) => loadConfig(processConfigSchema(sections), { file });
 
 /** The registry file as the command finds it (a damaged one: one line naming the file and the field, exit 2). */
-function registryStore(path: string, limits?: ReturnType<typeof importLimits>): RegistryStore {
+function registryStore(
+  path: string,
+  limits?: ReturnType<typeof importLimits>,
+  credentialsFile?: string,
+): RegistryStore {
   try {
-    return new RegistryStore(path, limits).load();
+    return new RegistryStore(path, limits, credentialsFile).load();
   } catch (e) {
     if (e instanceof RegistryFileError) fail(e.message);
     throw e;
@@ -200,7 +205,7 @@ async function importFiles(args: string[]): Promise<void> {
     if (!(ENTITIES as readonly string[]).includes(r)) fail(`--replace: unknown list ${r}`);
   const api = config(values.config).api;
   const limits = importLimits(api);
-  const store = registryStore(api.registryFile, limits);
+  const store = registryStore(api.registryFile, limits, api.pollerCredentialsFile);
   try {
     // The same limits as the API's, the file size checked before the file is read.
     const files = positionals.map((f) => {
@@ -218,6 +223,7 @@ async function importFiles(args: string[]): Promise<void> {
   } catch (e) {
     if (e instanceof ImportError) fail(e.message);
     if (e instanceof ImportLimitError) fail(`import refused, nothing changed: ${e.message}`);
+    if (e instanceof CredentialsFileError) fail(`import refused, nothing changed: ${e.message}`);
     throw e;
   }
 }

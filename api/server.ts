@@ -24,6 +24,12 @@ export const API_CONFIG_SHAPE = {
     .describe('Listen address; put a TLS reverse proxy in front for remote users.'),
   port: z.number().int().min(0).max(65_535).default(8080),
   registryFile: z.string().default('var/registry.json').describe('The fleet registry (written by imports).'),
+  pollerCredentialsFile: z
+    .string()
+    .optional()
+    .describe(
+      "The pollers' credentials file (`poller.credentialsFile`): when set, an import naming a device `credentialRef` that is not in it is refused by row and column. Only the credential NAMES are read, never a secret; an unreadable file refuses every import.",
+    ),
   calendarFile: z
     .string()
     .default('deploy/examples/calendar-2026-2027.yaml')
@@ -199,7 +205,11 @@ export class ApiServer implements Service {
       liveAll?: boolean;
     },
   ) {
-    this.registry = new RegistryStore(config.registryFile, importLimits(config));
+    this.registry = new RegistryStore(
+      config.registryFile,
+      importLimits(config),
+      config.pollerCredentialsFile,
+    );
     this.tokens = new TokenStore(config.tokensFile, { log: deps.log.child({ part: 'tokens' }) });
     this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), deps.liveAll ?? false, {
       registry: () => this.registry.index,

@@ -7,6 +7,8 @@ import { z } from 'zod';
 import { addressKey, FailureLimiter } from '../common/failure-limit.js';
 import { FileWatch } from '../common/json-file.js';
 import type { Service } from '../common/lifecycle.js';
+import { RegistryStore } from '../common/registry/store.js';
+import { inShard, type Shard } from '../common/shard.js';
 import { MAX_PAYLOAD_BYTES } from '../contracts/messages.js';
 import {
   clientIdAllowed,
@@ -16,7 +18,7 @@ import {
   type Principal,
   publishTopicsBySchool,
 } from './acl.js';
-import { CredentialStore } from './credentials.js';
+import { CredentialStore, CredentialsError } from './credentials.js';
 import { FrameLimitedConnection, TokenBucket } from './frame-limit.js';
 
 /**
@@ -59,6 +61,12 @@ export const brokerConfigSchema = z
       .default('var/broker-credentials.yaml')
       .describe(
         'Hashed client credentials, managed with `npm run broker -- users …`; re-read when it changes.',
+      ),
+    registryFile: z
+      .string()
+      .optional()
+      .describe(
+        "The fleet registry (the API's `registryFile`), needed when a poller credential is assigned a shard (`users add --role poller --shard-count …`): its schools are the registry's schools that shard takes, by the poller's own function, re-derived when the file changes (checked every 2 s). Unreadable or invalid at start fails start-up; later, the last good one is kept.",
       ),
     maxPacketBytes: z
       .number()
@@ -247,6 +255,50 @@ export class Broker implements Service {
   /** Per credential: wills that may go out when its publish bucket is empty. */
   private willAllowances = new Map<string, TokenBucket>();
   private readonly timers = new Set<NodeJS.Timeout | NodeJS.Immediate>();
+  /** The registry a shard-assigned poller's schools come from (`broker.registryFile`). */
+  private readonly registry: RegistryStore | undefined;
+  /** Schools per shard (by its JSON) for one registry version. */
+  private shardCache = { version: -1, schools: new Map<string, readonly string[]>() };
+  private registryErrorLogged: Error | undefined;
+
+  /**
+   * The registry's schools `shard` takes, with the function the poller derives its targets by, so the two
+   * agree; current as the registry changes (RegistryStore re-reads a replaced file; the last good one is kept).
+   */
+  private shardSchools(shard: Shard): readonly string[] {
+    const store = this.registry;
+    if (!store) return [];
+    const idx = store.index;
+    if (store.lastError && store.lastError !== this.registryErrorLogged) {
+      this.registryErrorLogged = store.lastError;
+      this.deps.log.error(
+        { err: store.lastError.message },
+        'registry could not be re-read: keeping the last good one',
+      );
+    }
+    if (this.shardCache.version !== store.version)
+      this.shardCache = { version: store.version, schools: new Map() };
+    const key = JSON.stringify(shard);
+    let schools = this.shardCache.schools.get(key);
+    if (!schools) {
+      schools = idx.data.schools
+        .filter((s) => inShard({ school: s.id, region: idx.regionPath(s.region) }, shard))
+        .map((s) => s.id);
+      this.shardCache.schools.set(key, schools);
+    }
+    return schools;
+  }
+
+  /** A poller credential assigned a shard needs the registry to know its schools. */
+  private checkShards(): void {
+    if (this.registry) return;
+    const user = this.store.list().find((e) => e.role === 'poller' && e.shard !== undefined);
+    if (user)
+      throw new CredentialsError(
+        `${this.config.credentialsFile}: user ${user.username} is assigned a shard: broker.registryFile must be set`,
+      );
+  }
+
   /** Notices when another process (`users …`) replaced the credentials file: looked at once a second. */
   private readonly credentialsWatch: FileWatch;
   private stopWatching: (() => void) | undefined;
@@ -257,7 +309,8 @@ export class Broker implements Service {
     readonly config: BrokerConfig,
     private readonly deps: { log: Logger },
   ) {
-    this.store = new CredentialStore(config.credentialsFile);
+    this.registry = config.registryFile ? new RegistryStore(config.registryFile) : undefined;
+    this.store = new CredentialStore(config.credentialsFile, (shard) => this.shardSchools(shard));
     this.credentialsWatch = new FileWatch(config.credentialsFile, 1_000);
     this.authFailures = this.newFailureLimiter();
   }
@@ -293,6 +346,12 @@ export class Broker implements Service {
     this.willAllowances = new Map();
     this.credentialsWatch.mark();
     await this.store.load();
+    this.checkShards();
+    try {
+      this.registry?.load();
+    } catch (e) {
+      throw new Error(`broker.registryFile: ${(e as Error).message}`);
+    }
     if (this.store.size === 0) {
       log.warn(
         { file: c.credentialsFile },
@@ -679,6 +738,7 @@ export class Broker implements Service {
   async reloadCredentials(): Promise<void> {
     this.credentialsWatch.mark(); // a malformed file is not retried until it changes again
     await this.store.load();
+    this.checkShards(); // loaded all the same: such a poller has no school until the registry is configured
     const aedes = this.aedes;
     if (!aedes) return;
     const connected = (aedes as unknown as { clients: Record<string, Client> }).clients;

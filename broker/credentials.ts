@@ -3,6 +3,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { z } from 'zod';
+import { explicitShardSchema, type Shard } from '../common/shard.js';
 import { idSchema } from '../contracts/ids.js';
 import type { Principal } from './acl.js';
 
@@ -52,7 +53,10 @@ const entrySchema = z.discriminatedUnion('role', [
     .strictObject({
       username: usernameSchema,
       role: z.literal('poller'),
-      schools: z.array(idSchema).min(1),
+      // Its assignment: a list of schools, or (#17) a shard the broker derives the schools of from the
+      // registry (`broker.registryFile`) with the poller's own function (common/shard.ts).
+      schools: z.array(idSchema).min(1).optional(),
+      shard: explicitShardSchema.optional(),
       // Optional: the poller's explicit targets. Without it the poller may publish for any device id of its
       // schools (bounded by broker.pollerMaxRetainedDevices); with it, only for these.
       devices: z.array(targetSchema).min(1).optional(),
@@ -61,8 +65,20 @@ const entrySchema = z.discriminatedUnion('role', [
       rotated: z.string().optional(),
     })
     .superRefine((e, ctx) => {
+      if ((e.schools === undefined) === (e.shard === undefined))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['schools'],
+          message: 'a poller has either `schools` or `shard`',
+        });
+      if (e.shard && e.devices)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['devices'],
+          message: '`devices` needs `schools`, not `shard`',
+        });
       for (const [i, d] of (e.devices ?? []).entries()) {
-        if (!e.schools.includes(d.split('/')[0]!))
+        if (!e.schools?.includes(d.split('/')[0]!))
           ctx.addIssue({
             code: 'custom',
             path: ['devices', i],
@@ -122,17 +138,34 @@ export function generateSecret(): string {
   return randomBytes(24).toString('base64url');
 }
 
-export function principalOf(e: CredentialEntry): Principal {
+/** The schools of a shard in the registry as it is now (the broker's, watched). */
+export type ShardSchools = (shard: Shard) => readonly string[];
+
+/**
+ * The principal of a credential. A poller assigned a shard gets its schools from `shardSchools` on every look,
+ * so a registry import moves a school between pollers without a reconnect; without `shardSchools`, none.
+ */
+export function principalOf(e: CredentialEntry, shardSchools?: ShardSchools): Principal {
   switch (e.role) {
     case 'device':
       return { role: 'device', username: e.username, school: e.school, device: e.device };
-    case 'poller':
+    case 'poller': {
+      const shard = e.shard;
+      if (shard)
+        return {
+          role: 'poller',
+          username: e.username,
+          get schools() {
+            return shardSchools?.(shard) ?? [];
+          },
+        };
       return {
         role: 'poller',
         username: e.username,
-        schools: e.schools,
+        schools: e.schools ?? [],
         ...(e.devices ? { devices: new Set(e.devices) } : {}),
       };
+    }
     case 'collector':
     case 'reader':
       return { role: e.role, username: e.username };
@@ -145,7 +178,11 @@ export class CredentialStore {
   /** sha256(username NUL secret NUL hash) of recent successful checks, so a reconnect costs no scrypt. */
   private readonly verified = new Map<string, true>();
 
-  constructor(readonly file: string) {}
+  constructor(
+    readonly file: string,
+    /** How a shard-assigned poller's schools are found (the broker's registry); absent: it has none. */
+    private readonly shardSchools?: ShardSchools,
+  ) {}
 
   async load(): Promise<void> {
     let text: string;
@@ -207,11 +244,11 @@ export class CredentialStore {
       return undefined;
     }
     const key = createHash('sha256').update(`${username}\0${secret}\0${e.hash}`).digest('base64');
-    if (this.verified.has(key)) return { principal: principalOf(e), hash: e.hash };
+    if (this.verified.has(key)) return { principal: principalOf(e, this.shardSchools), hash: e.hash };
     if (!(await verifySecret(secret, e.hash))) return undefined;
     if (this.verified.size > 100_000) this.verified.clear();
     this.verified.set(key, true);
-    return { principal: principalOf(e), hash: e.hash };
+    return { principal: principalOf(e, this.shardSchools), hash: e.hash };
   }
 
   private async save(): Promise<void> {
@@ -230,6 +267,7 @@ export class CredentialStore {
     spec: { username: string } & (
       | { role: 'device'; school: string; device: string }
       | { role: 'poller'; schools: string[]; devices?: string[] }
+      | { role: 'poller'; shard: { index: number; count: number; regions?: string[] } }
       | { role: 'collector' }
       | { role: 'reader' }
     ),

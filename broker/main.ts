@@ -40,6 +40,7 @@ const USERS = {
   synopsis: [
     'add <username> --role device --school S --device D [--password-stdin]',
     'add <username> --role poller --schools S1,S2 [--devices S1/gw-01,S2/gw-01] [--password-stdin]',
+    'add <username> --role poller --shard-count N [--shard-index I] [--shard-regions R1,R2] [--password-stdin]',
     'add <username> --role collector|reader [--password-stdin]',
     'rotate <username> [--password-stdin]',
     'revoke <username>',
@@ -60,6 +61,17 @@ const USERS = {
       type: 'string',
       value: 'S1/D1,S2/D2',
       help: 'add --role poller: bind it to these devices only',
+    },
+    'shard-count': {
+      type: 'string',
+      value: 'N',
+      help: "add --role poller: assigned a shard instead of a school list — the schools of the registry (broker.registryFile) the poller's shard {index, count, regions} takes, kept current as the registry changes",
+    },
+    'shard-index': { type: 'string', value: 'I', help: 'add --role poller: the shard index (default 0)' },
+    'shard-regions': {
+      type: 'string',
+      value: 'R1,R2',
+      help: 'add --role poller: the shard regions (region paths, e.g. 330000/330100/330106)',
     },
     'password-stdin': {
       type: 'boolean',
@@ -102,6 +114,23 @@ async function users(args: string[]): Promise<void> {
         if (values.role === 'device') {
           if (!values.school || !values.device) fail('a device needs --school and --device');
           spec = { username, role: 'device', school: values.school, device: values.device };
+        } else if (values.role === 'poller' && values['shard-count'] !== undefined) {
+          // Its schools derived by the broker from the registry, as the poller derives its targets (#17).
+          if (values.schools || values.devices) fail('a poller has either --shard-* or --schools/--devices');
+          const int = (v: string | undefined, name: string) => {
+            if (v === undefined || !/^\d{1,6}$/.test(v)) fail(`${name} must be a whole number`);
+            return Number(v);
+          };
+          const regions = values['shard-regions']?.split(',').filter(Boolean);
+          spec = {
+            username,
+            role: 'poller',
+            shard: {
+              index: int(values['shard-index'] ?? '0', '--shard-index'),
+              count: int(values['shard-count'], '--shard-count'),
+              ...(regions ? { regions } : {}),
+            },
+          };
         } else if (values.role === 'poller') {
           const list = (v: string | undefined) => v?.split(',').filter(Boolean);
           const devices = list(values.devices);
@@ -138,7 +167,9 @@ async function users(args: string[]): Promise<void> {
             e.role === 'device'
               ? `${e.school}/${e.device}`
               : e.role === 'poller'
-                ? (e.devices ?? e.schools).join(',')
+                ? e.shard
+                  ? `shard ${e.shard.index}/${e.shard.count}${e.shard.regions ? ` of ${e.shard.regions.join(',')}` : ''}`
+                  : (e.devices ?? e.schools ?? []).join(',')
                 : '';
           process.stdout.write(`${e.username}\t${e.role}\t${scope}\t${e.rotated ?? e.created}\n`);
         }

@@ -42,6 +42,10 @@ export interface SimOptions {
   sysDescr?: string;
   /** Send every response this late, as a slow device would (the request is processed on arrival). */
   delayMs?: number;
+  /** The loopback address it answers on, default 127.0.0.1 (several sims on 127.0.0.x may share a port). */
+  address?: string;
+  /** The UDP port, default an ephemeral one. */
+  port?: number;
 }
 
 // SNMPv2-MIB::system scalars; the provider OID is the object, the instance is `.0`.
@@ -125,6 +129,7 @@ export class SnmpSim {
 
   constructor(private readonly opts: SimOptions) {
     this.community = opts.community ?? 'public';
+    this.port = opts.port ?? 0;
     for (const i of opts.ifaces) {
       if (this.ifaces.has(i.index)) throw new Error(`SnmpSim: duplicate ifIndex ${i.index}`);
       this.ifaces.set(i.index, {
@@ -157,7 +162,7 @@ export class SnmpSim {
     let socket: Socket | undefined;
     const agent = snmp.createAgent(
       {
-        address: '127.0.0.1',
+        address: this.opts.address ?? '127.0.0.1',
         port: 161, // not used: the socket below binds an ephemeral port
         disableAuthorization: false,
         dgramModule: { createSocket: (type: SocketType) => (socket = this.createSocket(type)) },

@@ -28,6 +28,11 @@ export interface SnmpdOptions {
   sysLocation?: string;
   /** The agent; `/usr/sbin/snmpd` when absent (Debian does not put /usr/sbin on a user's PATH). */
   binary?: string;
+  /**
+   * The loopback address it listens on, default 127.0.0.1: several agents on 127.0.0.x share one port, as a
+   * fleet of routers all answer on 161 (the poller's registry targets have one port).
+   */
+  host?: string;
 }
 
 /** SNMPv2-MIB::sysUpTime.0: every agent answers it, so a GET of it is the readiness probe. */
@@ -47,7 +52,11 @@ export class Snmpd {
 
   /** `127.0.0.1:<port>`: the agent as the net-snmp tools address it. */
   get address(): string {
-    return `127.0.0.1:${this.port}`;
+    return `${this.host}:${this.port}`;
+  }
+
+  get host(): string {
+    return this.opts.host ?? '127.0.0.1';
   }
 
   get community(): string {
@@ -101,7 +110,7 @@ export class Snmpd {
       },
     );
     this.proc = proc;
-    trackChild(proc, `snmpd 127.0.0.1:${this.port}`, this.dir);
+    trackChild(proc, `snmpd ${this.address}`, this.dir);
     proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-8_000);
     });
@@ -158,7 +167,7 @@ export class Snmpd {
 /** The generated snmpd.conf (snmpd.conf(5)). Exported so the quickstart can show what it runs. */
 export function snmpdConf(opts: SnmpdOptions, port: number, persistentDir: string): string {
   const lines = [
-    `agentAddress udp:127.0.0.1:${port}`,
+    `agentAddress udp:${opts.host ?? '127.0.0.1'}:${port}`,
     // No AgentX master socket: nothing else registers with this agent, and /var/agentx needs root.
     'master no',
     // A library (snmp.conf) token, hence `[snmp]`; SNMP_PERSISTENT_DIR in start() says the same earlier.
@@ -184,6 +193,8 @@ function validate(o: SnmpdOptions): void {
     if (value !== undefined && !oneLine.test(value))
       throw new Error(`Snmpd: ${key} must be one line, without quotes or leading space`);
   }
+  if (o.host !== undefined && !/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.host))
+    throw new Error('Snmpd: host must be a loopback address 127.x.y.z');
   const words = { community: o.community, 'v3.user': o.v3?.user };
   for (const [key, value] of Object.entries(words)) {
     if (value !== undefined && !/^[^\s"#\\]+$/.test(value))

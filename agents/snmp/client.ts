@@ -9,7 +9,7 @@ import { deviceKindSchema } from '../../contracts/messages.js';
  * One SNMP target (a school's router or L3 switch) and a small promise API over net-snmp: GET of scalars and a
  * multi-column GetBulk walk. Every error names its target, so a poll cycle's log says which school is broken.
  */
-const v3Schema = z.strictObject({
+export const v3Schema = z.strictObject({
   user: z.string().min(1).max(32).describe('USM user name.'),
   level: z
     .enum(['authPriv', 'authNoPriv'])

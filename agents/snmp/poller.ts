@@ -1,10 +1,13 @@
 import { createSocket } from 'node:dgram';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { fnv1a } from '../../common/hash.js';
+import { exposedMode } from '../../common/credentials-file.js';
+import { FileWatch } from '../../common/json-file.js';
 import type { Service } from '../../common/lifecycle.js';
 import { MqttSession, mqttConfigSchema, type OutgoingMessage } from '../../common/mqtt.js';
-import { regionPathSchema, regionWithin } from '../../contracts/ids.js';
+import { rememberSecrets, secretValues } from '../../common/redact.js';
+import { RegistryStore } from '../../common/registry/store.js';
+import { inShard, shardOf, shardSchema } from '../../common/shard.js';
 import type { DeviceEvent, DeviceStatus, IfaceReadings, ProbeResult } from '../../contracts/messages.js';
 import { buildTopic, type Channel } from '../../contracts/topics.js';
 import {
@@ -15,10 +18,17 @@ import {
 } from '../publisher.js';
 
 import { type ColumnData, SnmpClient, SnmpError, type SnmpTarget, snmpTargetSchema } from './client.js';
+import {
+  CredentialsFileError,
+  readCredentialsFile,
+  type SnmpCredential,
+  snmpCredentialSchema,
+} from './credentials.js';
 import { decodeText, joinColumns, num } from './join.js';
 import { COLUMN, OID } from './oids.js';
 import { Prober, type ProberStats, type ProbeTarget, probesConfigSchema } from './probe.js';
 import { RateTracker } from './rates.js';
+import { type Derivation, deriveTargets, probeTargets } from './targets.js';
 
 /**
  * The SNMP poller: polls each assigned target on its own schedule and publishes one `iface` message per poll,
@@ -58,23 +68,44 @@ export const pollerConfigSchema = z
       .positive()
       .default(200)
       .describe("Queued messages sent per second after a reconnect (keep below the broker's poller limit)."),
-    shard: z
+    shard: shardSchema,
+    registryFile: z
+      .string()
+      .optional()
+      .describe(
+        "The fleet registry (the API's `registryFile`, e.g. `var/registry.json`): every router/switch that is its school's `uplinkDevice` with `mgmtAddress` and `credentialRef` is a target (agents/snmp/README.md § Targets). Watched: an import takes effect within `registryCheckMs`. A registry that cannot be read or is invalid fails start-up; later, the last good one is kept (logged, counted). A missing file is an empty registry (warned).",
+      ),
+    credentialsFile: z
+      .string()
+      .optional()
+      .describe(
+        "The SNMP credentials the registry's `credentialRef`s name (YAML or JSON, `snmp: {<ref>: {version: '2c', community} | {version: '3', user, …}}`; keep it mode 0600: a file group or others may read is warned of). Watched like `registryFile`; missing or invalid at start fails start-up, later the last good one is kept.",
+      ),
+    registryCheckMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(60_000)
+      .default(1_000)
+      .describe(
+        'How often `registryFile` and `credentialsFile` are looked at for a change (modification time, size).',
+      ),
+    registryTargets: z
       .strictObject({
-        index: z.number().int().min(0).default(0),
-        count: z.number().int().min(1).default(1),
-        regions: z
-          .array(regionPathSchema)
-          .min(1)
-          .optional()
-          .describe(
-            'Poll only targets whose `region` lies within one of these region paths (then index/count).',
-          ),
+        port: z.number().int().min(1).max(65_535).default(161),
+        intervalS: z.number().int().min(5).max(3_600).default(60).describe('Poll interval.'),
+        timeoutMs: z.number().int().min(100).max(60_000).default(2_000).describe('Per-request timeout.'),
+        retries: z
+          .number()
+          .int()
+          .min(0)
+          .max(5)
+          .default(1)
+          .describe('Re-sends of a request that got no answer.'),
+        maxRepetitions: z.number().int().min(1).max(200).default(25).describe('GetBulk max-repetitions.'),
       })
       .prefault({})
-      .refine((s) => s.index < s.count, { message: 'index must be < count', path: ['index'] })
-      .describe(
-        'Which targets (and probe targets) this instance polls: by region, and/or the schools whose id hashes to `index` of `count`.',
-      ),
+      .describe('What every target derived from `registryFile` gets that the registry does not say.'),
     probes: probesConfigSchema,
   })
   .describe('The SNMP poller.');
@@ -100,20 +131,7 @@ async function checkBindable(address: string): Promise<void> {
   }
 }
 
-/** Stable shard of a school id (FNV-1a): a school stays with one poller, and its rate state with it. */
-export function shardOf(school: string, count: number): number {
-  return fnv1a(school) % count;
-}
-
-/** Whether this poller instance polls `target`: within one of `regions` (when given), and hashed to `index`. */
-export function inShard(target: { school: string; region?: string }, shard: PollerConfig['shard']): boolean {
-  if (
-    shard.regions &&
-    !shard.regions.some((r) => target.region !== undefined && regionWithin(target.region, r))
-  )
-    return false;
-  return shardOf(target.school, shard.count) === shard.index;
-}
+export { inShard, shardOf };
 
 export interface PollerStats extends PublisherStats, ProberStats {
   polls: number;
@@ -126,10 +144,24 @@ export interface PollerStats extends PublisherStats, ProberStats {
   pollsInFlight: number;
   /** Polls waiting for a slot now (at most one per target). */
   pollsWaiting: number;
+  /** Targets polled now (configured and derived from the registry, after sharding). */
+  targets: number;
+  /** Of those, derived from the registry. */
+  registryTargets: number;
+  /** Registry devices of the shard with an address and a credential name that are not polled now (why: logged). */
+  targetsSkipped: number;
+  /** Re-reads of `registryFile` that failed (the last good registry was kept). */
+  registryErrors: number;
+  /** Re-reads of `credentialsFile` that failed (the last good credentials were kept). */
+  credentialsErrors: number;
 }
 
 interface TargetState {
+  /** `${school}/${device}`. */
+  key: string;
   target: SnmpTarget;
+  /** Derived from the registry (else configured in `poller.targets`). */
+  fromRegistry: boolean;
   client: SnmpClient;
   rates: RateTracker;
   seq: number;
@@ -142,6 +174,8 @@ interface TargetState {
   skipsThisPoll: number;
   /** Ticks are being skipped (logged once at the start): since when, and how many so far. */
   lagging?: { sinceMs: number; skipped: number };
+  /** No longer a target (the registry dropped it, or it was restarted): its poll publishes nothing. */
+  removed?: boolean;
 }
 
 const NO_PROBE_STATS: ProberStats = {
@@ -154,6 +188,12 @@ const NO_PROBE_STATS: ProberStats = {
   fpingFailures: 0,
   outputTruncated: 0,
 };
+
+const keyOf = (t: { school: string; device: string }) => `${t.school}/${t.device}`;
+
+/** The fields a target's SNMP session is made of: a change restarts the target (new session, new rate state). */
+const sessionOf = (t: SnmpTarget) =>
+  JSON.stringify([t.address, t.port, t.version, t.community, t.v3, t.timeoutMs, t.retries, t.maxRepetitions]);
 
 /** The columns read from every device; the ifTable octet/speed columns only when ifXTable is missing. */
 const XTABLE = [
@@ -172,14 +212,37 @@ const FALLBACK = [COLUMN.ifDescr, COLUMN.ifInOctets, COLUMN.ifOutOctets, COLUMN.
 export class Poller implements Service {
   readonly name = 'poller';
   private session: MqttSession | undefined;
-  private readonly states: TargetState[] = [];
+  /** By `${school}/${device}`, in the order they were added. */
+  private readonly states = new Map<string, TargetState>();
+  /** The configured targets of this shard (`poller.targets`), by key, with their index in the list. */
+  private readonly configured = new Map<string, { target: SnmpTarget; index: number }>();
   private active = 0;
   /** Polls waiting for a slot; each is resolved with true (the slot is theirs) or false (stopping). */
   private readonly queue: ((granted: boolean) => void)[] = [];
   private stopping = false;
+  private started = false;
   private publisher: ReliablePublisher | undefined;
-  private readonly counts = { polls: 0, failures: 0, ifacePolls: 0, overSpeed: 0, skippedTicks: 0 };
-  /** The probes of this instance's share of `probes.targets` (when `probes.enabled`). */
+  private readonly counts = {
+    polls: 0,
+    failures: 0,
+    ifacePolls: 0,
+    overSpeed: 0,
+    skippedTicks: 0,
+    registryErrors: 0,
+    credentialsErrors: 0,
+  };
+  private registry: RegistryStore | undefined;
+  private credentialsWatch: FileWatch | undefined;
+  private credentials: ReadonlyMap<string, SnmpCredential> | undefined;
+  /** The last failed re-read of each file (an error is logged once until the file is good again). */
+  private registryError: Error | undefined;
+  private credentialsError: string | undefined;
+  private modeWarned = false;
+  /** `${key} ${reason}` of the skipped devices already logged (once while the reason lasts). */
+  private skipsLogged = new Set<string>();
+  private skippedNow = 0;
+  private watchTimer: NodeJS.Timeout | undefined;
+  /** The probes of this instance's share of `probes.targets` and of the registry (when `probes.enabled`). */
   readonly prober: Prober | undefined;
 
   constructor(
@@ -198,34 +261,42 @@ export class Poller implements Service {
       probeIntervalMs?: number;
     },
   ) {
-    for (const target of config.targets) {
-      if (!inShard(target, config.shard)) continue;
-      this.states.push({
-        target,
-        client: new SnmpClient(target, { sourceAddress: config.sourceAddress }),
-        rates: new RateTracker(),
-        seq: 0,
-        reachable: undefined,
-        born: false,
-        skipsThisPoll: 0,
-      });
-    }
+    config.targets.forEach((target, index) => {
+      if (!inShard(target, config.shard)) return;
+      this.configured.set(keyOf(target), { target, index });
+      this.add(target, false);
+    });
     const probes = config.probes;
     if (probes.enabled)
-      this.prober = new Prober(
-        probes,
-        probes.targets.filter((t) => inShard(t, config.shard)),
-        {
-          log: deps.log.child({ part: 'probes' }),
-          now: deps.now,
-          intervalMs: deps.probeIntervalMs,
-          publish: (t, r) => this.send(t, 'probe', r),
-        },
-      );
+      this.prober = new Prober(probes, this.configuredProbes(), {
+        log: deps.log.child({ part: 'probes' }),
+        now: deps.now,
+        intervalMs: deps.probeIntervalMs,
+        publish: (t, r) => this.send(t, 'probe', r),
+      });
+  }
+
+  /** This instance's share of `probes.targets`. */
+  private configuredProbes(): ProbeTarget[] {
+    return this.config.probes.targets.filter((t) => inShard(t, this.config.shard));
+  }
+
+  /**
+   * The probe targets: the configured ones, and each school's uplink device the registry gives an address
+   * (`probeAddress`, else `mgmtAddress`; docs/links.md) — a configured target of the same device wins.
+   */
+  private applyProbes(): void {
+    if (!this.prober || !this.registry) return;
+    const configured = this.configuredProbes();
+    const have = new Set(configured.map(keyOf));
+    const derived = probeTargets(this.registry.index, this.config.shard).filter((t) => !have.has(keyOf(t)));
+    this.prober.setTargets([...configured, ...derived]);
   }
 
   stats(): PollerStats {
     const p = this.publisher?.stats() ?? NO_PUBLISHER_STATS;
+    let registryTargets = 0;
+    for (const s of this.states.values()) if (s.fromRegistry) registryTargets++;
     return {
       ...p,
       ...NO_PROBE_STATS,
@@ -233,6 +304,9 @@ export class Poller implements Service {
       ...this.counts,
       pollsInFlight: this.active,
       pollsWaiting: this.queue.length,
+      targets: this.states.size,
+      registryTargets,
+      targetsSkipped: this.skippedNow,
     };
   }
 
@@ -243,15 +317,231 @@ export class Poller implements Service {
 
   /** The targets this instance polls (after sharding). */
   get targets(): readonly SnmpTarget[] {
-    return this.states.map((s) => s.target);
+    return [...this.states.values()].map((s) => s.target);
   }
 
   private now(): number {
     return this.deps.now?.() ?? Date.now();
   }
 
+  private intervalMsOf(t: SnmpTarget): number {
+    return this.deps.intervalMs ?? t.intervalS * 1000;
+  }
+
+  private add(target: SnmpTarget, fromRegistry: boolean): TargetState {
+    const s: TargetState = {
+      key: keyOf(target),
+      target,
+      fromRegistry,
+      client: new SnmpClient(target, { sourceAddress: this.config.sourceAddress }),
+      rates: new RateTracker(),
+      seq: 0,
+      reachable: undefined,
+      born: false,
+      skipsThisPoll: 0,
+    };
+    this.states.set(s.key, s);
+    return s;
+  }
+
+  /** Stops a target for good: its timer, its poll in flight (cancelled: no event) and any waiting for a slot. */
+  private remove(s: TargetState): void {
+    s.removed = true;
+    clearTimeout(s.timer);
+    clearInterval(s.timer);
+    s.client.close();
+    if (this.states.get(s.key) === s) this.states.delete(s.key);
+  }
+
+  /** The target's schedule: a first poll after `firstMs`, then every interval. */
+  private schedule(s: TargetState, firstMs: number): void {
+    if (this.deps.manual) return;
+    const intervalMs = this.intervalMsOf(s.target);
+    clearTimeout(s.timer);
+    clearInterval(s.timer);
+    s.timer = setTimeout(() => {
+      this.tick(s, intervalMs);
+      s.timer = setInterval(() => this.tick(s, intervalMs), intervalMs);
+    }, firstMs);
+  }
+
+  /** Reads the credentials file (throws CredentialsFileError); warns once when group or others may read it. */
+  private loadCredentials(path: string): void {
+    this.credentialsWatch?.mark();
+    const creds = readCredentialsFile(path);
+    // Scrubbed from every log line and error from now on, like the configuration's own secrets.
+    for (const c of creds.values()) rememberSecrets(secretValues(snmpCredentialSchema, c));
+    this.credentials = creds;
+    const mode = exposedMode(path);
+    if (mode !== undefined && !this.modeWarned) {
+      this.modeWarned = true;
+      this.deps.log.warn(
+        { credentialsFile: path, mode: `0${mode.toString(8)}` },
+        'credentials file is readable by group or others: chmod 600 it (logged once)',
+      );
+    }
+  }
+
+  private derive(): Derivation | undefined {
+    if (!this.registry) return undefined;
+    return deriveTargets(
+      this.registry.index,
+      this.credentials,
+      this.config.shard,
+      this.config.registryTargets,
+    );
+  }
+
+  /**
+   * Makes the registry's targets the ones polled: new ones start, removed ones stop, unchanged ones keep their
+   * state (rates, reachability, schedule); a changed session (address, credential, timeouts) restarts just
+   * that target. Configured targets are never touched; a registry device that is also one is skipped.
+   */
+  private apply(d: Derivation): void {
+    const want = new Map<string, SnmpTarget>();
+    const skipped = [...d.skipped.map((x) => ({ ...x, reason: x.reason as string }))];
+    for (const { target, row } of d.targets) {
+      const key = keyOf(target);
+      const conf = this.configured.get(key);
+      if (conf) {
+        skipped.push({
+          school: target.school,
+          device: target.device,
+          row,
+          reason: 'also-configured',
+          message: `also poller.targets[${conf.index}]: the configured target is polled`,
+        });
+        continue;
+      }
+      want.set(key, target);
+    }
+    let added = 0;
+    let removed = 0;
+    let restarted = 0;
+    for (const s of [...this.states.values()]) {
+      if (!s.fromRegistry) continue;
+      const t = want.get(s.key);
+      if (!t) {
+        this.remove(s);
+        removed++;
+      } else if (sessionOf(t) !== sessionOf(s.target)) {
+        this.remove(s);
+        this.startNew(this.add(t, true));
+        restarted++;
+      } else {
+        const reschedule = t.intervalS !== s.target.intervalS;
+        s.target = t; // region, kind, uplink interface: the next poll uses them, the rate state stays
+        if (reschedule && this.started) this.schedule(s, Math.floor(Math.random() * this.intervalMsOf(t)));
+      }
+    }
+    for (const [key, t] of want) {
+      if (this.states.has(key)) continue;
+      this.startNew(this.add(t, true));
+      added++;
+    }
+    // Each skip is logged once while it lasts (a warning but for devices that are simply not uplinks).
+    const now = new Set<string>();
+    for (const x of skipped) {
+      const k = `${x.school}/${x.device} ${x.reason}`;
+      now.add(k);
+      if (this.skipsLogged.has(k)) continue;
+      const fields = { school: x.school, device: x.device, registryRow: x.row, reason: x.reason };
+      if (x.reason === 'not-uplink') this.deps.log.info(fields, `registry device not polled: ${x.message}`);
+      else this.deps.log.warn(fields, `registry device not polled: ${x.message}`);
+    }
+    this.skipsLogged = now;
+    this.skippedNow = skipped.length;
+    if (added || removed || restarted)
+      this.deps.log.info(
+        { added, removed, restarted, targets: this.states.size, skipped: skipped.length },
+        'targets re-derived from the registry',
+      );
+    this.applyProbes();
+  }
+
+  /** A target added while running: its first poll somewhere within its interval (an import of a thousand spreads). */
+  private startNew(s: TargetState): void {
+    if (this.started) this.schedule(s, Math.floor(Math.random() * this.intervalMsOf(s.target)));
+  }
+
+  /** Reads the registry and credentials at start: anything wrong with them fails start-up, naming the file. */
+  private loadFiles(): void {
+    const c = this.config;
+    if (c.credentialsFile) {
+      this.credentialsWatch = new FileWatch(c.credentialsFile, 0);
+      try {
+        this.loadCredentials(c.credentialsFile);
+      } catch (e) {
+        throw new Error(`poller.credentialsFile: ${(e as Error).message}`);
+      }
+    }
+    if (!c.registryFile) return;
+    const store = new RegistryStore(c.registryFile);
+    store.checkEveryMs = 0; // the watch timer paces the looks
+    try {
+      store.load();
+    } catch (e) {
+      throw new Error(`poller.registryFile: ${(e as Error).message}`);
+    }
+    this.registry = store;
+    if (store.version === 0)
+      this.deps.log.warn(
+        { registryFile: c.registryFile },
+        'no registry file: no targets from the registry until an import writes it',
+      );
+    const d = this.derive()!;
+    for (const { target, row } of d.targets) {
+      const conf = this.configured.get(keyOf(target));
+      if (conf)
+        throw new Error(
+          `poller: ${keyOf(target)} is both poller.targets[${conf.index}] and registry device row ${row} (${c.registryFile}): keep one`,
+        );
+    }
+    this.apply(d);
+  }
+
+  /** One look at both files; a change re-derives the targets. A bad file keeps the last good one. */
+  private watch(): void {
+    let changed = false;
+    const cred = this.credentialsWatch;
+    if (cred?.differs()) {
+      try {
+        this.loadCredentials(cred.path);
+        this.credentialsError = undefined;
+        changed = true;
+      } catch (e) {
+        this.counts.credentialsErrors++;
+        const message = e instanceof CredentialsFileError ? e.message : String(e);
+        if (message !== this.credentialsError)
+          this.deps.log.error(
+            { err: message },
+            'credentials file could not be re-read: keeping the last good one',
+          );
+        this.credentialsError = message;
+      }
+    }
+    const store = this.registry;
+    if (store) {
+      const before = store.version;
+      void store.index; // re-reads the file when it changed
+      const err = store.lastError;
+      if (err && err !== this.registryError) {
+        this.counts.registryErrors++;
+        if (err.message !== this.registryError?.message)
+          this.deps.log.error(
+            { err: err.message, registryFile: store.path },
+            'registry could not be re-read: keeping the last good one',
+          );
+      }
+      this.registryError = err;
+      if (store.version !== before) changed = true;
+    }
+    if (changed) this.apply(this.derive()!);
+  }
+
   async start(): Promise<void> {
     if (this.config.sourceAddress) await checkBindable(this.config.sourceAddress);
+    this.loadFiles();
     const session = new MqttSession(this.config.mqtt, { log: this.deps.log });
     this.session = session;
     const publisher = new ReliablePublisher(session, {
@@ -262,20 +552,30 @@ export class Poller implements Service {
     await publisher.open();
     this.publisher = publisher;
     session.start();
+    if (this.registry || this.credentialsWatch) {
+      const look = () => {
+        if (this.stopping) return;
+        try {
+          this.watch();
+        } catch (err) {
+          this.deps.log.error({ err }, 'target re-derivation failed');
+        }
+        this.watchTimer = setTimeout(look, this.config.registryCheckMs).unref();
+      };
+      this.watchTimer = setTimeout(look, this.config.registryCheckMs).unref();
+    }
+    this.started = true;
     // Spread first polls over the interval so a thousand targets do not fire in the same second.
     if (this.deps.manual) return;
     this.prober?.start();
-    this.states.forEach((s, i) => {
-      const intervalMs = this.deps.intervalMs ?? s.target.intervalS * 1000;
-      const firstMs = Math.floor((i / Math.max(1, this.states.length)) * intervalMs);
-      s.timer = setTimeout(() => {
-        this.tick(s, intervalMs);
-        s.timer = setInterval(() => this.tick(s, intervalMs), intervalMs);
-      }, firstMs);
+    const all = [...this.states.values()];
+    all.forEach((s, i) => {
+      this.schedule(s, Math.floor((i / Math.max(1, all.length)) * this.intervalMsOf(s.target)));
     });
     this.deps.log.info(
       {
-        targets: this.states.length,
+        targets: this.states.size,
+        skipped: this.skippedNow,
         probeTargets: this.prober?.targets.length ?? 0,
         shard: this.config.shard,
       },
@@ -403,18 +703,19 @@ export class Poller implements Service {
    * poll is already running is not polled again: its running poll's result is returned.
    */
   pollAll(): Promise<(IfaceReadings | undefined)[]> {
-    return Promise.all(this.states.map((s) => this.poll(s)));
+    return Promise.all([...this.states.values()].map((s) => this.poll(s)));
   }
 
   /** One poll of one target; never throws (errors become events and counters). */
   private async pollOnce(s: TargetState): Promise<IfaceReadings | undefined> {
     return this.slot(async () => {
-      if (this.stopping) return undefined;
+      if (this.stopping || s.removed) return undefined;
       const t = s.target;
       const started = performance.now();
       this.counts.polls++;
       try {
         const reading = await this.read(s);
+        if (s.removed) return undefined; // dropped from the targets while it ran
         if (s.reachable === false)
           this.event(t, 'recovered', 'info', 'snmp', `${s.client.label} answers again`);
         s.reachable = true;
@@ -423,8 +724,8 @@ export class Poller implements Service {
         this.send(t, 'iface', reading);
         return reading;
       } catch (err) {
-        // Cancelled by stop(): not the target's fault, no event.
-        if (this.stopping) return undefined;
+        // Cancelled by stop() or by the target's removal: not the target's fault, no event.
+        if (this.stopping || s.removed) return undefined;
         this.counts.failures++;
         const message =
           err instanceof SnmpError ? err.message : `SNMP ${s.client.label}: ${(err as Error).message}`;
@@ -455,7 +756,7 @@ export class Poller implements Service {
     let cols: ColumnData = walked.columns;
     const hc = cols.get(COLUMN.ifHCInOctets)!.size > 0;
     if (!hc) {
-      if (this.stopping) throw new SnmpError(s.client.label, 'other', 'poller stopping');
+      if (this.stopping || s.removed) throw new SnmpError(s.client.label, 'other', 'poller stopping');
       // A device without ifXTable (or without the HC counters): the 32-bit ifTable counters and ifSpeed.
       const more = await s.client.walkColumns(FALLBACK);
       cols = new Map([...cols, ...more]);
@@ -490,13 +791,15 @@ export class Poller implements Service {
    */
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const s of this.states) {
+    clearTimeout(this.watchTimer);
+    const all = [...this.states.values()];
+    for (const s of all) {
       clearTimeout(s.timer);
       clearInterval(s.timer);
     }
     for (const release of this.queue.splice(0)) release(false);
-    for (const s of this.states) s.client.close();
-    await Promise.all([...this.states.map((s) => s.running), this.prober?.stop()]);
+    for (const s of all) s.client.close();
+    await Promise.all([...all.map((s) => s.running), this.prober?.stop()]);
     await this.publisher?.close(); // stats stay readable after stop
     await this.session?.stop();
     this.session = undefined;

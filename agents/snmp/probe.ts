@@ -198,6 +198,10 @@ export interface ProberStats {
 
 type Published = ProbeTarget & { method: 'icmp' | 'tcp' };
 
+/** Targets with their method settled (icmp unless said otherwise). */
+const published = (targets: readonly ProbeTarget[]): Published[] =>
+  targets.map((t) => ({ ...t, method: t.method ?? 'icmp' }));
+
 /**
  * Runs probe cycles. `publish` gets each target's result (the poller sends it through its ReliablePublisher).
  * Constructor only assigns; start() schedules; stop() cancels the cycle in flight and resolves once it ended.
@@ -221,9 +225,11 @@ export class Prober {
   private readonly missingLogged = new Set<string>();
   private lagging = false;
 
+  private list: readonly Published[];
+
   constructor(
     readonly config: ProbesConfig,
-    readonly targets: readonly Published[],
+    targets: readonly ProbeTarget[],
     private readonly deps: {
       log: Logger;
       publish: (target: ProbeTarget, result: ProbeResult) => void;
@@ -231,7 +237,19 @@ export class Prober {
       /** Cycle period instead of intervalS (tests of the schedule). */
       intervalMs?: number;
     },
-  ) {}
+  ) {
+    this.list = published(targets);
+  }
+
+  /** What is probed: from the next cycle on (a cycle running keeps the list it started with). */
+  get targets(): readonly Published[] {
+    return this.list;
+  }
+
+  /** Replaces the targets (the poller's registry re-derivation); from the next cycle on. */
+  setTargets(targets: readonly ProbeTarget[]): void {
+    this.list = published(targets);
+  }
 
   stats(): ProberStats {
     return { ...this.counts };

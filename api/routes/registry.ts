@@ -1,6 +1,7 @@
 import ExcelJS from 'exceljs';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { CredentialsFileError } from '../../common/credentials-file.js';
 import { ApiError } from '../../common/http/errors.js';
 import { READ_ROLES } from '../../common/http/scope.js';
 import { ImportError } from '../../common/registry/import.js';
@@ -127,6 +128,15 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
             undefined,
             e.issues,
           );
+        if (e instanceof CredentialsFileError) {
+          // A server-side problem, not the upload's: logged with the file, answered without the path.
+          req.log.error({ err: e.message }, 'registry import refused: pollers credentials file unreadable');
+          throw new ApiError(
+            503,
+            'CFM_API_UNAVAILABLE',
+            "import refused, nothing changed: the pollers' credentials file (api.pollerCredentialsFile) cannot be read; see the API's log",
+          );
+        }
         if (e instanceof ImportLimitError)
           throw new ApiError(
             e.status,

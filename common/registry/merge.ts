@@ -17,6 +17,11 @@ import { entityKey, rowKey } from './key.js';
 export interface MergeOptions {
   /** Entity lists the import replaces instead of updating (a list absent from the import is kept). */
   replace?: readonly EntityName[];
+  /**
+   * The credential names of the pollers' credentials file (`api.pollerCredentialsFile`): a device row of this
+   * import whose `credentialRef` is not one of them is refused, by row and column. Absent: not checked.
+   */
+  credentialRefs?: readonly string[];
 }
 
 /** A `rowKey` key for people: `wb-a1 of school 3301080001`. */
@@ -156,6 +161,21 @@ export function mergeRegistry(
     // A device's classroom is one of its own school's: classroom ids, like device ids, are unique per school.
     if (d.classroom !== undefined && !present('classrooms', entityKey(d.school, d.classroom)))
       problem('devices', key, 'classroom', `classroom ${d.classroom} is not in school ${d.school}`);
+  }
+  if (opts.credentialRefs) {
+    const known = new Set(opts.credentialRefs);
+    for (const d of merged.devices) {
+      const key = entityKey(d.school, d.id);
+      // Only this import's rows: a credential removed from the file later must not block unrelated imports.
+      if (d.credentialRef === undefined || known.has(d.credentialRef) || !sources.has(`devices:${key}`))
+        continue;
+      problem(
+        'devices',
+        key,
+        'credentialRef',
+        `credential ${d.credentialRef} is not in the pollers' credentials file`,
+      );
+    }
   }
   for (const s of merged.schools) {
     if (s.uplinkDevice === undefined) continue;

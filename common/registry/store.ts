@@ -9,6 +9,7 @@ import {
   registrySchema,
   type School,
 } from '../../contracts/registry.js';
+import { readCredentialNames } from '../credentials-file.js';
 import { FileWatch, readJsonFile } from '../json-file.js';
 import { checkFileLimits, ImportError, type ImportFile } from './import.js';
 import { type ImportOutcome, ImportRun } from './import-run.js';
@@ -122,6 +123,12 @@ export class RegistryStore {
   constructor(
     readonly path: string,
     readonly limits: ImportLimits = DEFAULT_IMPORT_LIMITS,
+    /**
+     * The pollers' credentials file (`api.pollerCredentialsFile`): each import reads its credential NAMES and
+     * refuses a device row naming another (its secrets are never read). Unreadable: the import is refused
+     * with a CredentialsFileError naming the file.
+     */
+    readonly credentialsFile?: string,
   ) {
     this.current = new RegistryIndex(registrySchema.parse({}));
     this.watch = new FileWatch(path);
@@ -184,7 +191,13 @@ export class RegistryStore {
   import(files: readonly ImportFile[], opts: MergeOptions = {}): Promise<Record<EntityName, number>> {
     const run = this.queue.then(async () => {
       checkFileLimits(files, this.limits); // cheap; refuses a zip bomb without starting a worker
-      const r = new ImportRun(this.path, files, opts, this.limits);
+      const credentialRefs = this.credentialsFile ? readCredentialNames(this.credentialsFile) : undefined;
+      const r = new ImportRun(
+        this.path,
+        files,
+        credentialRefs ? { ...opts, credentialRefs } : opts,
+        this.limits,
+      );
       this.running = r;
       try {
         return await this.finish(await r.done);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ExcelJS from 'exceljs';
@@ -652,6 +652,81 @@ describe('rate limits', () => {
         expect((await limited.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
     } finally {
       await limited.close();
+    }
+  });
+});
+
+describe('registry import with api.pollerCredentialsFile (#17)', () => {
+  const COMMUNITY = 'api-community-4d2f';
+  it('an unknown credentialRef is refused by row and column; names only are read; exports hold no secret', async () => {
+    const credentialsFile = join(dir, 'poller-credentials.yaml');
+    writeFileSync(
+      credentialsFile,
+      stringify({ snmp: { 'xihu-v2': { version: '2c', community: COMMUNITY }, broken: { version: 'x' } } }),
+      { mode: 0o600 },
+    );
+    const store = new RegistryStore(join(dir, 'registry-creds.json'), undefined, credentialsFile).load();
+    await store.import([{ name: 'city.yaml', data: Buffer.from(stringify(CITY)) }]);
+    const credApp = await testApp({ registry: store, calendars, tokens, storage, live });
+    const post = (payload: string) =>
+      credApp.inject({
+        method: 'POST',
+        url: '/v1/registry/import?filename=devices.csv',
+        headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'application/octet-stream' },
+        payload,
+      });
+    try {
+      const header = '设备编号,学校标识码,设备类型,管理地址,SNMP版本,凭据名称';
+      const bad = await post(
+        `${header}\ngw-a,A,路由器,10.0.0.1,2c,xihu-v2\ngw-b,B,路由器,10.0.0.2,2c,nobody\ngw-c,C,路由器,not an address!,2c,broken\n`,
+      );
+      expect(bad.statusCode).toBe(422);
+      expect(bad.json().issues).toEqual([
+        {
+          file: 'devices.csv',
+          entity: 'devices',
+          row: 3,
+          column: 'F (凭据名称)',
+          message: "credential nobody is not in the pollers' credentials file",
+        },
+        {
+          file: 'devices.csv',
+          entity: 'devices',
+          row: 4,
+          column: 'D (管理地址)',
+          message: 'must be an IPv4 or IPv6 address or a host name',
+        },
+      ]);
+      expect(bad.body).not.toContain(COMMUNITY);
+      // A credential whose secrets are wrong is still a name: the poller, not the API, validates them.
+      const ok = await post(
+        `${header}\ngw-a,A,路由器,10.0.0.1,2c,xihu-v2\ngw-c,C,路由器,10.0.0.3,2c,broken\n`,
+      );
+      expect(ok.statusCode, ok.body).toBe(200);
+      expect(store.index.device('A', 'gw-a')).toMatchObject({
+        credentialRef: 'xihu-v2',
+        mgmtAddress: '10.0.0.1',
+      });
+      const exported = await credApp.inject({
+        method: 'GET',
+        url: '/v1/registry/export',
+        headers: { authorization: `Bearer ${T.admin}` },
+      });
+      expect(exported.statusCode).toBe(200);
+      const wb = new ExcelJS.Workbook();
+      await wb.xlsx.load(exported.rawPayload as unknown as ArrayBuffer);
+      const cells = JSON.stringify(wb.getWorksheet('devices')!.getSheetValues());
+      expect(cells).toContain('xihu-v2');
+      expect(cells).not.toContain(COMMUNITY);
+      expect(readFileSync(store.path, 'utf8')).not.toContain(COMMUNITY);
+      // The credentials file gone: imports are refused as the server's problem, without its path.
+      rmSync(credentialsFile);
+      const gone = await post(`${header}\ngw-a,A,路由器,10.0.0.1,2c,xihu-v2\n`);
+      expect(gone.statusCode).toBe(503);
+      expect(gone.json()).toMatchObject({ code: 'CFM_API_UNAVAILABLE' });
+      expect(gone.body).not.toContain(credentialsFile);
+    } finally {
+      await credApp.close();
     }
   });
 });

@@ -6,8 +6,13 @@ import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker, type BrokerConfig, brokerConfigSchema } from '../../broker/broker.js';
 import { CredentialStore, CredentialsError } from '../../broker/credentials.js';
+import { writeFileAtomic } from '../../common/json-file.js';
+import { RegistryIndex } from '../../common/registry/store.js';
+import { inShard, shardSchema } from '../../common/shard.js';
+import { registrySchema } from '../../contracts/registry.js';
 import { captureLogger, waitFor } from '../helpers/influx.js';
 import { closed, connectClient, startBroker, type UserSpec } from '../helpers/mqtt.js';
+import { UPLINK_REGIONS, uplinkSchool } from '../helpers/uplinks.js';
 
 const SCHOOL = '3133001234';
 const OTHER_SCHOOL = '3133009999';
@@ -341,11 +346,15 @@ describe('users CLI (broker/main.ts users …, as `npm run broker -- users …` 
     );
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
-
-  it('adds a reader and a poller bound to targets; the broker authenticates them with those roles', async () => {
+  /** A credentials file in a temporary folder removed after the test. */
+  function credentialsFileIn(): string {
     const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-cli-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, 'credentials.yaml');
+    return join(dir, 'credentials.yaml');
+  }
+
+  it('adds a reader and a poller bound to targets; the broker authenticates them with those roles', async () => {
+    const file = credentialsFileIn();
     const reader = users(file, 'add', 'api', '--role', 'reader');
     expect(reader).toMatchObject({ status: 0, stderr: `added api (reader) to ${file}\n` });
     const poller = users(
@@ -378,10 +387,37 @@ describe('users CLI (broker/main.ts users …, as `npm run broker -- users …` 
     });
   });
 
+  it('adds a poller assigned a shard (#17), lists it, and refuses one with a school list too', async () => {
+    const file = credentialsFileIn();
+    const add = users(
+      file,
+      'add',
+      'poller-s',
+      '--role',
+      'poller',
+      '--shard-count',
+      '2',
+      '--shard-index',
+      '1',
+      '--shard-regions',
+      '330000/330100',
+    );
+    expect(add.status, add.stderr).toBe(0);
+    expect(users(file, 'list').stdout).toContain('poller-s\tpoller\tshard 1/2 of 330000/330100\t');
+    const store = new CredentialStore(file);
+    await store.load();
+    expect(store.get('poller-s')).toMatchObject({
+      shard: { index: 1, count: 2, regions: ['330000/330100'] },
+    });
+    const both = users(file, 'add', 'p2', '--role', 'poller', '--shard-count', '2', '--schools', SCHOOL);
+    expect(both).toMatchObject({
+      status: 2,
+      stderr: 'broker: a poller has either --shard-* or --schools/--devices\n',
+    });
+  });
+
   it('refuses a target outside the poller’s schools and an unknown role, naming the problem (exit 2)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-cli-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, 'credentials.yaml');
+    const file = credentialsFileIn();
     const outside = users(
       file,
       'add',
@@ -503,5 +539,96 @@ describe('TLS listener', () => {
     });
     await expect(withCert).rejects.toMatchObject({ code: 4 });
     expect(b.broker.stats()).toMatchObject({ connected: 1, authFailures: 1 });
+  });
+});
+
+describe('a poller assigned a shard instead of schools (#17)', () => {
+  const XIHU = '330000/330100/330106';
+  /** SCHOOL in 西湖区; OTHER_SCHOOL in `otherRegion`. */
+  const registry = (otherRegion: string) =>
+    JSON.stringify({
+      regions: UPLINK_REGIONS,
+      schools: [uplinkSchool(SCHOOL), uplinkSchool(OTHER_SCHOOL, { region: otherRegion })],
+      devices: [
+        { id: 'gw', school: SCHOOL, kind: 'router' },
+        { id: 'gw', school: OTHER_SCHOOL, kind: 'router' },
+      ],
+    });
+  const SHARDED: UserSpec = {
+    username: 'poll-s',
+    role: 'poller',
+    shard: { index: 0, count: 1, regions: [XIHU] },
+  };
+
+  it("publishes for the registry's schools its shard takes (the poller's function), kept current as the registry changes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-shard-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const registryFile = join(dir, 'registry.json');
+    writeFileAtomic(registryFile, registry('330108'));
+    const b = await startBroker([...USERS, SHARDED], { registryFile });
+    brokers.push(b);
+    const received: Message[] = [];
+    const coll = await connectAs(b, 'coll');
+    coll.on('message', (topic, payload) => received.push({ topic, payload: payload.toString() }));
+    await coll.subscribeAsync('cfm/v1/+/+/+', { qos: 1 });
+    // The poller with the same shard would poll exactly these schools.
+    const idx = new RegistryIndex(registrySchema.parse(JSON.parse(registry('330108'))));
+    expect(
+      idx.data.schools
+        .filter((s) =>
+          inShard({ school: s.id, region: idx.regionPath(s.region) }, shardSchema.parse(SHARDED.shard)),
+        )
+        .map((s) => s.id),
+    ).toEqual([SCHOOL]);
+
+    const poller = await connectAs(b, 'poll-s');
+    await poller.publishAsync(topicOf('gw', 'iface'), '{"n":1}', { qos: 1 });
+    await waitFor(() => received.length === 1, { what: 'the iface of its school' });
+    const gone = closed(poller);
+    poller.publish(topicOf('gw', 'iface', OTHER_SCHOOL), '{"n":2}', { qos: 1 });
+    await gone;
+    expect(b.broker.stats().deniedPublish).toBe(1);
+
+    // An import moves OTHER_SCHOOL into 西湖区: the same credential may now publish for it, no restart.
+    writeFileAtomic(registryFile, registry('330106'));
+    let n = 2;
+    await waitFor(
+      async () => {
+        const p = await connectAs(b, 'poll-s');
+        const payload = `{"n":${++n}}`;
+        const down = closed(p);
+        p.publish(topicOf('gw', 'iface', OTHER_SCHOOL), payload, { qos: 1 });
+        const arrived = () => received.some((m) => m.payload === payload);
+        await Promise.race([
+          down,
+          waitFor(arrived, { what: 'the moved school', timeoutMs: 1_000 }).catch(() => undefined),
+        ]);
+        return arrived();
+      },
+      { what: "the moved school's reading accepted", timeoutMs: 15_000, intervalMs: 200 },
+    );
+  });
+
+  it('without broker.registryFile, a shard credential fails start-up naming the user', async () => {
+    await expect(startBroker([...USERS, SHARDED])).rejects.toThrow(
+      /user poll-s is assigned a shard: broker.registryFile must be set/,
+    );
+  });
+
+  it('refuses a shard with a school list, and devices with a shard', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfm-broker-shard-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const store = new CredentialStore(join(dir, 'c.yaml'));
+    await expect(
+      store.add({
+        username: 'p',
+        role: 'poller',
+        schools: [SCHOOL],
+        shard: { index: 0, count: 1 },
+      } as UserSpec),
+    ).rejects.toThrow(/user p: schools: a poller has either `schools` or `shard`/);
+    await expect(store.add({ username: 'p', role: 'poller', shard: { index: 2, count: 2 } })).rejects.toThrow(
+      /user p: shard.index: index must be < count/,
+    );
   });
 });

@@ -53,6 +53,9 @@ const NOT_SECRET: Record<string, string> = {
   'broker.listeners[]{kind=tls}.keyFile':
     'a path: the private key stays in the file, which only the broker reads',
   'api.tokensFile': 'a path to the SHA-256 hashes of the API tokens, not a token',
+  'poller.credentialsFile':
+    'a path: the SNMP credentials stay in the file (mode 0600), whose own schema marks them secret',
+  'api.pollerCredentialsFile': "a path: the API reads only the credential names from the pollers' file",
   'alerts.linkBaseUrl': "the API's public address, printed in every notification on purpose",
   'api.alertsUrl':
     'the worker’s internal address; refuses user-info (the caller’s bearer token is forwarded instead)',

@@ -181,7 +181,7 @@ function aclFor(list: UserSpec[]): string {
           lines.push(`topic write cfm/v1/${u.school}/${u.device}/${c}`);
         break;
       case 'poller':
-        for (const s of u.schools)
+        for (const s of 'schools' in u ? u.schools : [])
           for (const c of ['status', 'iface', 'event']) lines.push(`topic write cfm/v1/${s}/+/${c}`);
         break;
     }
