@@ -89,6 +89,7 @@ export class Signals {
     const answered = p.received > 0;
     const f = this.flags(m.school);
     f.probed = true;
+    f.probeAtMs = m.atMs;
     f.probeFailing = !answered;
     this.uplinkSignals(m.school, m.atMs, answered ? '' : `出口探测无应答（${p.sent} 个探测包全部丢失）`, out);
     const r = this.rules.link_quality_low;
@@ -173,6 +174,7 @@ export class Signals {
     this.uplinkDevice.set(m.school, m.device);
     // A reading proves the router answers, even if its `recovered` event was lost.
     const f = this.flags(m.school);
+    f.snmpSeen = true;
     f.snmp = false;
     f.oper = up.operStatus !== 'up';
     this.uplinkSignals(
@@ -230,7 +232,9 @@ export class Signals {
         ? snmpUnreachableText(kind, e.message)
         : readable(`${kindName(kind)} SNMP 恢复应答`, e.message);
       if (uplinkDevice === m.device) {
-        this.flags(m.school).snmp = down;
+        const f = this.flags(m.school);
+        f.snmpSeen = true;
+        f.snmp = down;
         this.uplinkSignals(m.school, m.atMs, message, out);
       } else out.push(cond('snmp_unreachable', m.school, m.device, undefined, down, m.atMs, message));
     } else if (e.type === 'fault' || e.type === 'fault_cleared') {
@@ -299,7 +303,7 @@ export class Signals {
   private flags(school: string): UplinkFlags {
     let f = this.uplinkFlags.get(school);
     if (!f) {
-      f = { snmp: false, oper: false, probed: false, probeFailing: false };
+      f = { snmp: false, snmpSeen: false, oper: false, probed: false, probeAtMs: 0, probeFailing: false };
       this.uplinkFlags.set(school, f);
     }
     return f;
@@ -312,9 +316,14 @@ export class Signals {
    */
   private uplinkSignals(school: string, atMs: number, message: string, out: Signal[]): void {
     const f = this.flags(school);
-    const down = f.oper || (f.snmp && (!f.probed || f.probeFailing));
+    // Probes speak only while they come: a school no longer probed (address removed, prober stopped) is judged
+    // by SNMP alone again, so a later outage is uplink_down, not management_down.
+    const probed = f.probed && atMs - f.probeAtMs <= PROBE_FRESH_MS;
+    // An uplink device the poller never reached over SNMP (a router without SNMP, probed only) is down when its
+    // probes go unanswered.
+    const down = f.oper || (f.snmpSeen ? f.snmp && (!probed || f.probeFailing) : probed && f.probeFailing);
     out.push(cond('uplink_down', school, undefined, undefined, down, atMs, down ? message : undefined));
-    const mgmt = f.snmp && f.probed && !f.probeFailing;
+    const mgmt = f.snmp && probed && !f.probeFailing;
     out.push(
       cond(
         'management_down',
@@ -331,10 +340,17 @@ export class Signals {
 
 interface UplinkFlags {
   snmp: boolean;
+  /** The poller has reached (or tried) the uplink device over SNMP at all. */
+  snmpSeen: boolean;
   oper: boolean;
   probed: boolean;
+  /** When its last probe cycle arrived. */
+  probeAtMs: number;
   probeFailing: boolean;
 }
+
+/** A probe cycle counts for this long after it arrives (five cycles at the default 60 s interval). */
+const PROBE_FRESH_MS = 5 * 60_000;
 
 /** A device kind as people in the bureaus name it: the first Chinese label the registry accepts (路由器, 一体机). */
 const kindName = (kind: string): string => ENUM_LABELS.kind?.[kind]?.[0] ?? kind;

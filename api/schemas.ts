@@ -59,6 +59,7 @@ export const schoolResultSchema = z.object({
     probedPct: z.number().nullable(),
     reachablePct: z.number().nullable(),
     qualityLowPct: z.number().nullable(),
+    lossPct: z.number().nullable(),
     linkQualityLow: z.boolean().nullable(),
   }),
   xxt: z.object({ attained: z.boolean().nullable(), reasons: z.array(reasonSchema) }),

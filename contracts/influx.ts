@@ -164,7 +164,7 @@ export const MEASUREMENTS = {
     fields: { devices: 'string', n: 'int', parts: 'int', bucket_s: 'int' },
   },
   uplink_day: {
-    doc: "Rollup (rollup/rollup.ts): one point per school per teaching day from its uplink interface: buckets in teaching time, with data, up, and above 50…90 % utilisation (either direction); the day's 95th percentile; from its probes (docs/links.md): buckets probed, buckets with an answer, `avail_b` the buckets up by either measure (interface up or a probe answered), and `quality`, the buckets per loss/RTT/jitter class (`l.r.j:n|…`, common/figures/quality.ts).",
+    doc: "Rollup (rollup/rollup.ts): one point per school per teaching day from its uplink interface: buckets in teaching time, with data, up, and above 50…90 % utilisation (either direction); the day's 95th percentile; from its probes (docs/links.md): buckets probed, buckets with an answer, `avail_b` the buckets up by either measure (interface up or a probe answered), `probe_sent`/`probe_lost` the probes of the answered buckets (the pooled loss), and `quality` (answered buckets only), the buckets per loss/RTT/jitter class (`l.r.j:n|…`, common/figures/quality.ts).",
     tags: ['region', 'school'],
     fields: {
       bucket_s: 'int',
@@ -181,6 +181,8 @@ export const MEASUREMENTS = {
       probe_b: 'int',
       reach_b: 'int',
       avail_b: 'int',
+      probe_sent: 'int',
+      probe_lost: 'int',
       quality: 'string',
     },
   },

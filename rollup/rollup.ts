@@ -167,6 +167,9 @@ interface UplinkAcc {
   quality: Map<string, number>;
   /** Buckets the link was up by either measure: its interface up (SNMP), or a probe answered. */
   available: number;
+  /** Probes sent and lost in the answered buckets: the day's pooled loss. */
+  sent: number;
+  lost: number;
 }
 
 const OVER = [50, 60, 70, 80, 90] as const;
@@ -306,6 +309,8 @@ export class Rollup {
         reached: 0,
         quality: new Map(),
         available: 0,
+        sent: 0,
+        lost: 0,
       };
       for (const w of list) {
         up.teaching += w.buckets;
@@ -326,10 +331,12 @@ export class Rollup {
         }
         for (const b of probeBuckets(reg, schoolId, perWindow.get(w)!.probe.get(schoolId))) {
           up.probed++;
-          if (b.answered) {
-            up.reached++;
-            upAt.add(b.timeMs);
-          }
+          // An unanswered bucket is an outage (availability), not a link of low quality: it has no cell.
+          if (!b.answered) continue;
+          up.reached++;
+          upAt.add(b.timeMs);
+          up.sent += b.sent;
+          up.lost += b.sent - b.received;
           const cell = cellOf(b);
           up.quality.set(cell, (up.quality.get(cell) ?? 0) + 1);
         }
@@ -353,6 +360,8 @@ export class Rollup {
           probe_b: up.probed,
           reach_b: up.reached,
           avail_b: up.available,
+          probe_sent: up.sent,
+          probe_lost: up.lost,
           ...(up.probed > 0 ? { quality: packHistogram(up.quality) } : {}),
         },
         ts,
@@ -405,7 +414,7 @@ export class Rollup {
       iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
       iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school, device fill(none)`,
       // Link quality (docs/links.md): per bucket the worst loss, RTT and jitter of the probes, and whether any answered.
-      iql`SELECT max(loss_pct) AS l, max(rtt_avg_ms) AS r, max(jitter_ms) AS j, max(received) AS rx FROM probe WHERE ${where} GROUP BY time(${b}), school, device fill(none)`,
+      iql`SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${where} GROUP BY time(${b}), school, device fill(none)`,
       // On but not in use: a bucket with the display on and no reading in use.
       iql`SELECT count(o) AS unused FROM (${raw(perBucket)}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
       // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
@@ -458,7 +467,7 @@ export class Rollup {
     }
     for (const s of probe) {
       const ci = (c: string) => s.columns.indexOf(c);
-      const [t, l, r, j, rx] = [ci('time'), ci('l'), ci('r'), ci('j'), ci('rx')];
+      const [t, sn, r, j, rx] = [ci('time'), ci('s'), ci('r'), ci('j'), ci('rx')];
       let perDevice = data.probe.get(s.tags.school ?? '');
       if (!perDevice) {
         perDevice = new Map();
@@ -466,13 +475,20 @@ export class Rollup {
       }
       perDevice.set(
         s.tags.device ?? '',
-        s.values.map((v) => ({
-          timeMs: timeOf(v[t]),
-          lossPct: typeof v[l] === 'number' ? v[l] : 100,
-          rttMs: typeof v[r] === 'number' ? v[r] : null,
-          jitterMs: typeof v[j] === 'number' ? v[j] : null,
-          answered: typeof v[rx] === 'number' && v[rx] > 0,
-        })),
+        s.values.map((v) => {
+          const sent = typeof v[sn] === 'number' ? v[sn] : 0;
+          const received = typeof v[rx] === 'number' ? Math.min(v[rx], sent) : 0;
+          return {
+            timeMs: timeOf(v[t]),
+            sent,
+            received,
+            // Pooled over the bucket's cycles: one lost echo of ten is not a 10 % bucket.
+            lossPct: sent > 0 ? (100 * (sent - received)) / sent : 100,
+            rttMs: typeof v[r] === 'number' ? v[r] : null,
+            jitterMs: typeof v[j] === 'number' ? v[j] : null,
+            answered: received > 0,
+          };
+        }),
       );
     }
     return data;
@@ -524,9 +540,11 @@ interface WindowData {
   probe: Map<string, Map<string, ProbeRow[]>>;
 }
 
-/** One probe bucket of one device: its worst loss, RTT and jitter, and whether any probe was answered. */
+/** One probe bucket of one device: its probes sent and answered, pooled loss, worst RTT and jitter. */
 interface ProbeRow extends BucketQuality {
   timeMs: number;
+  sent: number;
+  received: number;
   answered: boolean;
 }
 
@@ -548,7 +566,9 @@ function probeBuckets(
         byTime.set(r.timeMs, { ...r });
         continue;
       }
-      o.lossPct = Math.max(o.lossPct, r.lossPct);
+      o.sent += r.sent;
+      o.received += r.received;
+      o.lossPct = o.sent > 0 ? (100 * (o.sent - o.received)) / o.sent : 100;
       o.rttMs = maxOf(o.rttMs, r.rttMs);
       o.jitterMs = maxOf(o.jitterMs, r.jitterMs);
       o.answered ||= r.answered;

@@ -80,6 +80,9 @@ export interface UplinkDay {
   quality: Map<string, number>;
   /** Buckets up by either measure: the interface up, or a probe answered. */
   availB: number;
+  /** Probes sent and lost in the answered buckets. */
+  probeSent: number;
+  probeLost: number;
 }
 
 export interface Day {
@@ -257,7 +260,7 @@ export class DayCache {
     const [packed = [], uplink = [], marks = []] = await this.deps.storage.query(
       [
         iql`SELECT school, part, parts, devices FROM usage_packed_day WHERE time >= ${a} AND time < ${b}`,
-        iql`SELECT school, teaching_b, data_b, up_b, over50_b, over60_b, over70_b, over80_b, over90_b, p95_util_pct, speed_mbps, probe_b, reach_b, quality, avail_b FROM uplink_day WHERE time >= ${a} AND time < ${b}`,
+        iql`SELECT school, teaching_b, data_b, up_b, over50_b, over60_b, over70_b, over80_b, over90_b, p95_util_pct, speed_mbps, probe_b, reach_b, quality, avail_b, probe_sent, probe_lost FROM uplink_day WHERE time >= ${a} AND time < ${b}`,
         iql`SELECT duration_ms, bucket_s FROM rollup_day WHERE time >= ${a} AND time < ${b}`,
       ].join('; '),
     );
@@ -298,6 +301,8 @@ export class DayCache {
           quality: unpackHistogram(typeof v[14] === 'string' ? v[14] : null),
           // Rolled up before probes (#17): up by the interface alone.
           availB: typeof v[15] === 'number' ? v[15] : n(4),
+          probeSent: n(16),
+          probeLost: n(17),
         });
       }
     const m = marks[0]?.values[0];

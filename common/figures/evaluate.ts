@@ -6,7 +6,7 @@ import { uplinkCapacity } from './capacity.js';
 import { evaluateClassroom, unmeasuredClassroom } from './classrooms.js';
 import type { PeriodData, UplinkSums } from './load.js';
 import type { Profile } from './profiles.js';
-import { bucketsOver } from './quality.js';
+import { bucketsOver, pooledLossOver } from './quality.js';
 import type { ClassroomResult, Coverage, DeviceAudit, Evaluation, Reason, SchoolResult } from './results.js';
 import { DIGITS, rounded, roundHalfAway, share, shown } from './rounding.js';
 import { periodUseBasis } from './usage.js';
@@ -145,6 +145,9 @@ interface UplinkFigures {
   /** Share of the probed class time over the profile's link-quality thresholds; null: not judged. */
   qualityLow: number | null;
   qualityLowB: number;
+  /** Pooled loss of the answered class time (%); null: never answered. */
+  lossPct: number | null;
+  lossOver: boolean;
   linkQualityLow: boolean | null;
 }
 
@@ -174,11 +177,15 @@ function uplinkFigures(
   // "95th percentile ≥ threshold" ⟺ at least 5 % of the samples are at or above it (counts, not rounded).
   const congested = up && up.dataB > 0 ? overB * 20 >= up.dataB : null;
   const lq = profile.linkQuality;
-  const qualityLowB = lq && up ? bucketsOver(up.quality, lq) : 0;
-  const qualityLow = lq && up && up.probeB > 0 ? share(qualityLowB, up.probeB) : null;
-  // More than maxShareOverPct of the probed buckets over (counts, not rounded).
-  const linkQualityLow =
-    lq && up && up.probeB > 0 ? qualityLowB * 100 > lq.maxShareOverPct * up.probeB : null;
+  // Judged over the answered class time: an unanswered bucket is an outage (availability), not low quality.
+  const judged = lq !== undefined && up !== undefined && up.reachB > 0;
+  const qualityLowB = judged ? bucketsOver(up.quality, lq) : 0;
+  const qualityLow = judged ? share(qualityLowB, up.reachB) : null;
+  const lossPct = up && up.probeSent > 0 ? share(up.probeLost, up.probeSent) : null;
+  const lossOver = judged ? pooledLossOver(up.probeLost, up.probeSent, lq) : false;
+  // Pooled loss above the threshold, or more than maxShareOverPct of the answered buckets over RTT or jitter
+  // (counts, not rounded).
+  const linkQualityLow = judged ? lossOver || qualityLowB * 100 > lq.maxShareOverPct * up.reachB : null;
   return {
     hasUplink,
     up,
@@ -191,6 +198,8 @@ function uplinkFigures(
     congested,
     qualityLow,
     qualityLowB,
+    lossPct,
+    lossOver,
     linkQualityLow,
   };
 }
@@ -210,7 +219,7 @@ function uplinkReasons(s: School, profile: Profile, f: UplinkFigures): Reason[] 
   else if (f.availability !== null && f.availability < availabilityMin)
     reasons.push({
       code: 'uplink_availability_low',
-      message: `uplink up ${shown(f.availability, DIGITS.pct, availabilityMin)} % of teaching time (${f.up!.upB} of ${f.up!.teachingB} buckets), below ${availabilityMin} %`,
+      message: `uplink up ${shown(f.availability, DIGITS.pct, availabilityMin)} % of teaching time (${f.up!.availB} of ${f.up!.teachingB} buckets), below ${availabilityMin} %`,
     });
   if (f.capacityMbps !== null && f.capacityMbps < profile.minUplinkMbps)
     reasons.push({
@@ -228,11 +237,18 @@ function uplinkReasons(s: School, profile: Profile, f: UplinkFigures): Reason[] 
       message: `95th-percentile utilisation at or above ${profile.congestionPct} % (${shown(f.busy!, DIGITS.pct, 5)} % of teaching time)`,
     });
   const lq = profile.linkQuality;
-  if (f.linkQualityLow && lq)
-    reasons.push({
-      code: 'link_quality_low',
-      message: `loss above ${lq.maxLossPct} %, RTT above ${lq.maxRttMs} ms or jitter above ${lq.maxJitterMs} ms on ${shown(f.qualityLow!, DIGITS.pct, lq.maxShareOverPct)} % of probed teaching time (${f.qualityLowB} of ${f.up!.probeB} buckets), above ${lq.maxShareOverPct} %`,
-    });
+  if (f.linkQualityLow && lq) {
+    const parts: string[] = [];
+    if (f.lossOver)
+      parts.push(
+        `loss ${shown(f.lossPct!, DIGITS.pct, lq.maxLossPct)} % (${f.up!.probeLost} of ${f.up!.probeSent} probes), above ${lq.maxLossPct} %`,
+      );
+    if (f.qualityLowB * 100 > lq.maxShareOverPct * f.up!.reachB)
+      parts.push(
+        `RTT above ${lq.maxRttMs} ms or jitter above ${lq.maxJitterMs} ms on ${shown(f.qualityLow!, DIGITS.pct, lq.maxShareOverPct)} % of answered teaching time (${f.qualityLowB} of ${f.up!.reachB} buckets), above ${lq.maxShareOverPct} %`,
+      );
+    reasons.push({ code: 'link_quality_low', message: parts.join('; ') });
+  }
   return reasons;
 }
 
@@ -380,6 +396,7 @@ function schoolResult(
       probedPct: rounded(f.up ? share(f.up.probeB, f.up.teachingB) : null, DIGITS.pct),
       reachablePct: rounded(f.up ? share(f.up.reachB, f.up.probeB) : null, DIGITS.pct),
       qualityLowPct: rounded(f.qualityLow, DIGITS.pct),
+      lossPct: rounded(f.lossPct, DIGITS.pct),
       linkQualityLow: f.linkQualityLow,
     },
     xxt: { attained: xxt.attained, reasons: xxt.reasons },

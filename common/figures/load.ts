@@ -49,6 +49,9 @@ export interface UplinkSums {
   quality: Map<string, number>;
   /** Buckets up by either measure: the interface up (SNMP), or a probe answered. */
   availB: number;
+  /** Probes sent and lost in the answered buckets: the period's pooled loss. */
+  probeSent: number;
+  probeLost: number;
 }
 
 export interface PeriodData {
@@ -171,6 +174,8 @@ export async function loadPeriod(
           reachB: 0,
           quality: new Map(),
           availB: 0,
+          probeSent: 0,
+          probeLost: 0,
         };
         uplink.set(school, x);
       }
@@ -187,6 +192,8 @@ export async function loadPeriod(
       x.probeB += u.probeB;
       x.reachB += u.reachB;
       x.availB += u.availB;
+      x.probeSent += u.probeSent;
+      x.probeLost += u.probeLost;
       for (const [cell, n] of u.quality) x.quality.set(cell, (x.quality.get(cell) ?? 0) + n);
     }
     const m = Math.min(n, day.present.length);

@@ -85,7 +85,7 @@ export const linkQualitySchema = z
       .min(0)
       .max(100)
       .describe(
-        'The link is `link_quality_low` when more than this share of its probed class time is over any of them.',
+        'The link is `link_quality_low` when its pooled loss over the answered class time is above `maxLossPct`, or more than this share of that time is over the RTT or jitter threshold.',
       ),
   })
   .describe("校校通 link quality: thresholds for the school's probes in class time (docs/links.md).");
@@ -102,16 +102,23 @@ export const DEFAULT_LINK_QUALITY: LinkQuality = {
 export const LINK_QUALITY_SOURCE =
   'interactive video: loss ≤ 1 % (ITU-T G.1010, conversational video), RTT ≤ 200 ms (twice ITU-T Y.1541 class 0’s 100 ms one-way delay), jitter ≤ 50 ms (Y.1541 class 0/1 IPDV); over on more than 5 % of class time: project default';
 
-/** Buckets of `h` over any of the thresholds. */
+/**
+ * Buckets of `h` over the RTT or jitter threshold. Loss is not judged per bucket: ten echoes a minute cannot
+ * resolve 1 % (one lost echo is 2–10 % of a bucket), so loss is the period's pooled rate (`pooledLossOver`).
+ */
 export function bucketsOver(h: ReadonlyMap<string, number>, q: LinkQuality): number {
-  const l = LOSS_EDGES.indexOf(q.maxLossPct);
   const r = RTT_EDGES.indexOf(q.maxRttMs);
   const j = JITTER_EDGES.indexOf(q.maxJitterMs);
   let over = 0;
   for (const [cell, n] of h) {
     const m = CELL.exec(cell);
     if (!m) continue;
-    if (Number(m[1]) > l || Number(m[2]) > r || Number(m[3]) > j) over += n;
+    if (Number(m[2]) > r || Number(m[3]) > j) over += n;
   }
   return over;
+}
+
+/** Whether `lost` of `sent` probes is more than `maxLossPct` (on counts, not a rounded share). */
+export function pooledLossOver(lost: number, sent: number, q: LinkQuality): boolean {
+  return sent > 0 && lost * 100 > q.maxLossPct * sent;
 }

@@ -41,8 +41,10 @@ export interface SchoolResult {
     /** Share of teaching time probed; of the probed, the share with an answer (null: never probed). */
     probedPct: number | null;
     reachablePct: number | null;
-    /** Share of probed teaching time over the profile's link-quality thresholds (null: not judged). */
+    /** Share of answered teaching time over the profile's RTT or jitter threshold (null: not judged). */
     qualityLowPct: number | null;
+    /** Pooled probe loss of the answered teaching time (null: never answered). */
+    lossPct: number | null;
     /** null: not judged (the profile sets no thresholds, or the school was never probed). */
     linkQualityLow: boolean | null;
   };

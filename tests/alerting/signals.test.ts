@@ -373,6 +373,21 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     ],
   },
   {
+    name: 'a router without SNMP, probed only: its probes unanswered are uplink_down (the blind spot closed)',
+    message: probe(A, 'gw-a', { received: 0, rttMs: null, jitterMs: null }),
+    signals: [
+      `uplink_down ${A} on 出口探测无应答（20 个探测包全部丢失）`,
+      `management_down ${A} off`,
+      `link_quality_low ${A}/gw-a off`,
+    ],
+  },
+  {
+    name: 'probes that stopped an hour ago no longer speak: SNMP silent now is uplink_down, not management_down',
+    before: [probe(A, 'gw-a', { received: 20 }, T - 3_600_000)],
+    message: SNMP_DOWN,
+    signals: [`uplink_down ${A} on 路由器 SNMP 无应答（出错：timeout）`, `management_down ${A} off`],
+  },
+  {
     name: "a probe of a device that does not carry the school's uplink says nothing",
     message: probe(A, 'pn-1', { received: 0, rttMs: null, jitterMs: null }),
     signals: [],

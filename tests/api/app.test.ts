@@ -339,6 +339,7 @@ describe('bad requests get a 400 naming the field', () => {
         'students',
         'teachers',
         'uplink',
+        'link',
       ].sort(),
     );
     // The registry's school has uplinkDevice/uplinkInterface; the list does not expose them.

@@ -106,6 +106,7 @@ describe('校校通 per school (cn-2020), worked by hand in tests/helpers/city.t
       probedPct: 0,
       reachablePct: null,
       qualityLowPct: null,
+      lossPct: null,
       linkQualityLow: null,
     });
     expect(a.xxt).toEqual({ attained: true, reasons: [] });
@@ -705,6 +706,7 @@ describe('definitions (api/README.md#definitions) on a fixture where each one ma
       probedPct: null,
       reachablePct: null,
       qualityLowPct: null,
+      lossPct: null,
       linkQualityLow: null,
     };
     expect(school(ev, 'Y').uplink).toEqual({

@@ -13,6 +13,7 @@ import {
   DEFAULT_LINK_QUALITY,
   LOSS_EDGES,
   packHistogram,
+  pooledLossOver,
   RTT_EDGES,
   unpackHistogram,
 } from '../../common/figures/quality.js';
@@ -48,7 +49,11 @@ describe('link-quality classes and histograms (common/figures/quality.ts)', () =
       [cellOf({ lossPct: 0, rttMs: 250, jitterMs: 2 }), 4], // RTT over
       [cellOf({ lossPct: 0, rttMs: 20, jitterMs: 60 }), 5], // jitter over
     ]);
-    expect(bucketsOver(h, DEFAULT_LINK_QUALITY)).toBe(11);
+    // Loss is judged pooled over the period, not per bucket: only RTT and jitter count here.
+    expect(bucketsOver(h, DEFAULT_LINK_QUALITY)).toBe(9);
+    expect(pooledLossOver(10, 1_000, DEFAULT_LINK_QUALITY)).toBe(false); // exactly 1 %: not above
+    expect(pooledLossOver(11, 1_000, DEFAULT_LINK_QUALITY)).toBe(true);
+    expect(pooledLossOver(0, 0, DEFAULT_LINK_QUALITY)).toBe(false);
     expect(bucketsOver(h, { ...DEFAULT_LINK_QUALITY, maxLossPct: 2, maxRttMs: 300, maxJitterMs: 100 })).toBe(
       0,
     );
@@ -70,11 +75,13 @@ describe('link-quality classes and histograms (common/figures/quality.ts)', () =
  * Four schools on one teaching day (six 45-minute periods, 9 five-minute buckets each: 54), probed every five
  * minutes from 07:30 to 17:00 by the poller and, where they answer SNMP, polled:
  * - A: SNMP up all day, probes clean (RTT 20 ms, no loss) — attains;
- * - B: no SNMP at all (a router run by the operator), probes answer, but with 3 % loss in periods 1–2
- *   (18 of 54 buckets, 33 % > 5 %) — measured by probes alone, available, link_quality_low;
+ * - B: no SNMP at all (a router run by the operator), probes answer, but with 6 % loss in periods 1–2: pooled
+ *   over the day 108 of 5,400 probes, 2 % > 1 % — measured by probes alone, available, link_quality_low;
  * - C: SNMP stops after period 2 (management down), probes answer clean all day — available all day, not
  *   uplink_availability_low;
- * - D: no SNMP, probes unanswered from period 5 (the link cut) — 36 of 54 buckets up: availability 66.67 %.
+ * - D: no SNMP, RTT 250 ms in period 1, probes unanswered from period 5 (the link cut) — 36 of 54 buckets up:
+ *   availability 66.67 %; 9 of its 36 answered buckets over 200 ms (25 % > 5 %): link_quality_low too (the
+ *   unanswered buckets are an outage, not low quality).
  */
 const REGION = '330000/330100/330106';
 const SCHOOLS = ['A', 'B', 'C', 'D'].map((x, i) => ({
@@ -147,9 +154,10 @@ function dayPoints(): AnyPoint[] {
     for (const s of SCHOOLS) {
       const info = { kind: 'router' as const, region: REGION };
       let received = 100;
-      if (s.tag === 'B' && (p === 0 || p === 1)) received = 97; // 3 % loss
+      if (s.tag === 'B' && (p === 0 || p === 1)) received = 94; // 6 % loss
       if (s.tag === 'D' && ts >= at('14:20')) received = 0;
-      out.push(probePoint(s.id, s.gw, probe(ts, received), info));
+      const rtt = s.tag === 'D' && p === 0 ? 250 : 20;
+      out.push(probePoint(s.id, s.gw, probe(ts, received, rtt), info));
       const snmp = s.tag === 'A' || (s.tag === 'C' && ts < at('09:40'));
       if (snmp)
         out.push(
@@ -242,12 +250,20 @@ describe('link quality and reachability rolled up and judged (校校通)', () =>
       avail_b: 54,
     });
     expect(a!.quality).toBe('0.0.0:54');
-    // B: 2 periods × 9 buckets with 3 % loss (class 4: above 0.1, 0.5, 1 and 2 %), the rest clean; no SNMP.
-    expect(b).toMatchObject({ data_b: 0, up_b: 0, probe_b: 54, reach_b: 54, avail_b: 54 });
+    // B: 2 periods × 9 buckets with 6 % loss (class 5: above 0.1, 0.5, 1, 2 and 5 %), the rest clean; no SNMP.
+    expect(b).toMatchObject({
+      data_b: 0,
+      up_b: 0,
+      probe_b: 54,
+      reach_b: 54,
+      avail_b: 54,
+      probe_sent: 5_400,
+      probe_lost: 18 * 6,
+    });
     expect(unpackHistogram(b!.quality as string)).toEqual(
       new Map([
         ['0.0.0', 36],
-        ['4.0.0', 18],
+        ['5.0.0', 18],
       ]),
     );
     // C: SNMP for periods 1 and 2 only (the 09:40 bucket is not one of theirs), probes all day.
@@ -257,12 +273,20 @@ describe('link quality and reachability rolled up and judged (校校通)', () =>
       probe_b: 54,
       avail_b: 54,
     });
-    // D: unanswered from 14:20, i.e. periods 5 and 6.
-    expect(d).toMatchObject({ data_b: 0, probe_b: 54, reach_b: 36, avail_b: 36 });
+    // D: unanswered from 14:20, i.e. periods 5 and 6: no cell for those (an outage, not low quality); period 1
+    // at 250 ms (RTT class 4: above 50, 100, 150 and 200 ms).
+    expect(d).toMatchObject({
+      data_b: 0,
+      probe_b: 54,
+      reach_b: 36,
+      avail_b: 36,
+      probe_sent: 3_600,
+      probe_lost: 0,
+    });
     expect(unpackHistogram(d!.quality as string)).toEqual(
       new Map([
-        ['0.0.0', 36],
-        ['6.0.0', 18],
+        ['0.0.0', 27],
+        ['0.4.0', 9],
       ]),
     );
   });
@@ -290,23 +314,34 @@ describe('link quality and reachability rolled up and judged (校校通)', () =>
       qualityLowPct: 0,
       linkQualityLow: false,
     });
-    // B: monitored by its probes alone; 18 of 54 probed buckets over (33.33 % > 5 %).
+    // B: monitored by its probes alone; pooled loss 108 of 5,400 probes = 2 % > 1 %; no bucket over RTT/jitter.
     expect(b!.uplink).toMatchObject({
       monitored: true,
       availabilityPct: 100,
-      qualityLowPct: 33.33,
+      lossPct: 2,
+      qualityLowPct: 0,
       linkQualityLow: true,
     });
     expect(b!.xxt.attained).toBe(false);
     expect(b!.xxt.reasons.map((x) => x.code)).toEqual(['link_quality_low']);
-    expect(b!.xxt.reasons[0]!.message).toBe(
-      'loss above 1 %, RTT above 200 ms or jitter above 50 ms on 33.33 % of probed teaching time (18 of 54 buckets), above 5 %',
-    );
+    expect(b!.xxt.reasons[0]!.message).toBe('loss 2 % (108 of 5400 probes), above 1 %');
     // C: SNMP silent after period 2 but probes answer: the link was up (management down), attained.
     expect(c!.uplink).toMatchObject({ availabilityPct: 100, linkQualityLow: false });
     expect(c!.xxt).toEqual({ attained: true, reasons: [] });
-    // D: 36 of 54 teaching buckets answered: 66.67 % < 99 %.
-    expect(d!.uplink).toMatchObject({ availabilityPct: 66.67, reachablePct: 66.67 });
-    expect(d!.xxt.reasons.map((x) => x.code)).toContain('uplink_availability_low');
+    // D: 36 of 54 teaching buckets answered: 66.67 % < 99 %; 9 of the 36 answered over 200 ms: 25 % > 5 %.
+    expect(d!.uplink).toMatchObject({
+      availabilityPct: 66.67,
+      reachablePct: 66.67,
+      lossPct: 0,
+      qualityLowPct: 25,
+      linkQualityLow: true,
+    });
+    expect(d!.xxt.reasons.map((x) => x.code)).toEqual(['uplink_availability_low', 'link_quality_low']);
+    expect(d!.xxt.reasons[0]!.message).toBe(
+      'uplink up 66.67 % of teaching time (36 of 54 buckets), below 99 %',
+    );
+    expect(d!.xxt.reasons[1]!.message).toBe(
+      'RTT above 200 ms or jitter above 50 ms on 25 % of answered teaching time (9 of 36 buckets), above 5 %',
+    );
   });
 });
