@@ -88,6 +88,9 @@ export class Signals {
     const p = m.message;
     const answered = p.received > 0;
     const f = this.flags(m.school);
+    // A cycle replayed from the poller's spool after an outage is old news: it neither opens nor closes anything.
+    if (p.ts < f.probeTs || m.atMs - p.ts > PROBE_FRESH_MS) return;
+    f.probeTs = p.ts;
     f.probed = true;
     f.probeAtMs = m.atMs;
     f.probeFailing = !answered;
@@ -303,7 +306,15 @@ export class Signals {
   private flags(school: string): UplinkFlags {
     let f = this.uplinkFlags.get(school);
     if (!f) {
-      f = { snmp: false, snmpSeen: false, oper: false, probed: false, probeAtMs: 0, probeFailing: false };
+      f = {
+        snmp: false,
+        snmpSeen: false,
+        oper: false,
+        probed: false,
+        probeAtMs: 0,
+        probeTs: 0,
+        probeFailing: false,
+      };
       this.uplinkFlags.set(school, f);
     }
     return f;
@@ -344,8 +355,9 @@ interface UplinkFlags {
   snmpSeen: boolean;
   oper: boolean;
   probed: boolean;
-  /** When its last probe cycle arrived. */
+  /** When its last probe cycle arrived, and its own time. */
   probeAtMs: number;
+  probeTs: number;
   probeFailing: boolean;
 }
 

@@ -599,8 +599,10 @@ export class LiveState extends EventEmitter<LiveEvents> {
         this.rejected++;
         return;
       }
-      // Held for the registered devices only (a probe adds no unregistered device to the view).
-      if (registered) {
+      // Held for the registered devices only (a probe adds no unregistered device to the view); a cycle older
+      // than the one held (replayed from the poller's spool) does not replace it.
+      const held = this.links.get(key);
+      if (registered && (held === undefined || d.message.ts >= held.tsMs)) {
         const p = d.message;
         this.links.set(key, {
           school: t.school,

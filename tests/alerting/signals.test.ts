@@ -388,6 +388,12 @@ const CASES: { name: string; before?: LiveMessage[]; message: LiveMessage; signa
     signals: [`uplink_down ${A} on 路由器 SNMP 无应答（出错：timeout）`, `management_down ${A} off`],
   },
   {
+    name: "a probe cycle replayed from the poller's spool (10 minutes old on arrival) says nothing",
+    before: [SNMP_DOWN],
+    message: probe(A, 'gw-a', { received: 20, ts: T - 600_000 }),
+    signals: [],
+  },
+  {
     name: "a probe of a device that does not carry the school's uplink says nothing",
     message: probe(A, 'pn-1', { received: 0, rttMs: null, jitterMs: null }),
     signals: [],
