@@ -446,51 +446,33 @@ export class Rollup {
     }
     for (const s of faulty) data.faulty.set(key(s), num(firstRow(s).faulty));
     for (const s of host) data.host.set(key(s), num(firstRow(s).online));
-    for (const s of uplink) {
-      const ci = (c: string) => s.columns.indexOf(c);
+    groupBySchoolDevice(uplink, data.uplink, (ci) => {
       const [t, ui, uo, up, sp] = [ci('time'), ci('ui'), ci('uo'), ci('up'), ci('sp')];
-      let perDevice = data.uplink.get(s.tags.school ?? '');
-      if (!perDevice) {
-        perDevice = new Map();
-        data.uplink.set(s.tags.school ?? '', perDevice);
-      }
-      perDevice.set(
-        s.tags.device ?? '',
-        s.values.map((v) => ({
-          timeMs: timeOf(v[t]),
-          ui: v[ui] as number | null,
-          uo: v[uo] as number | null,
-          up: v[up] as number | null,
-          speedMbps: v[sp] as number | null,
-        })),
-      );
-    }
-    for (const s of probe) {
-      const ci = (c: string) => s.columns.indexOf(c);
+      return (v) => ({
+        timeMs: timeOf(v[t]),
+        ui: v[ui] as number | null,
+        uo: v[uo] as number | null,
+        up: v[up] as number | null,
+        speedMbps: v[sp] as number | null,
+      });
+    });
+    groupBySchoolDevice(probe, data.probe, (ci) => {
       const [t, sn, r, j, rx] = [ci('time'), ci('s'), ci('r'), ci('j'), ci('rx')];
-      let perDevice = data.probe.get(s.tags.school ?? '');
-      if (!perDevice) {
-        perDevice = new Map();
-        data.probe.set(s.tags.school ?? '', perDevice);
-      }
-      perDevice.set(
-        s.tags.device ?? '',
-        s.values.map((v) => {
-          const sent = typeof v[sn] === 'number' ? v[sn] : 0;
-          const received = typeof v[rx] === 'number' ? Math.min(v[rx], sent) : 0;
-          return {
-            timeMs: timeOf(v[t]),
-            sent,
-            received,
-            // Pooled over the bucket's cycles: one lost echo of ten is not a 10 % bucket.
-            lossPct: sent > 0 ? (100 * (sent - received)) / sent : 100,
-            rttMs: typeof v[r] === 'number' ? v[r] : null,
-            jitterMs: typeof v[j] === 'number' ? v[j] : null,
-            answered: received > 0,
-          };
-        }),
-      );
-    }
+      return (v) => {
+        const sent = typeof v[sn] === 'number' ? v[sn] : 0;
+        const received = typeof v[rx] === 'number' ? Math.min(v[rx], sent) : 0;
+        return {
+          timeMs: timeOf(v[t]),
+          sent,
+          received,
+          // Pooled over the bucket's cycles: one lost echo of ten is not a 10 % bucket.
+          lossPct: sent > 0 ? (100 * (sent - received)) / sent : 100,
+          rttMs: typeof v[r] === 'number' ? v[r] : null,
+          jitterMs: typeof v[j] === 'number' ? v[j] : null,
+          answered: received > 0,
+        };
+      };
+    });
     return data;
   }
 
@@ -549,35 +531,6 @@ interface ProbeRow extends BucketQuality {
 }
 
 /**
- * A school's probe buckets in a window from the devices that carry its uplink (as `uplinkBuckets`): per bucket,
- * the worst of them, and answered when any was.
- */
-function probeBuckets(
-  reg: RegistryIndex,
-  school: string,
-  perDevice: Map<string, ProbeRow[]> | undefined,
-): ProbeRow[] {
-  const byTime = new Map<number, ProbeRow>();
-  for (const [device, rows] of perDevice ?? []) {
-    if (!carriesUplink(reg, school, device)) continue;
-    for (const r of rows) {
-      const o = byTime.get(r.timeMs);
-      if (!o) {
-        byTime.set(r.timeMs, { ...r });
-        continue;
-      }
-      o.sent += r.sent;
-      o.received += r.received;
-      o.lossPct = o.sent > 0 ? (100 * (o.sent - o.received)) / o.sent : 100;
-      o.rttMs = maxOf(o.rttMs, r.rttMs);
-      o.jitterMs = maxOf(o.jitterMs, r.jitterMs);
-      o.answered ||= r.answered;
-    }
-  }
-  return [...byTime.values()];
-}
-
-/**
  * A school's uplink buckets in a window from the devices that carry its uplink (`carriesUplink`). A school
  * without a registered uplink device may have several registered routers marking an uplink: per bucket, the
  * busiest utilisation, the worst status, the largest speed — as the former `GROUP BY school` computed it.
@@ -587,27 +540,76 @@ function uplinkBuckets(
   school: string,
   perDevice: Map<string, UplinkRow[]> | undefined,
 ): { timeMs: number; up: number | null; util: number | null; speedMbps: number | null }[] {
-  const byTime = new Map<number, UplinkRow>();
-  for (const [device, rows] of perDevice ?? []) {
-    if (!carriesUplink(reg, school, device)) continue;
-    for (const r of rows) {
-      const o = byTime.get(r.timeMs);
-      if (!o) {
-        byTime.set(r.timeMs, { ...r });
-        continue;
-      }
-      o.ui = maxOf(o.ui, r.ui);
-      o.uo = maxOf(o.uo, r.uo);
-      o.up = o.up === null ? r.up : r.up === null ? o.up : Math.min(o.up, r.up);
-      o.speedMbps = maxOf(o.speedMbps, r.speedMbps);
-    }
-  }
-  return [...byTime.values()].map((r) => ({
+  const rows = carriedBuckets(reg, school, perDevice, (o, r) => {
+    o.ui = maxOf(o.ui, r.ui);
+    o.uo = maxOf(o.uo, r.uo);
+    o.up = o.up === null ? r.up : r.up === null ? o.up : Math.min(o.up, r.up);
+    o.speedMbps = maxOf(o.speedMbps, r.speedMbps);
+  });
+  return rows.map((r) => ({
     timeMs: r.timeMs,
     up: r.up,
     util: r.ui === null && r.uo === null ? null : Math.max(r.ui ?? 0, r.uo ?? 0),
     speedMbps: r.speedMbps,
   }));
+}
+
+/**
+ * A school's probe buckets in a window from the devices that carry its uplink (as `uplinkBuckets`): per bucket,
+ * the probes of all of them pooled, the worst RTT and jitter, and answered when any was.
+ */
+function probeBuckets(
+  reg: RegistryIndex,
+  school: string,
+  perDevice: Map<string, ProbeRow[]> | undefined,
+): ProbeRow[] {
+  return carriedBuckets(reg, school, perDevice, (o, r) => {
+    o.sent += r.sent;
+    o.received += r.received;
+    o.lossPct = o.sent > 0 ? (100 * (o.sent - o.received)) / o.sent : 100;
+    o.rttMs = maxOf(o.rttMs, r.rttMs);
+    o.jitterMs = maxOf(o.jitterMs, r.jitterMs);
+    o.answered ||= r.answered;
+  });
+}
+
+/**
+ * The buckets of the devices that carry a school's uplink (`carriesUplink`), one per bucket time: a second
+ * device's bucket of the same time is folded into the first with `merge` (a copy; the rows are not changed).
+ */
+function carriedBuckets<R extends { timeMs: number }>(
+  reg: RegistryIndex,
+  school: string,
+  perDevice: Map<string, R[]> | undefined,
+  merge: (into: R, r: R) => void,
+): R[] {
+  const byTime = new Map<number, R>();
+  for (const [device, rows] of perDevice ?? []) {
+    if (!carriesUplink(reg, school, device)) continue;
+    for (const r of rows) {
+      const o = byTime.get(r.timeMs);
+      if (o) merge(o, r);
+      else byTime.set(r.timeMs, { ...r });
+    }
+  }
+  return [...byTime.values()];
+}
+
+/** Series grouped by (school, device) tags into `into`, each value turned into a row by `rowOf(column index)`. */
+function groupBySchoolDevice<R>(
+  list: Series[],
+  into: Map<string, Map<string, R[]>>,
+  rowOf: (ci: (column: string) => number) => (v: unknown[]) => R,
+): void {
+  for (const s of list) {
+    const toRow = rowOf((c) => s.columns.indexOf(c));
+    let perDevice = into.get(s.tags.school ?? '');
+    if (!perDevice) {
+      perDevice = new Map();
+      into.set(s.tags.school ?? '', perDevice);
+    }
+    perDevice.set(s.tags.device ?? '', s.values.map(toRow));
+  }
 }
 
 const maxOf = (a: number | null, b: number | null): number | null =>

@@ -26,7 +26,7 @@ import {
 } from './credentials.js';
 import { decodeText, joinColumns, num } from './join.js';
 import { COLUMN, OID } from './oids.js';
-import { Prober, type ProberStats, type ProbeTarget, probesConfigSchema } from './probe.js';
+import { NO_PROBER_STATS, Prober, type ProberStats, type ProbeTarget, probesConfigSchema } from './probe.js';
 import { RateTracker } from './rates.js';
 import { type Derivation, deriveTargets, probeTargets } from './targets.js';
 
@@ -178,17 +178,6 @@ interface TargetState {
   removed?: boolean;
 }
 
-const NO_PROBE_STATS: ProberStats = {
-  probeCycles: 0,
-  skippedCycles: 0,
-  badLines: 0,
-  icmpResults: 0,
-  tcpResults: 0,
-  missingResults: 0,
-  fpingFailures: 0,
-  outputTruncated: 0,
-};
-
 const keyOf = (t: { school: string; device: string }) => `${t.school}/${t.device}`;
 
 /** The fields a target's SNMP session is made of: a change restarts the target (new session, new rate state). */
@@ -299,7 +288,7 @@ export class Poller implements Service {
     for (const s of this.states.values()) if (s.fromRegistry) registryTargets++;
     return {
       ...p,
-      ...NO_PROBE_STATS,
+      ...NO_PROBER_STATS,
       ...this.prober?.stats(),
       ...this.counts,
       pollsInFlight: this.active,

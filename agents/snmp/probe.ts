@@ -202,21 +202,24 @@ type Published = ProbeTarget & { method: 'icmp' | 'tcp' };
 const published = (targets: readonly ProbeTarget[]): Published[] =>
   targets.map((t) => ({ ...t, method: t.method ?? 'icmp' }));
 
+/** A prober's counters before its first cycle (and a poller's without probes). */
+export const NO_PROBER_STATS: Readonly<ProberStats> = Object.freeze({
+  probeCycles: 0,
+  skippedCycles: 0,
+  badLines: 0,
+  icmpResults: 0,
+  tcpResults: 0,
+  missingResults: 0,
+  fpingFailures: 0,
+  outputTruncated: 0,
+});
+
 /**
  * Runs probe cycles. `publish` gets each target's result (the poller sends it through its ReliablePublisher).
  * Constructor only assigns; start() schedules; stop() cancels the cycle in flight and resolves once it ended.
  */
 export class Prober {
-  private readonly counts: ProberStats = {
-    probeCycles: 0,
-    skippedCycles: 0,
-    badLines: 0,
-    icmpResults: 0,
-    tcpResults: 0,
-    missingResults: 0,
-    fpingFailures: 0,
-    outputTruncated: 0,
-  };
+  private readonly counts: ProberStats = { ...NO_PROBER_STATS };
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private stopping = false;
