@@ -628,5 +628,17 @@ describe("a school's link quality on /v1/schools (docs/links.md)", () => {
     await poller.publishAsync(`cfm/v1/${B}/gw-b/probe`, probe(0, t + 60_000), { qos: 1 });
     await waitFor(async () => (await link())?.received === 0, { what: 'the unanswered cycle' });
     expect(await link()).toMatchObject({ lossPct: 100, rttMs: null, jitterMs: null });
+    // A good cycle, then one older than it (a spool replay) and one with more answers than probes (refused), in
+    // that order on one connection: once the refusal is counted, both were handled, and neither replaced it.
+    const rejected = server.live.rejected;
+    await poller.publishAsync(`cfm/v1/${B}/gw-b/probe`, probe(18, t + 180_000), { qos: 1 });
+    await poller.publishAsync(`cfm/v1/${B}/gw-b/probe`, probe(20, t + 30_000), { qos: 1 });
+    await poller.publishAsync(
+      `cfm/v1/${B}/gw-b/probe`,
+      JSON.stringify({ ...JSON.parse(probe(19, t + 240_000)), received: 25 }),
+      { qos: 1 },
+    );
+    await waitFor(() => server.live.rejected === rejected + 1, { what: 'the hostile cycle refused' });
+    expect(await link()).toMatchObject({ sent: 20, received: 18, lossPct: 10, tsMs: t + 180_000 });
   });
 });
