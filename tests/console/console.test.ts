@@ -235,6 +235,23 @@ describe('the console (headless Chromium)', () => {
       ['A', name('A'), '正常', 'up', '20'],
     ]);
     await page.screenshot({ path: join(ARTIFACTS, 'console-network.png'), fullPage: true });
+    // B probed again: the page, open, loads the schools again (every 30 s; the page's clock is fast-forwarded,
+    // the page entered afresh under it) and B's cycle is now.
+    await page.clock.install();
+    await page.goto(`${url}/console/#/overview`);
+    await page.goto(`${url}/console/#/network`);
+    await waitFor(async () => (await cells(page, '#uplinks')).length === 3, { timeoutMs: 10_000 });
+    const again = await mqtt.connectAsync(mosquitto.url, { clientId: 'console-pub' });
+    const now = Date.now();
+    await again.publishAsync('cfm/v1/B/gw-b/probe', cycle(now, 18));
+    await again.endAsync();
+    await waitFor(() => live.link('B', 'gw-b')?.tsMs === now, { timeoutMs: 10_000 });
+    expect(await quality('B')).toMatchObject({ stale: true });
+    await page.clock.fastForward(31_000);
+    await waitFor(async () => (await quality('B')).stale === false, { timeoutMs: 10_000 });
+    expect((await cells(page, '#uplinks')).find((r) => r[0] === name('B'))?.[6]).toBe(
+      '10.0 % · 43 ms · 6 ms',
+    );
     expect(problems).toEqual([]);
     await page.close();
   });
