@@ -31,7 +31,7 @@ import {
   type ProcessRole,
   rollupConfigOf,
 } from './compose.js';
-import { importLimits, loadCalendars } from './server.js';
+import { credentialNamesReader, importLimits, loadCalendars } from './server.js';
 import { ROLES, type Role, TokenStore, TokensFileError } from './tokens.js';
 
 const [command, ...rest] = process.argv.slice(2);
@@ -143,10 +143,10 @@ const readConfig = (file: string | undefined) => loadConfig(processConfigSchema(
 function registryStore(
   path: string,
   limits?: ReturnType<typeof importLimits>,
-  credentialsFile?: string,
+  credentialNames?: () => readonly string[],
 ): RegistryStore {
   try {
-    return new RegistryStore(path, limits, credentialsFile).load();
+    return new RegistryStore(path, limits, credentialNames).load();
   } catch (e) {
     if (e instanceof RegistryFileError) fail(e.message);
     throw e;
@@ -205,7 +205,13 @@ async function importFiles(args: string[]): Promise<void> {
     if (!(ENTITIES as readonly string[]).includes(r)) fail(`--replace: unknown list ${r}`);
   const api = config(values.config).api;
   const limits = importLimits(api);
-  const store = registryStore(api.registryFile, limits, api.pollerCredentialsFile);
+  let credentialNames: ReturnType<typeof credentialNamesReader>;
+  try {
+    credentialNames = credentialNamesReader(api);
+  } catch (e) {
+    fail(`configuration error: ${(e as Error).message}`);
+  }
+  const store = registryStore(api.registryFile, limits, credentialNames);
   try {
     // The same limits as the API's, the file size checked before the file is read.
     const files = positionals.map((f) => {

@@ -257,6 +257,21 @@ export const linkLiveSchema = z.object({
   rttMs: z.number().nullable().describe('Average round trip of the answers; null when none answered.'),
   jitterMs: z.number().nullable(),
   tsMs: z.number().describe('When the cycle ran (the poller’s clock).'),
+  ageS: z
+    .number()
+    .describe(
+      "Seconds since the cycle ran, by the API's clock when it answered (counted from the cycle's arrival if the poller's clock is ahead).",
+    ),
+  staleAfterS: z
+    .number()
+    .describe(
+      "The age beyond which the cycle is stale: 3 of the intervals between the device's cycles as the API saw them (the poller's `probes.intervalS`), at most `api.live.staleAfterS` (also until a second cycle came).",
+    ),
+  stale: z
+    .boolean()
+    .describe(
+      'Older than `staleAfterS`: the poller, or the probes of this school, stopped; its loss, RTT and jitter are not now.',
+    ),
 });
 
 export const schoolOutSchema = z.object({

@@ -3,6 +3,7 @@ import { Histogram, Registry as PromRegistry } from 'prom-client';
 import { z } from 'zod';
 import { Calendars, calendarsSchema, dateOf, dayNumber, localDate } from '../common/calendar.js';
 import { loadConfig } from '../common/config.js';
+import { readCredentialNames, readCredentialNamesFile } from '../common/credentials-file.js';
 import { DayCache } from '../common/figures/days.js';
 import { DEFAULT_PROFILE, profileSchema, profileSet } from '../common/figures/profiles.js';
 import { Reports } from '../common/figures/reports.js';
@@ -24,11 +25,17 @@ export const API_CONFIG_SHAPE = {
     .describe('Listen address; put a TLS reverse proxy in front for remote users.'),
   port: z.number().int().min(0).max(65_535).default(8080),
   registryFile: z.string().default('var/registry.json').describe('The fleet registry (written by imports).'),
+  credentialNamesFile: z
+    .string()
+    .optional()
+    .describe(
+      "The names-only copy of the pollers' credentials file (`npm run poller -- credential-names`: `credentialNames: [..]`, no secret): when set, an import naming a device `credentialRef` that is not in it is refused by row and column. Read at each import; an unreadable or malformed file refuses every import, and so does the full credentials file given here (it holds secrets the API's machine should not). Set this or `pollerCredentialsFile`, not both.",
+    ),
   pollerCredentialsFile: z
     .string()
     .optional()
     .describe(
-      "The pollers' credentials file (`poller.credentialsFile`): when set, an import naming a device `credentialRef` that is not in it is refused by row and column. Only the credential NAMES are read, never a secret; an unreadable file refuses every import.",
+      "The pollers' full credentials file (`poller.credentialsFile`), as `credentialNamesFile` but read where the poller's secrets are: only its credential NAMES are read, never a secret. Kept for deployments that run the API beside the poller; prefer `credentialNamesFile`, so the API's machine holds no community or key.",
     ),
   calendarFile: z
     .string()
@@ -177,6 +184,21 @@ export function loadCalendars(file: string): Calendars {
  * connects, so they see the broker's retained statuses — or, `afterListen`, once the server listens; all stopped
  * after the HTTP server).
  */
+/**
+ * How an import learns the pollers' credential names: from `api.credentialNamesFile` (the names-only copy), or
+ * the names of `api.pollerCredentialsFile` (the full file); undefined: not checked. Throws when both are set.
+ */
+export function credentialNamesReader(
+  config: Pick<ApiConfig, 'credentialNamesFile' | 'pollerCredentialsFile'>,
+): (() => string[]) | undefined {
+  const { credentialNamesFile: names, pollerCredentialsFile: full } = config;
+  if (names !== undefined && full !== undefined)
+    throw new Error('api.credentialNamesFile and api.pollerCredentialsFile: set one, not both');
+  if (names !== undefined) return () => readCredentialNamesFile(names);
+  if (full !== undefined) return () => readCredentialNames(full);
+  return undefined;
+}
+
 export class ApiServer implements Service {
   readonly name = 'api';
   readonly registry: RegistryStore;
@@ -208,7 +230,7 @@ export class ApiServer implements Service {
     this.registry = new RegistryStore(
       config.registryFile,
       importLimits(config),
-      config.pollerCredentialsFile,
+      credentialNamesReader(config),
     );
     this.tokens = new TokenStore(config.tokensFile, { log: deps.log.child({ part: 'tokens' }) });
     this.live = new LiveState(config.mqtt, deps.log.child({ part: 'live' }), deps.liveAll ?? false, {

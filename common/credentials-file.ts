@@ -1,5 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { z } from 'zod';
+import { credentialRefSchema } from '../contracts/registry.js';
+import { firstIssue } from './json-file.js';
 
 /**
  * The pollers' credentials file (docs/links.md, #17) as far as more than the poller reads it: the document, its
@@ -11,13 +14,13 @@ export class CredentialsFileError extends Error {
 }
 
 /** The file's text parsed as YAML (or JSON); errors name the file and the line, never quote its content. */
-export function readCredentialsDocument(path: string): unknown {
+export function readCredentialsDocument(path: string, what = 'credentials file'): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     throw new CredentialsFileError(
-      `credentials file ${path}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      `${what} ${path}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
     );
   }
   try {
@@ -26,7 +29,7 @@ export function readCredentialsDocument(path: string): unknown {
     // The parser's message quotes the offending line, which may hold a secret: only where it is.
     const pos = (e as { linePos?: { line: number }[] }).linePos?.[0];
     throw new CredentialsFileError(
-      `credentials file ${path}: not valid YAML or JSON${pos ? ` (line ${pos.line})` : ''}`,
+      `${what} ${path}: not valid YAML or JSON${pos ? ` (line ${pos.line})` : ''}`,
     );
   }
 }
@@ -55,4 +58,37 @@ export function readCredentialNames(path: string): string[] {
   if (snmp === null || typeof snmp !== 'object' || Array.isArray(snmp))
     throw new CredentialsFileError(`credentials file ${path}: snmp: must be a mapping of credential names`);
   return Object.keys(snmp);
+}
+
+/**
+ * The names-only copy of the credentials file (`api.credentialNamesFile`; written by `npm run poller --
+ * credential-names`): what the API needs to check an import's `credentialRef`s, and no secret, so the API's
+ * machine never holds a community or a key.
+ *
+ * ```yaml
+ * credentialNames: [campus-v2, campus-v3]
+ * ```
+ * Strict: any other key is refused, and the full credentials file (its `snmp:` mapping) with a sentence saying
+ * so — a file with secrets where none should be is the operator's mistake to hear about, not to read past.
+ */
+export const credentialNamesFileSchema = z.strictObject({
+  credentialNames: z.array(credentialRefSchema).max(100_000).describe('The credential names, no secrets.'),
+});
+
+/** The names of a names-only copy; throws CredentialsFileError naming the file and the first bad key. */
+export function readCredentialNamesFile(path: string): string[] {
+  const doc = readCredentialsDocument(path, 'credential names file');
+  if (doc !== null && typeof doc === 'object' && !Array.isArray(doc) && 'snmp' in doc)
+    throw new CredentialsFileError(
+      `credential names file ${path}: holds \`snmp:\`, the pollers' full credentials file with its secrets; give the API its names-only copy (\`npm run poller -- credential-names\`), or name this file in api.pollerCredentialsFile`,
+    );
+  const parsed = credentialNamesFileSchema.safeParse(doc);
+  if (!parsed.success)
+    throw new CredentialsFileError(`credential names file ${path}: ${firstIssue(parsed.error)}`);
+  return parsed.data.credentialNames;
+}
+
+/** The names-only copy as a file's text (YAML), saying where it came from; `names` are validated names. */
+export function credentialNamesText(names: readonly string[], source: string): string {
+  return `# The credential names of ${source.replace(/[\r\n]/g, ' ')}, without their secrets: for api.credentialNamesFile.\n# Written by \`npm run poller -- credential-names\`; write it again when a credential is added or removed.\n${toYaml({ credentialNames: [...names].sort() })}`;
 }

@@ -55,7 +55,7 @@ export const liveLimitsSchema = z
       .max(86_400)
       .default(180)
       .describe(
-        "An uplink reading older than this is `stale`: shown as such in `/v1/schools` and sent as an `uplink` event with `state: stale` on `/v1/bandwidth/live`, instead of its last rate and `operStatus` passing for now. Shorter for a device whose status promises a heartbeat (the poller sets it to the target's `intervalS`): 3 of its intervals. Default 180 s, 3 × the poller's default 60 s interval: one lost poll is no outage, three are. Prevents a school cut off with its poller (or a dead poller) from showing its last reading, `up`, forever.",
+        "An uplink reading older than this is `stale`: shown as such in `/v1/schools` and sent as an `uplink` event with `state: stale` on `/v1/bandwidth/live`, instead of its last rate and `operStatus` passing for now. Shorter for a device whose status promises a heartbeat (the poller sets it to the target's `intervalS`): 3 of its intervals. Default 180 s, 3 × the poller's default 60 s interval: one lost poll is no outage, three are. Prevents a school cut off with its poller (or a dead poller) from showing its last reading, `up`, forever. Also the bound of a probe cycle (`link` in `/v1/schools`: `stale`, at most this, 3 of its cycle intervals when shorter).",
       ),
   })
   .prefault({})
@@ -125,7 +125,21 @@ export interface LinkLive {
   /** Average round trip of the answers; null when none answered. */
   rttMs: number | null;
   jitterMs: number | null;
+  /** When the cycle ran (the poller's clock). */
   tsMs: number;
+  /** When the API received it. */
+  receivedAtMs: number;
+  /** Between the last two cycles held (the poller's clock); null until a second one came. */
+  intervalMs: number | null;
+}
+
+/** A school's last probe cycle as `/v1/schools` sends it: how old it is, and whether that is too old to be now. */
+export interface LinkNow extends LinkLive {
+  /** Seconds since the cycle ran, by the API's clock (from its arrival if the poller's clock is ahead). */
+  ageS: number;
+  /** The age beyond which it is stale: 3 cycle intervals as observed, at most `api.live.staleAfterS`. */
+  staleAfterS: number;
+  stale: boolean;
 }
 
 /** Decoded messages, for the alert engine's signals (status and iface as well as events and telemetry). */
@@ -338,6 +352,20 @@ export class LiveState extends EventEmitter<LiveEvents> {
   /** The latest uplink reading of school `school`'s device `device`, or undefined. */
   uplink(school: string, device: string): UplinkLive | undefined {
     return this.uplinks.get(school)?.get(device);
+  }
+
+  /**
+   * Probe cycle `l` now: its age counts from when it ran (a cycle replayed from a spool is as old as it says), or
+   * from when it arrived if the poller's clock is ahead; stale after 3 of the intervals between its device's
+   * cycles (the poller's `probes.intervalS`, as observed), at most `api.live.staleAfterS` (also the bound until
+   * a second cycle came) — as an uplink reading is stale after 3 poll intervals.
+   */
+  linkNow(l: LinkLive): LinkNow {
+    const ageMs = Math.max(0, this.now() - Math.min(l.tsMs, l.receivedAtMs));
+    const boundS = this.limits.staleAfterS;
+    const staleAfterS =
+      l.intervalMs === null ? boundS : Math.min(boundS, Math.ceil((STALE_POLLS * l.intervalMs) / 1000));
+    return { ...l, ageS: Math.floor(ageMs / 1000), staleAfterS, stale: ageMs >= staleAfterS * 1000 };
   }
 
   /** `api.live.staleAfterS`: the longest an uplink reading stays up without another. */
@@ -614,6 +642,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
           rttMs: p.rttMs?.avg ?? null,
           jitterMs: p.jitterMs ?? null,
           tsMs: p.ts,
+          receivedAtMs: atMs,
+          intervalMs: held && p.ts > held.tsMs ? p.ts - held.tsMs : (held?.intervalMs ?? null),
         });
       }
       this.emit('message', {

@@ -6,6 +6,8 @@ import { ApiError } from '../../common/http/errors.js';
 import { effectiveScope, READ_ROLES } from '../../common/http/scope.js';
 import {
   type DeviceLive,
+  type LinkLive,
+  type LiveState,
   registryMismatch,
   schoolLink,
   schoolUplink,
@@ -81,6 +83,8 @@ function foldedName(reg: RegistryIndex, key: string, name: string): string {
 
 const isDisplay = (kind: string) => (DISPLAY_KINDS as readonly string[]).includes(kind);
 
+const linkNow = (live: LiveState, l: LinkLive | null) => (l ? live.linkNow(l) : null);
+
 /** The fleet with live status: schools, devices, unassigned devices, and the live uplink stream (SSE). */
 export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app, { deps }) => {
   const { live } = deps;
@@ -128,7 +132,7 @@ export const fleetRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (app,
       contractedMbps: s.contractedMbps ?? null,
       devices: { total: devices.length, online, offline, unknown: devices.length - online - offline },
       uplink: uplink ? withUtilisation(uplink, s.contractedMbps) : null,
-      link: schoolLink(live, reg, s.id),
+      link: linkNow(live, schoolLink(live, reg, s.id)),
     };
   };
   /** A school the token may see, or 404 (never 403: a scoped token does not learn what exists elsewhere). */

@@ -130,11 +130,11 @@ export const registryRoutes: FastifyPluginAsyncZod<{ deps: AppDeps }> = async (a
           );
         if (e instanceof CredentialsFileError) {
           // A server-side problem, not the upload's: logged with the file, answered without the path.
-          req.log.error({ err: e.message }, 'registry import refused: pollers credentials file unreadable');
+          req.log.error({ err: e.message }, 'registry import refused: pollers credential names unreadable');
           throw new ApiError(
             503,
             'CFM_API_UNAVAILABLE',
-            "import refused, nothing changed: the pollers' credentials file (api.pollerCredentialsFile) cannot be read; see the API's log",
+            "import refused, nothing changed: the pollers' credential names (api.credentialNamesFile or api.pollerCredentialsFile) cannot be read; see the API's log",
           );
         }
         if (e instanceof ImportLimitError)

@@ -9,7 +9,6 @@ import {
   registrySchema,
   type School,
 } from '../../contracts/registry.js';
-import { readCredentialNames } from '../credentials-file.js';
 import { FileWatch, readJsonFile } from '../json-file.js';
 import { checkFileLimits, ImportError, type ImportFile } from './import.js';
 import { type ImportOutcome, ImportRun } from './import-run.js';
@@ -124,11 +123,12 @@ export class RegistryStore {
     readonly path: string,
     readonly limits: ImportLimits = DEFAULT_IMPORT_LIMITS,
     /**
-     * The pollers' credentials file (`api.pollerCredentialsFile`): each import reads its credential NAMES and
-     * refuses a device row naming another (its secrets are never read). Unreadable: the import is refused
-     * with a CredentialsFileError naming the file.
+     * The pollers' credential names, read by each import, which refuses a device row naming another
+     * (`api.credentialNamesFile`, or the names of `api.pollerCredentialsFile`: api/server.ts
+     * `credentialNamesReader`). Unreadable: it throws a CredentialsFileError naming the file, and the import
+     * is refused.
      */
-    readonly credentialsFile?: string,
+    readonly credentialNames?: () => readonly string[],
   ) {
     this.current = new RegistryIndex(registrySchema.parse({}));
     this.watch = new FileWatch(path);
@@ -191,7 +191,7 @@ export class RegistryStore {
   import(files: readonly ImportFile[], opts: MergeOptions = {}): Promise<Record<EntityName, number>> {
     const run = this.queue.then(async () => {
       checkFileLimits(files, this.limits); // cheap; refuses a zip bomb without starting a worker
-      const credentialRefs = this.credentialsFile ? readCredentialNames(this.credentialsFile) : undefined;
+      const credentialRefs = this.credentialNames?.();
       const r = new ImportRun(
         this.path,
         files,

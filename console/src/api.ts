@@ -111,14 +111,20 @@ export type SchoolItem = {
     rttMs: number | null;
     jitterMs: number | null;
     tsMs: number;
+    /** Seconds since the cycle ran, when the API answered. */
+    ageS: number;
+    /** The server's word: older than 3 of its cycle intervals (at most `api.live.staleAfterS`), so not now. */
+    stale: boolean;
   } | null;
 };
 
 /**
  * Every school in the token's scope (`/v1/schools`), for the session (`cached`): names for the alert, device and
- * idle pages, and the 网络 table (whose uplinks the live stream then keeps current).
+ * idle pages, and the 网络 table (whose uplinks the live stream then keeps current, and which loads it again
+ * every `ttlMs` for its probe cycles).
  */
-export const allSchools = () => cached<{ total: number; items: SchoolItem[] }>('/v1/schools?pageSize=5000');
+export const allSchools = (ttlMs?: number) =>
+  cached<{ total: number; items: SchoolItem[] }>('/v1/schools?pageSize=5000', ttlMs);
 
 /** Downloads an export (`format=csv|xlsx` of the same route) with the token, as a file. */
 export async function download(path: string, format: 'csv' | 'xlsx'): Promise<void> {

@@ -19,3 +19,10 @@ export function mbps(bps: number | null | undefined): string {
   const m = bps / 1e6;
   return `${m >= 100 ? m.toFixed(0) : m.toFixed(1)} Mbit/s`;
 }
+/** How long ago, as staff say it: 40 秒前, 12 分钟前, 3 小时前, 2 天前. */
+export function ago(s: number): string {
+  if (s < 60) return `${Math.floor(s)} 秒前`;
+  if (s < 3_600) return `${Math.floor(s / 60)} 分钟前`;
+  if (s < 86_400) return `${Math.floor(s / 3_600)} 小时前`;
+  return `${Math.floor(s / 86_400)} 天前`;
+}

@@ -5,6 +5,7 @@ import ExcelJS from 'exceljs';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { credentialNamesReader } from '../../api/server.js';
 import { TokenStore } from '../../api/tokens.js';
 import { Calendars } from '../../common/calendar.js';
 import { LiveState } from '../../common/live.js';
@@ -666,7 +667,11 @@ describe('registry import with api.pollerCredentialsFile (#17)', () => {
       stringify({ snmp: { 'xihu-v2': { version: '2c', community: COMMUNITY }, broken: { version: 'x' } } }),
       { mode: 0o600 },
     );
-    const store = new RegistryStore(join(dir, 'registry-creds.json'), undefined, credentialsFile).load();
+    const store = new RegistryStore(
+      join(dir, 'registry-creds.json'),
+      undefined,
+      credentialNamesReader({ pollerCredentialsFile: credentialsFile }),
+    ).load();
     await store.import([{ name: 'city.yaml', data: Buffer.from(stringify(CITY)) }]);
     const credApp = await testApp({ registry: store, calendars, tokens, storage, live });
     const post = (payload: string) =>

@@ -3,12 +3,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { UPLINK_REGIONS, uplinkSchool } from '../helpers/uplinks.js';
 
 /**
- * `npm run api -- import` with `api.pollerCredentialsFile` (#17): the command an operator runs, as a process.
- * An unknown credential name is refused by row and column; the credentials' secrets are never printed.
+ * `npm run api -- import` with `api.pollerCredentialsFile` or `api.credentialNamesFile` (#17), and `npm run poller
+ * -- credential-names`, which writes the latter: the commands an operator runs, as processes. An unknown
+ * credential name is refused by row and column; the credentials' secrets are never printed.
  */
 const dir = mkdtempSync(join(tmpdir(), 'cfm-import-creds-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -26,34 +27,41 @@ writeFileSync(
   stringify({ regions: UPLINK_REGIONS, schools: [uplinkSchool('3301060001', { uplinkDevice: undefined })] }),
 );
 
-/** The real command line: exit status and stderr. */
-function importFiles(...files: string[]): { status: number | null; stderr: string; stdout: string } {
-  const args = ['--import', 'tsx', 'api/main.ts', 'import', ...files, '--config', join(dir, 'api.yaml')];
-  const r = spawnSync(process.execPath, args, {
+/** A real command line: exit status, stdout and stderr. */
+function run(args: string[]): { status: number | null; stderr: string; stdout: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', ...args], {
     cwd: new URL('../..', import.meta.url).pathname,
     encoding: 'utf8',
     timeout: 60_000,
   });
   return { status: r.status, stderr: r.stderr, stdout: r.stdout };
 }
+const importFiles = (...files: string[]) =>
+  run(['api/main.ts', 'import', ...files, '--config', join(dir, 'api.yaml')]);
 const devices = (ref: string) => {
   const f = join(dir, 'devices.csv');
   writeFileSync(f, `设备编号,学校标识码,设备类型,管理地址,凭据名称\ngw,3301060001,路由器,10.1.0.1,${ref}\n`);
   return f;
 };
 
+/** An import naming an unknown credential is refused by row and column; one naming `known` is written. */
+function checksNames(importWith: typeof importFiles, known: string, registryFile: string) {
+  const bad = importWith(join(dir, 'fleet.yaml'), devices('nobody'));
+  expect(bad.status).toBe(2);
+  expect(bad.stderr).toContain(
+    "devices.csv, row 2, column E (凭据名称): credential nobody is not in the pollers' credentials file",
+  );
+  const ok = importWith(join(dir, 'fleet.yaml'), devices(known));
+  expect(ok.status, ok.stderr).toBe(0);
+  expect(JSON.parse(readFileSync(registryFile, 'utf8')).devices).toEqual([
+    expect.objectContaining({ id: 'gw', credentialRef: known, mgmtAddress: '10.1.0.1' }),
+  ]);
+  return { bad, ok };
+}
+
 describe('npm run api -- import with api.pollerCredentialsFile', () => {
   it('refuses an unknown credential by row and column, imports a known one, and refuses all when the file is gone', () => {
-    const bad = importFiles(join(dir, 'fleet.yaml'), devices('nobody'));
-    expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain(
-      "devices.csv, row 2, column E (凭据名称): credential nobody is not in the pollers' credentials file",
-    );
-    const ok = importFiles(join(dir, 'fleet.yaml'), devices('xihu-v2'));
-    expect(ok.status, ok.stderr).toBe(0);
-    expect(JSON.parse(readFileSync(join(dir, 'registry.json'), 'utf8')).devices).toEqual([
-      expect.objectContaining({ id: 'gw', credentialRef: 'xihu-v2', mgmtAddress: '10.1.0.1' }),
-    ]);
+    const { bad, ok } = checksNames(importFiles, 'xihu-v2', join(dir, 'registry.json'));
     rmSync(credentialsFile);
     const gone = importFiles(devices('xihu-v2'));
     expect(gone.status).toBe(2);
@@ -61,5 +69,94 @@ describe('npm run api -- import with api.pollerCredentialsFile', () => {
       `import refused, nothing changed: credentials file ${credentialsFile}: cannot be read (ENOENT)`,
     );
     for (const r of [bad, ok, gone]) expect(r.stderr + r.stdout).not.toContain(COMMUNITY);
+  });
+});
+
+describe('npm run poller -- credential-names, and api.credentialNamesFile', () => {
+  const V3 = { user: 'cfm-poller-77', authKey: 'auth-key-5e1c9a', privKey: 'priv-key-a04f3d' };
+  const full = join(dir, 'full-credentials.yaml');
+  const names = join(dir, 'credential-names.yaml');
+  const secrets = [COMMUNITY, V3.user, V3.authKey, V3.privKey];
+  writeFileSync(
+    full,
+    stringify({
+      snmp: {
+        'xihu-v2': { version: '2c', community: COMMUNITY },
+        'xihu-v3': { version: '3', level: 'authPriv', authProtocol: 'sha256', privProtocol: 'aes', ...V3 },
+      },
+    }),
+    { mode: 0o600 },
+  );
+  const namesConfig = join(dir, 'api-names.yaml');
+  writeFileSync(
+    namesConfig,
+    stringify({ api: { registryFile: join(dir, 'registry-names.json'), credentialNamesFile: names } }),
+  );
+  const importWithNames = (...files: string[]) =>
+    run(['api/main.ts', 'import', ...files, '--config', namesConfig]);
+
+  it('writes the names and no secret; an import checked against that copy refuses an unknown name and takes a known one', () => {
+    const made = run(['agents/snmp/main.ts', 'credential-names', '--credentials-file', full]);
+    expect(made.status, made.stderr).toBe(0);
+    expect(made.stdout).toContain('credentialNames:');
+    for (const s of secrets) expect(made.stdout + made.stderr).not.toContain(s);
+    writeFileSync(names, made.stdout);
+    expect(parse(made.stdout)).toEqual({ credentialNames: ['xihu-v2', 'xihu-v3'] });
+
+    checksNames(importWithNames, 'xihu-v3', join(dir, 'registry-names.json'));
+  });
+
+  it('a credentials file the poller would refuse gives no names: the error names the file and key, not the value', () => {
+    const broken = join(dir, 'broken-credentials.yaml');
+    writeFileSync(
+      broken,
+      stringify({ snmp: { 'xihu-v2': { version: '2c', community: COMMUNITY, port: 1 } } }),
+    );
+    const r = run(['agents/snmp/main.ts', 'credential-names', '--credentials-file', broken]);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`poller: credentials file ${broken}: snmp.xihu-v2`);
+    expect(r.stderr).not.toContain(COMMUNITY);
+  });
+
+  it.each([
+    ['not YAML', 'credentialNames: [a\n  b: {', 'not valid YAML or JSON (line'],
+    [
+      'the full credentials file',
+      'FULL',
+      "holds `snmp:`, the pollers' full credentials file with its secrets",
+    ],
+    [
+      'a secret beside the names',
+      `credentialNames: [xihu-v2]\ncommunity: ${COMMUNITY}\n`,
+      'Unrecognized key',
+    ],
+    ['a name that is no name', 'credentialNames: ["two words"]\n', 'credentialNames.0'],
+    ['no names', 'names: [xihu-v2]\n', 'credentialNames: Invalid input: expected array'],
+  ])(
+    'refuses a names file that is %s: every import, naming the file, quoting no secret',
+    (_what, text, says) => {
+      writeFileSync(names, text === 'FULL' ? readFileSync(full) : text);
+      const r = importWithNames(devices('xihu-v2'));
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`import refused, nothing changed: credential names file ${names}: `);
+      expect(r.stderr).toContain(says);
+      for (const s of secrets) expect(r.stderr + r.stdout).not.toContain(s);
+    },
+  );
+
+  it('refuses a config that sets both files', () => {
+    const both = join(dir, 'api-both.yaml');
+    writeFileSync(
+      both,
+      stringify({
+        api: { registryFile: join(dir, 'r.json'), credentialNamesFile: names, pollerCredentialsFile: full },
+      }),
+    );
+    const r = run(['api/main.ts', 'import', devices('xihu-v2'), '--config', both]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(
+      'api: configuration error: api.credentialNamesFile and api.pollerCredentialsFile: set one, not both',
+    );
   });
 });

@@ -641,4 +641,40 @@ describe("a school's link quality on /v1/schools (docs/links.md)", () => {
     await waitFor(() => server.live.rejected === rejected + 1, { what: 'the hostile cycle refused' });
     expect(await link()).toMatchObject({ sent: 20, received: 18, lossPct: 10, tsMs: t + 180_000 });
   });
+
+  it('says how old the cycle is, and marks it stale after 3 of its intervals, at most api.live.staleAfterS', async () => {
+    const poller = await connectAs('poll-x');
+    const probe = (ts: number) => JSON.stringify({ ...EXAMPLES.probe, ts });
+    const link = async () =>
+      (await get(`/v1/schools/${A}`, T.countyA)).body.link as unknown as {
+        tsMs: number;
+        ageS: number;
+        staleAfterS: number;
+        stale: boolean;
+      } | null;
+    // The last cycle of a poller that stopped ten minutes ago (replayed from its spool): as old as it says.
+    const old = Date.now() - 600_000;
+    await poller.publishAsync(`cfm/v1/${A}/gw-a/probe`, probe(old), { qos: 1 });
+    await waitFor(async () => (await link()) !== null, { what: "school A's old cycle" });
+    const stopped = (await link())!;
+    expect(stopped).toMatchObject({ tsMs: old, stale: true, staleAfterS: STALE_AFTER_S });
+    expect(stopped.ageS).toBeGreaterThanOrEqual(600);
+    expect(stopped.ageS).toBeLessThan(660);
+    // Cycles a second apart again: current, and stale after 3 s (3 intervals, less than the configured 4 s).
+    const t = Date.now();
+    await poller.publishAsync(`cfm/v1/${A}/gw-a/probe`, probe(t - 1_000), { qos: 1 });
+    await poller.publishAsync(`cfm/v1/${A}/gw-a/probe`, probe(t), { qos: 1 });
+    await waitFor(async () => (await link())?.tsMs === t, { what: 'the current cycle' });
+    const current = (await link())!;
+    expect(current).toMatchObject({ stale: false, staleAfterS: 3 });
+    expect(current.ageS).toBeLessThan(3);
+    // Then none: it goes stale by itself, with no message.
+    await waitFor(async () => (await link())?.stale === true, { what: 'the cycle stale', timeoutMs: 10_000 });
+    expect((await link())!.ageS).toBeGreaterThanOrEqual(3);
+    const listed = (await get('/v1/schools', T.countyA)).body.items as unknown as {
+      id: string;
+      link: { stale: boolean } | null;
+    }[];
+    expect(listed.find((s) => s.id === A)?.link?.stale).toBe(true);
+  });
 });

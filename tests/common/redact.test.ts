@@ -56,6 +56,8 @@ const NOT_SECRET: Record<string, string> = {
   'poller.credentialsFile':
     'a path: the SNMP credentials stay in the file (mode 0600), whose own schema marks them secret',
   'api.pollerCredentialsFile': "a path: the API reads only the credential names from the pollers' file",
+  'api.credentialNamesFile':
+    "a path to the names-only copy of the pollers' credentials file: no secret in it",
   'alerts.linkBaseUrl': "the API's public address, printed in every notification on purpose",
   'api.alertsUrl':
     'the worker’s internal address; refuses user-info (the caller’s bearer token is forwarded instead)',

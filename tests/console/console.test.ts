@@ -13,6 +13,7 @@ import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import { RegistryStore } from '../../common/registry/store.js';
 import type { Storage } from '../../common/storage/storage.js';
+import { EXAMPLES } from '../../contracts/examples.js';
 import { connectPresence } from '../../dev/presence.js';
 import { testApp } from '../helpers/api.js';
 import { launchChromium, openConsole, tableCells } from '../helpers/browser.js';
@@ -166,8 +167,27 @@ describe('the console (headless Chromium)', () => {
     await pub.publishAsync('cfm/v1/A/gw-a/iface', JSON.stringify(uplinkOf(20e6, { speedMbps: 1000 })));
     await pub.publishAsync('cfm/v1/B/gw-b/iface', JSON.stringify(uplinkOf(0, { operStatus: 'down' })));
     await pub.publishAsync('cfm/v1/C/gw-c/iface', JSON.stringify(uplinkOf(95e6, { speedMbps: 100 })));
+    // Their links' last probe cycles: A's now; B's twenty minutes ago (its probes stopped: stale here after 10
+    // minutes); C not probed.
+    const cycle = (ts: number, received: number) =>
+      JSON.stringify({
+        ...EXAMPLES.probe,
+        ts,
+        sent: 20,
+        received,
+        rttMs: { min: 30, avg: 42.5, max: 80 },
+        jitterMs: 6,
+      });
+    await pub.publishAsync('cfm/v1/A/gw-a/probe', cycle(Date.now(), 20));
+    await pub.publishAsync('cfm/v1/B/gw-b/probe', cycle(Date.now() - 20 * 60_000, 19));
     await pub.endAsync();
-    await waitFor(() => live.uplinks.size === 3, { timeoutMs: 10_000 });
+    await waitFor(
+      () =>
+        live.uplinks.size === 3 &&
+        live.link('A', 'gw-a') !== undefined &&
+        live.link('B', 'gw-b') !== undefined,
+      { timeoutMs: 10_000 },
+    );
     const { page, problems } = await open(admin, 'network');
     await page.waitForSelector('#uplinks');
     await waitFor(async () => (await cells(page, '#uplinks')).every((r) => r[1] !== '未监测'), {
@@ -181,6 +201,24 @@ describe('the console (headless Chromium)', () => {
       [name('A'), '正常'],
     ]);
     expect(rows[1]![2]).toBe('95 %');
+    // 丢包 · 时延 · 抖动: A's cycle is now; B's is greyed with how long ago it ran; C has none.
+    expect(rows.map((r) => r[6])).toEqual(['5.0 % · 43 ms · 6 ms（20 分钟前）', '—', '0.0 % · 43 ms · 6 ms']);
+    const quality = (school: string) =>
+      page.$eval(`tr[data-school="${school}"] td.link-quality`, (td) => ({
+        stale: td.classList.contains('stale'),
+        // In the page (the tests' types have no DOM lib).
+        color: (
+          globalThis as unknown as { getComputedStyle(e: unknown): { color: string } }
+        ).getComputedStyle(td).color,
+        title: td.getAttribute('title'),
+      }));
+    const [a, b] = [await quality('A'), await quality('B')];
+    expect(b).toMatchObject({
+      stale: true,
+      title: expect.stringMatching(/20 分钟前）：已无新的探测结果，不是当前值$/),
+    });
+    expect(a).toMatchObject({ stale: false, title: expect.stringMatching(/^探测时间 .*（\d+ 秒前）$/) });
+    expect(b.color).not.toBe(a.color);
     // Its export: the same uplinks as a file from the API, in the same order, in Chinese with the codes beside.
     const [download] = await Promise.all([
       page.waitForEvent('download'),
@@ -197,6 +235,23 @@ describe('the console (headless Chromium)', () => {
       ['A', name('A'), '正常', 'up', '20'],
     ]);
     await page.screenshot({ path: join(ARTIFACTS, 'console-network.png'), fullPage: true });
+    // B probed again: the page, open, loads the schools again (every 30 s; the page's clock is fast-forwarded,
+    // the page entered afresh under it) and B's cycle is now.
+    await page.clock.install();
+    await page.goto(`${url}/console/#/overview`);
+    await page.goto(`${url}/console/#/network`);
+    await waitFor(async () => (await cells(page, '#uplinks')).length === 3, { timeoutMs: 10_000 });
+    const again = await mqtt.connectAsync(mosquitto.url, { clientId: 'console-pub' });
+    const now = Date.now();
+    await again.publishAsync('cfm/v1/B/gw-b/probe', cycle(now, 18));
+    await again.endAsync();
+    await waitFor(() => live.link('B', 'gw-b')?.tsMs === now, { timeoutMs: 10_000 });
+    expect(await quality('B')).toMatchObject({ stale: true });
+    await page.clock.fastForward(31_000);
+    await waitFor(async () => (await quality('B')).stale === false, { timeoutMs: 10_000 });
+    expect((await cells(page, '#uplinks')).find((r) => r[0] === name('B'))?.[6]).toBe(
+      '10.0 % · 43 ms · 6 ms',
+    );
     expect(problems).toEqual([]);
     await page.close();
   });

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ExcelJS from 'exceljs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { z } from 'zod';
@@ -10,6 +11,7 @@ import { configFields, mapSecrets } from '../../common/redact.js';
 import { CHILD_PID_DIR_ENV } from '../../dev/children.js';
 import { ALL_SECTIONS } from '../../scripts/gen-docs.js';
 import { freePort, Influxd, waitFor } from '../helpers/influx.js';
+import { UPLINK_REGIONS, uplinkSchool } from '../helpers/uplinks.js';
 
 /**
  * No secret in any output (issue #13). Every field the config schemas mark secret is filled with its own
@@ -18,6 +20,11 @@ import { freePort, Influxd, waitFor } from '../helpers/influx.js';
  * real child process: `--print-config`, then a start-up that meets a connection error (InfluxDB, MQTT, SNMP,
  * PJLink, every alert channel on closed loopback ports). Everything it writes to stdout and stderr, what its
  * HTTP endpoints answer and the files it writes must be free of every sentinel.
+ *
+ * The pollers' SNMP credentials live in their own file (`poller.credentialsFile`, #17), not in the config: it is
+ * filled with sentinels too (a community, v3 keys), the registry names them (imported against the names-only
+ * copy `npm run poller -- credential-names` writes), and the poller polls them — its output, the copy, the
+ * import's, the API's and the registry export must hold none of them, nor the errors of a broken credentials file.
  */
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const SENTINEL = 'zzsentinel';
@@ -53,6 +60,14 @@ let unreachable = '';
 /** The same, with InfluxDB up (a URL with credentials never reaches it: fetch refuses one). */
 let reachable = '';
 const visited = new Set<string>();
+/** The pollers' credentials file: its secrets are sentinels as well (not config fields: the walk does not see them). */
+const pollerCredentials = () => join(dir, 'config-poller-credentials.yaml');
+const POLLER_SECRETS = {
+  community: `${SENTINEL}community`,
+  authKey: `${SENTINEL}authkey`,
+  privKey: `${SENTINEL}privkey`,
+};
+const credentialNames = () => join(dir, 'credential-names.yaml');
 
 /** Every secret field filled with its own sentinel, valid for the field's type. */
 function fillSecrets(doc: unknown): Record<string, unknown> {
@@ -136,12 +151,17 @@ function baseConfig(influxUrl: string): Record<string, unknown> {
           v3: { user: 'poller', authKey: 'placeholder', privKey: 'placeholder' },
         },
       ].map((t) => ({ ...t, uplink: 1, intervalS: 5, timeoutMs: 200, retries: 0 })),
+      // And the registry's routers, with the credentials file's secrets (imported below).
+      registryFile: join(dir, 'registry.json'),
+      credentialsFile: pollerCredentials(),
+      registryTargets: { port: ports.closedUdp, intervalS: 5, timeoutMs: 200, retries: 0 },
     },
     api: {
       host: '127.0.0.1',
       port: ports.api,
       registryFile: join(dir, 'registry.json'),
       tokensFile: join(dir, 'api-tokens.json'),
+      credentialNamesFile: credentialNames(),
       mqtt: mqtt('api'),
       preloadDays: 0,
     },
@@ -302,7 +322,33 @@ beforeAll(async () => {
   (up.influx as Record<string, unknown>).url = influxd.url;
   reachable = join(dir, 'config-reachable.yaml');
   writeFileSync(reachable, stringify(up));
+  writeFileSync(
+    pollerCredentials(),
+    stringify({
+      snmp: {
+        'e2e-v2': { version: '2c', community: POLLER_SECRETS.community },
+        'e2e-v3': {
+          version: '3',
+          user: 'e2e-poller',
+          authKey: POLLER_SECRETS.authKey,
+          privKey: POLLER_SECRETS.privKey,
+        },
+      },
+    }),
+    { mode: 0o600 },
+  );
 }, 60_000);
+
+/** A tool run to its end (`credential-names`, `import`): its status and everything it wrote. */
+function tool(entry: string, args: string[]): { status: number | null; out: string; stdout: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], {
+    cwd: repo,
+    env,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { status: r.status, out: `${r.stdout}${r.stderr}`, stdout: r.stdout };
+}
 
 afterAll(async () => {
   for (const c of children) c.kill('SIGKILL');
@@ -385,6 +431,85 @@ describe('no secret in any output', () => {
     expect(seen).toContain('cfm_collector');
   }, 60_000);
 
+  it("poller credentials: the names-only copy, an import checked against it, and a broken file's errors", () => {
+    // The copy for the API, made the documented way from the poller's config.
+    const names = tool('agents/snmp/main.ts', ['credential-names', '--config', reachable]);
+    expect(names.status, names.out).toBe(0);
+    expect(leaks(names.out)).toEqual([]);
+    expect(names.stdout).toContain('e2e-v3');
+    writeFileSync(credentialNames(), names.stdout);
+    // The registry's routers name the credentials; the API checks the names against the copy.
+    writeFileSync(
+      join(dir, 'fleet.yaml'),
+      stringify({
+        regions: UPLINK_REGIONS,
+        schools: [uplinkSchool('3301060001'), uplinkSchool('3301060002')],
+      }),
+    );
+    writeFileSync(
+      join(dir, 'devices.csv'),
+      '设备编号,学校标识码,设备类型,管理地址,SNMP版本,凭据名称\ngw,3301060001,路由器,127.0.0.1,2c,e2e-v2\ngw,3301060002,路由器,127.0.0.1,3,e2e-v3\n',
+    );
+    const imported = tool('api/main.ts', [
+      'import',
+      join(dir, 'fleet.yaml'),
+      join(dir, 'devices.csv'),
+      '--config',
+      reachable,
+    ]);
+    expect(imported.status, imported.out).toBe(0);
+    expect(leaks(imported.out)).toEqual([]);
+    // The full file where the names are expected: refused, naming the file, quoting none of it.
+    const mistaken = join(dir, 'config-mistaken.yaml');
+    writeFileSync(
+      mistaken,
+      stringify({
+        api: { registryFile: join(dir, 'registry.json'), credentialNamesFile: pollerCredentials() },
+      }),
+    );
+    const refused = tool('api/main.ts', ['import', join(dir, 'devices.csv'), '--config', mistaken]);
+    expect(refused.status).toBe(2);
+    expect(refused.out).toContain(`credential names file ${pollerCredentials()}: holds \`snmp:\``);
+    expect(leaks(refused.out)).toEqual([]);
+    // A credentials file the poller refuses, and one that is not YAML, each with a secret on the bad line.
+    const badSchema = join(dir, 'config-bad-credentials.yaml');
+    writeFileSync(
+      badSchema,
+      stringify({
+        snmp: { x: { version: '2c', community: POLLER_SECRETS.community, note: POLLER_SECRETS.authKey } },
+      }),
+    );
+    const badYaml = join(dir, 'config-bad-yaml-credentials.yaml');
+    writeFileSync(badYaml, `snmp:\n  x: { version: '2c', community: "${POLLER_SECRETS.community}\n`);
+    for (const [file, says] of [
+      [badSchema, 'snmp.x'],
+      [badYaml, 'not valid YAML or JSON (line'],
+    ] as const) {
+      const r = tool('agents/snmp/main.ts', ['credential-names', '--credentials-file', file]);
+      expect(r.status).toBe(2);
+      expect(r.out).toContain(`credentials file ${file}: ${says}`);
+      expect(leaks(r.out)).toEqual([]);
+      // The poller itself, started with it: start-up fails naming the file, quoting none of it.
+      const config = join(dir, 'config-poller-bad.yaml');
+      writeFileSync(
+        config,
+        stringify({
+          poller: {
+            mqtt: { url: `mqtt://127.0.0.1:${ports.closed}` },
+            spool: { dir: join(dir, 'poller-spool-bad') },
+            registryFile: join(dir, 'registry.json'),
+            credentialsFile: file,
+          },
+        }),
+      );
+      const started = tool('agents/snmp/main.ts', ['--config', config]);
+      expect(started.status, started.out).toBe(1);
+      expect(started.out).toContain(file);
+      expect(leaks(started.out)).toEqual([]);
+    }
+    expect(leaks(writtenFiles())).toEqual([]);
+  }, 90_000);
+
   it('api: MQTT and every alert channel unreachable; /health, /metrics and the delivery errors', async () => {
     // An admin token, made the documented way.
     const t = spawnSync(
@@ -451,8 +576,16 @@ describe('no secret in any output', () => {
         expect(deliveries.status).toBe(200);
         const body = (await deliveries.json()) as { items: { status: string; lastError: string }[] };
         expect(body.items.map((d) => d.status)).toEqual(channels.map(() => 'failed'));
+        // The registry's export: the credentials' names, none of their secrets.
+        const exported = await fetch(`${base}/v1/registry/export`, auth);
+        expect(exported.status).toBe(200);
+        const wb = new ExcelJS.Workbook();
+        await wb.xlsx.load(await exported.arrayBuffer());
+        const cells = JSON.stringify(wb.worksheets.map((w) => w.getSheetValues()));
+        expect(cells).toContain('e2e-v3');
         return [
           JSON.stringify(body),
+          cells,
           await (await fetch(`${base}/health`)).text(),
           await (await fetch(`${base}/metrics`)).text(),
         ].join('\n');
@@ -479,9 +612,9 @@ describe('no secret in any output', () => {
     expect(leaks(writtenFiles())).toEqual([]);
   }, 60_000);
 
-  it('poller: MQTT and both SNMP targets (v2c community, v3 keys) unreachable', async () => {
+  it("poller: MQTT and its SNMP targets (the config's and the registry's: v2c community, v3 keys) unreachable", async () => {
     const { out, code } = await run('poller', reachable, {
-      until: (o) => logged(o, 'mqtt disconnected').length > 0 && logged(o, 'target unreachable').length === 2,
+      until: (o) => logged(o, 'mqtt disconnected').length > 0 && logged(o, 'target unreachable').length === 4,
       what: 'the MQTT and SNMP errors',
     });
     expect(leaks(out)).toEqual([]);

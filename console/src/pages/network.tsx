@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { allSchools, events, get, type Uplink } from '../api.js';
-import { cst, mbps, pct } from '../format.js';
+import { allSchools, events, get, type SchoolItem, type Uplink } from '../api.js';
+import { ago, cst, mbps, pct } from '../format.js';
 import { label } from '../labels.js';
 import { Export, Loading, Named, Problem, Section, Sparkline, useLoad, usePaintedMark } from '../ui.js';
 
@@ -33,11 +33,19 @@ const STATE_TEXT: Record<LinkState, string> = {
 };
 
 const FLUSH_MS = 300;
+/** How often the page loads the schools again for their last probe cycles (a cycle is stale after minutes). */
+const LINK_REFRESH_MS = 30_000;
 const byName = new Intl.Collator('zh').compare;
 
 /** 网络: every uplink, down and stale first, then by utilisation of its capacity; live. */
 export function Network() {
-  const schools = useLoad(allSchools, []);
+  const schools = useLoad(() => allSchools(LINK_REFRESH_MS), []);
+  // The uplinks come live; the probe cycles (`link`) with the schools, loaded again for them.
+  const reloadSchools = schools.reload;
+  useEffect(() => {
+    const t = setInterval(reloadSchools, LINK_REFRESH_MS);
+    return () => clearInterval(t);
+  }, []);
   const history = useLoad(() => get<History>('/v1/bandwidth/history?hours=6'), []);
   const [live, setLive] = useState(new Map<string, Uplink>());
   const [streamError, setStreamError] = useState<string>();
@@ -126,11 +134,7 @@ export function Network() {
                 <td>
                   <Sparkline values={spark.get(s.id) ?? []} />
                 </td>
-                <td class="link-quality" title={s.link ? `探测时间 ${cst(s.link.tsMs, false)}` : '未探测'}>
-                  {s.link
-                    ? `${s.link.lossPct.toFixed(1)} % · ${s.link.rttMs === null ? '—' : `${s.link.rttMs.toFixed(0)} ms`} · ${s.link.jitterMs === null ? '—' : `${s.link.jitterMs.toFixed(0)} ms`}`
-                    : '—'}
-                </td>
+                <LinkQuality link={s.link} />
                 <td>
                   {s.devices.online} / {s.devices.total}
                 </td>
@@ -141,5 +145,29 @@ export function Network() {
         </table>
       )}
     </Section>
+  );
+}
+
+/**
+ * The last probe cycle: loss · RTT · jitter. One the server calls stale (the poller, or this school's probes,
+ * stopped) is greyed and says how long ago it ran: its figures are not now.
+ */
+function LinkQuality({ link }: { link: SchoolItem['link'] }) {
+  if (!link)
+    return (
+      <td class="link-quality" title="未探测">
+        —
+      </td>
+    );
+  const figures = `${link.lossPct.toFixed(1)} % · ${link.rttMs === null ? '—' : `${link.rttMs.toFixed(0)} ms`} · ${link.jitterMs === null ? '—' : `${link.jitterMs.toFixed(0)} ms`}`;
+  const when = `探测时间 ${cst(link.tsMs)}（${ago(link.ageS)}）`;
+  return link.stale ? (
+    <td class="link-quality stale" title={`${when}：已无新的探测结果，不是当前值`}>
+      {figures}（{ago(link.ageS)}）
+    </td>
+  ) : (
+    <td class="link-quality" title={when}>
+      {figures}
+    </td>
   );
 }
