@@ -220,7 +220,8 @@ export const ENTITIES = [
   'devices',
 ] as const satisfies readonly EntityName[];
 
-export type CellType = 'id' | 'text' | 'int' | 'number' | 'bool' | 'date' | 'idOrInt';
+/** `port`: a whole number 1..65535 (read as `int`; the schema bounds it). */
+export type CellType = 'id' | 'text' | 'int' | 'port' | 'number' | 'bool' | 'date' | 'idOrInt';
 export interface ColumnSpec {
   key: string;
   /** Chinese header labels accepted (the first is used in exports). */
@@ -375,7 +376,7 @@ export const SHEETS: Record<EntityName, { labels: readonly string[]; columns: re
       {
         key: 'snmpPort',
         labels: ['SNMP端口'],
-        type: 'int',
+        type: 'port',
         note: 'SNMP 端口（1–65535）；留空为轮询程序的默认端口（通常 161）',
       },
       {
@@ -388,7 +389,7 @@ export const SHEETS: Record<EntityName, { labels: readonly string[]; columns: re
       {
         key: 'probePort',
         labels: ['探测端口'],
-        type: 'int',
+        type: 'port',
         note: 'TCP 探测的端口（1–65535）：探测方式为 TCP 时必填，ICMP 时须留空',
       },
     ],
