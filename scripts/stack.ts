@@ -154,7 +154,7 @@ const state = {
   /** The poller's SNMP credentials, named by the registry's `credentialRef`s (rewritten at each start). */
   pollerCredentials: `${varDir}/poller-credentials.yaml`,
 };
-/** The credential the simulated routers' registry rows name, and its community (SnmpSim's default). */
+/** The credential the simulated routers' registry rows name, and the community their agents answer. */
 const ROUTER_CREDENTIAL = { ref: 'city', community: 'public' } as const;
 /** A path as the user would type it: relative to the current directory when it lies inside it. */
 const shown = (path: string) => {
