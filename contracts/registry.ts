@@ -55,6 +55,7 @@ export const ENUM_LABELS: Record<string, Record<string, readonly string[]>> = {
     special: ['特殊教育学校', '特教'],
   }),
   area: accepted(LABELS.area, { urban: ['城市', '城镇'], rural: ['乡村'] }),
+  probeMethod: { icmp: ['ICMP', 'ping', 'PING'], tcp: ['TCP'] },
   kind: accepted(LABELS.deviceKind, {
     whiteboard: ['白板', '电子白板'],
     panel: ['一体机', '触控一体机', '智慧黑板'],
@@ -86,6 +87,29 @@ export const hostSchema = z.union([z.ipv4(), z.ipv6(), z.hostname().max(253)], {
 export const credentialRefSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, {
   message: 'must be a credential name (letters, digits, _ . -)',
 });
+const portSchema = z
+  .number()
+  .int({ message: 'must be a port number 1..65535' })
+  .min(1, { message: 'must be a port number 1..65535' })
+  .max(65_535, { message: 'must be a port number 1..65535' });
+export const PROBE_METHODS = ['icmp', 'tcp'] as const;
+
+/**
+ * Why a device's probe settings do not fit together, as `[field, message]`, or undefined: `probePort` is
+ * required with `probeMethod` tcp and means nothing with icmp (the default). The merge checks it on the merged
+ * device, so a file that updates only one of the two columns is judged with the other's stored value.
+ */
+export function probeSettingsProblem(d: {
+  probeMethod?: (typeof PROBE_METHODS)[number];
+  probePort?: number;
+}): [key: 'probePort', message: string] | undefined {
+  if (d.probeMethod === 'tcp' && d.probePort === undefined)
+    return ['probePort', 'is required with probeMethod tcp'];
+  if (d.probeMethod !== 'tcp' && d.probePort !== undefined)
+    return ['probePort', 'is only for probeMethod tcp (the method is icmp)'];
+  return undefined;
+}
+
 const count = (what: string) =>
   z
     .number()
@@ -166,6 +190,18 @@ export const deviceSchema = z.strictObject({
     .describe(
       "Where reachability and link quality are probed (the school's uplink: its far side, the router, or any address that answers); default its `mgmtAddress`.",
     ),
+  snmpPort: portSchema
+    .optional()
+    .describe("Its SNMP port, when not the poller's `poller.registryTargets.port` (default 161)."),
+  probeMethod: z
+    .enum(PROBE_METHODS)
+    .optional()
+    .describe(
+      'How it is probed: icmp (ping; the default) or tcp (connect time to `probePort`, where ICMP is filtered).',
+    ),
+  probePort: portSchema
+    .optional()
+    .describe('The TCP port probed: required with `probeMethod` tcp, and only then.'),
 });
 export type Device = z.infer<typeof deviceSchema>;
 
@@ -184,7 +220,8 @@ export const ENTITIES = [
   'devices',
 ] as const satisfies readonly EntityName[];
 
-export type CellType = 'id' | 'text' | 'int' | 'number' | 'bool' | 'date' | 'idOrInt';
+/** `port`: a whole number 1..65535 (read as `int`; the schema bounds it). */
+export type CellType = 'id' | 'text' | 'int' | 'port' | 'number' | 'bool' | 'date' | 'idOrInt';
 export interface ColumnSpec {
   key: string;
   /** Chinese header labels accepted (the first is used in exports). */
@@ -335,6 +372,25 @@ export const SHEETS: Record<EntityName, { labels: readonly string[]; columns: re
         labels: ['探测地址'],
         type: 'text',
         note: '探测连通性与链路质量（时延、丢包、抖动）的地址；默认为管理地址',
+      },
+      {
+        key: 'snmpPort',
+        labels: ['SNMP端口'],
+        type: 'port',
+        note: 'SNMP 端口（1–65535）；留空为轮询程序的默认端口（通常 161）',
+      },
+      {
+        key: 'probeMethod',
+        labels: ['探测方式'],
+        type: 'text',
+        enumLabels: 'probeMethod',
+        note: '探测方式：ICMP（ping，留空时的默认）或 TCP（连接探测端口，用于屏蔽了 ICMP 的出口）',
+      },
+      {
+        key: 'probePort',
+        labels: ['探测端口'],
+        type: 'port',
+        note: 'TCP 探测的端口（1–65535）：探测方式为 TCP 时必填，ICMP 时须留空',
       },
     ],
   },

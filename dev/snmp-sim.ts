@@ -1,4 +1,5 @@
 import { createSocket, type Socket, type SocketType } from 'node:dgram';
+import { createServer, type Server } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import snmp from 'net-snmp';
 
@@ -46,6 +47,12 @@ export interface SimOptions {
   address?: string;
   /** The UDP port, default an ephemeral one. */
   port?: number;
+  /**
+   * Also listen on a TCP port of its address — the router's management port (SSH, HTTPS on a real one), for a
+   * TCP probe: each connection is accepted and closed. Closed while the sim is stopped (a connect is refused),
+   * the same port again on restart; `tcpPort` says which.
+   */
+  managementTcp?: boolean;
 }
 
 // SNMPv2-MIB::system scalars; the provider OID is the object, the instance is `.0`.
@@ -118,6 +125,9 @@ interface IfaceState extends Required<SimIface> {}
 export class SnmpSim {
   /** The UDP port on 127.0.0.1, known once `start()` resolved. */
   port = 0;
+  /** The management TCP port (`managementTcp`), known once `start()` resolved; 0 without one. */
+  tcpPort = 0;
+  private tcp: Server | undefined;
   private readonly community: string;
   private readonly ifaces = new Map<number, IfaceState>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -189,7 +199,25 @@ export class SnmpSim {
     this.agent = agent;
     this.mib = mib;
     this.port = bound.address().port;
+    if (this.opts.managementTcp)
+      await this.listenTcp().catch(async (e: unknown) => {
+        await this.stop();
+        throw e;
+      });
     return this;
+  }
+
+  private async listenTcp(): Promise<void> {
+    const server = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.tcpPort, this.opts.address ?? '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.tcp = server;
+    this.tcpPort = (server.address() as { port: number }).port;
   }
 
   /** Closes the socket and drops responses still waiting out `delayMs`. */
@@ -200,6 +228,9 @@ export class SnmpSim {
     this.agent = undefined;
     this.mib = undefined;
     if (agent) await new Promise<void>((resolve) => agent.close(() => resolve()));
+    const tcp = this.tcp;
+    this.tcp = undefined;
+    if (tcp) await new Promise<void>((resolve) => tcp.close(() => resolve()));
   }
 
   /**

@@ -151,7 +151,11 @@ const state = {
   tokens: `${varDir}/api-tokens.json`,
   alerts: `${varDir}/alerts-state.json`,
   credentials: `${varDir}/broker-credentials.yaml`,
+  /** The poller's SNMP credentials, named by the registry's `credentialRef`s (rewritten at each start). */
+  pollerCredentials: `${varDir}/poller-credentials.yaml`,
 };
+/** The credential the simulated routers' registry rows name, and the community their agents answer. */
+const ROUTER_CREDENTIAL = { ref: 'city', community: 'public' } as const;
 /** A path as the user would type it: relative to the current directory when it lies inside it. */
 const shown = (path: string) => {
   const r = relative(process.cwd(), path);
@@ -224,6 +228,31 @@ function writeStackConfig(c: ReturnType<typeof stackConfig>): void {
   );
 }
 
+/**
+ * The city's registry with each school router's row saying how the poller reaches it: SNMP v2c at its SnmpSim
+ * on loopback, with the `city` credential, and a TCP probe of its management port — loopback answers every
+ * ping, so an ICMP probe could not see the fibre cut; the cut closes that port (a refused connect is lost).
+ */
+function cityRegistry(plan: CityPlan, b: Bound): CityPlan['registry'] {
+  const routers = new Map(plan.schools.map((s) => [s.router, s.id]));
+  return {
+    ...plan.registry,
+    devices: plan.registry.devices.map((d) => {
+      const school = routers.get(d.id);
+      if (d.kind !== 'router' || school !== d.school) return d;
+      return {
+        ...d,
+        mgmtAddress: '127.0.0.1',
+        snmpPort: b.routerPort(school),
+        snmpVersion: '2c' as const,
+        credentialRef: ROUTER_CREDENTIAL.ref,
+        probeMethod: 'tcp' as const,
+        probePort: b.routerTcpPort(school),
+      };
+    }),
+  };
+}
+
 const DEFAULT_PROFILE_DEF = BUILTIN_PROFILES.find((p) => p.id === DEFAULT_PROFILE)!;
 
 /** Its own InfluxDB: the file's `influx` section (database, credentials, timeouts) at the local influxd. */
@@ -233,6 +262,8 @@ const influx = influxConfigSchema.parse({ ...config.influx, url: `http://127.0.0
 interface Bound {
   brokerPort: number;
   routerPort: (school: string) => number;
+  /** The router's management TCP port: what the poller probes (loopback always answers ICMP). */
+  routerTcpPort: (school: string) => number;
   relayPort: (school: string) => number;
   hookPort: number;
   secret: (username: string) => string;
@@ -287,18 +318,16 @@ function stackConfig(plan: CityPlan, from: string, today: string, b: Bound) {
       metrics: { port: 0 },
       registryFile: state.registry,
     }),
+    // Its targets come from the registry alone, as in a deployment (docs/links.md): each school's router row
+    // names its address, SNMP port, credential and probe (cityRegistry), the credentials file the community.
     poller: pollerConfigSchema.parse({
       mqtt: mqtt('poller'),
       spool: { dir: `${varDir}/stack-spool/poller` },
-      targets: plan.schools.map((s) => ({
-        device: s.router,
-        school: s.id,
-        address: '127.0.0.1',
-        port: b.routerPort(s.id),
-        community: 'public',
-        uplink: 1,
-        intervalS: opts.intervalS,
-      })),
+      registryFile: state.registry,
+      credentialsFile: state.pollerCredentials,
+      registryTargets: { intervalS: opts.intervalS },
+      // A cycle of 5 connects spread over half the interval (periodMs ≥ 500 at the least interval, 5 s).
+      probes: { enabled: true, intervalS: opts.intervalS, count: 5, periodMs: opts.intervalS * 100 },
     }),
     // Each school's agents reach the broker through the school's uplink (a relay that can be cut).
     agents: plan.schools.flatMap((s) =>
@@ -353,6 +382,8 @@ try {
   for (const s of plan.schools) {
     const router = await new SnmpSim({
       sysName: s.router,
+      community: ROUTER_CREDENTIAL.community,
+      managementTcp: true,
       ifaces: [
         {
           index: 1,
@@ -394,6 +425,7 @@ try {
   const bound = (secret: Bound['secret']): Bound => ({
     brokerPort,
     routerPort: (id) => routers.get(id)!.port,
+    routerTcpPort: (id) => routers.get(id)!.tcpPort,
     relayPort: (id) => relays.get(id)!.port,
     hookPort: (hook.address() as { port: number }).port,
     secret,
@@ -467,12 +499,8 @@ try {
     await issue({ username: 'poller', role: 'poller', schools: plan.schools.map((s) => s.id) }),
   );
   secrets.set('api', await issue({ username: 'api', role: 'reader' }));
-  const c = stackConfig(
-    plan,
-    from,
-    today,
-    bound((username) => secrets.get(username)!),
-  );
+  const b = bound((username) => secrets.get(username)!);
+  const c = stackConfig(plan, from, today, b);
 
   const broker = new Broker(c.broker, { log });
   await broker.start();
@@ -483,7 +511,17 @@ try {
   // `unassigned`), and the API serves it. The city is imported into the registry there is (rows update by id), so
   // what `npm run api -- import` added to it stays.
   const registry = new RegistryStore(c.api.registryFile).load();
-  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(plan.registry)) }]);
+  await registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(cityRegistry(plan, b))) }]);
+  // The community the routers' `credentialRef` names: in the poller's credentials file only (0600; a file left
+  // by hand with a looser mode is not written into), never in the registry.
+  rmSync(state.pollerCredentials, { force: true });
+  writeFileSync(
+    state.pollerCredentials,
+    `# Written by \`npm run stack\` at each start: the SNMP credential its routers' registry rows name.\n${stringify(
+      { snmp: { [ROUTER_CREDENTIAL.ref]: { version: '2c', community: ROUTER_CREDENTIAL.community } } },
+    )}`,
+    { mode: 0o600 },
+  );
   const others = [...registry.index.schools.keys()].filter((id) => !plan.schools.some((s) => s.id === id));
   if (others.length > 0)
     step(
@@ -510,7 +548,9 @@ try {
   await api.start();
   services.push(api);
 
-  step(`${plan.schools.length} school routers (real SNMP agents on loopback) and the SNMP poller`);
+  step(
+    `${plan.schools.length} school routers (real SNMP agents on loopback) and the SNMP poller (its targets and probes from the registry)`,
+  );
   // Traffic every second, following the model the history was written from.
   const inClass = (ms: number) => cal.isTeachingTime(ms);
   timers.push(
@@ -614,11 +654,13 @@ Where to look
       }
     const firing = [...(apiProcess.alerts?.engine.active.values() ?? [])].filter((a) => a.state === 'firing');
     const off = [...offline].map(([id, n]) => `${schoolName(id)} ${n}`).join(', ');
+    // The routers whose last probe cycle got an answer (a TCP connect to the management port).
+    const answering = plan.schools.filter((s) => (api.live.link(s.id, s.router)?.received ?? 0) > 0).length;
     const c = congested ? api.live.uplink(congested.id, congested.router) : undefined;
     const cMbps = c?.inBps
       ? ` · ${congested!.name} uplink ${(c.inBps / 1e6).toFixed(1)}/${congested!.uplinkMbps} Mbit/s`
       : '';
-    return `[${clock()}] whiteboards online ${online}/${rooms}${off ? ` · offline: ${off}` : ''} · alerts firing ${firing.length}${inClass(now()) ? '' : ' (outside class time: offline alerts wait for class; --class-all-day tries them at any hour)'}${cMbps}`;
+    return `[${clock()}] whiteboards online ${online}/${rooms}${off ? ` · offline: ${off}` : ''} · routers answering probes ${answering}/${plan.schools.length} · alerts firing ${firing.length}${inClass(now()) ? '' : ' (outside class time: offline alerts wait for class; --class-all-day tries them at any hour)'}${cMbps}`;
   };
   await summary();
   timers.push(setInterval(() => process.stdout.write(`${liveLine()}\n`), 15_000));

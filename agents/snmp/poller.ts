@@ -92,7 +92,13 @@ export const pollerConfigSchema = z
       ),
     registryTargets: z
       .strictObject({
-        port: z.number().int().min(1).max(65_535).default(161),
+        port: z
+          .number()
+          .int()
+          .min(1)
+          .max(65_535)
+          .default(161)
+          .describe('The SNMP port of a device whose registry row gives no `snmpPort`.'),
         intervalS: z.number().int().min(5).max(3_600).default(60).describe('Poll interval.'),
         timeoutMs: z.number().int().min(100).max(60_000).default(2_000).describe('Per-request timeout.'),
         retries: z

@@ -94,7 +94,9 @@ export const probesConfigSchema = z
     targets: z
       .array(probeTargetSchema)
       .default([])
-      .describe('Addresses to probe (later: from the registry).'),
+      .describe(
+        "Addresses to probe besides those derived from `poller.registryFile` (every school's uplinkDevice with an address, by its probeMethod); a configured target of the same device wins.",
+      ),
   })
   .refine((p) => p.count * p.periodMs + p.timeoutMs < p.intervalS * 1_000, {
     message: 'count × periodMs + timeoutMs must be shorter than intervalS',

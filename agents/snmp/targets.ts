@@ -12,7 +12,7 @@ import type { ProbeTarget } from './probe.js';
  *
  * A device is polled when it is a router or switch with `mgmtAddress` and `credentialRef`, and it is its
  * school's `uplinkDevice` (the school's `uplinkInterface` is the interface the poll marks as the uplink). Its
- * `snmpVersion` (default 2c) must be its credential's. The school's region chain gives the target's region, and
+ * `snmpVersion` (default 2c) must be its credential's; its `snmpPort`, when given, replaces the default port. The school's region chain gives the target's region, and
  * the shard decides by (school, region) as it does for configured targets.
  */
 
@@ -104,6 +104,7 @@ export function deriveTargets(
       address: d.mgmtAddress,
       uplink: school.uplinkInterface,
       ...defaults,
+      port: d.snmpPort ?? defaults.port,
     };
     if (credential.version === '2c')
       targets.push({ target: { ...base, version: '2c', community: credential.community }, row: i + 1 });
@@ -118,7 +119,7 @@ export function deriveTargets(
 /**
  * One probe target (probe.ts, #17) per school of `shard` whose `uplinkDevice` is a registered router, switch or
  * AP with a `probeAddress` or `mgmtAddress` (the probe address first): the results are published under that
- * device, by ICMP.
+ * device, by its `probeMethod` — ICMP unless it says tcp, then a TCP connect to its `probePort`.
  */
 export function probeTargets(registry: RegistryIndex, shard: Shard): ProbeTarget[] {
   const out: ProbeTarget[] = [];
@@ -134,7 +135,9 @@ export function probeTargets(registry: RegistryIndex, shard: Shard): ProbeTarget
       device: s.uplinkDevice,
       region,
       address,
-      method: 'icmp',
+      ...(d.probeMethod === 'tcp' && d.probePort !== undefined
+        ? { method: 'tcp' as const, port: d.probePort }
+        : { method: 'icmp' as const }),
       kind: d.kind as (typeof NETWORK_KINDS)[number],
     });
   }

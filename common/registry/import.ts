@@ -616,10 +616,11 @@ export function convertCell(spec: ColumnSpec, raw: unknown, fromCells = true): C
       return { ok: true, value: text };
     }
     case 'int':
+    case 'port':
     case 'number': {
       const n = typeof raw === 'number' ? raw : Number(text.replace(/[,，\s]/g, ''));
       if (!Number.isFinite(n)) return { ok: false, message: `"${text}" is not a number` };
-      if (spec.type === 'int' && !Number.isInteger(n))
+      if (spec.type !== 'number' && !Number.isInteger(n))
         return { ok: false, message: `"${text}" must be a whole number` };
       return { ok: true, value: n };
     }

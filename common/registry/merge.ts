@@ -1,4 +1,10 @@
-import { ENTITIES, type EntityName, NETWORK_KINDS, type Registry } from '../../contracts/registry.js';
+import {
+  ENTITIES,
+  type EntityName,
+  NETWORK_KINDS,
+  probeSettingsProblem,
+  type Registry,
+} from '../../contracts/registry.js';
 import {
   boundIssues,
   ImportError,
@@ -100,7 +106,12 @@ export function mergeRegistry(
             ([k]) => k === 'id' || k === 'school' || source.columns[k] !== undefined,
           ),
         );
-        map.set(key, { ...old, ...given });
+        const row = { ...old, ...given } as Record<string, unknown>;
+        // A device switched to icmp by a row that gives no port drops its old TCP port: an empty cell keeps a
+        // stored value, so there would be no other way back from tcp but replacing the whole list.
+        if (e === 'devices' && given.probeMethod === 'icmp' && given.probePort === undefined)
+          delete row.probePort;
+        map.set(key, row as { id: string });
       } else map.set(key, value);
     }
     next[e] = map;
@@ -161,6 +172,8 @@ export function mergeRegistry(
     // A device's classroom is one of its own school's: classroom ids, like device ids, are unique per school.
     if (d.classroom !== undefined && !present('classrooms', entityKey(d.school, d.classroom)))
       problem('devices', key, 'classroom', `classroom ${d.classroom} is not in school ${d.school}`);
+    const probe = probeSettingsProblem(d);
+    if (probe) problem('devices', key, ...probe);
   }
   if (opts.credentialRefs) {
     const known = new Set(opts.credentialRefs);

@@ -69,6 +69,8 @@ function allowed(c: ColumnSpec): string {
       return '文本';
     case 'int':
       return '不小于 0 的整数';
+    case 'port':
+      return '端口号：1–65535 的整数';
     case 'number':
       return '正数';
     case 'bool':

@@ -471,7 +471,26 @@ describe('registry import over HTTP', () => {
       'D',
     ]);
 
+    // A router polled on its own SNMP port and probed by TCP: the columns go out and come back as they were.
+    const devices = await app.inject({
+      method: 'POST',
+      url: '/v1/registry/import?filename=devices.csv',
+      headers: { authorization: `Bearer ${T.admin}`, 'content-type': 'text/csv' },
+      payload:
+        '设备编号,学校标识码,设备类型,管理地址,SNMP端口,探测方式,探测端口\ngw-a,A,路由器,10.0.0.1,1161,TCP,22\n',
+    });
+    expect(devices.statusCode, devices.body).toBe(200);
+    expect(registry.index.device('A', 'gw-a')).toMatchObject({
+      snmpPort: 1161,
+      probeMethod: 'tcp',
+      probePort: 22,
+    });
+
     const exported = await get('/v1/registry/export', T.admin);
+    const sheet = new ExcelJS.Workbook();
+    await sheet.xlsx.load(exported.rawPayload as unknown as ArrayBuffer);
+    const cells = JSON.stringify(sheet.getWorksheet('devices')!.getSheetValues());
+    expect(cells).toContain('1161,"tcp",22');
     const before = structuredClone(registry.index.data);
     const again = await app.inject({
       method: 'POST',

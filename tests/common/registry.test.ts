@@ -425,6 +425,80 @@ describe('registry import', () => {
     ]);
   });
 
+  it('SNMP port and probe method/port columns: read in Chinese; bad ports and mismatched method/port refused by row and column (#17)', async () => {
+    const s = store();
+    await s.import([yamlFile(CITY)]);
+    const before = readFileSync(s.path);
+    const csv = (rows: string) => ({
+      name: 'devices.csv',
+      data: Buffer.from(`设备编号,学校标识码,设备类型,管理地址,SNMP端口,探测方式,探测端口\n${rows}`),
+    });
+    const issues = await importError(
+      s.import([
+        csv(
+          [
+            'gw-0001,3301060001,路由器,10.1.0.1,0,ICMP,', // port 0
+            'gw-0002,3301060001,交换机,10.1.0.2,70000,,', // port too large
+            'gw-0003,3301060001,路由器,10.1.0.3,161,TCP,', // tcp without port
+            'gw-0004,3301060001,路由器,10.1.0.4,,ICMP,22', // port with icmp
+            'gw-0005,3301060001,路由器,10.1.0.5,,,22', // port, method defaulted to icmp
+            'gw-0006,3301060001,路由器,10.1.0.6,,udp,53', // no such method
+            'gw-0007,3301060001,路由器,10.1.0.7,16.5,,', // not a whole number
+            'gw-0008,3301060001,路由器,10.1.0.8,,TCP,-1', // negative port
+          ].join('\n'),
+        ),
+      ]),
+    );
+    const where = issues.map((i) => `${i.row}|${i.column}|${i.message}`);
+    expect(where).toEqual([
+      '2|E (SNMP端口)|must be a port number 1..65535',
+      '3|E (SNMP端口)|must be a port number 1..65535',
+      '4|G (探测端口)|is required with probeMethod tcp',
+      '5|G (探测端口)|is only for probeMethod tcp (the method is icmp)',
+      '6|G (探测端口)|is only for probeMethod tcp (the method is icmp)',
+      '7|F (探测方式)|"udp" is not one of icmp (ICMP), tcp (TCP)',
+      '8|E (SNMP端口)|"16.5" must be a whole number',
+      '9|G (探测端口)|must be a port number 1..65535',
+    ]);
+    expect(readFileSync(s.path)).toEqual(before);
+
+    await s.import([
+      csv('gw-0001,3301060001,路由器,10.1.0.1,1161,tcp,22\ngw-0009,3301060001,路由器,10.1.0.9,,,\n'),
+    ]);
+    expect(s.index.device('3301060001', 'gw-0001')).toMatchObject({
+      snmpPort: 1161,
+      probeMethod: 'tcp',
+      probePort: 22,
+    });
+    expect(s.index.device('3301060001', 'gw-0009')).not.toHaveProperty('probeMethod');
+    // A file with only the method column: tcp keeps the stored port; back to icmp drops it.
+    const methodOnly = (m: string) => ({
+      name: 'devices.csv',
+      data: Buffer.from(`设备编号,学校标识码,设备类型,探测方式\ngw-0001,3301060001,路由器,${m}\n`),
+    });
+    await s.import([methodOnly('TCP')]);
+    expect(s.index.device('3301060001', 'gw-0001')).toMatchObject({ probeMethod: 'tcp', probePort: 22 });
+    await s.import([methodOnly('ICMP')]);
+    expect(s.index.device('3301060001', 'gw-0001')).toMatchObject({ probeMethod: 'icmp', snmpPort: 1161 });
+    expect(s.index.device('3301060001', 'gw-0001')).not.toHaveProperty('probePort');
+    // A port alone for a device probed by icmp: refused, naming the row.
+    const portOnly = {
+      name: '设备.csv',
+      data: Buffer.from('设备编号,学校标识码,设备类型,探测端口\ngw-0001,3301060001,路由器,22\n'),
+    };
+    expect(await importError(s.import([portOnly]))).toEqual([
+      expect.objectContaining({
+        row: 2,
+        column: 'D (探测端口)',
+        message: expect.stringMatching(/only for probeMethod tcp/),
+      }),
+    ]);
+    // A hand-edited registry file with tcp and no port stops start-up naming the device.
+    const path = join(dir, 'hand.json');
+    writeFileSync(path, JSON.stringify({ ...CITY, devices: [{ ...CITY.devices[0]!, probeMethod: 'tcp' }] }));
+    expect(() => new RegistryStore(path).load()).toThrow(/probePort.*required with probeMethod tcp/);
+  });
+
   it('a corrupt registry file stops start-up with the file and the reason', () => {
     const path = join(dir, 'registry.json');
     writeFileSync(path, '{"schools": [{"id": "x"}]}');

@@ -31,6 +31,8 @@ const node = (entry: string, args: string[]) => [
   ...args,
 ];
 const OUTAGE_AFTER_S = 40;
+/** Long enough for uplink_down to fire (60 s of class time down) and be acknowledged before the link is back. */
+const OUTAGE_FOR_S = 240;
 const plan = planCity({ schools: 6, classrooms: 2, today: localDate(Date.now()), classAllDay: true });
 const congested = plan.schools.find((s) => s.scenario === 'congested')!;
 const outage = plan.schools.find((s) => s.scenario === 'outage')!;
@@ -48,7 +50,13 @@ beforeAll(async () => {
     process.execPath,
     node('scripts/stack.ts', [
       ...['--schools', '6', '--classrooms', '2', '--history-days', '2', '--interval-s', '5'],
-      ...['--outage-after-s', String(OUTAGE_AFTER_S), '--outage-for-s', '3600', '--class-all-day'],
+      ...[
+        '--outage-after-s',
+        String(OUTAGE_AFTER_S),
+        '--outage-for-s',
+        String(OUTAGE_FOR_S),
+        '--class-all-day',
+      ],
       ...['--api-port', '0', '--influx-port', String(await freePort())],
     ]),
     { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -68,6 +76,16 @@ beforeAll(async () => {
   [, url, admin] = link as unknown as [string, string, string];
   browser = await launchChromium();
 }, 240_000);
+
+/** `/v1/schools/:id` as the admin sees it: its live uplink and link (the last probe cycle). */
+async function school(id: string): Promise<{
+  uplink: { state: string } | null;
+  link: { method: string; sent: number; received: number; rttMs: number | null } | null;
+}> {
+  const r = await fetch(`${url}/v1/schools/${id}`, { headers: { authorization: `Bearer ${admin}` } });
+  expect(r.status).toBe(200);
+  return (await r.json()) as Awaited<ReturnType<typeof school>>;
+}
 
 afterAll(async () => {
   await browser?.close();
@@ -157,9 +175,32 @@ describe('the console on the quickstart city (headless Chromium)', () => {
     const { items } = (await res.json()) as { items: { rule: string; school: string; ackedBy?: string }[] };
     expect(items.find((a) => a.rule === 'uplink_down' && a.school === outage.id)?.ackedBy).toBeTruthy();
     await page.screenshot({ path: join(ARTIFACTS, 'quickstart-alerts.png'), fullPage: true });
+    // Down, not management_down: SNMP and the probes both fail — the router's management port refuses the
+    // poller's TCP probes (its registry row says probeMethod tcp), while the other schools' answer.
+    const cut = await school(outage.id);
+    expect(cut.uplink?.state).toBe('down');
+    expect(cut.link).toMatchObject({ method: 'tcp', received: 0, rttMs: null });
+    expect(cut.link!.sent).toBeGreaterThan(0);
+    expect((await school(congested.id)).link).toMatchObject({ method: 'tcp', received: expect.any(Number) });
+    expect((await school(congested.id)).link!.received).toBeGreaterThan(0);
+    expect(items.some((a) => a.rule === 'management_down' && a.school === outage.id)).toBe(false);
+
+    // The cut ends: SNMP and the probes answer again, so the condition clears (the alert resolves after the
+    // rule's resolveAfterS, 180 s, not waited for here).
+    await waitFor(() => out.includes(`${outage.name}: uplink restored`), {
+      timeoutMs: (OUTAGE_FOR_S + 30) * 1000 - (Date.now() - cutAt),
+      what: 'the end of the cut',
+    });
+    await waitFor(
+      async () => {
+        const s = await school(outage.id);
+        return s.uplink?.state === 'up' && (s.link?.received ?? 0) > 0;
+      },
+      { timeoutMs: 60_000, what: `${outage.name}'s uplink up and its probes answered again` },
+    );
     expect(problems).toEqual([]);
     await page.close();
-  }, 300_000);
+  }, 480_000);
 
   it("a county token made with the README's command sees only its county", async () => {
     const { stdout } = await exec(

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +84,18 @@ async function stop(stack: Stack): Promise<void> {
   expect(stack.out()).toContain('stopping…');
 }
 
+/** Distinct (school, device) series of the `probe` measurement in the quickstart's InfluxDB. */
+async function probesStored(influxPort: number): Promise<number> {
+  const q = new URLSearchParams({
+    db: 'cfm',
+    q: 'SELECT count(received) FROM probe GROUP BY school, device',
+  });
+  const r = await fetch(`http://127.0.0.1:${influxPort}/query?${q}`);
+  if (r.status !== 200) return -r.status;
+  const body = (await r.json()) as { results: { series?: unknown[] }[] };
+  return body.results[0]?.series?.length ?? 0;
+}
+
 const get = (url: string, token: string) => fetch(url, { headers: { authorization: `Bearer ${token}` } });
 const schoolsSeen = async (url: string, token: string) => {
   const r = await get(`${url}/v1/schools`, token);
@@ -97,7 +109,14 @@ interface PrintedStack {
   influx: Section;
   broker: { listeners: { port: number }[]; credentialsFile: string };
   collector: { mqtt: Section; registryFile: string };
-  poller: { mqtt: Section; targets: { school: string }[] };
+  poller: {
+    mqtt: Section;
+    targets: unknown[];
+    registryFile: string;
+    credentialsFile: string;
+    registryTargets: Section;
+    probes: Section;
+  };
   agent: Section & { mqtt: { url: string } };
   api: Section;
   alerts: Section & { channels: unknown[] };
@@ -153,16 +172,15 @@ describe('quickstart (npm run stack)', () => {
     });
     expect(c.collector.registryFile).toBe(join(data, 'registry.json'));
     expect(c.poller.mqtt).toMatchObject({ url: brokerUrl, password: '[redacted]' });
-    expect(c.poller.targets).toHaveLength(4);
-    for (const t of c.poller.targets)
-      expect(t).toMatchObject({
-        address: '127.0.0.1',
-        port: expect.any(Number),
-        community: '[redacted]',
-        intervalS: 20,
-      });
+    // The poller's targets and probes come from the registry alone (the routers' rows are written at start).
+    expect(c.poller.targets).toEqual([]);
+    expect(c.poller).toMatchObject({
+      registryFile: join(data, 'registry.json'),
+      credentialsFile: join(data, 'poller-credentials.yaml'),
+      registryTargets: { intervalS: 20 },
+      probes: { enabled: true, intervalS: 20 },
+    });
     expect(c.agent).toMatchObject({
-      school: c.poller.targets[0]!.school,
       kind: 'whiteboard',
       intervalS: 20,
       mqtt: { url: expect.stringMatching(/^mqtt:\/\/127\.0\.0\.1:\d+$/), password: '[redacted]' },
@@ -194,6 +212,40 @@ describe('quickstart (npm run stack)', () => {
       expect(out).toMatch(/state +var\/: registry\.json, api-tokens\.json, alerts-state\.json/);
       expect((await fetch(`${url}/health`)).status).toBe(200);
       expect(await schoolsSeen(url, admin)).toBe(6);
+      // The poller polls and probes every router from the registry: each school's `link` (its last probe cycle,
+      // a TCP connect to the router's management port) answered, in the live view and in InfluxDB.
+      const links = async () => {
+        const r = await get(`${url}/v1/schools`, admin);
+        const body = (await r.json()) as {
+          items: { id: string; link: { method: string; received: number } | null }[];
+        };
+        return body.items.filter((i) => i.link?.method === 'tcp' && i.link.received > 0).length;
+      };
+      await waitFor(async () => (await links()) === 6, {
+        timeoutMs: 60_000,
+        what: "every school's link probed over TCP and answered (/v1/schools link)",
+      });
+      await waitFor(async () => (await probesStored(influxPort)) >= 6, {
+        timeoutMs: 30_000,
+        what: 'probe cycles of the six routers in InfluxDB',
+      });
+      // The community is in the poller's credentials file (0600), not in the registry.
+      expect(statSync(join(dir, 'var', 'poller-credentials.yaml')).mode & 0o777).toBe(0o600);
+      const registry = readFileSync(join(dir, 'var', 'registry.json'), 'utf8');
+      expect(registry).not.toContain('public');
+      const routers = (JSON.parse(registry) as { devices: Record<string, unknown>[] }).devices.filter(
+        (d) => d.kind === 'router',
+      );
+      expect(routers).toHaveLength(6);
+      for (const d of routers)
+        expect(d).toMatchObject({
+          mgmtAddress: '127.0.0.1',
+          snmpPort: expect.any(Number),
+          snmpVersion: '2c',
+          credentialRef: 'city',
+          probeMethod: 'tcp',
+          probePort: expect.any(Number),
+        });
       expect((await fetch(`${url}/overview`)).status).toBe(200);
       // What to open first: the console, its link printed with the admin token.
       expect(out).toContain(`console         ${url}/console/#token=${admin}`);

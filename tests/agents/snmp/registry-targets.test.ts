@@ -197,6 +197,63 @@ describe('poller targets from the registry', () => {
     expect(keys(p)).toEqual([`${A}/gw@127.0.0.2/v2c`, `${B}/gw@127.0.0.3/v2c`]);
   });
 
+  it("a row's snmpPort and probeMethod tcp: polled on its own port, probed by a TCP connect to its probePort", async () => {
+    // A router off the fleet's port, with a management TCP port (ICMP filtered, say).
+    const own = await new SnmpSim({
+      ifaces: [iface(1, 5_000_000n)],
+      community: SIM_COMMUNITY,
+      address: '127.0.0.5',
+      managementTcp: true,
+    }).start();
+    cleanups.push(() => own.stop());
+    expect(own.port).not.toBe(port);
+    const probes = { enabled: true, count: 3, periodMs: 20, timeoutMs: 500, intervalS: 60 };
+    const { p, registryFile } = await setup({ extra: { probes } });
+    await importYaml(
+      registryFile,
+      fleet(
+        [
+          gwA,
+          gwB,
+          {
+            id: 'gw',
+            school: C,
+            kind: 'router',
+            mgmtAddress: '127.0.0.5',
+            credentialRef: 'sim-v2',
+            snmpPort: own.port,
+            probeMethod: 'tcp',
+            probePort: own.tcpPort,
+          },
+        ],
+        [school(A, 'lo'), school(B, 'GigabitEthernet0/0/1'), school(C, 'GigabitEthernet0/0/1')],
+      ),
+    );
+    await waitFor(() => p.targets.length === 3, { what: 'C derived' });
+    expect(p.targets.find((t) => t.school === C)).toMatchObject({ address: '127.0.0.5', port: own.port });
+    expect(p.targets.find((t) => t.school === B)).toMatchObject({ port });
+    const readings = await p.pollAll();
+    const c = readings[p.targets.findIndex((t) => t.school === C)]!;
+    expect(c.ifaces.find((i) => i.uplink)?.name).toBe('GigabitEthernet0/0/1');
+    expect(p.prober?.targets.find((t) => t.school === C)).toMatchObject({
+      method: 'tcp',
+      port: own.tcpPort,
+      address: '127.0.0.5',
+    });
+    const answered = await p.probeAll();
+    expect(answered.find((r) => r.method === 'tcp')).toMatchObject({
+      port: own.tcpPort,
+      sent: 3,
+      received: 3,
+    });
+    // The router gone: its management port refuses, every TCP probe lost; the ICMP ones still answer.
+    await own.stop();
+    const lost = await p.probeAll();
+    expect(lost.find((r) => r.method === 'tcp')).toMatchObject({ sent: 3, received: 0, rttMs: null });
+    expect(lost.filter((r) => r.method === 'icmp').map((r) => r.received)).toEqual([3, 3]);
+    await waitFor(() => seen.some((m) => m.topic === `cfm/v1/${C}/gw/probe`), { what: 'the probe of C' });
+  });
+
   it('live: add, change (restart just that one), remove (in flight: cancelled, no unreachable event)', async () => {
     const { p, lines, registryFile } = await setup();
     await p.pollAll(); // seeds the rate state of both

@@ -98,6 +98,11 @@ describe('deriveTargets', () => {
       expect: { target: { address: 'fd00::1' } },
     },
     {
+      name: "snmpPort replaces the poller's default port",
+      device: { snmpPort: 16_161 },
+      expect: { target: { address: '10.1.0.1', port: 16_161, intervalS: 60 } },
+    },
+    {
       name: 'no credentialRef: probed only, not a skip',
       device: { credentialRef: undefined },
       expect: { none: true },
@@ -237,6 +242,37 @@ describe('probeTargets', () => {
     ]);
     expect(probeTargets(idx, ALL)).toHaveLength(3);
   });
+
+  // The uplink device's probe settings per row: what is probed.
+  const methods: { name: string; device: Partial<Device>; expect: Record<string, unknown> }[] = [
+    { name: 'no method: icmp, no port', device: {}, expect: { method: 'icmp', address: '10.1.0.1' } },
+    { name: 'icmp said', device: { probeMethod: 'icmp' }, expect: { method: 'icmp' } },
+    {
+      name: 'tcp to probePort at the probe address',
+      device: { probeMethod: 'tcp', probePort: 22, probeAddress: '203.0.113.1' },
+      expect: { method: 'tcp', port: 22, address: '203.0.113.1' },
+    },
+    {
+      name: 'tcp at the management address; snmpPort is not the probe port',
+      device: { probeMethod: 'tcp', probePort: 443, snmpPort: 1161 },
+      expect: { method: 'tcp', port: 443, address: '10.1.0.1' },
+    },
+  ];
+  for (const c of methods) {
+    it(`probe method: ${c.name}`, () => {
+      const t = probeTargets(index([school('3301060001')], [router('3301060001', c.device)]), ALL);
+      expect(t).toEqual([
+        {
+          school: '3301060001',
+          device: 'gw',
+          region: '330000/330100/330106',
+          address: '10.1.0.1',
+          kind: 'router',
+          ...c.expect,
+        },
+      ]);
+    });
+  }
 });
 
 describe('deploy/examples/credentials/poller-credentials.yaml', () => {
