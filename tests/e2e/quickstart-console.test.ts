@@ -31,8 +31,8 @@ const node = (entry: string, args: string[]) => [
   ...args,
 ];
 const OUTAGE_AFTER_S = 40;
-/** Long enough for uplink_down to fire (60 s of class time down) and be acknowledged before the link is back. */
-const OUTAGE_FOR_S = 240;
+/** The cut lasts the whole test: uplink_down fires and is acknowledged while the link is still down. */
+const OUTAGE_FOR_S = 3_600;
 const plan = planCity({ schools: 6, classrooms: 2, today: localDate(Date.now()), classAllDay: true });
 const congested = plan.schools.find((s) => s.scenario === 'congested')!;
 const outage = plan.schools.find((s) => s.scenario === 'outage')!;
@@ -185,22 +185,9 @@ describe('the console on the quickstart city (headless Chromium)', () => {
     expect((await school(congested.id)).link!.received).toBeGreaterThan(0);
     expect(items.some((a) => a.rule === 'management_down' && a.school === outage.id)).toBe(false);
 
-    // The cut ends: SNMP and the probes answer again, so the condition clears (the alert resolves after the
-    // rule's resolveAfterS, 180 s, not waited for here).
-    await waitFor(() => out.includes(`${outage.name}: uplink restored`), {
-      timeoutMs: (OUTAGE_FOR_S + 30) * 1000 - (Date.now() - cutAt),
-      what: 'the end of the cut',
-    });
-    await waitFor(
-      async () => {
-        const s = await school(outage.id);
-        return s.uplink?.state === 'up' && (s.link?.received ?? 0) > 0;
-      },
-      { timeoutMs: 60_000, what: `${outage.name}'s uplink up and its probes answered again` },
-    );
     expect(problems).toEqual([]);
     await page.close();
-  }, 480_000);
+  }, 300_000);
 
   it("a county token made with the README's command sees only its county", async () => {
     const { stdout } = await exec(
