@@ -272,6 +272,7 @@ export class Prober {
   private lagging = false;
   private fpingFailing = false;
   private tcpLate = false;
+  private lookupsQueued = false;
   private readonly names: NameCache;
 
   private list: readonly Published[];
@@ -400,8 +401,14 @@ export class Prober {
       targets.map((t) => t.address),
       waitMs,
     );
+    let queued = 0;
     for (const [name, r] of resolved) {
       if (isIP(name)) continue;
+      // Not asked yet (two lookups run at once): one line for them all, not one per name.
+      if (!r.ok && r.code === 'EQUEUED') {
+        queued++;
+        continue;
+      }
       const state = r.ok ? (r.stale ? 'stale' : 'ok') : r.code;
       const before = this.resolveLogged.get(name) ?? 'ok';
       if (state === before) continue;
@@ -423,6 +430,12 @@ export class Prober {
         );
     }
     for (const name of this.resolveLogged.keys()) if (!resolved.has(name)) this.resolveLogged.delete(name);
+    if (queued > 0 && !this.lookupsQueued)
+      this.deps.log.warn(
+        { queued },
+        'host-name lookups not yet asked by the deadline (two run at once): nothing published for their targets this cycle; logged once until none is',
+      );
+    this.lookupsQueued = queued > 0;
     return resolved;
   }
 

@@ -18,7 +18,10 @@ export type LookupFn = (
 
 const systemLookup: LookupFn = (name, cb) => dnsLookup(name, { verbatim: true }, (err, a) => cb(err, a));
 
-/** An address to probe, or why there is none. */
+/**
+ * An address to probe, or why there is none: a resolver error code, `ETIMEOUT` (asked, unanswered by the
+ * deadline) or `EQUEUED` (not asked yet: waiting for a slot).
+ */
 export type Resolution =
   | { ok: true; address: string; stale: boolean }
   /** `notFound`: the resolver answered that the name does not exist (ENOTFOUND/ENODATA) — not a resolver failure. */
@@ -35,6 +38,8 @@ interface Entry {
   checkedAt: number;
   /** The last lookup's error (cleared by a success). */
   error?: string;
+  /** The lookup in flight has been handed to the resolver (not just waiting for a slot). */
+  asked?: boolean;
   pending?: Promise<void>;
 }
 
@@ -101,7 +106,8 @@ export class NameCache {
       if (e.address !== undefined && (fresh || at - e.goodAt! < this.opts.keepMs))
         out.set(name, { ok: true, address: e.address, stale: !fresh });
       else if (e.pending && e.error === undefined)
-        out.set(name, { ok: false, code: 'ETIMEOUT', notFound: false });
+        // Asked and unanswered by the deadline; or still waiting for a slot (many names at start-up).
+        out.set(name, { ok: false, code: e.asked ? 'ETIMEOUT' : 'EQUEUED', notFound: false });
       else out.set(name, { ok: false, code: e.error!, notFound: NOT_FOUND.has(e.error!) });
     }
     return out;
@@ -118,6 +124,7 @@ export class NameCache {
     e.pending = this.slot().then(() =>
       new Promise<void>((resolve) => {
         if (this.closed) return resolve();
+        e.asked = true;
         lookup(name, (err, address) => {
           if (err || !isIP(address ?? '')) e.error = err?.code ?? 'EBADRESP';
           else {
@@ -129,6 +136,7 @@ export class NameCache {
         });
       }).finally(() => {
         e.pending = undefined;
+        e.asked = false;
         this.release();
       }),
     );

@@ -579,6 +579,43 @@ describe('targets on fping’s stdin, host names resolved in Node (node:dns, cac
     expect(p.stats()).toMatchObject({ resolveFailures: 1, icmpResults: 1 });
   });
 
+  it('names waiting for a lookup slot at the deadline: counted, one line for them all; asked ones unanswered: one each', async () => {
+    const held: ((err: NodeJS.ErrnoException | null, a: string) => void)[] = [];
+    let answer = false;
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      resolveTimeoutMs: 200,
+      targets: Array.from({ length: 10 }, (_, i) => ({
+        school: 's1',
+        device: `gw-${i}`,
+        address: `gw-${i}.example`,
+      })),
+    });
+    const { log: capture, lines } = captureLogger('probe');
+    const published: string[] = [];
+    const p = new Prober(config, config.targets, {
+      log: capture,
+      lookup: (_name, cb) => (answer ? setImmediate(() => cb(null, '127.0.0.1')) : held.push(cb)),
+      publish: (t) => published.push(t.device),
+    });
+    onTestFinished(() => p.stop());
+    await p.cycle();
+    expect(published).toEqual([]);
+    expect(held).toHaveLength(2); // two lookups at once
+    expect(p.stats().resolveFailures).toBe(10);
+    expect(lines.filter((l) => l.code === 'ETIMEOUT').map((l) => l.name)).toEqual([
+      'gw-0.example',
+      'gw-1.example',
+    ]);
+    expect(lines.filter((l) => l.queued !== undefined).map((l) => l.queued)).toEqual([8]);
+    answer = true;
+    for (const cb of held) cb(null, '127.0.0.1');
+    await p.cycle();
+    expect(published).toHaveLength(10);
+    expect(lines.filter((l) => l.msg === 'host name resolves again')).toHaveLength(2);
+  });
+
   it('a failed re-lookup keeps the last good address for resolveKeepS; then nothing (resolver failing) or a lost cycle (no such name)', async () => {
     let now = 1_000_000;
     const answers: (string | Error)[] = [
