@@ -453,16 +453,18 @@ describe('fping exiting 2 with garbage and no report line (a stand-in script)', 
 
   it('is a counted failure, logged once with its stderr (bounded), and publishes nothing', async () => {
     const path = join(dir, 'garbage');
-    // Does not read its stdin (the prober's write meets EPIPE), prints 5,000 characters of garbage, exits 2.
+    // Does not read its stdin — 20,000 addresses, ~700 KB, more than the socket pair Node gives a child holds:
+    // the prober's write meets EPIPE (uncaught, it would end the process) — prints 5,000 characters of garbage,
+    // exits 2.
     writeFileSync(path, '#!/bin/sh\nyes xxxxxxxxx | head -c 5000 >&2\nexit 2\n', { mode: 0o755 });
     const config = probesConfigSchema.parse({
       enabled: true,
       count: 2,
       fpingPath: path,
-      targets: Array.from({ length: 2_000 }, (_, i) => ({
+      targets: Array.from({ length: 20_000 }, (_, i) => ({
         school: 's1',
         device: `gw-${i}`,
-        address: `10.9.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+        address: `2001:db8:1234:5678:9abc:def0:${(i >> 8).toString(16)}:${(i & 255).toString(16)}`,
       })),
     });
     const { log: capture, lines } = captureLogger('probe');
@@ -473,14 +475,14 @@ describe('fping exiting 2 with garbage and no report line (a stand-in script)', 
     expect(published).toEqual([]);
     expect(p.stats()).toMatchObject({
       fpingFailures: 2,
-      missingResults: 4_000,
+      missingResults: 40_000,
       badLines: 1_000,
       icmpResults: 0,
     });
     const errors = lines.filter((l) => (l.level as number) >= 50);
     expect(errors).toHaveLength(1); // once until a run succeeds
     const err = String(errors[0]!.err);
-    expect(err).toMatch(/^fping exited 2 without a report line for 2000 of 2000 targets: (x{9}\n)+x*$/);
+    expect(err).toMatch(/^fping exited 2 without a report line for 20000 of 20000 targets: (x{9}\n)+x*$/);
     expect(err.length).toBeLessThan(1_200);
   });
 });
