@@ -337,7 +337,8 @@ export class Prober {
       return;
     }
     this.lagging = false;
-    void this.cycle();
+    // A cycle is built not to throw; should it, the poller logs it and goes on with the next.
+    this.cycle().catch((err) => this.deps.log.error({ err }, 'probe cycle failed'));
   }
 
   /** One cycle of every target; never throws. Resolves with the results published. */

@@ -125,15 +125,21 @@ export class NameCache {
       new Promise<void>((resolve) => {
         if (this.closed) return resolve();
         e.asked = true;
-        lookup(name, (err, address) => {
-          if (err || !isIP(address ?? '')) e.error = err?.code ?? 'EBADRESP';
-          else {
-            e.address = address;
-            e.goodAt = this.now();
-            e.error = undefined;
-          }
+        try {
+          lookup(name, (err, address) => {
+            if (err || !isIP(address ?? '')) e.error = err?.code ?? 'EBADRESP';
+            else {
+              e.address = address;
+              e.goodAt = this.now();
+              e.error = undefined;
+            }
+            resolve();
+          });
+        } catch (err) {
+          // dns.lookup throws on some arguments instead of calling back: a failed lookup, never a crash.
+          e.error = (err as NodeJS.ErrnoException).code ?? 'EBADNAME';
           resolve();
-        });
+        }
       }).finally(() => {
         e.pending = undefined;
         e.asked = false;

@@ -581,6 +581,25 @@ describe('targets on fping’s stdin, host names resolved in Node (node:dns, cac
     expect(p.stats()).toMatchObject({ resolveFailures: 1, icmpResults: 1 });
   });
 
+  it('a lookup that throws instead of calling back is a failed resolution, not a crash', async () => {
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      targets: [{ school: 's1', device: 'gw-1', address: 'gw.example' }],
+    });
+    const published: string[] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      lookup: () => {
+        throw Object.assign(new TypeError('bad hostname'), { code: 'ERR_INVALID_ARG_VALUE' });
+      },
+      publish: (t) => published.push(t.device),
+    });
+    await p.cycle();
+    expect(published).toEqual([]);
+    expect(p.stats().resolveFailures).toBe(1);
+  });
+
   it('names waiting for a lookup slot at the deadline: counted, one line for them all; asked ones unanswered: one each', async () => {
     const held: ((err: NodeJS.ErrnoException | null, a: string) => void)[] = [];
     let answer = false;
