@@ -728,7 +728,8 @@ describe("the TCP phase's deadline: targets that blackhole SYNs (an nftables dro
     const t0 = performance.now();
     await p.cycle();
     const tookMs = performance.now() - t0;
-    expect(tookMs).toBeLessThan(2_500); // the deadline is the interval − 100 ms
+    // The deadline is the interval − 100 ms (2.4 s); without it the connects take 5 s. Slack for a busy machine.
+    expect(tookMs).toBeLessThan(2_800);
     expect(tookMs).toBeGreaterThan(1_900);
     expect(published.get('gw-open')).toMatchObject({ sent: 1, received: 1 });
     for (const [device, r] of published)
