@@ -29,6 +29,7 @@ import { silentLogger } from '../common/log.js';
 import { trackChild } from '../dev/children.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { waitFor } from '../dev/ports.js';
+import { forkRouterHosts, startRouters } from './sim-routers.js';
 import {
   cpuSeconds,
   type Peer,
@@ -91,26 +92,11 @@ function bulkwalk(port: number, oid: string): Promise<number> {
 
 // The simulated routers (bench/snmp-router.ts, a lean SNMPv2c responder) run in separate processes, so they
 // do not share the poller's event loop.
-const agents = Array.from({ length: AGENT_PROCS }, () =>
-  fork(new URL('./snmp-agents.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] }),
-);
+const agents = forkRouterHosts(AGENT_PROCS);
 const mosquitto = await new Mosquitto().start();
 const spoolDir = mkdtempSync(join(tmpdir(), 'cfm-bench-spool-'));
 try {
-  const ports = (
-    await Promise.all(
-      agents.map(
-        (a, k) =>
-          new Promise<number[]>((resolve) => {
-            a.once('message', (m: { ports: number[] }) => resolve(m.ports));
-            const per = (j: number) => Math.floor(AGENTS / AGENT_PROCS) + (j < AGENTS % AGENT_PROCS ? 1 : 0);
-            let first = 0;
-            for (let j = 0; j < k; j++) first += per(j);
-            a.send({ count: per(k), ifaces: IFACES, first });
-          }),
-      ),
-    )
-  ).flat();
+  const ports = await startRouters(agents, AGENTS, IFACES);
   const targets = ports.map((port, i) => ({
     device: `rtr-${i}`,
     school: `33010600${String(i).padStart(2, '0')}`,

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { idSchema, regionPathSchema } from '../../contracts/ids.js';
 import type { DeviceKind, ProbeResult } from '../../contracts/messages.js';
 import { hostSchema, NETWORK_KINDS } from '../../contracts/registry.js';
+import { type LookupFn, NameCache, type Resolution } from './resolve.js';
 
 /**
  * Reachability and link-quality probes of the poller's targets (docs/links.md, agents/snmp/README.md):
@@ -91,6 +92,33 @@ export const probesConfigSchema = z
       .default(64)
       .describe('TCP connects in flight at once; others wait (the RTT is timed from the connect call).'),
     fpingPath: z.string().min(1).default('fping').describe('The fping binary (Debian: /usr/bin/fping).'),
+    resolveEveryS: z
+      .number()
+      .int()
+      .min(10)
+      .max(86_400)
+      .default(300)
+      .describe(
+        'A target given by host name is looked up again (node:dns lookup) this long after its last lookup.',
+      ),
+    resolveKeepS: z
+      .number()
+      .int()
+      .min(0)
+      .max(604_800)
+      .default(3_600)
+      .describe(
+        'A failed re-lookup keeps using the last good address while it is younger than this (a resolver outage loses no cycles).',
+      ),
+    resolveTimeoutMs: z
+      .number()
+      .int()
+      .min(50)
+      .max(30_000)
+      .default(2_000)
+      .describe(
+        'A cycle waits this long at most for its host-name lookups; a name unanswered by then is a failed resolution this cycle (the lookup goes on for the next).',
+      ),
     targets: z
       .array(probeTargetSchema)
       .default([])
@@ -98,8 +126,8 @@ export const probesConfigSchema = z
         "Addresses to probe besides those derived from `poller.registryFile` (every school's uplinkDevice with an address, by its probeMethod); a configured target of the same device wins.",
       ),
   })
-  .refine((p) => p.count * p.periodMs + p.timeoutMs < p.intervalS * 1_000, {
-    message: 'count × periodMs + timeoutMs must be shorter than intervalS',
+  .refine((p) => p.resolveTimeoutMs + p.count * p.periodMs + p.timeoutMs < p.intervalS * 1_000, {
+    message: 'resolveTimeoutMs + count × periodMs + timeoutMs must be shorter than intervalS',
     path: ['count'],
   })
   .prefault({})
@@ -190,12 +218,19 @@ export interface ProberStats {
   /** Results per method (targets × cycles). */
   icmpResults: number;
   tcpResults: number;
-  /** ICMP targets fping gave no line for (an unresolvable name, fping failing): nothing published. */
+  /** ICMP targets a finished fping run gave no line for: nothing published for them that cycle. */
   missingResults: number;
-  /** fping runs that failed (could not start, exit status ≥ 3, killed at the cycle's deadline). */
+  /**
+   * fping runs that failed: could not start, exit status ≥ 3, killed at the cycle's deadline, or left an address
+   * without a report line (whatever its exit status).
+   */
   fpingFailures: number;
   /** fping's report beyond the output bound: ignored. */
   outputTruncated: number;
+  /** Targets × cycles whose host name gave no address (does not exist, resolver failing or too slow). */
+  resolveFailures: number;
+  /** TCP targets × cycles whose connects had not all ended at the cycle's deadline: nothing published. */
+  tcpUnfinished: number;
 }
 
 type Published = ProbeTarget & { method: 'icmp' | 'tcp' };
@@ -214,7 +249,12 @@ export const NO_PROBER_STATS: Readonly<ProberStats> = Object.freeze({
   missingResults: 0,
   fpingFailures: 0,
   outputTruncated: 0,
+  resolveFailures: 0,
+  tcpUnfinished: 0,
 });
+
+/** fping's stderr quoted in a log line: at most this many characters. */
+const STDERR_QUOTE = 1_000;
 
 /**
  * Runs probe cycles. `publish` gets each target's result (the poller sends it through its ReliablePublisher).
@@ -226,9 +266,16 @@ export class Prober {
   private running: Promise<unknown> | undefined;
   private stopping = false;
   private readonly children = new Set<ReturnType<typeof spawn>>();
-  private readonly sockets = new Set<Socket>();
+  /** Connects in flight, and how to end one (resolving it as aborted). */
+  private readonly sockets = new Map<Socket, () => void>();
   private readonly missingLogged = new Set<string>();
+  /** Per host name, the last resolution state logged (a failure code, or `ok`): logged again on a change. */
+  private readonly resolveLogged = new Map<string, string>();
   private lagging = false;
+  private fpingFailing = false;
+  private tcpLate = false;
+  private lookupsQueued = false;
+  private readonly names: NameCache;
 
   private list: readonly Published[];
 
@@ -241,9 +288,18 @@ export class Prober {
       now?: () => number;
       /** Cycle period instead of intervalS (tests of the schedule). */
       intervalMs?: number;
+      /** Host-name lookup instead of node:dns (tests of a resolver that fails or hangs). */
+      lookup?: LookupFn;
     },
   ) {
     this.list = published(targets);
+    this.names = new NameCache({
+      everyMs: config.resolveEveryS * 1_000,
+      keepMs: config.resolveKeepS * 1_000,
+      timeoutMs: config.resolveTimeoutMs,
+      lookup: deps.lookup,
+      now: deps.now,
+    });
   }
 
   /** What is probed: from the next cycle on (a cycle running keeps the list it started with). */
@@ -260,9 +316,12 @@ export class Prober {
     return { ...this.counts };
   }
 
+  private get intervalMs(): number {
+    return this.deps.intervalMs ?? this.config.intervalS * 1_000;
+  }
+
   start(): void {
-    const intervalMs = this.deps.intervalMs ?? this.config.intervalS * 1_000;
-    this.timer = setInterval(() => this.tick(), intervalMs);
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
     this.tick();
   }
 
@@ -280,7 +339,8 @@ export class Prober {
       return;
     }
     this.lagging = false;
-    void this.cycle();
+    // A cycle is built not to throw; should it, the poller logs it and goes on with the next.
+    this.cycle().catch((err) => this.deps.log.error({ err }, 'probe cycle failed'));
   }
 
   /** One cycle of every target; never throws. Resolves with the results published. */
@@ -296,6 +356,8 @@ export class Prober {
   private async cycleOnce(): Promise<Map<Published, ProbeResult>> {
     this.counts.probeCycles++;
     const ts = this.deps.now?.() ?? Date.now();
+    // Nothing of a cycle outlives it: the next would overlap it.
+    const deadline = performance.now() + this.intervalMs - 100;
     const out = new Map<Published, ProbeResult>();
     const emit = (t: Published, rtts: (number | null)[]) => {
       if (this.stopping) return;
@@ -313,43 +375,119 @@ export class Prober {
       else this.counts.tcpResults++;
       this.deps.publish(t, r);
     };
-    const icmp = this.targets.filter((t) => t.method === 'icmp');
-    const tcp = this.targets.filter((t) => t.method === 'tcp');
-    await Promise.all([this.icmpCycle(icmp, emit), this.tcpCycle(tcp, emit)]);
+    const targets = this.targets;
+    const resolved = await this.resolveAll(targets, deadline);
+    if (this.stopping) return out;
+    const icmp: Resolved[] = [];
+    const tcp: Resolved[] = [];
+    for (const t of targets) {
+      const r = resolved.get(t.address)!;
+      if (r.ok) (t.method === 'icmp' ? icmp : tcp).push({ t, ip: r.address });
+      else {
+        this.counts.resolveFailures++;
+        // The resolver says the name has no address: the configured address leads nowhere, which is what a
+        // probe from here sees — a lost cycle. A resolver failing or too slow is ours: nothing is published.
+        if (r.notFound) emit(t, new Array<null>(this.config.count).fill(null));
+      }
+    }
+    await Promise.all([this.icmpCycle(icmp, emit, deadline), this.tcpCycle(tcp, emit, deadline)]);
     return out;
+  }
+
+  /** Every target's address (host names through the cache); a change of a name's state is logged once. */
+  private async resolveAll(
+    targets: readonly Published[],
+    deadline: number,
+  ): Promise<Map<string, Resolution>> {
+    const waitMs = Math.min(this.config.resolveTimeoutMs, deadline - performance.now());
+    const resolved = await this.names.resolve(
+      targets.map((t) => t.address),
+      waitMs,
+    );
+    let queued = 0;
+    for (const [name, r] of resolved) {
+      if (isIP(name)) continue;
+      // Not asked yet (two lookups run at once): one line for them all, not one per name.
+      if (!r.ok && r.code === 'EQUEUED') {
+        queued++;
+        continue;
+      }
+      const state = r.ok ? (r.stale ? 'stale' : 'ok') : r.code;
+      const before = this.resolveLogged.get(name) ?? 'ok';
+      if (state === before) continue;
+      this.resolveLogged.set(name, state);
+      const who = targets.filter((t) => t.address === name).map((t) => `${t.school}/${t.device}`);
+      if (r.ok && !r.stale)
+        this.deps.log.info({ name, address: r.address, targets: who }, 'host name resolves again');
+      else if (r.ok)
+        this.deps.log.warn(
+          { name, address: r.address, targets: who },
+          'host name lookup failing: probing its last good address (until resolveKeepS); logged once until it changes',
+        );
+      else
+        this.deps.log.warn(
+          { name, code: r.code, targets: who },
+          r.notFound
+            ? 'host name does not resolve: its targets’ cycles are lost cycles; logged once until it changes'
+            : 'host name lookup failed or too slow: nothing published for its targets; logged once until it changes',
+        );
+    }
+    for (const name of this.resolveLogged.keys()) if (!resolved.has(name)) this.resolveLogged.delete(name);
+    if (queued > 0 && !this.lookupsQueued)
+      this.deps.log.warn(
+        { queued },
+        'host-name lookups not yet asked by the deadline (two run at once): nothing published for their targets this cycle; logged once until none is',
+      );
+    this.lookupsQueued = queued > 0;
+    return resolved;
   }
 
   /** One fping for all ICMP targets (each address once; a result fans out to every target with it). */
   private async icmpCycle(
-    targets: readonly Published[],
+    targets: readonly Resolved[],
     emit: (t: Published, rtts: (number | null)[]) => void,
+    deadline: number,
   ): Promise<void> {
     if (targets.length === 0) return;
     const c = this.config;
-    const addresses = [...new Set(targets.map((t) => t.address))];
-    const text = await this.runFping(addresses);
-    if (text === undefined) return;
-    const { results, badLines } = parseFping(text, c.count);
+    const addresses = [...new Set(targets.map((t) => t.ip))];
+    const run = await this.runFping(addresses, deadline);
+    if (run === undefined) return;
+    const { results, badLines } = parseFping(run.text, c.count);
     this.counts.badLines += badLines;
-    for (const t of targets) {
-      const rtts = results.get(t.address);
+    let missing = 0;
+    for (const { t, ip } of targets) {
+      const rtts = results.get(ip);
       if (rtts) emit(t, rtts);
       else {
+        missing++;
         this.counts.missingResults++;
-        if (!this.missingLogged.has(t.address)) {
-          this.missingLogged.add(t.address);
+        if (!this.missingLogged.has(ip)) {
+          this.missingLogged.add(ip);
           this.deps.log.warn(
-            { address: t.address, school: t.school, device: t.device },
-            'fping reported nothing for this address (an unresolvable name?): no probe result; logged once',
+            { address: ip, school: t.school, device: t.device },
+            'fping reported nothing for this address: no probe result; logged once',
           );
         }
       }
     }
+    // fping reports every address it was given, answered or not (exit 1: some unanswered; 2: a name not found,
+    // which an address never is). A run that left one out failed, whatever its status: its silence is no
+    // evidence the school is down, so nothing is published for it (docs/links.md).
+    if (missing > 0)
+      this.fpingFailed(
+        `fping exited ${run.code} without a report line for ${missing} of ${targets.length} targets: ${run.text.slice(0, STDERR_QUOTE)}`,
+      );
+    else this.fpingFailing = false;
   }
 
-  /** fping's report (stderr), bounded; undefined when it failed. */
-  private runFping(addresses: readonly string[]): Promise<string | undefined> {
+  /** fping's report (stderr, bounded) and exit status; undefined when it failed. Targets on its stdin. */
+  private runFping(
+    addresses: readonly string[],
+    deadline: number,
+  ): Promise<{ text: string; code: number } | undefined> {
     const c = this.config;
+    // No target on the command line: fping 5.x reads them from stdin, one a line (argv has a size limit).
     const args = [
       '-C',
       String(c.count),
@@ -362,23 +500,23 @@ export class Prober {
       String(c.gapMs),
       '-r',
       '0',
-      '--',
-      ...addresses,
     ];
     // A report line is the address, ` : ` and count values of at most 12 characters.
     const maxBytes = addresses.length * (260 + c.count * 12) + 64 * 1024;
-    // A cycle's fping may not outlive the cycle: the next would overlap it.
-    const deadlineMs = (this.deps.intervalMs ?? c.intervalS * 1_000) - 100;
+    const deadlineMs = Math.max(0, Math.round(deadline - performance.now()));
     return new Promise((resolve) => {
       let child: ReturnType<typeof spawn>;
       try {
-        child = spawn(c.fpingPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+        child = spawn(c.fpingPath, args, { stdio: ['pipe', 'ignore', 'pipe'] });
       } catch (err) {
         this.fpingFailed(`cannot start ${c.fpingPath}: ${(err as Error).message}`);
         resolve(undefined);
         return;
       }
       this.children.add(child);
+      // A child that exits without reading them all: EPIPE, which its exit status and report tell about.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(`${addresses.join('\n')}\n`);
       const chunks: Buffer[] = [];
       let size = 0;
       let truncated = false;
@@ -394,18 +532,18 @@ export class Prober {
         size += b.length;
       });
       let killed = false;
-      const deadline = setTimeout(() => {
+      const timer = setTimeout(() => {
         killed = true;
         child.kill('SIGKILL');
       }, deadlineMs);
       child.once('error', (err) => {
-        clearTimeout(deadline);
+        clearTimeout(timer);
         this.children.delete(child);
         this.fpingFailed(`cannot run ${c.fpingPath}: ${err.message}`);
         resolve(undefined);
       });
       child.once('close', (code) => {
-        clearTimeout(deadline);
+        clearTimeout(timer);
         this.children.delete(child);
         const text = Buffer.concat(chunks).toString('utf8');
         if (this.stopping) return resolve(undefined);
@@ -414,46 +552,81 @@ export class Prober {
           this.fpingFailed(
             killed
               ? `fping still running at the cycle's deadline (${deadlineMs} ms): killed`
-              : `fping exited ${code}: ${text.slice(0, 300)}`,
+              : `fping exited ${code}: ${text.slice(0, STDERR_QUOTE)}`,
           );
           return resolve(undefined);
         }
-        resolve(text);
+        resolve({ text, code });
       });
     });
   }
 
+  /** Counted each time; logged once until a run succeeds. */
   private fpingFailed(message: string): void {
     this.counts.fpingFailures++;
-    this.deps.log.error({ err: message }, 'ICMP probe cycle failed: no ICMP results this cycle');
+    if (this.fpingFailing) return;
+    this.fpingFailing = true;
+    this.deps.log.error(
+      { err: message },
+      'fping run failed: no ICMP result for the targets it left out this cycle (logged once until a run succeeds)',
+    );
   }
 
   /**
    * TCP targets: `count` connects each, one every periodMs (the targets' first ones spread over a period), at
    * most tcpConcurrency in flight. RTT: connect() to the handshake completing. A refused or timed-out connect is
-   * a lost probe (a refusal means the port is wrong or closed: not what the target is probed for).
+   * a lost probe (a refusal means the port is wrong or closed: not what the target is probed for). At the
+   * cycle's deadline the connects in flight are ended and a target whose connects had not all ended publishes
+   * nothing (`tcpUnfinished`): waiting for slots is ours, not the target's.
    */
   private async tcpCycle(
-    targets: readonly Published[],
+    targets: readonly Resolved[],
     emit: (t: Published, rtts: (number | null)[]) => void,
+    deadline: number,
   ): Promise<void> {
     if (targets.length === 0) return;
     const c = this.config;
     const gate = new Gate(c.tcpConcurrency);
+    // The timer may fire a little before performance.now() reaches the deadline: its flag is what counts then.
+    let over = false;
+    const late = () => over || this.stopping || performance.now() >= deadline;
+    const timer = setTimeout(
+      () => {
+        over = true;
+        for (const abort of [...this.sockets.values()]) abort();
+      },
+      Math.max(0, deadline - performance.now()),
+    );
+    let unfinished = 0;
     await Promise.all(
-      targets.map(async (t, i) => {
+      targets.map(async ({ t, ip }, i) => {
         const offsetMs = Math.floor((i / targets.length) * c.periodMs);
         const rtts: (number | null)[] = [];
         const started = performance.now();
         for (let k = 0; k < c.count; k++) {
-          const waitMs = started + offsetMs + k * c.periodMs - performance.now();
+          const at = started + offsetMs + k * c.periodMs;
+          if (at >= deadline) break;
+          const waitMs = at - performance.now();
           if (waitMs > 0) await this.sleep(waitMs);
-          if (this.stopping) return;
-          rtts.push(await gate.run(() => this.connectOnce(t.address, t.port!, c.timeoutMs)));
+          if (late()) break;
+          const rtt = await gate.run(() =>
+            late() ? Promise.resolve(undefined) : this.connectOnce(ip, t.port!, c.timeoutMs),
+          );
+          if (rtt === undefined) break;
+          rtts.push(rtt);
         }
-        emit(t, rtts);
+        if (rtts.length === c.count) emit(t, rtts);
+        else if (!this.stopping) unfinished++;
       }),
     );
+    clearTimeout(timer);
+    this.counts.tcpUnfinished += unfinished;
+    if (unfinished > 0 && !this.tcpLate)
+      this.deps.log.warn(
+        { unfinished, targets: targets.length, tcpConcurrency: c.tcpConcurrency },
+        "TCP probes not all done by the cycle's deadline: nothing published for those targets (raise tcpConcurrency?); logged once until a cycle finishes",
+      );
+    this.tcpLate = unfinished > 0;
   }
 
   /** A wait that stop() ends at once. */
@@ -471,16 +644,17 @@ export class Prober {
   }
   private readonly sleeps = new Set<{ timer: NodeJS.Timeout; r: () => void }>();
 
-  private connectOnce(host: string, port: number, timeoutMs: number): Promise<number | null> {
+  /** The handshake's time in ms, null when refused or timed out, undefined when ended by the deadline or stop(). */
+  private connectOnce(host: string, port: number, timeoutMs: number): Promise<number | null | undefined> {
     return new Promise((resolve) => {
       const t0 = performance.now();
       const socket = connect({ host, port });
-      this.sockets.add(socket);
-      const done = (rtt: number | null) => {
+      const done = (rtt: number | null | undefined) => {
+        if (!this.sockets.delete(socket)) return;
         socket.destroy();
-        this.sockets.delete(socket);
         resolve(rtt);
       };
+      this.sockets.set(socket, () => done(undefined));
       socket.setTimeout(timeoutMs, () => done(null));
       socket.once('connect', () => done(performance.now() - t0));
       socket.once('error', () => done(null));
@@ -491,8 +665,9 @@ export class Prober {
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.timer);
+    this.names.close();
     for (const child of this.children) child.kill('SIGKILL');
-    for (const s of this.sockets) s.destroy();
+    for (const abort of [...this.sockets.values()]) abort();
     for (const s of this.sleeps) {
       clearTimeout(s.timer);
       s.r();
@@ -501,6 +676,9 @@ export class Prober {
     await this.running;
   }
 }
+
+/** A target and the address it is probed at this cycle. */
+type Resolved = { t: Published; ip: string };
 
 /** At most `limit` async jobs at once; the rest wait in order. */
 class Gate {

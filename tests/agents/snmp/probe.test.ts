@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,14 @@ import { startBroker } from '../../helpers/mqtt.js';
 import { delayLine, dropEchoes, type Netns, vethNamespace } from '../../helpers/netns.js';
 
 const log = pino({ level: 'silent' });
+
+/** A TCP service on 127.0.0.1 that accepts and closes (closed when the test ends); its port. */
+async function loopbackListener(): Promise<number> {
+  const tcp = createServer((s) => s.destroy());
+  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+  onTestFinished(() => new Promise<void>((r) => tcp.close(() => r())));
+  return (tcp.address() as { port: number }).port;
+}
 
 function prober(over: Partial<ProbesConfig>, targets: unknown[]) {
   const config = probesConfigSchema.parse({ enabled: true, ...over, targets });
@@ -126,9 +134,10 @@ describe('ICMP probes (fping) of a namespace with loss injected by nftables', ()
     expect(p.stats()).toMatchObject({ probeCycles: 1, icmpResults: 3, badLines: 0, fpingFailures: 0 });
   });
 
-  it('a TCP cycle still running at the next tick: the tick is skipped and counted, never overlapped', async () => {
-    // Connects to an address nobody has on the namespace's link wait out their 1 s timeout, twice: a cycle
-    // takes ~2 s against a 400 ms schedule.
+  it('a cycle never outlasts its interval: connects still waiting at the deadline end, no tick is skipped', async () => {
+    // Connects to an address nobody has on the namespace's link would wait out their 1 s timeout, twice (~2 s);
+    // a 400 ms schedule ends each cycle's at its deadline (interval − 100 ms), so the next tick finds none
+    // running. (A tick that did would be skipped and counted in skippedCycles.)
     const config = probesConfigSchema.parse({
       enabled: true,
       count: 2,
@@ -144,12 +153,14 @@ describe('ICMP probes (fping) of a namespace with loss injected by nftables', ()
     });
     p.start();
     onTestFinished(() => p.stop());
-    await waitFor(() => published.length >= 1, { what: 'the first TCP cycle', timeoutMs: 10_000 });
+    await waitFor(() => p.stats().tcpUnfinished >= 4, {
+      what: 'four cycles ended at their deadline',
+      timeoutMs: 10_000,
+    });
     const st = p.stats();
-    expect(st.skippedCycles).toBeGreaterThanOrEqual(3);
-    // Cycles run one after another: the results so far are of the cycles started, none of them twice at once.
-    expect(st.probeCycles).toBeLessThanOrEqual(published.length + 1);
-    expect(published[0]).toMatchObject({ method: 'tcp', port: 443, sent: 2, received: 0, rttMs: null });
+    expect(st.skippedCycles).toBe(0);
+    expect(st.probeCycles).toBeGreaterThanOrEqual(4);
+    expect(published).toEqual([]);
   });
 
   it('an fping that cannot start is a counted failure, not a crash', async () => {
@@ -195,11 +206,14 @@ describe('RTT and jitter through a userspace delay line (ICMP and TCP)', () => {
   });
 
   it('measures RTT ≥ the injected 2 × 40 ms, on average < 2 × (40 + 10) + 40 ms, with jitter, by both methods', async () => {
-    const { p, published } = prober({ count: 20, periodMs: 100, timeoutMs: 1000, intervalS: 5 }, [
-      { school: 's1', device: 'gw-icmp', address: line.nsAddress },
-      { school: 's1', device: 'gw-tcp', address: line.nsAddress, method: 'tcp', port: PORT },
-      { school: 's1', device: 'gw-closed', address: line.nsAddress, method: 'tcp', port: PORT + 1 },
-    ]);
+    const { p, published } = prober(
+      { count: 20, periodMs: 100, timeoutMs: 1000, intervalS: 5, resolveTimeoutMs: 500 },
+      [
+        { school: 's1', device: 'gw-icmp', address: line.nsAddress },
+        { school: 's1', device: 'gw-tcp', address: line.nsAddress, method: 'tcp', port: PORT },
+        { school: 's1', device: 'gw-closed', address: line.nsAddress, method: 'tcp', port: PORT + 1 },
+      ],
+    );
     const results = [...(await p.cycle()).entries()];
     const get = (d: string) => results.find(([t]) => t.device === d)![1];
     const floor = 2 * ONE_WAY_MS;
@@ -231,10 +245,7 @@ describe('poller (scheduled probes) → embedded broker (ACL) → collector → 
     onTestFinished(() => ns.destroy());
     await dropEchoes(ns, 20);
     // A TCP service on loopback for the TCP method.
-    const tcp = createServer((s) => s.destroy());
-    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
-    onTestFinished(() => new Promise<void>((r) => tcp.close(() => r())));
-    const tcpPort = (tcp.address() as { port: number }).port;
+    const tcpPort = await loopbackListener();
 
     const broker = await startBroker([
       { username: 'coll', role: 'collector' },
@@ -394,6 +405,7 @@ describe('a misbehaving fping (a stand-in script: the real one cannot be made to
     expect(st.badLines).toBeLessThanOrEqual(Math.ceil((2 * (260 + 3 * 12) + 65_536) / 24));
     expect(published).toEqual([]);
     expect(st.missingResults).toBe(2);
+    expect(st.fpingFailures).toBe(1);
   });
 
   it('bad lines beside good ones: the good ones are published, the others counted', async () => {
@@ -406,7 +418,9 @@ describe('a misbehaving fping (a stand-in script: the real one cannot be made to
     expect(published).toEqual([
       expect.objectContaining({ sent: 3, received: 3, rttMs: { min: 1, avg: 2, max: 3 } }),
     ]);
-    expect(p.stats()).toMatchObject({ badLines: 2, missingResults: 1, icmpResults: 1, fpingFailures: 0 });
+    // Exit 1 is normal, but a target left without a line makes the run a failure: counted, nothing published
+    // for that target (a failing tool is no evidence the school is down).
+    expect(p.stats()).toMatchObject({ badLines: 2, missingResults: 1, icmpResults: 1, fpingFailures: 1 });
   });
 
   it('exit status 3 (bad arguments) and a hang past the cycle are failures: nothing published', async () => {
@@ -430,5 +444,299 @@ describe('a misbehaving fping (a stand-in script: the real one cannot be made to
     expect(performance.now() - started).toBeLessThan(2_000);
     expect(p.stats().fpingFailures).toBe(1);
     expect(published).toEqual([]);
+  });
+});
+
+describe('fping exiting 2 with garbage and no report line (a stand-in script)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfm-fping2-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('is a counted failure, logged once with its stderr (bounded), and publishes nothing', async () => {
+    const path = join(dir, 'garbage');
+    // Does not read its stdin — 20,000 addresses, ~700 KB, more than the socket pair Node gives a child holds:
+    // the prober's write meets EPIPE (uncaught, it would end the process) — prints 5,000 characters of garbage,
+    // exits 2.
+    writeFileSync(path, '#!/bin/sh\nyes xxxxxxxxx | head -c 5000 >&2\nexit 2\n', { mode: 0o755 });
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 2,
+      fpingPath: path,
+      targets: Array.from({ length: 20_000 }, (_, i) => ({
+        school: 's1',
+        device: `gw-${i}`,
+        address: `2001:db8:1234:5678:9abc:def0:${(i >> 8).toString(16)}:${(i & 255).toString(16)}`,
+      })),
+    });
+    const { log: capture, lines } = captureLogger('probe');
+    const published: ProbeResult[] = [];
+    const p = new Prober(config, config.targets, { log: capture, publish: (_t, r) => published.push(r) });
+    await p.cycle();
+    await p.cycle();
+    expect(published).toEqual([]);
+    expect(p.stats()).toMatchObject({
+      fpingFailures: 2,
+      missingResults: 40_000,
+      badLines: 1_000,
+      icmpResults: 0,
+    });
+    const errors = lines.filter((l) => (l.level as number) >= 50);
+    expect(errors).toHaveLength(1); // once until a run succeeds
+    const err = String(errors[0]!.err);
+    expect(err).toMatch(/^fping exited 2 without a report line for 20000 of 20000 targets: (x{9}\n)+x*$/);
+    expect(err.length).toBeLessThan(1_200);
+  });
+});
+
+describe('targets on fping’s stdin, host names resolved in Node (node:dns, cached, with a deadline)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfm-fping-stdin-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** The real fping behind a wrapper that records its arguments and its stdin. */
+  const recording = () => {
+    const path = join(dir, 'fping-recording');
+    writeFileSync(
+      path,
+      `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir}/args\ntee ${dir}/stdin | exec fping "$@"\n`,
+      { mode: 0o755 },
+    );
+    return path;
+  };
+
+  it('probes 1,700 addresses given on stdin (none on argv)', async () => {
+    const n = 1_700;
+    const { p, published } = prober(
+      { count: 1, periodMs: 10, timeoutMs: 500, gapMs: 0.5, fpingPath: recording() },
+      Array.from({ length: n }, (_, i) => ({
+        school: 's1',
+        device: `gw-${i}`,
+        address: `127.1.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+      })),
+    );
+    await p.cycle();
+    expect(published).toHaveLength(n);
+    expect(published.every((r) => r.received === 1)).toBe(true);
+    expect(readFileSync(join(dir, 'stdin'), 'utf8').trim().split('\n')).toHaveLength(n);
+    expect(readFileSync(join(dir, 'args'), 'utf8')).not.toMatch(/127\.1\./);
+    expect(p.stats()).toMatchObject({ icmpResults: n, fpingFailures: 0, missingResults: 0 });
+  });
+
+  it('`localhost` is probed at its address (ICMP and TCP); a `.invalid` name is a lost cycle, counted, logged once', async () => {
+    const port = await loopbackListener();
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 3,
+      periodMs: 10,
+      timeoutMs: 500,
+      fpingPath: recording(),
+      targets: [
+        { school: 's1', device: 'gw-name', address: 'localhost' },
+        { school: 's1', device: 'gw-name-tcp', address: 'localhost', method: 'tcp', port },
+        { school: 's2', device: 'gw-nowhere', address: 'gw.school-2.invalid' },
+      ],
+    });
+    const { log: capture, lines } = captureLogger('probe');
+    const published = new Map<string, ProbeResult[]>();
+    const p = new Prober(config, config.targets, {
+      log: capture,
+      publish: (t, r) => published.set(t.device, [...(published.get(t.device) ?? []), r]),
+    });
+    await p.cycle();
+    await p.cycle();
+    // fping was given the address, not the name (so it never resolves one per cycle).
+    const fed = readFileSync(join(dir, 'stdin'), 'utf8').trim().split('\n');
+    expect(fed).toHaveLength(1);
+    expect(fed[0]).toMatch(/^(127\.0\.0\.1|::1)$/);
+    expect(published.get('gw-name')!.map((r) => r.received)).toEqual([3, 3]);
+    expect(published.get('gw-name-tcp')!.map((r) => r.received)).toEqual([3, 3]);
+    expect(published.get('gw-nowhere')).toEqual([
+      expect.objectContaining({ sent: 3, received: 0, rttMs: null }),
+      expect.objectContaining({ sent: 3, received: 0, rttMs: null }),
+    ]);
+    expect(p.stats()).toMatchObject({ resolveFailures: 2, fpingFailures: 0, missingResults: 0 });
+    const warned = lines.filter((l) => l.name === 'gw.school-2.invalid');
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ code: 'ENOTFOUND', targets: ['s2/gw-nowhere'] });
+  });
+
+  it('a resolver that hangs: the cycle waits resolveTimeoutMs, publishes nothing for the name, counts it', async () => {
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      resolveTimeoutMs: 300,
+      targets: [
+        { school: 's1', device: 'gw-1', address: 'gw.example' },
+        { school: 's1', device: 'gw-2', address: '127.0.0.1' },
+      ],
+    });
+    const published: string[] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      lookup: () => undefined, // never answers
+      publish: (t) => published.push(t.device),
+    });
+    onTestFinished(() => p.stop());
+    const t0 = performance.now();
+    await p.cycle();
+    expect(performance.now() - t0).toBeLessThan(300 + 1_500); // the lookup wait, then fping of 127.0.0.1
+    expect(published).toEqual(['gw-2']);
+    expect(p.stats()).toMatchObject({ resolveFailures: 1, icmpResults: 1 });
+  });
+
+  it('a lookup that throws instead of calling back is a failed resolution, not a crash', async () => {
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      targets: [{ school: 's1', device: 'gw-1', address: 'gw.example' }],
+    });
+    const published: string[] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      lookup: () => {
+        throw Object.assign(new TypeError('bad hostname'), { code: 'ERR_INVALID_ARG_VALUE' });
+      },
+      publish: (t) => published.push(t.device),
+    });
+    await p.cycle();
+    expect(published).toEqual([]);
+    expect(p.stats().resolveFailures).toBe(1);
+  });
+
+  it('names waiting for a lookup slot at the deadline: counted, one line for them all; asked ones unanswered: one each', async () => {
+    const held: ((err: NodeJS.ErrnoException | null, a: string) => void)[] = [];
+    let answer = false;
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      resolveTimeoutMs: 200,
+      targets: Array.from({ length: 10 }, (_, i) => ({
+        school: 's1',
+        device: `gw-${i}`,
+        address: `gw-${i}.example`,
+      })),
+    });
+    const { log: capture, lines } = captureLogger('probe');
+    const published: string[] = [];
+    const p = new Prober(config, config.targets, {
+      log: capture,
+      lookup: (_name, cb) => (answer ? setImmediate(() => cb(null, '127.0.0.1')) : held.push(cb)),
+      publish: (t) => published.push(t.device),
+    });
+    onTestFinished(() => p.stop());
+    await p.cycle();
+    expect(published).toEqual([]);
+    expect(held).toHaveLength(2); // two lookups at once
+    expect(p.stats().resolveFailures).toBe(10);
+    expect(lines.filter((l) => l.code === 'ETIMEOUT').map((l) => l.name)).toEqual([
+      'gw-0.example',
+      'gw-1.example',
+    ]);
+    expect(lines.filter((l) => l.queued !== undefined).map((l) => l.queued)).toEqual([8]);
+    answer = true;
+    for (const cb of held) cb(null, '127.0.0.1');
+    await p.cycle();
+    expect(published).toHaveLength(10);
+    expect(lines.filter((l) => l.msg === 'host name resolves again')).toHaveLength(2);
+  });
+
+  it('a failed re-lookup keeps the last good address for resolveKeepS; then nothing (resolver failing) or a lost cycle (no such name)', async () => {
+    let now = 1_000_000;
+    const answers: (string | Error)[] = [
+      '127.0.0.1',
+      Object.assign(new Error('temporary failure'), { code: 'EAI_AGAIN' }),
+      Object.assign(new Error('temporary failure'), { code: 'EAI_AGAIN' }),
+      Object.assign(new Error('no such name'), { code: 'ENOTFOUND' }),
+    ];
+    const asked: string[] = [];
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      resolveEveryS: 10,
+      resolveKeepS: 60,
+      targets: [{ school: 's1', device: 'gw-1', address: 'gw.example' }],
+    });
+    const { log: capture, lines } = captureLogger('probe');
+    const published: ProbeResult[] = [];
+    const p = new Prober(config, config.targets, {
+      log: capture,
+      now: () => now,
+      lookup: (name, cb) => {
+        asked.push(name);
+        const a = answers.shift()!;
+        setImmediate(() => (typeof a === 'string' ? cb(null, a) : cb(a as NodeJS.ErrnoException, '')));
+      },
+      publish: (_t, r) => published.push(r),
+    });
+    await p.cycle(); // looked up: 127.0.0.1
+    now += 5_000;
+    await p.cycle(); // cached: no lookup
+    expect(asked).toHaveLength(1);
+    now += 15_000;
+    await p.cycle(); // re-lookup fails: the last good address (20 s old) is probed
+    expect(published.map((r) => r.received)).toEqual([1, 1, 1]);
+    now += 60_000;
+    await p.cycle(); // fails again, and the last good address is 80 s old: nothing published
+    expect(published).toHaveLength(3);
+    now += 15_000;
+    await p.cycle(); // the name does not exist: a lost cycle
+    expect(published).toHaveLength(4);
+    expect(published[3]).toMatchObject({ sent: 1, received: 0, rttMs: null });
+    expect(asked).toHaveLength(4);
+    expect(p.stats()).toMatchObject({ resolveFailures: 2, icmpResults: 4 });
+    // One line per change of state: stale, failing, not found.
+    expect(lines.filter((l) => l.name === 'gw.example').map((l) => l.code ?? l.address)).toEqual([
+      '127.0.0.1',
+      'EAI_AGAIN',
+      'ENOTFOUND',
+    ]);
+  });
+});
+
+describe("the TCP phase's deadline: targets that blackhole SYNs (an nftables drop rule in a namespace)", () => {
+  it('ends the connects in flight at the deadline; unfinished targets publish nothing and are counted', async () => {
+    const ns = await vethNamespace();
+    onTestFinished(() => ns.destroy());
+    await ns.exec('nft', ['add', 'table', 'inet', 'cfmsyn']);
+    await ns.exec('nft', [
+      'add chain inet cfmsyn input { type filter hook input priority 0 ; policy accept ; }',
+    ]);
+    await ns.exec('nft', ['add rule inet cfmsyn input tcp dport 443 drop']);
+    const port = await loopbackListener();
+    // One connect at a time, five blackholed targets of 1 s each: 5 s of connects, against a 2.5 s cycle.
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      periodMs: 10,
+      timeoutMs: 1_000,
+      tcpConcurrency: 1,
+      targets: [
+        { school: 's0', device: 'gw-open', address: '127.0.0.1', method: 'tcp', port },
+        ...Array.from({ length: 5 }, (_, i) => ({
+          school: `s${i + 1}`,
+          device: `gw-drop-${i}`,
+          address: ns.nsAddress,
+          method: 'tcp',
+          port: 443,
+        })),
+      ],
+    });
+    const published = new Map<string, ProbeResult>();
+    const p = new Prober(config, config.targets, {
+      log,
+      intervalMs: 2_500,
+      publish: (t, r) => published.set(t.device, r),
+    });
+    onTestFinished(() => p.stop());
+    const t0 = performance.now();
+    await p.cycle();
+    const tookMs = performance.now() - t0;
+    // The deadline is the interval − 100 ms (2.4 s); without it the connects take 5 s. Slack for a busy machine.
+    expect(tookMs).toBeLessThan(2_800);
+    expect(tookMs).toBeGreaterThan(1_900);
+    expect(published.get('gw-open')).toMatchObject({ sent: 1, received: 1 });
+    for (const [device, r] of published)
+      if (device !== 'gw-open') expect(r, device).toMatchObject({ sent: 1, received: 0, rttMs: null });
+    const st = p.stats();
+    expect(st.tcpUnfinished).toBeGreaterThanOrEqual(2);
+    expect(published.size + st.tcpUnfinished).toBe(6);
+    expect(st.tcpResults).toBe(published.size);
   });
 });
