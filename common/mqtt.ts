@@ -183,6 +183,14 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     this.opts.acks?.attach(client); // before any packet can arrive: connect() only starts connecting
     let lastError = '';
     client.on('connect', (connack) => {
+      // A CONNACK read after stop() or pause() began ending this client: mqtt.js ended it without closing its
+      // connection (it was not connected yet), and its store is closed — a publish now would throw inside mqtt.js
+      // (an uncaught TypeError that ended the process). Close the connection: the broker must not think a
+      // stopped or paused client is still there.
+      if (client !== this.client || this.stopping || this.paused || client.disconnecting) {
+        client.stream?.destroy();
+        return;
+      }
       this.attempt = 0;
       this.connectedOnce = true;
       const birth = this.opts.birth?.();
