@@ -354,10 +354,23 @@ export function scrubText(text: string, extra: readonly string[] = []): string {
 export function scrubError<E>(err: E, extra: readonly string[] = []): E {
   let e: unknown = err;
   for (let depth = 0; e instanceof Error && depth < 8; depth++, e = e.cause) {
-    e.message = scrubText(e.message, extra);
-    if (e.stack) e.stack = scrubText(e.stack, extra);
+    replaceText(e, 'message', scrubText(e.message, extra));
+    if (e.stack) replaceText(e, 'stack', scrubText(e.stack, extra));
   }
   return err;
+}
+
+/**
+ * Sets an error's message or stack when it changed. Some errors have them as getters only (a DOMException, such
+ * as fetch's TimeoutError): they get an own property instead, so scrubbing never throws.
+ */
+function replaceText(e: Error, key: 'message' | 'stack', value: string): void {
+  if (e[key] === value) return;
+  try {
+    e[key] = value;
+  } catch {
+    Object.defineProperty(e, key, { value, writable: true, configurable: true });
+  }
 }
 
 /** Every string in a plain value (objects, arrays; at most `depth` deep) scrubbed; copies only what changes. */

@@ -192,13 +192,18 @@ export class DayCache {
       waits.push(p);
     }
     let next = 0;
+    let failed: { error: unknown } | undefined;
     const worker = async () => {
       while (next < missing.length) {
         const d = missing[next++]!;
         try {
+          // After a failure the days not started fail with it at once: the caller has failed already, and a
+          // request after the database recovers must read afresh, not wait on loads doomed to time out too.
+          if (failed) throw failed.error;
           await this.load(d);
           done.get(d)!.resolve();
         } catch (e) {
+          failed ??= { error: e };
           done.get(d)!.reject(e);
         } finally {
           this.loading.delete(d);

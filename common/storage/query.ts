@@ -106,7 +106,17 @@ export class QueryClient {
         cause: scrubError(err),
       });
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      // The headers came, the rest did not within timeoutMs (or the connection broke mid-reply).
+      throw new StorageError(
+        'CFM_STORAGE_UNREACHABLE',
+        `InfluxDB did not finish its answer to a query: ${describe(err)}`,
+        { cause: scrubError(err) },
+      );
+    }
     if (res.status === 401 || res.status === 403) {
       throw new StorageError(
         'CFM_STORAGE_AUTH',

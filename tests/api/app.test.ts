@@ -17,7 +17,8 @@ import type { Storage } from '../../common/storage/storage.js';
 import { ENTITIES, SHEETS } from '../../contracts/registry.js';
 import { openStream, testApp } from '../helpers/api.js';
 import { CITY, CITY_CALENDAR, cityRollup, writeCity } from '../helpers/city.js';
-import { Influxd, testStorage, waitFor } from '../helpers/influx.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { captureLogger, Influxd, testStorage, waitFor } from '../helpers/influx.js';
 import { uplinkOf } from '../helpers/messages.js';
 import { Mosquitto } from '../helpers/mqtt.js';
 
@@ -752,6 +753,45 @@ describe('registry import with api.pollerCredentialsFile (#17)', () => {
       expect(gone.body).not.toContain(credentialsFile);
     } finally {
       await credApp.close();
+    }
+  });
+});
+
+describe('a database that stalls', () => {
+  it('a report is a 503 naming no internals after influx.timeoutMs, health says so, and the API serves again once it answers', async () => {
+    const proxy = await new FaultProxy(influxd.url).start();
+    const slow = testStorage(proxy.url, { database: 'city', timeoutMs: 500 }).storage;
+    const { log, lines } = captureLogger();
+    const slowApp = await testApp({ registry, calendars, tokens, storage: slow, live, log });
+    const report = () =>
+      slowApp.inject({
+        method: 'GET',
+        url: `/v1/attainment?period=${WEEK}`,
+        headers: { authorization: `Bearer ${T.admin}` },
+      });
+    try {
+      await slow.start();
+      // Every query of the report (and /ping): its headers sent and its body never finished, then nothing sent.
+      for (const headers of [true, false]) {
+        proxy.stallNext(100, { headers, path: /^\/(query|ping)/ });
+        const r = await report();
+        expect(r.statusCode, r.body).toBe(503);
+        expect(r.json()).toMatchObject({ code: 'CFM_API_UNAVAILABLE' });
+        expect(r.body).not.toContain(proxy.url);
+        if (!headers) {
+          const h = await slowApp.inject({ method: 'GET', url: '/health' });
+          expect(h.json()).toMatchObject({ influx: { ok: false } });
+        }
+        proxy.clear();
+      }
+      // A load still waiting on the stalled database when it recovered fails at its own deadline; after that
+      // the report is served (waitFor: up to its timeout, no fixed sleep).
+      await waitFor(async () => (await report()).statusCode === 200, { what: 'the report served again' });
+      expect(lines.filter((l) => l.msg === 'request failed')).toEqual([]);
+    } finally {
+      await slowApp.close();
+      await slow.stop();
+      await proxy.stop();
     }
   });
 });

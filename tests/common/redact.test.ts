@@ -9,6 +9,7 @@ import {
   redactConfig,
   redactUrl,
   rememberSecrets,
+  scrubError,
   scrubText,
   secret,
   secretValues,
@@ -170,6 +171,14 @@ describe('redaction', () => {
     ).toBe(
       `connect to mqtt://${REDACTED}@127.0.0.1:1 failed; POST https://x.example/send?access_token=${REDACTED}&n=1: ${REDACTED} abc`,
     );
+  });
+
+  it("scrubs an error whose message is a getter (a DOMException: fetch's timeout) without throwing", () => {
+    const timeout = new DOMException('gave up on http://u:hunter2-pass@db:8086/query', 'TimeoutError');
+    const err = scrubError(new Error('query failed', { cause: timeout }));
+    expect((err.cause as DOMException).message).toBe(`gave up on http://${REDACTED}@db:8086/query`);
+    expect((err.cause as DOMException).name).toBe('TimeoutError');
+    expect(scrubError(new DOMException('nothing secret', 'TimeoutError')).message).toBe('nothing secret');
   });
 
   it('keeps secrets out of every log line: messages, fields, errors and their causes', () => {

@@ -9,6 +9,7 @@ import { createServer, request, type Server } from 'node:http';
 export class FaultProxy {
   private server: Server | undefined;
   private faults: { path: RegExp; remaining: number; status: number; headers: Record<string, string> }[] = [];
+  private stalls: { path: RegExp; remaining: number; headers: boolean }[] = [];
   /** Arrival time (ms) of every request whose path matched `/write` or `/api/v2/write`. */
   readonly writeArrivals: number[] = [];
   port = 0;
@@ -28,11 +29,35 @@ export class FaultProxy {
     this.faults.push({ path, remaining: n, status, headers });
   }
 
+  /**
+   * The next `n` requests matching `path` get 200 and their headers and the first bytes of a JSON body at once,
+   * then nothing more until the client gives up: a database that answers and then stalls mid-reply. With
+   * `headers: false`, not even the headers come.
+   */
+  stallNext(n: number, opts: { path?: RegExp; headers?: boolean } = {}): void {
+    this.stalls.push({ path: opts.path ?? /^\/query/, remaining: n, headers: opts.headers ?? true });
+  }
+
+  /** Forwards everything again (pending faults and stalls dropped). */
+  clear(): void {
+    this.faults = [];
+    this.stalls = [];
+  }
+
   async start(): Promise<this> {
     const t = new URL(this.target);
     this.server = createServer((req, res) => {
       const url = req.url ?? '/';
       if (/^\/(write|api\/v2\/write)/.test(url)) this.writeArrivals.push(Date.now());
+      const stall = this.stalls.find((f) => f.remaining > 0 && f.path.test(url));
+      if (stall) {
+        stall.remaining--;
+        req.resume();
+        if (!stall.headers) return;
+        res.writeHead(200, { 'content-type': 'application/json', 'x-influxdb-version': '1.6.7' });
+        res.write('{"results":[');
+        return;
+      }
       const fault = this.faults.find((f) => f.remaining > 0 && f.path.test(url));
       if (fault) {
         fault.remaining--;

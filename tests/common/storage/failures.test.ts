@@ -143,6 +143,36 @@ describe('write failures on a real InfluxDB', () => {
     await storage.stop();
   });
 
+  it('a query whose answer stalls (before or after its headers) is a StorageError after timeoutMs, not a raw abort; the next one is served', async () => {
+    const proxy = await new FaultProxy(influxd.url).start();
+    const { storage } = testStorage(proxy.url, { database: 'stall', timeoutMs: 500 });
+    try {
+      await storage.start();
+      storage.writeLines([line(1)]);
+      await storage.drain();
+      for (const [headers, said] of [
+        [true, /did not finish its answer to a query: timed out/],
+        [false, /query failed: timed out/],
+      ] as const) {
+        proxy.stallNext(1, { headers });
+        const t = performance.now();
+        const err = (await storage.query('SELECT count(uptime_s) FROM host').then(
+          () => undefined,
+          (e: unknown) => e,
+        )) as StorageError | undefined;
+        expect(err?.code).toBe('CFM_STORAGE_UNREACHABLE');
+        expect(err?.message).toMatch(said);
+        // The deadline held: not the proxy's socket timeout, not forever.
+        expect(performance.now() - t).toBeLessThan(5_000);
+        const [rows] = await storage.query('SELECT count(uptime_s) FROM host');
+        expect(rows?.[0]?.values[0]?.[1]).toBe(1);
+      }
+    } finally {
+      await storage.stop();
+      await proxy.stop();
+    }
+  });
+
   it('429/503 are retried honouring Retry-After, and every line arrives', async () => {
     const proxy = await new FaultProxy(influxd.url).start();
     try {
