@@ -99,7 +99,7 @@ export const probesConfigSchema = z
       .max(86_400)
       .default(300)
       .describe(
-        'A target given by host name is looked up again (node:dns lookup) this long after its last lookup.',
+        'A target given by host name is looked up again (node:dns lookup) this long after its last good lookup; after a failed one, at the next cycle.',
       ),
     resolveKeepS: z
       .number()

@@ -13,6 +13,7 @@ import {
   probesConfigSchema,
   summarise,
 } from '../../../agents/snmp/probe.js';
+import { NameCache } from '../../../agents/snmp/resolve.js';
 import { Collector, collectorConfigSchema } from '../../../collector/collector.js';
 import { decodePayload, type ProbeResult } from '../../../contracts/messages.js';
 import { captureLogger, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
@@ -692,6 +693,106 @@ describe('targets on fping’s stdin, host names resolved in Node (node:dns, cac
       'EAI_AGAIN',
       'ENOTFOUND',
     ]);
+  });
+});
+
+describe('a failed lookup is retried at the next cycle; close() and stop() do not wait for a hanging resolver', () => {
+  it('a resolver hiccup at start, and a name fixed in DNS after ENOTFOUND, cost one cycle, not resolveEveryS', async () => {
+    let now = 1_000_000;
+    const answers = new Map<string, (string | NodeJS.ErrnoException)[]>([
+      ['gw-a.example', [Object.assign(new Error('temporary failure'), { code: 'EAI_AGAIN' }), '127.0.0.1']],
+      ['gw-b.example', [Object.assign(new Error('no such name'), { code: 'ENOTFOUND' }), '127.0.0.1']],
+    ]);
+    const asked: string[] = [];
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      resolveEveryS: 300,
+      targets: [
+        { school: 's1', device: 'gw-a', address: 'gw-a.example' },
+        { school: 's2', device: 'gw-b', address: 'gw-b.example' },
+      ],
+    });
+    const published: [string, number][] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      now: () => now,
+      lookup: (name, cb) => {
+        asked.push(name);
+        const a = answers.get(name)!.shift()!;
+        setImmediate(() => (typeof a === 'string' ? cb(null, a) : cb(a, '')));
+      },
+      publish: (t, r) => published.push([t.device, r.received]),
+    });
+    await p.cycle(); // a: resolver failing, nothing; b: no such name, a lost cycle
+    expect(published).toEqual([['gw-b', 0]]);
+    now += 60_000; // the next cycle, far less than resolveEveryS
+    await p.cycle(); // both asked again, both resolve
+    expect(published.slice(1).sort()).toEqual([
+      ['gw-a', 1],
+      ['gw-b', 1],
+    ]);
+    now += 60_000;
+    await p.cycle(); // good answers are cached for resolveEveryS: no lookup
+    expect(asked.sort()).toEqual(['gw-a.example', 'gw-a.example', 'gw-b.example', 'gw-b.example']);
+    expect(published).toHaveLength(5);
+    expect(p.stats()).toMatchObject({ resolveFailures: 2, icmpResults: 5 });
+  });
+
+  it('stop() returns promptly while a lookup hangs (resolveTimeoutMs 30 s)', async () => {
+    let asked = 0;
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 1,
+      resolveTimeoutMs: 30_000,
+      targets: [{ school: 's1', device: 'gw-1', address: 'gw.example' }],
+    });
+    const published: string[] = [];
+    const p = new Prober(config, config.targets, {
+      log,
+      lookup: () => {
+        asked++; // never answers
+      },
+      publish: (t) => published.push(t.device),
+    });
+    const cycle = p.cycle();
+    await waitFor(() => asked === 1, { what: 'the lookup' });
+    const t0 = performance.now();
+    await p.stop();
+    await cycle;
+    // Without close() ending the cycle's wait, stop() waits the 30 s; a loaded machine needs far less than 5 s.
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(published).toEqual([]);
+  });
+
+  it('close() ends a resolve() waiting for lookups; the waiters it wakes hold no slot and start no lookup', async () => {
+    const held: ((err: NodeJS.ErrnoException | null, a: string) => void)[] = [];
+    const cache = new NameCache({
+      everyMs: 300_000,
+      keepMs: 0,
+      timeoutMs: 30_000,
+      concurrency: 1,
+      lookup: (_name, cb) => held.push(cb),
+    });
+    const pending = cache.resolve(['a.example', 'b.example', 'c.example']);
+    await waitFor(() => held.length === 1, { what: 'the first lookup' });
+    expect(cache.active).toBe(1);
+    const t0 = performance.now();
+    cache.close();
+    const r = await pending;
+    expect(performance.now() - t0).toBeLessThan(5_000); // not the 30 s timeoutMs
+    expect([...r.values()].map((x) => (x.ok ? x.address : x.code))).toEqual([
+      'ETIMEOUT',
+      'EQUEUED',
+      'EQUEUED',
+    ]);
+    // b and c were woken by close(), not handed a slot: the count stays that of the lookup still running.
+    await new Promise((r) => setImmediate(r));
+    expect(cache.active).toBe(1);
+    held[0]!(null, '127.0.0.1'); // the hung lookup ends late: its slot is freed, never below zero
+    await new Promise((r) => setImmediate(r));
+    expect(cache.active).toBe(0);
+    expect(held).toHaveLength(1);
   });
 });
 
