@@ -97,6 +97,30 @@ describe('probes config', () => {
     const long = probesConfigSchema.safeParse({ intervalS: 10, count: 20, periodMs: 1000 });
     expect(long.success).toBe(false);
     expect(long.error?.issues[0]?.message).toMatch(/shorter than intervalS/);
+    // The cycle's deadline is intervalS − 100 ms: 2,000 + 2 × 1,000 + 950 = 4,950 ms fits 5 s, not 4.9 s.
+    expect(
+      probesConfigSchema.safeParse({ intervalS: 5, count: 2, periodMs: 1_000, timeoutMs: 950 }).success,
+    ).toBe(false);
+    expect(
+      probesConfigSchema.safeParse({ intervalS: 5, count: 2, periodMs: 1_000, timeoutMs: 850 }).success,
+    ).toBe(true);
+    // 1,600 configured ICMP addresses: a round takes 1,600 × gapMs. At 4 ms, 10 rounds of 6.4 s exceed a minute.
+    const many = (gapMs: number, method: 'icmp' | 'tcp') =>
+      probesConfigSchema.safeParse({
+        gapMs,
+        targets: Array.from({ length: 1_600 }, (_, i) => ({
+          ...target,
+          device: `gw-${i}`,
+          address: `10.1.${i >> 8}.${i & 255}`,
+          method,
+          ...(method === 'tcp' ? { port: 443 } : {}),
+        })),
+      });
+    expect(many(1, 'icmp').success).toBe(true);
+    const slow = many(4, 'icmp');
+    expect(slow.success).toBe(false);
+    expect(slow.error?.issues[0]?.message).toMatch(/max\(periodMs, n × gapMs\)/);
+    expect(many(4, 'tcp').success).toBe(true); // fping's gap does not apply to TCP targets
   });
 });
 
@@ -446,6 +470,45 @@ describe('a misbehaving fping (a stand-in script: the real one cannot be made to
     expect(performance.now() - started).toBeLessThan(10_000);
     expect(p.stats().fpingFailures).toBe(1);
     expect(published).toEqual([]);
+  });
+});
+
+describe("fping's run against the time left in the cycle (known only at cycle time: the registry's targets)", () => {
+  it('warns once and counts when count × max(periodMs, n × gapMs) + timeoutMs exceeds it; a run that fits publishes', async () => {
+    const targets = Array.from({ length: 20 }, (_, i) => ({
+      school: 's1',
+      device: `gw-${i}`,
+      address: `127.0.0.${i + 1}`,
+    }));
+    const config = probesConfigSchema.parse({
+      enabled: true,
+      count: 2,
+      periodMs: 10,
+      timeoutMs: 100,
+      gapMs: 10,
+      targets,
+    });
+    const { log: capture, lines } = captureLogger('probe');
+    const published: string[] = [];
+    // A 400 ms interval: 300 ms to the deadline. 20 addresses × 10 ms = 200 ms a round: 2 × 200 + 100 = 500 ms.
+    const p = new Prober(config, config.targets, {
+      log: capture,
+      intervalMs: 400,
+      publish: (t) => published.push(t.device),
+    });
+    onTestFinished(() => p.stop());
+    await p.cycle();
+    await p.cycle();
+    expect(p.stats().fpingOverDeadline).toBe(2);
+    const warned = lines.filter((l) => String(l.msg).startsWith('fping cannot end'));
+    expect(warned).toHaveLength(1); // once until a run fits
+    expect(warned[0]).toMatchObject({ addresses: 20, needMs: 500 });
+    expect(warned[0]!.leftMs as number).toBeLessThanOrEqual(300);
+    // Two addresses: 2 × max(10, 20) + 100 = 140 ms, within the 300 ms.
+    p.setTargets(targets.slice(0, 2));
+    await p.cycle();
+    expect(p.stats().fpingOverDeadline).toBe(2);
+    expect(published.slice(-2).sort()).toEqual(['gw-0', 'gw-1']);
   });
 });
 
