@@ -12,7 +12,7 @@
 // alone (one pollAll(), one probeAll(), manual mode), which splits the cost per 1,000 interface polls and per
 // 1,000 probes. Prints both, and the share of one core for that many schools every 60 s.
 import { fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +20,7 @@ import { trackChild } from '../dev/children.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { waitFor } from '../dev/ports.js';
 import { forkRouterHosts, startRouters } from './sim-routers.js';
+import { processCpuSeconds } from './snmp-peers.js';
 import type { SoloCost } from './snmp-poller.js';
 
 const { values } = parseArgs({
@@ -44,13 +45,6 @@ const COUNT = Number(values.count ?? (quick ? 3 : 10));
 const PERIOD_MS = Number(values.period ?? (quick ? 500 : 1000));
 const GAP_MS = Number(values.gap);
 const AGENT_PROCS = Math.max(1, Number(values['agent-procs']));
-
-/** The child's own CPU seconds and its reaped children's (fping), from /proc/<pid>/stat (USER_HZ 100). */
-function cpu(pid: number): { own: number; children: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { own: (Number(f[11]) + Number(f[12])) / 100, children: (Number(f[13]) + Number(f[14])) / 100 };
-}
 
 interface Stats {
   ifacePolls: number;
@@ -133,9 +127,9 @@ try {
     );
   const firstEnd = (Math.floor(s.icmpResults / SCHOOLS) + 1) * SCHOOLS;
   await cycleEnd(firstEnd);
-  const before = { stats: s, cpu: cpu(child.pid!), t: performance.now() };
+  const before = { stats: s, cpu: processCpuSeconds(child.pid!), t: performance.now() };
   await cycleEnd(firstEnd + WINDOW * SCHOOLS);
-  const after = { stats: s, cpu: cpu(child.pid!), t: performance.now() };
+  const after = { stats: s, cpu: processCpuSeconds(child.pid!), t: performance.now() };
 
   const windowS = (after.t - before.t) / 1000;
   const ownS = after.cpu.own - before.cpu.own;

@@ -12,19 +12,28 @@ import { freePort, waitFor } from '../dev/ports.js';
 
 export const CLK_TCK = 100; // USER_HZ on Linux (getconf CLK_TCK)
 
-/** CPU seconds (user + system, all threads) a live process has used: /proc/<pid>/stat fields 14 and 15. */
-export function cpuSeconds(pid: number): number {
+/**
+ * CPU seconds (user + system, all threads) a live process has used (`own`: /proc/<pid>/stat fields 14 and 15)
+ * and those of its children it reaped (`children`: cutime + cstime, fields 16 and 17).
+ */
+export function processCpuSeconds(pid: number | 'self'): { own: number; children: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // After the command name in parentheses (which may hold spaces): field 3 onwards.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  return {
+    own: (Number(f[11]) + Number(f[12])) / CLK_TCK,
+    children: (Number(f[13]) + Number(f[14])) / CLK_TCK,
+  };
 }
 
-/** CPU seconds of this process's reaped children (cutime + cstime, /proc/self/stat fields 16 and 17). */
+/** CPU seconds (user + system, all threads) a live process has used. */
+export function cpuSeconds(pid: number): number {
+  return processCpuSeconds(pid).own;
+}
+
+/** CPU seconds of this process's reaped children. */
 export function reapedChildrenCpuSeconds(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[13]) + Number(f[14])) / CLK_TCK;
+  return processCpuSeconds('self').children;
 }
 
 export interface BenchTarget {

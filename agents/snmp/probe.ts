@@ -45,6 +45,20 @@ export const probeTargetSchema = z
     path: ['port'],
   }) satisfies z.ZodType<ProbeTarget>;
 
+/** A cycle's deadline is this much before the next cycle starts (nothing of a cycle outlives it). */
+const DEADLINE_MARGIN_MS = 100;
+
+/**
+ * How long fping needs for n addresses: `count` rounds, each the longer of periodMs and n × gapMs (fping sends
+ * no two echoes closer than gapMs, which stretches the period), then timeoutMs for the last answers.
+ */
+export function fpingRunMs(
+  c: { count: number; periodMs: number; gapMs: number; timeoutMs: number },
+  n: number,
+): number {
+  return c.count * Math.max(c.periodMs, n * c.gapMs) + c.timeoutMs;
+}
+
 export const probesConfigSchema = z
   .strictObject({
     enabled: z.boolean().default(false).describe('Run the probes beside SNMP polling.'),
@@ -99,7 +113,7 @@ export const probesConfigSchema = z
       .max(86_400)
       .default(300)
       .describe(
-        'A target given by host name is looked up again (node:dns lookup) this long after its last lookup.',
+        'A target given by host name is looked up again (node:dns lookup) this long after its last good lookup; after a failed one, at the next cycle.',
       ),
     resolveKeepS: z
       .number()
@@ -126,10 +140,17 @@ export const probesConfigSchema = z
         "Addresses to probe besides those derived from `poller.registryFile` (every school's uplinkDevice with an address, by its probeMethod); a configured target of the same device wins.",
       ),
   })
-  .refine((p) => p.resolveTimeoutMs + p.count * p.periodMs + p.timeoutMs < p.intervalS * 1_000, {
-    message: 'resolveTimeoutMs + count × periodMs + timeoutMs must be shorter than intervalS',
-    path: ['count'],
-  })
+  .refine(
+    (p) =>
+      p.resolveTimeoutMs +
+        fpingRunMs(p, new Set(p.targets.filter((t) => t.method === 'icmp').map((t) => t.address)).size) <
+      p.intervalS * 1_000 - DEADLINE_MARGIN_MS,
+    {
+      message:
+        'resolveTimeoutMs + count × max(periodMs, n × gapMs) + timeoutMs (n: the configured ICMP addresses) must be shorter than intervalS − 100 ms (the cycle’s deadline)',
+      path: ['count'],
+    },
+  )
   .prefault({})
   .describe('Reachability and link-quality probes (agents/snmp/README.md, “Probes”).');
 export type ProbesConfig = z.infer<typeof probesConfigSchema>;
@@ -231,6 +252,11 @@ export interface ProberStats {
   resolveFailures: number;
   /** TCP targets × cycles whose connects had not all ended at the cycle's deadline: nothing published. */
   tcpUnfinished: number;
+  /**
+   * Cycles whose fping run was expected not to end by the deadline (fpingRunMs of its addresses > the time
+   * left): run anyway, killed and counted in `fpingFailures` if it does not end.
+   */
+  fpingOverDeadline: number;
 }
 
 type Published = ProbeTarget & { method: 'icmp' | 'tcp' };
@@ -251,6 +277,7 @@ export const NO_PROBER_STATS: Readonly<ProberStats> = Object.freeze({
   outputTruncated: 0,
   resolveFailures: 0,
   tcpUnfinished: 0,
+  fpingOverDeadline: 0,
 });
 
 /** fping's stderr quoted in a log line: at most this many characters. */
@@ -274,6 +301,7 @@ export class Prober {
   private lagging = false;
   private fpingFailing = false;
   private tcpLate = false;
+  private fpingLong = false;
   private lookupsQueued = false;
   private readonly names: NameCache;
 
@@ -357,7 +385,7 @@ export class Prober {
     this.counts.probeCycles++;
     const ts = this.deps.now?.() ?? Date.now();
     // Nothing of a cycle outlives it: the next would overlap it.
-    const deadline = performance.now() + this.intervalMs - 100;
+    const deadline = performance.now() + this.intervalMs - DEADLINE_MARGIN_MS;
     const out = new Map<Published, ProbeResult>();
     const emit = (t: Published, rtts: (number | null)[]) => {
       if (this.stopping) return;
@@ -451,6 +479,25 @@ export class Prober {
     if (targets.length === 0) return;
     const c = this.config;
     const addresses = [...new Set(targets.map((t) => t.ip))];
+    // The targets' number is known only now (the registry's, names resolved): config checks the configured ones.
+    const needMs = fpingRunMs(c, addresses.length);
+    const leftMs = Math.round(deadline - performance.now());
+    if (needMs > leftMs) {
+      this.counts.fpingOverDeadline++;
+      if (!this.fpingLong)
+        this.deps.log.warn(
+          {
+            addresses: addresses.length,
+            needMs,
+            leftMs,
+            count: c.count,
+            periodMs: c.periodMs,
+            gapMs: c.gapMs,
+          },
+          "fping cannot end by the cycle's deadline: count × max(periodMs, addresses × gapMs) + timeoutMs exceeds the time left (lower gapMs or count, or raise intervalS); a run killed at the deadline publishes nothing; logged once until a run fits",
+        );
+      this.fpingLong = true;
+    } else this.fpingLong = false;
     const run = await this.runFping(addresses, deadline);
     if (run === undefined) return;
     const { results, badLines } = parseFping(run.text, c.count);

@@ -4,8 +4,11 @@ import { isIP } from 'node:net';
 /**
  * Host names of probe targets resolved in Node (node:dns `lookup`: the system resolver, /etc/hosts included), so
  * fping and the TCP connects get addresses only and a TCP RTT never includes a lookup (agents/snmp/README.md,
- * “Probes”). A cache: a name is looked up again `everyMs` after its last lookup; a failed re-resolution keeps
- * the last good answer while it is younger than `keepMs`. A cycle waits at most `timeoutMs` for its lookups: a
+ * “Probes”). A cache: a name is looked up again `everyMs` after its last lookup — or at the next resolve() (the
+ * next cycle) when its last lookup failed, so a resolver hiccup at start or a name fixed in DNS costs one cycle,
+ * not `everyMs`; a failed re-resolution keeps the last good answer while it is younger than `keepMs`. A name's
+ * lookup never runs twice at once, and at most `concurrency` run in all, which bounds what the retries ask of a
+ * failing resolver. A cycle waits at most `timeoutMs` for its lookups: a
  * name still unanswered then counts as failed for that cycle (its lookup goes on, and a late answer serves the
  * next cycle). At most `concurrency` lookups run at once — getaddrinfo occupies one of libuv's four threadpool
  * threads, which the spool's file I/O needs too.
@@ -45,8 +48,11 @@ interface Entry {
 
 export class NameCache {
   private readonly entries = new Map<string, Entry>();
-  private active = 0;
-  private readonly queue: (() => void)[] = [];
+  private slots = 0;
+  /** Waiting for a slot: called with true when handed one, false when closed (then it holds none). */
+  private readonly queue: ((granted: boolean) => void)[] = [];
+  /** Ends the resolve() calls waiting for lookups (close()). */
+  private readonly waking = new Set<() => void>();
   private closed = false;
 
   constructor(
@@ -76,7 +82,8 @@ export class NameCache {
         e = { checkedAt: now };
         this.entries.set(name, e);
         this.start(name, e);
-      } else if (!e.pending && now - e.checkedAt >= this.opts.everyMs) {
+      } else if (!e.pending && (e.error !== undefined || now - e.checkedAt >= this.opts.everyMs)) {
+        // A failed lookup is retried at once (not cached like an answer); a good one after everyMs.
         e.checkedAt = now;
         this.start(name, e);
       }
@@ -84,15 +91,19 @@ export class NameCache {
     }
     // Names no longer probed are forgotten (a lookup in flight finishes into the removed entry, unseen).
     for (const name of this.entries.keys()) if (!wanted.has(name)) this.entries.delete(name);
-    if (waits.length > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all(waits),
-        new Promise<void>((r) => {
-          timer = setTimeout(r, Math.max(0, waitMs));
-        }),
-      ]);
-      clearTimeout(timer);
+    if (waits.length > 0 && !this.closed) {
+      let wake: (() => void) | undefined;
+      const timer = new Promise<void>((r) => {
+        const t = setTimeout(r, Math.max(0, waitMs));
+        wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.waking.add(wake!);
+      await Promise.race([Promise.all(waits), timer]);
+      wake!();
+      this.waking.delete(wake!);
     }
     const at = this.now();
     const out = new Map<string, Resolution>();
@@ -105,24 +116,36 @@ export class NameCache {
       const fresh = !e.pending && e.error === undefined;
       if (e.address !== undefined && (fresh || at - e.goodAt! < this.opts.keepMs))
         out.set(name, { ok: true, address: e.address, stale: !fresh });
-      else if (e.pending && e.error === undefined)
-        // Asked and unanswered by the deadline; or still waiting for a slot (many names at start-up).
-        out.set(name, { ok: false, code: e.asked ? 'ETIMEOUT' : 'EQUEUED', notFound: false });
+      else if (e.error === undefined)
+        // Asked and unanswered by the deadline; or not asked: still waiting for a slot (many names at start-up),
+        // or closed first.
+        out.set(name, { ok: false, code: e.pending && e.asked ? 'ETIMEOUT' : 'EQUEUED', notFound: false });
       else out.set(name, { ok: false, code: e.error!, notFound: NOT_FOUND.has(e.error!) });
     }
     return out;
   }
 
-  /** No lookup starts after this (one in flight ends unseen). */
+  /**
+   * No lookup starts after this (one in flight ends unseen), and a resolve() waiting for lookups returns at once
+   * (with what it has: the prober's stop() does not wait for a hanging resolver).
+   */
   close(): void {
     this.closed = true;
-    for (const r of this.queue.splice(0)) r();
+    for (const r of this.queue.splice(0)) r(false);
+    for (const wake of [...this.waking]) wake();
+  }
+
+  /** Lookups holding a slot (running, or about to start). */
+  get active(): number {
+    return this.slots;
   }
 
   private start(name: string, e: Entry): void {
     const lookup = this.opts.lookup ?? systemLookup;
-    e.pending = this.slot().then(() =>
+    let held = false;
+    e.pending = this.slot().then((granted) =>
       new Promise<void>((resolve) => {
+        held = granted;
         if (this.closed) return resolve();
         e.asked = true;
         try {
@@ -143,22 +166,26 @@ export class NameCache {
       }).finally(() => {
         e.pending = undefined;
         e.asked = false;
-        this.release();
+        // Only a slot held is given back: a waiter that close() woke holds none.
+        if (held) this.release();
       }),
     );
   }
 
-  private slot(): Promise<void> {
-    if (this.active < (this.opts.concurrency ?? 2)) {
-      this.active++;
-      return Promise.resolve();
+  /** True once a slot is held; false when closed first (no slot held). */
+  private slot(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.slots < (this.opts.concurrency ?? 2)) {
+      this.slots++;
+      return Promise.resolve(true);
     }
     return new Promise((r) => this.queue.push(r));
   }
 
+  /** The slot goes to the next waiter (still held: `slots` unchanged), or is freed. */
   private release(): void {
     const next = this.queue.shift();
-    if (next) next();
-    else this.active--;
+    if (next) next(true);
+    else this.slots--;
   }
 }
