@@ -35,7 +35,7 @@ export const API_CONFIG_SHAPE = {
     .string()
     .optional()
     .describe(
-      "The pollers' full credentials file (`poller.credentialsFile`), as `credentialNamesFile` but read where the poller's secrets are: only its credential NAMES are read, never a secret. Kept for deployments that run the API beside the poller; prefer `credentialNamesFile`, so the API's machine holds no community or key.",
+      "The pollers' full credentials file (`poller.credentialsFile`), as `credentialNamesFile` but read where the poller's secrets are: only its credential NAMES are read, never a secret; a key other than `snmp:` refuses every import, naming the file (the names-only copy's `credentialNames:` with a sentence: it belongs in `credentialNamesFile`). Kept for deployments that run the API beside the poller; prefer `credentialNamesFile`, so the API's machine holds no community or key.",
     ),
   calendarFile: z
     .string()

@@ -70,6 +70,43 @@ describe('npm run api -- import with api.pollerCredentialsFile', () => {
     );
     for (const r of [bad, ok, gone]) expect(r.stderr + r.stdout).not.toContain(COMMUNITY);
   });
+
+  it.each([
+    [
+      'the names-only copy',
+      'credentialNames: [xihu-v2]\n',
+      "holds `credentialNames:`, the names-only copy of the pollers' credentials file: set api.credentialNamesFile to it, not api.pollerCredentialsFile",
+    ],
+    [
+      'a typo beside snmp',
+      `snmp: {}\nsnpm:\n  xihu-v2: { version: '2c', community: ${COMMUNITY} }\n`,
+      'unknown key "snpm" (the only key is snmp:)',
+    ],
+    ['a list', '- xihu-v2\n', 'must be a mapping with the key snmp:'],
+  ])(
+    'refuses a credentials file that is %s: every import, naming the file, quoting no secret',
+    (_what, text, says) => {
+      const file = join(dir, 'wrong-credentials.yaml');
+      writeFileSync(file, text, { mode: 0o600 });
+      const config = join(dir, 'api-wrong.yaml');
+      writeFileSync(
+        config,
+        stringify({ api: { registryFile: join(dir, 'registry-wrong.json'), pollerCredentialsFile: file } }),
+      );
+      const r = run([
+        'api/main.ts',
+        'import',
+        join(dir, 'fleet.yaml'),
+        devices('xihu-v2'),
+        '--config',
+        config,
+      ]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`import refused, nothing changed: credentials file ${file}: ${says}`);
+      expect(r.stderr).not.toContain('is not in the pollers');
+      expect(r.stderr + r.stdout).not.toContain(COMMUNITY);
+    },
+  );
 });
 
 describe('npm run poller -- credential-names, and api.credentialNamesFile', () => {
