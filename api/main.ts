@@ -5,6 +5,7 @@ import { basename } from 'node:path';
 import {
   type CliCommand,
   type CliOptions,
+  fail as failWith,
   helpText,
   parseCli,
   processConfigSchema,
@@ -119,10 +120,7 @@ const ROLLUP = {
   },
 } satisfies CliCommand;
 
-function fail(message: string): never {
-  process.stderr.write(`api: ${message}\n`);
-  process.exit(2);
-}
+const fail: (message: string) => never = (message) => failWith('api', message);
 
 /** The config (a bad one: one line naming the file, key and reason, exit 2, as `run` does). */
 function config(file: string | undefined) {

@@ -1,6 +1,13 @@
 // The SNMP poller: npm run poller -- --config poller.yaml   (section `poller:`; targets carry secrets)
 // and its tool: npm run poller -- credential-names   (the names-only copy of the credentials file, for the API)
-import { type CliCommand, parseCli, processConfigSchema, runMain, serviceOptions } from '../../common/cli.js';
+import {
+  type CliCommand,
+  fail as failWith,
+  parseCli,
+  processConfigSchema,
+  runMain,
+  serviceOptions,
+} from '../../common/cli.js';
 import { ConfigError, loadConfig } from '../../common/config.js';
 import { CredentialsFileError, credentialNamesText } from '../../common/credentials-file.js';
 import { readCredentialsFile } from './credentials.js';
@@ -22,10 +29,7 @@ const CREDENTIAL_NAMES = {
   },
 } satisfies CliCommand;
 
-function fail(message: string): never {
-  process.stderr.write(`poller: ${message}\n`);
-  process.exit(2);
-}
+const fail: (message: string) => never = (message) => failWith('poller', message);
 
 function credentialNames(args: string[]): void {
   const { values } = parseCli(CREDENTIAL_NAMES, args);
