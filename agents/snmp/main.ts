@@ -43,14 +43,22 @@ function credentialNames(args: string[]): void {
   }
   if (file === undefined)
     fail('no credentials file: give --credentials-file, or --config with poller.credentialsFile');
+  let names: string[];
   try {
-    const names = [...readCredentialsFile(file).keys()];
-    process.stdout.write(credentialNamesText(names, file));
-    process.stderr.write(`${names.length} credential name(s) of ${file}, without their secrets\n`);
+    names = [...readCredentialsFile(file).keys()];
   } catch (e) {
     if (e instanceof CredentialsFileError) fail(e.message);
     throw e;
   }
+  // A reader gone before the end (`| head`, a full disk) left a partial copy: a failure like any other, one
+  // line and exit 2, not a stack trace after a success. Success is announced once the whole text is written.
+  const unwritten = (e: NodeJS.ErrnoException): never =>
+    fail(`the names were not all written to stdout (${e.code ?? e.message}): its copy is incomplete`);
+  process.stdout.on('error', unwritten);
+  process.stdout.write(credentialNamesText(names, file), (e) => {
+    if (e) unwritten(e);
+    process.stderr.write(`${names.length} credential name(s) of ${file}, without their secrets\n`);
+  });
 }
 
 const [command, ...rest] = process.argv.slice(2);

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,6 +141,37 @@ describe('npm run poller -- credential-names, and api.credentialNamesFile', () =
     expect(parse(made.stdout)).toEqual({ credentialNames: ['xihu-v2', 'xihu-v3'] });
 
     checksNames(importWithNames, 'xihu-v3', join(dir, 'registry-names.json'));
+  });
+
+  it('stdout closed early (`| head -c 100`): one line on stderr and exit 2, no success announced', async () => {
+    // Many names: far more text than a pipe holds, so most is written after the reader is gone.
+    const many = join(dir, 'many-credentials.yaml');
+    const snmp = Object.fromEntries(
+      Array.from({ length: 20_000 }, (_, i) => [
+        `campus-${String(i).padStart(5, '0')}-${'x'.repeat(40)}`,
+        { version: '2c', community: COMMUNITY },
+      ]),
+    );
+    writeFileSync(many, JSON.stringify({ snmp }), { mode: 0o600 });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'agents/snmp/main.ts', 'credential-names', '--credentials-file', many],
+      { cwd: new URL('../..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
+    // As `head -c 100`: the first bytes, then the read end closed.
+    let read = 0;
+    child.stdout.on('data', (b: Buffer) => {
+      read += b.length;
+      child.stdout.destroy();
+    });
+    const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    expect(read).toBeGreaterThan(0);
+    expect(status, stderr).toBe(2);
+    expect(stderr).toBe('poller: the names were not all written to stdout (EPIPE): its copy is incomplete\n');
   });
 
   it('a credentials file the poller would refuse gives no names: the error names the file and key, not the value', () => {
