@@ -203,13 +203,7 @@ async function importFiles(args: string[]): Promise<void> {
     if (!(ENTITIES as readonly string[]).includes(r)) fail(`--replace: unknown list ${r}`);
   const api = config(values.config).api;
   const limits = importLimits(api);
-  let credentialNames: ReturnType<typeof credentialNamesReader>;
-  try {
-    credentialNames = credentialNamesReader(api);
-  } catch (e) {
-    fail(`configuration error: ${(e as Error).message}`);
-  }
-  const store = registryStore(api.registryFile, limits, credentialNames);
+  const store = registryStore(api.registryFile, limits, credentialNamesReader(api));
   try {
     // The same limits as the API's, the file size checked before the file is read.
     const files = positionals.map((f) => {

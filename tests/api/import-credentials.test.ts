@@ -221,10 +221,18 @@ describe('npm run poller -- credential-names, and api.credentialNamesFile', () =
         api: { registryFile: join(dir, 'r.json'), credentialNamesFile: names, pollerCredentialsFile: full },
       }),
     );
-    const r = run(['api/main.ts', 'import', devices('xihu-v2'), '--config', both]);
-    expect(r.status).toBe(2);
-    expect(r.stderr).toContain(
-      'api: configuration error: api.credentialNamesFile and api.pollerCredentialsFile: set one, not both',
-    );
+    // Refused by the config's schema, naming the file: by an import, by --print-config, by the service.
+    for (const [name, args] of [
+      ['api', ['import', devices('xihu-v2')]],
+      ['api', ['run', '--print-config']],
+      ['api-api', ['run', '--role', 'api', '--print-config']],
+    ] as const) {
+      const r = run(['api/main.ts', ...args, '--config', both]);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toBe(
+        `${name}: configuration error: ${both}: api.credentialNamesFile: set this or api.pollerCredentialsFile, not both\n`,
+      );
+      expect(r.stdout).toBe('');
+    }
   });
 });
