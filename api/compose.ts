@@ -9,7 +9,7 @@ import { influxConfigSchema } from '../common/storage/config.js';
 import { Storage } from '../common/storage/storage.js';
 import { type RollupConfig, rollupConfigSchema, rollupFields } from '../rollup/config.js';
 import { RollupService } from '../rollup/service.js';
-import { API_CONFIG_DESCRIPTION, API_CONFIG_SHAPE, ApiServer } from './server.js';
+import { API_CONFIG_DESCRIPTION, API_CONFIG_REFINE, API_CONFIG_SHAPE, ApiServer } from './server.js';
 
 /**
  * The composition root of the API process family: which services run in one process
@@ -37,6 +37,7 @@ const apiSectionSchema = z
         'Deprecated: the top-level `rollup` section (its own since #14). Still read when given here — it then replaces `rollup` whole, with a warning at start.',
       ),
   })
+  .refine(...API_CONFIG_REFINE)
   .prefault({})
   .describe(API_CONFIG_DESCRIPTION);
 

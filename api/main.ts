@@ -5,6 +5,7 @@ import { basename } from 'node:path';
 import {
   type CliCommand,
   type CliOptions,
+  fail as failWith,
   helpText,
   parseCli,
   processConfigSchema,
@@ -119,10 +120,7 @@ const ROLLUP = {
   },
 } satisfies CliCommand;
 
-function fail(message: string): never {
-  process.stderr.write(`api: ${message}\n`);
-  process.exit(2);
-}
+const fail: (message: string) => never = (message) => failWith('api', message);
 
 /** The config (a bad one: one line naming the file, key and reason, exit 2, as `run` does). */
 function config(file: string | undefined) {
@@ -205,13 +203,7 @@ async function importFiles(args: string[]): Promise<void> {
     if (!(ENTITIES as readonly string[]).includes(r)) fail(`--replace: unknown list ${r}`);
   const api = config(values.config).api;
   const limits = importLimits(api);
-  let credentialNames: ReturnType<typeof credentialNamesReader>;
-  try {
-    credentialNames = credentialNamesReader(api);
-  } catch (e) {
-    fail(`configuration error: ${(e as Error).message}`);
-  }
-  const store = registryStore(api.registryFile, limits, credentialNames);
+  const store = registryStore(api.registryFile, limits, credentialNamesReader(api));
   try {
     // The same limits as the API's, the file size checked before the file is read.
     const files = positionals.map((f) => {

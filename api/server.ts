@@ -29,13 +29,13 @@ export const API_CONFIG_SHAPE = {
     .string()
     .optional()
     .describe(
-      "The names-only copy of the pollers' credentials file (`npm run poller -- credential-names`: `credentialNames: [..]`, no secret): when set, an import naming a device `credentialRef` that is not in it is refused by row and column. Read at each import; an unreadable or malformed file refuses every import, and so does the full credentials file given here (it holds secrets the API's machine should not). Set this or `pollerCredentialsFile`, not both.",
+      "The names-only copy of the pollers' credentials file (`npm run poller -- credential-names`: `credentialNames: [..]`, no secret): when set, an import naming a device `credentialRef` that is not in it is refused by row and column. Read at each import; an unreadable or malformed file refuses every import, and so does the full credentials file given here (it holds secrets the API's machine should not). Set this or `pollerCredentialsFile`, not both: both is a configuration error.",
     ),
   pollerCredentialsFile: z
     .string()
     .optional()
     .describe(
-      "The pollers' full credentials file (`poller.credentialsFile`), as `credentialNamesFile` but read where the poller's secrets are: only its credential NAMES are read, never a secret. Kept for deployments that run the API beside the poller; prefer `credentialNamesFile`, so the API's machine holds no community or key.",
+      "The pollers' full credentials file (`poller.credentialsFile`), as `credentialNamesFile` but read where the poller's secrets are: only its credential NAMES are read, never a secret; a key other than `snmp:` refuses every import, naming the file (the names-only copy's `credentialNames:` with a sentence: it belongs in `credentialNamesFile`). Kept for deployments that run the API beside the poller; prefer `credentialNamesFile`, so the API's machine holds no community or key.",
     ),
   calendarFile: z
     .string()
@@ -163,7 +163,23 @@ export const API_CONFIG_SHAPE = {
 };
 export const API_CONFIG_DESCRIPTION =
   'The API: registry, calendars, attainment and audit reports, live fleet state.';
-export const apiConfigSchema = z.strictObject(API_CONFIG_SHAPE).prefault({}).describe(API_CONFIG_DESCRIPTION);
+/**
+ * The `api` section's checks across its fields, for every schema of it (`apiConfigSchema`, compose.ts's): the
+ * two sources of credential names exclude each other — so config loading and `--print-config` refuse both,
+ * naming the config file, as any other config error.
+ */
+export const API_CONFIG_REFINE: [
+  (c: { credentialNamesFile?: string | undefined; pollerCredentialsFile?: string | undefined }) => boolean,
+  { message: string; path: string[] },
+] = [
+  (c) => c.credentialNamesFile === undefined || c.pollerCredentialsFile === undefined,
+  { message: 'set this or api.pollerCredentialsFile, not both', path: ['credentialNamesFile'] },
+];
+export const apiConfigSchema = z
+  .strictObject(API_CONFIG_SHAPE)
+  .refine(...API_CONFIG_REFINE)
+  .prefault({})
+  .describe(API_CONFIG_DESCRIPTION);
 export type ApiConfig = z.infer<typeof apiConfigSchema>;
 
 /** The import limits of an API configuration. */
@@ -186,14 +202,13 @@ export function loadCalendars(file: string): Calendars {
  */
 /**
  * How an import learns the pollers' credential names: from `api.credentialNamesFile` (the names-only copy), or
- * the names of `api.pollerCredentialsFile` (the full file); undefined: not checked. Throws when both are set.
+ * the names of `api.pollerCredentialsFile` (the full file); undefined: not checked. Never both: the schema
+ * refuses that (`API_CONFIG_REFINE`).
  */
 export function credentialNamesReader(
   config: Pick<ApiConfig, 'credentialNamesFile' | 'pollerCredentialsFile'>,
 ): (() => string[]) | undefined {
   const { credentialNamesFile: names, pollerCredentialsFile: full } = config;
-  if (names !== undefined && full !== undefined)
-    throw new Error('api.credentialNamesFile and api.pollerCredentialsFile: set one, not both');
   if (names !== undefined) return () => readCredentialNamesFile(names);
   if (full !== undefined) return () => readCredentialNames(full);
   return undefined;

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import {
   type CliCommand,
+  fail as failWith,
   helpText,
   parseCli,
   processConfigSchema,
@@ -87,10 +88,7 @@ const USERS = {
   positionals: true,
 } satisfies CliCommand;
 
-function fail(message: string): never {
-  process.stderr.write(`broker: ${message}\n`);
-  process.exit(2);
-}
+const fail: (message: string) => never = (message) => failWith('broker', message);
 
 async function users(args: string[]): Promise<void> {
   const { values, positionals } = parseCli(USERS, args);

@@ -144,6 +144,15 @@ export function usageError(cmd: Pick<CliCommand, 'name' | 'command'>, message: s
   process.exit(2);
 }
 
+/**
+ * A command that cannot do what it was asked (a bad config, a file it cannot use, a value out of range): one line
+ * `<name>: <message>` on stderr, exit 2, no stack trace. A wrong command line is `usageError`.
+ */
+export function fail(name: string, message: string): never {
+  process.stderr.write(`${name}: ${message}\n`);
+  process.exit(2);
+}
+
 /** Whether the line asks for the usage: `--help` or `-h` anywhere before a `--`. */
 export const wantsHelp = (args: readonly string[]): boolean => {
   const end = args.indexOf('--');

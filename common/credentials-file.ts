@@ -47,17 +47,33 @@ export function exposedMode(path: string): number | undefined {
   }
 }
 
+const isMapping = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
+
 /**
  * Only the credential NAMES of the file (the API's import check): the secrets are not validated, and not kept.
- * Throws CredentialsFileError when the file cannot be read or has no `snmp` mapping of names.
+ * Strict about the rest, as the poller is: throws CredentialsFileError, naming the file, when it cannot be read,
+ * is no mapping, has a top-level key other than `snmp` (the names-only copy's `credentialNames:` with a sentence
+ * saying which setting takes it, rather than reading as "no names" and refusing every import's names), or an
+ * `snmp` that is no mapping of names. A file without `snmp:` has no credentials, as for the poller.
  */
 export function readCredentialNames(path: string): string[] {
-  const doc = readCredentialsDocument(path) as { snmp?: unknown };
-  const snmp = doc && typeof doc === 'object' ? doc.snmp : undefined;
-  if (snmp === undefined) return [];
-  if (snmp === null || typeof snmp !== 'object' || Array.isArray(snmp))
+  const doc = readCredentialsDocument(path);
+  if (!isMapping(doc))
+    throw new CredentialsFileError(`credentials file ${path}: must be a mapping with the key snmp:`);
+  if ('credentialNames' in doc)
+    throw new CredentialsFileError(
+      `credentials file ${path}: holds \`credentialNames:\`, the names-only copy of the pollers' credentials file: set api.credentialNamesFile to it, not api.pollerCredentialsFile`,
+    );
+  const unknown = Object.keys(doc).find((k) => k !== 'snmp');
+  if (unknown !== undefined)
+    throw new CredentialsFileError(
+      `credentials file ${path}: unknown key ${JSON.stringify(unknown)} (the only key is snmp:)`,
+    );
+  if (doc.snmp === undefined) return [];
+  if (!isMapping(doc.snmp))
     throw new CredentialsFileError(`credentials file ${path}: snmp: must be a mapping of credential names`);
-  return Object.keys(snmp);
+  return Object.keys(doc.snmp);
 }
 
 /**
@@ -78,7 +94,7 @@ export const credentialNamesFileSchema = z.strictObject({
 /** The names of a names-only copy; throws CredentialsFileError naming the file and the first bad key. */
 export function readCredentialNamesFile(path: string): string[] {
   const doc = readCredentialsDocument(path, 'credential names file');
-  if (doc !== null && typeof doc === 'object' && !Array.isArray(doc) && 'snmp' in doc)
+  if (isMapping(doc) && 'snmp' in doc)
     throw new CredentialsFileError(
       `credential names file ${path}: holds \`snmp:\`, the pollers' full credentials file with its secrets; give the API its names-only copy (\`npm run poller -- credential-names\`), or name this file in api.pollerCredentialsFile`,
     );

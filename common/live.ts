@@ -129,7 +129,11 @@ export interface LinkLive {
   tsMs: number;
   /** When the API received it. */
   receivedAtMs: number;
-  /** Between the last two cycles held (the poller's clock); null until a second one came. */
+  /**
+   * The device's cycle interval as observed (the poller's clock): the gap between its last two cycles, except
+   * that a gap shorter than the one held counts only when the gap before it was shorter too (`cycleInterval`: a
+   * restarted poller's early cycle is no new interval); null until a second cycle came.
+   */
   intervalMs: number | null;
 }
 
@@ -253,6 +257,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
   readonly uplinks = new Map<string, Map<string, UplinkLive>>();
   /** By `entityKey(school, device)`: the last probe cycle of each registered device probed. */
   private readonly links = new Map<string, LinkLive>();
+  /** Per (school, device) held in `links`: the last gap between cycles that was shorter than its interval. */
+  private readonly shorterGaps = new Map<string, number>();
   /** Messages that did not validate (counted, dropped). */
   rejected = 0;
   private readonly places = new UnassignedPlaces();
@@ -349,6 +355,29 @@ export class LiveState extends EventEmitter<LiveEvents> {
     return this.links.get(entityKey(school, device));
   }
 
+  /**
+   * The cycle interval to hold once the cycle of `tsMs` follows `held` (`LinkLive.intervalMs`). A longer gap (or
+   * the first) is adopted at once: a skipped cycle loosens the stale bound until two shorter gaps tighten it
+   * again. A shorter one only when the gap before it was shorter too — then the longer of the two: the prober
+   * runs a cycle as it starts, so a poller restarted 5 s after its last cycle makes one 5 s gap, which must not
+   * make every school stale 15 s later until its next cycle; a changed `probes.intervalS` repeats.
+   */
+  private cycleInterval(key: string, held: LinkLive | undefined, tsMs: number): number | null {
+    if (!held || tsMs <= held.tsMs) return held?.intervalMs ?? null;
+    const gap = tsMs - held.tsMs;
+    const before = this.shorterGaps.get(key);
+    if (held.intervalMs === null || gap >= held.intervalMs) {
+      this.shorterGaps.delete(key);
+      return gap;
+    }
+    if (before === undefined) {
+      this.shorterGaps.set(key, gap);
+      return held.intervalMs;
+    }
+    this.shorterGaps.delete(key);
+    return Math.max(before, gap);
+  }
+
   /** The latest uplink reading of school `school`'s device `device`, or undefined. */
   uplink(school: string, device: string): UplinkLive | undefined {
     return this.uplinks.get(school)?.get(device);
@@ -357,8 +386,8 @@ export class LiveState extends EventEmitter<LiveEvents> {
   /**
    * Probe cycle `l` now: its age counts from when it ran (a cycle replayed from a spool is as old as it says), or
    * from when it arrived if the poller's clock is ahead; stale after 3 of the intervals between its device's
-   * cycles (the poller's `probes.intervalS`, as observed), at most `api.live.staleAfterS` (also the bound until
-   * a second cycle came) — as an uplink reading is stale after 3 poll intervals.
+   * cycles (the poller's `probes.intervalS`, as observed: `cycleInterval`), at most `api.live.staleAfterS` (also
+   * the bound until a second cycle came) — as an uplink reading is stale after 3 poll intervals.
    */
   linkNow(l: LinkLive): LinkNow {
     const ageMs = Math.max(0, this.now() - Math.min(l.tsMs, l.receivedAtMs));
@@ -643,7 +672,7 @@ export class LiveState extends EventEmitter<LiveEvents> {
           jitterMs: p.jitterMs ?? null,
           tsMs: p.ts,
           receivedAtMs: atMs,
-          intervalMs: held && p.ts > held.tsMs ? p.ts - held.tsMs : (held?.intervalMs ?? null),
+          intervalMs: this.cycleInterval(key, held, p.ts),
         });
       }
       this.emit('message', {

@@ -681,12 +681,25 @@ Where to look
         `[${clock()}] simulated fibre cut at ${s.name} (${s.id}): its router and ${s.rooms.length} whiteboards drop off for ${opts.outageForS} s\n`,
       );
       relays.get(s.id)!.cut();
-      void routers.get(s.id)!.stop();
+      // Neither may end the stack: a router that does not stop or come back (its management port taken in the
+      // meantime: EADDRINUSE) is said and logged, and the stack goes on with that router down.
+      routers
+        .get(s.id)!
+        .stop()
+        .catch((err: unknown) => log.error({ err, school: s.id }, 'stopping the simulated router failed'));
       timers.push(
         setTimeout(() => {
           process.stdout.write(`[${clock()}] ${s.name}: uplink restored\n`);
           relays.get(s.id)!.restore();
-          void routers.get(s.id)!.start();
+          routers
+            .get(s.id)!
+            .start()
+            .catch((err: unknown) => {
+              process.stdout.write(
+                `[${clock()}] ${s.name}: its router did not come back (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); it stays down, the rest goes on\n`,
+              );
+              log.error({ err, school: s.id }, 'restarting the simulated router failed');
+            });
         }, opts.outageForS * 1000),
       );
     };

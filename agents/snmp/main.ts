@@ -1,6 +1,13 @@
 // The SNMP poller: npm run poller -- --config poller.yaml   (section `poller:`; targets carry secrets)
 // and its tool: npm run poller -- credential-names   (the names-only copy of the credentials file, for the API)
-import { type CliCommand, parseCli, processConfigSchema, runMain, serviceOptions } from '../../common/cli.js';
+import {
+  type CliCommand,
+  fail as failWith,
+  parseCli,
+  processConfigSchema,
+  runMain,
+  serviceOptions,
+} from '../../common/cli.js';
 import { ConfigError, loadConfig } from '../../common/config.js';
 import { CredentialsFileError, credentialNamesText } from '../../common/credentials-file.js';
 import { readCredentialsFile } from './credentials.js';
@@ -22,10 +29,7 @@ const CREDENTIAL_NAMES = {
   },
 } satisfies CliCommand;
 
-function fail(message: string): never {
-  process.stderr.write(`poller: ${message}\n`);
-  process.exit(2);
-}
+const fail: (message: string) => never = (message) => failWith('poller', message);
 
 function credentialNames(args: string[]): void {
   const { values } = parseCli(CREDENTIAL_NAMES, args);
@@ -39,14 +43,22 @@ function credentialNames(args: string[]): void {
   }
   if (file === undefined)
     fail('no credentials file: give --credentials-file, or --config with poller.credentialsFile');
+  let names: string[];
   try {
-    const names = [...readCredentialsFile(file).keys()];
-    process.stdout.write(credentialNamesText(names, file));
-    process.stderr.write(`${names.length} credential name(s) of ${file}, without their secrets\n`);
+    names = [...readCredentialsFile(file).keys()];
   } catch (e) {
     if (e instanceof CredentialsFileError) fail(e.message);
     throw e;
   }
+  // A reader gone before the end (`| head`, a full disk) left a partial copy: a failure like any other, one
+  // line and exit 2, not a stack trace after a success. Success is announced once the whole text is written.
+  const unwritten = (e: NodeJS.ErrnoException): never =>
+    fail(`the names were not all written to stdout (${e.code ?? e.message}): its copy is incomplete`);
+  process.stdout.on('error', unwritten);
+  process.stdout.write(credentialNamesText(names, file), (e) => {
+    if (e) unwritten(e);
+    process.stderr.write(`${names.length} credential name(s) of ${file}, without their secrets\n`);
+  });
 }
 
 const [command, ...rest] = process.argv.slice(2);

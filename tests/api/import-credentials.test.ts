@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +70,43 @@ describe('npm run api -- import with api.pollerCredentialsFile', () => {
     );
     for (const r of [bad, ok, gone]) expect(r.stderr + r.stdout).not.toContain(COMMUNITY);
   });
+
+  it.each([
+    [
+      'the names-only copy',
+      'credentialNames: [xihu-v2]\n',
+      "holds `credentialNames:`, the names-only copy of the pollers' credentials file: set api.credentialNamesFile to it, not api.pollerCredentialsFile",
+    ],
+    [
+      'a typo beside snmp',
+      `snmp: {}\nsnpm:\n  xihu-v2: { version: '2c', community: ${COMMUNITY} }\n`,
+      'unknown key "snpm" (the only key is snmp:)',
+    ],
+    ['a list', '- xihu-v2\n', 'must be a mapping with the key snmp:'],
+  ])(
+    'refuses a credentials file that is %s: every import, naming the file, quoting no secret',
+    (_what, text, says) => {
+      const file = join(dir, 'wrong-credentials.yaml');
+      writeFileSync(file, text, { mode: 0o600 });
+      const config = join(dir, 'api-wrong.yaml');
+      writeFileSync(
+        config,
+        stringify({ api: { registryFile: join(dir, 'registry-wrong.json'), pollerCredentialsFile: file } }),
+      );
+      const r = run([
+        'api/main.ts',
+        'import',
+        join(dir, 'fleet.yaml'),
+        devices('xihu-v2'),
+        '--config',
+        config,
+      ]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`import refused, nothing changed: credentials file ${file}: ${says}`);
+      expect(r.stderr).not.toContain('is not in the pollers');
+      expect(r.stderr + r.stdout).not.toContain(COMMUNITY);
+    },
+  );
 });
 
 describe('npm run poller -- credential-names, and api.credentialNamesFile', () => {
@@ -104,6 +141,37 @@ describe('npm run poller -- credential-names, and api.credentialNamesFile', () =
     expect(parse(made.stdout)).toEqual({ credentialNames: ['xihu-v2', 'xihu-v3'] });
 
     checksNames(importWithNames, 'xihu-v3', join(dir, 'registry-names.json'));
+  });
+
+  it('stdout closed early (`| head -c 100`): one line on stderr and exit 2, no success announced', async () => {
+    // Many names: far more text than a pipe holds, so most is written after the reader is gone.
+    const many = join(dir, 'many-credentials.yaml');
+    const snmp = Object.fromEntries(
+      Array.from({ length: 20_000 }, (_, i) => [
+        `campus-${String(i).padStart(5, '0')}-${'x'.repeat(40)}`,
+        { version: '2c', community: COMMUNITY },
+      ]),
+    );
+    writeFileSync(many, JSON.stringify({ snmp }), { mode: 0o600 });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'agents/snmp/main.ts', 'credential-names', '--credentials-file', many],
+      { cwd: new URL('../..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
+    // As `head -c 100`: the first bytes, then the read end closed.
+    let read = 0;
+    child.stdout.on('data', (b: Buffer) => {
+      read += b.length;
+      child.stdout.destroy();
+    });
+    const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    expect(read).toBeGreaterThan(0);
+    expect(status, stderr).toBe(2);
+    expect(stderr).toBe('poller: the names were not all written to stdout (EPIPE): its copy is incomplete\n');
   });
 
   it('a credentials file the poller would refuse gives no names: the error names the file and key, not the value', () => {
@@ -153,10 +221,18 @@ describe('npm run poller -- credential-names, and api.credentialNamesFile', () =
         api: { registryFile: join(dir, 'r.json'), credentialNamesFile: names, pollerCredentialsFile: full },
       }),
     );
-    const r = run(['api/main.ts', 'import', devices('xihu-v2'), '--config', both]);
-    expect(r.status).toBe(2);
-    expect(r.stderr).toContain(
-      'api: configuration error: api.credentialNamesFile and api.pollerCredentialsFile: set one, not both',
-    );
+    // Refused by the config's schema, naming the file: by an import, by --print-config, by the service.
+    for (const [name, args] of [
+      ['api', ['import', devices('xihu-v2')]],
+      ['api', ['run', '--print-config']],
+      ['api-api', ['run', '--role', 'api', '--print-config']],
+    ] as const) {
+      const r = run(['api/main.ts', ...args, '--config', both]);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toBe(
+        `${name}: configuration error: ${both}: api.credentialNamesFile: set this or api.pollerCredentialsFile, not both\n`,
+      );
+      expect(r.stdout).toBe('');
+    }
   });
 });

@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { Poller, pollerConfigSchema } from '../../agents/snmp/poller.js';
 import { ApiServer, apiConfigSchema } from '../../api/server.js';
 import { roundHalfAway } from '../../common/figures/rounding.js';
-import { LiveState } from '../../common/live.js';
+import { LiveState, liveLimitsSchema } from '../../common/live.js';
 import { silentLogger } from '../../common/log.js';
 import { mqttConfigSchema } from '../../common/mqtt.js';
 import type { Storage } from '../../common/storage/storage.js';
@@ -660,14 +660,14 @@ describe("a school's link quality on /v1/schools (docs/links.md)", () => {
     expect(stopped).toMatchObject({ tsMs: old, stale: true, staleAfterS: STALE_AFTER_S });
     expect(stopped.ageS).toBeGreaterThanOrEqual(600);
     expect(stopped.ageS).toBeLessThan(660);
-    // Cycles a second apart again: current, and stale after 3 s (3 intervals, less than the configured 4 s).
+    // Cycles a second apart again (the poller's clock; two gaps, as a shorter interval is taken when it repeats):
+    // stale after 3 s (3 intervals, less than the configured 4 s). Whether it is current before then depends on how
+    // fast this machine delivers: the injected clock's test below checks that.
     const t = Date.now();
-    await poller.publishAsync(`cfm/v1/${A}/gw-a/probe`, probe(t - 1_000), { qos: 1 });
-    await poller.publishAsync(`cfm/v1/${A}/gw-a/probe`, probe(t), { qos: 1 });
+    for (const ts of [t - 2_000, t - 1_000, t])
+      await poller.publishAsync(`cfm/v1/${A}/gw-a/probe`, probe(ts), { qos: 1 });
     await waitFor(async () => (await link())?.tsMs === t, { what: 'the current cycle' });
-    const current = (await link())!;
-    expect(current).toMatchObject({ stale: false, staleAfterS: 3 });
-    expect(current.ageS).toBeLessThan(3);
+    expect((await link())?.staleAfterS).toBe(3);
     // Then none: it goes stale by itself, with no message.
     await waitFor(async () => (await link())?.stale === true, { what: 'the cycle stale', timeoutMs: 10_000 });
     expect((await link())!.ageS).toBeGreaterThanOrEqual(3);
@@ -676,5 +676,71 @@ describe("a school's link quality on /v1/schools (docs/links.md)", () => {
       link: { stale: boolean } | null;
     }[];
     expect(listed.find((s) => s.id === A)?.link?.stale).toBe(true);
+  });
+});
+
+describe("a probe cycle's age and interval, by the live view's clock", () => {
+  /** A live view of this file's registry fed by hand (`handle`), on a clock the test moves. */
+  function view(staleAfterS: number) {
+    const clock = { ms: Date.parse('2025-03-03T08:00:00Z') };
+    const live = new LiveState(undefined, silentLogger(), false, {
+      registry: () => server.registry.index,
+      limits: liveLimitsSchema.parse({ staleAfterS }),
+      now: () => clock.ms,
+    });
+    /** A cycle of gw-a that ran at `tsMs` and arrives now. */
+    const cycle = (tsMs: number) =>
+      live.handle(`cfm/v1/${A}/gw-a/probe`, Buffer.from(JSON.stringify({ ...EXAMPLES.probe, ts: tsMs })));
+    const now = () => live.linkNow(live.link(A, 'gw-a')!);
+    return { clock, cycle, now };
+  }
+
+  it('is current until 3 of its intervals have passed, stale from then', () => {
+    const { clock, cycle, now } = view(180);
+    const t0 = clock.ms;
+    for (const ts of [t0 - 40_000, t0 - 20_000, t0]) cycle(ts);
+    expect(now()).toMatchObject({ intervalMs: 20_000, staleAfterS: 60, ageS: 0, stale: false });
+    clock.ms = t0 + 59_999;
+    expect(now()).toMatchObject({ ageS: 59, stale: false });
+    clock.ms = t0 + 60_000;
+    expect(now()).toMatchObject({ ageS: 60, stale: true });
+  });
+
+  it("takes no restarted poller's early cycle for its interval: a shorter gap counts when it repeats", () => {
+    const { clock, cycle, now } = view(600);
+    // Cycles every 60 s; the poller restarts 5 s after the last one and runs a cycle as it starts.
+    const t0 = clock.ms;
+    for (const ts of [t0 - 120_000, t0 - 60_000, t0]) cycle(ts);
+    expect(now()).toMatchObject({ intervalMs: 60_000, staleAfterS: 180 });
+    clock.ms = t0 + 5_000;
+    cycle(clock.ms);
+    expect(now()).toMatchObject({ intervalMs: 60_000, staleAfterS: 180 });
+    // 15 s on (3 of the 5 s gap) it is not stale; nor just before its next cycle, 60 s after the restart.
+    clock.ms = t0 + 20_000;
+    expect(now().stale).toBe(false);
+    clock.ms = t0 + 64_999;
+    expect(now().stale).toBe(false);
+    // The next cycle comes a hair early (a timer's jitter): shorter twice in a row, so the longer of the two.
+    clock.ms = t0 + 64_990;
+    cycle(clock.ms);
+    expect(now()).toMatchObject({ intervalMs: 59_990, staleAfterS: 180, stale: false });
+    // A changed probes.intervalS (30 s) is taken at its second gap.
+    for (const gap of [30_000, 30_000]) {
+      clock.ms += gap;
+      cycle(clock.ms);
+    }
+    expect(now()).toMatchObject({ intervalMs: 30_000, staleAfterS: 90 });
+    // A longer gap (a skipped cycle) is taken at once: the bound loosens until shorter gaps repeat.
+    clock.ms += 60_000;
+    cycle(clock.ms);
+    expect(now()).toMatchObject({ intervalMs: 60_000, staleAfterS: 180 });
+    for (const gap of [30_000, 30_000]) {
+      clock.ms += gap;
+      cycle(clock.ms);
+    }
+    expect(now()).toMatchObject({ intervalMs: 30_000, staleAfterS: 90 });
+    // A cycle replayed from a spool (older than the one held) changes nothing.
+    cycle(clock.ms - 45_000);
+    expect(now()).toMatchObject({ intervalMs: 30_000, tsMs: clock.ms });
   });
 });
