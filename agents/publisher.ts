@@ -320,6 +320,10 @@ export class ReliablePublisher {
         this.pumping = undefined;
       }
       this.endDropEpisode(false);
+      // A 'connect' that came while this replay was still finishing (a cut-off message being dropped, on a
+      // loaded machine slower than a 20 ms reconnect) found it running and did nothing: resume for it. pump()
+      // itself checks there is a connection, something queued and no back-off pending.
+      this.pump();
     })();
   }
 
