@@ -143,16 +143,12 @@ describe('npm run poller -- credential-names, and api.credentialNamesFile', () =
     checksNames(importWithNames, 'xihu-v3', join(dir, 'registry-names.json'));
   });
 
-  it('stdout closed early (`| head -c 100`): one line on stderr and exit 2, no success announced', async () => {
-    // Many names: far more text than a pipe holds, so most is written after the reader is gone.
+  it('stdout closed before the names are written (`| head -c 0`, a failed ssh): one line on stderr and exit 2, no success announced', async () => {
     const many = join(dir, 'many-credentials.yaml');
     const snmp = Object.fromEntries(
-      Array.from({ length: 20_000 }, (_, i) => [
-        `campus-${String(i).padStart(5, '0')}-${'x'.repeat(40)}`,
-        { version: '2c', community: COMMUNITY },
-      ]),
+      Array.from({ length: 50 }, (_, i) => [`campus-${i}`, { version: '2c', community: COMMUNITY }]),
     );
-    writeFileSync(many, JSON.stringify({ snmp }), { mode: 0o600 });
+    writeFileSync(many, stringify({ snmp }), { mode: 0o600 });
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', 'agents/snmp/main.ts', 'credential-names', '--credentials-file', many],
@@ -162,14 +158,10 @@ describe('npm run poller -- credential-names, and api.credentialNamesFile', () =
     child.stderr.setEncoding('utf8').on('data', (s: string) => {
       stderr += s;
     });
-    // As `head -c 100`: the first bytes, then the read end closed.
-    let read = 0;
-    child.stdout.on('data', (b: Buffer) => {
-      read += b.length;
-      child.stdout.destroy();
-    });
+    // The reader gone before the first byte: every write the command makes meets a closed pipe (whatever the
+    // size, so the outcome does not depend on how fast either side runs).
+    child.stdout.destroy();
     const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    expect(read).toBeGreaterThan(0);
     expect(status, stderr).toBe(2);
     expect(stderr).toBe('poller: the names were not all written to stdout (EPIPE): its copy is incomplete\n');
   });
