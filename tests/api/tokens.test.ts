@@ -134,7 +134,7 @@ describe('tokens add / revoke against a running API', () => {
         ((await (await fetch(`${url}/health`)).json()) as { tokens: { error: null } }).tokens.error === null,
       { timeoutMs: 5_000, intervalMs: 100 },
     );
-  });
+  }, 120_000); // four commands, each a Node process: slow to start on a loaded machine
 
   it('a bad config: one line, exit 2, no stack trace', async () => {
     writeFileSync(join(dir, 'api.yaml'), stringify({ api: { tokensFile: 42 } }));

@@ -430,7 +430,9 @@ describe('the helper process and its protocol', () => {
     expect(notHelper.h.stats().badLines).toEqual({ not_json: 1 });
     expect(alive(notHelper.pids()[0]!)).toBe(false);
 
-    const silent = helper('ops-classroom.jsonl', [{ hello: null }, {}], { startTimeoutMs: 300 });
+    // The start deadline also bounds the second start's hello: long enough for a node process to start on a
+    // loaded machine (300 ms was not, in CI), so only the silent first start is killed.
+    const silent = helper('ops-classroom.jsonl', [{ hello: null }, {}], { startTimeoutMs: 3_000 });
     silent.h.start();
     await expect(silent.h.read()).rejects.toThrow('windows helper is starting');
     await waitFor(() => silent.h.ready !== undefined, { what: 'restarted after no hello' });
