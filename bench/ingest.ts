@@ -1,4 +1,4 @@
-// npm run bench:ingest [-- --messages 60000 --devices 6000 --unpinned]
+// npm run bench:ingest [-- --messages 60000 --devices 6000 --unpinned --max-unacked 1000]
 //
 // 1. raw: the points of N realistic telemetry messages, written as line protocol in 5,000-line POSTs to /write
 //    (the storage layer's batch size) — the reference, InfluxDB's own speed on this machine.
@@ -12,7 +12,8 @@
 // (`taskset -a -p`, util-linux: every thread of each process). Without that the raw reference gets both cores to
 // itself while the end-to-end run shares them with three other processes. CPU-seconds per 10,000 messages are
 // read per process from /proc/<pid>/stat: on a shared machine they are steadier than wall-clock rates.
-// `--unpinned` leaves the scheduler free, for comparison.
+// `--unpinned` leaves the scheduler free, for comparison. `--max-unacked` sets the collector's
+// acks.maxUnackedMessages (default: the configuration's default) for the end-to-end runs.
 
 import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -37,6 +38,7 @@ const { values } = parseArgs({
     messages: { type: 'string', default: '60000' },
     devices: { type: 'string', default: '6000' },
     unpinned: { type: 'boolean', default: false },
+    'max-unacked': { type: 'string' },
   },
 });
 const PINNED = !values.unpinned;
@@ -164,6 +166,9 @@ try {
         // No session left behind: the next run's messages would be queued for it too.
         sessionExpiryS: 0,
         registryFile,
+        ...(values['max-unacked'] !== undefined && {
+          acks: { maxUnackedMessages: Number(values['max-unacked']) },
+        }),
       }),
       { log: silentLogger(), storage, ackOnReceipt },
     );
@@ -219,7 +224,10 @@ try {
   const after = await endToEnd('e2e', false);
   const onReceipt = await endToEnd('e2e_ack_on_receipt', true);
   const e2eS = after.e2eS;
-  const maxUnacked = collectorConfigSchema.parse({}).acks.maxUnackedMessages;
+  const maxUnacked =
+    values['max-unacked'] !== undefined
+      ? Number(values['max-unacked'])
+      : collectorConfigSchema.parse({}).acks.maxUnackedMessages;
 
   console.log(
     `ingest bench: ${fmt(N)} telemetry messages from ${fmt(DEVICES)} devices, ${pointsPerMessage.toFixed(1)} points each`,
