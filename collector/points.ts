@@ -129,8 +129,9 @@ export function telemetryPoints(
         measurement: 'nic',
         tags: seriesTags(dt, `n${n.name}`, () => ({ nic: n.name })) as PointOf<'nic'>['tags'],
         fields: {
-          rx_bytes: BigInt(n.rxBytes),
-          tx_bytes: BigInt(n.txBytes),
+          // The validated decimal strings, as iface counters: toLine writes them without a BigInt per value.
+          rx_bytes: n.rxBytes,
+          tx_bytes: n.txBytes,
           rx_bps: n.rxBps,
           tx_bps: n.txBps,
         },

@@ -28,6 +28,23 @@ describe('per-device cached line prefixes', () => {
     );
   });
 
+  it('writes NIC byte counters as InfluxDB int64, the upper half of the unsigned range wrapped', () => {
+    const info = { kind: 'panel' as const };
+    const nic = (rxBytes: string) =>
+      toLine(
+        telemetryPoints(
+          's-cache-4',
+          'd1',
+          { ...t, host: { ...t.host!, nics: [{ ...t.host!.nics[0]!, rxBytes }] } },
+          info,
+        )[1]!,
+      );
+    expect(nic('912345678')).toContain(' rx_bytes=912345678i,');
+    expect(nic('9223372036854775807')).toContain(' rx_bytes=9223372036854775807i,');
+    expect(nic('18446744073709551615')).toContain(' rx_bytes=-1i,');
+    expect(nic('18446744073709551000')).toContain(` rx_bytes=${18446744073709551000n - (1n << 64n)}i,`);
+  });
+
   it('follows the registry: a device moved to another classroom and region gets new tags at once', () => {
     const before = telemetryPoints('s-cache-2', 'd1', t, {
       kind: 'panel',
