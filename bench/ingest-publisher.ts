@@ -1,6 +1,6 @@
 // Child process of bench/ingest.ts: publishes the benchmark's messages at full speed, QoS 1, over several
 // connections. Protocol over IPC: parent sends the job, child answers 'ready'; parent sends 'go', child
-// answers {publishedMs} when every PUBACK is in.
+// answers {publishedMs, cpuS} when every PUBACK is in (cpuS: this process's CPU-seconds since 'go').
 import mqtt, { type MqttClient } from 'mqtt';
 import { makeTelemetry, topicFor } from './fixtures.js';
 
@@ -27,6 +27,7 @@ process.on('message', async (m: Job | 'go') => {
     return;
   }
   const started = performance.now();
+  const cpu0 = process.cpuUsage();
   await Promise.all(
     clients.map(async (c, k) => {
       let inflight: Promise<unknown>[] = [];
@@ -40,7 +41,8 @@ process.on('message', async (m: Job | 'go') => {
       await Promise.all(inflight);
     }),
   );
-  process.send!({ publishedMs: performance.now() - started });
+  const cpu = process.cpuUsage(cpu0);
+  process.send!({ publishedMs: performance.now() - started, cpuS: (cpu.user + cpu.system) / 1e6 });
   await Promise.all(clients.map((c) => c.endAsync()));
   process.exit(0);
 });

@@ -24,11 +24,71 @@ export interface DeviceInfo {
 }
 
 type Std = { region?: string; school: string; classroom?: string; device: string; kind: string };
+type Tags = Readonly<Record<string, string>>;
 
-function std(school: string, device: string, info: DeviceInfo): Std {
+/**
+ * A device's tags objects, built once and frozen: the standard tags and those of its NICs, displays and
+ * interfaces. Frozen tags objects let toLine (common/storage/line-protocol.ts) find a series' escaped line prefix
+ * by identity instead of building a key per point (issue #18). Rebuilt when the registry changes what the device
+ * is (kind, classroom, region).
+ */
+interface DeviceTags {
+  kind: string;
+  classroom: string | undefined;
+  region: string | undefined;
+  std: Readonly<Std>;
+  /** By NIC name, display source, `uplink flag + interface name`: bounded per device (MAX_SERIES_TAGS). */
+  sub: Map<string, Tags>;
+}
+
+/** Devices whose tags are kept: beyond it the cache starts again (a larger fleet than a province's share). */
+const MAX_DEVICES = 500_000;
+/** Series tags kept per device (NIC, interface names are bounded lower by collector.limits). */
+const MAX_SERIES_TAGS = 2_048;
+const deviceTags = new Map<string, Map<string, DeviceTags>>();
+let devicesKept = 0;
+
+function tagsOf(school: string, device: string, info: DeviceInfo): DeviceTags {
+  let bySchool = deviceTags.get(school);
+  const d = bySchool?.get(device);
+  if (d && d.kind === info.kind && d.classroom === info.classroom && d.region === info.region) return d;
   const t: Std = { school, device, kind: info.kind };
   if (info.region) t.region = info.region;
   if (info.classroom) t.classroom = info.classroom;
+  const fresh: DeviceTags = {
+    kind: info.kind,
+    classroom: info.classroom,
+    region: info.region,
+    std: Object.freeze(t),
+    sub: new Map(),
+  };
+  if (!d) {
+    if (++devicesKept > MAX_DEVICES) {
+      deviceTags.clear();
+      devicesKept = 1;
+      bySchool = undefined;
+    }
+    if (!bySchool) {
+      bySchool = new Map();
+      deviceTags.set(school, bySchool);
+    }
+  }
+  bySchool!.set(device, fresh);
+  return fresh;
+}
+
+function std(school: string, device: string, info: DeviceInfo): Std {
+  return tagsOf(school, device, info).std;
+}
+
+/** The device's standard tags plus `extra`, one frozen object per `key` (see DeviceTags). */
+function seriesTags(d: DeviceTags, key: string, extra: () => Record<string, string>): Tags {
+  const known = d.sub.get(key);
+  if (known) return known;
+  const t = { ...d.std, ...extra() };
+  if (d.sub.size >= MAX_SERIES_TAGS) return t; // not cached: built per point, as before
+  Object.freeze(t);
+  d.sub.set(key, t);
   return t;
 }
 
@@ -46,7 +106,8 @@ export function telemetryPoints(
   nics = m.host?.nics ?? [],
   judge: UsageJudge = DEFAULT_USAGE_JUDGE,
 ): AnyPoint[] {
-  const tags = std(school, device, info);
+  const dt = tagsOf(school, device, info);
+  const tags = dt.std;
   const out: AnyPoint[] = [];
   // spoolDropped (the agent's own loss count) rides on the host point, with or without host health.
   if (m.host || m.spoolDropped !== undefined) {
@@ -66,10 +127,11 @@ export function telemetryPoints(
     for (const n of nics) {
       out.push({
         measurement: 'nic',
-        tags: { ...tags, nic: n.name },
+        tags: seriesTags(dt, `n${n.name}`, () => ({ nic: n.name })) as PointOf<'nic'>['tags'],
         fields: {
-          rx_bytes: BigInt(n.rxBytes),
-          tx_bytes: BigInt(n.txBytes),
+          // The validated decimal strings, as iface counters: toLine writes them without a BigInt per value.
+          rx_bytes: n.rxBytes,
+          tx_bytes: n.txBytes,
           rx_bps: n.rxBps,
           tx_bps: n.txBps,
         },
@@ -91,7 +153,9 @@ export function telemetryPoints(
     const a = use.basis === 'activity' ? m.activity : undefined;
     const p: PointOf<'display'> = {
       measurement: 'display',
-      tags: d ? { ...tags, source: d.source } : tags,
+      tags: d
+        ? (seriesTags(dt, `d${d.source}`, () => ({ source: d.source })) as PointOf<'display'>['tags'])
+        : tags,
       fields: {
         power: d?.power,
         on: bit(use.on),
@@ -133,7 +197,8 @@ export function ifacePoints(
   info: DeviceInfo,
   ifaces: readonly IfaceReading[] = m.ifaces,
 ): AnyPoint[] {
-  const tags = std(school, device, info);
+  const dt = tagsOf(school, device, info);
+  const tags = dt.std;
   const out: AnyPoint[] = [
     {
       measurement: 'snmp',
@@ -150,7 +215,10 @@ export function ifacePoints(
     const util = (bps: number | null) => utilisationPct(bps, capacityMbps);
     out.push({
       measurement: 'iface',
-      tags: { ...tags, ifname: i.name, uplink: i.uplink ? 'true' : 'false' },
+      tags: seriesTags(dt, `${i.uplink ? 'u' : 'i'}${i.name}`, () => ({
+        ifname: i.name,
+        uplink: i.uplink ? 'true' : 'false',
+      })) as PointOf<'iface'>['tags'],
       fields: {
         in_octets: i.inOctets,
         out_octets: i.outOctets,

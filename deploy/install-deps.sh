@@ -18,7 +18,8 @@ PACKAGES=(influxdb snmpd snmp mosquitto mosquitto-clients fping)
 # helper's C# as Add-Type would on Windows (tests/agents/sources/windows.test.ts).
 # `install-deps.sh --bench`: the peers `npm run bench:snmp` measures in the same run as our poller: collectd's
 # daemon and plugins (collectd-core, whose snmp plugin uses libsnmp40 from the snmp package; not the `collectd`
-# metapackage and its recommends) and Prometheus' snmp_exporter. The flags combine (`--tests --bench`).
+# metapackage and its recommends) and Prometheus' snmp_exporter; util-linux's `taskset` (Essential on Debian, listed
+# so a slimmed image says so), with which bench:ingest pins influxd to one core and the rest to the other. The flags combine (`--tests --bench`).
 for flag in "$@"; do
   case "$flag" in
     --tests)
@@ -26,7 +27,7 @@ for flag in "$@"; do
       PACKAGES+=(mono-mcs libmono-system-windows-forms4.0-cil)
       PACKAGES+=(nftables python3-minimal)
       ;;
-    --bench) PACKAGES+=(collectd-core libsnmp40 prometheus-snmp-exporter) ;;
+    --bench) PACKAGES+=(collectd-core libsnmp40 prometheus-snmp-exporter util-linux) ;;
     *) echo "install-deps.sh: unknown flag $flag (known: --tests, --bench)" >&2; exit 2 ;;
   esac
 done

@@ -52,6 +52,11 @@ export class Mosquitto {
     return `mqtt://127.0.0.1:${this.port}`;
   }
 
+  /** The running broker's process id (benchmarks pin it to a core and read its CPU time). */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   /** The last 8 kB of its log. */
   get output(): string {
     return this.log;

@@ -68,6 +68,14 @@ const escTag = (s: string) => (TAG_SPECIAL.test(s) ? lp.tag(s) : s);
 const seriesCache = new Map<string, string>();
 const SERIES_CACHE_MAX = 500_000;
 
+/**
+ * Escaped `measurement,tag=value…` by tags object, for frozen tags objects only (they cannot change under the
+ * cache): the collector's point builders keep one frozen tags object per device and series (collector/points.ts),
+ * so a point of a known series finds its line prefix by identity — no key built, no tag checked again. Weak: a
+ * tags object the builders drop takes its entry with it.
+ */
+const prefixByTags = new WeakMap<object, Map<string, string>>();
+
 /** Per measurement, computed once: escaped name, tag keys in sorted order, field types and escaped keys. */
 interface Plan {
   prefix: string;
@@ -96,6 +104,13 @@ const plans = new Map<string, Plan>(
 export function toLine(point: AnyPoint): string | undefined {
   const plan = plans.get(point.measurement);
   if (!plan) throw new PointSchemaError(`unknown measurement ${JSON.stringify(point.measurement)}`);
+  const byTags = prefixByTags.get(point.tags);
+  const line = byTags?.get(point.measurement) ?? seriesPrefix(point, plan, byTags);
+  return withFields(line, point, plan);
+}
+
+/** The escaped series part of a line, remembered by tags object when that is frozen. */
+function seriesPrefix(point: AnyPoint, plan: Plan, byTags: Map<string, string> | undefined): string {
   const tags = point.tags as Record<string, string | undefined>;
   for (const k in tags) {
     if (!plan.tagSet.has(k))
@@ -118,6 +133,15 @@ export function toLine(point: AnyPoint): string | undefined {
     if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
     seriesCache.set(key, line);
   }
+  if (Object.isFrozen(tags)) {
+    if (byTags) byTags.set(point.measurement, line);
+    else prefixByTags.set(tags, new Map([[point.measurement, line]]));
+  }
+  return line;
+}
+
+function withFields(prefix: string, point: AnyPoint, plan: Plan): string | undefined {
+  let line = prefix;
   let sep = ' ';
   const fields = point.fields as Record<string, unknown>;
   for (const k in fields) {

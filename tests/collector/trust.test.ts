@@ -133,6 +133,18 @@ async function setup(
 }
 
 /** Waits until the collector has handled `count` messages and InfluxDB has everything written so far. */
+/** A collector for school `school` with one registered panel, ops-1 in classroom c0701. */
+function onePanel(school_: string) {
+  return setup(
+    registry({
+      schools: [school(school_, '330106')],
+      classrooms: [{ id: 'c0701', school: school_, name: '七年级1班', isClass: true }],
+      devices: [{ id: 'ops-1', school: school_, classroom: 'c0701', kind: 'panel' }],
+    }),
+    [school_],
+  );
+}
+
 async function settled(c: { collector: Collector; storage: Storage }, count: number) {
   await waitFor(() => c.collector.stats().received >= count, { what: `${count} messages handled` });
   await c.storage.drain();
@@ -378,14 +390,7 @@ describe('bounds per device', () => {
   it('rejects readings older than maxPastS or dated in the future, and stores a replay within maxPastS', async () => {
     n++;
     const A = schoolId(1);
-    const c = await setup(
-      registry({
-        schools: [school(A, '330106')],
-        classrooms: [{ id: 'c0701', school: A, name: '七年级1班', isClass: true }],
-        devices: [{ id: 'ops-1', school: A, classroom: 'c0701', kind: 'panel' }],
-      }),
-      [A],
-    );
+    const c = await onePanel(A);
     const now = Date.now();
     const at = {
       past15d: now - 15 * DAY_MS, // beyond the default 14 days
@@ -415,6 +420,31 @@ describe('bounds per device', () => {
     // Logged once per device and reason, not per message.
     expect(c.logs.filter((l) => /\(too_old\)/.test(String(l.msg)))).toHaveLength(1);
     expect(c.logs.filter((l) => /\(in_future\)/.test(String(l.msg)))).toHaveLength(1);
+  });
+
+  it('a NIC counter of 20 non-digits is rejected as invalid, not thrown out of validation; the next reading is stored', async () => {
+    n++;
+    const A = schoolId(1);
+    const c = await onePanel(A);
+    const now = Date.now();
+    const good = telemetry(now - 1_000, 1);
+    const nic = good.host!.nics[0]!;
+    for (const rxBytes of ['x'.repeat(20), `${'9'.repeat(19)}x`, '-'.repeat(40)])
+      await c.send(A, 'ops-1', 'telemetry', {
+        ...good,
+        host: { ...good.host!, nics: [{ ...nic, rxBytes }] },
+      });
+    await c.send(A, 'ops-1', 'telemetry', good);
+    await settled(c, 4);
+    expect(c.collector.stats().rejected).toEqual({ invalid: 3 });
+    expect(c.collector.stats().accepted).toBe(1);
+    await waitFor(async () => (await c.storage.rows('SELECT uptime_s FROM host')).length === 1, {
+      what: 'the good reading stored',
+    });
+    // The example's counter is above 2^63-1: stored as its two's complement (common/storage/line-protocol.ts).
+    expect((await c.storage.rows('SELECT rx_bytes FROM nic')).map((r) => String(r.rx_bytes))).toEqual([
+      String(BigInt(nic.rxBytes) - (1n << 64n)),
+    ]);
   });
 
   it('bounds distinct NIC names, interface names and event subjects per device: the excess is dropped, the rest stored', async () => {

@@ -107,6 +107,19 @@ describe('message schemas', () => {
     expect(r2).toMatchObject({ ok: false, reason: 'invalid' });
   });
 
+  it('refuses a long non-decimal counter with a reason instead of throwing (zod 4 runs the range check after a failed regex)', () => {
+    const t = EXAMPLES.telemetry;
+    const nic = t.host!.nics[0]!;
+    for (const rxBytes of ['x'.repeat(20), `${'1'.repeat(19)}x`, '-'.repeat(25)]) {
+      const payload = JSON.stringify({ ...t, host: { ...t.host, nics: [{ ...nic, rxBytes }] } });
+      expect(decodePayload('telemetry', payload)).toMatchObject({
+        ok: false,
+        reason: 'invalid',
+        detail: expect.stringMatching(/^host\.nics\.0\.rxBytes: must be a decimal counter string/),
+      });
+    }
+  });
+
   it('accepts the full 64-bit counter range and null rates', () => {
     const iface = {
       ...EXAMPLES.iface.ifaces[0]!,
