@@ -32,6 +32,13 @@ export interface RollupDeps {
   log: Logger;
   /** Bucket length; must be ≥ the agents' and poller's reporting intervals. */
   bucketS: number;
+  /**
+   * Keep the results of final windows between calls (the scheduled job, docs/scale.md): a window is read from
+   * raw points once it ended `settleMs` before `nowMs`, and its results are reused by later calls until a
+   * `late_data` marker of its date (the collector's: a reading stored late) says it may have changed. Without
+   * it every call reads every window (backfills, the CLI).
+   */
+  keep?: { settleMs: number };
 }
 
 export interface DayResult {
@@ -41,7 +48,18 @@ export interface DayResult {
   /** Schools without a calendar (not rolled up). */
   noCalendar: number;
   windows: number;
+  /** Windows (teaching and outside) read from raw points, and those whose kept results were reused. */
+  read: number;
+  reused: number;
   durationMs: number;
+}
+
+/** A window's results kept between calls (RollupDeps.keep). */
+interface Kept {
+  date: string;
+  /** The `nowMs` of the call that read it. */
+  keptAt: number;
+  data: WindowData | OutsideData;
 }
 
 interface Window {
@@ -176,7 +194,56 @@ const OVER = [50, 60, 70, 80, 90] as const;
 const ROLLED_KINDS = new Set<string>([...DISPLAY_KINDS, ...COMPUTER_KINDS]);
 
 export class Rollup {
+  /** By window kind and times (`t`/`o` start-end): results of final windows (RollupDeps.keep). */
+  private readonly kept = new Map<string, Kept>();
+
   constructor(private readonly deps: RollupDeps) {}
+
+  /** Forgets kept window results of dates before `date` (the scheduled job no longer rolls them up). */
+  forgetBefore(date: string): void {
+    for (const [k, v] of this.kept) if (v.date < date) this.kept.delete(k);
+  }
+
+  /**
+   * Drops the kept windows of `date` that a reading stored late may be missing: those kept at or before
+   * `settleMs` after the newest `late_data` marker of the date (written by the collector when it stores a
+   * reading of that date late, at the time it does; docs/scale.md).
+   */
+  private async dropLate(date: string): Promise<void> {
+    const settleMs = this.deps.keep?.settleMs ?? 0;
+    const mine = [...this.kept].filter(([, v]) => v.date === date);
+    if (mine.length === 0) return;
+    const since = Math.min(...mine.map(([, v]) => v.keptAt)) - settleMs;
+    const [series = []] = await this.deps.storage.query(
+      iql`SELECT last(n) AS n FROM late_data WHERE ${ident('date')} = ${date} AND time >= ${timeMs(since)}`,
+    );
+    const times = series.flatMap((s) => s.values.map((v) => timeOf(v[s.columns.indexOf('time')])));
+    if (times.length === 0) return;
+    const latest = Math.max(...times);
+    for (const [k, v] of mine) if (v.keptAt <= latest + settleMs) this.kept.delete(k);
+  }
+
+  /** A window's results: kept ones, or read now (and kept when the window is final). */
+  private async windowData<T extends WindowData | OutsideData>(
+    kind: 't' | 'o',
+    w: Window,
+    date: string,
+    nowMs: number,
+    read: () => Promise<T>,
+    counts: { read: number; reused: number },
+  ): Promise<T> {
+    const k = `${kind}${w.startMs}-${w.endMs}`;
+    const hit = this.kept.get(k);
+    if (hit) {
+      counts.reused++;
+      return hit.data as T;
+    }
+    counts.read++;
+    const data = await read();
+    if (this.deps.keep && nowMs >= w.endMs + this.deps.keep.settleMs)
+      this.kept.set(k, { date, keptAt: nowMs, data });
+    return data;
+  }
 
   /**
    * Rolls up one local date. Only class periods that have ended by `nowMs` count, so "today so far" is rolled
@@ -235,10 +302,15 @@ export class Rollup {
 
     // One request per window: teaching windows — display use, faults, host presence, uplink buckets; the
     // windows outside — display on and host presence.
+    // With RollupDeps.keep, final windows are read once and their results reused (docs/scale.md).
+    if (this.deps.keep) await this.dropLate(date);
+    const counts = { read: 0, reused: 0 };
     const perWindow = new Map<Window, WindowData>();
-    for (const w of windows.values()) perWindow.set(w, await this.queryWindow(w));
+    for (const w of windows.values())
+      perWindow.set(w, await this.windowData('t', w, date, nowMs, () => this.queryWindow(w), counts));
     const perOutside = new Map<Window, OutsideData>();
-    for (const w of outside.values()) perOutside.set(w, await this.queryOutside(w));
+    for (const w of outside.values())
+      perOutside.set(w, await this.windowData('o', w, date, nowMs, () => this.queryOutside(w), counts));
 
     const points: AnyPoint[] = [];
     const ts = dayStartMs;
@@ -382,6 +454,7 @@ export class Rollup {
       devices,
       noCalendar,
       windows: windows.size,
+      ...counts,
       durationMs,
     };
     this.deps.log.info(result, 'rolled up a day');
@@ -405,23 +478,23 @@ export class Rollup {
     const b = raw(`${this.deps.bucketS}s`);
     const range = iql`time >= ${timeMs(w.startMs)} AND time < ${timeMs(w.endMs)}`;
     const where = raw(range);
-    // Per bucket: on and in use when any reading of the bucket was (max).
-    const perBucket = iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), school, device`;
+    // Display, once for on, in use, on but unused and faults: per bucket the maxima (on and in use when any
+    // reading of the bucket was), `un` 1 when on and not in use ((o − u) × o on 0/1 values; null when either is
+    // missing, as `o = 1 AND u = 0` is false then), `fb` 1 when a reading reported an error (⌈f / (f + 1)⌉ on
+    // error counts ≥ 0) — one bucketing subquery instead of three (docs/scale.md).
     const statements = [
       // (school, device) in every GROUP BY, inner and outer: ids are unique only within a school.
-      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (${raw(perBucket)}) GROUP BY school, device`,
-      iql`SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
+      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use, sum(un) AS unused, sum(fb) AS faulty FROM (SELECT max(${ident('on')}) AS o, max(in_use) AS u, (max(${ident('on')}) - max(in_use)) * max(${ident('on')}) AS un, ceil(max(error_count) / (max(error_count) + 1)) AS fb FROM display WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
       iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
       iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school, device fill(none)`,
       // Link quality (docs/links.md): per bucket the worst loss, RTT and jitter of the probes, and whether any answered.
       iql`SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${where} GROUP BY time(${b}), school, device fill(none)`,
-      // On but not in use: a bucket with the display on and no reading in use.
-      iql`SELECT count(o) AS unused FROM (${raw(perBucket)}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
       // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
       iql`SELECT count(a) AS activity FROM (SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} GROUP BY time(${b}), school, device) WHERE a > 0 GROUP BY school, device`,
     ];
-    const [display = [], faulty = [], host = [], uplink = [], probe = [], unused = [], activity = []] =
-      await this.deps.storage.query(statements.join('; '));
+    const [display = [], host = [], uplink = [], probe = [], activity = []] = await this.deps.storage.query(
+      statements.join('; '),
+    );
     const data: WindowData = {
       display: new Map(),
       faulty: new Map(),
@@ -431,20 +504,22 @@ export class Rollup {
     };
     const extra = (list: Series[], field: string) =>
       new Map(list.map((s) => [key(s), num(firstRow(s)[field])] as const));
-    const unusedOf = extra(unused, 'unused');
     const activityOf = extra(activity, 'activity');
     for (const s of display) {
       const r = firstRow(s);
       const k = key(s);
+      if (num(r.faulty) > 0) data.faulty.set(k, num(r.faulty));
+      // A series with error counts only (no on, no in use) is no display reading, as when these were separate
+      // statements: a computer with host readings only stays counted by power.
+      if (num(r.online) === 0 && typeof r.use !== 'number') continue;
       data.display.set(k, {
         online: num(r.online),
         on: num(r.on),
         use: num(r.use),
-        unused: unusedOf.get(k) ?? 0,
+        unused: num(r.unused),
         activity: activityOf.get(k) ?? 0,
       });
     }
-    for (const s of faulty) data.faulty.set(key(s), num(firstRow(s).faulty));
     for (const s of host) data.host.set(key(s), num(firstRow(s).online));
     groupBySchoolDevice(uplink, data.uplink, (ci) => {
       const [t, ui, uo, up, sp] = [ci('time'), ci('ui'), ci('uo'), ci('up'), ci('sp')];
