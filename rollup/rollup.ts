@@ -478,23 +478,23 @@ export class Rollup {
     const b = raw(`${this.deps.bucketS}s`);
     const range = iql`time >= ${timeMs(w.startMs)} AND time < ${timeMs(w.endMs)}`;
     const where = raw(range);
-    // Display, once for on, in use, on but unused and faults: per bucket the maxima (on and in use when any
-    // reading of the bucket was), `un` 1 when on and not in use ((o − u) × o on 0/1 values; null when either is
-    // missing, as `o = 1 AND u = 0` is false then), `fb` 1 when a reading reported an error (⌈f / (f + 1)⌉ on
-    // error counts ≥ 0) — one bucketing subquery instead of three (docs/scale.md).
+    // Per bucket: on and in use when any reading of the bucket was (max).
+    const perBucket = iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), school, device`;
     const statements = [
       // (school, device) in every GROUP BY, inner and outer: ids are unique only within a school.
-      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use, sum(un) AS unused, sum(fb) AS faulty FROM (SELECT max(${ident('on')}) AS o, max(in_use) AS u, (max(${ident('on')}) - max(in_use)) * max(${ident('on')}) AS un, ceil(max(error_count) / (max(error_count) + 1)) AS fb FROM display WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (${raw(perBucket)}) GROUP BY school, device`,
+      iql`SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
       iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
       iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school, device fill(none)`,
       // Link quality (docs/links.md): per bucket the worst loss, RTT and jitter of the probes, and whether any answered.
       iql`SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${where} GROUP BY time(${b}), school, device fill(none)`,
+      // On but not in use: a bucket with the display on and no reading in use.
+      iql`SELECT count(o) AS unused FROM (${raw(perBucket)}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
       // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
       iql`SELECT count(a) AS activity FROM (SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} GROUP BY time(${b}), school, device) WHERE a > 0 GROUP BY school, device`,
     ];
-    const [display = [], host = [], uplink = [], probe = [], activity = []] = await this.deps.storage.query(
-      statements.join('; '),
-    );
+    const [display = [], faulty = [], host = [], uplink = [], probe = [], unused = [], activity = []] =
+      await this.deps.storage.query(statements.join('; '));
     const data: WindowData = {
       display: new Map(),
       faulty: new Map(),
@@ -504,22 +504,20 @@ export class Rollup {
     };
     const extra = (list: Series[], field: string) =>
       new Map(list.map((s) => [key(s), num(firstRow(s)[field])] as const));
+    const unusedOf = extra(unused, 'unused');
     const activityOf = extra(activity, 'activity');
     for (const s of display) {
       const r = firstRow(s);
       const k = key(s);
-      if (num(r.faulty) > 0) data.faulty.set(k, num(r.faulty));
-      // A series with error counts only (no on, no in use) is no display reading, as when these were separate
-      // statements: a computer with host readings only stays counted by power.
-      if (num(r.online) === 0 && typeof r.use !== 'number') continue;
       data.display.set(k, {
         online: num(r.online),
         on: num(r.on),
         use: num(r.use),
-        unused: num(r.unused),
+        unused: unusedOf.get(k) ?? 0,
         activity: activityOf.get(k) ?? 0,
       });
     }
+    for (const s of faulty) data.faulty.set(key(s), num(firstRow(s).faulty));
     for (const s of host) data.host.set(key(s), num(firstRow(s).online));
     groupBySchoolDevice(uplink, data.uplink, (ci) => {
       const [t, ui, uo, up, sp] = [ci('time'), ci('ui'), ci('uo'), ci('up'), ci('sp')];
