@@ -23,6 +23,7 @@ import type { AnyPoint } from '../contracts/influx.js';
 import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
 import { type DeviceDay, Rollup, usagePoints } from '../rollup/rollup.js';
+import { buildCity, rawDayPoints, rng } from './fixtures.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,70 +45,6 @@ const FROM = '2026-10-12';
 const TO = dateOf(dayNumber(FROM) + DAYS - 1);
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 
-/** A deterministic pseudo-random sequence (mulberry32), so every run builds the same city. */
-function rng(seed: number) {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
-/** 13 counties of one city; schools spread over them; classrooms spread over schools. */
-function buildCity(): Registry {
-  const r = rng(42);
-  const counties = Array.from({ length: 13 }, (_, i) => `3301${String(i + 1).padStart(2, '0')}`);
-  const reg: Registry = {
-    regions: [
-      { id: '330000', name: '浙江省', level: 'province' },
-      { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
-      ...counties.map((id, i) => ({ id, name: `区县${i + 1}`, level: 'county' as const, parent: '330100' })),
-    ],
-    schools: [],
-    classrooms: [],
-    devices: [],
-  };
-  const levels = ['primary', 'primary', 'junior', 'senior', 'nine_year', 'teaching_point'] as const;
-  let roomsLeft = CLASSROOMS;
-  for (let s = 0; s < SCHOOLS; s++) {
-    const id = `3301${String(s).padStart(6, '0')}`;
-    const rooms =
-      s === SCHOOLS - 1 ? roomsLeft : Math.max(1, Math.round((CLASSROOMS / SCHOOLS) * (0.5 + r())));
-    roomsLeft -= rooms;
-    const rural = r() < 0.35;
-    reg.schools.push({
-      id,
-      name: `学校${s}`,
-      region: counties[s % counties.length]!,
-      area: rural ? 'rural' : 'urban',
-      level: levels[s % levels.length]!,
-      classes: rooms + (r() < 0.2 ? 2 : 0), // some classes without monitored equipment
-      students: rooms * 45,
-      teachers: rooms * 3,
-      uplinkDevice: `gw-${id}`,
-      uplinkInterface: 1,
-      ...(r() < 0.5 ? { contractedMbps: [100, 200, 500, 1000][Math.floor(r() * 4)]! } : {}),
-    });
-    reg.devices.push({ id: `gw-${id}`, school: id, kind: 'router' });
-    for (let c = 0; c < rooms; c++) {
-      const room = `${id}-${c}`;
-      reg.classrooms.push({ id: room, school: id, name: `${c + 1}班`, isClass: true });
-      reg.devices.push({
-        id: `dp-${room}`,
-        school: id,
-        classroom: room,
-        kind: c % 3 === 0 ? 'projector' : 'panel',
-        batch: `20${18 + (c % 6)}-批次-${s % 7}`,
-      });
-      if (c % 2 === 0)
-        reg.devices.push({ id: `pc-${room}`, school: id, classroom: room, kind: 'teacher_pc' });
-    }
-  }
-  return reg;
-}
-
 const influxd = await new Influxd(values['influx-dir'] ? { dataDir: values['influx-dir'] } : {}).start();
 const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-api-'));
 const log = silentLogger();
@@ -118,7 +55,7 @@ const storage = new Storage(
 let api: ApiServer | undefined;
 try {
   const info = await storage.start();
-  const city = buildCity();
+  const city = buildCity(SCHOOLS, CLASSROOMS);
   const calendars = loadCalendars(CALENDAR);
   const cal = calendars.get('zj-2026-2027')!;
   const teaching = cal.teachingDays(FROM, TO);
@@ -258,34 +195,7 @@ try {
     (d) => d.kind !== 'router' && slice.some((s) => s.id === d.school),
   );
   const day = cal.day('2026-11-20');
-  const raw: AnyPoint[] = [];
-  for (const p of day.periods) {
-    for (let ts = p.startMs + 150_000; ts < p.endMs; ts += 300_000) {
-      for (const d of sliceDevices) {
-        if (d.kind === 'teacher_pc')
-          raw.push({
-            measurement: 'host',
-            tags: { school: d.school, device: d.id, kind: d.kind },
-            fields: { cpu_pct: 10 },
-            ts,
-          });
-        else
-          raw.push({
-            measurement: 'display',
-            tags: { school: d.school, device: d.id, kind: d.kind },
-            fields: { on: 1, in_use: ts % 3 ? 1 : 0, error_count: 0 },
-            ts,
-          });
-      }
-      for (const s of slice)
-        raw.push({
-          measurement: 'iface',
-          tags: { school: s.id, device: `gw-${s.id}`, kind: 'router', ifname: 'Gi0/0/1', uplink: 'true' },
-          fields: { util_in_pct: 40, util_out_pct: 10, oper_up: 1, speed_mbps: 1000 },
-          ts,
-        });
-    }
-  }
+  const raw = rawDayPoints(day.periods, slice, sliceDevices);
   storage.write(raw);
   await storage.flush();
   const sliceReg = {

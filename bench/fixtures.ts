@@ -1,3 +1,4 @@
+import type { AnyPoint } from '../contracts/influx.js';
 import type { Telemetry } from '../contracts/messages.js';
 import type { Registry } from '../contracts/registry.js';
 import { buildTopic } from '../contracts/topics.js';
@@ -111,4 +112,113 @@ export async function waitForCount(
     if ((r.results[0]?.series?.[0]?.values[0]?.[1] ?? 0) >= n) return;
     await new Promise((res) => setTimeout(res, 20));
   }
+}
+
+/** A deterministic pseudo-random sequence (mulberry32), so every run builds the same city. */
+export function rng(seed: number) {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/**
+ * The benchmarks' city (bench:api, bench:rollup): 13 counties, `SCHOOLS` schools spread over them, `CLASSROOMS`
+ * classrooms spread over the schools; a display in every classroom, a teacher PC in every other one, a router per
+ * school. Deterministic: every run builds the same city.
+ */
+export function buildCity(SCHOOLS: number, CLASSROOMS: number): Registry {
+  const r = rng(42);
+  const counties = Array.from({ length: 13 }, (_, i) => `3301${String(i + 1).padStart(2, '0')}`);
+  const reg: Registry = {
+    regions: [
+      { id: '330000', name: '浙江省', level: 'province' },
+      { id: '330100', name: '杭州市', level: 'city', parent: '330000' },
+      ...counties.map((id, i) => ({ id, name: `区县${i + 1}`, level: 'county' as const, parent: '330100' })),
+    ],
+    schools: [],
+    classrooms: [],
+    devices: [],
+  };
+  const levels = ['primary', 'primary', 'junior', 'senior', 'nine_year', 'teaching_point'] as const;
+  let roomsLeft = CLASSROOMS;
+  for (let s = 0; s < SCHOOLS; s++) {
+    const id = `3301${String(s).padStart(6, '0')}`;
+    const rooms =
+      s === SCHOOLS - 1 ? roomsLeft : Math.max(1, Math.round((CLASSROOMS / SCHOOLS) * (0.5 + r())));
+    roomsLeft -= rooms;
+    const rural = r() < 0.35;
+    reg.schools.push({
+      id,
+      name: `学校${s}`,
+      region: counties[s % counties.length]!,
+      area: rural ? 'rural' : 'urban',
+      level: levels[s % levels.length]!,
+      classes: rooms + (r() < 0.2 ? 2 : 0), // some classes without monitored equipment
+      students: rooms * 45,
+      teachers: rooms * 3,
+      uplinkDevice: `gw-${id}`,
+      uplinkInterface: 1,
+      ...(r() < 0.5 ? { contractedMbps: [100, 200, 500, 1000][Math.floor(r() * 4)]! } : {}),
+    });
+    reg.devices.push({ id: `gw-${id}`, school: id, kind: 'router' });
+    for (let c = 0; c < rooms; c++) {
+      const room = `${id}-${c}`;
+      reg.classrooms.push({ id: room, school: id, name: `${c + 1}班`, isClass: true });
+      reg.devices.push({
+        id: `dp-${room}`,
+        school: id,
+        classroom: room,
+        kind: c % 3 === 0 ? 'projector' : 'panel',
+        batch: `20${18 + (c % 6)}-批次-${s % 7}`,
+      });
+      if (c % 2 === 0)
+        reg.devices.push({ id: `pc-${room}`, school: id, classroom: room, kind: 'teacher_pc' });
+    }
+  }
+  return reg;
+}
+
+/**
+ * One day of raw readings as the collector stores them, for the rollup benchmarks: in every class period, one
+ * reading per 5-minute bucket (mid-bucket) from every display (on, in use in two buckets of three), teacher PC
+ * (host) and school router (its uplink).
+ */
+export function rawDayPoints(
+  periods: readonly { startMs: number; endMs: number }[],
+  schools: readonly Registry['schools'][number][],
+  devices: readonly Registry['devices'][number][],
+): AnyPoint[] {
+  const raw: AnyPoint[] = [];
+  for (const p of periods) {
+    for (let ts = p.startMs + 150_000; ts < p.endMs; ts += 300_000) {
+      for (const d of devices) {
+        if (d.kind === 'teacher_pc')
+          raw.push({
+            measurement: 'host',
+            tags: { school: d.school, device: d.id, kind: d.kind },
+            fields: { cpu_pct: 10 },
+            ts,
+          });
+        else
+          raw.push({
+            measurement: 'display',
+            tags: { school: d.school, device: d.id, kind: d.kind },
+            fields: { on: 1, in_use: ts % 3 ? 1 : 0, error_count: 0 },
+            ts,
+          });
+      }
+      for (const s of schools)
+        raw.push({
+          measurement: 'iface',
+          tags: { school: s.id, device: `gw-${s.id}`, kind: 'router', ifname: 'Gi0/0/1', uplink: 'true' },
+          fields: { util_in_pct: 40, util_out_pct: 10, oper_up: 1, speed_mbps: 1000 },
+          ts,
+        });
+    }
+  }
+  return raw;
 }

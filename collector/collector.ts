@@ -4,6 +4,7 @@ import type { IPublishPacket } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
+import { localDate } from '../common/calendar.js';
 import {
   DEFAULT_ACTIVE_WITHIN_S,
   DEFAULT_TEACHING_APPS,
@@ -155,6 +156,15 @@ export const collectorConfigSchema = z
       .describe(
         'How often the registry file is looked at (modification time and size; re-read when it changed): an import takes effect within this.',
       ),
+    lateAfterS: z
+      .number()
+      .int()
+      .min(10)
+      .max(86_400)
+      .default(600)
+      .describe(
+        "A telemetry, iface or probe reading dated more than this before it arrives (a spool replay after an outage) is stored with a `late_data` marker of its local date, so the scheduled rollup reads that day again (docs/scale.md). The rollup's `settleMs` must be at least this plus the collector's `influx.maxRetryTimeMs`.",
+      ),
     limits: limitsConfigSchema,
     usage: z
       .strictObject({
@@ -271,6 +281,8 @@ export class Collector implements Service {
   /** `usage`: what counts as use, judged per reading. */
   private readonly usage: UsageJudge;
   private readonly bounds = new Map<string, DeviceBounds>();
+  /** Local date → the time of the last `late_data` marker written for it (one per date and 10 s). */
+  private readonly lateMarked = new Map<string, number>();
   /** Time rejections of devices with no bounds kept (never accepted): logged at most once a minute. */
   private readonly unknownLog = new LogThrottle(60_000);
   readonly registry = new Registry();
@@ -554,6 +566,21 @@ export class Collector implements Service {
     this.m.unassigned.inc({ cause });
   }
 
+  /**
+   * A reading dated more than `lateAfterS` before `now` (a spool replay): a `late_data` marker of its local
+   * date, written after the reading (same buffer, so never before it), at `now` rounded up to 10 s — at most one
+   * per date and 10 s. The scheduled rollup reads that day's raw points again when it sees it (docs/scale.md).
+   */
+  private markLate(ts: number, now: number): void {
+    if (now - ts <= this.config.lateAfterS * 1000) return;
+    const date = localDate(ts);
+    const at = Math.ceil(now / 10_000) * 10_000;
+    if (this.lateMarked.get(date) === at) return;
+    if (this.lateMarked.size > 64) this.lateMarked.clear();
+    this.lateMarked.set(date, at);
+    this.deps.storage.write([{ measurement: 'late_data', tags: { date }, fields: { n: 1 }, ts: at }]);
+  }
+
   /** Whether a value of a bounded tag may be stored for this device; counts and logs (once) when not. */
   private admitName(
     school: string,
@@ -635,6 +662,8 @@ export class Collector implements Service {
         break;
       }
     }
+    if (channel === 'telemetry' || channel === 'iface' || channel === 'probe')
+      this.markLate((msg as TopicPayloads['telemetry' | 'iface' | 'probe']).ts, now);
     if (tr) this.record(tr);
   }
 

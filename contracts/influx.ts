@@ -223,6 +223,11 @@ export const MEASUREMENTS = {
     tags: [],
     fields: { devices: 'int', schools: 'int', duration_ms: 'float', bucket_s: 'int' },
   },
+  late_data: {
+    doc: "Collector: readings of local date `date` were stored late (dated more than `collector.lateAfterS` before they arrived: a spool replay), at about this point's time (rounded up to 10 s; at most one point per date and 10 s, whichever collector writes it). The scheduled rollup reads the day's raw points again when it sees one (docs/scale.md).",
+    tags: ['date'],
+    fields: { n: 'int' },
+  },
 } as const satisfies Record<string, MeasurementDef>;
 
 export type MeasurementName = keyof typeof MEASUREMENTS;

@@ -40,9 +40,9 @@ export class Influxd {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** The running server's process id (benchmarks pin it to a core and read its CPU time). */
+  /** The running influxd's process id (for CPU accounting in the benchmarks); undefined when not running. */
   get pid(): number | undefined {
-    return this.proc?.pid;
+    return this.proc?.exitCode === null ? this.proc.pid : undefined;
   }
 
   /** Starts influxd and waits until /ping answers. On a restart, reuses the same folder and ports. */

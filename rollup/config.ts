@@ -22,6 +22,14 @@ export const rollupFields = {
     .min(60_000)
     .default(3_600_000)
     .describe('How often the rollup runs (today included).'),
+  settleMs: z
+    .number()
+    .int()
+    .min(0)
+    .default(7_200_000)
+    .describe(
+      "A window of a day (a class period, the time around them) is read from raw points once it ended this long ago, and its results reused by later runs until a collector's `late_data` marker names its date (docs/scale.md). At least the collectors' `lateAfterS` plus their `influx.maxRetryTimeMs` (default 600 s + 1 h).",
+    ),
   attainmentWindowDays: z
     .number()
     .int()

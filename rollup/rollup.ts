@@ -32,6 +32,13 @@ export interface RollupDeps {
   log: Logger;
   /** Bucket length; must be ≥ the agents' and poller's reporting intervals. */
   bucketS: number;
+  /**
+   * Keep the results of final windows between calls (the scheduled job, docs/scale.md): a window is read from
+   * raw points once it ended `settleMs` before `nowMs`, and its results are reused by later calls until a
+   * `late_data` marker of its date (the collector's: a reading stored late) says it may have changed. Without
+   * it every call reads every window (backfills, the CLI).
+   */
+  keep?: { settleMs: number };
 }
 
 export interface DayResult {
@@ -41,7 +48,18 @@ export interface DayResult {
   /** Schools without a calendar (not rolled up). */
   noCalendar: number;
   windows: number;
+  /** Windows (teaching and outside) read from raw points, and those whose kept results were reused. */
+  read: number;
+  reused: number;
   durationMs: number;
+}
+
+/** A window's results kept between calls (RollupDeps.keep). */
+interface Kept {
+  date: string;
+  /** The `nowMs` of the call that read it. */
+  keptAt: number;
+  data: WindowData | OutsideData;
 }
 
 interface Window {
@@ -176,7 +194,56 @@ const OVER = [50, 60, 70, 80, 90] as const;
 const ROLLED_KINDS = new Set<string>([...DISPLAY_KINDS, ...COMPUTER_KINDS]);
 
 export class Rollup {
+  /** By window kind and times (`t`/`o` start-end): results of final windows (RollupDeps.keep). */
+  private readonly kept = new Map<string, Kept>();
+
   constructor(private readonly deps: RollupDeps) {}
+
+  /** Forgets kept window results of dates before `date` (the scheduled job no longer rolls them up). */
+  forgetBefore(date: string): void {
+    for (const [k, v] of this.kept) if (v.date < date) this.kept.delete(k);
+  }
+
+  /**
+   * Drops the kept windows of `date` that a reading stored late may be missing: those kept at or before
+   * `settleMs` after the newest `late_data` marker of the date (written by the collector when it stores a
+   * reading of that date late, at the time it does; docs/scale.md).
+   */
+  private async dropLate(date: string): Promise<void> {
+    const settleMs = this.deps.keep?.settleMs ?? 0;
+    const mine = [...this.kept].filter(([, v]) => v.date === date);
+    if (mine.length === 0) return;
+    const since = Math.min(...mine.map(([, v]) => v.keptAt)) - settleMs;
+    const [series = []] = await this.deps.storage.query(
+      iql`SELECT last(n) AS n FROM late_data WHERE ${ident('date')} = ${date} AND time >= ${timeMs(since)}`,
+    );
+    const times = series.flatMap((s) => s.values.map((v) => timeOf(v[s.columns.indexOf('time')])));
+    if (times.length === 0) return;
+    const latest = Math.max(...times);
+    for (const [k, v] of mine) if (v.keptAt <= latest + settleMs) this.kept.delete(k);
+  }
+
+  /** A window's results: kept ones, or read now (and kept when the window is final). */
+  private async windowData<T extends WindowData | OutsideData>(
+    kind: 't' | 'o',
+    w: Window,
+    date: string,
+    nowMs: number,
+    read: () => Promise<T>,
+    counts: { read: number; reused: number },
+  ): Promise<T> {
+    const k = `${kind}${w.startMs}-${w.endMs}`;
+    const hit = this.kept.get(k);
+    if (hit) {
+      counts.reused++;
+      return hit.data as T;
+    }
+    counts.read++;
+    const data = await read();
+    if (this.deps.keep && nowMs >= w.endMs + this.deps.keep.settleMs)
+      this.kept.set(k, { date, keptAt: nowMs, data });
+    return data;
+  }
 
   /**
    * Rolls up one local date. Only class periods that have ended by `nowMs` count, so "today so far" is rolled
@@ -235,10 +302,15 @@ export class Rollup {
 
     // One request per window: teaching windows — display use, faults, host presence, uplink buckets; the
     // windows outside — display on and host presence.
+    // With RollupDeps.keep, final windows are read once and their results reused (docs/scale.md).
+    if (this.deps.keep) await this.dropLate(date);
+    const counts = { read: 0, reused: 0 };
     const perWindow = new Map<Window, WindowData>();
-    for (const w of windows.values()) perWindow.set(w, await this.queryWindow(w));
+    for (const w of windows.values())
+      perWindow.set(w, await this.windowData('t', w, date, nowMs, () => this.queryWindow(w), counts));
     const perOutside = new Map<Window, OutsideData>();
-    for (const w of outside.values()) perOutside.set(w, await this.queryOutside(w));
+    for (const w of outside.values())
+      perOutside.set(w, await this.windowData('o', w, date, nowMs, () => this.queryOutside(w), counts));
 
     const points: AnyPoint[] = [];
     const ts = dayStartMs;
@@ -382,6 +454,7 @@ export class Rollup {
       devices,
       noCalendar,
       windows: windows.size,
+      ...counts,
       durationMs,
     };
     this.deps.log.info(result, 'rolled up a day');

@@ -44,6 +44,7 @@ export class RollupService implements Service {
       calendars: deps.calendars,
       log: deps.log,
       bucketS: config.bucketS,
+      keep: { settleMs: config.settleMs },
     });
     // Names kept from when the rollup ran inside the API (dashboards and alert rules use them).
     this.lastSuccess = new Gauge({
@@ -80,6 +81,7 @@ export class RollupService implements Service {
           ...Rollup.dueDates(now + 86_400_000, 1),
         ];
         for (const d of dates) await this.rollup.day(d, now);
+        this.rollup.forgetBefore(dates[0]!);
         this.deps.reports.invalidate(dates);
         await this.writeAttainment(dates.filter((d) => d <= localDate(now)));
         this.lastSuccess.set(Math.round(now / 1000));
