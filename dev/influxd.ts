@@ -40,6 +40,11 @@ export class Influxd {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** The running influxd's process id (for benchmarks reading its CPU time), or undefined. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   /** Starts influxd and waits until /ping answers. On a restart, reuses the same folder and ports. */
   async start(): Promise<this> {
     if (!this.dir) {
