@@ -237,6 +237,9 @@ try {
       calendarFile: CALENDAR,
       preloadDays: 0, // measure the cold first request honestly
       rateLimit: { max: 1_000_000 },
+      // The fixture's registry is imported through the API's import worker; on a loaded 2-core machine a
+      // province-slice (or a city) takes longer than the default 120 s.
+      import: { timeoutMs: 900_000 },
     }),
     { log, storage },
   );
