@@ -118,6 +118,13 @@ export class DayCache {
   readonly deviceIds: string[] = [];
   /** Device index → its school. */
   readonly deviceSchool: string[] = [];
+  /**
+   * Per school part (`school\0part`): the device ids of its packed string on the day read last, by position,
+   * and their indexes — what `readPacked` compares the next day's items with.
+   */
+  private readonly layouts = new Map<string, { ids: string[]; idx: number[] }>();
+  /** One item's counters while reading (up to 16: a later format may append). */
+  private readonly scratch = new Float64Array(16);
   private readonly days = new Map<string, Day>();
   private readonly loading = new Map<string, Promise<void>>();
   private epoch = 0;
@@ -270,26 +277,21 @@ export class DayCache {
       ].join('; '),
     );
     if (epoch !== this.epoch) return; // invalidated while reading: the next pass reads again
-    const rows: [number, number[]][] = [];
+    const into = {
+      usage: new Int16Array(this.deviceIds.length * NF),
+      present: new Uint8Array(this.deviceIds.length),
+    };
     for (const s of packed)
       for (const v of s.values) {
         const [, school, part, parts, devices] = v as [number, string, string, number | null, string | null];
         // A part beyond the school's current number of parts is left over from an earlier, larger run.
         if (parts !== null && Number(part) >= parts) continue;
-        for (const item of String(devices ?? '').split('|')) {
-          const colon = item.indexOf(':');
-          if (colon <= 0) continue;
-          const counters = unpackCounters(item.slice(colon + 1));
-          if (counters) rows.push([this.index(item.slice(0, colon), school), counters]);
-        }
+        if (typeof devices === 'string' && devices !== '') this.readPacked(devices, school, part, into);
       }
+    // Exactly one slot per device known now (devices first seen today grew the arrays while reading).
     const size = this.deviceIds.length;
-    const usage = new Int16Array(size * NF);
-    const present = new Uint8Array(size);
-    for (const [i, counters] of rows) {
-      present[i] = 1;
-      for (let f = 0; f < NF; f++) usage[i * NF + f] = counters[f] ?? 0;
-    }
+    const usage = sized(into.usage, size * NF);
+    const present = sized(into.present, size);
     const up = new Map<string, UplinkDay>();
     for (const s of uplink)
       for (const v of s.values) {
@@ -321,6 +323,98 @@ export class DayCache {
     });
   }
 
+  /**
+   * Reads one `usage_packed_day` string (`device:c1,c2,…|…`) into a day's arrays without splitting it: each
+   * item's id is compared in place with the id at the same position of the same school part's layout on the
+   * day read before (a school's devices rarely change from day to day), so a known device costs neither a
+   * substring nor a Map lookup; counters are read digit by digit. An item the fast path cannot read exactly
+   * (a new or moved id, a counter that is not plain digits) is read as before: `index`, `unpackCounters`.
+   */
+  private readPacked(
+    text: string,
+    school: string,
+    part: string,
+    into: { usage: Int16Array; present: Uint8Array },
+  ): void {
+    const key = `${school}\u0000${part}`;
+    let layout = this.layouts.get(key);
+    if (!layout) {
+      layout = { ids: [], idx: [] };
+      this.layouts.set(key, layout);
+    }
+    const c = this.scratch;
+    const len = text.length;
+    let k = 0;
+    for (let pos = 0; pos <= len; k++) {
+      let end = text.indexOf('|', pos);
+      if (end < 0) end = len;
+      const item = pos;
+      pos = end + 1;
+      // The device: the layout's id when the item starts with it and a colon; otherwise read and indexed.
+      const known = layout.ids[k];
+      let colon: number;
+      let i: number;
+      if (
+        known !== undefined &&
+        text.startsWith(known, item) &&
+        text.charCodeAt(item + known.length) === 58
+      ) {
+        colon = item + known.length;
+        i = layout.idx[k]!;
+      } else {
+        colon = text.indexOf(':', item);
+        if (colon <= item || colon >= end) continue; // no colon in the item, or an empty id: not read
+        const id = text.slice(item, colon);
+        i = this.index(id, school);
+        layout.ids[k] = id;
+        layout.idx[k] = i;
+      }
+      // The counters: plain digits separated by commas; anything else goes to unpackCounters.
+      let n = 0;
+      let x = 0;
+      let plain = true;
+      for (let p = colon + 1; p <= end; p++) {
+        const ch = p < end ? text.charCodeAt(p) : 44;
+        if (ch === 44) {
+          if (n < c.length) c[n] = x;
+          n++;
+          x = 0;
+        } else if (ch >= 48 && ch <= 57) x = x * 10 + (ch - 48);
+        else {
+          plain = false;
+          break;
+        }
+      }
+      let counters: ArrayLike<number>;
+      if (plain) {
+        if (n !== 5 && n < NF) continue;
+        for (let f = 0; f < NF && f < n; f++) c[f] = Number.isFinite(c[f]!) ? Math.min(c[f]!, 32_767) : 0;
+        if (n === 5) {
+          c[5] = Math.max(0, c[1]! - c[2]!);
+          c[6] = 0;
+          c[7] = 0;
+        }
+        counters = c;
+      } else {
+        const u = unpackCounters(text.slice(colon + 1, end));
+        if (!u) continue;
+        counters = u;
+      }
+      if (i >= into.present.length) {
+        // A device first seen today: grow (doubling) to the devices known now.
+        const cap = Math.max(this.deviceIds.length, into.present.length * 2);
+        const usage = new Int16Array(cap * NF);
+        usage.set(into.usage);
+        const present = new Uint8Array(cap);
+        present.set(into.present);
+        into.usage = usage;
+        into.present = present;
+      }
+      into.present[i] = 1;
+      for (let f = 0; f < NF; f++) into.usage[i * NF + f] = counters[f]!;
+    }
+  }
+
   /** The loaded day, or undefined (call `ensure` first). */
   day(date: string): Readonly<Day> | undefined {
     return this.days.get(date);
@@ -330,6 +424,15 @@ export class DayCache {
   static get(day: Readonly<Day>, i: number, field: number): number {
     return i < day.present.length && day.present[i] ? day.usage[i * NF + field]! : 0;
   }
+}
+
+/** `a` at exactly `n` elements: itself, a copy of its start, or a copy padded with zeros. */
+function sized<T extends Int16Array | Uint8Array>(a: T, n: number): T {
+  if (a.length === n) return a;
+  if (a.length > n) return a.slice(0, n) as T;
+  const out = new (a.constructor as new (n: number) => T)(n);
+  out.set(a);
+  return out;
 }
 
 /** The local date of a rollup timestamp (local midnight, UTC+8). */

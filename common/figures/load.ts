@@ -1,6 +1,5 @@
 import type { Calendar, Calendars } from '../calendar.js';
 import { dateOf, dayNumber } from '../calendar.js';
-import { entityKey } from '../registry/key.js';
 import type { RegistryIndex } from '../registry/store.js';
 import { DayCache, periodBuckets, U } from './days.js';
 
@@ -138,7 +137,9 @@ export async function loadPeriod(
   const schoolDays = new Map<string, string[]>();
   const schoolDayWeight = new Map<string, number>();
   const rolledDates: string[] = [];
-  const lastUsed = new Map<string, string>();
+  // Per device slot, the day number of its last used day (0: none): one Map entry per device at the end, not
+  // a key built and set per device per day.
+  const lastUsedDay = new Int32Array(n);
   let bucketS = 0;
   for (let d = dayNumber(lookbackFrom); d <= dayNumber(period.to); d++) {
     const date = dateOf(d);
@@ -209,7 +210,7 @@ export async function loadPeriod(
       // A day is used when at least one class period was (in use for ≥ half of it): the same rule as periods.
       const used = DayCache.get(day, i, U.periodsUsed);
       // Ascending dates: the last write is the latest.
-      if (used > 0) lastUsed.set(entityKey(days.deviceSchool[i]!, days.deviceIds[i]!), date);
+      if (used > 0) lastUsedDay[i] = d;
       if (!inPeriod) continue;
       const online = DayCache.get(day, i, U.online);
       acc[b] = acc[b]! + online;
@@ -223,11 +224,13 @@ export async function loadPeriod(
       acc[b + 8] = acc[b + 8]! + DayCache.get(day, i, U.activity);
     }
   }
+  const lastUsed = new Map<string, string>();
+  for (let i = 0; i < n; i++) if (lastUsedDay[i]) lastUsed.set(days.deviceKeys[i]!, dateOf(lastUsedDay[i]!));
   const usage = new Map<string, UsageSums>();
   for (let i = 0; i < n; i++) {
     if (!seen[i]) continue;
     const b = i * W;
-    usage.set(entityKey(days.deviceSchool[i]!, days.deviceIds[i]!), {
+    usage.set(days.deviceKeys[i]!, {
       onlineB: acc[b]!,
       onB: acc[b + 1]!,
       useB: acc[b + 2]!,
