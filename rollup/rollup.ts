@@ -253,6 +253,13 @@ export class Rollup {
   async day(date: string, nowMs: number = Date.now()): Promise<DayResult> {
     const started = performance.now();
     const { storage, bucketS } = this.deps;
+    // A roll that keeps nothing (the CLI's backfill, after a restore that wrote raw readings no collector marked)
+    // marks the date as a collector marks a late reading, so a scheduled worker keeping windows of it reads the
+    // day again instead of writing its older figures back over these.
+    if (!this.deps.keep) {
+      storage.write([{ measurement: 'late_data', tags: { date }, fields: { n: 1 }, ts: nowMs }]);
+      await storage.flush();
+    }
     const reg = this.deps.registry();
     const cals = this.deps.calendars();
     const bucketMs = bucketS * 1000;

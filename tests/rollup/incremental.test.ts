@@ -200,4 +200,22 @@ describe('the scheduled rollup reads each window once', () => {
     );
     expect(count[0]?.values[0]?.[1]).toBe(1);
   });
+
+  it('a backfill after a restore (raw readings no collector marked) is not undone by the scheduled worker', async () => {
+    const worker = rollupOf();
+    await worker.day(DAY, LATER + 10 * SETTLE_MS);
+    const pn1 = async () => (await usageDay()).find((x) => x.device === 'pn-1');
+    const before = await pn1();
+    // Restored from a backup: the second period was in use after all (same series and times, in_use now 1).
+    storage.write(panel('08:55', '09:40', true));
+    await storage.flush();
+    // The documented repair: `npm run api -- rollup --from D --to D` (a Rollup that keeps nothing).
+    await rollupOf(false).day(DAY, LATER + 10 * SETTLE_MS + 60_000);
+    const repaired = await pn1();
+    expect(repaired!.use_b).toBe((before!.use_b as number) + 9);
+    // The worker's next scheduled run reads the day again (the backfill marked it) and keeps the repair.
+    const next = await worker.day(DAY, LATER + 11 * SETTLE_MS);
+    expect(next.read).toBeGreaterThan(0);
+    expect(await pn1()).toEqual(repaired);
+  });
 });
