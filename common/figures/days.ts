@@ -372,6 +372,7 @@ export class DayCache {
       // The counters: plain digits separated by commas; anything else goes to unpackCounters.
       let n = 0;
       let x = 0;
+      let digits = 0;
       let plain = true;
       for (let p = colon + 1; p <= end; p++) {
         const ch = p < end ? text.charCodeAt(p) : 44;
@@ -379,8 +380,10 @@ export class DayCache {
           if (n < c.length) c[n] = x;
           n++;
           x = 0;
-        } else if (ch >= 48 && ch <= 57) x = x * 10 + (ch - 48);
+          digits = 0;
+        } else if (ch >= 48 && ch <= 57 && ++digits <= 15) x = x * 10 + (ch - 48);
         else {
+          // Not a digit, or more digits than a double holds exactly (a damaged row): read as before.
           plain = false;
           break;
         }

@@ -39,9 +39,10 @@ const DAYS: Record<string, string>[] = [
     'S2|0': 'a: 1,2,3,4,5,6,7,8|z:1:2,3,4,5,6,7,8,9|b:0x10,1.5,,7,7,7,7,7',
     'S3|0': '',
   },
-  // Day 3: the layout of day 1 again for S2 (its devices back in order), numbers beyond 16 bits.
+  // Day 3: the layout of day 1 again for S2 (its devices back in order), numbers beyond 16 bits — one of 309
+  // digits, just above the largest double, which a digit-by-digit reading rounds differently from Number().
   {
-    'S1|0': 'a:99999999999999999999999,1,1,1,1,1,1,1',
+    'S1|0': `a:99999999999999999999999,1,1,1,1,1,1,1|d:179769313486231590${'0'.repeat(291)},1,1,1,1,1,1,1`,
     'S2|0': 'a:2,2,2,2,2,2,2,2|z:3,3,3,3,3,3,3,3|b:4,4,4,4,4,4,4,4',
     'S3|0': 'q:1,2,3,4,5|r:6,7,8,9,10,11,12,13',
   },
