@@ -568,7 +568,7 @@ export class Collector implements Service {
 
   /**
    * A reading dated more than `lateAfterS` before `now` (a spool replay): a `late_data` marker of its local
-   * date, written after the reading (same buffer, so never before it), at `now` rounded up to 10 s — at most one
+   * date, written after the reading (a retried batch may still land after it: the rollup's `settleMs` margin covers that), at `now` rounded up to 10 s — at most one
    * per date and 10 s. The scheduled rollup reads that day's raw points again when it sees it (docs/scale.md).
    */
   private markLate(ts: number, now: number): void {

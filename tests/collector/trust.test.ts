@@ -132,7 +132,6 @@ async function setup(
   };
 }
 
-/** Waits until the collector has handled `count` messages and InfluxDB has everything written so far. */
 /** A collector for school `school` with one registered panel, ops-1 in classroom c0701. */
 function onePanel(school_: string) {
   return setup(
@@ -145,6 +144,7 @@ function onePanel(school_: string) {
   );
 }
 
+/** Waits until the collector has handled `count` messages and InfluxDB has everything written so far. */
 async function settled(c: { collector: Collector; storage: Storage }, count: number) {
   await waitFor(() => c.collector.stats().received >= count, { what: `${count} messages handled` });
   await c.storage.drain();
