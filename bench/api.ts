@@ -29,7 +29,7 @@ import type { AnyPoint } from '../contracts/influx.js';
 import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
 import { type DeviceDay, Rollup, usagePoints } from '../rollup/rollup.js';
-import { buildCity, rng } from './fixtures.js';
+import { buildCity, rawBucketPoints, rawBuckets, rng } from './fixtures.js';
 import { cpuSeconds } from './snmp-peers.js';
 
 const { values } = parseArgs({
@@ -253,37 +253,12 @@ try {
     const devices = city.devices.filter((d) => d.kind !== 'router' && ids.has(d.school));
     const day = cal.day(date);
     let points = 0;
-    for (const p of day.periods) {
-      for (let ts = p.startMs + 150_000; ts < p.endMs; ts += 300_000) {
-        // Written a bucket at a time: a city-day of raw readings does not fit in memory as one array.
-        const raw: AnyPoint[] = [];
-        for (const d of devices) {
-          if (d.kind === 'teacher_pc')
-            raw.push({
-              measurement: 'host',
-              tags: { school: d.school, device: d.id, kind: d.kind },
-              fields: { cpu_pct: 10 },
-              ts,
-            });
-          else
-            raw.push({
-              measurement: 'display',
-              tags: { school: d.school, device: d.id, kind: d.kind },
-              fields: { on: 1, in_use: ts % 3 ? 1 : 0, error_count: 0 },
-              ts,
-            });
-        }
-        for (const s of schools)
-          raw.push({
-            measurement: 'iface',
-            tags: { school: s.id, device: `gw-${s.id}`, kind: 'router', ifname: 'Gi0/0/1', uplink: 'true' },
-            fields: { util_in_pct: 40, util_out_pct: 10, oper_up: 1, speed_mbps: 1000 },
-            ts,
-          });
-        storage.write(raw);
-        await storage.flush();
-        points += raw.length;
-      }
+    // Written a bucket at a time: a city-day of raw readings does not fit in memory as one array.
+    for (const ts of rawBuckets(day.periods)) {
+      const raw = rawBucketPoints(ts, schools, devices);
+      storage.write(raw);
+      await storage.flush();
+      points += raw.length;
     }
     const reg = {
       ...city,

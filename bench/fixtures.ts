@@ -192,33 +192,45 @@ export function rawDayPoints(
   schools: readonly Registry['schools'][number][],
   devices: readonly Registry['devices'][number][],
 ): AnyPoint[] {
+  return rawBuckets(periods).flatMap((ts) => rawBucketPoints(ts, schools, devices));
+}
+
+/** The readings' times of `rawDayPoints`: the middle of every 5-minute bucket of every period. */
+export function rawBuckets(periods: readonly { startMs: number; endMs: number }[]): number[] {
+  const out: number[] = [];
+  for (const p of periods) for (let ts = p.startMs + 150_000; ts < p.endMs; ts += 300_000) out.push(ts);
+  return out;
+}
+
+/** One bucket of `rawDayPoints` (a city-day written a bucket at a time does not need it all in memory). */
+export function rawBucketPoints(
+  ts: number,
+  schools: readonly Registry['schools'][number][],
+  devices: readonly Registry['devices'][number][],
+): AnyPoint[] {
   const raw: AnyPoint[] = [];
-  for (const p of periods) {
-    for (let ts = p.startMs + 150_000; ts < p.endMs; ts += 300_000) {
-      for (const d of devices) {
-        if (d.kind === 'teacher_pc')
-          raw.push({
-            measurement: 'host',
-            tags: { school: d.school, device: d.id, kind: d.kind },
-            fields: { cpu_pct: 10 },
-            ts,
-          });
-        else
-          raw.push({
-            measurement: 'display',
-            tags: { school: d.school, device: d.id, kind: d.kind },
-            fields: { on: 1, in_use: ts % 3 ? 1 : 0, error_count: 0 },
-            ts,
-          });
-      }
-      for (const s of schools)
-        raw.push({
-          measurement: 'iface',
-          tags: { school: s.id, device: `gw-${s.id}`, kind: 'router', ifname: 'Gi0/0/1', uplink: 'true' },
-          fields: { util_in_pct: 40, util_out_pct: 10, oper_up: 1, speed_mbps: 1000 },
-          ts,
-        });
-    }
+  for (const d of devices) {
+    if (d.kind === 'teacher_pc')
+      raw.push({
+        measurement: 'host',
+        tags: { school: d.school, device: d.id, kind: d.kind },
+        fields: { cpu_pct: 10 },
+        ts,
+      });
+    else
+      raw.push({
+        measurement: 'display',
+        tags: { school: d.school, device: d.id, kind: d.kind },
+        fields: { on: 1, in_use: ts % 3 ? 1 : 0, error_count: 0 },
+        ts,
+      });
   }
+  for (const s of schools)
+    raw.push({
+      measurement: 'iface',
+      tags: { school: s.id, device: `gw-${s.id}`, kind: 'router', ifname: 'Gi0/0/1', uplink: 'true' },
+      fields: { util_in_pct: 40, util_out_pct: 10, oper_up: 1, speed_mbps: 1000 },
+      ts,
+    });
   return raw;
 }
