@@ -10,8 +10,8 @@ import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
 
 /**
  * Daily rollups (design: api/README.md#rollups). For one date: the class periods of every school's calendar,
- * each distinct period window queried once for all devices with InfluxQL subqueries (bucketed in InfluxDB,
- * summed per device), then per device and per school the day's teaching-time figures written back as
+ * each distinct period window queried once for all devices (bucketed in InfluxDB with plain `GROUP BY time`
+ * statements, the buckets counted per device here), then per device and per school the day's teaching-time figures written back as
  * `usage_day` / `uplink_day` points at local midnight, and a `rollup_day` marker. Re-running a day overwrites
  * it (same series, same timestamp), so late data is absorbed by rolling the last days again.
  *
@@ -62,7 +62,7 @@ interface Kept {
   data: WindowData | OutsideData;
 }
 
-interface Window {
+export interface Window {
   startMs: number;
   endMs: number;
   /** Buckets the window spans (aligned to the epoch, as InfluxDB's GROUP BY time aligns them). */
@@ -314,10 +314,16 @@ export class Rollup {
     const counts = { read: 0, reused: 0 };
     const perWindow = new Map<Window, WindowData>();
     for (const w of windows.values())
-      perWindow.set(w, await this.windowData('t', w, date, nowMs, () => this.queryWindow(w), counts));
+      perWindow.set(
+        w,
+        await this.windowData('t', w, date, nowMs, () => readTeachingWindow(storage, bucketS, w), counts),
+      );
     const perOutside = new Map<Window, OutsideData>();
     for (const w of outside.values())
-      perOutside.set(w, await this.windowData('o', w, date, nowMs, () => this.queryOutside(w), counts));
+      perOutside.set(
+        w,
+        await this.windowData('o', w, date, nowMs, () => readOutsideWindow(storage, bucketS, w), counts),
+      );
 
     const points: AnyPoint[] = [];
     const ts = dayStartMs;
@@ -480,52 +486,67 @@ export class Rollup {
     const today = dayNumber(localDate(nowMs));
     return Array.from({ length: lateDays }, (_, i) => dateOf(today - lateDays + i));
   }
+}
 
-  private async queryWindow(w: Window): Promise<WindowData> {
-    const b = raw(`${this.deps.bucketS}s`);
-    const range = iql`time >= ${timeMs(w.startMs)} AND time < ${timeMs(w.endMs)}`;
-    const where = raw(range);
-    // Per bucket: on and in use when any reading of the bucket was (max).
-    const perBucket = iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), school, device`;
-    const statements = [
-      // (school, device) in every GROUP BY, inner and outer: ids are unique only within a school.
-      iql`SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (${raw(perBucket)}) GROUP BY school, device`,
-      iql`SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
-      iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
-      iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school, device fill(none)`,
-      // Link quality (docs/links.md): per bucket the worst loss, RTT and jitter of the probes, and whether any answered.
-      iql`SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${where} GROUP BY time(${b}), school, device fill(none)`,
-      // On but not in use: a bucket with the display on and no reading in use.
-      iql`SELECT count(o) AS unused FROM (${raw(perBucket)}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
-      // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
-      iql`SELECT count(a) AS activity FROM (SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} GROUP BY time(${b}), school, device) WHERE a > 0 GROUP BY school, device`,
-    ];
-    const [display = [], faulty = [], host = [], uplink = [], probe = [], unused = [], activity = []] =
-      await this.deps.storage.query(statements.join('; '));
-    const data: WindowData = {
-      display: new Map(),
-      faulty: new Map(),
-      host: new Map(),
-      uplink: new Map(),
-      probe: new Map(),
-    };
-    const extra = (list: Series[], field: string) =>
-      new Map(list.map((s) => [key(s), num(firstRow(s)[field])] as const));
-    const unusedOf = extra(unused, 'unused');
-    const activityOf = extra(activity, 'activity');
+/**
+ * A teaching window's readings for all devices: per (school, device) the display's buckets on, in use, on but
+ * unused, with activity evidence and with faults, the host's reporting buckets, and the uplink and probe
+ * buckets. Every statement buckets raw points with a plain `GROUP BY time` — no subquery: InfluxDB 1.6 spends
+ * several times more on a subquery's outer aggregate than on the bucketing itself (docs/scale.md) — and the
+ * buckets are counted here. Read in bucket-aligned slices (`slices`), so a response holds at most
+ * `SLICE_BUCKETS` buckets per device.
+ */
+export async function readTeachingWindow(storage: Storage, bucketS: number, w: Window): Promise<WindowData> {
+  const data: WindowData = {
+    display: new Map(),
+    faulty: new Map(),
+    host: new Map(),
+    uplink: new Map(),
+    probe: new Map(),
+  };
+  const activity = new Map<string, number>();
+  const b = raw(`${bucketS}s`);
+  for (const [startMs, endMs] of slices(w, bucketS * 1000)) {
+    const where = raw(iql`time >= ${timeMs(startMs)} AND time < ${timeMs(endMs)}`);
+    const per = raw(iql`GROUP BY time(${b}), school, device fill(none)`);
+    const [display = [], active = [], host = [], uplink = [], probe = []] = await storage.query(
+      [
+        // Per bucket: on and in use when any reading of the bucket was (max); faulty when any reported errors.
+        iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u, max(error_count) AS f FROM display WHERE ${where} ${per}`,
+        // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
+        iql`SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} ${per}`,
+        iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
+        iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} ${per}`,
+        // Link quality (docs/links.md): per bucket the worst loss, RTT and jitter of the probes, and whether any answered.
+        iql`SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${where} ${per}`,
+      ].join('; '),
+    );
     for (const s of display) {
-      const r = firstRow(s);
+      const [o, u, f] = [s.columns.indexOf('o'), s.columns.indexOf('u'), s.columns.indexOf('f')];
       const k = key(s);
-      data.display.set(k, {
-        online: num(r.online),
-        on: num(r.on),
-        use: num(r.use),
-        unused: unusedOf.get(k) ?? 0,
-        activity: activityOf.get(k) ?? 0,
-      });
+      let d = data.display.get(k);
+      let faulty = 0;
+      for (const v of s.values) {
+        const on = v[o];
+        const use = v[u];
+        if (typeof on === 'number') {
+          // A device with display readings has display figures, even if none of them said on or off.
+          d ??= { online: 0, on: 0, use: 0, unused: 0, activity: 0 };
+          d.online++;
+          d.on += on;
+          if (on === 1 && use === 0) d.unused++;
+        }
+        if (typeof use === 'number') {
+          d ??= { online: 0, on: 0, use: 0, unused: 0, activity: 0 };
+          d.use += use;
+        }
+        if (typeof v[f] === 'number' && (v[f] as number) > 0) faulty++;
+      }
+      if (d) data.display.set(k, d);
+      if (faulty > 0) data.faulty.set(k, (data.faulty.get(k) ?? 0) + faulty);
     }
-    for (const s of faulty) data.faulty.set(key(s), num(firstRow(s).faulty));
-    for (const s of host) data.host.set(key(s), num(firstRow(s).online));
+    for (const s of active) addTo(activity, key(s), countPositive(s, 'a'));
+    for (const s of host) addTo(data.host, key(s), countPositive(s, 'c'));
     groupBySchoolDevice(uplink, data.uplink, (ci) => {
       const [t, ui, uo, up, sp] = [ci('time'), ci('ui'), ci('uo'), ci('up'), ci('sp')];
       return (v) => ({
@@ -553,24 +574,68 @@ export class Rollup {
         };
       };
     });
-    return data;
   }
+  for (const [k, d] of data.display) d.activity = activity.get(k) ?? 0;
+  return data;
+}
 
-  /** Outside teaching time: per device, buckets its display was on, and buckets its host reported. */
-  private async queryOutside(w: Window): Promise<OutsideData> {
-    const b = raw(`${this.deps.bucketS}s`);
-    const where = raw(iql`time >= ${timeMs(w.startMs)} AND time < ${timeMs(w.endMs)}`);
-    const [display = [], host = []] = await this.deps.storage.query(
+/** Outside teaching time: per device, buckets its display was on, and buckets its host reported (as above). */
+export async function readOutsideWindow(storage: Storage, bucketS: number, w: Window): Promise<OutsideData> {
+  const data: OutsideData = { on: new Map(), host: new Map() };
+  const b = raw(`${bucketS}s`);
+  for (const [startMs, endMs] of slices(w, bucketS * 1000)) {
+    const where = raw(iql`time >= ${timeMs(startMs)} AND time < ${timeMs(endMs)}`);
+    const per = raw(iql`GROUP BY time(${b}), school, device fill(none)`);
+    const [display = [], host = []] = await storage.query(
       [
-        iql`SELECT sum(o) AS "on" FROM (SELECT max(${ident('on')}) AS o FROM display WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
-        iql`SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+        iql`SELECT max(${ident('on')}) AS o FROM display WHERE ${where} ${per}`,
+        iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
       ].join('; '),
     );
-    return {
-      on: new Map(display.map((s) => [key(s), num(firstRow(s).on)] as const)),
-      host: new Map(host.map((s) => [key(s), num(firstRow(s).online)] as const)),
-    };
+    for (const s of display) {
+      const o = s.columns.indexOf('o');
+      let on = 0;
+      let any = false;
+      for (const v of s.values)
+        if (typeof v[o] === 'number') {
+          any = true;
+          on += v[o] as number;
+        }
+      if (any) addTo(data.on, key(s), on);
+    }
+    for (const s of host) addTo(data.host, key(s), countPositive(s, 'c'));
   }
+  return data;
+}
+
+/** Most buckets per device in one response (a window longer than this is read in slices). */
+const SLICE_BUCKETS = 24;
+
+/**
+ * A window cut at bucket boundaries into pieces of at most `SLICE_BUCKETS` buckets: no bucket is split between
+ * two pieces, so counts and sums over the pieces' buckets are those over the window's.
+ */
+function slices(w: Window, bucketMs: number): [number, number][] {
+  const out: [number, number][] = [];
+  let a = w.startMs;
+  while (a < w.endMs) {
+    const b = Math.min(w.endMs, (Math.floor(a / bucketMs) + SLICE_BUCKETS) * bucketMs);
+    out.push([a, b]);
+    a = b;
+  }
+  return out;
+}
+
+/** Rows of `s` whose `column` is a positive number (buckets with a count). */
+function countPositive(s: Series, column: string): number {
+  const c = s.columns.indexOf(column);
+  let n = 0;
+  for (const v of s.values) if (typeof v[c] === 'number' && (v[c] as number) > 0) n++;
+  return n;
+}
+
+function addTo(m: Map<string, number>, k: string, n: number): void {
+  m.set(k, (m.get(k) ?? 0) + n);
 }
 
 /** One uplink bucket of one device. */
@@ -583,7 +648,7 @@ interface UplinkRow {
 }
 
 /** Outside teaching time, by `entityKey(school, device)`: display-on buckets, host-reporting buckets. */
-interface OutsideData {
+export interface OutsideData {
   on: Map<string, number>;
   host: Map<string, number>;
 }
@@ -591,7 +656,7 @@ interface OutsideData {
 /** A series' (school, device) as `entityKey`. */
 const key = (s: Series) => entityKey(s.tags.school ?? '', s.tags.device ?? '');
 
-interface WindowData {
+export interface WindowData {
   /** By `entityKey(school, device)`. */
   display: Map<string, { online: number; on: number; use: number; unused: number; activity: number }>;
   faulty: Map<string, number>;
@@ -697,16 +762,6 @@ const maxOf = (a: number | null, b: number | null): number | null =>
 
 /** A time column as epoch ms (the storage layer returns epoch ms or an RFC 3339 string). */
 const timeOf = (v: unknown): number => (typeof v === 'number' ? v : Date.parse(String(v)));
-
-function firstRow(s: Series): Record<string, unknown> {
-  const row: Record<string, unknown> = {};
-  s.columns.forEach((c, i) => {
-    row[c] = s.values[0]?.[i];
-  });
-  return row;
-}
-
-const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
 /** Nearest-rank percentile (the value at or below which p % of the samples lie). */
 export function percentile(values: number[], p: number): number {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { rng } from '../../bench/fixtures.js';
 import { EXAMPLES } from '../../contracts/examples.js';
 import { fastIface, fastTelemetry } from '../../contracts/fast-validate.js';
 import { CHANNEL_SCHEMAS, decodePayload } from '../../contracts/messages.js';
@@ -11,18 +12,6 @@ import { CHANNEL_SCHEMAS, decodePayload } from '../../contracts/messages.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Path = (string | number)[];
-
-/** Seeded, so a failure is reproducible (mulberry32). */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const clone = <T>(x: T): T => structuredClone(x);
 

@@ -1,0 +1,219 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rng } from '../../bench/fixtures.js';
+import { entityKey } from '../../common/registry/key.js';
+import type { Series, Storage } from '../../common/storage/index.js';
+import type { AnyPoint } from '../../contracts/influx.js';
+import {
+  type OutsideData,
+  readOutsideWindow,
+  readTeachingWindow,
+  type Window,
+  type WindowData,
+} from '../../rollup/rollup.js';
+import { Influxd, testStorage } from '../helpers/influx.js';
+
+/**
+ * The rollup reads a window's buckets with plain `GROUP BY time` statements and counts them itself (#18,
+ * docs/scale.md). Before, InfluxDB counted them in subqueries. Both readings must agree on every kind of data a
+ * device can store — fields missing, several display sources, errors, activity evidence, points outside the
+ * window and on its edges, windows not aligned to buckets, windows longer than one read — so the statements
+ * that the rollup used until then are kept here as the reference and run against the same real influxd.
+ */
+const BUCKET_S = 300;
+const DAY0 = Date.parse('2026-10-08T00:00:00+08:00');
+const SCHOOLS = ['3301060001', '3301060002'];
+
+/** Random raw readings of one day: displays, hosts, uplink interfaces and probes of two schools' devices. */
+function randomDay(seed: number): AnyPoint[] {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
+  const out: AnyPoint[] = [];
+  for (const school of SCHOOLS)
+    for (let d = 0; d < 8; d++) {
+      // The same device id in both schools: the readings must stay apart.
+      const device = `dev-${d}`;
+      const n = Math.floor(r() * 60);
+      for (let i = 0; i < n; i++) {
+        // Mostly between 07:00 and 12:00, some exactly on a bucket or window edge.
+        const base = DAY0 + 7 * 3_600_000 + Math.floor(r() * 5 * 3_600_000);
+        const ts = r() < 0.2 ? base - (base % 300_000) : base;
+        const kind = pick(['display', 'display', 'display', 'host', 'iface', 'probe'] as const);
+        if (kind === 'display') {
+          const fields: Record<string, number | string> = {};
+          if (r() < 0.9) fields.on = r() < 0.7 ? 1 : 0;
+          if (r() < 0.85) fields.in_use = r() < 0.5 ? 1 : 0;
+          if (r() < 0.5) fields.error_count = r() < 0.3 ? Math.ceil(r() * 3) : 0;
+          if (r() < 0.4) fields.use_basis = pick(['activity', 'power', 'signal']);
+          if (Object.keys(fields).length === 0) fields.power = 'on';
+          out.push({
+            measurement: 'display',
+            tags: { school, device, kind: 'panel', source: pick(['d0', 'd1']) },
+            fields,
+            ts,
+          } as AnyPoint);
+        } else if (kind === 'host') {
+          const fields: Record<string, number> =
+            r() < 0.8 ? { cpu_pct: Math.floor(r() * 100) } : { mem_used_pct: 5 };
+          out.push({
+            measurement: 'host',
+            tags: { school, device, kind: 'teacher_pc' },
+            fields,
+            ts,
+          } as AnyPoint);
+        } else if (kind === 'iface') {
+          out.push({
+            measurement: 'iface',
+            tags: { school, device, kind: 'router', ifname: 'ge0', uplink: r() < 0.8 ? 'true' : 'false' },
+            fields: {
+              util_in_pct: r() * 100,
+              util_out_pct: r() * 100,
+              oper_up: r() < 0.8 ? 1 : 0,
+              speed_mbps: 1000,
+            },
+            ts,
+          } as AnyPoint);
+        } else {
+          const sent = Math.ceil(r() * 10);
+          out.push({
+            measurement: 'probe',
+            tags: { school, device, kind: 'router', method: 'icmp' },
+            fields: {
+              sent,
+              received: Math.floor(r() * (sent + 1)),
+              rtt_avg_ms: r() * 50,
+              jitter_ms: r() * 5,
+            },
+            ts,
+          } as AnyPoint);
+        }
+      }
+    }
+  return out;
+}
+
+/** The statements the rollup ran until #18, counting buckets in subqueries: the reference. */
+async function referenceTeaching(storage: Storage, w: Window): Promise<WindowData> {
+  const where = `time >= ${w.startMs}ms AND time < ${w.endMs}ms`;
+  const b = `${BUCKET_S}s`;
+  const perBucket = `SELECT max("on") AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), school, device`;
+  const [display = [], faulty = [], host = [], unused = [], activity = []] = await storage.query(
+    [
+      `SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (${perBucket}) GROUP BY school, device`,
+      `SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
+      `SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+      `SELECT count(o) AS unused FROM (${perBucket}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
+      `SELECT count(a) AS activity FROM (SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} GROUP BY time(${b}), school, device) WHERE a > 0 GROUP BY school, device`,
+    ].join('; '),
+  );
+  const extra = (list: Series[], field: string) =>
+    new Map(list.map((s) => [key(s), first(s, field)] as const));
+  const unusedOf = extra(unused, 'unused');
+  const activityOf = extra(activity, 'activity');
+  const out: WindowData = {
+    display: new Map(),
+    faulty: new Map(),
+    host: new Map(),
+    uplink: new Map(),
+    probe: new Map(),
+  };
+  for (const s of display)
+    out.display.set(key(s), {
+      online: first(s, 'online'),
+      on: first(s, 'on'),
+      use: first(s, 'use'),
+      unused: unusedOf.get(key(s)) ?? 0,
+      activity: activityOf.get(key(s)) ?? 0,
+    });
+  for (const s of faulty) out.faulty.set(key(s), first(s, 'faulty'));
+  for (const s of host) out.host.set(key(s), first(s, 'online'));
+  return out;
+}
+
+async function referenceOutside(storage: Storage, w: Window): Promise<OutsideData> {
+  const where = `time >= ${w.startMs}ms AND time < ${w.endMs}ms`;
+  const b = `${BUCKET_S}s`;
+  const [display = [], host = []] = await storage.query(
+    [
+      `SELECT sum(o) AS "on" FROM (SELECT max("on") AS o FROM display WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+      `SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+    ].join('; '),
+  );
+  return {
+    on: new Map(display.map((s) => [key(s), first(s, 'on')] as const)),
+    host: new Map(host.map((s) => [key(s), first(s, 'online')] as const)),
+  };
+}
+
+const key = (s: Series) => entityKey(s.tags.school ?? '', s.tags.device ?? '');
+function first(s: Series, column: string): number {
+  const v = s.values[0]?.[s.columns.indexOf(column)];
+  return typeof v === 'number' ? v : 0;
+}
+
+/** What the rollup uses of a window's figures: entries of zero are the same as none (`?? 0`), except display. */
+const figures = (m: Map<string, number>) => new Map([...m].filter(([, n]) => n !== 0));
+
+const at = (h: number, m = 0, s = 0) => DAY0 + ((h * 60 + m) * 60 + s) * 1000;
+const WINDOWS: [string, Window][] = [
+  ['aligned period', { startMs: at(8), endMs: at(8, 45), buckets: 9 }],
+  ['unaligned period', { startMs: at(8, 3, 17), endMs: at(8, 48, 1), buckets: 10 }],
+  ['a long span, read in slices', { startMs: at(6, 58), endMs: at(12, 1), buckets: 62 }],
+  ['an empty span', { startMs: at(20), endMs: at(21), buckets: 12 }],
+];
+
+describe('rollup: a window read with plain statements equals the subquery reading', () => {
+  let influxd: Influxd;
+  let storage: Storage;
+  beforeAll(async () => {
+    influxd = await new Influxd().start();
+    storage = testStorage(influxd.url, { database: 'windows' }).storage;
+    await storage.start();
+    for (const seed of [1, 2, 3])
+      storage.write(randomDay(seed).map((p) => ({ ...p, ts: p.ts + (seed - 1) * 86_400_000 })));
+    await storage.flush();
+  }, 60_000);
+  afterAll(async () => {
+    await storage?.stop();
+    await influxd?.dispose();
+  });
+
+  for (const seed of [1, 2, 3])
+    for (const [name, w0] of WINDOWS)
+      it(`day ${seed}, ${name}`, async () => {
+        const shift = (seed - 1) * 86_400_000;
+        const w = { ...w0, startMs: w0.startMs + shift, endMs: w0.endMs + shift };
+        const [got, want] = [
+          await readTeachingWindow(storage, BUCKET_S, w),
+          await referenceTeaching(storage, w),
+        ];
+        expect(got.display).toEqual(want.display);
+        expect(figures(got.faulty)).toEqual(figures(want.faulty));
+        expect(figures(got.host)).toEqual(figures(want.host));
+        const [out, outWant] = [
+          await readOutsideWindow(storage, BUCKET_S, w),
+          await referenceOutside(storage, w),
+        ];
+        expect(out.on).toEqual(outWant.on);
+        expect(figures(out.host)).toEqual(figures(outWant.host));
+        if (name === 'an empty span') expect(got.display.size + got.host.size + out.on.size).toBe(0);
+        else expect(got.display.size).toBeGreaterThan(4);
+        if (name === 'a long span, read in slices') {
+          // The data exercise every figure: buckets unused, with activity evidence, with faults, host-only.
+          const sum = (f: (d: WindowData['display'] extends Map<string, infer D> ? D : never) => number) =>
+            [...want.display.values()].reduce((a, d) => a + f(d), 0);
+          expect(sum((d) => d.unused) * sum((d) => d.activity) * sum((d) => d.use)).toBeGreaterThan(0);
+          expect([...want.faulty.values()].some((n) => n > 0)).toBe(true);
+          expect(want.host.size).toBeGreaterThan(0);
+        }
+      });
+
+  it('a long window is read in bucket-aligned slices, each bucket once', async () => {
+    const w = { startMs: at(7, 1), endMs: at(11, 59), buckets: 60 };
+    const got = await readTeachingWindow(storage, BUCKET_S, w);
+    // Uplink buckets of a device: one row per bucket time, none twice across slices.
+    for (const perDevice of got.uplink.values())
+      for (const rows of perDevice.values())
+        expect(new Set(rows.map((r) => r.timeMs)).size).toBe(rows.length);
+    expect(got.uplink.size).toBe(2);
+  });
+});
