@@ -30,7 +30,7 @@ import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
 import { type DeviceDay, Rollup, usagePoints } from '../rollup/rollup.js';
 import { buildCity, rawBucketPoints, rawBuckets, rng } from './fixtures.js';
-import { cpuSeconds } from './snmp-peers.js';
+import { cpuSeconds, settled } from './snmp-peers.js';
 
 const { values } = parseArgs({
   options: {
@@ -64,18 +64,6 @@ const CALENDAR = new URL('../deploy/examples/calendar-2026-2027.yaml', import.me
 const FROM = '2026-10-12';
 const TO = dateOf(dayNumber(FROM) + DAYS - 1);
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
-
-/** Seconds until process `pid` used under 5 % of a core over one second (polled; at most `maxS`). */
-async function settled(pid: number, maxS: number): Promise<number> {
-  const t0 = performance.now();
-  let last = cpuSeconds(pid);
-  for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const now = cpuSeconds(pid);
-    if (now - last < 0.05 || performance.now() - t0 > maxS * 1000) return (performance.now() - t0) / 1000;
-    last = now;
-  }
-}
 
 const influxd = await new Influxd(values['influx-dir'] ? { dataDir: values['influx-dir'] } : {}).start();
 const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-api-'));

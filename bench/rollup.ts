@@ -7,6 +7,9 @@
 // figures to trust on a shared machine). Then the province-day (≈ 470,000 devices) extrapolated linearly in
 // devices from the city-day, with its basis. Target (#18): a province-day ≤ 5 min.
 //
+// Each roll starts once influxd has settled after the writes (under 5 % of a core for a second, at most 3 min;
+// printed): its snapshotting and compaction of what was just written is not the rollup's cost.
+//
 // Also the scheduled job's steady state (rollup/service.ts): a run rolls up today and `lateDays` finished days
 // every `everyMs`; printed is what one more run over the same, already rolled-up day costs.
 import { loadavg } from 'node:os';
@@ -20,7 +23,7 @@ import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
 import { Rollup } from '../rollup/rollup.js';
 import { buildCity, rawDayPoints } from './fixtures.js';
-import { cpuSeconds } from './snmp-peers.js';
+import { cpuSeconds, settled } from './snmp-peers.js';
 
 const { values } = parseArgs({
   options: {
@@ -123,11 +126,12 @@ try {
   for (const { scale, write, roll } of stages) {
     const w = await writeRaw(write);
     if (!SCALES.has(scale)) continue;
+    const idleS = await settled(influxd.pid!, 180);
     const rollup = rollupOf(sliceOf([...roll]));
     const first = await measured(() => rollup.day(DATE));
     const r = first.result;
     console.log(
-      `${line(`rollup of one ${scale}-day (${fmt(r.schools)} schools, ${fmt(r.devices)} devices, ${fmt(rawPoints)} raw points in the database, written in ${w.wallS.toFixed(0)} s; ${r.windows} period windows)`, first)}; load ${loadavg()
+      `${line(`rollup of one ${scale}-day (${fmt(r.schools)} schools, ${fmt(r.devices)} devices, ${fmt(rawPoints)} raw points in the database, written in ${w.wallS.toFixed(0)} s, influxd settled ${idleS.toFixed(0)} s later; ${r.windows} period windows)`, first)}; load ${loadavg()
         .map((x) => x.toFixed(2))
         .join(' ')}`,
     );

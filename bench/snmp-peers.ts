@@ -31,6 +31,18 @@ export function cpuSeconds(pid: number): number {
   return processCpuSeconds(pid).own;
 }
 
+/** Seconds until process `pid` used under 5 % of a core over one second (polled; at most `maxS`). */
+export async function settled(pid: number, maxS: number): Promise<number> {
+  const t0 = performance.now();
+  let last = cpuSeconds(pid);
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const now = cpuSeconds(pid);
+    if (now - last < 0.05 || performance.now() - t0 > maxS * 1000) return (performance.now() - t0) / 1000;
+    last = now;
+  }
+}
+
 /** CPU seconds of this process's reaped children. */
 export function reapedChildrenCpuSeconds(): number {
   return processCpuSeconds('self').children;

@@ -39,6 +39,8 @@ export interface RollupDeps {
    * it every call reads every window (backfills, the CLI).
    */
   keep?: { settleMs: number };
+  /** Bucket rows per statement at most (`readWindows`; default `ROW_BUDGET`; smaller in tests). */
+  rowBudget?: number;
 }
 
 export interface DayResult {
@@ -223,28 +225,6 @@ export class Rollup {
     for (const [k, v] of mine) if (v.keptAt <= latest + settleMs) this.kept.delete(k);
   }
 
-  /** A window's results: kept ones, or read now (and kept when the window is final). */
-  private async windowData<T extends WindowData | OutsideData>(
-    kind: 't' | 'o',
-    w: Window,
-    date: string,
-    nowMs: number,
-    read: () => Promise<T>,
-    counts: { read: number; reused: number },
-  ): Promise<T> {
-    const k = `${kind}${w.startMs}-${w.endMs}`;
-    const hit = this.kept.get(k);
-    if (hit) {
-      counts.reused++;
-      return hit.data as T;
-    }
-    counts.read++;
-    const data = await read();
-    if (this.deps.keep && nowMs >= w.endMs + this.deps.keep.settleMs)
-      this.kept.set(k, { date, keptAt: nowMs, data });
-    return data;
-  }
-
   /**
    * Rolls up one local date. Only class periods that have ended by `nowMs` count, so "today so far" is rolled
    * up honestly (a period still to come is neither up nor down); a later run completes the day. Time outside
@@ -307,23 +287,40 @@ export class Rollup {
       schoolOutside.set(s.id, out);
     }
 
-    // One request per window: teaching windows — display use, faults, host presence, uplink buckets; the
-    // windows outside — display on and host presence.
-    // With RollupDeps.keep, final windows are read once and their results reused (docs/scale.md).
+    // The windows not kept are read together (readWindows): display and host over one span per group of
+    // schools, uplink and probe per teaching window. With RollupDeps.keep, final windows are read once and their
+    // results reused (docs/scale.md).
     if (this.deps.keep) await this.dropLate(date);
-    const counts = { read: 0, reused: 0 };
     const perWindow = new Map<Window, WindowData>();
-    for (const w of windows.values())
-      perWindow.set(
-        w,
-        await this.windowData('t', w, date, nowMs, () => readTeachingWindow(storage, bucketS, w), counts),
-      );
     const perOutside = new Map<Window, OutsideData>();
-    for (const w of outside.values())
-      perOutside.set(
-        w,
-        await this.windowData('o', w, date, nowMs, () => readOutsideWindow(storage, bucketS, w), counts),
-      );
+    const toRead: WindowSet = { teaching: [], outside: [] };
+    for (const [kind, all, into, list] of [
+      ['t', windows, perWindow, toRead.teaching],
+      ['o', outside, perOutside, toRead.outside],
+    ] as const)
+      for (const w of all.values()) {
+        const hit = this.kept.get(`${kind}${w.startMs}-${w.endMs}`);
+        if (hit) (into as Map<Window, WindowData | OutsideData>).set(w, hit.data);
+        else list.push(w);
+      }
+    const read = toRead.teaching.length + toRead.outside.length;
+    const counts = { read, reused: windows.size + outside.size - read };
+    const schools = [...schoolOutside].map(([id, out]) => ({
+      id,
+      teaching: schoolWindows.get(id) ?? [],
+      outside: out,
+      devices: reg.devicesBySchool.get(id)?.length ?? 0,
+    }));
+    const got = await readWindows(storage, bucketS, toRead, schools, this.deps.rowBudget);
+    for (const [kind, results, into] of [
+      ['t', got.teaching, perWindow],
+      ['o', got.outside, perOutside],
+    ] as const)
+      for (const [w, data] of results) {
+        (into as Map<Window, WindowData | OutsideData>).set(w, data);
+        if (this.deps.keep && nowMs >= w.endMs + this.deps.keep.settleMs)
+          this.kept.set(`${kind}${w.startMs}-${w.endMs}`, { date, keptAt: nowMs, data });
+      }
 
     const points: AnyPoint[] = [];
     const ts = dayStartMs;
@@ -488,65 +485,273 @@ export class Rollup {
   }
 }
 
+export interface WindowSet {
+  teaching: Window[];
+  outside: Window[];
+}
+
+/** A school's windows of the day and its registered devices (how many rows a read of it may return). */
+export interface SchoolWindows {
+  id: string;
+  teaching: readonly Window[];
+  outside: readonly Window[];
+  devices: number;
+}
+
+/** A finer grid than this (edges at odd seconds) reads each window on its own instead (`readWindows`). */
+const MIN_GRID_MS = 60_000;
+
+/** Bucket rows per statement a response may hold at most, summed over a group of schools (`readWindows`). */
+export const ROW_BUDGET = 400_000;
+
 /**
- * A teaching window's readings for all devices: per (school, device) the display's buckets on, in use, on but
- * unused, with activity evidence and with faults, the host's reporting buckets, and the uplink and probe
- * buckets. Every statement buckets raw points with a plain `GROUP BY time` — no subquery: InfluxDB 1.6 spends
- * several times more on a subquery's outer aggregate than on the bucketing itself (docs/scale.md) — and the
- * buckets are counted here. Read in bucket-aligned slices (`slices`), so a response holds at most
- * `SLICE_BUCKETS` buckets per device.
+ * Reads the windows of one day for every school that has them. Display (on, in use, faults, activity) and
+ * host presence are read for all the windows at once: one span from the first window's start to the last's end,
+ * bucketed with a plain `GROUP BY time` on a grid every window edge lies on, per group of schools (`school = …
+ * OR …`, at most `rowBudget` bucket rows per statement), and each row is given here to the windows of its own
+ * school that contain it — so every series is read once per call, not once per window (InfluxDB 1.6 pays per
+ * series and statement; docs/scale.md). No subqueries: the buckets are counted here. Where an edge is not on a
+ * whole-second grid of the bucket, each window is its own span, bucketed by `bucketS` and clipped by its range,
+ * as before. Uplink and probe buckets (one device per school) are read per teaching window.
  */
-export async function readTeachingWindow(storage: Storage, bucketS: number, w: Window): Promise<WindowData> {
-  const data: WindowData = {
-    display: new Map(),
-    faulty: new Map(),
-    host: new Map(),
-    uplink: new Map(),
-    probe: new Map(),
-  };
-  const activity = new Map<string, number>();
+export async function readWindows(
+  storage: Storage,
+  bucketS: number,
+  windows: WindowSet,
+  schools: readonly SchoolWindows[],
+  rowBudget: number = ROW_BUDGET,
+): Promise<{ teaching: Map<Window, WindowData>; outside: Map<Window, OutsideData> }> {
+  const teaching = new Map<Window, WindowData>();
+  const outside = new Map<Window, OutsideData>();
+  for (const w of windows.teaching)
+    teaching.set(w, {
+      display: new Map(),
+      faulty: new Map(),
+      host: new Map(),
+      uplink: new Map(),
+      probe: new Map(),
+    });
+  for (const w of windows.outside) outside.set(w, { on: new Map(), host: new Map() });
+  const all = [...windows.teaching, ...windows.outside];
+  if (all.length === 0) return { teaching, outside };
+  const bucketMs = bucketS * 1000;
+  const gridMs = commonGrid(all, bucketMs);
+  const spans: { startMs: number; endMs: number; gridMs: number }[] =
+    gridMs >= MIN_GRID_MS
+      ? [
+          {
+            startMs: Math.min(...all.map((w) => w.startMs)),
+            endMs: Math.max(...all.map((w) => w.endMs)),
+            gridMs,
+          },
+        ]
+      : all.map((w) => ({ startMs: w.startMs, endMs: w.endMs, gridMs: bucketMs }));
+  const activity = new Map<Window, Map<string, number>>();
+  for (const span of spans) {
+    // Per school, its windows being read that lie in the span (all of them, with one span).
+    const inSpan = (list: readonly Window[], reading: Map<Window, unknown>) =>
+      list.filter((w) => reading.has(w) && w.startMs >= span.startMs && w.endMs <= span.endMs);
+    const perSchool = new Map<string, SchoolRead>();
+    for (const s of schools) {
+      const t = inSpan(s.teaching, teaching);
+      const o = inSpan(s.outside, outside);
+      if (t.length + o.length > 0) perSchool.set(s.id, { teaching: t, outside: o });
+    }
+    const rowsPerDevice = Math.ceil((span.endMs - span.startMs) / span.gridMs);
+    const g = raw(`${span.gridMs / 1000}s`);
+    const range = iql`time >= ${timeMs(span.startMs)} AND time < ${timeMs(span.endMs)}`;
+    const per = raw(iql`GROUP BY time(${g}), school, device fill(none)`);
+    for (const group of schoolGroups(schools, perSchool, rowsPerDevice, rowBudget)) {
+      const where = raw(`(${group.map((id) => iql`school = ${id}`).join(' OR ')}) AND ${range}`);
+      const [display = [], active = [], host = []] = await storage.query(
+        [
+          // Per bucket: on and in use when any reading of the bucket was (max); faulty when any reported errors.
+          iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u, max(error_count) AS f FROM display WHERE ${where} ${per}`,
+          // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
+          iql`SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} ${per}`,
+          iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
+        ].join('; '),
+      );
+      const mine = (s: Series) => perSchool.get(s.tags.school ?? '');
+      for (const s of display) {
+        const ws = mine(s);
+        if (!ws) continue;
+        const [o, u, f] = [s.columns.indexOf('o'), s.columns.indexOf('u'), s.columns.indexOf('f')];
+        const k = key(s);
+        for (const w of ws.teaching) {
+          const cells = cellsOf(s, w, span.gridMs, bucketMs, (cell, v) => {
+            cell.o = maxOf(cell.o, numOrNull(v[o]));
+            cell.u = maxOf(cell.u, numOrNull(v[u]));
+            cell.f = maxOf(cell.f, numOrNull(v[f]));
+          });
+          let d: DisplayWindow | undefined;
+          let faulty = 0;
+          for (const c of cells) {
+            // A device with display readings saying on or in use has display figures (the former `count(o)` row).
+            if (c.o !== null || c.u !== null) d ??= { online: 0, on: 0, use: 0, unused: 0, activity: 0 };
+            if (d && c.o !== null) {
+              d.online++;
+              d.on += c.o;
+              if (c.o === 1 && c.u === 0) d.unused++;
+            }
+            if (d && c.u !== null) d.use += c.u;
+            if (c.f !== null && c.f > 0) faulty++;
+          }
+          const data = teaching.get(w)!;
+          if (d) data.display.set(k, d);
+          if (faulty > 0) data.faulty.set(k, faulty);
+        }
+        for (const w of ws.outside) {
+          let on: number | undefined;
+          for (const c of cellsOf(s, w, span.gridMs, bucketMs, (cell, v) => {
+            cell.o = maxOf(cell.o, numOrNull(v[o]));
+          }))
+            if (c.o !== null) on = (on ?? 0) + c.o;
+          if (on !== undefined) outside.get(w)!.on.set(k, on);
+        }
+      }
+      /** Buckets with a positive `column` per window of the series' school, into that window's map. */
+      const present = (
+        list: Series[],
+        column: string,
+        targets: (ws: SchoolRead) => [Window, Map<string, number>][],
+      ) => {
+        for (const s of list) {
+          const ws = mine(s);
+          if (!ws) continue;
+          const c = s.columns.indexOf(column);
+          for (const [w, into] of targets(ws)) {
+            const n = cellsOf(s, w, span.gridMs, bucketMs, (cell, v) => {
+              if (typeof v[c] === 'number' && v[c] > 0) cell.o = 1;
+            }).filter((cell) => cell.o === 1).length;
+            if (n > 0) into.set(key(s), n);
+          }
+        }
+      };
+      present(active, 'a', (ws) => ws.teaching.map((w) => [w, mapOf(activity, w)]));
+      present(host, 'c', (ws) => [
+        ...ws.teaching.map((w): [Window, Map<string, number>] => [w, teaching.get(w)!.host]),
+        ...ws.outside.map((w): [Window, Map<string, number>] => [w, outside.get(w)!.host]),
+      ]);
+    }
+  }
+  for (const [w, data] of teaching) {
+    const act = activity.get(w);
+    for (const [k, d] of data.display) d.activity = act?.get(k) ?? 0;
+  }
+  for (const w of windows.teaching) await readUplink(storage, bucketS, w, teaching.get(w)!);
+  return { teaching, outside };
+}
+
+/** A school's windows being read in one span. */
+interface SchoolRead {
+  teaching: Window[];
+  outside: Window[];
+}
+
+type DisplayWindow = WindowData['display'] extends Map<string, infer D> ? D : never;
+
+/** One bucket of one window of one device: the maxima of its rows (sub-buckets of the read's grid). */
+interface Cell {
+  o: number | null;
+  u: number | null;
+  f: number | null;
+}
+
+/**
+ * The buckets of window `w` in series `s` (one device, rows in time order): each row whose grid cell
+ * `[time, time + gridMs)` meets the window is folded into its bucket's cell by `fold`. Either the window's
+ * edges lie on the grid, so a row is in the window or not as a whole, or the read was of this window alone
+ * (clipped by its range) and every row of it meets the window — its first one dated at the bucket's start,
+ * before the window's.
+ */
+function cellsOf(
+  s: Series,
+  w: Window,
+  gridMs: number,
+  bucketMs: number,
+  fold: (cell: Cell, v: unknown[]) => void,
+): Cell[] {
+  const t = s.columns.indexOf('time');
+  const out: Cell[] = [];
+  let bucket = Number.NaN;
+  let cell: Cell | undefined;
+  // The first row at or after the window's start (rows are in time order).
+  let lo = 0;
+  for (let hi = s.values.length; lo < hi; ) {
+    const mid = (lo + hi) >>> 1;
+    if (timeOf(s.values[mid]![t]) + gridMs <= w.startMs) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo; i < s.values.length; i++) {
+    const v = s.values[i]!;
+    const at = timeOf(v[t]);
+    if (at >= w.endMs) break;
+    const b = Math.floor(at / bucketMs);
+    if (b !== bucket || !cell) {
+      bucket = b;
+      cell = { o: null, u: null, f: null };
+      out.push(cell);
+    }
+    fold(cell, v);
+  }
+  return out;
+}
+
+/**
+ * The coarsest grid (ms, dividing the bucket) that every edge of `windows` lies on, counted from the epoch as
+ * InfluxDB's `GROUP BY time` counts; 0 when an edge is not on a whole second.
+ */
+function commonGrid(windows: readonly Window[], bucketMs: number): number {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  let g = bucketMs / 1000;
+  for (const w of windows)
+    for (const edge of [w.startMs, w.endMs]) {
+      const off = ((edge % bucketMs) + bucketMs) % bucketMs;
+      if (off % 1000 !== 0) return 0;
+      g = gcd(g, off / 1000);
+    }
+  return g * 1000;
+}
+
+/** Schools with windows in the span, in registry order, grouped so that devices × rows per device ≤ budget. */
+function schoolGroups(
+  schools: readonly SchoolWindows[],
+  reading: Map<string, unknown>,
+  rowsPerDevice: number,
+  budget: number,
+): string[][] {
+  const groups: string[][] = [];
+  let group: string[] = [];
+  let rows = 0;
+  for (const s of schools) {
+    if (!reading.has(s.id)) continue;
+    const r = Math.max(1, s.devices) * rowsPerDevice;
+    if (group.length > 0 && rows + r > budget) {
+      groups.push(group);
+      group = [];
+      rows = 0;
+    }
+    group.push(s.id);
+    rows += r;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}
+
+/** A teaching window's uplink and probe buckets (one carrying device per school; few series), in slices. */
+async function readUplink(storage: Storage, bucketS: number, w: Window, data: WindowData): Promise<void> {
   const b = raw(`${bucketS}s`);
   for (const [startMs, endMs] of slices(w, bucketS * 1000)) {
     const where = raw(iql`time >= ${timeMs(startMs)} AND time < ${timeMs(endMs)}`);
     const per = raw(iql`GROUP BY time(${b}), school, device fill(none)`);
-    const [display = [], active = [], host = [], uplink = [], probe = []] = await storage.query(
+    const [uplink = [], probe = []] = await storage.query(
       [
-        // Per bucket: on and in use when any reading of the bucket was (max); faulty when any reported errors.
-        iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u, max(error_count) AS f FROM display WHERE ${where} ${per}`,
-        // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
-        iql`SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} ${per}`,
-        iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
         iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} ${per}`,
         // Link quality (docs/links.md): per bucket the worst loss, RTT and jitter of the probes, and whether any answered.
         iql`SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${where} ${per}`,
       ].join('; '),
     );
-    for (const s of display) {
-      const [o, u, f] = [s.columns.indexOf('o'), s.columns.indexOf('u'), s.columns.indexOf('f')];
-      const k = key(s);
-      let d = data.display.get(k);
-      let faulty = 0;
-      for (const v of s.values) {
-        const on = v[o];
-        const use = v[u];
-        if (typeof on === 'number') {
-          // A device with display readings has display figures, even if none of them said on or off.
-          d ??= { online: 0, on: 0, use: 0, unused: 0, activity: 0 };
-          d.online++;
-          d.on += on;
-          if (on === 1 && use === 0) d.unused++;
-        }
-        if (typeof use === 'number') {
-          d ??= { online: 0, on: 0, use: 0, unused: 0, activity: 0 };
-          d.use += use;
-        }
-        if (typeof v[f] === 'number' && (v[f] as number) > 0) faulty++;
-      }
-      if (d) data.display.set(k, d);
-      if (faulty > 0) data.faulty.set(k, (data.faulty.get(k) ?? 0) + faulty);
-    }
-    for (const s of active) addTo(activity, key(s), countPositive(s, 'a'));
-    for (const s of host) addTo(data.host, key(s), countPositive(s, 'c'));
     groupBySchoolDevice(uplink, data.uplink, (ci) => {
       const [t, ui, uo, up, sp] = [ci('time'), ci('ui'), ci('uo'), ci('up'), ci('sp')];
       return (v) => ({
@@ -575,37 +780,17 @@ export async function readTeachingWindow(storage: Storage, bucketS: number, w: W
       };
     });
   }
-  for (const [k, d] of data.display) d.activity = activity.get(k) ?? 0;
-  return data;
 }
 
-/** Outside teaching time: per device, buckets its display was on, and buckets its host reported (as above). */
-export async function readOutsideWindow(storage: Storage, bucketS: number, w: Window): Promise<OutsideData> {
-  const data: OutsideData = { on: new Map(), host: new Map() };
-  const b = raw(`${bucketS}s`);
-  for (const [startMs, endMs] of slices(w, bucketS * 1000)) {
-    const where = raw(iql`time >= ${timeMs(startMs)} AND time < ${timeMs(endMs)}`);
-    const per = raw(iql`GROUP BY time(${b}), school, device fill(none)`);
-    const [display = [], host = []] = await storage.query(
-      [
-        iql`SELECT max(${ident('on')}) AS o FROM display WHERE ${where} ${per}`,
-        iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
-      ].join('; '),
-    );
-    for (const s of display) {
-      const o = s.columns.indexOf('o');
-      let on = 0;
-      let any = false;
-      for (const v of s.values)
-        if (typeof v[o] === 'number') {
-          any = true;
-          on += v[o] as number;
-        }
-      if (any) addTo(data.on, key(s), on);
-    }
-    for (const s of host) addTo(data.host, key(s), countPositive(s, 'c'));
+const numOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
+
+function mapOf<K, V>(m: Map<K, Map<string, V>>, k: K): Map<string, V> {
+  let inner = m.get(k);
+  if (!inner) {
+    inner = new Map();
+    m.set(k, inner);
   }
-  return data;
+  return inner;
 }
 
 /** Most buckets per device in one response (a window longer than this is read in slices). */
@@ -624,18 +809,6 @@ function slices(w: Window, bucketMs: number): [number, number][] {
     a = b;
   }
   return out;
-}
-
-/** Rows of `s` whose `column` is a positive number (buckets with a count). */
-function countPositive(s: Series, column: string): number {
-  const c = s.columns.indexOf(column);
-  let n = 0;
-  for (const v of s.values) if (typeof v[c] === 'number' && (v[c] as number) > 0) n++;
-  return n;
-}
-
-function addTo(m: Map<string, number>, k: string, n: number): void {
-  m.set(k, (m.get(k) ?? 0) + n);
 }
 
 /** One uplink bucket of one device. */

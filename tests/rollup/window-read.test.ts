@@ -5,8 +5,8 @@ import type { Series, Storage } from '../../common/storage/index.js';
 import type { AnyPoint } from '../../contracts/influx.js';
 import {
   type OutsideData,
-  readOutsideWindow,
-  readTeachingWindow,
+  readWindows,
+  type SchoolWindows,
   type Window,
   type WindowData,
 } from '../../rollup/rollup.js';
@@ -152,16 +152,67 @@ function first(s: Series, column: string): number {
 
 /** What the rollup uses of a window's figures: entries of zero are the same as none (`?? 0`), except display. */
 const figures = (m: Map<string, number>) => new Map([...m].filter(([, n]) => n !== 0));
+/** Only the entries of these schools' devices. */
+function only<V>(m: Map<string, V>, schools: readonly string[]): Map<string, V> {
+  return new Map([...m].filter(([k]) => schools.some((s) => k.startsWith(entityKey(s, '')))));
+}
 
-const at = (h: number, m = 0, s = 0) => DAY0 + ((h * 60 + m) * 60 + s) * 1000;
-const WINDOWS: [string, Window][] = [
-  ['aligned period', { startMs: at(8), endMs: at(8, 45), buckets: 9 }],
-  ['unaligned period', { startMs: at(8, 3, 17), endMs: at(8, 48, 1), buckets: 10 }],
-  ['a long span, read in slices', { startMs: at(6, 58), endMs: at(12, 1), buckets: 62 }],
-  ['an empty span', { startMs: at(20), endMs: at(21), buckets: 12 }],
+const at = (day: number, h: number, m = 0, s = 0) => DAY0 + day * 86_400_000 + ((h * 60 + m) * 60 + s) * 1000;
+const win = (startMs: number, endMs: number): Window => ({ startMs, endMs, buckets: 0 });
+/** One window per school of a day, or several: the cases the rollup meets. */
+const CASES: [
+  string,
+  (day: number) => { a: { t: Window[]; o: Window[] }; b: { t: Window[]; o: Window[] } },
+][] = [
+  [
+    'one aligned period, both schools',
+    (d) => {
+      const p = win(at(d, 8), at(d, 8, 45));
+      return { a: { t: [p], o: [] }, b: { t: [p], o: [] } };
+    },
+  ],
+  [
+    'one unaligned period (each window its own read)',
+    (d) => {
+      const p = win(at(d, 8, 3, 17), at(d, 8, 48, 1));
+      return { a: { t: [p], o: [] }, b: { t: [p], o: [] } };
+    },
+  ],
+  [
+    'a whole day: periods and the outside windows of two timetables',
+    (d) => {
+      const [p1, p2, p3, p4] = [
+        win(at(d, 8), at(d, 8, 45)),
+        win(at(d, 8, 55), at(d, 9, 40)),
+        win(at(d, 8, 50), at(d, 9, 35)),
+        win(at(d, 10, 0), at(d, 11, 30)),
+      ];
+      return {
+        a: { t: [p1, p2, p4], o: [win(at(d, 0), at(d, 8)), win(at(d, 11, 30), at(d, 24))] },
+        b: { t: [p1, p3], o: [win(at(d, 0), at(d, 8)), win(at(d, 9, 35), at(d, 24))] },
+      };
+    },
+  ],
+  [
+    'a day with one unaligned period among aligned ones',
+    (d) => {
+      const [p1, p2] = [win(at(d, 8), at(d, 8, 45)), win(at(d, 9, 2, 30), at(d, 9, 40))];
+      return {
+        a: { t: [p1, p2], o: [win(at(d, 11, 0), at(d, 24))] },
+        b: { t: [p1], o: [win(at(d, 0), at(d, 8))] },
+      };
+    },
+  ],
+  [
+    'a day without school (one outside window) and an empty span',
+    (d) => ({
+      a: { t: [win(at(d, 20), at(d, 21))], o: [win(at(d, 0), at(d, 24))] },
+      b: { t: [], o: [win(at(d, 0), at(d, 24))] },
+    }),
+  ],
 ];
 
-describe('rollup: a window read with plain statements equals the subquery reading', () => {
+describe('rollup: windows read with plain statements equal the subquery reading', () => {
   let influxd: Influxd;
   let storage: Storage;
   beforeAll(async () => {
@@ -178,42 +229,56 @@ describe('rollup: a window read with plain statements equals the subquery readin
   });
 
   for (const seed of [1, 2, 3])
-    for (const [name, w0] of WINDOWS)
-      it(`day ${seed}, ${name}`, async () => {
-        const shift = (seed - 1) * 86_400_000;
-        const w = { ...w0, startMs: w0.startMs + shift, endMs: w0.endMs + shift };
-        const [got, want] = [
-          await readTeachingWindow(storage, BUCKET_S, w),
-          await referenceTeaching(storage, w),
-        ];
-        expect(got.display).toEqual(want.display);
-        expect(figures(got.faulty)).toEqual(figures(want.faulty));
-        expect(figures(got.host)).toEqual(figures(want.host));
-        const [out, outWant] = [
-          await readOutsideWindow(storage, BUCKET_S, w),
-          await referenceOutside(storage, w),
-        ];
-        expect(out.on).toEqual(outWant.on);
-        expect(figures(out.host)).toEqual(figures(outWant.host));
-        if (name === 'an empty span') expect(got.display.size + got.host.size + out.on.size).toBe(0);
-        else expect(got.display.size).toBeGreaterThan(4);
-        if (name === 'a long span, read in slices') {
-          // The data exercise every figure: buckets unused, with activity evidence, with faults, host-only.
-          const sum = (f: (d: WindowData['display'] extends Map<string, infer D> ? D : never) => number) =>
-            [...want.display.values()].reduce((a, d) => a + f(d), 0);
-          expect(sum((d) => d.unused) * sum((d) => d.activity) * sum((d) => d.use)).toBeGreaterThan(0);
-          expect([...want.faulty.values()].some((n) => n > 0)).toBe(true);
-          expect(want.host.size).toBeGreaterThan(0);
-        }
-      });
+    for (const [name, make] of CASES)
+      for (const rowBudget of [400_000, 1])
+        it(`day ${seed}, ${name}${rowBudget === 1 ? ', one school per read' : ''}`, async () => {
+          const { a, b } = make(seed - 1);
+          const schools: SchoolWindows[] = [
+            { id: SCHOOLS[0]!, teaching: a.t, outside: a.o, devices: 8 },
+            { id: SCHOOLS[1]!, teaching: b.t, outside: b.o, devices: 8 },
+          ];
+          // Distinct window objects, as the rollup has them (one per range and kind).
+          const teaching = [...new Set([...a.t, ...b.t])];
+          const outside = [...new Set([...a.o, ...b.o])];
+          const got = await readWindows(storage, BUCKET_S, { teaching, outside }, schools, rowBudget);
+          let displays = 0;
+          for (const w of teaching) {
+            const mine = schools.filter((s) => s.teaching.includes(w)).map((s) => s.id);
+            const want = await referenceTeaching(storage, w);
+            const data = got.teaching.get(w)!;
+            expect(data.display).toEqual(only(want.display, mine));
+            expect(figures(data.faulty)).toEqual(only(figures(want.faulty), mine));
+            expect(figures(data.host)).toEqual(only(figures(want.host), mine));
+            displays += data.display.size;
+          }
+          for (const w of outside) {
+            const mine = schools.filter((s) => s.outside.includes(w)).map((s) => s.id);
+            const want = await referenceOutside(storage, w);
+            expect(got.outside.get(w)!.on).toEqual(only(want.on, mine));
+            expect(figures(got.outside.get(w)!.host)).toEqual(only(figures(want.host), mine));
+            displays += got.outside.get(w)!.on.size;
+          }
+          if (!name.includes('empty')) expect(displays).toBeGreaterThan(4);
+        });
 
-  it('a long window is read in bucket-aligned slices, each bucket once', async () => {
-    const w = { startMs: at(7, 1), endMs: at(11, 59), buckets: 60 };
-    const got = await readTeachingWindow(storage, BUCKET_S, w);
-    // Uplink buckets of a device: one row per bucket time, none twice across slices.
+  it('the random days exercise every figure: unused, activity, use, faults, host-only devices', async () => {
+    const want = await referenceTeaching(storage, win(at(0, 6, 58), at(0, 12, 1)));
+    const sum = (f: (d: WindowData['display'] extends Map<string, infer D> ? D : never) => number) =>
+      [...want.display.values()].reduce((n, d) => n + f(d), 0);
+    expect(sum((d) => d.unused) * sum((d) => d.activity) * sum((d) => d.use)).toBeGreaterThan(0);
+    expect([...want.faulty.values()].some((n) => n > 0)).toBe(true);
+    expect(want.host.size).toBeGreaterThan(0);
+  });
+
+  it('a long teaching window is read in bucket-aligned slices for its uplink, each bucket once', async () => {
+    const w = win(at(0, 7, 1), at(0, 11, 59));
+    const schools = SCHOOLS.map((id) => ({ id, teaching: [w], outside: [], devices: 8 }));
+    const got = (await readWindows(storage, BUCKET_S, { teaching: [w], outside: [] }, schools)).teaching.get(
+      w,
+    )!;
+    expect(got.uplink.size).toBe(2);
     for (const perDevice of got.uplink.values())
       for (const rows of perDevice.values())
         expect(new Set(rows.map((r) => r.timeMs)).size).toBe(rows.length);
-    expect(got.uplink.size).toBe(2);
   });
 });
