@@ -246,6 +246,8 @@ export interface CollectorStats {
    * the flap guard (flap_limit), a reading's invalid `activity` block (activity_invalid: the rest is kept).
    */
   dropped: Partial<Record<LimitDropReason, number>>;
+  /** Readings stored more than `lateAfterS` after their time (each makes the rollup read its day again). */
+  late: number;
 }
 
 export interface CollectorDeps {
@@ -307,6 +309,7 @@ export class Collector implements Service {
     unassigned: 0,
     mismatches: {},
     dropped: {},
+    late: 0,
   };
 
   constructor(
@@ -358,6 +361,11 @@ export class Collector implements Service {
         name: 'cfm_collector_entries_dropped_total',
         help: 'Parts of accepted messages dropped: NIC/interface entries and events with names beyond the per-device bound (name_limit), status_change events beyond the flap guard (flap_limit), invalid activity blocks of readings otherwise kept (activity_invalid)',
         labelNames: ['reason'],
+        registers: [r],
+      }),
+      late: new Counter({
+        name: 'cfm_collector_late_readings_total',
+        help: 'Readings stored more than collector.lateAfterS after their time (a spool replay, or a clock behind): each marks its day for the rollup to read again',
         registers: [r],
       }),
       latency: new Histogram({
@@ -572,7 +580,6 @@ export class Collector implements Service {
    * per date and 10 s. The scheduled rollup reads that day's raw points again when it sees it (docs/scale.md).
    */
   private markLate(ts: number, now: number): void {
-    if (now - ts <= this.config.lateAfterS * 1000) return;
     const date = localDate(ts);
     const at = Math.ceil(now / 10_000) * 10_000;
     if (this.lateMarked.get(date) === at) return;
@@ -662,8 +669,20 @@ export class Collector implements Service {
         break;
       }
     }
-    if (channel === 'telemetry' || channel === 'iface' || channel === 'probe')
-      this.markLate((msg as TopicPayloads['telemetry' | 'iface' | 'probe']).ts, now);
+    if (channel === 'telemetry' || channel === 'iface' || channel === 'probe') {
+      const ts = (msg as TopicPayloads['telemetry' | 'iface' | 'probe']).ts;
+      if (now - ts > this.config.lateAfterS * 1000) {
+        this.counts.late++;
+        this.m.late.inc();
+        // A device whose readings are all late (its clock behind) makes the rollup read today at every run.
+        if (bounds.once('late'))
+          this.deps.log.info(
+            { school, device, channel, ts: new Date(ts).toISOString(), now: new Date(now).toISOString() },
+            'reading stored late (older than collector.lateAfterS): a spool replay after an outage, or the device clock is behind; its day is marked for the rollup to read again (late_data); logged once per device',
+          );
+        this.markLate(ts, now);
+      }
+    }
     if (tr) this.record(tr);
   }
 

@@ -341,6 +341,7 @@ describe('collector on a real Mosquitto and InfluxDB', () => {
       unassigned: 1, // school S1 is not in the registry
       mismatches: {},
       dropped: {},
+      late: 0,
     });
     await c.storage.drain();
     expect(await c.storage.rows('SELECT count(cpu_pct) FROM host')).toMatchObject([{ count: 1 }]);

@@ -8,7 +8,7 @@ import type { AnyPoint } from '../../contracts/influx.js';
 import type { Registry } from '../../contracts/registry.js';
 import { buildTopic } from '../../contracts/topics.js';
 import { Rollup } from '../../rollup/rollup.js';
-import { Influxd, testStorage } from '../helpers/influx.js';
+import { captureLogger, Influxd, testStorage } from '../helpers/influx.js';
 
 /**
  * The scheduled rollup keeps the results of final windows (docs/scale.md, "Rollups: each raw point read about
@@ -155,12 +155,17 @@ describe('the scheduled rollup reads each window once', () => {
     await r.day(DAY, LATER);
     // A spool replay: the third period's readings arrive at LATER + 1 h, in use, through a real collector.
     const arrival = LATER + 3_600_000;
+    const logged = captureLogger('collector');
     const collector = new Collector(collectorConfigSchema.parse({ metrics: { port: 0 } }), {
-      log: silentLogger(),
+      log: logged.log,
       storage,
       now: () => arrival,
     });
-    for (let ts = at('10:00') + 60_000; ts < at('10:45'); ts += 300_000)
+    // One reading on time (not late), then the replay.
+    for (const ts of [
+      arrival - 5_000,
+      ...Array.from({ length: 9 }, (_, i) => at('10:00') + 60_000 + i * 300_000),
+    ])
       collector.handle(
         buildTopic({ school: SCHOOL, device: 'pn-1', channel: 'telemetry' }),
         Buffer.from(
@@ -177,6 +182,9 @@ describe('the scheduled rollup reads each window once', () => {
     await storage.flush();
     const [marks = []] = await storage.query(`SELECT n FROM late_data WHERE "date" = '${DAY}'`);
     expect(marks[0]?.values).toHaveLength(1); // nine readings, one marker
+    // Counted, and said once for the device (a clock behind would make every reading late).
+    expect(collector.stats()).toMatchObject({ accepted: 10, late: 9 });
+    expect(logged.lines.filter((l) => String(l.msg).startsWith('reading stored late'))).toHaveLength(1);
 
     // Not seen until then: the kept windows are reused (this is what the marker is for).
     const again = await r.day(DAY, arrival + 60_000);
