@@ -245,6 +245,7 @@ async function rollup(args: string[]): Promise<void> {
       calendars: () => calendars,
       log,
       bucketS: rollupConfigOf(c, log).bucketS,
+      readsInFlight: rollupConfigOf(c, log).readsInFlight,
     });
     await r.range(from, to);
   } finally {

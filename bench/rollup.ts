@@ -21,6 +21,7 @@ import { influxConfigSchema } from '../common/storage/config.js';
 import { Storage } from '../common/storage/storage.js';
 import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
+import { rollupConfigSchema } from '../rollup/config.js';
 import { Rollup } from '../rollup/rollup.js';
 import { buildCity, rawDayPoints } from './fixtures.js';
 import { cpuSeconds, settled } from './snmp-peers.js';
@@ -112,6 +113,7 @@ try {
       log,
       bucketS: 300,
       keep: { settleMs: 7_200_000 },
+      readsInFlight: rollupConfigSchema.parse({}).readsInFlight,
     });
   };
   const line = (what: string, m: Awaited<ReturnType<typeof measured>>) =>

@@ -30,6 +30,15 @@ export const rollupFields = {
     .describe(
       "A window of a day (a class period, the time around them) is read from raw points once it ended this long ago, and its results reused by later runs until a collector's `late_data` marker names its date (docs/scale.md). At least the collectors' `lateAfterS` plus their `influx.maxRetryTimeMs` (default 600 s + 1 h).",
     ),
+  readsInFlight: z
+    .number()
+    .int()
+    .min(1)
+    .max(8)
+    .default(2)
+    .describe(
+      "Queries a rollup keeps in flight to InfluxDB while it reads a day (each one group of schools, at most 400,000 bucket rows): more uses more of InfluxDB's cores, and holds more responses in this process's memory.",
+    ),
   attainmentWindowDays: z
     .number()
     .int()

@@ -41,6 +41,8 @@ export interface RollupDeps {
   keep?: { settleMs: number };
   /** Bucket rows per statement at most (`readWindows`; default `ROW_BUDGET`; smaller in tests). */
   rowBudget?: number;
+  /** Group queries in flight at once (`readWindows`; `rollup.readsInFlight`, default 1). */
+  readsInFlight?: number;
 }
 
 export interface DayResult {
@@ -311,7 +313,10 @@ export class Rollup {
       outside: out,
       devices: reg.devicesBySchool.get(id)?.length ?? 0,
     }));
-    const got = await readWindows(storage, bucketS, toRead, schools, this.deps.rowBudget);
+    const got = await readWindows(storage, bucketS, toRead, schools, {
+      rowBudget: this.deps.rowBudget,
+      inFlight: this.deps.readsInFlight,
+    });
     for (const [kind, results, into] of [
       ['t', got.teaching, perWindow],
       ['o', got.outside, perOutside],
@@ -519,7 +524,10 @@ export async function readWindows(
   bucketS: number,
   windows: WindowSet,
   schools: readonly SchoolWindows[],
-  rowBudget: number = ROW_BUDGET,
+  {
+    rowBudget = ROW_BUDGET,
+    inFlight = 1,
+  }: { rowBudget?: number | undefined; inFlight?: number | undefined } = {},
 ): Promise<{ teaching: Map<Window, WindowData>; outside: Map<Window, OutsideData> }> {
   const teaching = new Map<Window, WindowData>();
   const outside = new Map<Window, OutsideData>();
@@ -547,6 +555,8 @@ export async function readWindows(
         ]
       : all.map((w) => ({ startMs: w.startMs, endMs: w.endMs, gridMs: bucketMs }));
   const activity = new Map<Window, Map<string, number>>();
+  /** Teaching windows whose uplink and probe buckets came with the span's read. */
+  const uplinkRead = new Set<Window>();
   for (const span of spans) {
     // Per school, its windows being read that lie in the span (all of them, with one span).
     const inSpan = (list: readonly Window[], reading: Map<Window, unknown>) =>
@@ -561,15 +571,20 @@ export async function readWindows(
     const g = raw(`${span.gridMs / 1000}s`);
     const range = iql`time >= ${timeMs(span.startMs)} AND time < ${timeMs(span.endMs)}`;
     const per = raw(iql`GROUP BY time(${g}), school, device fill(none)`);
-    for (const group of schoolGroups(schools, perSchool, rowsPerDevice, rowBudget)) {
+    // Up to `inFlight` groups at once: InfluxDB answers one while this process counts the rows of another.
+    const groups = schoolGroups(schools, perSchool, rowsPerDevice, rowBudget);
+    let next = 0;
+    const readGroup = async (group: string[]) => {
       const where = raw(`(${group.map((id) => iql`school = ${id}`).join(' OR ')}) AND ${range}`);
-      const [display = [], active = [], host = []] = await storage.query(
+      const [display = [], active = [], host = [], uplink = [], probe = []] = await storage.query(
         [
           // Per bucket: on and in use when any reading of the bucket was (max); faulty when any reported errors.
           iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u, max(error_count) AS f FROM display WHERE ${where} ${per}`,
           // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
           iql`SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} ${per}`,
           iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
+          // Uplink and probe buckets too, when the grid is the bucket (rows need no folding).
+          ...(span.gridMs === bucketMs ? uplinkStatements(where.text, per.text) : []),
         ].join('; '),
       );
       const mine = (s: Series) => perSchool.get(s.tags.school ?? '');
@@ -633,13 +648,36 @@ export async function readWindows(
         ...ws.teaching.map((w): [Window, Map<string, number>] => [w, teaching.get(w)!.host]),
         ...ws.outside.map((w): [Window, Map<string, number>] => [w, outside.get(w)!.host]),
       ]);
-    }
+      for (const [list, rowOf, of] of [
+        [uplink, uplinkRowOf, (d: WindowData) => d.uplink],
+        [probe, probeRowOf, (d: WindowData) => d.probe],
+      ] as const)
+        for (const s of list) {
+          for (const w of mine(s)?.teaching ?? []) {
+            const [from, to] = rowsIn(s, w, span.gridMs);
+            addRows(
+              s,
+              rowOf as (s: Series) => (v: unknown[]) => UplinkRow | ProbeRow,
+              of(teaching.get(w)!) as Map<string, Map<string, (UplinkRow | ProbeRow)[]>>,
+              from,
+              to,
+            );
+          }
+        }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(inFlight, groups.length) }, async () => {
+        while (next < groups.length) await readGroup(groups[next++]!);
+      }),
+    );
+    if (span.gridMs === bucketMs) for (const w of windows.teaching) uplinkRead.add(w);
   }
   for (const [w, data] of teaching) {
     const act = activity.get(w);
     for (const [k, d] of data.display) d.activity = act?.get(k) ?? 0;
   }
-  for (const w of windows.teaching) await readUplink(storage, bucketS, w, teaching.get(w)!);
+  for (const w of windows.teaching)
+    if (!uplinkRead.has(w)) await readUplink(storage, bucketS, w, teaching.get(w)!);
   return { teaching, outside };
 }
 
@@ -676,17 +714,10 @@ function cellsOf(
   const out: Cell[] = [];
   let bucket = Number.NaN;
   let cell: Cell | undefined;
-  // The first row at or after the window's start (rows are in time order).
-  let lo = 0;
-  for (let hi = s.values.length; lo < hi; ) {
-    const mid = (lo + hi) >>> 1;
-    if (timeOf(s.values[mid]![t]) + gridMs <= w.startMs) lo = mid + 1;
-    else hi = mid;
-  }
-  for (let i = lo; i < s.values.length; i++) {
+  const [from, to] = rowsIn(s, w, gridMs);
+  for (let i = from; i < to; i++) {
     const v = s.values[i]!;
     const at = timeOf(v[t]);
-    if (at >= w.endMs) break;
     const b = Math.floor(at / bucketMs);
     if (b !== bucket || !cell) {
       bucket = b;
@@ -696,6 +727,23 @@ function cellsOf(
     fold(cell, v);
   }
   return out;
+}
+
+/** The rows `[from, to)` of series `s` (in time order) whose grid cell `[time, time + gridMs)` meets `w`. */
+function rowsIn(s: Series, w: Window, gridMs: number): [number, number] {
+  const t = s.columns.indexOf('time');
+  /** The first row whose time is at least `ms`. */
+  const first = (ms: number) => {
+    let lo = 0;
+    for (let hi = s.values.length; lo < hi; ) {
+      const mid = (lo + hi) >>> 1;
+      if (timeOf(s.values[mid]![t]) < ms) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  // Cell end after the window's start (time > start − grid), time before its end.
+  return [first(w.startMs - gridMs + 1), first(w.endMs)];
 }
 
 /**
@@ -739,46 +787,73 @@ function schoolGroups(
   return groups;
 }
 
-/** A teaching window's uplink and probe buckets (one carrying device per school; few series), in slices. */
+/**
+ * The uplink and probe statements: per bucket of the grid, the uplink interfaces' busiest utilisation, worst
+ * status and largest speed; the probes sent and answered, worst RTT and jitter (docs/links.md).
+ */
+function uplinkStatements(where: string, per: string): string[] {
+  return [
+    iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${raw(where)} ${raw(per)}`,
+    iql`SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${raw(where)} ${raw(per)}`,
+  ];
+}
+
+function uplinkRowOf(s: Series): (v: unknown[]) => UplinkRow {
+  const c = (name: string) => s.columns.indexOf(name);
+  const [t, ui, uo, up, sp] = [c('time'), c('ui'), c('uo'), c('up'), c('sp')];
+  return (v) => ({
+    timeMs: timeOf(v[t]),
+    ui: v[ui] as number | null,
+    uo: v[uo] as number | null,
+    up: v[up] as number | null,
+    speedMbps: v[sp] as number | null,
+  });
+}
+
+function probeRowOf(s: Series): (v: unknown[]) => ProbeRow {
+  const c = (name: string) => s.columns.indexOf(name);
+  const [t, sn, r, j, rx] = [c('time'), c('s'), c('r'), c('j'), c('rx')];
+  return (v) => {
+    const sent = typeof v[sn] === 'number' ? v[sn] : 0;
+    const received = typeof v[rx] === 'number' ? Math.min(v[rx], sent) : 0;
+    return {
+      timeMs: timeOf(v[t]),
+      sent,
+      received,
+      // Pooled over the bucket's cycles: one lost echo of ten is not a 10 % bucket.
+      lossPct: sent > 0 ? (100 * (sent - received)) / sent : 100,
+      rttMs: typeof v[r] === 'number' ? v[r] : null,
+      jitterMs: typeof v[j] === 'number' ? v[j] : null,
+      answered: received > 0,
+    };
+  };
+}
+
+/** Rows `[from, to)` of a (school, device) series, converted, added to that device's rows in `into`. */
+function addRows<R>(
+  s: Series,
+  rowOf: (s: Series) => (v: unknown[]) => R,
+  into: Map<string, Map<string, R[]>>,
+  from = 0,
+  to = s.values.length,
+): void {
+  if (to <= from) return;
+  const rows = mapOf(into, s.tags.school ?? '');
+  const device = s.tags.device ?? '';
+  const toRow = rowOf(s);
+  const list = rows.get(device) ?? [];
+  for (let i = from; i < to; i++) list.push(toRow(s.values[i]!));
+  rows.set(device, list);
+}
+
+/** A teaching window's uplink and probe buckets read on their own (few series), in slices. */
 async function readUplink(storage: Storage, bucketS: number, w: Window, data: WindowData): Promise<void> {
-  const b = raw(`${bucketS}s`);
+  const per = iql`GROUP BY time(${raw(`${bucketS}s`)}), school, device fill(none)`;
   for (const [startMs, endMs] of slices(w, bucketS * 1000)) {
-    const where = raw(iql`time >= ${timeMs(startMs)} AND time < ${timeMs(endMs)}`);
-    const per = raw(iql`GROUP BY time(${b}), school, device fill(none)`);
-    const [uplink = [], probe = []] = await storage.query(
-      [
-        iql`SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} ${per}`,
-        // Link quality (docs/links.md): per bucket the worst loss, RTT and jitter of the probes, and whether any answered.
-        iql`SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${where} ${per}`,
-      ].join('; '),
-    );
-    groupBySchoolDevice(uplink, data.uplink, (ci) => {
-      const [t, ui, uo, up, sp] = [ci('time'), ci('ui'), ci('uo'), ci('up'), ci('sp')];
-      return (v) => ({
-        timeMs: timeOf(v[t]),
-        ui: v[ui] as number | null,
-        uo: v[uo] as number | null,
-        up: v[up] as number | null,
-        speedMbps: v[sp] as number | null,
-      });
-    });
-    groupBySchoolDevice(probe, data.probe, (ci) => {
-      const [t, sn, r, j, rx] = [ci('time'), ci('s'), ci('r'), ci('j'), ci('rx')];
-      return (v) => {
-        const sent = typeof v[sn] === 'number' ? v[sn] : 0;
-        const received = typeof v[rx] === 'number' ? Math.min(v[rx], sent) : 0;
-        return {
-          timeMs: timeOf(v[t]),
-          sent,
-          received,
-          // Pooled over the bucket's cycles: one lost echo of ten is not a 10 % bucket.
-          lossPct: sent > 0 ? (100 * (sent - received)) / sent : 100,
-          rttMs: typeof v[r] === 'number' ? v[r] : null,
-          jitterMs: typeof v[j] === 'number' ? v[j] : null,
-          answered: received > 0,
-        };
-      };
-    });
+    const where = iql`time >= ${timeMs(startMs)} AND time < ${timeMs(endMs)}`;
+    const [uplink = [], probe = []] = await storage.query(uplinkStatements(where, per).join('; '));
+    for (const s of uplink) addRows(s, uplinkRowOf, data.uplink);
+    for (const s of probe) addRows(s, probeRowOf, data.probe);
   }
 }
 
@@ -911,23 +986,6 @@ function carriedBuckets<R extends { timeMs: number }>(
     }
   }
   return [...byTime.values()];
-}
-
-/** Series grouped by (school, device) tags into `into`, each value turned into a row by `rowOf(column index)`. */
-function groupBySchoolDevice<R>(
-  list: Series[],
-  into: Map<string, Map<string, R[]>>,
-  rowOf: (ci: (column: string) => number) => (v: unknown[]) => R,
-): void {
-  for (const s of list) {
-    const toRow = rowOf((c) => s.columns.indexOf(c));
-    let perDevice = into.get(s.tags.school ?? '');
-    if (!perDevice) {
-      perDevice = new Map();
-      into.set(s.tags.school ?? '', perDevice);
-    }
-    perDevice.set(s.tags.device ?? '', s.values.map(toRow));
-  }
 }
 
 const maxOf = (a: number | null, b: number | null): number | null =>

@@ -45,6 +45,7 @@ export class RollupService implements Service {
       log: deps.log,
       bucketS: config.bucketS,
       keep: { settleMs: config.settleMs },
+      readsInFlight: config.readsInFlight,
     });
     // Names kept from when the rollup ran inside the API (dashboards and alert rules use them).
     this.lastSuccess = new Gauge({

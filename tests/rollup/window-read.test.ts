@@ -92,19 +92,25 @@ function randomDay(seed: number): AnyPoint[] {
 }
 
 /** The statements the rollup ran until #18, counting buckets in subqueries: the reference. */
-async function referenceTeaching(storage: Storage, w: Window): Promise<WindowData> {
+async function referenceTeaching(
+  storage: Storage,
+  w: Window,
+): Promise<WindowData & { uplinkRows: Map<string, unknown[][]>; probeRows: Map<string, unknown[][]> }> {
   const where = `time >= ${w.startMs}ms AND time < ${w.endMs}ms`;
   const b = `${BUCKET_S}s`;
   const perBucket = `SELECT max("on") AS o, max(in_use) AS u FROM display WHERE ${where} GROUP BY time(${b}), school, device`;
-  const [display = [], faulty = [], host = [], unused = [], activity = []] = await storage.query(
-    [
-      `SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (${perBucket}) GROUP BY school, device`,
-      `SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
-      `SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
-      `SELECT count(o) AS unused FROM (${perBucket}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
-      `SELECT count(a) AS activity FROM (SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} GROUP BY time(${b}), school, device) WHERE a > 0 GROUP BY school, device`,
-    ].join('; '),
-  );
+  const [display = [], faulty = [], host = [], unused = [], activity = [], uplink = [], probe = []] =
+    await storage.query(
+      [
+        `SELECT count(o) AS online, sum(o) AS "on", sum(u) AS use FROM (${perBucket}) GROUP BY school, device`,
+        `SELECT count(f) AS faulty FROM (SELECT max(error_count) AS f FROM display WHERE ${where} GROUP BY time(${b}), school, device) WHERE f > 0 GROUP BY school, device`,
+        `SELECT count(c) AS online FROM (SELECT max(cpu_pct) AS c FROM host WHERE ${where} GROUP BY time(${b}), school, device) GROUP BY school, device`,
+        `SELECT count(o) AS unused FROM (${perBucket}) WHERE o = 1 AND u = 0 GROUP BY school, device`,
+        `SELECT count(a) AS activity FROM (SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} GROUP BY time(${b}), school, device) WHERE a > 0 GROUP BY school, device`,
+        `SELECT max(util_in_pct) AS ui, max(util_out_pct) AS uo, min(oper_up) AS up, max(speed_mbps) AS sp FROM iface WHERE uplink = 'true' AND ${where} GROUP BY time(${b}), school, device fill(none)`,
+        `SELECT sum(sent) AS s, sum(received) AS rx, max(rtt_avg_ms) AS r, max(jitter_ms) AS j FROM probe WHERE ${where} GROUP BY time(${b}), school, device fill(none)`,
+      ].join('; '),
+    );
   const extra = (list: Series[], field: string) =>
     new Map(list.map((s) => [key(s), first(s, field)] as const));
   const unusedOf = extra(unused, 'unused');
@@ -126,8 +132,33 @@ async function referenceTeaching(storage: Storage, w: Window): Promise<WindowDat
     });
   for (const s of faulty) out.faulty.set(key(s), first(s, 'faulty'));
   for (const s of host) out.host.set(key(s), first(s, 'online'));
-  return out;
+  return { ...out, uplinkRows: rowsOf(uplink), probeRows: rowsOf(probe) };
 }
+
+/** A bucket statement's rows by (school, device), as [time, …columns]. */
+const rowsOf = (list: Series[]) => new Map(list.map((s) => [key(s), s.values] as const));
+/** The rollup's uplink and probe rows back as the statements' values. */
+const uplinkValues = (d: WindowData) =>
+  new Map(
+    [...d.uplink].flatMap(([school, devices]) =>
+      [...devices].map(
+        ([device, rows]) =>
+          [entityKey(school, device), rows.map((r) => [r.timeMs, r.ui, r.uo, r.up, r.speedMbps])] as const,
+      ),
+    ),
+  );
+const probeValues = (d: WindowData) =>
+  new Map(
+    [...d.probe].flatMap(([school, devices]) =>
+      [...devices].map(
+        ([device, rows]) =>
+          [
+            entityKey(school, device),
+            rows.map((r) => [r.timeMs, r.sent, r.received, r.rttMs, r.jitterMs]),
+          ] as const,
+      ),
+    ),
+  );
 
 async function referenceOutside(storage: Storage, w: Window): Promise<OutsideData> {
   const where = `time >= ${w.startMs}ms AND time < ${w.endMs}ms`;
@@ -231,7 +262,7 @@ describe('rollup: windows read with plain statements equal the subquery reading'
   for (const seed of [1, 2, 3])
     for (const [name, make] of CASES)
       for (const rowBudget of [400_000, 1])
-        it(`day ${seed}, ${name}${rowBudget === 1 ? ', one school per read' : ''}`, async () => {
+        it(`day ${seed}, ${name}${rowBudget === 1 ? ', one school per read, two in flight' : ''}`, async () => {
           const { a, b } = make(seed - 1);
           const schools: SchoolWindows[] = [
             { id: SCHOOLS[0]!, teaching: a.t, outside: a.o, devices: 8 },
@@ -240,8 +271,13 @@ describe('rollup: windows read with plain statements equal the subquery reading'
           // Distinct window objects, as the rollup has them (one per range and kind).
           const teaching = [...new Set([...a.t, ...b.t])];
           const outside = [...new Set([...a.o, ...b.o])];
-          const got = await readWindows(storage, BUCKET_S, { teaching, outside }, schools, rowBudget);
+          // One school per read: both reads in flight at once.
+          const got = await readWindows(storage, BUCKET_S, { teaching, outside }, schools, {
+            rowBudget,
+            inFlight: rowBudget === 1 ? 2 : 1,
+          });
           let displays = 0;
+          let uplinks = 0;
           for (const w of teaching) {
             const mine = schools.filter((s) => s.teaching.includes(w)).map((s) => s.id);
             const want = await referenceTeaching(storage, w);
@@ -249,6 +285,26 @@ describe('rollup: windows read with plain statements equal the subquery reading'
             expect(data.display).toEqual(only(want.display, mine));
             expect(figures(data.faulty)).toEqual(only(figures(want.faulty), mine));
             expect(figures(data.host)).toEqual(only(figures(want.host), mine));
+            // (A window read on its own reads every school's uplink; the rollup takes each school's own.)
+            expect(only(uplinkValues(data), mine)).toEqual(only(want.uplinkRows, mine));
+            // Probe rows: received capped at sent, as the rollup reads them.
+            const probes = new Map(
+              [...want.probeRows].map(
+                ([k, rows]) =>
+                  [
+                    k,
+                    rows.map(([t, s, rx, r, j]) => [
+                      t,
+                      s ?? 0,
+                      Math.min(Number(rx ?? 0), Number(s ?? 0)),
+                      r,
+                      j,
+                    ]),
+                  ] as const,
+              ),
+            );
+            expect(only(probeValues(data), mine)).toEqual(only(probes, mine));
+            uplinks += data.uplink.size;
             displays += data.display.size;
           }
           for (const w of outside) {
@@ -259,6 +315,7 @@ describe('rollup: windows read with plain statements equal the subquery reading'
             displays += got.outside.get(w)!.on.size;
           }
           if (!name.includes('empty')) expect(displays).toBeGreaterThan(4);
+          if (!name.includes('empty')) expect(uplinks).toBeGreaterThan(0);
         });
 
   it('the random days exercise every figure: unused, activity, use, faults, host-only devices', async () => {
@@ -270,15 +327,15 @@ describe('rollup: windows read with plain statements equal the subquery reading'
     expect(want.host.size).toBeGreaterThan(0);
   });
 
-  it('a long teaching window is read in bucket-aligned slices for its uplink, each bucket once', async () => {
-    const w = win(at(0, 7, 1), at(0, 11, 59));
+  it('a long teaching window is read in bucket-aligned slices for its uplink: every bucket, each once', async () => {
+    const w = win(at(0, 7, 1), at(0, 11, 59)); // 60 buckets, edges on minutes: read on its own, in 3 slices
     const schools = SCHOOLS.map((id) => ({ id, teaching: [w], outside: [], devices: 8 }));
     const got = (await readWindows(storage, BUCKET_S, { teaching: [w], outside: [] }, schools)).teaching.get(
       w,
     )!;
+    const want = await referenceTeaching(storage, w);
     expect(got.uplink.size).toBe(2);
-    for (const perDevice of got.uplink.values())
-      for (const rows of perDevice.values())
-        expect(new Set(rows.map((r) => r.timeMs)).size).toBe(rows.length);
+    expect(uplinkValues(got)).toEqual(want.uplinkRows);
+    expect([...uplinkValues(got).values()].flat().length).toBeGreaterThan(24);
   });
 });
