@@ -17,6 +17,8 @@ export interface InfluxdOptions {
   authEnabled?: boolean;
   /** `[http] max-body-size` in bytes (0 = unlimited); small values make influxd answer 413. */
   maxBodySize?: number;
+  /** `[http] max-row-limit` (0 = unlimited, the default); a limit makes influxd cut large answers short. */
+  maxRowLimit?: number;
   binary?: string;
   /**
    * Run in its own process group, so that a Ctrl-C in the terminal reaches only us and we can flush our
@@ -91,6 +93,7 @@ bind-address = "127.0.0.1:${this.rpcPort}"
   auth-enabled = ${this.opts.authEnabled ? 'true' : 'false'}
   log-enabled = false
   max-body-size = ${this.opts.maxBodySize ?? 25_000_000}
+  max-row-limit = ${this.opts.maxRowLimit ?? 0}
 [subscriber]
   enabled = false
 [continuous_queries]

@@ -4,7 +4,7 @@ import { periodBuckets } from '../common/figures/days.js';
 import { type BucketQuality, cellOf, packHistogram } from '../common/figures/quality.js';
 import { entityKey } from '../common/registry/key.js';
 import { carriesUplink, type RegistryIndex } from '../common/registry/store.js';
-import { ident, iql, raw, type Series, type Storage, timeMs } from '../common/storage/index.js';
+import { ident, iql, raw, type Series, type Storage, StorageError, timeMs } from '../common/storage/index.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
 
@@ -63,6 +63,8 @@ interface Kept {
   date: string;
   /** The `nowMs` of the call that read it. */
   keptAt: number;
+  /** The schools whose readings it holds (those that had the window then): a school given it later is not. */
+  schools: ReadonlySet<string>;
   data: WindowData | OutsideData;
 }
 
@@ -296,13 +298,19 @@ export class Rollup {
     const perWindow = new Map<Window, WindowData>();
     const perOutside = new Map<Window, OutsideData>();
     const toRead: WindowSet = { teaching: [], outside: [] };
+    // The schools that have each window now: a kept result serves only if it holds all of them (a school
+    // imported, or moved to another timetable, since it was read has no readings in it).
+    const holders = new Map<Window, string[]>();
+    for (const byWindow of [schoolWindows, schoolOutside])
+      for (const [id, list] of byWindow) for (const w of list) mapOfArrays(holders, w).push(id);
     for (const [kind, all, into, list] of [
       ['t', windows, perWindow, toRead.teaching],
       ['o', outside, perOutside, toRead.outside],
     ] as const)
       for (const w of all.values()) {
         const hit = this.kept.get(`${kind}${w.startMs}-${w.endMs}`);
-        if (hit) (into as Map<Window, WindowData | OutsideData>).set(w, hit.data);
+        if (hit && (holders.get(w) ?? []).every((id) => hit.schools.has(id)))
+          (into as Map<Window, WindowData | OutsideData>).set(w, hit.data);
         else list.push(w);
       }
     const read = toRead.teaching.length + toRead.outside.length;
@@ -324,7 +332,12 @@ export class Rollup {
       for (const [w, data] of results) {
         (into as Map<Window, WindowData | OutsideData>).set(w, data);
         if (this.deps.keep && nowMs >= w.endMs + this.deps.keep.settleMs)
-          this.kept.set(`${kind}${w.startMs}-${w.endMs}`, { date, keptAt: nowMs, data });
+          this.kept.set(`${kind}${w.startMs}-${w.endMs}`, {
+            date,
+            keptAt: nowMs,
+            schools: new Set(holders.get(w)),
+            data,
+          });
       }
 
     const points: AnyPoint[] = [];
@@ -506,6 +519,9 @@ export interface SchoolWindows {
 /** A finer grid than this (edges at odd seconds) reads each window on its own instead (`readWindows`). */
 const MIN_GRID_MS = 60_000;
 
+/** Schools in one read at most (each an `OR` term of its statements). */
+const MAX_GROUP_SCHOOLS = 2_000;
+
 /** Bucket rows per statement a response may hold at most, summed over a group of schools (`readWindows`). */
 export const ROW_BUDGET = 400_000;
 
@@ -544,23 +560,37 @@ export async function readWindows(
   if (all.length === 0) return { teaching, outside };
   const bucketMs = bucketS * 1000;
   const gridMs = commonGrid(all, bucketMs);
-  const spans: { startMs: number; endMs: number; gridMs: number }[] =
+  // One span holding every window, or (edges off a coarse grid) one span per distinct window range holding
+  // exactly the windows of that range — never another window nested in it, which its bucket grid would not cut.
+  const spans: { startMs: number; endMs: number; gridMs: number; exact: boolean }[] =
     gridMs >= MIN_GRID_MS
       ? [
           {
             startMs: Math.min(...all.map((w) => w.startMs)),
             endMs: Math.max(...all.map((w) => w.endMs)),
             gridMs,
+            exact: false,
           },
         ]
-      : all.map((w) => ({ startMs: w.startMs, endMs: w.endMs, gridMs: bucketMs }));
+      : [...new Map(all.map((w) => [`${w.startMs}-${w.endMs}`, w])).values()].map((w) => ({
+          startMs: w.startMs,
+          endMs: w.endMs,
+          gridMs: bucketMs,
+          exact: true,
+        }));
   const activity = new Map<Window, Map<string, number>>();
   /** Teaching windows whose uplink and probe buckets came with the span's read. */
   const uplinkRead = new Set<Window>();
   for (const span of spans) {
-    // Per school, its windows being read that lie in the span (all of them, with one span).
+    // Per school, its windows being read that this span reads (all of them, with one span).
     const inSpan = (list: readonly Window[], reading: Map<Window, unknown>) =>
-      list.filter((w) => reading.has(w) && w.startMs >= span.startMs && w.endMs <= span.endMs);
+      list.filter(
+        (w) =>
+          reading.has(w) &&
+          (span.exact
+            ? w.startMs === span.startMs && w.endMs === span.endMs
+            : w.startMs >= span.startMs && w.endMs <= span.endMs),
+      );
     const perSchool = new Map<string, SchoolRead>();
     for (const s of schools) {
       const t = inSpan(s.teaching, teaching);
@@ -576,16 +606,18 @@ export async function readWindows(
     let next = 0;
     const readGroup = async (group: string[]) => {
       const where = raw(`(${group.map((id) => iql`school = ${id}`).join(' OR ')}) AND ${range}`);
-      const [display = [], active = [], host = [], uplink = [], probe = []] = await storage.query(
-        [
-          // Per bucket: on and in use when any reading of the bucket was (max); faulty when any reported errors.
-          iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u, max(error_count) AS f FROM display WHERE ${where} ${per}`,
-          // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
-          iql`SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} ${per}`,
-          iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
-          // Uplink and probe buckets too, when the grid is the bucket (rows need no folding).
-          ...(span.gridMs === bucketMs ? uplinkStatements(where.text, per.text) : []),
-        ].join('; '),
+      const [display = [], active = [], host = [], uplink = [], probe = []] = whole(
+        await storage.query(
+          [
+            // Per bucket: on and in use when any reading of the bucket was (max); faulty when any reported errors.
+            iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u, max(error_count) AS f FROM display WHERE ${where} ${per}`,
+            // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
+            iql`SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} ${per}`,
+            iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
+            // Uplink and probe buckets too, when the grid is the bucket (rows need no folding).
+            ...(span.gridMs === bucketMs ? uplinkStatements(where.text, per.text) : []),
+          ].join('; '),
+        ),
       );
       const mine = (s: Series) => perSchool.get(s.tags.school ?? '');
       for (const s of display) {
@@ -613,6 +645,7 @@ export async function readWindows(
             if (c.f !== null && c.f > 0) faulty++;
           }
           const data = teaching.get(w)!;
+          once(data.display, k);
           if (d) data.display.set(k, d);
           if (faulty > 0) data.faulty.set(k, faulty);
         }
@@ -622,6 +655,7 @@ export async function readWindows(
             cell.o = maxOf(cell.o, numOrNull(v[o]));
           }))
             if (c.o !== null) on = (on ?? 0) + c.o;
+          once(outside.get(w)!.on, k);
           if (on !== undefined) outside.get(w)!.on.set(k, on);
         }
       }
@@ -639,6 +673,7 @@ export async function readWindows(
             const n = cellsOf(s, w, span.gridMs, bucketMs, (cell, v) => {
               if (typeof v[c] === 'number' && v[c] > 0) cell.o = 1;
             }).filter((cell) => cell.o === 1).length;
+            once(into, key(s));
             if (n > 0) into.set(key(s), n);
           }
         }
@@ -665,9 +700,15 @@ export async function readWindows(
           }
         }
     };
+    // A failed read stops the others from starting more: the roll fails as a whole (nothing kept or written).
+    let failed = false;
     await Promise.all(
       Array.from({ length: Math.min(inFlight, groups.length) }, async () => {
-        while (next < groups.length) await readGroup(groups[next++]!);
+        while (!failed && next < groups.length)
+          await readGroup(groups[next++]!).catch((err: unknown) => {
+            failed = true;
+            throw err;
+          });
       }),
     );
     if (span.gridMs === bucketMs) for (const w of windows.teaching) uplinkRead.add(w);
@@ -775,7 +816,7 @@ function schoolGroups(
   for (const s of schools) {
     if (!reading.has(s.id)) continue;
     const r = Math.max(1, s.devices) * rowsPerDevice;
-    if (group.length > 0 && rows + r > budget) {
+    if (group.length > 0 && (rows + r > budget || group.length >= MAX_GROUP_SCHOOLS)) {
       groups.push(group);
       group = [];
       rows = 0;
@@ -851,10 +892,44 @@ async function readUplink(storage: Storage, bucketS: number, w: Window, data: Wi
   const per = iql`GROUP BY time(${raw(`${bucketS}s`)}), school, device fill(none)`;
   for (const [startMs, endMs] of slices(w, bucketS * 1000)) {
     const where = iql`time >= ${timeMs(startMs)} AND time < ${timeMs(endMs)}`;
-    const [uplink = [], probe = []] = await storage.query(uplinkStatements(where, per).join('; '));
+    const [uplink = [], probe = []] = whole(await storage.query(uplinkStatements(where, per).join('; ')));
     for (const s of uplink) addRows(s, uplinkRowOf, data.uplink);
     for (const s of probe) addRows(s, probeRowOf, data.probe);
   }
+}
+
+/**
+ * A (school, device) must come as one series per statement (its rows in time order); two would be counted
+ * apart and their buckets not folded together — refuse the answer rather than give a wrong figure.
+ */
+function once(m: Map<string, unknown>, k: string): void {
+  if (m.has(k))
+    throw new StorageError('CFM_STORAGE_QUERY', `InfluxDB answered ${k} as two series of one statement`);
+}
+
+/**
+ * A series cut short (the server's `[http] max-row-limit`) would be counted as if whole: refused. A series of
+ * the rollup's reads holds one device's rows of one day (≤ 1,440 at the finest grid), below the 10,000 rows
+ * past which InfluxDB 1.6 also marks complete series partial.
+ */
+function whole(results: Series[][]): Series[][] {
+  for (const list of results)
+    for (const s of list)
+      if (s.partial)
+        throw new StorageError(
+          'CFM_STORAGE_QUERY',
+          `InfluxDB answered ${key(s)} in part: is [http] max-row-limit set on the server? The rollup needs 0 (no limit)`,
+        );
+  return results;
+}
+
+function mapOfArrays<K, V>(m: Map<K, V[]>, k: K): V[] {
+  let list = m.get(k);
+  if (!list) {
+    list = [];
+    m.set(k, list);
+  }
+  return list;
 }
 
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);

@@ -196,6 +196,51 @@ describe('the scheduled rollup reads each window once', () => {
     expect(await usageDay()).toEqual(rows);
   });
 
+  it('a school given a window after it was kept (an import) is read, not handed a result without its readings', async () => {
+    const day2 = '2026-10-09'; // a Friday
+    const at2 = (hhmm: string) => Date.parse(`${day2}T${hhmm}:00+08:00`);
+    const school2 = '3301060010';
+    const withSecond: Registry = {
+      ...REGISTRY,
+      schools: [...REGISTRY.schools, { ...REGISTRY.schools[0]!, id: school2, name: '西湖区第十小学' }],
+      classrooms: [...REGISTRY.classrooms, { id: 'c1', school: school2, name: '一(1)班', isClass: true }],
+      devices: [...REGISTRY.devices, { id: 'pn-2', school: school2, classroom: 'c1', kind: 'panel' }],
+    };
+    // Both schools' panels in use in the first period of the day.
+    storage.write(
+      [SCHOOL, school2].flatMap((school, i) =>
+        Array.from({ length: 9 }, (_, k) => ({
+          measurement: 'display' as const,
+          tags: { ...TAGS, school, device: `pn-${i + 1}` },
+          fields: { on: 1, in_use: 1, error_count: 0 },
+          ts: at2('08:00') + 60_000 + k * 300_000,
+        })),
+      ),
+    );
+    await storage.flush();
+    let current = index;
+    const r = new Rollup({
+      storage,
+      registry: () => current,
+      calendars: () => calendars,
+      log: silentLogger(),
+      bucketS: 300,
+      keep: { settleMs: SETTLE_MS },
+    });
+    const later2 = at2('23:59') + 2 * SETTLE_MS;
+    await r.day(day2, later2); // every window kept, holding the first school only
+    current = new RegistryIndex(withSecond); // the import
+    const again = await r.day(day2, later2 + 60_000);
+    expect(again.read).toBeGreaterThan(0);
+    const useOf = async () => {
+      const [series = []] = await storage.query(
+        `SELECT use_b FROM usage_day WHERE time = ${at2('00:00')}ms AND school = '${school2}' AND device = 'pn-2'`,
+      );
+      return series[0]?.values[0]?.[1];
+    };
+    expect(await useOf()).toBe(9);
+  });
+
   it('two instances rolling up the same day write the same points once, not added up', async () => {
     const a = rollupOf();
     const b = rollupOf();

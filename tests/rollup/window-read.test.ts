@@ -235,6 +235,13 @@ const CASES: [
     },
   ],
   [
+    'a day off for one school, an unaligned period of the other nested in it (each range its own read)',
+    (d) => ({
+      a: { t: [], o: [win(at(d, 0), at(d, 24))] },
+      b: { t: [win(at(d, 8, 3, 17), at(d, 8, 48, 1))], o: [win(at(d, 0), at(d, 8, 3, 17))] },
+    }),
+  ],
+  [
     'a day without school (one outside window) and an empty span',
     (d) => ({
       a: { t: [win(at(d, 20), at(d, 21))], o: [win(at(d, 0), at(d, 24))] },
@@ -337,5 +344,24 @@ describe('rollup: windows read with plain statements equal the subquery reading'
     expect(got.uplink.size).toBe(2);
     expect(uplinkValues(got)).toEqual(want.uplinkRows);
     expect([...uplinkValues(got).values()].flat().length).toBeGreaterThan(24);
+  });
+
+  it('a server that cuts answers short (max-row-limit) fails the read with a clear error, never a smaller figure', async () => {
+    const limited = await new Influxd({ maxRowLimit: 5 }).start();
+    const { storage: st } = testStorage(limited.url, { database: 'limited' });
+    try {
+      await st.start();
+      st.write(randomDay(1));
+      await st.flush();
+      const w = win(at(0, 7), at(0, 12));
+      const schools = SCHOOLS.map((id) => ({ id, teaching: [w], outside: [], devices: 8 }));
+      await expect(readWindows(st, BUCKET_S, { teaching: [w], outside: [] }, schools)).rejects.toMatchObject({
+        code: 'CFM_STORAGE_QUERY',
+        message: expect.stringContaining('max-row-limit'),
+      });
+    } finally {
+      await st.stop();
+      await limited.dispose();
+    }
   });
 });

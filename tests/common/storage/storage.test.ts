@@ -1,7 +1,9 @@
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { influxConfigSchema } from '../../../common/storage/config.js';
 import { StorageError } from '../../../common/storage/errors.js';
 import { iql } from '../../../common/storage/influxql.js';
+import { QueryClient } from '../../../common/storage/query.js';
 import {
   type AnyPoint,
   type FieldType,
@@ -170,6 +172,60 @@ describe('storage against a real InfluxDB 1.x', () => {
 
     const noRp = testStorage(influxd.url, { database: 'rp_db', retentionPolicy: 'one_year' }).storage;
     await expect(noRp.start()).rejects.toThrow(/no retention policy "one_year"/);
+  });
+
+  it('a query answer whose rows are not rows, or that is partial, is a clear error; a series without values has none', async () => {
+    let body = '';
+    const web = createServer((_req, res) => res.end(body));
+    await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+    const port = (web.address() as { port: number }).port;
+    const client = new QueryClient(
+      influxConfigSchema.parse({ url: `http://127.0.0.1:${port}`, database: 'x' }),
+    );
+    const answer = (values: Record<string, unknown>) =>
+      JSON.stringify({
+        results: [{ statement_id: 0, series: [{ name: 'm', columns: ['time', 'v'], ...values }] }],
+      });
+    try {
+      for (const values of [
+        { values: [1, 2] },
+        { values: 'rows' },
+        { values: { 0: [1, 2] } },
+        { values: [[1, 2], null] },
+      ]) {
+        body = answer(values);
+        await expect(client.query('SELECT v FROM m')).rejects.toMatchObject({
+          code: 'CFM_STORAGE_QUERY',
+          message: expect.stringContaining('unreadable body'),
+        });
+      }
+      // A statement answered in part is refused; a series' own flag is passed on (InfluxDB 1.6 also sets it on
+      // complete series of more than 10,000 rows, so only a reader knowing its series' size can judge it).
+      body = JSON.stringify({ results: [{ statement_id: 0, partial: true, series: [] }] });
+      await expect(client.query('SELECT v FROM m')).rejects.toMatchObject({
+        code: 'CFM_STORAGE_QUERY',
+        message: expect.stringContaining('only part of a statement'),
+      });
+      body = answer({ values: [[1, 2]], partial: true });
+      expect((await client.query('SELECT v FROM m'))[0]![0]!.partial).toBe(true);
+      body = answer({});
+      expect(await client.query('SELECT v FROM m')).toEqual([
+        [{ name: 'm', tags: {}, columns: ['time', 'v'], values: [] }],
+      ]);
+      // The rows are the answer's own arrays, not copies.
+      body = answer({
+        values: [
+          [1, 2],
+          [3, 'x'],
+        ],
+      });
+      expect((await client.query('SELECT v FROM m'))[0]![0]!.values).toEqual([
+        [1, 2],
+        [3, 'x'],
+      ]);
+    } finally {
+      await new Promise((r) => web.close(r));
+    }
   });
 
   it('writes to a named retention policy', async () => {
