@@ -15,16 +15,18 @@ export default defineConfig({
     // measured when it was introduced; raise it with the tests, never lower it to get green.
     coverage: {
       provider: 'v8',
+      // The TypeScript only: a README or the overview page in these folders is not code (each printed a parse
+      // error in the coverage step).
       include: [
-        'contracts/**',
-        'common/**',
-        'broker/**',
-        'agents/**',
-        'collector/**',
-        'alerting/**',
-        'rollup/**',
-        'api/**',
-        'dashboards/src/**',
+        'contracts/**/*.ts',
+        'common/**/*.ts',
+        'broker/**/*.ts',
+        'agents/**/*.ts',
+        'collector/**/*.ts',
+        'alerting/**/*.ts',
+        'rollup/**/*.ts',
+        'api/**/*.ts',
+        'dashboards/src/**/*.ts',
       ],
       reporter: ['text-summary'],
       reportsDirectory: 'var/coverage',
