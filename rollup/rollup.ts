@@ -606,19 +606,15 @@ export async function readWindows(
     let next = 0;
     const readGroup = async (group: string[]) => {
       const where = raw(`(${group.map((id) => iql`school = ${id}`).join(' OR ')}) AND ${range}`);
-      const [display = [], active = [], host = [], uplink = [], probe = []] = whole(
-        await storage.query(
-          [
-            // Per bucket: on and in use when any reading of the bucket was (max); faulty when any reported errors.
-            iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u, max(error_count) AS f FROM display WHERE ${where} ${per}`,
-            // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
-            iql`SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} ${per}`,
-            iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
-            // Uplink and probe buckets too, when the grid is the bucket (rows need no folding).
-            ...(span.gridMs === bucketMs ? uplinkStatements(where.text, per.text) : []),
-          ].join('; '),
-        ),
-      );
+      const [display = [], active = [], host = [], uplink = [], probe = []] = await readAll(storage, [
+        // Per bucket: on and in use when any reading of the bucket was (max); faulty when any reported errors.
+        iql`SELECT max(${ident('on')}) AS o, max(in_use) AS u, max(error_count) AS f FROM display WHERE ${where} ${per}`,
+        // Buckets with activity evidence: the basis of the use figures (docs/usage.md, use_basis).
+        iql`SELECT count(use_basis) AS a FROM display WHERE use_basis = 'activity' AND ${where} ${per}`,
+        iql`SELECT count(cpu_pct) AS c FROM host WHERE ${where} ${per}`,
+        // Uplink and probe buckets too, when the grid is the bucket (rows need no folding).
+        ...(span.gridMs === bucketMs ? uplinkStatements(where.text, per.text) : []),
+      ]);
       const mine = (s: Series) => perSchool.get(s.tags.school ?? '');
       for (const s of display) {
         const ws = mine(s);
@@ -645,7 +641,6 @@ export async function readWindows(
             if (c.f !== null && c.f > 0) faulty++;
           }
           const data = teaching.get(w)!;
-          once(data.display, k);
           if (d) data.display.set(k, d);
           if (faulty > 0) data.faulty.set(k, faulty);
         }
@@ -655,7 +650,6 @@ export async function readWindows(
             cell.o = maxOf(cell.o, numOrNull(v[o]));
           }))
             if (c.o !== null) on = (on ?? 0) + c.o;
-          once(outside.get(w)!.on, k);
           if (on !== undefined) outside.get(w)!.on.set(k, on);
         }
       }
@@ -673,7 +667,6 @@ export async function readWindows(
             const n = cellsOf(s, w, span.gridMs, bucketMs, (cell, v) => {
               if (typeof v[c] === 'number' && v[c] > 0) cell.o = 1;
             }).filter((cell) => cell.o === 1).length;
-            once(into, key(s));
             if (n > 0) into.set(key(s), n);
           }
         }
@@ -892,35 +885,44 @@ async function readUplink(storage: Storage, bucketS: number, w: Window, data: Wi
   const per = iql`GROUP BY time(${raw(`${bucketS}s`)}), school, device fill(none)`;
   for (const [startMs, endMs] of slices(w, bucketS * 1000)) {
     const where = iql`time >= ${timeMs(startMs)} AND time < ${timeMs(endMs)}`;
-    const [uplink = [], probe = []] = whole(await storage.query(uplinkStatements(where, per).join('; ')));
+    const [uplink = [], probe = []] = await readAll(storage, uplinkStatements(where, per));
     for (const s of uplink) addRows(s, uplinkRowOf, data.uplink);
     for (const s of probe) addRows(s, probeRowOf, data.probe);
   }
 }
 
-/**
- * A (school, device) must come as one series per statement (its rows in time order); two would be counted
- * apart and their buckets not folded together — refuse the answer rather than give a wrong figure.
- */
-function once(m: Map<string, unknown>, k: string): void {
-  if (m.has(k))
-    throw new StorageError('CFM_STORAGE_QUERY', `InfluxDB answered ${k} as two series of one statement`);
-}
+/** Ends every read: it answers nothing, so its result is there exactly when the server answered everything. */
+const LAST = 'SELECT n FROM late_data WHERE time < 0';
 
 /**
- * A series cut short (the server's `[http] max-row-limit`) would be counted as if whole: refused. A series of
- * the rollup's reads holds one device's rows of one day (≤ 1,440 at the finest grid), below the 10,000 rows
- * past which InfluxDB 1.6 also marks complete series partial.
+ * Runs a read's statements and checks the answer is whole before anything is counted — a part counted as if
+ * whole would be a wrong figure, so any doubt is a `CFM_STORAGE_QUERY` error:
+ * - a server's `[http] max-row-limit` cuts an answer short: it marks the cut series partial, but a cut that
+ *   falls on a series' end drops the statement's later series and every later statement unmarked — the `LAST`
+ *   statement's missing result says so (a series here holds one device's rows of one day, ≤ 1,440, below the
+ *   10,000 rows past which InfluxDB 1.6 also marks complete series partial);
+ * - a (school, device) answered as two series of one statement would be counted apart, its buckets not
+ *   folded together.
  */
-function whole(results: Series[][]): Series[][] {
-  for (const list of results)
-    for (const s of list)
-      if (s.partial)
-        throw new StorageError(
-          'CFM_STORAGE_QUERY',
-          `InfluxDB answered ${key(s)} in part: is [http] max-row-limit set on the server? The rollup needs 0 (no limit)`,
-        );
-  return results;
+async function readAll(storage: Storage, statements: string[]): Promise<Series[][]> {
+  const results = await storage.query([...statements, LAST].join('; '));
+  const cut = () =>
+    new StorageError(
+      'CFM_STORAGE_QUERY',
+      'InfluxDB cut a rollup read short: is [http] max-row-limit set on the server? The rollup needs 0 (no limit)',
+    );
+  if (results.length !== statements.length + 1) throw cut();
+  for (const list of results.slice(0, -1)) {
+    const seen = new Set<string>();
+    for (const s of list) {
+      if (s.partial) throw cut();
+      const k = key(s);
+      if (seen.has(k))
+        throw new StorageError('CFM_STORAGE_QUERY', `InfluxDB answered ${k} as two series of one statement`);
+      seen.add(k);
+    }
+  }
+  return results.slice(0, -1);
 }
 
 function mapOfArrays<K, V>(m: Map<K, V[]>, k: K): V[] {
