@@ -216,7 +216,9 @@ describe('RTT and jitter through a userspace delay line (ICMP and TCP)', () => {
         'python3',
         '-u',
         '-c',
-        `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('${line.nsAddress}', ${PORT}))\ns.listen(128)\nprint('listening', flush=True)\nwhile True:\n    c,_=s.accept()\n    c.close()`,
+        // The bind waits (up to 10 s) for the namespace's address to be usable: once in 5 CI runs it was not
+        // yet, and the listener exited with EADDRNOTAVAIL.
+        `import errno, socket, time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\nfor i in range(200):\n    try:\n        s.bind(('${line.nsAddress}', ${PORT}))\n        break\n    except OSError as e:\n        if e.errno != errno.EADDRNOTAVAIL or i == 199:\n            raise\n        time.sleep(0.05)\ns.listen(128)\nprint('listening', flush=True)\nwhile True:\n    c,_=s.accept()\n    c.close()`,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
