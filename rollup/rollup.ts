@@ -10,9 +10,9 @@ import { COMPUTER_KINDS, DISPLAY_KINDS } from '../contracts/registry.js';
 
 /**
  * Daily rollups (design: api/README.md#rollups). For one date: the class periods of every school's calendar,
- * each distinct period window queried once for all devices (bucketed in InfluxDB with plain `GROUP BY time`
- * statements, the buckets counted per device here), then per device and per school the day's teaching-time figures written back as
- * `usage_day` / `uplink_day` points at local midnight, and a `rollup_day` marker. Re-running a day overwrites
+ * and the time around them, read from raw points together (`readWindows`: plain `GROUP BY time` statements per
+ * group of schools, the buckets counted per device here), then per device and per school the day's figures
+ * written back as `usage_day` / `uplink_day` points at local midnight, and a `rollup_day` marker. Re-running a day overwrites
  * it (same series, same timestamp), so late data is absorbed by rolling the last days again.
  *
  * Outside teaching time — before the first period and after the last of a teaching day, all day on a day that
@@ -302,7 +302,8 @@ export class Rollup {
     // imported, or moved to another timetable, since it was read has no readings in it).
     const holders = new Map<Window, string[]>();
     for (const byWindow of [schoolWindows, schoolOutside])
-      for (const [id, list] of byWindow) for (const w of list) mapOfArrays(holders, w).push(id);
+      for (const [id, list] of byWindow)
+        for (const w of list) getOr(holders, w, () => [] as string[]).push(id);
     for (const [kind, all, into, list] of [
       ['t', windows, perWindow, toRead.teaching],
       ['o', outside, perOutside, toRead.outside],
@@ -531,9 +532,10 @@ export const ROW_BUDGET = 400_000;
  * bucketed with a plain `GROUP BY time` on a grid every window edge lies on, per group of schools (`school = …
  * OR …`, at most `rowBudget` bucket rows per statement), and each row is given here to the windows of its own
  * school that contain it — so every series is read once per call, not once per window (InfluxDB 1.6 pays per
- * series and statement; docs/scale.md). No subqueries: the buckets are counted here. Where an edge is not on a
- * whole-second grid of the bucket, each window is its own span, bucketed by `bucketS` and clipped by its range,
- * as before. Uplink and probe buckets (one device per school) are read per teaching window.
+ * series and statement; docs/scale.md). No subqueries: the buckets are counted here. Where the edges share no
+ * grid of at least `MIN_GRID_MS`, each distinct window range is its own span, bucketed by `bucketS` and clipped
+ * by its range. Uplink and probe buckets (one device per school) come with the span when its grid is the
+ * bucket, else are read per teaching window (`readUplink`).
  */
 export async function readWindows(
   storage: Storage,
@@ -671,7 +673,9 @@ export async function readWindows(
           }
         }
       };
-      present(active, 'a', (ws) => ws.teaching.map((w) => [w, mapOf(activity, w)]));
+      present(active, 'a', (ws) =>
+        ws.teaching.map((w) => [w, getOr(activity, w, () => new Map<string, number>())]),
+      );
       present(host, 'c', (ws) => [
         ...ws.teaching.map((w): [Window, Map<string, number>] => [w, teaching.get(w)!.host]),
         ...ws.outside.map((w): [Window, Map<string, number>] => [w, outside.get(w)!.host]),
@@ -721,7 +725,7 @@ interface SchoolRead {
   outside: Window[];
 }
 
-type DisplayWindow = WindowData['display'] extends Map<string, infer D> ? D : never;
+export type DisplayWindow = WindowData['display'] extends Map<string, infer D> ? D : never;
 
 /** One bucket of one window of one device: the maxima of its rows (sub-buckets of the read's grid). */
 interface Cell {
@@ -872,7 +876,7 @@ function addRows<R>(
   to = s.values.length,
 ): void {
   if (to <= from) return;
-  const rows = mapOf(into, s.tags.school ?? '');
+  const rows = getOr(into, s.tags.school ?? '', () => new Map<string, R[]>());
   const device = s.tags.device ?? '';
   const toRow = rowOf(s);
   const list = rows.get(device) ?? [];
@@ -925,24 +929,16 @@ async function readAll(storage: Storage, statements: string[]): Promise<Series[]
   return results.slice(0, -1);
 }
 
-function mapOfArrays<K, V>(m: Map<K, V[]>, k: K): V[] {
-  let list = m.get(k);
-  if (!list) {
-    list = [];
-    m.set(k, list);
-  }
-  return list;
-}
-
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 
-function mapOf<K, V>(m: Map<K, Map<string, V>>, k: K): Map<string, V> {
-  let inner = m.get(k);
-  if (!inner) {
-    inner = new Map();
-    m.set(k, inner);
+/** `m`'s value for `k`, made by `make` and set first if there is none. */
+function getOr<K, V>(m: Map<K, V>, k: K, make: () => V): V {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = make();
+    m.set(k, v);
   }
-  return inner;
+  return v;
 }
 
 /** Most buckets per device in one response (a window longer than this is read in slices). */

@@ -4,6 +4,7 @@ import { entityKey } from '../../common/registry/key.js';
 import type { Series, Storage } from '../../common/storage/index.js';
 import type { AnyPoint } from '../../contracts/influx.js';
 import {
+  type DisplayWindow,
   type OutsideData,
   readWindows,
   type SchoolWindows,
@@ -327,8 +328,7 @@ describe('rollup: windows read with plain statements equal the subquery reading'
 
   it('the random days exercise every figure: unused, activity, use, faults, host-only devices', async () => {
     const want = await referenceTeaching(storage, win(at(0, 6, 58), at(0, 12, 1)));
-    const sum = (f: (d: WindowData['display'] extends Map<string, infer D> ? D : never) => number) =>
-      [...want.display.values()].reduce((n, d) => n + f(d), 0);
+    const sum = (f: (d: DisplayWindow) => number) => [...want.display.values()].reduce((n, d) => n + f(d), 0);
     expect(sum((d) => d.unused) * sum((d) => d.activity) * sum((d) => d.use)).toBeGreaterThan(0);
     expect([...want.faulty.values()].some((n) => n > 0)).toBe(true);
     expect(want.host.size).toBeGreaterThan(0);
