@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from '../../common/config.js';
 import { logConfigSchema } from '../../common/log.js';
 import { REDACTED } from '../../common/redact.js';
 import { influxConfigSchema } from '../../common/storage/config.js';
+import { rollupConfigSchema } from '../../rollup/config.js';
 
 const schema = z.strictObject({ influx: influxConfigSchema, log: logConfigSchema });
 const dir = mkdtempSync(join(tmpdir(), 'cfm-config-'));
@@ -68,6 +69,21 @@ describe('configuration', () => {
     expect(e.key).toBe('influx.batchSize');
     expect(e.message).toContain(f);
     expect(e.message).toMatch(/influx\.batchSize: .*number/i);
+  });
+
+  it('refuses a rollup.readsInFlight that is not a whole number from 1 to 8, naming it; 2 by default', () => {
+    const rollup = z.strictObject({ rollup: rollupConfigSchema });
+    expect(loadConfig(rollup, { env: {} }).rollup.readsInFlight).toBe(2);
+    for (const bad of ['0', '9', '1.5', 'lots', '-1'])
+      expect(
+        loadError(() =>
+          loadConfig(rollup, { file: file('rollup.yaml', `rollup:\n  readsInFlight: ${bad}\n`), env: {} }),
+        ).key,
+      ).toBe('rollup.readsInFlight');
+    const e = loadError(() => loadConfig(rollup, { env: { CFM_ROLLUP__READS_IN_FLIGHT: '100' } }));
+    expect(e.source).toBe('environment CFM_ROLLUP__READS_IN_FLIGHT');
+    expect(e.message).toMatch(/rollup\.readsInFlight/);
+    expect(loadConfig(rollup, { env: { CFM_ROLLUP__READS_IN_FLIGHT: '4' } }).rollup.readsInFlight).toBe(4);
   });
 
   it('names the environment variable when the bad value came from there', () => {
