@@ -20,11 +20,23 @@ export async function sh(cmd: string, args: string[]): Promise<string> {
   }
 }
 
-function uniq(): { name: string; x: number; y: number } {
+/**
+ * A name and a /29 no other run on this host picks: `cfm<pid>n<counter>` (the separator keeps pid 3710's 21st
+ * from being pid 37102's 1st), and 10.x.y.z/29 with x, y from the pid and the block z from the counter, so
+ * two workers share a subnet only when their pids differ by a multiple of 25,600.
+ */
+function uniq(): { name: string; base: string } {
   const n = seq++;
-  const x = 100 + (process.pid % 100);
-  const y = ((process.pid >> 7) * 8 + n * 8) % 256;
-  return { name: `cfm${process.pid % 100_000}${n}`, x, y };
+  const pid = process.pid % 100_000;
+  const x = 100 + (pid % 100);
+  const y = Math.floor(pid / 100) % 256;
+  return { name: `cfm${pid}n${n}`, base: `10.${x}.${y}.${(n % 32) * 8}` };
+}
+
+/** The n-th address of a /29 whose first address is `base`. */
+function at(base: string, n: number): string {
+  const parts = base.split('.').map(Number);
+  return `${parts[0]}.${parts[1]}.${parts[2]}.${parts[3]! + n}`;
 }
 
 export interface Netns {
@@ -41,13 +53,12 @@ export interface Netns {
 /** A namespace on a veth pair: host .1, namespace .2, nobody .5 (ARP fails: no answer). */
 export async function vethNamespace(): Promise<Netns> {
   if (process.getuid?.() !== 0) throw new Error('network namespace tests need root (CI runs as root)');
-  const { name, x, y } = uniq();
-  const base = `10.${x}.${y}`;
+  const { name, base } = uniq();
   const ns: Netns = {
     name,
-    hostAddress: `${base}.1`,
-    nsAddress: `${base}.2`,
-    silentAddress: `${base}.5`,
+    hostAddress: at(base, 1),
+    nsAddress: at(base, 2),
+    silentAddress: at(base, 5),
     exec: (cmd, args) => sh('ip', ['netns', 'exec', name, cmd, ...args]),
     destroy: async () => {
       // Deleting the namespace deletes its veth end, and so the pair.
@@ -98,8 +109,7 @@ export async function delayLine(
   jitterMs = 0,
 ): Promise<Netns & { packets(): Promise<number> }> {
   if (process.getuid?.() !== 0) throw new Error('network namespace tests need root (CI runs as root)');
-  const { name, x, y } = uniq();
-  const base = `10.${x}.${y}`;
+  const { name, base } = uniq();
   const hostTun = `${name}a`;
   const nsTun = `${name}b`;
   const child: ChildProcess = spawn(
@@ -138,9 +148,9 @@ export async function delayLine(
     });
   const ns: Netns & { packets(): Promise<number> } = {
     name,
-    hostAddress: `${base}.1`,
-    nsAddress: `${base}.2`,
-    silentAddress: `${base}.3`,
+    hostAddress: at(base, 1),
+    nsAddress: at(base, 2),
+    silentAddress: at(base, 3),
     exec: (cmd, args) => sh('ip', ['netns', 'exec', name, cmd, ...args]),
     packets: async () => {
       child.stdin!.write('n\n');
@@ -158,14 +168,18 @@ export async function delayLine(
     if (ready !== 'ready') throw new Error(`delay line: ${ready} ${stderr}`);
     await sh('ip', ['netns', 'add', name]);
     await sh('ip', ['link', 'set', nsTun, 'netns', name]);
-    await sh('ip', ['addr', 'add', ns.hostAddress, 'peer', ns.nsAddress, 'dev', hostTun]);
-    await sh('ip', ['link', 'set', hostTun, 'up']);
+    // The namespace's side first: the host sends on its side as soon as it is up (IPv6 solicitations), and
+    // the line must have somewhere to deliver them. (A write to a TUN device that is down fails with EIO; the
+    // line drops such a packet, but once it exited on it, taking both devices along.)
     await ns.exec('ip', ['addr', 'add', ns.nsAddress, 'peer', ns.hostAddress, 'dev', nsTun]);
     await ns.exec('ip', ['link', 'set', nsTun, 'up']);
     await ns.exec('ip', ['link', 'set', 'lo', 'up']);
+    await sh('ip', ['addr', 'add', ns.hostAddress, 'peer', ns.nsAddress, 'dev', hostTun]);
+    await sh('ip', ['link', 'set', hostTun, 'up']);
   } catch (e) {
     await ns.destroy();
-    throw e;
+    const why = stderr.trim();
+    throw new Error(`${(e as Error).message}${why ? ` (delay line: ${why})` : ''}`);
   }
   return ns;
 }
@@ -200,6 +214,9 @@ while True:
         seq += 1
     while q and q[0][0] <= time.monotonic():
         _, _, out, pkt = heapq.heappop(q)
-        os.write(out, pkt)
-        passed += 1
+        try:
+            os.write(out, pkt)
+            passed += 1
+        except OSError:
+            pass  # that side is down (EIO): the packet is lost, as on a link whose far end is down
 `;
