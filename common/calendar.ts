@@ -97,8 +97,15 @@ export const calendarsSchema = z.array(calendarSchema).superRefine((list, ctx) =
 export function dayNumber(date: string): number {
   return Date.UTC(+date.slice(0, 4), +date.slice(5, 7) - 1, +date.slice(8, 10)) / 86_400_000;
 }
+let lastDay = Number.NaN;
+let lastDate = '';
 export function dateOf(day: number): string {
-  return new Date(day * 86_400_000).toISOString().slice(0, 10);
+  // The collector asks for every reading's date: nearly always the day it asked before.
+  if (day !== lastDay) {
+    lastDate = new Date(day * 86_400_000).toISOString().slice(0, 10);
+    lastDay = day;
+  }
+  return lastDate;
 }
 /** The local (UTC+8) date of an instant. */
 export function localDate(ms: number): string {
