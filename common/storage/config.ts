@@ -54,7 +54,9 @@ export const influxConfigSchema = z
       .int()
       .min(1_000)
       .default(1_000_000)
-      .describe('Lines held for retry while InfluxDB is down; past it the oldest are dropped and counted.'),
+      .describe(
+        'Lines held for retry while InfluxDB is down, as whole requests: at most maxBufferLines / batchSize requests (each of up to batchSize lines); past it the oldest are dropped and counted.',
+      ),
     maxRetryTimeMs: z
       .number()
       .int()

@@ -195,7 +195,9 @@ export class StorageWriter {
       batchSize: c.batchSize + 1,
       flushInterval: 0,
       maxBatchBytes: Number.MAX_SAFE_INTEGER,
-      maxBufferLines: c.maxBufferLines,
+      // The library counts the records it holds for retry, and each of our requests is one record of at most
+      // batchSize lines: this many requests never hold more than maxBufferLines lines.
+      maxBufferLines: Math.max(1, Math.floor(c.maxBufferLines / c.batchSize)),
       maxRetries: Number.MAX_SAFE_INTEGER, // bounded by maxRetryTime instead of a count
       maxRetryTime: c.maxRetryTimeMs,
       minRetryDelay: c.minRetryDelayMs,

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 
 /**
@@ -68,6 +68,52 @@ describe('storage through an InfluxDB outage', () => {
     const rows = await storage.rows('SELECT uptime_s FROM host');
     const seqs = rows.map((r) => r.uptime_s as number).sort((a, b) => a - b);
     expect(seqs).toEqual(Array.from({ length: N }, (_, i) => i));
+    await storage.stop();
+  });
+
+  // Each request is one record to the client library, which bounds its retry buffer in records: the bound is
+  // given to it in requests, so maxBufferLines still bounds the lines held.
+  it('holds at most maxBufferLines lines for retry: past it the oldest requests are dropped, counted and abandoned', async () => {
+    const influxd = new Influxd();
+    onTestFinished(() => influxd.dispose());
+    await influxd.start();
+    const { storage } = testStorage(influxd.url, {
+      database: 'overflow',
+      batchSize: 1_000,
+      maxBufferLines: 3_000,
+      flushIntervalMs: 10,
+      minRetryDelayMs: 60_000, // nothing is retried during the test: the buffer only fills
+      maxRetryDelayMs: 60_000,
+      timeoutMs: 2_000,
+    });
+    await storage.start();
+    const abandoned: number[] = [];
+    storage.addWriteListener({ settled: () => {}, abandoned: (_r, n) => abandoned.push(n) });
+    await influxd.stop();
+    const t0 = Date.UTC(2026, 10, 23, 8, 0, 0);
+    for (let b = 0; b < 8; b++) {
+      storage.write(
+        Array.from({ length: 1_000 }, (_, i) => ({
+          measurement: 'host' as const,
+          tags: { school: 'S1', device: `d${b}` },
+          fields: { uptime_s: i },
+          ts: t0 + b * 1_000 + i,
+        })),
+      );
+      const failed = b + 1;
+      // Each request fails once (refused), and is then held for a retry a minute away.
+      await waitFor(() => storage.stats().retriedLines >= failed * 1_000, {
+        what: `request ${failed} to fail`,
+      });
+    }
+    const s = storage.stats();
+    // Whole requests dropped, oldest first, and never more than 3,000 lines held.
+    expect(s.droppedLines.overflow).toBeGreaterThan(0);
+    expect(s.droppedLines.overflow % 1_000).toBe(0);
+    expect(s.pendingLines).toBeLessThanOrEqual(3_000);
+    expect(s.pendingLines + s.droppedLines.overflow).toBe(8_000);
+    expect(abandoned.reduce((a, b) => a + b, 0)).toBe(s.droppedLines.overflow);
+    await influxd.start();
     await storage.stop();
   });
 });
