@@ -55,7 +55,7 @@ export const influxConfigSchema = z
       .min(1_000)
       .default(1_000_000)
       .describe(
-        'Lines held for retry while InfluxDB is down, as whole requests: at most maxBufferLines / batchSize requests (each of up to batchSize lines); past it the oldest are dropped and counted.',
+        'Lines held for retry while InfluxDB is down; a failing request that would pass it is dropped and counted.',
       ),
     maxRetryTimeMs: z
       .number()

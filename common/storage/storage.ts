@@ -61,6 +61,11 @@ export class Storage {
 
   /** Queues ready-made line protocol (timestamps in ms). */
   writeLines(lines: readonly string[]): void {
+    // One request is its lines joined by line breaks: a line holding one would be two lines to InfluxDB.
+    for (const l of lines) {
+      if (l.includes('\n') || l.includes('\r'))
+        throw new TypeError(`a line of line protocol holds a line break: ${JSON.stringify(l.slice(0, 80))}`);
+    }
     this.writer.writeLines(lines);
   }
 

@@ -84,6 +84,8 @@ interface Chunk {
   body: string;
   lines: number;
   batch: Batch;
+  /** Failed and waiting in the library's retry buffer (or being retried): counted in `retryingLines`. */
+  retrying?: boolean;
 }
 
 /** The write pipeline behind `Storage.write()`: one per storage, started once the server is known. */
@@ -105,6 +107,8 @@ export class StorageWriter {
   private readonly unseen = new Map<string, Chunk[]>();
   private readonly seen = new WeakMap<string[], Chunk>();
   private settledThrough_ = 0;
+  /** Lines of the chunks in retry (`Chunk.retrying`): bounded by `maxBufferLines`. */
+  private retryingLines = 0;
   private readonly listeners = new Set<WriteListener>();
   private fatal: StorageError | undefined;
   private readonly stats_: StorageStats = {
@@ -189,15 +193,14 @@ export class StorageWriter {
   private newWriteApi(): WriteApi {
     const c = this.config;
     const options: Partial<WriteOptions> = {
-      // Chunks are at most batchSize lines and flushed as soon as they are handed over, so the WriteApi's own
-      // buffer never splits or merges them (one more than a chunk: it never fills and sends on its own; no
-      // interval, no byte limit of its own).
-      batchSize: c.batchSize + 1,
+      // A chunk is one record, flushed as soon as it is handed over, so the WriteApi's own buffer never merges
+      // chunks (it never fills and sends on its own; no interval, no byte limit of its own).
+      batchSize: 2,
       flushInterval: 0,
       maxBatchBytes: Number.MAX_SAFE_INTEGER,
-      // The library counts the records it holds for retry, and each of our requests is one record of at most
-      // batchSize lines: this many requests never hold more than maxBufferLines lines.
-      maxBufferLines: Math.max(1, Math.floor(c.maxBufferLines / c.batchSize)),
+      // The library counts records (one per request); maxBufferLines is enforced in lines in onWriteFailed. A
+      // request is at least one line, so the library's bound is never reached before ours.
+      maxBufferLines: c.maxBufferLines,
       maxRetries: Number.MAX_SAFE_INTEGER, // bounded by maxRetryTime instead of a count
       maxRetryTime: c.maxRetryTimeMs,
       minRetryDelay: c.minRetryDelayMs,
@@ -218,7 +221,7 @@ export class StorageWriter {
         this.stats_.droppedLines.overflow += chunk.lines;
         this.deps.log.error(
           { dropped: chunk.lines, maxBufferLines: c.maxBufferLines },
-          'retry buffer full: oldest lines dropped',
+          'retry buffer full: lines dropped',
         );
         this.settle(chunk, 'overflow');
       },
@@ -231,8 +234,14 @@ export class StorageWriter {
    * Hands lines to the WriteApi as one request; `batch` settles when all its chunks have. Resolves when
    * InfluxDB has them or they are scheduled for retry.
    */
-  private send(lines: readonly string[], batch: Batch): Promise<void> {
-    const chunk: Chunk = { body: lines.join('\n'), lines: lines.length, batch };
+  private send(lines: readonly string[], batch: Batch, count = lines.length): Promise<void> {
+    if (!this.writeApi) {
+      // A 413 answered after stop() gave up: nothing can send the halves any more.
+      this.stats_.droppedLines.shutdown += count;
+      batch.pending -= count;
+      return Promise.resolve();
+    }
+    const chunk: Chunk = { body: lines.join('\n'), lines: count, batch };
     const same = this.unseen.get(chunk.body);
     if (same) same.push(chunk);
     else this.unseen.set(chunk.body, [chunk]);
@@ -266,9 +275,17 @@ export class StorageWriter {
 
   /** A chunk's lines are done with (written or dropped); `abandoned` says they were given up. */
   private settle(chunk: Chunk, abandoned?: DropReason): void {
+    this.release(chunk);
     if (abandoned) for (const l of this.listeners) l.abandoned(abandoned, chunk.lines);
     chunk.batch.pending -= chunk.lines;
     this.advance();
+  }
+
+  /** The chunk is no longer waiting for a retry. */
+  private release(chunk: Chunk): void {
+    if (!chunk.retrying) return;
+    chunk.retrying = false;
+    this.retryingLines -= chunk.lines;
   }
 
   /** Moves the settled position past every leading batch that has settled. */
@@ -291,6 +308,20 @@ export class StorageWriter {
     const log = this.deps.log;
     switch (action.kind) {
       case 'retry': {
+        if (!chunk.retrying) {
+          // maxBufferLines in lines: a failing request that would pass it is dropped, not held.
+          if (this.retryingLines + chunk.lines > this.config.maxBufferLines) {
+            this.stats_.droppedLines.overflow += chunk.lines;
+            log.error(
+              { dropped: chunk.lines, maxBufferLines: this.config.maxBufferLines },
+              'retry buffer full: lines dropped',
+            );
+            this.settle(chunk, 'overflow');
+            return Promise.resolve();
+          }
+          chunk.retrying = true;
+          this.retryingLines += chunk.lines;
+        }
         if (action.retryAfterMs !== undefined) {
           // The library reads Retry-After seconds as milliseconds; give it the right number.
           const ms = action.retryAfterMs;
@@ -304,13 +335,17 @@ export class StorageWriter {
         return undefined;
       }
       case 'split': {
+        this.release(chunk);
         const lines = chunk.body.split('\n');
         this.stats_.splitBatches++;
         const half = Math.ceil(lines.length / 2);
         log.warn({ lines: lines.length, half, why: action.why }, 'batch too large (413): splitting');
         // Both halves go through the same WriteApi (its retries, its back-off); the batch settles when they have.
-        this.send(lines.slice(0, half), chunk.batch);
-        this.send(lines.slice(half), chunk.batch);
+        // Their counts come from the chunk, not from the re-split body: together they settle exactly what the
+        // batch expects of this chunk (no line holds a raw break: writeLines refuses one).
+        const first = Math.ceil(chunk.lines / 2);
+        this.send(lines.slice(0, half), chunk.batch, first);
+        this.send(lines.slice(half), chunk.batch, chunk.lines - first);
         return Promise.resolve();
       }
       case 'drop': {

@@ -22,15 +22,17 @@ export async function sh(cmd: string, args: string[]): Promise<string> {
 
 /**
  * A name and a /29 no other run on this host picks: `cfm<pid>n<counter>` (the separator keeps pid 3710's 21st
- * from being pid 37102's 1st), and 10.x.y.z/29 with x, y from the pid and the block z from the counter, so
- * two workers share a subnet only when their pids differ by a multiple of 25,600.
+ * from being pid 37102's 1st; at most 15 characters with its one-letter suffix for pids up to 4,194,304 and
+ * counters below 100), and 10.x.y.z/29 with x, y from the pid and the block z from the counter, so two
+ * processes share a subnet only when their pids differ by a multiple of 25,600. A process has 32 blocks.
  */
 function uniq(): { name: string; base: string } {
   const n = seq++;
-  const pid = process.pid % 100_000;
+  if (n >= 32) throw new Error('netns helper: more than 32 namespaces in one test process (one /29 each)');
+  const pid = process.pid;
   const x = 100 + (pid % 100);
   const y = Math.floor(pid / 100) % 256;
-  return { name: `cfm${pid}n${n}`, base: `10.${x}.${y}.${(n % 32) * 8}` };
+  return { name: `cfm${pid}n${n}`, base: `10.${x}.${y}.${n * 8}` };
 }
 
 /** The n-th address of a /29 whose first address is `base`. */
@@ -102,7 +104,7 @@ export async function dropEchoes(ns: Netns, pct: number): Promise<void> {
  * and one in a new namespace, joined by a small Python process that holds every IP packet `oneWayMs` (plus a
  * uniform random 0..`jitterMs`, never reordering) before passing it on. Both ICMP echoes and the TCP handshake
  * cross it, so a round trip takes at least 2 × oneWayMs — what a relay at the TCP level cannot do (the kernel
- * completes a handshake before any process sees the connection). Host .1, namespace .2 of a /30.
+ * completes a handshake before any process sees the connection). Host .1, namespace .2 of a /29 block, as /32 peers.
  */
 export async function delayLine(
   oneWayMs: number,
@@ -187,7 +189,7 @@ export async function delayLine(
 // TUNSETIFF with IFF_TUN | IFF_NO_PI (linux/if_tun.h). Each direction is FIFO: a packet leaves no earlier than
 // the one before it, so jitter never reorders. stdin: `n` asks for the count of packets passed; EOF ends it.
 const DELAY_PY = `
-import fcntl, os, struct, sys, select, time, heapq, random
+import errno, fcntl, os, struct, sys, select, time, heapq, random
 def tun(name):
     fd = os.open('/dev/net/tun', os.O_RDWR)
     fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', name.encode(), 0x0001 | 0x1000))
@@ -217,6 +219,8 @@ while True:
         try:
             os.write(out, pkt)
             passed += 1
-        except OSError:
-            pass  # that side is down (EIO): the packet is lost, as on a link whose far end is down
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            # that side is down: the packet is lost, as on a link whose far end is down
 `;

@@ -41,6 +41,10 @@ describe('write failures on a real InfluxDB', () => {
     await storage.drain();
     storage.writeLines([line(4), 'garbage without fields']);
     await storage.drain();
+    // A request is its lines joined by breaks: a line holding one is refused before anything is queued.
+    expect(() => storage.writeLines([line(5), `${line(6)}\n${line(7)}`])).toThrow(/line break/);
+    expect(() => storage.writeLines([`${line(8)}\r`])).toThrow(/line break/);
+    await storage.drain();
     expect(await count(influxd, 'partial')).toBe(4);
     const s = storage.stats();
     expect(s.droppedLines.rejected).toBe(2);

@@ -71,9 +71,9 @@ describe('storage through an InfluxDB outage', () => {
     await storage.stop();
   });
 
-  // Each request is one record to the client library, which bounds its retry buffer in records: the bound is
-  // given to it in requests, so maxBufferLines still bounds the lines held.
-  it('holds at most maxBufferLines lines for retry: past it the oldest requests are dropped, counted and abandoned', async () => {
+  // Each request is one record to the client library, which bounds its retry buffer in records: the storage
+  // bounds the lines itself. Small requests fill it up to the bound, large ones do not pass it.
+  it('holds at most maxBufferLines lines for retry: a failing request past it is dropped, counted and abandoned', async () => {
     const influxd = new Influxd();
     onTestFinished(() => influxd.dispose());
     await influxd.start();
@@ -91,27 +91,33 @@ describe('storage through an InfluxDB outage', () => {
     storage.addWriteListener({ settled: () => {}, abandoned: (_r, n) => abandoned.push(n) });
     await influxd.stop();
     const t0 = Date.UTC(2026, 10, 23, 8, 0, 0);
-    for (let b = 0; b < 8; b++) {
+    let requests = 0;
+    let lines = 0;
+    const request = async (n: number) => {
       storage.write(
-        Array.from({ length: 1_000 }, (_, i) => ({
+        Array.from({ length: n }, (_, i) => ({
           measurement: 'host' as const,
-          tags: { school: 'S1', device: `d${b}` },
+          tags: { school: 'S1', device: `d${requests}` },
           fields: { uptime_s: i },
-          ts: t0 + b * 1_000 + i,
+          ts: t0 + lines + i,
         })),
       );
-      const failed = b + 1;
-      // Each request fails once (refused), and is then held for a retry a minute away.
-      await waitFor(() => storage.stats().retriedLines >= failed * 1_000, {
-        what: `request ${failed} to fail`,
+      requests++;
+      lines += n;
+      await storage.flush();
+      // Each request fails once (refused), and is then held for a retry a minute away, or dropped.
+      await waitFor(() => storage.stats().retriedLines + storage.stats().droppedLines.overflow >= lines, {
+        what: `request ${requests} to fail`,
       });
-    }
+    };
+    // Small requests are held up to the bound in lines, not cut at a count of requests.
+    for (let k = 0; k < 40; k++) await request(10);
+    expect(storage.stats()).toMatchObject({ pendingLines: 400, droppedLines: { overflow: 0 } });
+    // Then 1,000-line requests: two more fit under 3,000 lines; the six after them are dropped whole.
+    for (let k = 0; k < 8; k++) await request(1_000);
     const s = storage.stats();
-    // Whole requests dropped, oldest first, and never more than 3,000 lines held.
-    expect(s.droppedLines.overflow).toBeGreaterThan(0);
-    expect(s.droppedLines.overflow % 1_000).toBe(0);
-    expect(s.pendingLines).toBeLessThanOrEqual(3_000);
-    expect(s.pendingLines + s.droppedLines.overflow).toBe(8_000);
+    expect(s.pendingLines).toBe(2_400);
+    expect(s.droppedLines.overflow).toBe(6_000);
     expect(abandoned.reduce((a, b) => a + b, 0)).toBe(s.droppedLines.overflow);
     await influxd.start();
     await storage.stop();
