@@ -64,6 +64,16 @@ function fieldLiteral(type: FieldType, v: unknown, measurement: string, field: s
 const TAG_SPECIAL = /[,= \\\n\r\t]/;
 const escTag = (s: string) => (TAG_SPECIAL.test(s) ? lp.tag(s) : s);
 
+/**
+ * The same string, flattened in place: V8 keeps a string built with `+=` as a tree of its pieces, and every
+ * line that starts with a cached series prefix copies that tree again when the line is encoded (#18: a quarter
+ * of the line's cost). Converting it to a number flattens it once (the same trick as pino's flatstr).
+ */
+function flat(s: string): string {
+  Number(s);
+  return s;
+}
+
 /** Escaped `measurement,tag=value…` by tag values; cleared when it outgrows a large city's series count. */
 const seriesCache = new Map<string, string>();
 const SERIES_CACHE_MAX = 500_000;
@@ -131,7 +141,7 @@ function seriesPrefix(point: AnyPoint, plan: Plan, byTags: Map<string, string> |
       line += `,${k}=${escTag(t)}`;
     }
     if (seriesCache.size >= SERIES_CACHE_MAX) seriesCache.clear();
-    seriesCache.set(key, line);
+    seriesCache.set(key, flat(line));
   }
   if (Object.isFrozen(tags)) {
     if (byTags) byTags.set(point.measurement, line);

@@ -130,6 +130,25 @@ describe('storage against a real InfluxDB 1.x', () => {
     await storage.stop();
   });
 
+  it("a request body larger than the writer's first buffer, in UTF-8, arrives whole: lines around a 60 KB Chinese message", async () => {
+    const { storage } = testStorage(influxd.url, { database: 'wide', batchSize: 10_000 });
+    await storage.start();
+    // 20,000 CJK characters are 60,000 bytes of UTF-8 (InfluxDB 1.x takes string fields up to 64 KB); with
+    // lines before and after it in the same request the body outgrows the writer's 64 KiB start buffer.
+    const wide = '班'.repeat(19_999) + '通';
+    storage.write(Array.from({ length: 300 }, (_, i) => samplePoint('host', i, 1_788_000_000_000 + i)));
+    storage.write([
+      { measurement: 'event', tags: { device: 'gw' }, fields: { message: wide }, ts: 1_788_000_000_000 },
+    ]);
+    storage.write(Array.from({ length: 300 }, (_, i) => samplePoint('host', 300 + i, 1_788_000_001_000 + i)));
+    await storage.drain();
+    expect(storage.stats().batchesWritten).toBe(1);
+    const [ev] = await storage.rows('SELECT message FROM event');
+    expect(ev?.message).toBe(wide);
+    expect(await storage.rows('SELECT count(uptime_s) FROM host')).toMatchObject([{ count: 600 }]);
+    await storage.stop();
+  });
+
   it('writes gzipped bodies when asked (InfluxDB 1.x /write accepts Content-Encoding: gzip)', async () => {
     const { storage } = testStorage(influxd.url, { database: 'gz', gzip: 'always', gzipThreshold: 0 });
     await storage.start();
