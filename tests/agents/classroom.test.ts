@@ -361,7 +361,8 @@ describe('telemetry v2', () => {
       timeoutMs: 20_000,
     });
     expect(agent.stats().sessionHelper!.badLines.unexpected).toBe(16);
-    expect(telemetry(device).length).toBeGreaterThanOrEqual(3);
+    // Three readings were made; the third may still be on its way through the broker to this subscriber.
+    await waitFor(() => telemetry(device).length >= 3, { what: 'three readings received' });
     expect(telemetry(device).every((t) => t.activity === undefined)).toBe(true);
     expect(telemetry(device).some((t) => t.host?.nics.length === 1)).toBe(true);
   });

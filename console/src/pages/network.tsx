@@ -39,7 +39,9 @@ const byName = new Intl.Collator('zh').compare;
 
 /** 网络: every uplink, down and stale first, then by utilisation of its capacity; live. */
 export function Network() {
-  const schools = useLoad(() => allSchools(LINK_REFRESH_MS), []);
+  // A reload every LINK_REFRESH_MS takes the session's copy only if it is younger than half that: a copy made
+  // just after the interval started (the first load's effect can run after it) is never taken for fresh.
+  const schools = useLoad(() => allSchools(LINK_REFRESH_MS / 2), []);
   // The uplinks come live; the probe cycles (`link`) with the schools, loaded again for them.
   const reloadSchools = schools.reload;
   useEffect(() => {
