@@ -97,6 +97,10 @@ interface Chunk {
  */
 const TOKEN_PREFIX = '#cfm-chunk ';
 
+/** The writer's encoding buffer: its first size, and the size past which a mostly unused one is let go. */
+const SCRATCH_START = 1 << 16;
+const SCRATCH_KEEP = 1 << 22;
+
 /**
  * `from[0, n)` copied into a Buffer of its own memory (not a slice of Node's shared pool), so the transport can
  * hand the library its ArrayBuffer and the request is sent without another copy (transport.ts).
@@ -116,15 +120,14 @@ export class StorageWriter {
    * as one request (its `batchSize` is ours and we flush right after each chunk), so its callbacks name a
    * chunk we know — the per-batch completion signal the collector's acknowledgements need. A 413 split goes
    * back through the same WriteApi as two smaller chunks: no WriteApi is created per split.
-   */
-  /**
-   * The open batch, encoded as it is written (UTF-8 lines separated by breaks): its full chunks, and the chunk
+   *
+   * The open batch is encoded as it is written (UTF-8 lines separated by breaks): its full chunks, and the chunk
    * being filled in `scratch[0, openAt)`. A line lives as a string only until it is encoded — a young string the
    * next scavenge frees, where lines held until the batch was sealed survived it and were copied and promoted
    * (their building and flattening were a third of the collector's CPU, #18).
    */
   private openChunks: { body: Buffer; lines: number }[] = [];
-  private scratch = Buffer.allocUnsafeSlow(1 << 16);
+  private scratch = Buffer.allocUnsafeSlow(SCRATCH_START);
   private openAt = 0;
   private openChunkLines = 0;
   private openLines = 0;
@@ -171,7 +174,8 @@ export class StorageWriter {
 
   stats(): StorageStats {
     const s = this.stats_;
-    const dropped = Object.values(s.droppedLines).reduce((a, b) => a + b, 0);
+    // A point toLine refused was never accepted: it is counted as dropped, not subtracted from what is pending.
+    const dropped = Object.values(s.droppedLines).reduce((a, b) => a + b, 0) - s.droppedLines.invalid_point;
     return structuredClone({ ...s, pendingLines: s.acceptedLines - s.writtenLines - dropped });
   }
 
@@ -297,9 +301,14 @@ export class StorageWriter {
   /** The open chunk, copied out at its size. */
   private cutChunk(): void {
     if (this.openChunkLines === 0) return;
-    this.openChunks.push({ body: exact(this.scratch, this.openAt), lines: this.openChunkLines });
+    const bytes = this.openAt;
+    this.openChunks.push({ body: exact(this.scratch, bytes), lines: this.openChunkLines });
     this.openAt = 0;
     this.openChunkLines = 0;
+    // A very long line grew the scratch buffer: it is not kept that large for the life of the process (a chunk
+    // of ordinary lines that needed most of it keeps it).
+    if (this.scratch.length > SCRATCH_KEEP && this.scratch.length > 4 * bytes)
+      this.scratch = Buffer.allocUnsafeSlow(SCRATCH_START);
   }
 
   /** The lines of a chunk's body, for the rare paths that need them one by one (a 413 split, a rejection). */
@@ -394,8 +403,10 @@ export class StorageWriter {
         // batch expects of this chunk (no line holds a raw break: writeLines refuses one).
         const first = Math.ceil(chunk.lines / 2);
         const bodyOf = (part: string[]) => {
-          const joined = Buffer.from(part.join('\n'));
-          return exact(joined, joined.length);
+          const joined = part.join('\n');
+          const body = Buffer.allocUnsafeSlow(Buffer.byteLength(joined));
+          body.write(joined);
+          return body;
         };
         this.send(bodyOf(lines.slice(0, half)), first, chunk.batch);
         this.send(bodyOf(lines.slice(half)), chunk.lines - first, chunk.batch);
@@ -552,6 +563,9 @@ export class StorageWriter {
       }
     }
     api.dispose();
+    // dispose() drops the library's retry buffer without a callback: what it held is counted above (shutdown).
+    this.chunks.clear();
+    this.retryingLines = 0;
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     this.writeApi = undefined;

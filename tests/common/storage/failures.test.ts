@@ -202,6 +202,55 @@ describe('write failures on a real InfluxDB', () => {
       await proxy.stop();
     }
   });
+  it('a point the schema refuses is dropped and counted, and hides no line still pending from drain()', async () => {
+    const proxy = await new FaultProxy(influxd.url).start();
+    try {
+      const { storage } = testStorage(proxy.url, {
+        database: 'refused',
+        minRetryDelayMs: 300,
+        retryJitterMs: 0,
+      });
+      await storage.start();
+      proxy.failNext(1, 503);
+      storage.write([{ measurement: 'no_such', tags: {}, fields: { x: 1 }, ts: 1_788_000_000_000 } as never]);
+      storage.writeLines([line(1)]);
+      expect(storage.stats()).toMatchObject({ acceptedLines: 1, pendingLines: 1 });
+      // Before, the refused point was subtracted from what was pending: drain() returned while the line waited
+      // for its retry, and stop() then lost it uncounted.
+      await storage.drain();
+      expect(await count(influxd, 'refused')).toBe(1);
+      expect(storage.stats()).toMatchObject({ writtenLines: 1, pendingLines: 0 });
+      expect(storage.stats().droppedLines.invalid_point).toBe(1);
+      await storage.stop();
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('stop() while every write fails counts what it could not write and keeps nothing of it', async () => {
+    const proxy = await new FaultProxy(influxd.url).start();
+    try {
+      const { storage } = testStorage(proxy.url, {
+        database: 'given-up',
+        batchSize: 10,
+        minRetryDelayMs: 50,
+        retryJitterMs: 0,
+        shutdownTimeoutMs: 300,
+      });
+      await storage.start();
+      proxy.failNext(10_000, 503);
+      storage.writeLines(Array.from({ length: 50 }, (_, i) => line(i)));
+      await storage.flush();
+      await storage.stop();
+      expect(storage.stats().droppedLines.shutdown).toBe(50);
+      expect(storage.stats().pendingLines).toBe(0);
+      // The library's retry buffer is dropped by dispose() without a callback; the writer lets go of the bodies.
+      const writer = (storage as unknown as { writer: { chunks: Map<string, unknown> } }).writer;
+      expect(writer.chunks.size).toBe(0);
+    } finally {
+      await proxy.stop();
+    }
+  });
 });
 
 describe('credentials on a real InfluxDB with auth enabled', () => {

@@ -149,6 +149,25 @@ describe('storage against a real InfluxDB 1.x', () => {
     await storage.stop();
   });
 
+  it('chunks cut exactly at batchSize carry emoji and a lone surrogate (sent as U+FFFD) intact, no line lost or joined', async () => {
+    const { storage } = testStorage(influxd.url, { database: 'cut', batchSize: 3 });
+    await storage.start();
+    const messages = ['班班通 🏫', 'a\uD800b', '😀'.repeat(5), 'plain', '校校通', 'last'];
+    storage.write(
+      messages.map((message, i) => ({
+        measurement: 'event' as const,
+        tags: { device: `d${i}` },
+        fields: { message },
+        ts: 1_788_000_000_000 + i,
+      })),
+    );
+    await storage.drain();
+    expect(storage.stats()).toMatchObject({ batchesWritten: 2, writtenLines: 6 });
+    const rows = await storage.rows('SELECT message FROM event');
+    expect(rows.map((r) => r.message)).toEqual(messages.map((m) => m.replace('\uD800', '\uFFFD')));
+    await storage.stop();
+  });
+
   it('writes gzipped bodies when asked (InfluxDB 1.x /write accepts Content-Encoding: gzip)', async () => {
     const { storage } = testStorage(influxd.url, { database: 'gz', gzip: 'always', gzipThreshold: 0 });
     await storage.start();
