@@ -111,6 +111,16 @@ function exact(from: Buffer, n: number): Buffer {
   return out;
 }
 
+/**
+ * A body cut after its first `n` lines, 0 < n < its line count: lines are separated by single breaks and hold
+ * none (Storage.writeLines refuses one), so the `n`th break ends the first part. Views of the body, not copies.
+ */
+function cutAfterLines(body: Buffer, n: number): [Buffer, Buffer] {
+  let at = -1;
+  for (let i = 0; i < n; i++) at = body.indexOf(0x0a, at + 1);
+  return [body.subarray(0, at), body.subarray(at + 1)];
+}
+
 /** The write pipeline behind `Storage.write()`: one per storage, started once the server is known. */
 export class StorageWriter {
   private influx: InfluxDB | undefined;
@@ -311,7 +321,7 @@ export class StorageWriter {
       this.scratch = Buffer.allocUnsafeSlow(SCRATCH_START);
   }
 
-  /** The lines of a chunk's body, for the rare paths that need them one by one (a 413 split, a rejection). */
+  /** The lines of a chunk's body, for the rare path that needs them one by one (a rejection's offending line). */
   private linesOf(chunk: Chunk): string[] {
     return chunk.body.toString('utf8').split('\n');
   }
@@ -394,22 +404,14 @@ export class StorageWriter {
       case 'split': {
         this.release(chunk);
         this.chunks.delete(chunk.token);
-        const lines = this.linesOf(chunk);
         this.stats_.splitBatches++;
-        const half = Math.ceil(lines.length / 2);
-        log.warn({ lines: lines.length, half, why: action.why }, 'batch too large (413): splitting');
-        // Both halves go through the same WriteApi (its retries, its back-off); the batch settles when they have.
-        // Their counts come from the chunk, not from the re-split body: together they settle exactly what the
-        // batch expects of this chunk (no line holds a raw break: writeLines refuses one).
         const first = Math.ceil(chunk.lines / 2);
-        const bodyOf = (part: string[]) => {
-          const joined = part.join('\n');
-          const body = Buffer.allocUnsafeSlow(Buffer.byteLength(joined));
-          body.write(joined);
-          return body;
-        };
-        this.send(bodyOf(lines.slice(0, half)), first, chunk.batch);
-        this.send(bodyOf(lines.slice(half)), chunk.lines - first, chunk.batch);
+        log.warn({ lines: chunk.lines, half: first, why: action.why }, 'batch too large (413): splitting');
+        // Both halves go through the same WriteApi (its retries, its back-off); the batch settles when they have.
+        // The body is cut after its first half's lines, as it is: nothing decoded, nothing encoded again.
+        const [head, tail] = cutAfterLines(chunk.body, first);
+        this.send(head, first, chunk.batch);
+        this.send(tail, chunk.lines - first, chunk.batch);
         return Promise.resolve();
       }
       case 'drop': {
