@@ -1,11 +1,18 @@
 import { InfluxDB } from '@influxdata/influxdb-client';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { StorageError } from '../../../common/storage/errors.js';
 import { FaultProxy } from '../../helpers/fault-proxy.js';
 import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 
 const line = (i: number, pad = 0) =>
   `host,school=s,device=d${i % 7} cpu_pct=${i % 100},uptime_s=${i}i${pad ? `,x="${'y'.repeat(pad)}"` : ''} ${1_788_000_000_000 + i}`;
+
+/** A fault proxy in front of `target`, stopped when the test ends. */
+async function faultProxy(target: string): Promise<FaultProxy> {
+  const proxy = await new FaultProxy(target).start();
+  onTestFinished(() => proxy.stop());
+  return proxy;
+}
 
 async function count(
   influxd: Influxd,
@@ -148,7 +155,7 @@ describe('write failures on a real InfluxDB', () => {
   });
 
   it('a query whose answer stalls (before or after its headers) is a StorageError after timeoutMs, not a raw abort; the next one is served', async () => {
-    const proxy = await new FaultProxy(influxd.url).start();
+    const proxy = await faultProxy(influxd.url);
     const { storage } = testStorage(proxy.url, { database: 'stall', timeoutMs: 500 });
     try {
       await storage.start();
@@ -173,83 +180,70 @@ describe('write failures on a real InfluxDB', () => {
       }
     } finally {
       await storage.stop();
-      await proxy.stop();
     }
   });
 
   it('429/503 are retried honouring Retry-After, and every line arrives', async () => {
-    const proxy = await new FaultProxy(influxd.url).start();
-    try {
-      const { storage } = testStorage(proxy.url, {
-        database: 'retry',
-        minRetryDelayMs: 50,
-        retryJitterMs: 0,
-      });
-      await storage.start();
-      proxy.failNext(1, 429, { 'retry-after': '1' });
-      proxy.failNext(1, 503);
-      proxy.failNext(1, 408); // the client library does not retry this one itself; the storage layer does
-      storage.writeLines(Array.from({ length: 50 }, (_, i) => line(i)));
-      await storage.drain();
-      expect(await count(influxd, 'retry')).toBe(50);
-      const [first, second] = proxy.writeArrivals;
-      // Retry-After: 1 means one second, not one millisecond.
-      expect(second! - first!).toBeGreaterThanOrEqual(950);
-      expect(proxy.writeArrivals.length).toBe(4);
-      expect(storage.stats()).toMatchObject({ retriedLines: 150, writtenLines: 50, pendingLines: 0 });
-      await storage.stop();
-    } finally {
-      await proxy.stop();
-    }
+    const proxy = await faultProxy(influxd.url);
+    const { storage } = testStorage(proxy.url, {
+      database: 'retry',
+      minRetryDelayMs: 50,
+      retryJitterMs: 0,
+    });
+    await storage.start();
+    proxy.failNext(1, 429, { 'retry-after': '1' });
+    proxy.failNext(1, 503);
+    proxy.failNext(1, 408); // the client library does not retry this one itself; the storage layer does
+    storage.writeLines(Array.from({ length: 50 }, (_, i) => line(i)));
+    await storage.drain();
+    expect(await count(influxd, 'retry')).toBe(50);
+    const [first, second] = proxy.writeArrivals;
+    // Retry-After: 1 means one second, not one millisecond.
+    expect(second! - first!).toBeGreaterThanOrEqual(950);
+    expect(proxy.writeArrivals.length).toBe(4);
+    expect(storage.stats()).toMatchObject({ retriedLines: 150, writtenLines: 50, pendingLines: 0 });
+    await storage.stop();
   });
   it('a point the schema refuses is dropped and counted, and hides no line still pending from drain()', async () => {
-    const proxy = await new FaultProxy(influxd.url).start();
-    try {
-      const { storage } = testStorage(proxy.url, {
-        database: 'refused',
-        minRetryDelayMs: 300,
-        retryJitterMs: 0,
-      });
-      await storage.start();
-      proxy.failNext(1, 503);
-      storage.write([{ measurement: 'no_such', tags: {}, fields: { x: 1 }, ts: 1_788_000_000_000 } as never]);
-      storage.writeLines([line(1)]);
-      expect(storage.stats()).toMatchObject({ acceptedLines: 1, pendingLines: 1 });
-      // Before, the refused point was subtracted from what was pending: drain() returned while the line waited
-      // for its retry, and stop() then lost it uncounted.
-      await storage.drain();
-      expect(await count(influxd, 'refused')).toBe(1);
-      expect(storage.stats()).toMatchObject({ writtenLines: 1, pendingLines: 0 });
-      expect(storage.stats().droppedLines.invalid_point).toBe(1);
-      await storage.stop();
-    } finally {
-      await proxy.stop();
-    }
+    const proxy = await faultProxy(influxd.url);
+    const { storage } = testStorage(proxy.url, {
+      database: 'refused',
+      minRetryDelayMs: 300,
+      retryJitterMs: 0,
+    });
+    await storage.start();
+    proxy.failNext(1, 503);
+    storage.write([{ measurement: 'no_such', tags: {}, fields: { x: 1 }, ts: 1_788_000_000_000 } as never]);
+    storage.writeLines([line(1)]);
+    expect(storage.stats()).toMatchObject({ acceptedLines: 1, pendingLines: 1 });
+    // Before, the refused point was subtracted from what was pending: drain() returned while the line waited
+    // for its retry, and stop() then lost it uncounted.
+    await storage.drain();
+    expect(await count(influxd, 'refused')).toBe(1);
+    expect(storage.stats()).toMatchObject({ writtenLines: 1, pendingLines: 0 });
+    expect(storage.stats().droppedLines.invalid_point).toBe(1);
+    await storage.stop();
   });
 
   it('stop() while every write fails counts what it could not write and keeps nothing of it', async () => {
-    const proxy = await new FaultProxy(influxd.url).start();
-    try {
-      const { storage } = testStorage(proxy.url, {
-        database: 'given-up',
-        batchSize: 10,
-        minRetryDelayMs: 50,
-        retryJitterMs: 0,
-        shutdownTimeoutMs: 300,
-      });
-      await storage.start();
-      proxy.failNext(10_000, 503);
-      storage.writeLines(Array.from({ length: 50 }, (_, i) => line(i)));
-      await storage.flush();
-      await storage.stop();
-      expect(storage.stats().droppedLines.shutdown).toBe(50);
-      expect(storage.stats().pendingLines).toBe(0);
-      // The library's retry buffer is dropped by dispose() without a callback; the writer lets go of the bodies.
-      const writer = (storage as unknown as { writer: { chunks: Map<string, unknown> } }).writer;
-      expect(writer.chunks.size).toBe(0);
-    } finally {
-      await proxy.stop();
-    }
+    const proxy = await faultProxy(influxd.url);
+    const { storage } = testStorage(proxy.url, {
+      database: 'given-up',
+      batchSize: 10,
+      minRetryDelayMs: 50,
+      retryJitterMs: 0,
+      shutdownTimeoutMs: 300,
+    });
+    await storage.start();
+    proxy.failNext(10_000, 503);
+    storage.writeLines(Array.from({ length: 50 }, (_, i) => line(i)));
+    await storage.flush();
+    await storage.stop();
+    expect(storage.stats().droppedLines.shutdown).toBe(50);
+    expect(storage.stats().pendingLines).toBe(0);
+    // The library's retry buffer is dropped by dispose() without a callback; the writer lets go of the bodies.
+    const writer = (storage as unknown as { writer: { chunks: Map<string, unknown> } }).writer;
+    expect(writer.chunks.size).toBe(0);
   });
 });
 
