@@ -36,6 +36,8 @@ export const USAGE_FIELDS = [
   'activity_b',
 ] as const;
 const NF = USAGE_FIELDS.length;
+/** Consecutive days read by one query (a default shard group's seven: see `load`). */
+const DAYS_PER_QUERY = 7;
 /** Index of each counter in a day's row. */
 export const U = {
   online: 0,
@@ -189,8 +191,8 @@ export class DayCache {
       if (l) waits.push(l);
       else missing.push(d);
     }
-    // One day per query (a city day is ~1,600 rows), two queries at a time. Each missing day is registered as
-    // loading first, so a concurrent caller waits for it instead of reading it again.
+    // Runs of up to DAYS_PER_QUERY consecutive missing days per query, two queries at a time. Each missing day
+    // is registered as loading first, so a concurrent caller waits for it instead of reading it again.
     const done = new Map<string, { resolve: () => void; reject: (e: unknown) => void }>();
     for (const d of missing) {
       const p = new Promise<void>((resolve, reject) => done.set(d, { resolve, reject }));
@@ -198,26 +200,32 @@ export class DayCache {
       this.loading.set(d, p);
       waits.push(p);
     }
+    const runs: string[][] = [];
+    for (const d of missing) {
+      const run = runs.at(-1);
+      if (run && run.length < DAYS_PER_QUERY && dayNumber(run.at(-1)!) + 1 === dayNumber(d)) run.push(d);
+      else runs.push([d]);
+    }
     let next = 0;
     let failed: { error: unknown } | undefined;
     const worker = async () => {
-      while (next < missing.length) {
-        const d = missing[next++]!;
+      while (next < runs.length) {
+        const run = runs[next++]!;
         try {
           // After a failure the days not started fail with it at once: the caller has failed already, and a
           // request after the database recovers must read afresh, not wait on loads doomed to time out too.
           if (failed) throw failed.error;
-          await this.load(d);
-          done.get(d)!.resolve();
+          await this.load(run);
+          for (const d of run) done.get(d)!.resolve();
         } catch (e) {
           failed ??= { error: e };
-          done.get(d)!.reject(e);
+          for (const d of run) done.get(d)!.reject(e);
         } finally {
-          this.loading.delete(d);
+          for (const d of run) this.loading.delete(d);
         }
       }
     };
-    void Promise.all(Array.from({ length: Math.min(2, missing.length) }, worker));
+    void Promise.all(Array.from({ length: Math.min(2, runs.length) }, worker));
     if (waits.length === 0) return true;
     await Promise.all(waits);
     return false;
@@ -263,12 +271,16 @@ export class DayCache {
     return m;
   }
 
-  private async load(date: string): Promise<void> {
-    this.loads++;
+  /**
+   * Reads consecutive days with one query: InfluxDB decodes each series' block (a shard's days of it) once per
+   * query, so a week read at once costs its database about a third of seven one-day reads (docs/scale.md).
+   */
+  private async load(dates: string[]): Promise<void> {
+    this.loads += dates.length;
     const epoch = this.epoch;
     const checkedAtMs = this.now();
-    const a = timeMs(localMidnightMs(date));
-    const b = timeMs(localMidnightMs(date) + 86_400_000);
+    const a = timeMs(localMidnightMs(dates[0]!));
+    const b = timeMs(localMidnightMs(dates.at(-1)!) + 86_400_000);
     const [packed = [], uplink = [], marks = []] = await this.deps.storage.query(
       [
         iql`SELECT school, part, parts, devices FROM usage_packed_day WHERE time >= ${a} AND time < ${b}`,
@@ -277,42 +289,60 @@ export class DayCache {
       ].join('; '),
     );
     if (epoch !== this.epoch) return; // invalidated while reading: the next pass reads again
+    const rows = new Map<string, { packed: unknown[][]; uplink: unknown[][]; mark?: unknown[] }>();
+    for (const d of dates) rows.set(d, { packed: [], uplink: [] });
+    const byDay = (v: unknown[]) => rows.get(dateAt(v[0] as number));
+    for (const s of packed) for (const v of s.values) byDay(v)?.packed.push(v);
+    for (const s of uplink) for (const v of s.values) byDay(v)?.uplink.push(v);
+    for (const s of marks)
+      for (const v of s.values) {
+        const r = byDay(v);
+        if (r && !r.mark) r.mark = v;
+      }
+    for (const [date, r] of rows) this.build(date, r.packed, r.uplink, r.mark, checkedAtMs);
+  }
+
+  /** One day's arrays and uplink figures from its rows. */
+  private build(
+    date: string,
+    packed: unknown[][],
+    uplink: unknown[][],
+    m: unknown[] | undefined,
+    checkedAtMs: number,
+  ) {
     const into = {
       usage: new Int16Array(this.deviceIds.length * NF),
       present: new Uint8Array(this.deviceIds.length),
     };
-    for (const s of packed)
-      for (const v of s.values) {
-        const [, school, part, parts, devices] = v as [number, string, string, number | null, string | null];
-        // A part beyond the school's current number of parts is left over from an earlier, larger run.
-        if (parts !== null && Number(part) >= parts) continue;
-        if (typeof devices === 'string' && devices !== '') this.readPacked(devices, school, part, into);
-      }
+    for (const v of packed) {
+      const [, school, part, parts, devices] = v as [number, string, string, number | null, string | null];
+      // A part beyond the school's current number of parts is left over from an earlier, larger run.
+      if (parts !== null && Number(part) >= parts) continue;
+      if (typeof devices === 'string' && devices !== '') this.readPacked(devices, school, part, into);
+    }
     // Exactly one slot per device known now (devices first seen today grew the arrays while reading).
     const size = this.deviceIds.length;
     const usage = sized(into.usage, size * NF);
     const present = sized(into.present, size);
     const up = new Map<string, UplinkDay>();
-    for (const s of uplink)
-      for (const v of s.values) {
-        const n = (k: number) => (typeof v[k] === 'number' ? (v[k] as number) : 0);
-        up.set(v[1] as string, {
-          teachingB: n(2),
-          dataB: n(3),
-          upB: n(4),
-          over: [n(5), n(6), n(7), n(8), n(9)],
-          p95: typeof v[10] === 'number' ? v[10] : null,
-          speedMbps: typeof v[11] === 'number' ? v[11] : null,
-          probeB: n(12),
-          reachB: n(13),
-          quality: unpackHistogram(typeof v[14] === 'string' ? v[14] : null),
-          // Rolled up before probes (#17): up by the interface alone.
-          availB: typeof v[15] === 'number' ? v[15] : n(4),
-          probeSent: n(16),
-          probeLost: n(17),
-        });
-      }
-    const m = marks[0]?.values[0];
+    for (const v of uplink) {
+      const n = (k: number) => (typeof v[k] === 'number' ? (v[k] as number) : 0);
+      up.set(v[1] as string, {
+        teachingB: n(2),
+        dataB: n(3),
+        upB: n(4),
+        over: [n(5), n(6), n(7), n(8), n(9)],
+        p95: typeof v[10] === 'number' ? v[10] : null,
+        speedMbps: typeof v[11] === 'number' ? v[11] : null,
+        probeB: n(12),
+        reachB: n(13),
+        quality: unpackHistogram(typeof v[14] === 'string' ? v[14] : null),
+        // Rolled up before probes (#17): up by the interface alone.
+        availB: typeof v[15] === 'number' ? v[15] : n(4),
+        probeSent: n(16),
+        probeLost: n(17),
+      });
+    }
     this.days.set(date, {
       marker: (m?.[1] as number | undefined) ?? null,
       bucketS: (m?.[2] as number | undefined) ?? 0,
@@ -438,7 +468,7 @@ function sized<T extends Int16Array | Uint8Array>(a: T, n: number): T {
   return out;
 }
 
-/** The local date of a rollup timestamp (local midnight, UTC+8). */
+/** The local date (UTC+8) a timestamp falls in; a rollup's is its local midnight. */
 function dateAt(ms: number): string {
-  return dateOf(Math.round((ms + 8 * 3_600_000) / 86_400_000));
+  return dateOf(Math.floor((ms + 8 * 3_600_000) / 86_400_000));
 }

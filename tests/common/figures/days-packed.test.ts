@@ -104,6 +104,21 @@ afterAll(async () => {
   await influxd.dispose();
 });
 
+/** The test's storage, with every query it is asked kept in `queries`. */
+function countingQueries(): { counted: Storage; queries: string[] } {
+  const queries: string[] = [];
+  const counted = new Proxy(storage, {
+    get: (target, key) =>
+      key === 'query'
+        ? (q: string) => {
+            queries.push(q);
+            return target.query(q);
+          }
+        : Reflect.get(target, key),
+  });
+  return { counted, queries };
+}
+
 /** What the cache holds for a day: per `entityKey`, the eight counters of every device present. */
 function held(days: DayCache, d: string): Map<string, number[]> {
   const day = days.day(d)!;
@@ -134,10 +149,15 @@ describe('reading packed days in place', () => {
     expect(days.deviceKeys).not.toContain(entityKey('S2', 'stale'));
   });
 
-  it('reads several days at once (two loads in flight) to the same figures, and spot values are the plain ones', async () => {
-    const days = new DayCache({ storage, checkEveryMs: 60_000, maxDays: 400 });
+  it('reads several days with one query to the same figures, and spot values are the plain ones', async () => {
+    const { counted, queries } = countingQueries();
+    const days = new DayCache({ storage: counted, checkEveryMs: 60_000, maxDays: 400 });
     await days.ensure(date(0), date(DAYS.length - 1));
-    for (let k = 0; k < DAYS.length; k++) expect(held(days, date(k)), `day ${k}`).toEqual(plain(DAYS[k]!));
+    expect(queries).toHaveLength(1);
+    for (let k = 0; k < DAYS.length; k++) {
+      expect(held(days, date(k)), `day ${k}`).toEqual(plain(DAYS[k]!));
+      expect(days.day(date(k))!.marker, `day ${k}`).toBe(k + 0.5); // each day its own marker
+    }
     const d2 = held(days, date(2));
     // Damaged numbers: 0, never negative, at most 32,767; a 5-counter item derives unused = on − use.
     expect(d2.get(entityKey('S1', 'a'))).toEqual([0, 0, 32_767, 0, 0, 0, 0, 0]);
@@ -146,5 +166,26 @@ describe('reading packed days in place', () => {
     expect(d2.get(entityKey('S1', 'd'))).toEqual([5, 5, 5, 5, 5, 5, 5, 5]); // six counters skipped, the next wins
     expect(held(days, date(3)).get(entityKey('S3', 'q'))).toEqual([1, 2, 3, 4, 5, 0, 0, 0]);
     expect(held(days, date(0)).get(entityKey('S1', 'b'))).toEqual([54, 54, 27, 0, 3, 27, 0, 0]);
+  });
+
+  it('reads a long span a week per query, days without rollups empty, and days already held not again', async () => {
+    const { counted, queries } = countingQueries();
+    const days = new DayCache({ storage: counted, checkEveryMs: 60_000, maxDays: 400 });
+    await days.ensure(date(1), date(1));
+    expect(queries).toHaveLength(1);
+    // 21 days before day 1 (held), ten after it: runs of 7, 7, 7 and 7, 3 days.
+    await days.ensure(date(-20), date(11));
+    expect(queries).toHaveLength(6);
+    expect(days.loads).toBe(32);
+    for (let k = -20; k <= 11; k++) {
+      const day = days.day(date(k))!;
+      if (k >= 0 && k < DAYS.length) expect(held(days, date(k)), `day ${k}`).toEqual(plain(DAYS[k]!));
+      else
+        expect([day.marker, day.present.some((x) => x === 1), day.uplink.size], `day ${k}`).toEqual([
+          null,
+          false,
+          0,
+        ]);
+    }
   });
 });
