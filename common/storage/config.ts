@@ -75,7 +75,7 @@ export const influxConfigSchema = z
       .enum(['auto', 'always', 'never'])
       .default('auto')
       .describe(
-        'Compress write bodies: `auto` does unless InfluxDB is on this host (loopback), where it only costs CPU.',
+        'Compress write bodies and query replies: `auto` does unless InfluxDB is on this host (loopback), where it only costs CPU (both sides).',
       ),
     gzipThreshold: z
       .number()
@@ -96,3 +96,13 @@ export const influxConfigSchema = z
   })
   .prefault({});
 export type InfluxConfig = z.infer<typeof influxConfigSchema>;
+
+/**
+ * Whether bodies to and from InfluxDB are gzipped (`influx.gzip`). On this host compression only costs CPU on
+ * both sides: a city's cold attainment read cost influxd a third more CPU gzipped (docs/scale.md).
+ */
+export function compresses(c: Pick<InfluxConfig, 'url' | 'gzip'>): boolean {
+  const host = new URL(c.url).hostname;
+  const loopback = host === 'localhost' || host === '[::1]' || host === '::1' || host.startsWith('127.');
+  return c.gzip === 'always' || (c.gzip === 'auto' && !loopback);
+}

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { redactUrl, scrubError, scrubText } from '../redact.js';
-import type { InfluxConfig } from './config.js';
+import { compresses, type InfluxConfig } from './config.js';
 import { StorageError } from './errors.js';
 
 /**
@@ -111,7 +111,12 @@ export class QueryClient {
     try {
       res = await fetch(new URL('/query', this.config.url), {
         method: 'POST',
-        headers: { ...this.authHeaders(), 'content-type': 'application/x-www-form-urlencoded' },
+        headers: {
+          ...this.authHeaders(),
+          'content-type': 'application/x-www-form-urlencoded',
+          // fetch asks for a gzipped reply unless told otherwise
+          ...(compresses(this.config) ? {} : { 'accept-encoding': 'identity' }),
+        },
         body: form,
         signal: AbortSignal.timeout(this.config.timeoutMs),
       });

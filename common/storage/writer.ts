@@ -2,7 +2,7 @@ import { InfluxDB, setLogger, type WriteApi, type WriteOptions } from '@influxda
 import type { Logger } from 'pino';
 import type { AnyPoint } from '../../contracts/influx.js';
 import { redactUrl } from '../redact.js';
-import type { InfluxConfig } from './config.js';
+import { compresses, type InfluxConfig } from './config.js';
 import { StorageError } from './errors.js';
 import { toLine } from './line-protocol.js';
 import { StorageTransport } from './transport.js';
@@ -222,11 +222,7 @@ export class StorageWriter {
 
   /** The client library gzips bodies above the threshold; "never" is a threshold no batch reaches. */
   private gzipThreshold(): number {
-    const c = this.config;
-    const host = new URL(c.url).hostname;
-    const loopback = host === 'localhost' || host === '[::1]' || host === '::1' || host.startsWith('127.');
-    const on = c.gzip === 'always' || (c.gzip === 'auto' && !loopback);
-    return on ? c.gzipThreshold : Number.MAX_SAFE_INTEGER;
+    return compresses(this.config) ? this.config.gzipThreshold : Number.MAX_SAFE_INTEGER;
   }
 
   private bucket(): string {

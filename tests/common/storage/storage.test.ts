@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { influxConfigSchema } from '../../../common/storage/config.js';
 import { StorageError } from '../../../common/storage/errors.js';
 import { iql } from '../../../common/storage/influxql.js';
@@ -10,6 +10,7 @@ import {
   MEASUREMENTS,
   type MeasurementName,
 } from '../../../contracts/influx.js';
+import { FaultProxy } from '../../helpers/fault-proxy.js';
 import { freePort, Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 
 const influxd = new Influxd();
@@ -176,6 +177,31 @@ describe('storage against a real InfluxDB 1.x', () => {
     await storage.drain();
     expect(await storage.rows('SELECT count(uptime_s) FROM host')).toMatchObject([{ count: 50 }]);
     await storage.stop();
+  });
+
+  it('asks for gzipped query replies only when compressing (`influx.gzip`; auto: not from this host)', async () => {
+    const proxy = await new FaultProxy(influxd.url).start();
+    onTestFinished(() => proxy.stop());
+    const rowsBy = async (gzip: 'auto' | 'always' | 'never') => {
+      const { storage } = testStorage(proxy.url, { database: 'gzq', gzip });
+      await storage.start();
+      storage.write(Array.from({ length: 200 }, (_, i) => samplePoint('host', i, 1_788_000_000_000 + i)));
+      await storage.drain();
+      proxy.forwarded.length = 0;
+      const rows = await storage.rows('SELECT * FROM host');
+      await storage.stop();
+      const q = proxy.forwarded.filter((f) => f.path.startsWith('/query'));
+      expect(q).toHaveLength(1);
+      return { rows, ...q[0] };
+    };
+    const auto = await rowsBy('auto');
+    expect(auto).toMatchObject({ acceptEncoding: 'identity', contentEncoding: undefined });
+    expect(auto.rows).toHaveLength(200);
+    expect(await rowsBy('never')).toMatchObject({ acceptEncoding: 'identity', contentEncoding: undefined });
+    const always = await rowsBy('always');
+    expect(always.acceptEncoding).toMatch(/gzip/);
+    expect(always.contentEncoding).toBe('gzip'); // influxd compressed it, fetch took it apart
+    expect(always.rows).toEqual(auto.rows);
   });
 
   it('reports InfluxQL errors with the statement', async () => {
