@@ -120,6 +120,10 @@ export class DayCache {
   readonly deviceIds: string[] = [];
   /** Device index → its school. */
   readonly deviceSchool: string[] = [];
+  /** Device index → its school's number in `schoolNo` (a per-day test of a device's school is then an array read). */
+  readonly deviceSchoolNo: number[] = [];
+  /** School → its number (dense, from 0, in order of first sight; never reused). */
+  readonly schoolNo = new Map<string, number>();
   /**
    * Per school part (`school\0part`): the device ids of its packed string on the day read last, by position,
    * and their indexes — what `readPacked` compares the next day's items with.
@@ -156,6 +160,12 @@ export class DayCache {
       this.deviceKeys.push(key);
       this.deviceIds.push(device);
       this.deviceSchool.push(school);
+      let no = this.schoolNo.get(school);
+      if (no === undefined) {
+        no = this.schoolNo.size;
+        this.schoolNo.set(school, no);
+      }
+      this.deviceSchoolNo.push(no);
     }
     return i;
   }

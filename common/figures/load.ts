@@ -1,7 +1,7 @@
 import type { Calendar, Calendars } from '../calendar.js';
 import { dateOf, dayNumber } from '../calendar.js';
 import type { RegistryIndex } from '../registry/store.js';
-import { DayCache, periodBuckets, U } from './days.js';
+import { type DayCache, periodBuckets, U, USAGE_FIELDS } from './days.js';
 
 /**
  * 校校通 / 班班通 attainment and the usage audit for a period (design: api/README.md#computations), step one:
@@ -130,6 +130,7 @@ export async function loadPeriod(
   const lookbackFrom = dateOf(Math.min(dayNumber(period.from), dayNumber(period.to) - lookbackDays));
   await days.ensure(lookbackFrom, period.to);
   const n = days.deviceIds.length;
+  const NF = USAGE_FIELDS.length;
   const W = 10; // online, on, use, faulty, periodsUsed, onlineDays, usedDays, unused, activity, leftOn
   const acc = new Float64Array(n * W);
   const seen = new Uint8Array(n);
@@ -149,11 +150,13 @@ export async function loadPeriod(
     if (inPeriod) rolledDates.push(date);
     bucketS = day.bucketS || bucketS;
     // The schools that count this day: rolled up with some teaching time, and teaching by today's calendar.
-    const counted = new Set<string>();
+    const counted = new Uint8Array(days.schoolNo.size); // by school number
     for (const [school, u] of day.uplink) {
       const full = teaches(school, date, day.bucketS);
       if (full <= 0 || u.teachingB <= 0) continue;
-      counted.add(school);
+      const no = days.schoolNo.get(school);
+      if (no !== undefined) counted[no] = 1; // a school without a device slot has no device to count
+
       let list = schoolDays.get(school);
       if (!list) {
         list = [];
@@ -197,31 +200,35 @@ export async function loadPeriod(
       x.probeLost += u.probeLost;
       for (const [cell, n] of u.quality) x.quality.set(cell, (x.quality.get(cell) ?? 0) + n);
     }
-    const m = Math.min(n, day.present.length);
+    // A device present this day has its counters at usage[i × NF …] (DayCache.get, without its checks).
+    const { present, usage: du } = day;
+    const schoolOf = days.deviceSchoolNo;
+    const m = Math.min(n, present.length);
     for (let i = 0; i < m; i++) {
-      if (!day.present[i]) continue;
+      if (!present[i]) continue;
       const b = i * W;
+      const c = i * NF;
       // Left on counts on every rolled-up day, a school's teaching day or not (weekends, vacations).
       if (inPeriod) {
         seen[i] = 1;
-        acc[b + 9] = acc[b + 9]! + DayCache.get(day, i, U.leftOn);
+        acc[b + 9] = acc[b + 9]! + du[c + U.leftOn]!;
       }
-      if (!counted.has(days.deviceSchool[i]!)) continue;
+      if (!counted[schoolOf[i]!]) continue;
       // A day is used when at least one class period was (in use for ≥ half of it): the same rule as periods.
-      const used = DayCache.get(day, i, U.periodsUsed);
+      const used = du[c + U.periodsUsed]!;
       // Ascending dates: the last write is the latest.
       if (used > 0) lastUsedDay[i] = d;
       if (!inPeriod) continue;
-      const online = DayCache.get(day, i, U.online);
+      const online = du[c + U.online]!;
       acc[b] = acc[b]! + online;
-      acc[b + 1] = acc[b + 1]! + DayCache.get(day, i, U.on);
-      acc[b + 2] = acc[b + 2]! + DayCache.get(day, i, U.use);
-      acc[b + 3] = acc[b + 3]! + DayCache.get(day, i, U.faulty);
+      acc[b + 1] = acc[b + 1]! + du[c + U.on]!;
+      acc[b + 2] = acc[b + 2]! + du[c + U.use]!;
+      acc[b + 3] = acc[b + 3]! + du[c + U.faulty]!;
       acc[b + 4] = acc[b + 4]! + used;
       if (online > 0) acc[b + 5] = acc[b + 5]! + 1;
       if (used > 0) acc[b + 6] = acc[b + 6]! + 1;
-      acc[b + 7] = acc[b + 7]! + DayCache.get(day, i, U.unused);
-      acc[b + 8] = acc[b + 8]! + DayCache.get(day, i, U.activity);
+      acc[b + 7] = acc[b + 7]! + du[c + U.unused]!;
+      acc[b + 8] = acc[b + 8]! + du[c + U.activity]!;
     }
   }
   const lastUsed = new Map<string, string>();
