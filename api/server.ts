@@ -257,6 +257,7 @@ export class ApiServer implements Service {
       storage: deps.storage,
       checkEveryMs: config.cacheTtlMs,
       maxDays: config.cacheDays,
+      fleetSize: () => this.registry.index.data.devices.length,
     });
     this.profiles = profileSet(config.profiles);
     if (!this.profiles.has(config.defaultProfile))

@@ -895,28 +895,23 @@ async function readUplink(storage: Storage, bucketS: number, w: Window, data: Wi
   }
 }
 
-/** Ends every read: it answers nothing, so its result is there exactly when the server answered everything. */
-const LAST = 'SELECT n FROM late_data WHERE time < 0';
-
 /**
  * Runs a read's statements and checks the answer is whole before anything is counted — a part counted as if
  * whole would be a wrong figure, so any doubt is a `CFM_STORAGE_QUERY` error:
- * - a server's `[http] max-row-limit` cuts an answer short: it marks the cut series partial, but a cut that
- *   falls on a series' end drops the statement's later series and every later statement unmarked — the `LAST`
- *   statement's missing result says so (a series here holds one device's rows of one day, ≤ 1,440, below the
- *   10,000 rows past which InfluxDB 1.6 also marks complete series partial);
+ * - a server's `[http] max-row-limit` cuts an answer short (`Storage.queryWhole`), and marks a cut series
+ *   partial (a series here holds one device's rows of one day, ≤ 1,440, below the 10,000 rows past which
+ *   InfluxDB 1.6 also marks complete series partial);
  * - a (school, device) answered as two series of one statement would be counted apart, its buckets not
  *   folded together.
  */
 async function readAll(storage: Storage, statements: string[]): Promise<Series[][]> {
-  const results = await storage.query([...statements, LAST].join('; '));
+  const results = await storage.queryWhole(statements, 'a rollup read');
   const cut = () =>
     new StorageError(
       'CFM_STORAGE_QUERY',
       'InfluxDB cut a rollup read short: is [http] max-row-limit set on the server? The rollup needs 0 (no limit)',
     );
-  if (results.length !== statements.length + 1) throw cut();
-  for (const list of results.slice(0, -1)) {
+  for (const list of results) {
     const seen = new Set<string>();
     for (const s of list) {
       if (s.partial) throw cut();
@@ -926,7 +921,7 @@ async function readAll(storage: Storage, statements: string[]): Promise<Series[]
       seen.add(k);
     }
   }
-  return results.slice(0, -1);
+  return results;
 }
 
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);

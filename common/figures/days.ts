@@ -36,8 +36,15 @@ export const USAGE_FIELDS = [
   'activity_b',
 ] as const;
 const NF = USAGE_FIELDS.length;
-/** Consecutive days read by one query (a default shard group's seven: see `load`). */
+/**
+ * Consecutive days read by one query at most: a default shard group's seven (see `load`) — fewer for a fleet
+ * past `DEVICE_DAYS_PER_QUERY`, so that a reply stays near a city week's ~12 MB (a province's week would be ~125
+ * MB of JSON, and has to arrive within one `influx.timeoutMs`).
+ */
 const DAYS_PER_QUERY = 7;
+const DEVICE_DAYS_PER_QUERY = 350_000;
+/** `dayNumber(d) % 7` of a Tuesday (day 0, 1970-01-01, was a Thursday): where a run starts (`runLimit`). */
+const SHARD_WEEK_START = 5;
 /** Index of each counter in a day's row. */
 export const U = {
   online: 0,
@@ -105,6 +112,8 @@ export interface DayCacheDeps {
   checkEveryMs: number;
   /** Days kept (least recently used dropped first, never one a request is reading). */
   maxDays: number;
+  /** Devices in the fleet (the registry's): sizes the first reads, before any day read showed it (`runLimit`). */
+  fleetSize?: () => number;
   now?: () => number;
 }
 
@@ -133,9 +142,13 @@ export class DayCache {
   private readonly scratch = new Float64Array(16);
   private readonly days = new Map<string, Day>();
   private readonly loading = new Map<string, Promise<void>>();
+  /** Bumped by `invalidate()` (every day), and per date by `invalidate(date)`: a read in flight keeps a day only if neither moved. */
   private epoch = 0;
-  /** Days read from InfluxDB (for metrics and the benchmark). */
+  private readonly dayEpochs = new Map<string, number>();
+  /** Days read from InfluxDB and kept (for metrics and the benchmark). */
   loads = 0;
+  /** Queries sent for days (a run of days each). */
+  reads = 0;
 
   constructor(private readonly deps: DayCacheDeps) {}
 
@@ -146,9 +159,13 @@ export class DayCache {
   /** Forget one day (this process just rolled it up) or all of them. */
   invalidate(date?: string): void {
     // A read already in flight may return the old figures: the epoch tells it not to keep them.
-    this.epoch++;
-    if (date) this.days.delete(date);
-    else this.days.clear();
+    if (date) {
+      this.dayEpochs.set(date, (this.dayEpochs.get(date) ?? 0) + 1);
+      this.days.delete(date);
+    } else {
+      this.epoch++;
+      this.days.clear();
+    }
   }
 
   private index(device: string, school: string): number {
@@ -201,8 +218,8 @@ export class DayCache {
       if (l) waits.push(l);
       else missing.push(d);
     }
-    // Runs of up to DAYS_PER_QUERY consecutive missing days per query, two queries at a time. Each missing day
-    // is registered as loading first, so a concurrent caller waits for it instead of reading it again.
+    // Runs of consecutive missing days, one query each (`runLimit`), two queries at a time. Each missing day is
+    // registered as loading first, so a concurrent caller waits for it instead of reading it again.
     const done = new Map<string, { resolve: () => void; reject: (e: unknown) => void }>();
     for (const d of missing) {
       const p = new Promise<void>((resolve, reject) => done.set(d, { resolve, reject }));
@@ -210,17 +227,23 @@ export class DayCache {
       this.loading.set(d, p);
       waits.push(p);
     }
-    const runs: string[][] = [];
-    for (const d of missing) {
-      const run = runs.at(-1);
-      if (run && run.length < DAYS_PER_QUERY && dayNumber(run.at(-1)!) + 1 === dayNumber(d)) run.push(d);
-      else runs.push([d]);
-    }
     let next = 0;
+    /** The next run, sized when it is taken: the first reads teach the fleet's size. */
+    const take = (): string[] => {
+      const run = [missing[next++]!];
+      const limit = this.runLimit();
+      while (next < missing.length && run.length < limit) {
+        const n = dayNumber(missing[next]!);
+        // Consecutive, and not across the start of an InfluxDB week (see `runLimit`).
+        if (n !== dayNumber(run.at(-1)!) + 1 || n % 7 === SHARD_WEEK_START) break;
+        run.push(missing[next++]!);
+      }
+      return run;
+    };
     let failed: { error: unknown } | undefined;
     const worker = async () => {
-      while (next < runs.length) {
-        const run = runs[next++]!;
+      while (next < missing.length) {
+        const run = take();
         try {
           // After a failure the days not started fail with it at once: the caller has failed already, and a
           // request after the database recovers must read afresh, not wait on loads doomed to time out too.
@@ -235,7 +258,7 @@ export class DayCache {
         }
       }
     };
-    void Promise.all(Array.from({ length: Math.min(2, runs.length) }, worker));
+    void Promise.all(Array.from({ length: Math.min(2, missing.length) }, worker));
     if (waits.length === 0) return true;
     await Promise.all(waits);
     return false;
@@ -282,25 +305,42 @@ export class DayCache {
   }
 
   /**
+   * Days per query for the fleet known so far: `DAYS_PER_QUERY`, fewer past `DEVICE_DAYS_PER_QUERY`. Runs also
+   * start at each local Tuesday: InfluxDB's default seven-day shard groups start on Mondays 00:00 UTC, which is a
+   * local Monday 08:00, so a shard holds the rollups (stamped at local midnight) of Tuesday to Monday, and a run
+   * within one shard decodes its blocks once.
+   */
+  private runLimit(): number {
+    const devices = Math.max(this.deviceIds.length, this.deps.fleetSize?.() ?? 0);
+    return Math.max(1, Math.min(DAYS_PER_QUERY, Math.floor(DEVICE_DAYS_PER_QUERY / Math.max(1, devices))));
+  }
+
+  /**
    * Reads consecutive days with one query: InfluxDB decodes each series' block (a shard's days of it) once per
    * query, so a week read at once costs its database about a third of seven one-day reads (docs/scale.md).
    */
   private async load(dates: string[]): Promise<void> {
-    this.loads += dates.length;
     const epoch = this.epoch;
+    const dayEpochs = dates.map((d) => this.dayEpochs.get(d) ?? 0);
     const checkedAtMs = this.now();
+    this.reads++;
     const a = timeMs(localMidnightMs(dates[0]!));
     const b = timeMs(localMidnightMs(dates.at(-1)!) + 86_400_000);
-    const [packed = [], uplink = [], marks = []] = await this.deps.storage.query(
+    // Whole or not at all: a day built from a cut answer (a server's row limit) would be a wrong figure.
+    const [packed = [], uplink = [], marks = []] = await this.deps.storage.queryWhole(
       [
         iql`SELECT school, part, parts, devices FROM usage_packed_day WHERE time >= ${a} AND time < ${b}`,
         iql`SELECT school, teaching_b, data_b, up_b, over50_b, over60_b, over70_b, over80_b, over90_b, p95_util_pct, speed_mbps, probe_b, reach_b, quality, avail_b, probe_sent, probe_lost FROM uplink_day WHERE time >= ${a} AND time < ${b}`,
         iql`SELECT duration_ms, bucket_s FROM rollup_day WHERE time >= ${a} AND time < ${b}`,
-      ].join('; '),
+      ],
+      'the rollups of an attainment read',
     );
-    if (epoch !== this.epoch) return; // invalidated while reading: the next pass reads again
+    // Invalidated while reading: those days are not kept, and the next pass reads them again.
+    if (epoch !== this.epoch) return;
     const rows = new Map<string, { packed: unknown[][]; uplink: unknown[][]; mark?: unknown[] }>();
-    for (const d of dates) rows.set(d, { packed: [], uplink: [] });
+    dates.forEach((d, k) => {
+      if ((this.dayEpochs.get(d) ?? 0) === dayEpochs[k]) rows.set(d, { packed: [], uplink: [] });
+    });
     const byDay = (v: unknown[]) => rows.get(dateAt(v[0] as number));
     for (const s of packed) for (const v of s.values) byDay(v)?.packed.push(v);
     for (const s of uplink) for (const v of s.values) byDay(v)?.uplink.push(v);
@@ -320,6 +360,7 @@ export class DayCache {
     m: unknown[] | undefined,
     checkedAtMs: number,
   ) {
+    this.loads++;
     const into = {
       usage: new Int16Array(this.deviceIds.length * NF),
       present: new Uint8Array(this.deviceIds.length),

@@ -156,7 +156,6 @@ export async function loadPeriod(
       if (full <= 0 || u.teachingB <= 0) continue;
       const no = days.schoolNo.get(school);
       if (no !== undefined) counted[no] = 1; // a school without a device slot has no device to count
-
       let list = schoolDays.get(school);
       if (!list) {
         list = [];

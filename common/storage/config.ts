@@ -75,14 +75,14 @@ export const influxConfigSchema = z
       .enum(['auto', 'always', 'never'])
       .default('auto')
       .describe(
-        'Compress write bodies and query replies: `auto` does unless InfluxDB is on this host (loopback), where it only costs CPU (both sides).',
+        'Compress write bodies and query replies: `auto` does unless InfluxDB is at a loopback address (this host), where it only costs CPU on both sides.',
       ),
     gzipThreshold: z
       .number()
       .int()
       .min(0)
       .default(1_000)
-      .describe('Bodies larger than this (bytes) are gzipped.'),
+      .describe('Write bodies larger than this (bytes) are gzipped (query replies, whatever their size).'),
     shutdownTimeoutMs: z
       .number()
       .int()
@@ -102,7 +102,14 @@ export type InfluxConfig = z.infer<typeof influxConfigSchema>;
  * both sides: a city's cold attainment read cost influxd a third more CPU gzipped (docs/scale.md).
  */
 export function compresses(c: Pick<InfluxConfig, 'url' | 'gzip'>): boolean {
-  const host = new URL(c.url).hostname;
-  const loopback = host === 'localhost' || host === '[::1]' || host === '::1' || host.startsWith('127.');
-  return c.gzip === 'always' || (c.gzip === 'auto' && !loopback);
+  if (c.gzip !== 'auto') return c.gzip === 'always';
+  // URL keeps IPv6 brackets and writes an IPv4-mapped address in hex (::ffff:127.0.0.1 is [::ffff:7f00:1]).
+  const host = new URL(c.url).hostname.replace(/\.$/, '');
+  const loopback =
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    host.startsWith('127.') ||
+    host === '[::1]' ||
+    /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(host);
+  return !loopback;
 }

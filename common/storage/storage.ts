@@ -1,9 +1,12 @@
 import type { AnyPoint } from '../../contracts/influx.js';
 import { detectServer, ensureDatabase, type ServerInfo } from './bootstrap.js';
 import type { InfluxConfig } from './config.js';
-import type { StorageError } from './errors.js';
+import { StorageError } from './errors.js';
 import { QueryClient, type Series } from './query.js';
 import { type StorageStats, StorageWriter, type WriteListener, type WriterDeps } from './writer.js';
+
+/** Ends a `queryWhole` request: it answers nothing, so its result is there exactly when everything was answered. */
+const WHOLE_ANSWER = 'SELECT n FROM late_data WHERE time < 0';
 
 /** What the owner gives the storage: its log, and the write pipeline's hooks (writer.ts). */
 export type StorageDeps = WriterDeps;
@@ -123,6 +126,23 @@ export class Storage {
   /** Runs InfluxQL statements (separated by `;`); one array of series per statement. Throws on any error. */
   query(q: string, opts: { database?: string | null } = {}): Promise<Series[][]> {
     return this.client.query(q, opts);
+  }
+
+  /**
+   * Runs `statements` as one request and requires the whole answer. A server's `[http] max-row-limit` cuts an
+   * answer short: it marks the cut series partial, but a cut that falls on a series' end drops the statement's
+   * later series and every later statement unmarked — and InfluxDB 1.6 also marks complete series of more than
+   * 10,000 rows partial, so the mark alone cannot tell. So a last statement that answers nothing is appended: its
+   * result is there exactly when the server answered everything; else a `CFM_STORAGE_QUERY` error naming `what`.
+   */
+  async queryWhole(statements: string[], what: string): Promise<Series[][]> {
+    const results = await this.query([...statements, WHOLE_ANSWER].join('; '));
+    if (results.length !== statements.length + 1)
+      throw new StorageError(
+        'CFM_STORAGE_QUERY',
+        `InfluxDB cut ${what} short: is [http] max-row-limit set on the server? It needs 0 (no limit)`,
+      );
+    return results.slice(0, -1);
   }
 
   /** The first statement's rows as objects, each with its series' tags merged in. */

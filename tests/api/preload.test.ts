@@ -53,7 +53,7 @@ describe('preloading rollups', () => {
       await api.registry.import([{ name: 'city.yaml', data: Buffer.from(stringify(CITY)) }]);
       await api.start();
       // The preload has started reading days, and is stuck on the stalled database.
-      await waitFor(() => api.days.loads > 0);
+      await waitFor(() => api.days.reads > 0);
       const t = performance.now();
       const res = await fetch(`${api.url}/health`);
       const body = (await res.json()) as { status: string; registry: { schools: number } };

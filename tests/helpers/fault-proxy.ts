@@ -12,8 +12,9 @@ export class FaultProxy {
   private stalls: { path: RegExp; remaining: number; headers: boolean }[] = [];
   /** Arrival time (ms) of every request whose path matched `/write` or `/api/v2/write`. */
   readonly writeArrivals: number[] = [];
-  /** Every forwarded request: its path, the encodings it accepted and the one the reply came in. */
+  /** With `recordForwarded`, every forwarded request: its path, the encodings it accepted and the reply's. */
   readonly forwarded: { path: string; acceptEncoding?: string; contentEncoding?: string }[] = [];
+  recordForwarded = false;
   port = 0;
 
   constructor(private readonly target: string) {}
@@ -73,11 +74,12 @@ export class FaultProxy {
       const up = request(
         { host: t.hostname, port: t.port, method: req.method, path: url, headers: req.headers },
         (r) => {
-          this.forwarded.push({
-            path: url,
-            acceptEncoding: req.headers['accept-encoding'],
-            contentEncoding: r.headers['content-encoding'],
-          });
+          if (this.recordForwarded)
+            this.forwarded.push({
+              path: url,
+              acceptEncoding: req.headers['accept-encoding'],
+              contentEncoding: r.headers['content-encoding'],
+            });
           res.writeHead(r.statusCode ?? 502, r.headers);
           r.pipe(res);
         },

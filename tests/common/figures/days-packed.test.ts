@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { dateOf, dayNumber, localMidnightMs } from '../../../common/calendar.js';
 import { DayCache, USAGE_FIELDS, unpackCounters } from '../../../common/figures/days.js';
 import { entityKey } from '../../../common/registry/key.js';
 import type { Storage } from '../../../common/storage/storage.js';
 import type { AnyPoint } from '../../../contracts/influx.js';
-import { Influxd, testStorage } from '../../helpers/influx.js';
+import { Influxd, testStorage, waitFor } from '../../helpers/influx.js';
 
 /**
  * The day cache reads `usage_packed_day` strings in place (readPacked), reusing a school part's device layout
@@ -64,10 +64,8 @@ function plain(day: Record<string, string>): Map<string, number[]> {
   return out;
 }
 
-beforeAll(async () => {
-  await influxd.start();
-  storage = testStorage(influxd.url, { database: 'packed' }).storage;
-  await storage.start();
+/** The fixture: DAYS as a rollup writes them, with each day's marker. */
+function fixture(): AnyPoint[] {
   const pts: AnyPoint[] = [];
   DAYS.forEach((day, k) => {
     const ts = localMidnightMs(date(k));
@@ -95,7 +93,14 @@ beforeAll(async () => {
     fields: { devices: 'stale:9,9,9,9,9,9,9,9', n: 1, parts: 1, bucket_s: 300 },
     ts: localMidnightMs(date(0)),
   });
-  storage.write(pts);
+  return pts;
+}
+
+beforeAll(async () => {
+  await influxd.start();
+  storage = testStorage(influxd.url, { database: 'packed' }).storage;
+  await storage.start();
+  storage.write(fixture());
   await storage.flush();
 }, 60_000);
 
@@ -149,11 +154,12 @@ describe('reading packed days in place', () => {
     expect(days.deviceKeys).not.toContain(entityKey('S2', 'stale'));
   });
 
-  it('reads several days with one query to the same figures, and spot values are the plain ones', async () => {
+  it('reads several days per query to the same figures, and spot values are the plain ones', async () => {
     const { counted, queries } = countingQueries();
     const days = new DayCache({ storage: counted, checkEveryMs: 60_000, maxDays: 400 });
     await days.ensure(date(0), date(DAYS.length - 1));
-    expect(queries).toHaveLength(1);
+    // Monday alone, then Tuesday to Thursday: a run starts at each local Tuesday (see the next test).
+    expect(queries).toHaveLength(2);
     for (let k = 0; k < DAYS.length; k++) {
       expect(held(days, date(k)), `day ${k}`).toEqual(plain(DAYS[k]!));
       expect(days.day(date(k))!.marker, `day ${k}`).toBe(k + 0.5); // each day its own marker
@@ -173,9 +179,22 @@ describe('reading packed days in place', () => {
     const days = new DayCache({ storage: counted, checkEveryMs: 60_000, maxDays: 400 });
     await days.ensure(date(1), date(1));
     expect(queries).toHaveLength(1);
-    // 21 days before day 1 (held), ten after it: runs of 7, 7, 7 and 7, 3 days.
+    // 21 days before day 1 (held), ten after it. A run starts at each local Tuesday (where InfluxDB's weekly
+    // shards start) and holds seven days at most: 7, 7, 7 before, and 6, 4 after (FIRST is a Monday).
     await days.ensure(date(-20), date(11));
     expect(queries).toHaveLength(6);
+    const spans = queries.map((q) => {
+      const [a, b] = [...q.matchAll(/time >= (\d+)ms AND time < (\d+)ms/g)][0]!.slice(1).map(Number);
+      return `${dateOf(Math.floor((a! + 8 * 3_600_000) / 86_400_000))}+${(b! - a!) / 86_400_000}`;
+    });
+    expect(spans.sort()).toEqual([
+      '2026-09-22+7',
+      '2026-09-29+7',
+      '2026-10-06+7',
+      '2026-10-13+1',
+      '2026-10-14+6',
+      '2026-10-20+4',
+    ]);
     expect(days.loads).toBe(32);
     for (let k = -20; k <= 11; k++) {
       const day = days.day(date(k))!;
@@ -187,5 +206,67 @@ describe('reading packed days in place', () => {
           0,
         ]);
     }
+  });
+
+  it('reads fewer days per query for a large fleet (its size from the registry until the days show it)', async () => {
+    const { counted, queries } = countingQueries();
+    // 150,000 devices: two days per query. Tuesday to Thursday of the next week: Tue–Wed, Thu–Fri, Sat–Sun,
+    // Monday (the next Tuesday starts a run), Tue–Wed, Thu.
+    const days = new DayCache({
+      storage: counted,
+      checkEveryMs: 60_000,
+      maxDays: 400,
+      fleetSize: () => 150_000,
+    });
+    await days.ensure(date(-6), date(DAYS.length - 1));
+    expect(queries).toHaveLength(6);
+    for (let k = 0; k < DAYS.length; k++) expect(held(days, date(k)), `day ${k}`).toEqual(plain(DAYS[k]!));
+  });
+
+  it('keeps the days of a read in flight that an invalidation did not touch, and reads only that one again', async () => {
+    const { counted, queries } = countingQueries();
+    let release = () => {};
+    const held1 = new Promise<void>((r) => {
+      release = r;
+    });
+    const gated = new Proxy(counted, {
+      get: (target, key) =>
+        key === 'query'
+          ? async (q: string) => {
+              const first = queries.length === 0;
+              const answer = target.query(q);
+              if (first) await held1; // the first read is answered, then held until released
+              return answer;
+            }
+          : Reflect.get(target, key),
+    });
+    const days = new DayCache({ storage: gated, checkEveryMs: 60_000, maxDays: 400 });
+    const reading = days.ensure(date(1), date(3)); // Tuesday to Thursday: one read
+    await waitFor(() => queries.length === 1);
+    days.invalidate(date(2)); // e.g. this process re-ran day 2's rollup while the three days were being read
+    release();
+    await reading;
+    expect(queries).toHaveLength(2);
+    expect(queries[1]).toContain(
+      `time >= ${localMidnightMs(date(2))}ms AND time < ${localMidnightMs(date(3))}ms`,
+    );
+    for (let k = 1; k < DAYS.length; k++) expect(held(days, date(k)), `day ${k}`).toEqual(plain(DAYS[k]!));
+    expect(days.loads).toBe(3);
+  });
+
+  it('refuses an answer a server cut short (max-row-limit) with a clear error, never fewer devices', async () => {
+    const limited = await new Influxd({ maxRowLimit: 3 }).start();
+    onTestFinished(() => limited.dispose());
+    const { storage: s } = testStorage(limited.url, { database: 'packed' });
+    await s.start();
+    onTestFinished(() => s.stop());
+    s.write(fixture());
+    await s.flush();
+    const days = new DayCache({ storage: s, checkEveryMs: 60_000, maxDays: 400 });
+    await expect(days.ensure(date(0), date(DAYS.length - 1))).rejects.toMatchObject({
+      code: 'CFM_STORAGE_QUERY',
+      message: expect.stringContaining('max-row-limit'),
+    });
+    expect(days.day(date(0))).toBeUndefined();
   });
 });

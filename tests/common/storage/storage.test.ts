@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { influxConfigSchema } from '../../../common/storage/config.js';
+import { compresses, influxConfigSchema } from '../../../common/storage/config.js';
 import { StorageError } from '../../../common/storage/errors.js';
 import { iql } from '../../../common/storage/influxql.js';
 import { QueryClient } from '../../../common/storage/query.js';
@@ -179,9 +179,32 @@ describe('storage against a real InfluxDB 1.x', () => {
     await storage.stop();
   });
 
+  it('compresses unless InfluxDB is at a loopback address (`influx.gzip` auto), or as told', () => {
+    const auto = (url: string) => compresses({ url, gzip: 'auto' });
+    for (const url of [
+      'http://localhost:8086',
+      'http://localhost.:8086',
+      'http://db.localhost:8086',
+      'http://127.0.0.1:8086',
+      'http://127.1.2.3:8086',
+      'http://[::1]:8086',
+      'http://[::ffff:127.0.0.1]:8086',
+    ])
+      expect(auto(url), url).toBe(false);
+    for (const url of [
+      'http://10.0.0.5:8086',
+      'https://influx.example.edu.cn',
+      'http://[::ffff:10.0.0.1]:8086',
+    ])
+      expect(auto(url), url).toBe(true);
+    expect(compresses({ url: 'http://127.0.0.1:8086', gzip: 'always' })).toBe(true);
+    expect(compresses({ url: 'http://10.0.0.5:8086', gzip: 'never' })).toBe(false);
+  });
+
   it('asks for gzipped query replies only when compressing (`influx.gzip`; auto: not from this host)', async () => {
     const proxy = await new FaultProxy(influxd.url).start();
     onTestFinished(() => proxy.stop());
+    proxy.recordForwarded = true;
     const rowsBy = async (gzip: 'auto' | 'always' | 'never') => {
       const { storage } = testStorage(proxy.url, { database: 'gzq', gzip });
       await storage.start();
