@@ -127,8 +127,6 @@ export class DayCache {
   readonly deviceKeys: string[] = [];
   /** Device index → the device id (unique only within its school). */
   readonly deviceIds: string[] = [];
-  /** Device index → its school. */
-  readonly deviceSchool: string[] = [];
   /** Device index → its school's number in `schoolNo` (a per-day test of a device's school is then an array read). */
   readonly deviceSchoolNo: number[] = [];
   /** School → its number (dense, from 0, in order of first sight; never reused). */
@@ -176,7 +174,6 @@ export class DayCache {
       this.deviceIndex.set(key, i);
       this.deviceKeys.push(key);
       this.deviceIds.push(device);
-      this.deviceSchool.push(school);
       let no = this.schoolNo.get(school);
       if (no === undefined) {
         no = this.schoolNo.size;

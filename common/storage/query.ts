@@ -54,7 +54,15 @@ const queryResponseSchema = z.object({
 
 /** The HTTP client of `/ping` and `/query`, with the configured credentials. */
 export class QueryClient {
-  constructor(private readonly config: InfluxConfig) {}
+  /** Headers of every query beyond its credentials: fetch asks for a gzipped reply unless told otherwise. */
+  private readonly queryHeaders: Record<string, string>;
+
+  constructor(private readonly config: InfluxConfig) {
+    this.queryHeaders = {
+      'content-type': 'application/x-www-form-urlencoded',
+      ...(compresses(config) ? {} : { 'accept-encoding': 'identity' }),
+    };
+  }
 
   private authHeaders(): Record<string, string> {
     const c = this.config;
@@ -111,12 +119,7 @@ export class QueryClient {
     try {
       res = await fetch(new URL('/query', this.config.url), {
         method: 'POST',
-        headers: {
-          ...this.authHeaders(),
-          'content-type': 'application/x-www-form-urlencoded',
-          // fetch asks for a gzipped reply unless told otherwise
-          ...(compresses(this.config) ? {} : { 'accept-encoding': 'identity' }),
-        },
+        headers: { ...this.authHeaders(), ...this.queryHeaders },
         body: form,
         signal: AbortSignal.timeout(this.config.timeoutMs),
       });

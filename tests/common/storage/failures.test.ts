@@ -204,6 +204,7 @@ describe('write failures on a real InfluxDB', () => {
     expect(storage.stats()).toMatchObject({ retriedLines: 150, writtenLines: 50, pendingLines: 0 });
     await storage.stop();
   });
+
   it('a point the schema refuses is dropped and counted, and hides no line still pending from drain()', async () => {
     const proxy = await faultProxy(influxd.url);
     const { storage } = testStorage(proxy.url, {
