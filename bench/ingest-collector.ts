@@ -1,20 +1,26 @@
 // Child process of bench/ingest.ts: the collector and its storage, as `npm run collector` runs them, in a process
 // of its own — so its CPU is the collector's alone, not the bench's fixtures and polling too (until #18's seventh
-// sitting it ran inside the bench process, whose tens of megabytes of kept payloads and lines every major GC
-// marked again). Protocol over IPC: parent sends the job, child answers 'ready' once subscribed; child sends
+// sitting it ran inside the bench process, beside the payloads and lines the raw writer keeps; what is left of the
+// bench in it is a look at the collector's count every 5 ms). Or, with
+// `floor`, the receive floor below it (receiveFloor). Node flags for it: CFM_BENCH_COLLECTOR_FLAGS (e.g.
+// "--max-semi-space-size=32"), printed with the pids. Protocol over IPC: parent sends the job, child answers 'ready' once subscribed; child sends
 // {accepted} once the collector has accepted `messages` messages; parent sends 'stop', child answers
-// {batches, version} once its writes are settled, and exits. With a profile path, 'go' (sent as the publisher
-// starts) starts a CPU profile, written before {accepted} is sent.
+// {batches, version, threads} once its writes are settled, and exits (and exits when the bench disconnects). With
+// a profile path, 'go' (sent as the publisher starts) starts a CPU profile, stopped and written after {accepted}
+// is sent.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
+import { stringify } from 'yaml';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { silentLogger } from '../common/log.js';
 import { MqttSession } from '../common/mqtt.js';
 import { ManualAcks } from '../common/mqtt-acks.js';
+import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema } from '../common/storage/config.js';
+import { toLine } from '../common/storage/line-protocol.js';
 import { Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
-import { makeTelemetry, topicFor } from './fixtures.js';
+import { benchRegistry, makeTelemetry, topicFor } from './fixtures.js';
 
 export interface CollectorJob {
   influxUrl: string;
@@ -33,18 +39,32 @@ export interface CollectorJob {
 
 /**
  * A deployed collector runs for months: its hot paths are compiled long before any one minute of traffic. So
- * before the measured run, a collector of its own (the same code, no broker, no database) handles a warm-up of
- * the bench's messages — what the measured collector then writes, presence included, is unchanged.
+ * before the measured run, a collector of its own (the same code, no broker, no database; its points serialised
+ * as the storage would) handles a warm-up of the bench's kind of messages — from devices of their own (the
+ * bench's device numbers past `devices`, in schools of their own, registered in a registry of its own), so no
+ * module-level cache of the measured devices (their tags objects, their line prefixes) is filled before the run:
+ * the measured collector meets its devices, and writes their presence, as a collector just started would.
  */
-function warmUp(job: CollectorJob): void {
-  const sink = { write: (points: readonly AnyPoint[]) => points.length };
-  const c = new Collector(collectorConfigSchema.parse({ registryFile: job.registryFile }), {
+async function warmUp(job: CollectorJob): Promise<void> {
+  const registryFile = `${job.registryFile}.warm-up.json`;
+  const all = 2 * job.devices;
+  await new RegistryStore(registryFile).import([
+    { name: 'warm-up.yaml', data: Buffer.from(stringify(benchRegistry(all))) },
+  ]);
+  const sink = {
+    write: (points: readonly AnyPoint[]) => {
+      for (const p of points) toLine(p);
+    },
+  };
+  const c = new Collector(collectorConfigSchema.parse({ registryFile }), {
     log: silentLogger(),
     storage: sink as unknown as Storage,
   });
   const t0 = Date.now() - 6 * 3_600_000;
-  for (let i = 0; i < WARM_UP; i++) {
-    c.handle(topicFor(i, job.devices), Buffer.from(JSON.stringify(makeTelemetry(i, job.devices, t0))));
+  for (let k = 0; k < WARM_UP; k++) {
+    // Message i of `all` devices is from device i % all: job.devices … all − 1, never a measured one.
+    const i = job.devices + (k % job.devices) + Math.floor(k / job.devices) * all;
+    c.handle(topicFor(i, all), Buffer.from(JSON.stringify(makeTelemetry(i, all, t0))));
   }
 }
 const WARM_UP = 20_000;
@@ -102,15 +122,17 @@ async function receiveFloor(job: CollectorJob): Promise<Run> {
     sessionExpiryS: 0,
     acks,
   });
+  // As the collector: a write every half window, and one when the stream pauses for idleFlushMs.
   const flushAt = Math.ceil(config.acks.maxUnackedMessages / 2);
-  const idle = setInterval(release, config.acks.idleFlushMs);
+  const idle = setTimeout(release, config.acks.idleFlushMs);
   session.on('message', () => {
     if (++received % flushAt === 0) release();
+    else idle.refresh();
   });
-  const subscribed = new Promise<void>((resolve) =>
-    session.once(
-      'connect',
-      () => void session.subscribe(`$share/${job.database}/cfm/v1/+/+/+`, 1).then(() => resolve()),
+  // On every connection, as the collector does (a failed subscription ends the bench: unhandled rejection).
+  const subscribed = new Promise<void>((resolve, reject) =>
+    session.on('connect', () =>
+      session.subscribe(`$share/${job.database}/cfm/v1/+/+/+`, 1).then(() => resolve(), reject),
     ),
   );
   session.start();
@@ -118,7 +140,7 @@ async function receiveFloor(job: CollectorJob): Promise<Run> {
   return {
     accepted: () => received,
     stop: async () => {
-      clearInterval(idle);
+      clearTimeout(idle);
       release();
       await session.stop();
       return { batches: 0, version: undefined };
@@ -128,7 +150,7 @@ async function receiveFloor(job: CollectorJob): Promise<Run> {
 
 /** The collector and its storage, as collector/main.ts builds them. */
 async function collectorProcess(job: CollectorJob): Promise<Run> {
-  warmUp(job);
+  await warmUp(job);
   const storage = new Storage(
     influxConfigSchema.parse({ url: job.influxUrl, database: job.database, flushIntervalMs: 200 }),
     { log: silentLogger() },
@@ -162,6 +184,7 @@ process.once('message', async (job: CollectorJob) => {
   const run = job.floor ? await receiveFloor(job) : await collectorProcess(job);
   // --profile: a CPU profile of the collector's measured run (from 'go' until it has accepted every message).
   const profiler = job.profile ? new Session() : undefined;
+  let profileWritten: Promise<void> | undefined;
   let threads0 = threadTicks();
   let threads: { main: number; other: number } | undefined;
   process.on('message', async (m: unknown) => {
@@ -172,8 +195,9 @@ process.once('message', async (job: CollectorJob) => {
       await profiler.post('Profiler.start');
     }
     if (m !== 'stop') return;
-    process.send!({ ...(await run.stop()), threads });
-    process.disconnect();
+    const stopped = await run.stop();
+    await profileWritten;
+    process.send!({ ...stopped, threads }, () => process.exit(0));
   });
   // A light poll (one look every 5 ms), not a hook in the collector's path.
   const poll = setInterval(() => {
@@ -182,12 +206,14 @@ process.once('message', async (job: CollectorJob) => {
     clearInterval(poll);
     const t1 = threadTicks();
     threads = { main: (t1.main - threads0.main) / 100, other: (t1.other - threads0.other) / 100 };
+    process.send!({ accepted });
+    // After the measured window: stopping the profiler and writing its file are not the collector's work.
     if (profiler)
-      void profiler.post('Profiler.stop').then(({ profile }) => {
-        writeFileSync(job.profile!, JSON.stringify(profile));
-        process.send!({ accepted });
-      });
-    else process.send!({ accepted });
+      void profiler
+        .post('Profiler.stop')
+        .then(({ profile }) => writeFileSync(job.profile!, JSON.stringify(profile)));
   }, 5);
   process.send!('ready');
 });
+// The bench gone (ended, or killed): so is this process, not left running on its pinned core.
+process.on('disconnect', () => process.exit(1));
