@@ -5,10 +5,12 @@
 // 2. end to end: the same N messages published over MQTT (QoS 1) to a real Mosquitto, consumed by the
 //    collector, written through the storage layer; timed until every point is queryable.
 // 3. collector alone: decode + validate + convert + serialise, no broker, no writes.
-// Each run uses a fresh database, so both writes pay the same series-creation cost.
+// 4. receive floor: the same messages received by the collector's MQTT session and acknowledged in batches, nothing
+//    handled — what the collector costs before it does any work of its own.
+// Each run uses a fresh database, so both writes pay the same series-creation cost, and starts once influxd is idle.
 //
 // Fair on two cores (issue #18): influxd is pinned to core 0 for both the raw reference and the end-to-end run,
-// and everything else — Mosquitto, the publisher, this process (the raw writer and the collector) — to core 1
+// and everything else — Mosquitto, the publisher, the collector, this process (the raw writer) — to core 1
 // (`taskset -a -p`, util-linux: every thread of each process). Without that the raw reference gets both cores to
 // itself while the end-to-end run shares them with three other processes. CPU-seconds per 10,000 messages are
 // read per process from /proc/<pid>/stat: on a shared machine they are steadier than wall-clock rates.
