@@ -1,3 +1,5 @@
+import { toLine } from '../common/storage/line-protocol.js';
+import type { Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import type { Telemetry } from '../contracts/messages.js';
 import type { Registry } from '../contracts/registry.js';
@@ -233,4 +235,25 @@ export function rawBucketPoints(
       ts,
     });
   return raw;
+}
+
+/**
+ * The storage of a collector with no database (`sink.storage`): each point serialised as the storage would, the
+ * lines counted, and kept when asked (`keep`).
+ */
+export class LineSink {
+  lines = 0;
+  readonly kept: string[] = [];
+  constructor(private readonly keep = false) {}
+  write(points: readonly AnyPoint[]): void {
+    for (const p of points) {
+      const l = toLine(p);
+      if (l === undefined) continue;
+      this.lines++;
+      if (this.keep) this.kept.push(l);
+    }
+  }
+  get storage(): Storage {
+    return this as unknown as Storage;
+  }
 }

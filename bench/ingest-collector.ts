@@ -8,7 +8,7 @@
 // {batches, version, threads} once its writes are settled, and exits (and exits when the bench disconnects). With
 // a profile path, 'go' (sent as the publisher starts) starts a CPU profile, stopped and written after {accepted}
 // is sent.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { stringify } from 'yaml';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
@@ -17,10 +17,9 @@ import { MqttSession } from '../common/mqtt.js';
 import { ManualAcks } from '../common/mqtt-acks.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema } from '../common/storage/config.js';
-import { toLine } from '../common/storage/line-protocol.js';
 import { Storage } from '../common/storage/storage.js';
-import type { AnyPoint } from '../contracts/influx.js';
-import { benchRegistry, makeTelemetry, topicFor } from './fixtures.js';
+import { benchRegistry, LineSink, makeTelemetry, topicFor } from './fixtures.js';
+import { threadCpuSeconds } from './snmp-peers.js';
 
 export interface CollectorJob {
   influxUrl: string;
@@ -51,14 +50,9 @@ async function warmUp(job: CollectorJob): Promise<void> {
   await new RegistryStore(registryFile).import([
     { name: 'warm-up.yaml', data: Buffer.from(stringify(benchRegistry(all))) },
   ]);
-  const sink = {
-    write: (points: readonly AnyPoint[]) => {
-      for (const p of points) toLine(p);
-    },
-  };
   const c = new Collector(collectorConfigSchema.parse({ registryFile }), {
     log: silentLogger(),
-    storage: sink as unknown as Storage,
+    storage: new LineSink().storage,
   });
   const t0 = Date.now() - 6 * 3_600_000;
   for (let k = 0; k < WARM_UP; k++) {
@@ -68,25 +62,6 @@ async function warmUp(job: CollectorJob): Promise<void> {
   }
 }
 const WARM_UP = 20_000;
-
-/** Clock ticks (user + system) of this process's main thread and of all its other threads (V8's GC and compiler helpers, libuv's pool). */
-function threadTicks(): { main: number; other: number } {
-  let main = 0;
-  let other = 0;
-  for (const tid of readdirSync('/proc/self/task')) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue; // a thread that ended
-    }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(f[11]) + Number(f[12]);
-    if (Number(tid) === process.pid) main += ticks;
-    else other += ticks;
-  }
-  return { main, other };
-}
 
 interface Run {
   accepted: () => number;
@@ -185,10 +160,10 @@ process.once('message', async (job: CollectorJob) => {
   // --profile: a CPU profile of the collector's measured run (from 'go' until it has accepted every message).
   const profiler = job.profile ? new Session() : undefined;
   let profileWritten: Promise<void> | undefined;
-  let threads0 = threadTicks();
+  let threads0 = threadCpuSeconds();
   let threads: { main: number; other: number } | undefined;
   process.on('message', async (m: unknown) => {
-    if (m === 'go') threads0 = threadTicks();
+    if (m === 'go') threads0 = threadCpuSeconds();
     if (m === 'go' && profiler) {
       profiler.connect();
       await profiler.post('Profiler.enable');
@@ -204,8 +179,8 @@ process.once('message', async (job: CollectorJob) => {
     const accepted = run.accepted();
     if (accepted < job.messages) return;
     clearInterval(poll);
-    const t1 = threadTicks();
-    threads = { main: (t1.main - threads0.main) / 100, other: (t1.other - threads0.other) / 100 };
+    const t1 = threadCpuSeconds();
+    threads = { main: t1.main - threads0.main, other: t1.other - threads0.other };
     process.send!({ accepted });
     // After the measured window: stopping the profiler and writing its file are not the collector's work.
     if (profiler)

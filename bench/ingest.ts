@@ -19,7 +19,7 @@
 // a CPU profile of the collector process in each end-to-end run (DIR/collector-<database>.cpuprofile). The
 // collector is a process of its own (bench/ingest-collector.ts), warmed up first, as a long-running one is.
 
-import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,12 +28,10 @@ import { stringify } from 'yaml';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { silentLogger } from '../common/log.js';
 import { RegistryStore } from '../common/registry/store.js';
-import { toLine } from '../common/storage/line-protocol.js';
-import type { Storage } from '../common/storage/storage.js';
-import type { AnyPoint } from '../contracts/influx.js';
+import { trackChild } from '../dev/children.js';
 import { Influxd } from '../dev/influxd.js';
 import { Mosquitto } from '../dev/mosquitto.js';
-import { benchRegistry, makeTelemetry, topicFor, waitForCount, writeRawLines } from './fixtures.js';
+import { benchRegistry, LineSink, makeTelemetry, topicFor, waitForCount, writeRawLines } from './fixtures.js';
 import type { CollectorJob } from './ingest-collector.js';
 import { processCpuSeconds, settled } from './snmp-peers.js';
 
@@ -79,21 +77,6 @@ await new RegistryStore(registryFile).import([
 ]);
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 
-/** A Storage stand-in that serialises points and counts lines, for the no-write measurement. */
-class SerialiseOnly {
-  lines = 0;
-  bytes = 0;
-  write(points: readonly AnyPoint[]): void {
-    for (const p of points) {
-      const l = toLine(p);
-      if (l) {
-        this.lines++;
-        this.bytes += l.length;
-      }
-    }
-  }
-}
-
 /**
  * Each measured run starts once influxd is idle, so none pays for the compaction of the database written before
  * it (on this machine influxd was idle within a second each time: the on-receipt run's higher influxd CPU is its
@@ -103,8 +86,6 @@ const settledS: string[] = [];
 async function settle(run: string): Promise<void> {
   settledS.push(`${run} ${(await settled(influxd.pid!, 120)).toFixed(0)} s`);
 }
-/** The collector and publisher processes, killed at the end if still running (a failed run included). */
-const children = new Set<ChildProcess>();
 const influxd = await new Influxd().start();
 const mosquitto = await new Mosquitto().start();
 try {
@@ -116,10 +97,10 @@ try {
     pin(process.pid, 1, 'the bench process');
   }
   // --- 3. the collector alone -------------------------------------------------------------------------
-  const sink = new SerialiseOnly();
+  const sink = new LineSink();
   const offline = new Collector(collectorConfigSchema.parse({ registryFile }), {
     log: silentLogger(),
-    storage: sink as unknown as Storage,
+    storage: sink.storage,
   });
   const payloads: { topic: string; payload: Buffer }[] = [];
   for (let i = 0; i < N; i++) {
@@ -141,19 +122,15 @@ try {
   const pointsPerMessage = sink.lines / N;
 
   // --- 1. raw line protocol -------------------------------------------------------------------------
-  const lines: string[] = [];
+  const raw = new LineSink(true);
   {
-    const collect = {
-      write: (pts: readonly AnyPoint[]) => {
-        for (const p of pts) lines.push(toLine(p)!);
-      },
-    };
     const c = new Collector(collectorConfigSchema.parse({ registryFile }), {
       log: silentLogger(),
-      storage: collect as unknown as Storage,
+      storage: raw.storage,
     });
     for (const p of payloads) c.handle(p.topic, p.payload);
   }
+  const lines = raw.kept;
   // Every point the collector writes, its presence points included (one per device first seen: 6,000 more
   // points and series on a fresh database) — the reference writes the same points as the end-to-end run. Until
   // #18's fourth sitting it left them out, so the end-to-end run paid for 6,000 series the reference did not.
@@ -178,7 +155,7 @@ try {
     const collector = fork(new URL('./ingest-collector.ts', import.meta.url), [], {
       execArgv: ['--import', 'tsx', ...collectorFlags],
     });
-    children.add(collector);
+    trackChild(collector, `bench collector ${database}`);
     const collectorPid = collector.pid!;
     if (PINNED) pin(collectorPid, 1, 'the collector');
     // The child's next message; a child that ends first (a failed start, a crash) fails the bench, not hangs it.
@@ -214,7 +191,7 @@ try {
     const publisher = fork(new URL('./ingest-publisher.ts', import.meta.url), [], {
       execArgv: ['--import', 'tsx'],
     });
-    children.add(publisher);
+    trackChild(publisher, `bench publisher ${database}`);
     const publisherPid = publisher.pid!;
     // Inherited from this process already; said explicitly, as for the others.
     if (PINNED) pin(publisherPid, 1, 'the publisher');
@@ -329,7 +306,6 @@ try {
     `collector alone (decode + validate + serialise, no writes; best of 3 passes): ${fmt(N / aloneS)} messages/s (target ≥ 50,000)`,
   );
 } finally {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill();
   await mosquitto.dispose();
   await influxd.dispose();
   rmSync(dir, { recursive: true, force: true });

@@ -4,7 +4,7 @@
 // (POLLED_COLUMNS) and counted by the interface rows it actually delivered, not by what it was asked for.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { COLUMN } from '../agents/snmp/oids.js';
 import { trackChild } from '../dev/children.js';
@@ -12,18 +12,43 @@ import { freePort, waitFor } from '../dev/ports.js';
 
 export const CLK_TCK = 100; // USER_HZ on Linux (getconf CLK_TCK)
 
-/**
- * CPU seconds (user + system, all threads) a live process has used (`own`: /proc/<pid>/stat fields 14 and 15)
- * and those of its children it reaped (`children`: cutime + cstime, fields 16 and 17).
- */
-export function processCpuSeconds(pid: number | 'self'): { own: number; children: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** User + system CPU seconds of a /proc `stat` file: its own (fields 14 and 15) and its reaped children's (16, 17). */
+function statCpuSeconds(path: string): { own: number; children: number } {
+  const stat = readFileSync(path, 'utf8');
   // After the command name in parentheses (which may hold spaces): field 3 onwards.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return {
     own: (Number(f[11]) + Number(f[12])) / CLK_TCK,
     children: (Number(f[13]) + Number(f[14])) / CLK_TCK,
   };
+}
+
+/**
+ * CPU seconds (user + system, all threads) a live process has used (`own`) and those of its children it reaped
+ * (`children`).
+ */
+export function processCpuSeconds(pid: number | 'self'): { own: number; children: number } {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU seconds of this process's main thread and of all its other threads (V8's GC and compiler helpers, libuv's
+ * pool): /proc/self/task/<tid>/stat. A thread that ended since is not counted.
+ */
+export function threadCpuSeconds(): { main: number; other: number } {
+  let main = 0;
+  let other = 0;
+  for (const tid of readdirSync('/proc/self/task')) {
+    let own: number;
+    try {
+      own = statCpuSeconds(`/proc/self/task/${tid}/stat`).own;
+    } catch {
+      continue; // a thread that ended
+    }
+    if (Number(tid) === process.pid) main += own;
+    else other += own;
+  }
+  return { main, other };
 }
 
 /** CPU seconds (user + system, all threads) a live process has used. */
