@@ -18,6 +18,7 @@ import { ManualAcks } from '../common/mqtt-acks.js';
 import { RegistryStore } from '../common/registry/store.js';
 import { influxConfigSchema } from '../common/storage/config.js';
 import { Storage } from '../common/storage/storage.js';
+import { MAX_PAYLOAD_BYTES } from '../contracts/messages.js';
 import { benchRegistry, LineSink, makeTelemetry, topicFor } from './fixtures.js';
 import { threadCpuSeconds } from './snmp-peers.js';
 
@@ -69,8 +70,8 @@ interface Run {
 }
 
 /**
- * The reference below the collector (`job.floor`): the same MQTT session, subscription and batched PUBACKs
- * (common/mqtt.ts, common/mqtt-acks.ts), released every half window as the collector's writes would, and nothing
+ * The reference below the collector (`job.floor`): the same MQTT session, tap, subscription and batched PUBACKs
+ * (common/mqtt.ts, common/mqtt-tap.ts, common/mqtt-acks.ts), released every half window as the collector's writes would, and nothing
  * else — no decoding, no points, no writes. What the collector costs above it is its own work.
  */
 async function receiveFloor(job: CollectorJob): Promise<Run> {
@@ -90,19 +91,24 @@ async function receiveFloor(job: CollectorJob): Promise<Run> {
     settled: () => settled,
     onFull: release,
   });
+  // As the collector: through the MQTT tap, a write every half window, and one when the stream pauses for
+  // idleFlushMs.
+  const flushAt = Math.ceil(config.acks.maxUnackedMessages / 2);
+  const idle = setTimeout(release, config.acks.idleFlushMs);
   const session = new MqttSession(config.mqtt, {
     log: silentLogger(),
     clientId: `bench-floor-${job.database}`,
     persistentSession: true,
     sessionExpiryS: 0,
     acks,
-  });
-  // As the collector: a write every half window, and one when the stream pauses for idleFlushMs.
-  const flushAt = Math.ceil(config.acks.maxUnackedMessages / 2);
-  const idle = setTimeout(release, config.acks.idleFlushMs);
-  session.on('message', () => {
-    if (++received % flushAt === 0) release();
-    else idle.refresh();
+    tap: {
+      maxPayloadBytes: MAX_PAYLOAD_BYTES,
+      sink: (p, tap) => {
+        if (++received % flushAt === 0) release();
+        else idle.refresh();
+        return acks.accept(p.client, p.qos, p.messageId, tap.proceed);
+      },
+    },
   });
   // On every connection, as the collector does (a failed subscription ends the bench: unhandled rejection).
   const subscribed = new Promise<void>((resolve, reject) =>

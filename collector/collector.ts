@@ -17,10 +17,11 @@ import { LogThrottle } from '../common/log.js';
 import { gauge, labelledGauge } from '../common/metrics.js';
 import { MqttSession, mqttConfigSchema } from '../common/mqtt.js';
 import { ManualAcks } from '../common/mqtt-acks.js';
+import type { PublishSink } from '../common/mqtt-tap.js';
 import { entityKey } from '../common/registry/key.js';
 import type { Storage } from '../common/storage/storage.js';
 import { idSchema } from '../contracts/ids.js';
-import { decodePayload, type TopicPayloads } from '../contracts/messages.js';
+import { decodePayload, MAX_PAYLOAD_BYTES, type TopicPayloads } from '../contracts/messages.js';
 import { isNetworkKind } from '../contracts/registry.js';
 import { type Channel, filters, parseTopic } from '../contracts/topics.js';
 import { type Announced, Attributor, type MismatchField, type UnassignedCause } from './attribution.js';
@@ -462,6 +463,13 @@ export class Collector implements Service {
     );
   }
 
+  /** A payload the MQTT tap skipped unread (over MAX_PAYLOAD_BYTES): received, and rejected as too large. */
+  private tooLarge(topic: string, size: number): void {
+    this.counts.received++;
+    this.m.received.inc();
+    this.reject('too_large', topic, `${size} bytes`);
+  }
+
   /** Handles one message. Public so the ingest benchmark can measure the path without a broker. */
   handle(topic: string, payload: Uint8Array, retained = false): void {
     this.counts.received++;
@@ -893,15 +901,28 @@ export class Collector implements Service {
         },
       });
     }
+    const flushAt = Math.max(1, Math.ceil(maxUnackedMessages / 2));
+    const received = () => {
+      if (++this.sinceFlush >= flushAt) this.flushNow();
+      else this.idleTimer?.refresh();
+    };
+    // Messages come through the MQTT tap (common/mqtt-tap.ts: decoded below mqtt.js, #18), and acknowledged
+    // here once written; QoS 2 (never granted: we subscribe with QoS 1) would still come through mqtt.js.
+    const sink: PublishSink = (p, tap) => {
+      if (this.stopping || !acks) return false; // neither stored nor acknowledged: the broker keeps it
+      if (p.payload) this.handle(p.topic, p.payload, p.retain);
+      else this.tooLarge(p.topic, p.size);
+      received();
+      return acks.accept(p.client, p.qos, p.messageId, tap.proceed);
+    };
     const session = new MqttSession(m, {
       log,
       clientId,
       persistentSession: true,
       sessionExpiryS: this.config.sessionExpiryS,
-      ...(acks ? { acks } : {}),
+      ...(acks ? { acks, tap: { sink, maxPayloadBytes: MAX_PAYLOAD_BYTES } } : {}),
     });
     this.session = session;
-    const flushAt = Math.max(1, Math.ceil(maxUnackedMessages / 2));
     // Written when the stream pauses: a broker at its in-flight limit sends nothing until it gets PUBACKs.
     this.idleTimer = setTimeout(() => {
       if (this.unacked > 0) this.flushNow();
@@ -910,9 +931,7 @@ export class Collector implements Service {
     session.on('message', (topic: string, payload: Buffer, packet: IPublishPacket) => {
       if (this.stopping) return; // neither stored nor acknowledged: the broker keeps it
       this.handle(topic, payload, packet.retain);
-      if (!acks) return;
-      if (++this.sinceFlush >= flushAt) this.flushNow();
-      else this.idleTimer?.refresh();
+      if (acks) received();
     });
     session.on('disconnect', () => {
       this.subscribed = false;

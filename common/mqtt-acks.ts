@@ -37,7 +37,7 @@ export interface ManualAcksOptions {
 
 interface Unacked {
   client: MqttClient;
-  stream: unknown;
+  stream: MqttClient['stream'];
   messageId: number;
   need: number;
 }
@@ -49,7 +49,7 @@ export class ManualAcks {
   private client: MqttClient | undefined;
   private queue: Unacked[] = [];
   private head = 0;
-  private held: { done: (err?: Error) => void; sinceMs: number } | undefined;
+  private held: { resume: () => void; sinceMs: number } | undefined;
   private intake = true;
   private readonly drainedWaiters = new Set<() => void>();
   /** PUBACKs sent. */
@@ -104,26 +104,34 @@ export class ManualAcks {
   }
 
   private received(client: MqttClient, packet: IPublishPacket, done: (err?: Error) => void): void {
-    // A connection we gave up on, or a stop: freeze its parser (calling done() would acknowledge).
-    if (client !== this.client || !this.intake) return;
-    if (packet.qos !== 1 || packet.messageId === undefined) {
-      done(); // QoS 0: nothing to acknowledge (the collector subscribes with QoS 1)
-      return;
-    }
+    const qos = packet.qos === 1 && packet.messageId !== undefined ? 1 : 0;
+    if (this.accept(client, qos, packet.messageId ?? 0, () => done(DEFERRED)))
+      done(qos === 1 ? DEFERRED : undefined);
+  }
+
+  /**
+   * A message was received and handled (mqtt.js's handleMessage, or the tap: common/mqtt-tap.ts). True: go on
+   * with the next one. False: hold the connection — `resume` is called once acknowledgements make room; or,
+   * for a connection given up or a stop, never (nothing more of it is taken).
+   */
+  accept(client: MqttClient, qos: number, messageId: number, resume: () => void): boolean {
+    // A connection we gave up on, or a stop: freeze it (going on would acknowledge, or take more).
+    if (client !== this.client || !this.intake) return false;
+    if (qos !== 1) return true; // QoS 0: nothing to acknowledge (the collector subscribes with QoS 1)
     this.queue.push({
       client,
       stream: client.stream,
-      messageId: packet.messageId,
+      messageId,
       need: this.opts.position(),
     });
     this.release();
     const n = this.unacked;
     if (n >= this.opts.maxUnacked) this.opts.onFull?.();
     if (n > this.opts.maxUnacked) {
-      this.held = { done, sinceMs: Date.now() };
-      return;
+      this.held = { resume, sinceMs: Date.now() };
+      return false;
     }
-    done(DEFERRED);
+    return true;
   }
 
   /** Acknowledges, in receive order, every message whose position is settled. */
@@ -134,7 +142,9 @@ export class ManualAcks {
     const protocolVersion = client?.options.protocolVersion ?? 4;
     while (this.head < this.queue.length) {
       const u = this.queue[this.head]!;
-      const live = u.client === client && client.connected && client.stream === u.stream;
+      // The connection it came in on is still open (not mqtt.js's `connected`: the tap hands on a PUBLISH
+      // that follows the CONNACK before mqtt.js has handled the CONNACK).
+      const live = u.client === client && client.stream === u.stream && isOpen(client.stream);
       if (live && u.need > through) break;
       if (live) out.push(generate({ cmd: 'puback', messageId: u.messageId }, { protocolVersion }));
       this.head++;
@@ -148,9 +158,9 @@ export class ManualAcks {
       this.acked += out.length;
     }
     if (this.held && this.unacked <= this.opts.maxUnacked) {
-      const { done } = this.held;
+      const { resume } = this.held;
       this.held = undefined;
-      done(DEFERRED);
+      resume();
     }
     if (this.unacked === 0) this.wakeDrained();
   }
@@ -175,4 +185,9 @@ export class ManualAcks {
   private wakeDrained(): void {
     for (const w of [...this.drainedWaiters]) w();
   }
+}
+
+function isOpen(stream: MqttClient['stream']): boolean {
+  const s = stream as { destroyed?: boolean; writable?: boolean };
+  return s.destroyed !== true && s.writable !== false;
 }

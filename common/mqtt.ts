@@ -4,6 +4,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ManualAcks } from './mqtt-acks.js';
+import { type PublishSink, tapStreamBuilder } from './mqtt-tap.js';
 import { redactUrl, scrubText, secret, urlWithSecrets } from './redact.js';
 
 /**
@@ -87,6 +88,12 @@ export interface MqttSessionOptions {
    * off for every client in the process that has not built it yet.
    */
   numberCache?: boolean;
+  /**
+   * Incoming QoS 0/1 PUBLISH packets go to this sink, decoded below mqtt.js (mqtt-tap.ts), instead of the
+   * 'message' event; mqtt.js keeps the rest of the session. For a process that receives many small messages
+   * (the collector).
+   */
+  tap?: { sink: PublishSink; maxPayloadBytes: number };
 }
 
 /** Full-jitter exponential back-off (AWS Architecture Blog, "Exponential Backoff And Jitter"). */
@@ -181,7 +188,15 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
 
   private open(): void {
     const log = this.opts.log;
-    const client = mqtt.connect(this.config.url, this.clientOptions());
+    const tap = this.opts.tap;
+    const client = mqtt.connect(this.config.url, {
+      ...this.clientOptions(),
+      manualConnect: tap !== undefined,
+    });
+    if (tap) {
+      tapStreamBuilder(client, { protocolVersion: this.protocolVersion, ...tap });
+      client.connect();
+    }
     this.client = client;
     this.opts.acks?.attach(client); // before any packet can arrive: connect() only starts connecting
     let lastError = '';

@@ -80,6 +80,13 @@ const TARGETS: Target[] = [
   },
 ];
 
+/**
+ * How messages reach ManualAcks: mqtt.js's handleMessage (any MqttSession with acks), or the tap below mqtt.js
+ * (common/mqtt-tap.ts, the collector's path).
+ */
+type Path = 'mqtt.js' | 'tap';
+const CASES = TARGETS.flatMap((t) => (['mqtt.js', 'tap'] as const).map((path) => ({ ...t, path })));
+
 /** A filter nobody publishes to: subscribing to it is a round trip that passes through the broker. */
 const QUIET = 'cfm/v1/S1/quiet/event';
 
@@ -87,7 +94,13 @@ const QUIET = 'cfm/v1/S1/quiet/event';
  * A subscriber session with manual acks: message k (0-based, in receive order) waits for position k + 1. It
  * connects through a relay that reads the PUBACKs it sends off the wire, as the broker receives them.
  */
-async function subscriber(t: Target, clientId: string, maxUnacked: number, onFull?: () => void) {
+async function subscriber(
+  t: Target,
+  clientId: string,
+  maxUnacked: number,
+  onFull?: () => void,
+  path: Path = 'mqtt.js',
+) {
   let position = 0;
   let settled = 0;
   const received: IPublishPacket[] = [];
@@ -114,9 +127,34 @@ async function subscriber(t: Target, clientId: string, maxUnacked: number, onFul
       reconnectMinMs: 50,
       reconnectMaxMs: 200,
     }),
-    { log: captureLogger().log, clientId, persistentSession: true, sessionExpiryS: 600, acks },
+    {
+      log: captureLogger().log,
+      clientId,
+      persistentSession: true,
+      sessionExpiryS: 600,
+      acks,
+      ...(path === 'tap' && {
+        tap: {
+          maxPayloadBytes: 1_024,
+          sink: (p, tap) => {
+            received.push({
+              cmd: 'publish',
+              topic: p.topic,
+              payload: Buffer.from(p.payload!),
+              qos: p.qos,
+              messageId: p.messageId,
+              retain: p.retain,
+              dup: false,
+            });
+            position++;
+            return acks.accept(p.client, p.qos, p.messageId, tap.proceed);
+          },
+        },
+      }),
+    },
   );
   session.on('message', (_topic, _payload, packet) => {
+    if (path === 'tap') throw new Error('a QoS 1 message reached mqtt.js past the tap');
     received.push(packet);
     position++;
   });
@@ -170,10 +208,10 @@ async function publisher(t: Target): Promise<MqttClient> {
 const payload = (i: number) => JSON.stringify({ i });
 const indexOf = (p: IPublishPacket) => (JSON.parse(p.payload.toString()) as { i: number }).i;
 
-describe.each(TARGETS)('manual PUBACK on $name', (t) => {
+describe.each(CASES)('manual PUBACK on $name, through $path', (t) => {
   it('takes messages without acknowledging them, acknowledges in receive order, and the broker sends the rest again', async () => {
     const id = `coll/acks-${++n}`;
-    const a = await subscriber(t, id, 1_000);
+    const a = await subscriber(t, id, 1_000, undefined, t.path);
     await a.start();
     const pub = await publisher(t);
     for (let i = 0; i < 50; i++) await pub.publishAsync(`cfm/v1/S1/d${i % 5}/iface`, payload(i), { qos: 1 });
@@ -190,7 +228,7 @@ describe.each(TARGETS)('manual PUBACK on $name', (t) => {
     await a.session.stop();
 
     // The same session again: exactly the 30 unacknowledged come back (QoS 1 redelivery, MQTT-4.4.0-1).
-    const b = await subscriber(t, id, 1_000);
+    const b = await subscriber(t, id, 1_000, undefined, t.path);
     await b.start();
     await waitFor(() => b.received.length >= 30, { what: '30 redelivered' });
     expect(b.received.map(indexOf).sort((x, y) => x - y)).toEqual(
@@ -205,7 +243,7 @@ describe.each(TARGETS)('manual PUBACK on $name', (t) => {
     await b.session.stop();
 
     // And nothing after that: everything was acknowledged.
-    const c = await subscriber(t, id, 1_000);
+    const c = await subscriber(t, id, 1_000, undefined, t.path);
     await c.start();
     await pub.publishAsync('cfm/v1/S1/d0/iface', payload(99), { qos: 1 });
     await waitFor(() => c.received.length >= 1, { what: 'a fresh message' });
@@ -216,12 +254,12 @@ describe.each(TARGETS)('manual PUBACK on $name', (t) => {
 });
 
 describe('the bound on unacknowledged messages', () => {
-  it.each([TARGETS[0]!, TARGETS[2]!])(
-    'holds at maxUnacked on $name, and goes on as acknowledgements make room',
+  it.each(CASES.filter((c) => c !== CASES[2] && c !== CASES[3]))(
+    'holds at maxUnacked on $name through $path, and goes on as acknowledgements make room',
     async (t) => {
       const id = `coll/bound-${++n}`;
       const full: number[] = [];
-      const a = await subscriber(t, id, 10, () => full.push(a.acks.unacked));
+      const a = await subscriber(t, id, 10, () => full.push(a.acks.unacked), t.path);
       await a.start();
       const pub = await publisher(t);
       await Promise.all(

@@ -1,0 +1,308 @@
+import { Duplex } from 'node:stream';
+import type { MqttClient } from 'mqtt';
+
+/**
+ * The collector's inbound PUBLISH path, below mqtt.js (docs/scale.md, "Eighth sitting").
+ *
+ * mqtt.js turns every incoming packet into an object, copies its payload out of a buffer list, and handles the
+ * next packet only on the next tick, after a chain of events and callbacks: for a collector receiving
+ * thousands of small QoS 1 messages a second that is most of what it spends before doing any work of its own
+ * (#18). The tap sits between mqtt.js and its connection (a wrapped `streamBuilder`): it splits the bytes the
+ * broker sends into packets, hands each QoS 0/1 PUBLISH straight to the owner — topic, payload as a view of
+ * the received bytes (valid during the call), retain flag, packet id — and passes every other packet through
+ * to mqtt.js unchanged, which keeps the session: CONNECT/CONNACK, SUBSCRIBE, keepalive, DISCONNECT, QoS 2.
+ *
+ * Trust: the broker is a peer, not a friend. A malformed packet (a remaining length of more than four bytes, a
+ * topic that runs past its packet, QoS 3, a packet id 0, a Topic Alias we never allowed — MQTT 5 §3.3.2.3.4)
+ * ends the connection with an error (code `ERR_MQTT_MALFORMED`), as mqtt.js's own parser would; mqtt.js then
+ * reports it and the session reconnects. A PUBLISH longer than `maxPayloadBytes` is not buffered: its
+ * topic and packet id are read, the rest of its bytes are skipped as they arrive, and the owner is told its size
+ * (payload `undefined`) — memory stays bounded whatever the broker lets through.
+ *
+ * Order: packets are handed on in the order received. A PUBLISH that arrives before mqtt.js has handled the
+ * CONNACK before it is still handed on at once: the PUBACKs for it are written on this connection (the
+ * owner's acknowledgement code checks that the connection is open, not mqtt.js's `connected`).
+ *
+ * Flow: the owner returns false to hold the connection (its unacknowledged messages are at their bound):
+ * nothing more is read or handed on until `proceed()`, and TCP flow control stops the broker.
+ */
+
+/** One PUBLISH, as the tap hands it on. */
+export interface InboundPublish {
+  client: MqttClient;
+  topic: string;
+  /** A view of the received bytes, valid only during the call; undefined when over maxPayloadBytes. */
+  payload: Buffer | undefined;
+  /** The payload's size in bytes (also when it was skipped). */
+  size: number;
+  retain: boolean;
+  qos: 0 | 1;
+  /** 0 for QoS 0. */
+  messageId: number;
+}
+
+/** Takes a PUBLISH; false holds the connection until the tap's proceed() is called. */
+export type PublishSink = (p: InboundPublish, tap: MqttTap) => boolean;
+
+export interface TapOptions {
+  protocolVersion: 4 | 5;
+  maxPayloadBytes: number;
+  sink: PublishSink;
+}
+
+/** Wraps mqtt.js's stream builder so every connection it makes goes through a tap. */
+export function tapStreamBuilder(client: MqttClient, opts: TapOptions): void {
+  // mqtt.js calls `streamBuilder` for each connection it opens (MqttClient.connect()); not in its typings.
+  const c = client as unknown as { streamBuilder: (c: MqttClient) => Duplex };
+  const build = c.streamBuilder;
+  c.streamBuilder = (cl: MqttClient) => new MqttTap(cl, build(cl), opts);
+}
+
+/** Error codes mqtt.js reports (it emits stream errors that carry a code). */
+const MALFORMED = 'ERR_MQTT_MALFORMED';
+
+function malformed(why: string): Error {
+  return Object.assign(new Error(`malformed packet from the broker: ${why}`), { code: MALFORMED });
+}
+
+/** Topic (2 + 65,535 bytes), packet id and properties of a PUBLISH whose payload is skipped: what is read. */
+const HEADER_MARGIN = 128 * 1024;
+
+export class MqttTap extends Duplex {
+  /** Received bytes not yet a whole packet. */
+  private rest: Buffer | undefined;
+  private held = false;
+  /** Bytes still to pass to mqtt.js, of a packet whose start was passed. */
+  private passLeft = 0;
+  /** Bytes still to skip, of a PUBLISH over maxPayloadBytes. */
+  private skipLeft = 0;
+  /** PUBLISH packets handed to the sink. */
+  handed = 0;
+
+  constructor(
+    private readonly client: MqttClient,
+    private readonly inner: Duplex,
+    private readonly opts: TapOptions,
+  ) {
+    super({ allowHalfOpen: false });
+    inner.on('data', (chunk: Buffer) => this.feed(chunk));
+    inner.on('end', () => this.push(null));
+    inner.on('error', (err) => this.destroy(err));
+    inner.on('close', () => this.destroy());
+  }
+
+  /** Lets a held connection go on: what was received is handed on, then reading resumes. */
+  readonly proceed = (): void => {
+    if (!this.held || this.destroyed) return;
+    this.held = false;
+    this.feed(undefined);
+    if (!this.held) this.inner.resume();
+  };
+
+  override _read(): void {
+    if (!this.held) this.inner.resume();
+  }
+
+  override _write(chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.inner.write(chunk, enc, cb);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.inner.cork();
+    for (let i = 0; i < chunks.length - 1; i++) this.inner.write(chunks[i]!.chunk);
+    this.inner.write(chunks[chunks.length - 1]!.chunk, cb);
+    this.inner.uncork();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.inner.end(cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.rest = undefined;
+    this.inner.destroy();
+    cb(err);
+  }
+
+  private feed(chunk: Buffer | undefined): void {
+    if (this.destroyed) return;
+    let buf = chunk;
+    if (this.rest) buf = chunk ? Buffer.concat([this.rest, chunk]) : this.rest;
+    this.rest = undefined;
+    if (!buf) return;
+    let i = 0;
+    let pass = -1; // start of a run of bytes for mqtt.js
+    const end = buf.length;
+    while (i < end && !this.held) {
+      if (this.passLeft > 0 || this.skipLeft > 0) {
+        // The rest of a packet for mqtt.js, or of a PUBLISH too large to hand on: streamed, never buffered.
+        const n = Math.min(this.passLeft || this.skipLeft, end - i);
+        if (this.passLeft > 0) {
+          if (pass < 0) pass = i;
+          this.passLeft -= n;
+        } else {
+          this.skipLeft -= n;
+        }
+        i += n;
+        continue;
+      }
+      // Fixed header: type and flags, then the remaining length, 1–4 bytes of 7 bits (MQTT 5 §1.5.5).
+      let len = 0;
+      let mul = 1;
+      let p = i + 1;
+      for (;;) {
+        if (p >= end) break;
+        const b = buf[p++]!;
+        len += (b & 0x7f) * mul;
+        if (b < 0x80) {
+          mul = 0;
+          break;
+        }
+        mul *= 128;
+        if (mul > 128 ** 3) {
+          this.fail('remaining length over four bytes');
+          return;
+        }
+      }
+      if (mul !== 0) break; // the length is not all here yet
+      const first = buf[i]!;
+      const qos = (first >> 1) & 3;
+      if (first >> 4 !== 3 || qos === 2) {
+        this.passLeft = p - i + len;
+        continue;
+      }
+      if (qos === 3) {
+        this.fail('PUBLISH with QoS 3');
+        return;
+      }
+      // A PUBLISH we hand on: whole, unless its payload is to be skipped (then its variable header suffices).
+      const big = len > this.opts.maxPayloadBytes + HEADER_MARGIN;
+      if (!big && p + len > end) break;
+      if (pass >= 0) {
+        this.push(buf.subarray(pass, i));
+        pass = -1;
+      }
+      const r = this.publish(buf, first, qos as 0 | 1, p, len, end);
+      if (r === 'incomplete') break;
+      if (r === 'failed') return;
+      i = r;
+    }
+    if (pass >= 0) this.push(buf.subarray(pass, i));
+    if (i < end) this.rest = buf.subarray(i);
+    if (this.held) this.inner.pause();
+  }
+
+  /** Hands on the PUBLISH at `p` (after its fixed header); where the next packet starts, or why not. */
+  private publish(
+    buf: Buffer,
+    first: number,
+    qos: 0 | 1,
+    p: number,
+    len: number,
+    end: number,
+  ): number | 'incomplete' | 'failed' {
+    const stop = p + len;
+    const headerEnd = Math.min(stop, end);
+    if (p + 2 > headerEnd) return stop > end ? 'incomplete' : this.fail('PUBLISH without a topic');
+    const topicLen = buf.readUInt16BE(p);
+    let q = p + 2 + topicLen;
+    if (q > stop) return this.fail('topic runs past its packet');
+    if (q > end) return 'incomplete';
+    let messageId = 0;
+    if (qos === 1) {
+      if (q + 2 > stop) return this.fail('QoS 1 PUBLISH without a packet id');
+      if (q + 2 > end) return 'incomplete';
+      messageId = buf.readUInt16BE(q);
+      if (messageId === 0) return this.fail('packet id 0'); // MQTT-2.3.1-1
+      q += 2;
+    }
+    if (this.opts.protocolVersion === 5) {
+      // Properties: a variable byte integer length, then the properties; we look for a Topic Alias only.
+      let plen = 0;
+      let mul = 1;
+      for (;;) {
+        if (q >= stop) return this.fail('PUBLISH properties run past their packet');
+        if (q >= end) return 'incomplete';
+        const b = buf[q++]!;
+        plen += (b & 0x7f) * mul;
+        if (b < 0x80) break;
+        mul *= 128;
+        if (mul > 128 ** 3) return this.fail('properties length over four bytes');
+      }
+      if (q + plen > stop) return this.fail('PUBLISH properties run past their packet');
+      if (q + plen - p > HEADER_MARGIN) return this.fail('PUBLISH topic and properties over 128 KiB');
+      if (q + plen > end) return 'incomplete';
+      const why = checkProperties(buf, q, q + plen);
+      if (why) return this.fail(why);
+      q += plen;
+    }
+    if (topicLen === 0) return this.fail('PUBLISH with an empty topic');
+    const topic = buf.toString('utf8', p + 2, p + 2 + topicLen);
+    const size = stop - q;
+    let payload: Buffer | undefined;
+    if (size > this.opts.maxPayloadBytes) {
+      if (stop > end) this.skipLeft = stop - end;
+    } else {
+      payload = buf.subarray(q, stop);
+    }
+    this.handed++;
+    const go = this.opts.sink(
+      { client: this.client, topic, payload, size, retain: (first & 1) === 1, qos, messageId },
+      this,
+    );
+    if (!go) this.held = true;
+    return Math.min(stop, end);
+  }
+
+  private fail(why: string): 'failed' {
+    this.rest = undefined;
+    this.destroy(malformed(why));
+    return 'failed';
+  }
+}
+
+/** Why a PUBLISH's properties are refused, or undefined (MQTT 5 §3.3.2.3). */
+function checkProperties(buf: Buffer, at: number, end: number): string | undefined {
+  let q = at;
+  while (q < end) {
+    const id = buf[q++]!;
+    let n: number;
+    switch (id) {
+      case 0x01: // Payload Format Indicator
+        n = 1;
+        break;
+      case 0x02: // Message Expiry Interval
+        n = 4;
+        break;
+      case 0x23: // Topic Alias: only when we advertised a Topic Alias Maximum, which we never do
+        return 'Topic Alias without a Topic Alias Maximum';
+      case 0x03: // Content Type
+      case 0x08: // Response Topic
+      case 0x09: // Correlation Data
+        if (q + 2 > end) return 'property runs past its properties';
+        n = 2 + buf.readUInt16BE(q);
+        break;
+      case 0x26: {
+        // User Property: two strings
+        if (q + 2 > end) return 'property runs past its properties';
+        const k = 2 + buf.readUInt16BE(q);
+        if (q + k + 2 > end) return 'property runs past its properties';
+        n = k + 2 + buf.readUInt16BE(q + k);
+        break;
+      }
+      case 0x0b: {
+        // Subscription Identifier: a variable byte integer
+        n = 0;
+        while (q + n < end && buf[q + n]! >= 0x80) n++;
+        n++;
+        if (n > 4) return 'subscription identifier over four bytes';
+        break;
+      }
+      default:
+        return `property 0x${id.toString(16)} is not a PUBLISH property`;
+    }
+    q += n;
+    if (q > end) return 'property runs past its properties';
+  }
+  return undefined;
+}

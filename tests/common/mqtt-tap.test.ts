@@ -1,0 +1,267 @@
+import { Duplex } from 'node:stream';
+import type { MqttClient } from 'mqtt';
+import { generate, type Packet, parser as packetParser } from 'mqtt-packet';
+import { describe, expect, it } from 'vitest';
+import { rng } from '../../bench/fixtures.js';
+import { type InboundPublish, MqttTap } from '../../common/mqtt-tap.js';
+
+/**
+ * The tap below mqtt.js (common/mqtt-tap.ts) against mqtt-packet, the encoder and parser mqtt.js itself uses:
+ * whatever way the bytes are cut into chunks, every QoS 0/1 PUBLISH is handed on exactly as mqtt-packet
+ * encoded it, in order, and every other packet reaches mqtt.js byte for byte. And as an attacker: a malformed
+ * packet ends the connection with an error, a huge payload is skipped without being buffered.
+ */
+
+interface Wire {
+  tap: MqttTap;
+  /** Bytes as the broker sends them. */
+  send: (b: Buffer) => void;
+  /** Bytes the tap passed on to mqtt.js. */
+  passed: Buffer[];
+  handed: (Omit<InboundPublish, 'client' | 'payload'> & { payload: Buffer | undefined })[];
+  inner: Duplex;
+  error: () => (Error & { code?: string }) | undefined;
+}
+
+function wire(protocolVersion: 4 | 5, maxPayloadBytes = 10_000, hold?: (n: number) => boolean): Wire {
+  const inner = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+  const handed: Wire['handed'] = [];
+  const tap = new MqttTap({} as MqttClient, inner, {
+    protocolVersion,
+    maxPayloadBytes,
+    sink: (p) => {
+      // The payload is a view valid during the call only: copy it, as an owner that keeps it must.
+      handed.push({ ...p, payload: p.payload && Buffer.from(p.payload) });
+      return !hold?.(handed.length);
+    },
+  });
+  const passed: Buffer[] = [];
+  tap.on('data', (b: Buffer) => passed.push(b));
+  let err: Error | undefined;
+  tap.on('error', (e) => {
+    err = e;
+  });
+  return { tap, send: (b) => inner.push(b), passed, handed, inner, error: () => err };
+}
+
+/** Sends `bytes` cut at random places (1 byte to all of it), one chunk per event-loop turn. */
+async function sendChunked(w: Wire, bytes: Buffer, random: () => number): Promise<void> {
+  let i = 0;
+  while (i < bytes.length) {
+    const max = random() < 0.3 ? 8 : random() < 0.5 ? 200 : bytes.length;
+    const n = 1 + Math.floor(random() * Math.min(max, bytes.length - i));
+    w.send(bytes.subarray(i, i + n));
+    i += n;
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+const chinese = '杭州市西湖区第一小学';
+
+function randomPackets(random: () => number, v: 4 | 5, count: number): Packet[] {
+  const out: Packet[] = [];
+  let id = 1;
+  for (let k = 0; k < count; k++) {
+    const r = random();
+    if (r < 0.7) {
+      const qos = random() < 0.8 ? 1 : 0;
+      const size = random() < 0.1 ? Math.floor(random() * 5_000) : Math.floor(random() * 300);
+      const payload = Buffer.alloc(size, 0x61 + (k % 26));
+      const properties =
+        v === 5 && random() < 0.5
+          ? {
+              payloadFormatIndicator: true,
+              messageExpiryInterval: 60,
+              contentType: 'application/json',
+              userProperties: { school: chinese, k: String(k) },
+              subscriptionIdentifier: 1 + Math.floor(random() * 200_000),
+            }
+          : undefined;
+      out.push({
+        cmd: 'publish',
+        topic: `cfm/v1/${random() < 0.3 ? chinese : 'S1'}/d${k}/telemetry`,
+        payload,
+        qos,
+        retain: random() < 0.1,
+        dup: false,
+        ...(qos === 1 && { messageId: id++ }),
+        ...(properties && { properties }),
+      } as Packet);
+    } else if (r < 0.8) {
+      // QoS 2 is mqtt.js's (we never subscribe with it; a broker that sent it anyway is still served).
+      out.push({
+        cmd: 'publish',
+        topic: 'cfm/v1/S1/q2/event',
+        payload: Buffer.from('{}'),
+        qos: 2,
+        messageId: id++,
+        retain: false,
+        dup: false,
+      });
+    } else if (r < 0.9) {
+      out.push({ cmd: 'pingresp' });
+    } else {
+      out.push({
+        cmd: 'suback',
+        messageId: id++,
+        granted: [1, 1],
+        ...(v === 5 && { properties: {} }),
+      } as Packet);
+    }
+  }
+  return out;
+}
+
+const tapped = (p: Packet) => p.cmd === 'publish' && p.qos < 2;
+
+describe('MqttTap', () => {
+  it.each([4, 5] as const)(
+    'MQTT %s: hands on every QoS 0/1 PUBLISH as encoded and passes every other packet to mqtt.js unchanged, however the bytes are cut',
+    async (v) => {
+      for (let seed = 1; seed <= 12; seed++) {
+        const random = rng(seed * 7 + v);
+        const packets = randomPackets(random, v, 120);
+        const encoded = packets.map((p) => generate(p, { protocolVersion: v }));
+        const w = wire(v);
+        await sendChunked(w, Buffer.concat(encoded), random);
+
+        expect(w.error()).toBeUndefined();
+        const want = packets.filter(tapped) as (Packet & { cmd: 'publish' })[];
+        expect(w.handed.map((h) => [h.topic, h.qos, h.messageId, h.retain, h.size])).toEqual(
+          want.map((p) => [p.topic, p.qos, p.messageId ?? 0, p.retain, (p.payload as Buffer).length]),
+        );
+        for (const [k, h] of w.handed.entries())
+          expect(h.payload?.equals(want[k]!.payload as Buffer)).toBe(true);
+        // mqtt.js gets exactly the other packets' bytes, in order, and parses them to what was sent.
+        expect(
+          Buffer.concat(w.passed).equals(Buffer.concat(encoded.filter((_, k) => !tapped(packets[k]!)))),
+        ).toBe(true);
+        const parsed: Packet[] = [];
+        const p = packetParser({ protocolVersion: v });
+        p.on('packet', (pk) => parsed.push(pk));
+        p.parse(Buffer.concat(w.passed));
+        expect(parsed.map((pk) => pk.cmd)).toEqual(packets.filter((pk) => !tapped(pk)).map((pk) => pk.cmd));
+      }
+    },
+  );
+
+  it('holds after the sink says so, reads nothing more, and goes on in order at proceed()', async () => {
+    const packets = Array.from(
+      { length: 10 },
+      (_, k): Packet => ({
+        cmd: 'publish',
+        topic: `t/${k}`,
+        payload: Buffer.from(String(k)),
+        qos: 1,
+        messageId: k + 1,
+        retain: false,
+        dup: false,
+      }),
+    );
+    const w = wire(5, 10_000, (n) => n === 3);
+    w.send(Buffer.concat(packets.map((p) => generate(p, { protocolVersion: 5 }))));
+    await new Promise((r) => setImmediate(r));
+    expect(w.handed.map((h) => h.messageId)).toEqual([1, 2, 3]);
+    expect(w.inner.isPaused()).toBe(true);
+    w.tap.proceed();
+    expect(w.handed.map((h) => h.messageId)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(w.inner.isPaused()).toBe(false);
+  });
+
+  it('skips a payload over maxPayloadBytes as it arrives, tells its size, and goes on with the next packet', async () => {
+    const w = wire(4, 1_000);
+    const big = generate(
+      {
+        cmd: 'publish',
+        topic: 'cfm/v1/S1/d1/telemetry',
+        payload: Buffer.alloc(3_000_000, 0x7b),
+        qos: 0,
+        retain: false,
+        dup: false,
+      },
+      { protocolVersion: 4 },
+    );
+    const next = generate(
+      {
+        cmd: 'publish',
+        topic: 'cfm/v1/S1/d2/telemetry',
+        payload: Buffer.from('{"v":1}'),
+        qos: 1,
+        messageId: 8,
+        retain: false,
+        dup: false,
+      },
+      { protocolVersion: 4 },
+    );
+    const bytes = Buffer.concat([big, next]);
+    // A first chunk that ends inside the topic, then 64 KiB chunks as a socket reads them: the tap never keeps
+    // more than one chunk's worth.
+    const cuts = [0, 12];
+    for (let i = 12 + 65_536; i < bytes.length; i += 65_536) cuts.push(i);
+    cuts.push(bytes.length);
+    for (let k = 1; k < cuts.length; k++) {
+      w.send(bytes.subarray(cuts[k - 1], cuts[k]));
+      await new Promise((r) => setImmediate(r));
+      expect((w.tap as unknown as { rest?: Buffer }).rest?.length ?? 0).toBeLessThanOrEqual(65_536);
+    }
+    expect(w.error()).toBeUndefined();
+    expect(w.handed.map((h) => [h.topic, h.messageId, h.size, h.payload?.toString()])).toEqual([
+      ['cfm/v1/S1/d1/telemetry', 0, 3_000_000, undefined],
+      ['cfm/v1/S1/d2/telemetry', 8, 7, '{"v":1}'],
+    ]);
+  });
+
+  const publishBytes = (topic: string, id: number, props?: Buffer) => {
+    const t = Buffer.from(topic);
+    const body = Buffer.concat([
+      Buffer.from([t.length >> 8, t.length & 255]),
+      t,
+      Buffer.from([id >> 8, id & 255]),
+      ...(props ? [Buffer.from([props.length]), props] : []),
+      Buffer.from('{}'),
+    ]);
+    return Buffer.concat([Buffer.from([0x32, body.length]), body]);
+  };
+
+  it.each([
+    ['a remaining length of five bytes', 4 as const, Buffer.from([0x32, 0xff, 0xff, 0xff, 0xff, 0x01])],
+    ['QoS 3', 4 as const, Buffer.from([0x36, 0x05, 0x00, 0x01, 0x74, 0x00, 0x01])],
+    ['packet id 0', 4 as const, publishBytes('t/1', 0)],
+    ['a topic that runs past its packet', 4 as const, Buffer.from([0x32, 0x04, 0x00, 0x09, 0x74, 0x74])],
+    ['an empty topic', 4 as const, publishBytes('', 1)],
+    ['a Topic Alias we never allowed', 5 as const, publishBytes('t/1', 1, Buffer.from([0x23, 0x00, 0x01]))],
+    [
+      'a property that is not a PUBLISH property',
+      5 as const,
+      publishBytes('t/1', 1, Buffer.from([0x11, 0, 0, 0, 1])),
+    ],
+    [
+      'a property that runs past the properties',
+      5 as const,
+      publishBytes('t/1', 1, Buffer.from([0x03, 0x00, 0x09, 0x61])),
+    ],
+  ])(
+    'ends the connection on %s, with an error mqtt.js reports, and hands nothing of it on',
+    async (_, v, bad) => {
+      const w = wire(v);
+      const good = generate(
+        {
+          cmd: 'publish',
+          topic: 't/0',
+          payload: Buffer.from('{}'),
+          qos: 1,
+          messageId: 9,
+          retain: false,
+          dup: false,
+        },
+        { protocolVersion: v },
+      );
+      w.send(Buffer.concat([good, bad, good]));
+      await new Promise((r) => setImmediate(r));
+      expect(w.error()?.code).toBe('ERR_MQTT_MALFORMED');
+      expect(w.tap.destroyed).toBe(true);
+      expect(w.inner.destroyed).toBe(true);
+      expect(w.handed.map((h) => h.messageId)).toEqual([9]);
+    },
+  );
+});
