@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import type { MqttClient } from 'mqtt';
 
 /**
- * The collector's inbound PUBLISH path, below mqtt.js (docs/scale.md, "Eighth sitting").
+ * The collector's inbound PUBLISH path, below mqtt.js (docs/scale.md, "Eighth sitting: the MQTT tap").
  *
  * mqtt.js turns every incoming packet into an object, copies its payload out of a buffer list, and handles the
  * next packet only on the next tick, after a chain of events and callbacks: for a collector receiving
@@ -13,27 +13,35 @@ import type { MqttClient } from 'mqtt';
  * to mqtt.js unchanged, which keeps the session: CONNECT/CONNACK, SUBSCRIBE, keepalive, DISCONNECT, QoS 2.
  *
  * Trust: the broker is a peer, not a friend. A malformed packet (a remaining length of more than four bytes, a
- * topic that runs past its packet, QoS 3, a packet id 0, a Topic Alias we never allowed — MQTT 5 §3.3.2.3.4)
- * ends the connection with an error (code `ERR_MQTT_MALFORMED`), as mqtt.js's own parser would; mqtt.js then
- * reports it and the session reconnects. A PUBLISH longer than `maxPayloadBytes` is not buffered: its
- * topic and packet id are read, the rest of its bytes are skipped as they arrive, and the owner is told its size
- * (payload `undefined`) — memory stays bounded whatever the broker lets through.
+ * topic that runs past its packet, an empty topic, QoS 3, a packet id 0, a Topic Alias we never allowed — MQTT 5
+ * §3.3.2.3.4 — or a packet other than PUBLISH over 64 KiB) ends the connection with an error (code
+ * `ERR_MQTT_MALFORMED`), as mqtt.js's own parser would end it on what it cannot parse; mqtt.js then reports it
+ * and the session reconnects. What a publisher controls never ends the connection (the broker would send it
+ * again on every one): a PUBLISH whose payload is over `maxPayloadBytes`, or whose topic and properties are
+ * over 128 KiB, is handed on without its payload (`undefined`, and its size), for the owner to refuse and
+ * acknowledge; when it is larger than what is read of it anyway (its bound + 128 KiB) its rest is skipped as it
+ * arrives, never buffered. Chunks of a packet that is not yet whole are joined once it is, not once per chunk.
  *
  * Order: packets are handed on in the order received. A PUBLISH that arrives before mqtt.js has handled the
  * CONNACK before it is still handed on at once: the PUBACKs for it are written on this connection (the
  * owner's acknowledgement code checks that the connection is open, not mqtt.js's `connected`).
  *
  * Flow: the owner returns false to hold the connection (its unacknowledged messages are at their bound):
- * nothing more is read or handed on until `proceed()`, and TCP flow control stops the broker.
+ * nothing more is read or handed on until `proceed()`, and TCP flow control stops the broker; the socket is
+ * also paused while mqtt.js reads no more. Once mqtt.js ends the connection (DISCONNECT), nothing more is
+ * handed on, and the socket is read on to the broker's end so that it closes.
  */
 
 /** One PUBLISH, as the tap hands it on. */
 export interface InboundPublish {
   client: MqttClient;
   topic: string;
-  /** A view of the received bytes, valid only during the call; undefined when over maxPayloadBytes. */
+  /**
+   * A view of the received bytes, valid only during the call; undefined when too large to hand on (over
+   * maxPayloadBytes, or topic and properties over 128 KiB).
+   */
   payload: Buffer | undefined;
-  /** The payload's size in bytes (also when it was skipped). */
+  /** The payload's size in bytes (also when it was skipped; with properties, when those were). */
   size: number;
   retain: boolean;
   qos: 0 | 1;
@@ -65,19 +73,33 @@ function malformed(why: string): Error {
   return Object.assign(new Error(`malformed packet from the broker: ${why}`), { code: MALFORMED });
 }
 
-/** Topic (2 + 65,535 bytes), packet id and properties of a PUBLISH whose payload is skipped: what is read. */
-const HEADER_MARGIN = 128 * 1024;
+/**
+ * What is read of a PUBLISH before its payload: topic (2 + 65,535 bytes), packet id and properties. A PUBLISH
+ * whose topic and properties are longer (a publisher's user properties can be) is handed on as too large, its
+ * properties and payload skipped unread like an oversized payload: the broker would send it again on every
+ * connection if the tap ended the connection over it.
+ */
+const HEADER_MAX = 128 * 1024;
+/** Packets other than PUBLISH (CONNACK, SUBACK, PINGRESP, DISCONNECT, AUTH): a few bytes to a few KiB. */
+const CONTROL_MAX = 64 * 1024;
+
+type Parsed = number | 'incomplete' | 'failed';
 
 export class MqttTap extends Duplex {
-  /** Received bytes not yet a whole packet. */
-  private rest: Buffer | undefined;
+  /** Received chunks that do not yet make a whole packet (joined once `need` bytes are here). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private need = 0;
+  /** The owner holds the connection (ManualAcks at its bound). */
   private held = false;
+  /** mqtt.js reads no more for now (its pipe is full). */
+  private readFull = false;
+  /** mqtt.js is disconnecting: nothing more is handed on. */
+  private ending = false;
   /** Bytes still to pass to mqtt.js, of a packet whose start was passed. */
   private passLeft = 0;
-  /** Bytes still to skip, of a PUBLISH over maxPayloadBytes. */
+  /** Bytes still to skip, of a PUBLISH too large to hand on. */
   private skipLeft = 0;
-  /** PUBLISH packets handed to the sink. */
-  handed = 0;
 
   constructor(
     private readonly client: MqttClient,
@@ -85,7 +107,7 @@ export class MqttTap extends Duplex {
     private readonly opts: TapOptions,
   ) {
     super({ allowHalfOpen: false });
-    inner.on('data', (chunk: Buffer) => this.feed(chunk));
+    inner.on('data', (chunk: Buffer) => this.receive(chunk));
     inner.on('end', () => this.push(null));
     inner.on('error', (err) => this.destroy(err));
     inner.on('close', () => this.destroy());
@@ -95,12 +117,18 @@ export class MqttTap extends Duplex {
   readonly proceed = (): void => {
     if (!this.held || this.destroyed) return;
     this.held = false;
-    this.feed(undefined);
-    if (!this.held) this.inner.resume();
+    this.parse();
+    this.flow();
   };
 
+  private flow(): void {
+    if (this.held || this.readFull) this.inner.pause();
+    else this.inner.resume();
+  }
+
   override _read(): void {
-    if (!this.held) this.inner.resume();
+    this.readFull = false;
+    this.flow();
   }
 
   override _write(chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -115,25 +143,46 @@ export class MqttTap extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
+    // mqtt.js has sent its DISCONNECT: nothing more is handed on (the broker keeps what it sends now for the
+    // next connection), but the socket is read on to the broker's end, so that it closes — a held socket would
+    // not read the broker's FIN, and mqtt.js would wait for 'close' forever.
+    this.ending = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.held = false;
+    this.readFull = false;
+    this.inner.resume();
     this.inner.end(cb);
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.rest = undefined;
+    this.pending = [];
+    this.pendingBytes = 0;
     this.inner.destroy();
     cb(err);
   }
 
-  private feed(chunk: Buffer | undefined): void {
-    if (this.destroyed) return;
-    let buf = chunk;
-    if (this.rest) buf = chunk ? Buffer.concat([this.rest, chunk]) : this.rest;
-    this.rest = undefined;
-    if (!buf) return;
+  private receive(chunk: Buffer): void {
+    if (this.destroyed || this.ending) return;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    // A packet known to need more than is here waits whole; chunks are joined once, not once per chunk.
+    if (this.held || this.pendingBytes < this.need) return;
+    this.parse();
+    this.flow();
+  }
+
+  /** Hands on, or passes to mqtt.js, every whole packet received, until the owner holds the connection. */
+  private parse(): void {
+    if (this.pending.length === 0) return;
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.need = 0;
     let i = 0;
     let pass = -1; // start of a run of bytes for mqtt.js
     const end = buf.length;
-    while (i < end && !this.held) {
+    while (i < end && !this.held && !this.destroyed && !this.ending) {
       if (this.passLeft > 0 || this.skipLeft > 0) {
         // The rest of a packet for mqtt.js, or of a PUBLISH too large to hand on: streamed, never buffered.
         const n = Math.min(this.passLeft || this.skipLeft, end - i);
@@ -168,6 +217,12 @@ export class MqttTap extends Duplex {
       const first = buf[i]!;
       const qos = (first >> 1) & 3;
       if (first >> 4 !== 3 || qos === 2) {
+        // mqtt.js's, streamed to it as it arrives; mqtt-packet buffers a whole packet, so bounded here.
+        const max = first >> 4 === 3 ? this.opts.maxPayloadBytes + HEADER_MAX : CONTROL_MAX;
+        if (len > max) {
+          this.fail(`${first >> 4 === 3 ? 'QoS 2 PUBLISH' : `packet type ${first >> 4}`} of ${len} bytes`);
+          return;
+        }
         this.passLeft = p - i + len;
         continue;
       }
@@ -176,38 +231,44 @@ export class MqttTap extends Duplex {
         return;
       }
       // A PUBLISH we hand on: whole, unless its payload is to be skipped (then its variable header suffices).
-      const big = len > this.opts.maxPayloadBytes + HEADER_MARGIN;
-      if (!big && p + len > end) break;
+      const big = len > this.opts.maxPayloadBytes + HEADER_MAX;
+      if (!big && p + len > end) {
+        this.need = p + len - i;
+        break;
+      }
       if (pass >= 0) {
-        this.push(buf.subarray(pass, i));
+        this.pushOut(buf.subarray(pass, i));
         pass = -1;
       }
       const r = this.publish(buf, first, qos as 0 | 1, p, len, end);
-      if (r === 'incomplete') break;
       if (r === 'failed') return;
+      if (r === 'incomplete') {
+        this.need = 2 * (end - i); // its header is not all here: try again with twice as much
+        break;
+      }
       i = r;
     }
-    if (pass >= 0) this.push(buf.subarray(pass, i));
-    if (i < end) this.rest = buf.subarray(i);
-    if (this.held) this.inner.pause();
+    if (pass >= 0) this.pushOut(buf.subarray(pass, i));
+    if (i < end && !this.destroyed && !this.ending) {
+      this.pending = [buf.subarray(i)];
+      this.pendingBytes = end - i;
+    }
+  }
+
+  private pushOut(bytes: Buffer): void {
+    if (!this.push(bytes)) this.readFull = true;
   }
 
   /** Hands on the PUBLISH at `p` (after its fixed header); where the next packet starts, or why not. */
-  private publish(
-    buf: Buffer,
-    first: number,
-    qos: 0 | 1,
-    p: number,
-    len: number,
-    end: number,
-  ): number | 'incomplete' | 'failed' {
+  private publish(buf: Buffer, first: number, qos: 0 | 1, p: number, len: number, end: number): Parsed {
     const stop = p + len;
-    const headerEnd = Math.min(stop, end);
-    if (p + 2 > headerEnd) return stop > end ? 'incomplete' : this.fail('PUBLISH without a topic');
+    if (p + 2 > stop) return this.fail('PUBLISH without a topic');
+    if (p + 2 > end) return 'incomplete';
     const topicLen = buf.readUInt16BE(p);
     let q = p + 2 + topicLen;
     if (q > stop) return this.fail('topic runs past its packet');
     if (q > end) return 'incomplete';
+    if (topicLen === 0) return this.fail('PUBLISH with an empty topic'); // we never allow Topic Aliases
     let messageId = 0;
     if (qos === 1) {
       if (q + 2 > stop) return this.fail('QoS 1 PUBLISH without a packet id');
@@ -216,6 +277,7 @@ export class MqttTap extends Duplex {
       if (messageId === 0) return this.fail('packet id 0'); // MQTT-2.3.1-1
       q += 2;
     }
+    let tooLarge = false;
     if (this.opts.protocolVersion === 5) {
       // Properties: a variable byte integer length, then the properties; we look for a Topic Alias only.
       let plen = 0;
@@ -230,22 +292,23 @@ export class MqttTap extends Duplex {
         if (mul > 128 ** 3) return this.fail('properties length over four bytes');
       }
       if (q + plen > stop) return this.fail('PUBLISH properties run past their packet');
-      if (q + plen - p > HEADER_MARGIN) return this.fail('PUBLISH topic and properties over 128 KiB');
-      if (q + plen > end) return 'incomplete';
-      const why = checkProperties(buf, q, q + plen);
-      if (why) return this.fail(why);
-      q += plen;
+      if (q + plen - p > HEADER_MAX) {
+        tooLarge = true; // not read: the owner is told of a message too large
+      } else {
+        if (q + plen > end) return 'incomplete';
+        const why = checkProperties(buf, q, q + plen);
+        if (why) return this.fail(why);
+        q += plen;
+      }
     }
-    if (topicLen === 0) return this.fail('PUBLISH with an empty topic');
     const topic = buf.toString('utf8', p + 2, p + 2 + topicLen);
     const size = stop - q;
     let payload: Buffer | undefined;
-    if (size > this.opts.maxPayloadBytes) {
+    if (tooLarge || size > this.opts.maxPayloadBytes) {
       if (stop > end) this.skipLeft = stop - end;
     } else {
       payload = buf.subarray(q, stop);
     }
-    this.handed++;
     const go = this.opts.sink(
       { client: this.client, topic, payload, size, retain: (first & 1) === 1, qos, messageId },
       this,
@@ -255,7 +318,8 @@ export class MqttTap extends Duplex {
   }
 
   private fail(why: string): 'failed' {
-    this.rest = undefined;
+    this.pending = [];
+    this.pendingBytes = 0;
     this.destroy(malformed(why));
     return 'failed';
   }

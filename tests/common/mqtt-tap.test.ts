@@ -1,9 +1,14 @@
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { MqttClient } from 'mqtt';
 import { generate, type Packet, parser as packetParser } from 'mqtt-packet';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { rng } from '../../bench/fixtures.js';
+import { silentLogger } from '../../common/log.js';
+import { MqttSession, mqttConfigSchema } from '../../common/mqtt.js';
+import { ManualAcks } from '../../common/mqtt-acks.js';
 import { type InboundPublish, MqttTap } from '../../common/mqtt-tap.js';
+import { waitFor } from '../helpers/influx.js';
 
 /**
  * The tap below mqtt.js (common/mqtt-tap.ts) against mqtt-packet, the encoder and parser mqtt.js itself uses:
@@ -202,7 +207,7 @@ describe('MqttTap', () => {
     for (let k = 1; k < cuts.length; k++) {
       w.send(bytes.subarray(cuts[k - 1], cuts[k]));
       await new Promise((r) => setImmediate(r));
-      expect((w.tap as unknown as { rest?: Buffer }).rest?.length ?? 0).toBeLessThanOrEqual(65_536);
+      expect((w.tap as unknown as { pendingBytes: number }).pendingBytes).toBeLessThanOrEqual(65_536);
     }
     expect(w.error()).toBeUndefined();
     expect(w.handed.map((h) => [h.topic, h.messageId, h.size, h.payload?.toString()])).toEqual([
@@ -236,6 +241,11 @@ describe('MqttTap', () => {
       publishBytes('t/1', 1, Buffer.from([0x11, 0, 0, 0, 1])),
     ],
     [
+      'a SUBACK of 70,000 bytes (a packet other than PUBLISH over 64 KiB)',
+      4 as const,
+      generate({ cmd: 'suback', messageId: 3, granted: Array(70_000).fill(1) }, { protocolVersion: 4 }),
+    ],
+    [
       'a property that runs past the properties',
       5 as const,
       publishBytes('t/1', 1, Buffer.from([0x03, 0x00, 0x09, 0x61])),
@@ -262,6 +272,145 @@ describe('MqttTap', () => {
       expect(w.tap.destroyed).toBe(true);
       expect(w.inner.destroyed).toBe(true);
       expect(w.handed.map((h) => h.messageId)).toEqual([9]);
+    },
+  );
+
+  it('hands on a PUBLISH whose user properties are over 128 KiB without its payload, and goes on', async () => {
+    const w = wire(5, 1_000);
+    const props = { userProperties: { a: 'x'.repeat(60_000), b: 'y'.repeat(60_000), c: 'z'.repeat(30_000) } };
+    const bytes = Buffer.concat([
+      generate(
+        {
+          cmd: 'publish',
+          topic: 't/poison',
+          payload: Buffer.from('{}'),
+          qos: 1,
+          messageId: 1,
+          retain: false,
+          dup: false,
+          properties: props,
+        },
+        { protocolVersion: 5 },
+      ),
+      generate(
+        {
+          cmd: 'publish',
+          topic: 't/next',
+          payload: Buffer.from('{"ok":1}'),
+          qos: 1,
+          messageId: 2,
+          retain: false,
+          dup: false,
+        },
+        { protocolVersion: 5 },
+      ),
+    ]);
+    await sendChunked(w, bytes, rng(5));
+    expect(w.error()).toBeUndefined();
+    expect(w.handed.map((h) => [h.topic, h.messageId, h.payload?.toString()])).toEqual([
+      ['t/poison', 1, undefined],
+      ['t/next', 2, '{"ok":1}'],
+    ]);
+    expect(w.handed[0]!.size).toBeGreaterThan(150_000);
+  });
+});
+
+/**
+ * A broker of our own, byte by byte: CONNACK and three messages at once, then more while the owner stops. The
+ * tap must not keep a stopping session's socket from closing (mqtt.js waits for 'close' before endAsync resolves).
+ */
+describe('a session through the tap, stopping while messages still arrive', () => {
+  it.each([false, true])(
+    'closes its connection on stop (another message queued behind the held one: %s)',
+    async (late) => {
+      const v = 4 as const;
+      const pub = (id: number) =>
+        generate(
+          {
+            cmd: 'publish',
+            topic: `t/${id}`,
+            payload: Buffer.from('{}'),
+            qos: 1,
+            messageId: id,
+            retain: false,
+            dup: false,
+          },
+          { protocolVersion: v },
+        );
+      const sockets: Socket[] = [];
+      const server = createServer((s) => {
+        sockets.push(s);
+        s.on('error', () => {});
+        s.once('data', () =>
+          s.write(
+            Buffer.concat([
+              generate({ cmd: 'connack', returnCode: 0, sessionPresent: false }, { protocolVersion: v }),
+              pub(1),
+              pub(2),
+              pub(3),
+            ]),
+          ),
+        );
+        s.on('data', (b) => {
+          if (b.at(-2) === 0xe0) s.end(); // DISCONNECT: the broker closes, as Mosquitto does
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      onTestFinished(() => {
+        for (const s of sockets) s.destroy();
+        server.close();
+      });
+      let position = 0;
+      let settled = 0;
+      const acks = new ManualAcks({ maxUnacked: 100, position: () => position, settled: () => settled });
+      const handed: number[] = [];
+      const offered: number[] = [];
+      let stopping = false;
+      const session = new MqttSession(
+        mqttConfigSchema.parse({
+          url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          protocol: '3.1.1',
+        }),
+        {
+          log: silentLogger(),
+          clientId: 'tap-stop',
+          persistentSession: true,
+          acks,
+          tap: {
+            maxPayloadBytes: 1_000,
+            sink: (p, tap) => {
+              offered.push(p.messageId);
+              if (stopping) return false; // as the collector's sink: neither handled nor acknowledged
+              handed.push(p.messageId);
+              position++;
+              return acks.accept(p.client, p.qos, p.messageId, tap.proceed);
+            },
+          },
+        },
+      );
+      session.start();
+      await session.waitConnected(10_000);
+      await waitFor(() => handed.length === 3, { what: 'three messages' });
+      settled = position;
+      acks.release();
+      // As Collector.stop(): the next message is held, neither handled nor acknowledged.
+      stopping = true;
+      acks.stopIntake();
+      sockets[0]!.write(pub(4));
+      await waitFor(() => offered.length === 4, { what: 'message 4 offered and held' });
+      if (late) {
+        // Queued behind the held message: the socket is paused with bytes unread.
+        sockets[0]!.write(pub(5));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      let stopped = false;
+      const stop = session.stop().then(() => {
+        stopped = true;
+      });
+      await waitFor(() => stopped, { what: 'the session stopped', timeoutMs: 10_000 });
+      await stop;
+      expect(handed).toEqual([1, 2, 3]);
+      expect(offered).toEqual([1, 2, 3, 4]);
     },
   );
 });
