@@ -9,7 +9,7 @@ const http = (status: number, body = '', headers: Record<string, string> = {}) =
   new HttpError(status, 'x', body, undefined, 'application/json', undefined, headers);
 
 describe('line protocol', () => {
-  it('serialises typed fields and sorts tags', () => {
+  it('serialises typed fields in their definition order and sorts tags', () => {
     const line = toLine({
       measurement: 'iface',
       tags: { school: 'S 1', device: 'gw', uplink: 'true', region: '' },
@@ -22,9 +22,9 @@ describe('line protocol', () => {
       },
       ts: 1_788_000_000_000,
     });
-    // uint64 max → two's complement −1; empty tag omitted; ms timestamp
+    // uint64 max → two's complement −1; empty tag omitted; fields as contracts/influx.ts lists them; ms timestamp
     expect(line).toBe(
-      'iface,device=gw,school=S\\ 1,uplink=true in_octets=-1i,in_bps=1.5,oper_up=1i,oper_status="up",speed_mbps=1000 1788000000000',
+      'iface,device=gw,school=S\\ 1,uplink=true in_octets=-1i,in_bps=1.5,speed_mbps=1000,oper_up=1i,oper_status="up" 1788000000000',
     );
   });
 
@@ -92,6 +92,32 @@ describe('line protocol', () => {
     expect(toLine({ measurement: 'host', tags: {}, fields: { cpu_pct: Infinity, uptime_s: 3 }, ts: 1 })).toBe(
       'host uptime_s=3i 1',
     );
+  });
+
+  it('writes every defined field whatever the order or the gaps, and still refuses one among defined ones', () => {
+    // The fields writer is generated per measurement (line-protocol.ts compileFields): nulls and undefined
+    // values are gaps, and an undefined field hidden among defined ones is still found.
+    expect(
+      toLine({
+        measurement: 'display',
+        tags: {},
+        fields: {
+          err_other: 'ok',
+          power: 'on',
+          on: 1,
+          idle_s: undefined,
+          foreground: null as never,
+          lamp_hours: 7,
+        },
+        ts: 5,
+      }),
+    ).toBe('display power="on",on=1i,lamp_hours=7i,err_other="ok" 5');
+    expect(() =>
+      toLine({ measurement: 'display', tags: {}, fields: { power: 'on', evil: 1, on: 1 } as never, ts: 5 }),
+    ).toThrow(/field "evil" is not defined/);
+    expect(
+      toLine({ measurement: 'display', tags: {}, fields: { power: undefined, on: null as never }, ts: 5 }),
+    ).toBeUndefined();
   });
 });
 
