@@ -5,7 +5,7 @@
 // 2. end to end: the same N messages published over MQTT (QoS 1) to a real Mosquitto, consumed by the
 //    collector, written through the storage layer; timed until every point is queryable.
 // 3. collector alone: decode + validate + convert + serialise, no broker, no writes.
-// 4. receive floor: the same messages received by the collector's MQTT session and acknowledged in batches, nothing
+// 4. receive floor: the same messages received by the collector's MQTT session and tap, acknowledged in batches, nothing
 //    handled — what the collector costs before it does any work of its own.
 // Each run uses a fresh database, so both writes pay the same series-creation cost, and starts once influxd is idle.
 //
@@ -294,7 +294,7 @@ try {
     `  cost of acknowledging after the write: end-to-end throughput ×${(onReceipt.e2eS / after.e2eS).toFixed(2)} (${fmt(N / onReceipt.e2eS)} → ${fmt(N / after.e2eS)} messages/s), collector CPU ${onReceipt.cpuS.toFixed(1)} s → ${after.cpuS.toFixed(1)} s, write requests ${fmt(onReceipt.batches)} → ${fmt(after.batches)}`,
   );
   console.log(
-    `receive floor (the collector's MQTT session and batched PUBACKs, nothing decoded or written): CPU per 10,000 messages ${per10k(floor.cpu.collector)} (main thread ${per10k(floor.threads.main)}, other threads ${per10k(floor.threads.other)}); broker ${per10k(floor.cpu.broker)}, publisher ${per10k(floor.cpu.publisher)}`,
+    `receive floor (the collector's MQTT session, its tap and batched PUBACKs, nothing decoded or written): CPU per 10,000 messages ${per10k(floor.cpu.collector)} (main thread ${per10k(floor.threads.main)}, other threads ${per10k(floor.threads.other)}); broker ${per10k(floor.cpu.broker)}, publisher ${per10k(floor.cpu.publisher)}`,
   );
   console.log(
     `  the collector above the floor (about its own work — decode, validate, attribute, points, writes; the floor acknowledges without waiting for a write, so less than the whole difference is MQTT's): ${per10k(after.cpu.collector - floor.cpu.collector)}; the floor is ${((100 * floor.cpu.collector) / after.cpu.collector).toFixed(0)} % of the collector's CPU and ${((100 * floor.cpu.collector * 10_000) / N / 0.3).toFixed(0)} % of the 0.30 s target`,

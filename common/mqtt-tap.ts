@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import type { MqttClient } from 'mqtt';
 
 /**
- * The collector's inbound PUBLISH path, below mqtt.js (docs/scale.md, "Eighth sitting: the MQTT tap").
+ * The collector's inbound PUBLISH path, below mqtt.js (docs/scale.md, "Eighth sitting").
  *
  * mqtt.js turns every incoming packet into an object, copies its payload out of a buffer list, and handles the
  * next packet only on the next tick, after a chain of events and callbacks: for a collector receiving

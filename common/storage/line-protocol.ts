@@ -138,7 +138,7 @@ function compileFields(m: string, d: MeasurementDef): FieldsWriter {
     'Lstring',
     'Lbool',
     'unknownField',
-    `return function fields_${m.replace(/\W/g, "_")}(prefix, fields) {\n${body}\n};`,
+    `return function fields_${m.replace(/\W/g, '_')}(prefix, fields) {\n${body}\n};`,
   );
   return make(
     m,
