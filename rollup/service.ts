@@ -81,9 +81,13 @@ export class RollupService implements Service {
           ...Rollup.dueDates(now, this.config.lateDays),
           ...Rollup.dueDates(now + 86_400_000, 1),
         ];
-        for (const d of dates) await this.rollup.day(d, now);
+        for (const d of dates) {
+          await this.rollup.day(d, now);
+          // At once, not after the whole run: a report asked for meanwhile (or the API's preload, which may
+          // have read the day before it was rolled up) reads the day again.
+          this.deps.reports.invalidate([d]);
+        }
         this.rollup.forgetBefore(dates[0]!);
-        this.deps.reports.invalidate(dates);
         await this.writeAttainment(dates.filter((d) => d <= localDate(now)));
         this.lastSuccess.set(Math.round(now / 1000));
       } catch (err) {
