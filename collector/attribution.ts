@@ -149,9 +149,16 @@ export class Attributor {
   }
 
   /** Attributes one message of a (school, device) that announces `a`, received at `nowMs`. */
-  attribute(school: string, device: string, a: Announced, nowMs: number): Attribution {
+  /** `key`: entityKey(school, device), when the caller has it (a parsed topic's). */
+  attribute(
+    school: string,
+    device: string,
+    a: Announced,
+    nowMs: number,
+    key = entityKey(school, device),
+  ): Attribution {
     const idx = this.index();
-    const d = idx.device(school, device);
+    const d = idx.device(school, device, key);
     const path = idx.schoolPath(school);
     if (d && path !== undefined) {
       const places = this.unassigned.get(school);

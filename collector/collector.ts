@@ -489,11 +489,10 @@ export class Collector implements Service {
       this.reject(d.reason, topic, d.detail);
       return;
     }
-    const { school, device, channel } = t;
+    const { school, device, channel, key } = t;
     const msg = d.message;
 
     const log = this.deps.log;
-    const key = entityKey(school, device);
     const now = this.now();
     // Time before attribution: a message refused for its date takes no unassigned place. A status's own `ts`
     // is never stored (presence is stamped on arrival), and a last will carries the time its connection began,
@@ -514,7 +513,7 @@ export class Collector implements Service {
     }
     // Who the device is comes from the topic (the broker ties it to the credential); where it belongs, from the
     // registry.
-    const a = this.attributor.attribute(school, device, announced(channel, msg), now);
+    const a = this.attributor.attribute(school, device, announced(channel, msg), now, key);
     if (!a.ok) {
       if (a.firstHit)
         log.warn(
@@ -574,7 +573,7 @@ export class Collector implements Service {
           'device not in the registry: its readings are stored with region "unassigned" until it is registered',
         );
     }
-    this.route(school, device, channel, msg, retained, a.info, a.registered, bounds, now);
+    this.route(school, device, key, channel, msg, retained, a.info, a.registered, bounds, now);
   }
 
   private countUnassigned(cause: UnassignedCause): void {
@@ -618,6 +617,7 @@ export class Collector implements Service {
   private route<C extends Channel>(
     school: string,
     device: string,
+    key: string,
     channel: C,
     msg: TopicPayloads[C],
     retained: boolean,
@@ -649,7 +649,7 @@ export class Collector implements Service {
           this.admitName(school, device, bounds, registered, 'nic', n.name),
         );
         storage.write(telemetryPoints(school, device, m, info, nics, this.usage));
-        tr = this.presence.seen(school, device, info, now);
+        tr = this.presence.seen(school, device, info, now, key);
         break;
       }
       case 'iface': {
@@ -658,7 +658,7 @@ export class Collector implements Service {
           this.admitName(school, device, bounds, registered, 'ifname', i.name),
         );
         storage.write(ifacePoints(school, device, m, info, ifaces));
-        tr = this.presence.seen(school, device, info, now);
+        tr = this.presence.seen(school, device, info, now, key);
         break;
       }
       case 'probe':

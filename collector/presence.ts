@@ -1,3 +1,4 @@
+import { entityKey } from '../common/registry/key.js';
 import type { DeviceInfo } from './points.js';
 
 /**
@@ -39,7 +40,7 @@ export class PresenceTracker {
   ) {}
 
   get(school: string, device: string): DeviceState | undefined {
-    return this.devices.get(`${school}/${device}`);
+    return this.devices.get(entityKey(school, device));
   }
 
   all(): IterableIterator<DeviceState> {
@@ -52,8 +53,13 @@ export class PresenceTracker {
     return { online, offline: this.devices.size - online };
   }
 
-  private upsert(school: string, device: string, info: DeviceInfo, nowMs: number): [DeviceState, boolean] {
-    const key = `${school}/${device}`;
+  private upsert(
+    school: string,
+    device: string,
+    info: DeviceInfo,
+    nowMs: number,
+    key = entityKey(school, device),
+  ): [DeviceState, boolean] {
     let s = this.devices.get(key);
     const isNew = !s;
     if (!s) {
@@ -99,8 +105,15 @@ export class PresenceTracker {
   }
 
   /** Any other message from the device: it is alive. */
-  seen(school: string, device: string, info: DeviceInfo, nowMs: number): Transition | undefined {
-    const [s, isNew] = this.upsert(school, device, info, nowMs);
+  /** `key`: entityKey(school, device), when the caller has it. */
+  seen(
+    school: string,
+    device: string,
+    info: DeviceInfo,
+    nowMs: number,
+    key = entityKey(school, device),
+  ): Transition | undefined {
+    const [s, isNew] = this.upsert(school, device, info, nowMs, key);
     s.lastSeenMs = nowMs;
     if (s.online && !isNew) return undefined;
     s.online = true;

@@ -23,6 +23,14 @@ export const idSchema = z.string().regex(ID_PATTERN, {
  */
 export const UNASSIGNED_REGION = 'unassigned';
 
+/**
+ * The key of a classroom or a device: their ids are unique only within a school (a device reports under
+ * `cfm/v1/{school}/{device}`), so (school, id) is the identity everywhere. `/` never occurs in an id.
+ */
+export function entityKey(school: string, id: string): string {
+  return `${school}/${id}`;
+}
+
 export function isValidId(s: string): boolean {
   return ID_PATTERN.test(s);
 }

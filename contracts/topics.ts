@@ -1,4 +1,4 @@
-import { isValidId } from './ids.js';
+import { entityKey, isValidId } from './ids.js';
 
 /**
  * The MQTT topic grammar. Every topic the system publishes is
@@ -47,7 +47,11 @@ export function buildTopic(parts: TopicParts): string {
   return `${TOPIC_ROOT}/${TOPIC_VERSION}/${parts.school}/${parts.device}/${parts.channel}`;
 }
 
-export type ParsedTopic = ({ ok: true } & TopicParts) | { ok: false; reason: TopicRejectReason };
+/**
+ * `key`: the device's `entityKey(school, device)`, made once per cached topic — the collector's per-device
+ * lookups (registry, bounds, presence) use it instead of joining the two ids again for every message.
+ */
+export type ParsedTopic = ({ ok: true; key: string } & TopicParts) | { ok: false; reason: TopicRejectReason };
 export type TopicRejectReason =
   | 'foreign_root'
   | 'unsupported_version'
@@ -82,7 +86,7 @@ function parseTopicUncached(topic: string): ParsedTopic {
   const [, , school, device, channel] = levels as [string, string, string, string, string];
   if (!isValidId(school) || !isValidId(device)) return { ok: false, reason: 'bad_id' };
   if (!(CHANNELS as readonly string[]).includes(channel)) return { ok: false, reason: 'unknown_channel' };
-  return { ok: true, school, device, channel: channel as Channel };
+  return { ok: true, school, device, channel: channel as Channel, key: entityKey(school, device) };
 }
 
 /** Topic filters for subscriptions and ACL rules. Each id is validated so that no caller can smuggle a wildcard. */

@@ -1,10 +1,7 @@
-/**
- * The key of a classroom or a device: their ids are unique only within a school (a device reports under
- * `cfm/v1/{school}/{device}`), so (school, id) is the identity everywhere. `/` never occurs in an id.
- */
-export function entityKey(school: string, id: string): string {
-  return `${school}/${id}`;
-}
+import { entityKey } from '../../contracts/ids.js';
+
+/** (school, id) → the identity of a classroom or a device (contracts/ids.ts, where a parsed topic's `key` comes from). */
+export { entityKey };
 
 /**
  * The identity of a registry row: regions and schools by id; classrooms and devices by (school, id), because

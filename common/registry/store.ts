@@ -53,8 +53,8 @@ export class RegistryIndex {
   }
 
   /** School `school`'s device `id` — what reports under `cfm/v1/{school}/{id}` — or undefined. */
-  device(school: string, id: string): Device | undefined {
-    return this.devices.get(entityKey(school, id));
+  device(school: string, id: string, key = entityKey(school, id)): Device | undefined {
+    return this.devices.get(key);
   }
 
   /** School `school`'s classroom `id`, or undefined. */

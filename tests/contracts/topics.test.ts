@@ -13,7 +13,13 @@ describe('topic grammar', () => {
     for (const channel of ['status', 'telemetry', 'iface', 'event'] as const) {
       const t = buildTopic({ school: '3133001234', device: 'c0701-ops', channel });
       expect(t).toBe(`cfm/v1/3133001234/c0701-ops/${channel}`);
-      expect(parseTopic(t)).toEqual({ ok: true, school: '3133001234', device: 'c0701-ops', channel });
+      expect(parseTopic(t)).toEqual({
+        ok: true,
+        school: '3133001234',
+        device: 'c0701-ops',
+        channel,
+        key: '3133001234/c0701-ops',
+      });
     }
   });
 
