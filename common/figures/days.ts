@@ -187,9 +187,11 @@ export class DayCache {
   /** Makes every date of [from, to] available; resolves when loaded. */
   async ensure(from: string, to: string): Promise<void> {
     await this.dropChanged(from, to);
-    // A read that raced with an invalidation keeps nothing; read again (a rollup run invalidates each day
-    // once, so this settles at once).
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // A read that raced with an invalidation keeps that day's figures out; read again. A rollup run invalidates
+    // each day it rolls up as soon as it is done (rollup/service.ts), so a read spanning a run may need a pass
+    // per day it rolls — at most one per date of the range, and each pass reads only the days invalidated.
+    const passes = 5 + dayNumber(to) - dayNumber(from) + 1;
+    for (let attempt = 0; attempt < passes; attempt++) {
       if (await this.fill(from, to)) {
         this.evict(from, to);
         return;

@@ -105,9 +105,8 @@ interface Plan {
 /**
  * The fields writer of measurement `m` (#18: the generic loop — a `for…in` over the point's fields, a Map lookup
  * and a type switch per field — was a third of the collector's line cost). Field names and types come from
- * contracts/influx.ts, never from a device. A field the definition lacks still throws: the writer counts the
- * fields it wrote or skipped as null and, when the point has more fields with a value, names the first
- * undefined one.
+ * contracts/influx.ts, never from a device. A field the definition lacks still throws, whatever its value: the
+ * writer counts the defined fields the point has and, when it has more, names the first undefined one.
  */
 function compileFields(m: string, d: MeasurementDef): FieldsWriter {
   const entries = Object.entries(d.fields);
@@ -117,10 +116,11 @@ function compileFields(m: string, d: MeasurementDef): FieldsWriter {
     body +=
       `v = fields[${key}];\n` +
       `if (v !== undefined) { n++; if (v !== null) { lit = L${type}(v, M, ${key});` +
-      ` if (lit !== undefined) { line += sep + K[${k}] + lit; sep = ","; } } }\n`;
+      ` if (lit !== undefined) { line += sep + K[${k}] + lit; sep = ","; } } }\n` +
+      `else if (${key} in fields) n++;\n`;
   });
   body +=
-    'let seen = 0; for (const f in fields) if (fields[f] !== undefined) seen++;\n' +
+    'let seen = 0; for (const f in fields) seen++;\n' +
     'if (seen !== n) unknownField(fields);\n' +
     'return sep === " " ? null : line;';
   const defined = new Set(Object.keys(d.fields));

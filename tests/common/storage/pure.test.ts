@@ -115,6 +115,9 @@ describe('line protocol', () => {
     expect(() =>
       toLine({ measurement: 'display', tags: {}, fields: { power: 'on', evil: 1, on: 1 } as never, ts: 5 }),
     ).toThrow(/field "evil" is not defined/);
+    expect(() =>
+      toLine({ measurement: 'display', tags: {}, fields: { power: 'on', evil: undefined } as never, ts: 5 }),
+    ).toThrow(/field "evil" is not defined/);
     expect(
       toLine({ measurement: 'display', tags: {}, fields: { power: undefined, on: null as never }, ts: 5 }),
     ).toBeUndefined();
