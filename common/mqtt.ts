@@ -288,7 +288,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     clearTimeout(this.timer);
     const client = this.client;
     this.client = undefined;
-    if (client) await client.endAsync(false).catch(() => client.end(true));
+    if (client) await this.end(client, 'pause');
   }
 
   resume(): void {
@@ -302,6 +302,32 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     return this.paused;
   }
 
+  /**
+   * A clean disconnect (DISCONNECT, then the broker closes), given `connectTimeoutMs` at most: mqtt.js waits for
+   * the connection to close, and a broker that does not close it (or a DISCONNECT mqtt.js kept back because it
+   * had not read the CONNACK yet) would hold a stop or a pause forever. Then the connection is closed from our
+   * side; the broker sends the will only if it never read the DISCONNECT.
+   */
+  private async end(client: MqttClient, why: 'pause' | 'stop'): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = await Promise.race([
+      client.endAsync(false).then(
+        () => false,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), this.config.connectTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!gaveUp) return;
+    this.opts.log.warn(
+      { url: redactUrl(this.config.url), why, waitedMs: this.config.connectTimeoutMs },
+      'mqtt: the connection did not close after DISCONNECT; closing it',
+    );
+    client.stream?.destroy();
+  }
+
   /** Publishes `last` (if connected), then disconnects cleanly so the broker does not send the will. */
   async stop(last?: OutgoingMessage): Promise<void> {
     this.stopping = true;
@@ -311,7 +337,7 @@ export class MqttSession extends EventEmitter<MqttSessionEvents> {
     if (last && client.connected) {
       await this.publish(last).catch(() => {});
     }
-    await client.endAsync(false).catch(() => client.end(true));
+    await this.end(client, 'stop');
     this.client = undefined;
   }
 }

@@ -54,14 +54,20 @@ export class Influxd {
       this.dir = this.opts.dataDir ?? this.tempDir!;
       mkdirSync(this.dir, { recursive: true });
     }
+    // A restart keeps its ports: its clients hold the URL. Another process may hold the port for a moment
+    // (a test elsewhere probing for a free port gets the one just freed): the same port is tried again. A first
+    // start takes other free ports instead.
+    const restart = this.port !== 0;
     for (let attempt = 0; ; attempt++) {
-      if (!this.port || attempt > 0) this.port = this.opts.port ?? (await freePort());
-      if (!this.rpcPort || attempt > 0) this.rpcPort = await freePort();
+      if (!restart && (!this.port || attempt > 0)) this.port = this.opts.port ?? (await freePort());
+      if (!restart && (!this.rpcPort || attempt > 0)) this.rpcPort = await freePort();
       try {
         await this.spawnOnce();
         return this;
       } catch (err) {
-        if (attempt >= 3 || this.opts.port || !/address already in use/.test(this.stderr)) throw err;
+        const inUse = /address already in use/.test(this.stderr);
+        if (!inUse || (restart ? attempt >= 50 : attempt >= 3 || this.opts.port)) throw err;
+        if (restart) await new Promise((r) => setTimeout(r, 100));
       }
     }
   }

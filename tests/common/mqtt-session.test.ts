@@ -18,7 +18,8 @@ afterEach(() => {
   for (const c of cleanup.splice(0)) c();
 });
 
-async function lateBroker(): Promise<{
+/** `halfOpen`: the broker keeps its side open after the client ends its own (it never closes the connection). */
+async function lateBroker(halfOpen = false): Promise<{
   url: string;
   packets: number[];
   socket: () => Socket | undefined;
@@ -27,7 +28,7 @@ async function lateBroker(): Promise<{
   const packets: number[] = [];
   let socket: Socket | undefined;
   let closed = false;
-  const server = createServer((s) => {
+  const server = createServer({ allowHalfOpen: halfOpen }, (s) => {
     socket = s;
     s.on('error', () => {});
     s.on('close', () => {
@@ -78,6 +79,36 @@ describe('MqttSession stopping or pausing while the broker has not answered CONN
       expect(uncaught).toEqual([]);
       expect(broker.packets).not.toContain(PUBLISH);
       expect(connects).toBe(0);
+    },
+  );
+});
+
+describe('MqttSession stopping on a broker that does not close the connection after DISCONNECT', () => {
+  it.each(['stop', 'pause'] as const)(
+    '%s() closes it itself after connectTimeoutMs, says so, and resolves',
+    async (how) => {
+      const broker = await lateBroker(true);
+      const { log, lines } = captureLogger();
+      const session = new MqttSession(
+        mqttConfigSchema.parse({
+          url: broker.url,
+          protocol: '3.1.1',
+          clientId: 'stuck',
+          connectTimeoutMs: 300,
+        }),
+        { log },
+      );
+      cleanup.push(() => void session.stop());
+      session.start();
+      await waitFor(() => broker.packets.includes(CONNECT), { what: 'CONNECT' });
+      broker.socket()?.write(CONNACK);
+      await session.waitConnected(5_000);
+      // The broker reads the DISCONNECT and keeps the connection open: the session does not wait for ever.
+      const t0 = Date.now();
+      await (how === 'stop' ? session.stop() : session.pause());
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+      expect(broker.packets).toContain(0xe0);
+      expect(lines.some((l) => /did not close after DISCONNECT/.test(String(l.msg)))).toBe(true);
     },
   );
 });
