@@ -148,8 +148,10 @@ export class Attributor {
       : { kind, region: UNASSIGNED_REGION };
   }
 
-  /** Attributes one message of a (school, device) that announces `a`, received at `nowMs`. */
-  /** `key`: entityKey(school, device), when the caller has it (a parsed topic's). */
+  /**
+   * Attributes one message of a (school, device) that announces `a`, received at `nowMs`. `key`:
+   * entityKey(school, device), when the caller has it (a parsed topic's).
+   */
   attribute(
     school: string,
     device: string,

@@ -906,21 +906,23 @@ export class Collector implements Service {
       if (++this.sinceFlush >= flushAt) this.flushNow();
       else this.idleTimer?.refresh();
     };
-    // Messages come through the MQTT tap (common/mqtt-tap.ts: decoded below mqtt.js, #18), and acknowledged
-    // here once written; QoS 2 (never granted: we subscribe with QoS 1) would still come through mqtt.js.
-    const sink: PublishSink = (p, tap) => {
-      if (this.stopping || !acks) return false; // neither stored nor acknowledged: the broker keeps it
-      if (p.payload) this.handle(p.topic, p.payload, p.retain);
-      else this.tooLarge(p.topic, p.size);
-      received();
-      return acks.accept(p.client, p.qos, p.messageId, tap.proceed);
-    };
+    // With acknowledgements after the write, messages come through the MQTT tap (common/mqtt-tap.ts: decoded
+    // below mqtt.js, #18); QoS 2 (never granted: we subscribe with QoS 1) would still come through mqtt.js.
+    const sink: PublishSink | undefined =
+      acks &&
+      ((p, tap) => {
+        if (this.stopping) return false; // neither stored nor acknowledged: the broker keeps it
+        if (p.payload) this.handle(p.topic, p.payload, p.retain);
+        else this.tooLarge(p.topic, p.size);
+        received();
+        return acks.accept(p.client, p.qos, p.messageId, tap.proceed);
+      });
     const session = new MqttSession(m, {
       log,
       clientId,
       persistentSession: true,
       sessionExpiryS: this.config.sessionExpiryS,
-      ...(acks ? { acks, tap: { sink, maxPayloadBytes: MAX_PAYLOAD_BYTES } } : {}),
+      ...(acks && sink ? { acks, tap: { sink, maxPayloadBytes: MAX_PAYLOAD_BYTES } } : {}),
     });
     this.session = session;
     // Written when the stream pauses: a broker at its in-flight limit sends nothing until it gets PUBACKs.

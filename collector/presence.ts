@@ -104,8 +104,7 @@ export class PresenceTracker {
       : { state: s, online, reason, ts: nowMs };
   }
 
-  /** Any other message from the device: it is alive. */
-  /** `key`: entityKey(school, device), when the caller has it. */
+  /** Any other message from the device: it is alive. `key`: entityKey(school, device), when the caller has it. */
   seen(
     school: string,
     device: string,

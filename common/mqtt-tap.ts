@@ -85,6 +85,29 @@ const CONTROL_MAX = 64 * 1024;
 
 type Parsed = number | 'incomplete' | 'failed';
 
+/** readVarint's answers besides a value: its bytes run past `end`; it is longer than four bytes. */
+const INCOMPLETE = -1;
+const TOO_LONG = -2;
+/** Where the Variable Byte Integer readVarint read last ends. */
+let varEnd = 0;
+
+/** The Variable Byte Integer at `at` (MQTT 5 §1.5.5: 1–4 bytes of 7 bits), with `varEnd` set after it. */
+function readVarint(buf: Buffer, at: number, end: number): number {
+  let value = 0;
+  let mul = 1;
+  for (let p = at; p < end; ) {
+    const b = buf[p++]!;
+    value += (b & 0x7f) * mul;
+    if (b < 0x80) {
+      varEnd = p;
+      return value;
+    }
+    mul *= 128;
+    if (mul > 128 ** 3) return TOO_LONG;
+  }
+  return INCOMPLETE;
+}
+
 export class MqttTap extends Duplex {
   /** Received chunks that do not yet make a whole packet (joined once `need` bytes are here). */
   private pending: Buffer[] = [];
@@ -195,25 +218,14 @@ export class MqttTap extends Duplex {
         i += n;
         continue;
       }
-      // Fixed header: type and flags, then the remaining length, 1–4 bytes of 7 bits (MQTT 5 §1.5.5).
-      let len = 0;
-      let mul = 1;
-      let p = i + 1;
-      for (;;) {
-        if (p >= end) break;
-        const b = buf[p++]!;
-        len += (b & 0x7f) * mul;
-        if (b < 0x80) {
-          mul = 0;
-          break;
-        }
-        mul *= 128;
-        if (mul > 128 ** 3) {
-          this.fail('remaining length over four bytes');
-          return;
-        }
+      // Fixed header: type and flags, then the remaining length.
+      const len = readVarint(buf, i + 1, end);
+      if (len === TOO_LONG) {
+        this.fail('remaining length over four bytes');
+        return;
       }
-      if (mul !== 0) break; // the length is not all here yet
+      if (len === INCOMPLETE) break; // the length is not all here yet
+      const p = varEnd;
       const first = buf[i]!;
       const qos = (first >> 1) & 3;
       if (first >> 4 !== 3 || qos === 2) {
@@ -280,17 +292,11 @@ export class MqttTap extends Duplex {
     let tooLarge = false;
     if (this.opts.protocolVersion === 5) {
       // Properties: a variable byte integer length, then the properties; we look for a Topic Alias only.
-      let plen = 0;
-      let mul = 1;
-      for (;;) {
-        if (q >= stop) return this.fail('PUBLISH properties run past their packet');
-        if (q >= end) return 'incomplete';
-        const b = buf[q++]!;
-        plen += (b & 0x7f) * mul;
-        if (b < 0x80) break;
-        mul *= 128;
-        if (mul > 128 ** 3) return this.fail('properties length over four bytes');
-      }
+      const plen = readVarint(buf, q, Math.min(stop, end));
+      if (plen === TOO_LONG) return this.fail('properties length over four bytes');
+      if (plen === INCOMPLETE)
+        return stop <= end ? this.fail('PUBLISH properties run past their packet') : 'incomplete';
+      q = varEnd;
       if (q + plen > stop) return this.fail('PUBLISH properties run past their packet');
       if (q + plen - p > HEADER_MAX) {
         tooLarge = true; // not read: the owner is told of a message too large
@@ -356,10 +362,10 @@ function checkProperties(buf: Buffer, at: number, end: number): string | undefin
       }
       case 0x0b: {
         // Subscription Identifier: a variable byte integer
-        n = 0;
-        while (q + n < end && buf[q + n]! >= 0x80) n++;
-        n++;
-        if (n > 4) return 'subscription identifier over four bytes';
+        const v = readVarint(buf, q, end);
+        if (v === TOO_LONG) return 'subscription identifier over four bytes';
+        if (v === INCOMPLETE) return 'property runs past its properties';
+        n = varEnd - q;
         break;
       }
       default:

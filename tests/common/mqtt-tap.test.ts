@@ -246,6 +246,16 @@ describe('MqttTap', () => {
       generate({ cmd: 'suback', messageId: 3, granted: Array(70_000).fill(1) }, { protocolVersion: 4 }),
     ],
     [
+      'a Subscription Identifier of five bytes',
+      5 as const,
+      publishBytes('t/1', 1, Buffer.from([0x0b, 0x80, 0x80, 0x80, 0x80, 0x01])),
+    ],
+    [
+      'a properties length of five bytes',
+      5 as const,
+      Buffer.from([0x32, 0x0c, 0x00, 0x03, 0x74, 0x2f, 0x31, 0x00, 0x01, 0xff, 0xff, 0xff, 0xff, 0x01]),
+    ],
+    [
       'a property that runs past the properties',
       5 as const,
       publishBytes('t/1', 1, Buffer.from([0x03, 0x00, 0x09, 0x61])),
@@ -399,9 +409,8 @@ describe('a session through the tap, stopping while messages still arrive', () =
       sockets[0]!.write(pub(4));
       await waitFor(() => offered.length === 4, { what: 'message 4 offered and held' });
       if (late) {
-        // Queued behind the held message: the socket is paused with bytes unread.
-        sockets[0]!.write(pub(5));
-        await new Promise((r) => setTimeout(r, 50));
+        // Queued behind the held message: sent (on loopback, at the client once written), never read.
+        await new Promise((r) => sockets[0]!.write(pub(5), r));
       }
       let stopped = false;
       const stop = session.stop().then(() => {
@@ -413,4 +422,25 @@ describe('a session through the tap, stopping while messages still arrive', () =
       expect(offered).toEqual([1, 2, 3, 4]);
     },
   );
+});
+
+describe('MqttTap and mqtt.js reading slowly', () => {
+  it('pauses the socket while mqtt.js reads no more, and resumes it when mqtt.js reads again', async () => {
+    const inner = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+    const tap = new MqttTap({} as MqttClient, inner, {
+      protocolVersion: 4,
+      maxPayloadBytes: 1_000,
+      sink: () => true,
+    });
+    // Nobody reads the tap (mqtt.js busy): 40 KiB of PINGRESP fill its 16 KiB buffer.
+    inner.push(Buffer.concat(Array.from({ length: 20_000 }, () => generate({ cmd: 'pingresp' }))));
+    await new Promise((r) => setImmediate(r));
+    expect(inner.isPaused()).toBe(true);
+    let read = 0;
+    tap.on('data', (b: Buffer) => {
+      read += b.length;
+    });
+    await waitFor(() => read === 40_000, { what: 'everything read' });
+    expect(inner.isPaused()).toBe(false);
+  });
 });
