@@ -303,6 +303,8 @@ export class Collector implements Service {
   private pauseMark: number | undefined;
   /** Port of the metrics listener once started. */
   metricsPort = 0;
+  /** Accepted messages by channel (cfm_collector_messages_accepted_total, read at each scrape). */
+  private readonly acceptedBy = new Map<Channel, number>();
   private readonly counts: CollectorStats = {
     received: 0,
     accepted: 0,
@@ -328,17 +330,29 @@ export class Collector implements Service {
     );
     const r = this.registry;
     const storage = deps.storage;
+    const counts = this.counts;
+    const acceptedBy = this.acceptedBy;
     this.m = {
+      // The two counters every message moves are plain numbers, read at each scrape: prom-client's inc() hashes
+      // its labels and allocates on every call (#18).
       received: new Counter({
         name: 'cfm_collector_messages_received_total',
         help: 'MQTT messages received',
         registers: [r],
+        collect() {
+          this.reset();
+          this.inc(counts.received);
+        },
       }),
       accepted: new Counter({
         name: 'cfm_collector_messages_accepted_total',
         help: 'Messages that passed validation, by channel',
         labelNames: ['channel'],
         registers: [r],
+        collect() {
+          this.reset();
+          for (const [channel, n] of acceptedBy) this.inc({ channel }, n);
+        },
       }),
       rejected: new Counter({
         name: 'cfm_collector_messages_rejected_total',
@@ -466,14 +480,12 @@ export class Collector implements Service {
   /** A payload the MQTT tap skipped unread (over MAX_PAYLOAD_BYTES): received, and rejected as too large. */
   private tooLarge(topic: string, size: number): void {
     this.counts.received++;
-    this.m.received.inc();
     this.reject('too_large', topic, `${size} bytes`);
   }
 
   /** Handles one message. Public so the ingest benchmark can measure the path without a broker. */
   handle(topic: string, payload: Uint8Array, retained = false): void {
     this.counts.received++;
-    this.m.received.inc();
     if (payload.byteLength === 0) {
       // An empty retained payload clears a retained message (MQTT-3.3.1-10): not a reading, not garbage.
       this.reject('empty', topic, retained ? 'retained message cleared' : 'empty payload');
@@ -551,7 +563,7 @@ export class Collector implements Service {
       this.drop('activity_invalid');
       log.debug({ topic: topic.slice(0, 200), detail: d.droppedActivity.slice(0, 300) }, 'activity dropped');
     }
-    this.m.accepted.inc({ channel });
+    this.acceptedBy.set(channel, (this.acceptedBy.get(channel) ?? 0) + 1);
     if (a.registered) {
       for (const mm of a.mismatches) {
         this.counts.mismatches[mm.field] = (this.counts.mismatches[mm.field] ?? 0) + 1;
