@@ -1,4 +1,4 @@
-import { toLine } from '../common/storage/line-protocol.js';
+import { encodePoint, LineBuffer } from '../common/storage/line-protocol.js';
 import type { Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import type { Telemetry } from '../contracts/messages.js';
@@ -244,13 +244,17 @@ export function rawBucketPoints(
 export class LineSink {
   lines = 0;
   readonly kept: string[] = [];
+  /** Encoded as the storage writer encodes them (into a buffer of lines), then forgotten. */
+  private readonly out = new LineBuffer();
   constructor(private readonly keep = false) {}
   write(points: readonly AnyPoint[]): void {
+    const out = this.out;
     for (const p of points) {
-      const l = toLine(p);
-      if (l === undefined) continue;
+      if (out.at > 1 << 15) out.at = 0;
+      const start = out.at;
+      if (!encodePoint(p, out)) continue;
       this.lines++;
-      if (this.keep) this.kept.push(l);
+      if (this.keep) this.kept.push(out.buf.toString('utf8', start, out.at));
     }
   }
   get storage(): Storage {

@@ -4,7 +4,7 @@ import type { AnyPoint } from '../../contracts/influx.js';
 import { redactUrl } from '../redact.js';
 import { compresses, type InfluxConfig } from './config.js';
 import { StorageError } from './errors.js';
-import { toLine } from './line-protocol.js';
+import { encodePoint, LineBuffer } from './line-protocol.js';
 import { StorageTransport } from './transport.js';
 import { classifyWriteError, offendingLines, type WriteAction } from './write-errors.js';
 
@@ -132,13 +132,12 @@ export class StorageWriter {
    * back through the same WriteApi as two smaller chunks: no WriteApi is created per split.
    *
    * The open batch is encoded as it is written (UTF-8 lines separated by breaks): its full chunks, and the chunk
-   * being filled in `scratch[0, openAt)`. A line lives as a string only until it is encoded — a young string the
-   * next scavenge frees, where lines held until the batch was sealed survived it and were copied and promoted
-   * (their building and flattening were a third of the collector's CPU, #18).
+   * being filled in `open.buf[0, open.at)`. A point is encoded straight into it, never a line string (#18: lines
+   * held until the batch was sealed survived scavenges and were copied and promoted; then their building and
+   * flattening were the largest part of the collector's allocations).
    */
   private openChunks: { body: Buffer; lines: number }[] = [];
-  private scratch = Buffer.allocUnsafeSlow(SCRATCH_START);
-  private openAt = 0;
+  private readonly open = new LineBuffer(SCRATCH_START);
   private openChunkLines = 0;
   private openLines = 0;
   private openStart = 0;
@@ -290,15 +289,12 @@ export class StorageWriter {
 
   /** Appends one line to the open chunk (no line holds a break: Storage.writeLines refuses one). */
   private encode(line: string): void {
-    let buf = this.scratch;
-    // A UTF-16 code unit takes at most 3 bytes in UTF-8; 1 more for the break.
-    if (buf.length - this.openAt < 3 * line.length + 1) {
-      const bigger = Buffer.allocUnsafeSlow(Math.max(2 * buf.length, this.openAt + 3 * line.length + 1));
-      buf.copy(bigger, 0, 0, this.openAt);
-      this.scratch = buf = bigger;
-    }
-    if (this.openChunkLines > 0) buf[this.openAt++] = 0x0a;
-    this.openAt += buf.write(line, this.openAt);
+    if (this.openChunkLines > 0) this.open.byte(0x0a);
+    this.open.text(line);
+    this.lineAdded();
+  }
+
+  private lineAdded(): void {
     this.openChunkLines++;
     this.openLines++;
     if (this.openChunkLines >= this.config.batchSize) this.cutChunk();
@@ -307,14 +303,15 @@ export class StorageWriter {
   /** The open chunk, copied out at its size. */
   private cutChunk(): void {
     if (this.openChunkLines === 0) return;
-    const bytes = this.openAt;
-    this.openChunks.push({ body: exact(this.scratch, bytes), lines: this.openChunkLines });
-    this.openAt = 0;
+    const open = this.open;
+    const bytes = open.at;
+    this.openChunks.push({ body: exact(open.buf, bytes), lines: this.openChunkLines });
+    open.at = 0;
     this.openChunkLines = 0;
-    // A very long line grew the scratch buffer: it is not kept that large for the life of the process (a chunk
-    // of ordinary lines that needed most of it keeps it).
-    if (this.scratch.length > SCRATCH_KEEP && this.scratch.length > 4 * bytes)
-      this.scratch = Buffer.allocUnsafeSlow(SCRATCH_START);
+    // A very long line grew the buffer: it is not kept that large for the life of the process (a chunk of
+    // ordinary lines that needed most of it keeps it).
+    if (open.buf.length > SCRATCH_KEEP && open.buf.length > 4 * bytes)
+      open.buf = Buffer.allocUnsafeSlow(SCRATCH_START);
   }
 
   /** The lines of a chunk's body, for the rare path that needs them one by one (a rejection's offending line). */
@@ -449,17 +446,23 @@ export class StorageWriter {
   /** Queues points. Never throws for bad data: a point that does not fit the schema is counted and logged. */
   write(points: readonly AnyPoint[]): void {
     if (!this.writeApi) throw new Error('storage not started');
+    const open = this.open;
     let accepted = 0;
     for (const p of points) {
-      let l: string | undefined;
+      const mark = open.at;
+      if (this.openChunkLines > 0) open.byte(0x0a);
+      let encoded = false;
       try {
-        l = toLine(p);
+        encoded = encodePoint(p, open);
       } catch (err) {
         this.stats_.droppedLines.invalid_point++;
         this.deps.log.error({ err, measurement: p.measurement }, 'point does not fit the schema: dropped');
       }
-      if (l === undefined) continue;
-      this.encode(l);
+      if (!encoded) {
+        open.at = mark;
+        continue;
+      }
+      this.lineAdded();
       accepted++;
     }
     this.accepted(accepted);
