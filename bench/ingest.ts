@@ -195,24 +195,30 @@ try {
     const publisherPid = publisher.pid!;
     // Inherited from this process already; said explicitly, as for the others.
     if (PINNED) pin(publisherPid, 1, 'the publisher');
-    await new Promise<void>((resolve) => {
-      publisher.once('message', () => resolve()); // ready: connected, payloads built
-      publisher.send({ url: mosquitto.url, messages: N, devices: DEVICES, t0: T0 });
-    });
+    // The publisher's next message; one that ends first (a refused message, a lost connection: its stderr says
+    // why) fails the bench, not hangs it.
+    const fromPublisher = <T>() =>
+      new Promise<T>((resolve, reject) => {
+        const ended = (code: number | null, signal: string | null) =>
+          reject(new Error(`the bench's publisher ended (${signal ?? `exit ${code}`}); its stderr is above`));
+        publisher.once('exit', ended);
+        publisher.once('message', (m) => {
+          publisher.off('exit', ended);
+          resolve(m as T);
+        });
+      });
+    const ready = fromPublisher<'ready'>(); // connected, payloads built
+    publisher.send({ url: mosquitto.url, messages: N, devices: DEVICES, t0: T0 });
+    await ready;
     await settle(database);
     const t = performance.now();
     const cpu0 = { influxd: cpuOf(influxdPid), broker: cpuOf(mosquittoPid), collector: cpuOf(collectorPid) };
     const accepted = fromCollector<{ accepted: number }>();
+    // The publisher reports its own CPU (it exits once done, taking its /proc entry with it).
+    const done = fromPublisher<{ publishedMs: number; cpuS: number }>();
     collector.send('go');
     publisher.send('go');
-    // The publisher reports its own CPU (it exits once done, taking its /proc entry with it).
-    const { publishedMs: published, cpuS: publisherCpuS } = await new Promise<{
-      publishedMs: number;
-      cpuS: number;
-    }>((resolve, reject) => {
-      publisher.once('message', (m: { publishedMs: number; cpuS: number }) => resolve(m));
-      publisher.once('error', reject);
-    });
+    const { publishedMs: published, cpuS: publisherCpuS } = await done;
     await accepted;
     const receivedS = (performance.now() - t) / 1000;
     if (!floor) await waitForCount(influxd, database, 'host', 'cpu_pct', N);
