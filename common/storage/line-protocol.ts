@@ -108,8 +108,12 @@ export class LineBuffer {
     this.buf = bigger;
   }
 
-  /** A 32-bit integer's decimal digits. */
+  /** An integer's decimal digits: a 32-bit one without a string, any other number as String() writes it. */
   int(v: number): void {
+    if ((v | 0) !== v) {
+      this.text(String(v));
+      return;
+    }
     if (this.buf.length - this.at < 11) this.reserve(11);
     const buf = this.buf;
     let x = v;

@@ -347,9 +347,16 @@ describe('collector on a real Mosquitto and InfluxDB', () => {
     await c.storage.drain();
     expect(await c.storage.rows('SELECT count(cpu_pct) FROM host')).toMatchObject([{ count: 1 }]);
 
-    const metrics = await (await fetch(`http://127.0.0.1:${c.collector.metricsPort}/metrics`)).text();
+    const scrape = async () => (await fetch(`http://127.0.0.1:${c.collector.metricsPort}/metrics`)).text();
+    const metrics = await scrape();
     expect(metrics).toContain('cfm_collector_messages_rejected_total{reason="not_json"} 2');
     expect(metrics).toContain('cfm_collector_messages_accepted_total{channel="telemetry"} 1');
+    // Read from the collector's own counts at each scrape: the same again on the next, never added twice.
+    const received = `cfm_collector_messages_received_total ${c.collector.stats().received}\n`;
+    expect(metrics).toContain(received);
+    const again = await scrape();
+    expect(again).toContain(received);
+    expect(again).toContain('cfm_collector_messages_accepted_total{channel="telemetry"} 1\n');
     expect(metrics).toMatch(/cfm_collector_points_written_total \d+/);
     expect(metrics).toContain('cfm_collector_write_request_seconds_count');
     const health = await fetch(`http://127.0.0.1:${c.collector.metricsPort}/healthz`);

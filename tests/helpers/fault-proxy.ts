@@ -15,6 +15,9 @@ export class FaultProxy {
   /** With `recordForwarded`, every forwarded request: its path, the encodings it accepted and the reply's. */
   readonly forwarded: { path: string; acceptEncoding?: string; contentEncoding?: string }[] = [];
   recordForwarded = false;
+  /** With `recordWrites`, the body of every write request forwarded, as it was sent. */
+  readonly writeBodies: Buffer[] = [];
+  recordWrites = false;
   port = 0;
 
   constructor(private readonly target: string) {}
@@ -88,6 +91,11 @@ export class FaultProxy {
         res.writeHead(502);
         res.end();
       });
+      if (this.recordWrites && /^\/(write|api\/v2\/write)/.test(url)) {
+        const parts: Buffer[] = [];
+        req.on('data', (c: Buffer) => parts.push(c));
+        req.on('end', () => this.writeBodies.push(Buffer.concat(parts)));
+      }
       req.pipe(up);
     });
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));

@@ -226,6 +226,55 @@ describe('write failures on a real InfluxDB', () => {
     await storage.stop();
   });
 
+  it('a refused or empty point between others leaves no byte in its chunk: every other line arrives whole', async () => {
+    // Points are encoded straight into the open chunk (common/storage/line-protocol.ts encodePoint): the break
+    // before a point that turns out refused or without fields is taken back with it. Chunks of 3 lines, so the
+    // take-backs fall at a chunk's start, middle and end.
+    const proxy = await faultProxy(influxd.url);
+    proxy.recordWrites = true;
+    const { storage } = testStorage(proxy.url, { database: 'mid-chunk', batchSize: 3, gzip: 'never' });
+    await storage.start();
+    const host = (i: number, fields: Record<string, unknown>) =>
+      ({
+        measurement: 'host',
+        tags: { school: 's', device: `d${i}` },
+        fields,
+        ts: 1_788_000_000_000 + i,
+      }) as never;
+    const refused = { measurement: 'no_such', tags: {}, fields: { x: 1 }, ts: 1 } as never;
+    storage.write([host(1, { uptime_s: 1 }), refused, host(2, { cpu_pct: Number.NaN })]);
+    storage.write([host(3, { uptime_s: 3 }), host(4, { uptime_s: 4, evil: 1 }), host(5, { uptime_s: 5 })]);
+    storage.writeLines([line(6)]);
+    storage.write([host(7, { uptime_s: 7 }), host(8, { cpu_pct: Number.POSITIVE_INFINITY }), refused]);
+    storage.write([host(9, { uptime_s: 9, mem_total_bytes: 8_589_934_592 })]);
+    await storage.drain();
+    expect(storage.stats()).toMatchObject({ acceptedLines: 6, writtenLines: 6, pendingLines: 0 });
+    expect(storage.stats().droppedLines.invalid_point).toBe(3);
+    // Each request's body is its lines and the breaks between them: no empty line, none at either end (a 413
+    // split counts breaks to cut a body in two).
+    const bodies = proxy.writeBodies.map((b) => b.toString());
+    expect(bodies.flatMap((b) => b.split('\n')).map((l) => l.split(' ')[0])).toEqual([
+      'host,device=d1,school=s',
+      'host,device=d3,school=s',
+      'host,device=d5,school=s',
+      'host,school=s,device=d6', // line(6), written as given
+      'host,device=d7,school=s',
+      'host,device=d9,school=s',
+    ]);
+    const r = (await influxd.query('SELECT uptime_s, mem_total_bytes FROM host', 'mid-chunk')) as {
+      results: { series?: { values: (number | string | null)[][] }[] }[];
+    };
+    expect(r.results[0]?.series?.[0]?.values.map((v) => [v[1], v[2]])).toEqual([
+      [1, null],
+      [3, null],
+      [5, null],
+      [6, null],
+      [7, null],
+      [9, 8_589_934_592],
+    ]);
+    await storage.stop();
+  });
+
   it('stop() while every write fails counts what it could not write and keeps nothing of it', async () => {
     const proxy = await faultProxy(influxd.url);
     const { storage } = testStorage(proxy.url, {

@@ -225,7 +225,10 @@ describe('line encoder', () => {
         }
         const w = want[i]!;
         if (w instanceof Buffer) expect(out.buf.subarray(at, out.at).equals(w)).toBe(true);
-        else expect(ok).toBe(w === null ? false : 'throws');
+        else {
+          expect(ok).toBe(w === null ? false : 'throws');
+          expect(out.at).toBe(at); // nothing appended
+        }
       }
     }
   });
@@ -238,7 +241,9 @@ describe('line encoder', () => {
       expect(out.buf.subarray(0, out.at).equals(Buffer.from(`>${s}`))).toBe(true);
     }
     const out = new LineBuffer(1);
-    for (const v of [0, 7, -7, 10, 99, 100, 2_147_483_647, -2_147_483_648, -2_147_483_647]) {
+    for (const v of [
+      0, -0, 7, -7, 10, 99, 100, 2_147_483_647, -2_147_483_648, -2_147_483_647, 3e10, 1e12, -5e9, 1.5, 1e21,
+    ]) {
       out.at = 0;
       out.int(v);
       expect(out.buf.toString('utf8', 0, out.at)).toBe(String(v));
