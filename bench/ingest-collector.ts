@@ -11,7 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { stringify } from 'yaml';
-import { Collector, collectorConfigSchema } from '../collector/collector.js';
+import { Collector, collectorConfigSchema, flushEvery } from '../collector/collector.js';
 import { silentLogger } from '../common/log.js';
 import { MqttSession } from '../common/mqtt.js';
 import { ManualAcks } from '../common/mqtt-acks.js';
@@ -91,9 +91,9 @@ async function receiveFloor(job: CollectorJob): Promise<Run> {
     settled: () => settled,
     onFull: release,
   });
-  // As the collector: through the MQTT tap, a write every half window, and one when the stream pauses for
+  // As the collector: through the MQTT tap, a write every quarter window, and one when the stream pauses for
   // idleFlushMs.
-  const flushAt = Math.ceil(config.acks.maxUnackedMessages / 2);
+  const flushAt = flushEvery(config.acks.maxUnackedMessages);
   const idle = setTimeout(release, config.acks.idleFlushMs);
   const session = new MqttSession(config.mqtt, {
     log: silentLogger(),
