@@ -41,7 +41,7 @@ export interface Mismatch {
 export type UnassignedCause = 'unknown_school' | 'unknown_device';
 
 export type Attribution =
-  | { ok: true; registered: true; info: DeviceInfo; mismatches: Mismatch[] }
+  | { ok: true; registered: true; info: DeviceInfo; mismatches: readonly Mismatch[] }
   | { ok: true; registered: false; info: DeviceInfo; cause: UnassignedCause; firstSeen: boolean }
   | { ok: false; reason: 'unassigned_limit'; scope: 'school' | 'total'; firstHit: boolean };
 
@@ -143,10 +143,27 @@ export class Attributor {
     const idx = this.index();
     const d = idx.device(school, device);
     const path = idx.schoolPath(school);
-    return d && path !== undefined
-      ? registeredInfo(idx, school, d, path)
-      : { kind, region: UNASSIGNED_REGION };
+    return d && path !== undefined ? this.infoOf(idx, school, d, path) : { kind, region: UNASSIGNED_REGION };
   }
+
+  /**
+   * A registered device's tags, made once per device and registry version (a school's contract and which device
+   * carries its uplink are lookups of their own): every message of the device shares them, read-only.
+   */
+  private infoOf(idx: RegistryIndex, school: string, d: Device, path: string): DeviceInfo {
+    if (this.infoIndex !== idx) {
+      this.infoIndex = idx;
+      this.infos = new WeakMap();
+    }
+    let info = this.infos.get(d);
+    if (!info) {
+      info = Object.freeze(registeredInfo(idx, school, d, path));
+      this.infos.set(d, info);
+    }
+    return info;
+  }
+  private infoIndex: RegistryIndex | undefined;
+  private infos = new WeakMap<Device, DeviceInfo>();
 
   /**
    * Attributes one message of a (school, device) that announces `a`, received at `nowMs`. `key`:
@@ -163,20 +180,20 @@ export class Attributor {
     const d = idx.device(school, device, key);
     const path = idx.schoolPath(school);
     if (d && path !== undefined) {
-      const places = this.unassigned.get(school);
-      if (places?.delete(device)) this.unassignedTotal--;
-      const mismatches: Mismatch[] = [];
-      if (a.region !== undefined && a.region !== path)
-        mismatches.push({ field: 'region', announced: a.region, registered: path });
-      if (a.classroom !== undefined && a.classroom !== d.classroom)
-        mismatches.push({ field: 'classroom', announced: a.classroom, registered: d.classroom });
-      if (a.kind !== d.kind) mismatches.push({ field: 'kind', announced: a.kind, registered: d.kind });
-      return {
-        ok: true,
-        registered: true,
-        info: registeredInfo(idx, school, d, path),
-        mismatches,
-      };
+      if (this.unassigned.get(school)?.delete(device)) this.unassignedTotal--;
+      // The common case, no disagreement: one shared empty list, no array per message.
+      let mismatches = NO_MISMATCHES;
+      const regionDiffers = a.region !== undefined && a.region !== path;
+      const classroomDiffers = a.classroom !== undefined && a.classroom !== d.classroom;
+      if (regionDiffers || classroomDiffers || a.kind !== d.kind) {
+        const found: Mismatch[] = [];
+        if (regionDiffers) found.push({ field: 'region', announced: a.region!, registered: path });
+        if (classroomDiffers)
+          found.push({ field: 'classroom', announced: a.classroom!, registered: d.classroom });
+        if (a.kind !== d.kind) found.push({ field: 'kind', announced: a.kind, registered: d.kind });
+        mismatches = found;
+      }
+      return { ok: true, registered: true, info: this.infoOf(idx, school, d, path), mismatches };
     }
     const cause: UnassignedCause = path === undefined ? 'unknown_school' : 'unknown_device';
     let places = this.unassigned.get(school);
@@ -270,6 +287,8 @@ export class Attributor {
 }
 
 /** A registered device's tags, and the school's contract on the device that carries its uplink. */
+const NO_MISMATCHES: readonly Mismatch[] = Object.freeze([]);
+
 function registeredInfo(idx: RegistryIndex, school: string, d: Device, path: string): DeviceInfo {
   const info: DeviceInfo = { kind: d.kind, classroom: d.classroom, region: path };
   const contract = idx.schools.get(school)?.contractedMbps;

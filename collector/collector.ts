@@ -636,6 +636,28 @@ export class Collector implements Service {
     return false;
   }
 
+  /**
+   * The entries whose names may be stored (admitName, in order): `items` itself when all may — the common case,
+   * no array made per message.
+   */
+  private admitted<T extends { name: string }>(
+    school: string,
+    device: string,
+    bounds: DeviceBounds,
+    registered: boolean,
+    tag: NamedTag,
+    items: readonly T[],
+  ): readonly T[] {
+    for (let i = 0; i < items.length; i++) {
+      if (this.admitName(school, device, bounds, registered, tag, items[i]!.name)) continue;
+      const out = items.slice(0, i);
+      for (let j = i + 1; j < items.length; j++)
+        if (this.admitName(school, device, bounds, registered, tag, items[j]!.name)) out.push(items[j]!);
+      return out;
+    }
+    return items;
+  }
+
   private route<C extends Channel>(
     school: string,
     device: string,
@@ -667,18 +689,14 @@ export class Collector implements Service {
       }
       case 'telemetry': {
         const m = msg as TopicPayloads['telemetry'];
-        const nics = m.host?.nics.filter((n) =>
-          this.admitName(school, device, bounds, registered, 'nic', n.name),
-        );
+        const nics = m.host && this.admitted(school, device, bounds, registered, 'nic', m.host.nics);
         storage.write(telemetryPoints(school, device, m, info, nics, this.usage));
         tr = this.presence.seen(school, device, info, now, key);
         break;
       }
       case 'iface': {
         const m = msg as TopicPayloads['iface'];
-        const ifaces = m.ifaces.filter((i) =>
-          this.admitName(school, device, bounds, registered, 'ifname', i.name),
-        );
+        const ifaces = this.admitted(school, device, bounds, registered, 'ifname', m.ifaces);
         storage.write(ifacePoints(school, device, m, info, ifaces));
         tr = this.presence.seen(school, device, info, now, key);
         break;

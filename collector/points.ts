@@ -103,7 +103,7 @@ export function telemetryPoints(
   device: string,
   m: Telemetry,
   info: DeviceInfo,
-  nics = m.host?.nics ?? [],
+  nics: readonly NonNullable<Telemetry['host']>['nics'][number][] = m.host?.nics ?? [],
   judge: UsageJudge = DEFAULT_USAGE_JUDGE,
 ): AnyPoint[] {
   const dt = tagsOf(school, device, info);

@@ -191,11 +191,13 @@ function compileFields(m: string, d: MeasurementDef): FieldsWriter {
   let body = 'let first = true, n = 0, v, lit;\n';
   entries.forEach(([f, type], k) => {
     const key = JSON.stringify(f);
-    // The common values straight into the buffer, no literal string made: a small integer's digits, a string
-    // with nothing to escape between its quotes. Any other value through its literal.
+    // The common values straight into the buffer, no literal string made: a small integer's digits, a counter's
+    // decimal string that fits int64 whatever its digits, a string with nothing to escape between its quotes.
+    // Any other value through its literal.
     const direct =
       type === 'int'
-        ? `if (typeof v === "number" && (v | 0) === v) { out.text(first ? FIRST[${k}] : NEXT[${k}]); out.int(v); out.byte(105); first = false; } else `
+        ? `if (typeof v === "number" && (v | 0) === v) { out.text(first ? FIRST[${k}] : NEXT[${k}]); out.int(v); out.byte(105); first = false; } else ` +
+          `if (typeof v === "string" && SAFE_DIGITS.test(v)) { out.text(first ? FIRST[${k}] : NEXT[${k}]); out.text(v); out.byte(105); first = false; } else `
         : type === 'string'
           ? `if (typeof v === "string" && !SPECIAL.test(v)) { out.text(first ? FIRST[${k}] : NEXT[${k}]); out.byte(34); out.text(v); out.byte(34); first = false; } else `
           : '';
@@ -226,6 +228,7 @@ function compileFields(m: string, d: MeasurementDef): FieldsWriter {
     'Lstring',
     'Lbool',
     'SPECIAL',
+    'SAFE_DIGITS',
     'unknownField',
     `return function fields_${m.replace(/\W/g, '_')}(fields, out) {\n${body}\n};`,
   );
@@ -238,6 +241,7 @@ function compileFields(m: string, d: MeasurementDef): FieldsWriter {
     LITERALS.string,
     LITERALS.bool,
     STRING_SPECIAL,
+    SAFE_DIGITS,
     unknownField,
   ) as FieldsWriter;
 }
