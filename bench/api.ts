@@ -53,7 +53,10 @@ const SCALES: Record<string, { schools: number; classrooms: number }> = {
   'province-slice': { schools: 3_200, classrooms: 60_000 },
 };
 const scale = SCALES[values.scale];
-if (!scale) throw new Error(`--scale ${values.scale}: expected one of ${Object.keys(SCALES).join(', ')}`);
+if (!scale) {
+  console.error(`bench:api: --scale ${values.scale}: expected one of ${Object.keys(SCALES).join(', ')}`);
+  process.exit(2);
+}
 const SCHOOLS = Number(values.schools ?? scale.schools);
 const CLASSROOMS = Number(values.classrooms ?? scale.classrooms);
 /** Classroom devices of a province (docs/deploy-scale-out.md): the basis of the rollup extrapolation. */

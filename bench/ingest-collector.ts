@@ -71,7 +71,7 @@ interface Run {
 
 /**
  * The reference below the collector (`job.floor`): the same MQTT session, tap, subscription and batched PUBACKs
- * (common/mqtt.ts, common/mqtt-tap.ts, common/mqtt-acks.ts), released every half window as the collector's writes would, and nothing
+ * (common/mqtt.ts, common/mqtt-tap.ts, common/mqtt-acks.ts), released every quarter window as the collector's writes would, and nothing
  * else — no decoding, no points, no writes. What the collector costs above it is its own work.
  */
 async function receiveFloor(job: CollectorJob): Promise<Run> {

@@ -286,9 +286,9 @@ export class Attributor {
   }
 }
 
-/** A registered device's tags, and the school's contract on the device that carries its uplink. */
 const NO_MISMATCHES: readonly Mismatch[] = Object.freeze([]);
 
+/** A registered device's tags, and the school's contract on the device that carries its uplink. */
 function registeredInfo(idx: RegistryIndex, school: string, d: Device, path: string): DeviceInfo {
   const info: DeviceInfo = { kind: d.kind, classroom: d.classroom, region: path };
   const contract = idx.schools.get(school)?.contractedMbps;

@@ -277,7 +277,7 @@ export type PauseReason = 'backlog' | 'storage';
  * Messages received since the last write at which the waiting points are written: a quarter of
  * `acks.maxUnackedMessages`, so up to four writes are in flight and InfluxDB has the next while the broker refills
  * the window after one is acknowledged (#18: with half, both writes of a window ended together and InfluxDB
- * waited for the refill — 9,600–9,700 against 10,100–10,500 messages/s at the same 500-message writes).
+ * waited for the refill — 9,600–9,700 against 10,100–10,700 messages/s at the same 500-message writes).
  */
 export function flushEvery(maxUnackedMessages: number): number {
   return Math.max(1, Math.ceil(maxUnackedMessages / 4));

@@ -23,6 +23,9 @@ export interface DeviceInfo {
   uplinkContractMbps?: number | undefined;
 }
 
+/** A NIC reading of a telemetry message. */
+type Nic = NonNullable<Telemetry['host']>['nics'][number];
+
 type Std = { region?: string; school: string; classroom?: string; device: string; kind: string };
 type Tags = Readonly<Record<string, string>>;
 
@@ -103,7 +106,7 @@ export function telemetryPoints(
   device: string,
   m: Telemetry,
   info: DeviceInfo,
-  nics: readonly NonNullable<Telemetry['host']>['nics'][number][] = m.host?.nics ?? [],
+  nics: readonly Nic[] = m.host?.nics ?? [],
   judge: UsageJudge = DEFAULT_USAGE_JUDGE,
 ): AnyPoint[] {
   const dt = tagsOf(school, device, info);
