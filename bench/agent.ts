@@ -16,13 +16,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
 import { Mosquitto } from '../dev/mosquitto.js';
+import { benchArgs, numberArg } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:agent', {
   options: {
     seconds: { type: 'string', default: '60' },
     interval: { type: 'string', default: '10' },
@@ -44,8 +44,8 @@ const ENV = Object.fromEntries(
     .filter(Boolean)
     .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
 );
-const SECONDS = Number(values.seconds);
-const INTERVAL_S = Number(values.interval);
+const SECONDS = numberArg('bench:agent', 'seconds', values.seconds);
+const INTERVAL_S = numberArg('bench:agent', 'interval', values.interval);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CLK_TCK = 100; // USER_HZ on Linux
 

@@ -12,7 +12,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { AlertService, alertsConfigSchema } from '../alerting/service.js';
 import { Broker, brokerConfigSchema } from '../broker/broker.js';
@@ -25,8 +24,9 @@ import { RegistryStore } from '../common/registry/store.js';
 import type { Registry } from '../contracts/registry.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { waitFor } from '../dev/ports.js';
+import { benchArgs, numberArg } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:alerts', {
   options: {
     schools: { type: 'string', default: '100' },
     'per-school': { type: 'string', default: '5' },
@@ -36,11 +36,11 @@ const { values } = parseArgs({
     broker: { type: 'string', default: 'embedded' }, // or mosquitto
   },
 });
-const SCHOOLS = Number(values.schools);
-const PER = Number(values['per-school']);
-const KEEPALIVE_S = Number(values.keepalive);
-const GRACE_S = Number(values.grace);
-const GROUP_S = Number(values.group);
+const SCHOOLS = numberArg('bench:alerts', 'schools', values.schools);
+const PER = numberArg('bench:alerts', 'per-school', values['per-school']);
+const KEEPALIVE_S = numberArg('bench:alerts', 'keepalive', values.keepalive);
+const GRACE_S = numberArg('bench:alerts', 'grace', values.grace, 0);
+const GROUP_S = numberArg('bench:alerts', 'group', values.group, 0);
 const N = SCHOOLS * PER;
 
 const schools = Array.from({ length: SCHOOLS }, (_, i) => `3301060${String(i).padStart(3, '0')}`);

@@ -18,7 +18,6 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { ApiServer, apiConfigSchema, loadCalendars } from '../api/server.js';
 import { dateOf, dayNumber, localMidnightMs } from '../common/calendar.js';
@@ -30,10 +29,11 @@ import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
 import { rollupConfigSchema } from '../rollup/config.js';
 import { type DeviceDay, Rollup, usagePoints } from '../rollup/rollup.js';
+import { benchArgs, numberArg } from './args.js';
 import { buildCity, rawBucketPoints, rawBuckets, rng } from './fixtures.js';
 import { cpuSeconds, settled } from './snmp-peers.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:api', {
   options: {
     scale: { type: 'string', default: 'city' },
     schools: { type: 'string' },
@@ -57,13 +57,13 @@ if (!scale) {
   console.error(`bench:api: --scale ${values.scale}: expected one of ${Object.keys(SCALES).join(', ')}`);
   process.exit(2);
 }
-const SCHOOLS = Number(values.schools ?? scale.schools);
-const CLASSROOMS = Number(values.classrooms ?? scale.classrooms);
+const SCHOOLS = numberArg('bench:api', 'schools', values.schools ?? scale.schools);
+const CLASSROOMS = numberArg('bench:api', 'classrooms', values.classrooms ?? scale.classrooms);
 /** Classroom devices of a province (docs/deploy-scale-out.md): the basis of the rollup extrapolation. */
 const PROVINCE_DEVICES = 470_000;
-const DAYS = Number(values.days);
-const CLIENTS = Number(values.clients);
-const SECONDS = Number(values.seconds);
+const DAYS = numberArg('bench:api', 'days', values.days);
+const CLIENTS = numberArg('bench:api', 'clients', values.clients);
+const SECONDS = numberArg('bench:api', 'seconds', values.seconds);
 const CALENDAR = new URL('../deploy/examples/calendar-2026-2027.yaml', import.meta.url).pathname;
 const FROM = '2026-10-12';
 const TO = dateOf(dayNumber(FROM) + DAYS - 1);

@@ -9,7 +9,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 import { stringify } from 'yaml';
 import { ApiServer, apiConfigSchema } from '../api/server.js';
@@ -19,12 +18,13 @@ import { Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import { planCity } from '../dev/city.js';
 import { Influxd } from '../dev/influxd.js';
+import { benchArgs, numberArg } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:console', {
   options: { schools: { type: 'string', default: '1600' }, runs: { type: 'string', default: '5' } },
 });
-const SCHOOLS = Number(values.schools);
-const RUNS = Number(values.runs);
+const SCHOOLS = numberArg('bench:console', 'schools', values.schools);
+const RUNS = numberArg('bench:console', 'runs', values.runs);
 const CALENDAR = new URL('../deploy/examples/calendar-2026-2027.yaml', import.meta.url).pathname;
 
 const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-console-'));

@@ -23,7 +23,6 @@ import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
 import { silentLogger } from '../common/log.js';
@@ -31,11 +30,12 @@ import { RegistryStore } from '../common/registry/store.js';
 import { trackChild } from '../dev/children.js';
 import { Influxd } from '../dev/influxd.js';
 import { Mosquitto } from '../dev/mosquitto.js';
+import { benchArgs, numberArg } from './args.js';
 import { benchRegistry, LineSink, makeTelemetry, topicFor, waitForCount, writeRawLines } from './fixtures.js';
 import type { CollectorJob } from './ingest-collector.js';
 import { processCpuSeconds, settled } from './snmp-peers.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:ingest', {
   options: {
     messages: { type: 'string', default: '60000' },
     devices: { type: 'string', default: '6000' },
@@ -65,8 +65,12 @@ function pin(pid: number, core: number, what: string): void {
 const cpuOf = (pid: number) => processCpuSeconds(pid).own;
 /** CPU-seconds per 10,000 messages. */
 const per10k = (cpuS: number) => `${((cpuS * 10_000) / N).toFixed(2)} s`;
-const N = Number(values.messages);
-const DEVICES = Number(values.devices);
+const N = numberArg('bench:ingest', 'messages', values.messages);
+const MAX_UNACKED =
+  values['max-unacked'] !== undefined
+    ? numberArg('bench:ingest', 'max-unacked', values['max-unacked'])
+    : undefined;
+const DEVICES = numberArg('bench:ingest', 'devices', values.devices);
 // Readings of the last few hours: the collector refuses readings older than collector.limits.maxPastS.
 const T0 = Date.now() - 6 * 3_600_000;
 // The devices are registered, as in a deployment: attribution takes region and classroom from the registry.
@@ -183,7 +187,7 @@ try {
       ackOnReceipt,
       floor,
       profile: values.profile && join(values.profile, `collector-${database}.cpuprofile`),
-      maxUnacked: values['max-unacked'] !== undefined ? Number(values['max-unacked']) : undefined,
+      maxUnacked: MAX_UNACKED,
     };
     collector.send(job);
     await fromCollector<'ready'>();
@@ -255,10 +259,7 @@ try {
   const onReceipt = await endToEnd('e2e_ack_on_receipt', true);
   const floor = await endToEnd('floor', false, true);
   const e2eS = after.e2eS;
-  const maxUnacked =
-    values['max-unacked'] !== undefined
-      ? Number(values['max-unacked'])
-      : collectorConfigSchema.parse({}).acks.maxUnackedMessages;
+  const maxUnacked = MAX_UNACKED ?? collectorConfigSchema.parse({}).acks.maxUnackedMessages;
 
   console.log(
     `ingest bench: ${fmt(N)} telemetry messages from ${fmt(DEVICES)} devices, ${pointsPerMessage.toFixed(1)} points each`,

@@ -15,15 +15,15 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { trackChild } from '../dev/children.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { waitFor } from '../dev/ports.js';
+import { benchArgs, numberArg } from './args.js';
 import { forkRouterHosts, startRouters } from './sim-routers.js';
 import { processCpuSeconds } from './snmp-peers.js';
 import type { SoloCost } from './snmp-poller.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:poller', {
   options: {
     quick: { type: 'boolean', default: false },
     schools: { type: 'string' },
@@ -37,14 +37,14 @@ const { values } = parseArgs({
   },
 });
 const quick = values.quick;
-const SCHOOLS = Number(values.schools ?? (quick ? 200 : 1600));
-const IFACES = Number(values.ifaces);
-const INTERVAL_S = Math.max(10, Number(values.interval ?? (quick ? 10 : 60)));
-const WINDOW = Math.max(1, Number(values.window ?? (quick ? 1 : 2)));
-const COUNT = Number(values.count ?? (quick ? 3 : 10));
-const PERIOD_MS = Number(values.period ?? (quick ? 500 : 1000));
-const GAP_MS = Number(values.gap);
-const AGENT_PROCS = Math.max(1, Number(values['agent-procs']));
+const SCHOOLS = numberArg('bench:poller', 'schools', values.schools ?? (quick ? 200 : 1600));
+const IFACES = numberArg('bench:poller', 'ifaces', values.ifaces);
+const INTERVAL_S = Math.max(10, numberArg('bench:poller', 'interval', values.interval ?? (quick ? 10 : 60)));
+const WINDOW = Math.max(1, numberArg('bench:poller', 'window', values.window ?? (quick ? 1 : 2)));
+const COUNT = numberArg('bench:poller', 'count', values.count ?? (quick ? 3 : 10));
+const PERIOD_MS = numberArg('bench:poller', 'period', values.period ?? (quick ? 500 : 1000));
+const GAP_MS = numberArg('bench:poller', 'gap', values.gap, 0);
+const AGENT_PROCS = Math.max(1, numberArg('bench:poller', 'agent-procs', values['agent-procs']));
 
 interface Stats {
   ifacePolls: number;

@@ -9,12 +9,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { silentLogger } from '../common/log.js';
 import { Mosquitto } from '../dev/mosquitto.js';
+import { benchArgs, numberArg } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:probe', {
   options: {
     targets: { type: 'string', default: '1600' },
     count: { type: 'string', default: '10' },
@@ -23,11 +23,11 @@ const { values } = parseArgs({
     cycles: { type: 'string', default: '2' },
   },
 });
-const TARGETS = Number(values.targets);
-const COUNT = Number(values.count);
-const PERIOD_MS = Number(values.period);
-const GAP_MS = Number(values.gap);
-const CYCLES = Number(values.cycles);
+const TARGETS = numberArg('bench:probe', 'targets', values.targets);
+const COUNT = numberArg('bench:probe', 'count', values.count);
+const PERIOD_MS = numberArg('bench:probe', 'period', values.period);
+const GAP_MS = numberArg('bench:probe', 'gap', values.gap, 0);
+const CYCLES = numberArg('bench:probe', 'cycles', values.cycles);
 
 /** CPU seconds of this process's waited-for children (fping; Mosquitto is still running, so not in it). */
 function childrenCpuS(): number {

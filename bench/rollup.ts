@@ -13,7 +13,6 @@
 // Also the scheduled job's steady state (rollup/service.ts): a run rolls up today and `lateDays` finished days
 // every `everyMs`; printed is what one more run over the same, already rolled-up day costs.
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
 import { loadCalendars } from '../api/server.js';
 import { silentLogger } from '../common/log.js';
 import { RegistryIndex } from '../common/registry/store.js';
@@ -23,18 +22,19 @@ import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
 import { rollupConfigSchema } from '../rollup/config.js';
 import { Rollup } from '../rollup/rollup.js';
+import { benchArgs, numberArg } from './args.js';
 import { buildCity, rawDayPoints } from './fixtures.js';
 import { cpuSeconds, settled } from './snmp-peers.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:rollup', {
   options: {
     schools: { type: 'string', default: '1600' },
     classrooms: { type: 'string', default: '30000' },
     scale: { type: 'string', default: 'county,city' },
   },
 });
-const SCHOOLS = Number(values.schools);
-const CLASSROOMS = Number(values.classrooms);
+const SCHOOLS = numberArg('bench:rollup', 'schools', values.schools);
+const CLASSROOMS = numberArg('bench:rollup', 'classrooms', values.classrooms);
 const SCALES = new Set(values.scale.split(','));
 const PROVINCE_DEVICES = 470_000;
 const DATE = '2026-11-20';

@@ -24,12 +24,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { POLLED_COLUMNS, Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { silentLogger } from '../common/log.js';
 import { trackChild } from '../dev/children.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { waitFor } from '../dev/ports.js';
+import { benchArgs, numberArg } from './args.js';
 import { forkRouterHosts, startRouters } from './sim-routers.js';
 import {
   cpuSeconds,
@@ -39,7 +39,7 @@ import {
   startExporter,
 } from './snmp-peers.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs('bench:snmp', {
   options: {
     agents: { type: 'string', default: '100' },
     ifaces: { type: 'string', default: '48' },
@@ -53,13 +53,13 @@ const { values } = parseArgs({
     'skip-peers': { type: 'boolean', default: false },
   },
 });
-const AGENTS = Number(values.agents);
-const IFACES = Number(values.ifaces);
-const ROUNDS = Number(values.rounds);
-const PARALLEL = Number(values.parallel);
-const AGENT_PROCS = Math.max(1, Number(values['agent-procs']));
-const INTERVAL_S = Math.max(5, Number(values.interval));
-const WINDOW_INTERVALS = Math.max(1, Number(values.window));
+const AGENTS = numberArg('bench:snmp', 'agents', values.agents);
+const IFACES = numberArg('bench:snmp', 'ifaces', values.ifaces);
+const ROUNDS = numberArg('bench:snmp', 'rounds', values.rounds);
+const PARALLEL = numberArg('bench:snmp', 'parallel', values.parallel);
+const AGENT_PROCS = Math.max(1, numberArg('bench:snmp', 'agent-procs', values['agent-procs']));
+const INTERVAL_S = Math.max(5, numberArg('bench:snmp', 'interval', values.interval));
+const WINDOW_INTERVALS = Math.max(1, numberArg('bench:snmp', 'window', values.window));
 /** CPU-seconds per 1,000 interface polls. */
 const per1000 = (cpuS: number, polls: number) => ((cpuS / polls) * 1000).toFixed(3);
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');

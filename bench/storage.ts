@@ -2,17 +2,17 @@
 // Writes the same points to the same real influxd twice: through the storage layer (typed points →
 // line protocol → WriteApi, gzip, batching) and as raw line protocol in 5,000-line POSTs to /write.
 // Prints both rates and their ratio; each rate is "until all points are queryable".
-import { parseArgs } from 'node:util';
 import { silentLogger } from '../common/log.js';
 import { influxConfigSchema } from '../common/storage/config.js';
 import { toLine } from '../common/storage/line-protocol.js';
 import { Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import { Influxd } from '../dev/influxd.js';
+import { benchArgs, numberArg } from './args.js';
 import { waitForCount, writeRawLines } from './fixtures.js';
 
-const { values } = parseArgs({ options: { points: { type: 'string', default: '200000' } } });
-const N = Number(values.points);
+const { values } = benchArgs('bench:storage', { options: { points: { type: 'string', default: '200000' } } });
+const N = numberArg('bench:storage', 'points', values.points);
 
 function makePoints(n: number, t0: number): AnyPoint[] {
   const out: AnyPoint[] = [];

@@ -1,0 +1,35 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+
+/**
+ * A benchmark's command line (`npm run bench:x -- --flag value`): node's parseArgs, strict, with what it refuses
+ * — an unknown option, a missing value — said in one line and exit 2, not a stack trace.
+ */
+export function benchArgs<T extends ParseArgsConfig>(
+  bench: string,
+  config: T,
+): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    if (!(e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS_')) throw e;
+    return usage(bench, (e as Error).message.split(/\.\s|\n/)[0]!);
+  }
+}
+
+/** A count, size or duration given on the command line: a finite number ≥ `min`, or one line and exit 2. */
+export function numberArg(bench: string, flag: string, value: string | number | undefined, min = 1): number {
+  const n =
+    typeof value === 'number'
+      ? value
+      : value === undefined || value.trim() === ''
+        ? Number.NaN
+        : Number(value);
+  if (!Number.isFinite(n) || n < min)
+    usage(bench, `--${flag} ${value ?? '(none)'}: expected a number ≥ ${min}`);
+  return n;
+}
+
+function usage(bench: string, message: string): never {
+  process.stderr.write(`${bench}: ${message}\n`);
+  process.exit(2);
+}
