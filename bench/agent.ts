@@ -12,15 +12,14 @@
 // `--sea`: the agent as the single executable (npm run build:agent:sea, scripts/build-agent-sea.ts) built on
 // this machine's Node, the form deployed on Windows, instead of `node cfm-agent.mjs`.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { agentConfigSchema } from '../agents/classroom/agent.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../agents/classroom/node-flags.js';
 import { Mosquitto } from '../dev/mosquitto.js';
-import { benchArgs, numberArg } from './args.js';
+import { benchArgs, benchTempDir, numberArg } from './args.js';
 
 const { values } = benchArgs('bench:agent', {
   options: {
@@ -97,7 +96,7 @@ class Sampler {
   }
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-agent-'));
+const dir = benchTempDir('cfm-bench-agent-');
 const mosquitto = await new Mosquitto().start();
 try {
   const sub = await mqtt.connectAsync(mosquitto.url, { clientId: 'bench-sub' });

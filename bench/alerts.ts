@@ -8,9 +8,8 @@
 // receiver records when each device's notification arrives. Prints p50/p99/max beside the keepalive.
 // Target: p99 ≤ 1.5 × keepalive + grace.
 import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { AlertService, alertsConfigSchema } from '../alerting/service.js';
@@ -24,7 +23,7 @@ import { RegistryStore } from '../common/registry/store.js';
 import type { Registry } from '../contracts/registry.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { waitFor } from '../dev/ports.js';
-import { benchArgs, numberArg } from './args.js';
+import { benchArgs, benchTempDir, numberArg } from './args.js';
 
 const { values } = benchArgs('bench:alerts', {
   options: {
@@ -88,7 +87,7 @@ const calendars = new Calendars([
   },
 ]);
 
-const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-alerts-'));
+const dir = benchTempDir('cfm-bench-alerts-');
 // The broker: the embedded one (the default deployment; device users with generated secrets, the API as a
 // subscribe-only collector user), or Mosquitto (no authentication).
 const credentials = new CredentialStore(join(dir, 'credentials.yaml'));

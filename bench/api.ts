@@ -15,8 +15,7 @@
 // written directly: 30 days of raw 5-minute readings for 46,000 devices would be ~400 million points. The
 // rollup job itself is measured on one day of raw readings for a slice of the city (printed).
 import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ApiServer, apiConfigSchema, loadCalendars } from '../api/server.js';
@@ -29,7 +28,7 @@ import type { Registry } from '../contracts/registry.js';
 import { Influxd } from '../dev/influxd.js';
 import { rollupConfigSchema } from '../rollup/config.js';
 import { type DeviceDay, Rollup, usagePoints } from '../rollup/rollup.js';
-import { benchArgs, numberArg } from './args.js';
+import { benchArgs, benchTempDir, numberArg } from './args.js';
 import { buildCity, rawBucketPoints, rawBuckets, rng } from './fixtures.js';
 import { cpuSeconds, settled } from './snmp-peers.js';
 
@@ -70,7 +69,7 @@ const TO = dateOf(dayNumber(FROM) + DAYS - 1);
 const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
 
 const influxd = await new Influxd(values['influx-dir'] ? { dataDir: values['influx-dir'] } : {}).start();
-const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-api-'));
+const dir = benchTempDir('cfm-bench-api-');
 const log = silentLogger();
 const storage = new Storage(
   // A query timeout of 2 minutes, not 10 s: on a loaded 2-core machine one day of a city's rollups can take

@@ -1,4 +1,24 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { removeAtExit } from '../dev/children.js';
+
+// Ctrl-C or a SIGTERM (`timeout`) ends a benchmark through process.exit, so its `exit` hooks run: the daemons it
+// started are killed and the temporary folders removed (dev/children.ts). Node's default for these signals ends
+// the process without them.
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const)
+  process.once(signal, () => process.exit(code));
+
+/** A temporary folder of the benchmark's, removed when the process exits however it ends. */
+export function benchTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  removeAtExit(dir);
+  return dir;
+}
 
 /**
  * A benchmark's command line (`npm run bench:x -- --flag value`): node's parseArgs, strict, with what it refuses

@@ -6,8 +6,7 @@
 // from the API's last answer the page needs (its responseEnd) to the page painted with it (a mark the console
 // sets a frame after rendering). Target: under 1 s. Also printed: the page's own main-thread time (Chromium's
 // TaskDuration) and the API process's CPU per page load.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { stringify } from 'yaml';
@@ -18,7 +17,7 @@ import { Storage } from '../common/storage/storage.js';
 import type { AnyPoint } from '../contracts/influx.js';
 import { planCity } from '../dev/city.js';
 import { Influxd } from '../dev/influxd.js';
-import { benchArgs, numberArg } from './args.js';
+import { benchArgs, benchTempDir, numberArg } from './args.js';
 
 const { values } = benchArgs('bench:console', {
   options: { schools: { type: 'string', default: '1600' }, runs: { type: 'string', default: '5' } },
@@ -27,7 +26,7 @@ const SCHOOLS = numberArg('bench:console', 'schools', values.schools);
 const RUNS = numberArg('bench:console', 'runs', values.runs);
 const CALENDAR = new URL('../deploy/examples/calendar-2026-2027.yaml', import.meta.url).pathname;
 
-const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-console-'));
+const dir = benchTempDir('cfm-bench-console-');
 const influxd = new Influxd();
 let api: ApiServer | undefined;
 let storage: Storage | undefined;

@@ -20,8 +20,8 @@
 // collector is a process of its own (bench/ingest-collector.ts), warmed up first, as a long-running one is.
 
 import { execFileSync, fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { Collector, collectorConfigSchema } from '../collector/collector.js';
@@ -30,7 +30,7 @@ import { RegistryStore } from '../common/registry/store.js';
 import { trackChild } from '../dev/children.js';
 import { Influxd } from '../dev/influxd.js';
 import { Mosquitto } from '../dev/mosquitto.js';
-import { benchArgs, numberArg } from './args.js';
+import { benchArgs, benchTempDir, numberArg } from './args.js';
 import { benchRegistry, LineSink, makeTelemetry, topicFor, waitForCount, writeRawLines } from './fixtures.js';
 import type { CollectorJob } from './ingest-collector.js';
 import { processCpuSeconds, settled } from './snmp-peers.js';
@@ -74,7 +74,7 @@ const DEVICES = numberArg('bench:ingest', 'devices', values.devices);
 // Readings of the last few hours: the collector refuses readings older than collector.limits.maxPastS.
 const T0 = Date.now() - 6 * 3_600_000;
 // The devices are registered, as in a deployment: attribution takes region and classroom from the registry.
-const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-ingest-'));
+const dir = benchTempDir('cfm-bench-ingest-');
 const registryFile = join(dir, 'registry.json');
 await new RegistryStore(registryFile).import([
   { name: 'bench.yaml', data: Buffer.from(stringify(benchRegistry(DEVICES))) },

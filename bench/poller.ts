@@ -12,13 +12,12 @@
 // alone (one pollAll(), one probeAll(), manual mode), which splits the cost per 1,000 interface polls and per
 // 1,000 probes. Prints both, and the share of one core for that many schools every 60 s.
 import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { trackChild } from '../dev/children.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { waitFor } from '../dev/ports.js';
-import { benchArgs, numberArg } from './args.js';
+import { benchArgs, benchTempDir, numberArg } from './args.js';
 import { forkRouterHosts, startRouters } from './sim-routers.js';
 import { processCpuSeconds } from './snmp-peers.js';
 import type { SoloCost } from './snmp-poller.js';
@@ -60,7 +59,7 @@ interface Stats {
 const agents = forkRouterHosts(AGENT_PROCS);
 for (const a of agents) trackChild(a, 'bench simulated routers');
 const mosquitto = await new Mosquitto().start();
-const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-poller-'));
+const dir = benchTempDir('cfm-bench-poller-');
 const child = fork(new URL('./snmp-poller.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] });
 trackChild(child, 'bench poller', dir);
 try {

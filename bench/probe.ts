@@ -6,13 +6,11 @@
 // Prints the CPU-seconds per 1,000 probes of our process and of fping (the children's CPU: /proc/self/stat
 // cutime + cstime, which count a child once it has exited and been waited for), and the share of one core that
 // probing that many schools every 60 s takes.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import { Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { silentLogger } from '../common/log.js';
 import { Mosquitto } from '../dev/mosquitto.js';
-import { benchArgs, numberArg } from './args.js';
+import { benchArgs, benchTempDir, numberArg } from './args.js';
 
 const { values } = benchArgs('bench:probe', {
   options: {
@@ -39,7 +37,7 @@ function childrenCpuS(): number {
 }
 
 const mosquitto = await new Mosquitto().start();
-const spool = mkdtempSync(join(tmpdir(), 'cfm-bench-probe-'));
+const spool = benchTempDir('cfm-bench-probe-');
 const targets = Array.from({ length: TARGETS }, (_, i) => ({
   school: String(3_301_060_000 + i),
   device: `gw-${i}`,

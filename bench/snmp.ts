@@ -20,16 +20,15 @@
 // FILE.paced.cpuprofile; `--heap-profile FILE`: a sampling heap profile of the same rounds
 // (what they allocate, by function: the garbage collector's work). `--skip-peers`: part (1) only.
 import { execFile, fork } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { POLLED_COLUMNS, Poller, pollerConfigSchema } from '../agents/snmp/poller.js';
 import { silentLogger } from '../common/log.js';
 import { trackChild } from '../dev/children.js';
 import { Mosquitto } from '../dev/mosquitto.js';
 import { waitFor } from '../dev/ports.js';
-import { benchArgs, numberArg } from './args.js';
+import { benchArgs, benchTempDir, numberArg } from './args.js';
 import { forkRouterHosts, startRouters } from './sim-routers.js';
 import {
   cpuSeconds,
@@ -97,7 +96,7 @@ function bulkwalk(port: number, oid: string): Promise<number> {
 // do not share the poller's event loop.
 const agents = forkRouterHosts(AGENT_PROCS);
 const mosquitto = await new Mosquitto().start();
-const spoolDir = mkdtempSync(join(tmpdir(), 'cfm-bench-spool-'));
+const spoolDir = benchTempDir('cfm-bench-spool-');
 try {
   const ports = await startRouters(agents, AGENTS, IFACES);
   const targets = ports.map((port, i) => ({
@@ -227,7 +226,7 @@ try {
  * Part (2): our poller and the peers, all polling every target each INTERVAL_S, measured over the same window.
  */
 async function peersInTheSameRun(targets: { device: string; port: number }[]): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'cfm-bench-peers-'));
+  const dir = benchTempDir('cfm-bench-peers-');
   const peers: Peer[] = [];
   const failed: { name: string; why: string }[] = [];
   const child = fork(new URL('./snmp-poller.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'] });
