@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { fail } from '../common/cli.js';
 import { removeAtExit } from '../dev/children.js';
 
 // Ctrl-C or a SIGTERM (`timeout`) ends a benchmark through process.exit, so its `exit` hooks run: the daemons it
@@ -32,7 +33,7 @@ export function benchArgs<T extends ParseArgsConfig>(
     return parseArgs(config);
   } catch (e) {
     if (!(e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS_')) throw e;
-    return usage(bench, (e as Error).message.split(/\.\s|\n/)[0]!);
+    return fail(bench, (e as Error).message.split(/\.\s|\n/)[0]!);
   }
 }
 
@@ -45,11 +46,6 @@ export function numberArg(bench: string, flag: string, value: string | number | 
         ? Number.NaN
         : Number(value);
   if (!Number.isFinite(n) || n < min)
-    usage(bench, `--${flag} ${value ?? '(none)'}: expected a number ≥ ${min}`);
+    fail(bench, `--${flag} ${value ?? '(none)'}: expected a number ≥ ${min}`);
   return n;
-}
-
-function usage(bench: string, message: string): never {
-  process.stderr.write(`${bench}: ${message}\n`);
-  process.exit(2);
 }

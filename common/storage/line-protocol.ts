@@ -191,20 +191,23 @@ function compileFields(m: string, d: MeasurementDef): FieldsWriter {
   let body = 'let first = true, n = 0, v, lit;\n';
   entries.forEach(([f, type], k) => {
     const key = JSON.stringify(f);
+    // `field=` (after a space for the first written, a comma for the others), then `value`: generated code.
+    const put = (...value: string[]) =>
+      `{ out.text(first ? FIRST[${k}] : NEXT[${k}]); ${value.join(' ')} first = false; }`;
     // The common values straight into the buffer, no literal string made: a small integer's digits, a counter's
     // decimal string that fits int64 whatever its digits, a string with nothing to escape between its quotes.
     // Any other value through its literal.
     const direct =
       type === 'int'
-        ? `if (typeof v === "number" && (v | 0) === v) { out.text(first ? FIRST[${k}] : NEXT[${k}]); out.int(v); out.byte(105); first = false; } else ` +
-          `if (typeof v === "string" && SAFE_DIGITS.test(v)) { out.text(first ? FIRST[${k}] : NEXT[${k}]); out.text(v); out.byte(105); first = false; } else `
+        ? `if (typeof v === "number" && (v | 0) === v) ${put('out.int(v);', 'out.byte(105);')} else ` +
+          `if (typeof v === "string" && SAFE_DIGITS.test(v)) ${put('out.text(v);', 'out.byte(105);')} else `
         : type === 'string'
-          ? `if (typeof v === "string" && !SPECIAL.test(v)) { out.text(first ? FIRST[${k}] : NEXT[${k}]); out.byte(34); out.text(v); out.byte(34); first = false; } else `
+          ? `if (typeof v === "string" && !SPECIAL.test(v)) ${put('out.byte(34);', 'out.text(v);', 'out.byte(34);')} else `
           : '';
     body +=
       `v = fields[${key}];\n` +
       `if (v !== undefined) { n++; if (v !== null) { ${direct}{ lit = L${type}(v, M, ${key});` +
-      ` if (lit !== undefined) { out.text(first ? FIRST[${k}] : NEXT[${k}]); out.text(lit); first = false; } } } }\n` +
+      ` if (lit !== undefined) ${put('out.text(lit);')} } } }\n` +
       `else if (${key} in fields) n++;\n`;
   });
   body +=
