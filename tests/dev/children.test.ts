@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/influx.js';
+import { alive } from '../helpers/process.js';
 
 // A benchmark (or anything using dev/children.ts) that is stopped by Ctrl-C or SIGTERM kills the daemons it
 // started and removes their temporary folders and its own (bench/args.ts turns the signal into an exit), and a
@@ -13,15 +14,6 @@ import { waitFor } from '../helpers/influx.js';
 const ROOT = new URL('../..', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'cfm-children-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** Runs `source` (TypeScript) with tsx as `npm run bench:*` does; its output is collected. */
 function run(name: string, source: string, args: string[] = []) {
@@ -76,6 +68,14 @@ setInterval(() => {}, 1000);
   );
 });
 
+/** A benchmark's command line: two flags, a count (≥ 1) and a gap (≥ 0), printed once taken. */
+const ARGS_SCRIPT = `import { benchArgs, numberArg } from '${ROOT}bench/args.js';
+const { values } = benchArgs('bench:test', {
+  options: { count: { type: 'string', default: '3' }, gap: { type: 'string', default: '0' } },
+});
+console.log(numberArg('bench:test', 'count', values.count), numberArg('bench:test', 'gap', values.gap, 0));
+`;
+
 describe("a benchmark's command line", () => {
   it.each([
     [['--nope'], "bench:test: Unknown option '--nope'"],
@@ -86,32 +86,14 @@ describe("a benchmark's command line", () => {
     [['--gap=-1'], 'bench:test: --gap -1: expected a number ≥ 0'],
     [['--count', 'Infinity'], 'bench:test: --count Infinity: expected a number ≥ 1'],
   ])('%j: one line, exit 2', async (args, line) => {
-    const { out, exited } = run(
-      'args',
-      `import { benchArgs, numberArg } from '${ROOT}bench/args.js';
-const { values } = benchArgs('bench:test', {
-  options: { count: { type: 'string', default: '3' }, gap: { type: 'string', default: '0' } },
-});
-console.log(numberArg('bench:test', 'count', values.count), numberArg('bench:test', 'gap', values.gap, 0));
-`,
-      args,
-    );
+    const { out, exited } = run('args', ARGS_SCRIPT, args);
     expect(await exited).toEqual({ code: 2, signal: null });
     expect(out.stderr).toBe(`${line}\n`);
     expect(out.stdout).toBe('');
   });
 
   it('takes what it can use', async () => {
-    const { out, exited } = run(
-      'args-ok',
-      `import { benchArgs, numberArg } from '${ROOT}bench/args.js';
-const { values } = benchArgs('bench:test', {
-  options: { count: { type: 'string', default: '3' }, gap: { type: 'string', default: '0' } },
-});
-console.log(numberArg('bench:test', 'count', values.count), numberArg('bench:test', 'gap', values.gap, 0));
-`,
-      ['--count', '12.5'],
-    );
+    const { out, exited } = run('args-ok', ARGS_SCRIPT, ['--count', '12.5']);
     expect(await exited).toEqual({ code: 0, signal: null });
     expect(out.stdout).toBe('12.5 0\n');
   });

@@ -24,6 +24,7 @@ import { activitySchema } from '../../../contracts/messages.js';
 import { waitFor } from '../../../dev/ports.js';
 import { captureLogger } from '../../helpers/influx.js';
 import { powershell7Operators, powershellSyntaxErrors } from '../../helpers/powershell.js';
+import { alive } from '../../helpers/process.js';
 import {
   type FakeSessionHelper,
   fakeSessionHelper,
@@ -306,15 +307,6 @@ function helper(
       .map((l) => Number(l.split(' ')[1]));
   return { h, pids, script, logs: cap.lines };
 }
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('the helper process and its protocol', () => {
   it('starts one process that answers every reading, gets the script as -EncodedCommand, and is gone after stop', async () => {
