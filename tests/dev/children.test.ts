@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { waitFor } from '../helpers/influx.js';
 import { alive } from '../helpers/process.js';
 
@@ -22,6 +22,10 @@ function run(name: string, source: string, args: string[] = []) {
   const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // A test that fails before it stops the script does not leave it running.
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   const out = { stdout: '', stderr: '' };
   child.stdout!.on('data', (b: Buffer) => (out.stdout += b.toString()));
